@@ -2,8 +2,11 @@
 
 /// Lowest valid channel number.
 pub const CHANNEL_MIN: u16 = 0x4000;
-/// Highest valid channel number (RFC 8656 narrows the range to 0x4000..=0x4FFF).
-pub const CHANNEL_MAX: u16 = 0x4FFF;
+/// Highest accepted channel number. RFC 8656 narrowed the range to 0x4000..=0x4FFF,
+/// but RFC 5766 clients (coturn's own tools among them) still pick up to 0x7FFF; the
+/// whole 0x4000..=0x7FFF range stays unambiguous against STUN, DTLS and RTP, so it is
+/// accepted.
+pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 /// A parsed ChannelData message borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +57,7 @@ mod tests {
         let cd = ChannelData::parse(&b).unwrap();
         assert_eq!(cd.channel, 0x4001);
         assert_eq!(cd.payload, &[1, 2, 3]);
-        assert!(ChannelData::parse(&[0x50, 0, 0, 0]).is_none());
+        assert!(ChannelData::parse(&[0x80, 0, 0, 0]).is_none());
         assert!(ChannelData::parse(&[0x3F, 0xFF, 0, 0]).is_none());
         assert!(ChannelData::parse(&[0x40, 0, 0, 9, 1]).is_none());
         assert_eq!(ChannelData::stream_frame_len(&[0x40, 0, 0, 5]), 12);

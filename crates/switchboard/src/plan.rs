@@ -1,0 +1,289 @@
+//! Validation: turn [`Settings`] into the configuration the server runs with, or a
+//! clear error naming the offending option (the binary exits with code 2).
+
+use crate::settings::Settings;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_turn::{IpRange, PeerFilter, Rfc5780, ServerConfig};
+use switchboard_turn_io::{IoConfig, RelayIp};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --{option}: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct ConfigError {
+    pub option: &'static str,
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+impl ConfigError {
+    pub fn new(option: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            option,
+            message: message.into(),
+            line: None,
+        }
+    }
+    pub fn with_span(mut self, line: Option<usize>) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+/// Everything `serve` needs, validated.
+pub struct Plan {
+    pub io: IoConfig,
+    pub core: ServerConfig,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub metrics: Option<SocketAddr>,
+    pub drain_timeout: Duration,
+    /// Set when no credentials were configured and a random secret was made up.
+    pub dev_secret: Option<String>,
+}
+
+fn ranges(option: &'static str, list: &[String]) -> Result<Vec<IpRange>, ConfigError> {
+    list.iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e: switchboard_turn::filter::IpRangeParseError| {
+                    ConfigError::new(option, e.to_string())
+                })
+        })
+        .collect()
+}
+
+/// Build the core configuration (also used on SIGHUP reload). `nonce_key` and the
+/// development secret carry over so reloads don't invalidate live nonces.
+pub fn core_config(
+    s: &Settings,
+    listen_ips: &[IpAddr],
+    relay: &[RelayIp],
+    nonce_key: Option<[u8; 32]>,
+    dev_secret: Option<&str>,
+) -> Result<ServerConfig, ConfigError> {
+    let realm = s.realm.clone().unwrap_or_else(|| "switchboard".into());
+    if realm.is_empty() || realm.len() > 763 {
+        return Err(ConfigError::new("realm", "must be 1 to 763 bytes"));
+    }
+    let mut c = ServerConfig::new(realm);
+    if let Some(k) = nonce_key {
+        c.nonce_key = k;
+    }
+    for u in &s.user {
+        let Some((name, pass)) = u.split_once(':') else {
+            return Err(ConfigError::new(
+                "user",
+                format!("`{u}` is not NAME:PASSWORD"),
+            ));
+        };
+        if name.is_empty() || pass.is_empty() {
+            return Err(ConfigError::new(
+                "user",
+                format!("`{u}` has an empty name or password"),
+            ));
+        }
+        c.add_user(name, pass);
+    }
+    for secret in &s.static_auth_secret {
+        if secret.is_empty() {
+            return Err(ConfigError::new("static-auth-secret", "must not be empty"));
+        }
+        c.secrets.push(secret.as_bytes().to_vec());
+    }
+    if let Some(d) = dev_secret {
+        c.secrets.push(d.as_bytes().to_vec());
+    }
+    c.peer_filter = PeerFilter::new(
+        ranges("allowed-peer-ip", &s.allowed_peer_ip)?,
+        ranges("denied-peer-ip", &s.denied_peer_ip)?,
+    );
+    c.relay_ips = relay.iter().flat_map(|r| [r.bind, r.public]).collect();
+    c.min_port = s.min_port.unwrap_or(49152);
+    c.max_port = s.max_port.unwrap_or(65535);
+    if c.min_port > c.max_port {
+        return Err(ConfigError::new(
+            "min-port",
+            format!("{} is above --max-port {}", c.min_port, c.max_port),
+        ));
+    }
+    if c.min_port < 1024 {
+        return Err(ConfigError::new("min-port", "must be at least 1024"));
+    }
+    let secs =
+        |option: &'static str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+            let v = v.unwrap_or(default);
+            if v == 0 || v > 86_400 * 7 {
+                return Err(ConfigError::new(
+                    option,
+                    format!("{v} is not between 1 and 604800 seconds"),
+                ));
+            }
+            Ok(Duration::from_secs(v))
+        };
+    c.max_lifetime = secs("max-allocate-lifetime", s.max_allocate_lifetime, 3600)?;
+    c.channel_lifetime = secs("channel-lifetime", s.channel_lifetime, 600)?;
+    c.permission_lifetime = secs("permission-lifetime", s.permission_lifetime, 300)?;
+    c.nonce_lifetime = secs("nonce-lifetime", s.nonce_lifetime, 600)?;
+    c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
+    c.user_quota = s.user_quota.unwrap_or(0);
+    c.total_quota = s.total_quota.unwrap_or(0);
+    c.max_bps = s.max_bps.unwrap_or(0);
+    c.unauth_rate = s.unauth_rate.unwrap_or(20);
+    c.unauth_burst = c.unauth_rate.saturating_mul(2);
+    let port = s.listening_port.unwrap_or(3478);
+    if let [a, b] = listen_ips {
+        if a.is_ipv4() == b.is_ipv4() && !a.is_unspecified() && !b.is_unspecified() {
+            c.rfc5780 = Some(Rfc5780 {
+                ips: [*a, *b],
+                ports: [port, port.wrapping_add(1)],
+            });
+        }
+    }
+    Ok(c)
+}
+
+/// Relay addresses from --relay-ip (default: the listening IPs) and --external-ip.
+pub fn relay_ips(s: &Settings, listen_ips: &[IpAddr]) -> Result<Vec<RelayIp>, ConfigError> {
+    let binds: Vec<IpAddr> = if s.relay_ip.is_empty() {
+        let mut v: Vec<IpAddr> = Vec::new();
+        for ip in listen_ips {
+            if ip.is_unspecified() {
+                return Err(ConfigError::new(
+                    "relay-ip",
+                    format!("required when listening on {ip}: name the address relays bind to"),
+                ));
+            }
+            if !v.iter().any(|x| x.is_ipv4() == ip.is_ipv4()) {
+                v.push(*ip);
+            }
+        }
+        v
+    } else {
+        s.relay_ip.clone()
+    };
+    if binds.iter().filter(|i| i.is_ipv4()).count() > 1
+        || binds.iter().filter(|i| i.is_ipv6()).count() > 1
+    {
+        return Err(ConfigError::new(
+            "relay-ip",
+            "give at most one IPv4 and one IPv6 address",
+        ));
+    }
+    let mut out: Vec<RelayIp> = binds
+        .iter()
+        .map(|&b| RelayIp { bind: b, public: b })
+        .collect();
+    for e in &s.external_ip {
+        let (public, private) = match e.split_once('/') {
+            Some((p, q)) => (p, Some(q)),
+            None => (e.as_str(), None),
+        };
+        let public: IpAddr = public.trim().parse().map_err(|_| {
+            ConfigError::new("external-ip", format!("`{e}` is not IP or PUBLIC/PRIVATE"))
+        })?;
+        let private: Option<IpAddr> = match private {
+            Some(p) => Some(p.trim().parse().map_err(|_| {
+                ConfigError::new("external-ip", format!("`{e}` is not IP or PUBLIC/PRIVATE"))
+            })?),
+            None => None,
+        };
+        let target = out.iter_mut().find(|r| match private {
+            Some(p) => r.bind == p,
+            None => r.bind.is_ipv4() == public.is_ipv4(),
+        });
+        match target {
+            Some(r) => r.public = public,
+            None => {
+                return Err(ConfigError::new(
+                    "external-ip",
+                    format!("`{e}` matches no relay address of the same family"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
+    let listen_ips = if s.listening_ip.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        s.listening_ip.clone()
+    };
+    let relay = relay_ips(s, &listen_ips)?;
+    let dev_secret = if s.user.is_empty() && s.static_auth_secret.is_empty() {
+        let bytes: [u8; 16] = rand::random();
+        Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    } else {
+        None
+    };
+    let core = core_config(s, &listen_ips, &relay, None, dev_secret.as_deref())?;
+    let port = s.listening_port.unwrap_or(3478);
+    if port == 0 && core.rfc5780.is_some() {
+        return Err(ConfigError::new(
+            "listening-port",
+            "RFC 5780 (two --listening-ip) needs a fixed port",
+        ));
+    }
+    let mut udp: Vec<SocketAddr> = Vec::new();
+    let mut tcp: Vec<SocketAddr> = Vec::new();
+    let no_udp = s.no_udp.unwrap_or(false);
+    let no_tcp = s.no_tcp.unwrap_or(false);
+    for ip in &listen_ips {
+        if !no_udp {
+            udp.push(SocketAddr::new(*ip, port));
+            if core.rfc5780.is_some() {
+                udp.push(SocketAddr::new(*ip, port.wrapping_add(1)));
+            }
+        }
+        if !no_tcp {
+            tcp.push(SocketAddr::new(*ip, port));
+        }
+    }
+    let tls = crate::tls::load(s)?;
+    let tls_addrs = match &tls {
+        Some(_) => {
+            let tport = s.tls_listening_port.unwrap_or(5349);
+            listen_ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, tport))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    if udp.is_empty() && tcp.is_empty() && tls_addrs.is_empty() {
+        return Err(ConfigError::new(
+            "no-udp",
+            "with --no-tcp and no TLS there is nothing to listen on",
+        ));
+    }
+    let threads = s.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        return Err(ConfigError::new(
+            "threads",
+            format!("{threads} is not between 1 and 1024"),
+        ));
+    }
+    let io = IoConfig {
+        udp,
+        tcp,
+        tls: tls_addrs,
+        relay_v4: relay.iter().copied().find(|r| r.bind.is_ipv4()),
+        relay_v6: relay.iter().copied().find(|r| r.bind.is_ipv6()),
+        min_port: core.min_port,
+        max_port: core.max_port,
+        threads,
+    };
+    Ok(Plan {
+        io,
+        core,
+        tls,
+        metrics: s.metrics_addr()?,
+        drain_timeout: Duration::from_secs(s.drain_timeout.unwrap_or(30)),
+        dev_secret,
+    })
+}

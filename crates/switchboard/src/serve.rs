@@ -1,0 +1,158 @@
+//! `switchboard serve`: start the workers, log what is in force, handle signals
+//! (SIGHUP reloads, SIGTERM/SIGINT drain then exit).
+
+use crate::plan::{self, Plan};
+use crate::settings::Settings;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Let the process hold one descriptor per relay socket: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let nonce_key = plan.core.nonce_key;
+    let listen_ips: Vec<_> =
+        plan.io
+            .udp
+            .iter()
+            .chain(&plan.io.tcp)
+            .map(|a| a.ip())
+            .fold(Vec::new(), |mut v, ip| {
+                if !v.contains(&ip) {
+                    v.push(ip);
+                }
+                v
+            });
+    let relay: Vec<_> = plan
+        .io
+        .relay_v4
+        .iter()
+        .chain(plan.io.relay_v6.iter())
+        .copied()
+        .collect();
+    let core = plan.core.clone();
+    let running = switchboard_turn_io::start(plan.io.clone(), plan.core, plan.tls)?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        threads = plan.io.threads,
+        "switchboard started"
+    );
+    for a in &running.udp {
+        info!("STUN/TURN listening on udp://{a}");
+    }
+    for a in &running.tcp {
+        info!("STUN/TURN listening on tcp://{a}");
+    }
+    for a in &running.tls {
+        info!("STUN/TURN listening on tls://{a}");
+    }
+    for r in &relay {
+        info!(
+            "relay address {} (bound on {}), ports {}-{}",
+            r.public, r.bind, plan.io.min_port, plan.io.max_port
+        );
+    }
+    info!(realm = %core.realm, "auth: long-term credentials, {} static user(s), {} REST secret(s)", core.user_count(), core.secrets.len());
+    if let Some(s) = &plan.dev_secret {
+        info!("auth: no --user or --static-auth-secret given; development REST secret for this run: {s}");
+        info!(
+            "      make a credential with: switchboard turn-credentials --secret {s} --user NAME"
+        );
+    }
+    match core.rfc5780 {
+        Some(r) => info!(
+            "RFC 5780 behaviour discovery on: {}/{} ports {}/{}",
+            r.ips[0], r.ips[1], r.ports[0], r.ports[1]
+        ),
+        None => info!("RFC 5780 behaviour discovery off (needs two --listening-ip)"),
+    }
+    info!(
+        user_quota = core.user_quota,
+        total_quota = core.total_quota,
+        max_bps = core.max_bps,
+        "limits (0 = unlimited); peers in private, loopback and other special ranges are denied unless --allowed-peer-ip"
+    );
+    if let Some(addr) = plan.metrics {
+        let bound = crate::metrics::spawn(addr, running.shared.clone())?;
+        info!("metrics on http://{bound}/metrics");
+    }
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let shared = running.shared.clone();
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            match reload(
+                &cli,
+                &listen_ips,
+                &relay,
+                nonce_key,
+                plan.dev_secret.as_deref(),
+            ) {
+                Ok((cfg, tls)) => {
+                    shared.reload(cfg, tls);
+                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates)");
+                }
+                Err(e) => warn!("reload refused, keeping the running configuration: {e}"),
+            }
+            continue;
+        }
+        let n = shared.totals().core.allocations;
+        info!("draining: refusing new allocations; {n} live, exiting when they end or after {:?} (signal again to exit now)", plan.drain_timeout);
+        shared.draining.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + plan.drain_timeout;
+        let mut last = n;
+        while Instant::now() < deadline {
+            if signals.pending().next().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            let n = shared.totals().core.allocations;
+            if n == 0 {
+                break;
+            }
+            if n != last {
+                info!("draining: {n} allocations left");
+                last = n;
+            }
+        }
+        break;
+    }
+    shared.shutdown.store(true, Ordering::Relaxed);
+    running.join();
+    info!("stopped");
+    Ok(())
+}
+
+type Reloaded = (
+    switchboard_turn::ServerConfig,
+    Option<std::sync::Arc<rustls::ServerConfig>>,
+);
+
+fn reload(
+    cli: &Settings,
+    listen_ips: &[std::net::IpAddr],
+    relay: &[switchboard_turn_io::RelayIp],
+    nonce_key: [u8; 32],
+    dev_secret: Option<&str>,
+) -> anyhow::Result<Reloaded> {
+    let mut s = cli.clone();
+    s.load_file()?;
+    let core = plan::core_config(&s, listen_ips, relay, Some(nonce_key), dev_secret)?;
+    let tls = crate::tls::load(&s)?;
+    Ok((core, tls))
+}

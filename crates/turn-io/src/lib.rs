@@ -1,0 +1,249 @@
+//! Thin I/O driver around the sans-IO TURN core.
+//!
+//! `threads` workers each own one SO_REUSEPORT socket per listening address (UDP, TCP,
+//! TLS), a core [`Server`] and the relay sockets of its allocations; the kernel spreads
+//! clients over workers by 5-tuple. UDP moves in batches through recvmmsg/sendmmsg.
+//! Configuration reloads and drain/shutdown requests reach workers through [`Shared`].
+
+mod batch;
+mod relay;
+mod sockaddr;
+mod stream;
+mod worker;
+
+pub use relay::RelayIp;
+
+use mio::net::{TcpListener, UdpSocket};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use switchboard_turn::{Quotas, Server, ServerConfig, Stats};
+use worker::{Listeners, Worker};
+
+/// Where to listen and relay.
+#[derive(Clone, Debug)]
+pub struct IoConfig {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub relay_v4: Option<RelayIp>,
+    pub relay_v6: Option<RelayIp>,
+    pub min_port: u16,
+    pub max_port: u16,
+    pub threads: usize,
+}
+
+/// Counters one worker publishes a few times a second.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct WorkerStats {
+    pub core: Stats,
+    pub send_errors: u64,
+    pub connections: u64,
+    pub stream_dropped: u64,
+}
+
+/// State shared between the workers and the control plane (signals, metrics).
+pub struct Shared {
+    pub core_config: RwLock<Arc<ServerConfig>>,
+    pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// Bumped after `core_config` changes; workers pick the new one up.
+    pub generation: AtomicU64,
+    pub quotas: Arc<Quotas>,
+    pub stats: Vec<Mutex<WorkerStats>>,
+    pub draining: AtomicBool,
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    pub fn reload(&self, cfg: ServerConfig, tls: Option<Arc<rustls::ServerConfig>>) {
+        if let Ok(mut c) = self.core_config.write() {
+            *c = Arc::new(cfg);
+        }
+        if let Ok(mut t) = self.tls.write() {
+            *t = tls;
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sum of all workers' counters.
+    pub fn totals(&self) -> WorkerStats {
+        let mut t = WorkerStats::default();
+        for s in &self.stats {
+            if let Ok(s) = s.lock() {
+                t.core.add(&s.core);
+                t.send_errors += s.send_errors;
+                t.connections += s.connections;
+                t.stream_dropped += s.stream_dropped;
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {proto} {addr}: {error}")]
+    Listen {
+        proto: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot start worker: {0}")]
+    Worker(std::io::Error),
+}
+
+pub struct Running {
+    pub shared: Arc<Shared>,
+    /// The addresses actually bound (port 0 resolved), per protocol.
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Wait for all workers to stop (after `shared.shutdown` is set).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_port(reuse_port)?;
+    s.set_nonblocking(true)?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(reuse_port)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    if reuse_port {
+        s.listen(1024)?;
+    }
+    Ok(s)
+}
+
+/// Bind `threads` sockets to `addr` in one SO_REUSEPORT group. An exclusive probe bind
+/// comes first: SO_REUSEPORT would otherwise let us join another process's group on
+/// the same port (say, a coturn left running) and silently share its traffic. Port 0
+/// is resolved by the probe.
+fn bind_group(
+    addr: SocketAddr,
+    threads: usize,
+    proto: &'static str,
+    make: fn(SocketAddr, bool) -> std::io::Result<Socket>,
+) -> Result<(SocketAddr, Vec<Socket>), StartError> {
+    let err = |error| StartError::Listen { proto, addr, error };
+    let probe = make(addr, false).map_err(err)?;
+    let bound = probe.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+    drop(probe);
+    let mut all = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        all.push(make(bound, true).map_err(err)?);
+    }
+    Ok((bound, all))
+}
+
+/// Bind every listener and start the workers.
+pub fn start(
+    io: IoConfig,
+    core: ServerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Running, StartError> {
+    let threads = io.threads.max(1);
+    let mut per_worker: Vec<Listeners> = (0..threads)
+        .map(|_| Listeners {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        })
+        .collect();
+    let (mut udp, mut tcp, mut tls_addrs) = (Vec::new(), Vec::new(), Vec::new());
+    for &a in &io.udp {
+        let (bound, socks) = bind_group(a, threads, "UDP", udp_socket)?;
+        udp.push(bound);
+        for (w, s) in per_worker.iter_mut().zip(socks) {
+            w.udp.push((UdpSocket::from_std(s.into()), bound));
+        }
+    }
+    for (addrs, is_tls, out) in [(&io.tcp, false, &mut tcp), (&io.tls, true, &mut tls_addrs)] {
+        for &a in addrs {
+            let proto = if is_tls { "TLS" } else { "TCP" };
+            let (bound, socks) = bind_group(a, threads, proto, tcp_socket)?;
+            out.push(bound);
+            for (w, s) in per_worker.iter_mut().zip(socks) {
+                w.tcp.push((TcpListener::from_std(s.into()), bound, is_tls));
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        core_config: RwLock::new(Arc::new(core)),
+        tls: RwLock::new(tls),
+        generation: AtomicU64::new(0),
+        quotas: Arc::new(Quotas::default()),
+        stats: (0..threads)
+            .map(|_| Mutex::new(WorkerStats::default()))
+            .collect(),
+        draining: AtomicBool::new(false),
+        shutdown: AtomicBool::new(false),
+    });
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut handles = Vec::new();
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        let cfg = shared
+            .core_config
+            .read()
+            .map(|c| c.clone())
+            .map_err(|_| StartError::Worker(std::io::Error::other("config lock poisoned")))?;
+        let core = Server::new(cfg, shared.quotas.clone(), Instant::now(), unix_now);
+        let io2 = io.clone();
+        let worker = Worker::new(
+            id,
+            listeners,
+            move |registry| {
+                relay::Relays::new(
+                    registry,
+                    io2.relay_v4,
+                    io2.relay_v6,
+                    io2.min_port,
+                    io2.max_port,
+                )
+            },
+            core,
+            shared.clone(),
+        )
+        .map_err(StartError::Worker)?;
+        let h = std::thread::Builder::new()
+            .name(format!("turn-worker-{id}"))
+            .spawn(move || worker.run())
+            .map_err(StartError::Worker)?;
+        handles.push(h);
+    }
+    Ok(Running {
+        shared,
+        udp,
+        tcp,
+        tls: tls_addrs,
+        threads: handles,
+    })
+}
