@@ -171,8 +171,7 @@ pub fn authenticate<'a>(
         for secret in &cfg.secrets {
             let mac = rest_api_password(secret, username);
             let mut pw = [0u8; 28];
-            let Ok(n) = base64::engine::general_purpose::STANDARD.encode_slice(mac, &mut pw)
-            else {
+            let Ok(n) = base64::engine::general_purpose::STANDARD.encode_slice(mac, &mut pw) else {
                 continue;
             };
             let pw = &pw[..n];

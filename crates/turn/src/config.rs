@@ -108,14 +108,23 @@ impl ServerConfig {
 
     /// Add a static long-term credential. Keys depend on the realm, so set it first.
     pub fn add_user(&mut self, name: &str, password: &str) {
-        let md5_key = long_term_key_md5(name.as_bytes(), self.realm.as_bytes(), password.as_bytes());
+        let md5_key =
+            long_term_key_md5(name.as_bytes(), self.realm.as_bytes(), password.as_bytes());
         let sha256_key =
             long_term_key_sha256(name.as_bytes(), self.realm.as_bytes(), password.as_bytes());
-        self.users.insert(name.to_string(), StaticUser { md5_key, sha256_key });
+        self.users.insert(
+            name.to_string(),
+            StaticUser {
+                md5_key,
+                sha256_key,
+            },
+        );
     }
 
     pub fn user(&self, name: &[u8]) -> Option<&StaticUser> {
-        std::str::from_utf8(name).ok().and_then(|n| self.users.get(n))
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.users.get(n))
     }
 
     pub fn user_count(&self) -> usize {

@@ -32,12 +32,20 @@ impl IpRange {
 
     fn cidr4(a: [u8; 4], bits: u32) -> IpRange {
         let base = u32::from_be_bytes(a);
-        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
         IpRange::V4(base & mask, (base & mask) | !mask)
     }
 
     fn cidr6(a: u128, bits: u32) -> IpRange {
-        let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - bits)
+        };
         IpRange::V6(a & mask, (a & mask) | !mask)
     }
 }
@@ -90,48 +98,43 @@ impl fmt::Display for IpRange {
 
 /// Ranges denied by default: everything that is not global unicast.
 pub const DEFAULT_DENIED: &[&str] = &[
-    "0.0.0.0/8",          // "this network", unspecified
-    "10.0.0.0/8",         // private
-    "100.64.0.0/10",      // CGNAT shared address space
-    "127.0.0.0/8",        // loopback
-    "169.254.0.0/16",     // link-local, cloud metadata (169.254.169.254)
-    "172.16.0.0/12",      // private
-    "192.0.0.0/24",       // IETF protocol assignments
-    "192.0.2.0/24",       // TEST-NET-1 documentation
-    "192.88.99.0/24",     // 6to4 relay anycast
-    "192.168.0.0/16",     // private
-    "198.18.0.0/15",      // benchmarking
-    "198.51.100.0/24",    // TEST-NET-2 documentation
-    "203.0.113.0/24",     // TEST-NET-3 documentation
-    "224.0.0.0/4",        // multicast
-    "240.0.0.0/4",        // reserved, includes 255.255.255.255 broadcast
-    "::/128",             // unspecified
-    "::1/128",            // loopback
-    "100::/64",           // discard-only
-    "64:ff9b:1::/48",     // local-use NAT64
-    "2001::/32",          // Teredo
-    "2001:2::/48",        // benchmarking
-    "2001:10::/28",       // ORCHID
-    "2001:20::/28",       // ORCHIDv2
-    "2001:db8::/32",      // documentation
-    "3fff::/20",          // documentation (RFC 9637)
-    "2002::/16",          // 6to4
-    "fc00::/7",           // unique local
-    "fe80::/10",          // link-local
-    "fec0::/10",          // site-local (deprecated)
-    "ff00::/8",           // multicast
+    "0.0.0.0/8",       // "this network", unspecified
+    "10.0.0.0/8",      // private
+    "100.64.0.0/10",   // CGNAT shared address space
+    "127.0.0.0/8",     // loopback
+    "169.254.0.0/16",  // link-local, cloud metadata (169.254.169.254)
+    "172.16.0.0/12",   // private
+    "192.0.0.0/24",    // IETF protocol assignments
+    "192.0.2.0/24",    // TEST-NET-1 documentation
+    "192.88.99.0/24",  // 6to4 relay anycast
+    "192.168.0.0/16",  // private
+    "198.18.0.0/15",   // benchmarking
+    "198.51.100.0/24", // TEST-NET-2 documentation
+    "203.0.113.0/24",  // TEST-NET-3 documentation
+    "224.0.0.0/4",     // multicast
+    "240.0.0.0/4",     // reserved, includes 255.255.255.255 broadcast
+    "::/128",          // unspecified
+    "::1/128",         // loopback
+    "100::/64",        // discard-only
+    "64:ff9b:1::/48",  // local-use NAT64
+    "2001::/32",       // Teredo
+    "2001:2::/48",     // benchmarking
+    "2001:10::/28",    // ORCHID
+    "2001:20::/28",    // ORCHIDv2
+    "2001:db8::/32",   // documentation
+    "3fff::/20",       // documentation (RFC 9637)
+    "2002::/16",       // 6to4
+    "fc00::/7",        // unique local
+    "fe80::/10",       // link-local
+    "fec0::/10",       // site-local (deprecated)
+    "ff00::/8",        // multicast
 ];
 
 /// The IPv4 address an IPv6 address stands for, if it embeds one:
 /// IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d).
 pub fn embedded_ipv4(v6: &Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let tail = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
         // ::a.b.c.d, but not :: and ::1 which are IPv6's own unspecified and loopback.

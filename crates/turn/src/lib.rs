@@ -8,6 +8,7 @@
 
 pub mod allocation;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod filter;
 pub mod quota;

@@ -1,9 +1,7 @@
 //! Building responses: header, body, then MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
 
 use crate::auth::Integrity;
-use switchboard_stun::{
-    attr_type, reason_phrase, Class, Message, MessageWriter, WriteError,
-};
+use switchboard_stun::{attr_type, reason_phrase, Class, Message, MessageWriter, WriteError};
 
 /// How a response is closed: integrity with the request's key, fingerprint when the
 /// request carried one.

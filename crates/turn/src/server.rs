@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_stun::{
-    attr_type, encode_address, message_type, xor_addr, ChannelData, Class, Message, Method,
-    MessageWriter, TransactionId, WriteError, CHANNEL_MAX, CHANNEL_MIN, MAGIC_COOKIE,
+    attr_type, encode_address, message_type, xor_addr, ChannelData, Class, Message, MessageWriter,
+    Method, TransactionId, WriteError, CHANNEL_MAX, CHANNEL_MIN, MAGIC_COOKIE,
 };
 
 /// Index of an allocation in its core; the driver tags relay sockets with it.
@@ -34,8 +34,12 @@ pub enum RelayOpenError {
 /// Opens and closes relay sockets on behalf of the core.
 pub trait RelayPorts {
     /// Open a relay socket for `alloc`; returns its public (XOR-RELAYED) address.
-    fn open(&mut self, alloc: AllocId, v6: bool, even_port: bool)
-        -> Result<SocketAddr, RelayOpenError>;
+    fn open(
+        &mut self,
+        alloc: AllocId,
+        v6: bool,
+        even_port: bool,
+    ) -> Result<SocketAddr, RelayOpenError>;
     fn close(&mut self, alloc: AllocId, relay: SocketAddr);
 }
 
@@ -109,8 +113,10 @@ impl Server {
         self.cfg = cfg;
         let cfg = &self.cfg;
         for a in self.slots.iter_mut().flatten() {
-            a.permissions
-                .retain(|p| cfg.peer_allowed(SocketAddr::new(p.ip, cfg.min_port)) || cfg.peer_filter.allows(p.ip));
+            a.permissions.retain(|p| {
+                cfg.peer_allowed(SocketAddr::new(p.ip, cfg.min_port))
+                    || cfg.peer_filter.allows(p.ip)
+            });
             a.channels.retain(|c| cfg.peer_allowed(c.peer));
         }
     }
@@ -244,7 +250,11 @@ impl Server {
                     self.stats.unauth_rate_limited += 1;
                     return Reply::Drop;
                 }
-                let code = if result == AuthResult::StaleNonce { 438 } else { 401 };
+                let code = if result == AuthResult::StaleNonce {
+                    438
+                } else {
+                    401
+                };
                 let nonce = make_nonce(&cfg, unix, tuple.client.ip());
                 self.stats.error_responses += 1;
                 reply(respond::error(out, msg, code, Seal::of(msg, None), |w| {
@@ -256,9 +266,17 @@ impl Server {
         }
     }
 
-    fn error(&mut self, out: &mut [u8], msg: &Message, code: u16, key: Option<&Integrity>) -> Reply {
+    fn error(
+        &mut self,
+        out: &mut [u8],
+        msg: &Message,
+        code: u16,
+        key: Option<&Integrity>,
+    ) -> Reply {
         self.stats.error_responses += 1;
-        reply(respond::error(out, msg, code, Seal::of(msg, key), |_| Ok(())))
+        reply(respond::error(out, msg, code, Seal::of(msg, key), |_| {
+            Ok(())
+        }))
     }
 
     fn binding(
@@ -279,14 +297,20 @@ impl Server {
         let origin = *from;
         // No SOFTWARE here: Binding requests are unauthenticated, so the answer stays
         // close to the request's size.
-        reply(respond::build(out, msg, Class::Success, Seal::of(msg, None), |w| {
-            w.xor_address(attr_type::XOR_MAPPED_ADDRESS, &tuple.client)?;
-            if let Some(r) = rfc5780 {
-                w.address(attr_type::RESPONSE_ORIGIN, &origin)?;
-                w.address(attr_type::OTHER_ADDRESS, &r.other(tuple.server, true, true))?;
-            }
-            Ok(())
-        }))
+        reply(respond::build(
+            out,
+            msg,
+            Class::Success,
+            Seal::of(msg, None),
+            |w| {
+                w.xor_address(attr_type::XOR_MAPPED_ADDRESS, &tuple.client)?;
+                if let Some(r) = rfc5780 {
+                    w.address(attr_type::RESPONSE_ORIGIN, &origin)?;
+                    w.address(attr_type::OTHER_ADDRESS, &r.other(tuple.server, true, true))?;
+                }
+                Ok(())
+            },
+        ))
     }
 
     fn success(
@@ -297,13 +321,19 @@ impl Server {
         body: impl FnOnce(&mut MessageWriter) -> Result<(), WriteError>,
     ) -> Reply {
         let software = self.cfg.software.as_deref();
-        reply(respond::build(out, msg, Class::Success, Seal::of(msg, Some(key)), |w| {
-            body(w)?;
-            if let Some(s) = software {
-                w.attr(attr_type::SOFTWARE, s.as_bytes())?;
-            }
-            Ok(())
-        }))
+        reply(respond::build(
+            out,
+            msg,
+            Class::Success,
+            Seal::of(msg, Some(key)),
+            |w| {
+                body(w)?;
+                if let Some(s) = software {
+                    w.attr(attr_type::SOFTWARE, s.as_bytes())?;
+                }
+                Ok(())
+            },
+        ))
     }
 
     /// The allocation of `tuple`, checking that the same credentials are used (441).
@@ -366,7 +396,10 @@ impl Server {
             return self.error(out, msg, 508, Some(&key));
         }
         let cfg = self.cfg.clone();
-        if !self.quotas.acquire(identity, cfg.user_quota, cfg.total_quota) {
+        if !self
+            .quotas
+            .acquire(identity, cfg.user_quota, cfg.total_quota)
+        {
             self.stats.quota_rejections += 1;
             return self.error(out, msg, 486, Some(&key));
         }
@@ -385,7 +418,11 @@ impl Server {
                 return self.error(out, msg, code, Some(&key));
             }
         };
-        let secondary = if dual { relays.open(id, true, false).ok() } else { None };
+        let secondary = if dual {
+            relays.open(id, true, false).ok()
+        } else {
+            None
+        };
         let lifetime = msg
             .u32(attr_type::LIFETIME)
             .map(|s| Duration::from_secs(s as u64))
@@ -419,7 +456,16 @@ impl Server {
         self.stats.allocations_created += 1;
         self.stats.allocations += 1;
         let family_error = dual && secondary.is_none();
-        self.allocate_success(out, msg, &key, tuple, v4, v6, lifetime.as_secs() as u32, family_error)
+        self.allocate_success(
+            out,
+            msg,
+            &key,
+            tuple,
+            v4,
+            v6,
+            lifetime.as_secs() as u32,
+            family_error,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -482,7 +528,11 @@ impl Server {
             match family_v6 {
                 Some(v6) if dual => {
                     // Delete one family of a dual allocation.
-                    let relay = if v6 { a.relay_v6.take() } else { a.relay_v4.take() };
+                    let relay = if v6 {
+                        a.relay_v6.take()
+                    } else {
+                        a.relay_v4.take()
+                    };
                     if let Some(r) = relay {
                         relays.close(id, r);
                     }
@@ -536,7 +586,10 @@ impl Server {
             Err(code) => return self.error(out, msg, code, Some(&key)),
         };
         let mut count = 0;
-        for attr in msg.attributes().filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS) {
+        for attr in msg
+            .attributes()
+            .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
+        {
             let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) else {
                 return self.error(out, msg, 400, Some(&key));
             };
@@ -550,7 +603,10 @@ impl Server {
         }
         let expires = now + self.cfg.permission_lifetime;
         if let Some(a) = self.alloc_mut(id) {
-            for attr in msg.attributes().filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS) {
+            for attr in msg
+                .attributes()
+                .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
+            {
                 if let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) {
                     a.add_permission(peer.ip(), expires);
                 }
@@ -596,7 +652,12 @@ impl Server {
         self.success(out, msg, &key, |_| Ok(()))
     }
 
-    fn send_indication<'a>(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'a>) -> Transmit<'a> {
+    fn send_indication<'a>(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message<'a>,
+    ) -> Transmit<'a> {
         let mut unknown = [0u16; 8];
         if respond::find_unknown(msg, false, &mut unknown) > 0 {
             return Transmit::None;
@@ -621,7 +682,10 @@ impl Server {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
         };
-        let peer = match self.allocation(id).and_then(|a| a.channel_peer(cd.channel, now)) {
+        let peer = match self
+            .allocation(id)
+            .and_then(|a| a.channel_peer(cd.channel, now))
+        {
             Some(p) => p,
             None => {
                 self.stats.dropped_no_permission += 1;
@@ -631,7 +695,13 @@ impl Server {
         self.relay_out(now, id, peer, cd.payload)
     }
 
-    fn to_peer<'a>(&mut self, now: Instant, tuple: FiveTuple, peer: SocketAddr, data: &'a [u8]) -> Transmit<'a> {
+    fn to_peer<'a>(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        peer: SocketAddr,
+        data: &'a [u8],
+    ) -> Transmit<'a> {
         let Some(id) = self.by_tuple.get(&tuple).copied() else {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
@@ -646,7 +716,13 @@ impl Server {
     }
 
     #[inline]
-    fn relay_out<'a>(&mut self, now: Instant, id: AllocId, peer: SocketAddr, data: &'a [u8]) -> Transmit<'a> {
+    fn relay_out<'a>(
+        &mut self,
+        now: Instant,
+        id: AllocId,
+        peer: SocketAddr,
+        data: &'a [u8],
+    ) -> Transmit<'a> {
         let max_bps = self.cfg.max_bps;
         let Some(a) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Transmit::None;
@@ -683,7 +759,11 @@ impl Server {
         len: usize,
     ) -> Transmit<'a> {
         let max_bps = self.cfg.max_bps;
-        let Some(a) = self.slots.get_mut(alloc.0 as usize).and_then(Option::as_mut) else {
+        let Some(a) = self
+            .slots
+            .get_mut(alloc.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return Transmit::None;
         };
         if !a.has_permission(peer.ip(), now) {

@@ -1,0 +1,184 @@
+//! Test harness: run the real `switchboard` binary on ephemeral ports and find out
+//! where it listens from its start-up log.
+
+#![allow(dead_code)]
+
+pub mod client;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    pub child: Child,
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Start with `args` added to `serve -p 0 --metrics-listen 127.0.0.1:0`; waits until
+    /// the server has logged its listeners.
+    pub fn start(args: &[&str]) -> Server {
+        let mut full = vec!["serve", "-p", "0", "--metrics-listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        Self::start_raw(&full)
+    }
+
+    pub fn start_raw(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[switchboard] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            child,
+            udp: None,
+            tcp: None,
+            tls: None,
+            metrics: None,
+            log: rx,
+        };
+        let want_metrics = !args.contains(&"off");
+        loop {
+            let line = s
+                .log
+                .recv_timeout(Duration::from_secs(10))
+                .expect("switchboard did not log its listeners within 10 s");
+            let addr = |prefix: &str| -> Option<SocketAddr> {
+                let i = line.find(prefix)? + prefix.len();
+                line[i..].split(['/', ' ']).next()?.parse().ok()
+            };
+            if let Some(a) = addr("udp://") {
+                s.udp.get_or_insert(a);
+            }
+            if let Some(a) = addr("tcp://") {
+                s.tcp.get_or_insert(a);
+            }
+            if let Some(a) = addr("tls://") {
+                s.tls.get_or_insert(a);
+            }
+            if let Some(a) = addr("http://") {
+                s.metrics = Some(a);
+            }
+            if line.contains("RFC 5780") && !want_metrics {
+                break;
+            }
+            if s.metrics.is_some() {
+                break;
+            }
+        }
+        s
+    }
+
+    /// Wait for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// The metrics page.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let addr = self.metrics.expect("metrics enabled");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    }
+
+    /// A metric's value (first sample whose line starts with `name`).
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Poll a metric until it reaches `min` (workers publish every 250 ms); returns
+    /// the last value read, which the caller asserts on.
+    pub fn metric_reaching(&self, name: &str, min: u64) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let v = self.metric(name);
+            if v >= min || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP echo peer on 127.0.0.1 (returns every datagram to its sender).
+pub fn echo_peer() -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind echo");
+    let addr = sock.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// Self-signed certificate and key for "localhost" in `dir`.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
+/// Whether a program is on PATH; interop tests fail loudly without it rather than skip.
+pub fn require(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} not found: install the test prerequisites (see README: apt-get install coturn)"
+    );
+}
