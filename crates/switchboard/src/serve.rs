@@ -111,7 +111,7 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             }
             continue;
         }
-        let n = shared.totals().core.allocations;
+        let n = shared.quotas.total();
         info!("draining: refusing new allocations; {n} live, exiting when they end or after {:?} (signal again to exit now)", plan.drain_timeout);
         shared.draining.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + plan.drain_timeout;
@@ -121,7 +121,8 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
-            let n = shared.totals().core.allocations;
+            // The quota counter is exact at once; the stats snapshot lags 250 ms.
+            let n = shared.quotas.total();
             if n == 0 {
                 break;
             }
