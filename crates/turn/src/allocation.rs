@@ -101,6 +101,7 @@ impl Allocation {
 
     /// Bind or refresh a channel. Err when the number or the peer is bound (or cooling
     /// down) to something else.
+    #[allow(clippy::result_unit_err)]
     pub fn bind_channel(
         &mut self,
         number: u16,

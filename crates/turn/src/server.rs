@@ -669,7 +669,7 @@ impl Server {
             self.stats.dropped_malformed += 1;
             return Transmit::None;
         };
-        self.to_peer(now, tuple, peer, data)
+        self.send_to_peer(now, tuple, peer, data)
     }
 
     #[inline]
@@ -695,7 +695,7 @@ impl Server {
         self.relay_out(now, id, peer, cd.payload)
     }
 
-    fn to_peer<'a>(
+    fn send_to_peer<'a>(
         &mut self,
         now: Instant,
         tuple: FiveTuple,

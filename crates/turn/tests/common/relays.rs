@@ -1,0 +1,100 @@
+//! A fake `RelayPorts` that hands out addresses from a range and records opens and closes.
+
+use super::ip;
+use std::net::{IpAddr, SocketAddr};
+use switchboard_turn::{AllocId, RelayOpenError, RelayPorts};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fail {
+    NoFamily,
+    Exhausted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub alloc: AllocId,
+    pub addr: SocketAddr,
+    pub v6: bool,
+    pub even_port: bool,
+}
+
+/// Hands out `v4_ip:50000..` / `v6_ip:50000..` and records what was opened and closed.
+pub struct FakeRelays {
+    pub v4_ip: IpAddr,
+    pub v6_ip: IpAddr,
+    pub next_port: u16,
+    pub opened: Vec<Opened>,
+    pub closed: Vec<(AllocId, SocketAddr)>,
+    pub fail_v4: Option<Fail>,
+    pub fail_v6: Option<Fail>,
+}
+
+impl Default for FakeRelays {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeRelays {
+    pub fn new() -> Self {
+        FakeRelays {
+            v4_ip: ip("198.51.100.1"),
+            v6_ip: ip("2001:db8::100"),
+            next_port: 50000,
+            opened: Vec::new(),
+            closed: Vec::new(),
+            fail_v4: None,
+            fail_v6: None,
+        }
+    }
+
+    /// Relays on the loopback addresses, for tests of the server's own relay addresses.
+    pub fn loopback() -> Self {
+        FakeRelays {
+            v4_ip: ip("127.0.0.1"),
+            v6_ip: ip("::1"),
+            ..Self::new()
+        }
+    }
+
+    pub fn is_open(&self, addr: SocketAddr) -> bool {
+        self.opened.iter().any(|o| o.addr == addr) && !self.closed.iter().any(|c| c.1 == addr)
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.opened.len() - self.closed.len()
+    }
+}
+
+impl RelayPorts for FakeRelays {
+    fn open(
+        &mut self,
+        alloc: AllocId,
+        v6: bool,
+        even_port: bool,
+    ) -> Result<SocketAddr, RelayOpenError> {
+        if let Some(f) = if v6 { self.fail_v6 } else { self.fail_v4 } {
+            return Err(match f {
+                Fail::NoFamily => RelayOpenError::NoFamily,
+                Fail::Exhausted => RelayOpenError::Exhausted,
+            });
+        }
+        let mut port = self.next_port;
+        if even_port && port % 2 == 1 {
+            port += 1;
+        }
+        self.next_port = port + 1;
+        let addr = SocketAddr::new(if v6 { self.v6_ip } else { self.v4_ip }, port);
+        self.opened.push(Opened {
+            alloc,
+            addr,
+            v6,
+            even_port,
+        });
+        Ok(addr)
+    }
+
+    fn close(&mut self, alloc: AllocId, relay: SocketAddr) {
+        self.closed.push((alloc, relay));
+    }
+}
