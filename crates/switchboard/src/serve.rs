@@ -25,6 +25,8 @@ fn raise_fd_limit() {
 
 pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
     raise_fd_limit();
+    // Before anything is logged: a supervisor may signal as soon as it sees us start.
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     let nonce_key = plan.core.nonce_key;
     let listen_ips: Vec<_> =
         plan.io
@@ -92,7 +94,6 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         info!("metrics on http://{bound}/metrics");
     }
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     let shared = running.shared.clone();
     for sig in signals.forever() {
         if sig == SIGHUP {

@@ -14,6 +14,9 @@ pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
 pub struct Permission {
     pub ip: IpAddr,
     pub expires: Instant,
+    /// Granted only through the own-relay exemption (the IP itself is denied, e.g.
+    /// loopback in a development setup): then only relay-range ports of it count.
+    pub relay_ports_only: bool,
 }
 
 #[derive(Debug)]
@@ -67,17 +70,36 @@ impl Allocation {
         }
     }
 
+    /// Whether traffic with `peer` is permitted now; `relay_ports` is this server's
+    /// relay port range, the only ports an own-relay-only permission covers.
     #[inline]
+    pub fn permits(&self, peer: &SocketAddr, now: Instant, relay_ports: (u16, u16)) -> bool {
+        let ip = peer.ip();
+        self.permissions.iter().any(|p| {
+            p.ip == ip
+                && p.expires > now
+                && (!p.relay_ports_only || (relay_ports.0..=relay_ports.1).contains(&peer.port()))
+        })
+    }
+
+    /// Whether any permission for `ip` is live (regardless of ports).
     pub fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
         self.permissions
             .iter()
             .any(|p| p.ip == ip && p.expires > now)
     }
 
-    pub fn add_permission(&mut self, ip: IpAddr, expires: Instant) {
+    pub fn add_permission(&mut self, ip: IpAddr, expires: Instant, relay_ports_only: bool) {
         match self.permissions.iter_mut().find(|p| p.ip == ip) {
-            Some(p) => p.expires = expires,
-            None => self.permissions.push(Permission { ip, expires }),
+            Some(p) => {
+                p.expires = expires;
+                p.relay_ports_only &= relay_ports_only;
+            }
+            None => self.permissions.push(Permission {
+                ip,
+                expires,
+                relay_ports_only,
+            }),
         }
     }
 

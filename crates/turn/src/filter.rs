@@ -137,6 +137,8 @@ pub fn embedded_ipv4(v6: &Ipv6Addr) -> Option<Ipv4Addr> {
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
+        // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(tail),
         // ::a.b.c.d, but not :: and ::1 which are IPv6's own unspecified and loopback.
         [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 || lo > 1 => Some(tail),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
@@ -172,7 +174,9 @@ impl PeerFilter {
     }
 
     /// Whether relaying to `ip` is allowed. `--allowed-peer-ip` wins over
-    /// `--denied-peer-ip`, which wins over the defaults (as in coturn).
+    /// `--denied-peer-ip`, which wins over the defaults (as in coturn). An IPv6
+    /// address that embeds an IPv4 one is judged as that IPv4 address by the
+    /// defaults; operator lists match either form.
     pub fn allows(&self, ip: IpAddr) -> bool {
         let canonical = match ip {
             IpAddr::V6(v6) => embedded_ipv4(&v6).map(IpAddr::V4),
@@ -185,10 +189,17 @@ impl PeerFilter {
         if hit(&self.allowed) {
             return true;
         }
-        if hit(&self.denied) || hit(&self.default_denied) {
+        if hit(&self.denied) {
             return false;
         }
-        true
+        let judged = canonical.unwrap_or(ip);
+        if let IpAddr::V6(v6) = judged {
+            // Only global unicast (2000::/3) is relayable IPv6.
+            if v6.segments()[0] & 0xe000 != 0x2000 {
+                return false;
+            }
+        }
+        !self.default_denied.iter().any(|r| r.contains(judged))
     }
 }
 
@@ -236,6 +247,9 @@ mod tests {
             "64:ff9b::7f00:1",
             "2001::1",
             "2002:7f00:1::1",
+            "::ffff:0:127.0.0.1",
+            "4000::1",
+            "::2:1",
         ] {
             assert!(!f.allows(ip.parse().unwrap()), "{ip} should be denied");
         }

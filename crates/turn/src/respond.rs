@@ -68,8 +68,9 @@ pub(crate) fn unknown_attributes(
     out: &mut [u8],
     msg: &Message,
     unknown: &[u16],
+    integrity: Option<&Integrity>,
 ) -> Result<usize, WriteError> {
-    error(out, msg, 420, Seal::of(msg, None), |w| {
+    error(out, msg, 420, Seal::of(msg, integrity), |w| {
         w.unknown_attributes(unknown)?;
         Ok(())
     })

@@ -113,9 +113,9 @@ impl Server {
         self.cfg = cfg;
         let cfg = &self.cfg;
         for a in self.slots.iter_mut().flatten() {
-            a.permissions.retain(|p| {
-                cfg.peer_allowed(SocketAddr::new(p.ip, cfg.min_port))
-                    || cfg.peer_filter.allows(p.ip)
+            a.permissions.retain_mut(|p| {
+                p.relay_ports_only = !cfg.peer_filter.allows(p.ip);
+                !p.relay_ports_only || cfg.relay_ips.contains(&p.ip)
             });
             a.channels.retain(|c| cfg.peer_allowed(c.peer));
         }
@@ -202,12 +202,17 @@ impl Server {
     ) -> Reply {
         self.stats.requests += 1;
         let mut unknown = [0u16; 8];
-        let n = respond::find_unknown(msg, self.cfg.rfc5780.is_some(), &mut unknown);
-        if n > 0 {
-            self.stats.error_responses += 1;
-            return reply(respond::unknown_attributes(out, msg, &unknown[..n]));
-        }
+        let n_unknown = respond::find_unknown(msg, self.cfg.rfc5780.is_some(), &mut unknown);
         if msg.method == Method::BINDING {
+            if n_unknown > 0 {
+                self.stats.error_responses += 1;
+                return reply(respond::unknown_attributes(
+                    out,
+                    msg,
+                    &unknown[..n_unknown],
+                    None,
+                ));
+            }
             return self.binding(tuple, msg, out, from);
         }
         if !matches!(
@@ -219,6 +224,17 @@ impl Server {
         let unix = self.unix(now);
         let cfg = self.cfg.clone();
         match authenticate(&cfg, msg, unix, tuple.client.ip()) {
+            // RFC 8489 §6.3: authenticate first, so a 420 goes only to a client that
+            // proved its credentials, and is signed.
+            AuthResult::Ok { integrity, .. } if n_unknown > 0 => {
+                self.stats.error_responses += 1;
+                reply(respond::unknown_attributes(
+                    out,
+                    msg,
+                    &unknown[..n_unknown],
+                    Some(&integrity),
+                ))
+            }
             AuthResult::Ok {
                 username,
                 identity,
@@ -337,9 +353,16 @@ impl Server {
     }
 
     /// The allocation of `tuple`, checking that the same credentials are used (441).
-    fn owned_alloc(&self, tuple: &FiveTuple, username: &[u8]) -> Result<AllocId, u16> {
+    fn owned_alloc(
+        &self,
+        tuple: &FiveTuple,
+        username: &[u8],
+        now: Instant,
+    ) -> Result<AllocId, u16> {
         let id = *self.by_tuple.get(tuple).ok_or(437u16)?;
         match self.allocation(id) {
+            // Expired but not yet swept by handle_timeout: gone for the client.
+            Some(a) if a.expires <= now => Err(437),
             Some(a) if &*a.username == username => Ok(id),
             Some(_) => Err(441),
             None => Err(437),
@@ -362,11 +385,17 @@ impl Server {
             let Some(a) = self.allocation(id) else {
                 return self.error(out, msg, 437, Some(&key));
             };
+            if a.expires <= now {
+                // Expired, not yet swept: free it and allocate afresh.
+                self.stats.allocations_expired += 1;
+                self.free_alloc(id, relays);
+                return self.allocate(now, tuple, msg, out, relays, username, identity, key);
+            }
             if a.allocate_tid == msg.tid && &*a.username == username {
                 // A retransmitted Allocate: answer as the first time.
                 let (v4, v6) = (a.relay_v4, a.relay_v6);
                 let left = a.expires.saturating_duration_since(now).as_secs() as u32;
-                return self.allocate_success(out, msg, &key, tuple, v4, v6, left, false);
+                return self.allocate_success(out, msg, &key, tuple, v4, v6, left, None);
             }
             return self.error(out, msg, 437, Some(&key));
         }
@@ -418,10 +447,13 @@ impl Server {
                 return self.error(out, msg, code, Some(&key));
             }
         };
-        let secondary = if dual {
-            relays.open(id, true, false).ok()
-        } else {
-            None
+        // The IPv6 half of a dual allocation may fail alone (RFC 8656 §7.2): the
+        // allocation goes ahead and ADDRESS-ERROR-CODE says why.
+        let (secondary, v6_error) = match dual.then(|| relays.open(id, true, false)) {
+            None => (None, None),
+            Some(Ok(a)) => (Some(a), None),
+            Some(Err(crate::RelayOpenError::NoFamily)) => (None, Some(440)),
+            Some(Err(_)) => (None, Some(508)),
         };
         let lifetime = msg
             .u32(attr_type::LIFETIME)
@@ -455,7 +487,6 @@ impl Server {
         self.by_tuple.insert(tuple, id);
         self.stats.allocations_created += 1;
         self.stats.allocations += 1;
-        let family_error = dual && secondary.is_none();
         self.allocate_success(
             out,
             msg,
@@ -464,7 +495,7 @@ impl Server {
             v4,
             v6,
             lifetime.as_secs() as u32,
-            family_error,
+            v6_error,
         )
     }
 
@@ -478,7 +509,7 @@ impl Server {
         v4: Option<SocketAddr>,
         v6: Option<SocketAddr>,
         lifetime: u32,
-        v6_family_error: bool,
+        v6_error: Option<u16>,
     ) -> Reply {
         self.success(out, msg, key, |w| {
             for relay in [v4, v6].into_iter().flatten() {
@@ -486,11 +517,12 @@ impl Server {
             }
             w.u32(attr_type::LIFETIME, lifetime)?;
             w.xor_address(attr_type::XOR_MAPPED_ADDRESS, &tuple.client)?;
-            if v6_family_error {
-                let mut v = [0u8; 4 + 28];
-                v[..4].copy_from_slice(&[2, 0, 4, 40]);
-                v[4..].copy_from_slice(b"Address Family not Supported");
-                w.attr(attr_type::ADDRESS_ERROR_CODE, &v)?;
+            if let Some(code) = v6_error {
+                let reason = switchboard_stun::reason_phrase(code).as_bytes();
+                let mut v = [0u8; 64];
+                v[..4].copy_from_slice(&[2, 0, (code / 100) as u8, (code % 100) as u8]);
+                v[4..4 + reason.len()].copy_from_slice(reason);
+                w.attr(attr_type::ADDRESS_ERROR_CODE, &v[..4 + reason.len()])?;
             }
             Ok(())
         })
@@ -507,7 +539,7 @@ impl Server {
         username: &[u8],
         key: Integrity,
     ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username) {
+        let id = match self.owned_alloc(&tuple, username, now) {
             Ok(id) => id,
             Err(code) => return self.error(out, msg, code, Some(&key)),
         };
@@ -581,7 +613,7 @@ impl Server {
         username: &[u8],
         key: Integrity,
     ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username) {
+        let id = match self.owned_alloc(&tuple, username, now) {
             Ok(id) => id,
             Err(code) => return self.error(out, msg, code, Some(&key)),
         };
@@ -602,13 +634,15 @@ impl Server {
             return self.error(out, msg, 400, Some(&key));
         }
         let expires = now + self.cfg.permission_lifetime;
+        let cfg = self.cfg.clone();
         if let Some(a) = self.alloc_mut(id) {
             for attr in msg
                 .attributes()
                 .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
             {
                 if let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) {
-                    a.add_permission(peer.ip(), expires);
+                    let own_only = !cfg.peer_filter.allows(peer.ip());
+                    a.add_permission(peer.ip(), expires, own_only);
                 }
             }
         }
@@ -624,7 +658,7 @@ impl Server {
         username: &[u8],
         key: Integrity,
     ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username) {
+        let id = match self.owned_alloc(&tuple, username, now) {
             Ok(id) => id,
             Err(code) => return self.error(out, msg, code, Some(&key)),
         };
@@ -642,13 +676,14 @@ impl Server {
             return self.error(out, msg, code, Some(&key));
         }
         let (chan_life, perm_life) = (self.cfg.channel_lifetime, self.cfg.permission_lifetime);
+        let own_only = !self.cfg.peer_filter.allows(peer.ip());
         let Some(a) = self.alloc_mut(id) else {
             return self.error(out, msg, 437, Some(&key));
         };
         if a.bind_channel(number, peer, now + chan_life).is_err() {
             return self.error(out, msg, 400, Some(&key));
         }
-        a.add_permission(peer.ip(), now + perm_life);
+        a.add_permission(peer.ip(), now + perm_life, own_only);
         self.success(out, msg, &key, |_| Ok(()))
     }
 
@@ -706,12 +741,6 @@ impl Server {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
         };
-        // Permissions are per IP, but the own-relay exemption is per address: a
-        // permission for our relay IP must not reach other ports on it (loopback etc.).
-        if !self.cfg.peer_allowed(peer) {
-            self.stats.peer_denied += 1;
-            return Transmit::None;
-        }
         self.relay_out(now, id, peer, data)
     }
 
@@ -723,11 +752,14 @@ impl Server {
         peer: SocketAddr,
         data: &'a [u8],
     ) -> Transmit<'a> {
-        let max_bps = self.cfg.max_bps;
+        let (max_bps, ports) = (self.cfg.max_bps, (self.cfg.min_port, self.cfg.max_port));
         let Some(a) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Transmit::None;
         };
-        let (Some(relay), true) = (a.relay_for(&peer), a.has_permission(peer.ip(), now)) else {
+        // Permissions are per IP, but the own-relay exemption is per address: `permits`
+        // keeps such a permission to relay-range ports.
+        let live = a.expires > now && a.permits(&peer, now, ports);
+        let (Some(relay), true) = (a.relay_for(&peer), live) else {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
         };
@@ -758,7 +790,7 @@ impl Server {
         buf: &'a mut [u8],
         len: usize,
     ) -> Transmit<'a> {
-        let max_bps = self.cfg.max_bps;
+        let (max_bps, ports) = (self.cfg.max_bps, (self.cfg.min_port, self.cfg.max_port));
         let Some(a) = self
             .slots
             .get_mut(alloc.0 as usize)
@@ -766,7 +798,7 @@ impl Server {
         else {
             return Transmit::None;
         };
-        if !a.has_permission(peer.ip(), now) {
+        if a.expires <= now || !a.permits(&peer, now, ports) {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
         }

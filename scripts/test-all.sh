@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the test prerequisites (Debian packages) and run every test.
+# This is the README's test command; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+missing=()
+command -v turnutils_uclient >/dev/null 2>&1 || missing+=(coturn)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing test prerequisites: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/switchboard-test.log | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
+status=${PIPESTATUS[0]}
+awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log
+exit "$status"
