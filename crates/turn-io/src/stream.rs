@@ -161,6 +161,14 @@ impl Conn {
                 .unwrap_or(0)
     }
 
+    /// Say goodbye properly on TLS (close_notify), best effort.
+    pub fn close_notify(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = self.flush();
+        }
+    }
+
     /// Write what is buffered; Ok even when the socket is full (the rest waits for WRITABLE).
     pub fn flush(&mut self) -> io::Result<()> {
         match &mut self.tls {

@@ -409,6 +409,7 @@ impl Worker {
     }
 
     fn close_conn(&mut self, ci: usize, mut conn: Conn) {
+        conn.close_notify();
         let _ = self.poll.registry().deregister(&mut conn.tcp);
         self.conn_by_tuple.remove(&conn.tuple);
         self.core.client_closed(&conn.tuple, &mut self.relays);

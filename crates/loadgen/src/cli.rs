@@ -1,0 +1,329 @@
+//! Command-line interface and validation of its values.
+
+use crate::turn_client::Credentials;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchboard-load",
+    version,
+    about = "STUN/TURN load generator for lab benchmarks (works against any server)",
+    after_help = "Every mode ends with one line `RESULT {json}` for scripts."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Flood STUN Binding requests and measure answers and RTT.
+    Stun(StunArgs),
+    /// Relay paced UDP traffic through N TURN allocations to an echo peer.
+    Relay(RelayArgs),
+    /// Allocation churn: Allocate + release (Refresh lifetime 0) in a loop.
+    Churn(ChurnArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// STUN/TURN server address (UDP), e.g. 127.0.0.1:3478.
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    pub server: String,
+    /// Allow targets outside loopback/private/documentation ranges (never do this
+    /// outside a lab you own).
+    #[arg(long)]
+    pub allow_any_target: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Auth {
+    /// Static long-term credential USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "secret")]
+    pub user: Option<String>,
+    /// TURN REST API shared secret (coturn --static-auth-secret).
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Name part of the REST API username `<expiry>:<name>`.
+    #[arg(long, default_value = "loaduser", requires = "secret")]
+    pub rest_user: String,
+    /// Validity of REST API credentials in seconds.
+    #[arg(long, default_value_t = 86_400, requires = "secret")]
+    pub rest_ttl: u64,
+    /// Expected realm; the realm is taken from the server's 401, and a different
+    /// one is reported as an error.
+    #[arg(long)]
+    pub realm: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StunArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Requests per second in total (0 = as fast as possible).
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Length of the send phase in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Number of client UDP sockets (distinct source ports), used round-robin.
+    #[arg(long, default_value_t = 4)]
+    pub sockets: usize,
+    /// How long to keep counting responses after the send phase, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub drain_ms: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    /// ChannelBind, then ChannelData both ways.
+    Channel,
+    /// CreatePermission only; Send indications out, Data indications back.
+    Send,
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub auth: Auth,
+    /// Number of TURN allocations (one client socket each).
+    #[arg(long, default_value_t = 10)]
+    pub allocations: usize,
+    /// Packets per second in total, client -> peer (0 = as fast as possible).
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// Application payload bytes per packet (>= 24: tag, allocation, sequence, timestamp).
+    #[arg(long, default_value_t = 160)]
+    pub size: usize,
+    /// Length of the send phase in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// How the client sends and receives relayed data.
+    #[arg(long, value_enum, default_value_t = RelayMode::Channel)]
+    pub mode: RelayMode,
+    /// External echo peer (must send every datagram back to its source, like
+    /// turnutils_peer). Default: a built-in echo peer on --echo-bind.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// Address the built-in echo peer binds to (port 0 = any).
+    #[arg(long, default_value = "127.0.0.1:0", conflicts_with = "peer")]
+    pub echo_bind: String,
+    /// How long to keep counting echoes after the send phase, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub drain_ms: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuples {
+    /// Keep each worker's socket: a released 5-tuple allocates again.
+    Reuse,
+    /// A new socket (new source port) for every cycle.
+    Fresh,
+}
+
+#[derive(Args, Debug)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub auth: Auth,
+    /// Length of the run in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Concurrent workers (threads), each with its own socket.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Whether a worker keeps its 5-tuple after a release or opens a new socket.
+    #[arg(long, value_enum, default_value_t = Tuples::Reuse)]
+    pub tuples: Tuples,
+    /// Spread client sockets over this many loopback source addresses
+    /// (127.0.1.1, 127.0.1.2, ...), so that a new socket rarely lands on a 5-tuple
+    /// the server is still holding after a release (coturn keeps it 1-2 s and
+    /// answers 437). Loopback servers only; 0 = the kernel's default source.
+    #[arg(long, default_value_t = 0)]
+    pub loopback_sources: usize,
+}
+
+/// Resolve `s` (as given to `--<opt>`) to one socket address and apply the lab check.
+pub fn resolve_target(opt: &str, s: &str, allow_any: bool) -> Result<SocketAddr> {
+    let addr = s
+        .to_socket_addrs()
+        .with_context(|| format!("--{opt}: cannot resolve {s:?} (expected HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| anyhow!("--{opt}: {s:?} resolves to no address"))?;
+    if addr.port() == 0 {
+        bail!("--{opt}: port 0 is not a valid target");
+    }
+    if !allow_any && !is_lab_address(addr.ip()) {
+        bail!(
+            "--{opt}: {} is not a loopback, private or documentation/benchmark address; \
+             this tool is for the lab only (override with --allow-any-target)",
+            addr.ip()
+        );
+    }
+    Ok(addr)
+}
+
+/// Loopback, RFC 1918 private, TEST-NET-1/2/3, 198.18.0.0/15 (benchmarking),
+/// IPv6 loopback, ULA fc00::/7 and documentation 2001:db8::/32.
+pub fn is_lab_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || (o[0] == 192 && o[1] == 0 && o[2] == 2)
+                || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+                || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+                || (o[0] == 198 && (o[1] & 0xFE) == 18)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_lab_address(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback() || (s[0] & 0xFE00) == 0xFC00 || (s[0] == 0x2001 && s[1] == 0x0DB8)
+        }
+    }
+}
+
+pub fn check_duration(opt: &str, secs: f64) -> Result<f64> {
+    if !secs.is_finite() || secs <= 0.0 || secs > 7.0 * 86_400.0 {
+        bail!("--{opt}: must be a number of seconds > 0 and at most a week, got {secs}");
+    }
+    Ok(secs)
+}
+
+pub fn check_range(opt: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
+    if v < lo || v > hi {
+        bail!("--{opt}: must be between {lo} and {hi}, got {v}");
+    }
+    Ok(v)
+}
+
+impl Auth {
+    /// Build the credentials from `--user` / `--secret`.
+    pub fn credentials(&self) -> Result<Credentials> {
+        if let Some(u) = &self.user {
+            let (name, pw) = u
+                .split_once(':')
+                .ok_or_else(|| anyhow!("--user: expected USER:PASSWORD, got {u:?}"))?;
+            if name.is_empty() {
+                bail!("--user: empty user name");
+            }
+            return Ok(Credentials::new(name, pw, self.realm.clone()));
+        }
+        if let Some(secret) = &self.secret {
+            if self.rest_ttl == 0 {
+                bail!("--rest-ttl: must be > 0");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("system clock before 1970")?
+                .as_secs();
+            return Ok(Credentials::rest(
+                secret.as_bytes(),
+                now + self.rest_ttl,
+                &self.rest_user,
+                self.realm.clone(),
+            ));
+        }
+        bail!("one of --user USER:PASSWORD or --secret SECRET is required")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_addresses() {
+        for ok in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "203.0.113.7",
+            "198.18.0.1",
+            "198.19.255.1",
+            "::1",
+            "fd00::1",
+            "2001:db8::5",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_lab_address(ok.parse().unwrap()), "{ok}");
+        }
+        for bad in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "198.20.0.1",
+            "1.1.1.1",
+            "2001:4860::8888",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_lab_address(bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_errors_name_the_option() {
+        let e = resolve_target("server", "8.8.8.8:3478", false).unwrap_err();
+        assert!(e.to_string().contains("--server"), "{e}");
+        assert!(resolve_target("server", "8.8.8.8:3478", true).is_ok());
+        let e = resolve_target("peer", "nonsense", false).unwrap_err();
+        assert!(e.to_string().contains("--peer"), "{e}");
+        assert!(resolve_target("server", "127.0.0.1:0", false).is_err());
+        assert_eq!(
+            resolve_target("server", "127.0.0.1:3478", false).unwrap(),
+            "127.0.0.1:3478".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "switchboard-load",
+            "relay",
+            "--secret",
+            "s",
+            "--mode",
+            "send",
+            "--allocations",
+            "3",
+        ])
+        .unwrap();
+        match c.cmd {
+            Command::Relay(r) => {
+                assert_eq!(r.mode, RelayMode::Send);
+                assert_eq!(r.allocations, 3);
+                assert!(r.auth.credentials().unwrap().username.contains(":loaduser"));
+            }
+            _ => panic!("wrong subcommand"),
+        }
+        assert!(Cli::try_parse_from([
+            "switchboard-load",
+            "churn",
+            "--user",
+            "a:b",
+            "--secret",
+            "s"
+        ])
+        .is_err());
+        let c = Cli::try_parse_from(["switchboard-load", "churn", "--user", "nocolon"]).unwrap();
+        match c.cmd {
+            Command::Churn(a) => {
+                let e = a.auth.credentials().unwrap_err();
+                assert!(e.to_string().contains("--user"), "{e}");
+            }
+            _ => panic!("wrong subcommand"),
+        }
+    }
+}

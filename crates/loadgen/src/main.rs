@@ -1,0 +1,79 @@
+//! `switchboard-load`: a STUN/TURN load generator for lab benchmarks, usable against
+//! any server (Switchboard, coturn, ...).
+//!
+//! Why our own tool: coturn's `turnutils_uclient` tops out near 36k messages/s in one
+//! process (one message per syscall, per-message bookkeeping), so on a 2-core box it
+//! saturates before the server does and cannot load it. This tool keeps the client
+//! side cheap: preallocated buffers, `sendmmsg`/`recvmmsg` batches, no per-request
+//! state (STUN transaction ids and relay payloads carry their own send timestamps),
+//! and fixed-bucket histograms, so nearly all CPU is left to the server under test.
+//!
+//! Modes: `stun` (Binding flood), `relay` (TURN allocations relaying to an echo peer,
+//! via ChannelData or Send/Data indications) and `churn` (Allocate/release loop).
+//! Every run ends with one `RESULT {json}` line for bench scripts. Targets outside
+//! loopback/private/documentation ranges are refused unless `--allow-any-target`.
+
+mod churn_mode;
+mod cli;
+mod echo_peer;
+mod histogram;
+mod keepalive;
+mod net;
+mod relay_mode;
+mod relay_rx;
+mod stun_mode;
+mod turn_client;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Raise the open-file soft limit to the hard limit (many allocations = many sockets).
+fn raise_nofile_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            let _ = e.print();
+            let text = e.to_string();
+            let msg = text.lines().next().unwrap_or("invalid command line");
+            let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+            println!(
+                "RESULT {}",
+                serde_json::json!({ "mode": null, "error": msg })
+            );
+            return ExitCode::from(2);
+        }
+    };
+    raise_nofile_limit();
+    let (mode, result) = match cli.cmd {
+        cli::Command::Stun(a) => ("stun", stun_mode::run(a)),
+        cli::Command::Relay(a) => ("relay", relay_mode::run(a)),
+        cli::Command::Churn(a) => ("churn", churn_mode::run(a)),
+    };
+    match result {
+        Ok(summary) => {
+            println!("RESULT {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let summary = serde_json::json!({ "mode": mode, "error": format!("{e:#}") });
+            println!("RESULT {summary}");
+            ExitCode::FAILURE
+        }
+    }
+}
