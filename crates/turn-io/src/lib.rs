@@ -5,9 +5,9 @@
 //! clients over workers by 5-tuple. UDP moves in batches through recvmmsg/sendmmsg.
 //! Configuration reloads and drain/shutdown requests reach workers through [`Shared`].
 
-mod batch;
+pub mod batch;
 mod relay;
-mod sockaddr;
+pub mod sockaddr;
 mod stream;
 mod worker;
 
