@@ -25,6 +25,8 @@ pub enum Command {
     Relay(RelayArgs),
     /// Allocation churn: Allocate + release (Refresh lifetime 0) in a loop.
     Churn(ChurnArgs),
+    /// Raw batched UDP forwarder (TURN's data path without TURN): the physical limit.
+    Forward(ForwardArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -36,6 +38,10 @@ pub struct Target {
     /// outside a lab you own).
     #[arg(long)]
     pub allow_any_target: bool,
+    /// PID of the server under test (same host): its CPU time (utime + stime, all
+    /// threads, from /proc/PID/stat) over the load window goes into the RESULT line.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -115,6 +121,41 @@ pub struct RelayArgs {
     /// How long to keep counting echoes after the send phase, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub drain_ms: u64,
+    /// No TURN at all: send ChannelData (channel 0x4000) straight to --server and
+    /// expect ChannelData back, for `switchboard-load forward` (the raw forwarder).
+    #[arg(long, conflicts_with = "mode")]
+    pub raw: bool,
+    /// Spread client sockets over this many loopback source addresses (127.0.1.1,
+    /// 127.0.1.2, ...) to get more 5-tuples than one address's ephemeral ports.
+    /// Loopback servers only; 0 = the kernel's default source.
+    #[arg(long, default_value_t = 0)]
+    pub loopback_sources: usize,
+    /// Keep going when some allocations fail during setup (skip them, stop after 20
+    /// failures in a row) and relay over those that opened; for capacity tests.
+    #[arg(long)]
+    pub partial: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    /// Address the forwarder listens on (one SO_REUSEPORT socket per thread).
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    pub listen: String,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Where ChannelData payloads go (the echo peer, e.g. `relay --echo-bind`).
+    #[arg(long)]
+    pub peer: String,
+    /// Address the per-client "relay" sockets bind to (port 0).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub relay_ip: IpAddr,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Allow addresses outside loopback/private/documentation ranges.
+    #[arg(long)]
+    pub allow_any_target: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,73 @@ pub fn tighten_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
 }
 
+/// Source address `k` of `n` for `--loopback-sources`: 127.0.1.1 + (k mod n), or
+/// `None` (the kernel's choice) when `n` is 0.
+pub fn loopback_source(k: usize, n: usize) -> Option<IpAddr> {
+    (n > 0).then(|| {
+        let base = u32::from(std::net::Ipv4Addr::new(127, 0, 1, 1));
+        IpAddr::V4(std::net::Ipv4Addr::from(base + (k % n) as u32))
+    })
+}
+
+/// CPU time (user + system, all threads) of process `pid` in seconds, from
+/// /proc/PID/stat; `None` if it cannot be read.
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, i.e. 11 and 12 after ") ".
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// CPU use of `--server-pid` over a load window, for the RESULT line.
+pub struct ServerCpu {
+    pid: Option<u32>,
+    start_cpu: Option<f64>,
+    start_ns: u64,
+}
+
+impl ServerCpu {
+    /// Start the window now (no-op without a pid).
+    pub fn start(pid: Option<u32>) -> Self {
+        ServerCpu {
+            pid,
+            start_cpu: pid.and_then(process_cpu_s),
+            start_ns: now_ns(),
+        }
+    }
+
+    /// End the window: `{"server_cpu_s", "server_cpu_window_s", "server_cpu_pct"}`, with
+    /// `per_cpu_s` = `count` / server CPU seconds under `key`; nulls without a pid.
+    pub fn finish(&self, key: &str, count: u64) -> serde_json::Value {
+        let end = self.pid.and_then(process_cpu_s);
+        let window = (now_ns() - self.start_ns) as f64 / 1e9;
+        let cpu = match (self.start_cpu, end) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let r3 = crate::stun_mode::round3;
+        serde_json::json!({
+            "server_pid": self.pid,
+            "server_cpu_s": cpu.map(r3),
+            "server_cpu_window_s": r3(window),
+            "server_cpu_pct": cpu.map(|c| r3(100.0 * c / window)),
+            key: cpu.filter(|&c| c > 0.0).map(|c| r3(count as f64 / c)),
+        })
+    }
+}
+
+/// Add the fields of object `extra` to object `into`.
+pub fn merge_json(into: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), extra) {
+        a.extend(b);
+    }
+}
+
 const SOCK_BUF: usize = 4 << 20;
 
 /// A UDP socket with large kernel buffers, bound to the wildcard address (port 0)

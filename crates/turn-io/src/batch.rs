@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use switchboard_turn::{PEER_HEADROOM, PEER_TAILROOM};
 
+/// Datagrams asked of one recvmmsg call.
 pub const BATCH: usize = 32;
+/// Receive slots per worker: several recvmmsg calls (from different relay sockets)
+/// fill consecutive slots, so their outputs leave in one sendmmsg.
+pub const SLOTS: usize = 128;
 /// Bytes per receive slot: headroom for in-place TURN framing, the datagram, tailroom.
 pub const SLOT: usize = 2048;
 /// Largest datagram payload a slot holds.
@@ -32,21 +36,26 @@ impl Default for RecvBatch {
         // SAFETY: as above.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
         RecvBatch {
-            bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
-            names: vec![zero_ss; BATCH].into_boxed_slice(),
-            iovs: vec![zero_iov; BATCH].into_boxed_slice(),
-            hdrs: vec![zero_hdr; BATCH].into_boxed_slice(),
+            bufs: vec![0u8; SLOTS * SLOT].into_boxed_slice(),
+            names: vec![zero_ss; SLOTS].into_boxed_slice(),
+            iovs: vec![zero_iov; SLOTS].into_boxed_slice(),
+            hdrs: vec![zero_hdr; SLOTS].into_boxed_slice(),
         }
     }
 }
 
 impl RecvBatch {
-    /// Receive up to BATCH datagrams without blocking, each placed at PEER_HEADROOM
-    /// in its slot. Returns how many arrived (Err WouldBlock when none).
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// Receive up to `max` datagrams without blocking into slots `first..`, each
+    /// placed at PEER_HEADROOM in its slot. Returns how many arrived (Err WouldBlock
+    /// when none).
+    pub fn recv(&mut self, fd: RawFd, first: usize, max: usize) -> io::Result<usize> {
+        let max = max.min(SLOTS.saturating_sub(first));
+        if max == 0 {
+            return Ok(0);
+        }
         let base = self.bufs.as_mut_ptr();
-        for i in 0..BATCH {
-            // SAFETY: i * SLOT + PEER_HEADROOM + MAX_DATAGRAM <= BATCH * SLOT.
+        for i in first..first + max {
+            // SAFETY: i * SLOT + PEER_HEADROOM + MAX_DATAGRAM <= SLOTS * SLOT.
             self.iovs[i].iov_base = unsafe { base.add(i * SLOT + PEER_HEADROOM) } as *mut _;
             self.iovs[i].iov_len = MAX_DATAGRAM;
             let h = &mut self.hdrs[i].msg_hdr;
@@ -63,8 +72,8 @@ impl RecvBatch {
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                self.hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                self.hdrs.as_mut_ptr().add(first),
+                max as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -100,8 +109,8 @@ pub struct SendQueue {
     pub send_errors: u64,
 }
 
-/// Queue capacity: a receive batch yields at most one datagram per input.
-pub const QUEUE: usize = BATCH * 2;
+/// Queue capacity: every receive slot yields at most one datagram.
+pub const QUEUE: usize = SLOTS;
 
 impl Default for SendQueue {
     fn default() -> Self {

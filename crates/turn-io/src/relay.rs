@@ -33,6 +33,9 @@ pub struct Relays {
     min_port: u16,
     max_port: u16,
     rcvbuf: usize,
+    /// Closed relay sockets kept open until queued datagrams are flushed, so a queued
+    /// send never reaches a descriptor number reused by a newer socket.
+    closed: Vec<mio::net::UdpSocket>,
 }
 
 impl Relays {
@@ -53,6 +56,7 @@ impl Relays {
             min_port,
             max_port,
             rcvbuf: 256 * 1024,
+            closed: Vec::new(),
         }
     }
 
@@ -61,6 +65,11 @@ impl Relays {
     pub fn fd_of(&self, public: &SocketAddr) -> Option<RawFd> {
         let i = *self.by_public.get(public)?;
         self.sockets[i].as_ref().map(|r| r.sock.as_raw_fd())
+    }
+
+    /// Really close the sockets closed since the last call (after a flush).
+    pub fn reap(&mut self) {
+        self.closed.clear();
     }
 
     pub fn get(&self, token: Token) -> Option<&RelaySocket> {
@@ -140,6 +149,7 @@ impl RelayPorts for Relays {
         if let Some(i) = self.by_public.remove(&relay) {
             if let Some(mut r) = self.sockets[i].take() {
                 let _ = self.registry.deregister(&mut r.sock);
+                self.closed.push(r.sock);
             }
             self.free.push(i);
         }

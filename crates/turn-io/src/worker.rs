@@ -3,7 +3,7 @@
 //! hashes each client 5-tuple to one worker, so allocation state is never shared and
 //! the packet path takes no lock.
 
-use crate::batch::{RecvBatch, SendQueue, BATCH};
+use crate::batch::{RecvBatch, SendQueue, BATCH, SLOTS};
 use crate::relay::{Relays, RELAY_TOKEN_BASE};
 use crate::stream::{Conn, ReadState};
 use crate::{Shared, WorkerStats};
@@ -44,6 +44,9 @@ pub struct Worker {
     core: Server,
     shared: Arc<Shared>,
     rx: RecvBatch,
+    /// Receive slots in use since the last flush of `tx` (whose queued datagrams
+    /// point into them).
+    rx_used: usize,
     tx: SendQueue,
     out: Box<[u8]>,
     stream_out: Vec<u8>,
@@ -91,8 +94,9 @@ impl Worker {
             core,
             shared,
             rx: RecvBatch::default(),
+            rx_used: 0,
             tx: SendQueue::default(),
-            out: vec![0u8; BATCH * OUT_SLOT].into_boxed_slice(),
+            out: vec![0u8; SLOTS * OUT_SLOT].into_boxed_slice(),
             stream_out: Vec::with_capacity(4096),
             pending: Vec::new(),
             ready: Vec::new(),
@@ -127,10 +131,12 @@ impl Worker {
                 self.dispatch(token, readable, writable, now);
             }
             self.ready = ready;
+            self.flush_tx();
             self.flush_dirty_conns();
             if now.duration_since(last_timer) >= Duration::from_secs(1) {
                 last_timer = now;
                 self.core.handle_timeout(now, &mut self.relays);
+                self.relays.reap();
             }
             if now.duration_since(last_publish) >= Duration::from_millis(250) {
                 last_publish = now;
@@ -187,6 +193,21 @@ impl Worker {
         }
     }
 
+    /// Send everything queued; receive slots become free again.
+    fn flush_tx(&mut self) {
+        self.tx.flush();
+        self.rx_used = 0;
+        self.relays.reap();
+    }
+
+    /// First free receive slot with room for a whole batch, flushing if needed.
+    fn rx_slots(&mut self) -> usize {
+        if self.rx_used + BATCH > SLOTS {
+            self.flush_tx();
+        }
+        self.rx_used
+    }
+
     /// Datagrams from clients. True when the socket may still hold more.
     fn udp_readable(&mut self, li: usize, now: Instant) -> bool {
         let Some((sock, local)) = self.udp.get(li) else {
@@ -194,7 +215,8 @@ impl Worker {
         };
         let (fd, local) = (sock.as_raw_fd(), *local);
         for _ in 0..ROUNDS {
-            let n = match self.rx.recv(fd) {
+            let first = self.rx_slots();
+            let n = match self.rx.recv(fd, first, BATCH) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
@@ -202,7 +224,9 @@ impl Worker {
                     return false;
                 }
             };
-            for (i, out) in self.out.chunks_mut(OUT_SLOT).take(n).enumerate() {
+            self.rx_used += n;
+            let outs = self.out.chunks_mut(OUT_SLOT).skip(first).take(n);
+            for (i, out) in (first..).zip(outs) {
                 let (from, len, slot) = self.rx.slot(i);
                 let Some(from) = from else { continue };
                 let tuple = FiveTuple {
@@ -232,7 +256,6 @@ impl Worker {
                     Transmit::None => {}
                 }
             }
-            self.tx.flush();
             if n < BATCH {
                 return false;
             }
@@ -247,7 +270,8 @@ impl Worker {
         };
         let (fd, alloc) = (r.sock.as_raw_fd(), r.alloc);
         for _ in 0..ROUNDS {
-            let n = match self.rx.recv(fd) {
+            let first = self.rx_slots();
+            let n = match self.rx.recv(fd, first, BATCH) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
@@ -256,7 +280,8 @@ impl Worker {
                     return true;
                 }
             };
-            for i in 0..n {
+            self.rx_used += n;
+            for i in first..first + n {
                 let (from, len, slot) = self.rx.slot(i);
                 let Some(from) = from else { continue };
                 if len == 0 {
@@ -278,7 +303,6 @@ impl Worker {
                     }
                 }
             }
-            self.tx.flush();
             if n < BATCH {
                 return false;
             }
@@ -365,6 +389,9 @@ impl Worker {
 
     /// Read and handle frames. False when the connection must close.
     fn conn_read(&mut self, conn: &mut Conn, now: Instant) -> bool {
+        // Queued datagrams may point into receive slots or another connection's
+        // buffer; send them before this connection's frames are handled.
+        self.flush_tx();
         loop {
             let state = match conn.read() {
                 Ok(s) => s,
@@ -396,7 +423,7 @@ impl Worker {
                     Transmit::None => {}
                 }
             }
-            self.tx.flush();
+            self.flush_tx();
             if !self.stream_out.is_empty() {
                 conn.queue(&self.stream_out, false);
             }
