@@ -4,13 +4,13 @@
 
 use crate::cli::{check_duration, check_range, resolve_target, ChurnArgs, Tuples};
 use crate::histogram::Histogram;
-use crate::net::{connected_udp_from, now_ns};
+use crate::net::{connected_udp_from, loopback_source, merge_json, now_ns, ServerCpu};
 use crate::stun_mode::round3;
 use crate::turn_client::{AuthState, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +43,7 @@ struct Sources {
 impl Sources {
     /// `None` (kernel's choice) when disabled, else 127.0.1.1 + (k mod n).
     fn pick(&self) -> Option<IpAddr> {
-        (self.n > 0).then(|| {
-            let k = self.next.fetch_add(1, Ordering::Relaxed) % self.n;
-            IpAddr::V4(Ipv4Addr::from(
-                u32::from(Ipv4Addr::new(127, 0, 1, 1)) + k as u32,
-            ))
-        })
+        loopback_source(self.next.fetch_add(1, Ordering::Relaxed), self.n)
     }
 }
 
@@ -130,6 +125,7 @@ pub fn run(a: ChurnArgs) -> Result<Value> {
         "churn: {server}, {conc} workers, {tuples} 5-tuples, {} source addresses, {duration} s",
         nsrc.max(1)
     );
+    let cpu = ServerCpu::start(a.target.server_pid);
     let start = now_ns();
     let end = start + (duration * 1e9) as u64;
     let handles = (0..conc)
@@ -166,6 +162,7 @@ pub fn run(a: ChurnArgs) -> Result<Value> {
         return Err(e.context("churn worker failed"));
     }
     let secs = (now_ns() - start) as f64 / 1e9;
+    let cpu = cpu.finish("cycles_per_cpu_s", total.cycles);
     let failed: u64 = total.failures.values().sum();
     println!(
         "cycles {} ({:.1}/s), failures {failed} {:?}, sockets {}, auth round trips {}, retransmits {}",
@@ -183,7 +180,7 @@ pub fn run(a: ChurnArgs) -> Result<Value> {
             total.failures
         );
     }
-    Ok(json!({
+    let mut out = json!({
         "mode": "churn",
         "server": server.to_string(),
         "concurrency": conc,
@@ -198,5 +195,7 @@ pub fn run(a: ChurnArgs) -> Result<Value> {
         "auth_round_trips": total.auth_retries,
         "retransmits": total.retransmits,
         "cycle_us": total.hist.to_json(),
-    }))
+    });
+    merge_json(&mut out, cpu);
+    Ok(out)
 }

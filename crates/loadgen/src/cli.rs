@@ -80,6 +80,10 @@ pub struct StunArgs {
     /// How long to keep counting responses after the send phase, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub drain_ms: u64,
+    /// Count our own request echoed back unchanged as the answer (for
+    /// `switchboard-load forward`, which reflects STUN without parsing it).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,13 +9,16 @@
 //! and fixed-bucket histograms, so nearly all CPU is left to the server under test.
 //!
 //! Modes: `stun` (Binding flood), `relay` (TURN allocations relaying to an echo peer,
-//! via ChannelData or Send/Data indications) and `churn` (Allocate/release loop).
+//! via ChannelData or Send/Data indications, or raw ChannelData with `--raw`), `churn`
+//! (Allocate/release loop) and `forward` (a raw batched UDP forwarder with the server's
+//! threading model and I/O: the floor a TURN server's data path is measured against).
 //! Every run ends with one `RESULT {json}` line for bench scripts. Targets outside
 //! loopback/private/documentation ranges are refused unless `--allow-any-target`.
 
 mod churn_mode;
 mod cli;
 mod echo_peer;
+mod forward_mode;
 mod histogram;
 mod keepalive;
 mod net;
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         cli::Command::Stun(a) => ("stun", stun_mode::run(a)),
         cli::Command::Relay(a) => ("relay", relay_mode::run(a)),
         cli::Command::Churn(a) => ("churn", churn_mode::run(a)),
+        cli::Command::Forward(a) => ("forward", forward_mode::run(a)),
     };
     match result {
         Ok(summary) => {

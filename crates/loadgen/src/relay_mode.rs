@@ -3,15 +3,20 @@
 //! Setup and teardown use the blocking [`TurnClient`]; during the run this thread
 //! sends (token bucket, `sendmmsg` batches of up to 32 on one allocation at a time),
 //! the receiver thread (`relay_rx`) counts echoes and keeps the allocations alive,
-//! and the built-in echo peer bounces everything back.
+//! and the built-in echo peer bounces everything back. With `--raw` there is no TURN:
+//! each client socket just sends ChannelData (channel 0x4000) to the server address,
+//! which is then `switchboard-load forward`.
 
 use crate::cli::{check_duration, check_range, resolve_target, RelayArgs, RelayMode};
 use crate::echo_peer::EchoPeer;
 use crate::keepalive::Keepalive;
-use crate::net::{connected_udp, now_ns, sleep_until, tighten_timer_slack, Batch};
+use crate::net::{
+    connected_udp_from, loopback_source, merge_json, now_ns, sleep_until, tighten_timer_slack,
+    Batch, ServerCpu,
+};
 use crate::relay_rx::{write_payload_header, Receiver, RxControl, PAYLOAD_HEADER};
 use crate::stun_mode::{round3, BATCH};
-use crate::turn_client::{AuthState, Request, TurnClient};
+use crate::turn_client::{AuthState, Credentials, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -25,6 +30,12 @@ use switchboard_stun::{
 
 /// Largest application payload accepted by `--size`.
 pub const MAX_SIZE: usize = 65_000;
+/// Most allocations one run opens.
+pub const MAX_ALLOCATIONS: usize = 200_000;
+/// The channel of `--raw` mode (what the forwarder writes on its way back).
+pub const RAW_CHANNEL: u16 = 0x4000;
+/// `--partial`: give up after this many failed allocations in a row.
+const MAX_FAILS_IN_A_ROW: u32 = 20;
 
 /// One allocation's prebuilt datagram: only the payload header changes per packet.
 pub struct Template {
@@ -70,38 +81,76 @@ struct Setup {
     relayed: Vec<SocketAddr>,
 }
 
-/// Open `n` allocations; on failure release those already opened.
-fn setup(
-    n: usize,
+struct SetupOpts<'a> {
     server: SocketAddr,
-    auth: &AuthState,
+    /// None with `--raw`.
+    auth: Option<&'a AuthState>,
     peer: SocketAddr,
     mode: RelayMode,
-) -> Result<Setup> {
+    sources: usize,
+    partial: bool,
+}
+
+/// Open `n` allocations (client sockets with `--raw`). On failure release those
+/// already opened, unless `--partial`: then skip it and go on with what opened.
+/// Returns the failures by label.
+fn setup(n: usize, o: &SetupOpts) -> Result<(Setup, BTreeMap<String, u64>)> {
     let mut s = Setup {
         clients: Vec::with_capacity(n),
         keep: Vec::with_capacity(n),
         channels: Vec::with_capacity(n),
         relayed: Vec::with_capacity(n),
     };
+    let mut fails = BTreeMap::new();
+    let mut in_a_row = 0;
     for i in 0..n {
-        if let Err(e) = open_one(i, server, auth, peer, mode, &mut s) {
+        let sock = connected_udp_from(o.server, loopback_source(i, o.sources))?;
+        let r = match o.auth {
+            Some(auth) => open_one(i, sock, o, auth, &mut s),
+            None => {
+                let auth = AuthState::new(Credentials::new("raw", "", None));
+                s.clients.push(TurnClient::new(sock, auth));
+                s.channels.push(Some(RAW_CHANNEL));
+                Ok(())
+            }
+        };
+        let Err(e) = r else {
+            in_a_row = 0;
+            continue;
+        };
+        if !o.partial {
             release_all(&mut s.clients);
             return Err(e);
         }
+        let label = e
+            .downcast_ref::<TxError>()
+            .map_or("other".into(), |t| t.label());
+        *fails.entry(label).or_insert(0u64) += 1;
+        in_a_row += 1;
+        eprintln!("setup: {e:#}");
+        if in_a_row >= MAX_FAILS_IN_A_ROW {
+            eprintln!(
+                "setup: {in_a_row} failures in a row, going on with {} allocations",
+                s.clients.len()
+            );
+            break;
+        }
     }
-    Ok(s)
+    if s.clients.is_empty() {
+        bail!("no allocation opened: {fails:?}");
+    }
+    Ok((s, fails))
 }
 
+/// Allocate, CreatePermission and (channel mode) ChannelBind on `sock`; pushes the
+/// allocation into `s` only when all succeeded (releasing it otherwise).
 fn open_one(
     i: usize,
-    server: SocketAddr,
+    sock: UdpSocket,
+    o: &SetupOpts,
     auth: &AuthState,
-    peer: SocketAddr,
-    mode: RelayMode,
     s: &mut Setup,
 ) -> Result<()> {
-    let sock = connected_udp(server)?;
     // Start from the previous allocation's realm/nonce when the server accepts it.
     let mut c = TurnClient::new(sock, s.clients.last().map_or(auth, |c| &c.auth).clone());
     let info = c
@@ -110,17 +159,24 @@ fn open_one(
     let relayed = info
         .relayed
         .ok_or_else(|| anyhow!("allocation {i}: Allocate success without XOR-RELAYED-ADDRESS"))?;
-    s.relayed.push(relayed);
     let lifetime = info.lifetime.filter(|&l| l > 0).unwrap_or(600);
-    s.clients.push(c);
-    let c = s.clients.last_mut().expect("just pushed");
-    c.transact(&Request::CreatePermission { peer })
-        .with_context(|| format!("allocation {i}: CreatePermission for {peer} failed"))?;
-    let channel = (mode == RelayMode::Channel).then(|| channel_for(i));
-    if let Some(channel) = channel {
-        c.transact(&Request::ChannelBind { channel, peer })
-            .with_context(|| format!("allocation {i}: ChannelBind {channel:#06x} failed"))?;
+    let peer = o.peer;
+    let channel = (o.mode == RelayMode::Channel).then(|| channel_for(i));
+    let bound = c
+        .transact(&Request::CreatePermission { peer })
+        .with_context(|| format!("allocation {i}: CreatePermission for {peer} failed"))
+        .and_then(|_| match channel {
+            Some(channel) => c
+                .transact(&Request::ChannelBind { channel, peer })
+                .map(|_| ())
+                .with_context(|| format!("allocation {i}: ChannelBind {channel:#06x} failed")),
+            None => Ok(()),
+        });
+    if let Err(e) = bound {
+        let _ = c.transact(&Request::Refresh { lifetime: 0 });
+        return Err(e);
     }
+    s.relayed.push(relayed);
     s.channels.push(channel);
     s.keep.push(Keepalive::new(
         c.auth.clone(),
@@ -129,6 +185,7 @@ fn open_one(
         lifetime,
         now_ns(),
     ));
+    s.clients.push(c);
     Ok(())
 }
 
@@ -149,12 +206,19 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     let allow = a.target.allow_any_target;
     let server = resolve_target("server", &a.target.server, allow)?;
     let duration = check_duration("duration", a.duration)?;
-    let n = check_range("allocations", a.allocations, 1, 20_000)?;
+    let n = check_range("allocations", a.allocations, 1, MAX_ALLOCATIONS)?;
+    let nsrc = check_range("loopback-sources", a.loopback_sources, 0, 60_000)?;
+    if nsrc > 0 && !(server.is_ipv4() && server.ip().is_loopback()) {
+        bail!("--loopback-sources: only usable with an IPv4 loopback --server, not {server}");
+    }
     let size = check_range("size", a.size, PAYLOAD_HEADER, MAX_SIZE)?;
     if a.drain_ms > 60_000 {
         bail!("--drain-ms: must be at most 60000, got {}", a.drain_ms);
     }
-    let creds = a.auth.credentials()?;
+    let auth = match a.raw {
+        true => None,
+        false => Some(AuthState::new(a.auth.credentials()?)),
+    };
     let echo = match &a.peer {
         Some(_) => None,
         None => {
@@ -176,9 +240,10 @@ pub fn run(a: RelayArgs) -> Result<Value> {
         (None, Some(e)) => e.addr,
         (None, None) => unreachable!("echo peer started when --peer is absent"),
     };
-    let mode_name = match a.mode {
-        RelayMode::Channel => "channel",
-        RelayMode::Send => "send",
+    let mode_name = match (a.raw, a.mode) {
+        (true, _) => "raw",
+        (false, RelayMode::Channel) => "channel",
+        (false, RelayMode::Send) => "send",
     };
     let rate_txt = if a.rate == 0 {
         "max".to_string()
@@ -190,18 +255,27 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     );
 
     let t0 = now_ns();
-    let mut s = setup(n, server, &AuthState::new(creds), peer, a.mode)?;
+    let opts = SetupOpts {
+        server,
+        auth: auth.as_ref(),
+        peer,
+        mode: a.mode,
+        sources: nsrc,
+        partial: a.partial,
+    };
+    let (mut s, setup_fail) = setup(n, &opts)?;
+    let opened = s.clients.len();
     let setup_ms = (now_ns() - t0) as f64 / 1e6;
     let (auth_rt, rtx): (u64, u64) = s
         .clients
         .iter()
         .fold((0, 0), |(x, y), c| (x + c.auth_retries, y + c.retransmits));
+    let first = s.relayed.first().map_or("none".into(), |r| r.to_string());
     println!(
-        "setup: {n} allocations in {setup_ms:.1} ms (auth round trips {auth_rt}, retransmits {rtx}); first relayed address {}",
-        s.relayed[0]
+        "setup: {opened} allocations in {setup_ms:.1} ms (auth round trips {auth_rt}, retransmits {rtx}, failures {setup_fail:?}); first relayed address {first}"
     );
 
-    let templates: Vec<Template> = (0..n)
+    let templates: Vec<Template> = (0..opened)
         .map(|i| match s.channels[i] {
             Some(ch) => Ok(channel_template(ch, size)),
             None => send_template(peer, size, crate::turn_client::random_tid()),
@@ -231,6 +305,7 @@ pub fn run(a: RelayArgs) -> Result<Value> {
         .context("spawning receiver")?;
 
     let fds: Vec<i32> = s.clients.iter().map(|c| c.sock.as_raw_fd()).collect();
+    let cpu = ServerCpu::start(a.target.server_pid);
     let (start, send_end, sent, send_errors) = send_loop(&fds, &templates, tag, a.rate, duration);
     ctl.total_sent.store(sent, Ordering::Release);
     ctl.stop_at
@@ -238,17 +313,24 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     let (r, keep) = receiver
         .join()
         .map_err(|_| anyhow!("receiver thread panicked"))??;
-    // Release with the nonces the keepalive may have moved on to.
-    for (c, k) in s.clients.iter_mut().zip(keep) {
-        c.auth = k.auth;
-    }
-    let (released, release_fail) = release_all(&mut s.clients);
     let (echoed, echo_drop) = match echo {
         Some(e) => {
             let (x, d) = e.stop();
             (Some(x), d)
         }
         None => (None, 0),
+    };
+    // Relayed by the server, both directions: what reached the peer (echoed + failed
+    // echoes) and what came back to the clients.
+    let relayed_both = echoed.map(|e| e + echo_drop + r.received);
+    let cpu = cpu.finish("relayed_per_cpu_s", relayed_both.unwrap_or(2 * r.received));
+    // Release with the nonces the keepalive may have moved on to.
+    for (c, k) in s.clients.iter_mut().zip(keep) {
+        c.auth = k.auth;
+    }
+    let (released, release_fail) = match a.raw {
+        true => (0, BTreeMap::new()),
+        false => release_all(&mut s.clients),
     };
 
     let secs = (send_end - start) as f64 / 1e9;
@@ -275,19 +357,22 @@ pub fn run(a: RelayArgs) -> Result<Value> {
         );
     }
     println!(
-        "keepalive ok {} failed {} {:?} (nonce retries {}); released {released}/{n} {:?}",
+        "keepalive ok {} failed {} {:?} (nonce retries {}); released {released}/{opened} {:?}",
         r.keepalive.ok,
         r.keepalive.failed,
         r.keepalive.failures,
         r.keepalive.auth_retries,
         release_fail
     );
-    Ok(json!({
+    let mut out = json!({
         "mode": "relay",
         "relay_mode": mode_name,
         "server": server.to_string(),
         "peer": peer.to_string(),
         "allocations": n,
+        "allocations_opened": opened,
+        "setup_failures": setup_fail,
+        "loopback_sources": nsrc,
         "size": size,
         "target_rate": a.rate,
         "duration_s": round3(secs),
@@ -307,13 +392,17 @@ pub fn run(a: RelayArgs) -> Result<Value> {
         "peer_echoed": echoed,
         "server_relayed": echoed.map(|e| 2 * e),
         "server_relayed_per_s": echoed.map(|e| round3(2.0 * e as f64 / secs)),
+        "relayed_both": relayed_both,
+        "relayed_both_per_s": relayed_both.map(|x| round3(x as f64 / secs)),
         "rtt_us": r.hist.to_json(),
         "keepalive_ok": r.keepalive.ok,
         "keepalive_failures": r.keepalive.failures,
         "keepalive_nonce_retries": r.keepalive.auth_retries,
         "released": released,
         "release_failures": release_fail,
-    }))
+    });
+    merge_json(&mut out, cpu);
+    Ok(out)
 }
 
 /// Paced send phase. Returns (start, end, sent, send errors).

@@ -129,13 +129,17 @@ impl Receiver {
                                     m.get(attr_type::DATA)
                                 }
                                 Ok(m) if matches!(m.class, Class::Success | Class::Error) => {
-                                    if !keep[idx].on_response(
-                                        &m,
-                                        &socks[idx],
-                                        now,
-                                        &mut scratch,
-                                        &mut st.keepalive,
-                                    ) {
+                                    // No keepalive state with --raw: nothing expects it.
+                                    let ours = keep.get_mut(idx).is_some_and(|k| {
+                                        k.on_response(
+                                            &m,
+                                            &socks[idx],
+                                            now,
+                                            &mut scratch,
+                                            &mut st.keepalive,
+                                        )
+                                    });
+                                    if !ours {
                                         st.invalid += 1;
                                     }
                                     continue;

@@ -6,7 +6,9 @@
 
 use crate::cli::{check_duration, check_range, resolve_target, StunArgs};
 use crate::histogram::Histogram;
-use crate::net::{connected_udp, now_ns, sleep_until, tighten_timer_slack, Batch, Epoll};
+use crate::net::{
+    connected_udp, merge_json, now_ns, sleep_until, tighten_timer_slack, Batch, Epoll, ServerCpu,
+};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::net::UdpSocket;
@@ -51,14 +53,17 @@ pub fn binding_request_header(out: &mut [u8]) {
     out[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
 }
 
-/// Validate a Binding success response to one of our requests; returns its RTT in ns.
-pub fn check_response(buf: &[u8], key: u64, now: u64) -> Option<u64> {
+/// Validate a Binding success response to one of our requests (with `raw`: our
+/// request echoed back unchanged); returns its RTT in ns.
+pub fn check_response(buf: &[u8], key: u64, now: u64, raw: bool) -> Option<u64> {
     let m = Message::parse(buf).ok()?;
-    if m.method != Method::BINDING || m.class != Class::Success {
+    let want = if raw { Class::Request } else { Class::Success };
+    if m.method != Method::BINDING || m.class != want {
         return None;
     }
     let ts = decode_tid(&m.tid.0, key)?;
-    if ts > now || !(m.has(attr_type::XOR_MAPPED_ADDRESS) || m.has(attr_type::MAPPED_ADDRESS)) {
+    let mapped = m.has(attr_type::XOR_MAPPED_ADDRESS) || m.has(attr_type::MAPPED_ADDRESS);
+    if ts > now || !(raw || mapped) {
         return None;
     }
     Some(now - ts)
@@ -82,12 +87,14 @@ pub fn run(a: StunArgs) -> Result<Value> {
         .map(|_| connected_udp(server))
         .collect::<Result<_>>()?;
     let key: u64 = rand::random();
+    let raw = a.raw;
     let rate_txt = if a.rate == 0 {
         "max".to_string()
     } else {
         format!("{}/s", a.rate)
     };
-    println!("stun: {server}, {nsock} sockets, rate {rate_txt}, {duration} s");
+    let what = if raw { " (raw: echoes count)" } else { "" };
+    println!("stun{what}: {server}, {nsock} sockets, rate {rate_txt}, {duration} s");
 
     // Receiver: shares the sockets (dup'd fds) and stops at `stop_at` (0 = not yet).
     let stop_at = Arc::new(AtomicU64::new(0));
@@ -99,7 +106,7 @@ pub fn run(a: StunArgs) -> Result<Value> {
     let (stop_r, sent_r) = (stop_at.clone(), total_sent.clone());
     let receiver = std::thread::Builder::new()
         .name("stun-recv".into())
-        .spawn(move || receive(rsocks, key, &stop_r, &sent_r))
+        .spawn(move || receive(rsocks, key, raw, &stop_r, &sent_r))
         .context("spawning receiver")?;
 
     // Sender (this thread).
@@ -110,6 +117,7 @@ pub fn run(a: StunArgs) -> Result<Value> {
         batch.set_len(i, REQ_LEN);
     }
     let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
+    let cpu = ServerCpu::start(a.target.server_pid);
     let start = now_ns();
     let end = start + (duration * 1e9) as u64;
     let (mut attempted, mut sent, mut send_errors, mut last_ts) = (0u64, 0u64, 0u64, 0u64);
@@ -152,6 +160,7 @@ pub fn run(a: StunArgs) -> Result<Value> {
     let r = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+    let cpu = cpu.finish("answered_per_cpu_s", r.answered);
 
     let secs = (send_end - start) as f64 / 1e9;
     let loss = if sent == 0 {
@@ -168,8 +177,9 @@ pub fn run(a: StunArgs) -> Result<Value> {
         r.recv_errors
     );
     println!("RTT {}", r.hist.summary());
-    Ok(json!({
+    let mut out = json!({
         "mode": "stun",
+        "raw": raw,
         "server": server.to_string(),
         "sockets": nsock,
         "target_rate": a.rate,
@@ -183,7 +193,9 @@ pub fn run(a: StunArgs) -> Result<Value> {
         "send_errors": send_errors,
         "recv_errors": r.recv_errors,
         "rtt_us": r.hist.to_json(),
-    }))
+    });
+    merge_json(&mut out, cpu);
+    Ok(out)
 }
 
 pub fn round3(x: f64) -> f64 {
@@ -193,6 +205,7 @@ pub fn round3(x: f64) -> f64 {
 fn receive(
     socks: Vec<UdpSocket>,
     key: u64,
+    raw: bool,
     stop_at: &AtomicU64,
     total_sent: &AtomicU64,
 ) -> Result<RecvStats> {
@@ -230,7 +243,7 @@ fn receive(
                 };
                 let now = now_ns();
                 for i in 0..n {
-                    match check_response(batch.get(i), key, now) {
+                    match check_response(batch.get(i), key, now, raw) {
                         Some(rtt) => {
                             st.answered += 1;
                             st.hist.record(rtt / 1000);
@@ -281,18 +294,24 @@ mod tests {
         .unwrap();
         let n = w.finish();
         assert_eq!(&resp[..2], &[0x01, 0x01]);
-        assert_eq!(check_response(&resp[..n], key, 3_000), Some(2_000));
-        assert_eq!(check_response(&resp[..n], key + 1, 3_000), None);
+        assert_eq!(check_response(&resp[..n], key, 3_000, false), Some(2_000));
+        assert_eq!(check_response(&resp[..n], key + 1, 3_000, false), None);
         assert_eq!(
-            check_response(&resp[..n], key, 500),
+            check_response(&resp[..n], key, 500, false),
             None,
             "from the future"
         );
         assert_eq!(
-            check_response(&req, key, 3_000),
+            check_response(&req, key, 3_000, false),
             None,
             "a request is not an answer"
         );
+        assert_eq!(
+            check_response(&req, key, 3_000, true),
+            Some(2_000),
+            "raw echo"
+        );
+        assert_eq!(check_response(&resp[..n], key, 3_000, true), None);
 
         let mut bad = [0u8; 64];
         let w = MessageWriter::new(
@@ -303,6 +322,6 @@ mod tests {
         )
         .unwrap();
         let n = w.finish();
-        assert_eq!(check_response(&bad[..n], key, 3_000), None);
+        assert_eq!(check_response(&bad[..n], key, 3_000, false), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Interop with coturn's own client tools (Debian package `coturn`, clients only):
 //! turnutils_stunclient, and turnutils_uclient relaying through switchboard with
 //! ChannelData and with Send indications, over UDP, TCP and TLS, with a static user
-//! and with TURN REST API (`-W`) credentials. Every run must lose nothing.
+//! and with TURN REST API (`-W`) credentials, and in uclient's default RTP/RTCP mode
+//! (EVEN-PORT reservations claimed by RESERVATION-TOKEN). Every run must lose nothing.
 
 mod common;
 
@@ -81,7 +82,13 @@ fn uclient_relays_without_loss_over_udp_tcp_tls_with_static_user_and_rest_secret
     ]);
     let peer = echo_peer();
     let mut cases = Vec::new();
-    for (mode, mode_args) in [("channel", vec![]), ("send", vec!["-s"])] {
+    // "-c" turns off uclient's RTCP companion allocations; without it each session
+    // pairs an EVEN-PORT(R) allocation with a RESERVATION-TOKEN one.
+    for (mode, mode_args) in [
+        ("channel", vec!["-c"]),
+        ("send", vec!["-c", "-s"]),
+        ("channel+rtcp-pair", vec![]),
+    ] {
         for (transport, t_args, tls) in [
             ("udp", vec![], false),
             ("tcp", vec!["-t"], false),
@@ -116,7 +123,7 @@ fn uclient_relays_without_loss_over_udp_tcp_tls_with_static_user_and_rest_secret
             };
             std::thread::spawn(move || {
                 let mut cmd = Command::new("turnutils_uclient");
-                cmd.args(["-c", "-n", "40", "-m", "2", "-l", "200", "-z", "5"])
+                cmd.args(["-n", "40", "-m", "2", "-l", "200", "-z", "5"])
                     .args(["-e", "127.0.0.1", "-r", &peer.port().to_string()])
                     .args(["-p", &port.to_string()])
                     .args(&case.args)

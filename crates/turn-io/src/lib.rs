@@ -208,6 +208,7 @@ pub fn start(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let reserved = relay::ReservationPool::default();
     let mut handles = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
         let cfg = shared
@@ -217,6 +218,7 @@ pub fn start(
             .map_err(|_| StartError::Worker(std::io::Error::other("config lock poisoned")))?;
         let core = Server::new(cfg, shared.quotas.clone(), Instant::now(), unix_now);
         let io2 = io.clone();
+        let reserved = reserved.clone();
         let worker = Worker::new(
             id,
             listeners,
@@ -227,6 +229,7 @@ pub fn start(
                     io2.relay_v6,
                     io2.min_port,
                     io2.max_port,
+                    reserved,
                 )
             },
             core,

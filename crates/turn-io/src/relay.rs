@@ -5,6 +5,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use switchboard_turn::server::RESERVATION_LIFETIME;
 use switchboard_turn::{AllocId, RelayOpenError, RelayPorts};
 
 /// First mio token of relay sockets; below it are listeners and connections.
@@ -17,6 +20,18 @@ pub struct RelayIp {
     pub bind: IpAddr,
     pub public: IpAddr,
 }
+
+/// A port held for a RESERVATION-TOKEN: bound, not registered with any worker until
+/// an Allocate claims it (on whichever worker the kernel hands that client to).
+pub struct Reserved {
+    token: [u8; 8],
+    sock: Socket,
+    public: SocketAddr,
+    expires: Instant,
+}
+
+/// Reservations shared by all workers.
+pub type ReservationPool = Arc<Mutex<Vec<Reserved>>>;
 
 pub struct RelaySocket {
     pub sock: mio::net::UdpSocket,
@@ -36,6 +51,7 @@ pub struct Relays {
     /// Closed relay sockets kept open until queued datagrams are flushed, so a queued
     /// send never reaches a descriptor number reused by a newer socket.
     closed: Vec<mio::net::UdpSocket>,
+    reserved: ReservationPool,
 }
 
 impl Relays {
@@ -45,6 +61,7 @@ impl Relays {
         v6: Option<RelayIp>,
         min_port: u16,
         max_port: u16,
+        reserved: ReservationPool,
     ) -> Self {
         Relays {
             sockets: Vec::new(),
@@ -57,6 +74,7 @@ impl Relays {
             max_port,
             rcvbuf: 256 * 1024,
             closed: Vec::new(),
+            reserved,
         }
     }
 
@@ -70,6 +88,13 @@ impl Relays {
     /// Really close the sockets closed since the last call (after a flush).
     pub fn reap(&mut self) {
         self.closed.clear();
+    }
+
+    /// Let lapsed reservations go.
+    pub fn expire_reservations(&mut self, now: Instant) {
+        if let Ok(mut pool) = self.reserved.lock() {
+            pool.retain(|r| r.expires > now);
+        }
     }
 
     pub fn get(&self, token: Token) -> Option<&RelaySocket> {
@@ -95,14 +120,93 @@ impl Relays {
     }
 }
 
+impl Relays {
+    /// Register a bound socket for `alloc` and index it by its public address.
+    fn insert(
+        &mut self,
+        s: Socket,
+        alloc: AllocId,
+        public: SocketAddr,
+    ) -> Result<SocketAddr, RelayOpenError> {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.sockets.push(None);
+                self.sockets.len() - 1
+            }
+        };
+        let mut sock = mio::net::UdpSocket::from_std(s.into());
+        if let Err(e) =
+            self.registry
+                .register(&mut sock, Token(RELAY_TOKEN_BASE + idx), Interest::READABLE)
+        {
+            self.free.push(idx);
+            return Err(RelayOpenError::Io(e.to_string()));
+        }
+        self.by_public.insert(public, idx);
+        self.sockets[idx] = Some(RelaySocket { sock, alloc });
+        Ok(public)
+    }
+
+    fn relay_ip(&self, v6: bool) -> Result<RelayIp, RelayOpenError> {
+        if v6 { self.v6 } else { self.v4 }.ok_or(RelayOpenError::NoFamily)
+    }
+}
+
 impl RelayPorts for Relays {
+    fn open_reserving(
+        &mut self,
+        alloc: AllocId,
+        v6: bool,
+        now: Instant,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayOpenError> {
+        let ip = self.relay_ip(v6)?;
+        let first_even = (self.min_port as u32 + 1) & !1;
+        if first_even + 1 > self.max_port as u32 {
+            return Err(RelayOpenError::Exhausted);
+        }
+        let pairs = (self.max_port as u32 - first_even - 1) / 2 + 1;
+        for _ in 0..64 {
+            let even = (first_even + 2 * (rand::random::<u32>() % pairs)) as u16;
+            let Ok(a) = self.bind(ip.bind, even) else {
+                continue;
+            };
+            let Ok(b) = self.bind(ip.bind, even + 1) else {
+                continue;
+            };
+            let first = self.insert(a, alloc, SocketAddr::new(ip.public, even))?;
+            let token: [u8; 8] = rand::random();
+            if let Ok(mut pool) = self.reserved.lock() {
+                pool.retain(|r| r.expires > now);
+                pool.push(Reserved {
+                    token,
+                    sock: b,
+                    public: SocketAddr::new(ip.public, even + 1),
+                    expires: now + RESERVATION_LIFETIME,
+                });
+            }
+            return Ok((first, token));
+        }
+        Err(RelayOpenError::Exhausted)
+    }
+
+    fn claim(&mut self, alloc: AllocId, token: &[u8], now: Instant) -> Option<SocketAddr> {
+        let r = {
+            let mut pool = self.reserved.lock().ok()?;
+            pool.retain(|r| r.expires > now);
+            let i = pool.iter().position(|r| r.token == token)?;
+            pool.swap_remove(i)
+        };
+        self.insert(r.sock, alloc, r.public).ok()
+    }
+
     fn open(
         &mut self,
         alloc: AllocId,
         v6: bool,
         even_port: bool,
     ) -> Result<SocketAddr, RelayOpenError> {
-        let ip = if v6 { self.v6 } else { self.v4 }.ok_or(RelayOpenError::NoFamily)?;
+        let ip = self.relay_ip(v6)?;
         let span = (self.max_port - self.min_port) as u32 + 1;
         let mut last_err = None;
         for _ in 0..64 {
@@ -115,28 +219,7 @@ impl RelayPorts for Relays {
             }
             let port = port as u16;
             match self.bind(ip.bind, port) {
-                Ok(s) => {
-                    let idx = match self.free.pop() {
-                        Some(i) => i,
-                        None => {
-                            self.sockets.push(None);
-                            self.sockets.len() - 1
-                        }
-                    };
-                    let mut sock = mio::net::UdpSocket::from_std(s.into());
-                    if let Err(e) = self.registry.register(
-                        &mut sock,
-                        Token(RELAY_TOKEN_BASE + idx),
-                        Interest::READABLE,
-                    ) {
-                        self.free.push(idx);
-                        return Err(RelayOpenError::Io(e.to_string()));
-                    }
-                    let public = SocketAddr::new(ip.public, port);
-                    self.by_public.insert(public, idx);
-                    self.sockets[idx] = Some(RelaySocket { sock, alloc });
-                    return Ok(public);
-                }
+                Ok(s) => return self.insert(s, alloc, SocketAddr::new(ip.public, port)),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
                 Err(e) => return Err(RelayOpenError::Io(e.to_string())),
             }

@@ -136,6 +136,7 @@ impl Worker {
             if now.duration_since(last_timer) >= Duration::from_secs(1) {
                 last_timer = now;
                 self.core.handle_timeout(now, &mut self.relays);
+                self.relays.expire_reservations(now);
                 self.relays.reap();
             }
             if now.duration_since(last_publish) >= Duration::from_millis(250) {

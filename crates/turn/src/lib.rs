@@ -13,7 +13,7 @@ pub mod config;
 pub mod filter;
 pub mod quota;
 mod respond;
-mod server;
+pub mod server;
 pub mod stats;
 
 pub use config::{Rfc5780, ServerConfig};

@@ -41,7 +41,28 @@ pub trait RelayPorts {
         even_port: bool,
     ) -> Result<SocketAddr, RelayOpenError>;
     fn close(&mut self, alloc: AllocId, relay: SocketAddr);
+
+    /// Open an even port for `alloc` and reserve the next one (EVEN-PORT with the R
+    /// bit, RFC 8656 §7.2); returns the even address and the RESERVATION-TOKEN. The
+    /// reservation is process-wide (the claiming request may reach another worker)
+    /// and lapses after [`RESERVATION_LIFETIME`].
+    fn open_reserving(
+        &mut self,
+        _alloc: AllocId,
+        _v6: bool,
+        _now: Instant,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayOpenError> {
+        Err(RelayOpenError::Exhausted)
+    }
+
+    /// Give the port reserved under `token` to `alloc`; None when unknown or lapsed.
+    fn claim(&mut self, _alloc: AllocId, _token: &[u8], _now: Instant) -> Option<SocketAddr> {
+        None
+    }
 }
+
+/// How long a port reserved by EVEN-PORT(R) waits for its RESERVATION-TOKEN.
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// What the driver should send as the result of one input.
 #[derive(Debug, PartialEq, Eq)]
@@ -395,7 +416,7 @@ impl Server {
                 // A retransmitted Allocate: answer as the first time.
                 let (v4, v6) = (a.relay_v4, a.relay_v6);
                 let left = a.expires.saturating_duration_since(now).as_secs() as u32;
-                return self.allocate_success(out, msg, &key, tuple, v4, v6, left, None);
+                return self.allocate_success(out, msg, &key, tuple, (v4, v6), left, None, None);
             }
             return self.error(out, msg, 437, Some(&key));
         }
@@ -415,12 +436,12 @@ impl Server {
             (Some(_), None) => return self.error(out, msg, 440, Some(&key)),
         };
         let dual = additional.is_some();
-        let even = msg.has(attr_type::EVEN_PORT);
-        if msg.has(attr_type::RESERVATION_TOKEN) {
-            // We keep no reservations, so any token is unknown.
-            let code = if even { 400 } else { 508 };
-            return self.error(out, msg, code, Some(&key));
+        let even = msg.get(attr_type::EVEN_PORT);
+        let token = msg.get(attr_type::RESERVATION_TOKEN);
+        if token.is_some() && (even.is_some() || requested.is_some() || dual) {
+            return self.error(out, msg, 400, Some(&key));
         }
+        let reserve_next = matches!(even, Some([b, ..]) if b & 0x80 != 0) && !dual;
         if self.draining {
             return self.error(out, msg, 508, Some(&key));
         }
@@ -436,7 +457,18 @@ impl Server {
             Some(&i) => i,
             None => self.slots.len() as u32,
         });
-        let primary = match relays.open(id, want_v6, even) {
+        let mut new_token = None;
+        let opened = match token {
+            Some(t) => relays
+                .claim(id, t, now)
+                .ok_or(crate::RelayOpenError::Exhausted),
+            None if reserve_next => relays.open_reserving(id, want_v6, now).map(|(a, t)| {
+                new_token = Some(t);
+                a
+            }),
+            None => relays.open(id, want_v6, even.is_some()),
+        };
+        let primary = match opened {
             Ok(a) => a,
             Err(e) => {
                 self.quotas.release(identity);
@@ -492,10 +524,10 @@ impl Server {
             msg,
             &key,
             tuple,
-            v4,
-            v6,
+            (v4, v6),
             lifetime.as_secs() as u32,
             v6_error,
+            new_token,
         )
     }
 
@@ -506,10 +538,10 @@ impl Server {
         msg: &Message,
         key: &Integrity,
         tuple: FiveTuple,
-        v4: Option<SocketAddr>,
-        v6: Option<SocketAddr>,
+        (v4, v6): (Option<SocketAddr>, Option<SocketAddr>),
         lifetime: u32,
         v6_error: Option<u16>,
+        token: Option<[u8; 8]>,
     ) -> Reply {
         self.success(out, msg, key, |w| {
             for relay in [v4, v6].into_iter().flatten() {
@@ -517,6 +549,9 @@ impl Server {
             }
             w.u32(attr_type::LIFETIME, lifetime)?;
             w.xor_address(attr_type::XOR_MAPPED_ADDRESS, &tuple.client)?;
+            if let Some(t) = token {
+                w.attr(attr_type::RESERVATION_TOKEN, &t)?;
+            }
             if let Some(code) = v6_error {
                 let reason = switchboard_stun::reason_phrase(code).as_bytes();
                 let mut v = [0u8; 64];

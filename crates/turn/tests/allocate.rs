@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::net::SocketAddr;
+
 use common::*;
 use std::sync::Arc;
 use switchboard_stun::{attr_type, Class, Method};
@@ -222,6 +224,60 @@ fn reservation_token_with_even_port_is_400() {
         .attr(attr_type::RESERVATION_TOKEN, &[1, 2, 3, 4, 5, 6, 7, 8]);
     h.signed(&mut c, req).err_signed(400, &c);
     assert!(h.relays.opened.is_empty());
+}
+
+#[test]
+fn even_port_with_r_bit_reserves_the_next_port_for_a_token() {
+    let mut h = H::new(config());
+    h.relays.next_port = 50001;
+    let mut rtp = Client::udp("203.0.113.7:40001");
+    let out = h.signed(&mut rtp, allocate_req().attr(attr_type::EVEN_PORT, &[0x80]));
+    let msg = out.ok(&rtp);
+    let relay = relayed_addresses(&msg)[0];
+    assert_eq!(relay.port() % 2, 0, "RTP relay port is even");
+    let token = msg
+        .get(attr_type::RESERVATION_TOKEN)
+        .expect("RESERVATION-TOKEN in the response")
+        .to_vec();
+    assert_eq!(token.len(), 8);
+    // The RTCP allocation from another 5-tuple claims the reserved port with the token.
+    let mut rtcp = Client::udp("203.0.113.7:40002");
+    let out = h.signed(
+        &mut rtcp,
+        allocate_req().attr(attr_type::RESERVATION_TOKEN, &token),
+    );
+    let rtcp_relay = relayed_addresses(&out.ok(&rtcp))[0];
+    assert_eq!(rtcp_relay, SocketAddr::new(relay.ip(), relay.port() + 1));
+    // A token works once.
+    let mut again = Client::udp("203.0.113.7:40003");
+    let req = allocate_req().attr(attr_type::RESERVATION_TOKEN, &token);
+    h.signed(&mut again, req).err_signed(508, &again);
+}
+
+#[test]
+fn reservation_lapses_after_30_seconds() {
+    let mut h = H::new(config());
+    let mut rtp = Client::udp("203.0.113.7:40001");
+    let out = h.signed(&mut rtp, allocate_req().attr(attr_type::EVEN_PORT, &[0x80]));
+    let token = out
+        .ok(&rtp)
+        .get(attr_type::RESERVATION_TOKEN)
+        .expect("token")
+        .to_vec();
+    h.advance_secs(31);
+    let mut rtcp = Client::udp("203.0.113.7:40002");
+    let req = allocate_req().attr(attr_type::RESERVATION_TOKEN, &token);
+    h.signed(&mut rtcp, req).err_signed(508, &rtcp);
+}
+
+#[test]
+fn reservation_token_with_requested_family_is_400() {
+    let mut h = H::new(config());
+    let mut c = Client::udp("203.0.113.7:40001");
+    let req = allocate_req()
+        .attr(attr_type::REQUESTED_ADDRESS_FAMILY, &[1, 0, 0, 0])
+        .attr(attr_type::RESERVATION_TOKEN, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    h.signed(&mut c, req).err_signed(400, &c);
 }
 
 #[test]

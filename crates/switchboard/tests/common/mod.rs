@@ -148,16 +148,25 @@ impl Drop for Server {
     }
 }
 
-/// A UDP echo peer on 127.0.0.1 (returns every datagram to its sender).
+/// A UDP echo peer on 127.0.0.1 (returns every datagram to its sender), listening on
+/// port P and P+1 like an RTP/RTCP pair; returns P.
 pub fn echo_peer() -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind echo");
-    let addr = sock.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
+    let (a, b) = loop {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind echo");
+        let port = a.local_addr().expect("addr").port();
+        if let Ok(b) = UdpSocket::bind(("127.0.0.1", port.wrapping_add(1))) {
+            break (a, b);
         }
-    });
+    };
+    let addr = a.local_addr().expect("addr");
+    for sock in [a, b] {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        });
+    }
     addr
 }
 

@@ -27,6 +27,8 @@ pub struct FakeRelays {
     pub closed: Vec<(AllocId, SocketAddr)>,
     pub fail_v4: Option<Fail>,
     pub fail_v6: Option<Fail>,
+    /// Reserved ports by token (EVEN-PORT with R), with their expiry.
+    pub reserved: Vec<([u8; 8], SocketAddr, std::time::Instant)>,
 }
 
 impl Default for FakeRelays {
@@ -45,6 +47,7 @@ impl FakeRelays {
             closed: Vec::new(),
             fail_v4: None,
             fail_v6: None,
+            reserved: Vec::new(),
         }
     }
 
@@ -96,5 +99,52 @@ impl RelayPorts for FakeRelays {
 
     fn close(&mut self, alloc: AllocId, relay: SocketAddr) {
         self.closed.push((alloc, relay));
+    }
+
+    fn open_reserving(
+        &mut self,
+        alloc: AllocId,
+        v6: bool,
+        now: std::time::Instant,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayOpenError> {
+        let even = self.open(alloc, v6, true)?;
+        let next = SocketAddr::new(even.ip(), even.port() + 1);
+        self.next_port = even.port() + 2;
+        let token = [
+            0x5b,
+            0x0a,
+            0,
+            0,
+            0,
+            0,
+            (next.port() >> 8) as u8,
+            next.port() as u8,
+        ];
+        self.reserved.push((
+            token,
+            next,
+            now + switchboard_turn::server::RESERVATION_LIFETIME,
+        ));
+        Ok((even, token))
+    }
+
+    fn claim(
+        &mut self,
+        alloc: AllocId,
+        token: &[u8],
+        now: std::time::Instant,
+    ) -> Option<SocketAddr> {
+        let i = self
+            .reserved
+            .iter()
+            .position(|(t, _, exp)| t == token && *exp > now)?;
+        let (_, addr, _) = self.reserved.remove(i);
+        self.opened.push(Opened {
+            alloc,
+            addr,
+            v6: addr.is_ipv6(),
+            even_port: false,
+        });
+        Some(addr)
     }
 }
