@@ -1,0 +1,140 @@
+//! Bad input on the command line or in the config file: a clear message naming the
+//! option and exit code 2, never a panic.
+
+use std::process::Command;
+
+fn serve(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .args(args)
+        .args(["--metrics-listen", "off", "-p", "0"])
+        .output()
+        .expect("run switchboard");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn invalid_option_values_exit_2_naming_the_option() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--min-port", "abc"], "--min-port"),
+        (&["--listening-ip", "300.1.1.1"], "--listening-ip"),
+        (&["--user", "nocolon"], "--user"),
+        (&["--user", ":empty"], "--user"),
+        (&["--denied-peer-ip", "1.2.3"], "--denied-peer-ip"),
+        (
+            &["--allowed-peer-ip", "10.0.0.9-10.0.0.1"],
+            "--allowed-peer-ip",
+        ),
+        (
+            &["--min-port", "60000", "--max-port", "50000"],
+            "--min-port",
+        ),
+        (&["--min-port", "80"], "--min-port"),
+        (&["--threads", "0"], "--threads"),
+        (&["--cert", "/nonexistent.pem"], "--pkey"),
+        (
+            &["--cert", "/nonexistent.pem", "--pkey", "/nonexistent.key"],
+            "--cert",
+        ),
+        (&["--external-ip", "nonsense"], "--external-ip"),
+        (&["--listening-ip", "0.0.0.0"], "--relay-ip"),
+        (
+            &["--relay-ip", "127.0.0.1", "--relay-ip", "127.0.0.2"],
+            "--relay-ip",
+        ),
+        (&["--metrics-listen", "nowhere"], "--metrics-listen"),
+        (&["--realm", ""], "--realm"),
+        (&["--log", "info,[[["], "--log"),
+        (&["--max-allocate-lifetime", "0"], "--max-allocate-lifetime"),
+    ];
+    for (args, option) in cases {
+        let (code, text) = serve(args);
+        assert_eq!(code, 2, "{args:?} should exit 2, said:\n{text}");
+        assert!(
+            text.contains(option),
+            "{args:?}: message should name {option}:\n{text}"
+        );
+        assert!(!text.contains("panicked"), "{args:?} panicked:\n{text}");
+    }
+}
+
+#[test]
+fn invalid_config_file_exits_2_naming_the_key_or_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("bad.toml");
+    std::fs::write(&f, "listening-port = \"not a number\"\n").expect("write");
+    let (code, text) = serve(&["--config", f.to_str().expect("path")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("bad.toml") && text.contains("line 1"),
+        "{text}"
+    );
+    std::fs::write(&f, "no-such-option = 1\n").expect("write");
+    let (code, text) = serve(&["--config", f.to_str().expect("path")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("no-such-option"), "{text}");
+    let (code, text) = serve(&["--config", "/nonexistent/switchboard.toml"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot read"), "{text}");
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "-p", &port, "--metrics-listen", "off"])
+        .output()
+        .expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on UDP 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn turn_credentials_verify_against_the_server() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "turn-credentials",
+            "--secret",
+            "s",
+            "--user",
+            "carol",
+            "--ttl",
+            "60",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let username = text
+        .split("\"username\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("username");
+    let credential = text
+        .split("\"credential\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("credential");
+    let (expiry, ident) = username.split_once(':').expect("expiry:identity");
+    assert_eq!(ident, "carol");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expiry: u64 = expiry.parse().expect("number");
+    assert!((now + 55..=now + 65).contains(&expiry));
+    use base64::Engine;
+    let mac = switchboard_stun::rest_api_password(b"s", username.as_bytes());
+    assert_eq!(
+        credential,
+        base64::engine::general_purpose::STANDARD.encode(mac)
+    );
+}
