@@ -88,7 +88,7 @@ pub fn render(t: &WorkerStats) -> String {
     metric(
         "switchboard_turn_relayed_bytes_total",
         "counter",
-        "Payload bytes relayed.",
+        "Payload bytes relayed (UDP payloads and RFC 6062 TCP stream bytes).",
         &[
             ("{direction=\"client_to_peer\"}", c.client_to_peer_bytes),
             ("{direction=\"peer_to_client\"}", c.peer_to_client_bytes),
@@ -111,6 +111,12 @@ pub fn render(t: &WorkerStats) -> String {
         "gauge",
         "Open TCP and TLS client connections.",
         &[("", t.connections)],
+    );
+    metric(
+        "switchboard_turn_tcp_peer_connections",
+        "gauge",
+        "Open RFC 6062 peer connections of TCP allocations (connecting, waiting for ConnectionBind, or relaying).",
+        &[("", t.tcp_connections)],
     );
     s
 }

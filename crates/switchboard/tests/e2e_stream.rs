@@ -100,7 +100,7 @@ fn tls_binding(addr: SocketAddr) -> Vec<u8> {
     cfg.alpn_protocols = vec![b"stun.turn".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("client");
-    let mut tcp = TcpStream::connect(addr).expect("connect");
+    let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
     let local = tcp.local_addr().expect("addr");

@@ -2,7 +2,8 @@
 //! turnutils_stunclient, and turnutils_uclient relaying through switchboard with
 //! ChannelData and with Send indications, over UDP, TCP and TLS, with a static user
 //! and with TURN REST API (`-W`) credentials, and in uclient's default RTP/RTCP mode
-//! (EVEN-PORT reservations claimed by RESERVATION-TOKEN). Every run must lose nothing.
+//! (EVEN-PORT reservations claimed by RESERVATION-TOKEN), and RFC 6062 TCP relaying
+//! (`-T`) over TCP and TLS. Every run must lose nothing.
 
 mod common;
 
@@ -149,4 +150,78 @@ fn uclient_relays_without_loss_over_udp_tcp_tls_with_static_user_and_rest_secret
         failures.join("\n---\n")
     );
     assert!(s.metric("switchboard_turn_relayed_packets_total") >= 80);
+}
+
+/// RFC 6062: `uclient -T` pairs clients that each allocate a TCP relay; one Connects
+/// to the other's relayed address, the other gets ConnectionAttempt, both bind data
+/// connections (over TCP or TLS) and exchange raw bytes. `-T` ignores `-e/-r`: the
+/// peers are this server's own relay addresses, allowed without `--allowed-peer-ip`.
+/// (`-P`, uclient's passive-peer mode, reports 50 % loss against coturn itself, so it
+/// is not used.)
+#[test]
+fn uclient_tcp_relay_without_loss_over_tcp_and_tls() {
+    require("turnutils_uclient");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let s = Server::start(&[
+        "--user",
+        "alice:alicepw",
+        "--static-auth-secret",
+        "labsecret",
+        "--realm",
+        "lab.test",
+        "--no-udp",
+        "--tls-listening-port",
+        "0",
+        "--cert",
+        cert.to_str().expect("path"),
+        "--pkey",
+        key.to_str().expect("path"),
+    ]);
+    let tcp = s.tcp.expect("tcp").port();
+    let tls = s.tls.expect("tls").port();
+    let cases: Vec<(&str, u16, Vec<&str>)> = vec![
+        ("tcp/static", tcp, vec!["-u", "alice", "-w", "alicepw"]),
+        ("tcp/rest", tcp, vec!["-W", "labsecret", "-u", "bob"]),
+        (
+            "tls/static",
+            tls,
+            vec!["-S", "-u", "alice", "-w", "alicepw"],
+        ),
+    ];
+    let (n, m) = (40, 4);
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(name, port, args)| {
+            std::thread::spawn(move || {
+                let out = Command::new("turnutils_uclient")
+                    .args(["-T", "-n", &n.to_string(), "-m", &m.to_string()])
+                    .args(["-l", "200", "-z", "5", "-p", &port.to_string()])
+                    .args(&args)
+                    .arg("127.0.0.1")
+                    .output()
+                    .expect("run turnutils_uclient");
+                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                (name, uclient_result(&text), text)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for h in handles {
+        let (name, (sent, recv, zero_loss), text) = h.join().expect("thread");
+        eprintln!("{name}: sent {sent} received {recv} zero-loss {zero_loss}");
+        if sent != n * m || recv != n * m || !zero_loss {
+            failures.push(format!("{name}: sent {sent}, received {recv}\n{text}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "uclient -T runs failed:\n{}",
+        failures.join("\n---\n")
+    );
+    // 3 runs x 160 messages x 200 bytes, counted once per direction.
+    assert!(
+        s.metric_reaching("switchboard_turn_relayed_bytes_total", 3 * 160 * 200) >= 3 * 160 * 200
+    );
 }

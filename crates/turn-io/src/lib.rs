@@ -9,6 +9,7 @@ pub mod batch;
 mod relay;
 pub mod sockaddr;
 mod stream;
+mod tcp_relay;
 mod worker;
 
 pub use relay::RelayIp;
@@ -43,6 +44,8 @@ pub struct WorkerStats {
     pub send_errors: u64,
     pub connections: u64,
     pub stream_dropped: u64,
+    /// Open RFC 6062 peer connections.
+    pub tcp_connections: u64,
 }
 
 /// State shared between the workers and the control plane (signals, metrics).
@@ -55,6 +58,8 @@ pub struct Shared {
     pub stats: Vec<Mutex<WorkerStats>>,
     pub draining: AtomicBool,
     pub shutdown: AtomicBool,
+    /// Client connections moving between workers (RFC 6062 ConnectionBind).
+    pub(crate) handoffs: tcp_relay::Handoffs,
 }
 
 impl Shared {
@@ -77,6 +82,7 @@ impl Shared {
                 t.send_errors += s.send_errors;
                 t.connections += s.connections;
                 t.stream_dropped += s.stream_dropped;
+                t.tcp_connections += s.tcp_connections;
             }
         }
         t
@@ -203,6 +209,7 @@ pub fn start(
             .collect(),
         draining: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
+        handoffs: tcp_relay::Handoffs::new(threads),
     });
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -216,7 +223,9 @@ pub fn start(
             .read()
             .map(|c| c.clone())
             .map_err(|_| StartError::Worker(std::io::Error::other("config lock poisoned")))?;
-        let core = Server::new(cfg, shared.quotas.clone(), Instant::now(), unix_now);
+        let mut core = Server::new(cfg, shared.quotas.clone(), Instant::now(), unix_now);
+        // RFC 6062 connection ids name their worker: a ConnectionBind may reach any.
+        core.set_connection_id_space(threads as u32, id as u32);
         let io2 = io.clone();
         let reserved = reserved.clone();
         let worker = Worker::new(

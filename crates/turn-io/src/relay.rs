@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use switchboard_turn::server::RESERVATION_LIFETIME;
-use switchboard_turn::{AllocId, RelayOpenError, RelayPorts};
+use switchboard_turn::{AllocId, FiveTuple, RelayOpenError, RelayPorts};
 
 /// First mio token of relay sockets; below it are listeners and connections.
 pub const RELAY_TOKEN_BASE: usize = 1 << 32;
@@ -42,7 +42,7 @@ pub struct Relays {
     pub sockets: Vec<Option<RelaySocket>>,
     free: Vec<usize>,
     by_public: HashMap<SocketAddr, usize, ahash::RandomState>,
-    registry: Registry,
+    pub(crate) registry: Registry,
     v4: Option<RelayIp>,
     v6: Option<RelayIp>,
     min_port: u16,
@@ -52,6 +52,8 @@ pub struct Relays {
     /// send never reaches a descriptor number reused by a newer socket.
     closed: Vec<mio::net::UdpSocket>,
     reserved: ReservationPool,
+    /// RFC 6062 listeners and peer connections.
+    pub tcp: crate::tcp_relay::TcpRelays,
 }
 
 impl Relays {
@@ -75,6 +77,7 @@ impl Relays {
             rcvbuf: 256 * 1024,
             closed: Vec::new(),
             reserved,
+            tcp: Default::default(),
         }
     }
 
@@ -228,13 +231,44 @@ impl RelayPorts for Relays {
         Err(RelayOpenError::Exhausted)
     }
 
-    fn close(&mut self, _alloc: AllocId, relay: SocketAddr) {
-        if let Some(i) = self.by_public.remove(&relay) {
+    fn close(&mut self, alloc: AllocId, relay: SocketAddr) {
+        // A TCP relay may share its address with another allocation's UDP relay.
+        let udp = self.by_public.get(&relay).copied();
+        if let Some(i) = udp.filter(|&i| self.sockets[i].as_ref().is_some_and(|r| r.alloc == alloc))
+        {
+            self.by_public.remove(&relay);
             if let Some(mut r) = self.sockets[i].take() {
                 let _ = self.registry.deregister(&mut r.sock);
                 self.closed.push(r.sock);
             }
             self.free.push(i);
+        } else {
+            self.tcp.close_listener(&self.registry, alloc, relay);
         }
+    }
+
+    fn open_tcp(&mut self, alloc: AllocId, v6: bool) -> Result<SocketAddr, RelayOpenError> {
+        let ip = self.relay_ip(v6)?;
+        let range = (self.min_port, self.max_port);
+        self.tcp.open_listener(&self.registry, alloc, ip, range)
+    }
+
+    fn tcp_connect(
+        &mut self,
+        alloc: AllocId,
+        conn_id: u32,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), RelayOpenError> {
+        self.tcp
+            .connect(&self.registry, alloc, conn_id, relay, peer)
+    }
+
+    fn tcp_bind(&mut self, conn_id: u32, data: FiveTuple) -> bool {
+        self.tcp.bind(conn_id, data)
+    }
+
+    fn tcp_close(&mut self, conn_id: u32) {
+        self.tcp.close(&self.registry, conn_id);
     }
 }

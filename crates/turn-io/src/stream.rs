@@ -29,6 +29,14 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     pub dropped_out: u64,
+    /// RFC 6062 data connection: the peer connection id it is piped to (after
+    /// ConnectionBind the bytes are no longer STUN framed).
+    pub pipe: Option<u32>,
+    /// The peer side of the pipe is gone; only buffered output is still flushed.
+    pub pipe_closed: bool,
+    /// Hand this connection to that worker instead of closing it (a ConnectionBind
+    /// for a connection another worker owns).
+    pub handoff: Option<usize>,
 }
 
 impl Conn {
@@ -46,6 +54,9 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             dropped_out: 0,
+            pipe: None,
+            pipe_closed: false,
+            handoff: None,
         }
     }
 
@@ -131,6 +142,19 @@ impl Conn {
         &self.rbuf[start..start + len]
     }
 
+    /// Put back the frame at `start` (and everything after it) as unconsumed.
+    pub fn unread(&mut self, start: usize) {
+        self.rstart = start.min(self.rend);
+    }
+
+    /// Everything read and not consumed, consumed (raw byte pipe mode).
+    pub fn take_raw(&mut self) -> &[u8] {
+        let (start, end) = (self.rstart, self.rend);
+        self.rstart = 0;
+        self.rend = 0;
+        &self.rbuf[start..end]
+    }
+
     /// Queue bytes for the client. Relayed media over the limit is dropped (`media`),
     /// control responses are always queued.
     pub fn queue(&mut self, data: &[u8], media: bool) {
@@ -146,7 +170,8 @@ impl Conn {
         }
     }
 
-    fn pending_out(&self) -> usize {
+    /// Bytes waiting to be written (TLS: a fixed estimate while records are pending).
+    pub fn pending_out(&self) -> usize {
         self.wbuf.len()
             + self
                 .tls

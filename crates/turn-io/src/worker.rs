@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_turn::{FiveTuple, Server, Transmit, Transport, PEER_HEADROOM};
 
+#[path = "tcp_pipe.rs"]
+mod tcp_pipe;
+
 const TCP_LISTENER_BASE: usize = 1 << 16;
 const CONN_BASE: usize = 1 << 20;
 /// Bytes reserved per response in a batch (responses are small).
@@ -79,6 +82,7 @@ impl Worker {
         }
         let udp_fds = udp.iter().map(|(s, a)| (*a, s.as_raw_fd())).collect();
         let relays = relays(poll.registry().try_clone()?);
+        shared.handoffs.install(id, poll.registry())?;
         let config_generation = shared.generation.load(Ordering::Acquire);
         Ok(Worker {
             id,
@@ -139,6 +143,7 @@ impl Worker {
                 self.relays.expire_reservations(now);
                 self.relays.reap();
             }
+            self.tcp_pass(now);
             if now.duration_since(last_publish) >= Duration::from_millis(250) {
                 last_publish = now;
                 self.publish();
@@ -172,13 +177,17 @@ impl Worker {
                 send_errors: self.tx.send_errors,
                 connections: self.conn_by_tuple.len() as u64,
                 stream_dropped: self.conns.iter().flatten().map(|c| c.dropped_out).sum(),
+                tcp_connections: self.relays.tcp.peer_count() as u64,
             };
         }
     }
 
     fn dispatch(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
         let t = token.0;
-        let more = if t >= RELAY_TOKEN_BASE {
+        let more = if t >= tcp_pipe::TCP_TOKEN_BASE {
+            self.tcp_event(token, readable, writable, now);
+            false
+        } else if t >= RELAY_TOKEN_BASE {
             readable && self.relay_readable(token, now)
         } else if t >= CONN_BASE {
             self.conn_event(t - CONN_BASE, readable, writable, now);
@@ -375,11 +384,15 @@ impl Worker {
             return;
         };
         let mut alive = true;
-        if readable {
-            alive = self.conn_read(&mut conn, now);
-        }
-        if alive && (writable || readable) && conn.flush().is_err() {
-            alive = false;
+        if conn.pipe.is_some() {
+            alive = self.pipe_client_event(ci, &mut conn, readable, writable, now);
+        } else {
+            if readable {
+                alive = self.conn_read(&mut conn, now);
+            }
+            if alive && (writable || readable) && conn.flush().is_err() {
+                alive = false;
+            }
         }
         if alive {
             self.conns[ci] = Some(conn);
@@ -405,6 +418,9 @@ impl Worker {
                     Ok(None) => break,
                     Err(()) => return false,
                 };
+                if self.tcp_handoff(conn, start, len) {
+                    return false;
+                }
                 let frame = conn.frame(start, len);
                 let out = &mut self.out[..OUT_SLOT];
                 match self
@@ -423,10 +439,17 @@ impl Worker {
                     }
                     Transmit::None => {}
                 }
+                if self.tcp_link(conn) {
+                    break;
+                }
             }
             self.flush_tx();
             if !self.stream_out.is_empty() {
                 conn.queue(&self.stream_out, false);
+            }
+            if conn.pipe.is_some() {
+                // ConnectionBind succeeded: what follows it is raw data for the peer.
+                return self.client_to_peer(conn, now);
             }
             match state {
                 ReadState::Open => return true,
@@ -437,11 +460,14 @@ impl Worker {
     }
 
     fn close_conn(&mut self, ci: usize, mut conn: Conn) {
-        conn.close_notify();
+        if conn.handoff.is_none() {
+            conn.close_notify();
+        }
         let _ = self.poll.registry().deregister(&mut conn.tcp);
         self.conn_by_tuple.remove(&conn.tuple);
         self.core.client_closed(&conn.tuple, &mut self.relays);
         self.conn_free.push(ci);
+        self.tcp_conn_gone(conn);
     }
 
     fn flush_dirty_conns(&mut self) {

@@ -59,6 +59,9 @@ pub struct Allocation {
     /// Byte budget for `max_bps` (token bucket) and when it was last refilled.
     pub budget: u64,
     pub budget_at: Instant,
+    /// RFC 6062 TCP allocation: the relayed address is a TCP listener, peers are
+    /// reached by Connect and ConnectionBind, never by Send or channels.
+    pub tcp: bool,
 }
 
 impl Allocation {

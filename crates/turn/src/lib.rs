@@ -19,6 +19,7 @@ pub mod stats;
 pub use config::{Rfc5780, ServerConfig};
 pub use filter::{IpRange, PeerFilter};
 pub use quota::Quotas;
+pub use server::tcp_relay::connection_owner;
 pub use server::{AllocId, FiveTuple, RelayOpenError, RelayPorts, Server, Transmit, Transport};
 pub use stats::Stats;
 

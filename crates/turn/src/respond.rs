@@ -1,7 +1,9 @@
 //! Building responses: header, body, then MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
 
 use crate::auth::Integrity;
-use switchboard_stun::{attr_type, reason_phrase, Class, Message, MessageWriter, WriteError};
+use switchboard_stun::{
+    attr_type, reason_phrase, Class, Message, MessageWriter, Method, TransactionId, WriteError,
+};
 
 /// How a response is closed: integrity with the request's key, fingerprint when the
 /// request carried one.
@@ -27,7 +29,19 @@ pub(crate) fn build(
     seal: Seal,
     body: impl FnOnce(&mut MessageWriter) -> Result<(), WriteError>,
 ) -> Result<usize, WriteError> {
-    let mut w = MessageWriter::new(out, msg.method, class, msg.tid)?;
+    build_for(out, msg.method, msg.tid, class, seal, body)
+}
+
+/// A response to a request that is no longer at hand (deferred answers, RFC 6062 Connect).
+pub(crate) fn build_for(
+    out: &mut [u8],
+    method: Method,
+    tid: TransactionId,
+    class: Class,
+    seal: Seal,
+    body: impl FnOnce(&mut MessageWriter) -> Result<(), WriteError>,
+) -> Result<usize, WriteError> {
+    let mut w = MessageWriter::new(out, method, class, tid)?;
     body(&mut w)?;
     match seal.integrity {
         Some(Integrity::Sha1(k)) => {
@@ -104,6 +118,7 @@ pub(crate) fn known(t: u16, rfc5780: bool) -> bool {
             | PRIORITY
             | USE_CANDIDATE
             | PADDING
+            | CONNECTION_ID
     ) || (t == CHANGE_REQUEST && rfc5780)
         || !attr_type::comprehension_required(t)
 }

@@ -17,6 +17,10 @@ use switchboard_stun::{
     Method, TransactionId, WriteError, CHANNEL_MAX, CHANNEL_MIN, MAGIC_COOKIE,
 };
 
+/// RFC 6062 TCP allocations (a child module: it extends `Server`).
+#[path = "tcp_relay.rs"]
+pub mod tcp_relay;
+
 /// Index of an allocation in its core; the driver tags relay sockets with it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct AllocId(pub u32);
@@ -59,6 +63,32 @@ pub trait RelayPorts {
     fn claim(&mut self, _alloc: AllocId, _token: &[u8], _now: Instant) -> Option<SocketAddr> {
         None
     }
+
+    /// RFC 6062: open a TCP listening relay socket for `alloc`; `close` closes it.
+    fn open_tcp(&mut self, _alloc: AllocId, _v6: bool) -> Result<SocketAddr, RelayOpenError> {
+        Err(RelayOpenError::Exhausted)
+    }
+
+    /// Start a TCP connection from relay address `relay` of `alloc` to `peer`. The
+    /// driver reports the outcome with [`Server::tcp_connect_result`].
+    fn tcp_connect(
+        &mut self,
+        _alloc: AllocId,
+        _conn_id: u32,
+        _relay: SocketAddr,
+        _peer: SocketAddr,
+    ) -> Result<(), RelayOpenError> {
+        Err(RelayOpenError::Exhausted)
+    }
+
+    /// ConnectionBind succeeded: from now on the client connection `data` is a raw
+    /// byte pipe to peer connection `conn_id`. False when that connection is gone.
+    fn tcp_bind(&mut self, _conn_id: u32, _data: FiveTuple) -> bool {
+        false
+    }
+
+    /// Close peer connection `conn_id` and the client data connection bound to it.
+    fn tcp_close(&mut self, _conn_id: u32) {}
 }
 
 /// How long a port reserved by EVEN-PORT(R) waits for its RESERVATION-TOKEN.
@@ -97,6 +127,8 @@ pub struct Server {
     unix_at_epoch: u64,
     tid_counter: u64,
     draining: bool,
+    /// RFC 6062 peer connections.
+    tcp: tcp_relay::TcpState,
     pub stats: Stats,
 }
 
@@ -120,6 +152,7 @@ impl Server {
             unix_at_epoch: unix_now,
             tid_counter: rand::random(),
             draining: false,
+            tcp: tcp_relay::TcpState::default(),
             stats: Stats::default(),
         }
     }
@@ -238,7 +271,12 @@ impl Server {
         }
         if !matches!(
             msg.method,
-            Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
+            Method::ALLOCATE
+                | Method::REFRESH
+                | Method::CREATE_PERMISSION
+                | Method::CHANNEL_BIND
+                | Method::CONNECT
+                | Method::CONNECTION_BIND
         ) {
             return self.error(out, msg, 400, None);
         }
@@ -267,6 +305,12 @@ impl Server {
                 Method::REFRESH => self.refresh(now, tuple, msg, out, relays, username, integrity),
                 Method::CREATE_PERMISSION => {
                     self.create_permission(now, tuple, msg, out, username, integrity)
+                }
+                Method::CONNECT => {
+                    self.tcp_connect(now, tuple, msg, out, relays, username, integrity)
+                }
+                Method::CONNECTION_BIND => {
+                    self.connection_bind(now, tuple, msg, out, relays, username, integrity)
                 }
                 _ => self.channel_bind(now, tuple, msg, out, username, integrity),
             },
@@ -420,11 +464,15 @@ impl Server {
             }
             return self.error(out, msg, 437, Some(&key));
         }
-        match msg.get(attr_type::REQUESTED_TRANSPORT) {
+        let tcp = match msg.get(attr_type::REQUESTED_TRANSPORT) {
             None => return self.error(out, msg, 400, Some(&key)),
-            Some([17, ..]) => {}
+            Some([17, ..]) => false,
+            Some([6, ..]) => match tcp_relay::check_allocate(&tuple, msg) {
+                Ok(()) => true,
+                Err(code) => return self.error(out, msg, code, Some(&key)),
+            },
             Some(_) => return self.error(out, msg, 442, Some(&key)),
-        }
+        };
         let requested = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
         let additional = msg.get(attr_type::ADDITIONAL_ADDRESS_FAMILY);
         let want_v6 = match (requested, additional) {
@@ -462,6 +510,7 @@ impl Server {
             Some(t) => relays
                 .claim(id, t, now)
                 .ok_or(crate::RelayOpenError::Exhausted),
+            None if tcp => relays.open_tcp(id, want_v6),
             None if reserve_next => relays.open_reserving(id, want_v6, now).map(|(a, t)| {
                 new_token = Some(t);
                 a
@@ -511,6 +560,7 @@ impl Server {
             channels: Vec::new(),
             budget: cfg.max_bps,
             budget_at: now,
+            tcp,
         };
         match self.free.pop() {
             Some(i) => self.slots[i as usize] = Some(a),
@@ -707,6 +757,10 @@ impl Server {
         let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
             return self.error(out, msg, 400, Some(&key));
         };
+        // RFC 6062: no channels on TCP allocations.
+        if self.allocation(id).is_some_and(|a| a.tcp) {
+            return self.error(out, msg, 400, Some(&key));
+        }
         if let Err(code) = self.check_peer(id, peer) {
             return self.error(out, msg, code, Some(&key));
         }
@@ -793,7 +847,7 @@ impl Server {
         };
         // Permissions are per IP, but the own-relay exemption is per address: `permits`
         // keeps such a permission to relay-range ports.
-        let live = a.expires > now && a.permits(&peer, now, ports);
+        let live = a.expires > now && !a.tcp && a.permits(&peer, now, ports);
         let (Some(relay), true) = (a.relay_for(&peer), live) else {
             self.stats.dropped_no_permission += 1;
             return Transmit::None;
@@ -906,6 +960,9 @@ impl Server {
             return;
         };
         self.by_tuple.remove(&a.tuple);
+        if a.tcp {
+            self.tcp_release(id, relays);
+        }
         for r in [a.relay_v4, a.relay_v6].into_iter().flatten() {
             relays.close(id, r);
         }
@@ -930,6 +987,7 @@ impl Server {
             self.stats.allocations_expired += 1;
             self.free_alloc(id, relays);
         }
+        self.tcp_timeout(now, relays);
     }
 
     /// Release every allocation (shutdown).

@@ -106,10 +106,11 @@ fn allocate_without_requested_transport_is_400() {
 }
 
 #[test]
-fn allocate_tcp_transport_is_442() {
+fn allocate_unsupported_transport_is_442() {
+    // SCTP (132); TCP (6) is RFC 6062, see tests/tcp_relay.rs.
     let mut h = H::new(config());
     let mut c = Client::udp("203.0.113.7:40001");
-    let req = Req::new(Method::ALLOCATE).attr(attr_type::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+    let req = Req::new(Method::ALLOCATE).attr(attr_type::REQUESTED_TRANSPORT, &[132, 0, 0, 0]);
     let out = h.signed(&mut c, req);
     let m = out.err_signed(442, &c);
     assert_eq!(error_reason(&m), "Unsupported Transport Protocol");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod tcp_client;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};

@@ -2,7 +2,7 @@
 
 use super::ip;
 use std::net::{IpAddr, SocketAddr};
-use switchboard_turn::{AllocId, RelayOpenError, RelayPorts};
+use switchboard_turn::{AllocId, FiveTuple, RelayOpenError, RelayPorts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fail {
@@ -29,6 +29,14 @@ pub struct FakeRelays {
     pub fail_v6: Option<Fail>,
     /// Reserved ports by token (EVEN-PORT with R), with their expiry.
     pub reserved: Vec<([u8; 8], SocketAddr, std::time::Instant)>,
+    /// RFC 6062: TCP relay listeners opened, outgoing connections started
+    /// (alloc, conn id, relay, peer), data connections bound and connections closed.
+    pub tcp_opened: Vec<(AllocId, SocketAddr)>,
+    pub tcp_connects: Vec<(AllocId, u32, SocketAddr, SocketAddr)>,
+    pub tcp_binds: Vec<(u32, FiveTuple)>,
+    pub tcp_closed: Vec<u32>,
+    /// Make `tcp_connect` fail at once (no socket could be opened).
+    pub tcp_connect_fails: bool,
 }
 
 impl Default for FakeRelays {
@@ -48,6 +56,11 @@ impl FakeRelays {
             fail_v4: None,
             fail_v6: None,
             reserved: Vec::new(),
+            tcp_opened: Vec::new(),
+            tcp_connects: Vec::new(),
+            tcp_binds: Vec::new(),
+            tcp_closed: Vec::new(),
+            tcp_connect_fails: false,
         }
     }
 
@@ -99,6 +112,38 @@ impl RelayPorts for FakeRelays {
 
     fn close(&mut self, alloc: AllocId, relay: SocketAddr) {
         self.closed.push((alloc, relay));
+    }
+
+    fn open_tcp(&mut self, alloc: AllocId, v6: bool) -> Result<SocketAddr, RelayOpenError> {
+        let addr = self.open(alloc, v6, false)?;
+        self.tcp_opened.push((alloc, addr));
+        Ok(addr)
+    }
+
+    fn tcp_connect(
+        &mut self,
+        alloc: AllocId,
+        conn_id: u32,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), RelayOpenError> {
+        if self.tcp_connect_fails {
+            return Err(RelayOpenError::Exhausted);
+        }
+        self.tcp_connects.push((alloc, conn_id, relay, peer));
+        Ok(())
+    }
+
+    fn tcp_bind(&mut self, conn_id: u32, data: FiveTuple) -> bool {
+        if self.tcp_closed.contains(&conn_id) {
+            return false;
+        }
+        self.tcp_binds.push((conn_id, data));
+        true
+    }
+
+    fn tcp_close(&mut self, conn_id: u32) {
+        self.tcp_closed.push(conn_id);
     }
 
     fn open_reserving(
