@@ -1,0 +1,370 @@
+//! TURN request handlers (RFC 8656 §7-§11): Allocate, Refresh, CreatePermission,
+//! ChannelBind, once the request has authenticated.
+
+use super::{AllocId, FiveTuple, RelayPorts, Reply, Server};
+use crate::allocation::Allocation;
+use crate::auth::Integrity;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard_stun::{attr_type, Message, CHANNEL_MAX, CHANNEL_MIN};
+
+impl Server {
+    /// The allocation of `tuple`, checking that the same credentials are used (441).
+    pub(super) fn owned_alloc(
+        &self,
+        tuple: &FiveTuple,
+        username: &[u8],
+        now: Instant,
+    ) -> Result<AllocId, u16> {
+        let id = *self.by_tuple.get(tuple).ok_or(437u16)?;
+        match self.allocation(id) {
+            // Expired but not yet swept by handle_timeout: gone for the client.
+            Some(a) if a.expires <= now => Err(437),
+            Some(a) if &*a.username == username => Ok(id),
+            Some(_) => Err(441),
+            None => Err(437),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn allocate(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message,
+        out: &mut [u8],
+        relays: &mut dyn RelayPorts,
+        username: &[u8],
+        identity: &[u8],
+        key: Integrity,
+    ) -> Reply {
+        if let Some(&id) = self.by_tuple.get(&tuple) {
+            let Some(a) = self.allocation(id) else {
+                return self.error(out, msg, 437, Some(&key));
+            };
+            if a.expires <= now {
+                // Expired, not yet swept: free it and allocate afresh.
+                self.stats.allocations_expired += 1;
+                self.free_alloc(id, relays);
+                return self.allocate(now, tuple, msg, out, relays, username, identity, key);
+            }
+            if a.allocate_tid == msg.tid && &*a.username == username {
+                // A retransmitted Allocate: answer as the first time.
+                let (v4, v6) = (a.relay_v4, a.relay_v6);
+                let left = a.expires.saturating_duration_since(now).as_secs() as u32;
+                return self.allocate_success(out, msg, &key, tuple, (v4, v6), left, None, None);
+            }
+            return self.error(out, msg, 437, Some(&key));
+        }
+        let tcp = match msg.get(attr_type::REQUESTED_TRANSPORT) {
+            None => return self.error(out, msg, 400, Some(&key)),
+            Some([17, ..]) => false,
+            Some([6, ..]) => match super::tcp_relay::check_allocate(&tuple, msg) {
+                Ok(()) => true,
+                Err(code) => return self.error(out, msg, code, Some(&key)),
+            },
+            Some(_) => return self.error(out, msg, 442, Some(&key)),
+        };
+        let requested = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
+        let additional = msg.get(attr_type::ADDITIONAL_ADDRESS_FAMILY);
+        let want_v6 = match (requested, additional) {
+            (Some(_), Some(_)) => return self.error(out, msg, 400, Some(&key)),
+            (None, Some([2, ..])) | (None, None) => false,
+            (None, Some(_)) => return self.error(out, msg, 400, Some(&key)),
+            (Some([1, ..]), None) => false,
+            (Some([2, ..]), None) => true,
+            (Some(_), None) => return self.error(out, msg, 440, Some(&key)),
+        };
+        let dual = additional.is_some();
+        let even = msg.get(attr_type::EVEN_PORT);
+        let token = msg.get(attr_type::RESERVATION_TOKEN);
+        if token.is_some() && (even.is_some() || requested.is_some() || dual) {
+            return self.error(out, msg, 400, Some(&key));
+        }
+        let reserve_next = matches!(even, Some([b, ..]) if b & 0x80 != 0) && !dual;
+        if self.draining {
+            return self.error(out, msg, 508, Some(&key));
+        }
+        let cfg = self.cfg.clone();
+        if !self
+            .quotas
+            .acquire(identity, cfg.user_quota, cfg.total_quota)
+        {
+            self.stats.quota_rejections += 1;
+            return self.error(out, msg, 486, Some(&key));
+        }
+        let id = AllocId(match self.free.last() {
+            Some(&i) => i,
+            None => self.slots.len() as u32,
+        });
+        let mut new_token = None;
+        let opened = match token {
+            Some(t) => relays
+                .claim(id, t, now)
+                .ok_or(crate::RelayOpenError::Exhausted),
+            None if tcp => relays.open_tcp(id, want_v6),
+            None if reserve_next => relays.open_reserving(id, want_v6, now).map(|(a, t)| {
+                new_token = Some(t);
+                a
+            }),
+            None => relays.open(id, want_v6, even.is_some()),
+        };
+        let primary = match opened {
+            Ok(a) => a,
+            Err(e) => {
+                self.quotas.release(identity);
+                let code = match e {
+                    crate::RelayOpenError::NoFamily => 440,
+                    _ => 508,
+                };
+                return self.error(out, msg, code, Some(&key));
+            }
+        };
+        // The IPv6 half of a dual allocation may fail alone (RFC 8656 §7.2): the
+        // allocation goes ahead and ADDRESS-ERROR-CODE says why.
+        let (secondary, v6_error) = match dual.then(|| relays.open(id, true, false)) {
+            None => (None, None),
+            Some(Ok(a)) => (Some(a), None),
+            Some(Err(crate::RelayOpenError::NoFamily)) => (None, Some(440)),
+            Some(Err(_)) => (None, Some(508)),
+        };
+        let lifetime = msg
+            .u32(attr_type::LIFETIME)
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(cfg.default_lifetime)
+            .min(cfg.max_lifetime)
+            .max(cfg.default_lifetime.min(cfg.max_lifetime));
+        let (v4, v6) = if want_v6 {
+            (None, Some(primary))
+        } else {
+            (Some(primary), secondary)
+        };
+        let a = Allocation {
+            tuple,
+            username: username.into(),
+            identity: identity.into(),
+            integrity: key,
+            relay_v4: v4,
+            relay_v6: v6,
+            expires: now + lifetime,
+            allocate_tid: msg.tid,
+            permissions: Vec::new(),
+            channels: Vec::new(),
+            budget: cfg.max_bps,
+            budget_at: now,
+            tcp,
+        };
+        match self.free.pop() {
+            Some(i) => self.slots[i as usize] = Some(a),
+            None => self.slots.push(Some(a)),
+        }
+        self.by_tuple.insert(tuple, id);
+        self.stats.allocations_created += 1;
+        self.stats.allocations += 1;
+        self.allocate_success(
+            out,
+            msg,
+            &key,
+            tuple,
+            (v4, v6),
+            lifetime.as_secs() as u32,
+            v6_error,
+            new_token,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn allocate_success(
+        &self,
+        out: &mut [u8],
+        msg: &Message,
+        key: &Integrity,
+        tuple: FiveTuple,
+        (v4, v6): (Option<SocketAddr>, Option<SocketAddr>),
+        lifetime: u32,
+        v6_error: Option<u16>,
+        token: Option<[u8; 8]>,
+    ) -> Reply {
+        self.success(out, msg, key, |w| {
+            for relay in [v4, v6].into_iter().flatten() {
+                w.xor_address(attr_type::XOR_RELAYED_ADDRESS, &relay)?;
+            }
+            w.u32(attr_type::LIFETIME, lifetime)?;
+            w.xor_address(attr_type::XOR_MAPPED_ADDRESS, &tuple.client)?;
+            if let Some(t) = token {
+                w.attr(attr_type::RESERVATION_TOKEN, &t)?;
+            }
+            if let Some(code) = v6_error {
+                let reason = switchboard_stun::reason_phrase(code).as_bytes();
+                let mut v = [0u8; 64];
+                v[..4].copy_from_slice(&[2, 0, (code / 100) as u8, (code % 100) as u8]);
+                v[4..4 + reason.len()].copy_from_slice(reason);
+                w.attr(attr_type::ADDRESS_ERROR_CODE, &v[..4 + reason.len()])?;
+            }
+            Ok(())
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refresh(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message,
+        out: &mut [u8],
+        relays: &mut dyn RelayPorts,
+        username: &[u8],
+        key: Integrity,
+    ) -> Reply {
+        let id = match self.owned_alloc(&tuple, username, now) {
+            Ok(id) => id,
+            Err(code) => return self.error(out, msg, code, Some(&key)),
+        };
+        let cfg = self.cfg.clone();
+        let requested = msg.u32(attr_type::LIFETIME);
+        let family = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
+        let Some(a) = self.alloc_mut(id) else {
+            return self.error(out, msg, 437, Some(&key));
+        };
+        let family_v6 = match family {
+            None => None,
+            Some([1, ..]) if a.relay_v4.is_some() => Some(false),
+            Some([2, ..]) if a.relay_v6.is_some() => Some(true),
+            Some(_) => return self.error(out, msg, 443, Some(&key)),
+        };
+        if requested == Some(0) {
+            let dual = a.relay_v4.is_some() && a.relay_v6.is_some();
+            match family_v6 {
+                Some(v6) if dual => {
+                    // Delete one family of a dual allocation.
+                    let relay = if v6 {
+                        a.relay_v6.take()
+                    } else {
+                        a.relay_v4.take()
+                    };
+                    if let Some(r) = relay {
+                        relays.close(id, r);
+                    }
+                }
+                _ => self.free_alloc(id, relays),
+            }
+            return self.success(out, msg, &key, |w| {
+                w.u32(attr_type::LIFETIME, 0)?;
+                Ok(())
+            });
+        }
+        // RFC 8656 §7.3: max(min(requested, maximum), default), as for Allocate.
+        let lifetime = requested
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(cfg.default_lifetime)
+            .min(cfg.max_lifetime)
+            .max(cfg.default_lifetime.min(cfg.max_lifetime));
+        a.expires = now + lifetime;
+        self.success(out, msg, &key, |w| {
+            w.u32(attr_type::LIFETIME, lifetime.as_secs() as u32)?;
+            Ok(())
+        })
+    }
+
+    /// Check a peer for CreatePermission/ChannelBind: 443 on family mismatch, 403 when denied.
+    pub(super) fn check_peer(&mut self, id: AllocId, peer: SocketAddr) -> Result<(), u16> {
+        let Some(a) = self.allocation(id) else {
+            return Err(437);
+        };
+        if a.relay_for(&peer).is_none() {
+            return Err(443);
+        }
+        if !self.cfg.peer_allowed(peer) {
+            self.stats.peer_denied += 1;
+            return Err(403);
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_permission(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message,
+        out: &mut [u8],
+        username: &[u8],
+        key: Integrity,
+    ) -> Reply {
+        let id = match self.owned_alloc(&tuple, username, now) {
+            Ok(id) => id,
+            Err(code) => return self.error(out, msg, code, Some(&key)),
+        };
+        let mut count = 0;
+        for attr in msg
+            .attributes()
+            .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
+        {
+            let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) else {
+                return self.error(out, msg, 400, Some(&key));
+            };
+            if let Err(code) = self.check_peer(id, peer) {
+                return self.error(out, msg, code, Some(&key));
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return self.error(out, msg, 400, Some(&key));
+        }
+        let expires = now + self.cfg.permission_lifetime;
+        let cfg = self.cfg.clone();
+        if let Some(a) = self.alloc_mut(id) {
+            for attr in msg
+                .attributes()
+                .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
+            {
+                if let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) {
+                    let own_only = !cfg.peer_filter.allows(peer.ip());
+                    a.add_permission(peer.ip(), expires, own_only);
+                }
+            }
+        }
+        self.success(out, msg, &key, |_| Ok(()))
+    }
+
+    pub(super) fn channel_bind(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &Message,
+        out: &mut [u8],
+        username: &[u8],
+        key: Integrity,
+    ) -> Reply {
+        let id = match self.owned_alloc(&tuple, username, now) {
+            Ok(id) => id,
+            Err(code) => return self.error(out, msg, code, Some(&key)),
+        };
+        let number = match msg.get(attr_type::CHANNEL_NUMBER) {
+            Some([a, b, ..]) => u16::from_be_bytes([*a, *b]),
+            _ => return self.error(out, msg, 400, Some(&key)),
+        };
+        if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
+            return self.error(out, msg, 400, Some(&key));
+        }
+        let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
+            return self.error(out, msg, 400, Some(&key));
+        };
+        // RFC 6062: no channels on TCP allocations.
+        if self.allocation(id).is_some_and(|a| a.tcp) {
+            return self.error(out, msg, 400, Some(&key));
+        }
+        if let Err(code) = self.check_peer(id, peer) {
+            return self.error(out, msg, code, Some(&key));
+        }
+        let (chan_life, perm_life) = (self.cfg.channel_lifetime, self.cfg.permission_lifetime);
+        let own_only = !self.cfg.peer_filter.allows(peer.ip());
+        let Some(a) = self.alloc_mut(id) else {
+            return self.error(out, msg, 437, Some(&key));
+        };
+        if a.bind_channel(number, peer, now + chan_life).is_err() {
+            return self.error(out, msg, 400, Some(&key));
+        }
+        a.add_permission(peer.ip(), now + perm_life, own_only);
+        self.success(out, msg, &key, |_| Ok(()))
+    }
+}
