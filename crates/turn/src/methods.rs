@@ -1,7 +1,7 @@
 //! TURN request handlers (RFC 8656 §7-§11): Allocate, Refresh, CreatePermission,
 //! ChannelBind, once the request has authenticated.
 
-use super::{AllocId, FiveTuple, RelayPorts, Reply, Server};
+use super::{AllocId, Authed, FiveTuple, RelayPorts, Reply, Server};
 use crate::allocation::Allocation;
 use crate::auth::Integrity;
 use std::net::SocketAddr;
@@ -10,6 +10,12 @@ use switchboard_stun::{attr_type, Message, CHANNEL_MAX, CHANNEL_MIN};
 
 impl Server {
     /// The allocation of `tuple`, checking that the same credentials are used (441).
+    /// The caller's allocation, or the error reply (437, 441) to send.
+    pub(super) fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
+        self.owned_alloc(&r.tuple, r.username, r.now)
+            .map_err(|code| self.error(out, r.msg, code, Some(&r.key)))
+    }
+
     pub(super) fn owned_alloc(
         &self,
         tuple: &FiveTuple,
@@ -26,18 +32,14 @@ impl Server {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn allocate(
         &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
+        r: &Authed,
         out: &mut [u8],
         relays: &mut dyn RelayPorts,
-        username: &[u8],
-        identity: &[u8],
-        key: Integrity,
     ) -> Reply {
+        let (now, tuple, msg, username, key) = (r.now, r.tuple, r.msg, r.username, r.key);
+        let identity = r.identity;
         if let Some(&id) = self.by_tuple.get(&tuple) {
             let Some(a) = self.allocation(id) else {
                 return self.error(out, msg, 437, Some(&key));
@@ -46,7 +48,7 @@ impl Server {
                 // Expired, not yet swept: free it and allocate afresh.
                 self.stats.allocations_expired += 1;
                 self.free_alloc(id, relays);
-                return self.allocate(now, tuple, msg, out, relays, username, identity, key);
+                return self.allocate(r, out, relays);
             }
             if a.allocate_tid == msg.tid && &*a.username == username {
                 // A retransmitted Allocate: answer as the first time.
@@ -205,20 +207,16 @@ impl Server {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn refresh(
         &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
+        r: &Authed,
         out: &mut [u8],
         relays: &mut dyn RelayPorts,
-        username: &[u8],
-        key: Integrity,
     ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username, now) {
+        let (now, msg, key) = (r.now, r.msg, r.key);
+        let id = match self.owned(r, out) {
             Ok(id) => id,
-            Err(code) => return self.error(out, msg, code, Some(&key)),
+            Err(reply) => return reply,
         };
         let cfg = self.cfg.clone();
         let requested = msg.u32(attr_type::LIFETIME);
@@ -281,18 +279,11 @@ impl Server {
         Ok(())
     }
 
-    pub(super) fn create_permission(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
-        out: &mut [u8],
-        username: &[u8],
-        key: Integrity,
-    ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username, now) {
+    pub(super) fn create_permission(&mut self, r: &Authed, out: &mut [u8]) -> Reply {
+        let (now, msg, key) = (r.now, r.msg, r.key);
+        let id = match self.owned(r, out) {
             Ok(id) => id,
-            Err(code) => return self.error(out, msg, code, Some(&key)),
+            Err(reply) => return reply,
         };
         let mut count = 0;
         for attr in msg
@@ -326,18 +317,11 @@ impl Server {
         self.success(out, msg, &key, |_| Ok(()))
     }
 
-    pub(super) fn channel_bind(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
-        out: &mut [u8],
-        username: &[u8],
-        key: Integrity,
-    ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username, now) {
+    pub(super) fn channel_bind(&mut self, r: &Authed, out: &mut [u8]) -> Reply {
+        let (now, msg, key) = (r.now, r.msg, r.key);
+        let id = match self.owned(r, out) {
             Ok(id) => id,
-            Err(code) => return self.error(out, msg, code, Some(&key)),
+            Err(reply) => return reply,
         };
         let number = match msg.get(attr_type::CHANNEL_NUMBER) {
             Some([a, b, ..]) => u16::from_be_bytes([*a, *b]),

@@ -132,6 +132,16 @@ pub struct Server {
     pub stats: Stats,
 }
 
+/// An authenticated TURN request, as the method handlers see it.
+pub(super) struct Authed<'r, 'a> {
+    now: Instant,
+    tuple: FiveTuple,
+    msg: &'r Message<'a>,
+    username: &'r [u8],
+    identity: &'r [u8],
+    key: Integrity,
+}
+
 enum Reply {
     Sent(usize),
     Drop,
@@ -298,22 +308,24 @@ impl Server {
                 username,
                 identity,
                 integrity,
-            } => match msg.method {
-                Method::ALLOCATE => {
-                    self.allocate(now, tuple, msg, out, relays, username, identity, integrity)
+            } => {
+                let r = Authed {
+                    now,
+                    tuple,
+                    msg,
+                    username,
+                    identity,
+                    key: integrity,
+                };
+                match msg.method {
+                    Method::ALLOCATE => self.allocate(&r, out, relays),
+                    Method::REFRESH => self.refresh(&r, out, relays),
+                    Method::CREATE_PERMISSION => self.create_permission(&r, out),
+                    Method::CONNECT => self.tcp_connect(&r, out, relays),
+                    Method::CONNECTION_BIND => self.connection_bind(&r, out, relays),
+                    _ => self.channel_bind(&r, out),
                 }
-                Method::REFRESH => self.refresh(now, tuple, msg, out, relays, username, integrity),
-                Method::CREATE_PERMISSION => {
-                    self.create_permission(now, tuple, msg, out, username, integrity)
-                }
-                Method::CONNECT => {
-                    self.tcp_connect(now, tuple, msg, out, relays, username, integrity)
-                }
-                Method::CONNECTION_BIND => {
-                    self.connection_bind(now, tuple, msg, out, relays, username, integrity)
-                }
-                _ => self.channel_bind(now, tuple, msg, out, username, integrity),
-            },
+            }
             AuthResult::BadRequest => self.error(out, msg, 400, None),
             result => {
                 if msg.has_message_integrity() || msg.has_message_integrity_sha256() {

@@ -9,7 +9,7 @@
 //! timeout (447 for a Connect that never completed) wait in a queue the driver drains
 //! with [`Server::next_deferred`] after [`Server::handle_timeout`].
 
-use super::{AllocId, FastMap, RelayPorts, Reply, Server, Transmit};
+use super::{AllocId, Authed, FastMap, RelayPorts, Reply, Server, Transmit};
 use crate::allocation::{FiveTuple, Transport};
 use crate::auth::Integrity;
 use crate::respond::{self, Seal};
@@ -145,20 +145,16 @@ impl Server {
     }
 
     /// Connect (RFC 6062 §5.2): answered later, when the driver reports the outcome.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn tcp_connect(
         &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
+        r: &Authed,
         out: &mut [u8],
         relays: &mut dyn RelayPorts,
-        username: &[u8],
-        key: Integrity,
     ) -> Reply {
-        let id = match self.owned_alloc(&tuple, username, now) {
+        let (now, msg, key) = (r.now, r.msg, r.key);
+        let id = match self.owned(r, out) {
             Ok(id) => id,
-            Err(code) => return self.error(out, msg, code, Some(&key)),
+            Err(reply) => return reply,
         };
         if !self.allocation(id).is_some_and(|a| a.tcp) {
             return self.error(out, msg, 400, Some(&key));
@@ -354,17 +350,13 @@ impl Server {
 
     /// ConnectionBind (RFC 6062 §5.4) on a new client connection: on success the
     /// driver turns that connection into a byte pipe to the peer connection.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn connection_bind(
         &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &Message,
+        r: &Authed,
         out: &mut [u8],
         relays: &mut dyn RelayPorts,
-        username: &[u8],
-        key: Integrity,
     ) -> Reply {
+        let (now, tuple, msg, username, key) = (r.now, r.tuple, r.msg, r.username, r.key);
         // Not over UDP, and not on a control connection (it would lose its allocation's
         // signalling to a pipe).
         if tuple.transport == Transport::Udp || self.by_tuple.contains_key(&tuple) {
