@@ -1,6 +1,7 @@
 //! `churn`: C worker threads each loop Allocate -> Refresh(LIFETIME=0) on their own
 //! socket. The realm/nonce learned from the first 401 is reused, so the challenge
-//! round trip happens once per socket (again only if the server rejects the nonce).
+//! round trip happens once per worker and source address (again only if the server
+//! rejects the nonce, e.g. coturn on every new 5-tuple).
 
 use crate::cli::{check_duration, check_range, resolve_target, ChurnArgs, Tuples};
 use crate::histogram::Histogram;
@@ -9,7 +10,7 @@ use crate::stun_mode::round3;
 use crate::turn_client::{AuthState, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,15 +56,17 @@ fn worker(
     sources: &Sources,
 ) -> Result<WorkerStats> {
     let mut st = WorkerStats::default();
-    let mut auth = Some(auth);
-    let mut client: Option<TurnClient> = None;
+    // Realm/nonce per source address: servers may bind nonces to the client IP.
+    let mut auths: HashMap<Option<IpAddr>, AuthState> = HashMap::new();
+    let mut client: Option<(TurnClient, Option<IpAddr>)> = None;
     while now_ns() < end {
-        let mut c = match client.take() {
+        let (mut c, src) = match client.take() {
             Some(c) => c,
             None => {
                 st.sockets += 1;
-                let a = auth.take().expect("auth state is kept between sockets");
-                TurnClient::new(connected_udp_from(server, sources.pick())?, a)
+                let src = sources.pick();
+                let a = auths.remove(&src).unwrap_or_else(|| auth.clone());
+                (TurnClient::new(connected_udp_from(server, src)?, a), src)
             }
         };
         let t0 = now_ns();
@@ -90,14 +93,14 @@ fn worker(
         }
         // A failed 5-tuple may be left in some state on the server: start afresh.
         if ok && tuples == Tuples::Reuse {
-            client = Some(c);
+            client = Some((c, src));
         } else {
             st.auth_retries += c.auth_retries;
             st.retransmits += c.retransmits;
-            auth = Some(c.auth);
+            auths.insert(src, c.auth);
         }
     }
-    if let Some(c) = client {
+    if let Some((c, _)) = client {
         st.auth_retries += c.auth_retries;
         st.retransmits += c.retransmits;
     }

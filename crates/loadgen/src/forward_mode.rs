@@ -140,9 +140,9 @@ impl Worker {
             ready.extend(self.ep.wait(100));
             for &tok in &ready {
                 if tok == 0 {
-                    self.from_clients();
+                    self.client_readable();
                 } else {
-                    self.from_peer(tok as usize - 1);
+                    self.relay_readable(tok as usize - 1);
                 }
             }
             self.flush();
@@ -185,7 +185,7 @@ impl Worker {
         Ok(fd)
     }
 
-    fn from_clients(&mut self) {
+    fn client_readable(&mut self) {
         let lfd = self.listen.as_raw_fd();
         for _ in 0..ROUNDS {
             let first = self.rx_slots();
@@ -246,7 +246,7 @@ impl Worker {
         }
     }
 
-    fn from_peer(&mut self, idx: usize) {
+    fn relay_readable(&mut self, idx: usize) {
         let lfd = self.listen.as_raw_fd();
         let Some((sock, client)) = self.relays.get(idx) else {
             return;
@@ -273,7 +273,7 @@ impl Worker {
                 slot[start..start + 2].copy_from_slice(&CHANNEL.to_be_bytes());
                 slot[start + 2..PEER_HEADROOM].copy_from_slice(&(len as u16).to_be_bytes());
                 self.c.to_client += 1;
-                // SAFETY: as in from_clients.
+                // SAFETY: as in client_readable.
                 unsafe {
                     self.tx
                         .push(lfd, &client, &slot[start..PEER_HEADROOM + len])

@@ -19,11 +19,10 @@ use crate::stun_mode::{round3, BATCH};
 use crate::turn_client::{AuthState, Credentials, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use switchboard_stun::{
     attr_type, ChannelData, Class, MessageWriter, Method, TransactionId, CHANNEL_MIN,
 };
@@ -103,10 +102,20 @@ fn setup(n: usize, o: &SetupOpts) -> Result<(Setup, BTreeMap<String, u64>)> {
     };
     let mut fails = BTreeMap::new();
     let mut in_a_row = 0;
+    // Last realm/nonce per source address: servers may bind nonces to the client IP.
+    let mut auths: HashMap<Option<IpAddr>, AuthState> = HashMap::new();
     for i in 0..n {
-        let sock = connected_udp_from(o.server, loopback_source(i, o.sources))?;
+        let src = loopback_source(i, o.sources);
+        let sock = connected_udp_from(o.server, src)?;
         let r = match o.auth {
-            Some(auth) => open_one(i, sock, o, auth, &mut s),
+            Some(auth) => {
+                let auth = auths.get(&src).unwrap_or(auth).clone();
+                let r = open_one(i, sock, o, auth, &mut s);
+                if let (Ok(()), Some(c)) = (&r, s.clients.last()) {
+                    auths.insert(src, c.auth.clone());
+                }
+                r
+            }
             None => {
                 let auth = AuthState::new(Credentials::new("raw", "", None));
                 s.clients.push(TurnClient::new(sock, auth));
@@ -148,11 +157,10 @@ fn open_one(
     i: usize,
     sock: UdpSocket,
     o: &SetupOpts,
-    auth: &AuthState,
+    auth: AuthState,
     s: &mut Setup,
 ) -> Result<()> {
-    // Start from the previous allocation's realm/nonce when the server accepts it.
-    let mut c = TurnClient::new(sock, s.clients.last().map_or(auth, |c| &c.auth).clone());
+    let mut c = TurnClient::new(sock, auth);
     let info = c
         .transact(&Request::Allocate { lifetime: None })
         .with_context(|| format!("allocation {i}: Allocate failed"))?;
@@ -284,35 +292,33 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     let tag: u32 = rand::random();
     let slot = templates.iter().map(|t| t.bytes.len()).max().unwrap_or(0);
     let rx = Receiver {
-        socks: s
-            .clients
-            .iter()
-            .map(|c| c.sock.try_clone().context("dup socket"))
-            .collect::<Result<Vec<UdpSocket>>>()?,
+        socks: s.clients.iter().map(|c| &c.sock).collect(),
         keep: std::mem::take(&mut s.keep),
         channels: s.channels.clone(),
         tag,
         slot: slot.max(2048) + 64,
     };
-    let ctl = Arc::new(RxControl {
+    let ctl = RxControl {
         stop_at: AtomicU64::new(0),
         total_sent: AtomicU64::new(u64::MAX),
-    });
-    let ctl_r = ctl.clone();
-    let receiver = std::thread::Builder::new()
-        .name("relay-recv".into())
-        .spawn(move || rx.run(&ctl_r))
-        .context("spawning receiver")?;
-
+    };
     let fds: Vec<i32> = s.clients.iter().map(|c| c.sock.as_raw_fd()).collect();
     let cpu = ServerCpu::start(a.target.server_pid);
-    let (start, send_end, sent, send_errors) = send_loop(&fds, &templates, tag, a.rate, duration);
-    ctl.total_sent.store(sent, Ordering::Release);
-    ctl.stop_at
-        .store(send_end + a.drain_ms * 1_000_000, Ordering::Release);
-    let (r, keep) = receiver
-        .join()
-        .map_err(|_| anyhow!("receiver thread panicked"))??;
+    let (start, send_end, sent, send_errors, rx_result) = std::thread::scope(|sc| {
+        let receiver = std::thread::Builder::new()
+            .name("relay-recv".into())
+            .spawn_scoped(sc, || rx.run(&ctl))
+            .context("spawning receiver")?;
+        let (start, end, sent, errors) = send_loop(&fds, &templates, tag, a.rate, duration);
+        ctl.total_sent.store(sent, Ordering::Release);
+        ctl.stop_at
+            .store(end + a.drain_ms * 1_000_000, Ordering::Release);
+        let r = receiver
+            .join()
+            .map_err(|_| anyhow!("receiver thread panicked"))?;
+        anyhow::Ok((start, end, sent, errors, r))
+    })?;
+    let (r, keep) = rx_result?;
     let (echoed, echo_drop) = match echo {
         Some(e) => {
             let (x, d) = e.stop();

@@ -56,15 +56,17 @@ pub struct RxStats {
     pub keepalive: KeepaliveStats,
 }
 
-pub struct Receiver {
-    pub socks: Vec<UdpSocket>,
+/// Borrows the allocations' sockets (a scoped thread): no dup'd descriptors, so one
+/// process can hold as many allocations as it has file descriptors.
+pub struct Receiver<'a> {
+    pub socks: Vec<&'a UdpSocket>,
     pub keep: Vec<Keepalive>,
     pub channels: Vec<Option<u16>>,
     pub tag: u32,
     pub slot: usize,
 }
 
-impl Receiver {
+impl Receiver<'_> {
     /// Runs until `ctl.stop_at` passes (or everything sent has come back) and
     /// returns the statistics and the keepalive state (with current nonces).
     pub fn run(self, ctl: &RxControl) -> Result<(RxStats, Vec<Keepalive>)> {
@@ -77,7 +79,7 @@ impl Receiver {
         } = self;
         let mut ep = Epoll::new(socks.len().min(256))?;
         for (i, s) in socks.iter().enumerate() {
-            ep.add(s, i as u64)?;
+            ep.add(*s, i as u64)?;
         }
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut batch = Batch::new(BATCH, slot, false);
@@ -133,7 +135,7 @@ impl Receiver {
                                     let ours = keep.get_mut(idx).is_some_and(|k| {
                                         k.on_response(
                                             &m,
-                                            &socks[idx],
+                                            socks[idx],
                                             now,
                                             &mut scratch,
                                             &mut st.keepalive,
