@@ -30,6 +30,17 @@ impl Response {
     }
 }
 
+/// Run `attempt` until it no longer asks to retry (a 401/438 taught new credentials).
+pub fn retry_auth(mut attempt: impl FnMut() -> (Response, bool)) -> Response {
+    for _ in 0..3 {
+        let (r, again) = attempt();
+        if !again {
+            return r;
+        }
+    }
+    panic!("authentication did not converge");
+}
+
 impl TurnClient {
     pub fn new(server: SocketAddr, user: &str, pass: &str) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
@@ -78,16 +89,13 @@ impl TurnClient {
         method: Method,
         body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
     ) -> Response {
-        for _ in 0..3 {
+        retry_auth(|| {
             let r = self
                 .request_once(method, body)
                 .expect("no response from server");
-            if self.auth.learn(&r.msg()) {
-                continue;
-            }
-            return r;
-        }
-        panic!("authentication did not converge");
+            let again = self.auth.learn(&r.msg());
+            (r, again)
+        })
     }
 
     pub fn allocate(&mut self) -> Response {

@@ -1,7 +1,7 @@
 //! A blocking TURN client over TCP for the RFC 6062 end-to-end tests: STUN framing
 //! on a stream, the 401 round trip, indications kept aside until asked for.
 
-use super::client::Response;
+use super::client::{retry_auth, Response};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -96,16 +96,13 @@ impl TcpTurn {
         method: Method,
         body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
     ) -> Response {
-        for _ in 0..3 {
+        retry_auth(|| {
             let r = self
                 .request_once(method, body)
                 .expect("no response from server");
-            if self.auth.learn(&r.msg()) {
-                continue;
-            }
-            return r;
-        }
-        panic!("authentication did not converge");
+            let again = self.auth.learn(&r.msg());
+            (r, again)
+        })
     }
 
     pub fn allocate_tcp(&mut self) -> Response {
