@@ -6,6 +6,7 @@ mod plan;
 mod serve;
 mod settings;
 mod tls;
+mod web;
 
 use base64::Engine;
 use clap::{Parser, Subcommand};

@@ -121,45 +121,19 @@ pub fn render(t: &WorkerStats) -> String {
     s
 }
 
-/// Serve `/metrics` on `addr` from a small single-threaded runtime of its own.
+/// Serve `/metrics` on `addr`.
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "metrics runtime failed");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let app = axum::Router::new().route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let shared = shared.clone();
-                        async move {
-                            (
-                                [("content-type", "text/plain; version=0.0.4")],
-                                render(&shared.totals()),
-                            )
-                        }
-                    }),
-                );
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "metrics server stopped");
-                }
-            });
-        })?;
-    Ok(bound)
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let shared = shared.clone();
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    render(&shared.totals()),
+                )
+            }
+        }),
+    );
+    crate::web::serve("metrics", addr, app)
 }

@@ -36,6 +36,10 @@ pub struct Plan {
     pub core: ServerConfig,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub metrics: Option<SocketAddr>,
+    /// HTTP API address (`/api/ice-servers`).
+    pub http: Option<SocketAddr>,
+    /// Lifetime of credentials from `/api/ice-servers`.
+    pub ice_ttl: u64,
     pub drain_timeout: Duration,
     /// Set when no credentials were configured and a random secret was made up.
     pub dev_secret: Option<String>,
@@ -283,6 +287,11 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
         core,
         tls,
         metrics: s.metrics_addr()?,
+        http: s.http_addr()?,
+        ice_ttl: match s.ice_ttl.unwrap_or(86_400) {
+            0 => return Err(ConfigError::new("ice-ttl", "must be at least 1 second")),
+            t => t,
+        },
         drain_timeout: Duration::from_secs(s.drain_timeout.unwrap_or(30)),
         dev_secret,
     })

@@ -93,6 +93,27 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         let bound = crate::metrics::spawn(addr, running.shared.clone())?;
         info!("metrics on http://{bound}/metrics");
     }
+    if let Some(addr) = plan.http {
+        let public = relay.first().map(|r| r.public).unwrap_or(listen_ips[0]);
+        let ice = switchboard_http::IceConfig {
+            host: switchboard_http::IceConfig::host_for(public),
+            port: running
+                .udp
+                .first()
+                .or(running.tcp.first())
+                .map(|a| a.port())
+                .unwrap_or(3478),
+            tls_port: running.tls.first().map(|a| a.port()),
+            secret: core.secrets.first().cloned(),
+            ttl: plan.ice_ttl,
+        };
+        let bound = crate::web::serve(
+            "http",
+            addr,
+            switchboard_http::router(std::sync::Arc::new(ice)),
+        )?;
+        info!("HTTP API on http://{bound}/ (ICE servers at /api/ice-servers)");
+    }
 
     let shared = running.shared.clone();
     for sig in signals.forever() {

@@ -165,6 +165,14 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// HTTP address for the API (`/api/ice-servers`); `off` to disable. [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+
+    /// Lifetime of TURN credentials handed out by `/api/ice-servers`, seconds. [default: 86400]
+    #[arg(long, value_name = "SECS", env = "SWITCHBOARD_ICE_TTL")]
+    pub ice_ttl: Option<u64>,
+
     /// Seconds SIGTERM waits for allocations to end before exiting. [default: 30]
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
@@ -197,7 +205,7 @@ impl Settings {
             opt: listening_port, tls_listening_port, min_port, max_port, realm, cert, pkey,
                  threads, user_quota, total_quota, max_bps, max_allocate_lifetime,
                  channel_lifetime, permission_lifetime, nonce_lifetime, unauth_rate,
-                 metrics_listen, drain_timeout, no_udp, no_tcp, log;
+                 metrics_listen, http_listen, ice_ttl, drain_timeout, no_udp, no_tcp, log;
             vec: listening_ip, relay_ip, external_ip, user, static_auth_secret,
                  allowed_peer_ip, denied_peer_ip);
     }
@@ -222,16 +230,26 @@ impl Settings {
     }
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, crate::plan::ConfigError> {
-        match self.metrics_listen.as_deref() {
-            None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9641)))),
-            Some("off") | Some("") => Ok(None),
-            Some(s) => s.parse().map(Some).map_err(|_| {
-                crate::plan::ConfigError::new(
-                    "metrics-listen",
-                    format!("`{s}` is not IP:PORT or `off`"),
-                )
-            }),
-        }
+        listen_addr("metrics-listen", self.metrics_listen.as_deref(), 9641)
+    }
+
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, crate::plan::ConfigError> {
+        listen_addr("http-listen", self.http_listen.as_deref(), 8080)
+    }
+}
+
+/// An `IP:PORT` option that may be `off`; unset means 127.0.0.1:`default_port`.
+fn listen_addr(
+    option: &'static str,
+    value: Option<&str>,
+    default_port: u16,
+) -> Result<Option<SocketAddr>, crate::plan::ConfigError> {
+    match value {
+        None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], default_port)))),
+        Some("off") | Some("") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            crate::plan::ConfigError::new(option, format!("`{s}` is not IP:PORT or `off`"))
+        }),
     }
 }
 

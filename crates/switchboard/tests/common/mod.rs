@@ -19,6 +19,7 @@ pub struct Server {
     pub tcp: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
 }
 
@@ -32,8 +33,12 @@ impl Server {
     }
 
     pub fn start_raw(args: &[&str]) -> Server {
+        let mut args = args.to_vec();
+        if !args.contains(&"--http-listen") {
+            args.extend(["--http-listen", "127.0.0.1:0"]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(args)
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -54,9 +59,10 @@ impl Server {
             tcp: None,
             tls: None,
             metrics: None,
+            http: None,
             log: rx,
         };
-        let want_metrics = !args.contains(&"off");
+        let want_metrics = !args.windows(2).any(|w| w == ["--metrics-listen", "off"]);
         loop {
             let line = s
                 .log
@@ -75,13 +81,14 @@ impl Server {
             if let Some(a) = addr("tls://") {
                 s.tls.get_or_insert(a);
             }
-            if let Some(a) = addr("http://") {
-                s.metrics = Some(a);
+            if line.contains("metrics on") {
+                s.metrics = addr("http://");
             }
-            if line.contains("RFC 5780") && !want_metrics {
-                break;
+            if line.contains("HTTP API on") {
+                s.http = addr("http://");
             }
-            if s.metrics.is_some() {
+            let want_http = !args.windows(2).any(|w| w == ["--http-listen", "off"]);
+            if (s.metrics.is_some() || !want_metrics) && (s.http.is_some() || !want_http) {
                 break;
             }
         }
@@ -103,13 +110,7 @@ impl Server {
 
     /// The metrics page.
     pub fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let addr = self.metrics.expect("metrics enabled");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
+        http_get(self.metrics.expect("metrics enabled"), "/metrics")
     }
 
     /// A metric's value (first sample whose line starts with `name`).
@@ -147,6 +148,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `path` from `addr` over HTTP/1.0; the whole response, headers included.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
 }
 
 /// A UDP echo peer on 127.0.0.1 (returns every datagram to its sender), listening on

@@ -1,0 +1,157 @@
+//! Building the `iceServers` answer.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// What `/api/ice-servers` announces.
+#[derive(Clone, Debug)]
+pub struct IceConfig {
+    /// Host or IP clients use to reach STUN/TURN (the external IP behind NAT).
+    pub host: String,
+    /// UDP and TCP port of STUN/TURN.
+    pub port: u16,
+    /// TURN over TLS port, when TLS is on.
+    pub tls_port: Option<u16>,
+    /// The REST secret that signs credentials (the first `--static-auth-secret`);
+    /// None when only static users exist, and then only STUN is announced.
+    pub secret: Option<Vec<u8>>,
+    /// Credential lifetime in seconds.
+    pub ttl: u64,
+}
+
+impl IceConfig {
+    /// `host` for URIs: IPv6 literals go in brackets (RFC 7064/7065 URIs).
+    pub fn host_for(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v) => v.to_string(),
+            IpAddr::V6(v) => format!("[{v}]"),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct IceServers {
+    #[serde(rename = "iceServers")]
+    pub ice_servers: Vec<IceServer>,
+    pub ttl: u64,
+}
+
+/// An identity safe to embed in a REST username: printable, no ':'; else random.
+fn identity_or_random(identity: Option<&str>) -> String {
+    match identity {
+        Some(s)
+            if !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) =>
+        {
+            s.to_string()
+        }
+        _ => {
+            let b: [u8; 8] = rand::random();
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+    }
+}
+
+/// The answer for a client at wall-clock `unix_now`.
+pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> IceServers {
+    let (h, p) = (&cfg.host, cfg.port);
+    let stun = IceServer {
+        urls: vec![format!("stun:{h}:{p}")],
+        username: None,
+        credential: None,
+    };
+    let Some(secret) = &cfg.secret else {
+        return IceServers {
+            ice_servers: vec![stun],
+            ttl: cfg.ttl,
+        };
+    };
+    let username = format!("{}:{}", unix_now + cfg.ttl, identity_or_random(identity));
+    let mac = switchboard_stun::rest_api_password(secret, username.as_bytes());
+    let credential = STANDARD.encode(mac);
+    let mut turn = vec![
+        format!("turn:{h}:{p}?transport=udp"),
+        format!("turn:{h}:{p}?transport=tcp"),
+    ];
+    if let Some(tp) = cfg.tls_port {
+        turn.push(format!("turns:{h}:{tp}?transport=tcp"));
+    }
+    IceServers {
+        ice_servers: vec![
+            stun,
+            IceServer {
+                urls: turn,
+                username: Some(username),
+                credential: Some(credential),
+            },
+        ],
+        ttl: cfg.ttl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(tls: Option<u16>) -> IceConfig {
+        IceConfig {
+            host: "203.0.113.5".into(),
+            port: 3478,
+            tls_port: tls,
+            secret: Some(b"s3cret".to_vec()),
+            ttl: 3600,
+        }
+    }
+
+    #[test]
+    fn urls_and_rest_credentials() {
+        let a = ice_servers(&cfg(None), 1_000_000, Some("alice"));
+        assert_eq!(a.ttl, 3600);
+        assert_eq!(a.ice_servers[0].urls, vec!["stun:203.0.113.5:3478"]);
+        let t = &a.ice_servers[1];
+        assert_eq!(
+            t.urls,
+            vec![
+                "turn:203.0.113.5:3478?transport=udp",
+                "turn:203.0.113.5:3478?transport=tcp"
+            ]
+        );
+        assert_eq!(t.username.as_deref(), Some("1003600:alice"));
+        let mac = switchboard_stun::rest_api_password(b"s3cret", b"1003600:alice");
+        assert_eq!(t.credential.as_deref(), Some(STANDARD.encode(mac).as_str()));
+    }
+
+    #[test]
+    fn turns_listed_with_tls_and_bad_identities_replaced() {
+        let a = ice_servers(&cfg(Some(5349)), 0, Some("evil:name"));
+        let t = &a.ice_servers[1];
+        assert_eq!(t.urls[2], "turns:203.0.113.5:5349?transport=tcp");
+        let user = t.username.as_deref().unwrap_or_default();
+        let (_, ident) = user.split_once(':').unwrap_or_default();
+        assert_eq!(ident.len(), 16, "random identity instead of `evil:name`");
+        let mut no_secret = cfg(None);
+        no_secret.secret = None;
+        assert_eq!(
+            ice_servers(&no_secret, 0, None).ice_servers.len(),
+            1,
+            "STUN only"
+        );
+        assert_eq!(
+            IceConfig::host_for("::1".parse().unwrap_or(IpAddr::from([0u8; 16]))),
+            "[::1]"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! `GET /api/ice-servers`: the answer is ready for `new RTCPeerConnection()` and its
+//! TURN credentials work on this server's TURN.
+
+mod common;
+
+use common::client::TurnClient;
+use common::{http_get, Server};
+
+fn json_body(resp: &str) -> serde_json::Value {
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp}"
+    );
+    let body = resp.split("\r\n\r\n").nth(1).expect("body");
+    serde_json::from_str(body).expect("JSON")
+}
+
+#[test]
+fn ice_servers_credentials_allocate_on_our_turn() {
+    let s = Server::start(&[
+        "--static-auth-secret",
+        "first",
+        "--static-auth-secret",
+        "second",
+        "--ice-ttl",
+        "600",
+    ]);
+    let udp = s.udp.expect("udp");
+    let v = json_body(&http_get(
+        s.http.expect("http"),
+        "/api/ice-servers?identity=alice",
+    ));
+    assert_eq!(v["ttl"], 600);
+    let servers = v["iceServers"].as_array().expect("iceServers");
+    assert_eq!(
+        servers[0]["urls"][0],
+        format!("stun:127.0.0.1:{}", udp.port())
+    );
+    let turn = &servers[1];
+    let urls: Vec<&str> = turn["urls"]
+        .as_array()
+        .expect("urls")
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", udp.port()).as_str()),
+        "{urls:?}"
+    );
+    assert!(urls.iter().any(|u| u.ends_with("?transport=tcp")));
+    assert!(
+        !urls.iter().any(|u| u.starts_with("turns:")),
+        "no TLS configured"
+    );
+    let user = turn["username"].as_str().expect("username");
+    let cred = turn["credential"].as_str().expect("credential");
+    assert!(user.ends_with(":alice"));
+    let mut c = TurnClient::new(udp, user, cred);
+    assert!(
+        c.allocate().ok(),
+        "credentials from /api/ice-servers must authenticate"
+    );
+    // Fresh credentials per request.
+    let again = json_body(&http_get(s.http.expect("http"), "/api/ice-servers"));
+    assert_ne!(again["iceServers"][1]["username"], turn["username"]);
+}
+
+#[test]
+fn only_static_users_means_stun_only() {
+    let s = Server::start(&["--user", "alice:pw"]);
+    let v = json_body(&http_get(s.http.expect("http"), "/api/ice-servers"));
+    let servers = v["iceServers"].as_array().expect("iceServers");
+    assert_eq!(servers.len(), 1);
+    assert!(servers[0]["urls"][0]
+        .as_str()
+        .expect("url")
+        .starts_with("stun:"));
+}
+
+#[test]
+fn http_can_be_turned_off() {
+    let s = Server::start(&["--user", "a:b", "--http-listen", "off"]);
+    assert!(s.http.is_none());
+}
