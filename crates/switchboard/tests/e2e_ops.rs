@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::client::TurnClient;
+use common::client::{TurnClient, TurnRequests};
 use common::{require, Server};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;

@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine;
-use common::client::TurnClient;
+use common::client::{TurnClient, TurnRequests};
 use common::Server;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::client::TurnClient;
+use common::client::{TurnClient, TurnRequests};
 use common::tcp_client::{connection_id, TcpTurn};
 use common::Server;
 use std::io::{Read, Write};

@@ -30,35 +30,39 @@ impl Response {
     }
 }
 
-/// Run `attempt` until it no longer asks to retry (a 401/438 taught new credentials).
-pub fn retry_auth(mut attempt: impl FnMut() -> (Response, bool)) -> Response {
-    for _ in 0..3 {
-        let (r, again) = attempt();
-        if !again {
-            return r;
+/// A request body: the method's attributes, written before the credentials.
+pub type Body<'b> = dyn Fn(&mut MessageWriter) -> Result<(), WriteError> + 'b;
+
+/// What the UDP and TCP test clients share: one request/response exchange of their
+/// own, and the authenticated requests built on it.
+pub trait TurnRequests {
+    /// Send one request and wait for its response (None on timeout).
+    fn request_once(&mut self, method: Method, body: &Body) -> Option<Response>;
+    fn auth_mut(&mut self) -> &mut ClientAuth;
+
+    /// Send a request, doing the 401/438 round trip when needed.
+    fn request(&mut self, method: Method, body: &Body) -> Response {
+        for _ in 0..3 {
+            let r = self
+                .request_once(method, body)
+                .expect("no response from server");
+            if !self.auth_mut().learn(&r.msg()) {
+                return r;
+            }
         }
+        panic!("authentication did not converge");
     }
-    panic!("authentication did not converge");
+
+    fn create_permission(&mut self, peer: SocketAddr) -> Response {
+        self.request(Method::CREATE_PERMISSION, &move |w| {
+            w.xor_address(attr_type::XOR_PEER_ADDRESS, &peer)?;
+            Ok(())
+        })
+    }
 }
 
-impl TurnClient {
-    pub fn new(server: SocketAddr, user: &str, pass: &str) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
-        sock.set_read_timeout(Some(Duration::from_millis(1500)))
-            .expect("timeout");
-        TurnClient {
-            sock,
-            server,
-            auth: ClientAuth::new(user, pass),
-        }
-    }
-
-    /// Send one request and wait for its response (None on timeout).
-    pub fn request_once(
-        &self,
-        method: Method,
-        body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
-    ) -> Option<Response> {
+impl TurnRequests for TurnClient {
+    fn request_once(&mut self, method: Method, body: &Body) -> Option<Response> {
         let tid = TransactionId(rand::random());
         let mut buf = [0u8; 1500];
         let n = self
@@ -83,19 +87,21 @@ impl TurnClient {
         }
     }
 
-    /// Send a request, doing the 401/438 round trip when needed.
-    pub fn request(
-        &mut self,
-        method: Method,
-        body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
-    ) -> Response {
-        retry_auth(|| {
-            let r = self
-                .request_once(method, body)
-                .expect("no response from server");
-            let again = self.auth.learn(&r.msg());
-            (r, again)
-        })
+    fn auth_mut(&mut self) -> &mut ClientAuth {
+        &mut self.auth
+    }
+}
+
+impl TurnClient {
+    pub fn new(server: SocketAddr, user: &str, pass: &str) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
+        TurnClient {
+            sock,
+            server,
+            auth: ClientAuth::new(user, pass),
+        }
     }
 
     pub fn allocate(&mut self) -> Response {
@@ -109,13 +115,6 @@ impl TurnClient {
         r.msg()
             .xor_address(attr_type::XOR_RELAYED_ADDRESS)
             .expect("XOR-RELAYED-ADDRESS")
-    }
-
-    pub fn create_permission(&mut self, peer: SocketAddr) -> Response {
-        self.request(Method::CREATE_PERMISSION, &move |w| {
-            w.xor_address(attr_type::XOR_PEER_ADDRESS, &peer)?;
-            Ok(())
-        })
     }
 
     pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Response {

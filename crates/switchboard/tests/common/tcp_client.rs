@@ -1,13 +1,11 @@
 //! A blocking TURN client over TCP for the RFC 6062 end-to-end tests: STUN framing
 //! on a stream, the 401 round trip, indications kept aside until asked for.
 
-use super::client::{retry_auth, Response};
+use super::client::{Body, Response, TurnRequests};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use switchboard_stun::{
-    attr_type, Class, Message, MessageWriter, Method, TransactionId, WriteError,
-};
+use switchboard_stun::{attr_type, Class, Message, Method, TransactionId};
 use switchboard_turn::client::{error_code, ClientAuth};
 
 pub struct TcpTurn {
@@ -60,61 +58,9 @@ impl TcpTurn {
         }
     }
 
-    fn request_once(
-        &mut self,
-        method: Method,
-        body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
-    ) -> Option<Response> {
-        let tid = TransactionId(rand::random());
-        let mut out = [0u8; 1500];
-        let n = self
-            .auth
-            .request(&mut out, method, tid, body)
-            .expect("build");
-        self.stream.write_all(&out[..n]).expect("send request");
-        loop {
-            let bytes = self.read_msg()?;
-            let m = Message::parse(&bytes).expect("STUN");
-            if m.class == Class::Indication {
-                self.indications.push(bytes);
-                continue;
-            }
-            if m.tid != tid {
-                continue;
-            }
-            return Some(Response {
-                class: m.class,
-                code: error_code(&m),
-                bytes: bytes.clone(),
-            });
-        }
-    }
-
-    /// Send a request, doing the 401/438 round trip when needed.
-    pub fn request(
-        &mut self,
-        method: Method,
-        body: &dyn Fn(&mut MessageWriter) -> Result<(), WriteError>,
-    ) -> Response {
-        retry_auth(|| {
-            let r = self
-                .request_once(method, body)
-                .expect("no response from server");
-            let again = self.auth.learn(&r.msg());
-            (r, again)
-        })
-    }
-
     pub fn allocate_tcp(&mut self) -> Response {
         self.request(Method::ALLOCATE, &|w| {
             w.u32(attr_type::REQUESTED_TRANSPORT, 6 << 24)?;
-            Ok(())
-        })
-    }
-
-    pub fn create_permission(&mut self, peer: SocketAddr) -> Response {
-        self.request(Method::CREATE_PERMISSION, &move |w| {
-            w.xor_address(attr_type::XOR_PEER_ADDRESS, &peer)?;
             Ok(())
         })
     }
@@ -160,6 +106,38 @@ impl TcpTurn {
     /// of it already read.
     pub fn into_pipe(self) -> (TcpStream, Vec<u8>) {
         (self.stream, self.buf)
+    }
+}
+
+impl TurnRequests for TcpTurn {
+    fn request_once(&mut self, method: Method, body: &Body) -> Option<Response> {
+        let tid = TransactionId(rand::random());
+        let mut out = [0u8; 1500];
+        let n = self
+            .auth
+            .request(&mut out, method, tid, body)
+            .expect("build");
+        self.stream.write_all(&out[..n]).expect("send request");
+        loop {
+            let bytes = self.read_msg()?;
+            let m = Message::parse(&bytes).expect("STUN");
+            if m.class == Class::Indication {
+                self.indications.push(bytes);
+                continue;
+            }
+            if m.tid != tid {
+                continue;
+            }
+            return Some(Response {
+                class: m.class,
+                code: error_code(&m),
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn auth_mut(&mut self) -> &mut ClientAuth {
+        &mut self.auth
     }
 }
 
