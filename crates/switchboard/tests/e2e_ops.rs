@@ -281,3 +281,25 @@ fn ipv6_listener_and_dual_stack_allocation_relay_both_families() {
     let mapped_loop: SocketAddr = "[::ffff:127.0.0.2]:9".parse().expect("addr");
     assert_eq!(c.create_permission(mapped_loop).code, Some(403));
 }
+
+#[test]
+fn a_second_sigterm_exits_at_once_while_draining() {
+    let mut s = Server::start(&["--user", "alice:pw", "--drain-timeout", "60"]);
+    let mut alice = TurnClient::new(s.udp.expect("udp"), "alice", "pw");
+    assert!(alice.allocate().ok());
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_log("draining", Duration::from_secs(5)).is_some());
+    let t0 = Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "second signal must end the drain, not wait for the allocation or the 60 s timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}

@@ -218,6 +218,14 @@ impl Worker {
         self.rx_used
     }
 
+    /// Receive a batch from `fd` into free slots: (first slot, datagrams).
+    fn recv_batch(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
+        let first = self.rx_slots();
+        let n = self.rx.recv(fd, first, BATCH)?;
+        self.rx_used += n;
+        Ok((first, n))
+    }
+
     /// Datagrams from clients. True when the socket may still hold more.
     fn udp_readable(&mut self, li: usize, now: Instant) -> bool {
         let Some((sock, local)) = self.udp.get(li) else {
@@ -225,16 +233,14 @@ impl Worker {
         };
         let (fd, local) = (sock.as_raw_fd(), *local);
         for _ in 0..ROUNDS {
-            let first = self.rx_slots();
-            let n = match self.rx.recv(fd, first, BATCH) {
-                Ok(n) => n,
+            let (first, n) = match self.recv_batch(fd) {
+                Ok(batch) => batch,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     tracing::debug!(error = %e, "recvmmsg on listener");
                     return false;
                 }
             };
-            self.rx_used += n;
             let outs = self.out.chunks_mut(OUT_SLOT).skip(first).take(n);
             for (i, out) in (first..).zip(outs) {
                 let (from, len, slot) = self.rx.slot(i);
@@ -251,7 +257,8 @@ impl Worker {
                 {
                     Transmit::Client { to, from, data } => {
                         if let Some(fd) = fd_for(&self.udp_fds, &from) {
-                            // SAFETY: `data` lives in self.out / self.rx, untouched until flush below.
+                            // SAFETY: `data` lives in self.out / self.rx, whose slots are reused only after
+                            // flush_tx (see rx_slots).
                             unsafe { self.tx.push(fd, &to.client, data) };
                         }
                     }
@@ -280,9 +287,8 @@ impl Worker {
         };
         let (fd, alloc) = (r.sock.as_raw_fd(), r.alloc);
         for _ in 0..ROUNDS {
-            let first = self.rx_slots();
-            let n = match self.rx.recv(fd, first, BATCH) {
-                Ok(n) => n,
+            let (first, n) = match self.recv_batch(fd) {
+                Ok(batch) => batch,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     // ICMP errors surface here as ECONNREFUSED etc.: never fatal.
@@ -290,7 +296,6 @@ impl Worker {
                     return true;
                 }
             };
-            self.rx_used += n;
             for i in first..first + n {
                 let (from, len, slot) = self.rx.slot(i);
                 let Some(from) = from else { continue };
@@ -302,7 +307,8 @@ impl Worker {
                 {
                     if to.transport == Transport::Udp {
                         if let Some(fd) = fd_for(&self.udp_fds, &from) {
-                            // SAFETY: `data` lives in self.rx, untouched until flush below.
+                            // SAFETY: `data` lives in self.rx, whose slots are reused only after
+                            // flush_tx (see rx_slots).
                             unsafe { self.tx.push(fd, &to.client, data) };
                         }
                     } else if let Some(&ci) = self.conn_by_tuple.get(&to) {
