@@ -8,6 +8,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v turnutils_uclient >/dev/null 2>&1 || missing+=(coturn)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -21,6 +25,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/switchboard-test.log | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
 status=${PIPESTATUS[0]}
+echo "== browser tests (Chromium, loopback-only network namespace)"
+set +e
+tests/browser/run.sh 2>&1 | tee /tmp/switchboard-browser.log | grep -E '^(✔|✖|▶|browser:|==)|not ok|Error' 
+bstatus=${PIPESTATUS[0]}
+set -e
 awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log
+     /^browser: [0-9]+ passed/ { p += $2; f += $4 }
+     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log /tmp/switchboard-browser.log
+[ "$status" = 0 ] && status=$bstatus
 exit "$status"

@@ -10,8 +10,10 @@ use std::net::IpAddr;
 pub struct IceConfig {
     /// Host or IP clients use to reach STUN/TURN (the external IP behind NAT).
     pub host: String,
-    /// UDP and TCP port of STUN/TURN.
-    pub port: u16,
+    /// UDP port of STUN/TURN, if it listens on UDP.
+    pub udp_port: Option<u16>,
+    /// TCP port of STUN/TURN, if it listens on TCP.
+    pub tcp_port: Option<u16>,
     /// TURN over TLS port, when TLS is on.
     pub tls_port: Option<u16>,
     /// The REST secret that signs credentials (the first `--static-auth-secret`);
@@ -65,39 +67,45 @@ fn identity_or_random(identity: Option<&str>) -> String {
     }
 }
 
-/// The answer for a client at wall-clock `unix_now`.
+/// The answer for a client at wall-clock `unix_now`. Browsers speak `stun:` over UDP
+/// only, so it is listed when UDP is on; `turn:` gets one URI per transport listening.
 pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> IceServers {
-    let (h, p) = (&cfg.host, cfg.port);
-    let stun = IceServer {
-        urls: vec![format!("stun:{h}:{p}")],
-        username: None,
-        credential: None,
-    };
+    let h = &cfg.host;
+    let mut servers = Vec::new();
+    if let Some(p) = cfg.udp_port {
+        servers.push(IceServer {
+            urls: vec![format!("stun:{h}:{p}")],
+            username: None,
+            credential: None,
+        });
+    }
     let Some(secret) = &cfg.secret else {
         return IceServers {
-            ice_servers: vec![stun],
+            ice_servers: servers,
             ttl: cfg.ttl,
         };
     };
-    let username = format!("{}:{}", unix_now + cfg.ttl, identity_or_random(identity));
-    let mac = switchboard_stun::rest_api_password(secret, username.as_bytes());
-    let credential = STANDARD.encode(mac);
-    let mut turn = vec![
-        format!("turn:{h}:{p}?transport=udp"),
-        format!("turn:{h}:{p}?transport=tcp"),
-    ];
-    if let Some(tp) = cfg.tls_port {
-        turn.push(format!("turns:{h}:{tp}?transport=tcp"));
+    let mut turn = Vec::new();
+    if let Some(p) = cfg.udp_port {
+        turn.push(format!("turn:{h}:{p}?transport=udp"));
+    }
+    if let Some(p) = cfg.tcp_port {
+        turn.push(format!("turn:{h}:{p}?transport=tcp"));
+    }
+    if let Some(p) = cfg.tls_port {
+        turn.push(format!("turns:{h}:{p}?transport=tcp"));
+    }
+    if !turn.is_empty() {
+        let username = format!("{}:{}", unix_now + cfg.ttl, identity_or_random(identity));
+        let mac = switchboard_stun::rest_api_password(secret, username.as_bytes());
+        servers.push(IceServer {
+            urls: turn,
+            username: Some(username),
+            credential: Some(STANDARD.encode(mac)),
+        });
     }
     IceServers {
-        ice_servers: vec![
-            stun,
-            IceServer {
-                urls: turn,
-                username: Some(username),
-                credential: Some(credential),
-            },
-        ],
+        ice_servers: servers,
         ttl: cfg.ttl,
     }
 }
@@ -109,7 +117,8 @@ mod tests {
     fn cfg(tls: Option<u16>) -> IceConfig {
         IceConfig {
             host: "203.0.113.5".into(),
-            port: 3478,
+            udp_port: Some(3478),
+            tcp_port: Some(3478),
             tls_port: tls,
             secret: Some(b"s3cret".to_vec()),
             ttl: 3600,
@@ -152,6 +161,33 @@ mod tests {
         assert_eq!(
             IceConfig::host_for("::1".parse().unwrap_or(IpAddr::from([0u8; 16]))),
             "[::1]"
+        );
+    }
+
+    #[test]
+    fn each_transport_gets_its_own_port_and_only_listening_ones_are_listed() {
+        let mut c = cfg(Some(5349));
+        c.udp_port = Some(40000);
+        c.tcp_port = Some(40001);
+        let a = ice_servers(&c, 0, Some("a"));
+        assert_eq!(a.ice_servers[0].urls, vec!["stun:203.0.113.5:40000"]);
+        assert_eq!(
+            a.ice_servers[1].urls,
+            vec![
+                "turn:203.0.113.5:40000?transport=udp",
+                "turn:203.0.113.5:40001?transport=tcp",
+                "turns:203.0.113.5:5349?transport=tcp"
+            ]
+        );
+        c.udp_port = None;
+        let a = ice_servers(&c, 0, Some("a"));
+        assert_eq!(a.ice_servers.len(), 1, "no stun: without UDP");
+        assert_eq!(
+            a.ice_servers[0].urls,
+            vec![
+                "turn:203.0.113.5:40001?transport=tcp",
+                "turns:203.0.113.5:5349?transport=tcp"
+            ]
         );
     }
 }

@@ -1,33 +1,57 @@
-//! Switchboard's HTTP side. Today: `GET /api/ice-servers`, the ICE configuration a
-//! browser passes to `new RTCPeerConnection()`, with time-limited TURN credentials in
-//! the coturn REST format. Signaling and the web app are added here next.
+//! Switchboard's HTTP side: the ICE configuration (`/api/ice-servers`), signaling over
+//! WebSocket (`/ws`) and EventSource + POST (`/sse`, `/signal`), and the embedded web
+//! app and JS SDK.
 
+mod assets;
 mod ice;
+mod origin;
+mod signaling;
+mod sse;
+mod ws;
 
 pub use ice::{ice_servers, IceConfig, IceServers};
+pub use origin::OriginPolicy;
+pub use signaling::{Signaling, SignalingSnapshot};
+pub use switchboard_signal::{Claims, Grants, HubConfig};
 
-use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The HTTP routes, sharing `ice`.
-pub fn router(ice: Arc<IceConfig>) -> Router {
+/// The HTTP routes.
+pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>) -> Router {
+    let policy = Arc::new(signaling.origin.clone());
+    let api = Router::new()
+        .route("/api/ice-servers", get(get_ice_servers).options(no_content))
+        .with_state(ice);
+    let sig = Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/sse", get(sse::stream).options(no_content))
+        .route("/signal", post(sse::post).options(no_content))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(signaling);
+    let api = api
+        .merge(sig)
+        .layer(axum::middleware::from_fn_with_state(policy, origin::cors));
     Router::new()
-        .route("/api/ice-servers", get(get_ice_servers))
-        .with_state(ice)
+        .route("/", get(assets::lobby))
+        .route("/r/{room}", get(assets::room))
+        .route("/app/{*path}", get(assets::app))
+        .route("/sdk/{*path}", get(assets::sdk))
+        .merge(api)
+}
+
+/// OPTIONS routes exist so the CORS layer can answer preflights.
+async fn no_content() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
 }
 
 async fn get_ice_servers(
     State(ice): State<Arc<IceConfig>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Json<IceServers> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let identity = q.get("identity").map(String::as_str);
-    Json(ice_servers(&ice, now, identity))
+    Json(ice_servers(&ice, signaling::unix_now(), identity))
 }

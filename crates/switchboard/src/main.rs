@@ -39,17 +39,39 @@ enum Command {
         #[arg(long, default_value_t = 86400)]
         ttl: u64,
     },
+    /// Print a room token (JWT, HS256) for servers run with --room-token-secret.
+    Token {
+        /// The --room-token-secret the server verifies with.
+        #[arg(long, env = "SWITCHBOARD_ROOM_TOKEN_SECRET")]
+        secret: String,
+        /// The room it admits to, or `*` for any room.
+        #[arg(long)]
+        room: String,
+        /// Identity of the holder (the `sub` claim, shown to other peers).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Grants, comma-separated: publish, subscribe, admin. [default: publish,subscribe]
+        #[arg(long, value_delimiter = ',')]
+        grant: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(s) => serve(*s),
+        Command::Token {
+            secret,
+            room,
+            identity,
+            ttl,
+            grant,
+        } => token(&secret, room, identity, ttl, grant),
         Command::TurnCredentials { secret, user, ttl } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = unix_now();
             let username = format!("{}:{user}", now + ttl);
             let mac = switchboard_stun::rest_api_password(secret.as_bytes(), username.as_bytes());
             let credential = base64::engine::general_purpose::STANDARD.encode(mac);
@@ -58,6 +80,61 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn token(
+    secret: &str,
+    room: String,
+    identity: Option<String>,
+    ttl: u64,
+    grant: Vec<String>,
+) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("switchboard token: {msg}");
+        ExitCode::from(2)
+    };
+    // The secret may come from the environment as a comma-separated list: the first signs.
+    let secret = secret.split(',').next().unwrap_or_default();
+    if secret.len() < 16 {
+        return fail("--secret must be at least 16 characters, as the server requires".into());
+    }
+    if room != "*" && !switchboard_signal::protocol::valid_room(&room) {
+        return fail(format!(
+            "--room `{room}` is not `*` or 1-64 characters of A-Z a-z 0-9 _ - ."
+        ));
+    }
+    if ttl == 0 {
+        return fail("--ttl must be at least 1 second".into());
+    }
+    let grants = if grant.is_empty() {
+        None
+    } else {
+        if let Err(e) = switchboard_signal::Grants::from_names(&grant) {
+            return fail(format!("--grant: {e} (use publish, subscribe, admin)"));
+        }
+        Some(grant)
+    };
+    let claims = switchboard_signal::Claims {
+        room,
+        sub: identity,
+        exp: unix_now() + ttl,
+        nbf: None,
+        grants,
+    };
+    match switchboard_signal::token::mint(secret.as_bytes(), &claims) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -122,18 +122,94 @@ pub fn render(t: &WorkerStats) -> String {
 }
 
 /// Serve `/metrics` on `addr`.
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<SocketAddr> {
+/// Signaling gauges and counters.
+pub fn render_signaling(snap: &switchboard_http::SignalingSnapshot) -> String {
+    let mut s = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(s, "{name}{labels} {v}");
+        }
+    };
+    let one = |v: usize| vec![(String::new(), v as u64)];
+    metric(
+        "switchboard_signal_connections",
+        "gauge",
+        "Open signaling transports (WebSocket and SSE).",
+        &one(snap.connections),
+    );
+    metric(
+        "switchboard_signal_sessions",
+        "gauge",
+        "Signaling sessions (peers in rooms), suspended ones included.",
+        &one(snap.sessions),
+    );
+    metric(
+        "switchboard_signal_sessions_suspended",
+        "gauge",
+        "Sessions waiting for a resume after losing their transport.",
+        &one(snap.suspended),
+    );
+    metric(
+        "switchboard_signal_rooms",
+        "gauge",
+        "Rooms with at least one member.",
+        &one(snap.rooms),
+    );
+    let st = &snap.stats;
+    metric(
+        "switchboard_signal_messages_received_total",
+        "counter",
+        "Signaling messages received from clients.",
+        &[(String::new(), st.messages_in)],
+    );
+    metric(
+        "switchboard_signal_messages_relayed_total",
+        "counter",
+        "Offers, answers, candidates and messages relayed to a peer.",
+        &[(String::new(), st.messages_relayed)],
+    );
+    metric(
+        "switchboard_signal_joins_total",
+        "counter",
+        "Successful joins.",
+        &[(String::new(), st.joins)],
+    );
+    metric(
+        "switchboard_signal_resumes_total",
+        "counter",
+        "Successful resumes.",
+        &[(String::new(), st.resumes)],
+    );
+    let errors: Vec<(String, u64)> = switchboard_signal::ErrorCode::ALL
+        .iter()
+        .map(|c| (format!("{{code=\"{}\"}}", c.as_str()), st.errors[c.index()]))
+        .collect();
+    metric(
+        "switchboard_signal_errors_total",
+        "counter",
+        "Error messages sent to signaling clients, by code.",
+        &errors,
+    );
+    s
+}
+
+pub fn spawn(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    signaling: Arc<switchboard_http::Signaling>,
+) -> anyhow::Result<SocketAddr> {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let shared = shared.clone();
+            let signaling = signaling.clone();
             async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    render(&shared.totals()),
-                )
+                let mut text = render(&shared.totals());
+                text.push_str(&render_signaling(&signaling.snapshot()));
+                ([("content-type", "text/plain; version=0.0.4")], text)
             }
         }),
     );
-    crate::web::serve("metrics", addr, app)
+    crate::web::serve("metrics", addr, app, None, || {})
 }

@@ -34,12 +34,23 @@ impl ConfigError {
 pub struct Plan {
     pub io: IoConfig,
     pub core: ServerConfig,
+    /// TURN over TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate both TURN over TLS and HTTPS use (kept for reloads when generated).
+    pub tls_material: Option<crate::tls::TlsMaterial>,
+    /// HTTPS on the HTTP listener.
+    pub https: Option<Arc<rustls::ServerConfig>>,
+    /// Signaling hub settings.
+    pub signal: switchboard_http::HubConfig,
+    /// `--allowed-origin`.
+    pub origins: Vec<String>,
     pub metrics: Option<SocketAddr>,
     /// HTTP API address (`/api/ice-servers`).
     pub http: Option<SocketAddr>,
     /// Lifetime of credentials from `/api/ice-servers`.
     pub ice_ttl: u64,
+    /// `--ice-host`.
+    pub ice_host: Option<String>,
     pub drain_timeout: Duration,
     /// Set when no credentials were configured and a random secret was made up.
     pub dev_secret: Option<String>,
@@ -244,7 +255,18 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
             tcp.push(SocketAddr::new(*ip, port));
         }
     }
-    let tls = crate::tls::load(s)?;
+    let http = s.http_addr()?;
+    let mut names = listen_ips.clone();
+    names.extend(http.map(|a| a.ip()));
+    let tls_material = crate::tls::material(s, None, &names)?;
+    let tls = tls_material
+        .as_ref()
+        .map(crate::tls::turn_config)
+        .transpose()?;
+    let https = tls_material
+        .as_ref()
+        .map(crate::tls::https_config)
+        .transpose()?;
     let tls_addrs = match &tls {
         Some(_) => {
             let tport = s.tls_listening_port.unwrap_or(5349);
@@ -286,13 +308,95 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
         io,
         core,
         tls,
+        tls_material,
+        https,
+        signal: signal_config(s)?,
+        origins: s.allowed_origin.clone(),
         metrics: s.metrics_addr()?,
-        http: s.http_addr()?,
+        http,
         ice_ttl: match s.ice_ttl.unwrap_or(86_400) {
             0 => return Err(ConfigError::new("ice-ttl", "must be at least 1 second")),
             t => t,
         },
+        ice_host: match &s.ice_host {
+            Some(h)
+                if h.is_empty()
+                    || h.len() > 253
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) =>
+            {
+                return Err(ConfigError::new(
+                    "ice-host",
+                    format!("`{h}` is not a host name or IP"),
+                ))
+            }
+            Some(h) => match h.parse::<IpAddr>() {
+                Ok(ip) => Some(switchboard_http::IceConfig::host_for(ip)),
+                Err(_) => Some(h.clone()),
+            },
+            None => None,
+        },
         drain_timeout: Duration::from_secs(s.drain_timeout.unwrap_or(30)),
         dev_secret,
     })
+}
+
+/// The signaling hub settings (also used on SIGHUP reload).
+pub fn signal_config(s: &Settings) -> Result<switchboard_http::HubConfig, ConfigError> {
+    let mut c = switchboard_http::HubConfig::default();
+    if let Some(n) = s.room_capacity {
+        if !(1..=1000).contains(&n) {
+            return Err(ConfigError::new(
+                "room-capacity",
+                format!("{n} is not between 1 and 1000"),
+            ));
+        }
+        c.room_capacity = n;
+    }
+    if let Some(g) = s.signal_grace {
+        if g > 3600 {
+            return Err(ConfigError::new(
+                "signal-grace",
+                format!("{g} s is more than an hour"),
+            ));
+        }
+        c.grace = Duration::from_secs(g);
+    }
+    if let Some(m) = s.signal_max_message {
+        if !(1024..=1 << 20).contains(&m) {
+            return Err(ConfigError::new(
+                "signal-max-message",
+                format!("{m} is not between 1024 and 1048576 bytes"),
+            ));
+        }
+        c.max_message = m;
+    }
+    if let Some(r) = s.signal_rate {
+        c.rate = r;
+    }
+    for secret in &s.room_token_secret {
+        if secret.len() < 16 {
+            return Err(ConfigError::new(
+                "room-token-secret",
+                "must be at least 16 characters (HS256 keys should be long and random)",
+            ));
+        }
+        c.token_secrets.push(secret.as_bytes().to_vec());
+    }
+    for o in &s.allowed_origin {
+        let ok = o == "*"
+            || ((o.starts_with("http://") || o.starts_with("https://"))
+                && o.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.trim_end_matches('/').is_empty()
+                        && !rest.trim_end_matches('/').contains('/')
+                }));
+        if !ok {
+            return Err(ConfigError::new(
+                "allowed-origin",
+                format!("`{o}` is not `*` or scheme://host[:port]"),
+            ));
+        }
+    }
+    Ok(c)
 }

@@ -89,30 +89,70 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         max_bps = core.max_bps,
         "limits (0 = unlimited); peers in private, loopback and other special ranges are denied unless --allowed-peer-ip"
     );
+    if let Some(m) = &plan.tls_material {
+        let kind = if m.self_signed {
+            "self-signed, generated at start"
+        } else {
+            "from --cert"
+        };
+        info!(
+            "TLS certificate ({kind}) SHA-256 fingerprint {}",
+            m.fingerprint
+        );
+    }
+    let signaling = switchboard_http::Signaling::new(
+        plan.signal.clone(),
+        switchboard_http::OriginPolicy::new(&plan.origins),
+    );
+    let https = plan
+        .https
+        .clone()
+        .map(|c| std::sync::Arc::new(std::sync::RwLock::new(c)));
     if let Some(addr) = plan.metrics {
-        let bound = crate::metrics::spawn(addr, running.shared.clone())?;
+        let bound = crate::metrics::spawn(addr, running.shared.clone(), signaling.clone())?;
         info!("metrics on http://{bound}/metrics");
     }
     if let Some(addr) = plan.http {
         let public = relay.first().map(|r| r.public).unwrap_or(listen_ips[0]);
         let ice = switchboard_http::IceConfig {
-            host: switchboard_http::IceConfig::host_for(public),
-            port: running
-                .udp
-                .first()
-                .or(running.tcp.first())
-                .map(|a| a.port())
-                .unwrap_or(3478),
+            host: plan
+                .ice_host
+                .clone()
+                .unwrap_or_else(|| switchboard_http::IceConfig::host_for(public)),
+            udp_port: running.udp.first().map(|a| a.port()),
+            tcp_port: running.tcp.first().map(|a| a.port()),
             tls_port: running.tls.first().map(|a| a.port()),
             secret: core.secrets.first().cloned(),
             ttl: plan.ice_ttl,
         };
+        let timer = signaling.clone();
         let bound = crate::web::serve(
             "http",
             addr,
-            switchboard_http::router(std::sync::Arc::new(ice)),
+            switchboard_http::router(std::sync::Arc::new(ice), signaling.clone()),
+            https.clone(),
+            move || timer.spawn_timer(),
         )?;
-        info!("HTTP API on http://{bound}/ (ICE servers at /api/ice-servers)");
+        let scheme = if https.is_some() { "https" } else { "http" };
+        info!("HTTP API on {scheme}://{bound}/ (web app at /, signaling at /ws and /sse, ICE servers at /api/ice-servers)");
+        let s = &plan.signal;
+        info!(
+            room_capacity = s.room_capacity,
+            grace_s = s.grace.as_secs(),
+            max_message = s.max_message,
+            rate = s.rate,
+            "signaling: rooms {}; origins: this host{}",
+            if s.token_secrets.is_empty() {
+                "open (no --room-token-secret)"
+            } else {
+                "need a room token"
+            },
+            if plan.origins.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", plan.origins.join(", "))
+            }
+        );
     }
 
     let shared = running.shared.clone();
@@ -124,10 +164,15 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
                 &relay,
                 nonce_key,
                 plan.dev_secret.as_deref(),
+                plan.tls_material.as_ref(),
             ) {
-                Ok((cfg, tls)) => {
-                    shared.reload(cfg, tls);
-                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates)");
+                Ok(r) => {
+                    shared.reload(r.core, r.tls);
+                    if let (Some(slot), Some(new)) = (&https, r.https) {
+                        *slot.write().unwrap_or_else(|e| e.into_inner()) = new;
+                    }
+                    signaling.reconfigure(r.signal);
+                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates, signaling limits and room token secrets)");
                 }
                 Err(e) => warn!("reload refused, keeping the running configuration: {e}"),
             }
@@ -155,16 +200,19 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         }
         break;
     }
+    signaling.shutdown();
     shared.shutdown.store(true, Ordering::Relaxed);
     running.join();
     info!("stopped");
     Ok(())
 }
 
-type Reloaded = (
-    switchboard_turn::ServerConfig,
-    Option<std::sync::Arc<rustls::ServerConfig>>,
-);
+struct Reloaded {
+    core: switchboard_turn::ServerConfig,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    https: Option<std::sync::Arc<rustls::ServerConfig>>,
+    signal: switchboard_http::HubConfig,
+}
 
 fn reload(
     cli: &Settings,
@@ -172,10 +220,23 @@ fn reload(
     relay: &[switchboard_turn_io::RelayIp],
     nonce_key: [u8; 32],
     dev_secret: Option<&str>,
+    generated: Option<&crate::tls::TlsMaterial>,
 ) -> anyhow::Result<Reloaded> {
     let mut s = cli.clone();
     s.load_file()?;
     let core = plan::core_config(&s, listen_ips, relay, Some(nonce_key), dev_secret)?;
-    let tls = crate::tls::load(&s)?;
-    Ok((core, tls))
+    let generated = generated.filter(|g| g.self_signed);
+    let material = crate::tls::material(&s, generated, listen_ips)?;
+    let tls = material.as_ref().map(crate::tls::turn_config).transpose()?;
+    let https = material
+        .as_ref()
+        .map(crate::tls::https_config)
+        .transpose()?;
+    let signal = plan::signal_config(&s)?;
+    Ok(Reloaded {
+        core,
+        tls,
+        https,
+        signal,
+    })
 }

@@ -165,13 +165,62 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
-    /// HTTP address for the API (`/api/ice-servers`); `off` to disable. [default: 127.0.0.1:8080]
+    /// HTTP address for the web app, signaling and API; HTTPS when a certificate is
+    /// configured; `off` to disable. [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP_LISTEN")]
     pub http_listen: Option<String>,
 
     /// Lifetime of TURN credentials handed out by `/api/ice-servers`, seconds. [default: 86400]
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_ICE_TTL")]
     pub ice_ttl: Option<u64>,
+
+    /// Generate a self-signed certificate at start for HTTPS and TURN over TLS (when
+    /// --cert/--pkey are not given); its SHA-256 fingerprint is logged.
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_self_signed: Option<bool>,
+
+    /// Participants per signaling room. [default: 8]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_ROOM_CAPACITY")]
+    pub room_capacity: Option<usize>,
+
+    /// Secret for room tokens (JWT HS256); when set, joining a room needs a token
+    /// (repeatable: the first is the one `switchboard token` should use, all verify).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_ROOM_TOKEN_SECRET",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub room_token_secret: Vec<String>,
+
+    /// Seconds a signaling session survives the loss of its transport, waiting for a resume. [default: 30]
+    #[arg(long, value_name = "SECS", env = "SWITCHBOARD_SIGNAL_GRACE")]
+    pub signal_grace: Option<u64>,
+
+    /// Largest signaling message, bytes. [default: 65536]
+    #[arg(long, value_name = "BYTES", env = "SWITCHBOARD_SIGNAL_MAX_MESSAGE")]
+    pub signal_max_message: Option<usize>,
+
+    /// Signaling messages per second per connection, bursts of 4x (0 = unlimited). [default: 50]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_SIGNAL_RATE")]
+    pub signal_rate: Option<u32>,
+
+    /// Extra page origin allowed to use signaling, e.g. `https://app.example.org`, or `*`
+    /// (repeatable). Pages from this server's own host are always allowed.
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = "SWITCHBOARD_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
+
+    /// Host name (or IP) put in the `stun:`/`turn:`/`turns:` URIs of `/api/ice-servers`,
+    /// e.g. the name on the TLS certificate. [default: the relay's public IP]
+    #[arg(long, value_name = "HOST", env = "SWITCHBOARD_ICE_HOST")]
+    pub ice_host: Option<String>,
 
     /// Seconds SIGTERM waits for allocations to end before exiting. [default: 30]
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_DRAIN_TIMEOUT")]
@@ -205,9 +254,10 @@ impl Settings {
             opt: listening_port, tls_listening_port, min_port, max_port, realm, cert, pkey,
                  threads, user_quota, total_quota, max_bps, max_allocate_lifetime,
                  channel_lifetime, permission_lifetime, nonce_lifetime, unauth_rate,
-                 metrics_listen, http_listen, ice_ttl, drain_timeout, no_udp, no_tcp, log;
+                 metrics_listen, http_listen, ice_ttl, drain_timeout, no_udp, no_tcp, log,
+                 tls_self_signed, ice_host, room_capacity, signal_grace, signal_max_message, signal_rate;
             vec: listening_ip, relay_ip, external_ip, user, static_auth_secret,
-                 allowed_peer_ip, denied_peer_ip);
+                 allowed_peer_ip, denied_peer_ip, room_token_secret, allowed_origin);
     }
 
     /// Read and merge the `--config` file, if any.

@@ -48,6 +48,13 @@ fn invalid_option_values_exit_2_naming_the_option() {
         (&["--realm", ""], "--realm"),
         (&["--log", "info,[[["], "--log"),
         (&["--max-allocate-lifetime", "0"], "--max-allocate-lifetime"),
+        (&["--room-capacity", "0"], "--room-capacity"),
+        (&["--room-token-secret", "short"], "--room-token-secret"),
+        (&["--signal-max-message", "10"], "--signal-max-message"),
+        (&["--signal-grace", "99999"], "--signal-grace"),
+        (&["--allowed-origin", "evil.test/path"], "--allowed-origin"),
+        (&["--http-listen", "8080"], "--http-listen"),
+        (&["--ice-host", "bad host/x"], "--ice-host"),
     ];
     for (args, option) in cases {
         let (code, text) = serve(args);
@@ -137,4 +144,43 @@ fn turn_credentials_verify_against_the_server() {
         credential,
         base64::engine::general_purpose::STANDARD.encode(mac)
     );
+}
+
+#[test]
+fn token_refuses_bad_input_with_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--secret", "short", "--room", "r"], "--secret"),
+        (
+            &["--secret", "0123456789abcdef", "--room", "bad room"],
+            "--room",
+        ),
+        (
+            &[
+                "--secret",
+                "0123456789abcdef",
+                "--room",
+                "r",
+                "--grant",
+                "root",
+            ],
+            "--grant",
+        ),
+        (
+            &["--secret", "0123456789abcdef", "--room", "r", "--ttl", "0"],
+            "--ttl",
+        ),
+    ];
+    for (args, option) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("token")
+            .args(*args)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains(option),
+            "{args:?} should name {option}: {text}"
+        );
+    }
 }

@@ -47,7 +47,13 @@ fn ice_servers_credentials_allocate_on_our_turn() {
         urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", udp.port()).as_str()),
         "{urls:?}"
     );
-    assert!(urls.iter().any(|u| u.ends_with("?transport=tcp")));
+    // With -p 0, UDP and TCP get different ports; each URI names its own.
+    let tcp = s.tcp.expect("tcp");
+    assert!(
+        urls.contains(&format!("turn:127.0.0.1:{}?transport=tcp", tcp.port()).as_str()),
+        "{urls:?} should name the TCP port {}",
+        tcp.port()
+    );
     assert!(
         !urls.iter().any(|u| u.starts_with("turns:")),
         "no TLS configured"
@@ -87,4 +93,33 @@ fn http_can_be_turned_off() {
             .is_none(),
         "--http-listen off still started HTTP"
     );
+}
+
+#[test]
+fn ice_host_names_the_server_in_every_uri() {
+    let s = Server::start(&[
+        "--static-auth-secret",
+        "k",
+        "--ice-host",
+        "turn.example.org",
+    ]);
+    let ports = [s.udp.expect("udp").port(), s.tcp.expect("tcp").port()];
+    let v = json_body(&http_get(s.http.expect("http"), "/api/ice-servers"));
+    let urls: Vec<String> = v["iceServers"]
+        .as_array()
+        .expect("iceServers")
+        .iter()
+        .flat_map(|e| e["urls"].as_array().expect("urls").clone())
+        .map(|u| u.as_str().expect("url").to_string())
+        .collect();
+    assert!(urls.len() >= 3, "{urls:?}");
+    for u in &urls {
+        let rest = u.split_once(':').expect("scheme").1;
+        assert!(
+            ports
+                .iter()
+                .any(|p| rest.starts_with(&format!("turn.example.org:{p}"))),
+            "{u} should name turn.example.org and one of the ports {ports:?}"
+        );
+    }
 }

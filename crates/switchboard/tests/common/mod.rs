@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod signal_client;
 pub mod tcp_client;
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,8 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
+    /// The lines logged up to the listeners.
+    pub startup: Vec<String>,
 }
 
 impl Server {
@@ -61,6 +64,7 @@ impl Server {
             metrics: None,
             http: None,
             log: rx,
+            startup: Vec::new(),
         };
         let want_metrics = !args.windows(2).any(|w| w == ["--metrics-listen", "off"]);
         loop {
@@ -68,6 +72,7 @@ impl Server {
                 .log
                 .recv_timeout(Duration::from_secs(10))
                 .expect("switchboard did not log its listeners within 10 s");
+            s.startup.push(line.clone());
             let addr = |prefix: &str| -> Option<SocketAddr> {
                 let i = line.find(prefix)? + prefix.len();
                 line[i..].split(['/', ' ']).next()?.parse().ok()
@@ -85,7 +90,7 @@ impl Server {
                 s.metrics = addr("http://");
             }
             if line.contains("HTTP API on") {
-                s.http = addr("http://");
+                s.http = addr("http://").or(addr("https://"));
             }
             let want_http = !args.windows(2).any(|w| w == ["--http-listen", "off"]);
             if (s.metrics.is_some() || !want_metrics) && (s.http.is_some() || !want_http) {

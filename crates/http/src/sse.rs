@@ -1,0 +1,123 @@
+//! The fallback transport for networks that break WebSockets: server-to-client messages
+//! as an EventSource stream at `/sse`, client-to-server messages as `POST /signal?conn=`.
+
+use crate::signaling::{Out, Signaling, KEEPALIVE, TRANSPORT_LIMIT};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use switchboard_signal::protocol::{error_text, hello_text};
+use switchboard_signal::{ConnId, ErrorCode};
+use tokio::sync::mpsc;
+
+fn refusal(status: StatusCode, code: ErrorCode, reason: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        error_text(code, reason, None, true),
+    )
+        .into_response()
+}
+
+fn origin_refused() -> Response {
+    refusal(
+        StatusCode::FORBIDDEN,
+        ErrorCode::OriginNotAllowed,
+        "this page's origin may not use this server's signaling",
+    )
+}
+
+/// The event stream of one connection; dropping it (the client went away) ends the
+/// transport and suspends its session.
+struct Stream {
+    sig: Arc<Signaling>,
+    conn: ConnId,
+    hello: Option<String>,
+    rx: mpsc::Receiver<Out>,
+}
+
+impl futures_core::Stream for Stream {
+    type Item = Result<Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(h) = self.hello.take() {
+            return Poll::Ready(Some(Ok(Event::default().data(h))));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Out::Text(t))) => Poll::Ready(Some(Ok(Event::default().data(&*t)))),
+            Poll::Ready(Some(Out::Close(_)) | None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.sig.close(self.conn);
+    }
+}
+
+/// `GET /sse`
+pub async fn stream(State(sig): State<Arc<Signaling>>, headers: HeaderMap) -> Response {
+    if !sig.origin.allows(&headers) {
+        return origin_refused();
+    }
+    let (conn, rx) = sig.open();
+    let mut b = [0u8; 16];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut b[..]);
+    let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    sig.register_sse(token.clone(), conn);
+    let stream = Stream {
+        sig,
+        conn,
+        hello: Some(hello_text(&token)),
+        rx,
+    };
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
+        .into_response();
+    // Proxies must not buffer the stream.
+    resp.headers_mut()
+        .insert("x-accel-buffering", "no".parse().expect("static header"));
+    resp
+}
+
+/// `POST /signal?conn=…`
+pub async fn post(
+    State(sig): State<Arc<Signaling>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !sig.origin.allows(&headers) {
+        return origin_refused();
+    }
+    let Some(conn) = q.get("conn").and_then(|c| sig.sse_conn(c)) else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownConnection,
+            "no open /sse stream with this conn; open /sse and resume",
+        );
+    };
+    let bytes = match axum::body::to_bytes(body, TRANSPORT_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::TooLarge,
+                "body over the 1 MiB transport limit",
+            )
+        }
+    };
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => sig.receive(conn, text),
+        Err(_) => sig.report(conn, ErrorCode::BadMessage, "body is not UTF-8", false),
+    }
+    StatusCode::NO_CONTENT.into_response()
+}

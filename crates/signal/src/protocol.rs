@@ -1,0 +1,238 @@
+//! Signaling protocol v1 on the wire (docs/signaling.md): parsing client messages and
+//! writing server messages.
+//!
+//! Client messages are parsed into one flat [`Envelope`] that borrows from the input:
+//! SDP, candidates and application data stay as raw JSON text and are copied into the
+//! relayed message without being decoded and re-encoded.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// Protocol version announced in `joined`, `resumed` and `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Every field a client message may have; which ones are required depends on `type`.
+#[derive(Deserialize, Debug)]
+pub struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub to: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub sdp: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub candidate: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub peer: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub seq: Option<u64>,
+    #[serde(rename = "lastSeq", default)]
+    pub last_seq: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub id: Option<&'a RawValue>,
+    #[serde(rename = "ref", borrow, default, deserialize_with = "raw")]
+    pub reference: Option<&'a RawValue>,
+}
+
+/// Only the `ref` of a client message, for errors about a message that is not a valid
+/// [`Envelope`] (an ill-typed field) but still a JSON object.
+#[derive(Deserialize, Debug)]
+pub struct RefOnly<'a> {
+    #[serde(rename = "ref", borrow, default, deserialize_with = "raw")]
+    pub reference: Option<&'a RawValue>,
+}
+
+/// Whether `text` can only be a JSON object. serde would also read a struct from an array
+/// (`["ping"]` as a ping), but the protocol's messages are objects.
+pub fn is_object_text(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+}
+
+/// A present field as raw JSON, `null` included: a plain `Option` would turn `null` into
+/// `None`, and `"candidate": null` (end of candidates) or `"data": null` into a missing field.
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// The kinds of client message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Join,
+    Resume,
+    Offer,
+    Answer,
+    Candidate,
+    Message,
+    Ack,
+    Ping,
+    Kick,
+    Leave,
+}
+
+impl Kind {
+    pub fn from_wire(s: &str) -> Option<Kind> {
+        Some(match s {
+            "join" => Kind::Join,
+            "resume" => Kind::Resume,
+            "offer" => Kind::Offer,
+            "answer" => Kind::Answer,
+            "candidate" => Kind::Candidate,
+            "message" => Kind::Message,
+            "ack" => Kind::Ack,
+            "ping" => Kind::Ping,
+            "kick" => Kind::Kick,
+            "leave" => Kind::Leave,
+            _ => return None,
+        })
+    }
+
+    pub fn wire(self) -> &'static str {
+        match self {
+            Kind::Join => "join",
+            Kind::Resume => "resume",
+            Kind::Offer => "offer",
+            Kind::Answer => "answer",
+            Kind::Candidate => "candidate",
+            Kind::Message => "message",
+            Kind::Ack => "ack",
+            Kind::Ping => "ping",
+            Kind::Kick => "kick",
+            Kind::Leave => "leave",
+        }
+    }
+}
+
+/// Error codes of docs/signaling.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadMessage,
+    TooLarge,
+    RateLimited,
+    NotJoined,
+    AlreadyJoined,
+    BadRoom,
+    RoomFull,
+    UnknownPeer,
+    Unauthorized,
+    TokenExpired,
+    Forbidden,
+    BadResume,
+    Kicked,
+    OriginNotAllowed,
+    UnknownConnection,
+    ServerShutdown,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::BadMessage,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::BadRoom,
+        ErrorCode::RoomFull,
+        ErrorCode::UnknownPeer,
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
+        ErrorCode::Forbidden,
+        ErrorCode::BadResume,
+        ErrorCode::Kicked,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::UnknownConnection,
+        ErrorCode::ServerShutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad-message",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::NotJoined => "not-joined",
+            ErrorCode::AlreadyJoined => "already-joined",
+            ErrorCode::BadRoom => "bad-room",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token-expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadResume => "bad-resume",
+            ErrorCode::Kicked => "kicked",
+            ErrorCode::OriginNotAllowed => "origin-not-allowed",
+            ErrorCode::UnknownConnection => "unknown-connection",
+            ErrorCode::ServerShutdown => "server-shutdown",
+        }
+    }
+
+    /// Index into per-code counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `"…"` with JSON escaping.
+pub fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// An `error` message. `reference` is the raw JSON of the client's `ref`, already checked.
+pub fn error_text(code: ErrorCode, reason: &str, reference: Option<&str>, fatal: bool) -> String {
+    let mut s = String::with_capacity(96 + reason.len());
+    let _ = write!(
+        s,
+        r#"{{"type":"error","code":"{}","reason":{}"#,
+        code.as_str(),
+        json_str(reason)
+    );
+    if let Some(r) = reference {
+        let _ = write!(s, r#","ref":{r}"#);
+    }
+    let _ = write!(s, r#","fatal":{fatal}}}"#);
+    s
+}
+
+/// A `ref` the server may echo: a string of at most 64 characters, or a number of at most
+/// 64 characters of JSON.
+pub fn valid_reference(raw: Option<&RawValue>) -> Option<&str> {
+    let r = raw?.get();
+    let ok = if r.starts_with('"') {
+        serde_json::from_str::<String>(r).is_ok_and(|s| s.chars().count() <= 64)
+    } else {
+        r.len() <= 64 && (r.starts_with('-') || r.as_bytes()[0].is_ascii_digit())
+    };
+    ok.then_some(r)
+}
+
+/// The SSE `hello` event that opens a fallback stream.
+pub fn hello_text(conn: &str) -> String {
+    format!(
+        r#"{{"type":"hello","conn":{},"protocol":{PROTOCOL_VERSION}}}"#,
+        json_str(conn)
+    )
+}
+
+/// A room name or display name is 1-64 characters; rooms are restricted to `A-Za-z0-9_-.`.
+pub fn valid_room(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= 64
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// Display names: 1-64 characters, no control characters.
+pub fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=64).contains(&n) && !name.chars().any(char::is_control)
+}
