@@ -18,7 +18,12 @@ fn file(path: &str) -> Response {
     let Some(f) = Web::get(path) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let mime = f.metadata.mimetype().to_string();
+    // mime_guess takes `.ts` for an MPEG transport stream.
+    let mime = if path.ends_with(".d.ts") {
+        "application/typescript; charset=utf-8".to_string()
+    } else {
+        f.metadata.mimetype().to_string()
+    };
     (
         [
             (header::CONTENT_TYPE, mime),

@@ -32,14 +32,15 @@ pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>) -> Router {
         .route("/signal", post(sse::post).options(no_content))
         .layer(DefaultBodyLimit::disable())
         .with_state(signaling);
+    // The SDK is importable from pages on allowed other origins (module scripts need CORS).
     let api = api
         .merge(sig)
+        .route("/sdk/{*path}", get(assets::sdk))
         .layer(axum::middleware::from_fn_with_state(policy, origin::cors));
     Router::new()
         .route("/", get(assets::lobby))
         .route("/r/{room}", get(assets::room))
         .route("/app/{*path}", get(assets::app))
-        .route("/sdk/{*path}", get(assets::sdk))
         .merge(api)
 }
 

@@ -6,6 +6,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures_util::SinkExt;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_signal::ErrorCode;
@@ -17,10 +18,11 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let origin_ok = sig.origin.allows(&headers);
-    // Small buffers: most signaling messages are well under 4 KiB, and an idle
-    // connection should cost little memory.
-    ws.read_buffer_size(4096)
-        .write_buffer_size(0)
+    // Small buffers: most signaling messages are well under 1 KiB, and an idle
+    // connection should cost little memory (the read side grows as a message needs). The
+    // write buffer only fills within one burst, which is then flushed at once.
+    ws.read_buffer_size(1024)
+        .write_buffer_size(16 * 1024)
         .max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
         .on_upgrade(move |socket| run(sig, socket, origin_ok))
@@ -58,14 +60,8 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
                         if too_large {
                             sig.report(conn, ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
                             // The socket cannot be read any more: write out the error and close.
-                            while let Ok(out) = rx.try_recv() {
-                                let msg = match out {
-                                    Out::Text(text) => Message::Text(text.as_ref().into()),
-                                    Out::Close(code) => Message::Close(Some(CloseFrame { code, reason: "".into() })),
-                                };
-                                if socket.send(msg).await.is_err() {
-                                    break;
-                                }
+                            if let Ok(first) = rx.try_recv() {
+                                write_burst(&mut socket, &mut rx, first).await;
                             }
                         }
                         break;
@@ -73,15 +69,12 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
                 }
             }
             out = rx.recv() => match out {
-                Some(Out::Text(text)) => {
-                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                Some(first) => {
+                    // Write everything already queued, then flush once: one syscall for a
+                    // burst (trickled candidates, a replay) instead of one per message.
+                    if !write_burst(&mut socket, &mut rx, first).await {
                         break;
                     }
-                }
-                Some(Out::Close(code)) => {
-                    let frame = CloseFrame { code, reason: "".into() };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
-                    break;
                 }
                 None => break,
             },
@@ -96,4 +89,34 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
         }
     }
     sig.close(conn);
+}
+
+/// Feed `first` and whatever else is queued, then flush; false when the connection
+/// should end (a close was sent, or writing failed).
+async fn write_burst(
+    socket: &mut WebSocket,
+    rx: &mut tokio::sync::mpsc::Receiver<Out>,
+    first: Out,
+) -> bool {
+    let mut next = Some(first);
+    let mut keep = true;
+    while let Some(out) = next.take() {
+        let msg = match out {
+            Out::Text(text) => Message::Text(text.as_ref().into()),
+            Out::Close(code) => {
+                keep = false;
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: "".into(),
+                }))
+            }
+        };
+        if socket.feed(msg).await.is_err() {
+            return false;
+        }
+        if keep {
+            next = rx.try_recv().ok();
+        }
+    }
+    socket.flush().await.is_ok() && keep
 }

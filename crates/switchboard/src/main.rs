@@ -2,6 +2,7 @@
 //! protocol work lives in the library crates.
 
 mod metrics;
+mod natprobe;
 mod plan;
 mod serve;
 mod settings;
@@ -57,12 +58,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         grant: Vec<String>,
     },
+    /// Find out how the NAT in front of this machine maps and filters UDP (RFC 5780
+    /// against a STUN server) and what that means for calls. Exit 0 when the probe ran,
+    /// 1 when the server gave no UDP answer, 2 on bad arguments.
+    NatProbe(natprobe::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(s) => serve(*s),
+        Command::NatProbe(a) => natprobe::run(a),
         Command::Token {
             secret,
             room,

@@ -361,3 +361,45 @@ fn fingerprint_of(s: &Server) -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn the_app_and_sdk_are_served_with_types_and_protections() {
+    let s = Server::start(&["--allowed-origin", "https://app.example.org"]);
+    let addr = s.http.expect("http");
+    let get = |path: &str| common::http_get(addr, path).to_ascii_lowercase();
+    for (path, ty) in [
+        ("/", "text/html"),
+        ("/r/standup", "text/html"),
+        ("/sdk/switchboard.js", "javascript"),
+        ("/sdk/switchboard.d.ts", "application/typescript"),
+        ("/app/style.css", "text/css"),
+    ] {
+        let r = get(path);
+        assert!(
+            r.starts_with("http/1.0 200") || r.starts_with("http/1.1 200"),
+            "{path}: {r:.200}"
+        );
+        let ct = r
+            .lines()
+            .find(|l| l.starts_with("content-type:"))
+            .unwrap_or_default();
+        assert!(ct.contains(ty), "{path}: {ct}");
+        assert!(
+            r.contains("content-security-policy: default-src 'self'"),
+            "{path}"
+        );
+        assert!(r.contains("x-content-type-options: nosniff"), "{path}");
+    }
+    assert!(get("/r/standup").contains("<html"), "the room page");
+    assert!(
+        get("/sdk/switchboard.js").contains("export"),
+        "an ES module"
+    );
+    assert!(get("/app/nope.js").contains(" 404 "));
+    // An allowed other origin may import the SDK module.
+    let r = raw_get(addr, "/sdk/switchboard.js", "https://app.example.org").to_ascii_lowercase();
+    assert!(
+        r.contains("access-control-allow-origin: https://app.example.org"),
+        "{r:.400}"
+    );
+}

@@ -156,7 +156,9 @@ export class StatsMonitor {
 
   start() {
     if (this.timer) return;
-    this.timer = setInterval(() => this.tick(), INTERVAL_MS);
+    this.timer = setInterval(() => {
+      this.tick().catch((err) => console.debug('stats', err));
+    }, INTERVAL_MS);
   }
 
   stop() {

@@ -161,6 +161,19 @@ export class Peer {
    * @param {MediaStream} stream the stream to announce the track in
    */
   async setTrack(kind, track, stream) {
+    try {
+      await this.#setTrack(kind, track, stream);
+    } catch (err) {
+      if (!this.#closed) throw err; // closed meanwhile (the peer left): nothing to do
+    }
+  }
+
+  /**
+   * @param {'audio'|'video'} kind
+   * @param {MediaStreamTrack|null} track
+   * @param {MediaStream} stream
+   */
+  async #setTrack(kind, track, stream) {
     if (this.#closed) return;
     const tr = this.pc.getTransceivers().find((t) => !stopped(t) && t.receiver.track && t.receiver.track.kind === kind);
     if (tr) {
