@@ -69,12 +69,32 @@ pub fn run(args: Args) -> ExitCode {
     }
     match report.udp {
         Udp::Answered => ExitCode::SUCCESS,
-        Udp::NoAnswer | Udp::ErrorResponse(_) => {
+        Udp::NoAnswer => {
             if args.json {
-                eprintln!("switchboard nat-probe: {}", report.verdict().1);
+                let why = no_udp_text(&report, &tcp, send_error.as_deref());
+                eprintln!("switchboard nat-probe: {why}");
             }
             ExitCode::from(1)
         }
+        Udp::ErrorResponse(_) => {
+            eprintln!("switchboard nat-probe: {}", report.verdict().1);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The verdict, made firmer when TCP showed that the server is there and only UDP is not.
+fn verdict(report: &Report, tcp: &[(u16, Tcp)]) -> (&'static str, String) {
+    let (direct, text) = report.verdict();
+    match udp_state(report, tcp) {
+        "blocked" => (
+            direct.key(),
+            "UDP is blocked on this network: calls from here will need TURN over TCP or TLS \
+             (a TURN server on TCP port 443 passes most firewalls)"
+                .into(),
+        ),
+        "no-answer" => ("unknown", text),
+        _ => (direct.key(), text),
     }
 }
 
@@ -346,7 +366,7 @@ fn to_text(report: &Report, tcp: &[(u16, Tcp)], send_error: Option<&str>) -> Str
             line("NAT type:", t.into());
         }
     }
-    line("verdict:", report.verdict().1);
+    line("verdict:", verdict(report, tcp).1);
     for n in &report.notes {
         line("note:", n.clone());
     }
@@ -354,7 +374,7 @@ fn to_text(report: &Report, tcp: &[(u16, Tcp)], send_error: Option<&str>) -> Str
 }
 
 fn to_json(report: &Report, tcp: &[(u16, Tcp)], send_error: Option<&str>) -> String {
-    let (direct, verdict) = report.verdict();
+    let (direct, verdict) = verdict(report, tcp);
     let udp = udp_state(report, tcp);
     let error = match report.udp {
         Udp::NoAnswer => Some(no_udp_text(report, tcp, send_error)),
@@ -385,7 +405,7 @@ fn to_json(report: &Report, tcp: &[(u16, Tcp)], send_error: Option<&str>) -> Str
         "filtering": behaviour(report.filtering),
         "hairpinning": report.hairpinning,
         "nat_type": report.nat_type(),
-        "direct_calls": direct.key(),
+        "direct_calls": direct,
         "verdict": verdict,
         "notes": report.notes,
         "error": error,
