@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 #[command(
     name = "switchboard-load",
     version,
-    about = "STUN/TURN load generator for lab benchmarks (works against any server)",
+    about = "STUN/TURN and WebSocket signaling load generator for lab benchmarks (works against any server)",
     after_help = "Every mode ends with one line `RESULT {json}` for scripts."
 )]
 pub struct Cli {
@@ -27,6 +27,10 @@ pub enum Command {
     Churn(ChurnArgs),
     /// Raw batched UDP forwarder (TURN's data path without TURN): the physical limit.
     Forward(ForwardArgs),
+    /// WebSocket signaling load: N clients in rooms of two relaying messages to their
+    /// partner (Switchboard's /ws or a PeerJS server): connections held and server RSS,
+    /// paced relay latency, closed-loop saturation.
+    Signal(SignalArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -191,6 +195,101 @@ pub struct ChurnArgs {
     /// answers 437). Loopback servers only; 0 = the kernel's default source.
     #[arg(long, default_value_t = 0)]
     pub loopback_sources: usize,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalProto {
+    /// Switchboard signaling v1 (docs/signaling.md): join a room, `message` to the partner.
+    Switchboard,
+    /// PeerJS server (npm `peer`): one id per client, `OFFER` with `dst` to the partner.
+    Peerjs,
+}
+
+#[derive(Args, Debug)]
+pub struct SignalArgs {
+    /// Which signaling protocol the server speaks.
+    #[arg(long, value_enum)]
+    pub proto: SignalProto,
+    /// Server address (TCP; WebSocket without TLS), e.g. 127.0.0.1:8080.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub server: String,
+    /// WebSocket path (default /ws for switchboard, /peerjs for peerjs).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// PeerJS `key` query parameter.
+    #[arg(long, default_value = "peerjs")]
+    pub key: String,
+    /// Allow targets outside loopback/private/documentation ranges (never do this
+    /// outside a lab you own).
+    #[arg(long)]
+    pub allow_any_target: bool,
+    /// PID of the server under test (same host): RSS (VmRSS) at each --rss-at point,
+    /// open descriptors, and CPU time (utime + stime) over the load phases.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Clients (WebSocket connections), an even number: client 2k and 2k+1 are partners.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// New connections per second while connecting (0 = as fast as --connect-inflight allows).
+    #[arg(long, default_value_t = 2000)]
+    pub connect_rate: u64,
+    /// Most connections being opened (TCP + WebSocket handshake + join) at once.
+    #[arg(long, default_value_t = 256)]
+    pub connect_inflight: usize,
+    /// Stop connecting after this many failed connections.
+    #[arg(long, default_value_t = 100)]
+    pub max_failures: u64,
+    /// Connection counts at which connecting pauses to read the server's RSS (comma
+    /// separated; the full --clients is always one).
+    #[arg(long, value_delimiter = ',')]
+    pub rss_at: Vec<usize>,
+    /// Quiet time before each RSS reading, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub settle_ms: u64,
+    /// Seconds to hold all connections idle (keepalives only) after connecting; RSS is
+    /// read again at the end.
+    #[arg(long, default_value_t = 3.0)]
+    pub hold: f64,
+    /// Relay messages per second in total during the latency phase, spread evenly over
+    /// all clients (each sends to its partner). 0 = skip the phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    /// Seconds of paced relaying before latency is recorded.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds of paced relaying that are recorded.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of closed-loop relaying (saturation). 0 = skip the phase.
+    #[arg(long, default_value_t = 10.0)]
+    pub saturate: f64,
+    /// Pairs that take part in the saturation phase (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub sat_pairs: usize,
+    /// Messages each saturating pair keeps in flight (the even client sends, its
+    /// partner echoes, each echo triggers the next message).
+    #[arg(long, default_value_t = 1)]
+    pub window: u32,
+    /// Switchboard: send `ack` for the highest `seq` received at most this often, as
+    /// the SDK does (0 = never).
+    #[arg(long, default_value_t = 1000)]
+    pub ack_ms: u64,
+    /// PeerJS: send `HEARTBEAT` this often, as the PeerJS client does (0 = never).
+    #[arg(long, default_value_t = 5000)]
+    pub heartbeat_ms: u64,
+    /// Extra bytes of padding in every relayed message's payload (a string field).
+    #[arg(long, default_value_t = 0)]
+    pub pad: usize,
+    /// How long to keep counting arrivals after a phase, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub drain_ms: u64,
+    /// Spread client connections over this many loopback source addresses (127.0.1.1,
+    /// 127.0.1.2, ...) for more ephemeral ports. Loopback servers only; 0 = kernel's choice.
+    #[arg(long, default_value_t = 0)]
+    pub loopback_sources: usize,
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// Resolve `s` (as given to `--<opt>`) to one socket address and apply the lab check.

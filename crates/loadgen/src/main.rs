@@ -1,5 +1,5 @@
-//! `switchboard-load`: a STUN/TURN load generator for lab benchmarks, usable against
-//! any server (Switchboard, coturn, ...).
+//! `switchboard-load`: a STUN/TURN and WebSocket signaling load generator for lab
+//! benchmarks, usable against any server (Switchboard, coturn, PeerJS, ...).
 //!
 //! Why our own tool: coturn's `turnutils_uclient` tops out near 36k messages/s in one
 //! process (one message per syscall, per-message bookkeeping), so on a 2-core box it
@@ -11,7 +11,9 @@
 //! Modes: `stun` (Binding flood), `relay` (TURN allocations relaying to an echo peer,
 //! via ChannelData or Send/Data indications, or raw ChannelData with `--raw`), `churn`
 //! (Allocate/release loop) and `forward` (a raw batched UDP forwarder with the server's
-//! threading model and I/O: the floor a TURN server's data path is measured against).
+//! threading model and I/O: the floor a TURN server's data path is measured against)
+//! and `signal` (WebSocket signaling clients in pairs against Switchboard's `/ws` or a
+//! PeerJS server: connections and RSS, paced relay latency, saturation; tokio).
 //! Every run ends with one `RESULT {json}` line for bench scripts. Targets outside
 //! loopback/private/documentation ranges are refused unless `--allow-any-target`.
 
@@ -24,6 +26,8 @@ mod keepalive;
 mod net;
 mod relay_mode;
 mod relay_rx;
+mod signal_mode;
+mod signal_proto;
 mod stun_mode;
 mod turn_client;
 
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         cli::Command::Relay(a) => ("relay", relay_mode::run(a)),
         cli::Command::Churn(a) => ("churn", churn_mode::run(a)),
         cli::Command::Forward(a) => ("forward", forward_mode::run(a)),
+        cli::Command::Signal(a) => ("signal", signal_mode::run(a)),
     };
     match result {
         Ok(summary) => {
