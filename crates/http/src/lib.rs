@@ -5,6 +5,7 @@
 mod assets;
 mod ice;
 mod origin;
+mod outbox;
 mod signaling;
 mod sse;
 mod ws;

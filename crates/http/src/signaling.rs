@@ -5,11 +5,11 @@
 use crate::origin::OriginPolicy;
 use switchboard_signal::{ConnId, ErrorCode, Hub, HubConfig, HubStats, Output};
 
+use crate::outbox::Outbox;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 /// How often the server pings a WebSocket (and comments an SSE stream).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -30,9 +30,12 @@ pub enum Out {
 
 struct Inner {
     hub: Hub,
-    senders: HashMap<ConnId, mpsc::Sender<Out>>,
-    /// SSE capabilities (`conn` of `/signal?conn=`) to connections.
+    senders: HashMap<ConnId, Arc<Outbox>>,
+    /// SSE capabilities (`conn` of `/signal?conn=`) to connections, and back.
     sse: HashMap<String, ConnId>,
+    sse_tokens: HashMap<ConnId, String>,
+    /// Reused for every batch of hub outputs.
+    scratch: Vec<Output>,
 }
 
 /// Shared signaling state of one server.
@@ -71,26 +74,31 @@ impl Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let inner = &mut *self.0;
-        let outputs: Vec<Output> = inner.hub.drain_outputs().collect();
-        for o in outputs {
+        let mut outputs = std::mem::take(&mut inner.scratch);
+        outputs.extend(inner.hub.drain_outputs());
+        for o in outputs.drain(..) {
             match o {
                 Output::Send { conn, text } => {
                     let Some(tx) = inner.senders.get(&conn) else {
                         continue;
                     };
-                    if tx.try_send(Out::Text(text)).is_err() {
+                    if !tx.push(Out::Text(text), QUEUE) {
                         // Too slow or gone: drop the transport; the session waits for a resume.
-                        inner.senders.remove(&conn);
+                        if let Some(tx) = inner.senders.remove(&conn) {
+                            tx.close();
+                        }
                         inner.hub.disconnect(conn, Instant::now());
                     }
                 }
                 Output::Close { conn, code } => {
                     if let Some(tx) = inner.senders.remove(&conn) {
-                        let _ = tx.try_send(Out::Close(code));
+                        tx.push(Out::Close(code), usize::MAX);
+                        tx.close();
                     }
                 }
             }
         }
+        inner.scratch = outputs;
     }
 }
 
@@ -101,6 +109,8 @@ impl Signaling {
                 hub: Hub::new(cfg),
                 senders: HashMap::new(),
                 sse: HashMap::new(),
+                sse_tokens: HashMap::new(),
+                scratch: Vec::new(),
             }),
             next_conn: AtomicU64::new(1),
             origin,
@@ -112,20 +122,24 @@ impl Signaling {
     }
 
     /// Register a new transport; returns its id and the queue its task drains.
-    pub(crate) fn open(&self) -> (ConnId, mpsc::Receiver<Out>) {
+    pub(crate) fn open(&self) -> (ConnId, Arc<Outbox>) {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let outbox = Arc::new(Outbox::default());
         let mut l = self.lock();
-        l.0.senders.insert(conn, tx);
+        l.0.senders.insert(conn, outbox.clone());
         l.hub().connect(conn, Instant::now());
-        (conn, rx)
+        (conn, outbox)
     }
 
     /// A transport ended (any side): suspend its session.
     pub(crate) fn close(&self, conn: ConnId) {
         let mut l = self.lock();
-        l.0.senders.remove(&conn);
-        l.0.sse.retain(|_, c| *c != conn);
+        if let Some(tx) = l.0.senders.remove(&conn) {
+            tx.close();
+        }
+        if let Some(token) = l.0.sse_tokens.remove(&conn) {
+            l.0.sse.remove(&token);
+        }
         l.hub().disconnect(conn, Instant::now());
     }
 
@@ -140,7 +154,9 @@ impl Signaling {
     }
 
     pub(crate) fn register_sse(&self, token: String, conn: ConnId) {
-        self.lock().0.sse.insert(token, conn);
+        let mut l = self.lock();
+        l.0.sse_tokens.insert(conn, token.clone());
+        l.0.sse.insert(token, conn);
     }
 
     pub(crate) fn sse_conn(&self, token: &str) -> Option<ConnId> {

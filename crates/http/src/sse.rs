@@ -9,12 +9,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use switchboard_signal::protocol::{error_text, hello_text};
 use switchboard_signal::{ConnId, ErrorCode};
-use tokio::sync::mpsc;
 
 fn refusal(status: StatusCode, code: ErrorCode, reason: &str) -> Response {
     (
@@ -33,31 +30,14 @@ fn origin_refused() -> Response {
     )
 }
 
-/// The event stream of one connection; dropping it (the client went away) ends the
-/// transport and suspends its session.
-struct Stream {
+/// Ends the transport (suspending its session) when the event stream is dropped, that
+/// is when the client went away.
+struct Guard {
     sig: Arc<Signaling>,
     conn: ConnId,
-    hello: Option<String>,
-    rx: mpsc::Receiver<Out>,
 }
 
-impl futures_core::Stream for Stream {
-    type Item = Result<Event, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(h) = self.hello.take() {
-            return Poll::Ready(Some(Ok(Event::default().data(h))));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Out::Text(t))) => Poll::Ready(Some(Ok(Event::default().data(&*t)))),
-            Poll::Ready(Some(Out::Close(_)) | None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Drop for Stream {
+impl Drop for Guard {
     fn drop(&mut self) {
         self.sig.close(self.conn);
     }
@@ -73,12 +53,16 @@ pub async fn stream(State(sig): State<Arc<Signaling>>, headers: HeaderMap) -> Re
     rand::Rng::fill(&mut rand::thread_rng(), &mut b[..]);
     let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
     sig.register_sse(token.clone(), conn);
-    let stream = Stream {
-        sig,
-        conn,
-        hello: Some(hello_text(&token)),
-        rx,
-    };
+    let guard = Guard { sig, conn };
+    let hello = Event::default().data(hello_text(&token));
+    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
+    let rest = futures_util::stream::unfold((guard, rx), |(guard, rx)| async move {
+        match rx.recv().await {
+            Some(Out::Text(t)) => Some((Ok(Event::default().data(&*t)), (guard, rx))),
+            Some(Out::Close(_)) | None => None,
+        }
+    });
+    let stream = futures_util::StreamExt::chain(first, rest);
     let mut resp = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
         .into_response();

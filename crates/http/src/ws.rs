@@ -1,6 +1,7 @@
 //! The WebSocket transport: one task per connection, reading frames into the hub and
 //! writing what the hub queues for it, with keepalive pings.
 
+use crate::outbox::Outbox;
 use crate::signaling::{Out, Signaling, IDLE_TIMEOUT, KEEPALIVE, TRANSPORT_LIMIT};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -18,18 +19,18 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let origin_ok = sig.origin.allows(&headers);
-    // Small buffers: most signaling messages are well under 1 KiB, and an idle
-    // connection should cost little memory (the read side grows as a message needs). The
-    // write buffer only fills within one burst, which is then flushed at once.
-    ws.read_buffer_size(1024)
-        .write_buffer_size(16 * 1024)
+    // Small buffers: an idle connection should cost little memory; the read side grows
+    // as a message needs. The write buffer fills within one burst, which is then flushed
+    // at once; it keeps its largest size, so it is kept small.
+    ws.read_buffer_size(256)
+        .write_buffer_size(4096)
         .max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
         .on_upgrade(move |socket| run(sig, socket, origin_ok))
 }
 
 async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
-    let (conn, mut rx) = sig.open();
+    let (conn, rx) = sig.open();
     if !origin_ok {
         sig.report(
             conn,
@@ -60,8 +61,8 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
                         if too_large {
                             sig.report(conn, ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
                             // The socket cannot be read any more: write out the error and close.
-                            if let Ok(first) = rx.try_recv() {
-                                write_burst(&mut socket, &mut rx, first).await;
+                            if let Some(first) = rx.try_recv() {
+                                write_burst(&mut socket, &rx, first).await;
                             }
                         }
                         break;
@@ -72,7 +73,7 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
                 Some(first) => {
                     // Write everything already queued, then flush once: one syscall for a
                     // burst (trickled candidates, a replay) instead of one per message.
-                    if !write_burst(&mut socket, &mut rx, first).await {
+                    if !write_burst(&mut socket, &rx, first).await {
                         break;
                     }
                 }
@@ -93,11 +94,7 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
 
 /// Feed `first` and whatever else is queued, then flush; false when the connection
 /// should end (a close was sent, or writing failed).
-async fn write_burst(
-    socket: &mut WebSocket,
-    rx: &mut tokio::sync::mpsc::Receiver<Out>,
-    first: Out,
-) -> bool {
+async fn write_burst(socket: &mut WebSocket, rx: &Outbox, first: Out) -> bool {
     let mut next = Some(first);
     let mut keep = true;
     while let Some(out) = next.take() {
@@ -115,7 +112,7 @@ async fn write_burst(
             return false;
         }
         if keep {
-            next = rx.try_recv().ok();
+            next = rx.try_recv();
         }
     }
     socket.flush().await.is_ok() && keep
