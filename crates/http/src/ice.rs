@@ -16,6 +16,9 @@ pub struct IceConfig {
     pub tcp_port: Option<u16>,
     /// TURN over TLS port, when TLS is on.
     pub tls_port: Option<u16>,
+    /// The HTTPS port, when it takes TURN over TLS too (`--turn-on-http-port`): listed
+    /// as a second `turns:` URI, the one a 443-only firewall lets through.
+    pub https_turn_port: Option<u16>,
     /// The REST secret that signs credentials (the first `--static-auth-secret`);
     /// None when only static users exist, and then only STUN is announced.
     pub secret: Option<Vec<u8>>,
@@ -95,6 +98,9 @@ pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> Ic
     if let Some(p) = cfg.tls_port {
         turn.push(format!("turns:{h}:{p}?transport=tcp"));
     }
+    if let Some(p) = cfg.https_turn_port.filter(|&p| Some(p) != cfg.tls_port) {
+        turn.push(format!("turns:{h}:{p}?transport=tcp"));
+    }
     if !turn.is_empty() {
         let username = format!("{}:{}", unix_now + cfg.ttl, identity_or_random(identity));
         let mac = switchboard_stun::rest_api_password(secret, username.as_bytes());
@@ -120,6 +126,7 @@ mod tests {
             udp_port: Some(3478),
             tcp_port: Some(3478),
             tls_port: tls,
+            https_turn_port: None,
             secret: Some(b"s3cret".to_vec()),
             ttl: 3600,
         }
@@ -179,6 +186,13 @@ mod tests {
                 "turns:203.0.113.5:5349?transport=tcp"
             ]
         );
+        c.https_turn_port = Some(443);
+        let a = ice_servers(&c, 0, Some("a"));
+        assert_eq!(
+            a.ice_servers[1].urls[3], "turns:203.0.113.5:443?transport=tcp",
+            "the HTTPS port's turns: comes after the TLS port's"
+        );
+        c.https_turn_port = None;
         c.udp_port = None;
         let a = ice_servers(&c, 0, Some("a"));
         assert_eq!(a.ice_servers.len(), 1, "no stun: without UDP");

@@ -211,5 +211,8 @@ pub fn spawn(
             }
         }),
     );
-    crate::web::serve("metrics", addr, app, None, || {})
+    let listener = crate::web::bind("metrics", addr)?;
+    let bound = listener.local_addr()?;
+    crate::web::serve("metrics", listener, app, None, None, || {})?;
+    Ok(bound)
 }

@@ -47,6 +47,8 @@ pub struct Plan {
     pub metrics: Option<SocketAddr>,
     /// HTTP API address (`/api/ice-servers`).
     pub http: Option<SocketAddr>,
+    /// `--turn-on-http-port`: the HTTPS listener takes TURN too (validated: HTTPS is on).
+    pub http_turn: bool,
     /// Lifetime of credentials from `/api/ice-servers`.
     pub ice_ttl: u64,
     /// `--ice-host`.
@@ -263,9 +265,22 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
         .as_ref()
         .map(crate::tls::turn_config)
         .transpose()?;
+    let http_turn = s.turn_on_http_port.unwrap_or(false);
+    if http_turn && http.is_none() {
+        return Err(ConfigError::new(
+            "turn-on-http-port",
+            "needs --http-listen (it is `off`)",
+        ));
+    }
+    if http_turn && tls_material.is_none() {
+        return Err(ConfigError::new(
+            "turn-on-http-port",
+            "needs a certificate: --cert and --pkey, or --tls-self-signed",
+        ));
+    }
     let https = tls_material
         .as_ref()
-        .map(crate::tls::https_config)
+        .map(|m| crate::tls::https_config(m, http_turn))
         .transpose()?;
     let tls_addrs = match &tls {
         Some(_) => {
@@ -314,6 +329,7 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
         origins: s.allowed_origin.clone(),
         metrics: s.metrics_addr()?,
         http,
+        http_turn,
         ice_ttl: match s.ice_ttl.unwrap_or(86_400) {
             0 => return Err(ConfigError::new("ice-ttl", "must be at least 1 second")),
             t => t,

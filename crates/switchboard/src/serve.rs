@@ -114,6 +114,9 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
     }
     if let Some(addr) = plan.http {
         let public = relay.first().map(|r| r.public).unwrap_or(listen_ips[0]);
+        // Bound first: /api/ice-servers names its port (`turns:HOST:443`).
+        let listener = crate::web::bind("http", addr)?;
+        let bound = listener.local_addr()?;
         let ice = switchboard_http::IceConfig {
             host: plan
                 .ice_host
@@ -122,19 +125,24 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             udp_port: running.udp.first().map(|a| a.port()),
             tcp_port: running.tcp.first().map(|a| a.port()),
             tls_port: running.tls.first().map(|a| a.port()),
+            https_turn_port: plan.http_turn.then_some(bound.port()),
             secret: core.secrets.first().cloned(),
             ttl: plan.ice_ttl,
         };
         let timer = signaling.clone();
-        let bound = crate::web::serve(
+        crate::web::serve(
             "http",
-            addr,
+            listener,
             switchboard_http::router(std::sync::Arc::new(ice), signaling.clone()),
             https.clone(),
+            plan.http_turn.then(|| running.shared.clone()),
             move || timer.spawn_timer(),
         )?;
         let scheme = if https.is_some() { "https" } else { "http" };
         info!("HTTP API on {scheme}://{bound}/ (web app at /, signaling at /ws and /sse, ICE servers at /api/ice-servers)");
+        if plan.http_turn {
+            info!("TURN over TLS (ALPN stun.turn, or none) and over TCP also on the HTTPS port {bound}; plain HTTP there is redirected to HTTPS");
+        }
         let s = &plan.signal;
         info!(
             room_capacity = s.room_capacity,
@@ -165,6 +173,7 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
                 nonce_key,
                 plan.dev_secret.as_deref(),
                 plan.tls_material.as_ref(),
+                plan.http_turn,
             ) {
                 Ok(r) => {
                     shared.reload(r.core, r.tls);
@@ -221,6 +230,7 @@ fn reload(
     nonce_key: [u8; 32],
     dev_secret: Option<&str>,
     generated: Option<&crate::tls::TlsMaterial>,
+    http_turn: bool,
 ) -> anyhow::Result<Reloaded> {
     let mut s = cli.clone();
     s.load_file()?;
@@ -230,7 +240,7 @@ fn reload(
     let tls = material.as_ref().map(crate::tls::turn_config).transpose()?;
     let https = material
         .as_ref()
-        .map(crate::tls::https_config)
+        .map(|m| crate::tls::https_config(m, http_turn))
         .transpose()?;
     let signal = plan::signal_config(&s)?;
     Ok(Reloaded {

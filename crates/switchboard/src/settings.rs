@@ -170,6 +170,12 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP_LISTEN")]
     pub http_listen: Option<String>,
 
+    /// Also accept TURN over TLS (ALPN `stun.turn`, or none and a STUN first message)
+    /// and STUN/TURN over plain TCP on the HTTPS port of --http-listen, e.g. 443 for
+    /// clients behind a 443-only firewall (RFC 7443). Needs a certificate. [default: false]
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_TURN_ON_HTTP_PORT", num_args = 0..=1, default_missing_value = "true")]
+    pub turn_on_http_port: Option<bool>,
+
     /// Lifetime of TURN credentials handed out by `/api/ice-servers`, seconds. [default: 86400]
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_ICE_TTL")]
     pub ice_ttl: Option<u64>,
@@ -255,7 +261,7 @@ impl Settings {
                  threads, user_quota, total_quota, max_bps, max_allocate_lifetime,
                  channel_lifetime, permission_lifetime, nonce_lifetime, unauth_rate,
                  metrics_listen, http_listen, ice_ttl, drain_timeout, no_udp, no_tcp, log,
-                 tls_self_signed, ice_host, room_capacity, signal_grace, signal_max_message, signal_rate;
+                 tls_self_signed, turn_on_http_port, ice_host, room_capacity, signal_grace, signal_max_message, signal_rate;
             vec: listening_ip, relay_ip, external_ip, user, static_auth_secret,
                  allowed_peer_ip, denied_peer_ip, room_token_secret, allowed_origin);
     }

@@ -120,7 +120,11 @@ pub fn turn_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, ConfigE
     server_config(m, &[b"stun.turn"])
 }
 
-/// HTTPS (HTTP/1.1, which WebSocket upgrades need).
-pub fn https_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-    server_config(m, &[b"http/1.1"])
+/// HTTPS (HTTP/1.1, which WebSocket upgrades need); with `turn` (--turn-on-http-port)
+/// it offers "stun.turn" first, so a client offering it gets TURN (see demux.rs).
+pub fn https_config(m: &TlsMaterial, turn: bool) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    match turn {
+        true => server_config(m, &[b"stun.turn", b"http/1.1"]),
+        false => server_config(m, &[b"http/1.1"]),
+    }
 }

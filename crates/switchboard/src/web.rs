@@ -1,25 +1,37 @@
 //! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a small
 //! runtime of its own, so HTTP never competes with the STUN/TURN workers' threads.
+//! With `--turn-on-http-port` the HTTPS listener also takes TURN (see demux.rs).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use switchboard_turn_io::Shared;
 
 /// The HTTPS certificate, swapped on SIGHUP.
 pub type HttpsConfig = Arc<RwLock<Arc<rustls::ServerConfig>>>;
 
-/// Bind `addr` (errors name `what`) and serve `app` on a new thread, running `setup`
-/// inside the runtime first; returns the bound address.
-pub fn serve(
-    what: &'static str,
-    addr: SocketAddr,
-    app: axum::Router,
-    https: Option<HttpsConfig>,
-    setup: impl FnOnce() + Send + 'static,
-) -> anyhow::Result<SocketAddr> {
+/// How long a connection may take to show what it is (TLS handshake, first bytes).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bind `addr` for `what` (errors name it).
+pub fn bind(what: &'static str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))?;
     listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
+    Ok(listener)
+}
+
+/// Serve `app` on `listener` from a new thread, running `setup` inside the runtime
+/// first. With `https`, connections are TLS; with `turn` too, the port is shared with
+/// TURN (HTTPS must then be on: plan.rs makes sure).
+pub fn serve(
+    what: &'static str,
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    https: Option<HttpsConfig>,
+    turn: Option<Arc<Shared>>,
+    setup: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name(what.into())
         .spawn(move || {
@@ -40,20 +52,21 @@ pub fn serve(
                 };
                 let result = match https {
                     None => axum::serve(listener, app).await,
-                    Some(cfg) => serve_tls(listener, app, cfg).await,
+                    Some(cfg) => serve_tls(listener, app, cfg, turn).await,
                 };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "{what} server stopped");
                 }
             });
         })?;
-    Ok(bound)
+    Ok(())
 }
 
 async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     cfg: HttpsConfig,
+    turn: Option<Arc<Shared>>,
 ) -> std::io::Result<()> {
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -61,7 +74,7 @@ async fn serve_tls(
             // Out of descriptors and the like: wait rather than spin or stop serving.
             Err(e) => {
                 tracing::warn!(error = %e, "HTTPS accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -69,17 +82,29 @@ async fn serve_tls(
         let current = cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
         let acceptor = tokio_rustls::TlsAcceptor::from(current);
         let app = app.clone();
+        let turn = turn.clone();
         tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
-            let Ok(Ok(stream)) = handshake.await else {
+            if let Some(turn) = turn {
+                return crate::demux::connection(tcp, acceptor, app, &turn).await;
+            }
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
                 return;
             };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            serve_http(stream, app).await;
         });
     }
+}
+
+/// HTTP/1.1 (with upgrades, for WebSocket) on an established stream.
+pub async fn serve_http<S>(stream: S, app: axum::Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
 }

@@ -55,6 +55,17 @@ fn invalid_option_values_exit_2_naming_the_option() {
         (&["--allowed-origin", "evil.test/path"], "--allowed-origin"),
         (&["--http-listen", "8080"], "--http-listen"),
         (&["--ice-host", "bad host/x"], "--ice-host"),
+        (&["--turn-on-http-port"], "--turn-on-http-port"),
+        (
+            &[
+                "--turn-on-http-port",
+                "--tls-self-signed",
+                "--http-listen",
+                "off",
+            ],
+            "--turn-on-http-port",
+        ),
+        (&["--turn-on-http-port", "maybe"], "--turn-on-http-port"),
     ];
     for (args, option) in cases {
         let (code, text) = serve(args);

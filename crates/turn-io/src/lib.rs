@@ -3,7 +3,9 @@
 //! `threads` workers each own one SO_REUSEPORT socket per listening address (UDP, TCP,
 //! TLS), a core [`Server`] and the relay sockets of its allocations; the kernel spreads
 //! clients over workers by 5-tuple. UDP moves in batches through recvmmsg/sendmmsg.
-//! Configuration reloads and drain/shutdown requests reach workers through [`Shared`].
+//! Configuration reloads and drain/shutdown requests reach workers through [`Shared`],
+//! and so do client connections accepted elsewhere ([`Shared::adopt`]: the HTTPS port
+//! shared with TURN).
 
 pub mod batch;
 mod relay;
@@ -17,7 +19,7 @@ pub use relay::RelayIp;
 use mio::net::{TcpListener, UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -58,8 +60,11 @@ pub struct Shared {
     pub stats: Vec<Mutex<WorkerStats>>,
     pub draining: AtomicBool,
     pub shutdown: AtomicBool,
-    /// Client connections moving between workers (RFC 6062 ConnectionBind).
+    /// Client connections moving between workers (RFC 6062 ConnectionBind, and
+    /// connections accepted elsewhere: [`Shared::adopt`]).
     pub(crate) handoffs: tcp_relay::Handoffs,
+    /// Round robin over workers for adopted connections.
+    next_adopt: AtomicUsize,
 }
 
 impl Shared {
@@ -71,6 +76,54 @@ impl Shared {
             *t = tls;
         }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Serve a client connection accepted outside the workers (the HTTPS port's
+    /// demultiplexer): one worker takes it, through the same inbox RFC 6062 hand-overs
+    /// use, and from then on treats it exactly like a connection accepted on its own
+    /// TCP listener (`tls` None) or TLS listener. `tls` is a session whose handshake
+    /// the caller completed; `read` is what the caller already took from the
+    /// connection (plaintext, after the handshake), handled before anything else.
+    /// Workers are picked round robin; RFC 6062 data connections still reach the
+    /// owner of their connection id by a second hand-over.
+    pub fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        tls: Option<rustls::ServerConnection>,
+        read: &[u8],
+    ) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        stream.set_nonblocking(true)?;
+        let _ = stream.set_nodelay(true);
+        let tuple = switchboard_turn::FiveTuple {
+            transport: match tls {
+                Some(_) => switchboard_turn::Transport::Tls,
+                None => switchboard_turn::Transport::Tcp,
+            },
+            client: stream.peer_addr()?,
+            server: stream.local_addr()?,
+        };
+        let tls = match tls {
+            Some(mut t) => {
+                // Records read with the handshake's last flight (a request sent right
+                // after Finished) become plaintext now, not at the next socket read.
+                t.process_new_packets()
+                    .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+                Some(Box::new(t))
+            }
+            None => None,
+        };
+        let mut conn = stream::Conn::new(mio::net::TcpStream::from_std(stream), tls, tuple);
+        if !conn.preload(read) {
+            return Err(Error::new(ErrorKind::InvalidData, "too much read ahead"));
+        }
+        let workers = self.stats.len().max(1);
+        let to = self.next_adopt.fetch_add(1, Ordering::Relaxed) % workers;
+        if self.handoffs.send(to, conn) {
+            Ok(())
+        } else {
+            Err(Error::other("no worker to take the connection"))
+        }
     }
 
     /// Sum of all workers' counters.
@@ -210,6 +263,7 @@ pub fn start(
         draining: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
         handoffs: tcp_relay::Handoffs::new(threads),
+        next_adopt: AtomicUsize::new(0),
     });
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

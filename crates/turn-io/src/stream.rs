@@ -60,6 +60,18 @@ impl Conn {
         }
     }
 
+    /// Put bytes already taken from the connection (plaintext, in the order received)
+    /// in front of what the socket will give; false when they do not fit.
+    pub fn preload(&mut self, data: &[u8]) -> bool {
+        let end = self.rend + data.len();
+        if end > self.rbuf.len() {
+            return false;
+        }
+        self.rbuf[self.rend..end].copy_from_slice(data);
+        self.rend = end;
+        true
+    }
+
     /// Read what the socket has into the frame buffer.
     pub fn read(&mut self) -> io::Result<ReadState> {
         if self.rstart > 0 {

@@ -17,7 +17,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref(),
@@ -112,8 +112,22 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
 }
 
 /// A TLS connection to `addr` that trusts only the certificate with `fingerprint`,
-/// offering ALPN `alpn`; returns the stream and the negotiated ALPN.
-pub fn tls_connect(addr: SocketAddr, fingerprint: &str, alpn: &[u8]) -> (Stream, Option<Vec<u8>>) {
+/// offering the ALPN protocols `alpn` (none when empty); returns the stream and the
+/// negotiated ALPN.
+pub fn tls_connect(
+    addr: SocketAddr,
+    fingerprint: &str,
+    alpn: &[&[u8]],
+) -> (Stream, Option<Vec<u8>>) {
+    try_tls_connect(addr, fingerprint, alpn).expect("TLS handshake")
+}
+
+/// [`tls_connect`], with a failed handshake as an error.
+pub fn try_tls_connect(
+    addr: SocketAddr,
+    fingerprint: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<(Stream, Option<Vec<u8>>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -124,16 +138,17 @@ pub fn tls_connect(addr: SocketAddr, fingerprint: &str, alpn: &[u8]) -> (Stream,
             provider,
         }))
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("tls client");
-    let tcp = TcpStream::connect(addr).expect("connect tls");
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        tls.conn.complete_io(&mut tls.sock)?;
     }
     let alpn = tls.conn.alpn_protocol().map(|p| p.to_vec());
-    (Stream::Tls(Box::new(tls)), alpn)
+    Ok((Stream::Tls(Box::new(tls)), alpn))
 }
 
 /// A signaling client over WebSocket.
@@ -162,7 +177,7 @@ impl WsClient {
     }
 
     pub fn connect_tls(addr: SocketAddr, fingerprint: &str) -> WsClient {
-        let (stream, _) = tls_connect(addr, fingerprint, b"http/1.1");
+        let (stream, _) = tls_connect(addr, fingerprint, &[b"http/1.1"]);
         Self::connect_with(stream, "wss", addr, None)
     }
 

@@ -1,0 +1,311 @@
+//! One port for HTTPS and TURN (`--turn-on-http-port`, RFC 7443), so a client behind a
+//! firewall that lets only 443 out reaches the web app, signaling and the relay there.
+//!
+//! Each connection accepted on the HTTPS listener is sorted by its first bytes, peeked
+//! (left in the socket):
+//!
+//! - a STUN message (top two bits 00, magic cookie at bytes 4..8): STUN/TURN over plain
+//!   TCP; the socket goes to a TURN worker untouched ([`Shared::adopt`]);
+//! - a TLS record (0x16 0x03): the TLS handshake is completed here with ALPN
+//!   `stun.turn` and `http/1.1` offered (in that order of preference). `stun.turn`
+//!   negotiated: TURN over TLS, and the live session moves to a TURN worker. `http/1.1`:
+//!   HTTPS. None negotiated (the client offered no ALPN, which RFC 7443 allows; TURN
+//!   clients configured only by a `turns:` URI may send none, and so do some HTTP
+//!   clients): the first decrypted bytes decide, STUN for TURN, an HTTP request line
+//!   for HTTPS;
+//! - an HTTP request line (`GET `, `POST ` …): a redirect to the same URL over `https://`
+//!   (the app needs HTTPS off localhost anyway);
+//! - anything else: closed.
+//!
+//! ChannelData (first byte 0x40-0x7F) never starts a connection (a channel needs an
+//! allocation first) and would be confused with `GET `, so it is not taken as TURN.
+//!
+//! The handshake is done here rather than by peeking the ClientHello's ALPN list and
+//! leaving TLS to the workers: clients without ALPN can only be told apart after the
+//! handshake, so a handed-over live session is needed anyway, and one path serves all.
+//! Moving it is cheap: a worker connection holds a `rustls::ServerConnection` already.
+
+use crate::web::{serve_http, HANDSHAKE_TIMEOUT};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use switchboard_turn_io::Shared;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+/// Bytes [`classify`] may need.
+const HEAD: usize = 8;
+/// How often to look again while fewer than [`HEAD`] bytes have arrived.
+const PEEK_RETRY: Duration = Duration::from_millis(20);
+/// Plaintext read to tell STUN from HTTP after a handshake without ALPN.
+const FIRST_READ: usize = 4096;
+
+/// What a connection's first bytes say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum First {
+    Stun,
+    Tls,
+    Http,
+    Unknown,
+    /// Not enough bytes yet.
+    More,
+}
+
+/// Sort a connection by its first bytes (at most [`HEAD`] are looked at).
+pub fn classify(b: &[u8]) -> First {
+    let Some(&first) = b.first() else {
+        return First::More;
+    };
+    // A TLS handshake record (0x16) with major version 3; 0x16 also has its top bits
+    // 00, so this goes before the STUN test.
+    if first == 0x16 {
+        match b.get(1) {
+            None => return First::More,
+            Some(3) => return First::Tls,
+            Some(_) => {}
+        }
+    }
+    if first >> 6 == 0 {
+        return match b.get(4..HEAD) {
+            None if b.len() <= 4 || MAGIC_COOKIE.starts_with(&b[4..]) => First::More,
+            None => First::Unknown,
+            Some(c) if c == MAGIC_COOKIE => First::Stun,
+            Some(_) => First::Unknown,
+        };
+    }
+    // A request line: a method token of 3 to 7 upper-case letters and a space.
+    let head = &b[..b.len().min(HEAD)];
+    match head.iter().position(|&c| c == b' ') {
+        Some(n) if (3..=7).contains(&n) && head[..n].iter().all(u8::is_ascii_uppercase) => {
+            First::Http
+        }
+        None if head.len() < HEAD && head.iter().all(u8::is_ascii_uppercase) => First::More,
+        _ => First::Unknown,
+    }
+}
+
+/// Where a connection goes.
+enum Route {
+    /// To a TURN worker: the socket, the TLS session if any, plaintext already read.
+    Turn(
+        std::net::TcpStream,
+        Option<rustls::ServerConnection>,
+        Vec<u8>,
+    ),
+    Https(Prefixed<TlsStream<TcpStream>>),
+    Redirect(TcpStream),
+    Close,
+}
+
+/// Serve one connection accepted on the shared port.
+pub async fn connection(
+    tcp: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    turn: &Shared,
+) {
+    let client = tcp.peer_addr().ok();
+    let route = match tokio::time::timeout(HANDSHAKE_TIMEOUT, route(tcp, acceptor)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(?client, error = %e, "shared HTTPS/TURN port: connection failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    match route {
+        Route::Turn(stream, tls, read) => {
+            let how = match tls.as_ref().map(|t| t.alpn_protocol().is_some()) {
+                None => "TCP",
+                Some(true) => "TLS, ALPN stun.turn",
+                Some(false) => "TLS, no ALPN",
+            };
+            tracing::debug!(?client, "shared HTTPS/TURN port: TURN over {how}");
+            if let Err(e) = turn.adopt(stream, tls, &read) {
+                tracing::debug!(?client, error = %e, "shared HTTPS/TURN port: TURN hand-over failed");
+            }
+        }
+        Route::Https(stream) => serve_http(stream, app).await,
+        Route::Redirect(tcp) => serve_http(tcp, axum::Router::new().fallback(to_https)).await,
+        Route::Close => {
+            tracing::debug!(
+                ?client,
+                "shared HTTPS/TURN port: neither TLS, STUN nor HTTP; closed"
+            );
+        }
+    }
+}
+
+async fn route(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> io::Result<Route> {
+    let mut head = [0u8; HEAD];
+    let first = loop {
+        let n = tcp.peek(&mut head).await?;
+        if n == 0 {
+            return Ok(Route::Close);
+        }
+        match classify(&head[..n]) {
+            // Peeking again at once would see the same bytes: wait for more.
+            First::More => tokio::time::sleep(PEEK_RETRY).await,
+            f => break f,
+        }
+    };
+    match first {
+        First::Stun => Ok(Route::Turn(tcp.into_std()?, None, Vec::new())),
+        First::Http => Ok(Route::Redirect(tcp)),
+        First::Unknown | First::More => Ok(Route::Close),
+        First::Tls => after_handshake(acceptor.accept(tcp).await?).await,
+    }
+}
+
+async fn after_handshake(mut tls: TlsStream<TcpStream>) -> io::Result<Route> {
+    match tls.get_ref().1.alpn_protocol() {
+        Some(b"stun.turn") => return to_turn(tls, Vec::new()),
+        Some(_) => return Ok(Route::Https(Prefixed::new(Vec::new(), tls))),
+        None => {}
+    }
+    let mut buf = vec![0u8; FIRST_READ];
+    let mut have = 0;
+    loop {
+        let n = tls.read(&mut buf[have..]).await?;
+        if n == 0 {
+            return Ok(Route::Close);
+        }
+        have += n;
+        match classify(&buf[..have]) {
+            First::More => {}
+            First::Stun => {
+                buf.truncate(have);
+                return to_turn(tls, buf);
+            }
+            First::Http => {
+                buf.truncate(have);
+                return Ok(Route::Https(Prefixed::new(buf, tls)));
+            }
+            First::Tls | First::Unknown => return Ok(Route::Close),
+        }
+    }
+}
+
+fn to_turn(tls: TlsStream<TcpStream>, read: Vec<u8>) -> io::Result<Route> {
+    let (tcp, session) = tls.into_inner();
+    Ok(Route::Turn(tcp.into_std()?, Some(session), read))
+}
+
+/// Plain HTTP on the HTTPS port: 308 to the same URL over https:// (same host and port).
+async fn to_https(headers: HeaderMap, uri: Uri) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    let Some(host) = host else {
+        return (StatusCode::BAD_REQUEST, "this port speaks HTTPS\n").into_response();
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    (
+        StatusCode::PERMANENT_REDIRECT,
+        [
+            (header::LOCATION, format!("https://{host}{path}")),
+            (header::CONNECTION, "close".into()),
+        ],
+    )
+        .into_response()
+}
+
+/// A stream that yields `head` before what `inner` reads.
+pub struct Prefixed<S> {
+    head: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(head: Vec<u8>, inner: S) -> Self {
+        Prefixed { head, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.head.len() {
+            let n = (this.head.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.head[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_sort_connections() {
+        let binding = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3];
+        assert_eq!(classify(&binding), First::Stun);
+        assert_eq!(classify(&binding[..8]), First::Stun);
+        assert_eq!(classify(&binding[..6]), First::More, "cookie so far");
+        assert_eq!(classify(&[0x00, 0x01, 0, 0, 0x99]), First::Unknown);
+        assert_eq!(classify(&[0x00, 0x03, 0, 8, 1, 2, 3, 4]), First::Unknown);
+        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02, 0x00]), First::Tls);
+        assert_eq!(classify(&[0x16]), First::More);
+        assert_eq!(
+            classify(&[0x16, 0x01, 0, 0, 0x21, 0x12, 0xA4, 0x42]),
+            First::Stun
+        );
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), First::Http);
+        assert_eq!(classify(b"OPTIONS * HTTP/1.1"), First::Http);
+        assert_eq!(classify(b"GE"), First::More);
+        assert_eq!(classify(b"get / HTTP/1.1"), First::Unknown);
+        assert_eq!(classify(b"GARBAGEGARBAGE"), First::Unknown);
+        assert_eq!(classify(b"G / x"), First::Unknown);
+        assert_eq!(
+            classify(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]),
+            First::Unknown
+        );
+        assert_eq!(classify(&[0xFF; 8]), First::Unknown);
+        assert_eq!(classify(&[]), First::More);
+    }
+}
