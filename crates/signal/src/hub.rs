@@ -369,16 +369,20 @@ impl Hub {
         }
     }
 
+    /// The session behind `key`, which a connection points at while it is attached.
+    pub(crate) fn session(&self, key: SessionKey) -> Result<&Session, (ErrorCode, String)> {
+        self.sessions
+            .get(&key)
+            .ok_or((ErrorCode::NotJoined, "no session".to_string()))
+    }
+
     fn relay(
         &mut self,
         key: SessionKey,
         kind: Kind,
         env: &Envelope,
     ) -> Result<(), (ErrorCode, String)> {
-        let s = self
-            .sessions
-            .get(&key)
-            .ok_or((ErrorCode::NotJoined, "no session".to_string()))?;
+        let s = self.session(key)?;
         let allowed = match kind {
             Kind::Offer => s.grants.publish,
             Kind::Answer => s.grants.subscribe,

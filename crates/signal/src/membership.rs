@@ -194,10 +194,7 @@ impl Hub {
         key: SessionKey,
         env: &Envelope,
     ) -> Result<(), (ErrorCode, String)> {
-        let s = self
-            .sessions
-            .get(&key)
-            .ok_or((ErrorCode::NotJoined, "no session".to_string()))?;
+        let s = self.session(key)?;
         if !s.grants.admin {
             return Err((ErrorCode::Forbidden, "kick needs the admin grant".into()));
         }

@@ -38,21 +38,8 @@ fn start(extra: &[&str]) -> (Server, SocketAddr, String) {
     args.extend_from_slice(extra);
     let s = Server::start(&args);
     let port = s.http.expect("https");
-    let fp = fingerprint_of(&s);
+    let fp = s.tls_fingerprint();
     (s, port, fp)
-}
-
-fn fingerprint_of(s: &Server) -> String {
-    let line = s
-        .startup
-        .iter()
-        .find(|l| l.contains("SHA-256 fingerprint"))
-        .expect("fingerprint logged at start");
-    line.rsplit(' ')
-        .next()
-        .expect("fingerprint")
-        .trim()
-        .to_string()
 }
 
 /// GET `path` over `stream` (HTTP/1.1, Connection: close); the whole response.
@@ -268,7 +255,7 @@ fn without_the_option_the_https_port_takes_no_turn() {
         "0",
     ]);
     let port = s.http.expect("https");
-    let fp = fingerprint_of(&s);
+    let fp = s.tls_fingerprint();
     assert!(
         try_tls_connect(port, &fp, &[ALPN_TURN]).is_err(),
         "stun.turn must not be negotiated on a plain HTTPS port"

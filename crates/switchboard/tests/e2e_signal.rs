@@ -335,7 +335,7 @@ fn room_tokens_admit_refuse_and_expire() {
 fn https_with_a_self_signed_certificate_serves_signaling_over_wss() {
     let s = Server::start(&["--tls-self-signed"]);
     let addr = s.http.expect("https");
-    let fp = fingerprint_of(&s);
+    let fp = s.tls_fingerprint();
     let mut a = WsClient::connect_tls(addr, &fp);
     let mut b = WsClient::connect_tls(addr, &fp);
     let ida = a.join("secure", "Ada")["peerId"]
@@ -346,20 +346,6 @@ fn https_with_a_self_signed_certificate_serves_signaling_over_wss() {
     b.send(json!({"type": "message", "to": ida, "data": "over TLS"}));
     a.expect("peer-joined");
     assert_eq!(a.expect("message")["data"], "over TLS");
-}
-
-/// The fingerprint the server logged at start (kept by the harness).
-fn fingerprint_of(s: &Server) -> String {
-    let line = s
-        .startup
-        .iter()
-        .find(|l| l.contains("SHA-256 fingerprint"))
-        .expect("fingerprint logged at start");
-    line.rsplit(' ')
-        .next()
-        .expect("fingerprint")
-        .trim()
-        .to_string()
 }
 
 #[test]

@@ -100,6 +100,20 @@ impl Server {
         s
     }
 
+    /// The TLS certificate's SHA-256 fingerprint the server logged at start.
+    pub fn tls_fingerprint(&self) -> String {
+        let line = self
+            .startup
+            .iter()
+            .find(|l| l.contains("SHA-256 fingerprint"))
+            .expect("fingerprint logged at start");
+        line.rsplit(' ')
+            .next()
+            .expect("fingerprint")
+            .trim()
+            .to_string()
+    }
+
     /// Wait for a log line containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = std::time::Instant::now() + timeout;
