@@ -389,3 +389,36 @@ fn the_app_and_sdk_are_served_with_types_and_protections() {
         "{r:.400}"
     );
 }
+
+#[test]
+fn sighup_applies_room_capacity_and_token_secrets_to_live_signaling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("switchboard.toml");
+    std::fs::write(&cfg, "room-capacity = 1\n").expect("write");
+    let s = Server::start(&["--config", cfg.to_str().expect("path")]);
+    let addr = s.http.expect("http");
+    let mut a = WsClient::connect(addr);
+    a.join("r", "Ada");
+    let mut b = WsClient::connect(addr);
+    b.send(json!({"type": "join", "room": "r", "name": "Bob"}));
+    assert_eq!(b.expect("error")["code"], "room-full");
+
+    let secret = "reloaded-secret-0123456789";
+    std::fs::write(
+        &cfg,
+        format!("room-capacity = 2\nroom-token-secret = [\"{secret}\"]\n"),
+    )
+    .expect("write");
+    s.signal(libc::SIGHUP);
+    assert!(s
+        .wait_log("configuration reloaded", Duration::from_secs(5))
+        .is_some());
+    // Tokens are now required; Ada's live session is untouched.
+    b.send(json!({"type": "join", "room": "r", "name": "Bob"}));
+    assert_eq!(b.expect("error")["code"], "unauthorized");
+    b.send(
+        json!({"type": "join", "room": "r", "name": "Bob", "token": mint(secret, "r", 60, None)}),
+    );
+    assert_eq!(b.expect("joined")["peers"][0]["name"], "Ada");
+    assert_eq!(a.expect("peer-joined")["peer"]["name"], "Bob");
+}
