@@ -18,25 +18,13 @@ OUTDIR=${OUTDIR:-$ROOT/bench/results/profile}
 SB=$ROOT/target/release/switchboard
 LOAD=$ROOT/target/release/switchboard-load
 X=(ip netns exec "$NS")
+# shellcheck source=bench/netns.sh
+. "$ROOT/bench/netns.sh"
 PORT=3478
 ECHO=127.0.0.1:3490
 
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
-if ip netns list | grep -qw "$NS"; then echo "netns $NS exists already" >&2; exit 1; fi
-TMP=$(mktemp -d /tmp/sbprof.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+netns_setup sbprof
 mkdir -p "$OUTDIR"
 
 case $SERVER in

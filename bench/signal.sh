@@ -50,7 +50,8 @@ X=(ip netns exec "$NS")
 IP=127.0.0.1
 declare -A PORT=([switchboard]=8080 [peerjs]=9000)
 
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespace)" >&2; exit 1; }
+# shellcheck source=bench/netns.sh
+. "$ROOT/bench/netns.sh"
 command -v node >/dev/null || { echo "node is not installed" >&2; exit 1; }
 if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p switchboard -p switchboard-loadgen)
@@ -60,27 +61,10 @@ if [ "${NO_NPM:-0}" != 1 ]; then # the PeerJS server, pinned by bench/node/packa
 fi
 [ -f "$PEERJS" ] || { echo "PeerJS server not installed ($PEERJS); run npm ci in $NODE_DIR" >&2; exit 1; }
 
-if ip netns list | grep -qw "$NS"; then
-    echo "network namespace $NS exists already (another run?); remove it first" >&2
-    exit 1
-fi
-TMP=$(mktemp -d /tmp/sbsignal.XXXXXX)
+netns_setup sbsignal
 TRIALS=$TMP/trials.jsonl
 : >"$TRIALS"
-PIDS=()
 SPID=
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
 # More ephemeral ports, and reuse of TIME_WAIT ports between runs (per-namespace sysctls).
 "${X[@]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
     net.core.somaxconn=4096

@@ -22,24 +22,12 @@ SB=$ROOT/target/release/switchboard
 LOAD=$ROOT/target/release/switchboard-load
 PEERJS=$ROOT/bench/node/node_modules/peer/dist/bin/peerjs.js
 X=(ip netns exec "$NS")
+# shellcheck source=bench/netns.sh
+. "$ROOT/bench/netns.sh"
 IP=127.0.0.1
 
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
-if ip netns list | grep -qw "$NS"; then echo "netns $NS exists already" >&2; exit 1; fi
-TMP=$(mktemp -d /tmp/sbsigprof.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+netns_setup sbsigprof
 "${X[@]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
     net.core.somaxconn=4096
 ulimit -n "$(ulimit -Hn)"
