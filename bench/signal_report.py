@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import dig, load_trials, result_of, stat  # noqa: E402
+from report import dig, fmt, load_trials, m, ratio, result_of, stat  # noqa: E402
 
 SERVERS = ["switchboard", "peerjs"]
 NAMES = {"switchboard": "Switchboard", "peerjs": "PeerJS"}
@@ -124,26 +124,6 @@ def aggregate(trials, meta):
 
 
 # ---------------------------------------------------------------- presentation
-
-def m(x):
-    return x["median"] if isinstance(x, dict) else x
-
-
-def fmt(x, unit=""):
-    x = m(x)
-    if x is None:
-        return "–"
-    if isinstance(x, float) and abs(x) < 100:
-        return f"{x:.1f}{unit}"
-    return f"{x:,.0f}{unit}"
-
-
-def ratio(a, b):
-    a, b = m(a), m(b)
-    if not a or not b:
-        return "–"
-    return f"{a / b:.2f}x"
-
 
 def rows(r):
     """(section, figure, {server: value}, goal, check or None, show ratio)."""

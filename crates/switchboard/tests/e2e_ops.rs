@@ -121,19 +121,6 @@ fn sigterm_gives_up_after_drain_timeout() {
     assert!(t0.elapsed() >= Duration::from_millis(900));
 }
 
-fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let p = 20000 + rand::random::<u16>() % 20000;
-        let ok = ["127.0.0.1", "127.0.0.2"]
-            .iter()
-            .all(|ip| UdpSocket::bind((*ip, p)).is_ok() && UdpSocket::bind((*ip, p + 1)).is_ok());
-        if ok {
-            return p;
-        }
-    }
-    panic!("no free port pair");
-}
-
 fn binding(sock: &UdpSocket, to: SocketAddr, change: Option<u32>) -> Option<(Vec<u8>, SocketAddr)> {
     let mut b = [0u8; 64];
     let mut w = MessageWriter::new(
@@ -155,7 +142,7 @@ fn binding(sock: &UdpSocket, to: SocketAddr, change: Option<u32>) -> Option<(Vec
 
 #[test]
 fn rfc5780_behaviour_discovery_with_two_listening_ips() {
-    let port = free_port_pair();
+    let port = common::free_port_pair();
     let p = port.to_string();
     let _s = Server::start_raw(&[
         "serve",

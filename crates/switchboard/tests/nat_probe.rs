@@ -197,22 +197,9 @@ fn nat_probe(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let p = 20000 + rand::random::<u16>() % 20000;
-        let ok = ["127.0.0.1", "127.0.0.2"]
-            .iter()
-            .all(|ip| UdpSocket::bind((*ip, p)).is_ok() && UdpSocket::bind((*ip, p + 1)).is_ok());
-        if ok {
-            return p;
-        }
-    }
-    panic!("no free port pair");
-}
-
 #[test]
 fn loopback_probe_against_rfc5780_switchboard_sees_no_nat() {
-    let port = free_port_pair().to_string();
+    let port = common::free_port_pair().to_string();
     let _s = common::Server::start_raw(&[
         "serve",
         "-p",

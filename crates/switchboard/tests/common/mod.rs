@@ -201,6 +201,21 @@ pub fn echo_peer() -> SocketAddr {
     addr
 }
 
+/// A port P free for UDP on 127.0.0.1 and 127.0.0.2 together with P+1 (RFC 5780 needs
+/// two addresses and a fixed port).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let p = 20000 + rand::random::<u16>() % 20000;
+        let ok = ["127.0.0.1", "127.0.0.2"]
+            .iter()
+            .all(|ip| UdpSocket::bind((*ip, p)).is_ok() && UdpSocket::bind((*ip, p + 1)).is_ok());
+        if ok {
+            return p;
+        }
+    }
+    panic!("no free port pair");
+}
+
 /// Self-signed certificate and key for "localhost" in `dir`.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
