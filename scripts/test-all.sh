@@ -30,9 +30,13 @@ echo "== browser tests (Chromium, loopback-only network namespace)"
 set +e
 tests/browser/run.sh 2>&1 | tee /tmp/switchboard-browser.log | grep -E '^(✔|✖|▶|browser:|==)|not ok|Error' 
 bstatus=${PIPESTATUS[0]}
+echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; writes docs/nat-matrix.md)"
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" $SUDO -E tests/nat/matrix.sh 2>&1 | tee /tmp/switchboard-matrix.log | grep -E '^(ok|FAIL|nat matrix:|nat lab)'
+mstatus=${PIPESTATUS[0]}
 set -e
 awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     /^browser: [0-9]+ passed/ { p += $2; f += $4 }
-     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log /tmp/switchboard-browser.log
+     /^(browser|nat matrix): [0-9]+ passed/ { n = ($1 == "nat") ? 3 : 2; p += $n; f += $(n + 2) }
+     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log /tmp/switchboard-browser.log /tmp/switchboard-matrix.log
 [ "$status" = 0 ] && status=$bstatus
+[ "$status" = 0 ] && status=$mstatus
 exit "$status"

@@ -17,7 +17,9 @@
 # Example: tests/nat/lab.sh run sh -c 'ip netns exec $NATLAB_NS_SYMMETRIC $SWITCHBOARD_BIN nat-probe --server 203.0.113.1'
 #
 # Settings: SWITCHBOARD_BIN (default target/debug/switchboard; must exist),
-# NATLAB_SERVER=switchboard (default) or coturn (turnserver with the same two IPs).
+# NATLAB_SERVER=switchboard (default), coturn (turnserver with the same two IPs) or none
+# (CMD starts its own server in NATLAB_PUB), NATLAB_TWINS=1 (a second client behind a
+# second NAT of every kind: NATLAB_NS_<KIND>_B, for calls between two NATs of one kind).
 # Needs root, iproute2 and iptables. Every run uses fresh names (nl<random>-*) and removes
 # what it made on exit, failure or Ctrl-C; processes in its namespaces are ended by PID.
 set -euo pipefail
@@ -42,7 +44,8 @@ preflight() {
   case "$SERVER_KIND" in
     switchboard) ;;
     coturn) command -v turnserver >/dev/null 2>&1 || die "NATLAB_SERVER=coturn needs turnserver (apt-get install coturn)" ;;
-    *) die "NATLAB_SERVER must be switchboard or coturn" ;;
+    none) ;;
+    *) die "NATLAB_SERVER must be switchboard, coturn or none" ;;
   esac
 }
 
@@ -67,6 +70,7 @@ destroy_lab() {
       sleep 0.3
     done
     ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"
   done
   rm -rf "$state"
   set -e
@@ -81,14 +85,24 @@ attach() {
   ip -n "$ns" link set wan up
 }
 
-newns() { ip netns add "$1"; ip -n "$1" link set lo up; }
+# A namespace with lo up and its own resolv.conf (`ip netns exec` bind-mounts
+# /etc/netns/NS/*), so a browser's DNS lookups fail at once inside the lab instead of
+# going to the host's resolver address.
+newns() {
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  mkdir -p "/etc/netns/$1"
+  echo "nameserver 127.0.0.1" >"/etc/netns/$1/resolv.conf"
+}
 
-# Client namespace $ID-$kind behind router namespace $ID-$kind-nat.
+# Client namespace $ID-$name behind router namespace $ID-$name-nat, where $name is the
+# kind, or kind-b for the twin; $n numbers the public (203.0.113.10+n) and the private
+# (10.0.n.0/24) addresses, all different so host candidates never collide.
 nat_client() {
-  local kind=$1 n=$2 r="$ID-$1-nat" c="$ID-$1"
+  local kind=$1 n=$2 name=${3:-$1} r="$ID-${3:-$1}-nat" c="$ID-${3:-$1}"
   local wan="203.0.113.$((10 + n))" lan="10.0.$n"
   newns "$r"; newns "$c"
-  attach "$r" "p-$kind" "$wan"
+  attach "$r" "p-$name" "$wan"
   ip -n "$r" link add lan type veth peer name eth0 netns "$c"
   ip -n "$r" addr add "$lan.1/24" dev lan
   ip -n "$r" link set lan up
@@ -155,6 +169,15 @@ create_lab() {
     nat_client "$kind" "$n"
     n=$((n + 1))
   done
+  if [ "${NATLAB_TWINS:-0}" = 1 ]; then
+    newns "$ID-open-b"
+    attach "$ID-open-b" p-open-b 203.0.113.51
+    ip -n "$ID-open-b" route add default via "$SERVER_IP"
+    for kind in fullcone restricted symmetric fw443; do
+      nat_client "$kind" "$n" "$kind-b"
+      n=$((n + 1))
+    done
+  fi
   start_server "$state"
   {
     echo "NATLAB_ID=$ID"
@@ -164,12 +187,16 @@ create_lab() {
     echo "NATLAB_OTHER_IP=$OTHER_IP"
     echo "SWITCHBOARD_BIN=$BIN"
     for kind in $KINDS; do echo "NATLAB_NS_${kind^^}=$ID-$kind"; done
+    if [ "${NATLAB_TWINS:-0}" = 1 ]; then
+      for kind in $KINDS; do echo "NATLAB_NS_${kind^^}_B=$ID-$kind-b"; done
+    fi
   } > "$state/env"
 }
 
 start_server() {
   local state=$1 want
   case "$SERVER_KIND" in
+    none) return 0 ;;
     switchboard)
       ip netns exec "$PUB" "$BIN" serve -L "$SERVER_IP" -L "$OTHER_IP" -p 3478 \
         --tls-self-signed --tls-listening-port 443 --user lab:lab \

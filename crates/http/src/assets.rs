@@ -48,6 +48,11 @@ pub async fn room(Path(_room): Path<String>) -> Response {
     file("room.html")
 }
 
+/// `GET /network`: the network test (NAT mapping and filtering, candidates, verdict).
+pub async fn network() -> Response {
+    file("network.html")
+}
+
 /// `GET /app/{*path}`
 pub async fn app(Path(path): Path<String>) -> Response {
     file(&format!("app/{path}"))

@@ -4,6 +4,7 @@
 
 mod assets;
 mod ice;
+mod nettest;
 mod origin;
 mod outbox;
 mod signaling;
@@ -11,6 +12,7 @@ mod sse;
 mod ws;
 
 pub use ice::{ice_servers, IceConfig, IceServers};
+pub use nettest::{NetTest, NetTestConfig};
 pub use origin::OriginPolicy;
 pub use signaling::{Signaling, SignalingSnapshot};
 pub use switchboard_signal::{Claims, Grants, HubConfig};
@@ -22,11 +24,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The HTTP routes.
-pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>) -> Router {
+pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>, net_test: Arc<NetTest>) -> Router {
     let policy = Arc::new(signaling.origin.clone());
     let api = Router::new()
         .route("/api/ice-servers", get(get_ice_servers).options(no_content))
         .with_state(ice);
+    // Same-origin only (no CORS): the test page is the app's own.
+    let net = Router::new()
+        .route("/api/network-test", get(nettest::info))
+        .route("/api/network-test/filtering", post(nettest::filtering))
+        .with_state(net_test);
     let sig = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/sse", get(sse::stream).options(no_content))
@@ -41,8 +48,10 @@ pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>) -> Router {
     Router::new()
         .route("/", get(assets::lobby))
         .route("/r/{room}", get(assets::room))
+        .route("/network", get(assets::network))
         .route("/app/{*path}", get(assets::app))
         .merge(api)
+        .merge(net)
 }
 
 /// OPTIONS routes exist so the CORS layer can answer preflights.

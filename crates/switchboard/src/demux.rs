@@ -105,11 +105,12 @@ enum Route {
 /// Serve one connection accepted on the shared port.
 pub async fn connection(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
     turn: &Shared,
 ) {
-    let client = tcp.peer_addr().ok();
+    let client = Some(peer);
     let route = match tokio::time::timeout(HANDSHAKE_TIMEOUT, route(tcp, acceptor)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -130,8 +131,8 @@ pub async fn connection(
                 tracing::debug!(?client, error = %e, "shared HTTPS/TURN port: TURN hand-over failed");
             }
         }
-        Route::Https(stream) => serve_http(stream, app).await,
-        Route::Redirect(tcp) => serve_http(tcp, axum::Router::new().fallback(to_https)).await,
+        Route::Https(stream) => serve_http(stream, app, peer).await,
+        Route::Redirect(tcp) => serve_http(tcp, axum::Router::new().fallback(to_https), peer).await,
         Route::Close => {
             tracing::debug!(
                 ?client,

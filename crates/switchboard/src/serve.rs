@@ -129,11 +129,16 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             secret: core.secrets.first().cloned(),
             ttl: plan.ice_ttl,
         };
+        let net_test = net_test_config(&ice, core.rfc5780, &relay, &listen_ips, &running.udp);
         let timer = signaling.clone();
         crate::web::serve(
             "http",
             listener,
-            switchboard_http::router(std::sync::Arc::new(ice), signaling.clone()),
+            switchboard_http::router(
+                std::sync::Arc::new(ice),
+                signaling.clone(),
+                switchboard_http::NetTest::new(net_test),
+            ),
             https.clone(),
             plan.http_turn.then(|| running.shared.clone()),
             move || timer.spawn_timer(),
@@ -249,4 +254,45 @@ fn reload(
         https,
         signal,
     })
+}
+
+/// The app's network test (`/network`): STUN URIs for the mapping test (the primary
+/// address, its other port and the other IP when RFC 5780 is on) and the IPs the
+/// filtering checks come from.
+fn net_test_config(
+    ice: &switchboard_http::IceConfig,
+    rfc5780: Option<switchboard_turn::config::Rfc5780>,
+    relay: &[switchboard_turn_io::RelayIp],
+    listen_ips: &[std::net::IpAddr],
+    udp: &[std::net::SocketAddr],
+) -> switchboard_http::NetTestConfig {
+    let Some(first) = udp.first() else {
+        return switchboard_http::NetTestConfig::default();
+    };
+    match rfc5780 {
+        Some(r) => {
+            // The other IP as clients reach it (its relay mapping, if it has one).
+            let other = relay
+                .iter()
+                .find(|a| a.bind == r.ips[1])
+                .map(|a| a.public)
+                .unwrap_or(r.ips[1]);
+            let other = switchboard_http::IceConfig::host_for(other);
+            let h = &ice.host;
+            switchboard_http::NetTestConfig {
+                stun_urls: vec![
+                    format!("stun:{h}:{}", r.ports[0]),
+                    format!("stun:{h}:{}", r.ports[1]),
+                    format!("stun:{other}:{}", r.ports[0]),
+                ],
+                same_ip: Some(r.ips[0]),
+                other_ip: Some(r.ips[1]),
+            }
+        }
+        None => switchboard_http::NetTestConfig {
+            stun_urls: vec![format!("stun:{}:{}", ice.host, first.port())],
+            same_ip: listen_ips.first().copied(),
+            other_ip: None,
+        },
+    }
 }

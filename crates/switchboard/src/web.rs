@@ -51,7 +51,13 @@ pub fn serve(
                     return;
                 };
                 let result = match https {
-                    None => axum::serve(listener, app).await,
+                    None => {
+                        axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                        )
+                        .await
+                    }
                     Some(cfg) => serve_tls(listener, app, cfg, turn).await,
                 };
                 if let Err(e) = result {
@@ -69,7 +75,7 @@ async fn serve_tls(
     turn: Option<Arc<Shared>>,
 ) -> std::io::Result<()> {
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             // Out of descriptors and the like: wait rather than spin or stop serving.
             Err(e) => {
@@ -85,23 +91,25 @@ async fn serve_tls(
         let turn = turn.clone();
         tokio::spawn(async move {
             if let Some(turn) = turn {
-                return crate::demux::connection(tcp, acceptor, app, &turn).await;
+                return crate::demux::connection(tcp, peer, acceptor, app, &turn).await;
             }
             let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
                 return;
             };
-            serve_http(stream, app).await;
+            serve_http(stream, app, peer).await;
         });
     }
 }
 
-/// HTTP/1.1 (with upgrades, for WebSocket) on an established stream.
-pub async fn serve_http<S>(stream: S, app: axum::Router)
+/// HTTP/1.1 (with upgrades, for WebSocket) on an established stream from `peer`
+/// (handlers see it as axum's `ConnectInfo`).
+pub async fn serve_http<S>(stream: S, app: axum::Router, peer: std::net::SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
     let service = hyper_util::service::TowerToHyperService::new(app);
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

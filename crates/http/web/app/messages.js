@@ -103,6 +103,11 @@ export const ERRORS = {
     text: 'Setting up audio/video with a participant failed; retrying automatically.',
     kind: 'transient',
   },
+  'peer-unreachable': {
+    title: 'Could not connect to a participant',
+    text: 'No network path between you was found (firewalls or NATs on both sides); a relay (TURN) server is needed.',
+    kind: 'transient',
+  },
   closed: {
     title: 'Disconnected',
     text: 'The connection to the room was closed.',

@@ -363,6 +363,7 @@ function onSdkError(err) {
     $('#reconnecting-text').textContent = describe(code).text;
     return;
   }
+  if (code === 'peer-unreachable' && err.peer) app.grid?.get(err.peer)?.setConnState('unreachable');
   const d = describe(code, err.reason);
   toast(`${d.title}. ${d.text}`, { kind: d.kind === 'transient' ? 'warn' : 'error' });
 }

@@ -95,9 +95,12 @@ export class Tile {
 
   /** @param {RTCPeerConnectionState} state */
   setConnState(state) {
+    // 'unreachable' (no path found) stays until a path shows up or the peer leaves: the
+    // SDK's background ICE restart passes through 'connecting' meanwhile.
+    if (this.el.dataset.state === 'unreachable' && state !== 'connected' && state !== 'closed') return;
     this.el.dataset.state = state;
     /** @type {Record<string, string>} */
-    const texts = { new: 'Connecting…', connecting: 'Connecting…', disconnected: 'Reconnecting…', failed: 'Connection lost, retrying…', closed: 'Left' };
+    const texts = { new: 'Connecting…', connecting: 'Connecting…', disconnected: 'Reconnecting…', failed: 'Connection lost, retrying…', closed: 'Left', unreachable: 'No network path (needs a relay)' };
     const text = texts[state];
     this.stateEl.hidden = this.local || state === 'connected' || !text;
     if (text) /** @type {HTMLElement} */ (this.stateEl.lastChild).textContent = text;

@@ -5,7 +5,7 @@
  * @typedef {'bad-message'|'too-large'|'rate-limited'|'not-joined'|'already-joined'|'bad-room'|
  *   'room-full'|'unknown-peer'|'unauthorized'|'token-expired'|'forbidden'|'bad-resume'|'kicked'|
  *   'origin-not-allowed'|'unknown-connection'|'server-shutdown'|
- *   'unreachable'|'closed'|'invalid-state'|'bad-option'|'negotiation-failed'|string} ErrorCode
+ *   'unreachable'|'closed'|'invalid-state'|'bad-option'|'negotiation-failed'|'peer-unreachable'|string} ErrorCode
  */
 
 /** An error with a machine-readable `code`. */
@@ -24,6 +24,8 @@ export class SwitchboardError extends Error {
     this.reason = reason || code;
     /** True when the session ended because of this error. */
     this.fatal = !!opts.fatal;
+    /** The peer id the error is about (`peer-unreachable`), else undefined. @type {string|undefined} */
+    this.peer = undefined;
   }
 
   toJSON() {

@@ -11,6 +11,13 @@ import { SwitchboardError } from './errors.js';
 
 /** How long `disconnected` may last before we restart ICE. */
 const DISCONNECTED_RESTART_MS = 3000;
+// A pair that has never connected is given this long from its first checks; then the peer
+// is reported unreachable (and ICE restarted once, which recovers candidates lost on the
+// way; more restarts on the same networks find no path either). Chromium rarely reaches
+// 'failed' on its own: with continual gathering it goes back and forth between 'checking'
+// and 'disconnected'. Working paths connect within a few seconds, even through a relay.
+const UNCONNECTED_TIMEOUT_MS = 15000;
+const MAX_UNCONNECTED_RESTARTS = 1;
 /** Remote candidates kept while no remote description is set. */
 const MAX_PENDING_CANDIDATES = 256;
 /** Asking the other side for an offer (when we may not send one): at most this often. */
@@ -82,6 +89,12 @@ export class Peer {
   #closed = false;
   /** @type {ReturnType<typeof setTimeout> | null} */
   #disconnectedTimer = null;
+  /** ICE has been connected at least once (a path exists, or existed). */
+  #everConnected = false;
+  #unconnectedRestarts = 0;
+  #reportedUnreachable = false;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #unconnectedTimer = null;
   /** @type {MediaStream | null} */
   #looseTracks = null;
 
@@ -296,6 +309,7 @@ export class Peer {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#disconnectedTimer) clearTimeout(this.#disconnectedTimer);
+    this.#clearUnconnected();
     this.#pendingCandidates = [];
     try {
       this.channel.close();
@@ -442,11 +456,30 @@ export class Peer {
     if (this.#closed) return;
     const cs = this.pc.connectionState;
     const ics = this.pc.iceConnectionState;
+    if (ics === 'connected' || ics === 'completed') {
+      this.#everConnected = true;
+      this.#unconnectedRestarts = 0;
+      this.#reportedUnreachable = false;
+      this.#clearUnconnected();
+    } else if (!this.#everConnected && ics === 'checking' && !this.#unconnectedTimer) {
+      this.#unconnectedTimer = setTimeout(() => {
+        this.#unconnectedTimer = null;
+        const now = this.pc.iceConnectionState;
+        if (!this.#closed && !this.#everConnected && now !== 'connected' && now !== 'completed') this.#noPathYet('no path after 15 s');
+      }, UNCONNECTED_TIMEOUT_MS);
+    }
     if (cs === 'failed' || ics === 'failed') {
       this.#clearDisconnected();
+      if (!this.#everConnected) {
+        this.#clearUnconnected();
+        this.#noPathYet(`${cs === 'failed' ? 'connection' : 'ICE'} failed`);
+        return;
+      }
       this.restartIce(`${cs === 'failed' ? 'connection' : 'ICE'} failed`);
     } else if (cs === 'disconnected' || ics === 'disconnected') {
-      if (this.#disconnectedTimer) return;
+      // Before the first connection, 'disconnected' only means checks are going
+      // unanswered so far: ICE goes on and ends in 'connected' or 'failed'.
+      if (this.#disconnectedTimer || !this.#everConnected) return;
       this.#disconnectedTimer = setTimeout(() => {
         this.#disconnectedTimer = null;
         if (this.#closed) return;
@@ -457,6 +490,36 @@ export class Peer {
     } else {
       this.#clearDisconnected();
     }
+  }
+
+  /** The pair has never connected and ICE gave up or ran out of time. */
+  #noPathYet(why) {
+    this.#reportUnreachable();
+    if (this.#unconnectedRestarts < MAX_UNCONNECTED_RESTARTS) {
+      this.#unconnectedRestarts++;
+      this.restartIce(why);
+    }
+  }
+
+  #clearUnconnected() {
+    if (this.#unconnectedTimer) clearTimeout(this.#unconnectedTimer);
+    this.#unconnectedTimer = null;
+  }
+
+  /** No candidate pair ever worked: tell the application once, with what would help. */
+  #reportUnreachable() {
+    if (this.#reportedUnreachable) return;
+    this.#reportedUnreachable = true;
+    const servers = this.pc.getConfiguration().iceServers || [];
+    const urls = servers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    const hasTurn = urls.some((u) => /^turns?:/i.test(String(u)));
+    const reason = hasTurn
+      ? `no network path to ${this.name || this.id}, not even through the relay (TURN): a firewall may block it`
+      : `no direct network path to ${this.name || this.id}, and the server offers no relay (TURN)`;
+    this.#host.log(`peer ${this.id}: unreachable (${reason})`);
+    const err = new SwitchboardError('peer-unreachable', reason);
+    err.peer = this.id;
+    this.#host.emit('error', err);
   }
 
   #clearDisconnected() {

@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'bad-option'
   /** An offer or answer could not be created or applied (recovered automatically when possible). */
   | 'negotiation-failed'
+  /** ICE found no working path to a peer, before and after an ICE restart (`error.peer` names it). */
+  | 'peer-unreachable'
   | (string & {});
 
 /** An error with a machine-readable code. */
@@ -40,6 +42,8 @@ export class SwitchboardError extends Error {
   reason: string;
   /** True when the session is over because of this error (no reconnection follows). */
   fatal: boolean;
+  /** The peer the error is about (`peer-unreachable`). */
+  peer?: string;
   toJSON(): { code: ErrorCode; reason: string; fatal: boolean };
 }
 
