@@ -19,28 +19,49 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+started=$(date +%s)
+# Logs of this run (not fixed names: two runs at once must not mix).
+LOGS="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-test-all.XXXXXX")"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+(cd fuzz && cargo clippy --quiet -- -D warnings)
 echo "== cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/switchboard-test.log | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
+cargo test --workspace --no-fail-fast 2>&1 | tee "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
 status=${PIPESTATUS[0]}
-echo "== browser tests (Chromium, loopback-only network namespace)"
 set +e
-tests/browser/run.sh 2>&1 | tee /tmp/switchboard-browser.log | grep -E '^(✔|✖|▶|browser:|==)|not ok|Error' 
+echo "== browser tests (Chromium, loopback-only network namespace)"
+tests/browser/run.sh 2>&1 | tee "$LOGS/browser.log" | grep -E '^(✔|✖|▶|browser:|harness failure|==|\[harness\])|not ok|Error'
 bstatus=${PIPESTATUS[0]}
-echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; writes docs/nat-matrix.md)"
-SWITCHBOARD_BIN="$PWD/target/debug/switchboard" ${SUDO:+$SUDO -E} tests/nat/matrix.sh 2>&1 | tee /tmp/switchboard-matrix.log | grep -E '^(ok|FAIL|nat matrix:|nat lab)'
+echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; table in target/nat-matrix.md)"
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" NAT_MATRIX_DOC="$PWD/target/nat-matrix.md" ${SUDO:+$SUDO -E} tests/nat/matrix.sh 2>&1 | tee "$LOGS/matrix.log" | grep -E '^(ok|FAIL|HARNESS|nat matrix:|nat lab)'
 mstatus=${PIPESTATUS[0]}
-# The matrix did not even start (it prints its own count otherwise): count that as a failure.
-if [ "$mstatus" != 0 ] && ! grep -q '^nat matrix: [0-9]* passed' /tmp/switchboard-matrix.log; then
-  echo "nat matrix: 0 passed, 1 failed (did not run, exit $mstatus)" | tee -a /tmp/switchboard-matrix.log
+# The matrix did not even start (it prints its own count otherwise): a harness failure.
+if [ "$mstatus" != 0 ] && ! grep -q '^nat matrix: [0-9]* passed' "$LOGS/matrix.log"; then
+  echo "nat matrix: 0 passed, 0 failed, 1 harness failures (did not run, exit $mstatus)" | tee -a "$LOGS/matrix.log"
+fi
+echo "== fuzz targets, ~20 s each on their corpora (fuzz/run.sh --ci)"
+fuzz/run.sh --ci 2>&1 | tee "$LOGS/fuzz.log" | grep -E '^(fuzz|==|    )'
+fstatus=${PIPESTATUS[0]}
+if [ "$fstatus" != 0 ] && ! grep -q '^fuzz: [0-9]* passed' "$LOGS/fuzz.log"; then
+  echo "fuzz: 0 passed, 1 failed (did not run, exit $fstatus)" | tee -a "$LOGS/fuzz.log"
 fi
 set -e
+# One line for everything: cargo's "test result" lines, then "browser:", "nat matrix:"
+# and "fuzz:" ("N passed, M failed[, H harness failures]").
 awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     /^(browser|nat matrix): [0-9]+ passed/ { n = ($1 == "nat") ? 3 : 2; p += $n; f += $(n + 2) }
-     END { printf "%d passed, %d failed\n", p, f }' /tmp/switchboard-test.log /tmp/switchboard-browser.log /tmp/switchboard-matrix.log
-[ "$status" = 0 ] && status=$bstatus
-[ "$status" = 0 ] && status=$mstatus
+     /^(browser|nat matrix|fuzz): [0-9]+ passed/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^harness/) h += $i
+       }
+     }
+     END { printf "%d passed, %d failed, %d harness failures\n", p, f, h }' \
+  "$LOGS/test.log" "$LOGS/browser.log" "$LOGS/matrix.log" "$LOGS/fuzz.log"
+echo "(whole run: $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s; logs in $LOGS)"
+for st in "$bstatus" "$mstatus" "$fstatus"; do
+  [ "$status" = 0 ] && status=$st
+done
 exit "$status"

@@ -17,6 +17,9 @@ import dgram from 'node:dgram';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { launch, warmUp, loadPage } from './chromium.mjs';
+
+export { loadPage, HarnessError, isHarnessFailure } from './chromium.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '../..');
@@ -136,7 +139,8 @@ export async function startServer(opts = {}) {
   }));
   const find = (re) => { for (const l of lines) { const m = l.match(re); if (m) return m; } return null; };
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`server did not start in 10 s:\n${lines.join('\n')}`)); }, 10000);
+    // Generous: on a new machine the first start reads the debug binary from disk.
+    const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`server did not start in 30 s:\n${lines.join('\n')}`)); }, 30000);
     const check = () => {
       if (find(/HTTP API on http:\/\/([^/\s]+)\//)) { clearTimeout(timer); waiters.delete(check); resolve(); }
       else if (exited) { clearTimeout(timer); waiters.delete(check); reject(new Error(`server exited (${JSON.stringify(exited)}) before listening; args ${args.join(' ')}:\n${lines.join('\n')}`)); }
@@ -221,8 +225,20 @@ export const CHROMIUM_ARGS = [
   '--allow-loopback-in-peer-connection', // 127.0.0.1 host candidates (the netns has only lo)
 ];
 
+/**
+ * Chromium, started and warmed up under the harness's own limits (chromium.mjs): a
+ * slow first start on a new machine is a harness matter, never a test's verdict.
+ */
 export async function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launch(chromium, { executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  try {
+    const ms = await warmUp(browser);
+    process.stderr.write(`[harness] Chromium ${browser.version()} warmed up in ${(ms / 1000).toFixed(1)} s\n`);
+  } catch (e) {
+    await browser.close().catch(() => {});
+    throw e;
+  }
+  return browser;
 }
 
 /**
@@ -446,7 +462,7 @@ export async function openRoom(browser, server, room, opts = {}) {
   if (opts.route) await opts.route(context);
   const q = new URLSearchParams({ name, ...(opts.query || {}) });
   if (opts.noName) q.delete('name');
-  await page.goto(`${server.url}/r/${encodeURIComponent(room)}?${q}`);
+  await loadPage(page, `${server.url}/r/${encodeURIComponent(room)}?${q}`, { ready: () => !!window.sbApp, what: 'the room page' });
   return p;
 }
 
@@ -455,7 +471,7 @@ export async function openPage(browser, server, pathname = '/', opts = {}) {
   const context = await browser.newContext({ viewport: opts.viewport || { width: 1280, height: 800 }, ...(opts.contextOptions || {}) });
   const page = await context.newPage();
   const p = new Participant(opts.name || 'page', context, page);
-  await page.goto(`${server.url}${pathname}`);
+  await loadPage(page, `${server.url}${pathname}`, { what: `page ${pathname}` });
   return p;
 }
 

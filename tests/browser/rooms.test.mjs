@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  launchBrowser, scope, openCall, expectMesh, randomId, mintToken, signJwt, sleep, waitFor, Participant, startThirdPartySite, sdkJoin,
+  launchBrowser, scope, openCall, expectMesh, randomId, mintToken, signJwt, sleep, waitFor, Participant, startThirdPartySite, sdkJoin, loadPage,
 } from './harness.mjs';
 
 let browser;
@@ -238,7 +238,7 @@ test('lobby: create a room, follow the invite link, and two people meet there', 
   // Bob opens the invite link without a name: the app asks for one.
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const bob = s.track(new Participant('Bob', ctx, await ctx.newPage()));
-  await bob.page.goto(href);
+  await loadPage(bob.page, href, { ready: () => !!window.sbApp, what: 'the invite link' });
   await bob.page.locator('#name-dialog').waitFor({ state: 'visible' });
   await bob.page.fill('#name-input', 'Bob');
   await bob.page.click('#name-ok');
@@ -254,7 +254,7 @@ test('lobby: create a room, follow the invite link, and two people meet there', 
 async function thirdPartyPage(s, site, name) {
   const ctx = await browser.newContext();
   const p = s.track(new Participant(name, ctx, await ctx.newPage()));
-  await p.page.goto(`${site.url}/`);
+  await loadPage(p.page, `${site.url}/`, { what: 'the third-party site' });
   return p;
 }
 
@@ -296,7 +296,7 @@ test('the SDK on another origin: refused (origin-not-allowed) unless --allowed-o
   const server = await s.server({ args: ({ httpPort }) => ['--allowed-origin', `http://localhost:${httpPort}`] });
   // The allowed origin is the server's host under another name (same port): a different origin.
   const same = await s.openPage(browser, server, '/', { name: 'localhost-origin' });
-  await same.page.goto(server.url.replace('127.0.0.1', 'localhost') + '/');
+  await loadPage(same.page, server.url.replace('127.0.0.1', 'localhost') + '/', { what: 'the lobby as localhost' });
   const r = await sdkJoin(same, { url: server.url, room: randomId('xo-'), name: 'x', transport: 'ws', iceServers: [] });
   assert.ok(r.ok, `join from the allowed origin http://localhost:${server.httpPort} failed: ${JSON.stringify(r)}`);
   const star = await s.server({ args: ['--allowed-origin', '*'] });

@@ -14,7 +14,9 @@
 # Everything runs inside a fresh loopback-only network namespace (Chromium then gathers only
 # 127.0.0.1 candidates and nothing leaves the machine); it is removed on exit together with
 # any process left in it. Needs root (or sudo) for `ip netns`. Prints
-# `browser: N passed, M failed` and exits non-zero when a test failed.
+# `browser: N passed, M failed, H harness failures` (a harness failure: Chromium did not
+# start, or a page did not load, within the harness's own limits; see chromium.mjs) and
+# exits non-zero when a test failed either way.
 set -euo pipefail
 CALLER_PWD="$PWD"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -32,7 +34,7 @@ if [ ! -x "$CHROMIUM" ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 for tool in node npm ip ss; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "browser: 0 passed, 1 failed (missing $tool)"; exit 1; }
+  command -v "$tool" >/dev/null 2>&1 || { echo "browser: 0 passed, 0 failed, 1 harness failures"; echo "harness failure in setup: $tool is missing"; exit 1; }
 done
 if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== npm ci (tests/browser)"
@@ -41,7 +43,7 @@ fi
 
 # --- the server binary ------------------------------------------------------------------------
 build() {
-  (cd "$ROOT" && cargo build -q -p switchboard) || { echo "cargo build -p switchboard failed"; echo "browser: 0 passed, 1 failed"; exit 1; }
+  (cd "$ROOT" && cargo build -q -p switchboard) || { echo "cargo build -p switchboard failed"; echo "browser: 0 passed, 1 failed, 0 harness failures"; exit 1; }
 }
 if [ -z "${SWITCHBOARD_BIN:-}" ]; then
   export SWITCHBOARD_BIN="$ROOT/target/debug/switchboard"
@@ -55,7 +57,7 @@ else
     build
   fi
 fi
-[ -x "$SWITCHBOARD_BIN" ] || { echo "no switchboard binary at $SWITCHBOARD_BIN"; echo "browser: 0 passed, 1 failed"; exit 1; }
+[ -x "$SWITCHBOARD_BIN" ] || { echo "no switchboard binary at $SWITCHBOARD_BIN"; echo "browser: 0 passed, 1 failed, 0 harness failures"; exit 1; }
 
 # --- loopback-only network namespace ----------------------------------------------------------
 NS="sbtest-$$-$RANDOM"
@@ -85,20 +87,29 @@ in_ns() { $SUDO ip netns exec "$NS" "$@"; }
 status=0
 if [ "${SCREENSHOTS:-}" != only ]; then
   if [ $# -gt 0 ]; then files=("$@"); else files=(*.test.mjs); fi
-  args=(--test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec)
+  SUMMARY="$(mktemp /tmp/switchboard-browser-summary.XXXXXX)"
+  args=(--test --test-concurrency=1 --test-timeout=180000
+        --test-reporter=spec --test-reporter-destination=stdout
+        --test-reporter=./summary-reporter.mjs --test-reporter-destination="$SUMMARY")
   [ -n "${SB_TEST_PATTERN:-}" ] && args+=(--test-name-pattern="$SB_TEST_PATTERN")
   echo "== node --test ${files[*]} (netns $NS)"
   set +e
-  in_ns timeout --kill-after=10 900 node "${args[@]}" "${files[@]}" 2>&1 | tee "$LOG"
+  in_ns timeout --kill-after=10 1500 node "${args[@]}" "${files[@]}" 2>&1 | tee "$LOG"
   status=${PIPESTATUS[0]}
   set -e
-  pass=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$LOG" | tail -1)
-  fail=$(sed -n 's/^ℹ fail \([0-9]*\)$/\1/p' "$LOG" | tail -1)
-  cancelled=$(sed -n 's/^ℹ cancelled \([0-9]*\)$/\1/p' "$LOG" | tail -1)
-  pass=${pass:-0}
-  fail=$(( ${fail:-0} + ${cancelled:-0} ))
-  if [ "$status" != 0 ] && [ "$fail" = 0 ]; then fail=1; fi  # the runner itself failed or timed out
-  echo "browser: $pass passed, $fail failed"
+  # Verdicts and harness failures (Chromium did not start, a page did not load: see
+  # chromium.mjs) are counted apart; either fails the run.
+  read -r pass fail harness < <(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) harness failures$/\1 \2 \3/p' "$SUMMARY") || true
+  if [ -z "${pass:-}" ]; then
+    pass=0 fail=0 harness=1
+    echo "harness failure in the runner: node --test exited $status before reporting (timeout or crash)" >>"$SUMMARY"
+  elif [ "$status" != 0 ] && [ "$fail" = 0 ] && [ "$harness" = 0 ]; then
+    harness=1
+    echo "harness failure in the runner: node --test exited $status with no failed test (timeout or crash)" >>"$SUMMARY"
+  fi
+  echo "browser: $pass passed, $fail failed, $harness harness failures"
+  grep '^harness failure in' "$SUMMARY" || true
+  rm -f "$SUMMARY"
   todo=$(sed -n 's/^ℹ todo \([0-9]*\)$/\1/p' "$LOG" | tail -1)
   if [ "${todo:-0}" != 0 ]; then
     echo "(browser: $todo test(s) marked todo for known bugs, not counted above; see tests/browser/README.md)"

@@ -42,7 +42,8 @@ function firstFrame(r) {
 }
 
 function outcome(r) {
-  if (r.error) return 'harness error';
+  if (r.harness) return 'harness failure';
+  if (r.error) return 'setup failed';
   const v = r.views || {};
   const conn = (s) => s && s.ice.some((e) => e.state === 'connected' || e.state === 'completed');
   if (conn(v.a) && conn(v.b)) return 'connected';

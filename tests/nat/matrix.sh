@@ -9,11 +9,13 @@
 # (default /usr/bin/chromium), NAT_MATRIX_DOC (default docs/nat-matrix.md; - for none),
 # NAT_MATRIX_VERBOSE=1. Needs root, iproute2, iptables, node and Chromium; uses the
 # playwright-core of tests/browser (npm ci there when missing). Prints
-# `nat matrix: N passed, M failed` and exits non-zero when a case was not as predicted.
+# `nat matrix: N passed, M failed, H harness failures` and exits non-zero when a case was
+# not as predicted or the harness could not run it (Chromium did not start, a page did
+# not load, within the limits of tests/browser/chromium.mjs).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-fail() { echo "nat matrix: $*" >&2; echo "nat matrix: 0 passed, 1 failed"; exit 1; }
+fail() { echo "nat matrix: $*" >&2; echo "nat matrix: 0 passed, 0 failed, 1 harness failures"; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root (network namespaces): run it with sudo"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 [ -x "$CHROMIUM" ] || fail "no Chromium at $CHROMIUM (apt-get install chromium)"
@@ -23,6 +25,6 @@ if [ ! -f "$ROOT/tests/browser/node_modules/playwright-core/package.json" ]; the
 fi
 if [ -z "${SWITCHBOARD_BIN:-}" ]; then
   export SWITCHBOARD_BIN="$ROOT/target/debug/switchboard"
-  (cd "$ROOT" && cargo build -q -p switchboard) || fail "cargo build -p switchboard failed"
+  (cd "$ROOT" && cargo build -q -p switchboard) || { echo "nat matrix: 0 passed, 1 failed, 0 harness failures (cargo build -p switchboard failed)"; exit 1; }
 fi
 NATLAB_SERVER=none NATLAB_TWINS=1 exec "$HERE/lab.sh" run node "$HERE/matrix.mjs"

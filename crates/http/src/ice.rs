@@ -24,6 +24,11 @@ pub struct IceConfig {
     pub secret: Option<Vec<u8>>,
     /// Credential lifetime in seconds.
     pub ttl: u64,
+    /// Room token secrets (`--room-token-secret`): when set, only holders of a valid
+    /// room token get an answer (the relay is not for strangers).
+    pub token_secrets: Vec<Vec<u8>>,
+    /// Requests per minute per source IP (an IPv6 /64 counts as one); 0 = unlimited.
+    pub rate_per_minute: u32,
 }
 
 impl IceConfig {
@@ -129,6 +134,8 @@ mod tests {
             https_turn_port: None,
             secret: Some(b"s3cret".to_vec()),
             ttl: 3600,
+            token_secrets: Vec::new(),
+            rate_per_minute: 0,
         }
     }
 

@@ -4,30 +4,32 @@
 
 mod assets;
 mod ice;
+mod ice_api;
 mod nettest;
 mod origin;
 mod outbox;
 mod signaling;
+mod source_limit;
 mod sse;
 mod ws;
 
 pub use ice::{ice_servers, IceConfig, IceServers};
+pub use ice_api::{IceApi, IceSnapshot};
 pub use nettest::{NetTest, NetTestConfig};
 pub use origin::OriginPolicy;
 pub use signaling::{Signaling, SignalingSnapshot};
 pub use switchboard_signal::{Claims, Grants, HubConfig};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use std::collections::HashMap;
+use axum::Router;
 use std::sync::Arc;
 
 /// The HTTP routes.
-pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>, net_test: Arc<NetTest>) -> Router {
+pub fn router(ice: Arc<IceApi>, signaling: Arc<Signaling>, net_test: Arc<NetTest>) -> Router {
     let policy = Arc::new(signaling.origin.clone());
     let api = Router::new()
-        .route("/api/ice-servers", get(get_ice_servers).options(no_content))
+        .route("/api/ice-servers", get(ice_api::get).options(no_content))
         .with_state(ice);
     // Same-origin only (no CORS): the test page is the app's own.
     let net = Router::new()
@@ -57,12 +59,4 @@ pub fn router(ice: Arc<IceConfig>, signaling: Arc<Signaling>, net_test: Arc<NetT
 /// OPTIONS routes exist so the CORS layer can answer preflights.
 async fn no_content() -> axum::http::StatusCode {
     axum::http::StatusCode::NO_CONTENT
-}
-
-async fn get_ice_servers(
-    State(ice): State<Arc<IceConfig>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Json<IceServers> {
-    let identity = q.get("identity").map(String::as_str);
-    Json(ice_servers(&ice, signaling::unix_now(), identity))
 }

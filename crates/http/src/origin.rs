@@ -80,7 +80,7 @@ pub async fn cors(State(policy): State<Arc<OriginPolicy>>, req: Request, next: N
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type"),
+            HeaderValue::from_static("content-type, authorization"),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,

@@ -31,6 +31,10 @@ pub enum Command {
     /// partner (Switchboard's /ws or a PeerJS server): connections held and server RSS,
     /// paced relay latency, closed-loop saturation.
     Signal(SignalArgs),
+    /// Mixed churn for hours (allocations created, refreshed, released and left to
+    /// expire; ChannelData; signaling sessions joining, resuming and leaving; ICE
+    /// requests), against Switchboard, for leak hunting (bench/soak.sh).
+    Soak(crate::soak_mode::SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]

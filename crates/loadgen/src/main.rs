@@ -13,7 +13,8 @@
 //! (Allocate/release loop) and `forward` (a raw batched UDP forwarder with the server's
 //! threading model and I/O: the floor a TURN server's data path is measured against)
 //! and `signal` (WebSocket signaling clients in pairs against Switchboard's `/ws` or a
-//! PeerJS server: connections and RSS, paced relay latency, saturation; tokio).
+//! PeerJS server: connections and RSS, paced relay latency, saturation; tokio), and
+//! `soak` (an hour or more of mixed allocation, media and signaling churn, for leaks).
 //! Every run ends with one `RESULT {json}` line for bench scripts. Targets outside
 //! loopback/private/documentation ranges are refused unless `--allow-any-target`.
 
@@ -28,6 +29,8 @@ mod relay_mode;
 mod relay_rx;
 mod signal_mode;
 mod signal_proto;
+mod soak_mode;
+mod soak_signal;
 mod stun_mode;
 mod turn_client;
 
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         cli::Command::Churn(a) => ("churn", churn_mode::run(a)),
         cli::Command::Forward(a) => ("forward", forward_mode::run(a)),
         cli::Command::Signal(a) => ("signal", signal_mode::run(a)),
+        cli::Command::Soak(a) => ("soak", soak_mode::run(a)),
     };
     match result {
         Ok(summary) => {

@@ -174,6 +174,7 @@ fn run(server: Server, mut nat: Nat) -> Run {
         now,
     );
     let mut sends = Vec::new();
+    let mut capture = switchboard_fuzz_capture::Capture::open("natprobe");
     for _ in 0..1000 {
         while let Some(tx) = p.poll_transmit() {
             sends.push((now - t0, tx.sock, tx.to));
@@ -192,12 +193,14 @@ fn run(server: Server, mut nat: Nat) -> Run {
                     Some(_) => None,
                 };
                 if let Some(sock) = arrives {
+                    capture.line(format_args!("in {sock:?} {src}"), &tx.data);
                     p.handle_input(sock, src, &tx.data, now);
                 }
                 continue;
             }
             if let Some((from, resp)) = serve(server, tx.to, src, &tx.data) {
                 if let Some(sock) = nat.inbound(from, src) {
+                    capture.line(format_args!("in {sock:?} {from}"), &resp);
                     p.handle_input(sock, from, &resp, now);
                 }
             }
@@ -205,6 +208,7 @@ fn run(server: Server, mut nat: Nat) -> Run {
         match p.poll_timeout() {
             Some(t) => {
                 now = t;
+                capture.line(format_args!("timeout"), &[]);
                 p.handle_timeout(now);
             }
             None => break,

@@ -3,7 +3,8 @@
 
 use crate::limits::{RateLimiter, Verdict};
 use crate::protocol::{
-    error_text, is_object_text, json_str, valid_reference, Envelope, ErrorCode, Kind, RefOnly,
+    error_text, escapes_are_unicode, is_object_text, json_str, valid_reference, Envelope,
+    ErrorCode, Kind, RefOnly,
 };
 use crate::session::Session;
 use std::collections::{HashMap, HashSet};
@@ -318,6 +319,16 @@ impl Hub {
             }
         };
         let reference = valid_reference(env.reference);
+        // Raw values are relayed (and `id` echoed) as they came: they must be Unicode.
+        let raw_fields = [env.sdp, env.candidate, env.data, env.id];
+        if !raw_fields
+            .iter()
+            .flatten()
+            .all(|r| escapes_are_unicode(r.get()))
+        {
+            let reason = "not a protocol message: a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)";
+            return self.error(conn, ErrorCode::BadMessage, reason, reference, false);
+        }
         let Some(kind) = Kind::from_wire(&env.kind) else {
             let reason = format!("unknown message type {}", json_str(&env.kind));
             return self.error(conn, ErrorCode::BadMessage, &reason, reference, false);

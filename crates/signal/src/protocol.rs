@@ -214,6 +214,46 @@ pub fn valid_reference(raw: Option<&RawValue>) -> Option<&str> {
     ok.then_some(r)
 }
 
+/// Whether every `\u` escape in the raw JSON text `raw` stands for Unicode: a high
+/// surrogate (`\uD800`-`\uDBFF`) directly followed by a low one (`\uDC00`-`\uDFFF`),
+/// and no low one alone. serde_json checks JSON's grammar when it keeps a value raw, not
+/// this; the hub relays raw values as they came, and a lone surrogate would reach peers
+/// whose JSON parser refuses the whole message (serde_json, Go's, any strict one). Found
+/// by the `signal_hub` fuzz target.
+pub fn escapes_are_unicode(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut from = 0;
+    // Where the low surrogate must start, right after a high one.
+    let mut low_at: Option<usize> = None;
+    while let Some(off) = b[from..].iter().position(|&c| c == b'\\') {
+        let at = from + off;
+        let unit = match b.get(at + 1) {
+            Some(b'u') => b
+                .get(at + 2..at + 6)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u16::from_str_radix(h, 16).ok()),
+            Some(_) => None,
+            None => return false,
+        };
+        let is_low = unit.is_some_and(|u| (0xDC00..=0xDFFF).contains(&u));
+        match low_at {
+            Some(p) if p == at && is_low => {
+                low_at = None;
+                from = at + 6;
+                continue;
+            }
+            Some(_) => return false,
+            None if is_low => return false,
+            None => {}
+        }
+        if unit.is_some_and(|u| (0xD800..=0xDBFF).contains(&u)) {
+            low_at = Some(at + 6);
+        }
+        from = at + if unit.is_some() { 6 } else { 2 };
+    }
+    low_at.is_none()
+}
+
 /// The SSE `hello` event that opens a fallback stream.
 pub fn hello_text(conn: &str) -> String {
     format!(
@@ -235,4 +275,32 @@ pub fn valid_room(room: &str) -> bool {
 pub fn valid_name(name: &str) -> bool {
     let n = name.chars().count();
     (1..=64).contains(&n) && !name.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_are_unicode;
+
+    #[test]
+    fn surrogate_escapes_must_pair() {
+        for ok in [
+            r#""plain""#,
+            r#""\u00e9 and \ud83d\ude00""#,
+            r#""\\ud800 is an escaped backslash, not an escape""#,
+            r#"{"a":"\n\t\"","b":"\uDBFF\uDFFF"}"#,
+            r#""\ud41c""#,
+        ] {
+            assert!(escapes_are_unicode(ok), "{ok}");
+        }
+        for bad in [
+            r#""\udf89""#,
+            r#""\ud83d""#,
+            r#""\ud83dx\ude00""#,
+            r#""\ud83d\u0041""#,
+            r#""\ud83d\ud83d\ude00""#,
+            r#""\u00e9\ud41c\udf89\/""#,
+        ] {
+            assert!(!escapes_are_unicode(bad), "{bad}");
+        }
+    }
 }

@@ -269,3 +269,40 @@ fn shutdown_tells_every_connection_and_closes_it() {
     }
     assert_eq!(d.counts().0, 0, "no connection left");
 }
+
+/// Found by the `signal_hub` fuzz target (fuzz/README.md): an SDP whose JSON string holds
+/// a lone surrogate escape was relayed as it came, and peers with a strict JSON parser
+/// could not read the offer at all.
+#[test]
+fn unpaired_surrogate_escapes_in_relayed_values_are_refused_not_relayed() {
+    let mut d = Driver::open();
+    let a = d.join("demo", "Ada");
+    let b = d.join("demo", "Bob");
+    d.take(a.conn);
+    let id = &b.id;
+    for text in [
+        // The fuzzer's input, as sent.
+        format!(
+            r#"{{"type":"offer","to":"{id}","sdp":"v=0\r\na=fingerprint:sha-256 AB:CD\r\n\u00e9\ud41c\udf89\/"}}"#
+        ),
+        format!(r#"{{"type":"message","to":"{id}","data":{{"x":["\ud83d"]}},"ref":"r1"}}"#),
+        format!(r#"{{"type":"candidate","to":"{id}","candidate":{{"candidate":"\udc00\ud800"}}}}"#),
+        r#"{"type":"ping","id":"\udfff"}"#.to_string(),
+    ] {
+        d.send(a.conn, &text);
+        let e = d.expect_error(a.conn, "bad-message");
+        assert!(
+            e["reason"].as_str().unwrap_or("").contains("surrogate"),
+            "{e}"
+        );
+        d.assert_silent(b.conn);
+    }
+    // A properly paired escape (an emoji) still goes through byte for byte.
+    let sdp = r#""v=0\r\n\ud83d\ude00""#;
+    d.send(
+        a.conn,
+        &format!(r#"{{"type":"offer","to":"{id}","sdp":{sdp}}}"#),
+    );
+    let got = d.take_one_raw(b.conn);
+    assert_eq!(raw_field(&got, "sdp"), sdp);
+}

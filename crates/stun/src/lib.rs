@@ -8,12 +8,15 @@
 
 mod attr;
 mod channel;
+pub mod demux;
+pub mod framing;
 mod integrity;
 mod parse;
 mod write;
 
 pub use attr::*;
 pub use channel::{ChannelData, CHANNEL_MAX, CHANNEL_MIN};
+pub use framing::{next_stream_frame, stream_frame_len, NotTurnStream, MAX_STREAM_FRAME};
 pub use integrity::{long_term_key_md5, long_term_key_sha256, rest_api_password};
 pub use parse::{Message, ParseError, RawAttr};
 pub use write::{MessageWriter, WriteError};

@@ -32,62 +32,16 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use switchboard_stun::demux::{classify, First, HEAD};
 use switchboard_turn_io::Shared;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
-/// Bytes [`classify`] may need.
-const HEAD: usize = 8;
 /// How often to look again while fewer than [`HEAD`] bytes have arrived.
 const PEEK_RETRY: Duration = Duration::from_millis(20);
 /// Plaintext read to tell STUN from HTTP after a handshake without ALPN.
 const FIRST_READ: usize = 4096;
-
-/// What a connection's first bytes say it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum First {
-    Stun,
-    Tls,
-    Http,
-    Unknown,
-    /// Not enough bytes yet.
-    More,
-}
-
-/// Sort a connection by its first bytes (at most [`HEAD`] are looked at).
-pub fn classify(b: &[u8]) -> First {
-    let Some(&first) = b.first() else {
-        return First::More;
-    };
-    // A TLS handshake record (0x16) with major version 3; 0x16 also has its top bits
-    // 00, so this goes before the STUN test.
-    if first == 0x16 {
-        match b.get(1) {
-            None => return First::More,
-            Some(3) => return First::Tls,
-            Some(_) => {}
-        }
-    }
-    if first >> 6 == 0 {
-        return match b.get(4..HEAD) {
-            None if b.len() <= 4 || MAGIC_COOKIE.starts_with(&b[4..]) => First::More,
-            None => First::Unknown,
-            Some(c) if c == MAGIC_COOKIE => First::Stun,
-            Some(_) => First::Unknown,
-        };
-    }
-    // A request line: a method token of 3 to 7 upper-case letters and a space.
-    let head = &b[..b.len().min(HEAD)];
-    match head.iter().position(|&c| c == b' ') {
-        Some(n) if (3..=7).contains(&n) && head[..n].iter().all(u8::is_ascii_uppercase) => {
-            First::Http
-        }
-        None if head.len() < HEAD && head.iter().all(u8::is_ascii_uppercase) => First::More,
-        _ => First::Unknown,
-    }
-}
 
 /// Where a connection goes.
 enum Route {
@@ -275,38 +229,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_bytes_sort_connections() {
-        let binding = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3];
-        assert_eq!(classify(&binding), First::Stun);
-        assert_eq!(classify(&binding[..8]), First::Stun);
-        assert_eq!(classify(&binding[..6]), First::More, "cookie so far");
-        assert_eq!(classify(&[0x00, 0x01, 0, 0, 0x99]), First::Unknown);
-        assert_eq!(classify(&[0x00, 0x03, 0, 8, 1, 2, 3, 4]), First::Unknown);
-        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02, 0x00]), First::Tls);
-        assert_eq!(classify(&[0x16]), First::More);
-        assert_eq!(
-            classify(&[0x16, 0x01, 0, 0, 0x21, 0x12, 0xA4, 0x42]),
-            First::Stun
-        );
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), First::Http);
-        assert_eq!(classify(b"OPTIONS * HTTP/1.1"), First::Http);
-        assert_eq!(classify(b"GE"), First::More);
-        assert_eq!(classify(b"get / HTTP/1.1"), First::Unknown);
-        assert_eq!(classify(b"GARBAGEGARBAGE"), First::Unknown);
-        assert_eq!(classify(b"G / x"), First::Unknown);
-        assert_eq!(
-            classify(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]),
-            First::Unknown
-        );
-        assert_eq!(classify(&[0xFF; 8]), First::Unknown);
-        assert_eq!(classify(&[]), First::More);
     }
 }

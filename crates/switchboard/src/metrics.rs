@@ -113,6 +113,18 @@ pub fn render(t: &WorkerStats) -> String {
         &[("", t.connections)],
     );
     metric(
+        "switchboard_turn_stream_tls_deferred_total",
+        "counter",
+        "TLS writes rustls could not take whole (its buffer was full): the rest waited in the connection's backlog and was sent later, not dropped.",
+        &[("", t.stream_tls_deferred)],
+    );
+    metric(
+        "switchboard_turn_stream_overflow_closes_total",
+        "counter",
+        "TCP/TLS client connections closed because the client owed more than 4 MiB of answers (it does not read).",
+        &[("", t.stream_overflows)],
+    );
+    metric(
         "switchboard_turn_tcp_peer_connections",
         "gauge",
         "Open RFC 6062 peer connections of TCP allocations (connecting, waiting for ConnectionBind, or relaying).",
@@ -194,19 +206,64 @@ pub fn render_signaling(snap: &switchboard_http::SignalingSnapshot) -> String {
     s
 }
 
+/// `/api/ice-servers` answers and refusals.
+pub fn render_ice(snap: &switchboard_http::IceSnapshot) -> String {
+    format!(
+        "# HELP switchboard_ice_requests_total Requests to /api/ice-servers, by outcome.\n\
+         # TYPE switchboard_ice_requests_total counter\n\
+         switchboard_ice_requests_total{{result=\"ok\"}} {}\n\
+         switchboard_ice_requests_total{{result=\"unauthorized\"}} {}\n\
+         switchboard_ice_requests_total{{result=\"rate_limited\"}} {}\n\
+         # HELP switchboard_ice_rate_limit_sources Source addresses the /api/ice-servers rate limit tracks (idle ones are forgotten after a minute).\n\
+         # TYPE switchboard_ice_rate_limit_sources gauge\n\
+         switchboard_ice_rate_limit_sources {}\n",
+        snap.ok, snap.unauthorized, snap.rate_limited, snap.sources
+    )
+}
+
+/// The allocator's own account (glibc's mallinfo2): bytes the program holds, and bytes
+/// freed but kept by malloc. Set beside the process RSS it tells a leak (in use grows)
+/// from fragmentation (only the kept part grows).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn render_heap() -> String {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+    let m = unsafe { libc::mallinfo2() };
+    format!(
+        "# HELP switchboard_process_heap_in_use_bytes Heap bytes allocated and not freed (malloc arenas and mmapped blocks).\n\
+         # TYPE switchboard_process_heap_in_use_bytes gauge\n\
+         switchboard_process_heap_in_use_bytes {}\n\
+         # HELP switchboard_process_heap_free_bytes Heap bytes freed but kept by malloc for reuse.\n\
+         # TYPE switchboard_process_heap_free_bytes gauge\n\
+         switchboard_process_heap_free_bytes {}\n",
+        m.uordblks + m.hblkhd,
+        m.fordblks
+    )
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn render_heap() -> String {
+    String::new()
+}
+
 pub fn spawn(
     addr: SocketAddr,
     shared: Arc<Shared>,
     signaling: Arc<switchboard_http::Signaling>,
+    ice: Option<Arc<switchboard_http::IceApi>>,
 ) -> anyhow::Result<SocketAddr> {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let shared = shared.clone();
             let signaling = signaling.clone();
+            let ice = ice.clone();
             async move {
                 let mut text = render(&shared.totals());
                 text.push_str(&render_signaling(&signaling.snapshot()));
+                if let Some(ice) = ice {
+                    text.push_str(&render_ice(&ice.snapshot()));
+                }
+                text.push_str(&render_heap());
                 ([("content-type", "text/plain; version=0.0.4")], text)
             }
         }),

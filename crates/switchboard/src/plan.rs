@@ -51,11 +51,24 @@ pub struct Plan {
     pub http_turn: bool,
     /// Lifetime of credentials from `/api/ice-servers`.
     pub ice_ttl: u64,
+    /// `--ice-rate`: `/api/ice-servers` requests per minute per source.
+    pub ice_rate: u32,
     /// `--ice-host`.
     pub ice_host: Option<String>,
     pub drain_timeout: Duration,
     /// Set when no credentials were configured and a random secret was made up.
     pub dev_secret: Option<String>,
+}
+
+/// `--ice-rate` (default 60 a minute; 0 = unlimited).
+pub fn ice_rate(s: &Settings) -> Result<u32, ConfigError> {
+    match s.ice_rate.unwrap_or(60) {
+        n if n > 1_000_000 => Err(ConfigError::new(
+            "ice-rate",
+            format!("{n} requests a minute is not a limit; use 0 for none"),
+        )),
+        n => Ok(n),
+    }
 }
 
 fn ranges(option: &'static str, list: &[String]) -> Result<Vec<IpRange>, ConfigError> {
@@ -330,6 +343,7 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
         metrics: s.metrics_addr()?,
         http,
         http_turn,
+        ice_rate: ice_rate(s)?,
         ice_ttl: match s.ice_ttl.unwrap_or(86_400) {
             0 => return Err(ConfigError::new("ice-ttl", "must be at least 1 second")),
             t => t,

@@ -108,10 +108,7 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         .https
         .clone()
         .map(|c| std::sync::Arc::new(std::sync::RwLock::new(c)));
-    if let Some(addr) = plan.metrics {
-        let bound = crate::metrics::spawn(addr, running.shared.clone(), signaling.clone())?;
-        info!("metrics on http://{bound}/metrics");
-    }
+    let mut ice_api = None;
     if let Some(addr) = plan.http {
         let public = relay.first().map(|r| r.public).unwrap_or(listen_ips[0]);
         // Bound first: /api/ice-servers names its port (`turns:HOST:443`).
@@ -128,14 +125,18 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             https_turn_port: plan.http_turn.then_some(bound.port()),
             secret: core.secrets.first().cloned(),
             ttl: plan.ice_ttl,
+            token_secrets: plan.signal.token_secrets.clone(),
+            rate_per_minute: plan.ice_rate,
         };
         let net_test = net_test_config(&ice, core.rfc5780, &relay, &listen_ips, &running.udp);
         let timer = signaling.clone();
+        let api = switchboard_http::IceApi::new(ice);
+        ice_api = Some(api.clone());
         crate::web::serve(
             "http",
             listener,
             switchboard_http::router(
-                std::sync::Arc::new(ice),
+                api,
                 signaling.clone(),
                 switchboard_http::NetTest::new(net_test),
             ),
@@ -166,6 +167,33 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
                 format!(", {}", plan.origins.join(", "))
             }
         );
+        let ice = ice_api.as_ref().map(|a| a.config());
+        if let Some(ice) = ice {
+            info!(
+                "ICE servers: relay credentials for {}; at most {} requests a minute per source address",
+                if ice.secret.is_none() {
+                    "nobody (no --static-auth-secret: STUN only)"
+                } else if ice.token_secrets.is_empty() {
+                    "anyone who can reach this port (no --room-token-secret)"
+                } else {
+                    "holders of a room token"
+                },
+                if ice.rate_per_minute == 0 {
+                    "unlimited".to_string()
+                } else {
+                    ice.rate_per_minute.to_string()
+                }
+            );
+        }
+    }
+    if let Some(addr) = plan.metrics {
+        let bound = crate::metrics::spawn(
+            addr,
+            running.shared.clone(),
+            signaling.clone(),
+            ice_api.clone(),
+        )?;
+        info!("metrics on http://{bound}/metrics");
     }
 
     let shared = running.shared.clone();
@@ -181,12 +209,19 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
                 plan.http_turn,
             ) {
                 Ok(r) => {
-                    shared.reload(r.core, r.tls);
+                    shared.reload(r.core.clone(), r.tls);
                     if let (Some(slot), Some(new)) = (&https, r.https) {
                         *slot.write().unwrap_or_else(|e| e.into_inner()) = new;
                     }
+                    if let Some(api) = &ice_api {
+                        let mut ice = (*api.config()).clone();
+                        ice.secret = r.core.secrets.first().cloned();
+                        ice.token_secrets = r.signal.token_secrets.clone();
+                        ice.rate_per_minute = r.ice_rate;
+                        api.reconfigure(ice);
+                    }
                     signaling.reconfigure(r.signal);
-                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates, signaling limits and room token secrets)");
+                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates, signaling limits, room token secrets and the ICE servers' secret and rate)");
                 }
                 Err(e) => warn!("reload refused, keeping the running configuration: {e}"),
             }
@@ -226,6 +261,7 @@ struct Reloaded {
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     https: Option<std::sync::Arc<rustls::ServerConfig>>,
     signal: switchboard_http::HubConfig,
+    ice_rate: u32,
 }
 
 fn reload(
@@ -253,6 +289,7 @@ fn reload(
         tls,
         https,
         signal,
+        ice_rate: plan::ice_rate(&s)?,
     })
 }
 

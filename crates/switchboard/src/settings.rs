@@ -180,6 +180,11 @@ pub struct Settings {
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_ICE_TTL")]
     pub ice_ttl: Option<u64>,
 
+    /// Requests to `/api/ice-servers` per minute per source IP (an IPv6 /64 counts as
+    /// one), in bursts of as many; more get 429. 0 = unlimited. [default: 60]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_ICE_RATE")]
+    pub ice_rate: Option<u32>,
+
     /// Generate a self-signed certificate at start for HTTPS and TURN over TLS (when
     /// --cert/--pkey are not given); its SHA-256 fingerprint is logged.
     #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
@@ -260,7 +265,7 @@ impl Settings {
             opt: listening_port, tls_listening_port, min_port, max_port, realm, cert, pkey,
                  threads, user_quota, total_quota, max_bps, max_allocate_lifetime,
                  channel_lifetime, permission_lifetime, nonce_lifetime, unauth_rate,
-                 metrics_listen, http_listen, ice_ttl, drain_timeout, no_udp, no_tcp, log,
+                 metrics_listen, http_listen, ice_ttl, ice_rate, drain_timeout, no_udp, no_tcp, log,
                  tls_self_signed, turn_on_http_port, ice_host, room_capacity, signal_grace, signal_max_message, signal_rate;
             vec: listening_ip, relay_ip, external_ip, user, static_auth_secret,
                  allowed_peer_ip, denied_peer_ip, room_token_secret, allowed_origin);

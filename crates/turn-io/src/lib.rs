@@ -45,7 +45,12 @@ pub struct WorkerStats {
     pub core: Stats,
     pub send_errors: u64,
     pub connections: u64,
+    /// Stream output counters (see stream.rs), closed connections included: relayed
+    /// media dropped for a slow reader, TLS writes rustls could not take whole (kept
+    /// and sent later), connections closed for owing more than `MAX_OWED`.
     pub stream_dropped: u64,
+    pub stream_tls_deferred: u64,
+    pub stream_overflows: u64,
     /// Open RFC 6062 peer connections.
     pub tcp_connections: u64,
 }
@@ -135,6 +140,8 @@ impl Shared {
                 t.send_errors += s.send_errors;
                 t.connections += s.connections;
                 t.stream_dropped += s.stream_dropped;
+                t.stream_tls_deferred += s.stream_tls_deferred;
+                t.stream_overflows += s.stream_overflows;
                 t.tcp_connections += s.tcp_connections;
             }
         }

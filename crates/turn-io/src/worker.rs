@@ -43,6 +43,8 @@ pub struct Worker {
     conn_free: Vec<usize>,
     conn_by_tuple: HashMap<FiveTuple, usize, ahash::RandomState>,
     dirty_conns: Vec<usize>,
+    /// Output counters of connections this worker closed (dropped, deferred, overflows).
+    closed_stream: [u64; 3],
     relays: Relays,
     core: Server,
     shared: Arc<Shared>,
@@ -94,6 +96,7 @@ impl Worker {
             conn_free: Vec::new(),
             conn_by_tuple: HashMap::default(),
             dirty_conns: Vec::new(),
+            closed_stream: [0; 3],
             relays,
             core,
             shared,
@@ -176,7 +179,22 @@ impl Worker {
                 core: self.core.stats,
                 send_errors: self.tx.send_errors,
                 connections: self.conn_by_tuple.len() as u64,
-                stream_dropped: self.conns.iter().flatten().map(|c| c.dropped_out).sum(),
+                stream_dropped: self.closed_stream[0]
+                    + self
+                        .conns
+                        .iter()
+                        .flatten()
+                        .map(|c| c.dropped_out)
+                        .sum::<u64>(),
+                stream_tls_deferred: self.closed_stream[1]
+                    + self
+                        .conns
+                        .iter()
+                        .flatten()
+                        .map(|c| c.tls_deferred)
+                        .sum::<u64>(),
+                stream_overflows: self.closed_stream[2]
+                    + self.conns.iter().flatten().filter(|c| c.overflowed).count() as u64,
                 tcp_connections: self.relays.tcp.peer_count() as u64,
             };
         }
@@ -422,7 +440,7 @@ impl Worker {
                 let (start, len) = match conn.next_frame() {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(()) => return false,
+                    Err(_) => return false,
                 };
                 if self.tcp_handoff(conn, start, len) {
                     return false;
@@ -466,8 +484,12 @@ impl Worker {
     }
 
     fn close_conn(&mut self, ci: usize, mut conn: Conn) {
+        // A connection handed to another worker takes its counters along.
         if conn.handoff.is_none() {
             conn.close_notify();
+            self.closed_stream[0] += conn.dropped_out;
+            self.closed_stream[1] += conn.tls_deferred;
+            self.closed_stream[2] += u64::from(conn.overflowed);
         }
         let _ = self.poll.registry().deregister(&mut conn.tcp);
         self.conn_by_tuple.remove(&conn.tuple);

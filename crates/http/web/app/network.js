@@ -129,7 +129,14 @@ async function relayReach(servers) {
 
 async function run() {
   const info = await (await fetch('/api/network-test')).json();
-  const ice = await (await fetch('/api/ice-servers')).json();
+  // A server with room tokens gives relay credentials only to their holders: the page
+  // takes one as ?token=, like the room page.
+  const token = new URLSearchParams(location.search).get('token');
+  const iceRes = await fetch('/api/ice-servers', { cache: 'no-store', headers: token ? { authorization: `Bearer ${token}` } : undefined });
+  const ice = await iceRes.json().catch(() => ({}));
+  const relayNote = iceRes.status === 401
+    ? 'not tested: this server gives relay credentials to room-token holders only (open this page with ?token=…)'
+    : iceRes.status === 429 ? 'not tested: too many requests from this address, try again in a minute' : null;
   const urls = /** @type {string[]} */ (info.stunUrls || []);
   const relay = relayReach(ice.iceServers || []);
 
@@ -172,7 +179,7 @@ async function run() {
   return {
     publicAddress: srflx ? hostPort(srflx.address, srflx.port) : hostIsPublic ? clientIp : null,
     behindNat, udpBlocked, mapping, filtering, natType: udpBlocked ? null : natType(mapping, filtering, behindNat),
-    verdict: v, relays, candidates: [...mapped.cands, ...probe.cands.filter((c) => c.type !== 'host')],
+    verdict: v, relays, relayNote, candidates: [...mapped.cands, ...probe.cands.filter((c) => c.type !== 'host')],
   };
 }
 
@@ -192,7 +199,7 @@ function show(r) {
   $('#net-mapping').dataset.value = r.mapping || '';
   $('#net-filtering').dataset.value = r.filtering || '';
   const reach = r.relays.map((/** @type {{url: string, ok: boolean}} */ x) => `${x.url.replace(/\?.*$/, '')}${/transport=tcp/.test(x.url) && x.url.startsWith('turn:') ? ' (TCP)' : ''}: ${x.ok ? 'reachable' : 'not reachable'}`);
-  set('net-relay', reach.length ? reach.join('; ') : 'not offered by this server');
+  set('net-relay', reach.length ? reach.join('; ') : r.relayNote || 'not offered by this server');
   const body = $('#net-candidates');
   body.replaceChildren(...r.candidates.map((/** @type {Cand} */ c) => {
     const tr = document.createElement('tr');

@@ -57,7 +57,7 @@ export interface SwitchboardOptions {
   url?: string;
   /** Display name shown to the others (1-64 characters; default on the server: "guest"). */
   name?: string;
-  /** Room token (JWT) when the server runs with `--room-token-secret`. */
+  /** Room token (JWT) when the server runs with `--room-token-secret`; also sent to `/api/ice-servers`, which then answers only token holders. */
   token?: string;
   /** `'auto'` (default): fetch `GET /api/ice-servers` (STUN + time-limited TURN credentials, refreshed before they expire); or explicit servers. */
   iceServers?: 'auto' | RTCIceServer[];

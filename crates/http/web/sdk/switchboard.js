@@ -276,7 +276,9 @@ export class Switchboard extends Emitter {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), ICE_FETCH_TIMEOUT_MS);
     try {
-      const res = await fetch(`${this.#opts.url}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store' });
+      // A server with room tokens gives relay credentials only to their holders.
+      const headers = this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
+      const res = await fetch(`${this.#opts.url}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');

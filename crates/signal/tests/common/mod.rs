@@ -35,6 +35,7 @@ pub struct Driver {
     start: Instant,
     next_conn: ConnId,
     wires: HashMap<ConnId, Wire>,
+    capture: switchboard_fuzz_capture::Capture,
 }
 
 impl Driver {
@@ -46,6 +47,7 @@ impl Driver {
             start: now,
             next_conn: 1,
             wires: HashMap::new(),
+            capture: switchboard_fuzz_capture::Capture::open("signal"),
         }
     }
 
@@ -62,6 +64,8 @@ impl Driver {
     /// Move the clock (without running timers).
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
+        self.capture
+            .line(format_args!("advance {}", d.as_millis()), &[]);
     }
 
     /// Move the clock and run the hub's timers.
@@ -79,6 +83,7 @@ impl Driver {
         let conn = self.next_conn;
         self.next_conn += 1;
         self.hub.connect(conn, self.now);
+        self.capture.line(format_args!("connect {conn}"), &[]);
         self.wires.insert(conn, Wire::default());
         self.collect();
         conn
@@ -86,12 +91,15 @@ impl Driver {
 
     /// The transport of `conn` was lost.
     pub fn disconnect(&mut self, conn: ConnId) {
+        self.capture.line(format_args!("disconnect {conn}"), &[]);
         self.hub.disconnect(conn, self.now);
         self.collect();
     }
 
     pub fn send(&mut self, conn: ConnId, text: &str) {
         let unix = self.unix();
+        self.capture
+            .line(format_args!("in {conn}"), text.as_bytes());
         self.hub.receive(conn, text, self.now, unix);
         self.collect();
     }
@@ -122,6 +130,8 @@ impl Driver {
                         .get_mut(&conn)
                         .expect("send to unknown connection");
                     assert!(w.closed.is_none(), "send on closed conn {conn}: {text}");
+                    self.capture
+                        .line(format_args!("out {conn}"), text.as_bytes());
                     w.texts.push(text.to_string());
                 }
                 Output::Close { conn, code } => {

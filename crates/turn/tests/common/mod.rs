@@ -6,6 +6,8 @@
 mod relays;
 mod wire;
 
+pub use switchboard_fuzz_capture::Capture;
+
 pub use relays::*;
 pub use wire::*;
 
@@ -128,6 +130,7 @@ pub struct H {
     pub t0: Instant,
     pub now: Instant,
     pub unix0: u64,
+    pub capture: Capture,
 }
 
 impl H {
@@ -149,11 +152,14 @@ impl H {
             t0,
             now: t0,
             unix0,
+            capture: Capture::open("turn"),
         }
     }
 
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
+        self.capture
+            .line(format_args!("advance {}", d.as_millis()), &[]);
     }
 
     pub fn advance_secs(&mut self, s: u64) {
@@ -168,9 +174,21 @@ impl H {
     /// Hand raw client bytes to the server.
     pub fn send(&mut self, tuple: FiveTuple, data: &[u8]) -> Out {
         let mut out = vec![0u8; 2048];
-        self.server
+        let transport = format!("{:?}", tuple.transport).to_lowercase();
+        self.capture
+            .line(format_args!("client {transport} {}", tuple.client), data);
+        let o: Out = self
+            .server
             .handle_client(self.now, tuple, data, &mut out, &mut self.relays)
-            .into()
+            .into();
+        self.capture_out(&o);
+        o
+    }
+
+    fn capture_out(&mut self, o: &Out) {
+        if let Out::Client { data, .. } = o {
+            self.capture.line(format_args!("answer"), data);
+        }
     }
 
     pub fn request(&mut self, tuple: FiveTuple, req: &Req) -> Out {
@@ -181,6 +199,8 @@ impl H {
     pub fn peer_sends(&mut self, alloc: AllocId, peer: SocketAddr, payload: &[u8]) -> Out {
         let mut buf = vec![0xEEu8; PEER_HEADROOM + payload.len() + PEER_TAILROOM];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
+        self.capture
+            .line(format_args!("peer {} {peer}", alloc.0), payload);
         self.server
             .handle_peer(self.now, alloc, peer, &mut buf, payload.len())
             .into()

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Run the fuzz targets (cargo fuzz, libFuzzer, on the stable toolchain; see README.md).
+#
+#   fuzz/run.sh --ci                      # every target ~20 s on its committed corpus (CI)
+#   fuzz/run.sh --long                    # every target 30 min or 10^8 runs, seeds included,
+#                                         # new coverage merged into fuzz/corpus/<target>
+#   fuzz/run.sh --long turn_server        # some targets
+#   SECONDS_EACH=60 fuzz/run.sh --ci      # another time per target
+#
+# Prints one line per target ("fuzz <target>: <runs> runs in <s> s (<rate>/s), cov <edges> ft
+# <features>, corpus <n> files, no crash") and a last line "fuzz: N passed, M failed".
+# A crash leaves its input in fuzz/artifacts/<target>/ and fails the run; the input
+# then goes into a regression test of the crate it broke (see README.md).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cd "$HERE"
+
+mode="${1:---ci}"
+shift || true
+TARGETS=(first_bytes_demux stream_framing stun_parse natprobe_response stun_integrity signal_hub turn_server)
+if [ $# -gt 0 ]; then TARGETS=("$@"); fi
+
+case "$mode" in
+  --ci) each="${SECONDS_EACH:-20}"; runs=-1 ;;
+  --long) each="${SECONDS_EACH:-1800}"; runs="${RUNS:-100000000}" ;;
+  *) echo "usage: fuzz/run.sh --ci|--long [target...]" >&2; exit 2 ;;
+esac
+
+# Stable only: pin it when rustup knows a toolchain of that name (CI machines have nothing else).
+if command -v rustup >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q '^stable'; then
+  export RUSTUP_TOOLCHAIN=stable
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "== cargo install cargo-fuzz 0.13.2"
+  cargo install cargo-fuzz --version 0.13.2 --locked --quiet
+fi
+echo "== $(rustc --version); cargo fuzz build -s none --debug-assertions"
+# No sanitizer: the fuzzed crates have no unsafe code (AddressSanitizer needs nightly flags,
+# see README.md). Debug assertions turn on integer overflow checks.
+cargo fuzz build -s none --debug-assertions >/dev/null 2>&1 || cargo fuzz build -s none --debug-assertions
+
+max_len() {
+  case "$1" in
+    first_bytes_demux) echo 64 ;;
+    stream_framing) echo 140000 ;;
+    stun_parse) echo 66000 ;;
+    natprobe_response | stun_integrity) echo 8192 ;;
+    *) echo 16384 ;;
+  esac
+}
+
+BIN="$HERE/target/x86_64-unknown-linux-gnu/release"
+passed=0
+failed=0
+for t in "${TARGETS[@]}"; do
+  corpus="$HERE/corpus/$t"
+  mkdir -p "$corpus" "$HERE/artifacts/$t"
+  new="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$t.XXXXXX")"
+  dirs=("$new" "$corpus")
+  if [ "$mode" = --long ] && [ -d "$HERE/seeds/$t" ]; then dirs+=("$HERE/seeds/$t"); fi
+  log="$new.log"
+  set +e
+  "$BIN/$t" "${dirs[@]}" -max_total_time="$each" -runs="$runs" -max_len="$(max_len "$t")" \
+    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$HERE/artifacts/$t/" >"$log" 2>&1
+  rc=$?
+  set -e
+  # The last status line: "#<runs> DONE cov: <n> ft: <n> corp: <n>/<size> ... exec/s: <n>"
+  line=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  n=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$line")
+  cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$line")
+  ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$line")
+  secs=$(sed -nE 's/^Done [0-9]+ runs in ([0-9]+) second.*/\1/p' "$log" | tail -1)
+  rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+).*/\1/p' "$log" | tail -1)
+  if [ "$rc" = 0 ]; then
+    if [ "$mode" = --long ]; then
+      # Keep what adds coverage (libFuzzer's merge) in the committed corpus.
+      "$BIN/$t" -merge=1 -max_len="$(max_len "$t")" "$corpus" "$new" >/dev/null 2>&1 || true
+    fi
+    files=$(find "$corpus" -type f | wc -l)
+    echo "fuzz $t: ${n:-?} runs in ${secs:-?} s (${rate:-?}/s), cov ${cov:-?} ft ${ft:-?}, corpus $files files, no crash"
+    passed=$((passed + 1))
+  else
+    echo "fuzz $t: FAILED (exit $rc) after ${n:-?} runs; input in fuzz/artifacts/$t/:"
+    grep -E 'panicked|SUMMARY|Test unit written|ERROR' "$log" | head -8 | sed 's/^/    /'
+    cp "$log" "$HERE/artifacts/$t/last.log"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$new" "$log"
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" = 0 ]
