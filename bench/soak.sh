@@ -32,6 +32,7 @@ MEDIA_ALLOCS=${MEDIA_ALLOCS:-20} # long-lived allocations with ChannelData
 MEDIA_PPS=${MEDIA_PPS:-1000}     # ChannelData packets per second, all of them
 SESSION_RATE=${SESSION_RATE:-3}  # new signaling sessions per second
 ICE_RATE=${ICE_RATE:-2}          # /api/ice-servers requests per second
+HEAP_TRIM=${HEAP_TRIM:-60}       # the server's --heap-trim (0: glibc keeps what it freed)
 NOFILE=${NOFILE:-65536}
 STAMP=${STAMP:-$(date +%F)}
 OUT=${OUT:-$ROOT/bench/results/soak-$STAMP}
@@ -52,7 +53,8 @@ ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 "${X[@]}" "$SB" serve --listening-ip 127.0.0.1 -p 3478 --http-listen 127.0.0.1:8080 \
     --metrics-listen 127.0.0.1:9641 --static-auth-secret soak-secret \
-    --allowed-peer-ip 127.0.0.1 --max-allocate-lifetime 120 --log warn \
+    --allowed-peer-ip 127.0.0.1 --max-allocate-lifetime 120 --heap-trim "$HEAP_TRIM" \
+    --log warn,switchboard::heap=debug \
     >"$TMP/server.log" 2>&1 &
 SERVER=$!
 PIDS+=("$SERVER")
@@ -79,10 +81,13 @@ sleep "$SAMPLE"
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 grep '^RESULT' "$TMP/load.out" | sed 's/^RESULT //' >"$TMP/result.json" || echo '{}' >"$TMP/result.json"
+# How long each malloc_trim took (the server logs it at debug level).
+sed 's/\x1b\[[0-9;]*m//g' "$TMP/server.log" | sed -nE 's/.*heap trimmed.* micros=([0-9]+).*/\1/p' | sort -n \
+    | awk '{ v[NR] = $1 } END { if (NR) printf "soak: %d heap trims, median %d us, max %d us\n", NR, v[int((NR + 1) / 2)], v[NR] }'
 if grep -qiE 'panicked|error' "$TMP/server.log"; then
     echo "soak: the server logged errors:" >&2
     grep -iE 'panicked|error' "$TMP/server.log" | head -20 >&2
 fi
 python3 "$ROOT/bench/soak_report.py" --csv "$OUT.csv" --load "$TMP/result.json" \
     --load-start "$PRELOAD" --warmup "$WARMUP_S" --load-seconds "$DURATION" --plot "$PLOT" --json "$OUT.json" \
-    --command "sudo DURATION=$DURATION bench/soak.sh"
+    --command "sudo DURATION=$DURATION HEAP_TRIM=$HEAP_TRIM bench/soak.sh"

@@ -6,6 +6,8 @@
 #                                         # new coverage merged into fuzz/corpus/<target>
 #   fuzz/run.sh --long turn_server        # some targets
 #   SECONDS_EACH=60 fuzz/run.sh --ci      # another time per target
+#   fuzz/run.sh --minimize                # shrink fuzz/corpus/<target> to a subset with
+#                                         # the same coverage (libFuzzer -merge)
 #
 # Prints one line per target ("fuzz <target>: <runs> runs in <s> s (<rate>/s), cov <edges> ft
 # <features>, corpus <n> files, no crash") and a last line "fuzz: N passed, M failed".
@@ -23,7 +25,8 @@ if [ $# -gt 0 ]; then TARGETS=("$@"); fi
 case "$mode" in
   --ci) each="${SECONDS_EACH:-20}"; runs=-1 ;;
   --long) each="${SECONDS_EACH:-1800}"; runs="${RUNS:-100000000}" ;;
-  *) echo "usage: fuzz/run.sh --ci|--long [target...]" >&2; exit 2 ;;
+  --minimize) ;;
+  *) echo "usage: fuzz/run.sh --ci|--long|--minimize [target...]" >&2; exit 2 ;;
 esac
 
 # Stable only: pin it when rustup knows a toolchain of that name (CI machines have nothing else).
@@ -50,6 +53,18 @@ max_len() {
 }
 
 BIN="$HERE/target/x86_64-unknown-linux-gnu/release"
+if [ "$mode" = --minimize ]; then
+  for t in "${TARGETS[@]}"; do
+    corpus="$HERE/corpus/$t"
+    small="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-min-$t.XXXXXX")"
+    before=$(find "$corpus" -type f | wc -l)
+    "$BIN/$t" -merge=1 -max_len="$(max_len "$t")" "$small" "$corpus" >"$small.log" 2>&1 \
+      || { echo "fuzz $t: merge failed"; tail -5 "$small.log"; exit 1; }
+    rm -rf "$corpus" && mv "$small" "$corpus" && rm -f "$small.log"
+    echo "fuzz $t: corpus $before -> $(find "$corpus" -type f | wc -l) files ($(du -sb "$corpus" | cut -f1) bytes)"
+  done
+  exit 0
+fi
 passed=0
 failed=0
 for t in "${TARGETS[@]}"; do

@@ -184,6 +184,7 @@ impl Hub {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        shrink_sparse(&mut self.conns);
         if let Some(key) = c.session {
             if let Some(s) = self.sessions.get_mut(&key) {
                 s.conn = None;
@@ -476,6 +477,9 @@ impl Hub {
         self.suspended.remove(&key);
         self.by_peer.remove(&s.peer_id);
         self.by_resume.remove(&s.resume);
+        shrink_sparse(&mut self.sessions);
+        shrink_sparse(&mut self.by_peer);
+        shrink_sparse(&mut self.by_resume);
         if let Some(conn) = s.conn {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session = None;
@@ -487,6 +491,7 @@ impl Hub {
             others.clone_from(&room.members);
             if room.members.is_empty() {
                 self.rooms.remove(&s.room);
+                shrink_sparse(&mut self.rooms);
             }
         }
         let (id, why) = (json_str(&s.peer_id), reason.as_str());
@@ -494,6 +499,61 @@ impl Hub {
             self.deliver(other, |seq| {
                 format!(r#"{{"type":"peer-left","seq":{seq},"peerId":{id},"reason":"{why}"}}"#)
             });
+        }
+    }
+}
+
+/// Give a map's table back after a peak: once fewer than a quarter of its slots are used,
+/// shrink it to twice what it holds. A hash map never shrinks on its own, so without
+/// this the hub would hold the tables of its busiest hour for good (docs/benchmarks.md,
+/// "Soak"). Growth at 7/8 full and shrinking below 1/4 keep a map that hovers at one
+/// size from being rehashed back and forth.
+pub(crate) fn shrink_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a burst of 2,000 sessions that all but three leave, the hub's tables are
+    /// small again (a hash map never shrinks by itself).
+    #[test]
+    fn tables_shrink_after_a_burst_of_sessions_leaves() {
+        let mut hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let burst = 2000u64;
+        for i in 0..burst {
+            hub.connect(i, now);
+            let room = format!("room-{}", i % 500);
+            hub.receive(
+                i,
+                &format!(r#"{{"type":"join","room":"{room}","name":"p{i}"}}"#),
+                now,
+                0,
+            );
+        }
+        assert_eq!(hub.sessions.len(), burst as usize, "every session joined");
+        let at_peak = hub.sessions.capacity();
+        for i in 0..burst - 3 {
+            hub.receive(i, r#"{"type":"leave"}"#, now, 0);
+            hub.disconnect(i, now);
+        }
+        hub.drain_outputs();
+        assert_eq!(hub.sessions.len(), 3, "three sessions stay");
+        for (name, cap) in [
+            ("sessions", hub.sessions.capacity()),
+            ("by_peer", hub.by_peer.capacity()),
+            ("by_resume", hub.by_resume.capacity()),
+            ("conns", hub.conns.capacity()),
+            ("rooms", hub.rooms.capacity()),
+        ] {
+            assert!(
+                cap <= 128,
+                "{name} still holds {cap} slots (peak {at_peak})"
+            );
         }
     }
 }

@@ -306,3 +306,21 @@ fn unpaired_surrogate_escapes_in_relayed_values_are_refused_not_relayed() {
     let got = d.take_one_raw(b.conn);
     assert_eq!(raw_field(&got, "sdp"), sdp);
 }
+
+/// Numbers are relayed as the client wrote them, even past what a double holds: that is
+/// valid JSON (JavaScript reads it as Infinity). The fuzzer's first check refused it; the
+/// check was wrong, not the hub (fuzz/README.md).
+#[test]
+fn numbers_beyond_a_double_are_relayed_byte_for_byte() {
+    let mut d = Driver::open();
+    let a = d.join("demo", "Ada");
+    let b = d.join("demo", "Bob");
+    d.take(a.conn);
+    let data = r#"{"big":1e700,"exact":12345678901234567890123,"neg":-0.0}"#;
+    d.send(
+        a.conn,
+        &format!(r#"{{"type":"message","to":"{}","data":{data}}}"#, b.id),
+    );
+    let got = d.take_one_raw(b.conn);
+    assert_eq!(raw_field(&got, "data"), data);
+}

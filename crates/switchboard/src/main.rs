@@ -2,6 +2,7 @@
 //! protocol work lives in the library crates.
 
 mod demux;
+mod heap;
 mod metrics;
 mod natprobe;
 mod plan;

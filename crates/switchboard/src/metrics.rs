@@ -221,30 +221,6 @@ pub fn render_ice(snap: &switchboard_http::IceSnapshot) -> String {
     )
 }
 
-/// The allocator's own account (glibc's mallinfo2): bytes the program holds, and bytes
-/// freed but kept by malloc. Set beside the process RSS it tells a leak (in use grows)
-/// from fragmentation (only the kept part grows).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn render_heap() -> String {
-    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
-    let m = unsafe { libc::mallinfo2() };
-    format!(
-        "# HELP switchboard_process_heap_in_use_bytes Heap bytes allocated and not freed (malloc arenas and mmapped blocks).\n\
-         # TYPE switchboard_process_heap_in_use_bytes gauge\n\
-         switchboard_process_heap_in_use_bytes {}\n\
-         # HELP switchboard_process_heap_free_bytes Heap bytes freed but kept by malloc for reuse.\n\
-         # TYPE switchboard_process_heap_free_bytes gauge\n\
-         switchboard_process_heap_free_bytes {}\n",
-        m.uordblks + m.hblkhd,
-        m.fordblks
-    )
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn render_heap() -> String {
-    String::new()
-}
-
 pub fn spawn(
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -263,7 +239,7 @@ pub fn spawn(
                 if let Some(ice) = ice {
                     text.push_str(&render_ice(&ice.snapshot()));
                 }
-                text.push_str(&render_heap());
+                text.push_str(&crate::heap::render());
                 ([("content-type", "text/plain; version=0.0.4")], text)
             }
         }),

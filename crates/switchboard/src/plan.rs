@@ -56,6 +56,8 @@ pub struct Plan {
     /// `--ice-host`.
     pub ice_host: Option<String>,
     pub drain_timeout: Duration,
+    /// `--heap-trim`: how often freed heap goes back to the kernel (zero: never).
+    pub heap_trim: Duration,
     /// Set when no credentials were configured and a random secret was made up.
     pub dev_secret: Option<String>,
 }
@@ -368,6 +370,7 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
             None => None,
         },
         drain_timeout: Duration::from_secs(s.drain_timeout.unwrap_or(30)),
+        heap_trim: Duration::from_secs(s.heap_trim.unwrap_or(60)),
         dev_secret,
     })
 }

@@ -196,6 +196,8 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
         info!("metrics on http://{bound}/metrics");
     }
 
+    crate::heap::spawn_trimmer(plan.heap_trim)?;
+
     let shared = running.shared.clone();
     for sig in signals.forever() {
         if sig == SIGHUP {

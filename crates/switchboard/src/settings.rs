@@ -237,6 +237,11 @@ pub struct Settings {
     #[arg(long, value_name = "SECS", env = "SWITCHBOARD_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
 
+    /// Seconds between handing freed heap memory back to the kernel (glibc
+    /// `malloc_trim`); 0 = never. [default: 60]
+    #[arg(long, value_name = "SECS", env = "SWITCHBOARD_HEAP_TRIM")]
+    pub heap_trim: Option<u64>,
+
     /// Do not listen on UDP.
     #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_NO_UDP", num_args = 0..=1, default_missing_value = "true")]
     pub no_udp: Option<bool>,
@@ -265,7 +270,7 @@ impl Settings {
             opt: listening_port, tls_listening_port, min_port, max_port, realm, cert, pkey,
                  threads, user_quota, total_quota, max_bps, max_allocate_lifetime,
                  channel_lifetime, permission_lifetime, nonce_lifetime, unauth_rate,
-                 metrics_listen, http_listen, ice_ttl, ice_rate, drain_timeout, no_udp, no_tcp, log,
+                 metrics_listen, http_listen, ice_ttl, ice_rate, drain_timeout, heap_trim, no_udp, no_tcp, log,
                  tls_self_signed, turn_on_http_port, ice_host, room_capacity, signal_grace, signal_max_message, signal_rate;
             vec: listening_ip, relay_ip, external_ip, user, static_auth_secret,
                  allowed_peer_ip, denied_peer_ip, room_token_secret, allowed_origin);

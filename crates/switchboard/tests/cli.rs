@@ -195,3 +195,35 @@ fn token_refuses_bad_input_with_exit_2() {
         );
     }
 }
+
+/// Every option `serve --help` lists has a row in docs/config.md (the brief: docs for
+/// every user-facing knob), so a new option cannot land undocumented.
+#[test]
+fn every_serve_option_is_documented_in_config_md() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run switchboard");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+            .expect("read docs/config.md");
+    let options: Vec<&str> = help
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .split([' ', ','])
+                .find(|w| w.starts_with("--"))
+        })
+        .filter(|o| *o != "--help")
+        .collect();
+    assert!(
+        options.len() > 30,
+        "too few options parsed from --help: {options:?}"
+    );
+    let missing: Vec<&&str> = options
+        .iter()
+        .filter(|o| !docs.contains(&format!("`{o}")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
+}

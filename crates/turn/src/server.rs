@@ -116,6 +116,19 @@ pub enum Transmit<'a> {
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
+/// Give a map's table back after a peak: once fewer than a quarter of its slots are used,
+/// shrink it to twice what it holds. A hash map never shrinks on its own, so without
+/// this an hour after a burst of allocations the server still holds the burst's tables
+/// (docs/benchmarks.md, "Soak"). Growth happens at 7/8 full and shrinking below 1/4, so
+/// a map that hovers at one size is never rehashed back and forth.
+pub fn shrink_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 pub struct Server {
     cfg: Arc<ServerConfig>,
     quotas: Arc<Quotas>,
@@ -441,6 +454,7 @@ impl Server {
             return;
         };
         self.by_tuple.remove(&a.tuple);
+        shrink_sparse(&mut self.by_tuple);
         if a.tcp {
             self.tcp_release(id, relays);
         }
@@ -469,6 +483,25 @@ impl Server {
             self.free_alloc(id, relays);
         }
         self.tcp_timeout(now, relays);
+        self.compact_slots();
+    }
+
+    /// Hand the slot table back after a peak, as [`shrink_sparse`] does for maps: once
+    /// fewer than a quarter of its slots are live, the free slots past the last live one
+    /// go. Ids stay valid (a live allocation never moves); this runs with the once-a-second
+    /// timer, which walks the table anyway.
+    fn compact_slots(&mut self) {
+        let live = self.stats.allocations as usize;
+        if self.slots.capacity() <= 64 || live * 4 >= self.slots.capacity() {
+            return;
+        }
+        let keep = self.slots.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        if keep < self.slots.len() {
+            self.slots.truncate(keep);
+            self.free.retain(|&i| (i as usize) < keep);
+        }
+        self.slots.shrink_to(live * 2);
+        self.free.shrink_to(self.free.len() * 2);
     }
 
     /// Release every allocation (shutdown).
