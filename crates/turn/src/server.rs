@@ -495,7 +495,11 @@ impl Server {
         if self.slots.capacity() <= 64 || live * 4 >= self.slots.capacity() {
             return;
         }
-        let keep = self.slots.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let keep = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
         if keep < self.slots.len() {
             self.slots.truncate(keep);
             self.free.retain(|&i| (i as usize) < keep);
