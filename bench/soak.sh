@@ -49,9 +49,14 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
 fi
 netns_setup switchboard-soak
 mkdir -p "$(dirname "$OUT")"
+# A private copy of the binary: RssFile counts the binary's pages this process maps, and
+# the kernel maps neighbours already in the page cache on each fault, so another process
+# running the same file (a test, a second server) would move this one's RSS.
+cp "$SB" "$TMP/switchboard"
+SB_RUN="$TMP/switchboard"
 ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-"${X[@]}" "$SB" serve --listening-ip 127.0.0.1 -p 3478 --http-listen 127.0.0.1:8080 \
+"${X[@]}" "$SB_RUN" serve --listening-ip 127.0.0.1 -p 3478 --http-listen 127.0.0.1:8080 \
     --metrics-listen 127.0.0.1:9641 --static-auth-secret soak-secret \
     --allowed-peer-ip 127.0.0.1 --max-allocate-lifetime 120 --heap-trim "$HEAP_TRIM" \
     --log warn,switchboard::heap=debug \

@@ -62,6 +62,14 @@ def main():
             "growth_after_warmup_pct": round((w1["rss_kb"] - w0["rss_kb"]) / w0["rss_kb"] * 100, 2),
             "slope_kb_per_hour_after_warmup": round(slope_per_hour(window, "rss_kb"), 1),
         },
+        "rss_anon_kb": {
+            "start": start.get("rss_anon_kb", 0), "at_warmup": w0.get("rss_anon_kb", 0),
+            "end_of_load": w1.get("rss_anon_kb", 0), "after_drain": last.get("rss_anon_kb", 0),
+            "growth_after_warmup_pct": round((w1["rss_anon_kb"] - w0["rss_anon_kb"]) / w0["rss_anon_kb"] * 100, 2) if w0.get("rss_anon_kb") else None,
+            "slope_kb_per_hour_after_warmup": round(slope_per_hour(window, "rss_anon_kb"), 1) if "rss_anon_kb" in w0 else None,
+        },
+        "rss_file_kb": {"start": start.get("rss_file_kb", 0), "at_warmup": w0.get("rss_file_kb", 0),
+                        "end_of_load": w1.get("rss_file_kb", 0), "after_drain": last.get("rss_file_kb", 0)},
         "heap_in_use_kb": {
             "start": start.get("heap_in_use", 0) / 1024, "at_warmup": w0.get("heap_in_use", 0) / 1024,
             "end_of_load": w1.get("heap_in_use", 0) / 1024, "after_drain": last.get("heap_in_use", 0) / 1024,
@@ -87,6 +95,7 @@ def main():
     drained = all(v == 0 for k, v in fig["after_drain"].items() if k != "threads")
     fig["goals"] = {
         "rss_growth_under_1pct": growth < 1.0,
+        "anon_rss_growth_under_1pct": (fig["rss_anon_kb"]["growth_after_warmup_pct"] or 0) < 1.0 if "rss_anon_kb" in w0 else None,
         "fds_back_to_start": last["fds"] == start["fds"],
         "every_ended_object_gone": drained,
     }
@@ -96,7 +105,8 @@ def main():
         for r in rows:
             d.write(" ".join(str(x) for x in [r["t"] / 60, r["rss_kb"] / 1024, r["fds"], r["allocations"],
                                               r["signal_sessions"], r["signal_connections"], r["signal_rooms"],
-                                              r.get("heap_in_use", 0) / 1048576, r.get("heap_free", 0) / 1048576]) + "\n")
+                                              r.get("heap_in_use", 0) / 1048576, r.get("heap_free", 0) / 1048576,
+                                              r.get("rss_anon_kb", 0) / 1024]) + "\n")
         dat = d.name
     gp = f"""
 set terminal pngcairo size 1100,760 font ",10"
@@ -113,7 +123,8 @@ set y2tics
 set yrange [0:*]
 set y2range [0:*]
 set ylabel "MiB"
-plot "{dat}" using 1:2 with lines lw 2 title "RSS", "" using 1:8 with lines lw 2 title "heap in use", \\
+plot "{dat}" using 1:2 with lines lw 2 title "RSS", "" using 1:10 with lines lw 2 title "RSS, anonymous", \\
+     "" using 1:8 with lines lw 2 title "heap in use", \\
      "" using 1:9 with lines title "heap freed, kept", "" using 1:3 axes x1y2 with lines title "descriptors"
 unset y2tics
 unset y2label

@@ -32,10 +32,14 @@ GAUGES = {
 
 def proc(pid):
     status = open(f"/proc/{pid}/status").read()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+    def kb(field):
+        return int(re.search(field + r":\s+(\d+)", status).group(1))
+
+    # VmRSS = RssAnon (heap, stacks: where a leak shows) + RssFile (the binary's pages
+    # faulted in as code paths first run, bounded by its size) + RssShmem.
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss, fds, threads
+    return {"rss_kb": kb("VmRSS"), "rss_anon_kb": kb("RssAnon"), "rss_file_kb": kb("RssFile"),
+            "fds": fds, "threads": kb("Threads")}
 
 
 def metrics(url):
@@ -59,7 +63,7 @@ def main():
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    fields = ["t", "rss_kb", "fds", "threads"] + list(GAUGES)
+    fields = ["t", "rss_kb", "fds", "threads"] + list(GAUGES) + ["rss_anon_kb", "rss_file_kb"]
     t0 = time.monotonic()
     with open(a.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -67,8 +71,8 @@ def main():
         k = 0
         while True:
             try:
-                rss, fds, threads = proc(a.pid)
-                row = {"t": round(time.monotonic() - t0, 1), "rss_kb": rss, "fds": fds, "threads": threads}
+                row = {"t": round(time.monotonic() - t0, 1)}
+                row.update(proc(a.pid))
                 row.update(metrics(a.metrics))
                 w.writerow(row)
                 f.flush()
