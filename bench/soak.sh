@@ -43,31 +43,17 @@ X=(ip netns exec "$NS")
 
 # shellcheck source=bench/netns.sh
 . "$ROOT/bench/netns.sh"
+# shellcheck source=bench/soak_server.sh
+. "$ROOT/bench/soak_server.sh"
 command -v gnuplot >/dev/null || { echo "gnuplot is not installed (apt-get install gnuplot-nox)" >&2; exit 1; }
 if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p switchboard -p switchboard-loadgen)
 fi
 netns_setup switchboard-soak
 mkdir -p "$(dirname "$OUT")"
-# A private copy of the binary: RssFile counts the binary's pages this process maps, and
-# the kernel maps neighbours already in the page cache on each fault, so another process
-# running the same file (a test, a second server) would move this one's RSS.
-cp "$SB" "$TMP/switchboard"
-SB_RUN="$TMP/switchboard"
 ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-"${X[@]}" "$SB_RUN" serve --listening-ip 127.0.0.1 -p 3478 --http-listen 127.0.0.1:8080 \
-    --metrics-listen 127.0.0.1:9641 --static-auth-secret soak-secret \
-    --allowed-peer-ip 127.0.0.1 --max-allocate-lifetime 120 --heap-trim "$HEAP_TRIM" \
-    --log warn,switchboard::heap=debug \
-    >"$TMP/server.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-for _ in $(seq 50); do
-    "${X[@]}" python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:9641/metrics", timeout=1)' 2>/dev/null && break
-    sleep 0.2
-done
-# The server's own pid (ip netns exec execs it, so it is $SERVER).
+soak_server
+SERVER=$SOAK_PID
 echo "soak: switchboard pid $SERVER ($("$SB" --version)), load ${DURATION} s, drain ${DRAIN} s, sample every ${SAMPLE} s"
 
 "${X[@]}" python3 "$ROOT/bench/soak_sample.py" --pid "$SERVER" --every "$SAMPLE" \
@@ -86,13 +72,11 @@ sleep "$SAMPLE"
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 grep '^RESULT' "$TMP/load.out" | sed 's/^RESULT //' >"$TMP/result.json" || echo '{}' >"$TMP/result.json"
-# How long each malloc_trim took (the server logs it at debug level).
-sed 's/\x1b\[[0-9;]*m//g' "$TMP/server.log" | sed -nE 's/.*heap trimmed.* micros=([0-9]+).*/\1/p' | sort -n \
-    | awk '{ v[NR] = $1 } END { if (NR) printf "soak: %d heap trims, median %d us, max %d us\n", NR, v[int((NR + 1) / 2)], v[NR] }'
+soak_trim_summary soak
 if grep -qiE 'panicked|error' "$TMP/server.log"; then
     echo "soak: the server logged errors:" >&2
     grep -iE 'panicked|error' "$TMP/server.log" | head -20 >&2
 fi
 python3 "$ROOT/bench/soak_report.py" --csv "$OUT.csv" --load "$TMP/result.json" \
     --load-start "$PRELOAD" --warmup "$WARMUP_S" --load-seconds "$DURATION" --plot "$PLOT" --json "$OUT.json" \
-    --command "sudo DURATION=$DURATION HEAP_TRIM=$HEAP_TRIM bench/soak.sh"
+    --command "sudo DURATION=$DURATION DRAIN=$DRAIN ALLOC_RATE=$ALLOC_RATE MEDIA_ALLOCS=$MEDIA_ALLOCS MEDIA_PPS=$MEDIA_PPS SESSION_RATE=$SESSION_RATE ICE_RATE=$ICE_RATE HEAP_TRIM=$HEAP_TRIM bench/soak.sh"

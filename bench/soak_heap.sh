@@ -25,6 +25,8 @@ X=(ip netns exec "$NS")
 
 # shellcheck source=bench/netns.sh
 . "$ROOT/bench/netns.sh"
+# shellcheck source=bench/soak_server.sh
+. "$ROOT/bench/soak_server.sh"
 command -v heaptrack >/dev/null || { echo "heaptrack is not installed (apt-get install heaptrack)" >&2; exit 1; }
 if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p switchboard -p switchboard-loadgen)
@@ -32,16 +34,8 @@ fi
 netns_setup switchboard-heap
 mkdir -p "$(dirname "$OUT")"
 
-"${X[@]}" heaptrack -o "$TMP/heap" "$SB" serve --listening-ip 127.0.0.1 -p 3478 \
-    --http-listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:9641 --static-auth-secret soak-secret \
-    --allowed-peer-ip 127.0.0.1 --max-allocate-lifetime 120 --heap-trim "$HEAP_TRIM" --log warn \
-    >"$TMP/server.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 100); do
-    "${X[@]}" python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:9641/metrics", timeout=1)' 2>/dev/null && break
-    sleep 0.2
-done
-server=$(pgrep -n -f "^$SB serve") || { echo "the server did not start:" >&2; cat "$TMP/server.log" >&2; exit 1; }
+soak_server heaptrack -o "$TMP/heap"
+server=$SOAK_PID
 echo "soak_heap: switchboard pid $server under heaptrack; ${LOAD} s of churn at 10x the soak's rates, drain ${DRAIN} s"
 "${X[@]}" "$LOADGEN" soak --server 127.0.0.1:3478 --http 127.0.0.1:8080 --secret soak-secret \
     --duration "$LOAD" --alloc-rate 50 --media-allocs 20 --media-pps 1000 --session-rate 30 \
@@ -49,6 +43,7 @@ echo "soak_heap: switchboard pid $server under heaptrack; ${LOAD} s of churn at 
 sleep "$DRAIN"
 "${X[@]}" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9641/metrics", timeout=5).read().decode())' \
     | grep -E '^switchboard_(allocations|signal_sessions|signal_connections|signal_rooms) ' || true
+soak_trim_summary soak_heap
 kill -9 "$server"
 sleep 2
 heaptrack_print -f "$TMP/heap.zst" -M "$TMP/massif.out" --massif-threshold 1 >/dev/null 2>&1
@@ -59,6 +54,7 @@ heaptrack_print -f "$TMP/heap.zst" --print-leaks 1 -n 12 -s 30 >"$TMP/report.txt
         | awk -F'[=\t]' '{ t = int($2 / 30); if (!(t in seen)) { seen[t] = 1; printf "  %4d s  %9d\n", $2, $4 } }'
     echo "still live after the drain, by call site (first frames in crates/):"
     sed -n '/^MEMORY LEAKS/,/^MOST TEMPORARY/p' "$TMP/report.txt" \
-        | awk '/leaked over [0-9]+ calls from:$/ { if (n++ < 12) { site = $0; getline; while ($0 !~ /at crates\// && $0 !~ /leaked over/) { if (getline <= 0) break } ; print "  " site; print "    " $0 } }'
+        | awk '/leaked over [0-9]+ calls from:$/ { if (site != "") print "  " site "\n    (no frame in crates/)"; site = ""; if (n++ < 12) site = $0; next }
+               site != "" && /at crates\// { print "  " site "\n    " $0; site = "" }'
 } | tee "$OUT.txt"
 echo "soak_heap: wrote $OUT.txt"

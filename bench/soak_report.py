@@ -51,25 +51,27 @@ def main():
     w0, w1 = window[0], window[-1]
     last = rows[-1]
     during = [r for r in rows if 0 <= r["t"] <= a.load_seconds]
+
+    def memory(key):
+        """A memory column (KiB) at the marks, its growth and slope after the warm-up;
+        None for a column the samples lack (runs from before it was sampled)."""
+        if key not in w0:
+            return None
+        return {
+            "start": start[key], "at_warmup": w0[key], "end_of_load": w1[key],
+            "max": max(r[key] for r in rows), "after_drain": last[key],
+            "growth_after_warmup_pct": round((w1[key] - w0[key]) / w0[key] * 100, 2) if w0[key] else None,
+            "slope_kb_per_hour_after_warmup": round(slope_per_hour(window, key), 1),
+        }
+
     fig = {
         "command": a.command,
         "samples": len(rows),
         "load_s": a.load_seconds,
         "warmup_s": a.warmup,
-        "rss_kb": {
-            "start": start["rss_kb"], "at_warmup": w0["rss_kb"], "end_of_load": w1["rss_kb"],
-            "max": max(r["rss_kb"] for r in rows), "after_drain": last["rss_kb"],
-            "growth_after_warmup_pct": round((w1["rss_kb"] - w0["rss_kb"]) / w0["rss_kb"] * 100, 2),
-            "slope_kb_per_hour_after_warmup": round(slope_per_hour(window, "rss_kb"), 1),
-        },
-        "rss_anon_kb": {
-            "start": start.get("rss_anon_kb", 0), "at_warmup": w0.get("rss_anon_kb", 0),
-            "end_of_load": w1.get("rss_anon_kb", 0), "after_drain": last.get("rss_anon_kb", 0),
-            "growth_after_warmup_pct": round((w1["rss_anon_kb"] - w0["rss_anon_kb"]) / w0["rss_anon_kb"] * 100, 2) if w0.get("rss_anon_kb") else None,
-            "slope_kb_per_hour_after_warmup": round(slope_per_hour(window, "rss_anon_kb"), 1) if "rss_anon_kb" in w0 else None,
-        },
-        "rss_file_kb": {"start": start.get("rss_file_kb", 0), "at_warmup": w0.get("rss_file_kb", 0),
-                        "end_of_load": w1.get("rss_file_kb", 0), "after_drain": last.get("rss_file_kb", 0)},
+        "rss_kb": memory("rss_kb"),
+        "rss_anon_kb": memory("rss_anon_kb"),
+        "rss_file_kb": memory("rss_file_kb"),
         "heap_in_use_kb": {
             "start": start.get("heap_in_use", 0) / 1024, "at_warmup": w0.get("heap_in_use", 0) / 1024,
             "end_of_load": w1.get("heap_in_use", 0) / 1024, "after_drain": last.get("heap_in_use", 0) / 1024,
@@ -95,7 +97,7 @@ def main():
     drained = all(v == 0 for k, v in fig["after_drain"].items() if k != "threads")
     fig["goals"] = {
         "rss_growth_under_1pct": growth < 1.0,
-        "anon_rss_growth_under_1pct": (fig["rss_anon_kb"]["growth_after_warmup_pct"] or 0) < 1.0 if "rss_anon_kb" in w0 else None,
+        "anon_rss_growth_under_1pct": fig["rss_anon_kb"]["growth_after_warmup_pct"] < 1.0 if fig["rss_anon_kb"] else None,
         "fds_back_to_start": last["fds"] == start["fds"],
         "every_ended_object_gone": drained,
     }
@@ -147,7 +149,8 @@ unset multiplot
     print(f"soak: descriptors {start['fds']:.0f} at start, {fd['min_after_warmup']:.0f}-{fd['max_after_warmup']:.0f} "
           f"(mean {fd['mean_after_warmup']}, slope {fd['slope_per_hour_after_warmup']:+.1f}/h) under load, {last['fds']:.0f} after the drain")
     print("soak: after the drain " + ", ".join(f"{k} {v:.0f}" for k, v in fig["after_drain"].items()))
-    print("soak: goals " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in fig["goals"].items()))
+    verdict = {True: "met", False: "MISSED", None: "n/a"}
+    print("soak: goals " + ", ".join(f"{k}: {verdict[v]}" for k, v in fig["goals"].items()))
     print(f"soak: wrote {a.json}, {a.plot}")
 
 
