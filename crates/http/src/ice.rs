@@ -68,10 +68,7 @@ fn identity_or_random(identity: Option<&str>) -> String {
         {
             s.to_string()
         }
-        _ => {
-            let b: [u8; 8] = rand::random();
-            b.iter().map(|x| format!("{x:02x}")).collect()
-        }
+        _ => switchboard_util::random_hex(8),
     }
 }
 

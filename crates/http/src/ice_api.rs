@@ -136,7 +136,7 @@ pub(crate) async fn get(
             return r;
         }
     }
-    let unix_now = crate::signaling::unix_now();
+    let unix_now = switchboard_util::unix_now();
     let mut identity = q.get("identity").map(String::as_str);
     let admitted;
     if !cfg.token_secrets.is_empty() {

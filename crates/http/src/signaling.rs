@@ -9,7 +9,7 @@ use crate::outbox::Outbox;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How often the server pings a WebSocket (and comments an SSE stream).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -53,13 +53,6 @@ pub struct SignalingSnapshot {
     pub suspended: usize,
     pub rooms: usize,
     pub stats: HubStats,
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The hub locked, with the duty to carry out its outputs when done.
@@ -146,7 +139,7 @@ impl Signaling {
     pub(crate) fn receive(&self, conn: ConnId, text: &str) {
         self.lock()
             .hub()
-            .receive(conn, text, Instant::now(), unix_now());
+            .receive(conn, text, Instant::now(), switchboard_util::unix_now());
     }
 
     pub(crate) fn report(&self, conn: ConnId, code: ErrorCode, reason: &str, fatal: bool) {

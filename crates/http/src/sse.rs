@@ -49,9 +49,7 @@ pub async fn stream(State(sig): State<Arc<Signaling>>, headers: HeaderMap) -> Re
         return origin_refused();
     }
     let (conn, rx) = sig.open();
-    let mut b = [0u8; 16];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut b[..]);
-    let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let token = switchboard_util::random_hex(16);
     sig.register_sse(token.clone(), conn);
     let guard = Guard { sig, conn };
     let hello = Event::default().data(hello_text(&token));

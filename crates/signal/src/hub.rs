@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_util::shrink_sparse;
 
 /// A transport connection, numbered by the driver.
 pub type ConnId = u64;
@@ -109,16 +110,6 @@ impl LeaveReason {
             LeaveReason::Kicked => "kicked",
         }
     }
-}
-
-pub(crate) fn random_hex<const N: usize>() -> String {
-    let mut b = [0u8; N];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut b[..]);
-    let mut s = String::with_capacity(2 * N);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 impl Hub {
@@ -500,17 +491,6 @@ impl Hub {
                 format!(r#"{{"type":"peer-left","seq":{seq},"peerId":{id},"reason":"{why}"}}"#)
             });
         }
-    }
-}
-
-/// Give a map's table back after a peak: once fewer than a quarter of its slots are used,
-/// shrink it to twice what it holds. A hash map never shrinks on its own, so without
-/// this the hub would hold the tables of its busiest hour for good (docs/benchmarks.md,
-/// "Soak"). Growth at 7/8 full and shrinking below 1/4 keep a map that hovers at one
-/// size from being rehashed back and forth.
-pub(crate) fn shrink_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
-    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
     }
 }
 

@@ -1,11 +1,12 @@
 //! Admission to rooms: `join` (room and name checks, room tokens, capacity), `resume`
 //! (taking a session back on a new connection, with replay) and `kick`.
 
-use crate::hub::{random_hex, ConnId, Hub, LeaveReason, Output, SessionKey};
+use crate::hub::{ConnId, Hub, LeaveReason, Output, SessionKey};
 use crate::protocol::{json_str, valid_name, valid_room, Envelope, ErrorCode, PROTOCOL_VERSION};
 use crate::session::{Replay, Session};
 use crate::token::{self, Grants, TokenError};
 use std::sync::Arc;
+use switchboard_util::random_hex;
 
 impl Hub {
     pub(crate) fn join(
@@ -61,8 +62,8 @@ impl Hub {
         };
         let key = self.next_key;
         self.next_key += 1;
-        let peer_id: Arc<str> = Arc::from(format!("p{}", random_hex::<8>()));
-        let resume = random_hex::<16>();
+        let peer_id: Arc<str> = Arc::from(format!("p{}", random_hex(8)));
+        let resume = random_hex(16);
         let session = Session {
             peer_id: peer_id.clone(),
             name: name.to_string(),
@@ -135,7 +136,7 @@ impl Hub {
         }
         self.by_resume.remove(token);
         let last_seq = env.last_seq.unwrap_or(0);
-        let fresh = random_hex::<16>();
+        let fresh = random_hex(16);
         self.by_resume.insert(fresh.clone(), key);
         let Some(s) = self.sessions.get_mut(&key) else {
             return Err((ErrorCode::BadResume, "session ended".into()));

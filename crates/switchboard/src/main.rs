@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             grant,
         } => token(&secret, room, identity, ttl, grant),
         Command::TurnCredentials { secret, user, ttl } => {
-            let now = unix_now();
+            let now = switchboard_util::unix_now();
             let username = format!("{}:{user}", now + ttl);
             let mac = switchboard_stun::rest_api_password(secret.as_bytes(), username.as_bytes());
             let credential = base64::engine::general_purpose::STANDARD.encode(mac);
@@ -89,13 +89,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn token(
@@ -133,7 +126,7 @@ fn token(
     let claims = switchboard_signal::Claims {
         room,
         sub: identity,
-        exp: unix_now() + ttl,
+        exp: switchboard_util::unix_now() + ttl,
         nbf: None,
         grants,
     };

@@ -244,8 +244,7 @@ pub fn build(s: &Settings) -> Result<Plan, ConfigError> {
     };
     let relay = relay_ips(s, &listen_ips)?;
     let dev_secret = if s.user.is_empty() && s.static_auth_secret.is_empty() {
-        let bytes: [u8; 16] = rand::random();
-        Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        Some(switchboard_util::random_hex(16))
     } else {
         None
     };

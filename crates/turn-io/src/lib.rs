@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use switchboard_turn::{Quotas, Server, ServerConfig, Stats};
 use worker::{Listeners, Worker};
 
@@ -272,10 +272,7 @@ pub fn start(
         handoffs: tcp_relay::Handoffs::new(threads),
         next_adopt: AtomicUsize::new(0),
     });
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let unix_now = switchboard_util::unix_now();
     let reserved = relay::ReservationPool::default();
     let mut handles = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {

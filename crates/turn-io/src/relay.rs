@@ -237,7 +237,7 @@ impl RelayPorts for Relays {
         if let Some(i) = udp.filter(|&i| self.sockets[i].as_ref().is_some_and(|r| r.alloc == alloc))
         {
             self.by_public.remove(&relay);
-            switchboard_turn::server::shrink_sparse(&mut self.by_public);
+            switchboard_util::shrink_sparse(&mut self.by_public);
             if let Some(mut r) = self.sockets[i].take() {
                 let _ = self.registry.deregister(&mut r.sock);
                 self.closed.push(r.sock);

@@ -116,18 +116,7 @@ pub enum Transmit<'a> {
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
-/// Give a map's table back after a peak: once fewer than a quarter of its slots are used,
-/// shrink it to twice what it holds. A hash map never shrinks on its own, so without
-/// this an hour after a burst of allocations the server still holds the burst's tables
-/// (docs/benchmarks.md, "Soak"). Growth happens at 7/8 full and shrinking below 1/4, so
-/// a map that hovers at one size is never rehashed back and forth.
-pub fn shrink_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
-    map: &mut HashMap<K, V, S>,
-) {
-    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
-    }
-}
+pub use switchboard_util::shrink_sparse;
 
 pub struct Server {
     cfg: Arc<ServerConfig>,
