@@ -27,17 +27,29 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-(cd fuzz && cargo clippy --quiet -- -D warnings)
-echo "== cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+(cd fuzz && cargo clippy --locked --quiet -- -D warnings)
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+echo "== cargo test (hermetic: no root, coturn or network namespaces)"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
 status=${PIPESTATUS[0]}
+# The tests `cargo test` leaves out (#[ignore]): interop with coturn's client tools and
+# the NAT lab (root, network namespaces, iptables). Their results count like the others.
+echo "== cargo test -- --ignored (coturn interop, NAT lab)"
+cargo test --workspace --locked --no-fail-fast -- --ignored 2>&1 | tee -a "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
+istatus=${PIPESTATUS[0]}
+[ "$status" = 0 ] && status=$istatus
 set +e
+echo "== NAT matrix table comparison (unit check, node --test)"
+node --test tests/nat/matrix-doc.test.mjs >"$LOGS/matrix-doc.log" 2>&1
+dstatus=$?
+grep -E '^# (pass|fail)' "$LOGS/matrix-doc.log"
 echo "== browser tests (Chromium, loopback-only network namespace)"
 tests/browser/run.sh 2>&1 | tee "$LOGS/browser.log" | grep -E '^(✔|✖|▶|browser:|harness failure|==|\[harness\])|not ok|Error'
 bstatus=${PIPESTATUS[0]}
-echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; table in target/nat-matrix.md)"
-SWITCHBOARD_BIN="$PWD/target/debug/switchboard" NAT_MATRIX_DOC="$PWD/target/nat-matrix.md" ${SUDO:+$SUDO -E} tests/nat/matrix.sh 2>&1 | tee "$LOGS/matrix.log" | grep -E '^(ok|FAIL|HARNESS|nat matrix:|nat lab)'
+echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; table in target/nat-matrix.md, verdicts compared with docs/nat-matrix.md)"
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" NAT_MATRIX_DOC="$PWD/target/nat-matrix.md" ${SUDO:+$SUDO -E} tests/nat/matrix.sh 2>&1 | tee "$LOGS/matrix.log" | grep -E '^(ok|FAIL|HARNESS|nat matrix:|nat lab|    [-+] )'
 mstatus=${PIPESTATUS[0]}
 # The matrix did not even start (it prints its own count otherwise): a harness failure.
 if [ "$mstatus" != 0 ] && ! grep -q '^nat matrix: [0-9]* passed' "$LOGS/matrix.log"; then
@@ -61,7 +73,7 @@ awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $
      END { printf "%d passed, %d failed, %d harness failures\n", p, f, h }' \
   "$LOGS/test.log" "$LOGS/browser.log" "$LOGS/matrix.log" "$LOGS/fuzz.log"
 echo "(whole run: $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s; logs in $LOGS)"
-for st in "$bstatus" "$mstatus" "$fstatus"; do
+for st in "$dstatus" "$bstatus" "$mstatus" "$fstatus"; do
   [ "$status" = 0 ] && status=$st
 done
 exit "$status"

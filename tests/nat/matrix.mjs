@@ -3,21 +3,22 @@
 // other through Switchboard's web app served from the lab's public segment, for every pair
 // of client kinds, once with STUN only and once with STUN + TURN. Each case must connect or
 // fail exactly as ICE predicts (predict.mjs), select the most direct candidate pair, and
-// decode media when connected. Writes docs/nat-matrix.md (or $NAT_MATRIX_DOC).
+// decode media when connected. Writes its table to target/nat-matrix.md (or $NAT_MATRIX_DOC)
+// and fails when its verdicts differ from the committed docs/nat-matrix.md.
 //
 // Run it through tests/nat/matrix.sh, which builds the lab around it. Env:
 //   NATLAB_* (from lab.sh), SWITCHBOARD_BIN, CHROMIUM (default /usr/bin/chromium),
-//   NAT_MATRIX_DOC (where the table goes; `-` for none), NAT_MATRIX_ONLY (a regexp on case
+//   NAT_MATRIX_DOC (where the table goes; `-` for none and no comparison), NAT_MATRIX_ONLY (a regexp on case
 //   names, e.g. 'symmetric'), NAT_MATRIX_VERBOSE=1 (server and page logs on stderr).
 
 import { createRequire } from 'node:module';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, chmodSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KINDS, predict } from './predict.mjs';
-import { casesFor, writeDoc } from './matrix-doc.mjs';
+import { casesFor, writeDoc, verdictDiff } from './matrix-doc.mjs';
 import { launch, warmUp, loadPage, isHarnessFailure } from '../browser/chromium.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -467,9 +468,17 @@ for (const turn of [false, true]) {
 const seconds = Math.round((Date.now() - started) / 1000);
 const chromiumVersion = (() => { try { return execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8' }).trim(); } catch { return 'chromium'; } })();
 if (env.NAT_MATRIX_DOC !== '-') {
-  const doc = env.NAT_MATRIX_DOC || path.join(ROOT, 'docs/nat-matrix.md');
+  const doc = env.NAT_MATRIX_DOC || path.join(ROOT, 'target/nat-matrix.md');
+  mkdirSync(path.dirname(doc), { recursive: true });
   writeDoc(doc, results, netResults, { seconds, chromiumVersion, partial: !!only });
   log(`wrote ${doc}`);
+  // The committed table is a claim about the code: a run whose verdicts differ fails.
+  const committed = path.join(ROOT, 'docs/nat-matrix.md');
+  if (path.resolve(doc) !== committed) {
+    const diff = verdictDiff(readFileSync(doc, 'utf8'), readFileSync(committed, 'utf8'), { partial: !!only });
+    tally('docs/nat-matrix.md', diff.length ? [`verdicts differ from ${doc} (copy it there if the change is intended)`] : [], null);
+    for (const line of diff) log(`    ${line}`);
+  }
 }
 console.log(`nat matrix: ${passed} passed, ${failed} failed, ${harness} harness failures (${seconds} s)`);
 process.exit(failed || harness ? 1 : 0);

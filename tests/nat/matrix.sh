@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The NAT traversal matrix (tests/nat/matrix.mjs): Chromium pairs across every pair of NAT
-# kinds of the lab, with STUN only and with STUN + TURN; regenerates docs/nat-matrix.md.
+# kinds of the lab, with STUN only and with STUN + TURN; writes its table to
+# target/nat-matrix.md and fails when the verdicts differ from docs/nat-matrix.md.
 #
 #   sudo tests/nat/matrix.sh                          # the whole matrix (30 cases)
 #   sudo NAT_MATRIX_ONLY='symmetric' tests/nat/matrix.sh   # cases whose name matches
 #
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, built when unset), CHROMIUM
-# (default /usr/bin/chromium), NAT_MATRIX_DOC (default docs/nat-matrix.md; - for none),
+# (default /usr/bin/chromium), NAT_MATRIX_DOC (default target/nat-matrix.md; - for none),
 # NAT_MATRIX_VERBOSE=1. Needs root, iproute2, iptables, node and Chromium; uses the
 # playwright-core of tests/browser (npm ci there when missing). Prints
 # `nat matrix: N passed, M failed, H harness failures` and exits non-zero when a case was
@@ -25,6 +26,6 @@ if [ ! -f "$ROOT/tests/browser/node_modules/playwright-core/package.json" ]; the
 fi
 if [ -z "${SWITCHBOARD_BIN:-}" ]; then
   export SWITCHBOARD_BIN="$ROOT/target/debug/switchboard"
-  (cd "$ROOT" && cargo build -q -p switchboard) || { echo "nat matrix: 0 passed, 1 failed, 0 harness failures (cargo build -p switchboard failed)"; exit 1; }
+  (cd "$ROOT" && cargo build -q --locked -p switchboard) || { echo "nat matrix: 0 passed, 1 failed, 0 harness failures (cargo build -p switchboard failed)"; exit 1; }
 fi
 NATLAB_SERVER=none NATLAB_TWINS=1 exec "$HERE/lab.sh" run node "$HERE/matrix.mjs"

@@ -14,7 +14,7 @@ use switchboard_stun::{Class, Message, MessageWriter, Method, TransactionId};
 /// Options of `switchboard nat-probe`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// STUN server to probe: HOST, HOST:PORT, IPv6 as [ADDR]:PORT (default port 3478).
+    /// STUN server to probe: HOST, HOST:PORT, IPv6 as `[ADDR]:PORT` (default port 3478).
     /// Mapping and filtering need an RFC 5780 server (switchboard or coturn with two
     /// listening IPs); any STUN server gives the public address.
     #[arg(long, value_name = "HOST[:PORT]")]

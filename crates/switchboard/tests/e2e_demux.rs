@@ -288,6 +288,7 @@ fn uclient_result(text: &str) -> (u64, u64, bool) {
 /// and REST credentials, UDP relays and RFC 6062 TCP relays (whose data connections
 /// come back through the shared port and may need another worker).
 #[test]
+#[ignore = "interop: needs coturn's turnutils_uclient (apt-get install coturn); scripts/test-all.sh runs it"]
 fn uclient_relays_through_the_https_port() {
     require("turnutils_uclient");
     let (_s, port, _) = start(&["--threads", "4"]);

@@ -140,11 +140,11 @@ fn binding(sock: &UdpSocket, to: SocketAddr, change: Option<u32>) -> Option<(Vec
     Some((rx[..n].to_vec(), from))
 }
 
-#[test]
-fn rfc5780_behaviour_discovery_with_two_listening_ips() {
+/// A server with RFC 5780 on (two loopback IPs, a fixed port pair).
+fn rfc5780_server() -> (Server, u16) {
     let port = common::free_port_pair();
     let p = port.to_string();
-    let _s = Server::start_raw(&[
+    let s = Server::start_raw(&[
         "serve",
         "-p",
         &p,
@@ -157,6 +157,12 @@ fn rfc5780_behaviour_discovery_with_two_listening_ips() {
         "--metrics-listen",
         "off",
     ]);
+    (s, port)
+}
+
+#[test]
+fn rfc5780_behaviour_discovery_with_two_listening_ips() {
+    let (_s, port) = rfc5780_server();
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
@@ -182,9 +188,15 @@ fn rfc5780_behaviour_discovery_with_two_listening_ips() {
             .parse::<SocketAddr>()
             .expect("addr")
     );
+}
 
-    // coturn's own RFC 5780 client agrees: loopback maps endpoint-independently.
+/// coturn's own RFC 5780 client agrees: loopback maps and filters endpoint-independently.
+#[test]
+#[ignore = "interop: needs coturn's turnutils_natdiscovery (apt-get install coturn); scripts/test-all.sh runs it"]
+fn rfc5780_coturn_natdiscovery_agrees() {
     require("turnutils_natdiscovery");
+    let (_s, port) = rfc5780_server();
+    let p = port.to_string();
     let out = Command::new("turnutils_natdiscovery")
         .args(["-m", "-f", "-p", &p, "127.0.0.1"])
         .output()
