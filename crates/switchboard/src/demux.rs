@@ -5,7 +5,7 @@
 //! (left in the socket):
 //!
 //! - a STUN message (top two bits 00, magic cookie at bytes 4..8): STUN/TURN over plain
-//!   TCP; the socket goes to a TURN worker untouched ([`Shared::adopt`]);
+//!   TCP; the socket goes to a TURN worker untouched ([`Adopt`]);
 //! - a TLS record (0x16 0x03): the TLS handshake is completed here with ALPN
 //!   `stun.turn` and `http/1.1` offered (in that order of preference). `stun.turn`
 //!   negotiated: TURN over TLS, and the live session moves to a TURN worker. `http/1.1`:
@@ -24,16 +24,17 @@
 //! leaving TLS to the workers: clients without ALPN can only be told apart after the
 //! handshake, so a handed-over live session is needed anyway, and one path serves all.
 //! Moving it is cheap: a worker connection holds a `rustls::ServerConnection` already.
+//! The TURN side is reached only through [`Adopt`], which the TURN service provides.
 
-use crate::web::{serve_http, HANDSHAKE_TIMEOUT};
+use crate::web::{serve_http, HttpsConfig, HANDSHAKE_TIMEOUT};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use switchboard_stun::demux::{classify, First, HEAD};
-use switchboard_turn_io::Shared;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -56,13 +57,36 @@ enum Route {
     Close,
 }
 
+/// Hands a connection to TURN: the socket, the TLS session if any, and the plaintext
+/// already read from it.
+pub type Adopt = Arc<
+    dyn Fn(std::net::TcpStream, Option<rustls::ServerConnection>, &[u8]) -> io::Result<()>
+        + Send
+        + Sync,
+>;
+
+/// Serve the shared HTTPS/TURN port on `listener` (call from inside the runtime).
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    cfg: HttpsConfig,
+    turn: Adopt,
+) -> io::Result<()> {
+    crate::web::accept_tls(listener, cfg, move |tcp, peer, acceptor| {
+        let app = app.clone();
+        let turn = turn.clone();
+        async move { connection(tcp, peer, acceptor, app, &turn).await }
+    })
+    .await
+}
+
 /// Serve one connection accepted on the shared port.
-pub async fn connection(
+async fn connection(
     tcp: TcpStream,
     peer: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
-    turn: &Shared,
+    turn: &Adopt,
 ) {
     let client = Some(peer);
     let route = match tokio::time::timeout(HANDSHAKE_TIMEOUT, route(tcp, acceptor)).await {
@@ -81,7 +105,7 @@ pub async fn connection(
                 Some(false) => "TLS, no ALPN",
             };
             tracing::debug!(?client, "shared HTTPS/TURN port: TURN over {how}");
-            if let Err(e) = turn.adopt(stream, tls, &read) {
+            if let Err(e) = turn(stream, tls, &read) {
                 tracing::debug!(?client, error = %e, "shared HTTPS/TURN port: TURN hand-over failed");
             }
         }

@@ -10,6 +10,8 @@
 //! the hour-long soak, at most 1.7 ms at ten times its churn), and a worker that allocates
 //! meanwhile waits at most that long on an arena lock; the packet paths do not allocate.
 
+use crate::service::{Metrics, Service};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -17,7 +19,7 @@ use tracing::debug;
 /// freed but kept by malloc. Set beside the process RSS it tells a leak (in use grows)
 /// from fragmentation (only the kept part grows).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn render() -> String {
+fn render() -> String {
     // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
     let m = unsafe { libc::mallinfo2() };
     format!(
@@ -33,13 +35,33 @@ pub fn render() -> String {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn render() -> String {
+fn render() -> String {
     String::new()
 }
 
-/// Start the thread that trims the heap every `every` (zero: never). Does nothing where
-/// the allocator is not glibc's.
-pub fn spawn_trimmer(every: Duration) -> std::io::Result<()> {
+/// The heap as a service: the trimming thread and the allocator's figures in `/metrics`.
+pub struct HeapService;
+
+impl HeapService {
+    /// Start the thread that trims the heap every `every` (zero: never; no thread either
+    /// where the allocator is not glibc's).
+    pub fn start(every: Duration) -> std::io::Result<HeapService> {
+        spawn_trimmer(every)?;
+        Ok(HeapService)
+    }
+}
+
+impl Service for HeapService {
+    fn name(&self) -> &'static str {
+        "heap"
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        Some(Arc::new(|out: &mut String| out.push_str(&render())))
+    }
+}
+
+fn spawn_trimmer(every: Duration) -> std::io::Result<()> {
     if every.is_zero() || !cfg!(all(target_os = "linux", target_env = "gnu")) {
         return Ok(());
     }

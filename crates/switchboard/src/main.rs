@@ -1,14 +1,20 @@
 //! The `switchboard` binary: command-line parsing and process edges only; the
 //! protocol work lives in the library crates.
 
+mod config;
 mod demux;
+mod error;
 mod heap;
+mod http;
 mod metrics;
 mod natprobe;
 mod plan;
 mod serve;
+mod service;
 mod settings;
+mod signal;
 mod tls;
+mod turn;
 mod web;
 
 use base64::Engine;
@@ -69,7 +75,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(s) => serve(*s),
+        // Parsed again below, with the --config file's values under the command line.
+        Command::Serve(_) => serve(std::env::args_os().skip(2).collect()),
         Command::NatProbe(a) => natprobe::run(a),
         Command::Token {
             secret,
@@ -139,18 +146,17 @@ fn token(
     }
 }
 
-fn serve(cli: settings::Settings) -> ExitCode {
-    let mut merged = cli.clone();
-    let plan = merged.load_file().and_then(|()| plan::build(&merged));
-    let plan = match plan {
+/// `serve`: `args` are the command line after `serve` (clap has checked them already).
+fn serve(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let loaded = settings::load(&args).and_then(|s| Ok((plan::build(&s, None)?, s)));
+    let (plan, settings) = match loaded {
         Ok(p) => p,
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = merged.log.clone().unwrap_or_else(|| "info".into());
-    let env_filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+    let env_filter = match tracing_subscriber::EnvFilter::try_new(&settings.process.log) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("switchboard: invalid --log: {e}");
@@ -161,7 +167,7 @@ fn serve(cli: settings::Settings) -> ExitCode {
         .with_env_filter(env_filter)
         .with_target(false)
         .init();
-    match serve::run(cli, plan) {
+    match serve::run(args, plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,10 +1,17 @@
-//! `switchboard serve`: start the workers, log what is in force, handle signals
-//! (SIGHUP reloads, SIGTERM/SIGINT drain then exit).
+//! `switchboard serve`, the supervisor: start the services, say where they listen (log
+//! and `--ready-file`), then handle signals for all of them alike: SIGHUP reloads
+//! (the whole configuration is validated first, then each service takes its part),
+//! SIGTERM/SIGINT drain then stop.
 
+use crate::heap::HeapService;
+use crate::http::HttpService;
+use crate::metrics::MetricsService;
 use crate::plan::{self, Plan};
-use crate::settings::Settings;
+use crate::service::Service;
+use crate::signal::SignalService;
+use crate::turn::TurnService;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use std::sync::atomic::Ordering;
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -23,73 +30,33 @@ fn raise_fd_limit() {
     }
 }
 
-pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
+/// Start every service, in dependency order. A new subsystem adds its line here (and its
+/// section in `config/`); everything after start goes through [`Service`].
+fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
+    let turn = TurnService::start(plan)?;
+    let signal = SignalService::start(plan);
+    let http = HttpService::start(plan, &turn, &signal)?;
+    let heap = HeapService::start(plan.process.heap_trim)?;
+    let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];
+    if let Some(http) = http {
+        services.push(Box::new(http));
+    }
+    services.push(Box::new(heap));
+    if let Some(addr) = plan.metrics {
+        let sources = services.iter().filter_map(|s| s.metrics()).collect();
+        services.push(Box::new(MetricsService::start(addr, sources)?));
+    }
+    Ok(services)
+}
+
+/// Run until SIGTERM/SIGINT. `args` (the command line after `serve`) are parsed again,
+/// with the `--config` file, on every SIGHUP.
+pub fn run(args: Vec<OsString>, mut plan: Plan) -> anyhow::Result<()> {
     raise_fd_limit();
     // Before anything is logged: a supervisor may signal as soon as it sees us start.
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
-    let nonce_key = plan.core.nonce_key;
-    let listen_ips: Vec<_> =
-        plan.io
-            .udp
-            .iter()
-            .chain(&plan.io.tcp)
-            .map(|a| a.ip())
-            .fold(Vec::new(), |mut v, ip| {
-                if !v.contains(&ip) {
-                    v.push(ip);
-                }
-                v
-            });
-    let relay: Vec<_> = plan
-        .io
-        .relay_v4
-        .iter()
-        .chain(plan.io.relay_v6.iter())
-        .copied()
-        .collect();
-    let core = plan.core.clone();
-    let running = switchboard_turn_io::start(plan.io.clone(), plan.core, plan.tls)?;
-    info!(
-        version = env!("CARGO_PKG_VERSION"),
-        threads = plan.io.threads,
-        "switchboard started"
-    );
-    for a in &running.udp {
-        info!("STUN/TURN listening on udp://{a}");
-    }
-    for a in &running.tcp {
-        info!("STUN/TURN listening on tcp://{a}");
-    }
-    for a in &running.tls {
-        info!("STUN/TURN listening on tls://{a}");
-    }
-    for r in &relay {
-        info!(
-            "relay address {} (bound on {}), ports {}-{}",
-            r.public, r.bind, plan.io.min_port, plan.io.max_port
-        );
-    }
-    info!(realm = %core.realm, "auth: long-term credentials, {} static user(s), {} REST secret(s)", core.user_count(), core.secrets.len());
-    if let Some(s) = &plan.dev_secret {
-        info!("auth: no --user or --static-auth-secret given; development REST secret for this run: {s}");
-        info!(
-            "      make a credential with: switchboard turn-credentials --secret {s} --user NAME"
-        );
-    }
-    match core.rfc5780 {
-        Some(r) => info!(
-            "RFC 5780 behaviour discovery on: {}/{} ports {}/{}",
-            r.ips[0], r.ips[1], r.ports[0], r.ports[1]
-        ),
-        None => info!("RFC 5780 behaviour discovery off (needs two --listening-ip)"),
-    }
-    info!(
-        user_quota = core.user_quota,
-        total_quota = core.total_quota,
-        max_bps = core.max_bps,
-        "limits (0 = unlimited); peers in private, loopback and other special ranges are denied unless --allowed-peer-ip"
-    );
-    if let Some(m) = &plan.tls_material {
+    let mut services = start(&plan)?;
+    if let Some(m) = &plan.tls {
         let kind = if m.self_signed {
             "self-signed, generated at start"
         } else {
@@ -100,238 +67,103 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             m.fingerprint
         );
     }
-    let signaling = switchboard_http::Signaling::new(
-        plan.signal.clone(),
-        switchboard_http::OriginPolicy::new(&plan.origins),
+    let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        services = names.join(", "),
+        "switchboard started"
     );
-    let https = plan
-        .https
-        .clone()
-        .map(|c| std::sync::Arc::new(std::sync::RwLock::new(c)));
-    let mut ice_api = None;
-    if let Some(addr) = plan.http {
-        let public = relay.first().map(|r| r.public).unwrap_or(listen_ips[0]);
-        // Bound first: /api/ice-servers names its port (`turns:HOST:443`).
-        let listener = crate::web::bind("http", addr)?;
-        let bound = listener.local_addr()?;
-        let ice = switchboard_http::IceConfig {
-            host: plan
-                .ice_host
-                .clone()
-                .unwrap_or_else(|| switchboard_http::IceConfig::host_for(public)),
-            udp_port: running.udp.first().map(|a| a.port()),
-            tcp_port: running.tcp.first().map(|a| a.port()),
-            tls_port: running.tls.first().map(|a| a.port()),
-            https_turn_port: plan.http_turn.then_some(bound.port()),
-            secret: core.secrets.first().cloned(),
-            ttl: plan.ice_ttl,
-            token_secrets: plan.signal.token_secrets.clone(),
-            rate_per_minute: plan.ice_rate,
-        };
-        let net_test = net_test_config(&ice, core.rfc5780, &relay, &listen_ips, &running.udp);
-        let timer = signaling.clone();
-        let api = switchboard_http::IceApi::new(ice);
-        ice_api = Some(api.clone());
-        crate::web::serve(
-            "http",
-            listener,
-            switchboard_http::router(
-                api,
-                signaling.clone(),
-                switchboard_http::NetTest::new(net_test),
-            ),
-            https.clone(),
-            plan.http_turn.then(|| running.shared.clone()),
-            move || timer.spawn_timer(),
-        )?;
-        let scheme = if https.is_some() { "https" } else { "http" };
-        info!("HTTP API on {scheme}://{bound}/ (web app at /, signaling at /ws and /sse, ICE servers at /api/ice-servers)");
-        if plan.http_turn {
-            info!("TURN over TLS (ALPN stun.turn, or none) and over TCP also on the HTTPS port {bound}; plain HTTP there is redirected to HTTPS");
-        }
-        let s = &plan.signal;
-        info!(
-            room_capacity = s.room_capacity,
-            grace_s = s.grace.as_secs(),
-            max_message = s.max_message,
-            rate = s.rate,
-            "signaling: rooms {}; origins: this host{}",
-            if s.token_secrets.is_empty() {
-                "open (no --room-token-secret)"
-            } else {
-                "need a room token"
-            },
-            if plan.origins.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", plan.origins.join(", "))
-            }
-        );
-        let ice = ice_api.as_ref().map(|a| a.config());
-        if let Some(ice) = ice {
-            info!(
-                "ICE servers: relay credentials for {}; at most {} requests a minute per source address",
-                if ice.secret.is_none() {
-                    "nobody (no --static-auth-secret: STUN only)"
-                } else if ice.token_secrets.is_empty() {
-                    "anyone who can reach this port (no --room-token-secret)"
-                } else {
-                    "holders of a room token"
-                },
-                if ice.rate_per_minute == 0 {
-                    "unlimited".to_string()
-                } else {
-                    ice.rate_per_minute.to_string()
-                }
-            );
-        }
-    }
-    if let Some(addr) = plan.metrics {
-        let bound = crate::metrics::spawn(
-            addr,
-            running.shared.clone(),
-            signaling.clone(),
-            ice_api.clone(),
-        )?;
-        info!("metrics on http://{bound}/metrics");
+    if let Some(path) = &plan.process.ready_file {
+        write_ready_file(path, &services, &plan)?;
     }
 
-    crate::heap::spawn_trimmer(plan.heap_trim)?;
-
-    let shared = running.shared.clone();
     for sig in signals.forever() {
         if sig == SIGHUP {
-            match reload(
-                &cli,
-                &listen_ips,
-                &relay,
-                nonce_key,
-                plan.dev_secret.as_deref(),
-                plan.tls_material.as_ref(),
-                plan.http_turn,
-            ) {
-                Ok(r) => {
-                    shared.reload(r.core.clone(), r.tls);
-                    if let (Some(slot), Some(new)) = (&https, r.https) {
-                        *slot.write().unwrap_or_else(|e| e.into_inner()) = new;
-                    }
-                    if let Some(api) = &ice_api {
-                        let mut ice = (*api.config()).clone();
-                        ice.secret = r.core.secrets.first().cloned();
-                        ice.token_secrets = r.signal.token_secrets.clone();
-                        ice.rate_per_minute = r.ice_rate;
-                        api.reconfigure(ice);
-                    }
-                    signaling.reconfigure(r.signal);
-                    info!("configuration reloaded (users, secrets, peer filters, limits, certificates, signaling limits, room token secrets and the ICE servers' secret and rate)");
+            let reloaded = crate::settings::load(&args).and_then(|s| plan::build(&s, Some(&plan)));
+            match reloaded {
+                Ok(new) => {
+                    let what: Vec<&str> =
+                        services.iter_mut().filter_map(|s| s.reload(&new)).collect();
+                    plan = new;
+                    info!("configuration reloaded ({})", what.join("; "));
                 }
                 Err(e) => warn!("reload refused, keeping the running configuration: {e}"),
             }
             continue;
         }
-        let n = shared.quotas.total();
-        info!("draining: refusing new allocations; {n} live, exiting when they end or after {:?} (signal again to exit now)", plan.drain_timeout);
-        shared.draining.store(true, Ordering::Relaxed);
-        let deadline = Instant::now() + plan.drain_timeout;
-        let mut last = n;
-        while Instant::now() < deadline {
-            if signals.pending().next().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-            // The quota counter is exact at once; the stats snapshot lags 250 ms.
-            let n = shared.quotas.total();
-            if n == 0 {
-                break;
-            }
-            if n != last {
-                info!("draining: {n} allocations left");
-                last = n;
-            }
-        }
+        drain(&mut services, &mut signals, plan.process.drain_timeout);
         break;
     }
-    signaling.shutdown();
-    shared.shutdown.store(true, Ordering::Relaxed);
-    running.join();
+    for s in services.into_iter().rev() {
+        s.stop();
+    }
     info!("stopped");
     Ok(())
 }
 
-struct Reloaded {
-    core: switchboard_turn::ServerConfig,
-    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    https: Option<std::sync::Arc<rustls::ServerConfig>>,
-    signal: switchboard_http::HubConfig,
-    ice_rate: u32,
+/// What is still in flight, e.g. `(3, "3 allocations")`.
+fn in_flight(services: &[Box<dyn Service>]) -> (usize, String) {
+    let parts: Vec<(usize, &str)> = services.iter().filter_map(|s| s.in_flight()).collect();
+    let total = parts.iter().map(|(n, _)| n).sum();
+    let text = parts
+        .iter()
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, text)
 }
 
-fn reload(
-    cli: &Settings,
-    listen_ips: &[std::net::IpAddr],
-    relay: &[switchboard_turn_io::RelayIp],
-    nonce_key: [u8; 32],
-    dev_secret: Option<&str>,
-    generated: Option<&crate::tls::TlsMaterial>,
-    http_turn: bool,
-) -> anyhow::Result<Reloaded> {
-    let mut s = cli.clone();
-    s.load_file()?;
-    let core = plan::core_config(&s, listen_ips, relay, Some(nonce_key), dev_secret)?;
-    let generated = generated.filter(|g| g.self_signed);
-    let material = crate::tls::material(&s, generated, listen_ips)?;
-    let tls = material.as_ref().map(crate::tls::turn_config).transpose()?;
-    let https = material
-        .as_ref()
-        .map(|m| crate::tls::https_config(m, http_turn))
-        .transpose()?;
-    let signal = plan::signal_config(&s)?;
-    Ok(Reloaded {
-        core,
-        tls,
-        https,
-        signal,
-        ice_rate: plan::ice_rate(&s)?,
-    })
-}
-
-/// The app's network test (`/network`): STUN URIs for the mapping test (the primary
-/// address, its other port and the other IP when RFC 5780 is on) and the IPs the
-/// filtering checks come from.
-fn net_test_config(
-    ice: &switchboard_http::IceConfig,
-    rfc5780: Option<switchboard_turn::config::Rfc5780>,
-    relay: &[switchboard_turn_io::RelayIp],
-    listen_ips: &[std::net::IpAddr],
-    udp: &[std::net::SocketAddr],
-) -> switchboard_http::NetTestConfig {
-    let Some(first) = udp.first() else {
-        return switchboard_http::NetTestConfig::default();
-    };
-    match rfc5780 {
-        Some(r) => {
-            // The other IP as clients reach it (its relay mapping, if it has one).
-            let other = relay
-                .iter()
-                .find(|a| a.bind == r.ips[1])
-                .map(|a| a.public)
-                .unwrap_or(r.ips[1]);
-            let other = switchboard_http::IceConfig::host_for(other);
-            let h = &ice.host;
-            switchboard_http::NetTestConfig {
-                stun_urls: vec![
-                    format!("stun:{h}:{}", r.ports[0]),
-                    format!("stun:{h}:{}", r.ports[1]),
-                    format!("stun:{other}:{}", r.ports[0]),
-                ],
-                same_ip: Some(r.ips[0]),
-                other_ip: Some(r.ips[1]),
-            }
-        }
-        None => switchboard_http::NetTestConfig {
-            stun_urls: vec![format!("stun:{}:{}", ice.host, first.port())],
-            same_ip: listen_ips.first().copied(),
-            other_ip: None,
-        },
+/// Refuse new work, then wait until what is in flight ends, `timeout` passes or another
+/// signal comes.
+fn drain(
+    services: &mut [Box<dyn Service>],
+    signals: &mut signal_hook::iterator::Signals,
+    timeout: Duration,
+) {
+    for s in services.iter_mut() {
+        s.drain();
     }
+    let (n, text) = in_flight(services);
+    info!("draining: refusing new work; {text} live, exiting when they end or after {timeout:?} (signal again to exit now)");
+    let deadline = Instant::now() + timeout;
+    let mut last = n;
+    while Instant::now() < deadline && last > 0 {
+        if signals.pending().next().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        let (n, text) = in_flight(services);
+        if n != last {
+            info!("draining: {text} left");
+            last = n;
+        }
+    }
+}
+
+/// The listeners by kind, as JSON, written whole (a reader never sees half of it).
+fn write_ready_file(
+    path: &std::path::Path,
+    services: &[Box<dyn Service>],
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let mut listeners = serde_json::Map::new();
+    for l in services.iter().flat_map(|s| s.listeners()) {
+        let list = listeners
+            .entry(l.kind)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(v) = list {
+            v.push(l.addr.to_string().into());
+        }
+    }
+    let ready = serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "listeners": listeners,
+        "tls_fingerprint": plan.tls.as_ref().map(|m| m.fingerprint.clone()),
+    });
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{ready}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow::anyhow!("cannot write --ready-file {}: {e}", path.display()))
 }

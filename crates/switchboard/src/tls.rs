@@ -1,8 +1,8 @@
 //! TLS for TURN over TLS and HTTPS: the certificate and key from --cert/--pkey, or one
-//! generated at start with --tls-self-signed.
+//! generated at start with --tls-self-signed. Takes plain values, not the settings, so
+//! that TLS is a leaf under the configuration rather than part of a cycle with it.
 
-use crate::plan::ConfigError;
-use crate::settings::Settings;
+use crate::error::ConfigError;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -36,20 +36,27 @@ fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
+/// Where the certificate comes from: `--cert`/`--pkey`, `--tls-self-signed`.
+pub struct Source<'a> {
+    pub cert: Option<&'a std::path::Path>,
+    pub pkey: Option<&'a std::path::Path>,
+    pub self_signed: bool,
+}
+
 /// The material from --cert/--pkey; else `generated` (kept across reloads) or, with
 /// --tls-self-signed, a new self-signed certificate for `names`; else None.
 pub fn material(
-    s: &Settings,
+    source: &Source<'_>,
     generated: Option<&TlsMaterial>,
     names: &[IpAddr],
 ) -> Result<Option<TlsMaterial>, ConfigError> {
-    match (&s.cert, &s.pkey) {
+    match (source.cert, source.pkey) {
         (Some(_), None) => return Err(ConfigError::new("pkey", "--cert needs --pkey")),
         (None, Some(_)) => return Err(ConfigError::new("cert", "--pkey needs --cert")),
         (Some(c), Some(k)) => return from_files(c, k).map(Some),
         (None, None) => {}
     }
-    if !s.tls_self_signed.unwrap_or(false) {
+    if !source.self_signed {
         return Ok(None);
     }
     if let Some(g) = generated {

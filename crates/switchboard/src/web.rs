@@ -1,11 +1,15 @@
 //! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a small
 //! runtime of its own, so HTTP never competes with the STUN/TURN workers' threads.
-//! With `--turn-on-http-port` the HTTPS listener also takes TURN (see demux.rs).
+//!
+//! This is the bottom layer of the HTTP side: it knows nothing of TURN. The shared
+//! HTTPS/TURN port (`--turn-on-http-port`, demux.rs) plugs its own per-connection
+//! handler into [`accept_tls`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use switchboard_turn_io::Shared;
+use tokio::net::TcpStream;
 
 /// The HTTPS certificate, swapped on SIGHUP.
 pub type HttpsConfig = Arc<RwLock<Arc<rustls::ServerConfig>>>;
@@ -21,17 +25,17 @@ pub fn bind(what: &'static str, addr: SocketAddr) -> anyhow::Result<std::net::Tc
     Ok(listener)
 }
 
-/// Serve `app` on `listener` from a new thread, running `setup` inside the runtime
-/// first. With `https`, connections are TLS; with `turn` too, the port is shared with
-/// TURN (HTTPS must then be on: plan.rs makes sure).
-pub fn serve(
+/// Run `serve` on a new thread named `what`, in a current-thread runtime of its own,
+/// after `setup` (which may spawn tasks on that runtime).
+pub fn spawn<F, Fut>(
     what: &'static str,
-    listener: std::net::TcpListener,
-    app: axum::Router,
-    https: Option<HttpsConfig>,
-    turn: Option<Arc<Shared>>,
     setup: impl FnOnce() + Send + 'static,
-) -> anyhow::Result<()> {
+    serve: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = std::io::Result<()>>,
+{
     std::thread::Builder::new()
         .name(what.into())
         .spawn(move || {
@@ -47,20 +51,7 @@ pub fn serve(
             };
             rt.block_on(async move {
                 setup();
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let result = match https {
-                    None => {
-                        axum::serve(
-                            listener,
-                            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                        )
-                        .await
-                    }
-                    Some(cfg) => serve_tls(listener, app, cfg, turn).await,
-                };
-                if let Err(e) = result {
+                if let Err(e) = serve().await {
                     tracing::error!(error = %e, "{what} server stopped");
                 }
             });
@@ -68,12 +59,51 @@ pub fn serve(
     Ok(())
 }
 
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
+/// Plain HTTP on `listener` (call from inside the runtime).
+pub async fn serve_plain(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// HTTPS on `listener` with the current certificate of `cfg`.
+pub async fn serve_https(
+    listener: std::net::TcpListener,
     app: axum::Router,
     cfg: HttpsConfig,
-    turn: Option<Arc<Shared>>,
 ) -> std::io::Result<()> {
+    accept_tls(listener, cfg, move |tcp, peer, acceptor| {
+        let app = app.clone();
+        async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            serve_http(stream, app, peer).await;
+        }
+    })
+    .await
+}
+
+/// Accept connections for TLS forever, each handled on its own task by `handle` with an
+/// acceptor for the certificate in force when it arrived.
+pub async fn accept_tls<F, Fut>(
+    listener: std::net::TcpListener,
+    cfg: HttpsConfig,
+    mut handle: F,
+) -> std::io::Result<()>
+where
+    F: FnMut(TcpStream, SocketAddr, tokio_rustls::TlsAcceptor) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -86,26 +116,13 @@ async fn serve_tls(
         };
         let _ = tcp.set_nodelay(true);
         let current = cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(current);
-        let app = app.clone();
-        let turn = turn.clone();
-        tokio::spawn(async move {
-            if let Some(turn) = turn {
-                return crate::demux::connection(tcp, peer, acceptor, app, &turn).await;
-            }
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            serve_http(stream, app, peer).await;
-        });
+        tokio::spawn(handle(tcp, peer, tokio_rustls::TlsAcceptor::from(current)));
     }
 }
 
 /// HTTP/1.1 (with upgrades, for WebSocket) on an established stream from `peer`
 /// (handlers see it as axum's `ConnectInfo`).
-pub async fn serve_http<S>(stream: S, app: axum::Router, peer: std::net::SocketAddr)
+pub async fn serve_http<S>(stream: S, app: axum::Router, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -1,5 +1,6 @@
 //! Test harness: run the real `switchboard` binary on ephemeral ports and find out
-//! where it listens from its start-up log.
+//! where it listens from the JSON it writes to `--ready-file` once every listener is up
+//! (its log is kept for the tests that check what it says).
 
 #![allow(dead_code)]
 
@@ -12,7 +13,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Server {
     pub child: Child,
@@ -22,13 +23,20 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
-    /// The lines logged up to the listeners.
+    /// The lines logged up to "switchboard started".
     pub startup: Vec<String>,
+    /// What the server wrote to its `--ready-file`.
+    pub ready: serde_json::Value,
+    /// Holds the ready file.
+    _dir: tempfile::TempDir,
 }
+
+/// How long a start may take (a debug build on a loaded machine).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Start with `args` added to `serve -p 0 --metrics-listen 127.0.0.1:0`; waits until
-    /// the server has logged its listeners.
+    /// every listener is up.
     pub fn start(args: &[&str]) -> Server {
         let mut full = vec!["serve", "-p", "0", "--metrics-listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
@@ -36,12 +44,16 @@ impl Server {
     }
 
     pub fn start_raw(args: &[&str]) -> Server {
-        let mut args = args.to_vec();
-        if !args.contains(&"--http-listen") {
-            args.extend(["--http-listen", "127.0.0.1:0"]);
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--http-listen") {
+            args.extend(["--http-listen".into(), "127.0.0.1:0".into()]);
         }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready_file = dir.path().join("ready.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(&args)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -56,68 +68,65 @@ impl Server {
                 }
             }
         });
+        // The file appears whole (written aside, then renamed) once everything listens.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ready = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                break serde_json::from_str::<serde_json::Value>(&text)
+                    .expect("ready file is JSON");
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("switchboard exited ({status}) before it was ready: {args:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchboard was not ready within {START_TIMEOUT:?}: {args:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let first = |kind: &str| -> Option<SocketAddr> {
+            ready["listeners"][kind][0].as_str()?.parse().ok()
+        };
         let mut s = Server {
+            udp: first("turn-udp"),
+            tcp: first("turn-tcp"),
+            tls: first("turn-tls"),
+            metrics: first("metrics"),
+            http: first("http").or(first("https")),
             child,
-            udp: None,
-            tcp: None,
-            tls: None,
-            metrics: None,
-            http: None,
             log: rx,
             startup: Vec::new(),
+            ready,
+            _dir: dir,
         };
-        let want_metrics = !args.windows(2).any(|w| w == ["--metrics-listen", "off"]);
+        // The start-up log, for tests that check what it says: it ends with this line,
+        // logged just before the ready file was written.
         loop {
             let line = s
                 .log
-                .recv_timeout(Duration::from_secs(10))
-                .expect("switchboard did not log its listeners within 10 s");
-            s.startup.push(line.clone());
-            let addr = |prefix: &str| -> Option<SocketAddr> {
-                let i = line.find(prefix)? + prefix.len();
-                line[i..].split(['/', ' ']).next()?.parse().ok()
-            };
-            if let Some(a) = addr("udp://") {
-                s.udp.get_or_insert(a);
-            }
-            if let Some(a) = addr("tcp://") {
-                s.tcp.get_or_insert(a);
-            }
-            if let Some(a) = addr("tls://") {
-                s.tls.get_or_insert(a);
-            }
-            if line.contains("metrics on") {
-                s.metrics = addr("http://");
-            }
-            if line.contains("HTTP API on") {
-                s.http = addr("http://").or(addr("https://"));
-            }
-            let want_http = !args.windows(2).any(|w| w == ["--http-listen", "off"]);
-            if (s.metrics.is_some() || !want_metrics) && (s.http.is_some() || !want_http) {
+                .recv_timeout(START_TIMEOUT)
+                .expect("the start-up log ends with `switchboard started`");
+            let last = line.contains("switchboard started");
+            s.startup.push(line);
+            if last {
                 break;
             }
         }
         s
     }
 
-    /// The TLS certificate's SHA-256 fingerprint the server logged at start.
+    /// The TLS certificate's SHA-256 fingerprint (from the ready file).
     pub fn tls_fingerprint(&self) -> String {
-        let line = self
-            .startup
-            .iter()
-            .find(|l| l.contains("SHA-256 fingerprint"))
-            .expect("fingerprint logged at start");
-        line.rsplit(' ')
-            .next()
-            .expect("fingerprint")
-            .trim()
+        self.ready["tls_fingerprint"]
+            .as_str()
+            .expect("a TLS certificate is configured")
             .to_string()
     }
 
     /// Wait for a log line containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = std::time::Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.log.recv_timeout(left) {
                 Ok(l) if l.contains(needle) => return Some(l),
                 Ok(_) => {}
@@ -144,10 +153,10 @@ impl Server {
     /// Poll a metric until it reaches `min` (workers publish every 250 ms); returns
     /// the last value read, which the caller asserts on.
     pub fn metric_reaching(&self, name: &str, min: u64) -> u64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let v = self.metric(name);
-            if v >= min || std::time::Instant::now() > deadline {
+            if v >= min || Instant::now() > deadline {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(50));
