@@ -51,6 +51,8 @@ pub trait Service: Send {
         None
     }
 
-    /// Stop and wait for its threads.
+    /// Stop, waiting for threads that hold state worth finishing (TURN's workers). Called
+    /// in reverse start order; services whose threads hold nothing (the HTTP and metrics
+    /// runtimes) end with the process.
     fn stop(self: Box<Self>) {}
 }
