@@ -163,7 +163,11 @@ fn line_of_key(text: &str, section: Option<&str>, key: &str) -> Option<usize> {
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if let Some(header) = line.strip_prefix('[') {
-            current = Some(header.trim_end_matches(']').trim());
+            let name = header.trim_end_matches(']').trim();
+            if section.is_none() && name == key {
+                return Some(i + 1);
+            }
+            current = Some(name);
             continue;
         }
         let Some((k, _)) = line.split_once('=') else {
@@ -250,6 +254,11 @@ mod tests {
         );
         let e = load_with("realm = [\"a\", \"b\"]\n", &[]).expect_err("list");
         assert!(e.to_string().contains("one value"), "{e}");
+        let e = load_with("realm = \"x\"\n\n[nosuch]\na = 1\n", &[]).expect_err("no section");
+        assert!(
+            e.to_string().contains("unknown option `nosuch` (line 3)"),
+            "{e}"
+        );
         let e = load_with("config = \"x\"\n", &[]).expect_err("config in config");
         assert!(e.to_string().contains("unknown option `config`"), "{e}");
         let e = load_with("metrics-listen = \"nowhere\"\n", &[]).expect_err("addr");
