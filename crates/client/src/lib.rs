@@ -29,10 +29,10 @@ mod udp;
 pub use auth::{error_code, ClientAuth, Credentials, Learn};
 pub use error::ClientError;
 pub use request::{random_tid, Reply, Request, SuccessInfo};
-pub use stream::{Stream, StreamClient};
+pub use stream::{Stream, StreamClient, READ_TIMEOUT};
 pub use tls::{fingerprint, tls_connect};
-pub use transact::{Body, Response, Stats, Transact};
-pub use udp::UdpClient;
+pub use transact::{Body, Response, Stats, Transact, MAX_AUTH_RETRIES};
+pub use udp::{UdpClient, INITIAL_RTO, MAX_TRIES};
 
 /// REQUESTED-TRANSPORT value for UDP (protocol 17 in the top byte, RFC 8656 §18.7).
 pub const TRANSPORT_UDP: u32 = 17 << 24;

@@ -151,7 +151,7 @@ mod tests {
         // python3: base64(hmac.new(b's3cret', b'1003600:alice', sha1).digest())
         assert_eq!(
             t.credential.as_deref(),
-            Some("Z32fz9jommlL7rl1lAzDPxKQJnU=")
+            Some("z32fz9jommlL7rl1lAzDPxKQJnU=")
         );
     }
 

@@ -13,9 +13,9 @@ const SEC: u64 = 1_000_000_000;
 pub const PERMISSION_REFRESH: u64 = 240 * SEC;
 /// Channel bindings last 600 s (RFC 8656 §12); refresh with margin.
 pub const CHANNEL_REFRESH: u64 = 540 * SEC;
-const RTO: u64 = SEC / 4;
-const MAX_TRIES: u32 = 5;
-const MAX_AUTH_RETRIES: u32 = 3;
+/// The blocking client's retransmission schedule, kept by this non-blocking one too.
+const RTO: u64 = switchboard_client::INITIAL_RTO.as_nanos() as u64;
+use switchboard_client::{MAX_AUTH_RETRIES, MAX_TRIES};
 /// After a failed keepalive, try that item again this much later.
 const RETRY_AFTER: u64 = 5 * SEC;
 

@@ -2,8 +2,8 @@
 //! (draft-uberti-behave-turn-rest): the username is `<expiry>:<identity>` (unix
 //! seconds), the password base64(HMAC-SHA1(secret, username)). The one place that mints
 //! them (HTTP `iceServers`, the `turn-credentials` command, the load generator) and
-//! checks them (the server's [`authenticate`](crate::auth::authenticate)), so both
-//! sides cannot drift apart.
+//! checks them (the server's long-term authentication), so both sides cannot drift
+//! apart.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -90,6 +90,11 @@ mod tests {
         assert_eq!(
             password(b"labsecret", c.username.as_bytes()).as_bytes(),
             c.password.as_bytes()
+        );
+        // python3: base64(hmac.new(b's3cret', b'1003600:alice', sha1).digest())
+        assert_eq!(
+            password(b"s3cret", b"1003600:alice").as_str(),
+            "z32fz9jommlL7rl1lAzDPxKQJnU="
         );
     }
 

@@ -6,36 +6,10 @@ use crate::allocation::Allocation;
 use crate::auth::Integrity;
 use crate::config::ServerConfig;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_stun::{attr_type, ErrorCode, Message, CHANNEL_MAX, CHANNEL_MIN, FAMILY_IPV6};
 
 impl Server {
-    /// The allocation of `tuple`, checking that the same credentials are used (441).
-    /// The caller's allocation, or the error reply (437, 441) to send.
-    pub(super) fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
-        self.owned_alloc(&r.tuple, r.username, r.now)
-            .map_err(|code| self.error(out, r.msg, code, Some(&r.key)))
-    }
-
-    pub(super) fn owned_alloc(
-        &self,
-        tuple: &FiveTuple,
-        username: &[u8],
-        now: Instant,
-    ) -> Result<AllocId, ErrorCode> {
-        let id = *self
-            .by_tuple
-            .get(tuple)
-            .ok_or(ErrorCode::ALLOCATION_MISMATCH)?;
-        match self.allocation(id) {
-            // Expired but not yet swept by handle_timeout: gone for the client.
-            Some(a) if a.expires <= now => Err(ErrorCode::ALLOCATION_MISMATCH),
-            Some(a) if &*a.username == username => Ok(id),
-            Some(_) => Err(ErrorCode::WRONG_CREDENTIALS),
-            None => Err(ErrorCode::ALLOCATION_MISMATCH),
-        }
-    }
-
     pub(super) fn allocate(
         &mut self,
         r: &Authed,
@@ -275,21 +249,6 @@ impl Server {
             w.u32(attr_type::LIFETIME, lifetime.as_secs() as u32)?;
             Ok(())
         })
-    }
-
-    /// Check a peer for CreatePermission/ChannelBind: 443 on family mismatch, 403 when denied.
-    pub(super) fn check_peer(&mut self, id: AllocId, peer: SocketAddr) -> Result<(), ErrorCode> {
-        let Some(a) = self.allocation(id) else {
-            return Err(ErrorCode::ALLOCATION_MISMATCH);
-        };
-        if a.relay_for(&peer).is_none() {
-            return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
-        }
-        if !self.cfg.peer_allowed(peer) {
-            self.stats.peer_denied += 1;
-            return Err(ErrorCode::FORBIDDEN);
-        }
-        Ok(())
     }
 
     pub(super) fn create_permission(&mut self, r: &Authed, out: &mut [u8]) -> Reply {

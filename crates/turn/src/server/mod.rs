@@ -371,6 +371,48 @@ impl Server {
         }
     }
 
+    /// The caller's allocation, checking that the same credentials are used; else
+    /// the error reply (437, 441) to send. Shared by the handlers of methods.rs and
+    /// tcp_relay.rs.
+    fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
+        self.owned_alloc(&r.tuple, r.username, r.now)
+            .map_err(|code| self.error(out, r.msg, code, Some(&r.key)))
+    }
+
+    fn owned_alloc(
+        &self,
+        tuple: &FiveTuple,
+        username: &[u8],
+        now: Instant,
+    ) -> Result<AllocId, ErrorCode> {
+        let id = *self
+            .by_tuple
+            .get(tuple)
+            .ok_or(ErrorCode::ALLOCATION_MISMATCH)?;
+        match self.allocation(id) {
+            // Expired but not yet swept by handle_timeout: gone for the client.
+            Some(a) if a.expires <= now => Err(ErrorCode::ALLOCATION_MISMATCH),
+            Some(a) if &*a.username == username => Ok(id),
+            Some(_) => Err(ErrorCode::WRONG_CREDENTIALS),
+            None => Err(ErrorCode::ALLOCATION_MISMATCH),
+        }
+    }
+
+    /// Check a peer for CreatePermission/ChannelBind: 443 on family mismatch, 403 when denied.
+    fn check_peer(&mut self, id: AllocId, peer: SocketAddr) -> Result<(), ErrorCode> {
+        let Some(a) = self.allocation(id) else {
+            return Err(ErrorCode::ALLOCATION_MISMATCH);
+        };
+        if a.relay_for(&peer).is_none() {
+            return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
+        }
+        if !self.cfg.peer_allowed(peer) {
+            self.stats.peer_denied += 1;
+            return Err(ErrorCode::FORBIDDEN);
+        }
+        Ok(())
+    }
+
     fn error(
         &mut self,
         out: &mut [u8],
