@@ -20,7 +20,7 @@ impl Server {
         let identity = r.identity;
         if let Some(&id) = self.by_tuple.get(&tuple) {
             let Some(a) = self.allocation(id) else {
-                return self.error(out, msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key));
+                return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
             };
             if a.expires <= now {
                 // Expired, not yet swept: free it and allocate afresh.
@@ -34,50 +34,36 @@ impl Server {
                 let left = a.expires.saturating_duration_since(now).as_secs() as u32;
                 return self.allocate_success(out, msg, &key, tuple, (v4, v6), left, None, None);
             }
-            return self.error(out, msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         }
         let tcp = match msg.get(attr_type::REQUESTED_TRANSPORT) {
-            None => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            None => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             Some([17, ..]) => false,
             Some([6, ..]) => match super::tcp_relay::check_allocate(&tuple, msg) {
                 Ok(()) => true,
-                Err(code) => return self.error(out, msg, code, Some(&key)),
+                Err(code) => return self.refuse(r, out, code),
             },
-            Some(_) => {
-                return self.error(
-                    out,
-                    msg,
-                    ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
-                    Some(&key),
-                )
-            }
+            Some(_) => return self.refuse(r, out, ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL),
         };
         let requested = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
         let additional = msg.get(attr_type::ADDITIONAL_ADDRESS_FAMILY);
         let want_v6 = match (requested, additional) {
-            (Some(_), Some(_)) => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            (Some(_), Some(_)) => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             (None, Some([2, ..])) | (None, None) => false,
-            (None, Some(_)) => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            (None, Some(_)) => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             (Some([1, ..]), None) => false,
             (Some([2, ..]), None) => true,
-            (Some(_), None) => {
-                return self.error(
-                    out,
-                    msg,
-                    ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                    Some(&key),
-                )
-            }
+            (Some(_), None) => return self.refuse(r, out, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED),
         };
         let dual = additional.is_some();
         let even = msg.get(attr_type::EVEN_PORT);
         let token = msg.get(attr_type::RESERVATION_TOKEN);
         if token.is_some() && (even.is_some() || requested.is_some() || dual) {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let reserve_next = matches!(even, Some([b, ..]) if b & 0x80 != 0) && !dual;
         if self.draining {
-            return self.error(out, msg, ErrorCode::INSUFFICIENT_CAPACITY, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         }
         let cfg = self.cfg.clone();
         if !self
@@ -85,7 +71,7 @@ impl Server {
             .acquire(identity, cfg.user_quota, cfg.total_quota)
         {
             self.stats.quota_rejections += 1;
-            return self.error(out, msg, ErrorCode::ALLOCATION_QUOTA_REACHED, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_QUOTA_REACHED);
         }
         let id = AllocId(match self.free.last() {
             Some(&i) => i,
@@ -111,7 +97,7 @@ impl Server {
                     crate::RelayOpenError::NoFamily => ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
                     _ => ErrorCode::INSUFFICIENT_CAPACITY,
                 };
-                return self.error(out, msg, code, Some(&key));
+                return self.refuse(r, out, code);
             }
         };
         // The IPv6 half of a dual allocation may fail alone (RFC 8656 §7.2): the
@@ -207,20 +193,13 @@ impl Server {
         let requested = msg.u32(attr_type::LIFETIME);
         let family = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         let family_v6 = match family {
             None => None,
             Some([1, ..]) if a.relay_v4.is_some() => Some(false),
             Some([2, ..]) if a.relay_v6.is_some() => Some(true),
-            Some(_) => {
-                return self.error(
-                    out,
-                    msg,
-                    ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                    Some(&key),
-                )
-            }
+            Some(_) => return self.refuse(r, out, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH),
         };
         if requested == Some(0) {
             let dual = a.relay_v4.is_some() && a.relay_v6.is_some();
@@ -263,15 +242,15 @@ impl Server {
             .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
         {
             let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) else {
-                return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+                return self.refuse(r, out, ErrorCode::BAD_REQUEST);
             };
             if let Err(code) = self.check_peer(id, peer) {
-                return self.error(out, msg, code, Some(&key));
+                return self.refuse(r, out, code);
             }
             count += 1;
         }
         if count == 0 {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let expires = now + self.cfg.permission_lifetime;
         let cfg = self.cfg.clone();
@@ -297,28 +276,28 @@ impl Server {
         };
         let number = match msg.get(attr_type::CHANNEL_NUMBER) {
             Some([a, b, ..]) => u16::from_be_bytes([*a, *b]),
-            _ => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         };
         if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         // RFC 6062: no channels on TCP allocations.
         if self.allocation(id).is_some_and(|a| a.tcp) {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         if let Err(code) = self.check_peer(id, peer) {
-            return self.error(out, msg, code, Some(&key));
+            return self.refuse(r, out, code);
         }
         let (chan_life, perm_life) = (self.cfg.channel_lifetime, self.cfg.permission_lifetime);
         let own_only = !self.cfg.peer_filter.allows(peer.ip());
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         if a.bind_channel(number, peer, now + chan_life).is_err() {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         a.add_permission(peer.ip(), now + perm_life, own_only);
         self.success(out, msg, &key, |_| Ok(()))

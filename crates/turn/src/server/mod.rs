@@ -376,7 +376,7 @@ impl Server {
     /// tcp_relay.rs.
     fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
         self.owned_alloc(&r.tuple, r.username, r.now)
-            .map_err(|code| self.error(out, r.msg, code, Some(&r.key)))
+            .map_err(|code| self.refuse(r, out, code))
     }
 
     fn owned_alloc(
@@ -411,6 +411,11 @@ impl Server {
             return Err(ErrorCode::FORBIDDEN);
         }
         Ok(())
+    }
+
+    /// An error response to an authenticated request, signed with its key.
+    fn refuse(&mut self, r: &Authed, out: &mut [u8], code: ErrorCode) -> Reply {
+        self.error(out, r.msg, code, Some(&r.key))
     }
 
     fn error(

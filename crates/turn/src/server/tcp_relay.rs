@@ -157,46 +157,36 @@ impl Server {
             Err(reply) => return reply,
         };
         if !self.allocation(id).is_some_and(|a| a.tcp) {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         if let Err(code) = self.check_peer(id, peer) {
-            return self.error(out, msg, code, Some(&key));
+            return self.refuse(r, out, code);
         }
         if self.tcp.exists(id, peer) {
-            return self.error(out, msg, ErrorCode::CONNECTION_ALREADY_EXISTS, Some(&key));
+            return self.refuse(r, out, ErrorCode::CONNECTION_ALREADY_EXISTS);
         }
         if self.tcp.count(id) >= MAX_CONNECTIONS_PER_ALLOCATION {
-            return self.error(out, msg, ErrorCode::INSUFFICIENT_CAPACITY, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         }
         let Some(conn_id) = self.tcp.new_id() else {
-            return self.error(out, msg, ErrorCode::INSUFFICIENT_CAPACITY, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         };
         let own_only = !self.cfg.peer_filter.allows(peer.ip());
         let perm_expires = now + self.cfg.permission_lifetime;
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, ErrorCode::ALLOCATION_MISMATCH, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         // Connect installs (or refreshes) a permission for the peer, so its data and
         // later connections from it are accepted.
         a.add_permission(peer.ip(), perm_expires, own_only);
         let Some(relay) = a.relay_for(&peer) else {
-            return self.error(
-                out,
-                msg,
-                ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
-                Some(&key),
-            );
+            return self.refuse(r, out, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
         };
         if relays.tcp_connect(id, conn_id, relay, peer).is_err() {
-            return self.error(
-                out,
-                msg,
-                ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE,
-                Some(&key),
-            );
+            return self.refuse(r, out, ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE);
         }
         let answer = Answer {
             tid: msg.tid,
@@ -370,10 +360,10 @@ impl Server {
         // Not over UDP, and not on a control connection (it would lose its allocation's
         // signalling to a pipe).
         if tuple.transport == Transport::Udp || self.by_tuple.contains_key(&tuple) {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(conn_id) = msg.u32(attr_type::CONNECTION_ID) else {
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         let alloc = match self.tcp.conns.get(&conn_id) {
             Some(PeerConn {
@@ -381,19 +371,17 @@ impl Server {
                 state: State::Unbound { deadline },
                 ..
             }) if *deadline > now => *alloc,
-            _ => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         };
         match self.allocation(alloc) {
             Some(a) if a.expires > now && &*a.username == username => {}
-            Some(a) if a.expires > now => {
-                return self.error(out, msg, ErrorCode::WRONG_CREDENTIALS, Some(&key))
-            }
-            _ => return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key)),
+            Some(a) if a.expires > now => return self.refuse(r, out, ErrorCode::WRONG_CREDENTIALS),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         }
         if !relays.tcp_bind(conn_id, tuple) {
             self.tcp.remove(conn_id);
             relays.tcp_close(conn_id);
-            return self.error(out, msg, ErrorCode::BAD_REQUEST, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         if let Some(c) = self.tcp.conns.get_mut(&conn_id) {
             c.state = State::Bound;
