@@ -140,3 +140,73 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Request, Transact};
+    use switchboard_stun::{attr_type, MessageWriter};
+
+    /// A server that drops the first transmission of every request and answers the
+    /// second: 401 to an unsigned Allocate, success to a signed one.
+    fn lossy_server() -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            let mut seen = Vec::new();
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let m = Message::parse(&buf[..n]).unwrap();
+                if !seen.contains(&m.tid) {
+                    seen.push(m.tid);
+                    continue;
+                }
+                let mut out = [0u8; 512];
+                let n = if m.has_message_integrity() {
+                    let mut w =
+                        MessageWriter::new(&mut out, m.method, Class::Success, m.tid).unwrap();
+                    w.xor_address(attr_type::XOR_RELAYED_ADDRESS, &from)
+                        .unwrap();
+                    w.u32(attr_type::LIFETIME, 600).unwrap();
+                    w.finish()
+                } else {
+                    let mut w =
+                        MessageWriter::new(&mut out, m.method, Class::Error, m.tid).unwrap();
+                    w.error_code(401, "").unwrap();
+                    w.attr(attr_type::REALM, b"lab").unwrap();
+                    w.attr(attr_type::NONCE, b"n1").unwrap();
+                    w.finish()
+                };
+                sock.send_to(&out[..n], from).unwrap();
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn retransmits_and_authenticates() {
+        let server = lossy_server();
+        let mut c = UdpClient::connect(server, ClientAuth::user("u", "p")).unwrap();
+        c.rto = Duration::from_millis(20);
+        let info = c.transact(&Request::Allocate { lifetime: None }).unwrap();
+        assert_eq!(info.lifetime, Some(600));
+        // The fake server relays at the client's own address.
+        let port = c.socket().local_addr().unwrap().port();
+        assert_eq!(info.relayed.map(|a| a.port()), Some(port));
+        assert_eq!(c.stats.auth_retries, 1);
+        assert_eq!(c.stats.retransmits, 2, "each request sent twice");
+    }
+
+    #[test]
+    fn silence_is_a_timeout() {
+        let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c =
+            UdpClient::connect(quiet.local_addr().unwrap(), ClientAuth::user("u", "p")).unwrap();
+        c.rto = Duration::from_millis(5);
+        c.max_tries = 3;
+        let e = c.allocate_udp().unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(3)), "{e}");
+        assert_eq!(e.label(), "timeout");
+        assert_eq!(c.stats.retransmits, 2);
+    }
+}
