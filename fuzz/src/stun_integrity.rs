@@ -60,7 +60,7 @@ pub fn run(data: &[u8]) {
             continue;
         }
         // Leave room for the seals (24 + 36 + 8 bytes).
-        if w.len() + 4 + value.len().div_ceil(4) * 4 + 68 > 4096 {
+        if w.message_len() + 4 + value.len().div_ceil(4) * 4 + 68 > 4096 {
             break;
         }
         if w.attr(typ, value).is_ok() {

@@ -42,8 +42,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_stun::{
-    attr_type, long_term_key_md5, next_stream_frame, rest_api_password, split_message_type,
-    ChannelData, Class, Message, MessageWriter, Method, TransactionId,
+    attr_type, long_term_key_md5, next_stream_frame, split_message_type, ChannelData, Class,
+    Message, MessageWriter, Method, TransactionId,
 };
 use switchboard_turn::{
     AllocId, FiveTuple, IpRange, PeerFilter, Quotas, RelayOpenError, RelayPorts, Server,
@@ -207,7 +207,9 @@ impl Harness {
         let quotas = Arc::new(Quotas::default());
         let server = Server::new(Arc::new(cfg.clone()), quotas.clone(), now, unix);
         let bob = format!("{}:bob", unix + 86400);
-        let bob_pass = base64(&rest_api_password(SECRET, bob.as_bytes()));
+        let bob_pass = switchboard_turn::rest::password(SECRET, bob.as_bytes())
+            .as_str()
+            .to_owned();
         let client = |t: FiveTuple, user: &str, pass: &str, stream: bool| Client {
             tuple: t,
             username: user.to_string(),
@@ -337,7 +339,7 @@ impl Harness {
                     return None;
                 };
                 for (t, v) in attrs {
-                    if w.len() + v.len() + 128 > 4000 || w.attr(*t, v).is_err() {
+                    if w.message_len() + v.len() + 128 > 4000 || w.attr(*t, v).is_err() {
                         break;
                     }
                 }
@@ -751,24 +753,6 @@ fn xor_peer(peer: SocketAddr) -> Vec<u8> {
     m.and_then(|m| m.get(attr_type::XOR_PEER_ADDRESS))
         .map(<[u8]>::to_vec)
         .unwrap_or_default()
-}
-
-fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 pub fn run(data: &[u8]) {

@@ -1,9 +1,8 @@
 //! Building the `iceServers` answer.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::Serialize;
 use std::net::IpAddr;
+use switchboard_turn::rest;
 
 /// What `/api/ice-servers` announces.
 #[derive(Clone, Debug)]
@@ -104,12 +103,11 @@ pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> Ic
         turn.push(format!("turns:{h}:{p}?transport=tcp"));
     }
     if !turn.is_empty() {
-        let username = format!("{}:{}", unix_now + cfg.ttl, identity_or_random(identity));
-        let mac = switchboard_stun::rest_api_password(secret, username.as_bytes());
+        let creds = rest::mint(secret, unix_now + cfg.ttl, &identity_or_random(identity));
         servers.push(IceServer {
             urls: turn,
-            username: Some(username),
-            credential: Some(STANDARD.encode(mac)),
+            username: Some(creds.username),
+            credential: Some(creds.password),
         });
     }
     IceServers {
@@ -150,8 +148,11 @@ mod tests {
             ]
         );
         assert_eq!(t.username.as_deref(), Some("1003600:alice"));
-        let mac = switchboard_stun::rest_api_password(b"s3cret", b"1003600:alice");
-        assert_eq!(t.credential.as_deref(), Some(STANDARD.encode(mac).as_str()));
+        // python3: base64(hmac.new(b's3cret', b'1003600:alice', sha1).digest())
+        assert_eq!(
+            t.credential.as_deref(),
+            Some("z32fz9jommlL7rl1lAzDPxKQJnU=")
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@ use crate::cli::{check_duration, check_range, resolve_target, ChurnArgs, Tuples}
 use crate::histogram::Histogram;
 use crate::net::{connected_udp_from, loopback_source, merge_json, now_ns, ServerCpu};
 use crate::stun_mode::round3;
-use crate::turn_client::{AuthState, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_client::{ClientAuth, ClientError, Request, Transact, UdpClient};
 
 #[derive(Default)]
 struct WorkerStats {
@@ -27,7 +27,7 @@ struct WorkerStats {
 }
 
 impl WorkerStats {
-    fn fail(&mut self, step: &str, e: &TxError) {
+    fn fail(&mut self, step: &str, e: &ClientError) {
         *self
             .failures
             .entry(format!("{step}:{}", e.label()))
@@ -50,15 +50,15 @@ impl Sources {
 
 fn worker(
     server: SocketAddr,
-    auth: AuthState,
+    auth: ClientAuth,
     end: u64,
     tuples: Tuples,
     sources: &Sources,
 ) -> Result<WorkerStats> {
     let mut st = WorkerStats::default();
     // Realm/nonce per source address: servers may bind nonces to the client IP.
-    let mut auths: HashMap<Option<IpAddr>, AuthState> = HashMap::new();
-    let mut client: Option<(TurnClient, Option<IpAddr>)> = None;
+    let mut auths: HashMap<Option<IpAddr>, ClientAuth> = HashMap::new();
+    let mut client: Option<(UdpClient, Option<IpAddr>)> = None;
     while now_ns() < end {
         let (mut c, src) = match client.take() {
             Some(c) => c,
@@ -66,7 +66,10 @@ fn worker(
                 st.sockets += 1;
                 let src = sources.pick();
                 let a = auths.remove(&src).unwrap_or_else(|| auth.clone());
-                (TurnClient::new(connected_udp_from(server, src)?, a), src)
+                (
+                    UdpClient::with_socket(connected_udp_from(server, src)?, None, a),
+                    src,
+                )
             }
         };
         let t0 = now_ns();
@@ -80,7 +83,7 @@ fn worker(
             },
             Err(e) => {
                 st.fail("allocate", &e);
-                if matches!(e, TxError::Io(_)) {
+                if matches!(e, ClientError::Io(_)) {
                     // Nothing listening (ICMP unreachable): don't spin.
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -95,14 +98,14 @@ fn worker(
         if ok && tuples == Tuples::Reuse {
             client = Some((c, src));
         } else {
-            st.auth_retries += c.auth_retries;
-            st.retransmits += c.retransmits;
+            st.auth_retries += c.stats.auth_retries;
+            st.retransmits += c.stats.retransmits;
             auths.insert(src, c.auth);
         }
     }
     if let Some((c, _)) = client {
-        st.auth_retries += c.auth_retries;
-        st.retransmits += c.retransmits;
+        st.auth_retries += c.stats.auth_retries;
+        st.retransmits += c.stats.retransmits;
     }
     Ok(st)
 }
@@ -133,7 +136,7 @@ pub fn run(a: ChurnArgs) -> Result<Value> {
     let end = start + (duration * 1e9) as u64;
     let handles = (0..conc)
         .map(|i| {
-            let auth = AuthState::new(creds.clone());
+            let auth = ClientAuth::new(creds.clone());
             let sources = sources.clone();
             std::thread::Builder::new()
                 .name(format!("churn-{i}"))

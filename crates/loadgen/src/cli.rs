@@ -1,9 +1,9 @@
 //! Command-line interface and validation of its values.
 
-use crate::turn_client::Credentials;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use switchboard_client::Credentials;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -363,7 +363,7 @@ impl Auth {
             if name.is_empty() {
                 bail!("--user: empty user name");
             }
-            return Ok(Credentials::new(name, pw, self.realm.clone()));
+            return Ok(Credentials::new(name, pw).expecting_realm(self.realm.clone()));
         }
         if let Some(secret) = &self.secret {
             if self.rest_ttl == 0 {
@@ -373,12 +373,13 @@ impl Auth {
                 .duration_since(std::time::UNIX_EPOCH)
                 .context("system clock before 1970")?
                 .as_secs();
-            return Ok(Credentials::rest(
+            let rest = switchboard_turn::rest::mint(
                 secret.as_bytes(),
                 now + self.rest_ttl,
                 &self.rest_user,
-                self.realm.clone(),
-            ));
+            );
+            return Ok(Credentials::new(&rest.username, &rest.password)
+                .expecting_realm(self.realm.clone()));
         }
         bail!("one of --user USER:PASSWORD or --secret SECRET is required")
     }

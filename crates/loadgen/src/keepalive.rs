@@ -3,9 +3,9 @@
 //! transaction in flight at a time, retransmitted with exponential backoff; driven
 //! by the relay receiver thread, which also owns the allocation's receive side.
 
-use crate::turn_client::{random_tid, AuthState, Reply, Request};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
+use switchboard_client::{random_tid, ClientAuth, Reply, Request};
 use switchboard_stun::{Message, TransactionId};
 
 const SEC: u64 = 1_000_000_000;
@@ -13,9 +13,9 @@ const SEC: u64 = 1_000_000_000;
 pub const PERMISSION_REFRESH: u64 = 240 * SEC;
 /// Channel bindings last 600 s (RFC 8656 §12); refresh with margin.
 pub const CHANNEL_REFRESH: u64 = 540 * SEC;
-const RTO: u64 = SEC / 4;
-const MAX_TRIES: u32 = 5;
-const MAX_AUTH_RETRIES: u32 = 3;
+/// The blocking client's retransmission schedule, kept by this non-blocking one too.
+const RTO: u64 = switchboard_client::INITIAL_RTO.as_nanos() as u64;
+use switchboard_client::{MAX_AUTH_RETRIES, MAX_TRIES};
 /// After a failed keepalive, try that item again this much later.
 const RETRY_AFTER: u64 = 5 * SEC;
 
@@ -45,7 +45,7 @@ struct Pending {
 }
 
 pub struct Keepalive {
-    pub auth: AuthState,
+    pub auth: ClientAuth,
     peer: SocketAddr,
     channel: Option<u16>,
     lifetime: u32,
@@ -67,7 +67,7 @@ fn what(req: &Request) -> &'static str {
 impl Keepalive {
     /// `now` is when the allocation, permission and channel were (re)established.
     pub fn new(
-        auth: AuthState,
+        auth: ClientAuth,
         peer: SocketAddr,
         channel: Option<u16>,
         lifetime: u32,
@@ -214,7 +214,7 @@ impl Keepalive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn_client::Credentials;
+    use switchboard_client::Credentials;
     use switchboard_stun::{attr_type, Class, MessageWriter, Method};
 
     fn reply(tid: TransactionId, method: Method, key: &[u8]) -> Vec<u8> {
@@ -236,7 +236,7 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.connect(server.local_addr().unwrap()).unwrap();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut auth = AuthState::new(Credentials::new("u", "p", None));
+        let mut auth = ClientAuth::new(Credentials::new("u", "p"));
         let mut b = vec![0u8; 256];
         let mut w =
             MessageWriter::new(&mut b, Method::ALLOCATE, Class::Error, random_tid()).unwrap();
@@ -249,7 +249,7 @@ mod tests {
             auth.classify(&Message::parse(&b[..n]).unwrap(), &req),
             Reply::Retry(401)
         );
-        let key = *auth.key();
+        let key = *auth.key().unwrap();
 
         let mut k = Keepalive::new(auth, peer, Some(0x4000), 10, 0);
         let (mut buf, mut st, mut rb) = ([0u8; 512], KeepaliveStats::default(), [0u8; 512]);

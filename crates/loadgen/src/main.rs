@@ -32,7 +32,6 @@ mod signal_proto;
 mod soak_mode;
 mod soak_signal;
 mod stun_mode;
-mod turn_client;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! `relay`: N TURN allocations relaying paced traffic to an echo peer and back.
 //!
-//! Setup and teardown use the blocking [`TurnClient`]; during the run this thread
+//! Setup and teardown use the blocking [`UdpClient`]; during the run this thread
 //! sends (token bucket, `sendmmsg` batches of up to 32 on one allocation at a time),
 //! the receiver thread (`relay_rx`) counts echoes and keeps the allocations alive,
 //! and the built-in echo peer bounces everything back. With `--raw` there is no TURN:
@@ -16,13 +16,13 @@ use crate::net::{
 };
 use crate::relay_rx::{write_payload_header, Receiver, RxControl, PAYLOAD_HEADER};
 use crate::stun_mode::{round3, BATCH};
-use crate::turn_client::{AuthState, Credentials, Request, TurnClient, TxError};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use switchboard_client::{ClientAuth, ClientError, Credentials, Request, Transact, UdpClient};
 use switchboard_stun::{
     attr_type, ChannelData, Class, MessageWriter, Method, TransactionId, CHANNEL_MIN,
 };
@@ -59,7 +59,7 @@ pub fn send_template(peer: SocketAddr, size: usize, tid: TransactionId) -> Resul
     let mut buf = vec![0u8; size + 64];
     let mut w = MessageWriter::new(&mut buf, Method::SEND, Class::Indication, tid)?;
     w.xor_address(attr_type::XOR_PEER_ADDRESS, &peer)?;
-    let payload_off = w.len() + 4;
+    let payload_off = w.message_len() + 4;
     w.attr(attr_type::DATA, &vec![0u8; size])?;
     let n = w.finish();
     buf.truncate(n);
@@ -74,7 +74,7 @@ pub fn channel_for(i: usize) -> u16 {
 }
 
 struct Setup {
-    clients: Vec<TurnClient>,
+    clients: Vec<UdpClient>,
     keep: Vec<Keepalive>,
     channels: Vec<Option<u16>>,
     relayed: Vec<SocketAddr>,
@@ -83,7 +83,7 @@ struct Setup {
 struct SetupOpts<'a> {
     server: SocketAddr,
     /// None with `--raw`.
-    auth: Option<&'a AuthState>,
+    auth: Option<&'a ClientAuth>,
     peer: SocketAddr,
     mode: RelayMode,
     sources: usize,
@@ -103,7 +103,7 @@ fn setup(n: usize, o: &SetupOpts) -> Result<(Setup, BTreeMap<String, u64>)> {
     let mut fails = BTreeMap::new();
     let mut in_a_row = 0;
     // Last realm/nonce per source address: servers may bind nonces to the client IP.
-    let mut auths: HashMap<Option<IpAddr>, AuthState> = HashMap::new();
+    let mut auths: HashMap<Option<IpAddr>, ClientAuth> = HashMap::new();
     for i in 0..n {
         let src = loopback_source(i, o.sources);
         let sock = connected_udp_from(o.server, src)?;
@@ -117,8 +117,8 @@ fn setup(n: usize, o: &SetupOpts) -> Result<(Setup, BTreeMap<String, u64>)> {
                 r
             }
             None => {
-                let auth = AuthState::new(Credentials::new("raw", "", None));
-                s.clients.push(TurnClient::new(sock, auth));
+                let auth = ClientAuth::new(Credentials::new("raw", ""));
+                s.clients.push(UdpClient::with_socket(sock, None, auth));
                 s.channels.push(Some(RAW_CHANNEL));
                 Ok(())
             }
@@ -132,7 +132,7 @@ fn setup(n: usize, o: &SetupOpts) -> Result<(Setup, BTreeMap<String, u64>)> {
             return Err(e);
         }
         let label = e
-            .downcast_ref::<TxError>()
+            .downcast_ref::<ClientError>()
             .map_or("other".into(), |t| t.label());
         *fails.entry(label).or_insert(0u64) += 1;
         in_a_row += 1;
@@ -157,10 +157,10 @@ fn open_one(
     i: usize,
     sock: UdpSocket,
     o: &SetupOpts,
-    auth: AuthState,
+    auth: ClientAuth,
     s: &mut Setup,
 ) -> Result<()> {
-    let mut c = TurnClient::new(sock, auth);
+    let mut c = UdpClient::with_socket(sock, None, auth);
     let info = c
         .transact(&Request::Allocate { lifetime: None })
         .with_context(|| format!("allocation {i}: Allocate failed"))?;
@@ -198,7 +198,7 @@ fn open_one(
 }
 
 /// Refresh LIFETIME=0 on every client; returns (released, failures by label).
-fn release_all(clients: &mut [TurnClient]) -> (u64, BTreeMap<String, u64>) {
+fn release_all(clients: &mut [UdpClient]) -> (u64, BTreeMap<String, u64>) {
     let mut ok = 0;
     let mut fails = BTreeMap::new();
     for c in clients {
@@ -225,7 +225,7 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     }
     let auth = match a.raw {
         true => None,
-        false => Some(AuthState::new(a.auth.credentials()?)),
+        false => Some(ClientAuth::new(a.auth.credentials()?)),
     };
     let echo = match &a.peer {
         Some(_) => None,
@@ -274,10 +274,9 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     let (mut s, setup_fail) = setup(n, &opts)?;
     let opened = s.clients.len();
     let setup_ms = (now_ns() - t0) as f64 / 1e6;
-    let (auth_rt, rtx): (u64, u64) = s
-        .clients
-        .iter()
-        .fold((0, 0), |(x, y), c| (x + c.auth_retries, y + c.retransmits));
+    let (auth_rt, rtx): (u64, u64) = s.clients.iter().fold((0, 0), |(x, y), c| {
+        (x + c.stats.auth_retries, y + c.stats.retransmits)
+    });
     let first = s.relayed.first().map_or("none".into(), |r| r.to_string());
     println!(
         "setup: {opened} allocations in {setup_ms:.1} ms (auth round trips {auth_rt}, retransmits {rtx}, failures {setup_fail:?}); first relayed address {first}"
@@ -286,13 +285,13 @@ pub fn run(a: RelayArgs) -> Result<Value> {
     let templates: Vec<Template> = (0..opened)
         .map(|i| match s.channels[i] {
             Some(ch) => Ok(channel_template(ch, size)),
-            None => send_template(peer, size, crate::turn_client::random_tid()),
+            None => send_template(peer, size, switchboard_client::random_tid()),
         })
         .collect::<Result<_>>()?;
     let tag: u32 = rand::random();
     let slot = templates.iter().map(|t| t.bytes.len()).max().unwrap_or(0);
     let rx = Receiver {
-        socks: s.clients.iter().map(|c| &c.sock).collect(),
+        socks: s.clients.iter().map(|c| c.socket()).collect(),
         keep: std::mem::take(&mut s.keep),
         channels: s.channels.clone(),
         tag,
@@ -302,7 +301,7 @@ pub fn run(a: RelayArgs) -> Result<Value> {
         stop_at: AtomicU64::new(0),
         total_sent: AtomicU64::new(u64::MAX),
     };
-    let fds: Vec<i32> = s.clients.iter().map(|c| c.sock.as_raw_fd()).collect();
+    let fds: Vec<i32> = s.clients.iter().map(|c| c.socket().as_raw_fd()).collect();
     let cpu = ServerCpu::start(a.target.server_pid);
     let (start, send_end, sent, send_errors, rx_result) = std::thread::scope(|sc| {
         let receiver = std::thread::Builder::new()

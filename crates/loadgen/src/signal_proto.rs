@@ -16,6 +16,8 @@
 use crate::cli::SignalProto;
 use serde::Deserialize;
 use std::borrow::Cow;
+/// Switchboard `join` and `ack`: the builders the test clients use too.
+pub use switchboard_client::signal::{ack, join};
 
 /// A relayed payload as we send it: send timestamp (CLOCK_MONOTONIC ns) and a counter.
 #[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +179,6 @@ pub fn url(
     }
 }
 
-/// Switchboard `join` for room `room`, display name `name`.
-pub fn join(room: &str, name: &str) -> String {
-    format!(r#"{{"type":"join","room":"{room}","name":"{name}"}}"#)
-}
-
 /// A relayed message to `to` carrying `t` and `n`, with `pad` bytes of padding.
 pub fn relay(proto: SignalProto, to: &str, t: u64, n: u64, pad: &str) -> String {
     let padding = if pad.is_empty() {
@@ -197,11 +194,6 @@ pub fn relay(proto: SignalProto, to: &str, t: u64, n: u64, pad: &str) -> String 
             format!(r#"{{"type":"OFFER","dst":"{to}","payload":{{"t":{t},"n":{n}{padding}}}}}"#)
         }
     }
-}
-
-/// Switchboard `ack` of everything up to `seq`.
-pub fn ack(seq: u64) -> String {
-    format!(r#"{{"type":"ack","seq":{seq}}}"#)
 }
 
 /// PeerJS `HEARTBEAT`.

@@ -19,7 +19,6 @@
 use crate::cli::{check_duration, resolve_target, Auth};
 use crate::echo_peer::EchoPeer;
 use crate::net::{connected_udp, connected_udp_from, loopback_source, now_ns};
-use crate::turn_client::{AuthState, Request, TurnClient};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
@@ -27,6 +26,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_client::{ClientAuth, Request, Transact, UdpClient};
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
@@ -119,7 +119,7 @@ const CHURN_SOURCES: usize = 16;
 struct Turn {
     server: SocketAddr,
     peer: SocketAddr,
-    auth: AuthState,
+    auth: ClientAuth,
     end: u64,
     seed: u64,
     tally: Tally,
@@ -135,7 +135,7 @@ fn churn(l: Turn, rate: f64) {
         tally,
     } = l;
     // Nonces are bound to the client's IP: one authentication state per source.
-    let mut auths: Vec<AuthState> = vec![auth; CHURN_SOURCES];
+    let mut auths: Vec<ClientAuth> = vec![auth; CHURN_SOURCES];
     let mut rng = Rng::new(seed);
     let step = (1e9 / rate.max(0.01)) as u64;
     let mut t = now_ns();
@@ -147,7 +147,7 @@ fn churn(l: Turn, rate: f64) {
             tally.add("churn_socket_errors", 1);
             continue;
         };
-        let mut c = TurnClient::new(sock, auths[src].clone());
+        let mut c = UdpClient::with_socket(sock, None, auths[src].clone());
         let fate = (k / CHURN_SOURCES as u64) % 3;
         k += 1;
         let r = c.transact(&Request::Allocate { lifetime: None });
@@ -182,7 +182,7 @@ fn churn(l: Turn, rate: f64) {
 }
 
 struct MediaAlloc {
-    c: TurnClient,
+    c: UdpClient,
     dies: u64,
     next_refresh: u64,
 }
@@ -190,12 +190,12 @@ struct MediaAlloc {
 fn media_open(
     server: SocketAddr,
     peer: SocketAddr,
-    auth: &mut AuthState,
+    auth: &mut ClientAuth,
     rng: &mut Rng,
     tally: &Tally,
 ) -> Option<MediaAlloc> {
     let sock = connected_udp(server).ok()?;
-    let mut c = TurnClient::new(sock, auth.clone());
+    let mut c = UdpClient::with_socket(sock, None, auth.clone());
     let ok = c
         .transact(&Request::Allocate {
             lifetime: Some(120),
@@ -254,7 +254,7 @@ fn media(l: Turn, n: usize, pps: u64) {
                 Some(m) if now >= m.dies => {
                     // Half released, half left to expire.
                     if rng.next() % 2 == 0 {
-                        let _ = m.c.sock.set_nonblocking(false);
+                        let _ = m.c.socket().set_nonblocking(false);
                         match m.c.transact(&Request::Refresh { lifetime: 0 }) {
                             Ok(_) => tally.add("media_released", 1),
                             Err(e) => tally.add(&format!("media_release_failed_{}", e.label()), 1),
@@ -265,7 +265,7 @@ fn media(l: Turn, n: usize, pps: u64) {
                     *slot = None;
                 }
                 Some(m) if now >= m.next_refresh => {
-                    let _ = m.c.sock.set_nonblocking(false);
+                    let _ = m.c.socket().set_nonblocking(false);
                     let r =
                         m.c.transact(&Request::Refresh { lifetime: 120 })
                             .and_then(|_| {
@@ -290,14 +290,14 @@ fn media(l: Turn, n: usize, pps: u64) {
             turn = (turn + 1) % live.len();
             if let Some(m) = slots[live[turn]].as_mut() {
                 pkt[4..12].copy_from_slice(&sent.to_be_bytes());
-                if m.c.sock.send(&pkt).is_ok() {
+                if m.c.socket().send(&pkt).is_ok() {
                     sent += 1;
                 }
             }
         }
         for m in slots.iter_mut().flatten() {
-            let _ = m.c.sock.set_nonblocking(true);
-            while let Ok(k) = m.c.sock.recv(&mut inb) {
+            let _ = m.c.socket().set_nonblocking(true);
+            while let Ok(k) = m.c.socket().recv(&mut inb) {
                 if k >= 4 && inb[0] & 0xC0 == 0x40 {
                     echoed += 1;
                 }
@@ -313,7 +313,7 @@ pub fn run(a: SoakArgs) -> Result<Value> {
     let http = resolve_target("http", &a.http, false)?;
     let duration = check_duration("duration", a.duration)?;
     let creds = a.auth.credentials()?;
-    let auth = AuthState::new(creds);
+    let auth = ClientAuth::new(creds);
     let peer = EchoPeer::start("127.0.0.1:0".parse().context("echo address")?, 2048)?;
     let tally = Tally::default();
     let started = now_ns();

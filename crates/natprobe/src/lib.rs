@@ -18,6 +18,8 @@
 //! `switchboard nat-probe` command and reusable by any other client (a load generator,
 //! a diagnostics page) without pulling in the server.
 
+#![forbid(unsafe_code)]
+
 mod probe;
 mod report;
 

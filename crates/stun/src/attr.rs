@@ -1,6 +1,6 @@
 //! Attribute type numbers and value codecs for the address-carrying attributes.
 
-use crate::{TransactionId, MAGIC_COOKIE};
+use crate::header::{TransactionId, MAGIC_COOKIE};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Attribute type numbers (RFC 8489, 8656, 5780, 6062, 6156, 8016, 8445).
@@ -140,28 +140,4 @@ pub fn decode_error_code(v: &[u8]) -> Option<(u16, &str)> {
     let code = (v[2] & 0x07) as u16 * 100 + v[3] as u16;
     let reason = std::str::from_utf8(&v[4..]).unwrap_or("");
     Some((code, reason))
-}
-
-/// Standard reason phrases (RFC 8489 §14.8, RFC 8656 §18.8 / §19, RFC 6062).
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        300 => "Try Alternate",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Mobility Forbidden",
-        420 => "Unknown Attribute",
-        437 => "Allocation Mismatch",
-        438 => "Stale Nonce",
-        440 => "Address Family not Supported",
-        441 => "Wrong Credentials",
-        442 => "Unsupported Transport Protocol",
-        443 => "Peer Address Family Mismatch",
-        446 => "Connection Already Exists",
-        447 => "Connection Timeout or Failure",
-        486 => "Allocation Quota Reached",
-        500 => "Server Error",
-        508 => "Insufficient Capacity",
-        _ => "Error",
-    }
 }

@@ -7,7 +7,7 @@
 //! A decision, once made on a prefix, never changes when more bytes arrive; only
 //! [`First::More`] asks for more. At most [`HEAD`] bytes are looked at.
 
-use crate::MAGIC_COOKIE;
+use crate::header::MAGIC_COOKIE;
 
 /// Bytes [`classify`] may need.
 pub const HEAD: usize = 8;

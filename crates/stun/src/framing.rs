@@ -24,7 +24,7 @@ pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, NotTurnStream> {
     };
     let len = u16::from_be_bytes([head[2], head[3]]) as usize;
     match head[0] >> 6 {
-        0 => Ok(Some(crate::HEADER_LEN + len)),
+        0 => Ok(Some(crate::header::HEADER_LEN + len)),
         1 => Ok(Some(4 + ((len + 3) & !3))),
         _ => Err(NotTurnStream(head[0])),
     }

@@ -1,10 +1,9 @@
 //! Zero-copy, allocation-free STUN message parsing and verification.
 
 use crate::attr::{attr_type, decode_address, decode_xor_address};
-use crate::{split_message_type, Class, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::Sha256;
+use crate::header::{split_message_type, Class, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
+use crate::integrity::{hmac_sha1, hmac_sha256};
+use hmac::Mac;
 use std::net::SocketAddr;
 
 /// Why a datagram is not a well-formed STUN message.
@@ -20,6 +19,10 @@ pub enum ParseError {
     TruncatedAttribute,
     #[error("attribute after FINGERPRINT")]
     AfterFingerprint,
+    #[error("MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 of a length the RFC does not allow")]
+    BadIntegrityLength,
+    #[error("FINGERPRINT value is not 4 bytes")]
+    BadFingerprintLength,
 }
 
 /// One attribute as found in the message.
@@ -84,21 +87,21 @@ impl<'a> Message<'a> {
             match typ {
                 attr_type::MESSAGE_INTEGRITY if mi.is_none() && mi256.is_none() => {
                     if vlen != 20 {
-                        return Err(ParseError::TruncatedAttribute);
+                        return Err(ParseError::BadIntegrityLength);
                     }
                     mi = Some(off);
                     attrs_end.get_or_insert(off);
                 }
                 attr_type::MESSAGE_INTEGRITY_SHA256 if mi256.is_none() => {
                     if !(16..=32).contains(&vlen) || vlen % 4 != 0 {
-                        return Err(ParseError::TruncatedAttribute);
+                        return Err(ParseError::BadIntegrityLength);
                     }
                     mi256 = Some(off);
                     attrs_end.get_or_insert(off);
                 }
                 attr_type::FINGERPRINT => {
                     if vlen != 4 {
-                        return Err(ParseError::TruncatedAttribute);
+                        return Err(ParseError::BadFingerprintLength);
                     }
                     fingerprint = Some(off);
                     attrs_end.get_or_insert(off);
@@ -172,9 +175,7 @@ impl<'a> Message<'a> {
     /// Verify MESSAGE-INTEGRITY (HMAC-SHA1) with `key`. False when absent or wrong.
     pub fn verify_integrity(&self, key: &[u8]) -> bool {
         let Some(off) = self.mi else { return false };
-        let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(key) else {
-            return false;
-        };
+        let mut mac = hmac_sha1(key);
         feed_with_length(&mut mac, self.buf, off, 24);
         mac.verify_slice(&self.buf[off + 4..off + 24]).is_ok()
     }
@@ -183,9 +184,7 @@ impl<'a> Message<'a> {
     pub fn verify_integrity_sha256(&self, key: &[u8]) -> bool {
         let Some(off) = self.mi256 else { return false };
         let vlen = u16::from_be_bytes([self.buf[off + 2], self.buf[off + 3]]) as usize;
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return false;
-        };
+        let mut mac = hmac_sha256(key);
         feed_with_length(&mut mac, self.buf, off, 4 + vlen);
         mac.verify_truncated_left(&self.buf[off + 4..off + 4 + vlen])
             .is_ok()

@@ -1,10 +1,10 @@
 //! In-place STUN message encoding into a caller-provided buffer.
 
 use crate::attr::{address_value_len, attr_type, encode_address, xor_addr};
-use crate::{message_type, Class, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::Sha256;
+use crate::error_code::ErrorCode;
+use crate::header::{message_type, Class, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
+use crate::integrity::{hmac_sha1, hmac_sha256};
+use hmac::Mac;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -82,9 +82,30 @@ impl<'b> MessageWriter<'b> {
         self.address(typ, &x)
     }
 
+    /// ERROR-CODE with `code` and `reason` (RFC 8489 §14.8).
     pub fn error_code(&mut self, code: u16, reason: &str) -> Result<&mut Self, WriteError> {
-        let v = self.reserve(attr_type::ERROR_CODE, 4 + reason.len())?;
-        v[0] = 0;
+        self.error_code_attr(attr_type::ERROR_CODE, 0, code, reason)
+    }
+
+    /// ADDRESS-ERROR-CODE (RFC 8656 §18.11): ERROR-CODE's layout with the address
+    /// family (1 IPv4, 2 IPv6) in the first byte, and the standard reason phrase.
+    pub fn address_error_code(
+        &mut self,
+        family: u8,
+        code: ErrorCode,
+    ) -> Result<&mut Self, WriteError> {
+        self.error_code_attr(attr_type::ADDRESS_ERROR_CODE, family, code.0, code.reason())
+    }
+
+    fn error_code_attr(
+        &mut self,
+        typ: u16,
+        first: u8,
+        code: u16,
+        reason: &str,
+    ) -> Result<&mut Self, WriteError> {
+        let v = self.reserve(typ, 4 + reason.len())?;
+        v[0] = first;
         v[1] = 0;
         v[2] = (code / 100) as u8;
         v[3] = (code % 100) as u8;
@@ -104,7 +125,7 @@ impl<'b> MessageWriter<'b> {
     pub fn message_integrity(&mut self, key: &[u8]) -> Result<&mut Self, WriteError> {
         let off = self.len;
         self.reserve(attr_type::MESSAGE_INTEGRITY, 20)?;
-        let mut mac = Hmac::<Sha1>::new_from_slice(key).map_err(|_| WriteError::ValueTooLong)?;
+        let mut mac = hmac_sha1(key);
         mac.update(&self.buf[..off]);
         let out = mac.finalize().into_bytes();
         self.buf[off + 4..off + 24].copy_from_slice(&out);
@@ -115,7 +136,7 @@ impl<'b> MessageWriter<'b> {
     pub fn message_integrity_sha256(&mut self, key: &[u8]) -> Result<&mut Self, WriteError> {
         let off = self.len;
         self.reserve(attr_type::MESSAGE_INTEGRITY_SHA256, 32)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| WriteError::ValueTooLong)?;
+        let mut mac = hmac_sha256(key);
         mac.update(&self.buf[..off]);
         let out = mac.finalize().into_bytes();
         self.buf[off + 4..off + 36].copy_from_slice(&out);
@@ -131,13 +152,10 @@ impl<'b> MessageWriter<'b> {
         Ok(self)
     }
 
-    /// Length of the message written so far.
-    pub fn len(&self) -> usize {
+    /// Length of the message written so far, the 20-byte header included (so never
+    /// zero: there is no `is_empty`).
+    pub fn message_len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     pub fn finish(self) -> usize {

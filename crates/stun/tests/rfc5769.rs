@@ -180,6 +180,20 @@ fn malformed_inputs_are_errors_not_panics() {
         Message::parse(&b).unwrap_err(),
         ParseError::AfterFingerprint
     );
+    // MESSAGE-INTEGRITY and FINGERPRINT of the wrong length say so.
+    let mut b = vec![0, 1, 0, 20, 0x21, 0x12, 0xA4, 0x42];
+    b.extend_from_slice(&[7; 12]);
+    b.extend_from_slice(&[0, 8, 0, 16]);
+    b.extend_from_slice(&[0; 16]);
+    assert_eq!(
+        Message::parse(&b).unwrap_err(),
+        ParseError::BadIntegrityLength
+    );
+    b[20..24].copy_from_slice(&[0x80, 0x28, 0, 16]);
+    assert_eq!(
+        Message::parse(&b).unwrap_err(),
+        ParseError::BadFingerprintLength
+    );
     // Wrong cookie.
     let mut b = sample_request();
     b[5] = 0;

@@ -17,7 +17,6 @@ mod tls;
 mod turn;
 mod web;
 
-use base64::Engine;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -87,12 +86,13 @@ fn main() -> ExitCode {
         } => token(&secret, room, identity, ttl, grant),
         Command::TurnCredentials { secret, user, ttl } => {
             let now = switchboard_util::unix_now();
-            let username = format!("{}:{user}", now + ttl);
-            let mac = switchboard_stun::rest_api_password(secret.as_bytes(), username.as_bytes());
-            let credential = base64::engine::general_purpose::STANDARD.encode(mac);
-            println!(
-                "{{\"username\":\"{username}\",\"credential\":\"{credential}\",\"ttl\":{ttl}}}"
-            );
+            let creds = switchboard_turn::rest::mint(secret.as_bytes(), now + ttl, &user);
+            let out = serde_json::json!({
+                "username": creds.username,
+                "credential": creds.password,
+                "ttl": ttl,
+            });
+            println!("{out}");
             ExitCode::SUCCESS
         }
     }

@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
-use switchboard_stun::{attr_type, Class, Message, MessageWriter, Method, TransactionId};
-use switchboard_turn::client::ClientAuth;
+use switchboard_client::ClientAuth;
+use switchboard_stun::{Class, Message, MessageWriter, Method, TransactionId};
 
 const ALPN_TURN: &[u8] = b"stun.turn";
 const ALPN_HTTP: &[u8] = b"http/1.1";
@@ -60,12 +60,7 @@ fn get(mut stream: Stream, path: &str) -> String {
 fn relay_round_trip(c: &mut TcpTurn, peer: SocketAddr, what: &str) {
     let r = c.allocate_udp();
     assert!(r.ok(), "{what}: allocate failed: {:?}", r.code);
-    assert!(
-        r.msg()
-            .xor_address(attr_type::XOR_RELAYED_ADDRESS)
-            .is_some(),
-        "{what}: no relayed address"
-    );
+    assert!(!r.relayed().is_empty(), "{what}: no relayed address");
     let r = c.channel_bind(0x4001, peer);
     assert!(r.ok(), "{what}: channel bind failed: {:?}", r.code);
     let payload = format!("through the shared port: {what}");
@@ -142,12 +137,12 @@ fn https_wss_and_turn_over_tls_and_tcp_share_one_port() {
     ] {
         let (stream, got) = tls_connect(port, &fp, alpn);
         assert_eq!(got.as_deref(), want, "ALPN offered {alpn:?}");
-        let mut c = TcpTurn::over(stream, ClientAuth::new("alice", "alicepw"));
+        let mut c = TcpTurn::over(stream, ClientAuth::user("alice", "alicepw"));
         relay_round_trip(&mut c, peer, &format!("TLS, ALPN {alpn:?}"));
         held.push(c);
     }
     let (stream, _) = tls_connect(port, &fp, &[ALPN_TURN]);
-    let mut rest = TcpTurn::over(stream, ClientAuth::new(user, cred));
+    let mut rest = TcpTurn::over(stream, ClientAuth::user(user, cred));
     relay_round_trip(&mut rest, peer, "TLS with /api/ice-servers credentials");
     held.push(rest);
 
@@ -238,7 +233,7 @@ fn slow_first_bytes_plain_http_redirect_and_reload() {
         .is_some());
     let (stream, got) = tls_connect(port, &fp, &[ALPN_TURN]);
     assert_eq!(got.as_deref(), Some(ALPN_TURN));
-    let mut t = TcpTurn::over(stream, ClientAuth::new("alice", "alicepw"));
+    let mut t = TcpTurn::over(stream, ClientAuth::user("alice", "alicepw"));
     assert!(t.allocate_udp().ok(), "TURN over TLS after reload");
     let (stream, got) = tls_connect(port, &fp, &[ALPN_HTTP]);
     assert_eq!(got.as_deref(), Some(ALPN_HTTP));

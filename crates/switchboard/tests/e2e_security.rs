@@ -4,7 +4,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::client::{TurnClient, TurnRequests};
 use common::Server;
 use std::net::{SocketAddr, UdpSocket};
@@ -175,9 +174,8 @@ fn wrong_password_and_expired_rest_credentials_get_401() {
     let mut wrong = TurnClient::new(s.udp.expect("udp"), "alice", "not-the-password");
     assert_eq!(wrong.allocate().code, Some(401));
     let rest = |expiry: u64| {
-        let user = format!("{expiry}:carol");
-        let mac = switchboard_stun::rest_api_password(b"s3cret", user.as_bytes());
-        (user, base64::engine::general_purpose::STANDARD.encode(mac))
+        let c = switchboard_turn::rest::mint(b"s3cret", expiry, "carol");
+        (c.username, c.password)
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

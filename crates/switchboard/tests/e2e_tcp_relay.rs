@@ -51,11 +51,7 @@ fn echo_server() -> (SocketAddr, mpsc::Receiver<(SocketAddr, bool)>) {
     (addr, rx)
 }
 
-fn relayed(r: &common::client::Response) -> SocketAddr {
-    r.msg()
-        .xor_address(attr_type::XOR_RELAYED_ADDRESS)
-        .expect("XOR-RELAYED-ADDRESS")
-}
+use common::client::relayed;
 
 /// Bind a new data connection to `conn_id`; returns the raw pipe and the peer's
 /// bytes that came right behind the ConnectionBind response.

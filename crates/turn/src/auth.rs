@@ -2,14 +2,13 @@
 //! credentials, and the per-source limit on 401 responses.
 
 use crate::config::ServerConfig;
+use crate::rest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use std::net::IpAddr;
-use switchboard_stun::{
-    attr_type, long_term_key_md5, long_term_key_sha256, rest_api_password, Message,
-};
+use switchboard_stun::{attr_type, hmac_sha1, long_term_key_md5, long_term_key_sha256, Message};
 
 /// Which integrity attribute the client used; responses use the same one.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,19 +48,16 @@ const NONCE_RAW: usize = 12;
 /// Encoded nonce length (base64 of 12 bytes).
 pub const NONCE_LEN: usize = 16;
 
-fn nonce_mac(key: &[u8; 32], ts: u32, ip: IpAddr) -> [u8; 8] {
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(key) else {
-        return [0; 8];
-    };
+/// HMAC over the nonce's issue time and the client's IP; its first 8 bytes go in
+/// the nonce.
+fn nonce_mac(key: &[u8; 32], ts: u32, ip: IpAddr) -> Hmac<Sha1> {
+    let mut mac = hmac_sha1(key);
     mac.update(&ts.to_be_bytes());
     match ip {
         IpAddr::V4(v) => mac.update(&v.octets()),
         IpAddr::V6(v) => mac.update(&v.octets()),
     }
-    let out = mac.finalize().into_bytes();
-    let mut r = [0u8; 8];
-    r.copy_from_slice(&out[..8]);
-    r
+    mac
 }
 
 /// A stateless nonce: issue time and a MAC over it and the client's IP, so the
@@ -70,7 +66,8 @@ pub fn make_nonce(cfg: &ServerConfig, unix_now: u64, ip: IpAddr) -> [u8; NONCE_L
     let ts = unix_now as u32;
     let mut raw = [0u8; NONCE_RAW];
     raw[..4].copy_from_slice(&ts.to_be_bytes());
-    raw[4..].copy_from_slice(&nonce_mac(&cfg.nonce_key, ts, ip));
+    let mac = nonce_mac(&cfg.nonce_key, ts, ip).finalize().into_bytes();
+    raw[4..].copy_from_slice(&mac[..NONCE_RAW - 4]);
     let mut out = [0u8; NONCE_LEN];
     // 12 bytes always encode to exactly 16 characters.
     let _ = URL_SAFE_NO_PAD.encode_slice(raw, &mut out);
@@ -90,7 +87,9 @@ fn check_nonce(cfg: &ServerConfig, nonce: &[u8], unix_now: u64, ip: IpAddr) -> N
         _ => return NonceCheck::Invalid,
     }
     let ts = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    if raw[4..NONCE_RAW] != nonce_mac(&cfg.nonce_key, ts, ip) {
+    // Constant-time: a forged nonce learns nothing from how long the check takes.
+    let mac = nonce_mac(&cfg.nonce_key, ts, ip);
+    if mac.verify_truncated_left(&raw[4..NONCE_RAW]).is_err() {
         // A nonce from before a restart (new key) is indistinguishable from a forged
         // one; both get a fresh nonce with 438 so real clients recover at once.
         return NonceCheck::Stale;
@@ -101,19 +100,6 @@ fn check_nonce(cfg: &ServerConfig, nonce: &[u8], unix_now: u64, ip: IpAddr) -> N
     } else {
         NonceCheck::Valid
     }
-}
-
-/// Parse a TURN REST API username: `<expiry>` or `<expiry>:<identity>`.
-pub fn parse_rest_username(name: &[u8]) -> Option<(u64, &[u8])> {
-    let (ts, ident) = match name.iter().position(|&b| b == b':') {
-        Some(i) => (&name[..i], &name[i + 1..]),
-        None => (name, &name[name.len()..]),
-    };
-    if ts.is_empty() || ts.len() > 20 || !ts.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let ts = std::str::from_utf8(ts).ok()?.parse().ok()?;
-    Some((ts, ident))
 }
 
 /// Check a request's long-term credentials (RFC 8489 §9.2.4).
@@ -164,17 +150,13 @@ pub fn authenticate<'a>(
         }
         return AuthResult::Unauthorized;
     }
-    if let Some((expiry, identity)) = parse_rest_username(username) {
+    if let Some(rest::Username { expiry, identity }) = rest::parse_username(username) {
         if expiry < unix_now || cfg.secrets.is_empty() {
             return AuthResult::Unauthorized;
         }
         for secret in &cfg.secrets {
-            let mac = rest_api_password(secret, username);
-            let mut pw = [0u8; 28];
-            let Ok(n) = base64::engine::general_purpose::STANDARD.encode_slice(mac, &mut pw) else {
-                continue;
-            };
-            let pw = &pw[..n];
+            let password = rest::password(secret, username);
+            let pw = password.as_bytes();
             let md5_key = long_term_key_md5(username, realm, pw);
             let integrity = if sha256 {
                 match msg.get(attr_type::PASSWORD_ALGORITHM) {

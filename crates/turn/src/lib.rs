@@ -6,25 +6,24 @@
 //! output buffer (responses). Relay sockets are opened and closed through the
 //! [`RelayPorts`] trait so tests can run without sockets.
 
-pub mod allocation;
-pub mod auth;
-pub mod client;
+#![forbid(unsafe_code)]
+
+mod allocation;
+mod auth;
 pub mod config;
 pub mod filter;
-pub mod quota;
+mod quota;
 mod respond;
+pub mod rest;
 pub mod server;
-pub mod stats;
+mod stats;
 
+pub use allocation::{Allocation, Channel, Permission, CHANNEL_COOLDOWN};
+pub use auth::{Integrity, NONCE_LEN};
 pub use config::{Rfc5780, ServerConfig};
 pub use filter::{IpRange, PeerFilter};
 pub use quota::Quotas;
+pub use server::datapath::{PEER_HEADROOM, PEER_TAILROOM};
 pub use server::tcp_relay::connection_owner;
 pub use server::{AllocId, FiveTuple, RelayOpenError, RelayPorts, Server, Transmit, Transport};
 pub use stats::Stats;
-
-/// Bytes a driver must leave free before a peer datagram so the core can prepend a
-/// ChannelData header or a Data indication in place.
-pub const PEER_HEADROOM: usize = 48;
-/// Bytes a driver must leave free after a peer datagram (padding).
-pub const PEER_TAILROOM: usize = 4;

@@ -2,7 +2,7 @@
 
 use crate::auth::Integrity;
 use switchboard_stun::{
-    attr_type, reason_phrase, Class, Message, MessageWriter, Method, TransactionId, WriteError,
+    attr_type, Class, ErrorCode, Message, MessageWriter, Method, TransactionId, WriteError,
 };
 
 /// How a response is closed: integrity with the request's key, fingerprint when the
@@ -63,16 +63,16 @@ pub(crate) fn build_for(
 pub(crate) fn error(
     out: &mut [u8],
     msg: &Message,
-    code: u16,
+    code: ErrorCode,
     seal: Seal,
     body: impl FnOnce(&mut MessageWriter) -> Result<(), WriteError>,
 ) -> Result<usize, WriteError> {
     build(out, msg, Class::Error, seal, |w| {
         let reason = match code {
-            401 | 438 => "",
-            _ => reason_phrase(code),
+            ErrorCode::UNAUTHORIZED | ErrorCode::STALE_NONCE => "",
+            _ => code.reason(),
         };
-        w.error_code(code, reason)?;
+        w.error_code(code.code(), reason)?;
         body(w)
     })
 }
@@ -84,10 +84,16 @@ pub(crate) fn unknown_attributes(
     unknown: &[u16],
     integrity: Option<&Integrity>,
 ) -> Result<usize, WriteError> {
-    error(out, msg, 420, Seal::of(msg, integrity), |w| {
-        w.unknown_attributes(unknown)?;
-        Ok(())
-    })
+    error(
+        out,
+        msg,
+        ErrorCode::UNKNOWN_ATTRIBUTE,
+        Seal::of(msg, integrity),
+        |w| {
+            w.unknown_attributes(unknown)?;
+            Ok(())
+        },
+    )
 }
 
 /// Attribute types this server understands in requests and indications.

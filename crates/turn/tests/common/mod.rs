@@ -14,7 +14,8 @@ pub use wire::*;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchboard_stun::{attr_type, long_term_key_md5, rest_api_password, Method};
+use switchboard_client::{ClientAuth, Learn};
+use switchboard_stun::{attr_type, long_term_key_md5, Message, Method};
 use switchboard_turn::{
     AllocId, FiveTuple, Quotas, Server, ServerConfig, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
@@ -99,6 +100,16 @@ impl Client {
         )
     }
 
+    /// Take the nonce of a 401 or 438 the way the shared client does (the realm stays
+    /// what the test set, so tests can send a wrong one).
+    pub fn learn(&mut self, challenge: &Message) {
+        let mut auth = ClientAuth::user(&self.username, &self.password);
+        match auth.learn(challenge) {
+            Learn::Retry(_) => self.nonce = auth.nonce().to_vec(),
+            other => panic!("expected a 401/438 with REALM and NONCE, got {other:?}"),
+        }
+    }
+
     /// Add USERNAME, REALM, NONCE and MESSAGE-INTEGRITY.
     pub fn sign(&self, req: Req) -> Req {
         let key = self.key();
@@ -114,8 +125,9 @@ impl Client {
 }
 
 pub fn rest_password(secret: &[u8], username: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(rest_api_password(secret, username.as_bytes()))
+    switchboard_turn::rest::password(secret, username.as_bytes())
+        .as_str()
+        .to_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -209,8 +221,7 @@ impl H {
     /// Get a nonce the way a client does: an unauthenticated Allocate answered by 401.
     pub fn get_nonce(&mut self, c: &mut Client) {
         let out = self.request(c.tuple, &Req::new(Method::ALLOCATE).udp_transport());
-        let m = out.err(401);
-        c.nonce = m.get(attr_type::NONCE).expect("401 carries NONCE").to_vec();
+        c.learn(&out.err(401));
     }
 
     /// Sign `req` with `c`'s credentials and send it; on 438 take the new nonce and retry
@@ -223,7 +234,7 @@ impl H {
         let attrs = req.attrs.clone();
         let out = self.request(c.tuple, &c.sign(req));
         if out.code() == Some(438) {
-            c.nonce = out.msg().get(attr_type::NONCE).expect("NONCE").to_vec();
+            c.learn(&out.msg());
             let mut again = Req::new(method).tid(tid);
             again.attrs = attrs;
             again.fingerprint = fp;

@@ -11,14 +11,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_stun::{attr_type, Class, Message, MessageWriter, Method, WriteError};
+use switchboard_stun::{attr_type, Class, ErrorCode, Message, MessageWriter, Method, WriteError};
 
-/// RFC 6062 TCP allocations (a child module: it extends `Server`).
-#[path = "datapath.rs"]
-mod datapath;
-#[path = "methods.rs"]
+// Children that extend `Server` and see its private fields: the relayed data path,
+// the TURN request handlers and RFC 6062 TCP allocations.
+pub(crate) mod datapath;
 mod methods;
-#[path = "tcp_relay.rs"]
 pub mod tcp_relay;
 
 /// Index of an allocation in its core; the driver tags relay sockets with it.
@@ -31,6 +29,12 @@ pub enum RelayOpenError {
     NoFamily,
     #[error("no free port in the relay range")]
     Exhausted,
+    /// The socket call failed; the `io::ErrorKind` is kept for the driver's logs and
+    /// metrics.
+    #[error("could not open a relay socket: {0}")]
+    Socket(#[from] std::io::Error),
+    /// The same, already flattened to text: what `turn-io` builds until it moves to
+    /// [`RelayOpenError::Socket`] (then this variant goes).
     #[error("could not open a relay socket: {0}")]
     Io(String),
 }
@@ -144,9 +148,15 @@ pub(super) struct Authed<'r, 'a> {
     key: Integrity,
 }
 
+/// What a request handler did with its request.
 enum Reply {
+    /// A response of this many bytes is in the output buffer.
     Sent(usize),
+    /// Nothing to send: the response did not fit the output buffer, or the source is
+    /// over its rate of unauthenticated answers.
     Drop,
+    /// The answer comes later, when the driver reports an outcome (RFC 6062 Connect).
+    Deferred,
 }
 
 impl Server {
@@ -247,7 +257,7 @@ impl Server {
                         from,
                         data: &out[..n],
                     },
-                    Reply::Drop => Transmit::None,
+                    Reply::Drop | Reply::Deferred => Transmit::None,
                 }
             }
             Class::Indication if msg.method == Method::SEND => {
@@ -290,7 +300,7 @@ impl Server {
                 | Method::CONNECT
                 | Method::CONNECTION_BIND
         ) {
-            return self.error(out, msg, 400, None);
+            return self.error(out, msg, ErrorCode::BAD_REQUEST, None);
         }
         let unix = self.unix(now);
         let cfg = self.cfg.clone();
@@ -328,7 +338,7 @@ impl Server {
                     _ => self.channel_bind(&r, out),
                 }
             }
-            AuthResult::BadRequest => self.error(out, msg, 400, None),
+            AuthResult::BadRequest => self.error(out, msg, ErrorCode::BAD_REQUEST, None),
             result => {
                 if msg.has_message_integrity() || msg.has_message_integrity_sha256() {
                     self.stats.auth_failures += 1;
@@ -346,9 +356,9 @@ impl Server {
                     return Reply::Drop;
                 }
                 let code = if result == AuthResult::StaleNonce {
-                    438
+                    ErrorCode::STALE_NONCE
                 } else {
-                    401
+                    ErrorCode::UNAUTHORIZED
                 };
                 let nonce = make_nonce(&cfg, unix, tuple.client.ip());
                 self.stats.error_responses += 1;
@@ -361,11 +371,58 @@ impl Server {
         }
     }
 
+    /// The caller's allocation, checking that the same credentials are used; else
+    /// the error reply (437, 441) to send. Shared by the handlers of methods.rs and
+    /// tcp_relay.rs.
+    fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
+        self.owned_alloc(&r.tuple, r.username, r.now)
+            .map_err(|code| self.refuse(r, out, code))
+    }
+
+    fn owned_alloc(
+        &self,
+        tuple: &FiveTuple,
+        username: &[u8],
+        now: Instant,
+    ) -> Result<AllocId, ErrorCode> {
+        let id = *self
+            .by_tuple
+            .get(tuple)
+            .ok_or(ErrorCode::ALLOCATION_MISMATCH)?;
+        match self.allocation(id) {
+            // Expired but not yet swept by handle_timeout: gone for the client.
+            Some(a) if a.expires <= now => Err(ErrorCode::ALLOCATION_MISMATCH),
+            Some(a) if &*a.username == username => Ok(id),
+            Some(_) => Err(ErrorCode::WRONG_CREDENTIALS),
+            None => Err(ErrorCode::ALLOCATION_MISMATCH),
+        }
+    }
+
+    /// Check a peer for CreatePermission/ChannelBind: 443 on family mismatch, 403 when denied.
+    fn check_peer(&mut self, id: AllocId, peer: SocketAddr) -> Result<(), ErrorCode> {
+        let Some(a) = self.allocation(id) else {
+            return Err(ErrorCode::ALLOCATION_MISMATCH);
+        };
+        if a.relay_for(&peer).is_none() {
+            return Err(ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
+        }
+        if !self.cfg.peer_allowed(peer) {
+            self.stats.peer_denied += 1;
+            return Err(ErrorCode::FORBIDDEN);
+        }
+        Ok(())
+    }
+
+    /// An error response to an authenticated request, signed with its key.
+    fn refuse(&mut self, r: &Authed, out: &mut [u8], code: ErrorCode) -> Reply {
+        self.error(out, r.msg, code, Some(&r.key))
+    }
+
     fn error(
         &mut self,
         out: &mut [u8],
         msg: &Message,
-        code: u16,
+        code: ErrorCode,
         key: Option<&Integrity>,
     ) -> Reply {
         self.stats.error_responses += 1;
@@ -385,7 +442,7 @@ impl Server {
         let rfc5780 = self.cfg.rfc5780;
         if let (Some(r), Some(flags)) = (rfc5780, msg.u32(attr_type::CHANGE_REQUEST)) {
             if tuple.transport != Transport::Udp {
-                return self.error(out, msg, 400, None);
+                return self.error(out, msg, ErrorCode::BAD_REQUEST, None);
             }
             *from = r.other(tuple.server, flags & 0x4 != 0, flags & 0x2 != 0);
         }

@@ -16,7 +16,7 @@ use crate::respond::{self, Seal};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard_stun::{attr_type, reason_phrase, Class, Message, Method, TransactionId};
+use switchboard_stun::{attr_type, Class, ErrorCode, Message, Method, TransactionId};
 
 /// How long a Connect may take before it is answered with 447 (RFC 6062 §5.2: at least 30 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,9 +108,9 @@ impl TcpState {
 /// RFC 6062 §5.1 checks of an Allocate with REQUESTED-TRANSPORT TCP: only over TCP or
 /// TLS, and without DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN (400). Dual
 /// allocations are not offered for TCP (400 too).
-pub(crate) fn check_allocate(tuple: &FiveTuple, msg: &Message) -> Result<(), u16> {
+pub(crate) fn check_allocate(tuple: &FiveTuple, msg: &Message) -> Result<(), ErrorCode> {
     if tuple.transport == Transport::Udp {
-        return Err(400);
+        return Err(ErrorCode::BAD_REQUEST);
     }
     let refused = [
         attr_type::DONT_FRAGMENT,
@@ -119,7 +119,7 @@ pub(crate) fn check_allocate(tuple: &FiveTuple, msg: &Message) -> Result<(), u16
         attr_type::ADDITIONAL_ADDRESS_FAMILY,
     ];
     if msg.attributes().any(|a| refused.contains(&a.typ)) {
-        return Err(400);
+        return Err(ErrorCode::BAD_REQUEST);
     }
     Ok(())
 }
@@ -157,36 +157,36 @@ impl Server {
             Err(reply) => return reply,
         };
         if !self.allocation(id).is_some_and(|a| a.tcp) {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         if let Err(code) = self.check_peer(id, peer) {
-            return self.error(out, msg, code, Some(&key));
+            return self.refuse(r, out, code);
         }
         if self.tcp.exists(id, peer) {
-            return self.error(out, msg, 446, Some(&key));
+            return self.refuse(r, out, ErrorCode::CONNECTION_ALREADY_EXISTS);
         }
         if self.tcp.count(id) >= MAX_CONNECTIONS_PER_ALLOCATION {
-            return self.error(out, msg, 508, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         }
         let Some(conn_id) = self.tcp.new_id() else {
-            return self.error(out, msg, 508, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         };
         let own_only = !self.cfg.peer_filter.allows(peer.ip());
         let perm_expires = now + self.cfg.permission_lifetime;
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, 437, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         // Connect installs (or refreshes) a permission for the peer, so its data and
         // later connections from it are accepted.
         a.add_permission(peer.ip(), perm_expires, own_only);
         let Some(relay) = a.relay_for(&peer) else {
-            return self.error(out, msg, 443, Some(&key));
+            return self.refuse(r, out, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH);
         };
         if relays.tcp_connect(id, conn_id, relay, peer).is_err() {
-            return self.error(out, msg, 447, Some(&key));
+            return self.refuse(r, out, ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE);
         }
         let answer = Answer {
             tid: msg.tid,
@@ -204,7 +204,7 @@ impl Server {
                 },
             },
         );
-        Reply::Drop
+        Reply::Deferred
     }
 
     /// The driver's report on the connection started for `conn_id`: the Connect's
@@ -243,7 +243,7 @@ impl Server {
         } else {
             self.tcp.remove(conn_id);
             relays.tcp_close(conn_id);
-            Err(447)
+            Err(ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE)
         };
         self.connect_answer(out, to, answer, result)
     }
@@ -253,7 +253,7 @@ impl Server {
         out: &'a mut [u8],
         to: FiveTuple,
         answer: Answer,
-        result: Result<u32, u16>,
+        result: Result<u32, ErrorCode>,
     ) -> Transmit<'a> {
         let seal = Seal {
             integrity: Some(&answer.key),
@@ -278,7 +278,7 @@ impl Server {
             Err(code) => {
                 self.stats.error_responses += 1;
                 respond::build_for(out, Method::CONNECT, answer.tid, Class::Error, seal, |w| {
-                    w.error_code(code, reason_phrase(code))?;
+                    w.error_code(code.code(), code.reason())?;
                     Ok(())
                 })
             }
@@ -360,10 +360,10 @@ impl Server {
         // Not over UDP, and not on a control connection (it would lose its allocation's
         // signalling to a pipe).
         if tuple.transport == Transport::Udp || self.by_tuple.contains_key(&tuple) {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(conn_id) = msg.u32(attr_type::CONNECTION_ID) else {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         let alloc = match self.tcp.conns.get(&conn_id) {
             Some(PeerConn {
@@ -371,17 +371,17 @@ impl Server {
                 state: State::Unbound { deadline },
                 ..
             }) if *deadline > now => *alloc,
-            _ => return self.error(out, msg, 400, Some(&key)),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         };
         match self.allocation(alloc) {
             Some(a) if a.expires > now && &*a.username == username => {}
-            Some(a) if a.expires > now => return self.error(out, msg, 441, Some(&key)),
-            _ => return self.error(out, msg, 400, Some(&key)),
+            Some(a) if a.expires > now => return self.refuse(r, out, ErrorCode::WRONG_CREDENTIALS),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         }
         if !relays.tcp_bind(conn_id, tuple) {
             self.tcp.remove(conn_id);
             relays.tcp_close(conn_id);
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         if let Some(c) = self.tcp.conns.get_mut(&conn_id) {
             c.state = State::Bound;
@@ -427,7 +427,12 @@ impl Server {
     /// None when there is none. Drain after [`Server::handle_timeout`].
     pub fn next_deferred<'a>(&mut self, out: &'a mut [u8]) -> Option<Transmit<'a>> {
         let (to, answer) = self.tcp.deferred.pop_front()?;
-        Some(self.connect_answer(out, to, answer, Err(447)))
+        Some(self.connect_answer(
+            out,
+            to,
+            answer,
+            Err(ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE),
+        ))
     }
 
     /// The allocation `id` is going away: close all its peer connections.

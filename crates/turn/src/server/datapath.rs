@@ -4,13 +4,18 @@
 
 use super::{AllocId, FiveTuple, Server, Transmit, Transport};
 use crate::respond;
-use crate::PEER_HEADROOM;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_stun::{
     attr_type, encode_address, message_type, xor_addr, ChannelData, Class, Message, Method,
     TransactionId, MAGIC_COOKIE,
 };
+
+/// Bytes a driver must leave free before a peer datagram so the core can prepend a
+/// ChannelData header or a Data indication in place.
+pub const PEER_HEADROOM: usize = 48;
+/// Bytes a driver must leave free after a peer datagram (padding).
+pub const PEER_TAILROOM: usize = 4;
 
 impl Server {
     pub(super) fn send_indication<'a>(

@@ -4,34 +4,12 @@
 use super::{AllocId, Authed, FiveTuple, RelayPorts, Reply, Server};
 use crate::allocation::Allocation;
 use crate::auth::Integrity;
+use crate::config::ServerConfig;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use switchboard_stun::{attr_type, Message, CHANNEL_MAX, CHANNEL_MIN};
+use std::time::Duration;
+use switchboard_stun::{attr_type, ErrorCode, Message, CHANNEL_MAX, CHANNEL_MIN, FAMILY_IPV6};
 
 impl Server {
-    /// The allocation of `tuple`, checking that the same credentials are used (441).
-    /// The caller's allocation, or the error reply (437, 441) to send.
-    pub(super) fn owned(&mut self, r: &Authed, out: &mut [u8]) -> Result<AllocId, Reply> {
-        self.owned_alloc(&r.tuple, r.username, r.now)
-            .map_err(|code| self.error(out, r.msg, code, Some(&r.key)))
-    }
-
-    pub(super) fn owned_alloc(
-        &self,
-        tuple: &FiveTuple,
-        username: &[u8],
-        now: Instant,
-    ) -> Result<AllocId, u16> {
-        let id = *self.by_tuple.get(tuple).ok_or(437u16)?;
-        match self.allocation(id) {
-            // Expired but not yet swept by handle_timeout: gone for the client.
-            Some(a) if a.expires <= now => Err(437),
-            Some(a) if &*a.username == username => Ok(id),
-            Some(_) => Err(441),
-            None => Err(437),
-        }
-    }
-
     pub(super) fn allocate(
         &mut self,
         r: &Authed,
@@ -42,7 +20,7 @@ impl Server {
         let identity = r.identity;
         if let Some(&id) = self.by_tuple.get(&tuple) {
             let Some(a) = self.allocation(id) else {
-                return self.error(out, msg, 437, Some(&key));
+                return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
             };
             if a.expires <= now {
                 // Expired, not yet swept: free it and allocate afresh.
@@ -56,36 +34,36 @@ impl Server {
                 let left = a.expires.saturating_duration_since(now).as_secs() as u32;
                 return self.allocate_success(out, msg, &key, tuple, (v4, v6), left, None, None);
             }
-            return self.error(out, msg, 437, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         }
         let tcp = match msg.get(attr_type::REQUESTED_TRANSPORT) {
-            None => return self.error(out, msg, 400, Some(&key)),
+            None => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             Some([17, ..]) => false,
             Some([6, ..]) => match super::tcp_relay::check_allocate(&tuple, msg) {
                 Ok(()) => true,
-                Err(code) => return self.error(out, msg, code, Some(&key)),
+                Err(code) => return self.refuse(r, out, code),
             },
-            Some(_) => return self.error(out, msg, 442, Some(&key)),
+            Some(_) => return self.refuse(r, out, ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL),
         };
         let requested = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
         let additional = msg.get(attr_type::ADDITIONAL_ADDRESS_FAMILY);
         let want_v6 = match (requested, additional) {
-            (Some(_), Some(_)) => return self.error(out, msg, 400, Some(&key)),
+            (Some(_), Some(_)) => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             (None, Some([2, ..])) | (None, None) => false,
-            (None, Some(_)) => return self.error(out, msg, 400, Some(&key)),
+            (None, Some(_)) => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
             (Some([1, ..]), None) => false,
             (Some([2, ..]), None) => true,
-            (Some(_), None) => return self.error(out, msg, 440, Some(&key)),
+            (Some(_), None) => return self.refuse(r, out, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED),
         };
         let dual = additional.is_some();
         let even = msg.get(attr_type::EVEN_PORT);
         let token = msg.get(attr_type::RESERVATION_TOKEN);
         if token.is_some() && (even.is_some() || requested.is_some() || dual) {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let reserve_next = matches!(even, Some([b, ..]) if b & 0x80 != 0) && !dual;
         if self.draining {
-            return self.error(out, msg, 508, Some(&key));
+            return self.refuse(r, out, ErrorCode::INSUFFICIENT_CAPACITY);
         }
         let cfg = self.cfg.clone();
         if !self
@@ -93,7 +71,7 @@ impl Server {
             .acquire(identity, cfg.user_quota, cfg.total_quota)
         {
             self.stats.quota_rejections += 1;
-            return self.error(out, msg, 486, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_QUOTA_REACHED);
         }
         let id = AllocId(match self.free.last() {
             Some(&i) => i,
@@ -116,10 +94,10 @@ impl Server {
             Err(e) => {
                 self.quotas.release(identity);
                 let code = match e {
-                    crate::RelayOpenError::NoFamily => 440,
-                    _ => 508,
+                    crate::RelayOpenError::NoFamily => ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                    _ => ErrorCode::INSUFFICIENT_CAPACITY,
                 };
-                return self.error(out, msg, code, Some(&key));
+                return self.refuse(r, out, code);
             }
         };
         // The IPv6 half of a dual allocation may fail alone (RFC 8656 §7.2): the
@@ -127,15 +105,12 @@ impl Server {
         let (secondary, v6_error) = match dual.then(|| relays.open(id, true, false)) {
             None => (None, None),
             Some(Ok(a)) => (Some(a), None),
-            Some(Err(crate::RelayOpenError::NoFamily)) => (None, Some(440)),
-            Some(Err(_)) => (None, Some(508)),
+            Some(Err(crate::RelayOpenError::NoFamily)) => {
+                (None, Some(ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED))
+            }
+            Some(Err(_)) => (None, Some(ErrorCode::INSUFFICIENT_CAPACITY)),
         };
-        let lifetime = msg
-            .u32(attr_type::LIFETIME)
-            .map(|s| Duration::from_secs(s as u64))
-            .unwrap_or(cfg.default_lifetime)
-            .min(cfg.max_lifetime)
-            .max(cfg.default_lifetime.min(cfg.max_lifetime));
+        let lifetime = allocation_lifetime(&cfg, msg.u32(attr_type::LIFETIME));
         let (v4, v6) = if want_v6 {
             (None, Some(primary))
         } else {
@@ -184,7 +159,7 @@ impl Server {
         tuple: FiveTuple,
         (v4, v6): (Option<SocketAddr>, Option<SocketAddr>),
         lifetime: u32,
-        v6_error: Option<u16>,
+        v6_error: Option<ErrorCode>,
         token: Option<[u8; 8]>,
     ) -> Reply {
         self.success(out, msg, key, |w| {
@@ -197,11 +172,7 @@ impl Server {
                 w.attr(attr_type::RESERVATION_TOKEN, &t)?;
             }
             if let Some(code) = v6_error {
-                let reason = switchboard_stun::reason_phrase(code).as_bytes();
-                let mut v = [0u8; 64];
-                v[..4].copy_from_slice(&[2, 0, (code / 100) as u8, (code % 100) as u8]);
-                v[4..4 + reason.len()].copy_from_slice(reason);
-                w.attr(attr_type::ADDRESS_ERROR_CODE, &v[..4 + reason.len()])?;
+                w.address_error_code(FAMILY_IPV6, code)?;
             }
             Ok(())
         })
@@ -222,13 +193,13 @@ impl Server {
         let requested = msg.u32(attr_type::LIFETIME);
         let family = msg.get(attr_type::REQUESTED_ADDRESS_FAMILY);
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, 437, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         let family_v6 = match family {
             None => None,
             Some([1, ..]) if a.relay_v4.is_some() => Some(false),
             Some([2, ..]) if a.relay_v6.is_some() => Some(true),
-            Some(_) => return self.error(out, msg, 443, Some(&key)),
+            Some(_) => return self.refuse(r, out, ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH),
         };
         if requested == Some(0) {
             let dual = a.relay_v4.is_some() && a.relay_v6.is_some();
@@ -251,32 +222,12 @@ impl Server {
                 Ok(())
             });
         }
-        // RFC 8656 §7.3: max(min(requested, maximum), default), as for Allocate.
-        let lifetime = requested
-            .map(|s| Duration::from_secs(s as u64))
-            .unwrap_or(cfg.default_lifetime)
-            .min(cfg.max_lifetime)
-            .max(cfg.default_lifetime.min(cfg.max_lifetime));
+        let lifetime = allocation_lifetime(&cfg, requested);
         a.expires = now + lifetime;
         self.success(out, msg, &key, |w| {
             w.u32(attr_type::LIFETIME, lifetime.as_secs() as u32)?;
             Ok(())
         })
-    }
-
-    /// Check a peer for CreatePermission/ChannelBind: 443 on family mismatch, 403 when denied.
-    pub(super) fn check_peer(&mut self, id: AllocId, peer: SocketAddr) -> Result<(), u16> {
-        let Some(a) = self.allocation(id) else {
-            return Err(437);
-        };
-        if a.relay_for(&peer).is_none() {
-            return Err(443);
-        }
-        if !self.cfg.peer_allowed(peer) {
-            self.stats.peer_denied += 1;
-            return Err(403);
-        }
-        Ok(())
     }
 
     pub(super) fn create_permission(&mut self, r: &Authed, out: &mut [u8]) -> Reply {
@@ -291,15 +242,15 @@ impl Server {
             .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
         {
             let Some(peer) = switchboard_stun::decode_xor_address(attr.value, &msg.tid) else {
-                return self.error(out, msg, 400, Some(&key));
+                return self.refuse(r, out, ErrorCode::BAD_REQUEST);
             };
             if let Err(code) = self.check_peer(id, peer) {
-                return self.error(out, msg, code, Some(&key));
+                return self.refuse(r, out, code);
             }
             count += 1;
         }
         if count == 0 {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let expires = now + self.cfg.permission_lifetime;
         let cfg = self.cfg.clone();
@@ -325,30 +276,41 @@ impl Server {
         };
         let number = match msg.get(attr_type::CHANNEL_NUMBER) {
             Some([a, b, ..]) => u16::from_be_bytes([*a, *b]),
-            _ => return self.error(out, msg, 400, Some(&key)),
+            _ => return self.refuse(r, out, ErrorCode::BAD_REQUEST),
         };
         if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         let Some(peer) = msg.xor_address(attr_type::XOR_PEER_ADDRESS) else {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         };
         // RFC 6062: no channels on TCP allocations.
         if self.allocation(id).is_some_and(|a| a.tcp) {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         if let Err(code) = self.check_peer(id, peer) {
-            return self.error(out, msg, code, Some(&key));
+            return self.refuse(r, out, code);
         }
         let (chan_life, perm_life) = (self.cfg.channel_lifetime, self.cfg.permission_lifetime);
         let own_only = !self.cfg.peer_filter.allows(peer.ip());
         let Some(a) = self.alloc_mut(id) else {
-            return self.error(out, msg, 437, Some(&key));
+            return self.refuse(r, out, ErrorCode::ALLOCATION_MISMATCH);
         };
         if a.bind_channel(number, peer, now + chan_life).is_err() {
-            return self.error(out, msg, 400, Some(&key));
+            return self.refuse(r, out, ErrorCode::BAD_REQUEST);
         }
         a.add_permission(peer.ip(), now + perm_life, own_only);
         self.success(out, msg, &key, |_| Ok(()))
     }
+}
+
+/// The lifetime an Allocate or Refresh gets (RFC 8656 §7.2, §7.3): the requested one
+/// (the default when absent) capped at the maximum, and never below the default.
+fn allocation_lifetime(cfg: &ServerConfig, requested_secs: Option<u32>) -> Duration {
+    let floor = cfg.default_lifetime.min(cfg.max_lifetime);
+    requested_secs
+        .map(|s| Duration::from_secs(s as u64))
+        .unwrap_or(cfg.default_lifetime)
+        .min(cfg.max_lifetime)
+        .max(floor)
 }
