@@ -12,9 +12,9 @@ use crate::batch::{Batch, BATCH};
 use crate::demux::Router;
 use crate::service::{Flow, Io, PortInfo, Service};
 use crate::timer::TimerHeap;
-use crate::token::{Kind, Tok};
+use crate::token::{Kind, ServiceId, Tok};
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -32,6 +32,7 @@ struct Port {
 /// A worker being assembled: its ports and services.
 pub struct WorkerBuilder {
     id: usize,
+    poll: Poll,
     ports: Vec<(UdpSocket, SocketAddr, Router)>,
     services: Vec<Box<dyn Service>>,
     headroom: usize,
@@ -41,20 +42,33 @@ pub struct WorkerBuilder {
 impl WorkerBuilder {
     /// Worker `id`; receive slots keep `headroom` bytes before each datagram and
     /// `tailroom` after it (for framing in place).
-    pub fn new(id: usize, headroom: usize, tailroom: usize) -> Self {
-        WorkerBuilder {
+    pub fn new(id: usize, headroom: usize, tailroom: usize) -> io::Result<Self> {
+        Ok(WorkerBuilder {
             id,
+            poll: Poll::new()?,
             ports: Vec::new(),
             services: Vec::new(),
             headroom,
             tailroom,
-        }
+        })
+    }
+
+    /// The worker's registry: services created before [`WorkerBuilder::build`] may
+    /// keep a clone to register their own sockets later.
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// The id the next [`WorkerBuilder::service`] call will return.
+    pub fn next_service(&self) -> ServiceId {
+        self.services.len() as ServiceId
     }
 
     /// Add a service; its id is what routers and tokens name it by.
-    pub fn service(&mut self, s: Box<dyn Service>) -> u8 {
+    pub fn service(&mut self, s: Box<dyn Service>) -> ServiceId {
+        let id = self.next_service();
         self.services.push(s);
-        (self.services.len() - 1) as u8
+        id
     }
 
     /// Add a UDP port (bound to `local`) whose datagrams `router` distributes.
@@ -65,10 +79,10 @@ impl WorkerBuilder {
     /// Register everything and attach the services (on the calling thread; the
     /// worker then moves to its own).
     pub fn build(self) -> io::Result<Worker> {
-        if self.services.len() > 256 {
+        if self.services.len() > ServiceId::MAX as usize + 1 {
             return Err(io::Error::other("more than 256 services on one worker"));
         }
-        let poll = Poll::new()?;
+        let poll = self.poll;
         let batch = Batch::new(self.headroom, self.tailroom);
         let mut io = Io::new(poll.registry().try_clone()?, batch, self.id);
         let mut ports = Vec::with_capacity(self.ports.len());

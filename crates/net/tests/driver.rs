@@ -65,7 +65,7 @@ impl Harness {
         }
         let mut handles = Vec::new();
         for id in 0..threads {
-            let mut w = WorkerBuilder::new(id, 16, 0);
+            let mut w = WorkerBuilder::new(id, 16, 0).unwrap();
             for (tag, t) in [(b'A', &timeouts[0]), (b'B', &timeouts[1])] {
                 w.service(Box::new(Echo {
                     tag,
