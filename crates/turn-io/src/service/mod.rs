@@ -159,13 +159,17 @@ impl Service for TurnService {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let control = Some(self.next_control);
-        control.min(self.core.poll_timeout()).or(control)
+        match self.core.poll_timeout() {
+            Some(sweep) => Some(sweep.min(self.next_control)),
+            None => Some(self.next_control),
+        }
     }
 
     fn handle_timeout(&mut self, io: &mut Io, now: Instant) -> Flow {
         if self.core.poll_timeout().is_some_and(|d| d <= now) {
             self.core.handle_timeout(now, &mut self.relays);
+            // 447s owed to timed-out Connects, pipes of expired allocations: now.
+            self.tcp_pass(now);
         }
         if now >= self.next_control {
             self.next_control = now + CONTROL_INTERVAL;
