@@ -1,7 +1,7 @@
-//! The worker's side of RFC 6062: peer connection events, ConnectionAttempt on
-//! incoming connections, the byte pipe between a client data connection and its peer
-//! connection (with backpressure both ways), and hand-over of connections whose
-//! ConnectionBind belongs to another worker.
+//! The TURN service's side of RFC 6062 on its worker: peer connection events,
+//! ConnectionAttempt on incoming connections, the byte pipe between a client data
+//! connection and its peer connection (with backpressure both ways), and hand-over of
+//! connections whose ConnectionBind belongs to another worker.
 //!
 //! Backpressure: a side is read only while the other side's output is under
 //! [`PIPE_LIMIT`]. Output is always flushed until the socket would block, so a paused
