@@ -13,9 +13,9 @@
 //! Why not quinn-udp (measured in docs/benchmarks.md, "quinn-udp against the
 //! hand-written batching", `examples/udp_batch_bench.rs`): a quinn-udp `Transmit` has
 //! one destination, so a relay batch to many peers costs one sendmsg per datagram
-//! (10-15 % fewer datagrams per CPU second than one sendmmsg here); a GSO burst needs
+//! (10-20 % fewer datagrams per CPU second than one sendmmsg here); a GSO burst needs
 //! the datagrams in one contiguous buffer, which relay slots are not; and its receive
-//! path was about 20 % slower. Its IP_PKTINFO and GRO support are the parts worth
+//! path was about 25 % slower. Its IP_PKTINFO and GRO support are the parts worth
 //! adding here later.
 
 use crate::sys::{self, RecvMeta, SendMsg};
@@ -123,6 +123,9 @@ pub struct Batch {
     used: usize,
     queue: Vec<Queued>,
     spill: Vec<u8>,
+    /// Scratch of `flush`: messages as (first queued datagram, count), and their address.
+    groups: Vec<(usize, usize)>,
+    addrs: Vec<SockAddr>,
     gso: bool,
     gso_failures: u32,
     /// Datagrams the kernel refused (counted, never fatal).
@@ -143,6 +146,8 @@ impl Batch {
             used: 0,
             queue: Vec::with_capacity(SLOTS),
             spill: Vec::new(),
+            groups: Vec::new(),
+            addrs: Vec::new(),
             gso: true,
             gso_failures: 0,
             send_errors: 0,
@@ -270,22 +275,25 @@ impl Batch {
     }
 
     fn send_queued(&mut self) {
-        // Group the queue: (first datagram, count) per message.
-        let mut groups: Vec<(usize, usize)> = Vec::with_capacity(self.queue.len());
+        // Group the queue: (first datagram, count) per message, and its address.
+        // Both vectors are kept between flushes; the borrowing ones cannot be.
+        let (mut groups, mut addrs) = (
+            std::mem::take(&mut self.groups),
+            std::mem::take(&mut self.addrs),
+        );
+        groups.clear();
+        addrs.clear();
         let mut i = 0;
         while i < self.queue.len() {
             let k = self.gso_run(i);
             groups.push((i, k));
+            addrs.push(SockAddr::from(self.queue[i].to));
             i += k;
         }
         let iovs: Vec<IoSlice<'_>> = self
             .queue
             .iter()
             .map(|q| IoSlice::new(self.bytes(q.span)))
-            .collect();
-        let addrs: Vec<SockAddr> = groups
-            .iter()
-            .map(|&(i, _)| SockAddr::from(self.queue[i].to))
             .collect();
         let msgs: Vec<SendMsg<'_>> = groups
             .iter()
@@ -296,7 +304,7 @@ impl Batch {
                 segment: (k > 1).then(|| iovs[i].len() as u16),
             })
             .collect();
-        let (mut sent_gso, mut errors, mut gso_failed) = (0u64, 0u64, Vec::new());
+        let (mut sent_gso, mut errors, mut gso_failed) = (0u64, 0u64, 0u32);
         let mut start = 0;
         while start < msgs.len() {
             let fd = self.queue[groups[start].0].fd;
@@ -322,7 +330,7 @@ impl Batch {
                         } else {
                             // A kernel without GSO, or a size over the path MTU: retry
                             // datagram by datagram.
-                            gso_failed.push(h);
+                            gso_failed += 1;
                             for &iov in &iovs[first..first + k] {
                                 if sys::send_msg(fd, &addrs[h], iov).is_err() {
                                     errors += 1;
@@ -335,13 +343,17 @@ impl Batch {
             }
             start = end;
         }
+        drop(msgs);
+        drop(iovs);
+        self.groups = groups;
+        self.addrs = addrs;
         self.send_errors += errors;
         self.gso_datagrams += sent_gso;
         if sent_gso > 0 {
             self.gso_failures = 0;
         }
-        if !gso_failed.is_empty() {
-            self.gso_failures += gso_failed.len() as u32;
+        if gso_failed > 0 {
+            self.gso_failures += gso_failed;
             if self.gso_failures >= 8 && self.gso {
                 tracing::warn!("UDP GSO keeps failing; sending datagrams one by one");
                 self.gso = false;
@@ -412,6 +424,23 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(r.recv(&mut buf).expect("datagram"), 64);
         }
+    }
+
+    /// Bytes from outside the batch are copied when queued: changing them before the
+    /// flush does not change what is sent.
+    #[test]
+    fn outside_bytes_are_copied_at_queue_time() {
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (r, a) = receiver();
+        let mut data = *b"before";
+        let mut b = Batch::new(48, 4);
+        b.tx().send(tx.as_raw_fd(), a, &data);
+        data.copy_from_slice(b"after!");
+        b.flush();
+        let mut buf = [0u8; 64];
+        let n = r.recv(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], b"before");
+        assert_eq!(&data, b"after!");
     }
 
     /// A slot rewritten in place (header into the headroom) is queued by reference and
