@@ -167,3 +167,105 @@ fn one_port_shared_by_class_and_ufrag() {
     assert_eq!(ask(&c, to, &[0xFF])[0], b'A', "unknown: the default");
     h.stop();
 }
+
+/// A service with a socket of its own (as TURN has relay sockets): registered with a
+/// token from `Io::token`, its readiness comes back to it as `on_event`, and it reads
+/// and answers through the worker's batch.
+struct OwnSocket {
+    sock: Option<mio::net::UdpSocket>,
+    addr: std::sync::mpsc::Sender<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    next: Instant,
+    events: Arc<AtomicUsize>,
+}
+
+impl Service for OwnSocket {
+    fn attach(&mut self, io: &mut Io) -> std::io::Result<()> {
+        let mut s = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+        let token = io.token(switchboard_net::Kind::Relay, 7);
+        io.registry()
+            .register(&mut s, token, mio::Interest::READABLE)?;
+        let _ = self.addr.send(s.local_addr()?);
+        self.sock = Some(s);
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, _: &PortInfo, _: Received<'_>, _: &mut Tx<'_>, _: Instant) {
+        panic!("no port routes to this service");
+    }
+
+    fn on_event(
+        &mut self,
+        io: &mut Io,
+        tok: switchboard_net::Tok,
+        readable: bool,
+        _writable: bool,
+        _now: Instant,
+    ) {
+        assert_eq!(
+            (tok.service, tok.kind, tok.index),
+            (1, switchboard_net::Kind::Relay, 7)
+        );
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let Some(fd) = self.sock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd) else {
+            return;
+        };
+        while readable {
+            let Ok(slots) = io.batch.recv(fd) else { return };
+            if slots.is_empty() {
+                return;
+            }
+            for i in slots {
+                let (d, mut tx) = io.batch.slot(i);
+                let Some(from) = d.from else { continue };
+                let (h, len) = (d.headroom(), d.len);
+                d.buf[h - 1] = b'R';
+                tx.send(fd, from, &d.buf[h - 1..h + len]);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next)
+    }
+
+    fn handle_timeout(&mut self, _io: &mut Io, now: Instant) -> Flow {
+        self.next = now + Duration::from_millis(10);
+        match self.stop.load(Ordering::Relaxed) {
+            true => Flow::Stop,
+            false => Flow::Continue,
+        }
+    }
+}
+
+#[test]
+fn a_service_socket_gets_its_own_events_by_token() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicUsize::new(0));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let mut w = WorkerBuilder::new(0, 16, 0).unwrap();
+    w.service(Box::new(Echo {
+        tag: b'A',
+        stop: stop.clone(),
+        timeouts: Arc::default(),
+        next: Instant::now(),
+    }));
+    let id = w.service(Box::new(OwnSocket {
+        sock: None,
+        addr: addr_tx,
+        stop: stop.clone(),
+        next: Instant::now(),
+        events: events.clone(),
+    }));
+    assert_eq!(id, 1);
+    let worker = w.build().unwrap();
+    let own = addr_rx.recv().unwrap();
+    let t = std::thread::spawn(move || worker.run());
+    let c = client();
+    for i in 0..10u8 {
+        assert_eq!(ask(&c, own, &[i, i]), vec![b'R', i, i]);
+    }
+    assert!(events.load(Ordering::Relaxed) >= 1);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}
