@@ -210,7 +210,10 @@ impl Service for OwnSocket {
         let Some(fd) = self.sock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd) else {
             return;
         };
-        while readable {
+        if !readable {
+            return;
+        }
+        loop {
             let Ok(slots) = io.batch.recv(fd) else { return };
             if slots.is_empty() {
                 return;
