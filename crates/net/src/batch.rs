@@ -27,6 +27,7 @@ use std::os::fd::RawFd;
 
 /// Datagrams asked of one recvmmsg call.
 pub const BATCH: usize = 32;
+const _: () = assert!(BATCH <= sys::MAX_RECV, "one recvmmsg call must fit a batch");
 /// Receive slots per batch: several recvmmsg calls (from different sockets) fill
 /// consecutive slots, so their outputs leave in one sendmmsg.
 pub const SLOTS: usize = 128;

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 
 /// Most datagrams one [`recv_mmsg`] call takes (the header array lives on the stack).
-pub const MAX_RECV: usize = 64;
+pub const MAX_RECV: usize = 32;
 /// Most messages one sendmmsg call carries (stack arrays; [`send_mmsg`] loops over more).
 const MAX_SEND: usize = 64;
 
