@@ -3,9 +3,10 @@
 //! Same kernel path and threading model as `switchboard serve`: N threads, each with its
 //! own SO_REUSEPORT socket on the listen address, its own epoll loop, and the "relay"
 //! sockets (bound to `--relay-ip`:0) of the clients the kernel hashes to it, moving
-//! datagrams in recvmmsg/sendmmsg batches with the server's own `RecvBatch`/`SendQueue`
-//! (receives from several sockets fill consecutive slots; everything queued goes out
-//! once per event-loop pass, or when the slots run out, as in the server's worker).
+//! datagrams in recvmmsg/sendmmsg batches with the server's own driver batch
+//! (`switchboard_net::Batch`: receives from several sockets fill consecutive slots;
+//! everything queued goes out once per event-loop pass, or when the slots run out, as
+//! in the server's worker).
 //!
 //! - ChannelData from a client (first byte 0x40-0x7F): the 4-byte header is stripped and
 //!   the payload goes from that client's relay socket to `--peer`.
@@ -28,8 +29,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use switchboard_turn::PEER_HEADROOM;
-use switchboard_turn_io::batch::{RecvBatch, SendQueue, BATCH, SLOTS};
+use switchboard_net::batch::{Batch, BATCH};
+use switchboard_turn::{PEER_HEADROOM, PEER_TAILROOM};
 
 /// Receive batches per readiness before serving other sockets (as the server does).
 const ROUNDS: usize = 8;
@@ -106,10 +107,7 @@ struct Worker {
     /// (relay socket, the client it belongs to); epoll token = index + 1.
     relays: Vec<(UdpSocket, SocketAddr)>,
     by_client: HashMap<SocketAddr, usize>,
-    rx: RecvBatch,
-    /// Receive slots in use since the last flush (queued datagrams point into them).
-    rx_used: usize,
-    tx: SendQueue,
+    batch: Batch,
     peer: SocketAddr,
     relay_ip: IpAddr,
     c: Counters,
@@ -124,9 +122,7 @@ impl Worker {
             listen,
             relays: Vec::new(),
             by_client: HashMap::new(),
-            rx: RecvBatch::default(),
-            rx_used: 0,
-            tx: SendQueue::default(),
+            batch: Batch::new(PEER_HEADROOM, PEER_TAILROOM),
             peer,
             relay_ip,
             c: Counters::default(),
@@ -145,24 +141,10 @@ impl Worker {
                     self.relay_readable(tok as usize - 1);
                 }
             }
-            self.flush();
+            self.batch.flush();
         }
-        self.c.send_errors = self.tx.send_errors;
+        self.c.send_errors = self.batch.send_errors;
         self.c
-    }
-
-    /// Send everything queued; receive slots become free again.
-    fn flush(&mut self) {
-        self.tx.flush();
-        self.rx_used = 0;
-    }
-
-    /// First free receive slot with room for a whole batch, flushing if needed.
-    fn rx_slots(&mut self) -> usize {
-        if self.rx_used + BATCH > SLOTS {
-            self.flush();
-        }
-        self.rx_used
     }
 
     /// The relay socket fd of `client`, opened on first use.
@@ -188,37 +170,33 @@ impl Worker {
     fn client_readable(&mut self) {
         let lfd = self.listen.as_raw_fd();
         for _ in 0..ROUNDS {
-            let first = self.rx_slots();
             let Worker {
                 ep,
                 relays,
                 by_client,
-                rx,
-                rx_used,
-                tx,
+                batch,
                 peer,
                 relay_ip,
                 c,
                 ..
             } = &mut *self;
-            let n = match rx.recv(lfd, first, BATCH) {
-                Ok(n) => n,
+            let slots = match batch.recv(lfd) {
+                Ok(slots) => slots,
                 Err(_) => return, // WouldBlock, or an error to retry on the next wakeup
             };
-            *rx_used += n;
-            for i in first..first + n {
-                let (from, len, slot) = rx.slot(i);
-                let Some(from) = from else { continue };
+            let n = slots.len();
+            for i in slots {
+                let (d, mut tx) = batch.slot(i);
+                let Some(from) = d.from else { continue };
+                let len = d.len;
                 if len == 0 {
                     c.malformed += 1;
                     continue;
                 }
-                let d = &slot[PEER_HEADROOM..PEER_HEADROOM + len];
+                let d = d.payload();
                 if !(0x40..=0x7F).contains(&d[0]) {
                     c.stun_echoed += 1;
-                    // SAFETY: `d` lives in a receive slot that stays untouched until
-                    // the next flush (rx_used covers it).
-                    unsafe { tx.push(lfd, &from, d) };
+                    tx.send(lfd, from, d);
                     continue;
                 }
                 let plen = match d.get(2..4) {
@@ -234,8 +212,7 @@ impl Worker {
                     Ok(fd) => {
                         c.clients += (by_client.len() - known) as u64;
                         c.to_peer += 1;
-                        // SAFETY: as above.
-                        unsafe { tx.push(fd, peer, &d[4..4 + plen]) };
+                        tx.send(fd, *peer, &d[4..4 + plen]);
                     }
                     Err(_) => c.relay_open_errors += 1,
                 }
@@ -253,31 +230,28 @@ impl Worker {
         };
         let (fd, client) = (sock.as_raw_fd(), *client);
         for _ in 0..ROUNDS {
-            let first = self.rx_slots();
-            let n = match self.rx.recv(fd, first, BATCH) {
-                Ok(n) => n,
+            let slots = match self.batch.recv(fd) {
+                Ok(slots) => slots,
                 Err(_) => return, // WouldBlock, or ICMP errors (ECONNREFUSED): never fatal
             };
-            self.rx_used += n;
-            for i in first..first + n {
-                let (from, len, slot) = self.rx.slot(i);
-                if from != Some(self.peer) {
+            let n = slots.len();
+            for i in slots {
+                let (d, mut tx) = self.batch.slot(i);
+                if d.from != Some(self.peer) {
                     self.c.not_from_peer += 1;
                     continue;
                 }
+                let len = d.len;
                 if len == 0 || len > u16::MAX as usize {
                     self.c.malformed += 1;
                     continue;
                 }
                 let start = PEER_HEADROOM - 4;
+                let slot = d.buf;
                 slot[start..start + 2].copy_from_slice(&CHANNEL.to_be_bytes());
                 slot[start + 2..PEER_HEADROOM].copy_from_slice(&(len as u16).to_be_bytes());
                 self.c.to_client += 1;
-                // SAFETY: as in client_readable.
-                unsafe {
-                    self.tx
-                        .push(lfd, &client, &slot[start..PEER_HEADROOM + len])
-                };
+                tx.send(lfd, client, &slot[start..PEER_HEADROOM + len]);
             }
             if n < BATCH {
                 return;

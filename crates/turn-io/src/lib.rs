@@ -1,30 +1,34 @@
-//! Thin I/O driver around the sans-IO TURN core.
+//! The TURN service on the network driver (`switchboard-net`).
 //!
-//! `threads` workers each own one SO_REUSEPORT socket per listening address (UDP, TCP,
-//! TLS), a core [`Server`] and the relay sockets of its allocations; the kernel spreads
-//! clients over workers by 5-tuple. UDP moves in batches through recvmmsg/sendmmsg.
+//! `threads` workers each hold one SO_REUSEPORT socket per listening address (UDP
+//! ports of the driver; TCP and TLS listeners of the TURN service), and one TURN
+//! service: a core [`Server`] and the relay sockets of its allocations. The kernel
+//! spreads clients over workers by 5-tuple. UDP moves in batches through the driver.
 //! Configuration reloads and drain/shutdown requests reach workers through [`Shared`],
 //! and so do client connections accepted elsewhere ([`Shared::adopt`]: the HTTPS port
 //! shared with TURN).
 
-pub mod batch;
+#![forbid(unsafe_code)]
+
+mod handoff;
 mod relay;
-pub mod sockaddr;
+mod relay_ip;
+mod service;
 mod stream;
 mod tcp_relay;
-mod worker;
 
-pub use relay::RelayIp;
+pub use relay_ip::RelayIp;
 
-use mio::net::{TcpListener, UdpSocket};
-use socket2::{Domain, Protocol, Socket, Type};
+use mio::net::TcpListener;
+use socket2::Socket;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
-use switchboard_turn::{Quotas, Server, ServerConfig, Stats};
-use worker::{Listeners, Worker};
+use switchboard_net::socket::{tcp_socket, udp_socket};
+use switchboard_net::{Router, WorkerBuilder};
+use switchboard_turn::{Quotas, Server, ServerConfig, Stats, PEER_HEADROOM, PEER_TAILROOM};
 
 /// Where to listen and relay.
 #[derive(Clone, Debug)]
@@ -67,7 +71,7 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Client connections moving between workers (RFC 6062 ConnectionBind, and
     /// connections accepted elsewhere: [`Shared::adopt`]).
-    pub(crate) handoffs: tcp_relay::Handoffs,
+    pub(crate) handoffs: handoff::Handoffs,
     /// Round robin over workers for adopted connections.
     next_adopt: AtomicUsize,
 }
@@ -179,53 +183,25 @@ impl Running {
     }
 }
 
-fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_port(reuse_port)?;
-    s.set_nonblocking(true)?;
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
-    s.bind(&addr.into())?;
-    Ok(s)
-}
-
-fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(reuse_port)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    if reuse_port {
-        s.listen(1024)?;
-    }
-    Ok(s)
-}
-
-/// Bind `threads` sockets to `addr` in one SO_REUSEPORT group. An exclusive probe bind
-/// comes first: SO_REUSEPORT would otherwise let us join another process's group on
-/// the same port (say, a coturn left running) and silently share its traffic. Port 0
-/// is resolved by the probe.
+/// Bind `threads` sockets to `addr` in one SO_REUSEPORT group (see
+/// [`switchboard_net::socket::bind_group`]: an exclusive probe bind comes first).
 fn bind_group(
     addr: SocketAddr,
     threads: usize,
     proto: &'static str,
     make: fn(SocketAddr, bool) -> std::io::Result<Socket>,
 ) -> Result<(SocketAddr, Vec<Socket>), StartError> {
-    let err = |error| StartError::Listen { proto, addr, error };
-    let probe = make(addr, false).map_err(err)?;
-    let bound = probe.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
-    drop(probe);
-    let mut all = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        all.push(make(bound, true).map_err(err)?);
-    }
-    Ok((bound, all))
+    switchboard_net::socket::bind_group(addr, threads, make).map_err(|error| StartError::Listen {
+        proto,
+        addr,
+        error,
+    })
+}
+
+/// What one worker listens on.
+struct Listeners {
+    udp: Vec<(std::net::UdpSocket, SocketAddr)>,
+    tcp: Vec<(TcpListener, SocketAddr, bool)>,
 }
 
 /// Bind every listener and start the workers.
@@ -246,7 +222,7 @@ pub fn start(
         let (bound, socks) = bind_group(a, threads, "UDP", udp_socket)?;
         udp.push(bound);
         for (w, s) in per_worker.iter_mut().zip(socks) {
-            w.udp.push((UdpSocket::from_std(s.into()), bound));
+            w.udp.push((s.into(), bound));
         }
     }
     for (addrs, is_tls, out) in [(&io.tcp, false, &mut tcp), (&io.tls, true, &mut tls_addrs)] {
@@ -269,7 +245,7 @@ pub fn start(
             .collect(),
         draining: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
-        handoffs: tcp_relay::Handoffs::new(threads),
+        handoffs: handoff::Handoffs::new(threads),
         next_adopt: AtomicUsize::new(0),
     });
     let unix_now = switchboard_util::unix_now();
@@ -284,25 +260,26 @@ pub fn start(
         let mut core = Server::new(cfg, shared.quotas.clone(), Instant::now(), unix_now);
         // RFC 6062 connection ids name their worker: a ConnectionBind may reach any.
         core.set_connection_id_space(threads as u32, id as u32);
-        let io2 = io.clone();
-        let reserved = reserved.clone();
-        let worker = Worker::new(
-            id,
-            listeners,
-            move |registry| {
-                relay::Relays::new(
-                    registry,
-                    io2.relay_v4,
-                    io2.relay_v6,
-                    io2.min_port,
-                    io2.max_port,
-                    reserved,
-                )
-            },
-            core,
-            shared.clone(),
-        )
-        .map_err(StartError::Worker)?;
+        let mut builder =
+            WorkerBuilder::new(id, PEER_HEADROOM, PEER_TAILROOM).map_err(StartError::Worker)?;
+        let turn = builder.next_service();
+        for (sock, local) in listeners.udp {
+            builder.port(sock, local, Router::new(turn));
+        }
+        let registry = builder.registry().try_clone().map_err(StartError::Worker)?;
+        let relays = relay::Relays::new(
+            registry,
+            turn,
+            io.relay_v4,
+            io.relay_v6,
+            io.min_port,
+            io.max_port,
+            reserved.clone(),
+        );
+        let service =
+            service::TurnService::new(id, turn, listeners.tcp, relays, core, shared.clone());
+        builder.service(Box::new(service));
+        let worker = builder.build().map_err(StartError::Worker)?;
         let h = std::thread::Builder::new()
             .name(format!("turn-worker-{id}"))
             .spawn(move || worker.run())

@@ -1,25 +1,17 @@
 //! Relay sockets of one worker: the [`RelayPorts`] the core opens and closes.
 
-use mio::{Interest, Registry, Token};
+use crate::relay_ip::RelayIp;
+use crate::tcp_relay::TcpRelays;
+use mio::{Interest, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use switchboard_net::{Kind, ServiceId, Tok};
 use switchboard_turn::server::RESERVATION_LIFETIME;
 use switchboard_turn::{AllocId, FiveTuple, RelayOpenError, RelayPorts};
-
-/// First mio token of relay sockets; below it are listeners and connections.
-pub const RELAY_TOKEN_BASE: usize = 1 << 32;
-
-/// A relay address: what the socket binds to and what clients are told (they differ
-/// behind a 1:1 NAT, `--external-ip`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RelayIp {
-    pub bind: IpAddr,
-    pub public: IpAddr,
-}
 
 /// A port held for a RESERVATION-TOKEN: bound, not registered with any worker until
 /// an Allocate claims it (on whichever worker the kernel hands that client to).
@@ -38,11 +30,20 @@ pub struct RelaySocket {
     pub alloc: AllocId,
 }
 
+impl RelaySocket {
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
 pub struct Relays {
     pub sockets: Vec<Option<RelaySocket>>,
     free: Vec<usize>,
     by_public: HashMap<SocketAddr, usize, ahash::RandomState>,
+    /// The worker's registry, for every socket of the TURN service.
     pub(crate) registry: Registry,
+    /// The TURN service's id on its worker (its tokens carry it).
+    service: ServiceId,
     v4: Option<RelayIp>,
     v6: Option<RelayIp>,
     min_port: u16,
@@ -53,12 +54,13 @@ pub struct Relays {
     closed: Vec<mio::net::UdpSocket>,
     reserved: ReservationPool,
     /// RFC 6062 listeners and peer connections.
-    pub tcp: crate::tcp_relay::TcpRelays,
+    pub tcp: TcpRelays,
 }
 
 impl Relays {
     pub fn new(
         registry: Registry,
+        service: ServiceId,
         v4: Option<RelayIp>,
         v6: Option<RelayIp>,
         min_port: u16,
@@ -70,6 +72,7 @@ impl Relays {
             free: Vec::new(),
             by_public: HashMap::default(),
             registry,
+            service,
             v4,
             v6,
             min_port,
@@ -77,7 +80,7 @@ impl Relays {
             rcvbuf: 256 * 1024,
             closed: Vec::new(),
             reserved,
-            tcp: Default::default(),
+            tcp: TcpRelays::new(service),
         }
     }
 
@@ -100,10 +103,8 @@ impl Relays {
         }
     }
 
-    pub fn get(&self, token: Token) -> Option<&RelaySocket> {
-        self.sockets
-            .get(token.0.checked_sub(RELAY_TOKEN_BASE)?)
-            .and_then(Option::as_ref)
+    pub fn get(&self, index: usize) -> Option<&RelaySocket> {
+        self.sockets.get(index).and_then(Option::as_ref)
     }
 
     fn bind(&self, ip: IpAddr, port: u16) -> std::io::Result<Socket> {
@@ -139,12 +140,10 @@ impl Relays {
             }
         };
         let mut sock = mio::net::UdpSocket::from_std(s.into());
-        if let Err(e) =
-            self.registry
-                .register(&mut sock, Token(RELAY_TOKEN_BASE + idx), Interest::READABLE)
-        {
+        let token = Tok::new(self.service, Kind::Relay, idx).encode();
+        if let Err(e) = self.registry.register(&mut sock, token, Interest::READABLE) {
             self.free.push(idx);
-            return Err(RelayOpenError::Io(e.to_string()));
+            return Err(RelayOpenError::Socket(e));
         }
         self.by_public.insert(public, idx);
         self.sockets[idx] = Some(RelaySocket { sock, alloc });
@@ -224,7 +223,7 @@ impl RelayPorts for Relays {
             match self.bind(ip.bind, port) {
                 Ok(s) => return self.insert(s, alloc, SocketAddr::new(ip.public, port)),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
-                Err(e) => return Err(RelayOpenError::Io(e.to_string())),
+                Err(e) => return Err(RelayOpenError::Socket(e)),
             }
         }
         tracing::warn!(error = ?last_err, "relay port range exhausted");

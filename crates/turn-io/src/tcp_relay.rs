@@ -1,106 +1,29 @@
-//! RFC 6062 sockets of one worker: TCP relay listeners, peer connections (outgoing
-//! from the relayed address, or accepted on it), and the hand-over of client data
-//! connections between workers.
+//! RFC 6062 sockets of one worker: TCP relay listeners and peer connections
+//! (outgoing from the relayed address, or accepted on it).
 //!
 //! A relay listener is bound exclusively first (so no other socket holds its port),
 //! then gets SO_REUSEPORT so the outgoing connections of the same allocation can bind
 //! to the same relayed address. A ConnectionBind arrives on a new client connection,
 //! which the kernel may give to any worker; the connection id tells the owner
 //! ([`switchboard_turn::connection_owner`]) and the connection moves there through
-//! [`Handoffs`].
+//! [`crate::handoff::Handoffs`].
 
-use crate::relay::RelayIp;
-use crate::stream::Conn;
+use crate::relay_ip::RelayIp;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Registry, Token, Waker};
+use mio::{Interest, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+use switchboard_net::{Kind, ServiceId, Tok};
 use switchboard_turn::{AllocId, FiveTuple, RelayOpenError};
-
-/// Tokens at and above this one belong to RFC 6062 sockets.
-pub const TCP_TOKEN_BASE: usize = 1 << 40;
-pub const LISTENER_BASE: usize = TCP_TOKEN_BASE;
-pub const PEER_BASE: usize = 1 << 41;
-pub const WAKER_TOKEN: usize = 1 << 42;
 /// Bytes buffered towards one side of a pipe before the other side is no longer read.
 pub const PIPE_LIMIT: usize = 256 * 1024;
 /// How long a half-closed pipe may take to deliver what is buffered.
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Reads per readiness event on one pipe before yielding to other sockets.
 pub const PIPE_ROUNDS: usize = 16;
-
-/// Per-worker inboxes for connections handed over by other workers.
-pub struct Handoffs(Vec<Inbox>);
-
-struct Inbox {
-    queue: Mutex<Vec<Conn>>,
-    waiting: AtomicBool,
-    waker: OnceLock<Waker>,
-}
-
-impl Handoffs {
-    pub fn new(workers: usize) -> Self {
-        Handoffs(
-            (0..workers)
-                .map(|_| Inbox {
-                    queue: Mutex::new(Vec::new()),
-                    waiting: AtomicBool::new(false),
-                    waker: OnceLock::new(),
-                })
-                .collect(),
-        )
-    }
-
-    /// Register worker `id`'s waker (then wake it once, for anything sent before).
-    pub fn install(&self, id: usize, registry: &Registry) -> io::Result<()> {
-        let Some(inbox) = self.0.get(id) else {
-            return Ok(());
-        };
-        let waker = Waker::new(registry, Token(WAKER_TOKEN))?;
-        let _ = inbox.waker.set(waker);
-        if let Some(w) = inbox.waker.get() {
-            w.wake()?;
-        }
-        Ok(())
-    }
-
-    /// Give `conn` to worker `to`; false (and the connection dropped, i.e. closed)
-    /// when there is no such worker.
-    pub fn send(&self, to: usize, conn: Conn) -> bool {
-        let Some(inbox) = self.0.get(to) else {
-            return false;
-        };
-        match inbox.queue.lock() {
-            Ok(mut q) => q.push(conn),
-            Err(_) => return false,
-        }
-        inbox.waiting.store(true, Ordering::Release);
-        if let Some(w) = inbox.waker.get() {
-            let _ = w.wake();
-        }
-        true
-    }
-
-    /// Connections handed to worker `id`.
-    pub fn take(&self, id: usize) -> Vec<Conn> {
-        let Some(inbox) = self.0.get(id) else {
-            return Vec::new();
-        };
-        if !inbox.waiting.swap(false, Ordering::AcqRel) {
-            return Vec::new();
-        }
-        inbox
-            .queue
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
-    }
-}
 
 struct Listener {
     sock: TcpListener,
@@ -177,8 +100,9 @@ impl Peer {
     }
 }
 
-#[derive(Default)]
 pub struct TcpRelays {
+    /// The TURN service's id on its worker (its tokens carry it).
+    service: ServiceId,
     listeners: Vec<Option<Listener>>,
     free_listeners: Vec<usize>,
     pub peers: Vec<Option<Peer>>,
@@ -207,6 +131,22 @@ fn stream_socket(addr: SocketAddr) -> io::Result<Socket> {
 }
 
 impl TcpRelays {
+    pub fn new(service: ServiceId) -> Self {
+        TcpRelays {
+            service,
+            listeners: Vec::new(),
+            free_listeners: Vec::new(),
+            peers: Vec::new(),
+            free_peers: Vec::new(),
+            by_id: HashMap::default(),
+            kill: Vec::new(),
+            binds: Vec::new(),
+            lingering: Vec::new(),
+            scratch: Vec::new(),
+            last_tick: None,
+        }
+    }
+
     pub fn peer_count(&self) -> usize {
         self.by_id.len()
     }
@@ -231,25 +171,24 @@ impl TcpRelays {
         for _ in 0..64 {
             let port = (min as u32 + rand::random::<u32>() % span) as u16;
             let bind = SocketAddr::new(ip.bind, port);
-            let s = stream_socket(bind).map_err(|e| RelayOpenError::Io(e.to_string()))?;
+            let s = stream_socket(bind).map_err(RelayOpenError::Socket)?;
             match s.bind(&bind.into()) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(RelayOpenError::Io(e.to_string())),
+                Err(e) => return Err(RelayOpenError::Socket(e)),
             }
             s.listen(128)
                 .and_then(|()| s.set_reuse_port(true))
-                .map_err(|e| RelayOpenError::Io(e.to_string()))?;
+                .map_err(RelayOpenError::Socket)?;
             let idx = self.free_listeners.pop().unwrap_or_else(|| {
                 self.listeners.push(None);
                 self.listeners.len() - 1
             });
             let mut sock = TcpListener::from_std(s.into());
-            if let Err(e) =
-                registry.register(&mut sock, Token(LISTENER_BASE + idx), Interest::READABLE)
-            {
+            let token = Tok::new(self.service, Kind::RelayListener, idx).encode();
+            if let Err(e) = registry.register(&mut sock, token, Interest::READABLE) {
                 self.free_listeners.push(idx);
-                return Err(RelayOpenError::Io(e.to_string()));
+                return Err(RelayOpenError::Socket(e));
             }
             let public = SocketAddr::new(ip.public, port);
             self.listeners[idx] = Some(Listener {
@@ -298,7 +237,7 @@ impl TcpRelays {
         });
         if let Err(e) = registry.register(
             &mut stream,
-            Token(PEER_BASE + idx),
+            Tok::new(self.service, Kind::Peer, idx).encode(),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             self.free_peers.push(idx);
@@ -339,7 +278,7 @@ impl TcpRelays {
         relay: SocketAddr,
         peer: SocketAddr,
     ) -> Result<(), RelayOpenError> {
-        let io_err = |e: io::Error| RelayOpenError::Io(e.to_string());
+        let io_err = RelayOpenError::Socket;
         let bind = self
             .listeners
             .iter()

@@ -199,3 +199,26 @@ fn allocation_slot_reuse_keeps_ids_consistent() {
     assert_eq!(opened.alloc, id_b);
     assert_eq!(id_a, id_b, "freed slot reused");
 }
+
+/// The driver sleeps until `poll_timeout`: nothing to expire means no deadline, an
+/// allocation means a sweep a second after the last one, and the last expiry ends it.
+#[test]
+fn poll_timeout_asks_for_sweeps_only_while_something_can_expire() {
+    let mut h = H::new(config());
+    assert_eq!(h.server.poll_timeout(), None, "idle server: no deadline");
+    let mut c = Client::udp("203.0.113.7:40001");
+    h.allocate_ok(&mut c);
+    let due = h.server.poll_timeout().expect("an allocation can expire");
+    assert!(due > h.now && due <= h.now + std::time::Duration::from_secs(1));
+    h.advance_secs(1);
+    h.tick();
+    assert_eq!(
+        h.server.poll_timeout(),
+        Some(h.now + std::time::Duration::from_secs(1)),
+        "next sweep a second after this one"
+    );
+    h.advance_secs(600);
+    h.tick();
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(h.server.poll_timeout(), None, "nothing left to expire");
+}

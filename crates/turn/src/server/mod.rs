@@ -33,10 +33,6 @@ pub enum RelayOpenError {
     /// metrics.
     #[error("could not open a relay socket: {0}")]
     Socket(#[from] std::io::Error),
-    /// The same, already flattened to text: what `turn-io` builds until it moves to
-    /// [`RelayOpenError::Socket`] (then this variant goes).
-    #[error("could not open a relay socket: {0}")]
-    Io(String),
 }
 
 /// Opens and closes relay sockets on behalf of the core.
@@ -98,6 +94,9 @@ pub trait RelayPorts {
 /// How long a port reserved by EVEN-PORT(R) waits for its RESERVATION-TOKEN.
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
+/// How often [`Server::handle_timeout`] sweeps while anything can expire.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the driver should send as the result of one input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Transmit<'a> {
@@ -135,6 +134,8 @@ pub struct Server {
     draining: bool,
     /// RFC 6062 peer connections.
     tcp: tcp_relay::TcpState,
+    /// When `handle_timeout` last swept (for [`Server::poll_timeout`]).
+    last_sweep: Instant,
     pub stats: Stats,
 }
 
@@ -175,6 +176,7 @@ impl Server {
             tid_counter: rand::random(),
             draining: false,
             tcp: tcp_relay::TcpState::default(),
+            last_sweep: now,
             stats: Stats::default(),
         }
     }
@@ -512,8 +514,19 @@ impl Server {
         self.stats.allocations -= 1;
     }
 
-    /// Expire allocations, permissions and channels. Call about once a second.
+    /// When [`Server::handle_timeout`] is next due: a second after the last sweep
+    /// while anything can expire (allocations, with their permissions, channels and
+    /// RFC 6062 connections, or a slot table left large after a peak); None when
+    /// nothing can. Lifetimes are whole seconds, so a sweep a second walks the table
+    /// once instead of keeping a deadline per permission.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let anything = !self.by_tuple.is_empty() || self.slots.capacity() > 64;
+        anything.then(|| self.last_sweep + SWEEP_INTERVAL)
+    }
+
+    /// Expire allocations, permissions and channels; due at [`Server::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant, relays: &mut dyn RelayPorts) {
+        self.last_sweep = now;
         let mut expired = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Some(a) = slot {

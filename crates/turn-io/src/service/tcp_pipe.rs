@@ -1,20 +1,20 @@
-//! The worker's side of RFC 6062: peer connection events, ConnectionAttempt on
-//! incoming connections, the byte pipe between a client data connection and its peer
-//! connection (with backpressure both ways), and hand-over of connections whose
-//! ConnectionBind belongs to another worker.
+//! The TURN service's side of RFC 6062 on its worker: peer connection events,
+//! ConnectionAttempt on incoming connections, the byte pipe between a client data
+//! connection and its peer connection (with backpressure both ways), and hand-over of
+//! connections whose ConnectionBind belongs to another worker.
 //!
 //! Backpressure: a side is read only while the other side's output is under
 //! [`PIPE_LIMIT`]. Output is always flushed until the socket would block, so a paused
 //! side is resumed by the writable event of the other.
 
-use super::{Worker, CONN_BASE, OUT_SLOT};
+use super::{token, TurnService};
 use crate::stream::{Conn, ReadState};
-pub use crate::tcp_relay::TCP_TOKEN_BASE;
-use crate::tcp_relay::{LINGER, LISTENER_BASE, PEER_BASE, PIPE_LIMIT, PIPE_ROUNDS, WAKER_TOKEN};
-use mio::{Interest, Token};
+use crate::tcp_relay::{LINGER, PIPE_LIMIT, PIPE_ROUNDS};
+use mio::Interest;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
+use switchboard_net::Kind;
 use switchboard_stun::{attr_type, Message};
 use switchboard_turn::{connection_owner, FiveTuple, Transmit};
 
@@ -37,31 +37,20 @@ fn queue_to(
     }
 }
 
-impl Worker {
-    pub(super) fn tcp_event(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
-        let t = token.0;
-        if t == WAKER_TOKEN {
-            self.take_handoffs();
-        } else if t >= PEER_BASE {
-            self.peer_event(t - PEER_BASE, readable, writable, now);
-        } else if t >= LISTENER_BASE {
-            self.relay_accept(t - LISTENER_BASE, now);
-        }
-    }
-
+impl TurnService {
     /// Client connections other workers passed to this one.
-    fn take_handoffs(&mut self) {
+    pub(super) fn take_handoffs(&mut self) {
         for mut conn in self.shared.handoffs.take(self.id) {
             conn.handoff = None;
             let ci = self.conn_free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            let token = Token(CONN_BASE + ci);
+            let token = token(self.service, Kind::Conn, ci);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if self
-                .poll
-                .registry()
+                .relays
+                .registry
                 .register(&mut conn.tcp, token, interest)
                 .is_err()
             {
@@ -95,8 +84,6 @@ impl Worker {
         if owner == self.id || self.core.allocation_for(&conn.tuple).is_some() {
             return false;
         }
-        // Queued datagrams may point into this connection's buffer.
-        self.flush_tx();
         conn.unread(start);
         if !self.stream_out.is_empty() {
             conn.queue(&self.stream_out, false);
@@ -128,7 +115,7 @@ impl Worker {
                     }
                     conn.pipe = Some(conn_id);
                     // Read what the peer sent while unbound.
-                    self.pending.push(Token(PEER_BASE + pi));
+                    self.pending.push(token(self.service, Kind::Peer, pi));
                 }
                 _ => {
                     self.relays.tcp.close(&self.relays.registry, conn_id);
@@ -205,7 +192,7 @@ impl Worker {
         }
     }
 
-    fn relay_accept(&mut self, li: usize, now: Instant) {
+    pub(super) fn relay_accept(&mut self, li: usize, now: Instant) {
         let Some(alloc) = self.relays.tcp.listener_alloc(li) else {
             return;
         };
@@ -219,8 +206,7 @@ impl Worker {
                 }
                 None => return,
             };
-            self.flush_tx();
-            let out = &mut self.out[..OUT_SLOT];
+            let out = &mut self.out[..];
             // Refused (no permission): the stream is dropped, i.e. closed.
             if let Some((conn_id, t)) = self.core.tcp_peer_connected(now, alloc, peer, out) {
                 queue_to(
@@ -240,10 +226,11 @@ impl Worker {
                 }
             }
         }
-        self.pending.push(Token(LISTENER_BASE + li));
+        self.pending
+            .push(token(self.service, Kind::RelayListener, li));
     }
 
-    fn peer_event(&mut self, pi: usize, readable: bool, writable: bool, now: Instant) {
+    pub(super) fn peer_event(&mut self, pi: usize, readable: bool, writable: bool, now: Instant) {
         let Some(p) = self.relays.tcp.peer_mut(pi) else {
             return;
         };
@@ -253,8 +240,7 @@ impl Worker {
                 return;
             };
             p.connecting = !ok;
-            self.flush_tx();
-            let out = &mut self.out[..OUT_SLOT];
+            let out = &mut self.out[..];
             let t = self
                 .core
                 .tcp_connect_result(now, conn_id, ok, out, &mut self.relays);
@@ -280,7 +266,7 @@ impl Worker {
             if p.client_paused && p.wbuf.len() < PIPE_LIMIT {
                 p.client_paused = false;
                 if let Some(ci) = p.data {
-                    self.pending.push(Token(CONN_BASE + ci));
+                    self.pending.push(token(self.service, Kind::Conn, ci));
                 }
             }
         }
@@ -312,7 +298,7 @@ impl Worker {
         loop {
             rounds += 1;
             if rounds > PIPE_ROUNDS {
-                self.pending.push(Token(PEER_BASE + pi));
+                self.pending.push(token(self.service, Kind::Peer, pi));
                 break;
             }
             let n = match p.stream.read(&mut tcp.scratch) {
@@ -380,7 +366,7 @@ impl Worker {
         if let Some(p) = self.relays.tcp.peer_mut(pi) {
             if p.peer_paused && p.data == Some(ci) && conn.pending_out() < PIPE_LIMIT {
                 p.peer_paused = false;
-                self.pending.push(Token(PEER_BASE + pi));
+                self.pending.push(token(self.service, Kind::Peer, pi));
             }
         }
         let _ = writable;
@@ -430,7 +416,7 @@ impl Worker {
             }
         }
         if let Some(&ci) = self.conn_by_tuple.get(&conn.tuple) {
-            self.pending.push(Token(CONN_BASE + ci));
+            self.pending.push(token(self.service, Kind::Conn, ci));
         }
         true
     }
@@ -438,8 +424,7 @@ impl Worker {
     /// Once per loop pass: answers the core owes, data connections whose allocation
     /// went away, and (once a second) lingering and throttled pipes.
     pub(super) fn tcp_pass(&mut self, now: Instant) {
-        // Nothing is queued in `tx` here (the loop flushed it), so `out` is free.
-        while let Some(t) = self.core.next_deferred(&mut self.out[..OUT_SLOT]) {
+        while let Some(t) = self.core.next_deferred(&mut self.out) {
             queue_to(
                 &mut self.conns,
                 &self.conn_by_tuple,
@@ -497,9 +482,9 @@ impl Worker {
             }
             if p.throttled {
                 p.throttled = false;
-                self.pending.push(Token(PEER_BASE + pi));
+                self.pending.push(token(self.service, Kind::Peer, pi));
                 if let Some(ci) = p.data {
-                    self.pending.push(Token(CONN_BASE + ci));
+                    self.pending.push(token(self.service, Kind::Conn, ci));
                 }
             }
         }
