@@ -4,6 +4,8 @@
 //! fuzzers' seed corpora, so the fuzzers start from the traffic the tests produce.
 //! Without the variable nothing is written.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
