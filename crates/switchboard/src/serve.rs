@@ -102,7 +102,7 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
     }
     let signaling = switchboard_http::Signaling::new(
         plan.signal.clone(),
-        switchboard_http::OriginPolicy::new(&plan.origins),
+        switchboard_http::Signaling::default_shards(),
     );
     let https = plan
         .https
@@ -138,11 +138,12 @@ pub fn run(cli: Settings, plan: Plan) -> anyhow::Result<()> {
             switchboard_http::router(
                 api,
                 signaling.clone(),
+                switchboard_http::OriginPolicy::new(&plan.origins),
                 switchboard_http::NetTest::new(net_test),
             ),
             https.clone(),
             plan.http_turn.then(|| running.shared.clone()),
-            move || timer.spawn_timer(),
+            move || switchboard_http::spawn_signal_timer(&timer),
         )?;
         let scheme = if https.is_some() { "https" } else { "http" };
         info!("HTTP API on {scheme}://{bound}/ (web app at /, signaling at /ws and /sse, ICE servers at /api/ice-servers)");

@@ -1,5 +1,5 @@
-//! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a small
-//! runtime of its own, so HTTP never competes with the STUN/TURN workers' threads.
+//! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a runtime
+//! of its own, apart from the STUN/TURN workers' threads.
 //! With `--turn-on-http-port` the HTTPS listener also takes TURN (see demux.rs).
 
 use std::net::SocketAddr;
@@ -35,7 +35,11 @@ pub fn serve(
     std::thread::Builder::new()
         .name(what.into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
+            // Signaling is sharded by room: one worker per core lets it use them all.
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name(what)
                 .enable_all()
                 .build()
             {
