@@ -9,8 +9,7 @@ use axum::response::Response;
 use futures_util::SinkExt;
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_signal::Signaling;
-use switchboard_signal::{Connection, ErrorCode, Out};
+use switchboard_signal::{Connection, ErrorCode, Out, Signaling};
 
 /// `GET /ws`
 pub async fn upgrade(

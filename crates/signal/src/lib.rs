@@ -11,6 +11,7 @@
 //! members of rooms that the server itself creates through a [`ServiceParticipant`].
 #![forbid(unsafe_code)]
 
+mod dispatch;
 mod event;
 mod handle;
 mod hub;

@@ -5,7 +5,8 @@
 //! and no replay, and receive typed events ([`crate::ServiceEvent`]) instead of JSON.
 
 use crate::event::{ServiceJoined, SignalError};
-use crate::hub::{ConnId, Hub};
+use crate::hub::{Conn, ConnId, Hub};
+use crate::limits::RateLimiter;
 use crate::token::Grants;
 use crate::wire::{LeaveReason, RelayKind};
 use serde_json::value::RawValue;
@@ -84,5 +85,17 @@ impl Hub {
                 self.end_session(key, LeaveReason::Left);
             }
         }
+    }
+
+    /// Register a service participant's connection (no rate limit: the server is trusted).
+    pub(crate) fn connect_service(&mut self, conn: ConnId) {
+        self.conns.insert(
+            conn,
+            Conn {
+                session: None,
+                rate: RateLimiter::new(0, self.now),
+                service: true,
+            },
+        );
     }
 }
