@@ -155,7 +155,7 @@ impl Hub {
             }
             (Kind::Kick, Some(key)) => self.kick(key, env),
             (Kind::Offer | Kind::Answer | Kind::Candidate | Kind::Message, Some(key)) => {
-                let relay_kind = kind.relay().unwrap_or(RelayKind::Message);
+                let relay_kind = RelayKind::of(kind).unwrap_or(RelayKind::Message);
                 let payload = match relay_kind {
                     RelayKind::Offer | RelayKind::Answer => env.sdp,
                     RelayKind::Candidate => env.candidate,

@@ -11,11 +11,11 @@
 //! needs, does its work, and [`flush`]es the outputs before unlocking, so every queue
 //! receives its messages in the hub's order.
 
-use crate::event::{JoinError, ServiceEvent};
+use crate::event::{JoinError, ServiceJoined};
 use crate::hub::{ConnId, Hub, HubConfig, HubStats, Output, Received};
+use crate::link::{Link, Out, ServiceLink, Sink};
 use crate::outbox::Outbox;
 use crate::protocol::ErrorCode;
-use crate::service::{ServiceLink, ServiceParticipant};
 use crate::shard::{shard_of_room, ShardId};
 use crate::token::Grants;
 use std::collections::HashMap;
@@ -29,28 +29,6 @@ const TRANSPORT_QUEUE: usize = 512;
 /// Events queued for one service participant before it counts as stuck and is removed
 /// from its room. Services are in-process and fast; this bounds memory if one hangs.
 const SERVICE_QUEUE: usize = 8192;
-
-/// What a transport task writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Out {
-    Text(Arc<str>),
-    Close(u16),
-}
-
-/// A transport connection's state shared by its task and the shards.
-struct Link {
-    id: ConnId,
-    /// The shard the connection is bound to; held while a message is handled, so that a
-    /// move between shards is never seen half done.
-    shard: Mutex<usize>,
-    outbox: Outbox<Out>,
-}
-
-/// Where a shard sends a connection's outputs.
-enum Sink {
-    Transport(Arc<Link>),
-    Service(Arc<ServiceLink>),
-}
 
 struct Shard {
     hub: Hub,
@@ -145,14 +123,13 @@ impl Signaling {
         }
     }
 
-    /// Join a member created by the server (no WebSocket, no room token: `grants` apply as
-    /// given) to `room` as `name`, under the same room rules as any peer.
-    pub fn join_service(
-        self: &Arc<Self>,
+    /// Join a service participant to `room` (see [`Signaling::join_service`]).
+    pub(crate) fn admit_service(
+        &self,
         room: &str,
         name: &str,
         grants: Grants,
-    ) -> Result<ServiceParticipant, JoinError> {
+    ) -> Result<(Arc<ServiceLink>, ServiceJoined), JoinError> {
         let shard = self.shard_of_room(room);
         let id = self.next_conn();
         let link = Arc::new(ServiceLink::new(id, shard));
@@ -162,8 +139,7 @@ impl Signaling {
             .join_service(id, room, name, grants, Instant::now())?;
         sh.sinks.insert(id, Sink::Service(link.clone()));
         flush(&mut sh);
-        drop(sh);
-        Ok(ServiceParticipant::new(self.clone(), link, joined))
+        Ok((link, joined))
     }
 
     /// Run `f` on the hub of shard `index`, then carry out its outputs.
@@ -352,6 +328,3 @@ impl Connection {
         self.link.outbox.try_recv()
     }
 }
-
-/// Events for service participants go through [`ServiceLink`]'s outbox.
-pub(crate) type ServiceOutbox = Outbox<ServiceEvent>;

@@ -9,7 +9,9 @@
 use crate::event::ServiceEvent;
 use crate::limits::RateLimiter;
 use crate::protocol::ErrorCode;
+pub use crate::session::ConnId;
 use crate::session::Session;
+pub(crate) use crate::session::SessionKey;
 use crate::shard::ShardId;
 use crate::wire::{LeaveReason, PeerInfo, RelayKind, ServerMessage};
 use serde_json::value::RawValue;
@@ -17,10 +19,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_util::shrink_sparse;
-
-/// A transport connection (or service participant), numbered by the driver.
-pub type ConnId = u64;
-pub(crate) type SessionKey = u64;
 
 /// Hub settings (the `--room-*` and `--signal-*` options).
 #[derive(Clone, Debug)]

@@ -16,6 +16,7 @@ mod event;
 mod handle;
 mod hub;
 mod limits;
+mod link;
 mod membership;
 mod outbox;
 pub mod protocol;
@@ -27,8 +28,9 @@ pub mod token;
 pub mod wire;
 
 pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
-pub use handle::{Connection, Out, Signaling, SignalingSnapshot};
+pub use handle::{Connection, Signaling, SignalingSnapshot};
 pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
+pub use link::Out;
 pub use outbox::Outbox;
 pub use protocol::ErrorCode;
 pub use service::ServiceParticipant;

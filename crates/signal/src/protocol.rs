@@ -6,7 +6,6 @@
 //! SDP, candidates and application data stay as raw JSON text and are copied into the
 //! relayed message without being decoded and re-encoded.
 
-use crate::wire::RelayKind;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -94,17 +93,6 @@ impl Kind {
             "ping" => Kind::Ping,
             "kick" => Kind::Kick,
             "leave" => Kind::Leave,
-            _ => return None,
-        })
-    }
-
-    /// The relayed kinds, as the server writes them back out.
-    pub fn relay(self) -> Option<RelayKind> {
-        Some(match self {
-            Kind::Offer => RelayKind::Offer,
-            Kind::Answer => RelayKind::Answer,
-            Kind::Candidate => RelayKind::Candidate,
-            Kind::Message => RelayKind::Message,
             _ => return None,
         })
     }

@@ -4,30 +4,15 @@
 //! only); it receives typed [`ServiceEvent`]s and sends raw payloads, without a socket
 //! and without JSON being parsed again.
 
+use crate::event::JoinError;
 use crate::event::{SendError, ServiceEvent, ServiceJoined};
-use crate::handle::{ServiceOutbox, Signaling};
-use crate::hub::ConnId;
+use crate::handle::Signaling;
+use crate::link::ServiceLink;
+use crate::token::Grants;
 use crate::wire::{PeerInfo, RelayKind};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A service participant's state shared with its shard.
-pub(crate) struct ServiceLink {
-    id: ConnId,
-    shard: usize,
-    pub(crate) outbox: ServiceOutbox,
-}
-
-impl ServiceLink {
-    pub(crate) fn new(id: ConnId, shard: usize) -> ServiceLink {
-        ServiceLink {
-            id,
-            shard,
-            outbox: ServiceOutbox::default(),
-        }
-    }
-}
 
 /// A member of one room, driven by server code. Leaves the room when dropped.
 pub struct ServiceParticipant {
@@ -45,15 +30,25 @@ impl std::fmt::Debug for ServiceParticipant {
     }
 }
 
-impl ServiceParticipant {
-    pub(crate) fn new(
-        sig: Arc<Signaling>,
-        link: Arc<ServiceLink>,
-        joined: ServiceJoined,
-    ) -> ServiceParticipant {
-        ServiceParticipant { sig, link, joined }
+impl Signaling {
+    /// Join a member created by the server (no WebSocket, no room token: `grants` apply
+    /// as given) to `room` as `name`, under the same room rules as any peer.
+    pub fn join_service(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        grants: Grants,
+    ) -> Result<ServiceParticipant, JoinError> {
+        let (link, joined) = self.admit_service(room, name, grants)?;
+        Ok(ServiceParticipant {
+            sig: self.clone(),
+            link,
+            joined,
+        })
     }
+}
 
+impl ServiceParticipant {
     /// Its peer id, as the room's members address it.
     pub fn peer_id(&self) -> &Arc<str> {
         &self.joined.peer_id

@@ -1,12 +1,16 @@
 //! One peer's session: identity, room, grants, and the numbered messages kept for replay
 //! after a resume.
 
-use crate::hub::ConnId;
 use crate::token::Grants;
 use crate::wire::PeerInfo;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A transport connection (or service participant), numbered by the driver.
+pub type ConnId = u64;
+/// A session, numbered by its hub.
+pub(crate) type SessionKey = u64;
 
 pub(crate) struct Session {
     /// Id, display name and token identity, as other members see them.

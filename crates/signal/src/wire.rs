@@ -3,7 +3,7 @@
 //! client's `id` and `ref`) is held as raw JSON and written out exactly as it came, never
 //! decoded and re-encoded.
 
-use crate::protocol::{ErrorCode, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Kind, PROTOCOL_VERSION};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -27,6 +27,17 @@ pub enum RelayKind {
 }
 
 impl RelayKind {
+    /// The relayed kinds of client message.
+    pub fn of(kind: Kind) -> Option<RelayKind> {
+        Some(match kind {
+            Kind::Offer => RelayKind::Offer,
+            Kind::Answer => RelayKind::Answer,
+            Kind::Candidate => RelayKind::Candidate,
+            Kind::Message => RelayKind::Message,
+            _ => return None,
+        })
+    }
+
     pub fn wire(self) -> &'static str {
         match self {
             RelayKind::Offer => "offer",
