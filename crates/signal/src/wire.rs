@@ -183,12 +183,31 @@ impl ServerMessage<'_> {
         }
     }
 
+    /// About how long the text is, so that it is written without reallocating.
+    fn size_hint(&self) -> usize {
+        match self {
+            ServerMessage::Offer { from, sdp: p, .. }
+            | ServerMessage::Answer { from, sdp: p, .. }
+            | ServerMessage::Candidate {
+                from, candidate: p, ..
+            }
+            | ServerMessage::Message { from, data: p, .. } => 64 + from.len() + p.get().len(),
+            ServerMessage::Joined { peers, .. } | ServerMessage::Resumed { peers, .. } => {
+                256 + 96 * peers.len()
+            }
+            ServerMessage::Error { reason, .. } => 96 + reason.len(),
+            _ => 128,
+        }
+    }
+
     /// The JSON text, rendered once and shared by every queue and buffer that holds it.
     pub fn render(&self) -> Arc<str> {
-        match serde_json::to_string(self) {
-            Ok(s) => Arc::from(s),
+        let mut text = Vec::with_capacity(self.size_hint());
+        let written = serde_json::to_writer(&mut text, self);
+        match written.ok().and_then(|()| String::from_utf8(text).ok()) {
+            Some(s) => Arc::from(s),
             // Strings and raw JSON always serialize; this only keeps a bug from panicking.
-            Err(_) => Arc::from(
+            None => Arc::from(
                 r#"{"type":"error","code":"bad-message","reason":"internal error","fatal":false}"#,
             ),
         }
