@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+use switchboard_util::shrink_sparse;
 
 /// Messages queued for one transport before it counts as too slow and is cut off (its
 /// session is suspended and can resume with nothing lost).
@@ -33,6 +34,8 @@ const SERVICE_QUEUE: usize = 8192;
 struct Shard {
     hub: Hub,
     sinks: HashMap<ConnId, Sink>,
+    /// How many of the sinks are service participants.
+    services: usize,
     /// Reused for every batch of hub outputs.
     scratch: Vec<Output>,
 }
@@ -62,9 +65,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Signaling {
-    /// Signaling split into `shards` shards (at least one).
+    /// Signaling split into `shards` shards; 0 means one per available core
+    /// ([`Signaling::default_shards`]).
     pub fn new(cfg: HubConfig, shards: usize) -> Arc<Signaling> {
-        let count = shards.max(1);
+        let count = if shards == 0 {
+            Signaling::default_shards()
+        } else {
+            shards
+        };
         let now = Instant::now();
         let shards = (0..count)
             .map(|i| {
@@ -72,6 +80,7 @@ impl Signaling {
                 Mutex::new(Shard {
                     hub: Hub::new_shard(cfg.clone(), now, id),
                     sinks: HashMap::new(),
+                    services: 0,
                     scratch: Vec::new(),
                 })
             })
@@ -138,6 +147,7 @@ impl Signaling {
             .hub
             .join_service(id, room, name, grants, Instant::now())?;
         sh.sinks.insert(id, Sink::Service(link.clone()));
+        sh.services += 1;
         flush(&mut sh);
         Ok((link, joined))
     }
@@ -153,7 +163,7 @@ impl Signaling {
     /// A service participant leaves its room.
     pub(crate) fn leave_service(&self, shard: usize, id: ConnId) {
         let mut sh = self.shard(shard);
-        sh.sinks.remove(&id);
+        sh.remove_sink(id);
         sh.hub.leave_service(id, Instant::now());
         flush(&mut sh);
     }
@@ -180,13 +190,8 @@ impl Signaling {
         for shard in self.shards.iter() {
             let sh = lock(shard);
             let (_, sessions, suspended, rooms) = sh.hub.counts();
-            let services = sh
-                .sinks
-                .values()
-                .filter(|s| matches!(s, Sink::Service(_)))
-                .count();
-            snap.connections += sh.sinks.len() - services;
-            snap.services += services;
+            snap.connections += sh.sinks.len() - sh.services;
+            snap.services += sh.services;
             snap.sessions += sessions;
             snap.suspended += suspended;
             snap.rooms += rooms;
@@ -215,6 +220,17 @@ impl Signaling {
     }
 }
 
+impl Shard {
+    fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
+        let sink = self.sinks.remove(&conn);
+        if matches!(sink, Some(Sink::Service(_))) {
+            self.services -= 1;
+        }
+        shrink_sparse(&mut self.sinks);
+        sink
+    }
+}
+
 /// Carry out a shard's outputs: queue texts and events, close what the hub closed. A
 /// queue that is full is cut off, which may make the hub output more (a service
 /// participant's `peer-left`), so this runs until the hub has nothing left.
@@ -231,7 +247,7 @@ fn flush(sh: &mut Shard) {
                     if !link.outbox.push(Out::Text(text), TRANSPORT_QUEUE) {
                         // Too slow or gone: drop the transport; the session waits for a resume.
                         link.outbox.close();
-                        sh.sinks.remove(&conn);
+                        sh.remove_sink(conn);
                         sh.hub.disconnect(conn, Instant::now());
                     }
                 }
@@ -241,11 +257,11 @@ fn flush(sh: &mut Shard) {
                     };
                     if !link.outbox.push(event, SERVICE_QUEUE) {
                         link.outbox.close();
-                        sh.sinks.remove(&conn);
+                        sh.remove_sink(conn);
                         sh.hub.disconnect(conn, Instant::now());
                     }
                 }
-                Output::Close { conn, code } => match sh.sinks.remove(&conn) {
+                Output::Close { conn, code } => match sh.remove_sink(conn) {
                     Some(Sink::Transport(link)) => {
                         link.outbox.push(Out::Close(code), usize::MAX);
                         link.outbox.close();
@@ -284,7 +300,7 @@ impl Connection {
         // A join or resume for another shard: move the connection there, with its rate
         // limit, and let that shard handle the message.
         let detached = sh.hub.detach(self.link.id);
-        let sink = sh.sinks.remove(&self.link.id);
+        let sink = sh.remove_sink(self.link.id);
         flush(&mut sh);
         drop(sh);
         let (Some(detached), Some(sink)) = (detached, sink) else {
@@ -310,7 +326,7 @@ impl Connection {
     pub fn close(&self) {
         let bound = lock(&self.link.shard);
         let mut sh = self.sig.shard(*bound);
-        if sh.sinks.remove(&self.link.id).is_some() {
+        if sh.remove_sink(self.link.id).is_some() {
             self.link.outbox.close();
         }
         sh.hub.disconnect(self.link.id, Instant::now());

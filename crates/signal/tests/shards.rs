@@ -280,6 +280,8 @@ fn one_shard_still_works() {
     assert_eq!(take_one(&a)["code"], "unknown-peer");
     assert!(take(&b).is_empty());
     assert_eq!(sig.shard_count(), 1);
+    let per_core = Signaling::new(HubConfig::default(), 0);
+    assert_eq!(per_core.shard_count(), Signaling::default_shards());
 }
 
 /// Many threads joining, relaying, moving between rooms (and shards) and resuming at
