@@ -19,12 +19,13 @@ pub use ice_api::{IceApi, IceSnapshot};
 pub use nettest::{NetTest, NetTestConfig};
 pub use origin::OriginPolicy;
 pub use switchboard_signal::{Claims, Grants, HubConfig, Signaling, SignalingSnapshot};
-pub use transport::{spawn_signal_timer, Transports};
+pub use transport::spawn_signal_timer;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
+use transport::Transports;
 
 /// The HTTP routes; signaling from pages of other origins is allowed as `origin` says.
 pub fn router(

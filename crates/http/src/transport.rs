@@ -16,7 +16,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 pub const TRANSPORT_LIMIT: usize = 1 << 20;
 
 /// The state of the signaling routes.
-pub struct Transports {
+pub(crate) struct Transports {
     pub(crate) signaling: Arc<Signaling>,
     pub(crate) origin: OriginPolicy,
     /// SSE capabilities (`conn` of `/signal?conn=`) to their connections.
@@ -24,7 +24,7 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(signaling: Arc<Signaling>, origin: OriginPolicy) -> Arc<Transports> {
+    pub(crate) fn new(signaling: Arc<Signaling>, origin: OriginPolicy) -> Arc<Transports> {
         Arc::new(Transports {
             signaling,
             origin,
