@@ -60,8 +60,9 @@ impl<T> Outbox<T> {
     pub fn try_recv(&self) -> Option<T> {
         let mut s = self.state();
         let item = s.queue.pop_front();
-        if s.queue.is_empty() && s.queue.capacity() > 16 {
-            // A burst is over: give its memory back.
+        if s.queue.is_empty() && s.queue.capacity() > 0 {
+            // A burst is over: give its memory back, so that an idle connection's queue
+            // holds no buffer (one allocation per burst is cheap next to the idle ones).
             s.queue = VecDeque::new();
         }
         item
