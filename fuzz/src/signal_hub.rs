@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use switchboard_signal::protocol::escapes_are_unicode;
-use switchboard_signal::{token, Claims, ConnId, ErrorCode, Hub, HubConfig, Output};
+use switchboard_signal::{token, Claims, ConnId, ErrorCode, Hub, HubConfig, Output, Received};
 
 /// The fields of a server message the checks read (the rest, relayed values included,
 /// is skipped without being decoded).
@@ -88,7 +88,7 @@ impl Harness {
     fn new(bits: u8) -> Harness {
         let now = Instant::now();
         Harness {
-            hub: Hub::new(config(bits)),
+            hub: Hub::new(config(bits), now),
             bits,
             start: now,
             now,
@@ -169,6 +169,9 @@ impl Harness {
                     }
                 }
                 Output::Send { conn, text } => self.check_message(conn, &text),
+                Output::Event { conn, event } => {
+                    panic!("service event {event:?} for transport conn {conn}")
+                }
             }
         }
     }
@@ -258,7 +261,12 @@ impl Harness {
                 self.ensure_connected(conn);
                 let text = self.substitute(&String::from_utf8_lossy(body));
                 let unix = self.unix();
-                self.hub.receive(conn, &text, self.now, unix);
+                let got = self.hub.receive(conn, &text, self.now, unix);
+                assert_eq!(
+                    got,
+                    Received::Handled,
+                    "an unsharded hub handles everything"
+                );
             }
             3 => {
                 self.now += Duration::from_millis(u64::from(u16_of(body)) * 10);

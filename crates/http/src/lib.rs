@@ -1,33 +1,40 @@
 //! Switchboard's HTTP side: the ICE configuration (`/api/ice-servers`), signaling over
 //! WebSocket (`/ws`) and EventSource + POST (`/sse`, `/signal`), and the embedded web
-//! app and JS SDK.
+//! app and JS SDK. The signaling hub itself is `switchboard_signal::Signaling`; this
+//! crate only carries its messages over HTTP.
+#![forbid(unsafe_code)]
 
 mod assets;
 mod ice;
 mod ice_api;
 mod nettest;
 mod origin;
-mod outbox;
-mod signaling;
 mod source_limit;
 mod sse;
+mod transport;
 mod ws;
 
 pub use ice::{ice_servers, IceConfig, IceServers};
 pub use ice_api::{IceApi, IceSnapshot};
 pub use nettest::{NetTest, NetTestConfig};
 pub use origin::OriginPolicy;
-pub use signaling::{Signaling, SignalingSnapshot};
-pub use switchboard_signal::{Claims, Grants, HubConfig};
+pub use switchboard_signal::{Claims, Grants, HubConfig, Signaling, SignalingSnapshot};
+pub use transport::spawn_signal_timer;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
+use transport::Transports;
 
-/// The HTTP routes.
-pub fn router(ice: Arc<IceApi>, signaling: Arc<Signaling>, net_test: Arc<NetTest>) -> Router {
-    let policy = Arc::new(signaling.origin.clone());
+/// The HTTP routes; signaling from pages of other origins is allowed as `origin` says.
+pub fn router(
+    ice: Arc<IceApi>,
+    signaling: Arc<Signaling>,
+    origin: OriginPolicy,
+    net_test: Arc<NetTest>,
+) -> Router {
+    let policy = Arc::new(origin.clone());
     let api = Router::new()
         .route("/api/ice-servers", get(ice_api::get).options(no_content))
         .with_state(ice);
@@ -41,7 +48,7 @@ pub fn router(ice: Arc<IceApi>, signaling: Arc<Signaling>, net_test: Arc<NetTest
         .route("/sse", get(sse::stream).options(no_content))
         .route("/signal", post(sse::post).options(no_content))
         .layer(DefaultBodyLimit::disable())
-        .with_state(signaling);
+        .with_state(Transports::new(signaling, origin));
     // The SDK is importable from pages on allowed other origins (module scripts need CORS).
     let api = api
         .merge(sig)

@@ -1,7 +1,7 @@
 //! The fallback transport for networks that break WebSockets: server-to-client messages
 //! as an EventSource stream at `/sse`, client-to-server messages as `POST /signal?conn=`.
 
-use crate::signaling::{Out, Signaling, KEEPALIVE, TRANSPORT_LIMIT};
+use crate::transport::{Transports, KEEPALIVE, TRANSPORT_LIMIT};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,14 +10,13 @@ use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use switchboard_signal::protocol::{error_text, hello_text};
-use switchboard_signal::{ConnId, ErrorCode};
+use switchboard_signal::{Connection, ErrorCode, Out, ServerMessage};
 
 fn refusal(status: StatusCode, code: ErrorCode, reason: &str) -> Response {
     (
         status,
         [("content-type", "application/json")],
-        error_text(code, reason, None, true),
+        ServerMessage::error_text(code, reason, None, true).to_string(),
     )
         .into_response()
 }
@@ -33,30 +32,36 @@ fn origin_refused() -> Response {
 /// Ends the transport (suspending its session) when the event stream is dropped, that
 /// is when the client went away.
 struct Guard {
-    sig: Arc<Signaling>,
-    conn: ConnId,
+    transports: Arc<Transports>,
+    conn: Connection,
+    token: String,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.sig.close(self.conn);
+        self.transports.unregister_sse(&self.token);
+        self.conn.close();
     }
 }
 
 /// `GET /sse`
-pub async fn stream(State(sig): State<Arc<Signaling>>, headers: HeaderMap) -> Response {
-    if !sig.origin.allows(&headers) {
+pub async fn stream(State(t): State<Arc<Transports>>, headers: HeaderMap) -> Response {
+    if !t.origin.allows(&headers) {
         return origin_refused();
     }
-    let (conn, rx) = sig.open();
+    let conn = t.signaling.connect();
     let token = switchboard_util::random_hex(16);
-    sig.register_sse(token.clone(), conn);
-    let guard = Guard { sig, conn };
-    let hello = Event::default().data(hello_text(&token));
+    t.register_sse(token.clone(), conn.clone());
+    let hello = Event::default().data(&*ServerMessage::hello_text(&token));
+    let guard = Guard {
+        transports: t,
+        conn,
+        token,
+    };
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
-    let rest = futures_util::stream::unfold((guard, rx), |(guard, rx)| async move {
-        match rx.recv().await {
-            Some(Out::Text(t)) => Some((Ok(Event::default().data(&*t)), (guard, rx))),
+    let rest = futures_util::stream::unfold(guard, |guard| async move {
+        match guard.conn.recv().await {
+            Some(Out::Text(t)) => Some((Ok(Event::default().data(&*t)), guard)),
             Some(Out::Close(_)) | None => None,
         }
     });
@@ -72,15 +77,15 @@ pub async fn stream(State(sig): State<Arc<Signaling>>, headers: HeaderMap) -> Re
 
 /// `POST /signal?conn=…`
 pub async fn post(
-    State(sig): State<Arc<Signaling>>,
+    State(t): State<Arc<Transports>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !sig.origin.allows(&headers) {
+    if !t.origin.allows(&headers) {
         return origin_refused();
     }
-    let Some(conn) = q.get("conn").and_then(|c| sig.sse_conn(c)) else {
+    let Some(conn) = q.get("conn").and_then(|c| t.sse_conn(c)) else {
         return refusal(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownConnection,
@@ -98,8 +103,8 @@ pub async fn post(
         }
     };
     match std::str::from_utf8(&bytes) {
-        Ok(text) => sig.receive(conn, text),
-        Err(_) => sig.report(conn, ErrorCode::BadMessage, "body is not UTF-8", false),
+        Ok(text) => conn.receive(text),
+        Err(_) => conn.report(ErrorCode::BadMessage, "body is not UTF-8", false),
     }
     StatusCode::NO_CONTENT.into_response()
 }

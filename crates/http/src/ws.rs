@@ -1,8 +1,7 @@
 //! The WebSocket transport: one task per connection, reading frames into the hub and
 //! writing what the hub queues for it, with keepalive pings.
 
-use crate::outbox::Outbox;
-use crate::signaling::{Out, Signaling, IDLE_TIMEOUT, KEEPALIVE, TRANSPORT_LIMIT};
+use crate::transport::{Transports, IDLE_TIMEOUT, KEEPALIVE, TRANSPORT_LIMIT};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,15 +9,16 @@ use axum::response::Response;
 use futures_util::SinkExt;
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_signal::ErrorCode;
+use switchboard_signal::{Connection, ErrorCode, Out, Signaling};
 
 /// `GET /ws`
 pub async fn upgrade(
-    State(sig): State<Arc<Signaling>>,
+    State(t): State<Arc<Transports>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let origin_ok = sig.origin.allows(&headers);
+    let origin_ok = t.origin.allows(&headers);
+    let sig = t.signaling.clone();
     // Small buffers: an idle connection should cost little memory; the read side grows
     // as a message needs. The write buffer fills within one burst, which is then flushed
     // at once; it keeps its largest size, so it is kept small.
@@ -30,10 +30,9 @@ pub async fn upgrade(
 }
 
 async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
-    let (conn, rx) = sig.open();
+    let conn = sig.connect();
     if !origin_ok {
-        sig.report(
-            conn,
+        conn.report(
             ErrorCode::OriginNotAllowed,
             "this page's origin may not use this server's signaling",
             true,
@@ -46,9 +45,8 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
             frame = socket.recv() => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(t))) => sig.receive(conn, t.as_str()),
-                    Some(Ok(Message::Binary(_))) => sig.report(
-                        conn,
+                    Some(Ok(Message::Text(t))) => conn.receive(t.as_str()),
+                    Some(Ok(Message::Binary(_))) => conn.report(
                         ErrorCode::BadMessage,
                         "messages are JSON text frames, not binary",
                         false,
@@ -59,21 +57,21 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
                         let too_large = e.to_string().contains("too long")
                             || e.to_string().contains("too big");
                         if too_large {
-                            sig.report(conn, ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
+                            conn.report(ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
                             // The socket cannot be read any more: write out the error and close.
-                            if let Some(first) = rx.try_recv() {
-                                write_burst(&mut socket, &rx, first).await;
+                            if let Some(first) = conn.try_recv() {
+                                write_burst(&mut socket, &conn, first).await;
                             }
                         }
                         break;
                     }
                 }
             }
-            out = rx.recv() => match out {
+            out = conn.recv() => match out {
                 Some(first) => {
                     // Write everything already queued, then flush once: one syscall for a
                     // burst (trickled candidates, a replay) instead of one per message.
-                    if !write_burst(&mut socket, &rx, first).await {
+                    if !write_burst(&mut socket, &conn, first).await {
                         break;
                     }
                 }
@@ -89,12 +87,12 @@ async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
             }
         }
     }
-    sig.close(conn);
+    conn.close();
 }
 
 /// Feed `first` and whatever else is queued, then flush; false when the connection
 /// should end (a close was sent, or writing failed).
-async fn write_burst(socket: &mut WebSocket, rx: &Outbox, first: Out) -> bool {
+async fn write_burst(socket: &mut WebSocket, rx: &Connection, first: Out) -> bool {
     let mut next = Some(first);
     let mut keep = true;
     while let Some(out) = next.take() {

@@ -1,21 +1,24 @@
 //! The hub: connections, sessions and rooms, as a state machine fed client messages,
 //! transport events and time, returning what to send to which connection.
+//!
+//! One hub is one shard of the server's signaling (see [`crate::shard`]): it holds the
+//! rooms whose names hash to it and the connections bound to them. A connection without
+//! a session whose `join` or `resume` belongs to another shard is handed back to the
+//! driver ([`Received::OtherShard`]) to be moved there.
 
-use crate::limits::{RateLimiter, Verdict};
-use crate::protocol::{
-    error_text, escapes_are_unicode, is_object_text, json_str, valid_reference, Envelope,
-    ErrorCode, Kind, RefOnly,
-};
+use crate::event::ServiceEvent;
+use crate::limits::RateLimiter;
+use crate::protocol::ErrorCode;
+pub use crate::session::ConnId;
 use crate::session::Session;
+pub(crate) use crate::session::SessionKey;
+use crate::shard::ShardId;
+use crate::wire::{LeaveReason, PeerInfo, RelayKind, ServerMessage};
+use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_util::shrink_sparse;
-
-/// A transport connection, numbered by the driver.
-pub type ConnId = u64;
-pub(crate) type SessionKey = u64;
 
 /// Hub settings (the `--room-*` and `--signal-*` options).
 #[derive(Clone, Debug)]
@@ -50,12 +53,26 @@ impl Default for HubConfig {
 }
 
 /// What the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send `text` on `conn`.
     Send { conn: ConnId, text: Arc<str> },
     /// Close `conn` (after sending what came before) with this WebSocket close code.
     Close { conn: ConnId, code: u16 },
+    /// Hand `event` to the service participant on `conn`.
+    Event { conn: ConnId, event: ServiceEvent },
+}
+
+/// What became of a client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Received {
+    /// Handled here; the outputs say the rest.
+    Handled,
+    /// A `join` or `resume` of a connection without a session, for a room of another
+    /// shard: move the connection there ([`Hub::detach`], [`Hub::attach`]) and hand it
+    /// the same message with [`Hub::receive_moved`]. Nothing was output.
+    OtherShard(usize),
 }
 
 /// Counters for metrics.
@@ -68,23 +85,90 @@ pub struct HubStats {
     pub errors: [u64; ErrorCode::ALL.len()],
 }
 
+impl HubStats {
+    /// Add another shard's counters.
+    pub fn add(&mut self, other: &HubStats) {
+        self.messages_in += other.messages_in;
+        self.messages_relayed += other.messages_relayed;
+        self.joins += other.joins;
+        self.resumes += other.resumes;
+        for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
+            *a += b;
+        }
+    }
+}
+
 pub(crate) struct Conn {
     pub(crate) session: Option<SessionKey>,
-    rate: RateLimiter,
+    pub(crate) rate: RateLimiter,
+    /// A service participant rather than a transport.
+    pub(crate) service: bool,
 }
+
+/// A connection without a session taken out of one shard, to be put into another.
+pub struct DetachedConn(Conn);
 
 #[derive(Default)]
 pub(crate) struct Room {
     pub(crate) members: Vec<SessionKey>,
 }
 
-/// The signaling state of one server.
+/// A message numbered per recipient and kept for replay.
+pub(crate) enum Notice<'a> {
+    PeerJoined(&'a PeerInfo),
+    PeerLeft(&'a Arc<str>, LeaveReason),
+    Relay {
+        kind: RelayKind,
+        from: &'a Arc<str>,
+        payload: &'a RawValue,
+    },
+}
+
+impl Notice<'_> {
+    fn message(&self, seq: u64) -> ServerMessage<'_> {
+        match *self {
+            Notice::PeerJoined(peer) => ServerMessage::PeerJoined { seq, peer },
+            Notice::PeerLeft(id, reason) => ServerMessage::PeerLeft {
+                seq,
+                peer_id: id,
+                reason,
+            },
+            Notice::Relay {
+                kind,
+                from,
+                payload,
+            } => ServerMessage::relay(kind, seq, from, payload),
+        }
+    }
+
+    fn event(&self) -> ServiceEvent {
+        match *self {
+            Notice::PeerJoined(peer) => ServiceEvent::PeerJoined(peer.clone()),
+            Notice::PeerLeft(id, reason) => ServiceEvent::PeerLeft {
+                peer: id.clone(),
+                reason,
+            },
+            Notice::Relay {
+                kind,
+                from,
+                payload,
+            } => ServiceEvent::Relay {
+                from: from.clone(),
+                kind,
+                payload: payload.to_owned(),
+            },
+        }
+    }
+}
+
+/// The signaling state of one server, or of one shard of it.
 pub struct Hub {
     pub(crate) cfg: HubConfig,
+    pub(crate) shard: ShardId,
     pub(crate) conns: HashMap<ConnId, Conn>,
     pub(crate) sessions: HashMap<SessionKey, Session>,
     pub(crate) by_peer: HashMap<Arc<str>, SessionKey>,
-    pub(crate) by_resume: HashMap<String, SessionKey>,
+    pub(crate) by_resume: HashMap<Box<str>, SessionKey>,
     pub(crate) rooms: HashMap<Arc<str>, Room>,
     pub(crate) suspended: HashSet<SessionKey>,
     pub(crate) next_key: SessionKey,
@@ -94,28 +178,17 @@ pub struct Hub {
     pub(crate) stats: HubStats,
 }
 
-/// Why a session ends, as reported in `peer-left`.
-#[derive(Clone, Copy)]
-pub(crate) enum LeaveReason {
-    Left,
-    Timeout,
-    Kicked,
-}
-
-impl LeaveReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            LeaveReason::Left => "left",
-            LeaveReason::Timeout => "timeout",
-            LeaveReason::Kicked => "kicked",
-        }
-    }
-}
-
 impl Hub {
-    pub fn new(cfg: HubConfig) -> Hub {
+    /// A hub that is the server's only shard.
+    pub fn new(cfg: HubConfig, now: Instant) -> Hub {
+        Hub::new_shard(cfg, now, ShardId::SOLE)
+    }
+
+    /// Shard `shard.index` of `shard.count`.
+    pub fn new_shard(cfg: HubConfig, now: Instant, shard: ShardId) -> Hub {
         Hub {
             cfg,
+            shard,
             conns: HashMap::new(),
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
@@ -123,7 +196,7 @@ impl Hub {
             rooms: HashMap::new(),
             suspended: HashSet::new(),
             next_key: 1,
-            now: Instant::now(),
+            now,
             out: Vec::new(),
             stats: HubStats::default(),
         }
@@ -131,6 +204,10 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.cfg
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
     }
 
     /// Apply new settings (reload); existing sessions keep their grants.
@@ -157,6 +234,11 @@ impl Hub {
         self.out.drain(..)
     }
 
+    /// Whether there is output to drain.
+    pub fn has_outputs(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// A transport opened.
     pub fn connect(&mut self, conn: ConnId, now: Instant) {
         self.now = now;
@@ -165,23 +247,42 @@ impl Hub {
             Conn {
                 session: None,
                 rate: RateLimiter::new(self.cfg.rate, now),
+                service: false,
             },
         );
     }
 
-    /// A transport was lost or closed: its session (if any) is suspended for the grace period.
+    /// Take out a connection without a session (its rate limit goes with it), to move
+    /// it to another shard; None when unknown or in a room.
+    pub fn detach(&mut self, conn: ConnId) -> Option<DetachedConn> {
+        if self.conns.get(&conn)?.session.is_some() {
+            return None;
+        }
+        let c = self.conns.remove(&conn)?;
+        shrink_sparse(&mut self.conns);
+        Some(DetachedConn(c))
+    }
+
+    /// Take in a connection detached from another shard.
+    pub fn attach(&mut self, conn: ConnId, detached: DetachedConn) {
+        self.conns.insert(conn, detached.0);
+    }
+
+    /// A transport was lost or closed: its session (if any) is suspended for the grace
+    /// period. A service participant has nothing to resume: its session ends.
     pub fn disconnect(&mut self, conn: ConnId, now: Instant) {
         self.now = now;
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         shrink_sparse(&mut self.conns);
-        if let Some(key) = c.session {
-            if let Some(s) = self.sessions.get_mut(&key) {
-                s.conn = None;
-                s.suspended_at = Some(now);
-                self.suspended.insert(key);
-            }
+        let Some(key) = c.session else { return };
+        if c.service {
+            self.end_session(key, LeaveReason::Left);
+        } else if let Some(s) = self.sessions.get_mut(&key) {
+            s.conn = None;
+            s.suspended_at = Some(now);
+            self.suspended.insert(key);
         }
     }
 
@@ -234,11 +335,14 @@ impl Hub {
         }
     }
 
-    pub(crate) fn push(&mut self, conn: ConnId, text: impl Into<Arc<str>>) {
-        self.out.push(Output::Send {
-            conn,
-            text: text.into(),
-        });
+    /// Send a message that is not numbered (an answer to the client's own message).
+    pub(crate) fn push(&mut self, conn: ConnId, msg: &ServerMessage<'_>) {
+        let text = msg.render();
+        self.out.push(Output::Send { conn, text });
+    }
+
+    pub(crate) fn is_service(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.service)
     }
 
     pub(crate) fn error(
@@ -246,11 +350,26 @@ impl Hub {
         conn: ConnId,
         code: ErrorCode,
         reason: &str,
-        reference: Option<&str>,
+        reference: Option<&RawValue>,
         fatal: bool,
     ) {
         self.stats.errors[code.index()] += 1;
-        self.push(conn, error_text(code, reason, reference, fatal));
+        if self.is_service(conn) {
+            let event = ServiceEvent::Error {
+                code,
+                reason: reason.to_string(),
+                fatal,
+            };
+            self.out.push(Output::Event { conn, event });
+        } else {
+            let msg = ServerMessage::Error {
+                code,
+                reason,
+                reference,
+                fatal,
+            };
+            self.push(conn, &msg);
+        }
         if fatal {
             let close = if code == ErrorCode::TooLarge {
                 1009
@@ -267,193 +386,21 @@ impl Hub {
         self.disconnect(conn, self.now);
     }
 
-    /// One client message (a text frame or POST body). `unix_now` checks token expiry.
-    pub fn receive(&mut self, conn: ConnId, text: &str, now: Instant, unix_now: u64) {
-        self.now = now;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        self.stats.messages_in += 1;
-        match c.rate.check(now) {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                let reason = format!(
-                    "more than {} messages per second; message dropped",
-                    self.cfg.rate
-                );
-                return self.error(conn, ErrorCode::RateLimited, &reason, None, false);
-            }
-            Verdict::Disconnect => {
-                let reason = format!("far more than {} messages per second", self.cfg.rate);
-                return self.error(conn, ErrorCode::RateLimited, &reason, None, true);
-            }
-        }
-        if text.len() > self.cfg.max_message {
-            let reason = format!(
-                "message of {} bytes is over the limit of {}; dropped",
-                text.len(),
-                self.cfg.max_message
-            );
-            return self.error(conn, ErrorCode::TooLarge, &reason, None, false);
-        }
-        if !is_object_text(text) {
-            let reason = "not a protocol message: not a JSON object";
-            return self.error(conn, ErrorCode::BadMessage, reason, None, false);
-        }
-        let env: Envelope = match serde_json::from_str(text) {
-            Ok(e) => e,
-            Err(e) => {
-                let reason = format!("not a protocol message: {e}");
-                let reference = serde_json::from_str::<RefOnly>(text)
-                    .ok()
-                    .and_then(|r| valid_reference(r.reference));
-                return self.error(conn, ErrorCode::BadMessage, &reason, reference, false);
-            }
-        };
-        let reference = valid_reference(env.reference);
-        // Raw values are relayed (and `id` echoed) as they came: they must be Unicode.
-        let raw_fields = [env.sdp, env.candidate, env.data, env.id];
-        if !raw_fields
-            .iter()
-            .flatten()
-            .all(|r| escapes_are_unicode(r.get()))
-        {
-            let reason = "not a protocol message: a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)";
-            return self.error(conn, ErrorCode::BadMessage, reason, reference, false);
-        }
-        let Some(kind) = Kind::from_wire(&env.kind) else {
-            let reason = format!("unknown message type {}", json_str(&env.kind));
-            return self.error(conn, ErrorCode::BadMessage, &reason, reference, false);
-        };
-        if let Err((code, reason)) = self.dispatch(conn, kind, &env, unix_now) {
-            self.error(conn, code, &reason, reference, false);
-        }
-    }
-
-    fn dispatch(
-        &mut self,
-        conn: ConnId,
-        kind: Kind,
-        env: &Envelope,
-        unix_now: u64,
-    ) -> Result<(), (ErrorCode, String)> {
-        let session = self.conns.get(&conn).and_then(|c| c.session);
-        match (kind, session) {
-            (Kind::Ping, _) => {
-                let id = env.id.map(|r| r.get()).unwrap_or("null");
-                self.push(conn, format!(r#"{{"type":"pong","id":{id}}}"#));
-                Ok(())
-            }
-            (Kind::Join | Kind::Resume, Some(_)) => Err((
-                ErrorCode::AlreadyJoined,
-                "this connection already has a session; leave first".into(),
-            )),
-            (Kind::Join, None) => self.join(conn, env, unix_now),
-            (Kind::Resume, None) => self.resume(conn, env),
-            (_, None) => Err((ErrorCode::NotJoined, format!("{} before join", kind.wire()))),
-            (Kind::Ack, Some(key)) => {
-                let seq = env
-                    .seq
-                    .ok_or((ErrorCode::BadMessage, "ack needs a numeric seq".to_string()))?;
-                if let Some(s) = self.sessions.get_mut(&key) {
-                    s.replay.ack(seq);
-                }
-                Ok(())
-            }
-            (Kind::Leave, Some(key)) => {
-                self.end_session(key, LeaveReason::Left);
-                self.push(conn, r#"{"type":"left"}"#);
-                Ok(())
-            }
-            (Kind::Kick, Some(key)) => self.kick(key, env),
-            (Kind::Offer | Kind::Answer | Kind::Candidate | Kind::Message, Some(key)) => {
-                self.relay(key, kind, env)
-            }
-        }
-    }
-
-    /// The session behind `key`, which a connection points at while it is attached.
-    pub(crate) fn session(&self, key: SessionKey) -> Result<&Session, (ErrorCode, String)> {
-        self.sessions
-            .get(&key)
-            .ok_or((ErrorCode::NotJoined, "no session".to_string()))
-    }
-
-    fn relay(
-        &mut self,
-        key: SessionKey,
-        kind: Kind,
-        env: &Envelope,
-    ) -> Result<(), (ErrorCode, String)> {
-        let s = self.session(key)?;
-        let allowed = match kind {
-            Kind::Offer => s.grants.publish,
-            Kind::Answer => s.grants.subscribe,
-            Kind::Candidate => s.grants.subscribe || s.grants.publish,
-            _ => true,
-        };
-        if !allowed {
-            return Err((
-                ErrorCode::Forbidden,
-                format!("{} is not allowed by this token's grants", kind.wire()),
-            ));
-        }
-        let (field, raw) = match kind {
-            Kind::Offer | Kind::Answer => ("sdp", env.sdp),
-            Kind::Candidate => ("candidate", env.candidate),
-            _ => ("data", env.data),
-        };
-        let raw = raw.map(|r| r.get()).ok_or_else(|| {
-            (
-                ErrorCode::BadMessage,
-                format!("{} needs {field}", kind.wire()),
-            )
-        })?;
-        let shape_ok = match kind {
-            Kind::Offer | Kind::Answer => raw.starts_with('"'),
-            Kind::Candidate => raw.starts_with('{') || raw == "null",
-            _ => true,
-        };
-        if !shape_ok {
-            return Err((
-                ErrorCode::BadMessage,
-                format!("{} has an ill-typed {field}", kind.wire()),
-            ));
-        }
-        let room = s.room.clone();
-        let from = s.peer_id.clone();
-        let target = self.member(&room, env.to.as_deref())?;
-        if kind == Kind::Offer
-            && !self
-                .sessions
-                .get(&target)
-                .is_some_and(|t| t.grants.subscribe)
-        {
-            return Err((
-                ErrorCode::Forbidden,
-                "that peer's token does not allow it to receive offers (no subscribe grant)".into(),
-            ));
-        }
-        let wire = kind.wire();
-        self.stats.messages_relayed += 1;
-        self.deliver(target, |seq| {
-            let mut t = String::with_capacity(raw.len() + from.len() + 48);
-            let _ = write!(
-                t,
-                r#"{{"type":"{wire}","seq":{seq},"from":"{from}","{field}":{raw}}}"#
-            );
-            t
-        });
-        Ok(())
-    }
-
     /// Number, buffer and (when attached) send a message to a session. A suspended session
-    /// whose buffer overflows is ended: it could no longer resume without loss.
-    pub(crate) fn deliver(&mut self, key: SessionKey, build: impl FnOnce(u64) -> String) {
+    /// whose buffer overflows is ended: it could no longer resume without loss. A service
+    /// participant gets it as a typed event, unnumbered.
+    pub(crate) fn deliver(&mut self, key: SessionKey, notice: &Notice<'_>) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        let (_, text) = s.replay.push(build);
+        if s.service {
+            if let Some(conn) = s.conn {
+                let event = notice.event();
+                self.out.push(Output::Event { conn, event });
+            }
+            return;
+        }
+        let text = s.replay.push(|seq| notice.message(seq).render());
         match s.conn {
             Some(conn) => self.out.push(Output::Send { conn, text }),
             None if s.replay.lost_unseen() => self.end_session(key, LeaveReason::Timeout),
@@ -466,8 +413,10 @@ impl Hub {
             return;
         };
         self.suspended.remove(&key);
-        self.by_peer.remove(&s.peer_id);
-        self.by_resume.remove(&s.resume);
+        self.by_peer.remove(&s.peer.id);
+        if !s.service {
+            self.by_resume.remove(&s.resume);
+        }
         shrink_sparse(&mut self.sessions);
         shrink_sparse(&mut self.by_peer);
         shrink_sparse(&mut self.by_resume);
@@ -485,11 +434,8 @@ impl Hub {
                 shrink_sparse(&mut self.rooms);
             }
         }
-        let (id, why) = (json_str(&s.peer_id), reason.as_str());
         for other in others {
-            self.deliver(other, |seq| {
-                format!(r#"{{"type":"peer-left","seq":{seq},"peerId":{id},"reason":"{why}"}}"#)
-            });
+            self.deliver(other, &Notice::PeerLeft(&s.peer.id, reason));
         }
     }
 }
@@ -502,23 +448,24 @@ mod tests {
     /// small again (a hash map never shrinks by itself).
     #[test]
     fn tables_shrink_after_a_burst_of_sessions_leaves() {
-        let mut hub = Hub::new(HubConfig::default());
+        let mut hub = Hub::new(HubConfig::default(), Instant::now());
         let now = Instant::now();
         let burst = 2000u64;
         for i in 0..burst {
             hub.connect(i, now);
             let room = format!("room-{}", i % 500);
-            hub.receive(
+            let got = hub.receive(
                 i,
                 &format!(r#"{{"type":"join","room":"{room}","name":"p{i}"}}"#),
                 now,
                 0,
             );
+            assert_eq!(got, Received::Handled);
         }
         assert_eq!(hub.sessions.len(), burst as usize, "every session joined");
         let at_peak = hub.sessions.capacity();
         for i in 0..burst - 3 {
-            hub.receive(i, r#"{"type":"leave"}"#, now, 0);
+            let _ = hub.receive(i, r#"{"type":"leave"}"#, now, 0);
             hub.disconnect(i, now);
         }
         hub.drain_outputs();

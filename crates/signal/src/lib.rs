@@ -1,17 +1,39 @@
-//! Switchboard's signaling core (protocol v1, docs/signaling.md), sans-IO.
+//! Switchboard's signaling (protocol v1, docs/signaling.md).
 //!
-//! The [`Hub`] holds rooms, peers and resumable sessions. Drivers (WebSocket, EventSource +
-//! POST) feed it connection events, client messages and time, and carry out the
-//! [`Output`]s it returns; it never touches a socket or the clock, so every rule is tested
-//! directly. Messages are routed by peer id within one room only.
+//! The sans-IO core is the [`Hub`]: rooms, peers and resumable sessions. It is fed
+//! connection events, client messages and time, and returns [`Output`]s; it never touches
+//! a socket or the clock, so every rule is tested directly. Messages are routed by peer id
+//! within one room only. Server messages are typed ([`wire`]), with relayed payloads kept
+//! as raw JSON.
+//!
+//! The runtime side is [`Signaling`]: the hub split into shards by room, each behind its
+//! own lock, with the per-connection queues. Transports use it through a [`Connection`];
+//! members of rooms that the server itself creates through a [`ServiceParticipant`].
+#![forbid(unsafe_code)]
 
+mod dispatch;
+mod event;
+mod handle;
 mod hub;
 mod limits;
+mod link;
 mod membership;
+mod outbox;
 pub mod protocol;
+mod service;
+mod service_hub;
 mod session;
+mod shard;
 pub mod token;
+pub mod wire;
 
-pub use hub::{ConnId, Hub, HubConfig, HubStats, Output};
+pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
+pub use handle::{Connection, Signaling, SignalingSnapshot};
+pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
+pub use link::Out;
+pub use outbox::Outbox;
 pub use protocol::ErrorCode;
+pub use service::ServiceParticipant;
+pub use shard::{shard_of_room, ShardId};
 pub use token::{Claims, Grants, TokenError};
+pub use wire::{LeaveReason, PeerInfo, RelayKind, ServerMessage};

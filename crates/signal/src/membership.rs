@@ -1,12 +1,21 @@
 //! Admission to rooms: `join` (room and name checks, room tokens, capacity), `resume`
 //! (taking a session back on a new connection, with replay) and `kick`.
 
-use crate::hub::{ConnId, Hub, LeaveReason, Output, SessionKey};
+use crate::hub::{ConnId, Hub, Notice, Output, SessionKey};
 use crate::protocol::{json_str, valid_name, valid_room, Envelope, ErrorCode, PROTOCOL_VERSION};
 use crate::session::{Replay, Session};
 use crate::token::{self, Grants, TokenError};
+use crate::wire::{LeaveReason, PeerInfo, ServerMessage};
 use std::sync::Arc;
-use switchboard_util::random_hex;
+
+/// A session just admitted to a room.
+pub(crate) struct Admitted {
+    pub key: SessionKey,
+    pub room: Arc<str>,
+    pub peer_id: Arc<str>,
+    /// The members that were already there.
+    pub peers: Vec<PeerInfo>,
+}
 
 impl Hub {
     pub(crate) fn join(
@@ -16,19 +25,8 @@ impl Hub {
         unix_now: u64,
     ) -> Result<(), (ErrorCode, String)> {
         let room = env.room.as_deref().unwrap_or("");
-        if !valid_room(room) {
-            return Err((
-                ErrorCode::BadRoom,
-                "room must be 1-64 characters of A-Z a-z 0-9 _ - .".into(),
-            ));
-        }
         let name = env.name.as_deref().unwrap_or("guest");
-        if !valid_name(name) {
-            return Err((
-                ErrorCode::BadRoom,
-                "name must be 1-64 characters without control characters".into(),
-            ));
-        }
+        check_names(room, name)?;
         let (identity, grants) = if self.cfg.token_secrets.is_empty() {
             (None, Grants::DEFAULT)
         } else {
@@ -46,6 +44,35 @@ impl Hub {
                 Err(e) => return Err((ErrorCode::Unauthorized, e.to_string())),
             }
         };
+        let a = self.admit(conn, room, name, identity.as_deref(), grants, false)?;
+        let resume = self.sessions.get(&a.key).map(|s| s.resume.clone());
+        let joined = ServerMessage::Joined {
+            protocol: PROTOCOL_VERSION,
+            room: &a.room,
+            peer_id: &a.peer_id,
+            name,
+            resume: resume.as_deref().unwrap_or(""),
+            grace: self.cfg.grace.as_secs(),
+            peers: &a.peers,
+            grants: &grants.names(),
+        };
+        self.push(conn, &joined);
+        self.announce(a.key);
+        Ok(())
+    }
+
+    /// Put a new session for `conn` into `room` under the room rules (names, capacity);
+    /// the caller answers the joiner, then [`Hub::announce`]s it.
+    pub(crate) fn admit(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        name: &str,
+        identity: Option<&str>,
+        grants: Grants,
+        service: bool,
+    ) -> Result<Admitted, (ErrorCode, String)> {
+        check_names(room, name)?;
         let members = self.rooms.get(room).map_or(0, |r| r.members.len());
         if members >= self.cfg.room_capacity {
             return Err((
@@ -62,52 +89,74 @@ impl Hub {
         };
         let key = self.next_key;
         self.next_key += 1;
-        let peer_id: Arc<str> = Arc::from(format!("p{}", random_hex(8)));
-        let resume = random_hex(16);
+        let peer_id: Arc<str> = loop {
+            let id = self.shard.peer_id();
+            if !self.by_peer.contains_key(id.as_str()) {
+                break Arc::from(id);
+            }
+        };
+        let resume = if service {
+            Box::from("")
+        } else {
+            self.shard.resume_token()
+        };
+        let (max_messages, max_bytes) = if service {
+            (0, 0)
+        } else {
+            (self.cfg.replay_messages, self.cfg.replay_bytes)
+        };
         let session = Session {
-            peer_id: peer_id.clone(),
-            name: name.to_string(),
-            identity,
+            peer: PeerInfo {
+                id: peer_id.clone(),
+                name: Arc::from(name),
+                identity: identity.map(Arc::from),
+            },
             room: room_key.clone(),
             grants,
             conn: Some(conn),
+            service,
             resume: resume.clone(),
             suspended_at: None,
-            replay: Replay::new(self.cfg.replay_messages, self.cfg.replay_bytes),
+            replay: Replay::new(max_messages, max_bytes),
         };
-        let peer_json = session.peer_json();
-        let grants_json = serde_json::to_string(&grants.names()).unwrap_or_default();
         let room_entry = self.rooms.entry(room_key.clone()).or_default();
         let others = room_entry.members.clone();
         room_entry.members.push(key);
-        let peers: Vec<String> = others
+        let peers: Vec<PeerInfo> = others
             .iter()
-            .filter_map(|k| self.sessions.get(k).map(Session::peer_json))
+            .filter_map(|k| self.sessions.get(k).map(|s| s.peer.clone()))
             .collect();
-        let joined = format!(
-            r#"{{"type":"joined","protocol":{PROTOCOL_VERSION},"room":{},"peerId":{},"name":{},"resume":{},"grace":{},"peers":[{}],"grants":{}}}"#,
-            json_str(room),
-            json_str(&peer_id),
-            json_str(name),
-            json_str(&resume),
-            self.cfg.grace.as_secs(),
-            peers.join(","),
-            grants_json
-        );
         self.sessions.insert(key, session);
-        self.by_peer.insert(peer_id, key);
-        self.by_resume.insert(resume, key);
+        self.by_peer.insert(peer_id.clone(), key);
+        if !service {
+            self.by_resume.insert(resume, key);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
         }
         self.stats.joins += 1;
-        self.push(conn, joined);
+        Ok(Admitted {
+            key,
+            room: room_key,
+            peer_id,
+            peers,
+        })
+    }
+
+    /// Tell the other members of its room that session `key` joined.
+    pub(crate) fn announce(&mut self, key: SessionKey) {
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
+        let peer = s.peer.clone();
+        let others: Vec<SessionKey> = self
+            .rooms
+            .get(&s.room)
+            .map(|r| r.members.iter().copied().filter(|k| *k != key).collect())
+            .unwrap_or_default();
         for other in others {
-            self.deliver(other, |seq| {
-                format!(r#"{{"type":"peer-joined","seq":{seq},"peer":{peer_json}}}"#)
-            });
+            self.deliver(other, &Notice::PeerJoined(&peer));
         }
-        Ok(())
     }
 
     pub(crate) fn resume(
@@ -136,7 +185,7 @@ impl Hub {
         }
         self.by_resume.remove(token);
         let last_seq = env.last_seq.unwrap_or(0);
-        let fresh = random_hex(16);
+        let fresh = self.shard.resume_token();
         self.by_resume.insert(fresh.clone(), key);
         let Some(s) = self.sessions.get_mut(&key) else {
             return Err((ErrorCode::BadResume, "session ended".into()));
@@ -146,7 +195,7 @@ impl Hub {
         s.resume = fresh.clone();
         let gap = s.replay.ack(last_seq);
         let replay: Vec<Arc<str>> = s.replay.after(last_seq).collect();
-        let (peer_id, room) = (s.peer_id.clone(), s.room.clone());
+        let (peer_id, room) = (s.peer.id.clone(), s.room.clone());
         self.suspended.remove(&key);
         if let Some(old) = old_conn {
             // The session moves to the new connection; the old one is closed, not suspended.
@@ -162,28 +211,27 @@ impl Hub {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
         }
-        let peers: Vec<String> = self
+        let peers: Vec<PeerInfo> = self
             .rooms
             .get(&room)
             .map(|r| {
                 r.members
                     .iter()
                     .filter(|k| **k != key)
-                    .filter_map(|k| self.sessions.get(k).map(Session::peer_json))
+                    .filter_map(|k| self.sessions.get(k).map(|s| s.peer.clone()))
                     .collect()
             })
             .unwrap_or_default();
         self.stats.resumes += 1;
-        self.push(
-            conn,
-            format!(
-                r#"{{"type":"resumed","protocol":{PROTOCOL_VERSION},"room":{},"peerId":{},"resume":{},"peers":[{}],"gap":{gap}}}"#,
-                json_str(&room),
-                json_str(&peer_id),
-                json_str(&fresh),
-                peers.join(",")
-            ),
-        );
+        let resumed = ServerMessage::Resumed {
+            protocol: PROTOCOL_VERSION,
+            room: &room,
+            peer_id: &peer_id,
+            resume: &fresh,
+            peers: &peers,
+            gap,
+        };
+        self.push(conn, &resumed);
         for text in replay {
             self.out.push(Output::Send { conn, text });
         }
@@ -200,7 +248,11 @@ impl Hub {
             return Err((ErrorCode::Forbidden, "kick needs the admin grant".into()));
         }
         let target = self.member(&s.room.clone(), env.peer.as_deref())?;
-        if let Some(conn) = self.sessions.get(&target).and_then(|t| t.conn) {
+        let conn = self.sessions.get(&target).and_then(|t| t.conn);
+        // The session ends first, so that closing its connection has nothing to suspend
+        // (or, for a service participant, to end a second time with another reason).
+        self.end_session(target, LeaveReason::Kicked);
+        if let Some(conn) = conn {
             self.error(
                 conn,
                 ErrorCode::Kicked,
@@ -209,7 +261,6 @@ impl Hub {
                 true,
             );
         }
-        self.end_session(target, LeaveReason::Kicked);
         Ok(())
     }
 
@@ -231,4 +282,21 @@ impl Hub {
                 )
             })
     }
+}
+
+/// Room names and display names as docs/signaling.md allows them.
+fn check_names(room: &str, name: &str) -> Result<(), (ErrorCode, String)> {
+    if !valid_room(room) {
+        return Err((
+            ErrorCode::BadRoom,
+            "room must be 1-64 characters of A-Z a-z 0-9 _ - .".into(),
+        ));
+    }
+    if !valid_name(name) {
+        return Err((
+            ErrorCode::BadRoom,
+            "name must be 1-64 characters without control characters".into(),
+        ));
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Signaling protocol v1 on the wire (docs/signaling.md): parsing client messages and
-//! writing server messages.
+//! Signaling protocol v1 on the wire (docs/signaling.md): parsing client messages, the
+//! error codes, and the rules for room and display names. Server messages are in
+//! [`crate::wire`].
 //!
 //! Client messages are parsed into one flat [`Envelope`] that borrows from the input:
 //! SDP, candidates and application data stay as raw JSON text and are copied into the
@@ -8,7 +9,6 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt::Write;
 
 /// Protocol version announced in `joined`, `resumed` and `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -181,37 +181,28 @@ impl ErrorCode {
     }
 }
 
-/// `"…"` with JSON escaping.
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `"…"` with JSON escaping, for error reasons that quote what the client sent.
 pub fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// An `error` message. `reference` is the raw JSON of the client's `ref`, already checked.
-pub fn error_text(code: ErrorCode, reason: &str, reference: Option<&str>, fatal: bool) -> String {
-    let mut s = String::with_capacity(96 + reason.len());
-    let _ = write!(
-        s,
-        r#"{{"type":"error","code":"{}","reason":{}"#,
-        code.as_str(),
-        json_str(reason)
-    );
-    if let Some(r) = reference {
-        let _ = write!(s, r#","ref":{r}"#);
-    }
-    let _ = write!(s, r#","fatal":{fatal}}}"#);
-    s
-}
-
 /// A `ref` the server may echo: a string of at most 64 characters, or a number of at most
 /// 64 characters of JSON.
-pub fn valid_reference(raw: Option<&RawValue>) -> Option<&str> {
-    let r = raw?.get();
+pub fn valid_reference(raw: Option<&RawValue>) -> Option<&RawValue> {
+    let value = raw?;
+    let r = value.get();
     let ok = if r.starts_with('"') {
         serde_json::from_str::<String>(r).is_ok_and(|s| s.chars().count() <= 64)
     } else {
         r.len() <= 64 && (r.starts_with('-') || r.as_bytes()[0].is_ascii_digit())
     };
-    ok.then_some(r)
+    ok.then_some(value)
 }
 
 /// Whether every `\u` escape in the raw JSON text `raw` stands for Unicode: a high
@@ -252,14 +243,6 @@ pub fn escapes_are_unicode(raw: &str) -> bool {
         from = at + if unit.is_some() { 6 } else { 2 };
     }
     low_at.is_none()
-}
-
-/// The SSE `hello` event that opens a fallback stream.
-pub fn hello_text(conn: &str) -> String {
-    format!(
-        r#"{{"type":"hello","conn":{},"protocol":{PROTOCOL_VERSION}}}"#,
-        json_str(conn)
-    )
 }
 
 /// A room name or display name is 1-64 characters; rooms are restricted to `A-Za-z0-9_-.`.

@@ -1,41 +1,29 @@
 //! One peer's session: identity, room, grants, and the numbered messages kept for replay
 //! after a resume.
 
-use crate::hub::ConnId;
-use crate::protocol::json_str;
 use crate::token::Grants;
+use crate::wire::PeerInfo;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A transport connection (or service participant), numbered by the driver.
+pub type ConnId = u64;
+/// A session, numbered by its hub.
+pub(crate) type SessionKey = u64;
+
 pub(crate) struct Session {
-    pub peer_id: Arc<str>,
-    pub name: String,
-    pub identity: Option<String>,
+    /// Id, display name and token identity, as other members see them.
+    pub peer: PeerInfo,
     pub room: Arc<str>,
     pub grants: Grants,
-    /// The attached transport; None while suspended.
+    /// The attached transport (or service participant); None while suspended.
     pub conn: Option<ConnId>,
-    pub resume: String,
+    /// A service participant: gets typed events, has no resume token and no replay.
+    pub service: bool,
+    pub resume: Box<str>,
     pub suspended_at: Option<Instant>,
     pub replay: Replay,
-}
-
-impl Session {
-    /// `{"id":…,"name":…[,"identity":…]}`
-    pub fn peer_json(&self) -> String {
-        let mut s = format!(
-            r#"{{"id":{},"name":{}"#,
-            json_str(&self.peer_id),
-            json_str(&self.name)
-        );
-        if let Some(i) = &self.identity {
-            s.push_str(r#","identity":"#);
-            s.push_str(&json_str(i));
-        }
-        s.push('}');
-        s
-    }
 }
 
 /// Messages sent to a session and not yet acknowledged, bounded in count and bytes.
@@ -49,7 +37,7 @@ pub(crate) struct Replay {
     dropped_through: u64,
     /// Highest seq the client acknowledged.
     acked: u64,
-    max_messages: usize,
+    max_messages: u32,
     max_bytes: usize,
 }
 
@@ -61,19 +49,19 @@ impl Replay {
             bytes: 0,
             dropped_through: 0,
             acked: 0,
-            max_messages,
+            max_messages: u32::try_from(max_messages).unwrap_or(u32::MAX),
             max_bytes,
         }
     }
 
-    /// Number and keep the message `build(seq)` makes.
-    pub fn push(&mut self, build: impl FnOnce(u64) -> String) -> (u64, Arc<str>) {
+    /// Number and keep the message `build(seq)` renders.
+    pub fn push(&mut self, build: impl FnOnce(u64) -> Arc<str>) -> Arc<str> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let text: Arc<str> = Arc::from(build(seq));
+        let text = build(seq);
         self.bytes += text.len();
         self.kept.push_back((seq, text.clone()));
-        while self.kept.len() > self.max_messages || self.bytes > self.max_bytes {
+        while self.kept.len() > self.max_messages as usize || self.bytes > self.max_bytes {
             let Some((s, t)) = self.kept.pop_front() else {
                 break;
             };
@@ -83,7 +71,7 @@ impl Replay {
         if self.kept.is_empty() {
             self.kept.shrink_to_fit();
         }
-        (seq, text)
+        text
     }
 
     /// Forget everything up to `seq`; true when messages after `seq` were already dropped

@@ -58,22 +58,23 @@ impl HttpService {
         let app = switchboard_http::router(
             api.clone(),
             signal.handle(),
+            signal.origin(),
             switchboard_http::NetTest::new(net_test),
         );
         let https = c.https.clone().map(|cfg| Arc::new(RwLock::new(cfg)));
         match (&https, c.turn) {
-            (None, _) => crate::web::spawn("http", signal.timers(), move || {
+            (None, _) => crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
                 crate::web::serve_plain(listener, app)
             })?,
             (Some(cfg), false) => {
                 let cfg = cfg.clone();
-                crate::web::spawn("http", signal.timers(), move || {
+                crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
                     crate::web::serve_https(listener, app, cfg)
                 })?
             }
             (Some(cfg), true) => {
                 let (cfg, adopt) = (cfg.clone(), turn.adopter());
-                crate::web::spawn("http", signal.timers(), move || {
+                crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
                     crate::demux::serve(listener, app, cfg, adopt)
                 })?
             }

@@ -38,6 +38,7 @@ impl MetricsService {
         let bound = listener.local_addr()?;
         crate::web::spawn(
             "metrics",
+            1,
             || {},
             move || crate::web::serve_plain(listener, app),
         )?;

@@ -11,32 +11,38 @@ use std::sync::Arc;
 use tracing::info;
 
 /// What the HTTP transports need to serve signaling.
-pub type Handle = Arc<switchboard_http::Signaling>;
+pub type Handle = Arc<switchboard_signal::Signaling>;
 
 pub struct SignalService {
     signaling: Handle,
+    origin: switchboard_http::OriginPolicy,
 }
 
 impl SignalService {
     pub fn start(plan: &Plan) -> SignalService {
         let c = &plan.signal;
-        let signaling = switchboard_http::Signaling::new(
-            c.hub.clone(),
-            switchboard_http::OriginPolicy::new(&c.origins),
-        );
+        let signaling = switchboard_signal::Signaling::new(c.hub.clone(), c.shards);
         log_start(c);
-        SignalService { signaling }
+        SignalService {
+            signaling,
+            origin: switchboard_http::OriginPolicy::new(&c.origins),
+        }
     }
 
     pub fn handle(&self) -> Handle {
         self.signaling.clone()
     }
 
+    /// Which pages' origins may use signaling (`--allowed-origin`).
+    pub fn origin(&self) -> switchboard_http::OriginPolicy {
+        self.origin.clone()
+    }
+
     /// Starts the hub's timers (grace periods, rate buckets) on the runtime this is
     /// called from: the HTTP runtime, which serves the transports.
     pub fn timers(&self) -> impl FnOnce() + Send + 'static {
         let signaling = self.signaling.clone();
-        move || signaling.spawn_timer()
+        move || switchboard_http::spawn_signal_timer(&signaling)
     }
 }
 
@@ -47,6 +53,7 @@ fn log_start(c: &SignalConfig) {
         grace_s = s.grace.as_secs(),
         max_message = s.max_message,
         rate = s.rate,
+        shards = c.shards,
         "signaling: rooms {}; origins: this host{}",
         if s.token_secrets.is_empty() {
             "open (no --room-token-secret)"
@@ -84,7 +91,7 @@ impl Service for SignalService {
 }
 
 /// Signaling gauges and counters.
-fn render(s: &mut String, snap: &switchboard_http::SignalingSnapshot) {
+fn render(s: &mut String, snap: &switchboard_signal::SignalingSnapshot) {
     let one = |v: usize| [("", v as u64)];
     family(
         s,

@@ -1,5 +1,6 @@
-//! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a small
-//! runtime of its own, so HTTP never competes with the STUN/TURN workers' threads.
+//! Serving an axum router (HTTP, or HTTPS with a reloadable certificate) from a
+//! multi-thread runtime of its own (one worker per core: signaling is sharded by room and
+//! uses them all), apart from the STUN/TURN workers' threads.
 //!
 //! This is the bottom layer of the HTTP side: it knows nothing of TURN. The shared
 //! HTTPS/TURN port (`--turn-on-http-port`, demux.rs) plugs its own per-connection
@@ -25,10 +26,17 @@ pub fn bind(what: &'static str, addr: SocketAddr) -> anyhow::Result<std::net::Tc
     Ok(listener)
 }
 
-/// Run `serve` on a new thread named `what`, in a current-thread runtime of its own,
-/// after `setup` (which may spawn tasks on that runtime).
+/// One runtime worker per core: what the HTTP side (and with it signaling, sharded by
+/// room) gets.
+pub fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Run `serve` on a new thread named `what`, in a runtime of its own with `workers`
+/// worker threads, after `setup` (which may spawn tasks on that runtime).
 pub fn spawn<F, Fut>(
     what: &'static str,
+    workers: usize,
     setup: impl FnOnce() + Send + 'static,
     serve: F,
 ) -> anyhow::Result<()>
@@ -39,7 +47,9 @@ where
     std::thread::Builder::new()
         .name(what.into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers.max(1))
+                .thread_name(what)
                 .enable_all()
                 .build()
             {

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-pub use switchboard_signal::{ConnId, ErrorCode, Hub, HubConfig, Output};
+pub use switchboard_signal::{ConnId, ErrorCode, Hub, HubConfig, Output, Received};
 
 /// The fake Unix time at the start of every test.
 pub const UNIX_START: u64 = 1_700_000_000;
@@ -42,7 +42,7 @@ impl Driver {
     pub fn new(cfg: HubConfig) -> Driver {
         let now = Instant::now();
         Driver {
-            hub: Hub::new(cfg),
+            hub: Hub::new(cfg, now),
             now,
             start: now,
             next_conn: 1,
@@ -100,7 +100,8 @@ impl Driver {
         let unix = self.unix();
         self.capture
             .line(format_args!("in {conn}"), text.as_bytes());
-        self.hub.receive(conn, text, self.now, unix);
+        let got = self.hub.receive(conn, text, self.now, unix);
+        assert_eq!(got, Received::Handled, "one shard handles everything");
         self.collect();
     }
 
@@ -141,6 +142,9 @@ impl Driver {
                         .expect("close of unknown connection");
                     assert!(w.closed.is_none(), "conn {conn} closed twice");
                     w.closed = Some(code);
+                }
+                Output::Event { conn, event } => {
+                    panic!("service event {event:?} for conn {conn}, which is a transport")
                 }
             }
         }

@@ -47,6 +47,11 @@ pub struct SignalSettings {
         value_delimiter = ','
     )]
     pub allowed_origin: Vec<String>,
+
+    /// Signaling shards: rooms are spread over this many independent hubs, each behind
+    /// its own lock, so signaling uses that many cores (0 = one per core).
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_SIGNAL_SHARDS", default_value_t = 0)]
+    pub signal_shards: usize,
 }
 
 /// The validated `[signal]` section.
@@ -55,6 +60,8 @@ pub struct SignalConfig {
     pub hub: HubConfig,
     /// `--allowed-origin`.
     pub origins: Vec<String>,
+    /// `--signal-shards`, resolved (0 became the number of cores).
+    pub shards: usize,
 }
 
 impl SignalSettings {
@@ -108,9 +115,19 @@ impl SignalSettings {
                 ));
             }
         }
+        if self.signal_shards > 1024 {
+            return Err(ConfigError::new(
+                "signal-shards",
+                format!("{} is more than 1024", self.signal_shards),
+            ));
+        }
         Ok(SignalConfig {
             hub: c,
             origins: self.allowed_origin.clone(),
+            shards: match self.signal_shards {
+                0 => switchboard_signal::Signaling::default_shards(),
+                n => n,
+            },
         })
     }
 }

@@ -1,0 +1,74 @@
+//! What the signaling transports share: the hub handle, the origin policy, the SSE
+//! capabilities, the limits of the transports, and the timer task that drives the hub's
+//! grace periods.
+
+use crate::origin::OriginPolicy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard_signal::{Connection, Signaling};
+
+/// How often the server pings a WebSocket (and comments an SSE stream).
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Silence after which a WebSocket counts as lost.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Largest WebSocket frame or POST body read at all; the hub's own limit is lower.
+pub const TRANSPORT_LIMIT: usize = 1 << 20;
+
+/// The state of the signaling routes.
+pub(crate) struct Transports {
+    pub(crate) signaling: Arc<Signaling>,
+    pub(crate) origin: OriginPolicy,
+    /// SSE capabilities (`conn` of `/signal?conn=`) to their connections.
+    sse: Mutex<HashMap<String, Connection>>,
+}
+
+impl Transports {
+    pub(crate) fn new(signaling: Arc<Signaling>, origin: OriginPolicy) -> Arc<Transports> {
+        Arc::new(Transports {
+            signaling,
+            origin,
+            sse: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sse(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
+        self.sse.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register_sse(&self, token: String, conn: Connection) {
+        self.sse().insert(token, conn);
+    }
+
+    pub(crate) fn unregister_sse(&self, token: &str) {
+        let mut map = self.sse();
+        map.remove(token);
+        switchboard_util::shrink_sparse(&mut map);
+    }
+
+    pub(crate) fn sse_conn(&self, token: &str) -> Option<Connection> {
+        self.sse().get(token).cloned()
+    }
+}
+
+/// End sessions whose grace ran out, for as long as the runtime lives: wakes at the
+/// earliest deadline of any shard, and at least once a second (a suspension that
+/// happens meanwhile has a deadline a whole grace period away).
+pub fn spawn_signal_timer(signaling: &Arc<Signaling>) {
+    let me = Arc::downgrade(signaling);
+    tokio::spawn(async move {
+        loop {
+            let Some(sig) = me.upgrade() else { return };
+            let now = Instant::now();
+            let next = sig
+                .poll_timeout()
+                .map_or(now + Duration::from_secs(1), |t| {
+                    t.min(now + Duration::from_secs(1))
+                });
+            drop(sig);
+            tokio::time::sleep_until(next.into()).await;
+            let Some(sig) = me.upgrade() else { return };
+            sig.handle_timeouts(Instant::now());
+        }
+    });
+}

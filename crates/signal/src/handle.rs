@@ -1,0 +1,346 @@
+//! The hub as a service of the running server: [`Signaling`] owns the shards (one sans-IO
+//! [`Hub`] each, behind its own lock), the queue of every connection, and carries out what
+//! the hubs output. Transports (WebSocket, SSE) use it through a [`Connection`]; servers'
+//! own members of rooms (the SFU, gateways, the cluster link) through a
+//! [`crate::ServiceParticipant`].
+//!
+//! Rooms are spread over the shards by the hash of their name, so signaling uses as many
+//! cores as there are shards. A connection starts on a shard of its own number (for
+//! `ping`, errors and rate limiting before it joins) and moves at `join` to its room's
+//! shard, or at `resume` to the shard its token names. Each method locks the shard it
+//! needs, does its work, and [`flush`]es the outputs before unlocking, so every queue
+//! receives its messages in the hub's order.
+
+use crate::event::{JoinError, ServiceJoined};
+use crate::hub::{ConnId, Hub, HubConfig, HubStats, Output, Received};
+use crate::link::{Link, Out, ServiceLink, Sink};
+use crate::outbox::Outbox;
+use crate::protocol::ErrorCode;
+use crate::shard::{shard_of_room, ShardId};
+use crate::token::Grants;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use switchboard_util::shrink_sparse;
+
+/// Messages queued for one transport before it counts as too slow and is cut off (its
+/// session is suspended and can resume with nothing lost).
+const TRANSPORT_QUEUE: usize = 512;
+/// Events queued for one service participant before it counts as stuck and is removed
+/// from its room. Services are in-process and fast; this bounds memory if one hangs.
+const SERVICE_QUEUE: usize = 8192;
+
+struct Shard {
+    hub: Hub,
+    sinks: HashMap<ConnId, Sink>,
+    /// How many of the sinks are service participants.
+    services: usize,
+    /// Reused for every batch of hub outputs.
+    scratch: Vec<Output>,
+}
+
+/// Shared signaling state of one server.
+pub struct Signaling {
+    shards: Box<[Mutex<Shard>]>,
+    next_conn: AtomicU64,
+}
+
+/// A gauge snapshot for metrics, summed over the shards.
+#[derive(Debug, Clone, Default)]
+pub struct SignalingSnapshot {
+    /// Open transports (WebSocket and SSE).
+    pub connections: usize,
+    /// Service participants in rooms.
+    pub services: usize,
+    pub sessions: usize,
+    pub suspended: usize,
+    pub rooms: usize,
+    pub shards: usize,
+    pub stats: HubStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Signaling {
+    /// Signaling split into `shards` shards; 0 means one per available core
+    /// ([`Signaling::default_shards`]).
+    pub fn new(cfg: HubConfig, shards: usize) -> Arc<Signaling> {
+        let count = if shards == 0 {
+            Signaling::default_shards()
+        } else {
+            shards
+        };
+        let now = Instant::now();
+        let shards = (0..count)
+            .map(|i| {
+                let id = ShardId::new(i, count).unwrap_or(ShardId::SOLE);
+                Mutex::new(Shard {
+                    hub: Hub::new_shard(cfg.clone(), now, id),
+                    sinks: HashMap::new(),
+                    services: 0,
+                    scratch: Vec::new(),
+                })
+            })
+            .collect();
+        Arc::new(Signaling {
+            shards,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    /// One shard per available core.
+    pub fn default_shards() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that holds `room`.
+    pub fn shard_of_room(&self, room: &str) -> usize {
+        shard_of_room(room, self.shards.len())
+    }
+
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[index.min(self.shards.len() - 1)])
+    }
+
+    fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Register a new transport; its task drains [`Connection::recv`].
+    pub fn connect(self: &Arc<Self>) -> Connection {
+        let id = self.next_conn();
+        let home = (id % self.shards.len() as u64) as usize;
+        let link = Arc::new(Link {
+            id,
+            shard: Mutex::new(home),
+            outbox: Outbox::default(),
+        });
+        let mut sh = self.shard(home);
+        sh.sinks.insert(id, Sink::Transport(link.clone()));
+        sh.hub.connect(id, Instant::now());
+        flush(&mut sh);
+        Connection {
+            sig: self.clone(),
+            link,
+        }
+    }
+
+    /// Join a service participant to `room` (see [`Signaling::join_service`]).
+    pub(crate) fn admit_service(
+        &self,
+        room: &str,
+        name: &str,
+        grants: Grants,
+    ) -> Result<(Arc<ServiceLink>, ServiceJoined), JoinError> {
+        let shard = self.shard_of_room(room);
+        let id = self.next_conn();
+        let link = Arc::new(ServiceLink::new(id, shard));
+        let mut sh = self.shard(shard);
+        let joined = sh
+            .hub
+            .join_service(id, room, name, grants, Instant::now())?;
+        sh.sinks.insert(id, Sink::Service(link.clone()));
+        sh.services += 1;
+        flush(&mut sh);
+        Ok((link, joined))
+    }
+
+    /// Run `f` on the hub of shard `index`, then carry out its outputs.
+    pub(crate) fn with_shard<R>(&self, index: usize, f: impl FnOnce(&mut Hub) -> R) -> R {
+        let mut sh = self.shard(index);
+        let r = f(&mut sh.hub);
+        flush(&mut sh);
+        r
+    }
+
+    /// A service participant leaves its room.
+    pub(crate) fn leave_service(&self, shard: usize, id: ConnId) {
+        let mut sh = self.shard(shard);
+        sh.remove_sink(id);
+        sh.hub.leave_service(id, Instant::now());
+        flush(&mut sh);
+    }
+
+    /// Apply new hub settings (SIGHUP).
+    pub fn reconfigure(&self, cfg: HubConfig) {
+        for i in 0..self.shards.len() {
+            self.with_shard(i, |hub| hub.set_config(cfg.clone()));
+        }
+    }
+
+    /// Tell every client and service participant the server stops.
+    pub fn shutdown(&self) {
+        for i in 0..self.shards.len() {
+            self.with_shard(i, Hub::shutdown);
+        }
+    }
+
+    pub fn snapshot(&self) -> SignalingSnapshot {
+        let mut snap = SignalingSnapshot {
+            shards: self.shards.len(),
+            ..SignalingSnapshot::default()
+        };
+        for shard in self.shards.iter() {
+            let sh = lock(shard);
+            let (_, sessions, suspended, rooms) = sh.hub.counts();
+            snap.connections += sh.sinks.len() - sh.services;
+            snap.services += sh.services;
+            snap.sessions += sessions;
+            snap.suspended += suspended;
+            snap.rooms += rooms;
+            snap.stats.add(sh.hub.stats());
+        }
+        snap
+    }
+
+    /// The earliest time a shard has timer work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.shards
+            .iter()
+            .filter_map(|s| lock(s).hub.poll_timeout())
+            .min()
+    }
+
+    /// Run the timers (grace expiry) of every shard that has work due at `now`.
+    pub fn handle_timeouts(&self, now: Instant) {
+        for i in 0..self.shards.len() {
+            let mut sh = self.shard(i);
+            if sh.hub.poll_timeout().is_some_and(|t| t <= now) {
+                sh.hub.handle_timeout(now);
+                flush(&mut sh);
+            }
+        }
+    }
+}
+
+impl Shard {
+    fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
+        let sink = self.sinks.remove(&conn);
+        if matches!(sink, Some(Sink::Service(_))) {
+            self.services -= 1;
+        }
+        shrink_sparse(&mut self.sinks);
+        sink
+    }
+}
+
+/// Carry out a shard's outputs: queue texts and events, close what the hub closed. A
+/// queue that is full is cut off, which may make the hub output more (a service
+/// participant's `peer-left`), so this runs until the hub has nothing left.
+fn flush(sh: &mut Shard) {
+    while sh.hub.has_outputs() {
+        let mut outputs = std::mem::take(&mut sh.scratch);
+        outputs.extend(sh.hub.drain_outputs());
+        for o in outputs.drain(..) {
+            match o {
+                Output::Send { conn, text } => {
+                    let Some(Sink::Transport(link)) = sh.sinks.get(&conn) else {
+                        continue;
+                    };
+                    if !link.outbox.push(Out::Text(text), TRANSPORT_QUEUE) {
+                        // Too slow or gone: drop the transport; the session waits for a resume.
+                        link.outbox.close();
+                        sh.remove_sink(conn);
+                        sh.hub.disconnect(conn, Instant::now());
+                    }
+                }
+                Output::Event { conn, event } => {
+                    let Some(Sink::Service(link)) = sh.sinks.get(&conn) else {
+                        continue;
+                    };
+                    if !link.outbox.push(event, SERVICE_QUEUE) {
+                        link.outbox.close();
+                        sh.remove_sink(conn);
+                        sh.hub.disconnect(conn, Instant::now());
+                    }
+                }
+                Output::Close { conn, code } => match sh.remove_sink(conn) {
+                    Some(Sink::Transport(link)) => {
+                        link.outbox.push(Out::Close(code), usize::MAX);
+                        link.outbox.close();
+                    }
+                    Some(Sink::Service(link)) => link.outbox.close(),
+                    None => {}
+                },
+            }
+        }
+        sh.scratch = outputs;
+    }
+}
+
+/// One transport connection (a WebSocket, an SSE stream with its POSTs). Clones share it;
+/// [`Connection::close`] ends it for all of them.
+#[derive(Clone)]
+pub struct Connection {
+    sig: Arc<Signaling>,
+    link: Arc<Link>,
+}
+
+impl Connection {
+    pub fn id(&self) -> ConnId {
+        self.link.id
+    }
+
+    /// One client message (a text frame or POST body).
+    pub fn receive(&self, text: &str) {
+        let mut bound = lock(&self.link.shard);
+        let (now, unix_now) = (Instant::now(), switchboard_util::unix_now());
+        let mut sh = self.sig.shard(*bound);
+        let Received::OtherShard(to) = sh.hub.receive(self.link.id, text, now, unix_now) else {
+            flush(&mut sh);
+            return;
+        };
+        // A join or resume for another shard: move the connection there, with its rate
+        // limit, and let that shard handle the message.
+        let detached = sh.hub.detach(self.link.id);
+        let sink = sh.remove_sink(self.link.id);
+        flush(&mut sh);
+        drop(sh);
+        let (Some(detached), Some(sink)) = (detached, sink) else {
+            return;
+        };
+        let mut sh = self.sig.shard(to);
+        sh.hub.attach(self.link.id, detached);
+        sh.sinks.insert(self.link.id, sink);
+        *bound = to;
+        // The target shard holds the room or token, so it handles the message itself.
+        let _ = sh.hub.receive_moved(self.link.id, text, now, unix_now);
+        flush(&mut sh);
+    }
+
+    /// An error the transport detects itself (origin, frame size, binary frame).
+    pub fn report(&self, code: ErrorCode, reason: &str, fatal: bool) {
+        let bound = lock(&self.link.shard);
+        self.sig
+            .with_shard(*bound, |hub| hub.report(self.link.id, code, reason, fatal));
+    }
+
+    /// The transport ended (any side): its session is suspended for a resume.
+    pub fn close(&self) {
+        let bound = lock(&self.link.shard);
+        let mut sh = self.sig.shard(*bound);
+        if sh.remove_sink(self.link.id).is_some() {
+            self.link.outbox.close();
+        }
+        sh.hub.disconnect(self.link.id, Instant::now());
+        flush(&mut sh);
+    }
+
+    /// The next thing to write, or None once the hub closed the connection and all was
+    /// taken. Cancel-safe.
+    pub async fn recv(&self) -> Option<Out> {
+        self.link.outbox.recv().await
+    }
+
+    /// The next thing to write, if one is queued.
+    pub fn try_recv(&self) -> Option<Out> {
+        self.link.outbox.try_recv()
+    }
+}

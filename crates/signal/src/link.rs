@@ -1,0 +1,47 @@
+//! What the shards hold for each connection: the queue its consumer drains (a transport
+//! task, a service participant) and, for a transport, the shard it is bound to.
+
+use crate::event::ServiceEvent;
+use crate::hub::ConnId;
+use crate::outbox::Outbox;
+use std::sync::{Arc, Mutex};
+
+/// What a transport task writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    Text(Arc<str>),
+    Close(u16),
+}
+
+/// A transport connection's state shared by its task and the shards.
+pub(crate) struct Link {
+    pub(crate) id: ConnId,
+    /// The shard the connection is bound to; held while a message is handled, so that a
+    /// move between shards is never seen half done.
+    pub(crate) shard: Mutex<usize>,
+    pub(crate) outbox: Outbox<Out>,
+}
+
+/// Where a shard sends a connection's outputs.
+pub(crate) enum Sink {
+    Transport(Arc<Link>),
+    Service(Arc<ServiceLink>),
+}
+
+/// A service participant's state shared with its shard.
+pub(crate) struct ServiceLink {
+    pub(crate) id: ConnId,
+    /// The shard of its room, for good.
+    pub(crate) shard: usize,
+    pub(crate) outbox: Outbox<ServiceEvent>,
+}
+
+impl ServiceLink {
+    pub(crate) fn new(id: ConnId, shard: usize) -> ServiceLink {
+        ServiceLink {
+            id,
+            shard,
+            outbox: Outbox::default(),
+        }
+    }
+}

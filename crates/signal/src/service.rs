@@ -1,0 +1,112 @@
+//! [`ServiceParticipant`]: a member of a room created by the server itself (next: the SFU,
+//! the SIP gateway, the XMPP component, the cluster link). Browsers see it as any peer
+//! (`peer-joined`/`peer-left` with its name, addressed by its peer id within its room
+//! only); it receives typed [`ServiceEvent`]s and sends raw payloads, without a socket
+//! and without JSON being parsed again.
+
+use crate::event::JoinError;
+use crate::event::{SendError, ServiceEvent, ServiceJoined};
+use crate::handle::Signaling;
+use crate::link::ServiceLink;
+use crate::token::Grants;
+use crate::wire::{PeerInfo, RelayKind};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A member of one room, driven by server code. Leaves the room when dropped.
+pub struct ServiceParticipant {
+    sig: Arc<Signaling>,
+    link: Arc<ServiceLink>,
+    joined: ServiceJoined,
+}
+
+impl std::fmt::Debug for ServiceParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceParticipant")
+            .field("peer_id", &self.joined.peer_id)
+            .field("room", &self.joined.room)
+            .finish()
+    }
+}
+
+impl Signaling {
+    /// Join a member created by the server (no WebSocket, no room token: `grants` apply
+    /// as given) to `room` as `name`, under the same room rules as any peer.
+    pub fn join_service(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        grants: Grants,
+    ) -> Result<ServiceParticipant, JoinError> {
+        let (link, joined) = self.admit_service(room, name, grants)?;
+        Ok(ServiceParticipant {
+            sig: self.clone(),
+            link,
+            joined,
+        })
+    }
+}
+
+impl ServiceParticipant {
+    /// Its peer id, as the room's members address it.
+    pub fn peer_id(&self) -> &Arc<str> {
+        &self.joined.peer_id
+    }
+
+    pub fn room(&self) -> &str {
+        &self.joined.room
+    }
+
+    /// The members that were in the room when it joined; later changes arrive as events.
+    pub fn peers(&self) -> &[PeerInfo] {
+        &self.joined.peers
+    }
+
+    /// The next event, or None once it is out of the room (kicked, server stopping,
+    /// too slow to take its events) and everything was taken. Cancel-safe.
+    pub async fn recv(&self) -> Option<ServiceEvent> {
+        self.link.outbox.recv().await
+    }
+
+    /// The next event, if one is queued.
+    pub fn try_recv(&self) -> Option<ServiceEvent> {
+        self.link.outbox.try_recv()
+    }
+
+    /// Send `payload` (raw JSON: a string for `sdp`, an object or null for a candidate,
+    /// anything for a message) to peer `to` of its room, under its grants.
+    pub fn send(&self, to: &str, kind: RelayKind, payload: &RawValue) -> Result<(), SendError> {
+        self.sig.with_shard(self.link.shard, |hub| {
+            hub.service_send(self.link.id, to, kind, payload, Instant::now())
+        })
+    }
+
+    pub fn send_offer(&self, to: &str, sdp: &RawValue) -> Result<(), SendError> {
+        self.send(to, RelayKind::Offer, sdp)
+    }
+
+    pub fn send_answer(&self, to: &str, sdp: &RawValue) -> Result<(), SendError> {
+        self.send(to, RelayKind::Answer, sdp)
+    }
+
+    pub fn send_candidate(&self, to: &str, candidate: &RawValue) -> Result<(), SendError> {
+        self.send(to, RelayKind::Candidate, candidate)
+    }
+
+    pub fn send_message(&self, to: &str, data: &RawValue) -> Result<(), SendError> {
+        self.send(to, RelayKind::Message, data)
+    }
+
+    /// Leave the room: its members get `peer-left` (reason `left`).
+    pub fn leave(self) {
+        // Drop does it.
+    }
+}
+
+impl Drop for ServiceParticipant {
+    fn drop(&mut self) {
+        self.link.outbox.close();
+        self.sig.leave_service(self.link.shard, self.link.id);
+    }
+}
