@@ -63,20 +63,29 @@ impl HttpService {
         );
         let https = c.https.clone().map(|cfg| Arc::new(RwLock::new(cfg)));
         match (&https, c.turn) {
-            (None, _) => crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
-                crate::web::serve_plain(listener, app)
-            })?,
+            (None, _) => crate::web::spawn(
+                "http",
+                crate::web::all_cores(),
+                signal.timers(),
+                move || crate::web::serve_plain(listener, app),
+            )?,
             (Some(cfg), false) => {
                 let cfg = cfg.clone();
-                crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
-                    crate::web::serve_https(listener, app, cfg)
-                })?
+                crate::web::spawn(
+                    "http",
+                    crate::web::all_cores(),
+                    signal.timers(),
+                    move || crate::web::serve_https(listener, app, cfg),
+                )?
             }
             (Some(cfg), true) => {
                 let (cfg, adopt) = (cfg.clone(), turn.adopter());
-                crate::web::spawn("http", crate::web::all_cores(), signal.timers(), move || {
-                    crate::demux::serve(listener, app, cfg, adopt)
-                })?
+                crate::web::spawn(
+                    "http",
+                    crate::web::all_cores(),
+                    signal.timers(),
+                    move || crate::demux::serve(listener, app, cfg, adopt),
+                )?
             }
         }
         let service = HttpService {

@@ -50,7 +50,12 @@ pub struct SignalSettings {
 
     /// Signaling shards: rooms are spread over this many independent hubs, each behind
     /// its own lock, so signaling uses that many cores (0 = one per core).
-    #[arg(long, value_name = "N", env = "SWITCHBOARD_SIGNAL_SHARDS", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SIGNAL_SHARDS",
+        default_value_t = 0
+    )]
     pub signal_shards: usize,
 }
 
