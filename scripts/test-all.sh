@@ -51,6 +51,9 @@ dpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$LOGS/matrix-doc.log")
 dfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$LOGS/matrix-doc.log")
 if [ -z "$dpass" ] || [ -z "$dfail" ]; then dpass=0; dfail=1; fi
 echo "matrix doc: ${dpass} passed, ${dfail} failed" | tee -a "$LOGS/matrix-doc.log"
+echo "== import cycles between the files of each crate (scripts/module-cycles.py)"
+python3 scripts/module-cycles.py 2>&1 | tee "$LOGS/cycles.log"
+cstatus=${PIPESTATUS[0]}
 echo "== browser tests (Chromium, loopback-only network namespace)"
 tests/browser/run.sh 2>&1 | tee "$LOGS/browser.log" | grep -E '^(✔|✖|▶|browser:|harness failure|==|\[harness\])|not ok|Error'
 bstatus=${PIPESTATUS[0]}
@@ -68,18 +71,18 @@ if [ "$fstatus" != 0 ] && ! grep -q '^fuzz: [0-9]* passed' "$LOGS/fuzz.log"; the
   echo "fuzz: 0 passed, 1 failed (did not run, exit $fstatus)" | tee -a "$LOGS/fuzz.log"
 fi
 set -e
-# One line for everything: cargo's "test result" lines, then "matrix doc:", "browser:",
+# One line for everything: cargo's "test result" lines, then "matrix doc:", "module cycles:", "browser:",
 # "nat matrix:" and "fuzz:" ("N passed, M failed[, H harness failures]").
 awk '/^test result/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     /^(matrix doc|browser|nat matrix|fuzz): [0-9]+ passed/ {
+     /^(matrix doc|module cycles|browser|nat matrix|fuzz): [0-9]+ passed/ {
        for (i = 1; i <= NF; i++) {
          if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^harness/) h += $i
        }
      }
      END { printf "%d passed, %d failed, %d harness failures\n", p, f, h }' \
-  "$LOGS/test.log" "$LOGS/matrix-doc.log" "$LOGS/browser.log" "$LOGS/matrix.log" "$LOGS/fuzz.log"
+  "$LOGS/test.log" "$LOGS/matrix-doc.log" "$LOGS/cycles.log" "$LOGS/browser.log" "$LOGS/matrix.log" "$LOGS/fuzz.log"
 echo "(whole run: $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s; logs in $LOGS)"
-for st in "$dstatus" "$bstatus" "$mstatus" "$fstatus"; do
+for st in "$dstatus" "$cstatus" "$bstatus" "$mstatus" "$fstatus"; do
   [ "$status" = 0 ] && status=$st
 done
 exit "$status"

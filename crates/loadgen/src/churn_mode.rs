@@ -5,8 +5,8 @@
 
 use crate::cli::{check_duration, check_range, resolve_target, ChurnArgs, Tuples};
 use crate::histogram::Histogram;
+use crate::net::round3;
 use crate::net::{connected_udp_from, loopback_source, merge_json, now_ns, ServerCpu};
-use crate::stun_mode::round3;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

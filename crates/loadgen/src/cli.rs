@@ -34,7 +34,7 @@ pub enum Command {
     /// Mixed churn for hours (allocations created, refreshed, released and left to
     /// expire; ChannelData; signaling sessions joining, resuming and leaving; ICE
     /// requests), against Switchboard, for leak hunting (bench/soak.sh).
-    Soak(crate::soak_mode::SoakArgs),
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -475,4 +475,38 @@ mod tests {
             _ => panic!("wrong subcommand"),
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct SoakArgs {
+    /// STUN/TURN server address (UDP).
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    pub server: String,
+    /// The server's HTTP address (signaling at /ws, /api/ice-servers).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: String,
+    #[command(flatten)]
+    pub auth: Auth,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 3600.0)]
+    pub duration: f64,
+    /// Allocations created per second by the churn (their fates cycle: expire,
+    /// release, refresh-then-expire).
+    #[arg(long, default_value_t = 5.0)]
+    pub alloc_rate: f64,
+    /// Long-lived allocations relaying ChannelData to an echo peer at any time.
+    #[arg(long, default_value_t = 20)]
+    pub media_allocs: usize,
+    /// ChannelData packets per second over all media allocations.
+    #[arg(long, default_value_t = 1000)]
+    pub media_pps: u64,
+    /// New signaling sessions per second.
+    #[arg(long, default_value_t = 3.0)]
+    pub session_rate: f64,
+    /// `/api/ice-servers` requests per second (from 127.0.2.1..254 in turn).
+    #[arg(long, default_value_t = 2.0)]
+    pub ice_rate: f64,
+    /// Seed of the fates and lifetimes (the run is the same for the same seed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -19,8 +19,8 @@
 //! beyond this is its own overhead.
 
 use crate::cli::{check_duration, check_range, is_lab_address, resolve_target, ForwardArgs};
+use crate::net::round3;
 use crate::net::{now_ns, Epoll};
-use crate::stun_mode::round3;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use socket2::{Domain, Protocol, Socket, Type};

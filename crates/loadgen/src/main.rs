@@ -29,6 +29,7 @@ mod relay_mode;
 mod relay_rx;
 mod signal_mode;
 mod signal_proto;
+mod soak_common;
 mod soak_mode;
 mod soak_signal;
 mod stun_mode;

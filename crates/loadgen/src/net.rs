@@ -83,7 +83,7 @@ impl ServerCpu {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
-        let r3 = crate::stun_mode::round3;
+        let r3 = round3;
         serde_json::json!({
             "server_pid": self.pid,
             "server_cpu_s": cpu.map(r3),
@@ -336,6 +336,11 @@ impl Drop for Epoll {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
     }
+}
+
+/// Three decimals, for the RESULT figures.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

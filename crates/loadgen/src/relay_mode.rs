@@ -10,12 +10,13 @@
 use crate::cli::{check_duration, check_range, resolve_target, RelayArgs, RelayMode};
 use crate::echo_peer::EchoPeer;
 use crate::keepalive::Keepalive;
+use crate::net::round3;
 use crate::net::{
     connected_udp_from, loopback_source, merge_json, now_ns, sleep_until, tighten_timer_slack,
     Batch, ServerCpu,
 };
 use crate::relay_rx::{write_payload_header, Receiver, RxControl, PAYLOAD_HEADER};
-use crate::stun_mode::{round3, BATCH};
+use crate::stun_mode::BATCH;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

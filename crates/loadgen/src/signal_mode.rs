@@ -23,9 +23,9 @@
 
 use crate::cli::{check_duration, check_range, resolve_target, SignalArgs, SignalProto};
 use crate::histogram::Histogram;
+use crate::net::round3;
 use crate::net::{loopback_source, merge_json, now_ns, process_cpu_s, ServerCpu};
 use crate::signal_proto::{self as sp, Event};
-use crate::stun_mode::round3;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -16,87 +16,16 @@
 //!
 //! Ends with a RESULT line: what was done, what failed, by kind.
 
-use crate::cli::{check_duration, resolve_target, Auth};
+use crate::cli::{check_duration, resolve_target, SoakArgs};
 use crate::echo_peer::EchoPeer;
 use crate::net::{connected_udp, connected_udp_from, loopback_source, now_ns};
+use crate::soak_common::{Rng, Tally};
 use anyhow::{Context, Result};
-use clap::Args;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 use switchboard_client::{ClientAuth, Request, Transact, UdpClient};
-
-#[derive(Args, Debug)]
-pub struct SoakArgs {
-    /// STUN/TURN server address (UDP).
-    #[arg(long, default_value = "127.0.0.1:3478")]
-    pub server: String,
-    /// The server's HTTP address (signaling at /ws, /api/ice-servers).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http: String,
-    #[command(flatten)]
-    pub auth: Auth,
-    /// Seconds of load.
-    #[arg(long, default_value_t = 3600.0)]
-    pub duration: f64,
-    /// Allocations created per second by the churn (their fates cycle: expire,
-    /// release, refresh-then-expire).
-    #[arg(long, default_value_t = 5.0)]
-    pub alloc_rate: f64,
-    /// Long-lived allocations relaying ChannelData to an echo peer at any time.
-    #[arg(long, default_value_t = 20)]
-    pub media_allocs: usize,
-    /// ChannelData packets per second over all media allocations.
-    #[arg(long, default_value_t = 1000)]
-    pub media_pps: u64,
-    /// New signaling sessions per second.
-    #[arg(long, default_value_t = 3.0)]
-    pub session_rate: f64,
-    /// `/api/ice-servers` requests per second (from 127.0.2.1..254 in turn).
-    #[arg(long, default_value_t = 2.0)]
-    pub ice_rate: f64,
-    /// Seed of the fates and lifetimes (the run is the same for the same seed).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-/// Counters by name, shared by the load threads.
-#[derive(Default, Clone)]
-pub struct Tally(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Tally {
-    pub fn add(&self, key: &str, n: u64) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry(key.to_string()).or_default() += n;
-        }
-    }
-    fn json(&self) -> Value {
-        self.0.lock().map(|m| json!(*m)).unwrap_or(Value::Null)
-    }
-}
-
-/// A small deterministic generator (xorshift), so runs repeat for a seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform in `lo..hi` (hi > lo).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
-}
 
 /// Sleep until `t` (ns of `now_ns`); false once past `end`.
 pub fn pace(t: u64, end: u64) -> bool {

@@ -7,7 +7,7 @@
 //! without a word, which only the server's grace period ends.
 
 use crate::net::now_ns;
-use crate::soak_mode::{Rng, Tally};
+use crate::soak_common::{Rng, Tally};
 use anyhow::Result;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -7,7 +7,8 @@
 use crate::cli::{check_duration, check_range, resolve_target, StunArgs};
 use crate::histogram::Histogram;
 use crate::net::{
-    connected_udp, merge_json, now_ns, sleep_until, tighten_timer_slack, Batch, Epoll, ServerCpu,
+    connected_udp, merge_json, now_ns, round3, sleep_until, tighten_timer_slack, Batch, Epoll,
+    ServerCpu,
 };
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -196,10 +197,6 @@ pub fn run(a: StunArgs) -> Result<Value> {
     });
     merge_json(&mut out, cpu);
     Ok(out)
-}
-
-pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn receive(
