@@ -26,68 +26,83 @@ pub async fn upgrade(
         .write_buffer_size(4096)
         .max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
-        .on_upgrade(move |socket| run(sig, socket, origin_ok))
+        .on_upgrade(move |socket| {
+            // A task of its own: axum's upgrade task would keep its settings, the callback
+            // and the protocol header (136 bytes) next to `run` for the connection's life.
+            tokio::spawn(run(sig, socket, origin_ok));
+            std::future::ready(())
+        })
 }
 
-async fn run(sig: Arc<Signaling>, mut socket: WebSocket, origin_ok: bool) {
-    let conn = sig.connect();
-    if !origin_ok {
-        conn.report(
-            ErrorCode::OriginNotAllowed,
-            "this page's origin may not use this server's signaling",
-            true,
-        );
-    }
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
-    let mut last_heard = Instant::now();
-    loop {
-        tokio::select! {
-            frame = socket.recv() => {
-                last_heard = Instant::now();
-                match frame {
-                    Some(Ok(Message::Text(t))) => conn.receive(t.as_str()),
-                    Some(Ok(Message::Binary(_))) => conn.report(
-                        ErrorCode::BadMessage,
-                        "messages are JSON text frames, not binary",
-                        false,
-                    ),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        let too_large = e.to_string().contains("too long")
-                            || e.to_string().contains("too big");
-                        if too_large {
-                            conn.report(ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
-                            // The socket cannot be read any more: write out the error and close.
-                            if let Some(first) = conn.try_recv() {
-                                write_burst(&mut socket, &conn, first).await;
+/// The connection's task. Not an `async fn`: an `async fn` moves its arguments into
+/// locals and keeps their first slots too, so the 368-byte `WebSocket` would be stored
+/// twice in every idle connection's future; an `async move` block uses them in place.
+#[allow(clippy::manual_async_fn)]
+fn run(
+    sig: Arc<Signaling>,
+    mut socket: WebSocket,
+    origin_ok: bool,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let conn = sig.connect();
+        if !origin_ok {
+            conn.report(
+                ErrorCode::OriginNotAllowed,
+                "this page's origin may not use this server's signaling",
+                true,
+            );
+        }
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                frame = socket.recv() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(t))) => conn.receive(t.as_str()),
+                        Some(Ok(Message::Binary(_))) => conn.report(
+                            ErrorCode::BadMessage,
+                            "messages are JSON text frames, not binary",
+                            false,
+                        ),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => break,
+                        Some(Err(e)) => {
+                            let too_large = e.to_string().contains("too long")
+                                || e.to_string().contains("too big");
+                            if too_large {
+                                conn.report(ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
+                                // The socket cannot be read any more: write out the error and close.
+                                if let Some(first) = conn.try_recv() {
+                                    write_burst(&mut socket, &conn, first).await;
+                                }
                             }
+                            break;
                         }
-                        break;
                     }
                 }
-            }
-            out = conn.recv() => match out {
-                Some(first) => {
-                    // Write everything already queued, then flush once: one syscall for a
-                    // burst (trickled candidates, a replay) instead of one per message.
-                    if !write_burst(&mut socket, &conn, first).await {
+                out = conn.recv() => match out {
+                    Some(first) => {
+                        // Write everything already queued, then flush once: one syscall for a
+                        // burst (trickled candidates, a replay) instead of one per message.
+                        if !write_burst(&mut socket, &conn, first).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > IDLE_TIMEOUT {
                         break;
                     }
-                }
-                None => break,
-            },
-            _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
-                    break;
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
                 }
             }
         }
+        conn.close();
     }
-    conn.close();
 }
 
 /// Feed `first` and whatever else is queued, then flush; false when the connection
