@@ -1,7 +1,8 @@
 //! The WebSocket transport: one task per connection, reading frames into the hub and
-//! writing what the hub queues for it, with keepalive pings.
+//! writing what the hub queues for it, with keepalive pings (queued by the signaling
+//! timer for all connections, so that an idle connection holds no timer of its own).
 
-use crate::transport::{Transports, IDLE_TIMEOUT, KEEPALIVE, TRANSPORT_LIMIT};
+use crate::transport::{Transports, IDLE_TIMEOUT, TRANSPORT_LIMIT};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -52,7 +53,8 @@ fn run(
                 true,
             );
         }
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        // No timer here: the hub queues an `Out::Keepalive` every KEEPALIVE (see
+        // `spawn_signal_timer`), which pings the client or ends a silent connection.
         let mut last_heard = Instant::now();
         loop {
             tokio::select! {
@@ -74,7 +76,7 @@ fn run(
                                 conn.report(ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
                                 // The socket cannot be read any more: write out the error and close.
                                 if let Some(first) = conn.try_recv() {
-                                    write_burst(&mut socket, &conn, first).await;
+                                    write_burst(&mut socket, &conn, first, last_heard).await;
                                 }
                             }
                             break;
@@ -85,20 +87,12 @@ fn run(
                     Some(first) => {
                         // Write everything already queued, then flush once: one syscall for a
                         // burst (trickled candidates, a replay) instead of one per message.
-                        if !write_burst(&mut socket, &conn, first).await {
+                        if !write_burst(&mut socket, &conn, first, last_heard).await {
                             break;
                         }
                     }
                     None => break,
                 },
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > IDLE_TIMEOUT {
-                        break;
-                    }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        break;
-                    }
-                }
             }
         }
         conn.close();
@@ -106,13 +100,21 @@ fn run(
 }
 
 /// Feed `first` and whatever else is queued, then flush; false when the connection
-/// should end (a close was sent, or writing failed).
-async fn write_burst(socket: &mut WebSocket, rx: &Connection, first: Out) -> bool {
+/// should end (a close was sent, writing failed, or a keepalive found the client silent
+/// since `last_heard` for longer than [`IDLE_TIMEOUT`]).
+async fn write_burst(
+    socket: &mut WebSocket,
+    rx: &Connection,
+    first: Out,
+    last_heard: Instant,
+) -> bool {
     let mut next = Some(first);
     let mut keep = true;
     while let Some(out) = next.take() {
         let msg = match out {
             Out::Text(text) => Message::Text(text.as_ref().into()),
+            Out::Keepalive if last_heard.elapsed() > IDLE_TIMEOUT => return false,
+            Out::Keepalive => Message::Ping(Default::default()),
             Out::Close(code) => {
                 keep = false;
                 Message::Close(Some(CloseFrame {
