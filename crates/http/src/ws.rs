@@ -56,8 +56,12 @@ fn run(
         // No timer here: the hub queues an `Out::Keepalive` every KEEPALIVE (see
         // `spawn_signal_timer`), which pings the client or ends a silent connection.
         let mut last_heard = Instant::now();
+        // The select only picks what to do; the writing happens after it, so that no
+        // received frame or select output is held while a burst is written (each await
+        // point's locals count in every idle connection's task).
+        let mut too_large = false;
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 frame = socket.recv() => {
                     last_heard = Instant::now();
                     match frame {
@@ -70,29 +74,33 @@ fn run(
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Err(e)) => {
-                            let too_large = e.to_string().contains("too long")
+                            too_large = e.to_string().contains("too long")
                                 || e.to_string().contains("too big");
-                            if too_large {
-                                conn.report(ErrorCode::TooLarge, "frame over the 1 MiB transport limit", true);
-                                // The socket cannot be read any more: write out the error and close.
-                                if let Some(first) = conn.try_recv() {
-                                    write_burst(&mut socket, &conn, first, last_heard).await;
-                                }
-                            }
                             break;
                         }
                     }
+                    continue;
                 }
                 out = conn.recv() => match out {
-                    Some(first) => {
-                        // Write everything already queued, then flush once: one syscall for a
-                        // burst (trickled candidates, a replay) instead of one per message.
-                        if !write_burst(&mut socket, &conn, first, last_heard).await {
-                            break;
-                        }
-                    }
+                    Some(first) => first,
                     None => break,
                 },
+            };
+            // Write everything already queued, then flush once: one syscall for a burst
+            // (trickled candidates, a replay) instead of one per message.
+            if !write_burst(&mut socket, &conn, first, last_heard).await {
+                break;
+            }
+        }
+        if too_large {
+            conn.report(
+                ErrorCode::TooLarge,
+                "frame over the 1 MiB transport limit",
+                true,
+            );
+            // The socket cannot be read any more: write out the error and close.
+            if let Some(first) = conn.try_recv() {
+                write_burst(&mut socket, &conn, first, last_heard).await;
             }
         }
         conn.close();
@@ -111,6 +119,14 @@ async fn write_burst(
     let mut next = Some(first);
     let mut keep = true;
     while let Some(out) = next.take() {
+        // `feed`, by hand: wait for room before the frame is built, so that no message
+        // is held across the wait (it would enlarge every connection's task).
+        if std::future::poll_fn(|cx| socket.poll_ready_unpin(cx))
+            .await
+            .is_err()
+        {
+            return false;
+        }
         let msg = match out {
             Out::Text(text) => Message::Text(text.as_ref().into()),
             Out::Keepalive if last_heard.elapsed() > IDLE_TIMEOUT => return false,
@@ -123,7 +139,7 @@ async fn write_burst(
                 }))
             }
         };
-        if socket.feed(msg).await.is_err() {
+        if socket.start_send_unpin(msg).is_err() {
             return false;
         }
         if keep {
