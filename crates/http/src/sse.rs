@@ -60,9 +60,13 @@ pub async fn stream(State(t): State<Arc<Transports>>, headers: HeaderMap) -> Res
     };
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
     let rest = futures_util::stream::unfold(guard, |guard| async move {
-        match guard.conn.recv().await {
-            Some(Out::Text(t)) => Some((Ok(Event::default().data(&*t)), guard)),
-            Some(Out::Close(_)) | None => None,
+        loop {
+            match guard.conn.recv().await {
+                Some(Out::Text(t)) => return Some((Ok(Event::default().data(&*t)), guard)),
+                // The stream has axum's keep-alive comments (below) instead.
+                Some(Out::Keepalive) => {}
+                Some(Out::Close(_)) | None => return None,
+            }
         }
     });
     let stream = futures_util::StreamExt::chain(first, rest);

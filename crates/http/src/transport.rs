@@ -51,24 +51,36 @@ impl Transports {
     }
 }
 
-/// End sessions whose grace ran out, for as long as the runtime lives: wakes at the
-/// earliest deadline of any shard, and at least once a second (a suspension that
-/// happens meanwhile has a deadline a whole grace period away).
+/// End sessions whose grace ran out, and queue the transports' keepalives, for as long
+/// as the runtime lives: wakes at the earliest deadline of any shard, and at least once
+/// a second (a suspension that happens meanwhile has a deadline a whole grace period
+/// away). Each second, the keepalive goes to one [`KEEPALIVE`]-seconds' share of the
+/// transports ([`Signaling::keepalive`]), so each gets one every [`KEEPALIVE`].
 pub fn spawn_signal_timer(signaling: &Arc<Signaling>) {
+    const SECOND: Duration = Duration::from_secs(1);
     let me = Arc::downgrade(signaling);
     tokio::spawn(async move {
+        let mut tick = 0u64;
+        let mut next_keepalive = Instant::now() + SECOND;
         loop {
             let Some(sig) = me.upgrade() else { return };
-            let now = Instant::now();
             let next = sig
                 .poll_timeout()
-                .map_or(now + Duration::from_secs(1), |t| {
-                    t.min(now + Duration::from_secs(1))
-                });
+                .map_or(next_keepalive, |t| t.min(next_keepalive));
             drop(sig);
             tokio::time::sleep_until(next.into()).await;
             let Some(sig) = me.upgrade() else { return };
-            sig.handle_timeouts(Instant::now());
+            let now = Instant::now();
+            sig.handle_timeouts(now);
+            if now >= next_keepalive {
+                sig.keepalive(tick, KEEPALIVE.as_secs());
+                tick += 1;
+                next_keepalive += SECOND;
+                if next_keepalive <= now {
+                    // After a stall, carry on from now rather than catch up in a burst.
+                    next_keepalive = now + SECOND;
+                }
+            }
         }
     });
 }

@@ -170,6 +170,7 @@ impl Hub {
     pub(crate) fn session(&self, key: SessionKey) -> Result<&Session, (ErrorCode, String)> {
         self.sessions
             .get(&key)
+            .map(|s| &**s)
             .ok_or((ErrorCode::NotJoined, "no session".to_string()))
     }
 

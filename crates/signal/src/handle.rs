@@ -208,6 +208,25 @@ impl Signaling {
             .min()
     }
 
+    /// Queue [`Out::Keepalive`] for the transports whose number is `tick` modulo
+    /// `slices`. Called once a second with `slices` = the keepalive period in seconds,
+    /// it reaches every transport once a period, spread evenly over it: one timer for all
+    /// connections instead of one each (a tokio timer costs an idle connection ~150 B).
+    /// A transport with a full queue is busy, not idle, and is skipped.
+    pub fn keepalive(&self, tick: u64, slices: u64) {
+        let slices = slices.max(1);
+        for shard in self.shards.iter() {
+            let sh = lock(shard);
+            for (id, sink) in sh.sinks.iter() {
+                if let Sink::Transport(link) = sink {
+                    if id % slices == tick % slices {
+                        link.outbox.push(Out::Keepalive, TRANSPORT_QUEUE);
+                    }
+                }
+            }
+        }
+    }
+
     /// Run the timers (grace expiry) of every shard that has work due at `now`.
     pub fn handle_timeouts(&self, now: Instant) {
         for i in 0..self.shards.len() {

@@ -166,7 +166,9 @@ pub struct Hub {
     pub(crate) cfg: HubConfig,
     pub(crate) shard: ShardId,
     pub(crate) conns: HashMap<ConnId, Conn>,
-    pub(crate) sessions: HashMap<SessionKey, Session>,
+    /// Boxed: a `Session` is ~200 bytes and a hash table keeps up to half its slots
+    /// empty, so inline sessions would cost up to twice that per idle member.
+    pub(crate) sessions: HashMap<SessionKey, Box<Session>>,
     pub(crate) by_peer: HashMap<Arc<str>, SessionKey>,
     pub(crate) by_resume: HashMap<Box<str>, SessionKey>,
     pub(crate) rooms: HashMap<Arc<str>, Room>,

@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 pub enum Out {
     Text(Arc<str>),
     Close(u16),
+    /// Time to show the connection is alive (a WebSocket ping) and to check that the
+    /// client still is: queued by [`crate::Signaling::keepalive`] for a share of the
+    /// transports at a time, so that no connection needs a timer of its own.
+    Keepalive,
 }
 
 /// A transport connection's state shared by its task and the shards.

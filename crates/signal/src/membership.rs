@@ -126,7 +126,7 @@ impl Hub {
             .iter()
             .filter_map(|k| self.sessions.get(k).map(|s| s.peer.clone()))
             .collect();
-        self.sessions.insert(key, session);
+        self.sessions.insert(key, Box::new(session));
         self.by_peer.insert(peer_id.clone(), key);
         if !service {
             self.by_resume.insert(resume, key);

@@ -86,7 +86,8 @@ impl Replay {
             self.bytes -= t.len();
             self.kept.pop_front();
         }
-        if self.kept.is_empty() && self.kept.capacity() > 8 {
+        if self.kept.is_empty() {
+            // An idle session holds no buffer (one allocation per acknowledged burst).
             self.kept = VecDeque::new();
         }
         self.dropped_through > seq

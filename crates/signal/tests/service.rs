@@ -19,6 +19,7 @@ fn take(c: &Connection) -> Vec<Value> {
         match out {
             Out::Text(t) => got.push(serde_json::from_str(&t).unwrap()),
             Out::Close(code) => got.push(json!({"closed": code})),
+            Out::Keepalive => got.push(json!({"keepalive": true})),
         }
     }
     got

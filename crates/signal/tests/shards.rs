@@ -29,6 +29,7 @@ fn take(c: &Connection) -> Vec<Value> {
         match out {
             Out::Text(t) => got.push(serde_json::from_str(&t).unwrap()),
             Out::Close(code) => got.push(json!({"closed": code})),
+            Out::Keepalive => got.push(json!({"keepalive": true})),
         }
     }
     got
@@ -351,4 +352,39 @@ fn concurrent_traffic_over_shards_leaves_nothing_behind() {
     );
     assert_eq!(snap.stats.joins, 400);
     assert_eq!(snap.stats.resumes, 400);
+}
+
+/// One keepalive per transport per period, whichever shard holds it, spread over the
+/// period's ticks; service participants get none.
+#[test]
+fn keepalives_reach_every_transport_once_a_period() {
+    let sig = Signaling::new(HubConfig::default(), SHARDS);
+    let (room_a, room_b) = rooms_on_two_shards();
+    let conns: Vec<Connection> = (0..10).map(|_| sig.connect()).collect();
+    conns[0].receive(&format!(r#"{{"type":"join","room":"{room_a}"}}"#));
+    conns[1].receive(&format!(r#"{{"type":"join","room":"{room_b}"}}"#));
+    for c in &conns {
+        take(c);
+    }
+    let period = 3;
+    sig.keepalive(7, period);
+    let first: usize = conns.iter().map(|c| take(c).len()).sum();
+    assert!(
+        first > 0 && first < conns.len(),
+        "a share per tick: {first}"
+    );
+    sig.keepalive(8, period);
+    sig.keepalive(9, period);
+    for c in &conns {
+        assert_eq!(
+            take(c).len() + usize::from(c.id() % period == 7 % period),
+            1,
+            "connection {}",
+            c.id()
+        );
+    }
+    sig.keepalive(10, period);
+    for c in conns.iter().filter(|c| c.id() % period == 10 % period) {
+        assert_eq!(take(c), vec![json!({"keepalive": true})]);
+    }
 }
