@@ -82,7 +82,7 @@ fn bad_messages_get_errors_and_the_connection_keeps_working() {
     b.send(json!({"type": "message", "to": ida, "data": "still here"}));
     assert_eq!(a.expect("message")["data"], "still here");
     // Over the 1 MiB transport limit the connection is closed, after an error.
-    b.send_text(&"x".repeat(1 << 21));
+    b.send_oversized(&"x".repeat(1 << 21));
     let e = b.expect("error");
     assert_eq!(
         (e["code"].as_str(), e["fatal"].as_bool()),

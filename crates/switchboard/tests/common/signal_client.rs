@@ -65,6 +65,22 @@ impl WsClient {
         self.0.send_text(t).expect("send");
     }
 
+    /// Send a frame the server refuses for its size. The server reads the frame's header,
+    /// answers and closes at once, with the rest of the frame unread, so its kernel may
+    /// reset the connection while this side is still writing: that reset (and only that)
+    /// is not a failure. What the server sent before closing can still be read.
+    pub fn send_oversized(&mut self, t: &str) {
+        if let Err(e) = self.0.send_text(t) {
+            let reset = matches!(
+                &e,
+                switchboard_client::ClientError::WebSocket(w)
+                    if matches!(w.as_ref(), tungstenite::Error::Io(io)
+                        if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe))
+            );
+            assert!(reset, "send: {e}");
+        }
+    }
+
     /// The next protocol message within `timeout`; None on timeout or close.
     pub fn recv(&mut self, timeout: Duration) -> Option<Value> {
         self.0.recv(timeout).expect("server sent JSON")
