@@ -209,9 +209,9 @@ impl Signaling {
     }
 
     /// Queue [`Out::Keepalive`] for the transports whose number is `tick` modulo
-    /// `slices`. Called once a second with `slices` = the keepalive period in seconds,
-    /// it reaches every transport once a period, spread evenly over it: one timer for all
-    /// connections instead of one each (a tokio timer costs an idle connection ~150 B).
+    /// `slices`. Called every keepalive period / `slices`, it reaches every transport
+    /// once a period, spread evenly over it: one timer for all connections instead of
+    /// one each (a tokio timer costs an idle connection ~150 B).
     /// A transport with a full queue is busy, not idle, and is skipped.
     pub fn keepalive(&self, tick: u64, slices: u64) {
         let slices = slices.max(1);
