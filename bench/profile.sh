@@ -15,7 +15,7 @@ SECS=${SECS:-5}
 RELAY_RATE=${RELAY_RATE:-100000}
 SIZE=${SIZE:-200}
 OUTDIR=${OUTDIR:-$ROOT/bench/results/profile}
-SB=$ROOT/target/release/switchboard
+SB=${SB:-$ROOT/target/release/switchboard}   # another build: SB=path
 LOAD=$ROOT/target/release/switchboard-load
 X=(ip netns exec "$NS")
 # shellcheck source=bench/netns.sh

@@ -55,10 +55,10 @@ impl Transports {
 
 /// End sessions whose grace ran out, and queue the transports' keepalives, for as long
 /// as the runtime lives: wakes at the earliest deadline of any shard, and at least every
-/// [`KEEPALIVE_TICK`] (a suspension that happens meanwhile has a deadline a whole grace
+/// `KEEPALIVE_TICK` (a suspension that happens meanwhile has a deadline a whole grace
 /// period away). Each tick, the keepalive goes to one slice of the transports
-/// ([`Signaling::keepalive`]), [`KEEPALIVE`] / [`KEEPALIVE_TICK`] slices in all, so each
-/// transport gets one every [`KEEPALIVE`]. The slices are small so that the pings of one
+/// ([`Signaling::keepalive`]), `KEEPALIVE` / `KEEPALIVE_TICK` slices in all, so each
+/// transport gets one every `KEEPALIVE`. The slices are small so that the pings of one
 /// tick are a short burst: with a slice a second, 20,000 connections meant 1,300 pings
 /// written at one instant, and the relayed messages queued behind them raised the p99
 /// latency at 20,000 msg/s from 0.6 to 2.1 ms (docs/benchmarks.md, issue 10).
