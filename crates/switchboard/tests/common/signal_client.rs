@@ -65,20 +65,86 @@ impl WsClient {
         self.0.send_text(t).expect("send");
     }
 
-    /// Send a frame the server refuses for its size. The server reads the frame's header,
-    /// answers and closes at once, with the rest of the frame unread, so its kernel may
-    /// reset the connection while this side is still writing: that reset (and only that)
-    /// is not a failure. What the server sent before closing can still be read.
-    pub fn send_oversized(&mut self, t: &str) {
-        if let Err(e) = self.0.send_text(t) {
+    /// Send a text frame of `len` bytes that the server refuses for its size. The server
+    /// reads the frame's header, answers and closes at once, with the rest of the frame
+    /// unread, so its kernel may reset the connection while this side is still writing:
+    /// that reset (and only that) is not a failure, and what the server sent before
+    /// closing can still be read. The frame is written on the socket itself, past
+    /// tungstenite, which would otherwise keep the unsent rest and retry it (and fail
+    /// on the reset) before every read.
+    pub fn send_oversized(&mut self, len: usize) {
+        use std::io::Write;
+        // FIN + text, masked, 64-bit length, mask key 0 (the payload goes as it is).
+        let mut frame = vec![0x81u8, 0x80 | 127];
+        frame.extend_from_slice(&(len as u64).to_be_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        frame.resize(frame.len() + len, b'x');
+        let stream = self.0.ws.get_mut();
+        if let Err(e) = stream.write_all(&frame).and_then(|()| stream.flush()) {
             let reset = matches!(
-                &e,
-                switchboard_client::ClientError::WebSocket(w)
-                    if matches!(w.as_ref(), tungstenite::Error::Io(io)
-                        if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe))
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
             );
             assert!(reset, "send: {e}");
         }
+    }
+
+    /// After [`WsClient::send_oversized`]: the text messages and the close code the
+    /// server sent, read from the socket itself until the close frame, the end of the
+    /// stream or `timeout`. Past tungstenite, which would first try to write what it owes
+    /// (the pong to a keepalive ping) and fail on the reset.
+    pub fn raw_until_close(&mut self, timeout: Duration) -> (Vec<Value>, Option<u16>) {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + timeout;
+        let stream = self.0.ws.get_mut();
+        stream
+            .tcp()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        let (mut buf, mut texts) = (Vec::new(), Vec::new());
+        let mut chunk = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            // Whole frames at the front of `buf` (server frames are not masked).
+            while buf.len() >= 2 {
+                let (op, short) = (buf[0] & 0x0f, (buf[1] & 0x7f) as usize);
+                let (head, len) = match short {
+                    126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                    127 if buf.len() >= 10 => {
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&buf[2..10]);
+                        (10, u64::from_be_bytes(n) as usize)
+                    }
+                    126 | 127 => break,
+                    n => (2, n),
+                };
+                if buf.len() < head + len {
+                    break;
+                }
+                let payload = buf[head..head + len].to_vec();
+                buf.drain(..head + len);
+                match op {
+                    1 => texts.push(serde_json::from_slice(&payload).expect("server sent JSON")),
+                    8 => {
+                        let code = (payload.len() >= 2)
+                            .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                        return (texts, code);
+                    }
+                    _ => {}
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        (texts, None)
     }
 
     /// The next protocol message within `timeout`; None on timeout or close.
