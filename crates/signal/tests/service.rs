@@ -11,19 +11,10 @@ use switchboard_signal::{
     Signaling,
 };
 
-const SHARDS: usize = 3;
+mod handle;
+use handle::{send, take, take_one};
 
-fn take(c: &Connection) -> Vec<Value> {
-    let mut got = Vec::new();
-    while let Some(out) = c.try_recv() {
-        match out {
-            Out::Text(t) => got.push(serde_json::from_str(&t).unwrap()),
-            Out::Close(code) => got.push(json!({"closed": code})),
-            Out::Keepalive => got.push(json!({"keepalive": true})),
-        }
-    }
-    got
-}
+const SHARDS: usize = 3;
 
 fn take_raw(c: &Connection) -> Vec<String> {
     let mut got = Vec::new();
@@ -31,16 +22,6 @@ fn take_raw(c: &Connection) -> Vec<String> {
         got.push(t.to_string());
     }
     got
-}
-
-fn take_one(c: &Connection) -> Value {
-    let mut got = take(c);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.pop().unwrap()
-}
-
-fn send(c: &Connection, v: Value) {
-    c.receive(&v.to_string());
 }
 
 fn join(sig: &Arc<Signaling>, msg: Value) -> (Connection, Value) {

@@ -7,8 +7,11 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Instant;
 use switchboard_signal::{
-    shard_of_room, Connection, ErrorCode, Hub, HubConfig, Out, Received, ShardId, Signaling,
+    shard_of_room, Connection, ErrorCode, Hub, HubConfig, Received, ShardId, Signaling,
 };
+
+mod handle;
+use handle::{send, take, take_one};
 
 const SHARDS: usize = 4;
 
@@ -23,28 +26,6 @@ fn rooms_on_two_shards() -> (String, String) {
 }
 
 /// Everything queued for `c`, parsed (the handle queues synchronously).
-fn take(c: &Connection) -> Vec<Value> {
-    let mut got = Vec::new();
-    while let Some(out) = c.try_recv() {
-        match out {
-            Out::Text(t) => got.push(serde_json::from_str(&t).unwrap()),
-            Out::Close(code) => got.push(json!({"closed": code})),
-            Out::Keepalive => got.push(json!({"keepalive": true})),
-        }
-    }
-    got
-}
-
-fn take_one(c: &Connection) -> Value {
-    let mut got = take(c);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.pop().unwrap()
-}
-
-fn send(c: &Connection, v: Value) {
-    c.receive(&v.to_string());
-}
-
 /// A new connection in `room`; returns it with its `joined`.
 fn join(sig: &std::sync::Arc<Signaling>, room: &str, name: &str) -> (Connection, Value) {
     let c = sig.connect();
