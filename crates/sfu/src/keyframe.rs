@@ -1,0 +1,1 @@
+//! (being written: see docs/sfu-design in the lead's notes)
