@@ -39,7 +39,20 @@ impl Signaling {
         name: &str,
         grants: Grants,
     ) -> Result<ServiceParticipant, JoinError> {
-        let (link, joined) = self.admit_service(room, name, grants)?;
+        self.join_service_as(room, name, "", grants)
+    }
+
+    /// [`Signaling::join_service`] as a service of `kind` (`"sfu"`, `"whip"`…): the
+    /// room's members see it in the peer's `service` field and, for `"sfu"`, send it
+    /// their media. Service participants do not count against the room's capacity.
+    pub fn join_service_as(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        kind: &str,
+        grants: Grants,
+    ) -> Result<ServiceParticipant, JoinError> {
+        let (link, joined) = self.admit_service(room, name, kind, grants)?;
         Ok(ServiceParticipant {
             sig: self.clone(),
             link,
