@@ -291,6 +291,12 @@ impl Hub {
         Ok(())
     }
 
+    /// The grants of peer `id` of `room` (None when it is no member of it).
+    pub fn member_grants(&self, room: &Arc<str>, id: &str) -> Option<Grants> {
+        let key = self.member(room, Some(id)).ok()?;
+        self.sessions.get(&key).map(|s| s.grants)
+    }
+
     /// The session of peer `id` in `room`; peers of other rooms are reported as unknown.
     pub(crate) fn member(
         &self,

@@ -76,6 +76,15 @@ impl ServiceParticipant {
         &self.joined.peers
     }
 
+    /// The grants of peer `peer` of its room (what its room token allows), or None when
+    /// it is not a member: a service that serves media (the SFU) enforces `publish` and
+    /// `subscribe` on the media path as the hub does on signaling.
+    pub fn peer_grants(&self, peer: &str) -> Option<Grants> {
+        self.sig.with_shard(self.link.shard, |hub| {
+            hub.member_grants(&self.joined.room, peer)
+        })
+    }
+
     /// The next event, or None once it is out of the room (kicked, server stopping,
     /// too slow to take its events) and everything was taken. Cancel-safe.
     pub async fn recv(&self) -> Option<ServiceEvent> {

@@ -198,7 +198,8 @@ fn the_runtime_hands_requests_to_the_registered_service_and_shows_its_kind() {
         (Some("mesh"), Some("mesh"))
     );
     let mut requests = sig.service_requests("sfu");
-    let (a, _) = join_ws(&sig, "r", "Ada");
+    let (a, ja) = join_ws(&sig, "r", "Ada");
+    let ada_id = ja["peerId"].as_str().unwrap().to_string();
     assert!(requests.try_recv().is_err());
     let (_b, j) = join_ws(&sig, "r", "Bob");
     assert_eq!(j["topology"], "sfu");
@@ -210,6 +211,8 @@ fn the_runtime_hands_requests_to_the_registered_service_and_shows_its_kind() {
         .unwrap();
     assert_eq!(sp.peers().len(), 2);
     assert!(sp.peers().iter().all(|p| p.service.is_none()));
+    assert_eq!(sp.peer_grants(&ada_id), Some(Grants::DEFAULT));
+    assert_eq!(sp.peer_grants("p-nobody"), None);
     let pj = handle::take_one(&a);
     assert_eq!(
         pj["peer"],
