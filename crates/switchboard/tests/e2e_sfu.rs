@@ -10,6 +10,7 @@ use common::Server;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use switchboard_client::sfu::SfuClient;
+use switchboard_client::signal::WsClient;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -116,4 +117,79 @@ fn two_participants_publish_and_a_reaches_b_through_the_sfu() {
         a.pump(Duration::from_millis(50)).expect("pump a");
         b.pump(Duration::from_millis(50)).expect("pump b");
     }
+}
+
+/// Join `room` over a plain signaling WebSocket; returns the client and its `joined`.
+fn ws_join(http: SocketAddr, room: &str, name: &str) -> (WsClient, serde_json::Value) {
+    let mut ws = WsClient::connect(http).expect("connect");
+    ws.send_text(&switchboard_client::signal::join(room, name))
+        .expect("join");
+    let j = ws
+        .recv(Duration::from_secs(5))
+        .expect("recv")
+        .expect("joined");
+    assert_eq!(j["type"], "joined", "{j}");
+    (ws, j)
+}
+
+/// The next message of `ws` that is a `peer-joined` of a service participant.
+fn service_joined(ws: &mut WsClient) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(m) = ws.recv(Duration::from_millis(100)).expect("recv") {
+            if m["type"] == "peer-joined" && m["peer"]["service"].is_string() {
+                return m;
+            }
+        }
+    }
+    panic!("no service participant joined");
+}
+
+#[test]
+fn the_fifth_member_turns_a_mesh_room_and_the_sfu_joins_it() {
+    let server = Server::start(&["--sfu-bind", "127.0.0.1", "--sfu-threads", "1"]);
+    let http = server.http.expect("http listener");
+    let mut members = Vec::new();
+    for i in 0..4 {
+        let (ws, j) = ws_join(http, "grows", &format!("p{i}"));
+        assert_eq!(j["topology"], "mesh", "{j}");
+        members.push(ws);
+    }
+    let (ws, j) = ws_join(http, "grows", "p4");
+    assert_eq!(j["topology"], "sfu", "{j}");
+    members.push(ws);
+    let mut sfu_ids = Vec::new();
+    for ws in &mut members {
+        let m = service_joined(ws);
+        assert_eq!(m["peer"]["service"], "sfu", "{m}");
+        assert_eq!(m["peer"]["name"], "SFU", "{m}");
+        sfu_ids.push(m["peer"]["id"].as_str().unwrap().to_string());
+    }
+    sfu_ids.dedup();
+    assert_eq!(sfu_ids.len(), 1, "one SFU participant: {sfu_ids:?}");
+    // A sixth sees it among the peers, and the SFU takes no client's place.
+    let (_ws, j) = ws_join(http, "grows", "p5");
+    let peers = j["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 6, "{j}");
+    assert!(peers.iter().any(|p| p["service"] == "sfu"), "{j}");
+    assert_eq!(server.metric("switchboard_sfu_rooms_joined_total"), 1);
+}
+
+#[test]
+fn threshold_off_runs_no_sfu_and_rooms_stay_mesh() {
+    let server = Server::start(&["--sfu-threshold", "off"]);
+    assert!(
+        server.ready["listeners"].get("sfu-udp").is_none(),
+        "{}",
+        server.ready
+    );
+    let http = server.http.expect("http listener");
+    let mut ws = WsClient::connect(http).expect("connect");
+    ws.send(&serde_json::json!({"type": "join", "room": "r", "topology": "sfu"}))
+        .expect("join");
+    let j = ws
+        .recv(Duration::from_secs(5))
+        .expect("recv")
+        .expect("joined");
+    assert_eq!(j["topology"], "mesh", "{j}");
 }
