@@ -11,7 +11,7 @@
 //!   Connect, ConnectionBind).
 //! - [`signal`] holds the signaling clients (WebSocket and EventSource) and the
 //!   builders of the messages they send.
-//! - [`sfu`] (feature `sfu`) is a str0m-based participant of an SFU room.
+//! - `sfu` (feature `sfu`) holds `SfuClient`, a str0m-based participant of an SFU room.
 //!
 //! Everything returns [`ClientError`] rather than panicking: the test suites add
 //! their assertions on top, the load generator counts failures.
