@@ -74,7 +74,12 @@ fn two_participants_publish_and_a_reaches_b_through_the_sfu() {
         &mut b,
         Duration::from_secs(10),
         "both connected and answered",
-        |a, b| a.connected && b.connected && !a.sending.is_empty() && !b.sending.is_empty(),
+        |a, b| {
+            a.media.connected
+                && b.media.connected
+                && !a.media.sending.is_empty()
+                && !b.media.sending.is_empty()
+        },
     );
 
     // A streams (a keyframe every 30 packets) until B has received a good share of it
@@ -88,7 +93,7 @@ fn two_participants_publish_and_a_reaches_b_through_the_sfu() {
             "B got {} of {sent} packets of A; tracks {:?}, rtp {:?}",
             b.received_from(&a_id, "video"),
             b.tracks(),
-            b.rtp
+            b.media.rtp
         );
         sent += a.send_video_packet(sent % 30 == 0) as u64;
         a.pump(Duration::from_millis(5)).expect("pump a");
