@@ -116,6 +116,11 @@ fn two_participants_publish_and_a_reaches_b_through_the_sfu() {
             assert_eq!(metric(&m, "switchboard_sfu_participants"), 2, "{m}");
             assert!(metric(&m, "switchboard_sfu_tracks") >= 2, "{m}");
             assert_eq!(metric(&m, "switchboard_sfu_signaling_rooms"), 1, "{m}");
+            // Which worker's socket the kernel gave each client is chance: say it.
+            eprintln!(
+                "datagrams handed between workers: {}",
+                metric(&m, "switchboard_sfu_handoffs_total")
+            );
             break;
         }
         assert!(Instant::now() < deadline, "metrics never counted: {m}");
