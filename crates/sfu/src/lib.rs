@@ -11,7 +11,9 @@
 //! `{"sfu":...}` messages relayed by the signaling hub, the SDK's negotiated data channel.
 #![forbid(unsafe_code)]
 
+mod adapt;
 mod config;
+mod data;
 mod forward;
 mod negotiate;
 mod output;

@@ -13,13 +13,13 @@ use str0m::channel::ChannelConfig;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Candidate;
 
+use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::SignalKind;
-use crate::participant::{
-    default_source, kind_name, source_name, OutSlot, Pid, PubTrack, SlotState,
-};
+use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
+use crate::rewrite::Rewriter;
 use crate::sdp::{self, SectionKind};
 use crate::sfu::{Sfu, OFFER_TIMEOUT};
-use crate::wire::{self, BrowserMsg};
+use crate::wire;
 
 /// The SDK's negotiated data channel (crates/http/web/sdk/peer.js CHANNEL_LABEL/_ID).
 pub(crate) const CHANNEL_LABEL: &str = "switchboard";
@@ -28,7 +28,7 @@ pub(crate) const CHANNEL_ID: u16 = 0;
 impl Sfu {
     pub(crate) fn on_offer(&mut self, pid: Pid, payload: &str) {
         let Some(text) = wire::sdp_of(payload) else {
-            return self.send_error(pid, "bad-sdp", "offer: not an SDP string");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: not an SDP string");
         };
         let Some(p) = self.parts[pid].as_ref() else {
             return;
@@ -39,11 +39,11 @@ impl Sfu {
             return;
         }
         let Some(sections) = sdp::sections(&text) else {
-            return self.send_error(pid, "bad-sdp", "offer: an m-line has no a=mid");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: an m-line has no a=mid");
         };
         if !text.contains("a=fingerprint:") {
             // str0m would tear the whole connection down for this; refuse the offer only.
-            return self.send_error(pid, "bad-sdp", "offer: no a=fingerprint");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: no a=fingerprint");
         }
 
         // Which sending m-lines are accepted.
@@ -51,14 +51,16 @@ impl Sfu {
         let munged = sdp::refuse_sending(&text, &refused);
         let offer = match SdpOffer::from_sdp_string(&munged) {
             Ok(o) => o,
-            Err(e) => return self.send_error(pid, "bad-sdp", &format!("offer: {e}")),
+            Err(e) => return self.send_error(pid, ErrorCode::BadSdp, &format!("offer: {e}")),
         };
         let Some(p) = self.parts[pid].as_mut() else {
             return;
         };
         let answer = match p.rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
-            Err(e) => return self.send_error(pid, "bad-sdp", &format!("offer refused: {e}")),
+            Err(e) => {
+                return self.send_error(pid, ErrorCode::BadSdp, &format!("offer refused: {e}"))
+            }
         };
         p.described = true;
         if sections
@@ -78,14 +80,14 @@ impl Sfu {
         if forbidden {
             self.send_error(
                 pid,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "no publish grant: sending m-lines refused",
             );
         }
         if limited {
             self.send_error(
                 pid,
-                "limit",
+                ErrorCode::Limit,
                 "track or publisher limit reached: m-lines refused",
             );
         }
@@ -181,7 +183,8 @@ impl Sfu {
                 .publish_sources
                 .get(&*mid)
                 .copied()
-                .unwrap_or_else(|| default_source(kind));
+                .filter(|s| s.kind() == msg_kind(kind))
+                .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
             p.published.push(PubTrack {
                 mid,
                 kind,
@@ -229,6 +232,7 @@ impl Sfu {
                 sl.layer = None;
                 sl.target = None;
                 sl.pt_map = None;
+                sl.rewriter.set_target(None);
                 s.renegotiate = true;
             }
         }
@@ -254,7 +258,7 @@ impl Sfu {
         if let Err(e) = answer {
             // The offer is void; whatever it carried is offered again.
             self.rollback_offer(pid);
-            return self.send_error(pid, "bad-sdp", &e);
+            return self.send_error(pid, ErrorCode::BadSdp, &e);
         }
         let mut keyframes = Vec::new();
         for i in 0..p.slots.len() {
@@ -328,19 +332,21 @@ impl Sfu {
     }
 
     pub(crate) fn on_message(&mut self, pid: Pid, payload: &str) {
-        match wire::parse_browser_msg(payload) {
-            Some(BrowserMsg::Publish(list)) => {
+        match SfuMessage::parse(payload) {
+            Ok(SfuMessage::Publish(list)) => {
                 if let Some(p) = self.parts[pid].as_mut() {
                     p.publish_sources = list
                         .into_iter()
-                        .filter_map(|(mid, s)| Some((mid, source_name(&s)?)))
+                        .map(|t| (t.mid.into_owned(), t.source))
                         .collect();
                     // A source can change without an offer (same m-line, new meaning).
                     let mut changed = false;
                     for t in &mut p.published {
                         if let Some(s) = p.publish_sources.get(&*t.mid) {
-                            changed |= t.source != *s;
-                            t.source = s;
+                            if s.kind() == msg_kind(t.kind) && t.source != *s {
+                                t.source = *s;
+                                changed = true;
+                            }
                         }
                     }
                     if changed {
@@ -348,22 +354,23 @@ impl Sfu {
                     }
                 }
             }
-            Some(BrowserMsg::View(list)) => {
+            Ok(SfuMessage::View(list)) => {
                 if let Some(p) = self.parts[pid].as_mut() {
                     // A mid absent from the message is hidden; a mid never reported at
                     // all is visible at the default size.
                     for s in &mut p.slots {
                         s.view = Some(
                             list.iter()
-                                .find(|(m, _, _)| *m == *s.mid)
-                                .map(|(_, w, h)| (*w, *h))
+                                .find(|v| *v.mid == *s.mid)
+                                .map(|v| (v.width, v.height))
                                 .unwrap_or((0, 0)),
                         );
                     }
                 }
                 self.choose_layers(pid);
             }
-            None => tracing::debug!("sfu: message not understood"),
+            Ok(_) => tracing::debug!("sfu: a server-to-browser message from a browser ignored"),
+            Err(e) => self.send_error(pid, ErrorCode::BadMessage, &e.to_string()),
         }
     }
 
@@ -509,7 +516,7 @@ impl Sfu {
         let Some(p) = self.parts[pid].as_ref() else {
             return;
         };
-        let mut entries = Vec::new();
+        let mut list = Vec::new();
         for s in &p.slots {
             let Some((pp, m)) = s.track else { continue };
             let Some(o) = self.parts[pp].as_ref() else {
@@ -518,18 +525,13 @@ impl Sfu {
             let Some(t) = o.published.iter().find(|t| t.mid == m) else {
                 continue;
             };
-            entries.push((s.mid, o.peer.clone(), t.source, kind_name(t.kind)));
+            list.push(RemoteTrack {
+                mid: s.mid.to_string().into(),
+                peer: o.peer.to_string().into(),
+                source: t.source,
+            });
         }
-        let list: Vec<wire::TrackEntry<'_>> = entries
-            .iter()
-            .map(|(mid, peer, source, kind)| wire::TrackEntry {
-                mid,
-                peer,
-                source,
-                kind,
-            })
-            .collect();
-        let msg = wire::render_tracks(&list);
+        let msg = SfuMessage::Tracks(list).render();
         let Some(p) = self.parts[pid].as_mut() else {
             return;
         };
@@ -549,7 +551,16 @@ impl OutSlot {
             track: None,
             ssrc: None,
             pt_map: None,
-            rewriter: Default::default(),
+            // Continuous across the tracks the slot carries (same SSRC): one rewriter for
+            // the slot's life; its first sequence number is low for str0m's ROC.
+            rewriter: Rewriter::new(
+                if kind == MediaKind::Audio {
+                    48_000
+                } else {
+                    90_000
+                },
+                1000,
+            ),
             layer: None,
             target: None,
             view: None,

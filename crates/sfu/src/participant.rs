@@ -16,7 +16,9 @@ use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::config::{Grants, SfuConfig};
-use crate::forward::SeqRewriter;
+use crate::keyframe::KeyframeRequests;
+use crate::message::Source;
+use crate::rewrite::Rewriter;
 
 /// Index of a participant in the SFU's slab.
 pub(crate) type Pid = usize;
@@ -28,14 +30,13 @@ pub(crate) const MAX_ADDRS: usize = 8;
 pub(crate) struct PubTrack {
     pub mid: Mid,
     pub kind: MediaKind,
-    pub source: &'static str,
+    pub source: Source,
     /// Subscribers and the slot that carries this track to each.
     pub subs: Vec<(Pid, usize)>,
     /// Simulcast layers seen (rid, last packet time).
     pub layers: Vec<(Rid, Instant)>,
-    /// Keyframe-request coalescing per layer (rid or None): last PLI sent and whether a
-    /// request waits for the end of the window.
-    pub pli: Vec<(Option<Rid>, Option<Instant>, bool)>,
+    /// Keyframe-request coalescing per layer (rid, or None without simulcast).
+    pub pli: Vec<(Option<Rid>, KeyframeRequests)>,
 }
 
 /// Where an outgoing slot is in its negotiation.
@@ -62,8 +63,8 @@ pub(crate) struct OutSlot {
     pub ssrc: Option<Ssrc>,
     /// Last incoming PT and the outgoing PT it maps to.
     pub pt_map: Option<(Pt, Pt)>,
-    pub rewriter: SeqRewriter,
-    /// Simulcast layer forwarded now, and the one wanted.
+    pub rewriter: Rewriter,
+    /// Simulcast layer forwarded now, and the one wanted (None without simulcast).
     pub layer: Option<Rid>,
     pub target: Option<Rid>,
     /// Tile size the browser reported for this mid (None: never reported).
@@ -91,7 +92,7 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub channel: Option<ChannelId>,
     /// Sources announced by `publish` for the next offer (mid -> source).
-    pub publish_sources: HashMap<String, &'static str>,
+    pub publish_sources: HashMap<String, Source>,
     pub published: Vec<PubTrack>,
     pub slots: Vec<OutSlot>,
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
@@ -164,27 +165,10 @@ impl Participant {
     }
 }
 
-/// `camera`/`microphone` unless the browser said otherwise.
-pub(crate) fn default_source(kind: MediaKind) -> &'static str {
+/// The message module's media kind of a str0m one.
+pub(crate) fn msg_kind(kind: MediaKind) -> crate::message::MediaKind {
     match kind {
-        MediaKind::Audio => "microphone",
-        MediaKind::Video => "camera",
-    }
-}
-
-pub(crate) fn source_name(s: &str) -> Option<&'static str> {
-    match s {
-        "camera" => Some("camera"),
-        "microphone" => Some("microphone"),
-        "screen" => Some("screen"),
-        "screen-audio" => Some("screen-audio"),
-        _ => None,
-    }
-}
-
-pub(crate) fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Audio => "audio",
-        MediaKind::Video => "video",
+        MediaKind::Audio => crate::message::MediaKind::Audio,
+        MediaKind::Video => crate::message::MediaKind::Video,
     }
 }

@@ -15,16 +15,17 @@ use str0m::{Event, IceConnectionState, Input, Output};
 use switchboard_stun::{attr_type, Class, Message, Method};
 
 use crate::config::{Grants, SfuConfig};
+use crate::message::{ErrorCode, SfuMessage};
 use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
 use crate::participant::{Participant, Pid, MAX_ADDRS};
-use crate::wire;
+use crate::speaker::{SpeakerConfig, SpeakerDetector};
 
 /// Participants of one room.
 pub(crate) struct Room {
     pub members: Vec<Pid>,
     pub by_peer: HashMap<Arc<str>, Pid>,
-    /// Dominant speaker last announced.
-    pub speaker: Option<Arc<str>>,
+    /// Dominant speaker of the room (by peer id).
+    pub speaker: SpeakerDetector<Arc<str>>,
 }
 
 /// Counters behind [`SfuStats`].
@@ -138,10 +139,11 @@ impl Sfu {
             }
         };
         self.by_ufrag.insert(ufrag, pid);
+        let now = self.now;
         let r = self.rooms.entry(room_name).or_insert_with(|| Room {
             members: Vec::new(),
             by_peer: HashMap::new(),
-            speaker: None,
+            speaker: SpeakerDetector::new(SpeakerConfig::default(), now),
         });
         r.members.push(pid);
         r.by_peer.insert(peer, pid);
@@ -262,6 +264,7 @@ impl Sfu {
             }
         }
         self.keyframe_timers();
+        self.speaker_timers();
         self.offer_timers();
         self.drain();
     }
@@ -283,13 +286,9 @@ impl Sfu {
             if let Some((_, at, _)) = &p.pending {
                 soonest(*at + OFFER_TIMEOUT);
             }
-            for t in &p.published {
-                for (_, last, wanted) in &t.pli {
-                    if let (Some(last), true) = (last, wanted) {
-                        soonest(*last + crate::forward::PLI_INTERVAL);
-                    }
-                }
-            }
+        }
+        if let Some(t) = self.policy_timeout() {
+            soonest(t);
         }
         next
     }
@@ -454,8 +453,12 @@ impl Sfu {
         }
     }
 
-    pub(crate) fn send_error(&mut self, pid: Pid, code: &str, reason: &str) {
-        self.signal(pid, SignalKind::Message, wire::render_error(code, reason));
+    pub(crate) fn send_error(&mut self, pid: Pid, code: ErrorCode, reason: &str) {
+        let msg = SfuMessage::Error {
+            code,
+            reason: reason.into(),
+        };
+        self.signal(pid, SignalKind::Message, msg.render());
     }
 
     /// Remove a participant; `reason` Some = tell the driver it is gone.
@@ -484,13 +487,17 @@ impl Sfu {
             }
         }
         let mut empty = false;
+        let mut silence = Vec::new();
         if let Some(r) = self.rooms.get_mut(&p.room) {
             r.members.retain(|m| *m != pid);
             r.by_peer.remove(&p.peer);
             empty = r.members.is_empty();
-            if r.speaker.as_deref() == Some(&*p.peer) {
-                r.speaker = None;
+            if r.speaker.remove(&p.peer) {
+                silence = r.members.clone();
             }
+        }
+        for m in silence {
+            self.signal(m, SignalKind::Message, SfuMessage::Speaker(None).render());
         }
         if let Some(reason) = reason {
             self.out.push_back(SfuOutput::ParticipantGone {

@@ -423,8 +423,13 @@ impl Net {
             };
             for rid in rids {
                 let payload: Vec<u8> = if kind == MediaKind::Video {
-                    // VP8 descriptor: S=1, PID=0; payload header P bit = !keyframe.
-                    let mut v = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+                    // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
+                    // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
+                    let mut v = if keyframe {
+                        vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a]
+                    } else {
+                        vec![0x10, 0x11, 0x00, 0x00]
+                    };
                     v.resize(400, 0xAB);
                     v
                 } else {
