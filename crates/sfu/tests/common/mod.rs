@@ -53,6 +53,8 @@ pub struct Client {
     pub rtp_seqs: HashMap<Mid, Vec<u64>>,
     pub keyframe_requests: u64,
     pub connected: bool,
+    /// RFC 6464 level (−dBov as str0m's negative i8) put on outgoing audio packets.
+    pub level: Option<i8>,
     pub offers_received: u32,
     pub answers_received: u32,
     seq: u64,
@@ -120,6 +122,7 @@ impl Net {
             rtp_seqs: HashMap::new(),
             keyframe_requests: 0,
             connected: false,
+            level: None,
             offers_received: 0,
             answers_received: 0,
             seq: 0,
@@ -435,6 +438,13 @@ impl Net {
                 } else {
                     vec![0xFC; 80]
                 };
+                let mut ext = str0m::rtp::ExtensionValues::default();
+                if kind == MediaKind::Audio {
+                    if let Some(l) = cl.level {
+                        ext.audio_level = Some(l);
+                        ext.voice_activity = Some(true);
+                    }
+                }
                 let mut api = cl.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
                     continue;
@@ -444,6 +454,7 @@ impl Net {
                 tx.write_rtp(
                     RtpWrite::new(pt, SeqNo::from(seq), ts, now, payload)
                         .marker(true)
+                        .ext_vals(ext)
                         .nackable(true),
                 );
             }
@@ -515,6 +526,29 @@ impl Client {
             .filter(|t| t.1 == peer && t.3 == kind)
             .map(|t| self.rtp.get(&Mid::from(t.0.as_str())).copied().unwrap_or(0))
             .sum()
+    }
+
+    /// Ask the SFU for a keyframe on every video m-line this client receives.
+    pub fn request_keyframes(&mut self) {
+        let mids: Vec<Mid> = self
+            .tracks()
+            .iter()
+            .filter(|t| t.3 == "video")
+            .map(|t| Mid::from(t.0.as_str()))
+            .collect();
+        for mid in mids {
+            if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+            }
+        }
+    }
+
+    /// The mid of the m-line carrying `peer`'s `source`.
+    pub fn mid_of(&self, peer: &str, source: &str) -> Option<String> {
+        self.tracks()
+            .into_iter()
+            .find(|t| t.1 == peer && t.2 == source)
+            .map(|t| t.0)
     }
 
     /// Send a data-channel text.
