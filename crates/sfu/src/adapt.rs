@@ -14,6 +14,8 @@ use crate::sfu::Sfu;
 
 /// A simulcast layer with no packet for this long is not chosen.
 const LAYER_STALE: Duration = Duration::from_secs(2);
+/// How long after a track's first simulcast packet its layers are chosen from.
+const LAYER_SETTLE: Duration = Duration::from_millis(300);
 /// Tile size assumed for a mid the browser never reported (SFU-DESIGN §3).
 const DEFAULT_VIEW: (u32, u32) = (640, 360);
 
@@ -24,15 +26,22 @@ impl PubTrack {
         let Some(rid) = rid else {
             return (0, false);
         };
+        let since = *self.layers_since.get_or_insert(now);
+        let settled_now =
+            !self.layers_settled && now.saturating_duration_since(since) >= LAYER_SETTLE;
+        if settled_now {
+            self.layers_settled = true;
+        }
         match self.layers.iter_mut().position(|(r, _)| *r == rid) {
             Some(i) => {
                 let back = now.saturating_duration_since(self.layers[i].1) > LAYER_STALE;
                 self.layers[i].1 = now;
-                (i as u8, back)
+                (i as u8, back || settled_now)
             }
             None => {
                 self.layers.push((rid, now));
-                ((self.layers.len() - 1).min(u8::MAX as usize) as u8, true)
+                let i = (self.layers.len() - 1).min(u8::MAX as usize) as u8;
+                (i, self.layers_settled)
             }
         }
     }
@@ -87,6 +96,9 @@ impl Sfu {
                 .map(|(i, (r, _))| (i, *r))
                 .collect();
             let (target, index) = if hidden((w, h)) {
+                (None, None)
+            } else if track.simulcast && !track.layers_settled {
+                // Simulcast starting: wait until its layers had time to show up.
                 (None, None)
             } else if track.layers.is_empty() {
                 // No simulcast: the one stream.

@@ -186,13 +186,21 @@ impl Sfu {
         let Some(tx) = api.stream_tx(&ssrc) else {
             return;
         };
-        if tx
+        // str0m samples its queue when time moves; packets written since the sample
+        // (a burst within one instant) are counted here.
+        let (sampled, count) = tx
             .queue_info()
-            .is_some_and(|q| q.packet_count() >= queue_limit)
-        {
+            .map_or((None, 0), |q| (Some(q.created_at()), q.packet_count()));
+        let slot = &mut s.slots[slot_idx];
+        if slot.queue_sample != sampled {
+            slot.queue_sample = sampled;
+            slot.written_since_sample = 0;
+        }
+        if count + slot.written_since_sample >= queue_limit {
             self.counters.dropped_packets += 1;
             return;
         }
+        slot.written_since_sample += 1;
         let mut ext = inc.pkt.header.ext_vals.clone();
         ext.mid = None;
         ext.rid = None;

@@ -107,6 +107,7 @@ impl Sfu {
         if let Some(p) = self.parts[pid].as_mut() {
             if p.grants.subscribe {
                 p.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -185,12 +186,18 @@ impl Sfu {
                 .copied()
                 .filter(|s| s.kind() == msg_kind(kind))
                 .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
+            let simulcast = p.rtc.media(mid).is_some_and(
+                |m| matches!(m.rids_rx(), str0m::media::Rids::Specific(r) if !r.is_empty()),
+            );
             p.published.push(PubTrack {
                 mid,
                 kind,
                 source,
                 subs: Vec::new(),
                 layers: Vec::new(),
+                layers_since: None,
+                layers_settled: false,
+                simulcast,
                 pli: Vec::new(),
             });
             changed = true;
@@ -219,6 +226,7 @@ impl Sfu {
             if let Some(o) = self.parts[m].as_mut() {
                 if o.grants.subscribe {
                     o.renegotiate = true;
+                    self.offers_due = true;
                 }
             }
         }
@@ -234,6 +242,7 @@ impl Sfu {
                 sl.pt_map = None;
                 sl.rewriter.set_target(None);
                 s.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -316,6 +325,7 @@ impl Sfu {
             }
         }
         p.renegotiate = true;
+        self.offers_due = true;
         for (pp, m) in unlinks {
             self.unlink(pp, m, pid);
         }
@@ -376,6 +386,9 @@ impl Sfu {
 
     /// Offers due: participants whose remote tracks changed and who have no offer out.
     pub(crate) fn offer_due(&mut self) {
+        if !std::mem::take(&mut self.offers_due) {
+            return;
+        }
         for pid in 0..self.parts.len() {
             let due = matches!(&self.parts[pid], Some(p) if p.renegotiate && p.described && p.pending.is_none());
             if due {
@@ -563,6 +576,8 @@ impl OutSlot {
             ),
             layer: None,
             target: None,
+            queue_sample: None,
+            written_since_sample: 0,
             view: None,
         }
     }

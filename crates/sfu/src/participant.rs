@@ -35,6 +35,13 @@ pub(crate) struct PubTrack {
     pub subs: Vec<(Pid, usize)>,
     /// Simulcast layers seen (rid, last packet time).
     pub layers: Vec<(Rid, Instant)>,
+    /// When the first simulcast packet came; layers are chosen from once the set had
+    /// time to show up (they start within a few ms of each other: choosing at the first
+    /// one would switch two or three times in a row, each a keyframe).
+    pub layers_since: Option<Instant>,
+    pub layers_settled: bool,
+    /// The offer announced simulcast (rids) for it.
+    pub simulcast: bool,
     /// Keyframe-request coalescing per layer (rid, or None without simulcast).
     pub pli: Vec<(Option<Rid>, KeyframeRequests)>,
 }
@@ -67,6 +74,9 @@ pub(crate) struct OutSlot {
     /// Simulcast layer forwarded now, and the one wanted (None without simulcast).
     pub layer: Option<Rid>,
     pub target: Option<Rid>,
+    /// str0m's last queue sample time and the packets written since (queue bound).
+    pub queue_sample: Option<Instant>,
+    pub written_since_sample: usize,
     /// Tile size the browser reported for this mid (None: never reported).
     pub view: Option<(u32, u32)>,
 }

@@ -54,6 +54,8 @@ pub struct Sfu {
     dirty: Vec<Pid>,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
+    /// Some participant may need an SFU offer (saves a scan per datagram).
+    pub(crate) offers_due: bool,
 }
 
 impl Sfu {
@@ -77,6 +79,7 @@ impl Sfu {
             dirty: Vec::new(),
             counters: Counters::default(),
             now,
+            offers_due: false,
         })
     }
 
@@ -178,7 +181,11 @@ impl Sfu {
             })?;
         match msg {
             SignalIn::Offer(p) => self.on_offer(pid, p),
-            SignalIn::Answer(p) => self.on_answer(pid, p),
+            SignalIn::Answer(p) => {
+                self.on_answer(pid, p);
+                // Changes that waited for this answer are offered now.
+                self.offers_due = true;
+            }
             SignalIn::Candidate(p) => self.on_candidate(pid, p),
             SignalIn::Message(p) => self.on_message(pid, p),
         }

@@ -66,6 +66,8 @@ pub struct Net {
     pub now: Instant,
     pub gone: Vec<(String, GoneReason)>,
     pub rooms_empty: Vec<String>,
+    /// Clients get str0m's bandwidth estimation (and its pacer); off, they send at once.
+    pub client_bwe: bool,
 }
 
 pub fn config() -> SfuConfig {
@@ -89,6 +91,7 @@ impl Net {
             now,
             gone: Vec::new(),
             rooms_empty: Vec::new(),
+            client_bwe: true,
         }
     }
 
@@ -99,10 +102,11 @@ impl Net {
             .unwrap();
         let n = self.clients.len() as u8 + 2;
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .enable_bwe(None)
-            .build(self.now);
+        let mut builder = Rtc::builder().set_rtp_mode(true);
+        if self.client_bwe {
+            builder = builder.enable_bwe(None);
+        }
+        let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         self.clients.push(Client {
             peer: peer.into(),
