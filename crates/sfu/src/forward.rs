@@ -66,7 +66,12 @@ impl Sfu {
         };
         let track = &mut p.published[t];
         let kind = track.kind;
-        let (layer, new_layer) = track.see_layer(rid, now);
+        if !track.simulcast {
+            track.meter.add(pkt.payload.len() + 12, now);
+        }
+        let Some((layer, new_layer)) = track.see_layer(rid, &pkt.payload, now) else {
+            return;
+        };
         let (desc, vp8) = if kind == MediaKind::Video {
             (
                 vp8::Descriptor::parse(&pkt.payload),
@@ -252,7 +257,13 @@ impl Sfu {
         let Some((pp, mid)) = slot.track else {
             return;
         };
-        let rid = slot.layer.or(slot.target);
+        let Some(layer) = slot.rewriter.current().or(slot.rewriter.target()) else {
+            return;
+        };
+        let rid = self.parts[pp]
+            .as_ref()
+            .and_then(|o| o.published.iter().find(|t| t.mid == mid))
+            .and_then(|t| if t.simulcast { t.rid_of(layer) } else { None });
         self.request_keyframe(pp, mid, rid);
     }
 

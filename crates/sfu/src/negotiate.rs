@@ -13,6 +13,7 @@ use str0m::channel::ChannelConfig;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Candidate;
 
+use crate::layer::BitrateMeter;
 use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::SignalKind;
 use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
@@ -194,7 +195,8 @@ impl Sfu {
                 kind,
                 source,
                 subs: Vec::new(),
-                layers: Vec::new(),
+                layers: Default::default(),
+                meter: BitrateMeter::new(),
                 layers_since: None,
                 layers_settled: false,
                 simulcast,
@@ -238,7 +240,7 @@ impl Sfu {
             if let Some(sl) = s.slots.get_mut(slot) {
                 sl.track = None;
                 sl.layer = None;
-                sl.target = None;
+                s.layers.remove(&sl.mid);
                 sl.pt_map = None;
                 sl.rewriter.set_target(None);
                 s.renegotiate = true;
@@ -269,7 +271,6 @@ impl Sfu {
             self.rollback_offer(pid);
             return self.send_error(pid, ErrorCode::BadSdp, &e);
         }
-        let mut keyframes = Vec::new();
         for i in 0..p.slots.len() {
             let mid = p.slots[i].mid;
             let ssrc = p
@@ -282,22 +283,13 @@ impl Sfu {
                 SlotState::Offered => {
                     s.state = SlotState::Active;
                     s.ssrc = ssrc;
-                    if let Some(t) = s.track {
-                        keyframes.push(t);
-                    }
                 }
                 SlotState::Stopping => s.state = SlotState::Free,
                 SlotState::Active | SlotState::Free => {}
             }
         }
+        // New slots get their layer (and ask their publisher for a keyframe).
         self.choose_layers(pid);
-        for (pub_pid, mid) in keyframes {
-            let rid = self.parts[pid]
-                .as_ref()
-                .and_then(|p| p.slots.iter().find(|s| s.track == Some((pub_pid, mid))))
-                .and_then(|s| s.target);
-            self.request_keyframe(pub_pid, mid, rid);
-        }
     }
 
     /// Forget an offer that failed: new slots go, reused ones are free again, and the
@@ -575,7 +567,6 @@ impl OutSlot {
                 1000,
             ),
             layer: None,
-            target: None,
             queue_sample: None,
             written_since_sample: 0,
             view: None,

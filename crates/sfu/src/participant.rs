@@ -15,8 +15,10 @@ use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use crate::adapt::Layer;
 use crate::config::{Grants, SfuConfig};
 use crate::keyframe::KeyframeRequests;
+use crate::layer::{BitrateMeter, LayerConfig, SubscriberLayers, MAX_LAYERS};
 use crate::message::Source;
 use crate::rewrite::Rewriter;
 
@@ -33,8 +35,10 @@ pub(crate) struct PubTrack {
     pub source: Source,
     /// Subscribers and the slot that carries this track to each.
     pub subs: Vec<(Pid, usize)>,
-    /// Simulcast layers seen (rid, last packet time).
-    pub layers: Vec<(Rid, Instant)>,
+    /// Simulcast layers by index (0 the smallest), as they show up.
+    pub layers: [Option<Layer>; MAX_LAYERS],
+    /// The bitrate of a single-layer track.
+    pub meter: BitrateMeter,
     /// When the first simulcast packet came; layers are chosen from once the set had
     /// time to show up (they start within a few ms of each other: choosing at the first
     /// one would switch two or three times in a row, each a keyframe).
@@ -71,9 +75,9 @@ pub(crate) struct OutSlot {
     /// Last incoming PT and the outgoing PT it maps to.
     pub pt_map: Option<(Pt, Pt)>,
     pub rewriter: Rewriter,
-    /// Simulcast layer forwarded now, and the one wanted (None without simulcast).
+    /// Simulcast layer forwarded now (None without simulcast or paused); the one wanted
+    /// is the rewriter's target.
     pub layer: Option<Rid>,
-    pub target: Option<Rid>,
     /// str0m's last queue sample time and the packets written since (queue bound).
     pub queue_sample: Option<Instant>,
     pub written_since_sample: usize,
@@ -108,6 +112,8 @@ pub(crate) struct Participant {
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
     pub rx: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub bwe: Option<u64>,
+    /// Layer choice over this participant's incoming videos (by slot mid).
+    pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
     pub tracks_sent: String,
 }
@@ -166,6 +172,7 @@ impl Participant {
             slots: Vec::new(),
             rx: HashMap::new(),
             bwe: None,
+            layers: SubscriberLayers::new(LayerConfig::default()),
             tracks_sent: String::new(),
         }
     }

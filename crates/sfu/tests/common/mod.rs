@@ -432,8 +432,18 @@ impl Net {
                 let payload: Vec<u8> = if kind == MediaKind::Video {
                     // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
                     // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
+                    // The keyframe header carries the layer's size (14-bit LE w, h).
+                    let (w, h): (u16, u16) = match rid.as_deref() {
+                        Some("q") => (320, 180),
+                        Some("h") => (640, 360),
+                        Some("f") => (1280, 720),
+                        _ => (640, 480),
+                    };
                     let mut v = if keyframe {
-                        vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a]
+                        let mut k = vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a];
+                        k.extend_from_slice(&w.to_le_bytes());
+                        k.extend_from_slice(&h.to_le_bytes());
+                        k
                     } else {
                         vec![0x10, 0x11, 0x00, 0x00]
                     };
