@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{MediaKind, Mid, Rid};
 
 use crate::layer::{BitrateMeter, Demand, LayerRate, Tile, DEFAULT_TILE, MAX_LAYERS};
@@ -182,6 +182,31 @@ impl Sfu {
             return;
         };
         let alloc = s.layers.allocate(estimate, &demands, now);
+        // Tell the estimator what to probe for: the layers the tiles want (desired), and
+        // enough traffic (padding) to start the next layer up of the largest tile below
+        // its wanted layer (minimum), so a subscriber on a low layer can climb back.
+        let (mut minimum, mut desired, mut step) = (audio, audio, 0u64);
+        for (d, a) in demands.iter().zip(&alloc) {
+            let (now_bps, next_bps, want_bps) = probe_rates(d, a.layer);
+            minimum += now_bps;
+            desired += want_bps;
+            if step == 0 && next_bps > now_bps {
+                step = next_bps - now_bps;
+            }
+        }
+        // What the tiles want, but never less than the starting rate: a low desired rate
+        // keeps the estimate down to what is sent (app-limited), which then pauses
+        // videos that would fit.
+        let desired = desired
+            .max(self.cfg.initial_bitrate)
+            .min(self.cfg.max_bitrate);
+        let minimum = (minimum + step).min(desired);
+        if s.probe_rates != (minimum, desired) {
+            s.probe_rates = (minimum, desired);
+            s.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+        }
         for i in audio_slots {
             s.slots[i].rewriter.set_target(Some(0));
         }
@@ -212,6 +237,38 @@ impl Sfu {
             self.request_keyframe(pp, mid, rid);
         }
     }
+}
+
+/// For one video: the bitrate of the layer it gets, of the next layer up if its tile
+/// wants more, and of the layer its tile wants (+15 % headroom), from the measured
+/// rates. Layer sizes come from keyframes, else halving down from 1280x720.
+fn probe_rates(d: &Demand<'_, Mid>, chosen: Option<u8>) -> (u64, u64, u64) {
+    if d.tile.is_hidden() || d.layers.is_empty() {
+        return (0, 0, 0);
+    }
+    let mut ls: Vec<LayerRate> = d.layers.to_vec();
+    ls.sort_by_key(|l| l.layer);
+    let top = ls.last().map_or(0, |l| l.layer);
+    let height = |l: &LayerRate| {
+        if l.height > 0 {
+            u32::from(l.height)
+        } else {
+            720 >> (top - l.layer).min(16)
+        }
+    };
+    let want = ls
+        .iter()
+        .position(|l| height(l) * 1000 >= d.tile.height * 850)
+        .unwrap_or(ls.len() - 1);
+    let rate = |i: usize| ls[i].bitrate_bps.max(30_000);
+    let cur = chosen.and_then(|c| ls.iter().position(|l| l.layer == c));
+    let now_bps = cur.map_or(0, rate);
+    let next = match cur {
+        Some(c) if c < want => rate(c + 1),
+        Some(_) => now_bps,
+        None => rate(0),
+    };
+    (now_bps, next, rate(want) * 115 / 100)
 }
 
 #[cfg(test)]

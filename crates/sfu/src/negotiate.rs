@@ -453,6 +453,10 @@ impl Sfu {
                 if !wanted.iter().any(|(m, mid, _)| (*m, *mid) == t) {
                     unlinks.push(t);
                     s.track = None;
+                    s.layer = None;
+                    s.pt_map = None;
+                    s.rewriter.set_target(None);
+                    p.layers.remove(&s.mid);
                 }
             }
         }

@@ -112,6 +112,8 @@ pub(crate) struct Participant {
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
     pub rx: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub bwe: Option<u64>,
+    /// The (minimum, desired) bitrates last given to str0m's estimator.
+    pub probe_rates: (u64, u64),
     /// Layer choice over this participant's incoming videos (by slot mid).
     pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
@@ -149,10 +151,9 @@ impl Participant {
                 rtc.add_local_candidate(c);
             }
         }
-        rtc.bwe().set_bitrate(
-            Bitrate::bps(cfg.initial_bitrate.min(300_000)),
-            Bitrate::bps(cfg.max_bitrate),
-        );
+        // Nothing to sustain yet; the layer choice sets what to probe for.
+        rtc.bwe()
+            .set_bitrate(Bitrate::bps(0), Bitrate::bps(cfg.initial_bitrate));
         Participant {
             room,
             peer,
@@ -173,6 +174,7 @@ impl Participant {
             rx: HashMap::new(),
             bwe: None,
             layers: SubscriberLayers::new(LayerConfig::default()),
+            probe_rates: (0, 0),
             tracks_sent: String::new(),
         }
     }

@@ -56,6 +56,9 @@ pub struct Sfu {
     pub(crate) now: Instant,
     /// Some participant may need an SFU offer (saves a scan per datagram).
     pub(crate) offers_due: bool,
+    /// When the layer choice of every subscriber is made again (the hysteresis of
+    /// going up needs time to pass even when no new estimate comes).
+    next_allocation: Instant,
 }
 
 impl Sfu {
@@ -80,6 +83,7 @@ impl Sfu {
             counters: Counters::default(),
             now,
             offers_due: false,
+            next_allocation: now + ALLOCATION_INTERVAL,
         })
     }
 
@@ -272,6 +276,19 @@ impl Sfu {
         }
         self.keyframe_timers();
         self.speaker_timers();
+        if self.now >= self.next_allocation {
+            self.next_allocation = self.now + ALLOCATION_INTERVAL;
+            for pid in 0..self.parts.len() {
+                let has_video = self.parts[pid].as_ref().is_some_and(|p| {
+                    p.slots
+                        .iter()
+                        .any(|s| s.track.is_some() && s.kind == str0m::media::MediaKind::Video)
+                });
+                if has_video {
+                    self.choose_layers(pid);
+                }
+            }
+        }
         self.offer_timers();
         self.drain();
     }
@@ -296,6 +313,9 @@ impl Sfu {
         }
         if let Some(t) = self.policy_timeout() {
             soonest(t);
+        }
+        if !self.rooms.is_empty() {
+            soonest(self.next_allocation);
         }
         next
     }
@@ -528,6 +548,9 @@ impl Sfu {
         }
     }
 }
+
+/// How often every subscriber's layers are chosen again without a new estimate.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the SFU waits for the answer to its offer before offering again.
 pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(10);

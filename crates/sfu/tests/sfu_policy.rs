@@ -153,3 +153,54 @@ fn sfu_dominant_speaker_is_announced_to_the_room() {
         );
     }
 }
+
+#[test]
+fn sfu_shaped_subscriber_gets_the_low_layer_and_climbs_back() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", &[(MediaKind::Video, true)]), ("bob", NONE)]);
+    let (a, b) = (net.idx("alice"), net.idx("bob"));
+    let mid = net.client("bob").mid_of("alice", "camera").unwrap();
+    let last_layer = |net: &Net| -> String {
+        net.client("bob")
+            .msgs("layers")
+            .iter()
+            .filter(|m| m["mid"] == mid.as_str())
+            .filter_map(|m| m["layer"].as_str())
+            .next_back()
+            .unwrap_or("-")
+            .to_string()
+    };
+    // Layers of ~120/320/460 kbit/s; a 640x360 tile wants h.
+    net.stream(&[a], Duration::from_secs(2), 25);
+    assert_eq!(last_layer(&net), "h");
+
+    // 300 kbit/s with 2 % loss: down to q, and it keeps flowing.
+    net.clients[b].shaper = Some(common::Shaper::new(300_000, 20));
+    net.stream(&[a], Duration::from_secs(6), 25);
+    assert_eq!(
+        last_layer(&net),
+        "q",
+        "bwe {:?}",
+        net.sfu.stats().bwe_estimates
+    );
+    let before = net.client("bob").received_from("alice", "video");
+    net.stream(&[a], Duration::from_secs(2), 25);
+    let flowing = net.client("bob").received_from("alice", "video") - before;
+    assert!(flowing >= 80, "{flowing} packets in 2 s on the low layer");
+
+    // Unshaped (a fast link with the same 20 ms delay): the estimate climbs back and,
+    // after holding, the layer too.
+    net.clients[b].shaper = Some(common::Shaper::new(100_000_000, 0));
+    let mut waited = 0;
+    while last_layer(&net) != "h" {
+        assert!(
+            waited < 30,
+            "not back on h within 30 s: bwe {:?}",
+            net.sfu.stats().bwe_estimates
+        );
+        net.stream(&[a], Duration::from_secs(1), 25);
+        waited += 1;
+    }
+    let st = net.sfu.stats();
+    assert!(st.layer_switches >= 2, "{st:?}");
+}

@@ -18,6 +18,9 @@ use switchboard_sfu::{GoneReason, Grants, Sfu, SfuConfig, SfuOutput, SignalIn, S
 
 pub const ROOM: &str = "room";
 
+/// A datagram from a client to the SFU: source, destination, bytes.
+type ToSfu = (SocketAddr, SocketAddr, Vec<u8>);
+
 /// One m-line a client publishes: kind, simulcast, source.
 pub type Publish = (MediaKind, bool, &'static str);
 
@@ -39,6 +42,8 @@ pub struct Client {
     pub rollbacks: u32,
     /// Does not take part in the network any more (vanished without a goodbye).
     pub dead: bool,
+    /// The SFU→client link is shaped (rate, loss) when set.
+    pub shaper: Option<Shaper>,
     pub channel: Option<ChannelId>,
     pub channel_open: bool,
     /// Relays from the SFU not yet handled (with `auto` they are handled by the loop).
@@ -58,6 +63,50 @@ pub struct Client {
     pub offers_received: u32,
     pub answers_received: u32,
     seq: u64,
+}
+
+/// A downlink with a rate (a 250 ms tail-drop buffer) and random loss.
+pub struct Shaper {
+    pub bps: u64,
+    pub loss_permille: u32,
+    /// One-way propagation delay added to every packet.
+    pub delay: Duration,
+    free_at: Option<Instant>,
+    queue: VecDeque<(Instant, Vec<u8>)>,
+    rng: u64,
+    pub dropped: u64,
+}
+
+impl Shaper {
+    pub fn new(bps: u64, loss_permille: u32) -> Shaper {
+        Shaper {
+            bps,
+            loss_permille,
+            delay: Duration::from_millis(20),
+            free_at: None,
+            queue: VecDeque::new(),
+            rng: 0x9E37_79B9_7F4A_7C15,
+            dropped: 0,
+        }
+    }
+
+    fn offer(&mut self, now: Instant, bytes: Vec<u8>) {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        if (self.rng % 1000) < u64::from(self.loss_permille) {
+            self.dropped += 1;
+            return;
+        }
+        let start = self.free_at.map_or(now, |f| f.max(now));
+        if start.saturating_duration_since(now) > Duration::from_millis(250) {
+            self.dropped += 1;
+            return;
+        }
+        let tx = Duration::from_micros((bytes.len() as u64 + 28) * 8 * 1_000_000 / self.bps);
+        self.free_at = Some(start + tx);
+        self.queue.push_back((start + tx + self.delay, bytes));
+    }
 }
 
 pub struct Net {
@@ -116,6 +165,8 @@ impl Net {
             sending: Vec::new(),
             rollbacks: 0,
             dead: false,
+            // A fast link with a realistic delay (the estimator reads delay variation).
+            shaper: Some(Shaper::new(100_000_000, 0)),
             channel: None,
             channel_open: false,
             inbox: VecDeque::new(),
@@ -259,11 +310,7 @@ impl Net {
 
     /// Drain client `c`'s output (str0m keeps one received RTP packet until polled, so
     /// every input is followed by this). Datagrams for the SFU go to `to_sfu`.
-    fn drain_client(
-        &mut self,
-        c: usize,
-        to_sfu: &mut Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
-    ) -> bool {
+    fn drain_client(&mut self, c: usize, to_sfu: &mut Vec<ToSfu>) -> bool {
         let mut moved = false;
         let cl = &mut self.clients[c];
         if cl.dead {
@@ -291,10 +338,38 @@ impl Net {
         moved
     }
 
+    fn deliver(&mut self, c: usize, contents: &[u8], to_sfu: &mut Vec<ToSfu>) {
+        let r = Receive {
+            proto: Protocol::Udp,
+            source: sfu_addr(),
+            destination: self.clients[c].addr,
+            contents: contents.try_into().unwrap(),
+        };
+        let now = self.now;
+        if let Err(e) = self.clients[c].rtc.handle_input(Input::Receive(now, r)) {
+            panic!("client input error: {e}");
+        }
+        self.drain_client(c, to_sfu);
+    }
+
     /// One pass of the network: clients' output to the SFU, the SFU's output to clients.
     fn pump(&mut self) -> bool {
         let mut moved = false;
         let mut to_sfu = Vec::new();
+        for c in 0..self.clients.len() {
+            loop {
+                let now = self.now;
+                let due = match self.clients[c].shaper.as_mut() {
+                    Some(sh) if sh.queue.front().is_some_and(|(at, _)| *at <= now) => {
+                        sh.queue.pop_front()
+                    }
+                    _ => None,
+                };
+                let Some((_, bytes)) = due else { break };
+                moved = true;
+                self.deliver(c, &bytes, &mut to_sfu);
+            }
+        }
         for c in 0..self.clients.len() {
             moved |= self.drain_client(c, &mut to_sfu);
         }
@@ -315,17 +390,11 @@ impl Net {
                         .iter()
                         .position(|c| c.addr == destination && !c.dead)
                     {
-                        let now = self.now;
-                        let r = Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination,
-                            contents: contents.as_slice().try_into().unwrap(),
-                        };
-                        if let Err(e) = self.clients[c].rtc.handle_input(Input::Receive(now, r)) {
-                            panic!("client input error: {e}");
+                        if let Some(sh) = self.clients[c].shaper.as_mut() {
+                            sh.offer(self.now, contents);
+                            continue;
                         }
-                        self.drain_client(c, &mut to_sfu);
+                        self.deliver(c, &contents, &mut to_sfu);
                     }
                 }
                 SfuOutput::Signal {
@@ -447,7 +516,14 @@ impl Net {
                     } else {
                         vec![0x10, 0x11, 0x00, 0x00]
                     };
-                    v.resize(400, 0xAB);
+                    // Layers of realistic relative rates (50 packets/s each).
+                    let len = match rid.as_deref() {
+                        Some("q") => 300,
+                        Some("h") => 800,
+                        Some("f") => 1150,
+                        _ => 150,
+                    };
+                    v.resize(len, 0xAB);
                     v
                 } else {
                     vec![0xFC; 80]
@@ -485,8 +561,8 @@ impl Net {
                 self.send_media(c, n.is_multiple_of(key_every));
             }
             n += 1;
-            for _ in 0..4 {
-                self.step(Duration::from_millis(5));
+            for _ in 0..20 {
+                self.step(Duration::from_millis(1));
             }
         }
     }
