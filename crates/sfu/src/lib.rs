@@ -14,6 +14,8 @@
 mod adapt;
 mod config;
 mod data;
+mod demux;
+mod fixed;
 mod forward;
 mod negotiate;
 mod output;

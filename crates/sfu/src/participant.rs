@@ -89,6 +89,9 @@ pub(crate) struct Participant {
     pub room: Arc<str>,
     pub peer: Arc<str>,
     pub grants: Grants,
+    /// Its SDP is exchanged once (WHIP/WHEP): never offered to; its recvonly m-lines
+    /// carry the room's tracks.
+    pub fixed: bool,
     pub rtc: Rtc,
     pub ufrag: String,
     pub addrs: Vec<SocketAddr>,
@@ -158,6 +161,7 @@ impl Participant {
             room,
             peer,
             grants,
+            fixed: false,
             rtc,
             ufrag,
             addrs: Vec::new(),

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
-use switchboard_stun::{attr_type, Class, Message, Method};
 
 use crate::config::{Grants, SfuConfig};
+use crate::demux::stun_ufrag;
 use crate::message::{ErrorCode, SfuMessage};
 use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
-use crate::participant::{Participant, Pid, MAX_ADDRS};
+use crate::participant::{Participant, Pid};
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 
 /// Participants of one room.
@@ -49,7 +49,7 @@ pub struct Sfu {
     free: Vec<Pid>,
     pub(crate) rooms: HashMap<Arc<str>, Room>,
     by_ufrag: HashMap<String, Pid>,
-    by_addr: HashMap<SocketAddr, Pid>,
+    pub(crate) by_addr: HashMap<SocketAddr, Pid>,
     pub(crate) out: VecDeque<SfuOutput>,
     dirty: Vec<Pid>,
     pub(crate) counters: Counters,
@@ -96,6 +96,31 @@ impl Sfu {
         grants: Grants,
         now: Instant,
     ) -> Result<(), SfuError> {
+        self.add(room, peer, grants, false, now)
+    }
+
+    /// A participant whose SDP is exchanged once (a WHEP player, a WHIP publisher): the
+    /// SFU never sends it an offer or a message; the recvonly audio/video m-lines of its
+    /// offer carry the room's tracks (one per m-line, by kind, first come first served,
+    /// the next one when a track leaves), its sending m-lines are published as usual.
+    pub fn add_fixed_participant(
+        &mut self,
+        room: &str,
+        peer: &str,
+        grants: Grants,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.add(room, peer, grants, true, now)
+    }
+
+    fn add(
+        &mut self,
+        room: &str,
+        peer: &str,
+        grants: Grants,
+        fixed: bool,
+        now: Instant,
+    ) -> Result<(), SfuError> {
         self.tick(now);
         if let Some(r) = self.rooms.get(room) {
             if r.by_peer.contains_key(peer) {
@@ -135,6 +160,8 @@ impl Sfu {
             ufrag.clone(),
             self.now,
         );
+        let mut p = p;
+        p.fixed = fixed;
         let pid = match self.free.pop() {
             Some(i) => {
                 self.parts[i] = Some(p);
@@ -370,40 +397,6 @@ impl Sfu {
         }
     }
 
-    fn learn_addr(&mut self, pid: Pid, source: SocketAddr) {
-        match self.by_addr.get(&source) {
-            Some(&owner) if owner == pid => return,
-            Some(&owner) => {
-                // The address moved to another participant (a NAT reused the port).
-                if let Some(p) = self.parts[owner].as_mut() {
-                    p.addrs.retain(|a| *a != source);
-                }
-            }
-            None => {}
-        }
-        let Some(p) = self.parts[pid].as_mut() else {
-            return;
-        };
-        if p.addrs.len() >= MAX_ADDRS {
-            let old = p.addrs.remove(0);
-            self.by_addr.remove(&old);
-        }
-        p.addrs.push(source);
-        self.by_addr.insert(source, pid);
-    }
-
-    fn local_addr(&self, destination: SocketAddr) -> SocketAddr {
-        let c = &self.cfg.candidates;
-        if c.contains(&destination) {
-            return destination;
-        }
-        c.iter()
-            .find(|a| a.port() == destination.port() && a.is_ipv4() == destination.is_ipv4())
-            .or_else(|| c.first())
-            .copied()
-            .unwrap_or(destination)
-    }
-
     /// Drain every participant that may have output, until none has: forwarding into
     /// one participant's streams makes it dirty in turn.
     pub(crate) fn drain(&mut self) {
@@ -471,6 +464,10 @@ impl Sfu {
     /// Send a signaling relay to a participant.
     pub(crate) fn signal(&mut self, pid: Pid, kind: SignalKind, payload: String) {
         if let Some(p) = self.parts[pid].as_ref() {
+            if p.fixed && kind != SignalKind::Answer {
+                // Nobody reads messages (or offers) on a one-shot exchange.
+                return;
+            }
             self.out.push_back(SfuOutput::Signal {
                 room: p.room.clone(),
                 to: p.peer.clone(),
@@ -554,17 +551,3 @@ const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the SFU waits for the answer to its offer before offering again.
 pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
-fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
-    if !matches!(datagram.first(), Some(0..=3)) {
-        return None;
-    }
-    let msg = Message::parse(datagram).ok()?;
-    if msg.method != Method::BINDING || msg.class != Class::Request {
-        return None;
-    }
-    let user = msg.get(attr_type::USERNAME)?;
-    let colon = user.iter().position(|&c| c == b':')?;
-    std::str::from_utf8(&user[..colon]).ok()
-}

@@ -149,6 +149,10 @@ impl Net {
         self.sfu
             .add_participant(ROOM, peer, grants, self.now)
             .unwrap();
+        self.join_client(peer)
+    }
+
+    fn join_client(&mut self, peer: &str) -> usize {
         let n = self.clients.len() as u8 + 2;
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
         let mut builder = Rtc::builder().set_rtp_mode(true);
@@ -251,6 +255,33 @@ impl Net {
             .handle_signal(ROOM, &peer, SignalIn::Message(&publish), self.now)
             .unwrap();
         let payload = serde_json::to_string(&sdp).unwrap();
+        self.sfu
+            .handle_signal(ROOM, &peer, SignalIn::Offer(&payload), self.now)
+            .unwrap();
+    }
+
+    /// A one-shot participant (WHEP player) joins: returns its index.
+    pub fn join_fixed(&mut self, peer: &str) -> usize {
+        let c = self.join_client(peer);
+        self.sfu
+            .add_fixed_participant(ROOM, peer, Grants::default(), self.now)
+            .unwrap();
+        c
+    }
+
+    /// Client `c` offers recvonly m-lines of `kinds` (no data channel, no `publish`).
+    pub fn offer_recvonly(&mut self, c: usize, kinds: &[MediaKind]) {
+        let cl = &mut self.clients[c];
+        let mut api = cl.rtc.sdp_api();
+        for kind in kinds {
+            api.add_media(*kind, Direction::RecvOnly, None, None, None);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        cl.pending = Some((pending, Vec::new(), Vec::new()));
+        let payload = serde_json::to_string(&offer.to_sdp_string()).unwrap();
+        let peer = cl.peer.clone();
         self.sfu
             .handle_signal(ROOM, &peer, SignalIn::Offer(&payload), self.now)
             .unwrap();
