@@ -47,7 +47,9 @@ impl Sfu {
 }
 
 /// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
-pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
+/// With the parsed message, to check its MESSAGE-INTEGRITY before its source address is
+/// learned (a forged request must not steer another participant's traffic).
+pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<(&str, Message<'_>)> {
     if !matches!(datagram.first(), Some(0..=3)) {
         return None;
     }
@@ -57,5 +59,6 @@ pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
     }
     let user = msg.get(attr_type::USERNAME)?;
     let colon = user.iter().position(|&c| c == b':')?;
-    std::str::from_utf8(&user[..colon]).ok()
+    let ufrag = std::str::from_utf8(&user[..colon]).ok()?;
+    Some((ufrag, msg))
 }

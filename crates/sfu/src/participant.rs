@@ -94,6 +94,8 @@ pub(crate) struct Participant {
     pub fixed: bool,
     pub rtc: Rtc,
     pub ufrag: String,
+    /// Local ICE password (the key of the browser's Binding requests' integrity).
+    pub ice_pass: String,
     pub addrs: Vec<SocketAddr>,
     pub last_seen: Instant,
     /// str0m's next deadline, cached after each drain of `poll_output`.
@@ -133,9 +135,10 @@ impl Participant {
         ufrag: String,
         now: Instant,
     ) -> Participant {
+        let ice_pass = switchboard_util::random_hex(16);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
-            pass: switchboard_util::random_hex(16),
+            pass: ice_pass.clone(),
         };
         let mut builder = Rtc::builder()
             .set_ice_lite(true)
@@ -164,6 +167,7 @@ impl Participant {
             fixed: false,
             rtc,
             ufrag,
+            ice_pass,
             addrs: Vec::new(),
             last_seen: now,
             rtc_timeout: now,

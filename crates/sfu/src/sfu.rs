@@ -238,9 +238,12 @@ impl Sfu {
     ) -> bool {
         self.tick(now);
         let pid = match stun_ufrag(bytes) {
-            Some(ufrag) => {
+            Some((ufrag, msg)) => {
                 let pid = self.by_ufrag.get(ufrag).copied();
-                if let Some(pid) = pid {
+                let genuine = pid
+                    .and_then(|pid| self.parts[pid].as_ref())
+                    .is_some_and(|p| msg.verify_integrity(p.ice_pass.as_bytes()));
+                if let (Some(pid), true) = (pid, genuine) {
                     self.learn_addr(pid, source);
                 }
                 pid

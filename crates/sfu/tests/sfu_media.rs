@@ -113,3 +113,44 @@ fn sfu_slow_subscriber_loses_packets_not_memory() {
         st.dropped_packets
     );
 }
+
+#[test]
+fn sfu_unpublished_track_leaves_the_subscribers() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", AV), ("bob", &[])]);
+    assert_eq!(net.client("bob").tracks().len(), 2);
+    let a = net.idx("alice");
+    let video = net.clients[a]
+        .sending
+        .iter()
+        .copied()
+        .find(|m| net.clients[a].rtc.media(*m).unwrap().kind() == MediaKind::Video)
+        .unwrap();
+    // Alice stops her camera: her next offer has the m-line inactive.
+    let cl = &mut net.clients[a];
+    let mut api = cl.rtc.sdp_api();
+    api.set_direction(video, str0m::media::Direction::Inactive);
+    let (offer, pending) = api.apply().unwrap();
+    cl.pending = Some((pending, Vec::new(), Vec::new()));
+    let payload = serde_json::to_string(&offer.to_sdp_string()).unwrap();
+    let now = net.now;
+    net.sfu
+        .handle_signal(
+            common::ROOM,
+            "alice",
+            switchboard_sfu::SignalIn::Offer(&payload),
+            now,
+        )
+        .unwrap();
+    net.run_until(Duration::from_secs(3), "bob without alice's camera", |n| {
+        let t = n.client("bob").tracks();
+        t.len() == 1 && t[0].3 == "audio" && n.clients.iter().all(|c| c.pending.is_none())
+    });
+    assert_eq!(net.sfu.stats().tracks, 1);
+}
+
+#[test]
+fn sfu_is_send() {
+    fn send<T: Send>() {}
+    send::<switchboard_sfu::Sfu>();
+}
