@@ -154,3 +154,21 @@ fn sfu_is_send() {
     fn send<T: Send>() {}
     send::<switchboard_sfu::Sfu>();
 }
+
+#[test]
+fn sfu_lost_packets_are_repaired_by_rtx() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
+    let (a, b) = (net.idx("alice"), net.idx("bob"));
+    // 5 % loss toward bob.
+    net.clients[b].shaper = Some(common::Shaper::new(100_000_000, 50));
+    net.stream(&[a], Duration::from_secs(2), 25);
+    net.run_for(Duration::from_millis(500));
+    let got = net.client("bob").received_from("alice", "video");
+    let lost_on_link = net.clients[b].shaper.as_ref().unwrap().dropped;
+    assert!(lost_on_link >= 2, "the link lost {lost_on_link}");
+    assert!(
+        got >= 99,
+        "got {got} of 100 with {lost_on_link} datagrams lost"
+    );
+}
