@@ -8,8 +8,6 @@
 //! Keyframe requests are coalesced per publisher layer ([`crate::keyframe`]); audio levels
 //! feed the room's dominant-speaker detector ([`crate::speaker`]).
 
-use std::time::Instant;
-
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
 
@@ -336,18 +334,5 @@ impl Sfu {
                 self.signal(m, SignalKind::Message, msg.clone());
             }
         }
-    }
-
-    /// The earliest deferred PLI or speaker decision.
-    pub(crate) fn policy_timeout(&self) -> Option<Instant> {
-        let pli = self
-            .parts
-            .iter()
-            .flatten()
-            .flat_map(|p| p.published.iter())
-            .flat_map(|t| t.pli.iter())
-            .filter_map(|(_, kr)| kr.poll_timeout());
-        let speaker = self.rooms.values().map(|r| r.speaker.poll_timeout());
-        pli.chain(speaker).min()
     }
 }

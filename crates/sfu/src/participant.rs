@@ -99,7 +99,8 @@ pub(crate) struct Participant {
     pub addrs: Vec<SocketAddr>,
     pub last_seen: Instant,
     /// str0m's next deadline, cached after each drain of `poll_output`.
-    pub rtc_timeout: Instant,
+    /// (None while a timeout is being handled.)
+    pub rtc_timeout: Option<Instant>,
     /// Queued for a drain of `poll_output`.
     pub dirty: bool,
     /// The first browser offer was accepted (the PC exists on both sides).
@@ -170,7 +171,7 @@ impl Participant {
             ice_pass,
             addrs: Vec::new(),
             last_seen: now,
-            rtc_timeout: now,
+            rtc_timeout: None,
             dirty: false,
             described: false,
             pending: None,

@@ -4,7 +4,8 @@
 //! and keeps the deadlines. Negotiation lives in `negotiate.rs`, forwarding in
 //! `forward.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +57,11 @@ pub struct Sfu {
     pub(crate) now: Instant,
     /// Some participant may need an SFU offer (saves a scan per datagram).
     pub(crate) offers_due: bool,
+    /// str0m deadlines by participant (lazily invalidated: an entry counts only while it
+    /// equals the participant's `rtc_timeout`).
+    timers: BinaryHeap<Reverse<(Instant, Pid)>>,
+    /// The next run of the SFU's own timers.
+    next_housekeeping: Instant,
     /// When the layer choice of every subscriber is made again (the hysteresis of
     /// going up needs time to pass even when no new estimate comes).
     next_allocation: Instant,
@@ -84,6 +90,8 @@ impl Sfu {
             now,
             offers_due: false,
             next_allocation: now + ALLOCATION_INTERVAL,
+            timers: BinaryHeap::new(),
+            next_housekeeping: now + HOUSEKEEPING_INTERVAL,
         })
     }
 
@@ -286,26 +294,49 @@ impl Sfu {
     /// offers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
-        let idle = self.cfg.idle_timeout;
-        for pid in 0..self.parts.len() {
+        // str0m deadlines, from the heap (stale entries are skipped).
+        while let Some(&Reverse((t, pid))) = self.timers.peek() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
             let Some(p) = self.parts[pid].as_mut() else {
                 continue;
             };
-            if self.now.saturating_duration_since(p.last_seen) >= idle {
-                self.drop_participant(pid, Some(GoneReason::Idle));
+            if p.rtc_timeout != Some(t) {
                 continue;
             }
-            if p.rtc_timeout <= self.now {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
-                    tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
-                    self.drop_participant(pid, Some(GoneReason::Error));
-                    continue;
-                }
-                self.mark(pid);
+            p.rtc_timeout = None;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
+                self.drop_participant(pid, Some(GoneReason::Error));
+                continue;
+            }
+            self.mark(pid);
+        }
+        if self.now >= self.next_housekeeping {
+            self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL;
+            self.housekeeping();
+        }
+        self.drain();
+    }
+
+    /// The SFU's own timers, on a coarse tick so that no per-participant deadline is
+    /// scanned per event: idle participants, deferred keyframe requests, speaker
+    /// decisions, unanswered offers, the periodic layer choice.
+    fn housekeeping(&mut self) {
+        let idle = self.cfg.idle_timeout;
+        for pid in 0..self.parts.len() {
+            let silent = self.parts[pid]
+                .as_ref()
+                .is_some_and(|p| self.now.saturating_duration_since(p.last_seen) >= idle);
+            if silent {
+                self.drop_participant(pid, Some(GoneReason::Idle));
             }
         }
         self.keyframe_timers();
         self.speaker_timers();
+        self.offer_timers();
         if self.now >= self.next_allocation {
             self.next_allocation = self.now + ALLOCATION_INTERVAL;
             for pid in 0..self.parts.len() {
@@ -319,8 +350,16 @@ impl Sfu {
                 }
             }
         }
-        self.offer_timers();
-        self.drain();
+        // Stale heap entries of far deadlines are dropped once they outnumber the live.
+        let live = self.parts.iter().flatten().count();
+        if self.timers.len() > 2 * live + 64 {
+            self.timers = self
+                .parts
+                .iter()
+                .enumerate()
+                .filter_map(|(pid, p)| Some(Reverse((p.as_ref()?.rtc_timeout?, pid))))
+                .collect();
+        }
     }
 
     /// Next output: datagrams, signaling, participants gone, rooms empty.
@@ -330,24 +369,12 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] is due next (None: nothing scheduled).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut soonest = |t: Instant| {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        };
-        for p in self.parts.iter().flatten() {
-            soonest(p.rtc_timeout);
-            soonest(p.last_seen + self.cfg.idle_timeout);
-            if let Some((_, at, _)) = &p.pending {
-                soonest(*at + OFFER_TIMEOUT);
-            }
+        let rtc = self.timers.peek().map(|Reverse((t, _))| *t);
+        let own = (!self.rooms.is_empty()).then_some(self.next_housekeeping);
+        match (rtc, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        if let Some(t) = self.policy_timeout() {
-            soonest(t);
-        }
-        if !self.rooms.is_empty() {
-            soonest(self.next_allocation);
-        }
-        next
     }
 
     /// Counters for metrics.
@@ -432,7 +459,10 @@ impl Sfu {
             };
             match output {
                 Output::Timeout(t) => {
-                    p.rtc_timeout = t;
+                    if p.rtc_timeout != Some(t) {
+                        p.rtc_timeout = Some(t);
+                        self.timers.push(Reverse((t, pid)));
+                    }
                     return;
                 }
                 Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
@@ -548,6 +578,9 @@ impl Sfu {
         }
     }
 }
+
+/// How often the SFU's own timers run (idle sweep, deferred PLIs, speaker, offers).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often every subscriber's layers are chosen again without a new estimate.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
