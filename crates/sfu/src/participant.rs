@@ -148,7 +148,9 @@ impl Participant {
             .enable_bwe(Some(Bitrate::bps(cfg.initial_bitrate)))
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true);
+            .enable_vp8(true)
+            // After VP8 (the preference of our answers): WHIP encoders such as OBS send H264.
+            .enable_h264(true);
         if let Some(cert) = cert {
             builder = builder.set_dtls_cert(cert.clone());
         }

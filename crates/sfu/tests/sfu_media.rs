@@ -172,3 +172,26 @@ fn sfu_lost_packets_are_repaired_by_rtx() {
         "got {got} of 100 with {lost_on_link} datagrams lost"
     );
 }
+
+#[test]
+fn sfu_h264_publisher_reaches_a_browser_like_subscriber() {
+    let mut net = Net::new();
+    // An encoder that only does H264 (OBS over WHIP does).
+    net.h264_clients = true;
+    let a = net.join("obs", Default::default());
+    net.offer(a, AV);
+    net.h264_clients = false;
+    let b = net.join("bob", Default::default());
+    net.offer(b, &[]);
+    net.run_until(Duration::from_secs(5), "connected", |n| {
+        n.clients
+            .iter()
+            .all(|c| c.connected && c.pending.is_none() && c.inbox.is_empty())
+            && n.client("bob").tracks().len() == 2
+    });
+    net.run_for(Duration::from_millis(300));
+    net.stream(&[a], Duration::from_secs(1), 10);
+    net.run_for(Duration::from_millis(200));
+    let got = net.client("bob").received_from("obs", "video");
+    assert!(got >= 48, "{got} H264 packets");
+}

@@ -42,6 +42,8 @@ pub struct Client {
     pub rollbacks: u32,
     /// Does not take part in the network any more (vanished without a goodbye).
     pub dead: bool,
+    /// Offers and sends H264 only (an encoder such as OBS), not VP8.
+    pub h264: bool,
     /// The SFU→client link is shaped (rate, loss) when set.
     pub shaper: Option<Shaper>,
     pub channel: Option<ChannelId>,
@@ -117,6 +119,8 @@ pub struct Net {
     pub rooms_empty: Vec<String>,
     /// Clients get str0m's bandwidth estimation (and its pacer); off, they send at once.
     pub client_bwe: bool,
+    /// New clients offer H264 as their only video codec.
+    pub h264_clients: bool,
 }
 
 pub fn config() -> SfuConfig {
@@ -141,6 +145,7 @@ impl Net {
             gone: Vec::new(),
             rooms_empty: Vec::new(),
             client_bwe: true,
+            h264_clients: false,
         }
     }
 
@@ -159,6 +164,12 @@ impl Net {
         if self.client_bwe {
             builder = builder.enable_bwe(None);
         }
+        if self.h264_clients {
+            builder = builder
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_h264(true);
+        }
         let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         self.clients.push(Client {
@@ -171,6 +182,7 @@ impl Net {
             dead: false,
             // A fast link with a realistic delay (the estimator reads delay variation).
             shaper: Some(Shaper::new(100_000_000, 0)),
+            h264: self.h264_clients,
             channel: None,
             channel_open: false,
             inbox: VecDeque::new(),
@@ -515,7 +527,9 @@ impl Net {
                 }
                 _ => vec![None],
             };
-            let codec = if kind == MediaKind::Video {
+            let codec = if kind == MediaKind::Video && cl.h264 {
+                Codec::H264
+            } else if kind == MediaKind::Video {
                 Codec::Vp8
             } else {
                 Codec::Opus
@@ -529,7 +543,12 @@ impl Net {
                 continue;
             };
             for rid in rids {
-                let payload: Vec<u8> = if kind == MediaKind::Video {
+                let payload: Vec<u8> = if codec == Codec::H264 {
+                    // An IDR slice or a non-IDR one.
+                    let mut v = vec![if keyframe { 0x65 } else { 0x41 }, 0x88];
+                    v.resize(150, 0xAB);
+                    v
+                } else if kind == MediaKind::Video {
                     // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
                     // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
                     // The keyframe header carries the layer's size (14-bit LE w, h).
