@@ -13,13 +13,14 @@ use str0m::channel::ChannelConfig;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Candidate;
 
+use crate::layer::BitrateMeter;
+use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::SignalKind;
-use crate::participant::{
-    default_source, kind_name, source_name, OutSlot, Pid, PubTrack, SlotState,
-};
+use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
+use crate::rewrite::Rewriter;
 use crate::sdp::{self, SectionKind};
 use crate::sfu::{Sfu, OFFER_TIMEOUT};
-use crate::wire::{self, BrowserMsg};
+use crate::wire;
 
 /// The SDK's negotiated data channel (crates/http/web/sdk/peer.js CHANNEL_LABEL/_ID).
 pub(crate) const CHANNEL_LABEL: &str = "switchboard";
@@ -28,7 +29,7 @@ pub(crate) const CHANNEL_ID: u16 = 0;
 impl Sfu {
     pub(crate) fn on_offer(&mut self, pid: Pid, payload: &str) {
         let Some(text) = wire::sdp_of(payload) else {
-            return self.send_error(pid, "bad-sdp", "offer: not an SDP string");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: not an SDP string");
         };
         let Some(p) = self.parts[pid].as_ref() else {
             return;
@@ -39,11 +40,11 @@ impl Sfu {
             return;
         }
         let Some(sections) = sdp::sections(&text) else {
-            return self.send_error(pid, "bad-sdp", "offer: an m-line has no a=mid");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: an m-line has no a=mid");
         };
         if !text.contains("a=fingerprint:") {
             // str0m would tear the whole connection down for this; refuse the offer only.
-            return self.send_error(pid, "bad-sdp", "offer: no a=fingerprint");
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: no a=fingerprint");
         }
 
         // Which sending m-lines are accepted.
@@ -51,14 +52,16 @@ impl Sfu {
         let munged = sdp::refuse_sending(&text, &refused);
         let offer = match SdpOffer::from_sdp_string(&munged) {
             Ok(o) => o,
-            Err(e) => return self.send_error(pid, "bad-sdp", &format!("offer: {e}")),
+            Err(e) => return self.send_error(pid, ErrorCode::BadSdp, &format!("offer: {e}")),
         };
         let Some(p) = self.parts[pid].as_mut() else {
             return;
         };
         let answer = match p.rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
-            Err(e) => return self.send_error(pid, "bad-sdp", &format!("offer refused: {e}")),
+            Err(e) => {
+                return self.send_error(pid, ErrorCode::BadSdp, &format!("offer refused: {e}"))
+            }
         };
         p.described = true;
         if sections
@@ -78,14 +81,14 @@ impl Sfu {
         if forbidden {
             self.send_error(
                 pid,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "no publish grant: sending m-lines refused",
             );
         }
         if limited {
             self.send_error(
                 pid,
-                "limit",
+                ErrorCode::Limit,
                 "track or publisher limit reached: m-lines refused",
             );
         }
@@ -101,10 +104,14 @@ impl Sfu {
             })
             .collect();
         self.update_published(pid, &sending);
+        if self.parts[pid].as_ref().is_some_and(|p| p.fixed) {
+            self.adopt_receive_lines(pid, &sections);
+        }
         // A new participant gets the room's tracks with the SFU's first offer.
         if let Some(p) = self.parts[pid].as_mut() {
             if p.grants.subscribe {
                 p.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -181,13 +188,21 @@ impl Sfu {
                 .publish_sources
                 .get(&*mid)
                 .copied()
-                .unwrap_or_else(|| default_source(kind));
+                .filter(|s| s.kind() == msg_kind(kind))
+                .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
+            let simulcast = p.rtc.media(mid).is_some_and(
+                |m| matches!(m.rids_rx(), str0m::media::Rids::Specific(r) if !r.is_empty()),
+            );
             p.published.push(PubTrack {
                 mid,
                 kind,
                 source,
                 subs: Vec::new(),
-                layers: Vec::new(),
+                layers: Default::default(),
+                meter: BitrateMeter::new(),
+                layers_since: None,
+                layers_settled: false,
+                simulcast,
                 pli: Vec::new(),
             });
             changed = true;
@@ -216,6 +231,7 @@ impl Sfu {
             if let Some(o) = self.parts[m].as_mut() {
                 if o.grants.subscribe {
                     o.renegotiate = true;
+                    self.offers_due = true;
                 }
             }
         }
@@ -227,9 +243,11 @@ impl Sfu {
             if let Some(sl) = s.slots.get_mut(slot) {
                 sl.track = None;
                 sl.layer = None;
-                sl.target = None;
+                s.layers.remove(&sl.mid);
                 sl.pt_map = None;
+                sl.rewriter.set_target(None);
                 s.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -254,9 +272,8 @@ impl Sfu {
         if let Err(e) = answer {
             // The offer is void; whatever it carried is offered again.
             self.rollback_offer(pid);
-            return self.send_error(pid, "bad-sdp", &e);
+            return self.send_error(pid, ErrorCode::BadSdp, &e);
         }
-        let mut keyframes = Vec::new();
         for i in 0..p.slots.len() {
             let mid = p.slots[i].mid;
             let ssrc = p
@@ -269,22 +286,13 @@ impl Sfu {
                 SlotState::Offered => {
                     s.state = SlotState::Active;
                     s.ssrc = ssrc;
-                    if let Some(t) = s.track {
-                        keyframes.push(t);
-                    }
                 }
                 SlotState::Stopping => s.state = SlotState::Free,
                 SlotState::Active | SlotState::Free => {}
             }
         }
+        // New slots get their layer (and ask their publisher for a keyframe).
         self.choose_layers(pid);
-        for (pub_pid, mid) in keyframes {
-            let rid = self.parts[pid]
-                .as_ref()
-                .and_then(|p| p.slots.iter().find(|s| s.track == Some((pub_pid, mid))))
-                .and_then(|s| s.target);
-            self.request_keyframe(pub_pid, mid, rid);
-        }
     }
 
     /// Forget an offer that failed: new slots go, reused ones are free again, and the
@@ -312,6 +320,7 @@ impl Sfu {
             }
         }
         p.renegotiate = true;
+        self.offers_due = true;
         for (pp, m) in unlinks {
             self.unlink(pp, m, pid);
         }
@@ -328,19 +337,21 @@ impl Sfu {
     }
 
     pub(crate) fn on_message(&mut self, pid: Pid, payload: &str) {
-        match wire::parse_browser_msg(payload) {
-            Some(BrowserMsg::Publish(list)) => {
+        match SfuMessage::parse(payload) {
+            Ok(SfuMessage::Publish(list)) => {
                 if let Some(p) = self.parts[pid].as_mut() {
                     p.publish_sources = list
                         .into_iter()
-                        .filter_map(|(mid, s)| Some((mid, source_name(&s)?)))
+                        .map(|t| (t.mid.into_owned(), t.source))
                         .collect();
                     // A source can change without an offer (same m-line, new meaning).
                     let mut changed = false;
                     for t in &mut p.published {
                         if let Some(s) = p.publish_sources.get(&*t.mid) {
-                            changed |= t.source != *s;
-                            t.source = s;
+                            if s.kind() == msg_kind(t.kind) && t.source != *s {
+                                t.source = *s;
+                                changed = true;
+                            }
                         }
                     }
                     if changed {
@@ -348,30 +359,39 @@ impl Sfu {
                     }
                 }
             }
-            Some(BrowserMsg::View(list)) => {
+            Ok(SfuMessage::View(list)) => {
                 if let Some(p) = self.parts[pid].as_mut() {
                     // A mid absent from the message is hidden; a mid never reported at
                     // all is visible at the default size.
                     for s in &mut p.slots {
                         s.view = Some(
                             list.iter()
-                                .find(|(m, _, _)| *m == *s.mid)
-                                .map(|(_, w, h)| (*w, *h))
+                                .find(|v| *v.mid == *s.mid)
+                                .map(|v| (v.width, v.height))
                                 .unwrap_or((0, 0)),
                         );
                     }
                 }
                 self.choose_layers(pid);
             }
-            None => tracing::debug!("sfu: message not understood"),
+            Ok(_) => tracing::debug!("sfu: a server-to-browser message from a browser ignored"),
+            Err(e) => self.send_error(pid, ErrorCode::BadMessage, &e.to_string()),
         }
     }
 
     /// Offers due: participants whose remote tracks changed and who have no offer out.
     pub(crate) fn offer_due(&mut self) {
+        if !std::mem::take(&mut self.offers_due) {
+            return;
+        }
         for pid in 0..self.parts.len() {
-            let due = matches!(&self.parts[pid], Some(p) if p.renegotiate && p.described && p.pending.is_none());
-            if due {
+            let (due, fixed) = match &self.parts[pid] {
+                Some(p) => (p.renegotiate && p.described && p.pending.is_none(), p.fixed),
+                None => (false, false),
+            };
+            if due && fixed {
+                self.fill_fixed(pid);
+            } else if due {
                 self.make_offer(pid);
             }
         }
@@ -398,28 +418,35 @@ impl Sfu {
         }
     }
 
-    fn make_offer(&mut self, pid: Pid) {
-        let now: Instant = self.now;
+    /// The room's tracks participant `pid` should receive, in member order.
+    pub(crate) fn wanted_tracks(&self, pid: Pid) -> Vec<(Pid, Mid, MediaKind)> {
+        let mut wanted = Vec::new();
         let Some(p) = self.parts[pid].as_ref() else {
-            return;
+            return wanted;
         };
-        // The room's tracks this participant should receive, in member order.
-        let mut wanted: Vec<(Pid, Mid, MediaKind)> = Vec::new();
-        if p.grants.subscribe {
-            if let Some(r) = self.rooms.get(&p.room) {
-                for &m in r.members.iter().filter(|m| **m != pid) {
-                    let Some(o) = self.parts[m].as_ref() else {
-                        continue;
-                    };
-                    for t in &o.published {
-                        let has = p.slots.iter().any(|s| s.track == Some((m, t.mid)));
-                        if has || t.subs.len() < self.cfg.limits.subscribers_per_publisher {
-                            wanted.push((m, t.mid, t.kind));
-                        }
-                    }
+        if !p.grants.subscribe {
+            return wanted;
+        }
+        let Some(r) = self.rooms.get(&p.room) else {
+            return wanted;
+        };
+        for &m in r.members.iter().filter(|m| **m != pid) {
+            let Some(o) = self.parts[m].as_ref() else {
+                continue;
+            };
+            for t in &o.published {
+                let has = p.slots.iter().any(|s| s.track == Some((m, t.mid)));
+                if has || t.subs.len() < self.cfg.limits.subscribers_per_publisher {
+                    wanted.push((m, t.mid, t.kind));
                 }
             }
         }
+        wanted
+    }
+
+    fn make_offer(&mut self, pid: Pid) {
+        let now: Instant = self.now;
+        let wanted = self.wanted_tracks(pid);
         let publisher_peers: Vec<std::sync::Arc<str>> = wanted
             .iter()
             .map(|(m, _, _)| {
@@ -441,6 +468,10 @@ impl Sfu {
                 if !wanted.iter().any(|(m, mid, _)| (*m, *mid) == t) {
                     unlinks.push(t);
                     s.track = None;
+                    s.layer = None;
+                    s.pt_map = None;
+                    s.rewriter.set_target(None);
+                    p.layers.remove(&s.mid);
                 }
             }
         }
@@ -509,7 +540,7 @@ impl Sfu {
         let Some(p) = self.parts[pid].as_ref() else {
             return;
         };
-        let mut entries = Vec::new();
+        let mut list = Vec::new();
         for s in &p.slots {
             let Some((pp, m)) = s.track else { continue };
             let Some(o) = self.parts[pp].as_ref() else {
@@ -518,18 +549,13 @@ impl Sfu {
             let Some(t) = o.published.iter().find(|t| t.mid == m) else {
                 continue;
             };
-            entries.push((s.mid, o.peer.clone(), t.source, kind_name(t.kind)));
+            list.push(RemoteTrack {
+                mid: s.mid.to_string().into(),
+                peer: o.peer.to_string().into(),
+                source: t.source,
+            });
         }
-        let list: Vec<wire::TrackEntry<'_>> = entries
-            .iter()
-            .map(|(mid, peer, source, kind)| wire::TrackEntry {
-                mid,
-                peer,
-                source,
-                kind,
-            })
-            .collect();
-        let msg = wire::render_tracks(&list);
+        let msg = SfuMessage::Tracks(list).render();
         let Some(p) = self.parts[pid].as_mut() else {
             return;
         };
@@ -549,9 +575,19 @@ impl OutSlot {
             track: None,
             ssrc: None,
             pt_map: None,
-            rewriter: Default::default(),
+            // Continuous across the tracks the slot carries (same SSRC): one rewriter for
+            // the slot's life; its first sequence number is low for str0m's ROC.
+            rewriter: Rewriter::new(
+                if kind == MediaKind::Audio {
+                    48_000
+                } else {
+                    90_000
+                },
+                1000,
+            ),
             layer: None,
-            target: None,
+            queue_sample: None,
+            written_since_sample: 0,
             view: None,
         }
     }

@@ -15,8 +15,12 @@ use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use crate::adapt::Layer;
 use crate::config::{Grants, SfuConfig};
-use crate::forward::SeqRewriter;
+use crate::keyframe::KeyframeRequests;
+use crate::layer::{BitrateMeter, LayerConfig, SubscriberLayers, MAX_LAYERS};
+use crate::message::Source;
+use crate::rewrite::Rewriter;
 
 /// Index of a participant in the SFU's slab.
 pub(crate) type Pid = usize;
@@ -28,14 +32,22 @@ pub(crate) const MAX_ADDRS: usize = 8;
 pub(crate) struct PubTrack {
     pub mid: Mid,
     pub kind: MediaKind,
-    pub source: &'static str,
+    pub source: Source,
     /// Subscribers and the slot that carries this track to each.
     pub subs: Vec<(Pid, usize)>,
-    /// Simulcast layers seen (rid, last packet time).
-    pub layers: Vec<(Rid, Instant)>,
-    /// Keyframe-request coalescing per layer (rid or None): last PLI sent and whether a
-    /// request waits for the end of the window.
-    pub pli: Vec<(Option<Rid>, Option<Instant>, bool)>,
+    /// Simulcast layers by index (0 the smallest), as they show up.
+    pub layers: [Option<Layer>; MAX_LAYERS],
+    /// The bitrate of a single-layer track.
+    pub meter: BitrateMeter,
+    /// When the first simulcast packet came; layers are chosen from once the set had
+    /// time to show up (they start within a few ms of each other: choosing at the first
+    /// one would switch two or three times in a row, each a keyframe).
+    pub layers_since: Option<Instant>,
+    pub layers_settled: bool,
+    /// The offer announced simulcast (rids) for it.
+    pub simulcast: bool,
+    /// Keyframe-request coalescing per layer (rid, or None without simulcast).
+    pub pli: Vec<(Option<Rid>, KeyframeRequests)>,
 }
 
 /// Where an outgoing slot is in its negotiation.
@@ -62,10 +74,13 @@ pub(crate) struct OutSlot {
     pub ssrc: Option<Ssrc>,
     /// Last incoming PT and the outgoing PT it maps to.
     pub pt_map: Option<(Pt, Pt)>,
-    pub rewriter: SeqRewriter,
-    /// Simulcast layer forwarded now, and the one wanted.
+    pub rewriter: Rewriter,
+    /// Simulcast layer forwarded now (None without simulcast or paused); the one wanted
+    /// is the rewriter's target.
     pub layer: Option<Rid>,
-    pub target: Option<Rid>,
+    /// str0m's last queue sample time and the packets written since (queue bound).
+    pub queue_sample: Option<Instant>,
+    pub written_since_sample: usize,
     /// Tile size the browser reported for this mid (None: never reported).
     pub view: Option<(u32, u32)>,
 }
@@ -74,12 +89,18 @@ pub(crate) struct Participant {
     pub room: Arc<str>,
     pub peer: Arc<str>,
     pub grants: Grants,
+    /// Its SDP is exchanged once (WHIP/WHEP): never offered to; its recvonly m-lines
+    /// carry the room's tracks.
+    pub fixed: bool,
     pub rtc: Rtc,
     pub ufrag: String,
+    /// Local ICE password (the key of the browser's Binding requests' integrity).
+    pub ice_pass: String,
     pub addrs: Vec<SocketAddr>,
     pub last_seen: Instant,
     /// str0m's next deadline, cached after each drain of `poll_output`.
-    pub rtc_timeout: Instant,
+    /// (None while a timeout is being handled.)
+    pub rtc_timeout: Option<Instant>,
     /// Queued for a drain of `poll_output`.
     pub dirty: bool,
     /// The first browser offer was accepted (the PC exists on both sides).
@@ -91,12 +112,16 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub channel: Option<ChannelId>,
     /// Sources announced by `publish` for the next offer (mid -> source).
-    pub publish_sources: HashMap<String, &'static str>,
+    pub publish_sources: HashMap<String, Source>,
     pub published: Vec<PubTrack>,
     pub slots: Vec<OutSlot>,
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
     pub rx: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub bwe: Option<u64>,
+    /// The (minimum, desired) bitrates last given to str0m's estimator.
+    pub probe_rates: (u64, u64),
+    /// Layer choice over this participant's incoming videos (by slot mid).
+    pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
     pub tracks_sent: String,
 }
@@ -111,9 +136,10 @@ impl Participant {
         ufrag: String,
         now: Instant,
     ) -> Participant {
+        let ice_pass = switchboard_util::random_hex(16);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
-            pass: switchboard_util::random_hex(16),
+            pass: ice_pass.clone(),
         };
         let mut builder = Rtc::builder()
             .set_ice_lite(true)
@@ -122,7 +148,9 @@ impl Participant {
             .enable_bwe(Some(Bitrate::bps(cfg.initial_bitrate)))
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true);
+            .enable_vp8(true)
+            // After VP8 (the preference of our answers): WHIP encoders such as OBS send H264.
+            .enable_h264(true);
         if let Some(cert) = cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -132,19 +160,20 @@ impl Participant {
                 rtc.add_local_candidate(c);
             }
         }
-        rtc.bwe().set_bitrate(
-            Bitrate::bps(cfg.initial_bitrate.min(300_000)),
-            Bitrate::bps(cfg.max_bitrate),
-        );
+        // Nothing to sustain yet; the layer choice sets what to probe for.
+        rtc.bwe()
+            .set_bitrate(Bitrate::bps(0), Bitrate::bps(cfg.initial_bitrate));
         Participant {
             room,
             peer,
             grants,
+            fixed: false,
             rtc,
             ufrag,
+            ice_pass,
             addrs: Vec::new(),
             last_seen: now,
-            rtc_timeout: now,
+            rtc_timeout: None,
             dirty: false,
             described: false,
             pending: None,
@@ -155,6 +184,8 @@ impl Participant {
             slots: Vec::new(),
             rx: HashMap::new(),
             bwe: None,
+            layers: SubscriberLayers::new(LayerConfig::default()),
+            probe_rates: (0, 0),
             tracks_sent: String::new(),
         }
     }
@@ -164,27 +195,10 @@ impl Participant {
     }
 }
 
-/// `camera`/`microphone` unless the browser said otherwise.
-pub(crate) fn default_source(kind: MediaKind) -> &'static str {
+/// The message module's media kind of a str0m one.
+pub(crate) fn msg_kind(kind: MediaKind) -> crate::message::MediaKind {
     match kind {
-        MediaKind::Audio => "microphone",
-        MediaKind::Video => "camera",
-    }
-}
-
-pub(crate) fn source_name(s: &str) -> Option<&'static str> {
-    match s {
-        "camera" => Some("camera"),
-        "microphone" => Some("microphone"),
-        "screen" => Some("screen"),
-        "screen-audio" => Some("screen-audio"),
-        _ => None,
-    }
-}
-
-pub(crate) fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Audio => "audio",
-        MediaKind::Video => "video",
+        MediaKind::Audio => crate::message::MediaKind::Audio,
+        MediaKind::Video => crate::message::MediaKind::Video,
     }
 }
