@@ -30,11 +30,26 @@ fn protocol(what: impl std::fmt::Display) -> ClientError {
     ClientError::Protocol(what.to_string())
 }
 
-/// The media side of a participant: a str0m `Rtc` and its UDP socket.
+/// A relay-only path: every datagram goes through a TURN allocation, as ChannelData
+/// on one channel bound to the one peer (the SFU).
+struct Relay {
+    server: SocketAddr,
+    channel: u16,
+    peer: SocketAddr,
+    /// The relayed address (the only local candidate).
+    relayed: SocketAddr,
+}
+
+/// The channel number the relay path binds (RFC 8656: 0x4000-0x4FFF).
+const RELAY_CHANNEL: u16 = 0x4000;
+
+/// The media side of a participant: a str0m `Rtc` and its UDP socket (direct, or a
+/// TURN client's socket for a relay-only participant).
 pub struct MediaPeer {
     pub rtc: Rtc,
     sock: UdpSocket,
     local: SocketAddr,
+    relay: Option<Relay>,
     /// Mids we send on (answered).
     pub sending: Vec<Mid>,
     /// ICE and DTLS are up.
@@ -57,6 +72,7 @@ impl MediaPeer {
             rtc,
             sock,
             local,
+            relay: None,
             sending: Vec::new(),
             connected: false,
             rtp: HashMap::new(),
@@ -64,9 +80,97 @@ impl MediaPeer {
         })
     }
 
-    /// The local media address.
+    /// A relay-only peer: allocate on the TURN server `turn` (long-term credentials
+    /// `user`/`pass`), permit and bind a channel to `peer` (the SFU's address), and take
+    /// the relayed address as the only candidate. Allocations last 10 minutes and are
+    /// not refreshed: for tests and load runs.
+    pub fn via_turn(
+        turn: SocketAddr,
+        user: &str,
+        pass: &str,
+        peer: SocketAddr,
+    ) -> Result<MediaPeer, ClientError> {
+        use crate::transact::Transact;
+        let mut client = crate::UdpClient::connect(turn, crate::ClientAuth::user(user, pass))?;
+        let alloc = client.allocate_udp()?;
+        let relayed = *alloc
+            .relayed()
+            .first()
+            .ok_or_else(|| protocol(format!("TURN allocation refused: {:?}", alloc.error())))?;
+        for (what, r) in [
+            ("CreatePermission", client.create_permission(peer)?),
+            ("ChannelBind", client.channel_bind(RELAY_CHANNEL, peer)?),
+        ] {
+            if !r.ok() {
+                return Err(protocol(format!("TURN {what} refused: {:?}", r.error())));
+            }
+        }
+        let sock = client.socket().try_clone()?;
+        sock.set_read_timeout(Some(SLICE))?;
+        let local = sock.local_addr()?;
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let candidate = Candidate::relayed(relayed, local, "udp").map_err(protocol)?;
+        rtc.add_local_candidate(candidate);
+        Ok(MediaPeer {
+            rtc,
+            sock,
+            local,
+            relay: Some(Relay {
+                server: turn,
+                channel: RELAY_CHANNEL,
+                peer,
+                relayed,
+            }),
+            sending: Vec::new(),
+            connected: false,
+            rtp: HashMap::new(),
+            seq: 0,
+        })
+    }
+
+    /// The local media address (the relayed address for a relay-only peer).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.relay.as_ref().map_or(self.local, |r| r.relayed)
+    }
+
+    /// Send `contents` to `to`, through the relay when there is one.
+    fn send(&self, to: SocketAddr, contents: &[u8]) {
+        // A full socket buffer loses the datagram, as the network would.
+        match &self.relay {
+            None => {
+                let _ = self.sock.send_to(contents, to);
+            }
+            Some(r) if to == r.peer => {
+                let mut framed = Vec::with_capacity(4 + contents.len());
+                framed.extend_from_slice(&r.channel.to_be_bytes());
+                framed.extend_from_slice(&(contents.len() as u16).to_be_bytes());
+                framed.extend_from_slice(contents);
+                let _ = self.sock.send_to(&framed, r.server);
+            }
+            // Relay-only: nothing else is reachable.
+            Some(_) => {}
+        }
+    }
+
+    /// A datagram that arrived on the socket as (source, destination, payload): direct,
+    /// or unwrapped from the relay's ChannelData (other TURN traffic is None).
+    fn arrived<'a>(
+        &self,
+        from: SocketAddr,
+        bytes: &'a [u8],
+    ) -> Option<(SocketAddr, SocketAddr, &'a [u8])> {
+        let Some(r) = &self.relay else {
+            return Some((from, self.local, bytes));
+        };
+        if from != r.server
+            || bytes.len() < 4
+            || u16::from_be_bytes([bytes[0], bytes[1]]) != r.channel
+        {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+        let payload = bytes.get(4..4 + len)?;
+        Some((r.peer, r.relayed, payload))
     }
 
     /// An offer adding one sendonly VP8-capable video m-line.
@@ -98,18 +202,20 @@ impl MediaPeer {
         self.drain()?;
         let mut buf = [0u8; 2048];
         match self.sock.recv_from(&mut buf) {
-            Ok((n, source)) => {
-                let contents = buf[..n].try_into().map_err(protocol)?;
-                let input = Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: self.local,
-                        contents,
-                    },
-                );
-                self.rtc.handle_input(input).map_err(protocol)?;
+            Ok((n, from)) => {
+                if let Some((source, destination, bytes)) = self.arrived(from, &buf[..n]) {
+                    let contents = bytes.try_into().map_err(protocol)?;
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination,
+                            contents,
+                        },
+                    );
+                    self.rtc.handle_input(input).map_err(protocol)?;
+                }
             }
             Err(e)
                 if matches!(
@@ -129,10 +235,7 @@ impl MediaPeer {
         loop {
             match self.rtc.poll_output().map_err(protocol)? {
                 Output::Timeout(_) => return Ok(()),
-                Output::Transmit(t) => {
-                    // A full socket buffer loses the datagram, as the network would.
-                    let _ = self.sock.send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => self.send(t.destination, &t.contents),
                 Output::Event(e) => self.on_event(e),
             }
         }
@@ -227,6 +330,18 @@ impl SfuClient {
         topology: Option<&str>,
         bind_ip: std::net::IpAddr,
     ) -> Result<SfuClient, ClientError> {
+        Self::join_with(signal, room, name, topology, MediaPeer::new(bind_ip)?)
+    }
+
+    /// [`SfuClient::join`] with a media side made by the caller (e.g. relay-only,
+    /// [`MediaPeer::via_turn`]).
+    pub fn join_with(
+        signal: SocketAddr,
+        room: &str,
+        name: &str,
+        topology: Option<&str>,
+        media: MediaPeer,
+    ) -> Result<SfuClient, ClientError> {
         let mut ws = WsClient::connect(signal)?;
         ws.ws.get_ref().tcp().set_read_timeout(Some(SLICE))?;
         let mut msg = json!({"type": "join", "room": room, "name": name});
@@ -258,7 +373,7 @@ impl SfuClient {
         });
         Ok(SfuClient {
             ws,
-            media: MediaPeer::new(bind_ip)?,
+            media,
             peer_id,
             joined,
             sfu_peer,

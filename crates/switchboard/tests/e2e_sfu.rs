@@ -9,7 +9,7 @@ mod common;
 use common::Server;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-use switchboard_client::sfu::SfuClient;
+use switchboard_client::sfu::{MediaPeer, SfuClient};
 use switchboard_client::signal::WsClient;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -218,4 +218,64 @@ fn threshold_off_runs_no_sfu_and_rooms_stay_mesh() {
         .expect("recv")
         .expect("joined");
     assert_eq!(j["topology"], "mesh", "{j}");
+}
+
+/// A relay-only participant (its only candidate is a relayed address of this server's
+/// own TURN) reaches the SFU once TURN may relay to the SFU's address.
+#[test]
+fn a_relay_only_participant_reaches_the_sfu_through_our_turn() {
+    let server = Server::start(&[
+        "--sfu-bind",
+        "127.0.0.1",
+        "--user",
+        "relay:secret",
+        "--allowed-peer-ip",
+        "127.0.0.1",
+    ]);
+    let sfu: SocketAddr = server.ready["listeners"]["sfu-udp"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("sfu-udp");
+    let turn = server.udp.expect("turn-udp");
+    let http = server.http.expect("http listener");
+    let relayed = MediaPeer::via_turn(turn, "relay", "secret", sfu).expect("TURN allocation");
+    assert_eq!(relayed.local_addr().ip(), LOOPBACK);
+    let mut a = SfuClient::join_with(http, "relayed", "A", Some("sfu"), relayed).expect("A");
+    let mut b = SfuClient::join(http, "relayed", "B", None, LOOPBACK).expect("B");
+    pump_both(
+        &mut a,
+        &mut b,
+        Duration::from_secs(5),
+        "the SFU peer",
+        |a, b| a.sfu_peer.is_some() && b.sfu_peer.is_some(),
+    );
+    a.publish_video().expect("A publishes");
+    b.publish_video().expect("B publishes");
+    pump_both(
+        &mut a,
+        &mut b,
+        Duration::from_secs(10),
+        "both connected",
+        |a, b| a.media.connected && b.media.connected && !a.media.sending.is_empty(),
+    );
+    let a_id = a.peer_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut sent = 0u64;
+    while b.received_from(&a_id, "video") < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "B got {} of {sent} relayed packets of A",
+            b.received_from(&a_id, "video")
+        );
+        sent += a.send_video_packet(sent % 30 == 0) as u64;
+        a.pump(Duration::from_millis(5)).expect("pump a");
+        b.pump(Duration::from_millis(5)).expect("pump b");
+    }
+    // The media went through TURN: it relayed at least what B received.
+    let relayed_out =
+        server.metric("switchboard_turn_relayed_packets_total{direction=\"client_to_peer\"}");
+    assert!(
+        relayed_out >= 50,
+        "TURN relayed {relayed_out} packets to the SFU"
+    );
 }
