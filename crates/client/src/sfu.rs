@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -56,8 +57,17 @@ pub struct MediaPeer {
     pub connected: bool,
     /// RTP packets received, by local mid.
     pub rtp: HashMap<Mid, u64>,
+    /// The data channel (the SDK's negotiated one), once offered, and whether it is open.
+    pub channel: Option<ChannelId>,
+    pub channel_open: bool,
+    /// Text received on the data channel.
+    pub data: Vec<String>,
     seq: u16,
 }
+
+/// The SDK's negotiated data channel: label and id (crates/http/web/sdk).
+const CHANNEL_LABEL: &str = "switchboard";
+const CHANNEL_ID: u16 = 0;
 
 impl MediaPeer {
     /// A peer with one host candidate on `bind_ip` (any free port).
@@ -76,6 +86,9 @@ impl MediaPeer {
             sending: Vec::new(),
             connected: false,
             rtp: HashMap::new(),
+            channel: None,
+            channel_open: false,
+            data: Vec::new(),
             seq: 0,
         })
     }
@@ -124,6 +137,9 @@ impl MediaPeer {
             sending: Vec::new(),
             connected: false,
             rtp: HashMap::new(),
+            channel: None,
+            channel_open: false,
+            data: Vec::new(),
             seq: 0,
         })
     }
@@ -173,10 +189,21 @@ impl MediaPeer {
         Some((r.peer, r.relayed, payload))
     }
 
-    /// An offer adding one sendonly VP8-capable video m-line.
-    pub fn offer_video(&mut self) -> Result<(SdpOffer, SdpPendingOffer, Mid), ClientError> {
+    /// An offer adding one sendonly VP8-capable video m-line and, with `channel`, the
+    /// data channel unless it exists.
+    pub fn offer_video(
+        &mut self,
+        channel: bool,
+    ) -> Result<(SdpOffer, SdpPendingOffer, Mid), ClientError> {
         let mut api = self.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        if channel && self.channel.is_none() {
+            self.channel = Some(api.add_channel_with_config(ChannelConfig {
+                label: CHANNEL_LABEL.into(),
+                negotiated: Some(CHANNEL_ID),
+                ..Default::default()
+            }));
+        }
         let (offer, pending) = api.apply().ok_or_else(|| protocol("nothing to offer"))?;
         Ok((offer, pending, mid))
     }
@@ -244,6 +271,11 @@ impl MediaPeer {
     fn on_event(&mut self, e: Event) {
         match e {
             Event::Connected => self.connected = true,
+            Event::ChannelOpen(id, _) => {
+                self.channel = Some(id);
+                self.channel_open = true;
+            }
+            Event::ChannelData(d) => self.data.push(String::from_utf8_lossy(&d.data).into()),
             Event::RtpPacket(p) => {
                 let mid = self
                     .rtc
@@ -293,6 +325,17 @@ impl MediaPeer {
             }
         }
         written
+    }
+
+    /// Send `text` on the data channel (the SFU's envelope: `{"to"?,"data"}`); false
+    /// when it is not open or the text was not taken.
+    pub fn send_data(&mut self, text: &str) -> bool {
+        let Some(id) = self.channel.filter(|_| self.channel_open) else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .is_some_and(|mut ch| ch.write(false, text.as_bytes()).unwrap_or(false))
     }
 
     /// All RTP packets received.
@@ -467,9 +510,10 @@ impl SfuClient {
         self.ws.send(&msg)
     }
 
-    /// Publish one video track (camera, VP8): `publish` message, then our offer.
+    /// Publish one video track (camera, VP8), with the data channel the first time:
+    /// `publish` message, then our offer.
     pub fn publish_video(&mut self) -> Result<(), ClientError> {
-        let (offer, pending, mid) = self.media.offer_video()?;
+        let (offer, pending, mid) = self.media.offer_video(true)?;
         let publish =
             json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "camera"}]});
         self.relay("message", "data", publish)?;
@@ -583,7 +627,7 @@ impl WhipClient {
         bind_ip: std::net::IpAddr,
     ) -> Result<WhipClient, ClientError> {
         let mut media = MediaPeer::new(bind_ip)?;
-        let (offer, pending, mid) = media.offer_video()?;
+        let (offer, pending, mid) = media.offer_video(false)?;
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("Content-Type", "application/sdp")];
         if let Some(a) = &auth {

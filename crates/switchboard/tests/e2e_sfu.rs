@@ -2,7 +2,8 @@
 //! sockets on loopback) that join a room with `topology:"sfu"` over the signaling
 //! WebSocket, find the SFU's peer (`service:"sfu"`), publish a VP8 track each (a
 //! `publish` message, an offer, the SFU's answer), and A's RTP packets reach B through
-//! the SFU's one UDP port; the SFU's metrics count them.
+//! the SFU's one UDP port, chat crosses the SFU's data channel; the SFU's metrics count
+//! them. Also: the threshold turn, `off`, stray datagrams, a relay-only participant.
 
 mod common;
 
@@ -107,6 +108,33 @@ fn two_participants_publish_and_a_reaches_b_through_the_sfu() {
         "{tracks:?}"
     );
     assert!(b.offers >= 1, "the SFU offered A's track to B");
+
+    // Chat over the SFU's data channel: to everyone, then to B by name.
+    pump_both(
+        &mut a,
+        &mut b,
+        Duration::from_secs(5),
+        "data channels open",
+        |a, b| a.media.channel_open && b.media.channel_open,
+    );
+    assert!(a.media.send_data(r#"{"data":{"chat":"hello"}}"#));
+    let to_b = format!(r#"{{"to":"{}","data":"just you"}}"#, b.peer_id);
+    assert!(a.media.send_data(&to_b));
+    pump_both(
+        &mut a,
+        &mut b,
+        Duration::from_secs(5),
+        "chat relayed",
+        |_, b| b.media.data.len() >= 2,
+    );
+    assert_eq!(
+        b.media.data,
+        [
+            format!(r#"{{"from":"{a_id}","data":{{"chat":"hello"}}}}"#),
+            format!(r#"{{"from":"{a_id}","data":"just you"}}"#),
+        ]
+    );
+    assert!(a.media.data.is_empty(), "{:?}", a.media.data);
 
     // The server counts what it forwarded (figures are published once a second).
     let deadline = Instant::now() + Duration::from_secs(5);
