@@ -121,6 +121,8 @@ pub struct Net {
     pub client_bwe: bool,
     /// New clients offer H264 as their only video codec.
     pub h264_clients: bool,
+    /// Wall time spent inside the SFU's calls (for the cost test).
+    pub sfu_cpu: Duration,
 }
 
 pub fn config() -> SfuConfig {
@@ -146,6 +148,7 @@ impl Net {
             rooms_empty: Vec::new(),
             client_bwe: true,
             h264_clients: false,
+            sfu_cpu: Duration::ZERO,
         }
     }
 
@@ -417,7 +420,9 @@ impl Net {
             moved |= self.drain_client(c, &mut to_sfu);
         }
         for (src, dst, bytes) in to_sfu.drain(..) {
+            let t0 = std::time::Instant::now();
             self.sfu.handle_datagram(self.now, src, dst, &bytes);
+            self.sfu_cpu += t0.elapsed();
         }
         while let Some(o) = self.sfu.poll_output() {
             moved = true;
@@ -458,7 +463,9 @@ impl Net {
         }
         for (src, dst, bytes) in to_sfu.drain(..) {
             moved = true;
+            let t0 = std::time::Instant::now();
             self.sfu.handle_datagram(self.now, src, dst, &bytes);
+            self.sfu_cpu += t0.elapsed();
         }
         for c in 0..self.clients.len() {
             if !self.clients[c].auto || self.clients[c].dead {
@@ -492,7 +499,9 @@ impl Net {
             let _ = cl.rtc.handle_input(Input::Timeout(now));
         }
         if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+            let t0 = std::time::Instant::now();
             self.sfu.handle_timeout(now);
+            self.sfu_cpu += t0.elapsed();
         }
     }
 
