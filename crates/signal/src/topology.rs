@@ -171,7 +171,10 @@ impl Hub {
             if let Some(r) = self.rooms.get_mut(room) {
                 r.sfu = true;
             }
-            self.out.push(Output::ServiceWanted { room: key, kind: SFU });
+            self.out.push(Output::ServiceWanted {
+                room: key,
+                kind: SFU,
+            });
         }
         true
     }
