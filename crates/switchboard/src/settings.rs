@@ -244,6 +244,8 @@ mod tests {
         let s = load_with(example, &[]).expect("the documented example is valid");
         assert_eq!(s.turn.realm, "example.org");
         assert!(s.tls.cert.is_some());
+        assert_eq!(s.sfu.sfu_candidate, ["203.0.113.5"]);
+        assert_eq!(s.sfu.sfu_bind, Some([0, 0, 0, 0].into()));
     }
 
     #[test]
