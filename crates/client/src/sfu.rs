@@ -4,7 +4,8 @@
 //! - [`SfuClient`] speaks the SFU protocol of docs/signaling.md ("SFU rooms") over the
 //!   signaling WebSocket: join, find the peer whose `service` is `sfu`, publish (a
 //!   `publish` message, then an offer), answer the SFU's offers (polite side);
-//! - [`WhipClient`] publishes with WHIP (`POST /whip/<room>`, `DELETE` to end).
+//! - [`IngestClient`] publishes with WHIP (`POST /whip/<room>`) or plays with WHEP
+//!   (`POST /whep/<room>`), `DELETE` to end.
 //!
 //! Blocking and single-threaded on purpose: `pump` moves everything for a while; several
 //! clients in one test take turns.
@@ -195,8 +196,24 @@ impl MediaPeer {
         &mut self,
         channel: bool,
     ) -> Result<(SdpOffer, SdpPendingOffer, Mid), ClientError> {
+        let (offer, pending, mids) =
+            self.offer_media(&[(MediaKind::Video, Direction::SendOnly)], channel)?;
+        let mid = mids.first().copied().ok_or_else(|| protocol("no m-line"))?;
+        Ok((offer, pending, mid))
+    }
+
+    /// An offer adding an m-line of each (kind, direction) and, with `channel`, the data
+    /// channel unless it exists.
+    pub fn offer_media(
+        &mut self,
+        lines: &[(MediaKind, Direction)],
+        channel: bool,
+    ) -> Result<(SdpOffer, SdpPendingOffer, Vec<Mid>), ClientError> {
         let mut api = self.rtc.sdp_api();
-        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let mids = lines
+            .iter()
+            .map(|(kind, dir)| api.add_media(*kind, *dir, None, None, None))
+            .collect();
         if channel && self.channel.is_none() {
             self.channel = Some(api.add_channel_with_config(ChannelConfig {
                 label: CHANNEL_LABEL.into(),
@@ -205,7 +222,7 @@ impl MediaPeer {
             }));
         }
         let (offer, pending) = api.apply().ok_or_else(|| protocol("nothing to offer"))?;
-        Ok((offer, pending, mid))
+        Ok((offer, pending, mids))
     }
 
     /// Take the answer to our offer; `mids` are sending from now on.
@@ -608,8 +625,9 @@ pub fn http_request(
     Ok((status, headers, body.to_string()))
 }
 
-/// A WHIP publisher (RFC 9725) of one video track.
-pub struct WhipClient {
+/// A WHIP publisher (RFC 9725) of one video track, or a WHEP player of a room's video
+/// and audio.
+pub struct IngestClient {
     pub media: MediaPeer,
     http: SocketAddr,
     token: Option<String>,
@@ -617,17 +635,43 @@ pub struct WhipClient {
     pub location: String,
 }
 
-impl WhipClient {
-    /// `POST /whip/<room>` an offer to the server at `http` (with `Authorization: Bearer
-    /// token` when given). On a refusal: `Err` with the status and body.
-    pub fn publish(
+impl IngestClient {
+    /// `POST /whip/<room>` an offer of one sendonly video m-line to the server at `http`
+    /// (with `Authorization: Bearer token` when given). On a refusal: `Err` with the
+    /// status and body.
+    pub fn whip(
         http: SocketAddr,
         room: &str,
         token: Option<&str>,
         bind_ip: std::net::IpAddr,
-    ) -> Result<WhipClient, ClientError> {
-        let mut media = MediaPeer::new(bind_ip)?;
-        let (offer, pending, mid) = media.offer_video(false)?;
+    ) -> Result<IngestClient, ClientError> {
+        let lines = [(MediaKind::Video, Direction::SendOnly)];
+        Self::post(http, "whip", room, token, MediaPeer::new(bind_ip)?, &lines)
+    }
+
+    /// `POST /whep/<room>` an offer of recvonly video and audio m-lines: a player.
+    pub fn whep(
+        http: SocketAddr,
+        room: &str,
+        token: Option<&str>,
+        bind_ip: std::net::IpAddr,
+    ) -> Result<IngestClient, ClientError> {
+        let lines = [
+            (MediaKind::Video, Direction::RecvOnly),
+            (MediaKind::Audio, Direction::RecvOnly),
+        ];
+        Self::post(http, "whep", room, token, MediaPeer::new(bind_ip)?, &lines)
+    }
+
+    fn post(
+        http: SocketAddr,
+        endpoint: &str,
+        room: &str,
+        token: Option<&str>,
+        mut media: MediaPeer,
+        lines: &[(MediaKind, Direction)],
+    ) -> Result<IngestClient, ClientError> {
+        let (offer, pending, mids) = media.offer_media(lines, false)?;
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("Content-Type", "application/sdp")];
         if let Some(a) = &auth {
@@ -636,12 +680,12 @@ impl WhipClient {
         let (status, reply_headers, body) = http_request(
             http,
             "POST",
-            &format!("/whip/{room}"),
+            &format!("/{endpoint}/{room}"),
             &headers,
             &offer.to_sdp_string(),
         )?;
         if status != 201 {
-            return Err(protocol(format!("WHIP POST: {status} {body}")));
+            return Err(protocol(format!("{endpoint} POST: {status} {body}")));
         }
         let header = |name: &str| {
             reply_headers
@@ -650,12 +694,17 @@ impl WhipClient {
                 .map(|(_, v)| v.clone())
         };
         if header("content-type").as_deref() != Some("application/sdp") {
-            return Err(protocol("WHIP answer is not application/sdp"));
+            return Err(protocol("the answer is not application/sdp"));
         }
-        let location =
-            header("location").ok_or_else(|| protocol("WHIP answer without Location"))?;
-        media.accept_answer(pending, &body, vec![mid])?;
-        Ok(WhipClient {
+        let location = header("location").ok_or_else(|| protocol("answer without Location"))?;
+        let sending = lines
+            .iter()
+            .zip(mids)
+            .filter(|((_, dir), _)| *dir == Direction::SendOnly)
+            .map(|(_, mid)| mid)
+            .collect();
+        media.accept_answer(pending, &body, sending)?;
+        Ok(IngestClient {
             media,
             http,
             token: token.map(str::to_string),

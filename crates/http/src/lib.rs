@@ -1,6 +1,6 @@
 //! Switchboard's HTTP side: the ICE configuration (`/api/ice-servers`), signaling over
 //! WebSocket (`/ws`) and EventSource + POST (`/sse`, `/signal`), and the embedded web
-//! app and JS SDK, and WHIP ingest into SFU rooms (`/whip/<room>`). The signaling hub itself is `switchboard_signal::Signaling`; this
+//! app and JS SDK, and WHIP/WHEP into and out of SFU rooms (`/whip/<room>`, `/whep/<room>`). The signaling hub itself is `switchboard_signal::Signaling`; this
 //! crate only carries its messages over HTTP.
 #![forbid(unsafe_code)]
 
@@ -44,11 +44,17 @@ pub fn router(
         .route("/api/network-test", get(nettest::info))
         .route("/api/network-test/filtering", post(nettest::filtering))
         .with_state(net_test);
-    let whip = Router::new()
-        .route("/whip/{room}", post(whip::publish))
-        .route("/whip/{room}/{id}", axum::routing::delete(whip::end))
-        .layer(DefaultBodyLimit::max(128 * 1024))
-        .with_state(whip::Whip::new(signaling.clone()));
+    let ingest = |i: whip::Ingest| {
+        Router::new()
+            .route(&format!("/{}/{{room}}", i.kind()), post(whip::publish))
+            .route(
+                &format!("/{}/{{room}}/{{id}}", i.kind()),
+                axum::routing::delete(whip::end),
+            )
+            .layer(DefaultBodyLimit::max(128 * 1024))
+            .with_state(whip::Whip::new(i, signaling.clone()))
+    };
+    let whip = ingest(whip::Ingest::Whip).merge(ingest(whip::Ingest::Whep));
     let sig = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/sse", get(sse::stream).options(no_content))

@@ -1,12 +1,16 @@
-//! WHIP (RFC 9725): `POST /whip/<room>` with an SDP offer publishes a broadcaster (OBS,
-//! GStreamer `whipsink`) into a room through the SFU; `DELETE` of the returned resource
-//! ends it. The publisher is a service participant of the room (`service: "whip"`): its
-//! offer goes to the room's SFU peer as any browser's would, through the hub, and the
-//! SFU's answer is the response. No media passes here.
+//! WHIP (RFC 9725) and WHEP: `POST /whip/<room>` with an SDP offer publishes a
+//! broadcaster (OBS, GStreamer `whipsink`) into a room through the SFU, `POST
+//! /whep/<room>` lets a player watch it; `DELETE` of the returned resource ends either.
+//! Each session is a service participant of the room (`service: "whip"` or `"whep"`):
+//! its offer goes to the room's SFU peer as any browser's would, through the hub, and the
+//! SFU's answer is the response. The SFU treats them as one-shot participants (no offers
+//! or messages back; a player's recvonly m-lines carry the room's tracks). No media
+//! passes here.
 //!
 //! Admission is by the room tokens of signaling (`Authorization: Bearer <token>` when
-//! `--room-token-secret` is set; the token needs the `publish` grant). Trickle ICE
-//! (`PATCH`) is not offered: the SFU is ICE-lite and its answer carries its candidates.
+//! `--room-token-secret` is set; WHIP needs the `publish` grant, WHEP `subscribe`).
+//! Trickle ICE (`PATCH`) is not offered: the SFU is ICE-lite and its answer carries its
+//! candidates.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -26,15 +30,52 @@ const MAX_OFFER: usize = 64 * 1024;
 /// How long the SFU may take to join a room that just turned SFU, then to answer.
 const SFU_JOIN_WAIT: Duration = Duration::from_secs(5);
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// WHIP sessions one server holds.
+/// WHIP and WHEP sessions one server holds.
 const MAX_SESSIONS: usize = 1024;
 
-/// What the hub lets a WHIP publisher do: offer (publish); it takes no remote tracks.
-const WHIP_GRANTS: Grants = Grants {
-    publish: true,
-    subscribe: false,
-    admin: false,
-};
+/// Which endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    /// A publisher (`/whip`).
+    Whip,
+    /// A player (`/whep`).
+    Whep,
+}
+
+impl Ingest {
+    /// Its service kind in the room, and its path segment.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Ingest::Whip => "whip",
+            Ingest::Whep => "whep",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Ingest::Whip => "WHIP",
+            Ingest::Whep => "WHEP",
+        }
+    }
+
+    /// What the hub lets the session do: offer, both; a player takes the SFU's tracks
+    /// (the SFU itself refuses a player's sending m-lines).
+    fn grants(self) -> Grants {
+        Grants {
+            publish: true,
+            subscribe: self == Ingest::Whep,
+            admin: false,
+        }
+    }
+
+    /// Whether the room token's grants allow it.
+    fn allowed(self, g: Grants) -> bool {
+        match self {
+            Ingest::Whip => g.publish,
+            Ingest::Whep => g.subscribe,
+        }
+    }
+}
 
 struct Session {
     room: String,
@@ -49,15 +90,17 @@ impl Drop for Session {
     }
 }
 
-/// The WHIP endpoint's state.
+/// The WHIP or WHEP endpoint's state.
 pub struct Whip {
+    ingest: Ingest,
     signaling: Arc<Signaling>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Whip {
-    pub fn new(signaling: Arc<Signaling>) -> Arc<Whip> {
+    pub fn new(ingest: Ingest, signaling: Arc<Signaling>) -> Arc<Whip> {
         Arc::new(Whip {
+            ingest,
             signaling,
             sessions: Mutex::new(HashMap::new()),
         })
@@ -94,7 +137,7 @@ fn unauthorized(e: &TokenError) -> Response {
     r
 }
 
-/// `POST /whip/{room}`.
+/// `POST /whip/{room}`, `POST /whep/{room}`.
 pub async fn publish(
     State(w): State<Arc<Whip>>,
     Path(room): Path<String>,
@@ -115,8 +158,16 @@ pub async fn publish(
         Ok(g) => g,
         Err(e) => return unauthorized(&e),
     };
-    if !grants.publish {
-        return plain(StatusCode::FORBIDDEN, "the room token has no publish grant");
+    let ingest = w.ingest;
+    if !ingest.allowed(grants) {
+        let grant = match ingest {
+            Ingest::Whip => "publish",
+            Ingest::Whep => "subscribe",
+        };
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!("the room token has no {grant} grant"),
+        );
     }
     if body.len() > MAX_OFFER {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "offer over 64 KiB");
@@ -128,11 +179,14 @@ pub async fn publish(
         return plain(StatusCode::BAD_REQUEST, "the body is not an SDP offer");
     }
     if w.sessions().len() >= MAX_SESSIONS {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many WHIP sessions");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WHIP/WHEP sessions",
+        );
     }
     let p = match w
         .signaling
-        .join_service_as(&room, "WHIP", "whip", WHIP_GRANTS)
+        .join_service_as(&room, ingest.name(), ingest.kind(), ingest.grants())
     {
         Ok(p) => Arc::new(p),
         Err(e) if e.code == switchboard_signal::ErrorCode::BadRoom => {
@@ -170,7 +224,7 @@ pub async fn publish(
         Err(_) => return plain(StatusCode::GATEWAY_TIMEOUT, "the SFU did not answer"),
     };
     let id = switchboard_util::random_hex(12);
-    let location = format!("/whip/{room}/{id}");
+    let location = format!("/{}/{room}/{id}", ingest.kind());
     // Read the participant's events until the SFU says its connection is gone (the
     // publisher vanished without a DELETE): then the session ends. Reading also keeps
     // its queue from filling (the hub would take it out of the room).
@@ -181,7 +235,7 @@ pub async fn publish(
         id: id.clone(),
     };
     let watch = tokio::spawn(watch.run()).abort_handle();
-    tracing::info!(%room, peer = %p.peer_id(), "WHIP publisher in");
+    tracing::info!(%room, peer = %p.peer_id(), "{} session in", ingest.name());
     w.sessions().insert(
         id,
         Session {
@@ -222,7 +276,7 @@ impl Watch {
             };
             let v: serde_json::Value = serde_json::from_str(payload.get()).unwrap_or_default();
             if from == self.sfu && v["sfu"] == "gone" {
-                tracing::info!(room = self.participant.room(), reason = %v["reason"], "WHIP publisher gone");
+                tracing::info!(room = self.participant.room(), reason = %v["reason"], "{} session gone", self.whip.ingest.name());
                 break;
             }
         }
@@ -233,7 +287,7 @@ impl Watch {
     }
 }
 
-/// `DELETE /whip/{room}/{id}`: the publisher leaves the room.
+/// `DELETE /whip/{room}/{id}`, `DELETE /whep/{room}/{id}`: the session leaves the room.
 pub async fn end(
     State(w): State<Arc<Whip>>,
     Path((room, id)): Path<(String, String)>,
@@ -251,7 +305,7 @@ pub async fn end(
     };
     match removed {
         Some(_) => StatusCode::OK.into_response(),
-        None => plain(StatusCode::NOT_FOUND, "no such WHIP session"),
+        None => plain(StatusCode::NOT_FOUND, "no such session"),
     }
 }
 

@@ -7,7 +7,7 @@
 //! rate, not media rate.
 
 use super::shared::{Command, Shared};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_signal::{Grants, ServiceEvent, ServiceParticipant, Signaling};
@@ -23,6 +23,23 @@ const SFU_GRANTS: Grants = Grants {
     subscribe: true,
     admin: false,
 };
+
+/// A one-shot participant of the SFU: a WHIP publisher or a WHEP player.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fixed {
+    Publisher,
+    Player,
+}
+
+impl Fixed {
+    fn of(peer: &switchboard_signal::PeerInfo) -> Option<Fixed> {
+        match peer.service.as_deref()? {
+            "whip" => Some(Fixed::Publisher),
+            "whep" => Some(Fixed::Player),
+            _ => None,
+        }
+    }
+}
 
 /// Serve the rooms named by `requests` until the signaling side ends.
 pub async fn serve(
@@ -58,17 +75,27 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
         .filter(|peer| served(peer))
         .map(|peer| peer.id.clone())
         .collect();
+    // The one-shot participants (WHIP publishers, WHEP players), by kind.
+    let mut fixed: HashMap<Arc<str>, Fixed> = p
+        .peers()
+        .iter()
+        .filter_map(|peer| Some((peer.id.clone(), Fixed::of(peer)?)))
+        .collect();
     shared.add_participant(room.clone(), p.clone());
     tracing::debug!(%room, worker, peer = %p.peer_id(), "SFU joined the room");
     while !clients.is_empty() {
         let Some(event) = p.recv().await else { break };
         match event {
             ServiceEvent::PeerJoined(peer) => {
+                if let Some(f) = Fixed::of(&peer) {
+                    fixed.insert(peer.id.clone(), f);
+                }
                 if served(&peer) {
                     clients.insert(peer.id);
                 }
             }
             ServiceEvent::PeerLeft { peer, .. } => {
+                fixed.remove(&peer);
                 if clients.remove(&peer) {
                     shared.send(
                         worker,
@@ -86,15 +113,21 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
             } => {
                 // The sender is a member (the hub checked); its grants may be gone if it
                 // left in between, then the message is moot.
-                let Some(grants) = p.peer_grants(&from) else {
+                let Some(mut grants) = p.peer_grants(&from) else {
                     continue;
                 };
+                let kind_of = fixed.get(&from).copied();
+                if kind_of == Some(Fixed::Player) {
+                    // A player offers (the hub needs `publish` for that) but sends nothing.
+                    grants.publish = false;
+                }
                 shared.send(
                     worker,
                     Command::Signal {
                         room: room.clone(),
                         from,
                         grants,
+                        fixed: kind_of.is_some(),
                         kind,
                         payload,
                     },

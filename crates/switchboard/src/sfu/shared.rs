@@ -25,11 +25,13 @@ pub enum Command {
         destination: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A browser's relay to the room's SFU participant, with its grants.
+    /// A browser's relay to the room's SFU participant, with its grants; `fixed` for a
+    /// one-shot participant (WHIP, WHEP: one offer, never offered to).
     Signal {
         room: Arc<str>,
         from: Arc<str>,
         grants: Grants,
+        fixed: bool,
         kind: RelayKind,
         payload: Box<RawValue>,
     },

@@ -154,6 +154,7 @@ impl SfuWorker {
                 room,
                 from,
                 grants,
+                fixed,
                 kind,
                 payload,
             } => {
@@ -168,7 +169,12 @@ impl SfuWorker {
                         publish: grants.publish,
                         subscribe: grants.subscribe,
                     };
-                    match self.sfu.add_participant(&room, &from, g, now) {
+                    let added = if fixed {
+                        self.sfu.add_fixed_participant(&room, &from, g, now)
+                    } else {
+                        self.sfu.add_participant(&room, &from, g, now)
+                    };
+                    match added {
                         Ok(()) => {
                             self.members
                                 .entry(room.clone())
