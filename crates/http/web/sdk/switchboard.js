@@ -1,5 +1,6 @@
 // Switchboard SDK: join a room of a Switchboard server and talk to everyone in it over
-// WebRTC (full mesh). An ES module, usable straight from the server without a build step:
+// WebRTC: a full mesh in small rooms, one connection to the server's SFU in rooms whose
+// topology is "sfu" (sfu.js). An ES module, usable straight from the server without a build step:
 //
 //   import { Switchboard } from '/sdk/switchboard.js';
 //   const sb = new Switchboard({ room: 'demo', name: 'Ada' });
@@ -13,18 +14,23 @@ import { Emitter } from './emitter.js';
 import { SwitchboardError } from './errors.js';
 import { Peer, OFFER_ME, RESYNC } from './peer.js';
 import { Signaling } from './signaling.js';
+import { SfuLink, SfuMember } from './sfu.js';
+import { IceServers } from './ice.js';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
+export { SfuMember } from './sfu.js';
 
 /** SDK version. */
 export const VERSION = '1.0.0';
 /** Signaling protocol version spoken. */
 export const PROTOCOL = 1;
 
-const ICE_FETCH_TIMEOUT_MS = 5000;
 /** After a resume without gap, how long to wait before checking for lost offers. */
 const RESYNC_DELAY_MS = 1000;
+/** A live mesh→SFU switch keeps the mesh connections at most this long. */
+const SWITCH_TIMEOUT_MS = 10000;
+const SWITCH_POLL_MS = 200;
 
 /**
  * @typedef {object} SwitchboardOptions
@@ -48,7 +54,11 @@ const RESYNC_DELAY_MS = 1000;
  *   (no `peer-joined` for them). Emitted again with `rejoined: true` when the server had
  *   forgotten the session and the SDK joined afresh (new peer id).
  * - `peer-joined` (Peer), `peer-left` ({peer, reason}): membership changes
- * - `track` ({peer, track, streams, transceiver}): remote media arrived
+ * - `track` ({peer, track, streams, transceiver, source}): remote media arrived
+ * - `track-removed` ({peer, track, source}): SFU rooms: the SFU stopped forwarding a track
+ * - `topology` ({mode, switchMs}): the room changed between mesh and SFU
+ * - `speaker` ({peer}): SFU rooms: the dominant speaker changed (null: silence)
+ * - `layer` ({peer, mid, layer, track}): SFU rooms: the simulcast layer forwarded changed
  * - `message` ({peer, data, via}): an application message (`send`), `via` 'datachannel' | 'signal'
  * - `peer-state` ({peer, state}): the RTCPeerConnection's connectionState changed
  * - `channel-open` ({peer}): the data channel to `peer` is open
@@ -56,8 +66,10 @@ const RESYNC_DELAY_MS = 1000;
  * - `error` (SwitchboardError: {code, reason, fatal}): `fatal` means the session is over
  */
 export class Switchboard extends Emitter {
-  /** Remote participants by peer id. @type {Map<string, Peer>} */
+  /** Remote participants by peer id. @type {Map<string, Peer|SfuMember>} */
   peers = new Map();
+  /** 'mesh' or 'sfu': how this page is connected to the others. */
+  topology = 'mesh';
   /** Own peer id once joined. @type {string|null} */
   peerId = null;
   /** Grants of this session ('publish', 'subscribe', 'admin'). @type {string[]} */
@@ -68,10 +80,8 @@ export class Switchboard extends Emitter {
   /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'>> & {token?: string}} */
   #opts;
   #sig;
-  /** @type {RTCIceServer[] | null} */
-  #iceServers = null;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #iceTimer = null;
+  /** @type {IceServers} */
+  #ice;
   /** Tracks sent to every peer. */
   #tracks = { audio: /** @type {MediaStreamTrack|null} */ (null), video: /** @type {MediaStreamTrack|null} */ (null) };
   /** The stream the tracks are announced in (its id is the msid the others see). */
@@ -82,6 +92,14 @@ export class Switchboard extends Emitter {
   #unload = null;
   /** @type {import('./peer.js').PeerHost} */
   #host;
+  /** The connection to the SFU in SFU mode. @type {SfuLink|null} */
+  #sfu = null;
+  /** @type {import('./sfu.js').SfuHost} */
+  #sfuHost;
+  /** @type {import('./sfu.js').Views} */
+  #views = { byTrack: new WeakMap(), byPeer: new Map() };
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #switchTimer = null;
 
   /** @param {SwitchboardOptions} options */
   constructor(options) {
@@ -115,11 +133,30 @@ export class Switchboard extends Emitter {
       emit: (event, arg) => this.emit(event, arg),
       log: this.#log,
     };
+    this.#sfuHost = {
+      signal: (msg) => this.#sig.send(msg),
+      emit: (event, arg) => this.emit(event, arg),
+      log: this.#log,
+      member: (id) => {
+        const m = this.peers.get(id);
+        return m instanceof SfuMember ? m : undefined;
+      },
+      members: () => [...this.peers.values()].filter((m) => m instanceof SfuMember),
+    };
+
+    this.#ice = new IceServers({
+      url: this.#opts.url,
+      token: this.#opts.token,
+      option: iceServers,
+      log: this.#log,
+      live: () => this.state !== 'closed' && this.state !== 'idle',
+      connections: () => this.#connections(),
+    });
 
     const sig = new Signaling({ url: this.#opts.url, transport });
     this.#sig = sig;
     sig.log = this.#log;
-    sig.canDeliver = (/** @type {any} */ m) => !m.to || this.peers.has(m.to);
+    sig.canDeliver = (/** @type {any} */ m) => !m.to || this.peers.has(m.to) || m.to === this.#sfu?.id;
     sig.on('state', (/** @type {any} */ s) => this.#setState(s));
     sig.on('joined', (/** @type {any} */ e) => this.#onJoined(e.msg, e.rejoin));
     sig.on('resumed', (/** @type {any} */ e) => this.#onResumed(e.msg));
@@ -150,12 +187,22 @@ export class Switchboard extends Emitter {
 
   /** The ICE servers in use (after `join`). */
   get iceServers() {
-    return this.#iceServers ? [...this.#iceServers] : [];
+    return this.#ice.list ? [...this.#ice.list] : [];
+  }
+
+  /** SFU rooms: the connection to the SFU (`pc`, `id`, `layers`), else null. */
+  get sfu() {
+    return this.#sfu;
+  }
+
+  /** SFU rooms: the dominant speaker's peer id (null: silence or mesh). */
+  get speaker() {
+    return this.#sfu ? this.#sfu.speaker : null;
   }
 
   /** A plain summary. */
   toJSON() {
-    return { room: this.room, name: this.name, peerId: this.peerId, state: this.state, transportKind: this.transportKind };
+    return { room: this.room, name: this.name, peerId: this.peerId, state: this.state, transportKind: this.transportKind, topology: this.topology };
   }
 
   /**
@@ -171,7 +218,7 @@ export class Switchboard extends Emitter {
     if (this.state === 'closed') this.#teardown();
     this.#setState('connecting');
     try {
-      await this.#loadIceServers();
+      await this.#ice.load();
       await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token });
     } catch (err) {
       const e =
@@ -227,8 +274,28 @@ export class Switchboard extends Emitter {
       peer.send(data);
       return 1;
     }
-    for (const peer of this.peers.values()) peer.send(data);
+    const all = [...this.peers.values()];
+    if (this.#sfu && all.length && all.every((p) => p instanceof SfuMember)) this.#sfu.send(data); // the SFU fans out
+    else for (const peer of all) peer.send(data);
     return this.peers.size;
+  }
+
+  /**
+   * Tell the SFU how large a remote video is shown, so it forwards a fitting simulcast
+   * layer, or nothing for a hidden one. `target`: a peer id (all its videos) or a remote
+   * video track; `size`: CSS pixels x devicePixelRatio, `null` or 0x0 = not visible.
+   * Reported debounced; remembered across a mesh→SFU switch; no effect in mesh rooms.
+   * @param {string|MediaStreamTrack} target
+   * @param {{width: number, height: number}|null} size
+   */
+  setView(target, size) {
+    const w = Number(size?.width) || 0;
+    const h = Number(size?.height) || 0;
+    const v = w > 0 && h > 0 ? { width: Math.round(w), height: Math.round(h) } : { width: 0, height: 0 };
+    if (typeof target === 'string') this.#views.byPeer.set(target, v);
+    else if (target && typeof target === 'object' && target.kind === 'video') this.#views.byTrack.set(target, v);
+    else throw new SwitchboardError('bad-option', 'setView needs a peer id or a video track');
+    this.#sfu?.viewChanged();
   }
 
   /**
@@ -245,7 +312,8 @@ export class Switchboard extends Emitter {
    * @param {string} [peerId]
    */
   restartIce(peerId) {
-    for (const peer of this.peers.values()) if (peerId === undefined || peer.id === peerId) peer.restartIce();
+    for (const peer of this.peers.values()) if (peer instanceof Peer && (peerId === undefined || peer.id === peerId)) peer.restartIce();
+    if (this.#sfu && (peerId === undefined || this.peers.get(peerId) instanceof SfuMember)) this.#sfu.peer.restartIce();
   }
 
   /**
@@ -260,59 +328,11 @@ export class Switchboard extends Emitter {
 
   // ---------------------------------------------------------------------------------------
 
-  async #loadIceServers() {
-    const o = this.#opts.iceServers;
-    if (o !== 'auto') {
-      this.#iceServers = o;
-      return;
-    }
-    const fetched = await this.#fetchIceServers();
-    if (fetched) this.#iceServers = fetched;
-    else if (!this.#iceServers) this.#iceServers = [];
-  }
-
-  /** GET /api/ice-servers; null when it fails (we then go on with host candidates). */
-  async #fetchIceServers() {
-    const ctrl = new AbortController();
-    const timer = setTimeout(() => ctrl.abort(), ICE_FETCH_TIMEOUT_MS);
-    try {
-      // A server with room tokens gives relay credentials only to their holders.
-      const headers = this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
-      const res = await fetch(`${this.#opts.url}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const body = await res.json();
-      if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');
-      const ttl = Number(body.ttl);
-      if (this.#iceTimer) clearTimeout(this.#iceTimer);
-      if (ttl > 0) {
-        // Refresh time-limited TURN credentials before they expire.
-        this.#iceTimer = setTimeout(() => this.#refreshIceServers(), Math.max(30, ttl * 0.8) * 1000);
-      }
-      return /** @type {RTCIceServer[]} */ (body.iceServers);
-    } catch (err) {
-      this.#log('GET /api/ice-servers failed', err);
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  async #refreshIceServers() {
-    this.#iceTimer = null;
-    if (this.state === 'closed' || this.state === 'idle') return;
-    const fresh = await this.#fetchIceServers();
-    if (!fresh) {
-      this.#iceTimer = setTimeout(() => this.#refreshIceServers(), 60000);
-      return;
-    }
-    this.#iceServers = fresh;
-    for (const peer of this.peers.values()) {
-      try {
-        peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), iceServers: fresh });
-      } catch (err) {
-        this.#log(`peer ${peer.id}: setConfiguration failed`, err);
-      }
-    }
+  /** Every RTCPeerConnection of this session (mesh peers and the SFU). */
+  #connections() {
+    const pcs = [...this.peers.values()].filter((p) => p instanceof Peer).map((p) => p.pc);
+    if (this.#sfu) pcs.push(this.#sfu.pc);
+    return pcs;
   }
 
   /** @param {'idle'|'connecting'|'open'|'reconnecting'|'closed'} s */
@@ -325,7 +345,7 @@ export class Switchboard extends Emitter {
   /** @returns {RTCConfiguration} */
   #rtcConfig() {
     return {
-      iceServers: this.#iceServers || [],
+      iceServers: this.#ice.list || [],
       iceTransportPolicy: this.#opts.iceTransportPolicy,
       bundlePolicy: 'max-bundle',
     };
@@ -352,6 +372,97 @@ export class Switchboard extends Emitter {
     return peer;
   }
 
+  /** A participant of an SFU room (no connection of its own). @param {{id: string, name?: string, identity?: string}} info */
+  #addMember(info) {
+    const m = new SfuMember(info, this.#sfu);
+    this.peers.set(m.id, m);
+    return m;
+  }
+
+  /**
+   * The SFU participant is in the room: connect to it. Mesh connections (a live switch)
+   * stay until the SFU delivers what they carried.
+   * @param {string} id
+   */
+  #startSfu(id) {
+    if (this.#sfu) {
+      if (this.#sfu.id === id) return;
+      this.#closeSfu();
+    }
+    const mesh = [...this.peers.values()].some((p) => p instanceof Peer);
+    this.topology = 'sfu';
+    const link = new SfuLink(this.#sfuHost, id, {
+      config: this.#rtcConfig(),
+      canPublish: this.#canPublish(),
+      stream: this.#stream,
+      tracks: { ...this.#tracks },
+      views: this.#views,
+      deferTracks: mesh,
+    });
+    this.#sfu = link;
+    for (const p of this.peers.values()) if (p instanceof SfuMember) p.attach(link);
+    if (mesh) this.#watchSwitch(link, performance.now());
+  }
+
+  /**
+   * Live switch: poll until every mesh peer's media decodes on the SFU connection (or
+   * SWITCH_TIMEOUT_MS), then show the SFU's tracks, close the mesh connections and emit
+   * `topology` with the time it took.
+   * @param {SfuLink} link
+   * @param {number} start
+   */
+  #watchSwitch(link, start) {
+    this.#switchTimer = setTimeout(async () => {
+      this.#switchTimer = null;
+      if (link !== this.#sfu || link.peer.closed) return;
+      let done = performance.now() - start >= SWITCH_TIMEOUT_MS;
+      if (!done) {
+        const flowing = await link.flowing().catch(() => new Map());
+        if (link !== this.#sfu) return;
+        done = [...this.peers.values()].every((p) => {
+          if (!(p instanceof Peer)) return true;
+          const f = flowing.get(p.id);
+          const video = p.streams.some((st) => st.getVideoTracks().some((t) => t.readyState === 'live' && !t.muted));
+          const audio = p.streams.some((st) => st.getAudioTracks().some((t) => t.readyState === 'live'));
+          return (!video || !!f?.video) && (!audio || !!f?.audio);
+        });
+      }
+      if (!done) {
+        this.#watchSwitch(link, start);
+        return;
+      }
+      const switchMs = Math.round(performance.now() - start);
+      this.#log(`mesh → SFU switch done in ${switchMs} ms`);
+      const old = [...this.peers.values()].filter((p) => p instanceof Peer);
+      for (const p of old) this.peers.set(p.id, new SfuMember(p, link));
+      link.deferTracks = false;
+      link.reconcile();
+      for (const p of old) p.close();
+      for (const p of old) this.emit('peer-state', { peer: this.peers.get(p.id), state: link.peer.state });
+      this.emit('topology', { mode: 'sfu', switchMs });
+    }, SWITCH_POLL_MS);
+  }
+
+  #closeSfu() {
+    if (this.#switchTimer) clearTimeout(this.#switchTimer);
+    this.#switchTimer = null;
+    this.#sfu?.close();
+    this.#sfu = null;
+  }
+
+  /** The SFU participant left the room: back to a mesh with everyone. */
+  #sfuGone() {
+    this.#closeSfu();
+    this.topology = 'mesh';
+    for (const m of [...this.peers.values()]) {
+      if (!(m instanceof SfuMember)) continue;
+      this.peers.delete(m.id);
+      // Nobody is the newcomer here: the polite side (greater id) offers.
+      this.#addPeer(m, String(this.peerId) > m.id);
+    }
+    this.emit('topology', { mode: 'mesh', switchMs: null });
+  }
+
   /** Whether this session's grants allow sending offers (and so media). */
   #canPublish() {
     return this.grants.length === 0 || this.grants.includes('publish');
@@ -366,6 +477,12 @@ export class Switchboard extends Emitter {
     const req = err.request;
     if (req && !err.fatal) {
       const peer = typeof req.to === 'string' ? this.peers.get(req.to) : undefined;
+      if (this.#sfu && req.to === this.#sfu.id) {
+        // The SDK's own messages to the SFU: no business of the application's.
+        if (err.code === 'forbidden' && req.type === 'offer') this.#sfu.peer.offerForbidden();
+        else this.#log(`${req.type} to the SFU refused: ${err.code}`);
+        return;
+      }
       if (err.code === 'unknown-peer' && ['offer', 'answer', 'candidate'].includes(req.type)) {
         this.#log(`${req.type} to ${req.to} not delivered: that peer has left`);
         return;
@@ -392,6 +509,8 @@ export class Switchboard extends Emitter {
     if (!peer) return;
     this.peers.delete(id);
     peer.close();
+    this.#views.byPeer.delete(id);
+    this.#sfu?.forget(id);
     this.emit('peer-left', { peer, reason });
   }
 
@@ -402,14 +521,19 @@ export class Switchboard extends Emitter {
   #onJoined(msg, rejoined) {
     if (rejoined) {
       for (const id of [...this.peers.keys()]) this.#removePeer(id, 'timeout');
+      this.#closeSfu();
     }
     this.peerId = String(msg.peerId);
     this.grants = Array.isArray(msg.grants) ? msg.grants : [];
-    /** @type {{id: string, name?: string, identity?: string}[]} */
-    const infos = Array.isArray(msg.peers) ? msg.peers : [];
-    // We are the newcomer: we offer to everyone already there.
-    const peers = infos.filter((p) => p && p.id !== this.peerId).map((p) => this.#addPeer(p, true));
-    this.emit('joined', { peerId: this.peerId, peers, rejoined });
+    /** @type {{id: string, name?: string, identity?: string, service?: string}[]} */
+    const infos = (Array.isArray(msg.peers) ? msg.peers : []).filter((/** @type {any} */ p) => p && p.id !== this.peerId);
+    const sfu = infos.find((p) => p.service === 'sfu');
+    this.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
+    // Mesh: we are the newcomer and offer to everyone already there. SFU: one connection,
+    // to the SFU participant (now, or when it joins).
+    const peers = infos.filter((p) => !p.service).map((p) => (this.topology === 'sfu' ? this.#addMember(p) : this.#addPeer(p, true)));
+    if (sfu) this.#startSfu(String(sfu.id));
+    this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
   }
 
   /** @param {any} msg the `resumed` message */
@@ -417,19 +541,26 @@ export class Switchboard extends Emitter {
     const gap = !!msg.gap;
     if (gap) {
       // Messages were lost: trust the member list and renegotiate with everyone.
-      const infos = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
+      const all = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
+      const infos = all.filter((/** @type {any} */ p) => !p.service);
+      const sfu = all.find((/** @type {any} */ p) => p.service === 'sfu');
       const ids = new Set(infos.map((/** @type {any} */ p) => String(p.id)));
       for (const id of [...this.peers.keys()]) if (!ids.has(id)) this.#removePeer(id, 'timeout');
+      if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#sfuGone();
       for (const info of infos) {
-        if (!this.peers.has(String(info.id))) this.emit('peer-joined', this.#addPeer(info, false));
+        if (this.peers.has(String(info.id))) continue;
+        this.emit('peer-joined', this.topology === 'sfu' ? this.#addMember(info) : this.#addPeer(info, false));
       }
-      for (const peer of this.peers.values()) peer.recover();
+      for (const peer of this.peers.values()) if (peer instanceof Peer) peer.recover();
+      if (sfu && !this.#sfu) this.#startSfu(String(sfu.id));
+      else this.#sfu?.peer.recover();
     } else {
       // Nothing the server sent was lost, but what we sent just before the break may be.
       // Checked once the replay has been handled.
       setTimeout(() => {
         if (this.state !== 'open') return;
-        for (const peer of this.peers.values()) peer.resync(true);
+        for (const peer of this.peers.values()) if (peer instanceof Peer) peer.resync(true);
+        this.#sfu?.peer.resync(false); // the SFU offers again by itself when it must
       }, RESYNC_DELAY_MS);
     }
     this.emit('resumed', { gap });
@@ -442,21 +573,41 @@ export class Switchboard extends Emitter {
       case 'peer-joined': {
         const info = m.peer;
         if (!info || typeof info.id !== 'string' || info.id === this.peerId) return;
+        if (info.service) {
+          if (info.service === 'sfu') this.#startSfu(info.id);
+          return; // services are not participants
+        }
         const known = this.peers.get(info.id);
         if (known) {
           if (info.name) known.name = String(info.name);
+          return;
+        }
+        if (this.topology === 'sfu') {
+          const member = this.#addMember(info);
+          this.emit('peer-joined', member);
+          this.#sfu?.reconcile(); // its tracks may be mapped already
+          setTimeout(() => this.#sfu?.announceLate(), 3000);
           return;
         }
         this.emit('peer-joined', this.#addPeer(info, false)); // it will offer to us
         return;
       }
       case 'peer-left':
-        this.#removePeer(String(m.peerId), String(m.reason || 'left'));
+        if (this.#sfu && m.peerId === this.#sfu.id) this.#sfuGone();
+        else this.#removePeer(String(m.peerId), String(m.reason || 'left'));
         return;
       case 'offer':
       case 'answer':
       case 'candidate': {
+        if (this.#sfu && m.from === this.#sfu.id) {
+          this.#sfu.peer.handle(m);
+          return;
+        }
         let peer = this.peers.get(m.from);
+        if (peer instanceof SfuMember || (!peer && this.topology === 'sfu')) {
+          this.#log(`${m.type} from ${m.from} ignored: SFU room`);
+          return;
+        }
         if (!peer) {
           if (m.type !== 'offer' || typeof m.from !== 'string') return;
           // Its peer-joined was lost (signaling gap): take the offer all the same.
@@ -467,6 +618,10 @@ export class Switchboard extends Emitter {
         return;
       }
       case 'message': {
+        if (this.#sfu && m.from === this.#sfu.id) {
+          if (m.data && typeof m.data === 'object' && typeof m.data.sfu === 'string') this.#sfu.onControl(m.data);
+          return;
+        }
         const control = m.data && typeof m.data === 'object' ? m.data.$switchboard : undefined;
         if (control === OFFER_ME.$switchboard) {
           this.peers.get(m.from)?.offerRequested();
@@ -497,7 +652,8 @@ export class Switchboard extends Emitter {
       if (track) this.#stream.addTrack(track);
     }
     if (!this.#canPublish()) return; // receive-only token: kept for a later session
-    await Promise.all([...this.peers.values()].map((p) => p.setTrack(kind, track, this.#stream)));
+    const mesh = [...this.peers.values()].filter((p) => p instanceof Peer);
+    await Promise.all([...mesh.map((p) => p.setTrack(kind, track, this.#stream)), this.#sfu?.setTrack(kind, track)]);
   }
 
   #watchUnload() {
@@ -516,8 +672,9 @@ export class Switchboard extends Emitter {
   #teardown() {
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
-    if (this.#iceTimer) clearTimeout(this.#iceTimer);
-    this.#iceTimer = null;
+    this.#closeSfu();
+    this.topology = 'mesh';
+    this.#ice.stop();
     this.#unload?.abort();
     this.#unload = null;
   }
