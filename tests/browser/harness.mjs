@@ -108,8 +108,11 @@ export async function startServer(opts = {}) {
   const extra = typeof opts.args === 'function' ? opts.args({ httpPort }) : (opts.args || []);
   const args = ['serve', '-p', String(port), '--http-listen', `127.0.0.1:${httpPort}`, '--metrics-listen', 'off',
     '--static-auth-secret', secret, '--drain-timeout', '1', ...extra];
+  // Servers run one after another in the same namespace: the SFU (when the binary has one)
+  // takes any free UDP port unless the test names one.
+  const sfuEnv = args.includes('--sfu-port') ? {} : { SWITCHBOARD_SFU_PORT: '0' };
   const child = spawn(serverBin(), args, {
-    env: { ...process.env, NO_COLOR: '1', RUST_BACKTRACE: '1' },
+    env: { ...process.env, NO_COLOR: '1', RUST_BACKTRACE: '1', ...sfuEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -4,7 +4,8 @@
 // tiles), the SFU's active speaker is highlighted, and a speaker view can be turned on.
 //
 // Query parameters: name (display name; asked for when absent), token (room JWT),
-// policy=relay (TURN only), transport=ws|sse|auto, debug (SDK logs to the console).
+// policy=relay (TURN only), transport=ws|sse|auto, topology=sfu|mesh (a new room's
+// topology; default: the server's threshold decides), debug (SDK logs to the console).
 // Test hook: window.sbApp = { sb, ready, media, grid, chat, stats }.
 
 import { Switchboard } from '/sdk/switchboard.js';
@@ -112,6 +113,7 @@ async function main() {
     token: params.get('token') || undefined,
     iceTransportPolicy: policy,
     transport,
+    topology: /** @type {any} */ (['sfu', 'mesh'].includes(params.get('topology') || '') ? params.get('topology') : 'auto'),
     debug: params.has('debug'),
   });
   app.sb = sb;

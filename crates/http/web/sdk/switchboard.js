@@ -41,6 +41,7 @@ const SWITCH_POLL_MS = 200;
  * @property {'auto'|RTCIceServer[]} [iceServers] 'auto' (default): GET /api/ice-servers
  * @property {RTCIceTransportPolicy} [iceTransportPolicy] 'all' (default) or 'relay'
  * @property {'auto'|'ws'|'sse'} [transport] 'auto' (default): WebSocket, falling back to EventSource+POST
+ * @property {'auto'|'sfu'|'mesh'} [topology] a new room's topology: 'auto' (default: mesh, SFU from the server's threshold on), 'sfu' or 'mesh'; only the room's creator decides
  * @property {boolean} [leaveOnUnload] send `leave` when the page goes away (default true)
  * @property {boolean|((...args: unknown[]) => void)} [debug] log to console.debug, or to this function
  */
@@ -110,6 +111,8 @@ export class Switchboard extends Emitter {
     if (!/^https?:\/\//i.test(url)) throw new SwitchboardError('bad-option', `options.url must be an http(s) URL, got "${url}"`);
     const transport = o.transport || 'auto';
     if (!['auto', 'ws', 'sse'].includes(transport)) throw new SwitchboardError('bad-option', `unknown transport "${transport}"`);
+    const topology = o.topology || 'auto';
+    if (!['auto', 'sfu', 'mesh'].includes(topology)) throw new SwitchboardError('bad-option', `unknown topology "${topology}"`);
     const iceServers = o.iceServers === undefined ? 'auto' : o.iceServers;
     if (iceServers !== 'auto' && !Array.isArray(iceServers)) throw new SwitchboardError('bad-option', "iceServers must be 'auto' or an array");
     this.#opts = {
@@ -120,6 +123,7 @@ export class Switchboard extends Emitter {
       iceServers,
       iceTransportPolicy: o.iceTransportPolicy || 'all',
       transport,
+      topology,
       leaveOnUnload: o.leaveOnUnload !== false,
     };
     this.#log =
@@ -219,7 +223,7 @@ export class Switchboard extends Emitter {
     this.#setState('connecting');
     try {
       await this.#ice.load();
-      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token });
+      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token, topology: this.#opts.topology });
     } catch (err) {
       const e =
         err instanceof SwitchboardError ? err : new SwitchboardError('unreachable', String(/** @type {Error} */ (err)?.message || err));
