@@ -43,6 +43,7 @@ export class SfuMember {
   /** @type {string} */ id;
   /** @type {string} */ name;
   /** @type {string|undefined} */ identity;
+  /** Set for a server-side participant (e.g. `whip`: a WHIP publisher). @type {string|undefined} */ service;
   /** The participant's received tracks. */
   stream = typeof MediaStream === 'undefined' ? /** @type {any} */ (null) : new MediaStream();
   /** Always false: we yield to the SFU. */
@@ -55,13 +56,14 @@ export class SfuMember {
   #link;
 
   /**
-   * @param {{id: string, name?: string, identity?: string}} info
+   * @param {{id: string, name?: string, identity?: string, service?: string}} info
    * @param {SfuLink|null} link
    */
   constructor(info, link) {
     this.id = String(info.id);
     this.name = info.name ? String(info.name) : '';
     this.identity = info.identity === undefined ? undefined : String(info.identity);
+    this.service = typeof info.service === 'string' ? info.service : undefined;
     this.#link = link;
   }
 
@@ -113,7 +115,7 @@ export class SfuMember {
   }
 
   toJSON() {
-    return { id: this.id, name: this.name, identity: this.identity, state: this.state, polite: this.polite };
+    return { id: this.id, name: this.name, identity: this.identity, service: this.service, state: this.state, polite: this.polite };
   }
 }
 
@@ -255,7 +257,9 @@ export class SfuLink {
    * m-line for another participant's track.
    */
   reconcile() {
-    if (this.peer.closed || this.deferTracks) return;
+    if (this.peer.closed) return;
+    this.#scheduleView();
+    if (this.deferTracks) return;
     const present = new Set();
     for (const t of this.peer.pc.getTransceivers()) {
       const mid = t.mid;
@@ -276,7 +280,6 @@ export class SfuLink {
       }
     }
     for (const [mid, had] of [...this.#shown]) if (!present.has(mid)) this.#unshow(mid, had);
-    this.#scheduleView();
   }
 
   /** Forget a member that left (no events: `peer-left` says it all). @param {string} id */
@@ -474,12 +477,18 @@ export class SfuLink {
     }, VIEW_DEBOUNCE_MS);
   }
 
-  /** `view`: the size of every remote video we have (0x0 = hidden, paused at the SFU). */
+  /**
+   * `view`: the size of every remote video on the connection (0x0 = hidden, paused at the
+   * SFU). The SFU takes a mid missing from the list as hidden, so every video of its map is
+   * listed, also those not shown to the application yet (a live switch): at the size its
+   * participant's tile has, or the default.
+   */
   #sendView() {
     const tracks = [];
-    for (const [mid, s] of this.#shown) {
-      if (s.track.kind !== 'video') continue;
-      const v = this.#views.byTrack.get(s.track) || this.#views.byPeer.get(s.member.id) || DEFAULT_VIEW;
+    for (const [mid, want] of this.#byMid) {
+      if (want.kind !== 'video') continue;
+      const s = this.#shown.get(mid);
+      const v = (s && this.#views.byTrack.get(s.track)) || this.#views.byPeer.get(want.peer) || DEFAULT_VIEW;
       tracks.push({ mid, width: Math.max(0, Math.round(v.width)), height: Math.max(0, Math.round(v.height)) });
     }
     if (tracks.length === 0) return;

@@ -14,7 +14,8 @@ import { Emitter } from './emitter.js';
 import { SwitchboardError } from './errors.js';
 import { Peer, OFFER_ME, RESYNC } from './peer.js';
 import { Signaling } from './signaling.js';
-import { SfuLink, SfuMember } from './sfu.js';
+import { SfuMember } from './sfu.js';
+import { SfuMode } from './topology.js';
 import { IceServers } from './ice.js';
 
 export { SwitchboardError } from './errors.js';
@@ -28,9 +29,6 @@ export const PROTOCOL = 1;
 
 /** After a resume without gap, how long to wait before checking for lost offers. */
 const RESYNC_DELAY_MS = 1000;
-/** A live mesh→SFU switch keeps the mesh connections at most this long. */
-const SWITCH_TIMEOUT_MS = 10000;
-const SWITCH_POLL_MS = 200;
 
 /**
  * @typedef {object} SwitchboardOptions
@@ -69,8 +67,6 @@ const SWITCH_POLL_MS = 200;
 export class Switchboard extends Emitter {
   /** Remote participants by peer id. @type {Map<string, Peer|SfuMember>} */
   peers = new Map();
-  /** 'mesh' or 'sfu': how this page is connected to the others. */
-  topology = 'mesh';
   /** Own peer id once joined. @type {string|null} */
   peerId = null;
   /** Grants of this session ('publish', 'subscribe', 'admin'). @type {string[]} */
@@ -93,14 +89,8 @@ export class Switchboard extends Emitter {
   #unload = null;
   /** @type {import('./peer.js').PeerHost} */
   #host;
-  /** The connection to the SFU in SFU mode. @type {SfuLink|null} */
-  #sfu = null;
-  /** @type {import('./sfu.js').SfuHost} */
-  #sfuHost;
-  /** @type {import('./sfu.js').Views} */
-  #views = { byTrack: new WeakMap(), byPeer: new Map() };
-  /** @type {ReturnType<typeof setTimeout>|null} */
-  #switchTimer = null;
+  /** Mesh or SFU, and the connection to the SFU (topology.js). @type {SfuMode} */
+  #mode;
 
   /** @param {SwitchboardOptions} options */
   constructor(options) {
@@ -137,16 +127,18 @@ export class Switchboard extends Emitter {
       emit: (event, arg) => this.emit(event, arg),
       log: this.#log,
     };
-    this.#sfuHost = {
-      signal: (msg) => this.#sig.send(msg),
+    this.#mode = new SfuMode({
+      peers: this.peers,
       emit: (event, arg) => this.emit(event, arg),
       log: this.#log,
-      member: (id) => {
-        const m = this.peers.get(id);
-        return m instanceof SfuMember ? m : undefined;
-      },
-      members: () => [...this.peers.values()].filter((m) => m instanceof SfuMember),
-    };
+      signal: (msg) => this.#sig.send(msg),
+      selfId: () => String(this.peerId),
+      rtcConfig: () => this.#rtcConfig(),
+      canPublish: () => this.#canPublish(),
+      tracks: () => this.#tracks,
+      stream: this.#stream,
+      addMeshPeer: (info, initiator) => this.#addPeer(info, initiator),
+    });
 
     this.#ice = new IceServers({
       url: this.#opts.url,
@@ -194,9 +186,19 @@ export class Switchboard extends Emitter {
     return this.#ice.list ? [...this.#ice.list] : [];
   }
 
+  /** 'mesh' or 'sfu': how this page is connected to the others now. */
+  get topology() {
+    return this.#mode.topology;
+  }
+
   /** SFU rooms: the connection to the SFU (`pc`, `id`, `layers`), else null. */
   get sfu() {
     return this.#sfu;
+  }
+
+  /** The connection to the SFU, if any. */
+  get #sfu() {
+    return this.#mode.link;
   }
 
   /** SFU rooms: the dominant speaker's peer id (null: silence or mesh). */
@@ -296,8 +298,8 @@ export class Switchboard extends Emitter {
     const w = Number(size?.width) || 0;
     const h = Number(size?.height) || 0;
     const v = w > 0 && h > 0 ? { width: Math.round(w), height: Math.round(h) } : { width: 0, height: 0 };
-    if (typeof target === 'string') this.#views.byPeer.set(target, v);
-    else if (target && typeof target === 'object' && target.kind === 'video') this.#views.byTrack.set(target, v);
+    if (typeof target === 'string') this.#mode.views.byPeer.set(target, v);
+    else if (target && typeof target === 'object' && target.kind === 'video') this.#mode.views.byTrack.set(target, v);
     else throw new SwitchboardError('bad-option', 'setView needs a peer id or a video track');
     this.#sfu?.viewChanged();
   }
@@ -376,97 +378,6 @@ export class Switchboard extends Emitter {
     return peer;
   }
 
-  /** A participant of an SFU room (no connection of its own). @param {{id: string, name?: string, identity?: string}} info */
-  #addMember(info) {
-    const m = new SfuMember(info, this.#sfu);
-    this.peers.set(m.id, m);
-    return m;
-  }
-
-  /**
-   * The SFU participant is in the room: connect to it. Mesh connections (a live switch)
-   * stay until the SFU delivers what they carried.
-   * @param {string} id
-   */
-  #startSfu(id) {
-    if (this.#sfu) {
-      if (this.#sfu.id === id) return;
-      this.#closeSfu();
-    }
-    const mesh = [...this.peers.values()].some((p) => p instanceof Peer);
-    this.topology = 'sfu';
-    const link = new SfuLink(this.#sfuHost, id, {
-      config: this.#rtcConfig(),
-      canPublish: this.#canPublish(),
-      stream: this.#stream,
-      tracks: { ...this.#tracks },
-      views: this.#views,
-      deferTracks: mesh,
-    });
-    this.#sfu = link;
-    for (const p of this.peers.values()) if (p instanceof SfuMember) p.attach(link);
-    if (mesh) this.#watchSwitch(link, performance.now());
-  }
-
-  /**
-   * Live switch: poll until every mesh peer's media decodes on the SFU connection (or
-   * SWITCH_TIMEOUT_MS), then show the SFU's tracks, close the mesh connections and emit
-   * `topology` with the time it took.
-   * @param {SfuLink} link
-   * @param {number} start
-   */
-  #watchSwitch(link, start) {
-    this.#switchTimer = setTimeout(async () => {
-      this.#switchTimer = null;
-      if (link !== this.#sfu || link.peer.closed) return;
-      let done = performance.now() - start >= SWITCH_TIMEOUT_MS;
-      if (!done) {
-        const flowing = await link.flowing().catch(() => new Map());
-        if (link !== this.#sfu) return;
-        done = [...this.peers.values()].every((p) => {
-          if (!(p instanceof Peer)) return true;
-          const f = flowing.get(p.id);
-          const video = p.streams.some((st) => st.getVideoTracks().some((t) => t.readyState === 'live' && !t.muted));
-          const audio = p.streams.some((st) => st.getAudioTracks().some((t) => t.readyState === 'live'));
-          return (!video || !!f?.video) && (!audio || !!f?.audio);
-        });
-      }
-      if (!done) {
-        this.#watchSwitch(link, start);
-        return;
-      }
-      const switchMs = Math.round(performance.now() - start);
-      this.#log(`mesh → SFU switch done in ${switchMs} ms`);
-      const old = [...this.peers.values()].filter((p) => p instanceof Peer);
-      for (const p of old) this.peers.set(p.id, new SfuMember(p, link));
-      link.deferTracks = false;
-      link.reconcile();
-      for (const p of old) p.close();
-      for (const p of old) this.emit('peer-state', { peer: this.peers.get(p.id), state: link.peer.state });
-      this.emit('topology', { mode: 'sfu', switchMs });
-    }, SWITCH_POLL_MS);
-  }
-
-  #closeSfu() {
-    if (this.#switchTimer) clearTimeout(this.#switchTimer);
-    this.#switchTimer = null;
-    this.#sfu?.close();
-    this.#sfu = null;
-  }
-
-  /** The SFU participant left the room: back to a mesh with everyone. */
-  #sfuGone() {
-    this.#closeSfu();
-    this.topology = 'mesh';
-    for (const m of [...this.peers.values()]) {
-      if (!(m instanceof SfuMember)) continue;
-      this.peers.delete(m.id);
-      // Nobody is the newcomer here: the polite side (greater id) offers.
-      this.#addPeer(m, String(this.peerId) > m.id);
-    }
-    this.emit('topology', { mode: 'mesh', switchMs: null });
-  }
-
   /** Whether this session's grants allow sending offers (and so media). */
   #canPublish() {
     return this.grants.length === 0 || this.grants.includes('publish');
@@ -513,8 +424,7 @@ export class Switchboard extends Emitter {
     if (!peer) return;
     this.peers.delete(id);
     peer.close();
-    this.#views.byPeer.delete(id);
-    this.#sfu?.forget(id);
+    this.#mode.forget(id);
     this.emit('peer-left', { peer, reason });
   }
 
@@ -525,18 +435,18 @@ export class Switchboard extends Emitter {
   #onJoined(msg, rejoined) {
     if (rejoined) {
       for (const id of [...this.peers.keys()]) this.#removePeer(id, 'timeout');
-      this.#closeSfu();
+      this.#mode.close();
     }
     this.peerId = String(msg.peerId);
     this.grants = Array.isArray(msg.grants) ? msg.grants : [];
     /** @type {{id: string, name?: string, identity?: string, service?: string}[]} */
     const infos = (Array.isArray(msg.peers) ? msg.peers : []).filter((/** @type {any} */ p) => p && p.id !== this.peerId);
     const sfu = infos.find((p) => p.service === 'sfu');
-    this.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
+    this.#mode.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
     // Mesh: we are the newcomer and offer to everyone already there. SFU: one connection,
     // to the SFU participant (now, or when it joins).
-    const peers = infos.filter((p) => !p.service).map((p) => (this.topology === 'sfu' ? this.#addMember(p) : this.#addPeer(p, true)));
-    if (sfu) this.#startSfu(String(sfu.id));
+    const peers = infos.filter((p) => p.service !== 'sfu').map((p) => (this.topology === 'sfu' || p.service ? this.#mode.addMember(p) : this.#addPeer(p, true)));
+    if (sfu) this.#mode.start(String(sfu.id));
     this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
   }
 
@@ -546,17 +456,17 @@ export class Switchboard extends Emitter {
     if (gap) {
       // Messages were lost: trust the member list and renegotiate with everyone.
       const all = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
-      const infos = all.filter((/** @type {any} */ p) => !p.service);
+      const infos = all.filter((/** @type {any} */ p) => p.service !== 'sfu');
       const sfu = all.find((/** @type {any} */ p) => p.service === 'sfu');
       const ids = new Set(infos.map((/** @type {any} */ p) => String(p.id)));
       for (const id of [...this.peers.keys()]) if (!ids.has(id)) this.#removePeer(id, 'timeout');
-      if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#sfuGone();
+      if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#mode.gone();
       for (const info of infos) {
         if (this.peers.has(String(info.id))) continue;
-        this.emit('peer-joined', this.topology === 'sfu' ? this.#addMember(info) : this.#addPeer(info, false));
+        this.emit('peer-joined', this.topology === 'sfu' || info.service ? this.#mode.addMember(info) : this.#addPeer(info, false));
       }
       for (const peer of this.peers.values()) if (peer instanceof Peer) peer.recover();
-      if (sfu && !this.#sfu) this.#startSfu(String(sfu.id));
+      if (sfu && !this.#sfu) this.#mode.start(String(sfu.id));
       else this.#sfu?.peer.recover();
     } else {
       // Nothing the server sent was lost, but what we sent just before the break may be.
@@ -577,17 +487,18 @@ export class Switchboard extends Emitter {
       case 'peer-joined': {
         const info = m.peer;
         if (!info || typeof info.id !== 'string' || info.id === this.peerId) return;
-        if (info.service) {
-          if (info.service === 'sfu') this.#startSfu(info.id);
-          return; // services are not participants
+        if (info.service === 'sfu') {
+          this.#mode.start(info.id); // the SFU itself is no participant
+          return;
         }
         const known = this.peers.get(info.id);
         if (known) {
           if (info.name) known.name = String(info.name);
           return;
         }
-        if (this.topology === 'sfu') {
-          const member = this.#addMember(info);
+        // Other server-side participants (a WHIP publisher) only ever send through the SFU.
+        if (this.topology === 'sfu' || info.service) {
+          const member = this.#mode.addMember(info);
           this.emit('peer-joined', member);
           this.#sfu?.reconcile(); // its tracks may be mapped already
           setTimeout(() => this.#sfu?.announceLate(), 3000);
@@ -597,7 +508,7 @@ export class Switchboard extends Emitter {
         return;
       }
       case 'peer-left':
-        if (this.#sfu && m.peerId === this.#sfu.id) this.#sfuGone();
+        if (this.#sfu && m.peerId === this.#sfu.id) this.#mode.gone();
         else this.#removePeer(String(m.peerId), String(m.reason || 'left'));
         return;
       case 'offer':
@@ -676,8 +587,8 @@ export class Switchboard extends Emitter {
   #teardown() {
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
-    this.#closeSfu();
-    this.topology = 'mesh';
+    this.#mode.close();
+    this.#mode.topology = 'mesh';
     this.#ice.stop();
     this.#unload?.abort();
     this.#unload = null;
