@@ -219,8 +219,19 @@ SFU_MESSAGES = [
 ]
 
 
+# VP8 RTP payloads (RFC 7741 descriptor + frame start) for the descriptor parser: a
+# keyframe with 15-bit PictureID, TL0PICIDX and TID announcing 640x360; a delta frame
+# with a 7-bit PictureID; a continuation packet; no extension at all.
+SFU_VP8 = [
+    bytes.fromhex("90e0b2341e40") + bytes.fromhex("1002009d012a80026801") + b"\x00" * 8,
+    bytes.fromhex("908005") + bytes.fromhex("310500aa") + b"\x07" * 8,
+    bytes.fromhex("80e0b234" "1e40") + b"\x07" * 12,
+    bytes.fromhex("1000009d012a8002680100"),
+]
+
+
 def sfu_message_extras(c):
-    for s in SFU_MESSAGES:
+    for s in SFU_MESSAGES + SFU_VP8:
         c.add("sfu_message", s)
 
 

@@ -8,6 +8,11 @@
 //! that parses back to an equal value and renders the same again (what the SFU sends is
 //! what it would accept); an envelope's `data` is the sender's text exactly (a slice of
 //! the input, never re-encoded) and survives the relay byte for byte.
+//!
+//! The same bytes also go to the VP8 payload-descriptor parser the SFU runs on every
+//! forwarded video packet (`switchboard_sfu::rewrite::vp8`): a keyframe starts a frame;
+//! writing back the ids read changes no byte; writing new ids changes only those (cut to
+//! the field's width) and the payload still parses the same otherwise.
 
 use std::borrow::Cow;
 
@@ -15,12 +20,50 @@ use switchboard_sfu::message::{
     is_valid_peer, Envelope, MessageError, Relayed, SfuMessage, MAX_MESSAGE_LEN, MAX_MID_LEN,
     MAX_TILE_SIDE, MAX_TRACKS,
 };
+use switchboard_sfu::rewrite::vp8::{self, Descriptor, Ids};
 
 pub fn run(data: &[u8]) {
     let text: Cow<'_, str> = String::from_utf8_lossy(data);
     sfu_message(&text);
     envelope(&text);
     relayed(&text);
+    vp8_descriptor(data);
+}
+
+fn vp8_descriptor(data: &[u8]) {
+    let Some(d) = Descriptor::parse(data) else {
+        assert!(!vp8::is_keyframe(data) && vp8::keyframe_size(data).is_none());
+        return;
+    };
+    assert!(!d.keyframe || d.starts_frame);
+    assert_eq!(vp8::is_keyframe(data), d.keyframe);
+    assert!(vp8::keyframe_size(data).is_none() || d.keyframe);
+    assert!(d.picture_id.is_none_or(|p| p <= d.picture_id_mask()));
+    let mut copy = data.to_vec();
+    let same = Ids {
+        picture_id: d.picture_id,
+        tl0_pic_idx: d.tl0_pic_idx,
+    };
+    assert!(d.write(&mut copy, same));
+    assert_eq!(copy, data, "writing the ids read back changes nothing");
+    let n = data.len() as u16;
+    let new = Ids {
+        picture_id: Some(n.wrapping_mul(7919)),
+        tl0_pic_idx: Some(n as u8 ^ 0x5a),
+    };
+    assert!(d.write(&mut copy, new));
+    let e = Descriptor::parse(&copy).expect("a rewritten descriptor still parses");
+    assert_eq!(
+        e.picture_id,
+        d.picture_id
+            .map(|_| new.picture_id.unwrap_or(0) & d.picture_id_mask())
+    );
+    assert_eq!(e.tl0_pic_idx, d.tl0_pic_idx.and(new.tl0_pic_idx));
+    assert_eq!(
+        (e.wide_picture_id, e.temporal_id, e.starts_frame, e.keyframe),
+        (d.wide_picture_id, d.temporal_id, d.starts_frame, d.keyframe)
+    );
+    assert_eq!(vp8::keyframe_size(&copy), vp8::keyframe_size(data));
 }
 
 fn mid_ok(mid: &str) -> bool {

@@ -11,6 +11,7 @@
 //!   Connect, ConnectionBind).
 //! - [`signal`] holds the signaling clients (WebSocket and EventSource) and the
 //!   builders of the messages they send.
+//! - `sfu` (feature `sfu`) holds `SfuClient`, a str0m-based participant of an SFU room.
 //!
 //! Everything returns [`ClientError`] rather than panicking: the test suites add
 //! their assertions on top, the load generator counts failures.
@@ -20,6 +21,8 @@
 mod auth;
 mod error;
 mod request;
+#[cfg(feature = "sfu")]
+pub mod sfu;
 pub mod signal;
 mod stream;
 mod tls;

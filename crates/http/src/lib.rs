@@ -1,6 +1,6 @@
 //! Switchboard's HTTP side: the ICE configuration (`/api/ice-servers`), signaling over
 //! WebSocket (`/ws`) and EventSource + POST (`/sse`, `/signal`), and the embedded web
-//! app and JS SDK. The signaling hub itself is `switchboard_signal::Signaling`; this
+//! app and JS SDK, and WHIP ingest into SFU rooms (`/whip/<room>`). The signaling hub itself is `switchboard_signal::Signaling`; this
 //! crate only carries its messages over HTTP.
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,7 @@ mod origin;
 mod source_limit;
 mod sse;
 mod transport;
+mod whip;
 mod ws;
 
 pub use ice::{ice_servers, IceConfig, IceServers};
@@ -43,6 +44,11 @@ pub fn router(
         .route("/api/network-test", get(nettest::info))
         .route("/api/network-test/filtering", post(nettest::filtering))
         .with_state(net_test);
+    let whip = Router::new()
+        .route("/whip/{room}", post(whip::publish))
+        .route("/whip/{room}/{id}", axum::routing::delete(whip::end))
+        .layer(DefaultBodyLimit::max(128 * 1024))
+        .with_state(whip::Whip::new(signaling.clone()));
     let sig = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/sse", get(sse::stream).options(no_content))
@@ -61,6 +67,7 @@ pub fn router(
         .route("/app/{*path}", get(assets::app))
         .merge(api)
         .merge(net)
+        .merge(whip)
 }
 
 /// OPTIONS routes exist so the CORS layer can answer preflights.

@@ -1,40 +1,128 @@
-//! Which simulcast layer each subscriber gets: from the tile size its browser reports
-//! (`view`; hidden tiles are paused at the SFU) and its share of the egress bandwidth
-//! estimate (str0m's TWCC/GCC), among the layers the publisher is sending now. A changed
-//! choice is handed to the slot's rewriter, which switches at the new layer's keyframe
-//! (asked for through the keyframe coalescer).
+//! Which simulcast layer each subscriber gets: every incoming layer is metered
+//! ([`BitrateMeter`]) and its keyframes tell its size; on each bandwidth estimate of a
+//! subscriber (str0m's TWCC/GCC), each `view` it reports and each change of a publisher's
+//! layers, [`SubscriberLayers::allocate`] shares its estimate over its videos (hidden
+//! tiles paused at the SFU, hysteresis against flapping). A changed choice goes to the
+//! slot's rewriter, which switches at the new layer's keyframe (asked for through the
+//! keyframe coalescer).
 
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
-use str0m::media::{MediaKind, Rid};
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::{MediaKind, Mid, Rid};
 
+use crate::layer::{BitrateMeter, Demand, LayerRate, Tile, DEFAULT_TILE, MAX_LAYERS};
 use crate::participant::{Pid, PubTrack};
+use crate::rewrite::vp8;
 use crate::sfu::Sfu;
 
-/// A simulcast layer with no packet for this long is not chosen.
+/// A layer with no packet for this long is not chosen.
 const LAYER_STALE: Duration = Duration::from_secs(2);
-/// Tile size assumed for a mid the browser never reported (SFU-DESIGN §3).
-const DEFAULT_VIEW: (u32, u32) = (640, 360);
+/// How long after a track's first simulcast packet its layers are chosen from: they
+/// start within a few ms of each other, and choosing at the first one would switch two
+/// or three times in a row, each needing a keyframe.
+const LAYER_SETTLE: Duration = Duration::from_millis(300);
+/// Bandwidth set aside for each audio stream a subscriber receives.
+const AUDIO_BPS: u64 = 40_000;
+
+/// One incoming simulcast layer of a published track.
+pub(crate) struct Layer {
+    pub rid: Rid,
+    pub meter: BitrateMeter,
+    /// From its last keyframe (0: unknown).
+    pub size: (u16, u16),
+}
+
+/// The simulcast index of a rid: 0 the smallest. The SDK's `q`/`h`/`f`, common
+/// low/mid/high spellings and digits are known; others take the next free index.
+fn layer_index(rid: &str, taken: &[Option<Layer>; MAX_LAYERS]) -> Option<usize> {
+    let known = match rid {
+        "q" | "l" | "low" | "lo" => Some(0),
+        "h" | "m" | "mid" | "medium" => Some(1),
+        "f" | "high" | "hi" | "full" => Some(2),
+        _ => rid.parse::<usize>().ok().filter(|i| *i < MAX_LAYERS),
+    };
+    known.or_else(|| taken.iter().position(Option::is_none))
+}
 
 impl PubTrack {
-    /// Note a packet of layer `rid` at `now`: its index for the rewriter (position in
-    /// `layers`, stable), and whether the layer is new or came back (choices change).
-    pub(crate) fn see_layer(&mut self, rid: Option<Rid>, now: Instant) -> (u8, bool) {
+    /// Note a packet of layer `rid` (`bytes` long) at `now`: the layer's index for the
+    /// rewriter, and whether the choices of its subscribers should be made again (a new
+    /// layer, one that came back, or the layer set just settled). None: a rid that maps
+    /// to no free index (not forwarded).
+    pub(crate) fn see_layer(
+        &mut self,
+        rid: Option<Rid>,
+        payload: &[u8],
+        now: Instant,
+    ) -> Option<(u8, bool)> {
         let Some(rid) = rid else {
-            return (0, false);
+            return Some((0, false));
         };
-        match self.layers.iter_mut().position(|(r, _)| *r == rid) {
-            Some(i) => {
-                let back = now.saturating_duration_since(self.layers[i].1) > LAYER_STALE;
-                self.layers[i].1 = now;
-                (i as u8, back)
-            }
+        let since = *self.layers_since.get_or_insert(now);
+        let settled_now =
+            !self.layers_settled && now.saturating_duration_since(since) >= LAYER_SETTLE;
+        self.layers_settled |= settled_now;
+        let i = match self
+            .layers
+            .iter()
+            .position(|l| l.as_ref().is_some_and(|l| l.rid == rid))
+        {
+            Some(i) => i,
             None => {
-                self.layers.push((rid, now));
-                ((self.layers.len() - 1).min(u8::MAX as usize) as u8, true)
+                let i = layer_index(&rid, &self.layers)?;
+                if self.layers[i].is_some() {
+                    return None;
+                }
+                self.layers[i] = Some(Layer {
+                    rid,
+                    meter: BitrateMeter::new(),
+                    size: (0, 0),
+                });
+                i
             }
+        };
+        let layer = self.layers[i].as_mut()?;
+        let back = !layer.meter.is_active(now, LAYER_STALE);
+        layer.meter.add(payload.len() + 12, now);
+        if let Some(size) = vp8::keyframe_size(payload) {
+            layer.size = size;
         }
+        Some((i as u8, (back && self.layers_settled) || settled_now))
+    }
+
+    /// The layers sending now, for the allocator (a single-layer track is layer 0).
+    fn rates(&self, now: Instant) -> Vec<LayerRate> {
+        if !self.simulcast {
+            return vec![LayerRate {
+                layer: 0,
+                bitrate_bps: self.meter.bitrate_bps(now),
+                width: 0,
+                height: 0,
+            }];
+        }
+        if !self.layers_settled {
+            return Vec::new();
+        }
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l.as_ref()?)))
+            .filter(|(_, l)| l.meter.is_active(now, LAYER_STALE))
+            .map(|(i, l)| LayerRate {
+                layer: i as u8,
+                bitrate_bps: l.meter.bitrate_bps(now),
+                width: l.size.0,
+                height: l.size.1,
+            })
+            .collect()
+    }
+
+    pub(crate) fn rid_of(&self, layer: u8) -> Option<Rid> {
+        self.layers
+            .get(usize::from(layer))
+            .and_then(|l| l.as_ref())
+            .map(|l| l.rid)
     }
 }
 
@@ -48,112 +136,139 @@ impl Sfu {
         }
     }
 
-    /// Pick the layer of every video slot of subscriber `sub`; a changed target asks the
-    /// publisher for a keyframe of it.
+    /// Decide the layer of every video slot of subscriber `sub`; a changed choice asks
+    /// the publisher for a keyframe of it.
     pub(crate) fn choose_layers(&mut self, sub: Pid) {
         let now = self.now;
         let Some(s) = self.parts[sub].as_ref() else {
             return;
         };
-        let visible = s
-            .slots
-            .iter()
-            .filter(|sl| sl.kind == MediaKind::Video && sl.track.is_some())
-            .filter(|sl| !hidden(sl.view.unwrap_or(DEFAULT_VIEW)))
-            .count()
-            .max(1) as u64;
-        let share = s.bwe.map(|b| b / visible);
-        let mut changes = Vec::new();
+        let mut audio = 0u64;
+        let mut rates: Vec<(Mid, Vec<LayerRate>, Tile)> = Vec::new();
+        let mut audio_slots = Vec::new();
         for (i, sl) in s.slots.iter().enumerate() {
             let Some((pp, mid)) = sl.track else { continue };
-            if sl.kind != MediaKind::Video {
+            if sl.kind == MediaKind::Audio {
+                audio += AUDIO_BPS;
                 if sl.rewriter.target().is_none() {
-                    changes.push((i, None, Some(0), pp, mid));
+                    audio_slots.push(i);
                 }
                 continue;
             }
-            let (w, h) = sl.view.unwrap_or(DEFAULT_VIEW);
             let Some(track) = self.parts[pp]
                 .as_ref()
                 .and_then(|o| o.published.iter().find(|t| t.mid == mid))
             else {
                 continue;
             };
-            let fresh: Vec<(usize, Rid)> = track
-                .layers
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, at))| now.saturating_duration_since(*at) <= LAYER_STALE)
-                .map(|(i, (r, _))| (i, *r))
-                .collect();
-            let (target, index) = if hidden((w, h)) {
-                (None, None)
-            } else if track.layers.is_empty() {
-                // No simulcast: the one stream.
-                (None, Some(0))
-            } else if fresh.is_empty() {
-                // Layers known but none sending right now: keep the choice.
-                (sl.target, sl.rewriter.target())
-            } else {
-                let (i, r) = pick_layer(&fresh, h, share);
-                (Some(r), Some(i as u8))
-            };
-            if index != sl.rewriter.target() || target != sl.target {
-                changes.push((i, target, index, pp, mid));
+            let tile = sl
+                .view
+                .map_or(DEFAULT_TILE, |(width, height)| Tile { width, height });
+            rates.push((sl.mid, track.rates(now), tile));
+        }
+        let estimate = s
+            .bwe
+            .unwrap_or(self.cfg.initial_bitrate)
+            .saturating_sub(audio);
+        let demands: Vec<Demand<'_, Mid>> = rates
+            .iter()
+            .map(|(mid, layers, tile)| Demand {
+                key: *mid,
+                layers,
+                tile: *tile,
+            })
+            .collect();
+        let Some(s) = self.parts[sub].as_mut() else {
+            return;
+        };
+        let alloc = s.layers.allocate(estimate, &demands, now);
+        // Tell the estimator what to probe for: the layers the tiles want (desired), and
+        // enough traffic (padding) to start the next layer up of the largest tile below
+        // its wanted layer (minimum), so a subscriber on a low layer can climb back.
+        let (mut minimum, mut desired, mut step) = (audio, audio, 0u64);
+        for (d, a) in demands.iter().zip(&alloc) {
+            let (now_bps, next_bps, want_bps) = probe_rates(d, a.layer);
+            minimum += now_bps;
+            desired += want_bps;
+            if step == 0 && next_bps > now_bps {
+                step = next_bps - now_bps;
             }
         }
-        for (i, target, index, pp, mid) in changes {
-            let Some(sl) = self.parts[sub].as_mut().and_then(|s| s.slots.get_mut(i)) else {
+        // What the tiles want, but never less than the starting rate: a low desired rate
+        // keeps the estimate down to what is sent (app-limited), which then pauses
+        // videos that would fit.
+        let desired = desired
+            .max(self.cfg.initial_bitrate)
+            .min(self.cfg.max_bitrate);
+        let minimum = (minimum + step).min(desired);
+        if s.probe_rates != (minimum, desired) {
+            s.probe_rates = (minimum, desired);
+            s.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+        }
+        for i in audio_slots {
+            s.slots[i].rewriter.set_target(Some(0));
+        }
+        let mut keyframes = Vec::new();
+        for a in alloc {
+            let Some(sl) = s.slots.iter_mut().find(|sl| sl.mid == a.key) else {
                 continue;
             };
-            sl.target = target;
-            sl.rewriter.set_target(index);
-            if index.is_none() {
+            if sl.rewriter.target() == a.layer {
+                continue;
+            }
+            sl.rewriter.set_target(a.layer);
+            if a.layer.is_none() {
                 sl.layer = None;
             }
-            let wants = sl.kind == MediaKind::Video && sl.rewriter.wants_keyframe().is_some();
-            if wants {
-                self.request_keyframe(pp, mid, target);
+            if let (Some(l), Some(t)) = (a.layer, sl.track) {
+                keyframes.push((t, l));
             }
         }
-    }
-}
-
-fn hidden((w, h): (u32, u32)) -> bool {
-    w == 0 || h == 0
-}
-
-/// The layer for a tile `height` px high with `share` bit/s of the estimate: q/h/f by
-/// size, lowered while the share is small; the best available not above that, else the
-/// lowest available. Unknown rids rank by the order the publisher's layers appeared.
-fn pick_layer(layers: &[(usize, Rid)], height: u32, share: Option<u64>) -> (usize, Rid) {
-    fn rank(i: usize, r: &Rid) -> usize {
-        match &**r {
-            "q" => 0,
-            "h" => 1,
-            "f" => 2,
-            _ => i,
+        for ((pp, mid), layer) in keyframes {
+            let Some(t) = self.parts[pp]
+                .as_ref()
+                .and_then(|o| o.published.iter().find(|t| t.mid == mid))
+            else {
+                continue;
+            };
+            let rid = if t.simulcast { t.rid_of(layer) } else { None };
+            self.request_keyframe(pp, mid, rid);
         }
     }
-    let by_size = if height <= 180 {
-        0
-    } else if height <= 360 {
-        1
-    } else {
-        2
+}
+
+/// For one video: the bitrate of the layer it gets, of the next layer up if its tile
+/// wants more, and of the layer its tile wants (+15 % headroom), from the measured
+/// rates. Layer sizes come from keyframes, else halving down from 1280x720.
+fn probe_rates(d: &Demand<'_, Mid>, chosen: Option<u8>) -> (u64, u64, u64) {
+    if d.tile.is_hidden() || d.layers.is_empty() {
+        return (0, 0, 0);
+    }
+    let mut ls: Vec<LayerRate> = d.layers.to_vec();
+    ls.sort_by_key(|l| l.layer);
+    let top = ls.last().map_or(0, |l| l.layer);
+    let height = |l: &LayerRate| {
+        if l.height > 0 {
+            u32::from(l.height)
+        } else {
+            720 >> (top - l.layer).min(16)
+        }
     };
-    let by_rate = match share {
-        Some(b) if b < 350_000 => 0,
-        Some(b) if b < 900_000 => 1,
-        _ => 2,
+    let want = ls
+        .iter()
+        .position(|l| height(l) * 1000 >= d.tile.height * 850)
+        .unwrap_or(ls.len() - 1);
+    let rate = |i: usize| ls[i].bitrate_bps.max(30_000);
+    let cur = chosen.and_then(|c| ls.iter().position(|l| l.layer == c));
+    let now_bps = cur.map_or(0, rate);
+    let next = match cur {
+        Some(c) if c < want => rate(c + 1),
+        Some(_) => now_bps,
+        None => rate(0),
     };
-    let want = by_size.min(by_rate);
-    let mut sorted: Vec<(usize, Rid)> = layers.to_vec();
-    sorted.sort_by_key(|(i, r)| rank(*i, r));
-    let best = sorted.iter().rev().find(|(i, r)| rank(*i, r) <= want);
-    best.or(sorted.first())
-        .copied()
-        .unwrap_or((0, Rid::from("h")))
+    (now_bps, next, rate(want) * 115 / 100)
 }
 
 #[cfg(test)]
@@ -161,18 +276,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_pick() {
-        let all = [
-            (0, Rid::from("q")),
-            (1, Rid::from("h")),
-            (2, Rid::from("f")),
-        ];
-        assert_eq!(&*pick_layer(&all, 720, None).1, "f");
-        assert_eq!(&*pick_layer(&all, 180, None).1, "q");
-        assert_eq!(&*pick_layer(&all, 720, Some(500_000)).1, "h");
-        assert_eq!(
-            pick_layer(&[(2, Rid::from("f"))], 100, None),
-            (2, Rid::from("f"))
-        );
+    fn layer_indices() {
+        let none: [Option<Layer>; MAX_LAYERS] = Default::default();
+        assert_eq!(layer_index("q", &none), Some(0));
+        assert_eq!(layer_index("h", &none), Some(1));
+        assert_eq!(layer_index("f", &none), Some(2));
+        assert_eq!(layer_index("2", &none), Some(2));
+        assert_eq!(layer_index("x", &none), Some(0));
+        let mut taken: [Option<Layer>; MAX_LAYERS] = Default::default();
+        taken[0] = Some(Layer {
+            rid: Rid::from("q"),
+            meter: BitrateMeter::new(),
+            size: (0, 0),
+        });
+        assert_eq!(layer_index("x", &taken), Some(1));
     }
 }

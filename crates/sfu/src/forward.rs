@@ -66,7 +66,12 @@ impl Sfu {
         };
         let track = &mut p.published[t];
         let kind = track.kind;
-        let (layer, new_layer) = track.see_layer(rid, now);
+        if !track.simulcast {
+            track.meter.add(pkt.payload.len() + 12, now);
+        }
+        let Some((layer, new_layer)) = track.see_layer(rid, &pkt.payload, now) else {
+            return;
+        };
         let (desc, vp8) = if kind == MediaKind::Video {
             (
                 vp8::Descriptor::parse(&pkt.payload),
@@ -186,13 +191,21 @@ impl Sfu {
         let Some(tx) = api.stream_tx(&ssrc) else {
             return;
         };
-        if tx
+        // str0m samples its queue when time moves; packets written since the sample
+        // (a burst within one instant) are counted here.
+        let (sampled, count) = tx
             .queue_info()
-            .is_some_and(|q| q.packet_count() >= queue_limit)
-        {
+            .map_or((None, 0), |q| (Some(q.created_at()), q.packet_count()));
+        let slot = &mut s.slots[slot_idx];
+        if slot.queue_sample != sampled {
+            slot.queue_sample = sampled;
+            slot.written_since_sample = 0;
+        }
+        if count + slot.written_since_sample >= queue_limit {
             self.counters.dropped_packets += 1;
             return;
         }
+        slot.written_since_sample += 1;
         let mut ext = inc.pkt.header.ext_vals.clone();
         ext.mid = None;
         ext.rid = None;
@@ -244,7 +257,13 @@ impl Sfu {
         let Some((pp, mid)) = slot.track else {
             return;
         };
-        let rid = slot.layer.or(slot.target);
+        let Some(layer) = slot.rewriter.current().or(slot.rewriter.target()) else {
+            return;
+        };
+        let rid = self.parts[pp]
+            .as_ref()
+            .and_then(|o| o.published.iter().find(|t| t.mid == mid))
+            .and_then(|t| if t.simulcast { t.rid_of(layer) } else { None });
         self.request_keyframe(pp, mid, rid);
     }
 

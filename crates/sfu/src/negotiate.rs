@@ -13,6 +13,7 @@ use str0m::channel::ChannelConfig;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Candidate;
 
+use crate::layer::BitrateMeter;
 use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::SignalKind;
 use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
@@ -107,6 +108,7 @@ impl Sfu {
         if let Some(p) = self.parts[pid].as_mut() {
             if p.grants.subscribe {
                 p.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -185,12 +187,19 @@ impl Sfu {
                 .copied()
                 .filter(|s| s.kind() == msg_kind(kind))
                 .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
+            let simulcast = p.rtc.media(mid).is_some_and(
+                |m| matches!(m.rids_rx(), str0m::media::Rids::Specific(r) if !r.is_empty()),
+            );
             p.published.push(PubTrack {
                 mid,
                 kind,
                 source,
                 subs: Vec::new(),
-                layers: Vec::new(),
+                layers: Default::default(),
+                meter: BitrateMeter::new(),
+                layers_since: None,
+                layers_settled: false,
+                simulcast,
                 pli: Vec::new(),
             });
             changed = true;
@@ -219,6 +228,7 @@ impl Sfu {
             if let Some(o) = self.parts[m].as_mut() {
                 if o.grants.subscribe {
                     o.renegotiate = true;
+                    self.offers_due = true;
                 }
             }
         }
@@ -230,10 +240,11 @@ impl Sfu {
             if let Some(sl) = s.slots.get_mut(slot) {
                 sl.track = None;
                 sl.layer = None;
-                sl.target = None;
+                s.layers.remove(&sl.mid);
                 sl.pt_map = None;
                 sl.rewriter.set_target(None);
                 s.renegotiate = true;
+                self.offers_due = true;
             }
         }
     }
@@ -260,7 +271,6 @@ impl Sfu {
             self.rollback_offer(pid);
             return self.send_error(pid, ErrorCode::BadSdp, &e);
         }
-        let mut keyframes = Vec::new();
         for i in 0..p.slots.len() {
             let mid = p.slots[i].mid;
             let ssrc = p
@@ -273,22 +283,13 @@ impl Sfu {
                 SlotState::Offered => {
                     s.state = SlotState::Active;
                     s.ssrc = ssrc;
-                    if let Some(t) = s.track {
-                        keyframes.push(t);
-                    }
                 }
                 SlotState::Stopping => s.state = SlotState::Free,
                 SlotState::Active | SlotState::Free => {}
             }
         }
+        // New slots get their layer (and ask their publisher for a keyframe).
         self.choose_layers(pid);
-        for (pub_pid, mid) in keyframes {
-            let rid = self.parts[pid]
-                .as_ref()
-                .and_then(|p| p.slots.iter().find(|s| s.track == Some((pub_pid, mid))))
-                .and_then(|s| s.target);
-            self.request_keyframe(pub_pid, mid, rid);
-        }
     }
 
     /// Forget an offer that failed: new slots go, reused ones are free again, and the
@@ -316,6 +317,7 @@ impl Sfu {
             }
         }
         p.renegotiate = true;
+        self.offers_due = true;
         for (pp, m) in unlinks {
             self.unlink(pp, m, pid);
         }
@@ -376,6 +378,9 @@ impl Sfu {
 
     /// Offers due: participants whose remote tracks changed and who have no offer out.
     pub(crate) fn offer_due(&mut self) {
+        if !std::mem::take(&mut self.offers_due) {
+            return;
+        }
         for pid in 0..self.parts.len() {
             let due = matches!(&self.parts[pid], Some(p) if p.renegotiate && p.described && p.pending.is_none());
             if due {
@@ -448,6 +453,10 @@ impl Sfu {
                 if !wanted.iter().any(|(m, mid, _)| (*m, *mid) == t) {
                     unlinks.push(t);
                     s.track = None;
+                    s.layer = None;
+                    s.pt_map = None;
+                    s.rewriter.set_target(None);
+                    p.layers.remove(&s.mid);
                 }
             }
         }
@@ -562,7 +571,8 @@ impl OutSlot {
                 1000,
             ),
             layer: None,
-            target: None,
+            queue_sample: None,
+            written_since_sample: 0,
             view: None,
         }
     }

@@ -15,8 +15,10 @@ use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use crate::adapt::Layer;
 use crate::config::{Grants, SfuConfig};
 use crate::keyframe::KeyframeRequests;
+use crate::layer::{BitrateMeter, LayerConfig, SubscriberLayers, MAX_LAYERS};
 use crate::message::Source;
 use crate::rewrite::Rewriter;
 
@@ -33,8 +35,17 @@ pub(crate) struct PubTrack {
     pub source: Source,
     /// Subscribers and the slot that carries this track to each.
     pub subs: Vec<(Pid, usize)>,
-    /// Simulcast layers seen (rid, last packet time).
-    pub layers: Vec<(Rid, Instant)>,
+    /// Simulcast layers by index (0 the smallest), as they show up.
+    pub layers: [Option<Layer>; MAX_LAYERS],
+    /// The bitrate of a single-layer track.
+    pub meter: BitrateMeter,
+    /// When the first simulcast packet came; layers are chosen from once the set had
+    /// time to show up (they start within a few ms of each other: choosing at the first
+    /// one would switch two or three times in a row, each a keyframe).
+    pub layers_since: Option<Instant>,
+    pub layers_settled: bool,
+    /// The offer announced simulcast (rids) for it.
+    pub simulcast: bool,
     /// Keyframe-request coalescing per layer (rid, or None without simulcast).
     pub pli: Vec<(Option<Rid>, KeyframeRequests)>,
 }
@@ -64,9 +75,12 @@ pub(crate) struct OutSlot {
     /// Last incoming PT and the outgoing PT it maps to.
     pub pt_map: Option<(Pt, Pt)>,
     pub rewriter: Rewriter,
-    /// Simulcast layer forwarded now, and the one wanted (None without simulcast).
+    /// Simulcast layer forwarded now (None without simulcast or paused); the one wanted
+    /// is the rewriter's target.
     pub layer: Option<Rid>,
-    pub target: Option<Rid>,
+    /// str0m's last queue sample time and the packets written since (queue bound).
+    pub queue_sample: Option<Instant>,
+    pub written_since_sample: usize,
     /// Tile size the browser reported for this mid (None: never reported).
     pub view: Option<(u32, u32)>,
 }
@@ -98,6 +112,10 @@ pub(crate) struct Participant {
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
     pub rx: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub bwe: Option<u64>,
+    /// The (minimum, desired) bitrates last given to str0m's estimator.
+    pub probe_rates: (u64, u64),
+    /// Layer choice over this participant's incoming videos (by slot mid).
+    pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
     pub tracks_sent: String,
 }
@@ -133,10 +151,9 @@ impl Participant {
                 rtc.add_local_candidate(c);
             }
         }
-        rtc.bwe().set_bitrate(
-            Bitrate::bps(cfg.initial_bitrate.min(300_000)),
-            Bitrate::bps(cfg.max_bitrate),
-        );
+        // Nothing to sustain yet; the layer choice sets what to probe for.
+        rtc.bwe()
+            .set_bitrate(Bitrate::bps(0), Bitrate::bps(cfg.initial_bitrate));
         Participant {
             room,
             peer,
@@ -156,6 +173,8 @@ impl Participant {
             slots: Vec::new(),
             rx: HashMap::new(),
             bwe: None,
+            layers: SubscriberLayers::new(LayerConfig::default()),
+            probe_rates: (0, 0),
             tracks_sent: String::new(),
         }
     }

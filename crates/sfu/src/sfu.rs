@@ -54,6 +54,11 @@ pub struct Sfu {
     dirty: Vec<Pid>,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
+    /// Some participant may need an SFU offer (saves a scan per datagram).
+    pub(crate) offers_due: bool,
+    /// When the layer choice of every subscriber is made again (the hysteresis of
+    /// going up needs time to pass even when no new estimate comes).
+    next_allocation: Instant,
 }
 
 impl Sfu {
@@ -77,6 +82,8 @@ impl Sfu {
             dirty: Vec::new(),
             counters: Counters::default(),
             now,
+            offers_due: false,
+            next_allocation: now + ALLOCATION_INTERVAL,
         })
     }
 
@@ -178,7 +185,11 @@ impl Sfu {
             })?;
         match msg {
             SignalIn::Offer(p) => self.on_offer(pid, p),
-            SignalIn::Answer(p) => self.on_answer(pid, p),
+            SignalIn::Answer(p) => {
+                self.on_answer(pid, p);
+                // Changes that waited for this answer are offered now.
+                self.offers_due = true;
+            }
             SignalIn::Candidate(p) => self.on_candidate(pid, p),
             SignalIn::Message(p) => self.on_message(pid, p),
         }
@@ -265,6 +276,19 @@ impl Sfu {
         }
         self.keyframe_timers();
         self.speaker_timers();
+        if self.now >= self.next_allocation {
+            self.next_allocation = self.now + ALLOCATION_INTERVAL;
+            for pid in 0..self.parts.len() {
+                let has_video = self.parts[pid].as_ref().is_some_and(|p| {
+                    p.slots
+                        .iter()
+                        .any(|s| s.track.is_some() && s.kind == str0m::media::MediaKind::Video)
+                });
+                if has_video {
+                    self.choose_layers(pid);
+                }
+            }
+        }
         self.offer_timers();
         self.drain();
     }
@@ -289,6 +313,9 @@ impl Sfu {
         }
         if let Some(t) = self.policy_timeout() {
             soonest(t);
+        }
+        if !self.rooms.is_empty() {
+            soonest(self.next_allocation);
         }
         next
     }
@@ -521,6 +548,9 @@ impl Sfu {
         }
     }
 }
+
+/// How often every subscriber's layers are chosen again without a new estimate.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the SFU waits for the answer to its offer before offering again.
 pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -122,3 +122,16 @@ fn sfu_routes_by_ufrag_then_address_and_counts_strangers() {
         .handle_datagram(now, stranger, common::sfu_addr(), &[0x80; 40]));
     assert_eq!(net.sfu.stats().unknown_datagrams, before + 1);
 }
+
+#[test]
+fn sfu_dtls_close_is_gone_at_once() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", AV), ("bob", AV)]);
+    let a = net.idx("alice");
+    net.clients[a].rtc.close().unwrap();
+    net.run_until(Duration::from_secs(2), "alice gone", |n| !n.gone.is_empty());
+    assert_eq!(net.gone, vec![("alice".to_string(), GoneReason::Closed)]);
+    net.run_until(Duration::from_secs(2), "bob's map without alice", |n| {
+        n.client("bob").tracks().is_empty()
+    });
+}

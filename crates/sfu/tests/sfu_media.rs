@@ -87,3 +87,29 @@ fn sfu_third_publisher_renegotiates_the_others() {
     }
     assert_eq!(net.sfu.stats().participants, 2);
 }
+
+#[test]
+fn sfu_slow_subscriber_loses_packets_not_memory() {
+    let mut cfg = common::config();
+    cfg.limits.queue_packets = 8;
+    let mut net = Net::with_config(cfg);
+    // The publisher sends its burst unpaced; the SFU paces toward bob.
+    net.client_bwe = false;
+    net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
+    let a = net.idx("alice");
+    net.stream(&[a], Duration::from_millis(500), 10);
+    let before = net.client("bob").received_from("alice", "video");
+    // A burst far above what the pacer lets out toward bob at once.
+    for _ in 0..300 {
+        net.send_media(a, false);
+    }
+    net.run_for(Duration::from_secs(2));
+    let got = net.client("bob").received_from("alice", "video") - before;
+    let st = net.sfu.stats();
+    assert!(st.dropped_packets > 0, "{st:?}");
+    assert!(
+        got < 300 && got + st.dropped_packets >= 290,
+        "got {got}, dropped {}",
+        st.dropped_packets
+    );
+}

@@ -61,6 +61,31 @@ impl Signaling {
     }
 }
 
+impl Signaling {
+    /// Turn the room of `p` SFU now (see [`crate::Hub::require_sfu`]); false when it
+    /// cannot be (mesh-only room or server).
+    pub fn require_sfu(&self, p: &ServiceParticipant) -> bool {
+        self.with_shard(p.link.shard, |hub| hub.require_sfu(p.room()))
+    }
+
+    /// What a room token (`None`: none given) admits to `room` at `unix_now`, under the
+    /// current `--room-token-secret`s: the default grants when rooms are open. For
+    /// server endpoints beside signaling (WHIP) that admit by the same tokens.
+    pub fn admit_token(
+        &self,
+        token: Option<&str>,
+        room: &str,
+        unix_now: u64,
+    ) -> Result<Grants, crate::TokenError> {
+        let secrets = self.with_shard(0, |hub| hub.config().token_secrets.clone());
+        if secrets.is_empty() {
+            return Ok(Grants::DEFAULT);
+        }
+        let token = token.ok_or_else(|| crate::TokenError::Invalid("no token".into()))?;
+        crate::token::verify(&secrets, token, room, unix_now).map(|a| a.grants)
+    }
+}
+
 impl ServiceParticipant {
     /// Its peer id, as the room's members address it.
     pub fn peer_id(&self) -> &Arc<str> {

@@ -153,6 +153,29 @@ impl Hub {
         }
     }
 
+    /// Turn `room` SFU now (a WHIP publisher joined it: its media can only go through the
+    /// SFU), requesting the SFU if it was not yet. False when the room does not exist,
+    /// its creator asked for `mesh`, or no SFU runs.
+    pub fn require_sfu(&mut self, room: &str) -> bool {
+        if !self.sfu_possible() {
+            return false;
+        }
+        let Some((key, r)) = self.rooms.get_key_value(room) else {
+            return false;
+        };
+        if r.topology == Topology::Mesh {
+            return false;
+        }
+        if !r.sfu {
+            let key = key.clone();
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.sfu = true;
+            }
+            self.out.push(Output::ServiceWanted { room: key, kind: SFU });
+        }
+        true
+    }
+
     /// Whether `room` is in SFU mode.
     pub fn room_is_sfu(&self, room: &str) -> bool {
         self.rooms.get(room).is_some_and(|r| r.sfu)

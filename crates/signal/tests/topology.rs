@@ -243,3 +243,56 @@ fn the_runtime_hands_requests_to_the_registered_service_and_shows_its_kind() {
     assert_eq!(last["peer"]["id"], **plain.peer_id());
     assert!(last["peer"].get("service").is_none(), "{last}");
 }
+
+#[test]
+fn a_service_may_require_sfu_unless_the_creator_chose_mesh() {
+    let secret = b"0123456789abcdef0123".to_vec();
+    let sig = Signaling::new(
+        HubConfig {
+            token_secrets: vec![secret.clone()],
+            ..cfg(Some(5))
+        },
+        2,
+    );
+    let mut requests = sig.service_requests("sfu");
+    // A room a service creates: auto, turned SFU on demand, requested once.
+    let whip = sig
+        .join_service_as("w", "WHIP", "whip", sfu_grants())
+        .unwrap();
+    assert!(sig.require_sfu(&whip));
+    assert!(sig.require_sfu(&whip));
+    assert_eq!(&*requests.try_recv().unwrap(), "w");
+    assert!(requests.try_recv().is_err());
+    // A mesh room stays mesh.
+    let c = sig.connect();
+    let token = switchboard_signal::token::mint(
+        &secret,
+        &switchboard_signal::Claims {
+            room: "m".into(),
+            sub: None,
+            exp: switchboard_util::unix_now() + 60,
+            nbf: None,
+            grants: Some(vec!["subscribe".into()]),
+        },
+    )
+    .unwrap();
+    handle::send(
+        &c,
+        json!({"type": "join", "room": "m", "topology": "mesh", "token": token}),
+    );
+    assert_eq!(handle::take_one(&c)["topology"], "mesh");
+    let whip2 = sig
+        .join_service_as("m", "WHIP", "whip", sfu_grants())
+        .unwrap();
+    assert!(!sig.require_sfu(&whip2));
+    assert!(requests.try_recv().is_err());
+    // Tokens admit as for a join.
+    let now = switchboard_util::unix_now();
+    let g = sig.admit_token(Some(&token), "m", now).unwrap();
+    assert!(g.subscribe && !g.publish);
+    assert!(sig.admit_token(Some(&token), "other", now).is_err());
+    assert!(sig.admit_token(None, "m", now).is_err());
+    assert!(sig.admit_token(Some("x.y.z"), "m", now).is_err());
+    let open = Signaling::new(HubConfig::default(), 1);
+    assert_eq!(open.admit_token(None, "m", now).unwrap(), Grants::DEFAULT);
+}

@@ -47,6 +47,13 @@ fn descriptor_fields_keyframes_and_in_place_writes() {
     assert_eq!(d.temporal_id, Some(1));
     assert!(d.starts_frame && d.keyframe);
     assert!(vp8::is_keyframe(&key));
+    // KEY_HEADER announces 640x360 (0x0280 x 0x0168).
+    assert_eq!(vp8::keyframe_size(&key), Some((640, 360)));
+    assert_eq!(
+        vp8::keyframe_size(&payload(Some((1, true)), None, true, false)),
+        None
+    );
+    assert_eq!(vp8::keyframe_size(&key[..key.len() - 1]), None, "cut short");
     assert!(super::vp8_is_keyframe(&key));
 
     let delta = payload(Some((5, false)), None, true, false);

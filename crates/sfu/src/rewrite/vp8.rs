@@ -41,6 +41,8 @@ pub struct Descriptor {
     pub keyframe: bool,
     picture_id_offset: u8,
     tl0_offset: u8,
+    /// Bytes after the descriptor (the VP8 payload proper).
+    frame_len: usize,
 }
 
 /// PictureID and TL0PICIDX values to write into a descriptor (`None`: field absent,
@@ -67,6 +69,7 @@ impl Descriptor {
             keyframe: false,
             picture_id_offset: 0,
             tl0_offset: 0,
+            frame_len: 0,
         };
         let mut at = 1usize;
         if first & 0x80 != 0 {
@@ -110,6 +113,7 @@ impl Descriptor {
         }
         // The VP8 payload itself must not be empty.
         let frame = payload.get(at..).filter(|f| !f.is_empty())?;
+        d.frame_len = frame.len();
         // RFC 6386 §9.1: frame tag bit 0 is P (0 = keyframe); a keyframe's tag is
         // followed by the start code 9d 01 2a.
         d.keyframe = d.starts_frame
@@ -157,6 +161,22 @@ impl Descriptor {
         }
         true
     }
+}
+
+/// The frame size a keyframe's header announces (RFC 6386 §9.1: 14-bit width and
+/// height after the start code; the 2-bit scaling bits are ignored). `None` when
+/// `payload` is not the first packet of a keyframe. Tells the SFU each simulcast layer's
+/// real resolution, for the layer choice.
+pub fn keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let d = Descriptor::parse(payload)?;
+    if !d.keyframe {
+        return None;
+    }
+    let at = payload.len().checked_sub(d.frame_len)?;
+    let dims = payload.get(at + 6..at + 10)?;
+    let width = u16::from_le_bytes([dims[0], dims[1]]) & 0x3fff;
+    let height = u16::from_le_bytes([dims[2], dims[3]]) & 0x3fff;
+    Some((width, height))
 }
 
 /// Whether an RTP payload is the first packet of a VP8 keyframe (the packet a

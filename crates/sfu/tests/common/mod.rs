@@ -18,6 +18,9 @@ use switchboard_sfu::{GoneReason, Grants, Sfu, SfuConfig, SfuOutput, SignalIn, S
 
 pub const ROOM: &str = "room";
 
+/// A datagram from a client to the SFU: source, destination, bytes.
+type ToSfu = (SocketAddr, SocketAddr, Vec<u8>);
+
 /// One m-line a client publishes: kind, simulcast, source.
 pub type Publish = (MediaKind, bool, &'static str);
 
@@ -39,6 +42,8 @@ pub struct Client {
     pub rollbacks: u32,
     /// Does not take part in the network any more (vanished without a goodbye).
     pub dead: bool,
+    /// The SFU→client link is shaped (rate, loss) when set.
+    pub shaper: Option<Shaper>,
     pub channel: Option<ChannelId>,
     pub channel_open: bool,
     /// Relays from the SFU not yet handled (with `auto` they are handled by the loop).
@@ -53,9 +58,55 @@ pub struct Client {
     pub rtp_seqs: HashMap<Mid, Vec<u64>>,
     pub keyframe_requests: u64,
     pub connected: bool,
+    /// RFC 6464 level (−dBov as str0m's negative i8) put on outgoing audio packets.
+    pub level: Option<i8>,
     pub offers_received: u32,
     pub answers_received: u32,
     seq: u64,
+}
+
+/// A downlink with a rate (a 250 ms tail-drop buffer) and random loss.
+pub struct Shaper {
+    pub bps: u64,
+    pub loss_permille: u32,
+    /// One-way propagation delay added to every packet.
+    pub delay: Duration,
+    free_at: Option<Instant>,
+    queue: VecDeque<(Instant, Vec<u8>)>,
+    rng: u64,
+    pub dropped: u64,
+}
+
+impl Shaper {
+    pub fn new(bps: u64, loss_permille: u32) -> Shaper {
+        Shaper {
+            bps,
+            loss_permille,
+            delay: Duration::from_millis(20),
+            free_at: None,
+            queue: VecDeque::new(),
+            rng: 0x9E37_79B9_7F4A_7C15,
+            dropped: 0,
+        }
+    }
+
+    fn offer(&mut self, now: Instant, bytes: Vec<u8>) {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        if (self.rng % 1000) < u64::from(self.loss_permille) {
+            self.dropped += 1;
+            return;
+        }
+        let start = self.free_at.map_or(now, |f| f.max(now));
+        if start.saturating_duration_since(now) > Duration::from_millis(250) {
+            self.dropped += 1;
+            return;
+        }
+        let tx = Duration::from_micros((bytes.len() as u64 + 28) * 8 * 1_000_000 / self.bps);
+        self.free_at = Some(start + tx);
+        self.queue.push_back((start + tx + self.delay, bytes));
+    }
 }
 
 pub struct Net {
@@ -64,6 +115,8 @@ pub struct Net {
     pub now: Instant,
     pub gone: Vec<(String, GoneReason)>,
     pub rooms_empty: Vec<String>,
+    /// Clients get str0m's bandwidth estimation (and its pacer); off, they send at once.
+    pub client_bwe: bool,
 }
 
 pub fn config() -> SfuConfig {
@@ -87,6 +140,7 @@ impl Net {
             now,
             gone: Vec::new(),
             rooms_empty: Vec::new(),
+            client_bwe: true,
         }
     }
 
@@ -97,10 +151,11 @@ impl Net {
             .unwrap();
         let n = self.clients.len() as u8 + 2;
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .enable_bwe(None)
-            .build(self.now);
+        let mut builder = Rtc::builder().set_rtp_mode(true);
+        if self.client_bwe {
+            builder = builder.enable_bwe(None);
+        }
+        let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         self.clients.push(Client {
             peer: peer.into(),
@@ -110,6 +165,8 @@ impl Net {
             sending: Vec::new(),
             rollbacks: 0,
             dead: false,
+            // A fast link with a realistic delay (the estimator reads delay variation).
+            shaper: Some(Shaper::new(100_000_000, 0)),
             channel: None,
             channel_open: false,
             inbox: VecDeque::new(),
@@ -120,6 +177,7 @@ impl Net {
             rtp_seqs: HashMap::new(),
             keyframe_requests: 0,
             connected: false,
+            level: None,
             offers_received: 0,
             answers_received: 0,
             seq: 0,
@@ -252,11 +310,7 @@ impl Net {
 
     /// Drain client `c`'s output (str0m keeps one received RTP packet until polled, so
     /// every input is followed by this). Datagrams for the SFU go to `to_sfu`.
-    fn drain_client(
-        &mut self,
-        c: usize,
-        to_sfu: &mut Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
-    ) -> bool {
+    fn drain_client(&mut self, c: usize, to_sfu: &mut Vec<ToSfu>) -> bool {
         let mut moved = false;
         let cl = &mut self.clients[c];
         if cl.dead {
@@ -284,10 +338,38 @@ impl Net {
         moved
     }
 
+    fn deliver(&mut self, c: usize, contents: &[u8], to_sfu: &mut Vec<ToSfu>) {
+        let r = Receive {
+            proto: Protocol::Udp,
+            source: sfu_addr(),
+            destination: self.clients[c].addr,
+            contents: contents.try_into().unwrap(),
+        };
+        let now = self.now;
+        if let Err(e) = self.clients[c].rtc.handle_input(Input::Receive(now, r)) {
+            panic!("client input error: {e}");
+        }
+        self.drain_client(c, to_sfu);
+    }
+
     /// One pass of the network: clients' output to the SFU, the SFU's output to clients.
     fn pump(&mut self) -> bool {
         let mut moved = false;
         let mut to_sfu = Vec::new();
+        for c in 0..self.clients.len() {
+            loop {
+                let now = self.now;
+                let due = match self.clients[c].shaper.as_mut() {
+                    Some(sh) if sh.queue.front().is_some_and(|(at, _)| *at <= now) => {
+                        sh.queue.pop_front()
+                    }
+                    _ => None,
+                };
+                let Some((_, bytes)) = due else { break };
+                moved = true;
+                self.deliver(c, &bytes, &mut to_sfu);
+            }
+        }
         for c in 0..self.clients.len() {
             moved |= self.drain_client(c, &mut to_sfu);
         }
@@ -308,17 +390,11 @@ impl Net {
                         .iter()
                         .position(|c| c.addr == destination && !c.dead)
                     {
-                        let now = self.now;
-                        let r = Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination,
-                            contents: contents.as_slice().try_into().unwrap(),
-                        };
-                        if let Err(e) = self.clients[c].rtc.handle_input(Input::Receive(now, r)) {
-                            panic!("client input error: {e}");
+                        if let Some(sh) = self.clients[c].shaper.as_mut() {
+                            sh.offer(self.now, contents);
+                            continue;
                         }
-                        self.drain_client(c, &mut to_sfu);
+                        self.deliver(c, &contents, &mut to_sfu);
                     }
                 }
                 SfuOutput::Signal {
@@ -425,16 +501,40 @@ impl Net {
                 let payload: Vec<u8> = if kind == MediaKind::Video {
                     // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
                     // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
+                    // The keyframe header carries the layer's size (14-bit LE w, h).
+                    let (w, h): (u16, u16) = match rid.as_deref() {
+                        Some("q") => (320, 180),
+                        Some("h") => (640, 360),
+                        Some("f") => (1280, 720),
+                        _ => (640, 480),
+                    };
                     let mut v = if keyframe {
-                        vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a]
+                        let mut k = vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a];
+                        k.extend_from_slice(&w.to_le_bytes());
+                        k.extend_from_slice(&h.to_le_bytes());
+                        k
                     } else {
                         vec![0x10, 0x11, 0x00, 0x00]
                     };
-                    v.resize(400, 0xAB);
+                    // Layers of realistic relative rates (50 packets/s each).
+                    let len = match rid.as_deref() {
+                        Some("q") => 300,
+                        Some("h") => 800,
+                        Some("f") => 1150,
+                        _ => 150,
+                    };
+                    v.resize(len, 0xAB);
                     v
                 } else {
                     vec![0xFC; 80]
                 };
+                let mut ext = str0m::rtp::ExtensionValues::default();
+                if kind == MediaKind::Audio {
+                    if let Some(l) = cl.level {
+                        ext.audio_level = Some(l);
+                        ext.voice_activity = Some(true);
+                    }
+                }
                 let mut api = cl.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
                     continue;
@@ -444,6 +544,7 @@ impl Net {
                 tx.write_rtp(
                     RtpWrite::new(pt, SeqNo::from(seq), ts, now, payload)
                         .marker(true)
+                        .ext_vals(ext)
                         .nackable(true),
                 );
             }
@@ -460,8 +561,8 @@ impl Net {
                 self.send_media(c, n.is_multiple_of(key_every));
             }
             n += 1;
-            for _ in 0..4 {
-                self.step(Duration::from_millis(5));
+            for _ in 0..20 {
+                self.step(Duration::from_millis(1));
             }
         }
     }
@@ -515,6 +616,29 @@ impl Client {
             .filter(|t| t.1 == peer && t.3 == kind)
             .map(|t| self.rtp.get(&Mid::from(t.0.as_str())).copied().unwrap_or(0))
             .sum()
+    }
+
+    /// Ask the SFU for a keyframe on every video m-line this client receives.
+    pub fn request_keyframes(&mut self) {
+        let mids: Vec<Mid> = self
+            .tracks()
+            .iter()
+            .filter(|t| t.3 == "video")
+            .map(|t| Mid::from(t.0.as_str()))
+            .collect();
+        for mid in mids {
+            if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+            }
+        }
+    }
+
+    /// The mid of the m-line carrying `peer`'s `source`.
+    pub fn mid_of(&self, peer: &str, source: &str) -> Option<String> {
+        self.tracks()
+            .into_iter()
+            .find(|t| t.1 == peer && t.2 == source)
+            .map(|t| t.0)
     }
 
     /// Send a data-channel text.

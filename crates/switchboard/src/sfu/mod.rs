@@ -60,7 +60,9 @@ impl SfuService {
                 ufrag_prefix: demux::ufrag_prefix(id),
                 candidates: candidates.clone(),
                 limits: switchboard_sfu::Limits {
-                    participants_per_room: plan.sfu.room_capacity,
+                    // The hub's capacity counts clients; WHIP publishers come on top.
+                    participants_per_room: plan.sfu.room_capacity
+                        + switchboard_signal::MAX_SERVICES_PER_ROOM,
                     ..switchboard_sfu::Limits::default()
                 },
                 idle_timeout: run.idle_timeout,

@@ -1,7 +1,8 @@
 //! The SFU's side of signaling: for each room the hub turns SFU
 //! (`Signaling::service_requests("sfu")`), join it as the service participant `SFU`
-//! (`service: "sfu"`), pass the browsers' relays (with their grants) and departures to
-//! the room's worker, and leave once no client is left, which ends the room's lifetime.
+//! (`service: "sfu"`), pass the browsers' (and WHIP publishers') relays, with their
+//! grants, and departures to the room's worker, and leave once nobody it serves is left,
+//! which ends the room's lifetime.
 //! One small tokio runtime on a thread of its own carries all rooms: this is signaling
 //! rate, not media rate.
 
@@ -47,10 +48,14 @@ pub async fn serve(
 async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
     let room: Arc<str> = Arc::from(p.room());
     let worker = shared.worker_of_room(&room);
+    // Everyone but another SFU is served: browsers and WHIP publishers alike.
+    let served = |peer: &switchboard_signal::PeerInfo| {
+        peer.service.as_deref() != Some(switchboard_signal::SFU)
+    };
     let mut clients: HashSet<Arc<str>> = p
         .peers()
         .iter()
-        .filter(|peer| peer.service.is_none())
+        .filter(|peer| served(peer))
         .map(|peer| peer.id.clone())
         .collect();
     shared.add_participant(room.clone(), p.clone());
@@ -59,7 +64,7 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
         let Some(event) = p.recv().await else { break };
         match event {
             ServiceEvent::PeerJoined(peer) => {
-                if peer.service.is_none() {
+                if served(&peer) {
                     clients.insert(peer.id);
                 }
             }

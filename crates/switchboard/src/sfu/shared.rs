@@ -200,3 +200,47 @@ impl Shared {
         lock(&self.participants).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram() -> Command {
+        Command::Datagram {
+            source: "192.0.2.1:1".parse().unwrap(),
+            destination: "192.0.2.2:2".parse().unwrap(),
+            bytes: vec![0; 10],
+        }
+    }
+
+    #[test]
+    fn a_full_inbox_drops_datagrams_and_counts_them_but_keeps_signaling() {
+        let shared = Shared::new(2);
+        for _ in 0..DATAGRAM_INBOX {
+            assert!(shared.send(1, datagram()));
+        }
+        assert!(!shared.send(1, datagram()));
+        assert_eq!(shared.counters.handoff_full.load(Ordering::Relaxed), 1);
+        let leave = Command::Leave {
+            room: "r".into(),
+            peer: "p".into(),
+        };
+        assert!(shared.send(1, leave), "signaling has its own bound");
+        assert!(!shared.send(7, datagram()), "no such worker");
+        let mut got = VecDeque::new();
+        shared.take(1, &mut got);
+        assert_eq!(got.len(), DATAGRAM_INBOX + 1);
+        assert!(shared.send(1, datagram()), "room again once taken");
+    }
+
+    #[test]
+    fn rooms_spread_over_workers_the_same_way_every_time() {
+        let shared = Shared::new(4);
+        let workers: std::collections::HashSet<usize> = (0..64)
+            .map(|i| shared.worker_of_room(&format!("room-{i}")))
+            .collect();
+        assert_eq!(workers.len(), 4);
+        assert_eq!(shared.worker_of_room("a"), shared.worker_of_room("a"));
+        assert_eq!(Shared::new(1).worker_of_room("anything"), 0);
+    }
+}

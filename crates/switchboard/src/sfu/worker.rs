@@ -287,3 +287,86 @@ impl Service for SfuWorker {
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use switchboard_net::Batch;
+    use switchboard_stun::{attr_type, Class, MessageWriter, Method, TransactionId};
+
+    fn binding(username: &str) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let mut w = MessageWriter::new(
+            &mut buf,
+            Method::BINDING,
+            Class::Request,
+            TransactionId([3; 12]),
+        )
+        .unwrap();
+        w.attr(attr_type::USERNAME, username.as_bytes()).unwrap();
+        let n = w.finish();
+        buf.truncate(n);
+        buf
+    }
+
+    fn worker(id: usize, shared: &Arc<Shared>, local: SocketAddr) -> SfuWorker {
+        let now = Instant::now();
+        let cfg = switchboard_sfu::SfuConfig {
+            ufrag_prefix: super::super::demux::ufrag_prefix(id),
+            candidates: vec![local],
+            ..switchboard_sfu::SfuConfig::default()
+        };
+        let sfu = switchboard_sfu::Sfu::new(cfg, now).unwrap();
+        SfuWorker::new(id, sfu, shared.clone(), vec![local], now)
+    }
+
+    /// Datagrams through a real socket and `net`'s batch into worker 0: a Binding
+    /// request naming worker 1's prefix goes to worker 1's inbox, and so does what the
+    /// same source sends next (DTLS); an unknown source stays with worker 0's core.
+    #[test]
+    fn datagrams_of_another_workers_participant_are_handed_over() {
+        let shared = Arc::new(Shared::new(2));
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let local = sock.local_addr().unwrap();
+        let mut w0 = worker(0, &shared, local);
+        w0.fd = Some(sock.as_raw_fd());
+        let port = PortInfo {
+            index: 0,
+            local,
+            fd: sock.as_raw_fd(),
+        };
+        let browser = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        browser.send_to(&binding("w1xAbCd:remote"), local).unwrap();
+        browser.send_to(&[22, 254, 253, 0, 1, 2, 3], local).unwrap();
+        stranger.send_to(&[22, 254, 253, 9, 9], local).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = Batch::new(0, 0);
+        let slots = batch.recv(sock.as_raw_fd()).unwrap();
+        assert_eq!(slots.len(), 3);
+        let now = Instant::now();
+        for i in slots {
+            let (d, mut tx) = batch.slot(i);
+            w0.on_datagram(&port, d, &mut tx, now);
+        }
+        let mut got = VecDeque::new();
+        shared.take(1, &mut got);
+        let handed: Vec<(SocketAddr, u8)> = got
+            .iter()
+            .map(|c| match c {
+                Command::Datagram { source, bytes, .. } => (*source, bytes[0]),
+                _ => panic!("not a datagram"),
+            })
+            .collect();
+        let from = browser.local_addr().unwrap();
+        assert_eq!(handed, [(from, 0), (from, 22)]);
+        assert_eq!(shared.counters.handoffs.load(Ordering::Relaxed), 2);
+        let mut none = VecDeque::new();
+        shared.take(0, &mut none);
+        assert!(none.is_empty());
+        // The stranger's datagram went to worker 0's own core, which owns nothing.
+        assert_eq!(w0.sfu.stats().unknown_datagrams, 1);
+    }
+}

@@ -1,0 +1,497 @@
+//! Test and load clients of Switchboard's SFU (feature `sfu`), each a str0m `Rtc` (full
+//! ICE, controlling, RTP mode) on a real UDP socket ([`MediaPeer`]):
+//!
+//! - [`SfuClient`] speaks the SFU protocol of docs/signaling.md ("SFU rooms") over the
+//!   signaling WebSocket: join, find the peer whose `service` is `sfu`, publish (a
+//!   `publish` message, then an offer), answer the SFU's offers (polite side);
+//! - [`WhipClient`] publishes with WHIP (`POST /whip/<room>`, `DELETE` to end).
+//!
+//! Blocking and single-threaded on purpose: `pump` moves everything for a while; several
+//! clients in one test take turns.
+
+use crate::error::ClientError;
+use crate::signal::WsClient;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// How long one socket read waits inside a pump.
+const SLICE: Duration = Duration::from_millis(2);
+
+fn protocol(what: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(what.to_string())
+}
+
+/// The media side of a participant: a str0m `Rtc` and its UDP socket.
+pub struct MediaPeer {
+    pub rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    /// Mids we send on (answered).
+    pub sending: Vec<Mid>,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// RTP packets received, by local mid.
+    pub rtp: HashMap<Mid, u64>,
+    seq: u16,
+}
+
+impl MediaPeer {
+    /// A peer with one host candidate on `bind_ip` (any free port).
+    pub fn new(bind_ip: std::net::IpAddr) -> Result<MediaPeer, ClientError> {
+        let sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0))?;
+        sock.set_read_timeout(Some(SLICE))?;
+        let local = sock.local_addr()?;
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(protocol)?;
+        rtc.add_local_candidate(candidate);
+        Ok(MediaPeer {
+            rtc,
+            sock,
+            local,
+            sending: Vec::new(),
+            connected: false,
+            rtp: HashMap::new(),
+            seq: 0,
+        })
+    }
+
+    /// The local media address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// An offer adding one sendonly VP8-capable video m-line.
+    pub fn offer_video(&mut self) -> Result<(SdpOffer, SdpPendingOffer, Mid), ClientError> {
+        let mut api = self.rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().ok_or_else(|| protocol("nothing to offer"))?;
+        Ok((offer, pending, mid))
+    }
+
+    /// Take the answer to our offer; `mids` are sending from now on.
+    pub fn accept_answer(
+        &mut self,
+        pending: SdpPendingOffer,
+        answer: &str,
+        mids: Vec<Mid>,
+    ) -> Result<(), ClientError> {
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(protocol)?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(protocol)?;
+        self.sending.extend(mids);
+        Ok(())
+    }
+
+    /// Datagrams and timers: one socket read (up to a few ms) and everything it causes.
+    pub fn pump_once(&mut self) -> Result<(), ClientError> {
+        self.drain()?;
+        let mut buf = [0u8; 2048];
+        match self.sock.recv_from(&mut buf) {
+            Ok((n, source)) => {
+                let contents = buf[..n].try_into().map_err(protocol)?;
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents,
+                    },
+                );
+                self.rtc.handle_input(input).map_err(protocol)?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.rtc
+            .handle_input(Input::Timeout(Instant::now()))
+            .map_err(protocol)?;
+        self.drain()
+    }
+
+    /// Everything str0m has to send or say.
+    pub fn drain(&mut self) -> Result<(), ClientError> {
+        loop {
+            match self.rtc.poll_output().map_err(protocol)? {
+                Output::Timeout(_) => return Ok(()),
+                Output::Transmit(t) => {
+                    // A full socket buffer loses the datagram, as the network would.
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::RtpPacket(p) => {
+                let mid = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|s| s.mid());
+                if let Some(mid) = mid {
+                    *self.rtp.entry(mid).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Send one VP8 RTP packet (400 bytes; `keyframe` marks it so) on every mid we send
+    /// on; returns how many were written.
+    pub fn send_video_packet(&mut self, keyframe: bool) -> usize {
+        self.seq = self.seq.wrapping_add(1);
+        let now = Instant::now();
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt());
+        let Some(pt) = pt else { return 0 };
+        let mut written = 0;
+        for mid in self.sending.clone() {
+            // VP8 payload descriptor: S bit set, partition 0; payload header P bit clear
+            // on a keyframe.
+            let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+            payload.resize(400, 0x5A);
+            let ts = u32::from(self.seq).wrapping_mul(3000);
+            let mut api = self.rtc.direct_api();
+            if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+                let w = RtpWrite::new(pt, SeqNo::from(u64::from(self.seq)), ts, now, payload)
+                    .marker(true);
+                tx.write_rtp(w);
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// All RTP packets received.
+    pub fn rtp_total(&self) -> u64 {
+        self.rtp.values().sum()
+    }
+}
+
+/// One participant of an SFU room over the signaling WebSocket.
+pub struct SfuClient {
+    pub ws: WsClient,
+    pub media: MediaPeer,
+    /// Our peer id.
+    pub peer_id: String,
+    /// The `joined` message.
+    pub joined: Value,
+    /// The SFU's peer id, once it is in the room.
+    pub sfu_peer: Option<String>,
+    /// Our offer waiting for the SFU's answer, with the mids it adds.
+    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    /// `{"sfu":...}` messages from the SFU, in order.
+    pub sfu_messages: Vec<Value>,
+    /// Offers and answers from the SFU handled.
+    pub offers: u32,
+    pub answers: u32,
+}
+
+impl SfuClient {
+    /// Connect to the signaling WebSocket at `signal`, join `room` as `name` (with
+    /// `topology` when given), and bind a UDP socket on `bind_ip` for media.
+    pub fn join(
+        signal: SocketAddr,
+        room: &str,
+        name: &str,
+        topology: Option<&str>,
+        bind_ip: std::net::IpAddr,
+    ) -> Result<SfuClient, ClientError> {
+        let mut ws = WsClient::connect(signal)?;
+        ws.ws.get_ref().tcp().set_read_timeout(Some(SLICE))?;
+        let mut msg = json!({"type": "join", "room": room, "name": name});
+        if let Some(t) = topology {
+            msg["topology"] = json!(t);
+        }
+        ws.send(&msg)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let joined = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(5));
+            }
+            if let Some(m) = ws.recv(left)? {
+                if m["type"] == "joined" {
+                    break m;
+                }
+                if m["type"] == "error" {
+                    return Err(protocol(format!("join refused: {m}")));
+                }
+            }
+        };
+        let peer_id = joined["peerId"].as_str().unwrap_or_default().to_string();
+        let sfu_peer = joined["peers"].as_array().and_then(|peers| {
+            peers
+                .iter()
+                .find(|p| p["service"] == "sfu")
+                .and_then(|p| p["id"].as_str().map(str::to_string))
+        });
+        Ok(SfuClient {
+            ws,
+            media: MediaPeer::new(bind_ip)?,
+            peer_id,
+            joined,
+            sfu_peer,
+            pending: None,
+            sfu_messages: Vec::new(),
+            offers: 0,
+            answers: 0,
+        })
+    }
+
+    /// Pump until `done` holds or `timeout` passes; false on timeout.
+    pub fn pump_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&SfuClient) -> bool,
+    ) -> Result<bool, ClientError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(self) {
+                return Ok(true);
+            }
+            self.pump(Duration::from_millis(10))?;
+        }
+        Ok(done(self))
+    }
+
+    /// Move signaling, datagrams and timers for about `d`.
+    pub fn pump(&mut self, d: Duration) -> Result<(), ClientError> {
+        let end = Instant::now() + d;
+        loop {
+            while let Some(m) = self.ws.recv(Duration::from_millis(1))? {
+                self.on_signal(&m)?;
+            }
+            self.media.pump_once()?;
+            if Instant::now() >= end {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_signal(&mut self, m: &Value) -> Result<(), ClientError> {
+        let from_sfu = self.sfu_peer.is_some() && m["from"].as_str() == self.sfu_peer.as_deref();
+        match m["type"].as_str().unwrap_or_default() {
+            "peer-joined" if m["peer"]["service"] == "sfu" => {
+                self.sfu_peer = m["peer"]["id"].as_str().map(str::to_string);
+            }
+            "offer" if from_sfu => {
+                self.offers += 1;
+                let sdp = m["sdp"].as_str().ok_or_else(|| protocol("offer without sdp"))?;
+                let offer = SdpOffer::from_sdp_string(sdp).map_err(protocol)?;
+                // Polite: an own pending offer is dropped (str0m rolls it back) and made
+                // again after this exchange.
+                let rolled_back = self.pending.take();
+                let answer = self
+                    .media
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(protocol)?;
+                self.relay("answer", "sdp", json!(answer.to_sdp_string()))?;
+                if rolled_back.is_some() {
+                    self.publish_video()?;
+                }
+            }
+            "answer" if from_sfu => {
+                self.answers += 1;
+                let sdp = m["sdp"].as_str().ok_or_else(|| protocol("answer without sdp"))?;
+                if let Some((pending, mids)) = self.pending.take() {
+                    self.media.accept_answer(pending, sdp, mids)?;
+                }
+            }
+            "message" if from_sfu && m["data"]["sfu"].is_string() => {
+                self.sfu_messages.push(m["data"].clone());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn relay(&mut self, kind: &str, field: &str, payload: Value) -> Result<(), ClientError> {
+        let to = self
+            .sfu_peer
+            .clone()
+            .ok_or_else(|| protocol("no SFU peer in the room yet"))?;
+        let mut msg = json!({"type": kind, "to": to});
+        msg[field] = payload;
+        self.ws.send(&msg)
+    }
+
+    /// Publish one video track (camera, VP8): `publish` message, then our offer.
+    pub fn publish_video(&mut self) -> Result<(), ClientError> {
+        let (offer, pending, mid) = self.media.offer_video()?;
+        let publish = json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "camera"}]});
+        self.relay("message", "data", publish)?;
+        self.relay("offer", "sdp", json!(offer.to_sdp_string()))?;
+        self.pending = Some((pending, vec![mid]));
+        Ok(())
+    }
+
+    /// See [`MediaPeer::send_video_packet`].
+    pub fn send_video_packet(&mut self, keyframe: bool) -> usize {
+        self.media.send_video_packet(keyframe)
+    }
+
+    /// The latest `tracks` map from the SFU: (mid, peer, source, kind).
+    pub fn tracks(&self) -> Vec<(String, String, String, String)> {
+        let Some(last) = self.sfu_messages.iter().rev().find(|m| m["sfu"] == "tracks") else {
+            return Vec::new();
+        };
+        last["tracks"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|t| {
+                        let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+                        (s("mid"), s("peer"), s("source"), s("kind"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// RTP packets received on the m-lines that carry `peer`'s `kind` tracks.
+    pub fn received_from(&self, peer: &str, kind: &str) -> u64 {
+        self.tracks()
+            .iter()
+            .filter(|t| t.1 == peer && t.3 == kind)
+            .map(|t| {
+                self.media
+                    .rtp
+                    .get(&Mid::from(t.0.as_str()))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// A plain-HTTP/1.1 exchange: (status, headers in lower case, body).
+pub type HttpReply = (u16, Vec<(String, String)>, String);
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpReply, ClientError> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| protocol("no HTTP header end"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| protocol("no HTTP status"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
+}
+
+/// A WHIP publisher (RFC 9725) of one video track.
+pub struct WhipClient {
+    pub media: MediaPeer,
+    http: SocketAddr,
+    token: Option<String>,
+    /// The resource URL path (`Location`) of the session.
+    pub location: String,
+}
+
+impl WhipClient {
+    /// `POST /whip/<room>` an offer to the server at `http` (with `Authorization: Bearer
+    /// token` when given). On a refusal: `Err` with the status and body.
+    pub fn publish(
+        http: SocketAddr,
+        room: &str,
+        token: Option<&str>,
+        bind_ip: std::net::IpAddr,
+    ) -> Result<WhipClient, ClientError> {
+        let mut media = MediaPeer::new(bind_ip)?;
+        let (offer, pending, mid) = media.offer_video()?;
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/sdp")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let (status, reply_headers, body) = http_request(
+            http,
+            "POST",
+            &format!("/whip/{room}"),
+            &headers,
+            &offer.to_sdp_string(),
+        )?;
+        if status != 201 {
+            return Err(protocol(format!("WHIP POST: {status} {body}")));
+        }
+        let header = |name: &str| {
+            reply_headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if header("content-type").as_deref() != Some("application/sdp") {
+            return Err(protocol("WHIP answer is not application/sdp"));
+        }
+        let location = header("location").ok_or_else(|| protocol("WHIP answer without Location"))?;
+        media.accept_answer(pending, &body, vec![mid])?;
+        Ok(WhipClient {
+            media,
+            http,
+            token: token.map(str::to_string),
+            location,
+        })
+    }
+
+    /// `DELETE` the session; returns the status.
+    pub fn end(&self) -> Result<u16, ClientError> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        http_request(self.http, "DELETE", &self.location, &headers, "").map(|r| r.0)
+    }
+}
