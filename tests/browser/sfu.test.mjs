@@ -186,7 +186,7 @@ test('simulcast: the camera goes out as three layers; a small tile receives a lo
   const [big, small] = await openCall(s, browser, server, room, ['Big', 'Small'], { init: [SMALL_CAMERA] });
   // Big shows the publisher in a large tile, Small in a thumbnail; the app reports both sizes.
   await big.page.addStyleTag({ content: `.tile.remote[data-peer-id="${pub.peerId}"] { width: 960px !important; }` });
-  await small.page.addStyleTag({ content: `.tile.remote[data-peer-id="${pub.peerId}"] { width: 128px !important; }` });
+  const thumbnail = await small.page.addStyleTag({ content: `.tile.remote[data-peer-id="${pub.peerId}"] { width: 128px !important; }` });
 
   const layers = await waitFor(async () => {
     const l = await pub.page.evaluate(async () => {
@@ -262,6 +262,13 @@ test('simulcast: the camera goes out as three layers; a small tile receives a lo
       window.sbApp.grid.get(id).el.classList.contains('active-speaker'), pub.peerId),
     { timeout: 20000, what: `${p.name}: the publisher is the active speaker` });
   }
+  // Speaker view: the active speaker's tile large, the others small.
+  await thumbnail.evaluate((e) => e.remove());
+  await small.page.click('#speaker-view');
+  await waitFor(() => small.page.evaluate(({ pub, big }) => {
+    const t = (id) => window.sbApp.grid.get(id).el;
+    return t(pub).classList.contains('featured') && t(pub).getBoundingClientRect().width > 3 * t(big).getBoundingClientRect().width;
+  }, { pub: pub.peerId, big: big.peerId }), { timeout: 10000, what: 'Small: speaker view features the publisher' });
   s.mark('speaker checked');
 
   // Screen share: one layer (f) instead of three; the others keep decoding.

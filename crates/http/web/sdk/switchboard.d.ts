@@ -113,6 +113,8 @@ export class SfuMember {
   readonly id: string;
   name: string;
   identity?: string;
+  /** Set for a server-side participant, e.g. `whip` (a WHIP publisher). */
+  service?: string;
   /** The connection to the SFU (shared). */
   readonly pc: RTCPeerConnection;
   /** The tracks received from this participant (one stream). */
