@@ -7,7 +7,7 @@
 // CPU: six Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { scope, openCall, randomId } from './harness.mjs';
+import { scope, openCall, randomId, mintToken } from './harness.mjs';
 import { launchSfuBrowser, COUNT_PCS, SMALL_CAMERA, sfuServer, expectAllFlowing, expectOnlySfuConnection } from './sfu-helpers.mjs';
 
 let browser;
@@ -60,4 +60,18 @@ test('a relay-only page (TURN only, our own TURN) in an SFU room decodes and is 
   assert.equal(c.remote.address, '127.0.0.1');
   await rel.chat('hello over TURN');
   await ada.waitChat('hello over TURN', 'Relay');
+}));
+
+test('a viewer token (subscribe only) in an SFU room receives everyone and sends nothing', {
+  timeout: 120000,
+  todo: 'the SFU offers only to participants that offered first (described), and the hub refuses offers without the publish grant',
+}, () => scope('sfu-viewer', async (s) => {
+  const secret = 'sfu-viewer-secret';
+  const server = await sfuServer(s, ['--room-token-secret', secret]);
+  const room = randomId('viewer-');
+  const token = (grant) => mintToken({ secret, room, ttl: 600, grant });
+  const [ada] = await openCall(s, browser, server, room, ['Ada'], { query: { topology: 'sfu', token: token('publish,subscribe') }, init: [SMALL_CAMERA] });
+  const [viewer] = await openCall(s, browser, server, room, ['Viewer'], { query: { token: token('subscribe') }, init: [COUNT_PCS, SMALL_CAMERA] });
+  await expectAllFlowing(viewer, [ada.peerId], { timeout: 30000 });
+  await expectOnlySfuConnection(viewer, server);
 }));
