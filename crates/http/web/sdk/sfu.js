@@ -183,10 +183,11 @@ export class SfuLink {
       { id, name: 'sfu' },
       {
         config: opts.config,
-        // We make the first offer when we may publish; otherwise the SFU offers when it
-        // has something for us.
-        initiator: opts.canPublish,
-        canOffer: opts.canPublish,
+        // We always make the first offer (without the `publish` grant it sends nothing: the
+        // data channel and, later, what the SFU adds). The SFU enforces the grants itself; a
+        // hub that refuses the offer (`forbidden`) leaves the SFU to offer.
+        initiator: true,
+        canOffer: true,
         polite: true,
         tracks,
         stream: opts.stream,
