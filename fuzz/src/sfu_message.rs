@@ -13,14 +13,23 @@
 //! forwarded video packet (`switchboard_sfu::rewrite::vp8`): a keyframe starts a frame;
 //! writing back the ids read changes no byte; writing new ids changes only those (cut to
 //! the field's width) and the payload still parses the same otherwise.
+//!
+//! And, read as 8-byte steps, to a simulcast `Rewriter` (select a layer, or a packet of
+//! some layer with a seq/timestamp jump, keyframe flag and VP8 ids): no overflow or
+//! panic whatever the publisher's numbers; only the layer being forwarded is forwarded;
+//! a switch happens only at a keyframe of the selected layer and continues the
+//! outgoing sequence right after the highest number sent.
 
 use std::borrow::Cow;
 
+use std::time::{Duration, Instant};
 use switchboard_sfu::message::{
     is_valid_peer, Envelope, MessageError, Relayed, SfuMessage, MAX_MESSAGE_LEN, MAX_MID_LEN,
     MAX_TILE_SIDE, MAX_TRACKS,
 };
+
 use switchboard_sfu::rewrite::vp8::{self, Descriptor, Ids};
+use switchboard_sfu::rewrite::{Packet, Rewriter};
 
 pub fn run(data: &[u8]) {
     let text: Cow<'_, str> = String::from_utf8_lossy(data);
@@ -28,6 +37,69 @@ pub fn run(data: &[u8]) {
     envelope(&text);
     relayed(&text);
     vp8_descriptor(data);
+    rewriter(data);
+}
+
+fn rewriter(data: &[u8]) {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut r = Rewriter::new(
+        90_000,
+        u16::from_be_bytes([data.first().copied().unwrap_or(0), 0]),
+    );
+    let mut seq = [0u64, 70_000, 1 << 40];
+    let mut ts = [0u32, u32::MAX - 10, 1 << 31];
+    let mut highest: Option<u64> = None;
+    for step in data.chunks_exact(8) {
+        let layer = usize::from(step[1] % 3);
+        if step[0] % 8 == 0 {
+            r.set_target((step[1] < 200).then_some(layer as u8));
+            continue;
+        }
+        let dseq = i16::from_be_bytes([step[2], step[3]]);
+        seq[layer] = seq[layer].saturating_add_signed(i64::from(dseq));
+        ts[layer] = ts[layer].wrapping_add(u32::from(u16::from_be_bytes([step[4], step[5]])));
+        now += Duration::from_millis(u64::from(step[6] >> 4) * 10);
+        let flags = step[6];
+        let mut payload = vec![if flags & 1 != 0 { 0x90 } else { 0x80 }];
+        payload.push(if flags & 2 != 0 { 0x80 } else { 0 } | if flags & 4 != 0 { 0x60 } else { 0 });
+        if flags & 2 != 0 {
+            if flags & 8 != 0 {
+                payload.extend([0x80 | (step[7] & 0x7f), step[3]]);
+            } else {
+                payload.push(step[7] & 0x7f);
+            }
+        }
+        if flags & 4 != 0 {
+            payload.extend([step[7], 0x00]);
+        }
+        payload.extend([0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+        let d = Descriptor::parse(&payload);
+        let p = Packet {
+            layer: layer as u8,
+            seq: seq[layer],
+            timestamp: ts[layer],
+            keyframe: d.is_some_and(|d| d.keyframe),
+            vp8: d,
+            arrival: now,
+        };
+        let target = r.target();
+        if let Some(o) = r.rewrite(&p) {
+            assert_eq!(
+                r.current(),
+                Some(p.layer),
+                "only the forwarded layer goes out"
+            );
+            if o.switched {
+                assert!(p.keyframe && target == Some(p.layer));
+                assert_eq!(o.seq, highest.map_or(o.seq, |h| h.wrapping_add(1)));
+            }
+            if let (Some(v), Some(d)) = (o.vp8, d) {
+                assert!(v.picture_id.is_none_or(|id| id <= d.picture_id_mask()));
+            }
+            highest = Some(highest.map_or(o.seq, |h| h.max(o.seq)));
+        }
+    }
 }
 
 fn vp8_descriptor(data: &[u8]) {

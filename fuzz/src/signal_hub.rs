@@ -66,6 +66,14 @@ fn config(bits: u8) -> HubConfig {
         c.replay_messages = 4;
         c.replay_bytes = 512;
     }
+    // Rooms turning SFU (the `topology` of join, the SFU capacity): early, or never.
+    if bits & 16 != 0 {
+        c.sfu_threshold = Some(2);
+        c.sfu_room_capacity = 3;
+    }
+    if bits & 32 != 0 {
+        c.sfu_threshold = None;
+    }
     c
 }
 

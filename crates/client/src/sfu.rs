@@ -155,8 +155,8 @@ impl MediaPeer {
         }
     }
 
-    /// Send one VP8 RTP packet (400 bytes; `keyframe` marks it so) on every mid we send
-    /// on; returns how many were written.
+    /// Send one VP8 RTP packet (400 bytes; a keyframe when `keyframe`) on every mid we
+    /// send on; returns how many were written.
     pub fn send_video_packet(&mut self, keyframe: bool) -> usize {
         self.seq = self.seq.wrapping_add(1);
         let now = Instant::now();
@@ -168,9 +168,17 @@ impl MediaPeer {
         let Some(pt) = pt else { return 0 };
         let mut written = 0;
         for mid in self.sending.clone() {
-            // VP8 payload descriptor: S bit set, partition 0; payload header P bit clear
-            // on a keyframe.
-            let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+            // VP8 payload descriptor (S bit, partition 0), then the 3-byte frame tag (P
+            // bit clear on a keyframe, show_frame set); a keyframe adds the start code
+            // and its size, 640x480 (RFC 6386 9.1), which SFUs read to switch layers.
+            let mut payload = if keyframe {
+                let mut k = vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a];
+                k.extend_from_slice(&640u16.to_le_bytes());
+                k.extend_from_slice(&480u16.to_le_bytes());
+                k
+            } else {
+                vec![0x10, 0x11, 0x00, 0x00]
+            };
             payload.resize(400, 0x5A);
             let ts = u32::from(self.seq).wrapping_mul(3000);
             let mut api = self.rtc.direct_api();
@@ -299,7 +307,9 @@ impl SfuClient {
             }
             "offer" if from_sfu => {
                 self.offers += 1;
-                let sdp = m["sdp"].as_str().ok_or_else(|| protocol("offer without sdp"))?;
+                let sdp = m["sdp"]
+                    .as_str()
+                    .ok_or_else(|| protocol("offer without sdp"))?;
                 let offer = SdpOffer::from_sdp_string(sdp).map_err(protocol)?;
                 // Polite: an own pending offer is dropped (str0m rolls it back) and made
                 // again after this exchange.
@@ -317,7 +327,9 @@ impl SfuClient {
             }
             "answer" if from_sfu => {
                 self.answers += 1;
-                let sdp = m["sdp"].as_str().ok_or_else(|| protocol("answer without sdp"))?;
+                let sdp = m["sdp"]
+                    .as_str()
+                    .ok_or_else(|| protocol("answer without sdp"))?;
                 if let Some((pending, mids)) = self.pending.take() {
                     self.media.accept_answer(pending, sdp, mids)?;
                 }
@@ -343,7 +355,8 @@ impl SfuClient {
     /// Publish one video track (camera, VP8): `publish` message, then our offer.
     pub fn publish_video(&mut self) -> Result<(), ClientError> {
         let (offer, pending, mid) = self.media.offer_video()?;
-        let publish = json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "camera"}]});
+        let publish =
+            json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "camera"}]});
         self.relay("message", "data", publish)?;
         self.relay("offer", "sdp", json!(offer.to_sdp_string()))?;
         self.pending = Some((pending, vec![mid]));
@@ -357,7 +370,12 @@ impl SfuClient {
 
     /// The latest `tracks` map from the SFU: (mid, peer, source, kind).
     pub fn tracks(&self) -> Vec<(String, String, String, String)> {
-        let Some(last) = self.sfu_messages.iter().rev().find(|m| m["sfu"] == "tracks") else {
+        let Some(last) = self
+            .sfu_messages
+            .iter()
+            .rev()
+            .find(|m| m["sfu"] == "tracks")
+        else {
             return Vec::new();
         };
         last["tracks"]
@@ -475,7 +493,8 @@ impl WhipClient {
         if header("content-type").as_deref() != Some("application/sdp") {
             return Err(protocol("WHIP answer is not application/sdp"));
         }
-        let location = header("location").ok_or_else(|| protocol("WHIP answer without Location"))?;
+        let location =
+            header("location").ok_or_else(|| protocol("WHIP answer without Location"))?;
         media.accept_answer(pending, &body, vec![mid])?;
         Ok(WhipClient {
             media,

@@ -40,12 +40,12 @@ struct Session {
     room: String,
     /// Leaves the room when dropped (with the session).
     _participant: Arc<ServiceParticipant>,
-    drain: tokio::task::AbortHandle,
+    watch: tokio::task::AbortHandle,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.drain.abort();
+        self.watch.abort();
     }
 }
 
@@ -171,17 +171,23 @@ pub async fn publish(
     };
     let id = switchboard_util::random_hex(12);
     let location = format!("/whip/{room}/{id}");
-    // Nobody reads the participant's events after this: drain them, so that its queue
-    // never fills (the hub would take it out of the room).
-    let drainer = p.clone();
-    let drain = tokio::spawn(async move { while drainer.recv().await.is_some() {} }).abort_handle();
+    // Read the participant's events until the SFU says its connection is gone (the
+    // publisher vanished without a DELETE): then the session ends. Reading also keeps
+    // its queue from filling (the hub would take it out of the room).
+    let watch = Watch {
+        whip: w.clone(),
+        participant: p.clone(),
+        sfu: sfu.clone(),
+        id: id.clone(),
+    };
+    let watch = tokio::spawn(watch.run()).abort_handle();
     tracing::info!(%room, peer = %p.peer_id(), "WHIP publisher in");
     w.sessions().insert(
         id,
         Session {
             room,
             _participant: p,
-            drain,
+            watch,
         },
     );
     (
@@ -193,6 +199,38 @@ pub async fn publish(
         answer,
     )
         .into_response()
+}
+
+/// What follows a WHIP session after its answer.
+struct Watch {
+    whip: Arc<Whip>,
+    participant: Arc<ServiceParticipant>,
+    sfu: Arc<str>,
+    id: String,
+}
+
+impl Watch {
+    async fn run(self) {
+        while let Some(ev) = self.participant.recv().await {
+            let ServiceEvent::Relay {
+                from,
+                kind: RelayKind::Message,
+                payload,
+            } = ev
+            else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(payload.get()).unwrap_or_default();
+            if from == self.sfu && v["sfu"] == "gone" {
+                tracing::info!(room = self.participant.room(), reason = %v["reason"], "WHIP publisher gone");
+                break;
+            }
+        }
+        // Out of the room (or never to send again): the session ends. Taken out of the
+        // map first, then dropped here, not inside the lock.
+        let session = self.whip.sessions().remove(&self.id);
+        drop(session);
+    }
 }
 
 /// `DELETE /whip/{room}/{id}`: the publisher leaves the room.

@@ -8,8 +8,7 @@
 //! Keyframe requests are coalesced per publisher layer ([`crate::keyframe`]); audio levels
 //! feed the room's dominant-speaker detector ([`crate::speaker`]).
 
-use std::time::Instant;
-
+use str0m::format::Codec;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
 
@@ -80,7 +79,11 @@ impl Sfu {
         } else {
             (None, None)
         };
-        let keyframe = kind == MediaKind::Audio || desc.is_some_and(|d| d.keyframe);
+        let keyframe = match params.spec().codec {
+            Codec::Vp8 => desc.is_some_and(|d| d.keyframe),
+            Codec::H264 => h264_is_keyframe(&pkt.payload),
+            _ => kind == MediaKind::Audio,
+        };
         if keyframe && kind == MediaKind::Video {
             if let Some((_, kr)) = track.pli.iter_mut().find(|(r, _)| *r == rid) {
                 kr.keyframe_received(now);
@@ -337,17 +340,57 @@ impl Sfu {
             }
         }
     }
+}
 
-    /// The earliest deferred PLI or speaker decision.
-    pub(crate) fn policy_timeout(&self) -> Option<Instant> {
-        let pli = self
-            .parts
-            .iter()
-            .flatten()
-            .flat_map(|p| p.published.iter())
-            .flat_map(|t| t.pli.iter())
-            .filter_map(|(_, kr)| kr.poll_timeout());
-        let speaker = self.rooms.values().map(|r| r.speaker.poll_timeout());
-        pli.chain(speaker).min()
+/// Whether an H264 RTP payload (RFC 6184) starts a keyframe: an IDR slice or the SPS
+/// that precedes one, alone, in a STAP-A aggregate, or as the first FU-A fragment.
+pub(crate) fn h264_is_keyframe(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    let key = |nal: u8| matches!(nal & 0x1f, IDR | SPS);
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    match first & 0x1f {
+        // STAP-A: [size u16][NAL]...
+        24 => {
+            let mut rest = &payload[1..];
+            while rest.len() > 2 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                let Some(&nal) = rest.get(2) else {
+                    return false;
+                };
+                if size > 0 && key(nal) {
+                    return true;
+                }
+                rest = rest.get(2 + size..).unwrap_or(&[]);
+            }
+            false
+        }
+        // FU-A: the start fragment's header carries the NAL type.
+        28 => payload.get(1).is_some_and(|&h| h & 0x80 != 0 && key(h)),
+        nal => key(nal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::h264_is_keyframe;
+
+    #[test]
+    fn h264_keyframes() {
+        assert!(h264_is_keyframe(&[0x65, 0x88])); // IDR
+        assert!(h264_is_keyframe(&[0x67, 0x42])); // SPS
+        assert!(!h264_is_keyframe(&[0x41, 0x9a])); // non-IDR slice
+                                                   // STAP-A with SPS, PPS.
+        assert!(h264_is_keyframe(&[
+            0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68
+        ]));
+        assert!(!h264_is_keyframe(&[0x78, 0x00, 0x02, 0x41, 0x42]));
+        assert!(!h264_is_keyframe(&[0x78, 0xff, 0xff])); // truncated: no panic
+                                                         // FU-A: start of an IDR, middle of one.
+        assert!(h264_is_keyframe(&[0x7c, 0x85, 0x00]));
+        assert!(!h264_is_keyframe(&[0x7c, 0x05, 0x00]));
+        assert!(!h264_is_keyframe(&[]));
     }
 }

@@ -369,7 +369,7 @@ impl BitrateMeter {
             let k = u32::try_from(steps).unwrap_or(u32::MAX);
             self.head_start = Some(start + BUCKET.saturating_mul(k));
         }
-        self.bytes[self.head] += bytes as u64;
+        self.bytes[self.head] = self.bytes[self.head].saturating_add(bytes as u64);
         self.last_packet = Some(self.last_packet.map_or(now, |l| l.max(now)));
     }
 

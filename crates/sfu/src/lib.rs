@@ -7,13 +7,29 @@
 //! One [`Sfu`] is the rooms of one worker thread. Each participant's `Rtc` is ICE-lite
 //! (local ufrag `<SfuConfig::ufrag_prefix><random>`, so the driver can route STUN to the
 //! worker), in RTP mode (packets are forwarded, not depacketized) with bandwidth
-//! estimation on. The protocol with the browser is SFU-DESIGN §3: offers, answers and
-//! `{"sfu":...}` messages relayed by the signaling hub, the SDK's negotiated data channel.
+//! estimation on; codecs Opus, VP8 and H264. The protocol with the browser is
+//! docs/signaling.md "SFU rooms": offers, answers and `{"sfu":...}` messages relayed by
+//! the signaling hub, and the SDK's negotiated data channel.
+//!
+//! The driver's loop: [`Sfu::add_participant`] when a browser of an SFU room shows up
+//! (or [`Sfu::add_fixed_participant`] for a one-shot WHIP/WHEP exchange),
+//! [`Sfu::handle_signal`] for its relays, [`Sfu::handle_datagram`] for every datagram
+//! (each is fully processed before the call returns: str0m keeps one received RTP packet
+//! until polled, so the core drains it at once), [`Sfu::handle_timeout`] at
+//! [`Sfu::poll_timeout`], and [`Sfu::poll_output`] until `None` after each of these.
+//!
+//! Where things are: `sfu.rs` (the participant table, timers, output), `demux.rs`
+//! (datagram to participant), `negotiate.rs` (offer/answer, `tracks`), `fixed.rs`
+//! (one-shot participants), `forward.rs` (RTP, keyframes, speaker), `adapt.rs` (layer
+//! choice, what the estimator probes for), `data.rs` (data channel), `sdp.rs` (the bits of
+//! SDP read before str0m), and the pure policies in the public modules below.
 #![forbid(unsafe_code)]
 
 mod adapt;
 mod config;
 mod data;
+mod demux;
+mod fixed;
 mod forward;
 mod negotiate;
 mod output;

@@ -104,6 +104,9 @@ impl Sfu {
             })
             .collect();
         self.update_published(pid, &sending);
+        if self.parts[pid].as_ref().is_some_and(|p| p.fixed) {
+            self.adopt_receive_lines(pid, &sections);
+        }
         // A new participant gets the room's tracks with the SFU's first offer.
         if let Some(p) = self.parts[pid].as_mut() {
             if p.grants.subscribe {
@@ -382,8 +385,13 @@ impl Sfu {
             return;
         }
         for pid in 0..self.parts.len() {
-            let due = matches!(&self.parts[pid], Some(p) if p.renegotiate && p.described && p.pending.is_none());
-            if due {
+            let (due, fixed) = match &self.parts[pid] {
+                Some(p) => (p.renegotiate && p.described && p.pending.is_none(), p.fixed),
+                None => (false, false),
+            };
+            if due && fixed {
+                self.fill_fixed(pid);
+            } else if due {
                 self.make_offer(pid);
             }
         }
@@ -410,28 +418,35 @@ impl Sfu {
         }
     }
 
-    fn make_offer(&mut self, pid: Pid) {
-        let now: Instant = self.now;
+    /// The room's tracks participant `pid` should receive, in member order.
+    pub(crate) fn wanted_tracks(&self, pid: Pid) -> Vec<(Pid, Mid, MediaKind)> {
+        let mut wanted = Vec::new();
         let Some(p) = self.parts[pid].as_ref() else {
-            return;
+            return wanted;
         };
-        // The room's tracks this participant should receive, in member order.
-        let mut wanted: Vec<(Pid, Mid, MediaKind)> = Vec::new();
-        if p.grants.subscribe {
-            if let Some(r) = self.rooms.get(&p.room) {
-                for &m in r.members.iter().filter(|m| **m != pid) {
-                    let Some(o) = self.parts[m].as_ref() else {
-                        continue;
-                    };
-                    for t in &o.published {
-                        let has = p.slots.iter().any(|s| s.track == Some((m, t.mid)));
-                        if has || t.subs.len() < self.cfg.limits.subscribers_per_publisher {
-                            wanted.push((m, t.mid, t.kind));
-                        }
-                    }
+        if !p.grants.subscribe {
+            return wanted;
+        }
+        let Some(r) = self.rooms.get(&p.room) else {
+            return wanted;
+        };
+        for &m in r.members.iter().filter(|m| **m != pid) {
+            let Some(o) = self.parts[m].as_ref() else {
+                continue;
+            };
+            for t in &o.published {
+                let has = p.slots.iter().any(|s| s.track == Some((m, t.mid)));
+                if has || t.subs.len() < self.cfg.limits.subscribers_per_publisher {
+                    wanted.push((m, t.mid, t.kind));
                 }
             }
         }
+        wanted
+    }
+
+    fn make_offer(&mut self, pid: Pid) {
+        let now: Instant = self.now;
+        let wanted = self.wanted_tracks(pid);
         let publisher_peers: Vec<std::sync::Arc<str>> = wanted
             .iter()
             .map(|(m, _, _)| {

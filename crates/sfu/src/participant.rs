@@ -89,12 +89,18 @@ pub(crate) struct Participant {
     pub room: Arc<str>,
     pub peer: Arc<str>,
     pub grants: Grants,
+    /// Its SDP is exchanged once (WHIP/WHEP): never offered to; its recvonly m-lines
+    /// carry the room's tracks.
+    pub fixed: bool,
     pub rtc: Rtc,
     pub ufrag: String,
+    /// Local ICE password (the key of the browser's Binding requests' integrity).
+    pub ice_pass: String,
     pub addrs: Vec<SocketAddr>,
     pub last_seen: Instant,
     /// str0m's next deadline, cached after each drain of `poll_output`.
-    pub rtc_timeout: Instant,
+    /// (None while a timeout is being handled.)
+    pub rtc_timeout: Option<Instant>,
     /// Queued for a drain of `poll_output`.
     pub dirty: bool,
     /// The first browser offer was accepted (the PC exists on both sides).
@@ -130,9 +136,10 @@ impl Participant {
         ufrag: String,
         now: Instant,
     ) -> Participant {
+        let ice_pass = switchboard_util::random_hex(16);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
-            pass: switchboard_util::random_hex(16),
+            pass: ice_pass.clone(),
         };
         let mut builder = Rtc::builder()
             .set_ice_lite(true)
@@ -141,7 +148,9 @@ impl Participant {
             .enable_bwe(Some(Bitrate::bps(cfg.initial_bitrate)))
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true);
+            .enable_vp8(true)
+            // After VP8 (the preference of our answers): WHIP encoders such as OBS send H264.
+            .enable_h264(true);
         if let Some(cert) = cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -158,11 +167,13 @@ impl Participant {
             room,
             peer,
             grants,
+            fixed: false,
             rtc,
             ufrag,
+            ice_pass,
             addrs: Vec::new(),
             last_seen: now,
-            rtc_timeout: now,
+            rtc_timeout: None,
             dirty: false,
             described: false,
             pending: None,

@@ -215,7 +215,7 @@ impl Rewriter {
                 // Media time cannot be more than ~13 h at 90 kHz in u32 anyway.
                 let gap = u32::try_from(ticks).unwrap_or(u32::MAX / 2).max(min);
                 (
-                    l.seq + 1,
+                    l.seq.wrapping_add(1),
                     l.timestamp.wrapping_add(gap),
                     l.picture_id.map(|id| id.wrapping_add(1)),
                     l.tl0_pic_idx.map(|t| t.wrapping_add(1)),

@@ -4,7 +4,8 @@
 //! and keeps the deadlines. Negotiation lives in `negotiate.rs`, forwarding in
 //! `forward.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,12 +13,12 @@ use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
-use switchboard_stun::{attr_type, Class, Message, Method};
 
 use crate::config::{Grants, SfuConfig};
+use crate::demux::stun_ufrag;
 use crate::message::{ErrorCode, SfuMessage};
 use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
-use crate::participant::{Participant, Pid, MAX_ADDRS};
+use crate::participant::{Participant, Pid};
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 
 /// Participants of one room.
@@ -49,13 +50,18 @@ pub struct Sfu {
     free: Vec<Pid>,
     pub(crate) rooms: HashMap<Arc<str>, Room>,
     by_ufrag: HashMap<String, Pid>,
-    by_addr: HashMap<SocketAddr, Pid>,
+    pub(crate) by_addr: HashMap<SocketAddr, Pid>,
     pub(crate) out: VecDeque<SfuOutput>,
     dirty: Vec<Pid>,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
     /// Some participant may need an SFU offer (saves a scan per datagram).
     pub(crate) offers_due: bool,
+    /// str0m deadlines by participant (lazily invalidated: an entry counts only while it
+    /// equals the participant's `rtc_timeout`).
+    timers: BinaryHeap<Reverse<(Instant, Pid)>>,
+    /// The next run of the SFU's own timers.
+    next_housekeeping: Instant,
     /// When the layer choice of every subscriber is made again (the hysteresis of
     /// going up needs time to pass even when no new estimate comes).
     next_allocation: Instant,
@@ -84,6 +90,8 @@ impl Sfu {
             now,
             offers_due: false,
             next_allocation: now + ALLOCATION_INTERVAL,
+            timers: BinaryHeap::new(),
+            next_housekeeping: now + HOUSEKEEPING_INTERVAL,
         })
     }
 
@@ -94,6 +102,31 @@ impl Sfu {
         room: &str,
         peer: &str,
         grants: Grants,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.add(room, peer, grants, false, now)
+    }
+
+    /// A participant whose SDP is exchanged once (a WHEP player, a WHIP publisher): the
+    /// SFU never sends it an offer or a message; the recvonly audio/video m-lines of its
+    /// offer carry the room's tracks (one per m-line, by kind, first come first served,
+    /// the next one when a track leaves), its sending m-lines are published as usual.
+    pub fn add_fixed_participant(
+        &mut self,
+        room: &str,
+        peer: &str,
+        grants: Grants,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.add(room, peer, grants, true, now)
+    }
+
+    fn add(
+        &mut self,
+        room: &str,
+        peer: &str,
+        grants: Grants,
+        fixed: bool,
         now: Instant,
     ) -> Result<(), SfuError> {
         self.tick(now);
@@ -135,6 +168,8 @@ impl Sfu {
             ufrag.clone(),
             self.now,
         );
+        let mut p = p;
+        p.fixed = fixed;
         let pid = match self.free.pop() {
             Some(i) => {
                 self.parts[i] = Some(p);
@@ -211,9 +246,12 @@ impl Sfu {
     ) -> bool {
         self.tick(now);
         let pid = match stun_ufrag(bytes) {
-            Some(ufrag) => {
+            Some((ufrag, msg)) => {
                 let pid = self.by_ufrag.get(ufrag).copied();
-                if let Some(pid) = pid {
+                let genuine = pid
+                    .and_then(|pid| self.parts[pid].as_ref())
+                    .is_some_and(|p| msg.verify_integrity(p.ice_pass.as_bytes()));
+                if let (Some(pid), true) = (pid, genuine) {
                     self.learn_addr(pid, source);
                 }
                 pid
@@ -256,26 +294,49 @@ impl Sfu {
     /// offers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
-        let idle = self.cfg.idle_timeout;
-        for pid in 0..self.parts.len() {
+        // str0m deadlines, from the heap (stale entries are skipped).
+        while let Some(&Reverse((t, pid))) = self.timers.peek() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
             let Some(p) = self.parts[pid].as_mut() else {
                 continue;
             };
-            if self.now.saturating_duration_since(p.last_seen) >= idle {
-                self.drop_participant(pid, Some(GoneReason::Idle));
+            if p.rtc_timeout != Some(t) {
                 continue;
             }
-            if p.rtc_timeout <= self.now {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
-                    tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
-                    self.drop_participant(pid, Some(GoneReason::Error));
-                    continue;
-                }
-                self.mark(pid);
+            p.rtc_timeout = None;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
+                self.drop_participant(pid, Some(GoneReason::Error));
+                continue;
+            }
+            self.mark(pid);
+        }
+        if self.now >= self.next_housekeeping {
+            self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL;
+            self.housekeeping();
+        }
+        self.drain();
+    }
+
+    /// The SFU's own timers, on a coarse tick so that no per-participant deadline is
+    /// scanned per event: idle participants, deferred keyframe requests, speaker
+    /// decisions, unanswered offers, the periodic layer choice.
+    fn housekeeping(&mut self) {
+        let idle = self.cfg.idle_timeout;
+        for pid in 0..self.parts.len() {
+            let silent = self.parts[pid]
+                .as_ref()
+                .is_some_and(|p| self.now.saturating_duration_since(p.last_seen) >= idle);
+            if silent {
+                self.drop_participant(pid, Some(GoneReason::Idle));
             }
         }
         self.keyframe_timers();
         self.speaker_timers();
+        self.offer_timers();
         if self.now >= self.next_allocation {
             self.next_allocation = self.now + ALLOCATION_INTERVAL;
             for pid in 0..self.parts.len() {
@@ -289,8 +350,16 @@ impl Sfu {
                 }
             }
         }
-        self.offer_timers();
-        self.drain();
+        // Stale heap entries of far deadlines are dropped once they outnumber the live.
+        let live = self.parts.iter().flatten().count();
+        if self.timers.len() > 2 * live + 64 {
+            self.timers = self
+                .parts
+                .iter()
+                .enumerate()
+                .filter_map(|(pid, p)| Some(Reverse((p.as_ref()?.rtc_timeout?, pid))))
+                .collect();
+        }
     }
 
     /// Next output: datagrams, signaling, participants gone, rooms empty.
@@ -300,24 +369,12 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] is due next (None: nothing scheduled).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut soonest = |t: Instant| {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        };
-        for p in self.parts.iter().flatten() {
-            soonest(p.rtc_timeout);
-            soonest(p.last_seen + self.cfg.idle_timeout);
-            if let Some((_, at, _)) = &p.pending {
-                soonest(*at + OFFER_TIMEOUT);
-            }
+        let rtc = self.timers.peek().map(|Reverse((t, _))| *t);
+        let own = (!self.rooms.is_empty()).then_some(self.next_housekeeping);
+        match (rtc, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        if let Some(t) = self.policy_timeout() {
-            soonest(t);
-        }
-        if !self.rooms.is_empty() {
-            soonest(self.next_allocation);
-        }
-        next
     }
 
     /// Counters for metrics.
@@ -370,40 +427,6 @@ impl Sfu {
         }
     }
 
-    fn learn_addr(&mut self, pid: Pid, source: SocketAddr) {
-        match self.by_addr.get(&source) {
-            Some(&owner) if owner == pid => return,
-            Some(&owner) => {
-                // The address moved to another participant (a NAT reused the port).
-                if let Some(p) = self.parts[owner].as_mut() {
-                    p.addrs.retain(|a| *a != source);
-                }
-            }
-            None => {}
-        }
-        let Some(p) = self.parts[pid].as_mut() else {
-            return;
-        };
-        if p.addrs.len() >= MAX_ADDRS {
-            let old = p.addrs.remove(0);
-            self.by_addr.remove(&old);
-        }
-        p.addrs.push(source);
-        self.by_addr.insert(source, pid);
-    }
-
-    fn local_addr(&self, destination: SocketAddr) -> SocketAddr {
-        let c = &self.cfg.candidates;
-        if c.contains(&destination) {
-            return destination;
-        }
-        c.iter()
-            .find(|a| a.port() == destination.port() && a.is_ipv4() == destination.is_ipv4())
-            .or_else(|| c.first())
-            .copied()
-            .unwrap_or(destination)
-    }
-
     /// Drain every participant that may have output, until none has: forwarding into
     /// one participant's streams makes it dirty in turn.
     pub(crate) fn drain(&mut self) {
@@ -436,7 +459,10 @@ impl Sfu {
             };
             match output {
                 Output::Timeout(t) => {
-                    p.rtc_timeout = t;
+                    if p.rtc_timeout != Some(t) {
+                        p.rtc_timeout = Some(t);
+                        self.timers.push(Reverse((t, pid)));
+                    }
                     return;
                 }
                 Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
@@ -471,6 +497,10 @@ impl Sfu {
     /// Send a signaling relay to a participant.
     pub(crate) fn signal(&mut self, pid: Pid, kind: SignalKind, payload: String) {
         if let Some(p) = self.parts[pid].as_ref() {
+            if p.fixed && kind != SignalKind::Answer {
+                // Nobody reads messages (or offers) on a one-shot exchange.
+                return;
+            }
             self.out.push_back(SfuOutput::Signal {
                 room: p.room.clone(),
                 to: p.peer.clone(),
@@ -549,22 +579,11 @@ impl Sfu {
     }
 }
 
+/// How often the SFU's own timers run (idle sweep, deferred PLIs, speaker, offers).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How often every subscriber's layers are chosen again without a new estimate.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the SFU waits for the answer to its offer before offering again.
 pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
-fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
-    if !matches!(datagram.first(), Some(0..=3)) {
-        return None;
-    }
-    let msg = Message::parse(datagram).ok()?;
-    if msg.method != Method::BINDING || msg.class != Class::Request {
-        return None;
-    }
-    let user = msg.get(attr_type::USERNAME)?;
-    let colon = user.iter().position(|&c| c == b':')?;
-    std::str::from_utf8(&user[..colon]).ok()
-}

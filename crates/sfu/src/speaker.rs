@@ -111,7 +111,8 @@ impl<K: Clone + Eq + Hash> SpeakerDetector<K> {
     }
 
     /// One audio packet of `peer` with its RFC 6464 level (−dBov, values above 127 read
-    /// as 127) and voice flag.
+    /// as 127) and voice flag. str0m's `ExtensionValues::audio_level` holds the level
+    /// negated (−127..=0): pass `audio_level.unsigned_abs()`.
     pub fn observe(&mut self, peer: &K, level: u8, voice: bool, now: Instant) {
         let loud = if self.cfg.trust_voice_flag && !voice {
             0.0

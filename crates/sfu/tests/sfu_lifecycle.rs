@@ -135,3 +135,39 @@ fn sfu_dtls_close_is_gone_at_once() {
         n.client("bob").tracks().is_empty()
     });
 }
+
+/// A Binding request with `ufrag` in USERNAME and a MESSAGE-INTEGRITY of zeros.
+fn forged_binding(ufrag: &str) -> Vec<u8> {
+    let user = format!("{ufrag}:evil");
+    let padded = user.len().div_ceil(4) * 4;
+    let len = 4 + padded + 4 + 20;
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(len as u16).to_be_bytes());
+    m.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&[0x00, 0x06]);
+    m.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    m.extend_from_slice(user.as_bytes());
+    m.resize(m.len() + padded - user.len(), 0);
+    m.extend_from_slice(&[0x00, 0x08, 0x00, 20]);
+    m.extend_from_slice(&[0; 20]);
+    m
+}
+
+#[test]
+fn sfu_forged_stun_does_not_steal_an_address() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", AV), ("bob", AV)]);
+    let ufrag = net.sfu.local_ufrag(ROOM, "alice").unwrap().to_string();
+    let b = net.idx("bob");
+    let bob_addr = net.clients[b].addr;
+    let now = net.now;
+    // Addressed to alice's ufrag with a bad integrity: whatever becomes of it, bob's
+    // address stays bob's.
+    net.sfu
+        .handle_datagram(now, bob_addr, common::sfu_addr(), &forged_binding(&ufrag));
+    net.stream(&[b], Duration::from_secs(1), 10);
+    net.run_for(Duration::from_millis(200));
+    assert!(net.client("alice").received_from("bob", "video") >= 48);
+    assert!(net.gone.is_empty());
+}

@@ -113,3 +113,85 @@ fn sfu_slow_subscriber_loses_packets_not_memory() {
         st.dropped_packets
     );
 }
+
+#[test]
+fn sfu_unpublished_track_leaves_the_subscribers() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", AV), ("bob", &[])]);
+    assert_eq!(net.client("bob").tracks().len(), 2);
+    let a = net.idx("alice");
+    let video = net.clients[a]
+        .sending
+        .iter()
+        .copied()
+        .find(|m| net.clients[a].rtc.media(*m).unwrap().kind() == MediaKind::Video)
+        .unwrap();
+    // Alice stops her camera: her next offer has the m-line inactive.
+    let cl = &mut net.clients[a];
+    let mut api = cl.rtc.sdp_api();
+    api.set_direction(video, str0m::media::Direction::Inactive);
+    let (offer, pending) = api.apply().unwrap();
+    cl.pending = Some((pending, Vec::new(), Vec::new()));
+    let payload = serde_json::to_string(&offer.to_sdp_string()).unwrap();
+    let now = net.now;
+    net.sfu
+        .handle_signal(
+            common::ROOM,
+            "alice",
+            switchboard_sfu::SignalIn::Offer(&payload),
+            now,
+        )
+        .unwrap();
+    net.run_until(Duration::from_secs(3), "bob without alice's camera", |n| {
+        let t = n.client("bob").tracks();
+        t.len() == 1 && t[0].3 == "audio" && n.clients.iter().all(|c| c.pending.is_none())
+    });
+    assert_eq!(net.sfu.stats().tracks, 1);
+}
+
+#[test]
+fn sfu_is_send() {
+    fn send<T: Send>() {}
+    send::<switchboard_sfu::Sfu>();
+}
+
+#[test]
+fn sfu_lost_packets_are_repaired_by_rtx() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
+    let (a, b) = (net.idx("alice"), net.idx("bob"));
+    // 5 % loss toward bob.
+    net.clients[b].shaper = Some(common::Shaper::new(100_000_000, 50));
+    net.stream(&[a], Duration::from_secs(2), 25);
+    net.run_for(Duration::from_millis(500));
+    let got = net.client("bob").received_from("alice", "video");
+    let lost_on_link = net.clients[b].shaper.as_ref().unwrap().dropped;
+    assert!(lost_on_link >= 2, "the link lost {lost_on_link}");
+    assert!(
+        got >= 99,
+        "got {got} of 100 with {lost_on_link} datagrams lost"
+    );
+}
+
+#[test]
+fn sfu_h264_publisher_reaches_a_browser_like_subscriber() {
+    let mut net = Net::new();
+    // An encoder that only does H264 (OBS over WHIP does).
+    net.h264_clients = true;
+    let a = net.join("obs", Default::default());
+    net.offer(a, AV);
+    net.h264_clients = false;
+    let b = net.join("bob", Default::default());
+    net.offer(b, &[]);
+    net.run_until(Duration::from_secs(5), "connected", |n| {
+        n.clients
+            .iter()
+            .all(|c| c.connected && c.pending.is_none() && c.inbox.is_empty())
+            && n.client("bob").tracks().len() == 2
+    });
+    net.run_for(Duration::from_millis(300));
+    net.stream(&[a], Duration::from_secs(1), 10);
+    net.run_for(Duration::from_millis(200));
+    let got = net.client("bob").received_from("obs", "video");
+    assert!(got >= 48, "{got} H264 packets");
+}

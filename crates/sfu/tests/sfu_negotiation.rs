@@ -157,3 +157,48 @@ fn sfu_publish_grant_is_enforced() {
     assert_eq!(net.sfu.stats().tracks, 2);
     assert!(net.client("alice").rtp.values().all(|n| *n == 0));
 }
+
+#[test]
+fn sfu_refused_simulcast_line_still_connects() {
+    let mut net = Net::new();
+    net.connect_all(&[("alice", AV)]);
+    let v = net.join(
+        "viewer",
+        Grants {
+            publish: false,
+            subscribe: true,
+        },
+    );
+    net.offer(v, &[(MediaKind::Video, true)]);
+    net.run_until(Duration::from_secs(5), "viewer connected", |n| {
+        n.clients
+            .iter()
+            .all(|c| c.connected && c.pending.is_none() && c.inbox.is_empty())
+    });
+    assert!(net.clients[v]
+        .msgs("error")
+        .iter()
+        .any(|e| e["code"] == "forbidden"));
+    assert_eq!(net.client("viewer").tracks().len(), 2);
+    assert_eq!(net.sfu.stats().tracks, 2);
+}
+
+#[test]
+fn sfu_publisher_and_track_limits_refuse_lines_with_an_error() {
+    let mut cfg = common::config();
+    cfg.limits.publishers_per_room = 1;
+    cfg.limits.tracks_per_publisher = 1;
+    let mut net = Net::with_config(cfg);
+    // Alice may publish one of her two tracks; bob none.
+    net.connect_all(&[("alice", AV), ("bob", AV)]);
+    for who in ["alice", "bob"] {
+        let errors = net.client(who).msgs("error");
+        assert!(
+            errors.iter().any(|e| e["code"] == "limit"),
+            "{who}: {errors:?}"
+        );
+    }
+    assert_eq!(net.sfu.stats().tracks, 1);
+    assert_eq!(net.client("bob").tracks().len(), 1);
+    assert!(net.client("alice").tracks().is_empty());
+}

@@ -183,6 +183,22 @@ fn the_fifth_member_turns_a_mesh_room_and_the_sfu_joins_it() {
     assert_eq!(peers.len(), 6, "{j}");
     assert!(peers.iter().any(|p| p["service"] == "sfu"), "{j}");
     assert_eq!(server.metric("switchboard_sfu_rooms_joined_total"), 1);
+    // A datagram nobody owns on the SFU port is dropped and counted.
+    let sfu: SocketAddr = server.ready["listeners"]["sfu-udp"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("sfu-udp");
+    let stray = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    stray.send_to(&[22, 254, 253, 0, 0, 0], sfu).unwrap();
+    let unknown = "switchboard_sfu_demux_dropped_total{reason=\"unknown\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&server.metrics(), unknown) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stray datagram was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -147,3 +147,46 @@ fn whip_refuses_bad_requests_tokens_and_mesh_rooms() {
     let whip = WhipClient::publish(http, "w", Some(&ok), LOOPBACK).expect("WHIP with a token");
     assert_eq!(whip.end().expect("DELETE"), 200);
 }
+
+#[test]
+fn a_whip_publisher_that_vanishes_without_delete_is_ended() {
+    let server = Server::start(&[
+        "--sfu-bind",
+        "127.0.0.1",
+        "--sfu-threads",
+        "1",
+        "--sfu-idle-timeout",
+        "5",
+    ]);
+    let http = server.http.expect("http listener");
+    // A browser in the room watches.
+    let mut ws = WsClient::connect(http).expect("connect");
+    ws.send_text(&switchboard_client::signal::join("gone", "watcher"))
+        .expect("join");
+    let j = ws.recv(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(j["type"], "joined", "{j}");
+    // The publisher posts its offer, then never sends a packet (nor a DELETE).
+    let whip = WhipClient::publish(http, "gone", None, LOOPBACK).expect("WHIP POST");
+    let mut whip_id = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "the WHIP publisher never left");
+        let Some(m) = ws.recv(Duration::from_millis(200)).expect("recv") else {
+            continue;
+        };
+        if m["type"] == "peer-joined" && m["peer"]["service"] == "whip" {
+            whip_id = m["peer"]["id"].as_str().map(str::to_string);
+        }
+        if m["type"] == "peer-left"
+            && whip_id.is_some()
+            && m["peerId"].as_str() == whip_id.as_deref()
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        whip.end().expect("DELETE"),
+        404,
+        "the session already ended"
+    );
+}

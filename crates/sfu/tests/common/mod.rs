@@ -42,6 +42,8 @@ pub struct Client {
     pub rollbacks: u32,
     /// Does not take part in the network any more (vanished without a goodbye).
     pub dead: bool,
+    /// Offers and sends H264 only (an encoder such as OBS), not VP8.
+    pub h264: bool,
     /// The SFU→client link is shaped (rate, loss) when set.
     pub shaper: Option<Shaper>,
     pub channel: Option<ChannelId>,
@@ -117,6 +119,10 @@ pub struct Net {
     pub rooms_empty: Vec<String>,
     /// Clients get str0m's bandwidth estimation (and its pacer); off, they send at once.
     pub client_bwe: bool,
+    /// New clients offer H264 as their only video codec.
+    pub h264_clients: bool,
+    /// Wall time spent inside the SFU's calls (for the cost test).
+    pub sfu_cpu: Duration,
 }
 
 pub fn config() -> SfuConfig {
@@ -141,6 +147,8 @@ impl Net {
             gone: Vec::new(),
             rooms_empty: Vec::new(),
             client_bwe: true,
+            h264_clients: false,
+            sfu_cpu: Duration::ZERO,
         }
     }
 
@@ -149,11 +157,21 @@ impl Net {
         self.sfu
             .add_participant(ROOM, peer, grants, self.now)
             .unwrap();
+        self.join_client(peer)
+    }
+
+    fn join_client(&mut self, peer: &str) -> usize {
         let n = self.clients.len() as u8 + 2;
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
         let mut builder = Rtc::builder().set_rtp_mode(true);
         if self.client_bwe {
             builder = builder.enable_bwe(None);
+        }
+        if self.h264_clients {
+            builder = builder
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_h264(true);
         }
         let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
@@ -167,6 +185,7 @@ impl Net {
             dead: false,
             // A fast link with a realistic delay (the estimator reads delay variation).
             shaper: Some(Shaper::new(100_000_000, 0)),
+            h264: self.h264_clients,
             channel: None,
             channel_open: false,
             inbox: VecDeque::new(),
@@ -251,6 +270,33 @@ impl Net {
             .handle_signal(ROOM, &peer, SignalIn::Message(&publish), self.now)
             .unwrap();
         let payload = serde_json::to_string(&sdp).unwrap();
+        self.sfu
+            .handle_signal(ROOM, &peer, SignalIn::Offer(&payload), self.now)
+            .unwrap();
+    }
+
+    /// A one-shot participant (WHEP player) joins: returns its index.
+    pub fn join_fixed(&mut self, peer: &str) -> usize {
+        let c = self.join_client(peer);
+        self.sfu
+            .add_fixed_participant(ROOM, peer, Grants::default(), self.now)
+            .unwrap();
+        c
+    }
+
+    /// Client `c` offers recvonly m-lines of `kinds` (no data channel, no `publish`).
+    pub fn offer_recvonly(&mut self, c: usize, kinds: &[MediaKind]) {
+        let cl = &mut self.clients[c];
+        let mut api = cl.rtc.sdp_api();
+        for kind in kinds {
+            api.add_media(*kind, Direction::RecvOnly, None, None, None);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        cl.pending = Some((pending, Vec::new(), Vec::new()));
+        let payload = serde_json::to_string(&offer.to_sdp_string()).unwrap();
+        let peer = cl.peer.clone();
         self.sfu
             .handle_signal(ROOM, &peer, SignalIn::Offer(&payload), self.now)
             .unwrap();
@@ -374,7 +420,9 @@ impl Net {
             moved |= self.drain_client(c, &mut to_sfu);
         }
         for (src, dst, bytes) in to_sfu.drain(..) {
+            let t0 = std::time::Instant::now();
             self.sfu.handle_datagram(self.now, src, dst, &bytes);
+            self.sfu_cpu += t0.elapsed();
         }
         while let Some(o) = self.sfu.poll_output() {
             moved = true;
@@ -415,7 +463,9 @@ impl Net {
         }
         for (src, dst, bytes) in to_sfu.drain(..) {
             moved = true;
+            let t0 = std::time::Instant::now();
             self.sfu.handle_datagram(self.now, src, dst, &bytes);
+            self.sfu_cpu += t0.elapsed();
         }
         for c in 0..self.clients.len() {
             if !self.clients[c].auto || self.clients[c].dead {
@@ -449,7 +499,9 @@ impl Net {
             let _ = cl.rtc.handle_input(Input::Timeout(now));
         }
         if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+            let t0 = std::time::Instant::now();
             self.sfu.handle_timeout(now);
+            self.sfu_cpu += t0.elapsed();
         }
     }
 
@@ -484,7 +536,9 @@ impl Net {
                 }
                 _ => vec![None],
             };
-            let codec = if kind == MediaKind::Video {
+            let codec = if kind == MediaKind::Video && cl.h264 {
+                Codec::H264
+            } else if kind == MediaKind::Video {
                 Codec::Vp8
             } else {
                 Codec::Opus
@@ -498,7 +552,12 @@ impl Net {
                 continue;
             };
             for rid in rids {
-                let payload: Vec<u8> = if kind == MediaKind::Video {
+                let payload: Vec<u8> = if codec == Codec::H264 {
+                    // An IDR slice or a non-IDR one.
+                    let mut v = vec![if keyframe { 0x65 } else { 0x41 }, 0x88];
+                    v.resize(150, 0xAB);
+                    v
+                } else if kind == MediaKind::Video {
                     // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
                     // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
                     // The keyframe header carries the layer's size (14-bit LE w, h).

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_net::{Flow, Io, Kind, PortInfo, Received, Service, Tok, Tx};
-use switchboard_sfu::{SfuOutput, SignalIn, SignalKind};
+use switchboard_sfu::{GoneReason, SfuOutput, SignalIn, SignalKind};
 use switchboard_signal::RelayKind;
 
 /// How often a worker publishes its core's figures for `/metrics`.
@@ -91,8 +91,14 @@ impl SfuWorker {
                 } => self.signal(&room, &to, kind, payload),
                 SfuOutput::ParticipantGone { room, peer, reason } => {
                     tracing::debug!(%room, %peer, ?reason, "SFU participant gone");
-                    if let Some(set) = self.members.get_mut(&room) {
-                        set.remove(&peer);
+                    let known = self
+                        .members
+                        .get_mut(&room)
+                        .is_some_and(|set| set.remove(&peer));
+                    if known {
+                        // Its connection is gone but it is still in the room: say so,
+                        // so that it can offer again (a browser) or end (WHIP).
+                        self.signal(&room, &peer, SignalKind::Message, gone_message(reason));
                     }
                 }
                 SfuOutput::RoomEmpty { room } => {
@@ -219,6 +225,17 @@ impl SfuWorker {
             *f.lock().unwrap_or_else(|e| e.into_inner()) = WorkerFigures { stats };
         }
     }
+}
+
+/// `{"sfu":"gone","reason":…}`: the SFU dropped this participant's connection.
+fn gone_message(reason: GoneReason) -> String {
+    let reason = match reason {
+        GoneReason::IceTimeout => "ice-timeout",
+        GoneReason::Closed => "closed",
+        GoneReason::Idle => "idle",
+        GoneReason::Error => "error",
+    };
+    format!(r#"{{"sfu":"gone","reason":"{reason}"}}"#)
 }
 
 impl Service for SfuWorker {

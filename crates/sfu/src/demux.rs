@@ -1,0 +1,64 @@
+//! Which participant a datagram belongs to, without a scan: a STUN Binding request by
+//! the local ufrag in its USERNAME (`local:remote`, RFC 8445 §7.2.2), everything else
+//! (DTLS, SRTP, consent checks' replies) by the source address learned from the STUN
+//! requests accepted for that participant.
+
+use std::net::SocketAddr;
+
+use switchboard_stun::{attr_type, Class, Message, Method};
+
+use crate::participant::{Pid, MAX_ADDRS};
+use crate::sfu::Sfu;
+
+impl Sfu {
+    pub(crate) fn learn_addr(&mut self, pid: Pid, source: SocketAddr) {
+        match self.by_addr.get(&source) {
+            Some(&owner) if owner == pid => return,
+            Some(&owner) => {
+                // The address moved to another participant (a NAT reused the port).
+                if let Some(p) = self.parts[owner].as_mut() {
+                    p.addrs.retain(|a| *a != source);
+                }
+            }
+            None => {}
+        }
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        if p.addrs.len() >= MAX_ADDRS {
+            let old = p.addrs.remove(0);
+            self.by_addr.remove(&old);
+        }
+        p.addrs.push(source);
+        self.by_addr.insert(source, pid);
+    }
+
+    pub(crate) fn local_addr(&self, destination: SocketAddr) -> SocketAddr {
+        let c = &self.cfg.candidates;
+        if c.contains(&destination) {
+            return destination;
+        }
+        c.iter()
+            .find(|a| a.port() == destination.port() && a.is_ipv4() == destination.is_ipv4())
+            .or_else(|| c.first())
+            .copied()
+            .unwrap_or(destination)
+    }
+}
+
+/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
+/// With the parsed message, to check its MESSAGE-INTEGRITY before its source address is
+/// learned (a forged request must not steer another participant's traffic).
+pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<(&str, Message<'_>)> {
+    if !matches!(datagram.first(), Some(0..=3)) {
+        return None;
+    }
+    let msg = Message::parse(datagram).ok()?;
+    if msg.method != Method::BINDING || msg.class != Class::Request {
+        return None;
+    }
+    let user = msg.get(attr_type::USERNAME)?;
+    let colon = user.iter().position(|&c| c == b':')?;
+    let ufrag = std::str::from_utf8(&user[..colon]).ok()?;
+    Some((ufrag, msg))
+}

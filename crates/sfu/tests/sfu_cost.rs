@@ -1,0 +1,39 @@
+//! What forwarding costs the core: time spent inside the `Sfu` calls (not the in-test
+//! clients) per forwarded packet, one publisher (VP8 + Opus) to many subscribers. Run in
+//! release: `cargo test --release -p switchboard-sfu --test sfu_cost -- --ignored --nocapture`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Net;
+use str0m::media::MediaKind;
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn sfu_cost_per_forwarded_packet() {
+    for subs in [10usize, 50, 99] {
+        let mut net = Net::new();
+        let av: &[(MediaKind, bool)] = &[(MediaKind::Audio, false), (MediaKind::Video, false)];
+        let mut peers: Vec<(String, &[(MediaKind, bool)])> = vec![("pub".to_string(), av)];
+        for i in 0..subs {
+            peers.push((format!("s{i}"), &[]));
+        }
+        let refs: Vec<(&str, &[(MediaKind, bool)])> =
+            peers.iter().map(|(p, m)| (p.as_str(), *m)).collect();
+        net.connect_all(&refs);
+        let p = net.idx("pub");
+        net.stream(&[p], Duration::from_secs(1), 25);
+        let (c0, f0) = (net.sfu_cpu, net.sfu.stats().forwarded_packets);
+        net.stream(&[p], Duration::from_secs(5), 25);
+        let cpu = net.sfu_cpu - c0;
+        let fwd = net.sfu.stats().forwarded_packets - f0;
+        eprintln!(
+            "{subs} subscribers: {fwd} packets forwarded in {:.1} ms of SFU time: {:.2} us/packet, {:.0} packets per SFU-second",
+            cpu.as_secs_f64() * 1e3,
+            cpu.as_secs_f64() * 1e6 / fwd as f64,
+            fwd as f64 / cpu.as_secs_f64()
+        );
+        assert!(fwd as usize >= subs * 2 * 240);
+    }
+}
