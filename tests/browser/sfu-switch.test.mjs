@@ -1,7 +1,9 @@
 // SFU rooms: a four-party mesh turns SFU when a fifth joins (--sfu-threshold 5), live:
 // the longest time any remote video goes without a new decoded frame across the switch is
-// measured and printed, with the SDK's own switch times.
+// measured and printed, with the SDK's own switch times. And the other way a connection
+// changes: the SFU drops a page it no longer hears from, and the page connects again.
 import { test, before, after } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { scope, openCall, randomId, waitFor, sleep } from './harness.mjs';
 import { launchSfuBrowser, COUNT_PCS, SMALL_CAMERA, sfuServer, expectAllFlowing, expectOnlySfuConnection, startGapMonitor } from './sfu-helpers.mjs';
@@ -55,4 +57,35 @@ test('a four-party mesh becomes an SFU room when a fifth joins; every remote vid
   assert.ok(worst < 3000, `a remote video stalled for ${worst} ms across the switch`);
   for (const p of all) await expectOnlySfuConnection(p, server);
   assert.equal(await eve.page.evaluate(() => window.__pcs.length), 1, 'the fifth page never opened a mesh connection');
+}));
+
+test('the SFU drops a page it has not heard from (--sfu-idle-timeout): the page connects again and media comes back', { timeout: 150000 }, (t) => scope('sfu-gone', async (s) => {
+  const server = await sfuServer(s, ['--sfu-idle-timeout', '5']);
+  const room = randomId('gone-');
+  const [ada, bob] = await openCall(s, browser, server, room, ['Ada', 'Bob'], { query: { topology: 'sfu' }, init: [COUNT_PCS, SMALL_CAMERA] });
+  await expectAllFlowing(ada, [bob.peerId], { timeout: 60000 });
+  await expectAllFlowing(bob, [ada.peerId], { timeout: 60000 });
+  for (const p of [ada, bob]) {
+    await p.page.evaluate(() => {
+      window.__gone = [];
+      const l = window.sbApp.sb.sfu;
+      const o = l.onControl.bind(l);
+      l.onControl = (d) => { if (d.sfu === 'gone') window.__gone.push(d.reason); o(d); };
+    });
+  }
+  // Nothing reaches the SFU's port for longer than its idle timeout (signaling is TCP: not blocked).
+  const rule = ['INPUT', '-p', 'udp', '--dport', String(server.sfuPort), '-j', 'DROP'];
+  execFileSync('iptables', ['-I', ...rule]);
+  try {
+    await waitFor(() => ada.page.evaluate(() => window.__gone.length > 0), { timeout: 30000, what: 'Ada gets {"sfu":"gone"}' });
+  } finally {
+    execFileSync('iptables', ['-D', ...rule]);
+  }
+  const reasons = await ada.page.evaluate(() => window.__gone);
+  await expectAllFlowing(ada, [bob.peerId], { timeout: 60000 });
+  await expectAllFlowing(bob, [ada.peerId], { timeout: 60000 });
+  for (const p of [ada, bob]) await expectOnlySfuConnection(p, server);
+  const pcs = await ada.page.evaluate(() => window.__pcs.length);
+  assert.ok(pcs >= 2, `Ada made a new connection to the SFU (${pcs} RTCPeerConnections in all)`);
+  t.diagnostic(`gone reasons seen by Ada: ${JSON.stringify(reasons)}; RTCPeerConnections made: ${pcs}`);
 }));

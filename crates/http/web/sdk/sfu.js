@@ -132,6 +132,7 @@ export class SfuMember {
  * @property {(...args: unknown[]) => void} log
  * @property {(id: string) => SfuMember|undefined} member a participant in SFU mode, by id
  * @property {() => Iterable<SfuMember>} members every SfuMember
+ * @property {(reason: string) => void} gone the SFU dropped this connection (`gone` message)
  */
 
 /** The one connection to the SFU. */
@@ -240,6 +241,14 @@ export class SfuLink {
         this.#host.emit('error', err);
         return;
       }
+      case 'gone': {
+        // The SFU let go of this connection (nothing arrived for a while, ICE or DTLS
+        // ended) while we are still in the room: a new connection is needed.
+        const reason = typeof data.reason === 'string' ? data.reason : 'unknown';
+        this.#host.log(`the SFU dropped our connection (${reason})`);
+        this.#host.gone(reason);
+        return;
+      }
       case 'layers': {
         if (typeof data.mid !== 'string' || typeof data.layer !== 'string') return;
         this.layers.set(data.mid, data.layer);
@@ -281,6 +290,11 @@ export class SfuLink {
       }
     }
     for (const [mid, had] of [...this.#shown]) if (!present.has(mid)) this.#unshow(mid, had);
+  }
+
+  /** Take back every track shown (`track-removed` each): this connection is being replaced. */
+  unshowAll() {
+    for (const [mid, had] of [...this.#shown]) this.#unshow(mid, had);
   }
 
   /** Forget a member that left (no events: `peer-left` says it all). @param {string} id */

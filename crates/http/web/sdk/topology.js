@@ -10,6 +10,8 @@ import { SfuLink, SfuMember } from './sfu.js';
 /** A live mesh→SFU switch keeps the mesh connections at most this long. */
 const SWITCH_TIMEOUT_MS = 10000;
 const SWITCH_POLL_MS = 200;
+/** After the SFU dropped our connection, a new one at most this often. */
+const RECONNECT_MIN_MS = 3000;
 
 /**
  * What the mode needs from the Switchboard instance.
@@ -39,6 +41,9 @@ export class SfuMode {
   #host;
   /** @type {ReturnType<typeof setTimeout>|null} */
   #switchTimer = null;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #reconnectTimer = null;
+  #reconnectedAt = 0;
 
   /** @param {ModeContext} ctx */
   constructor(ctx) {
@@ -52,6 +57,7 @@ export class SfuMode {
         return m instanceof SfuMember ? m : undefined;
       },
       members: () => [...ctx.peers.values()].filter((m) => m instanceof SfuMember),
+      gone: () => this.#reconnect(),
     };
   }
 
@@ -91,7 +97,8 @@ export class SfuMode {
   /** Close the SFU connection (no events). */
   close() {
     if (this.#switchTimer) clearTimeout(this.#switchTimer);
-    this.#switchTimer = null;
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    this.#switchTimer = this.#reconnectTimer = null;
     this.link?.close();
     this.link = null;
   }
@@ -108,6 +115,24 @@ export class SfuMode {
       ctx.addMeshPeer(m, ctx.selfId() > m.id);
     }
     ctx.emit('topology', { mode: 'mesh', switchMs: null });
+  }
+
+  /**
+   * The SFU dropped our connection while we are in the room (`gone`): a new connection
+   * (new offer, the SFU makes a new participant of it), not more often than every 3 s.
+   */
+  #reconnect() {
+    const link = this.link;
+    if (!link || this.#reconnectTimer) return;
+    const wait = Math.max(0, this.#reconnectedAt + RECONNECT_MIN_MS - performance.now());
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (this.link !== link) return; // closed or replaced meanwhile
+      this.#reconnectedAt = performance.now();
+      link.unshowAll();
+      this.close();
+      this.start(link.id);
+    }, wait);
   }
 
   /** Forget a member that left. @param {string} id */
