@@ -88,10 +88,16 @@ test('simulcast: the camera goes out as three layers; a small tile receives a lo
   // dominant speaker everywhere, and the app highlights its tile.
   await big.page.click('#mute');
   await small.page.click('#mute');
+  const names = { [pub.peerId]: 'Publisher', [big.peerId]: 'Big', [small.peerId]: 'Small' };
   for (const p of [big, small]) {
-    await waitFor(() => p.page.evaluate((id) => window.sbApp.sb.speaker === id &&
-      window.sbApp.grid.get(id).el.classList.contains('active-speaker'), pub.peerId),
-    { timeout: 20000, what: `${p.name}: the publisher is the active speaker` });
+    let seen = null;
+    await waitFor(async () => {
+      seen = await p.page.evaluate((id) => ({ speaker: window.sbApp.sb.speaker, highlighted: window.sbApp.grid.get(id).el.classList.contains('active-speaker'),
+        micOn: window.sbApp.media.micOn }), pub.peerId);
+      return seen.speaker === pub.peerId && seen.highlighted;
+    }, { timeout: 20000, what: `${p.name}: the publisher is the active speaker` }).catch((e) => {
+      throw new Error(`${e.message}; last seen: speaker ${seen && (names[seen.speaker] || seen.speaker)}, highlighted ${seen && seen.highlighted}, own mic on ${seen && seen.micOn}`);
+    });
   }
   // Speaker view: the active speaker's tile large, the others small.
   await thumbnail.evaluate((e) => e.remove());
