@@ -130,7 +130,6 @@ test('simulcast: the camera goes out as three layers; a small tile receives a lo
 
 test('screen share in an SFU room: the others get the track with source "screen", and "camera" again after it', {
   timeout: 180000,
-  todo: 'crates/sfu make_offer returns before sending the tracks map when only a source changed (no SDP change)',
 }, () => scope('sfu-screen', async (s) => {
   const server = await sfuServer(s);
   const room = randomId('screen-');

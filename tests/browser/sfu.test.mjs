@@ -64,7 +64,6 @@ test('a relay-only page (TURN only, our own TURN) in an SFU room decodes and is 
 
 test('a viewer token (subscribe only) in an SFU room receives everyone and sends nothing', {
   timeout: 120000,
-  todo: 'the hub refuses offers without the publish grant (also to the SFU, which enforces grants itself), and the SFU offers only to participants that offered first',
 }, () => scope('sfu-viewer', async (s) => {
   const secret = 'sfu-viewer-secret';
   const server = await sfuServer(s, ['--room-token-secret', secret]);

@@ -516,6 +516,9 @@ impl Sfu {
             for (pp, m) in unlinks {
                 self.unlink(pp, m, pid);
             }
+            // No m-line changed, but a track's source may have (camera -> screen): the
+            // map still goes out when it differs from the last one sent.
+            self.send_tracks(pid, false);
             return;
         };
         let offer = serde_json::to_string(&offer.to_sdp_string()).unwrap_or_default();

@@ -183,18 +183,10 @@ impl Hub {
         payload: Option<&RawValue>,
     ) -> Result<(), (ErrorCode, String)> {
         let s = self.session(key)?;
-        let allowed = match kind {
-            RelayKind::Offer => s.grants.publish,
-            RelayKind::Answer => s.grants.subscribe,
-            RelayKind::Candidate => s.grants.subscribe || s.grants.publish,
-            RelayKind::Message => true,
-        };
-        if !allowed {
-            return Err((
-                ErrorCode::Forbidden,
-                format!("{} is not allowed by this token's grants", kind.wire()),
-            ));
-        }
+        let room = s.room.clone();
+        let from = s.peer.id.clone();
+        let from_service = s.peer.service.is_some();
+        let grants = s.grants;
         let field = kind.field();
         let payload = payload.ok_or_else(|| {
             (
@@ -214,14 +206,29 @@ impl Hub {
                 format!("{} has an ill-typed {field}", kind.wire()),
             ));
         }
-        let room = s.room.clone();
-        let from = s.peer.id.clone();
         let target = self.member(&room, to)?;
+        let target_session = self.sessions.get(&target);
+        // Between a client and a service participant (the SFU) the grants are the
+        // service's to enforce: a subscribe-only viewer still offers (receive-only) to
+        // the SFU, and a publish-only client answers the SFU's renegotiation. The SFU
+        // reads the client's grants and refuses what they do not allow.
+        let with_service = from_service || target_session.is_some_and(|t| t.peer.service.is_some());
+        let allowed = with_service
+            || match kind {
+                RelayKind::Offer => grants.publish,
+                RelayKind::Answer => grants.subscribe,
+                RelayKind::Candidate => grants.subscribe || grants.publish,
+                RelayKind::Message => true,
+            };
+        if !allowed {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("{} is not allowed by this token's grants", kind.wire()),
+            ));
+        }
         if kind == RelayKind::Offer
-            && !self
-                .sessions
-                .get(&target)
-                .is_some_and(|t| t.grants.subscribe)
+            && !with_service
+            && !target_session.is_some_and(|t| t.grants.subscribe)
         {
             return Err((
                 ErrorCode::Forbidden,
