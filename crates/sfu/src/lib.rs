@@ -39,6 +39,7 @@ mod sdp;
 mod sfu;
 mod wire;
 
+pub mod framing;
 pub mod keyframe;
 pub mod layer;
 pub mod message;
