@@ -16,7 +16,8 @@ pub(super) struct TcpLink {
     stream: TcpStream,
     /// The SFU's TCP address (the only reachable remote).
     pub peer: SocketAddr,
-    local: SocketAddr,
+    /// The announced candidate's address (what str0m sends from and receives on).
+    candidate: SocketAddr,
     /// Bytes read and not yet a whole frame.
     buf: Vec<u8>,
 }
@@ -36,17 +37,19 @@ impl TcpLink {
 
 impl MediaPeer {
     /// A TCP-only peer: connect to the SFU's ICE-TCP address `sfu` (the `sfu-tcp`
-    /// listener) and take the connection's local address as the only candidate (TCP,
-    /// active).
+    /// listener); the only candidate is an active TCP one with port 9, as browsers
+    /// announce it (RFC 6544 §4.5): the SFU learns the connection's real address from
+    /// the STUN checks (peer-reflexive).
     pub fn via_tcp(sfu: SocketAddr) -> Result<MediaPeer, ClientError> {
         let stream = TcpStream::connect(sfu)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(SLICE))?;
         let local = stream.local_addr()?;
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let announced = SocketAddr::new(local.ip(), 9);
         let candidate = Candidate::builder()
             .tcp()
-            .host(local)
+            .host(announced)
             .tcptype(TcpType::Active)
             .build()
             .map_err(protocol)?;
@@ -61,7 +64,7 @@ impl MediaPeer {
             tcp: Some(TcpLink {
                 stream,
                 peer: sfu,
-                local,
+                candidate: announced,
                 buf: Vec::new(),
             }),
             sending: Vec::new(),
@@ -92,7 +95,7 @@ impl MediaPeer {
                 ) => {}
             Err(e) => return Err(e.into()),
         }
-        let (source, destination) = (link.peer, link.local);
+        let (source, destination) = (link.peer, link.candidate);
         let mut buf = std::mem::take(&mut link.buf);
         let mut used = 0;
         while let [hi, lo, rest @ ..] = &buf[used..] {

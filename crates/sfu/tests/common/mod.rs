@@ -34,6 +34,9 @@ pub fn sfu_addr() -> SocketAddr {
 pub struct Client {
     pub peer: String,
     pub addr: SocketAddr,
+    /// Its local candidate's address (for TCP the announced one, port 9; `addr` is then
+    /// the remote address of its connection, what the SFU sees).
+    pub local: SocketAddr,
     /// Reaches the SFU only by TCP (an active TCP candidate, RFC 4571 frames): its
     /// packets go to the SFU's TCP candidate, the SFU's reach it only by TCP.
     pub transport: Transport,
@@ -182,23 +185,27 @@ impl Net {
                 .enable_h264(true);
         }
         let mut rtc = builder.build(self.now);
-        let transport = if self.tcp_clients {
-            // The local end of its connection to the SFU's passive candidate.
+        let (transport, local) = if self.tcp_clients {
+            // As a browser does: an active candidate with the discard port 9 (RFC 6544
+            // §4.5); its connection comes from another port (`addr`), which the SFU
+            // learns from the STUN checks as a peer-reflexive candidate.
+            let local: SocketAddr = format!("10.0.1.{n}:9").parse().unwrap();
             let c = Candidate::builder()
                 .tcp()
-                .host(addr)
+                .host(local)
                 .tcptype(TcpType::Active)
                 .build()
                 .unwrap();
             rtc.add_local_candidate(c);
-            Transport::Tcp
+            (Transport::Tcp, local)
         } else {
             rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-            Transport::Udp
+            (Transport::Udp, addr)
         };
         self.clients.push(Client {
             peer: peer.into(),
             addr,
+            local,
             transport,
             rtc,
             pending: None,
@@ -399,7 +406,9 @@ impl Net {
                             _ => Transport::Tcp,
                         };
                         assert_eq!(transport, cl.transport, "only its own candidate");
-                        to_sfu.push((transport, t.source, t.destination, t.contents.into()));
+                        assert_eq!(t.source, cl.local);
+                        // What leaves the candidate comes from its socket's address.
+                        to_sfu.push((transport, cl.addr, t.destination, t.contents.into()));
                     }
                 }
                 Output::Event(e) => {
@@ -418,7 +427,7 @@ impl Net {
                 Transport::Tcp => Protocol::Tcp,
             },
             source: sfu_addr(),
-            destination: self.clients[c].addr,
+            destination: self.clients[c].local,
             contents: contents.try_into().unwrap(),
         };
         let now = self.now;

@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 pub const WRITE_QUEUE_FRAMES: usize = 256;
 /// Open connections at once; more are closed at accept (counted).
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// Bytes read at a time.
+const READ_CHUNK: usize = 4096;
 /// A connection must send its first (routable) frame within this.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection silent for this long is closed (ICE consent checks come every few
@@ -151,8 +153,9 @@ async fn read_loop(
     shared: &Shared,
 ) -> Option<usize> {
     let c = &shared.tcp.counters;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
+    // Grows only as far as one frame in progress needs (a waiting connection holds
+    // little: there may be thousands).
+    let mut buf: Vec<u8> = Vec::new();
     let mut worker: Option<usize> = None;
     loop {
         let wait = if worker.is_some() {
@@ -160,11 +163,11 @@ async fn read_loop(
         } else {
             FIRST_FRAME_TIMEOUT
         };
-        let n = match tokio::time::timeout(wait, rd.read(&mut chunk)).await {
+        buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(wait, rd.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return worker,
-            Ok(Ok(n)) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
+            Ok(Ok(_)) => {}
+        }
         let mut used = 0;
         while let Some((frame, len)) = next_frame(&buf[used..]) {
             used += len;
@@ -196,6 +199,9 @@ async fn read_loop(
         buf.drain(..used);
         // At most one frame in progress: 2 + MAX_FRAME bytes, whatever the peer sends.
         debug_assert!(buf.len() < 2 + MAX_FRAME);
+        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+            buf = Vec::new();
+        }
     }
 }
 
