@@ -25,6 +25,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+mod tcp;
+
 /// How long one socket read waits inside a pump.
 const SLICE: Duration = Duration::from_millis(2);
 
@@ -52,6 +54,8 @@ pub struct MediaPeer {
     sock: UdpSocket,
     local: SocketAddr,
     relay: Option<Relay>,
+    /// The ICE-TCP connection of a TCP-only peer ([`MediaPeer::via_tcp`]).
+    tcp: Option<tcp::TcpLink>,
     /// Mids we send on (answered).
     pub sending: Vec<Mid>,
     /// ICE and DTLS are up.
@@ -84,6 +88,7 @@ impl MediaPeer {
             sock,
             local,
             relay: None,
+            tcp: None,
             sending: Vec::new(),
             connected: false,
             rtp: HashMap::new(),
@@ -129,6 +134,7 @@ impl MediaPeer {
             rtc,
             sock,
             local,
+            tcp: None,
             relay: Some(Relay {
                 server: turn,
                 channel: RELAY_CHANNEL,
@@ -152,6 +158,12 @@ impl MediaPeer {
 
     /// Send `contents` to `to`, through the relay when there is one.
     fn send(&self, to: SocketAddr, contents: &[u8]) {
+        if let Some(t) = &self.tcp {
+            if to == t.peer {
+                t.send(contents);
+            }
+            return;
+        }
         // A full socket buffer loses the datagram, as the network would.
         match &self.relay {
             None => {
@@ -243,6 +255,9 @@ impl MediaPeer {
 
     /// Datagrams and timers: one socket read (up to a few ms) and everything it causes.
     pub fn pump_once(&mut self) -> Result<(), ClientError> {
+        if self.tcp.is_some() {
+            return self.pump_tcp();
+        }
         self.drain()?;
         let mut buf = [0u8; 2048];
         match self.sock.recv_from(&mut buf) {

@@ -51,6 +51,11 @@ pub struct SfuConfig {
     pub ufrag_prefix: String,
     /// Host candidates (UDP) announced in every SDP. At least one.
     pub candidates: Vec<SocketAddr>,
+    /// Passive TCP host candidates (RFC 6544, `tcptype passive`) announced next to the
+    /// UDP ones, for browsers that cannot send UDP to the SFU; their frames come in by
+    /// [`Sfu::handle_tcp_frame`](crate::Sfu::handle_tcp_frame). Default none. Announced
+    /// with a lower priority than UDP (str0m's type preference), so UDP wins when both work.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// Room and queue limits.
     pub limits: Limits,
     /// A participant with no datagram for this long is gone. Default 15 s; at most 30 s.
@@ -66,6 +71,7 @@ impl Default for SfuConfig {
         SfuConfig {
             ufrag_prefix: "sfu".into(),
             candidates: Vec::new(),
+            tcp_candidates: Vec::new(),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(15),
             initial_bitrate: 1_000_000,
@@ -96,6 +102,7 @@ impl SfuConfig {
         if let Some(c) = self
             .candidates
             .iter()
+            .chain(&self.tcp_candidates)
             .find(|c| c.ip().is_unspecified() || c.port() == 0)
         {
             return Err(format!(

@@ -1,17 +1,20 @@
 //! Which participant a datagram belongs to, without a scan: a STUN Binding request by
 //! the local ufrag in its USERNAME (`local:remote`, RFC 8445 §7.2.2), everything else
 //! (DTLS, SRTP, consent checks' replies) by the source address learned from the STUN
-//! requests accepted for that participant.
+//! requests accepted for that participant. Addresses are per transport: a TCP
+//! connection's remote address may equal some UDP source.
 
 use std::net::SocketAddr;
 
 use switchboard_stun::{attr_type, Class, Message, Method};
 
+use crate::output::Transport;
 use crate::participant::{Pid, MAX_ADDRS};
 use crate::sfu::Sfu;
 
 impl Sfu {
-    pub(crate) fn learn_addr(&mut self, pid: Pid, source: SocketAddr) {
+    pub(crate) fn learn_addr(&mut self, pid: Pid, transport: Transport, source: SocketAddr) {
+        let source = (transport, source);
         match self.by_addr.get(&source) {
             Some(&owner) if owner == pid => return,
             Some(&owner) => {
@@ -33,8 +36,11 @@ impl Sfu {
         self.by_addr.insert(source, pid);
     }
 
-    pub(crate) fn local_addr(&self, destination: SocketAddr) -> SocketAddr {
-        let c = &self.cfg.candidates;
+    pub(crate) fn local_addr(&self, transport: Transport, destination: SocketAddr) -> SocketAddr {
+        let c = match transport {
+            Transport::Udp => &self.cfg.candidates,
+            Transport::Tcp => &self.cfg.tcp_candidates,
+        };
         if c.contains(&destination) {
             return destination;
         }

@@ -14,7 +14,8 @@
 //! The driver's loop: [`Sfu::add_participant`] when a browser of an SFU room shows up
 //! (or [`Sfu::add_fixed_participant`] for a one-shot WHIP/WHEP exchange),
 //! [`Sfu::handle_signal`] for its relays, [`Sfu::handle_datagram`] for every datagram
-//! (each is fully processed before the call returns: str0m keeps one received RTP packet
+//! and [`Sfu::handle_tcp_frame`] for every RFC 4571 frame of a TCP connection to a
+//! `SfuConfig::tcp_candidates` address (each is fully processed before the call returns: str0m keeps one received RTP packet
 //! until polled, so the core drains it at once), [`Sfu::handle_timeout`] at
 //! [`Sfu::poll_timeout`], and [`Sfu::poll_output`] until `None` after each of these.
 //!
@@ -38,6 +39,7 @@ mod sdp;
 mod sfu;
 mod wire;
 
+pub mod framing;
 pub mod keyframe;
 pub mod layer;
 pub mod message;
@@ -45,5 +47,5 @@ pub mod rewrite;
 pub mod speaker;
 
 pub use config::{Grants, Limits, SfuConfig, MAX_IDLE_TIMEOUT};
-pub use output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
+pub use output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport};
 pub use sfu::Sfu;

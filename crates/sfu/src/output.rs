@@ -32,6 +32,18 @@ pub enum SignalKind {
     Message,
 }
 
+/// The transport a packet came in on or leaves by: a UDP datagram on the SFU port, or
+/// one RFC 4571 frame of a TCP connection to the SFU's passive TCP candidate (RFC 6544),
+/// the way in for browsers whose UDP is blocked. For TCP the remote address names the
+/// connection (the driver keeps one connection per remote address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A datagram.
+    Udp,
+    /// A frame of the TCP connection from/to the remote address.
+    Tcp,
+}
+
 /// Why a participant is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GoneReason {
@@ -49,8 +61,11 @@ pub enum GoneReason {
 #[derive(Debug)]
 pub enum SfuOutput {
     /// A datagram to send from the SFU socket whose local address is `source` (one of the
-    /// configured candidates).
+    /// configured candidates), or with [`Transport::Tcp`] one frame to write (length
+    /// prefixed, RFC 4571) on the TCP connection from `destination`.
     Transmit {
+        /// UDP, or the TCP connection of `destination`.
+        transport: Transport,
         /// Local address (a configured candidate) to send from.
         source: SocketAddr,
         /// Remote address.
@@ -142,7 +157,7 @@ pub struct SfuStats {
     pub data_relayed: u64,
     /// Data-channel messages dropped (not JSON, no `data`, receiver's queue full).
     pub data_dropped: u64,
-    /// Datagrams no participant of this SFU owned.
+    /// Datagrams (and TCP frames) no participant of this SFU owned.
     pub unknown_datagrams: u64,
     /// The current egress bandwidth estimate of each connected participant (bit/s).
     pub bwe_estimates: Vec<u64>,

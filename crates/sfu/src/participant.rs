@@ -12,6 +12,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
 use str0m::config::DtlsCert;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
+use str0m::net::TcpType;
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
@@ -20,6 +21,7 @@ use crate::config::{Grants, SfuConfig};
 use crate::keyframe::KeyframeRequests;
 use crate::layer::{BitrateMeter, LayerConfig, SubscriberLayers, MAX_LAYERS};
 use crate::message::Source;
+use crate::output::Transport;
 use crate::rewrite::Rewriter;
 
 /// Index of a participant in the SFU's slab.
@@ -96,7 +98,8 @@ pub(crate) struct Participant {
     pub ufrag: String,
     /// Local ICE password (the key of the browser's Binding requests' integrity).
     pub ice_pass: String,
-    pub addrs: Vec<SocketAddr>,
+    /// Remote addresses (per transport) learned from its accepted STUN requests.
+    pub addrs: Vec<(Transport, SocketAddr)>,
     pub last_seen: Instant,
     /// str0m's next deadline, cached after each drain of `poll_output`.
     /// (None while a timeout is being handled.)
@@ -157,6 +160,16 @@ impl Participant {
         let mut rtc = builder.build(now);
         for addr in &cfg.candidates {
             if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        for addr in &cfg.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build();
+            if let Ok(c) = c {
                 rtc.add_local_candidate(c);
             }
         }

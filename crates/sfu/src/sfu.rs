@@ -17,7 +17,7 @@ use str0m::{Event, IceConnectionState, Input, Output};
 use crate::config::{Grants, SfuConfig};
 use crate::demux::stun_ufrag;
 use crate::message::{ErrorCode, SfuMessage};
-use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
+use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport};
 use crate::participant::{Participant, Pid};
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 
@@ -50,7 +50,7 @@ pub struct Sfu {
     free: Vec<Pid>,
     pub(crate) rooms: HashMap<Arc<str>, Room>,
     by_ufrag: HashMap<String, Pid>,
-    pub(crate) by_addr: HashMap<SocketAddr, Pid>,
+    pub(crate) by_addr: HashMap<(Transport, SocketAddr), Pid>,
     pub(crate) out: VecDeque<SfuOutput>,
     dirty: Vec<Pid>,
     pub(crate) counters: Counters,
@@ -244,6 +244,45 @@ impl Sfu {
         destination: SocketAddr,
         bytes: &[u8],
     ) -> bool {
+        self.handle_packet(now, Transport::Udp, source, destination, bytes)
+    }
+
+    /// One RFC 4571 frame (without its 2-byte length) read from the TCP connection of
+    /// remote address `source`, accepted on `destination` (one of
+    /// `SfuConfig::tcp_candidates`, matched like [`Sfu::handle_datagram`]'s). The driver
+    /// keeps one connection per remote address: replies come out as
+    /// [`SfuOutput::Transmit`] with [`Transport::Tcp`] and that address. False if no
+    /// participant of this SFU owns it (counted).
+    pub fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        frame: &[u8],
+    ) -> bool {
+        self.handle_packet(now, Transport::Tcp, source, destination, frame)
+    }
+
+    /// The TCP connection of remote address `source` closed: its address routes nothing
+    /// any more (a new connection from the same address must pass STUN again). The
+    /// participant stays until ICE or the idle timeout says otherwise (it may use UDP).
+    pub fn tcp_closed(&mut self, source: SocketAddr) {
+        let key = (Transport::Tcp, source);
+        if let Some(pid) = self.by_addr.remove(&key) {
+            if let Some(p) = self.parts[pid].as_mut() {
+                p.addrs.retain(|a| *a != key);
+            }
+        }
+    }
+
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
         self.tick(now);
         let pid = match stun_ufrag(bytes) {
             Some((ufrag, msg)) => {
@@ -252,25 +291,29 @@ impl Sfu {
                     .and_then(|pid| self.parts[pid].as_ref())
                     .is_some_and(|p| msg.verify_integrity(p.ice_pass.as_bytes()));
                 if let (Some(pid), true) = (pid, genuine) {
-                    self.learn_addr(pid, source);
+                    self.learn_addr(pid, transport, source);
                 }
                 pid
             }
-            None => self.by_addr.get(&source).copied(),
+            None => self.by_addr.get(&(transport, source)).copied(),
         };
         let Some(pid) = pid else {
             self.counters.unknown_datagrams += 1;
             return false;
         };
-        let destination = self.local_addr(destination);
+        let destination = self.local_addr(transport, destination);
         let Ok(contents) = bytes.try_into() else {
             self.counters.unknown_datagrams += 1;
             return false;
         };
+        let proto = match transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
         let input = Input::Receive(
             self.now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -466,6 +509,11 @@ impl Sfu {
                     return;
                 }
                 Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
+                    // Only UDP and plain TCP candidates are announced.
+                    transport: match t.proto {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    },
                     source: t.source,
                     destination: t.destination,
                     contents: t.contents.into(),

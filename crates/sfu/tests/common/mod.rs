@@ -11,15 +11,17 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use switchboard_sfu::{GoneReason, Grants, Sfu, SfuConfig, SfuOutput, SignalIn, SignalKind};
+use switchboard_sfu::{
+    GoneReason, Grants, Sfu, SfuConfig, SfuOutput, SignalIn, SignalKind, Transport,
+};
 
 pub const ROOM: &str = "room";
 
-/// A datagram from a client to the SFU: source, destination, bytes.
-type ToSfu = (SocketAddr, SocketAddr, Vec<u8>);
+/// A datagram (or TCP frame) from a client to the SFU: transport, source, destination, bytes.
+type ToSfu = (Transport, SocketAddr, SocketAddr, Vec<u8>);
 
 /// One m-line a client publishes: kind, simulcast, source.
 pub type Publish = (MediaKind, bool, &'static str);
@@ -32,6 +34,12 @@ pub fn sfu_addr() -> SocketAddr {
 pub struct Client {
     pub peer: String,
     pub addr: SocketAddr,
+    /// Its local candidate's address (for TCP the announced one, port 9; `addr` is then
+    /// the remote address of its connection, what the SFU sees).
+    pub local: SocketAddr,
+    /// Reaches the SFU only by TCP (an active TCP candidate, RFC 4571 frames): its
+    /// packets go to the SFU's TCP candidate, the SFU's reach it only by TCP.
+    pub transport: Transport,
     pub rtc: Rtc,
     /// The client's own offer waiting for the SFU's answer: what it adds (media kind,
     /// simulcast, source) and the mids str0m gave them.
@@ -121,6 +129,8 @@ pub struct Net {
     pub client_bwe: bool,
     /// New clients offer H264 as their only video codec.
     pub h264_clients: bool,
+    /// New clients have only a TCP (active) candidate.
+    pub tcp_clients: bool,
     /// Wall time spent inside the SFU's calls (for the cost test).
     pub sfu_cpu: Duration,
 }
@@ -148,6 +158,7 @@ impl Net {
             rooms_empty: Vec::new(),
             client_bwe: true,
             h264_clients: false,
+            tcp_clients: false,
             sfu_cpu: Duration::ZERO,
         }
     }
@@ -174,10 +185,28 @@ impl Net {
                 .enable_h264(true);
         }
         let mut rtc = builder.build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let (transport, local) = if self.tcp_clients {
+            // As a browser does: an active candidate with the discard port 9 (RFC 6544
+            // §4.5); its connection comes from another port (`addr`), which the SFU
+            // learns from the STUN checks as a peer-reflexive candidate.
+            let local: SocketAddr = format!("10.0.1.{n}:9").parse().unwrap();
+            let c = Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(TcpType::Active)
+                .build()
+                .unwrap();
+            rtc.add_local_candidate(c);
+            (Transport::Tcp, local)
+        } else {
+            rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+            (Transport::Udp, addr)
+        };
         self.clients.push(Client {
             peer: peer.into(),
             addr,
+            local,
+            transport,
             rtc,
             pending: None,
             sending: Vec::new(),
@@ -372,7 +401,14 @@ impl Net {
                 Output::Transmit(t) => {
                     moved = true;
                     if t.destination == sfu_addr() {
-                        to_sfu.push((t.source, t.destination, t.contents.into()));
+                        let transport = match t.proto {
+                            Protocol::Udp => Transport::Udp,
+                            _ => Transport::Tcp,
+                        };
+                        assert_eq!(transport, cl.transport, "only its own candidate");
+                        assert_eq!(t.source, cl.local);
+                        // What leaves the candidate comes from its socket's address.
+                        to_sfu.push((transport, cl.addr, t.destination, t.contents.into()));
                     }
                 }
                 Output::Event(e) => {
@@ -386,9 +422,12 @@ impl Net {
 
     fn deliver(&mut self, c: usize, contents: &[u8], to_sfu: &mut Vec<ToSfu>) {
         let r = Receive {
-            proto: Protocol::Udp,
+            proto: match self.clients[c].transport {
+                Transport::Udp => Protocol::Udp,
+                Transport::Tcp => Protocol::Tcp,
+            },
             source: sfu_addr(),
-            destination: self.clients[c].addr,
+            destination: self.clients[c].local,
             contents: contents.try_into().unwrap(),
         };
         let now = self.now;
@@ -396,6 +435,15 @@ impl Net {
             panic!("client input error: {e}");
         }
         self.drain_client(c, to_sfu);
+    }
+
+    fn send_to_sfu(&mut self, (transport, src, dst, bytes): ToSfu) {
+        let t0 = std::time::Instant::now();
+        match transport {
+            Transport::Udp => self.sfu.handle_datagram(self.now, src, dst, &bytes),
+            Transport::Tcp => self.sfu.handle_tcp_frame(self.now, src, dst, &bytes),
+        };
+        self.sfu_cpu += t0.elapsed();
     }
 
     /// One pass of the network: clients' output to the SFU, the SFU's output to clients.
@@ -419,15 +467,14 @@ impl Net {
         for c in 0..self.clients.len() {
             moved |= self.drain_client(c, &mut to_sfu);
         }
-        for (src, dst, bytes) in to_sfu.drain(..) {
-            let t0 = std::time::Instant::now();
-            self.sfu.handle_datagram(self.now, src, dst, &bytes);
-            self.sfu_cpu += t0.elapsed();
+        for packet in to_sfu.drain(..) {
+            self.send_to_sfu(packet);
         }
         while let Some(o) = self.sfu.poll_output() {
             moved = true;
             match o {
                 SfuOutput::Transmit {
+                    transport,
                     source,
                     destination,
                     contents,
@@ -436,7 +483,7 @@ impl Net {
                     if let Some(c) = self
                         .clients
                         .iter()
-                        .position(|c| c.addr == destination && !c.dead)
+                        .position(|c| c.addr == destination && c.transport == transport && !c.dead)
                     {
                         if let Some(sh) = self.clients[c].shaper.as_mut() {
                             sh.offer(self.now, contents);
@@ -461,11 +508,9 @@ impl Net {
                 SfuOutput::RoomEmpty { room } => self.rooms_empty.push(room.to_string()),
             }
         }
-        for (src, dst, bytes) in to_sfu.drain(..) {
+        for packet in to_sfu.drain(..) {
             moved = true;
-            let t0 = std::time::Instant::now();
-            self.sfu.handle_datagram(self.now, src, dst, &bytes);
-            self.sfu_cpu += t0.elapsed();
+            self.send_to_sfu(packet);
         }
         for c in 0..self.clients.len() {
             if !self.clients[c].auto || self.clients[c].dead {

@@ -83,6 +83,13 @@ pub struct SfuSettings {
     )]
     pub sfu_candidate: Vec<String>,
 
+    /// Also take ICE over TCP on the SFU's port number (a passive TCP candidate, RFC 6544,
+    /// RFC 4571 framing, announced at every --sfu-candidate), for browsers whose UDP is
+    /// blocked but that reach the server by TCP. `false`: UDP only.
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_SFU_TCP", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sfu_tcp: bool,
+
     /// SFU worker threads; each room lives on one. [default: number of CPUs]
     #[arg(long, value_name = "N", env = "SWITCHBOARD_SFU_THREADS")]
     pub sfu_threads: Option<usize>,
@@ -106,6 +113,9 @@ pub struct SfuRun {
     pub candidates: Vec<SocketAddr>,
     pub threads: usize,
     pub idle_timeout: Duration,
+    /// Also listen on TCP (same IP and port number) and announce the candidates as
+    /// passive TCP ones too (`--sfu-tcp`).
+    pub tcp: bool,
 }
 
 /// The validated `[sfu]` section.
@@ -169,6 +179,7 @@ impl SfuSettings {
                 candidates,
                 threads,
                 idle_timeout: Duration::from_secs(idle),
+                tcp: self.sfu_tcp,
             }),
         })
     }
@@ -253,6 +264,9 @@ mod tests {
         assert_eq!(run.candidates, ["127.0.0.1:3480".parse().unwrap()]);
         assert!(run.threads >= 1);
         assert_eq!(run.idle_timeout, Duration::from_secs(30));
+        assert!(run.tcp, "ICE-TCP is on by default");
+        assert!(!parse(&["--sfu-tcp", "false"]).unwrap().run.unwrap().tcp);
+        assert!(parse(&["--sfu-tcp"]).unwrap().run.unwrap().tcp);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod demux;
 mod rooms;
 mod shared;
+mod tcp;
 mod worker;
 
 use crate::config::sfu::SfuRun;
@@ -33,6 +34,8 @@ const TAILROOM: usize = 0;
 
 pub struct SfuService {
     bound: SocketAddr,
+    /// The ICE-TCP listener's address (`--sfu-tcp`).
+    tcp_bound: Option<SocketAddr>,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -52,6 +55,22 @@ impl SfuService {
         )
         .map_err(|e| anyhow::anyhow!("cannot listen on UDP {} (--sfu-port): {e}", run.bind))?;
         let candidates = resolve_candidates(run, bound.port());
+        // ICE-TCP on the same port number (bound before any worker runs: a clear error).
+        let tcp_listener = if run.tcp {
+            let addr = SocketAddr::new(run.bind.ip(), bound.port());
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| anyhow::anyhow!("cannot listen on TCP {addr} (--sfu-tcp): {e}"))?;
+            Some(l)
+        } else {
+            None
+        };
+        let tcp_bound = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let tcp_candidates = if run.tcp {
+            candidates.clone()
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Shared::new(run.threads));
         let now = Instant::now();
         let mut workers = Vec::with_capacity(run.threads);
@@ -66,6 +85,7 @@ impl SfuService {
                     ..switchboard_sfu::Limits::default()
                 },
                 idle_timeout: run.idle_timeout,
+                tcp_candidates: tcp_candidates.clone(),
                 ..switchboard_sfu::SfuConfig::default()
             };
             let sfu = switchboard_sfu::Sfu::new(cfg, now)
@@ -102,16 +122,38 @@ impl SfuService {
                     Err(e) => tracing::error!("SFU signaling runtime: {e}; no room turns SFU"),
                 }
             })?;
+        if let Some(listener) = tcp_listener {
+            let (tcp_shared, tcp_cands) = (shared.clone(), candidates.clone());
+            std::thread::Builder::new()
+                .name("sfu-tcp".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    let served = rt.and_then(|rt| {
+                        rt.block_on(async {
+                            let l = tokio::net::TcpListener::from_std(listener)?;
+                            tcp::serve(l, tcp_shared, tcp_cands).await;
+                            Ok(())
+                        })
+                    });
+                    if let Err(e) = served {
+                        tracing::error!("SFU ICE-TCP listener: {e}; UDP only");
+                    }
+                })?;
+        }
         let list: Vec<String> = candidates.iter().map(ToString::to_string).collect();
         info!(
             threads = run.threads,
             threshold = %crate::config::sfu::Threshold(plan.sfu.threshold),
             room_capacity = plan.sfu.room_capacity,
-            "SFU listening on udp://{bound}, announcing {}",
+            "SFU listening on udp://{bound}{}, announcing {}",
+            tcp_bound.map_or(String::new(), |t| format!(" and tcp://{t} (ICE-TCP)")),
             list.join(", ")
         );
         Ok(Some(SfuService {
             bound,
+            tcp_bound,
             shared,
             workers,
         }))
@@ -138,10 +180,15 @@ impl Service for SfuService {
     }
 
     fn listeners(&self) -> Vec<Listener> {
-        vec![Listener {
+        let mut l = vec![Listener {
             kind: "sfu-udp",
             addr: self.bound,
-        }]
+        }];
+        l.extend(self.tcp_bound.map(|addr| Listener {
+            kind: "sfu-tcp",
+            addr,
+        }));
+        l
     }
 
     fn metrics(&self) -> Option<Metrics> {
@@ -291,6 +338,7 @@ fn render(s: &mut String, shared: &Shared) {
         "SFU signaling not delivered (full worker inbox, or refused by the hub).",
         c.signal_dropped.load(Ordering::Relaxed),
     );
+    tcp::render(s, &shared.tcp);
     let sum: u64 = bwe.iter().sum();
     let min = bwe.iter().copied().min().unwrap_or(0);
     let count = bwe.len() as u64;

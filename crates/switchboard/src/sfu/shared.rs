@@ -37,11 +37,19 @@ pub enum Command {
     },
     /// The browser left the room.
     Leave { room: Arc<str>, peer: Arc<str> },
+    /// An RFC 4571 frame of the ICE-TCP connection from `source` ([`super::tcp`]).
+    TcpFrame {
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// The ICE-TCP connection from `source` closed.
+    TcpClosed { source: SocketAddr },
 }
 
 impl Command {
     fn is_datagram(&self) -> bool {
-        matches!(self, Command::Datagram { .. })
+        matches!(self, Command::Datagram { .. } | Command::TcpFrame { .. })
     }
 }
 
@@ -82,6 +90,8 @@ pub struct Shared {
     participants: Mutex<HashMap<Arc<str>, Arc<ServiceParticipant>>>,
     pub figures: Vec<Mutex<WorkerFigures>>,
     pub counters: Counters,
+    /// The ICE-TCP connections' write queues (`--sfu-tcp`).
+    pub tcp: super::tcp::TcpConns,
     pub stopping: AtomicBool,
     pub draining: AtomicBool,
 }
@@ -104,6 +114,7 @@ impl Shared {
                 .map(|_| Mutex::new(WorkerFigures::default()))
                 .collect(),
             counters: Counters::default(),
+            tcp: super::tcp::TcpConns::default(),
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

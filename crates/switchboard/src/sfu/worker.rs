@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_net::{Flow, Io, Kind, PortInfo, Received, Service, Tok, Tx};
-use switchboard_sfu::{GoneReason, SfuOutput, SignalIn, SignalKind};
+use switchboard_sfu::{GoneReason, SfuOutput, SignalIn, SignalKind, Transport};
 use switchboard_signal::RelayKind;
 
 /// How often a worker publishes its core's figures for `/metrics`.
@@ -73,6 +73,12 @@ impl SfuWorker {
     fn drain_outputs(&mut self, tx: &mut Tx<'_>) {
         while let Some(out) = self.sfu.poll_output() {
             match out {
+                SfuOutput::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    contents,
+                    ..
+                } => self.shared.tcp.send(destination, &contents),
                 // One socket per worker: every candidate is its address (or maps to it).
                 SfuOutput::Transmit {
                     destination,
@@ -150,6 +156,14 @@ impl SfuWorker {
                 destination,
                 bytes,
             } => self.datagram(now, source, destination, &bytes),
+            Command::TcpFrame {
+                source,
+                destination,
+                bytes,
+            } => {
+                self.sfu.handle_tcp_frame(now, source, destination, &bytes);
+            }
+            Command::TcpClosed { source } => self.sfu.tcp_closed(source),
             Command::Signal {
                 room,
                 from,
