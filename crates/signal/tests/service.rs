@@ -345,3 +345,78 @@ async fn events_wake_a_waiting_participant_and_shutdown_ends_it() {
     let got = take(&a);
     assert_eq!(got.last(), Some(&json!({"closed": 1008})), "{got:?}");
 }
+
+/// Between a client and a service with a kind (the SFU) the service enforces the grants:
+/// a viewer (subscribe only) offers receive-only to the SFU and a camera (publish only)
+/// answers the SFU's renegotiation; between two clients the grants still apply.
+#[tokio::test]
+async fn grants_toward_a_kinded_service_are_left_to_the_service() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let cfg = HubConfig {
+        token_secrets: vec![secret.to_vec()],
+        ..HubConfig::default()
+    };
+    let sig = Signaling::new(cfg, SHARDS);
+    let sp = sig.join_service_as("r", "SFU", "sfu", sfu()).unwrap();
+    let token = |grants: &[&str]| {
+        let claims = Claims {
+            room: "r".into(),
+            sub: None,
+            exp: switchboard_util::unix_now() + 3600,
+            nbf: None,
+            grants: Some(grants.iter().map(|g| g.to_string()).collect()),
+        };
+        mint(secret, &claims).unwrap()
+    };
+    let (viewer, j) = join(
+        &sig,
+        json!({"type": "join", "room": "r", "name": "Viewer", "token": token(&["subscribe"])}),
+    );
+    assert_eq!(j["type"], "joined", "{j}");
+    let (camera, j) = join(
+        &sig,
+        json!({"type": "join", "room": "r", "name": "Camera", "token": token(&["publish"])}),
+    );
+    assert_eq!(j["type"], "joined", "{j}");
+    let camera_id = j["peerId"].as_str().unwrap().to_string();
+    take(&viewer);
+    let sfu_id = &**sp.peer_id();
+
+    send(
+        &viewer,
+        json!({"type": "offer", "to": sfu_id, "sdp": "v=0 viewer"}),
+    );
+    send(
+        &camera,
+        json!({"type": "answer", "to": sfu_id, "sdp": "v=0 camera"}),
+    );
+    sp.send_offer(&camera_id, &raw(r#""v=0 sfu""#)).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), sp.recv()).await;
+        match next.expect("the relays reach the SFU") {
+            Some(ServiceEvent::Relay { kind, payload, .. }) => {
+                got.push((kind, payload.get().to_string()))
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(
+        got.contains(&(RelayKind::Offer, r#""v=0 viewer""#.to_string())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(RelayKind::Answer, r#""v=0 camera""#.to_string())),
+        "{got:?}"
+    );
+    assert_eq!(take_one(&camera)["sdp"], "v=0 sfu");
+    assert!(take(&viewer).is_empty());
+
+    // Client to client: the viewer still may not offer, the camera may not answer.
+    send(
+        &viewer,
+        json!({"type": "offer", "to": &camera_id, "sdp": "v=0"}),
+    );
+    assert_eq!(take_one(&viewer)["code"], "forbidden");
+}
