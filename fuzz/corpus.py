@@ -200,6 +200,30 @@ def demux_extras(c):
         c.add("first_bytes_demux", s)
 
 
+SFU_MESSAGES = [
+    b'{"sfu":"publish","tracks":[{"mid":"0","source":"camera"},{"mid":"1","source":"microphone"}]}',
+    b'{"sfu":"publish","tracks":[{"mid":"2","source":"screen"},{"mid":"3","source":"screen-audio"}]}',
+    b'{"sfu":"tracks","tracks":[{"mid":"3","peer":"p0123456789abcdef0","source":"camera","kind":"video"},'
+    b'{"mid":"4","peer":"p0123456789abcdef0","source":"microphone","kind":"audio"}]}',
+    b'{"sfu":"view","tracks":[{"mid":"3","width":320,"height":180},{"mid":"5","width":0,"height":0},{"mid":"7"}]}',
+    b'{"sfu":"view","tracks":[{"mid":"3","width":1279.5,"height":720.25}]}',
+    b'{"sfu":"speaker","peer":"p0123456789abcdef0"}',
+    b'{"sfu":"speaker","peer":null}',
+    b'{"sfu":"error","code":"bad-sdp","reason":"no \\"m=\\" line\\n"}',
+    b'{"sfu":"error","code":"forbidden","reason":"no publish grant"}',
+    b'{"sfu":"layers","mid":"3","layer":"h"}',
+    b'{"sfu":"layers","mid":"3","layer":null}',
+    b'{"to":"p0123456789abcdef0","data":{"chat":"hello \\u00e9","n":[1,2.5e3,null,true]}}',
+    b'{"data":"hi everyone"}',
+    b'{"from":"p0123456789abcdef1","data":[{"a":{}},"\\ud83d\\ude00"]}',
+]
+
+
+def sfu_message_extras(c):
+    for s in SFU_MESSAGES:
+        c.add("sfu_message", s)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", help="capture logs already made (SWITCHBOARD_FUZZ_CAPTURE=DIR)")
@@ -217,6 +241,7 @@ def main():
     for v in rfc5769_vectors():
         stun_messages(c, v)
     demux_extras(c)
+    sfu_message_extras(c)
     for name in sorted(os.listdir(logs)):
         p = os.path.join(logs, name)
         if name.startswith("turn-"):

@@ -7,6 +7,7 @@
 pub mod first_bytes_demux;
 pub mod natprobe_response;
 pub mod records;
+pub mod sfu_message;
 pub mod signal_hub;
 pub mod stream_framing;
 pub mod stun_integrity;

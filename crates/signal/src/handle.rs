@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use switchboard_util::shrink_sparse;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Messages queued for one transport before it counts as too slow and is cut off (its
 /// session is suspended and can resume with nothing lost).
@@ -31,8 +32,12 @@ const TRANSPORT_QUEUE: usize = 512;
 /// from its room. Services are in-process and fast; this bounds memory if one hangs.
 const SERVICE_QUEUE: usize = 8192;
 
+/// Who takes the hubs' [`Output::ServiceWanted`], by service kind.
+type Requests = Arc<Mutex<HashMap<String, UnboundedSender<Arc<str>>>>>;
+
 struct Shard {
     hub: Hub,
+    requests: Requests,
     sinks: HashMap<ConnId, Sink>,
     /// How many of the sinks are service participants.
     services: usize,
@@ -44,6 +49,7 @@ struct Shard {
 pub struct Signaling {
     shards: Box<[Mutex<Shard>]>,
     next_conn: AtomicU64,
+    requests: Requests,
 }
 
 /// A gauge snapshot for metrics, summed over the shards.
@@ -74,11 +80,16 @@ impl Signaling {
             shards
         };
         let now = Instant::now();
+        let requests = Requests::default();
         let shards = (0..count)
             .map(|i| {
                 let id = ShardId::new(i, count).unwrap_or(ShardId::SOLE);
+                let mut hub = Hub::new_shard(cfg.clone(), now, id);
+                // Nobody serves SFU rooms until `service_requests("sfu")`.
+                hub.set_sfu_available(false);
                 Mutex::new(Shard {
-                    hub: Hub::new_shard(cfg.clone(), now, id),
+                    hub,
+                    requests: requests.clone(),
                     sinks: HashMap::new(),
                     services: 0,
                     scratch: Vec::new(),
@@ -88,7 +99,23 @@ impl Signaling {
         Arc::new(Signaling {
             shards,
             next_conn: AtomicU64::new(1),
+            requests,
         })
+    }
+
+    /// The rooms that need a service participant of `kind` (`"sfu"`: rooms that turned
+    /// SFU), one name per room lifetime, from now on. The service joins them with
+    /// [`Signaling::join_service_as`]. Registering `"sfu"` is what lets rooms turn SFU at
+    /// all; a second registration of a kind replaces the first.
+    pub fn service_requests(&self, kind: &str) -> UnboundedReceiver<Arc<str>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.requests).insert(kind.to_string(), tx);
+        if kind == crate::topology::SFU {
+            for i in 0..self.shards.len() {
+                self.with_shard(i, |hub| hub.set_sfu_available(true));
+            }
+        }
+        rx
     }
 
     /// One shard per available core.
@@ -132,11 +159,12 @@ impl Signaling {
         }
     }
 
-    /// Join a service participant to `room` (see [`Signaling::join_service`]).
+    /// Join a service participant to `room` (see [`Signaling::join_service_as`]).
     pub(crate) fn admit_service(
         &self,
         room: &str,
         name: &str,
+        kind: &str,
         grants: Grants,
     ) -> Result<(Arc<ServiceLink>, ServiceJoined), JoinError> {
         let shard = self.shard_of_room(room);
@@ -145,7 +173,7 @@ impl Signaling {
         let mut sh = self.shard(shard);
         let joined = sh
             .hub
-            .join_service(id, room, name, grants, Instant::now())?;
+            .join_service_as(id, room, name, kind, grants, Instant::now())?;
         sh.sinks.insert(id, Sink::Service(link.clone()));
         sh.services += 1;
         flush(&mut sh);
@@ -278,6 +306,15 @@ fn flush(sh: &mut Shard) {
                         link.outbox.close();
                         sh.remove_sink(conn);
                         sh.hub.disconnect(conn, Instant::now());
+                    }
+                }
+                Output::ServiceWanted { room, kind } => {
+                    let mut requests = lock(&sh.requests);
+                    let gone = requests
+                        .get(kind)
+                        .is_some_and(|tx| tx.send(room.clone()).is_err());
+                    if gone {
+                        requests.remove(kind);
                     }
                 }
                 Output::Close { conn, code } => match sh.remove_sink(conn) {

@@ -36,6 +36,12 @@ pub struct HubConfig {
     /// Unacknowledged messages kept per session for replay after a resume.
     pub replay_messages: usize,
     pub replay_bytes: usize,
+    /// When an `auto` room turns SFU: None = never (mesh only), Some(0) = from its first
+    /// member, Some(n) = when its n-th client member joins. Rooms turn SFU only while
+    /// someone serves them ([`crate::Signaling::service_requests`]).
+    pub sfu_threshold: Option<usize>,
+    /// Client members per room in SFU mode (`room_capacity` is for mesh rooms).
+    pub sfu_room_capacity: usize,
 }
 
 impl Default for HubConfig {
@@ -48,6 +54,8 @@ impl Default for HubConfig {
             token_secrets: Vec::new(),
             replay_messages: 256,
             replay_bytes: 256 * 1024,
+            sfu_threshold: Some(5),
+            sfu_room_capacity: 100,
         }
     }
 }
@@ -61,6 +69,9 @@ pub enum Output {
     Close { conn: ConnId, code: u16 },
     /// Hand `event` to the service participant on `conn`.
     Event { conn: ConnId, event: ServiceEvent },
+    /// `room` needs a service participant of `kind` (the SFU: the room turned SFU). Once
+    /// per room lifetime.
+    ServiceWanted { room: Arc<str>, kind: &'static str },
 }
 
 /// What became of a client message.
@@ -111,6 +122,10 @@ pub struct DetachedConn(Conn);
 #[derive(Default)]
 pub(crate) struct Room {
     pub(crate) members: Vec<SessionKey>,
+    /// What its creator asked for.
+    pub(crate) topology: crate::topology::Topology,
+    /// In SFU mode (for the rest of its lifetime).
+    pub(crate) sfu: bool,
 }
 
 /// A message numbered per recipient and kept for replay.
@@ -178,6 +193,8 @@ pub struct Hub {
     pub(crate) now: Instant,
     pub(crate) out: Vec<Output>,
     pub(crate) stats: HubStats,
+    /// Someone serves SFU rooms (see [`Hub::set_sfu_available`]).
+    pub(crate) sfu_available: bool,
 }
 
 impl Hub {
@@ -201,6 +218,7 @@ impl Hub {
             now,
             out: Vec::new(),
             stats: HubStats::default(),
+            sfu_available: true,
         }
     }
 

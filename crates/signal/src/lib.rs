@@ -25,6 +25,7 @@ mod service_hub;
 mod session;
 mod shard;
 pub mod token;
+mod topology;
 pub mod wire;
 
 pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
@@ -36,4 +37,5 @@ pub use protocol::ErrorCode;
 pub use service::ServiceParticipant;
 pub use shard::{shard_of_room, ShardId};
 pub use token::{Claims, Grants, TokenError};
+pub use topology::{Topology, MAX_SERVICES_PER_ROOM, SFU};
 pub use wire::{LeaveReason, PeerInfo, RelayKind, ServerMessage};

@@ -5,8 +5,20 @@ use crate::hub::{ConnId, Hub, Notice, Output, SessionKey};
 use crate::protocol::{json_str, valid_name, valid_room, Envelope, ErrorCode, PROTOCOL_VERSION};
 use crate::session::{Replay, Session};
 use crate::token::{self, Grants, TokenError};
+use crate::topology::{mode_name, Topology};
 use crate::wire::{LeaveReason, PeerInfo, ServerMessage};
 use std::sync::Arc;
+
+/// Who asks to be admitted to a room.
+pub(crate) struct Joiner<'a> {
+    pub name: &'a str,
+    pub identity: Option<&'a str>,
+    pub grants: Grants,
+    /// A service participant, with its kind (`""` for none); None for a client.
+    pub service: Option<&'a str>,
+    /// What it asks for, should it create the room.
+    pub topology: Topology,
+}
 
 /// A session just admitted to a room.
 pub(crate) struct Admitted {
@@ -27,6 +39,15 @@ impl Hub {
         let room = env.room.as_deref().unwrap_or("");
         let name = env.name.as_deref().unwrap_or("guest");
         check_names(room, name)?;
+        let topology = match env.topology.as_deref() {
+            None => Topology::Auto,
+            Some(t) => Topology::from_wire(t).ok_or_else(|| {
+                (
+                    ErrorCode::BadMessage,
+                    format!("topology {} is not auto, sfu or mesh", json_str(t)),
+                )
+            })?,
+        };
         let (identity, grants) = if self.cfg.token_secrets.is_empty() {
             (None, Grants::DEFAULT)
         } else {
@@ -44,7 +65,14 @@ impl Hub {
                 Err(e) => return Err((ErrorCode::Unauthorized, e.to_string())),
             }
         };
-        let a = self.admit(conn, room, name, identity.as_deref(), grants, false)?;
+        let who = Joiner {
+            name,
+            identity: identity.as_deref(),
+            grants,
+            service: None,
+            topology,
+        };
+        let a = self.admit(conn, room, &who)?;
         let resume = self.sessions.get(&a.key).map(|s| s.resume.clone());
         let joined = ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,
@@ -55,34 +83,31 @@ impl Hub {
             grace: self.cfg.grace.as_secs(),
             peers: &a.peers,
             grants: &grants.names(),
+            topology: mode_name(self.room_is_sfu(&a.room)),
         };
         self.push(conn, &joined);
         self.announce(a.key);
         Ok(())
     }
 
-    /// Put a new session for `conn` into `room` under the room rules (names, capacity);
-    /// the caller answers the joiner, then [`Hub::announce`]s it.
+    /// Put a new session for `conn` into `room` under the room rules (names, capacity,
+    /// topology); the caller answers the joiner, then [`Hub::announce`]s it.
     pub(crate) fn admit(
         &mut self,
         conn: ConnId,
         room: &str,
-        name: &str,
-        identity: Option<&str>,
-        grants: Grants,
-        service: bool,
+        who: &Joiner<'_>,
     ) -> Result<Admitted, (ErrorCode, String)> {
+        let Joiner {
+            name,
+            identity,
+            grants,
+            topology,
+            ..
+        } = *who;
+        let service = who.service.is_some();
         check_names(room, name)?;
-        let members = self.rooms.get(room).map_or(0, |r| r.members.len());
-        if members >= self.cfg.room_capacity {
-            return Err((
-                ErrorCode::RoomFull,
-                format!(
-                    "room {room} is full ({} participants)",
-                    self.cfg.room_capacity
-                ),
-            ));
-        }
+        let plan = self.plan_join(room, topology, service)?;
         let room_key: Arc<str> = match self.rooms.get_key_value(room) {
             Some((k, _)) => k.clone(),
             None => Arc::from(room),
@@ -110,6 +135,7 @@ impl Hub {
                 id: peer_id.clone(),
                 name: Arc::from(name),
                 identity: identity.map(Arc::from),
+                service: who.service.filter(|k| !k.is_empty()).map(Arc::from),
             },
             room: room_key.clone(),
             grants,
@@ -135,6 +161,7 @@ impl Hub {
             c.session = Some(key);
         }
         self.stats.joins += 1;
+        self.settle_join(&room_key, key, topology, &plan);
         Ok(Admitted {
             key,
             room: room_key,
@@ -262,6 +289,12 @@ impl Hub {
             );
         }
         Ok(())
+    }
+
+    /// The grants of peer `id` of `room` (None when it is no member of it).
+    pub fn member_grants(&self, room: &Arc<str>, id: &str) -> Option<Grants> {
+        let key = self.member(room, Some(id)).ok()?;
+        self.sessions.get(&key).map(|s| s.grants)
     }
 
     /// The session of peer `id` in `room`; peers of other rooms are reported as unknown.

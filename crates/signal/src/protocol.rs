@@ -34,6 +34,9 @@ pub struct Envelope<'a> {
     pub token: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub peer: Option<Cow<'a, str>>,
+    /// `join`: `auto`, `sfu` or `mesh` (the room's creator decides).
+    #[serde(borrow, default)]
+    pub topology: Option<Cow<'a, str>>,
     #[serde(default)]
     pub seq: Option<u64>,
     #[serde(rename = "lastSeq", default)]

@@ -39,7 +39,20 @@ impl Signaling {
         name: &str,
         grants: Grants,
     ) -> Result<ServiceParticipant, JoinError> {
-        let (link, joined) = self.admit_service(room, name, grants)?;
+        self.join_service_as(room, name, "", grants)
+    }
+
+    /// [`Signaling::join_service`] as a service of `kind` (`"sfu"`, `"whip"`…): the
+    /// room's members see it in the peer's `service` field and, for `"sfu"`, send it
+    /// their media. Service participants do not count against the room's capacity.
+    pub fn join_service_as(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        kind: &str,
+        grants: Grants,
+    ) -> Result<ServiceParticipant, JoinError> {
+        let (link, joined) = self.admit_service(room, name, kind, grants)?;
         Ok(ServiceParticipant {
             sig: self.clone(),
             link,
@@ -61,6 +74,15 @@ impl ServiceParticipant {
     /// The members that were in the room when it joined; later changes arrive as events.
     pub fn peers(&self) -> &[PeerInfo] {
         &self.joined.peers
+    }
+
+    /// The grants of peer `peer` of its room (what its room token allows), or None when
+    /// it is not a member: a service that serves media (the SFU) enforces `publish` and
+    /// `subscribe` on the media path as the hub does on signaling.
+    pub fn peer_grants(&self, peer: &str) -> Option<Grants> {
+        self.sig.with_shard(self.link.shard, |hub| {
+            hub.member_grants(&self.joined.room, peer)
+        })
     }
 
     /// The next event, or None once it is out of the room (kicked, server stopping,

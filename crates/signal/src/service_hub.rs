@@ -7,7 +7,9 @@
 use crate::event::{ServiceJoined, SignalError};
 use crate::hub::{Conn, ConnId, Hub};
 use crate::limits::RateLimiter;
+use crate::membership::Joiner;
 use crate::token::Grants;
+use crate::topology::Topology;
 use crate::wire::{LeaveReason, RelayKind};
 use serde_json::value::RawValue;
 use std::time::Instant;
@@ -23,6 +25,20 @@ impl Hub {
         grants: Grants,
         now: Instant,
     ) -> Result<ServiceJoined, SignalError> {
+        self.join_service_as(conn, room, name, "", grants, now)
+    }
+
+    /// [`Hub::join_service`] with a kind (`"sfu"`, `"whip"`…) that the room's members see
+    /// as the peer's `service` (`""`: none).
+    pub fn join_service_as(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        name: &str,
+        kind: &str,
+        grants: Grants,
+        now: Instant,
+    ) -> Result<ServiceJoined, SignalError> {
         self.now = now;
         if self.conns.contains_key(&conn) {
             return Err(SignalError::new(
@@ -31,7 +47,14 @@ impl Hub {
             ));
         }
         self.connect_service(conn);
-        match self.admit(conn, room, name, None, grants, true) {
+        let who = Joiner {
+            name,
+            identity: None,
+            grants,
+            service: Some(kind),
+            topology: Topology::Auto,
+        };
+        match self.admit(conn, room, &who) {
             Ok(a) => {
                 self.announce(a.key);
                 Ok(ServiceJoined {

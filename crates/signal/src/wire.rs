@@ -15,6 +15,9 @@ pub struct PeerInfo {
     pub name: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Arc<str>>,
+    /// The kind of a service participant (`"sfu"`, `"whip"`…); None for clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Arc<str>>,
 }
 
 /// The kinds of message one peer relays to another.
@@ -81,6 +84,8 @@ pub enum ServerMessage<'a> {
         grace: u64,
         peers: &'a [PeerInfo],
         grants: &'a [&'static str],
+        /// `"mesh"` or `"sfu"`: how the room's media flows now.
+        topology: &'static str,
     },
     Resumed {
         protocol: u32,
@@ -259,6 +264,7 @@ mod tests {
             id: "p1".into(),
             name: "A \"q\"".into(),
             identity: None,
+            service: None,
         };
         let m = ServerMessage::PeerJoined {
             seq: 1,

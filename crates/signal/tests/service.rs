@@ -8,7 +8,7 @@ use std::sync::Arc;
 use switchboard_signal::token::mint;
 use switchboard_signal::{
     Claims, Connection, ErrorCode, Grants, HubConfig, LeaveReason, Out, RelayKind, ServiceEvent,
-    Signaling,
+    Signaling, MAX_SERVICES_PER_ROOM,
 };
 
 mod handle;
@@ -185,19 +185,25 @@ fn capacity_and_room_names_apply_to_it() {
     let sig = Signaling::new(cfg, SHARDS);
     let _sp = sig.join_service("r", "SFU", sfu()).unwrap();
     let (_a, _) = join_room(&sig, "r", "Ada");
-    let (_b, j) = join(&sig, json!({"type": "join", "room": "r"}));
+    let (_b, _) = join_room(&sig, "r", "Bob");
+    let (_c, j) = join(&sig, json!({"type": "join", "room": "r"}));
     assert_eq!(
         j["code"], "room-full",
-        "the service participant takes a place"
+        "the service participant takes no client's place, the clients fill the room"
     );
-    let e = sig.join_service("r", "SFU2", sfu()).unwrap_err();
+    // Service participants have a bound of their own.
+    let more: Vec<_> = (1..MAX_SERVICES_PER_ROOM)
+        .map(|i| sig.join_service("r", &format!("S{i}"), sfu()).unwrap())
+        .collect();
+    let e = sig.join_service("r", "one-too-many", sfu()).unwrap_err();
     assert_eq!(e.code, ErrorCode::RoomFull);
+    drop(more);
     let e = sig.join_service("bad room!", "SFU", sfu()).unwrap_err();
     assert_eq!(e.code, ErrorCode::BadRoom);
     let e = sig.join_service("r2", "", sfu()).unwrap_err();
     assert_eq!(e.code, ErrorCode::BadRoom);
     let snap = sig.snapshot();
-    assert_eq!((snap.services, snap.sessions), (1, 2));
+    assert_eq!((snap.services, snap.sessions), (1, 3));
 }
 
 #[test]

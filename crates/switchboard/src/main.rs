@@ -12,6 +12,7 @@ mod plan;
 mod serve;
 mod service;
 mod settings;
+mod sfu;
 mod signal;
 mod tls;
 mod turn;

@@ -4,7 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    http::HttpConfig, process::ProcessConfig, signal::SignalConfig, turn::TurnConfig,
+    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig,
+    turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;
@@ -19,6 +20,8 @@ pub struct Plan {
     /// None when `--http-listen off`.
     pub http: Option<HttpConfig>,
     pub signal: SignalConfig,
+    /// The SFU's settings; the hub's part (threshold, capacity) is in `signal.hub` too.
+    pub sfu: SfuConfig,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -48,11 +51,30 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
             .http
             .validate(tls.as_ref(), running.and_then(|r| r.http.as_ref()))?,
     };
+    let mut signal = s.signal.validate()?;
+    // The SFU binds, without --sfu-bind, where TURN listens first.
+    let sfu_ip = turn
+        .listen_ips
+        .first()
+        .copied()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let mut sfu = s.sfu.validate(sfu_ip)?;
+    if let Some(r) = running {
+        // What is bound stays: a reload changes the threshold and capacity only.
+        sfu.run.clone_from(&r.sfu.run);
+        if sfu.run.is_none() {
+            // No SFU was started, so no room may turn SFU either.
+            sfu.threshold = None;
+        }
+    }
+    signal.hub.sfu_threshold = sfu.threshold;
+    signal.hub.sfu_room_capacity = sfu.room_capacity;
     Ok(Plan {
         turn,
         tls,
         http,
-        signal: s.signal.validate()?,
+        signal,
+        sfu,
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

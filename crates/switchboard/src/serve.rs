@@ -8,6 +8,7 @@ use crate::http::HttpService;
 use crate::metrics::MetricsService;
 use crate::plan::{self, Plan};
 use crate::service::Service;
+use crate::sfu::SfuService;
 use crate::signal::SignalService;
 use crate::turn::TurnService;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -35,9 +36,13 @@ fn raise_fd_limit() {
 fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let turn = TurnService::start(plan)?;
     let signal = SignalService::start(plan);
+    let sfu = SfuService::start(plan, &signal)?;
     let http = HttpService::start(plan, &turn, &signal)?;
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];
+    if let Some(sfu) = sfu {
+        services.push(Box::new(sfu));
+    }
     if let Some(http) = http {
         services.push(Box::new(http));
     }

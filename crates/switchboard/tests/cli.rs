@@ -8,6 +8,7 @@ fn serve(args: &[&str]) -> (i32, String) {
         .arg("serve")
         .args(args)
         .args(["--metrics-listen", "off", "-p", "0"])
+        .env("SWITCHBOARD_SFU_PORT", "0")
         .output()
         .expect("run switchboard");
     let text =
@@ -104,6 +105,7 @@ fn port_in_use_is_a_clear_error() {
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "-p", &port, "--metrics-listen", "off"])
+        .env("SWITCHBOARD_SFU_PORT", "0")
         .output()
         .expect("run");
     let text =

@@ -36,6 +36,8 @@ pub struct Driver {
     next_conn: ConnId,
     wires: HashMap<ConnId, Wire>,
     capture: switchboard_fuzz_capture::Capture,
+    /// The hub's [`Output::ServiceWanted`] requests, as (room, kind), not yet taken.
+    pub wanted: Vec<(String, &'static str)>,
 }
 
 impl Driver {
@@ -48,6 +50,7 @@ impl Driver {
             next_conn: 1,
             wires: HashMap::new(),
             capture: switchboard_fuzz_capture::Capture::open("signal"),
+            wanted: Vec::new(),
         }
     }
 
@@ -146,6 +149,7 @@ impl Driver {
                 Output::Event { conn, event } => {
                     panic!("service event {event:?} for conn {conn}, which is a transport")
                 }
+                Output::ServiceWanted { room, kind } => self.wanted.push((room.to_string(), kind)),
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod listen;
 pub mod metrics;
 pub mod process;
+pub mod sfu;
 pub mod signal;
 pub mod tls;
 pub mod turn;

@@ -50,7 +50,12 @@ impl Server {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let ready_file = dir.path().join("ready.json");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        if !args.iter().any(|a| a == "--sfu-port") {
+            // Tests run servers side by side: the SFU takes any free port unless told.
+            cmd.env("SWITCHBOARD_SFU_PORT", "0");
+        }
+        let mut child = cmd
             .args(&args)
             .arg("--ready-file")
             .arg(&ready_file)

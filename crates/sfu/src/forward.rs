@@ -1,0 +1,334 @@
+//! Media between participants. Each publisher's RTP goes to every subscriber slot
+//! carrying its track through str0m's `StreamTx::write_rtp`: the payload `Arc` is shared,
+//! never copied here (VP8 PictureID/TL0PICIDX renumbering is a str0m `Vp8Patch` applied
+//! while str0m serializes), str0m maps the SSRC and header-extension ids and keeps the
+//! RTX cache for NACKs. Sequence numbers and timestamps go through the slot's
+//! [`Rewriter`](crate::rewrite::Rewriter), which also switches simulcast layers at
+//! keyframes. A subscriber whose str0m queue is full loses packets, never memory.
+//! Keyframe requests are coalesced per publisher layer ([`crate::keyframe`]); audio levels
+//! feed the room's dominant-speaker detector ([`crate::speaker`]).
+
+use std::time::Instant;
+
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
+
+use crate::keyframe::KeyframeRequests;
+use crate::message::SfuMessage;
+use crate::output::SignalKind;
+use crate::participant::{Pid, SlotState};
+use crate::rewrite::{self, vp8};
+use crate::sfu::Sfu;
+
+/// What forwarding needs of one incoming packet, computed once for all subscribers.
+struct Incoming<'a> {
+    pid: Pid,
+    mid: Mid,
+    rid: Option<Rid>,
+    pkt: &'a RtpPacket,
+    params: str0m::format::PayloadParams,
+    rw: rewrite::Packet,
+    /// str0m's view of the VP8 descriptor, to patch the ids at serialization.
+    vp8: Option<Vp8Descriptor>,
+}
+
+impl Sfu {
+    pub(crate) fn on_rtp(&mut self, pid: Pid, pkt: RtpPacket) {
+        let now = self.now;
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let (mid, rid) = match p.rx.get(&ssrc) {
+            Some(v) => *v,
+            None => {
+                let mut api = p.rtc.direct_api();
+                let Some(v) = api.stream_rx(&ssrc).map(|s| (s.mid(), s.rid())) else {
+                    return;
+                };
+                if p.rx.len() >= 64 {
+                    p.rx.clear();
+                }
+                p.rx.insert(ssrc, v);
+                v
+            }
+        };
+        let Some(t) = p.published(mid) else {
+            return;
+        };
+        let Some(params) = p
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == pkt.header.payload_type)
+            .copied()
+        else {
+            return;
+        };
+        let track = &mut p.published[t];
+        let kind = track.kind;
+        let (layer, new_layer) = track.see_layer(rid, now);
+        let (desc, vp8) = if kind == MediaKind::Video {
+            (
+                vp8::Descriptor::parse(&pkt.payload),
+                Vp8Descriptor::parse(&pkt.payload).ok(),
+            )
+        } else {
+            (None, None)
+        };
+        let keyframe = kind == MediaKind::Audio || desc.is_some_and(|d| d.keyframe);
+        if keyframe && kind == MediaKind::Video {
+            if let Some((_, kr)) = track.pli.iter_mut().find(|(r, _)| *r == rid) {
+                kr.keyframe_received(now);
+            }
+        }
+        let nsubs = track.subs.len();
+        let speaker = (kind == MediaKind::Audio
+            && track.source == crate::message::Source::Microphone)
+            .then_some(pkt.header.ext_vals.audio_level)
+            .flatten()
+            .map(|l| {
+                (
+                    l.unsigned_abs().min(127),
+                    pkt.header.ext_vals.voice_activity.unwrap_or(true),
+                )
+            });
+        if let Some((level, voice)) = speaker {
+            let (room, peer) = (p.room.clone(), p.peer.clone());
+            if let Some(r) = self.rooms.get_mut(&room) {
+                r.speaker.observe(&peer, level, voice, now);
+            }
+        }
+        if new_layer {
+            let subs: Vec<Pid> = self.parts[pid]
+                .as_ref()
+                .map(|p| p.published[t].subs.iter().map(|(s, _)| *s).collect())
+                .unwrap_or_default();
+            for s in subs {
+                self.choose_layers(s);
+            }
+        }
+        let inc = Incoming {
+            pid,
+            mid,
+            rid,
+            pkt: &pkt,
+            params,
+            rw: rewrite::Packet {
+                layer,
+                seq: *pkt.seq_no,
+                timestamp: pkt.header.timestamp,
+                keyframe,
+                vp8: desc,
+                arrival: pkt.timestamp,
+            },
+            vp8,
+        };
+        for i in 0..nsubs {
+            let Some((sub, slot)) = self.parts[pid]
+                .as_ref()
+                .and_then(|p| p.published.get(t))
+                .and_then(|t| t.subs.get(i))
+                .copied()
+            else {
+                break;
+            };
+            self.forward_one(&inc, sub, slot);
+        }
+    }
+
+    fn forward_one(&mut self, inc: &Incoming<'_>, sub: Pid, slot_idx: usize) {
+        let queue_limit = self.cfg.limits.queue_packets;
+        let Some(s) = self.parts[sub].as_mut() else {
+            return;
+        };
+        let Some(slot) = s.slots.get_mut(slot_idx) else {
+            return;
+        };
+        if slot.state != SlotState::Active || slot.track != Some((inc.pid, inc.mid)) {
+            return;
+        }
+        let Some(ssrc) = slot.ssrc else {
+            return;
+        };
+        let Some(out) = slot.rewriter.rewrite(&inc.rw) else {
+            // Waiting for a keyframe of the layer it switches to: keep asking (coalesced).
+            let wants = slot.rewriter.wants_keyframe().is_some() && slot.kind == MediaKind::Video;
+            if wants && slot.rewriter.target() == Some(inc.rw.layer) {
+                self.request_keyframe(inc.pid, inc.mid, inc.rid);
+            }
+            return;
+        };
+        let mut switched = None;
+        if out.switched && slot.kind == MediaKind::Video && inc.rid.is_some() {
+            if slot.layer.is_some() {
+                self.counters.layer_switches += 1;
+            }
+            slot.layer = inc.rid;
+            switched = inc.rid;
+        }
+        let pt = match slot.pt_map {
+            Some((i, o)) if i == inc.pkt.header.payload_type => o,
+            _ => {
+                let Some(o) = s
+                    .rtc
+                    .codec_config()
+                    .match_params(inc.params)
+                    .map(|p| p.pt())
+                else {
+                    return;
+                };
+                s.slots[slot_idx].pt_map = Some((inc.pkt.header.payload_type, o));
+                o
+            }
+        };
+        let out_mid = s.slots[slot_idx].mid;
+        let mut api = s.rtc.direct_api();
+        let Some(tx) = api.stream_tx(&ssrc) else {
+            return;
+        };
+        if tx
+            .queue_info()
+            .is_some_and(|q| q.packet_count() >= queue_limit)
+        {
+            self.counters.dropped_packets += 1;
+            return;
+        }
+        let mut ext = inc.pkt.header.ext_vals.clone();
+        ext.mid = None;
+        ext.rid = None;
+        ext.rid_repair = None;
+        ext.transport_cc = None;
+        let mut write = RtpWrite::new(
+            pt,
+            SeqNo::from(out.seq),
+            out.timestamp,
+            inc.pkt.timestamp,
+            inc.pkt.payload.clone(),
+        )
+        .marker(inc.pkt.header.marker)
+        .ext_vals(ext)
+        .nackable(inc.params.resend().is_some());
+        if let (Some(ids), Some(d)) = (out.vp8, inc.vp8) {
+            let mut b = d.patch();
+            if let Some(p) = ids.picture_id {
+                b = b.picture_id(p);
+            }
+            if let Some(t) = ids.tl0_pic_idx {
+                b = b.tl0_pic_idx(t);
+            }
+            if let Ok(patch) = b.build() {
+                write = write.vp8_patch(patch);
+            }
+        }
+        tx.write_rtp(write);
+        self.counters.forwarded_packets += 1;
+        self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
+        self.mark(sub);
+        if let Some(rid) = switched {
+            let msg = SfuMessage::Layers {
+                mid: (*out_mid).into(),
+                layer: Some((*rid).into()),
+            };
+            self.signal(sub, SignalKind::Message, msg.render());
+        }
+    }
+
+    /// A subscriber asks for a keyframe on one of its slots: ask the publisher (coalesced).
+    pub(crate) fn on_keyframe_request(&mut self, sub: Pid, req: KeyframeRequest) {
+        let Some(s) = self.parts[sub].as_ref() else {
+            return;
+        };
+        let Some(slot) = s.slots.iter().find(|sl| sl.mid == req.mid) else {
+            return;
+        };
+        let Some((pp, mid)) = slot.track else {
+            return;
+        };
+        let rid = slot.layer.or(slot.target);
+        self.request_keyframe(pp, mid, rid);
+    }
+
+    /// A PLI to the publisher's `mid`/`rid` now, or at the end of the current window.
+    pub(crate) fn request_keyframe(&mut self, pp: Pid, mid: Mid, rid: Option<Rid>) {
+        let now = self.now;
+        let Some(p) = self.parts[pp].as_mut() else {
+            return;
+        };
+        let Some(t) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        let i = match t.pli.iter().position(|(r, _)| *r == rid) {
+            Some(i) => i,
+            None => {
+                t.pli.push((rid, KeyframeRequests::default()));
+                t.pli.len() - 1
+            }
+        };
+        if t.pli[i].1.request(now) {
+            self.send_pli(pp, mid, rid);
+        }
+    }
+
+    fn send_pli(&mut self, pp: Pid, mid: Mid, rid: Option<Rid>) {
+        let Some(p) = self.parts[pp].as_mut() else {
+            return;
+        };
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.counters.plis_sent += 1;
+            self.mark(pp);
+        }
+    }
+
+    /// Deferred keyframe requests whose window ended; speaker decisions.
+    pub(crate) fn keyframe_timers(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        for (pp, p) in self.parts.iter_mut().enumerate() {
+            let Some(p) = p else { continue };
+            for t in &mut p.published {
+                for (rid, kr) in &mut t.pli {
+                    if kr.poll_timeout().is_some_and(|at| at <= now) && kr.poll(now) {
+                        due.push((pp, t.mid, *rid));
+                    }
+                }
+            }
+        }
+        for (pp, mid, rid) in due {
+            self.send_pli(pp, mid, rid);
+        }
+    }
+
+    /// Speaker decisions due in every room; a change goes to everyone in the room.
+    pub(crate) fn speaker_timers(&mut self) {
+        let now = self.now;
+        let mut changed = Vec::new();
+        for r in self.rooms.values_mut() {
+            if r.speaker.poll_timeout() <= now && r.speaker.handle_timeout(now) {
+                let msg = SfuMessage::Speaker(r.speaker.current().map(|p| (**p).into()));
+                changed.push((r.members.clone(), msg.render()));
+            }
+        }
+        for (members, msg) in changed {
+            for m in members {
+                self.signal(m, SignalKind::Message, msg.clone());
+            }
+        }
+    }
+
+    /// The earliest deferred PLI or speaker decision.
+    pub(crate) fn policy_timeout(&self) -> Option<Instant> {
+        let pli = self
+            .parts
+            .iter()
+            .flatten()
+            .flat_map(|p| p.published.iter())
+            .flat_map(|t| t.pli.iter())
+            .filter_map(|(_, kr)| kr.poll_timeout());
+        let speaker = self.rooms.values().map(|r| r.speaker.poll_timeout());
+        pli.chain(speaker).min()
+    }
+}

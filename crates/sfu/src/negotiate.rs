@@ -1,0 +1,569 @@
+//! Offer/answer with each browser (SFU-DESIGN §3). The browser offers its own tracks; the
+//! SFU answers, refusing sending m-lines it must not accept (no `publish` grant, limits).
+//! The SFU offers when remote tracks come or go: new remote tracks get a sendonly m-line
+//! (a free inactive one of the same kind is reused), departed ones turn inactive, and
+//! the `tracks` map goes out BEFORE the offer. Glare: the SFU is impolite, a browser offer
+//! that arrives while the SFU's own offer waits is ignored (the browser rolls back,
+//! answers and offers again). Bad SDP gets an `error` message to that browser only.
+
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::channel::ChannelConfig;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::Candidate;
+
+use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
+use crate::output::SignalKind;
+use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
+use crate::rewrite::Rewriter;
+use crate::sdp::{self, SectionKind};
+use crate::sfu::{Sfu, OFFER_TIMEOUT};
+use crate::wire;
+
+/// The SDK's negotiated data channel (crates/http/web/sdk/peer.js CHANNEL_LABEL/_ID).
+pub(crate) const CHANNEL_LABEL: &str = "switchboard";
+pub(crate) const CHANNEL_ID: u16 = 0;
+
+impl Sfu {
+    pub(crate) fn on_offer(&mut self, pid: Pid, payload: &str) {
+        let Some(text) = wire::sdp_of(payload) else {
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: not an SDP string");
+        };
+        let Some(p) = self.parts[pid].as_ref() else {
+            return;
+        };
+        if p.pending.is_some() {
+            // Glare: our offer wins; the browser rolls back and offers again.
+            tracing::debug!(peer = %p.peer, "sfu: browser offer ignored (own offer pending)");
+            return;
+        }
+        let Some(sections) = sdp::sections(&text) else {
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: an m-line has no a=mid");
+        };
+        if !text.contains("a=fingerprint:") {
+            // str0m would tear the whole connection down for this; refuse the offer only.
+            return self.send_error(pid, ErrorCode::BadSdp, "offer: no a=fingerprint");
+        }
+
+        // Which sending m-lines are accepted.
+        let (refused, forbidden, limited) = self.refusals(pid, &sections);
+        let munged = sdp::refuse_sending(&text, &refused);
+        let offer = match SdpOffer::from_sdp_string(&munged) {
+            Ok(o) => o,
+            Err(e) => return self.send_error(pid, ErrorCode::BadSdp, &format!("offer: {e}")),
+        };
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        let answer = match p.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.send_error(pid, ErrorCode::BadSdp, &format!("offer refused: {e}"))
+            }
+        };
+        p.described = true;
+        if sections
+            .iter()
+            .any(|s| s.kind == SectionKind::Other && !s.stopped)
+            && p.channel.is_none()
+        {
+            let id = p.rtc.direct_api().create_data_channel(ChannelConfig {
+                label: CHANNEL_LABEL.into(),
+                negotiated: Some(CHANNEL_ID),
+                ..Default::default()
+            });
+            p.channel = Some(id);
+        }
+        let answer = serde_json::to_string(&answer.to_sdp_string()).unwrap_or_default();
+        self.signal(pid, SignalKind::Answer, answer);
+        if forbidden {
+            self.send_error(
+                pid,
+                ErrorCode::Forbidden,
+                "no publish grant: sending m-lines refused",
+            );
+        }
+        if limited {
+            self.send_error(
+                pid,
+                ErrorCode::Limit,
+                "track or publisher limit reached: m-lines refused",
+            );
+        }
+
+        // Published tracks now: the sending audio/video m-lines that were accepted.
+        let sending: Vec<(Mid, MediaKind)> = sections
+            .iter()
+            .filter(|s| s.sends && !s.stopped && !refused.contains(&s.mid))
+            .filter_map(|s| match s.kind {
+                SectionKind::Audio => Some((Mid::from(s.mid.as_str()), MediaKind::Audio)),
+                SectionKind::Video => Some((Mid::from(s.mid.as_str()), MediaKind::Video)),
+                SectionKind::Other => None,
+            })
+            .collect();
+        self.update_published(pid, &sending);
+        // A new participant gets the room's tracks with the SFU's first offer.
+        if let Some(p) = self.parts[pid].as_mut() {
+            if p.grants.subscribe {
+                p.renegotiate = true;
+            }
+        }
+    }
+
+    /// The mids of new sending m-lines to refuse, and whether for the grant or a limit.
+    fn refusals(&self, pid: Pid, sections: &[sdp::Section]) -> (Vec<String>, bool, bool) {
+        let (mut refused, mut forbidden, mut limited) = (Vec::new(), false, false);
+        let Some(p) = self.parts[pid].as_ref() else {
+            return (refused, forbidden, limited);
+        };
+        let l = &self.cfg.limits;
+        let members = self
+            .rooms
+            .get(&p.room)
+            .map(|r| r.members.as_slice())
+            .unwrap_or(&[]);
+        let others = || {
+            members
+                .iter()
+                .filter(|m| **m != pid)
+                .filter_map(|m| self.parts[*m].as_ref())
+        };
+        let mut room_tracks: usize = others().map(|o| o.published.len()).sum();
+        let publishers = others().filter(|o| !o.published.is_empty()).count();
+        let mut mine = 0;
+        for s in sections {
+            if !s.sends || s.stopped || s.kind == SectionKind::Other {
+                continue;
+            }
+            let known = p.published(Mid::from(s.mid.as_str())).is_some();
+            let refuse = if !p.grants.publish {
+                forbidden = true;
+                true
+            } else if !known
+                && (mine >= l.tracks_per_publisher
+                    || room_tracks >= l.tracks_per_room
+                    || (mine == 0 && publishers >= l.publishers_per_room))
+            {
+                limited = true;
+                true
+            } else {
+                false
+            };
+            if refuse {
+                refused.push(s.mid.clone());
+            } else {
+                mine += 1;
+                room_tracks += 1;
+            }
+        }
+        (refused, forbidden, limited)
+    }
+
+    /// Make the participant's published set `sending`; subscribers renegotiate if it changed.
+    fn update_published(&mut self, pid: Pid, sending: &[(Mid, MediaKind)]) {
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        let mut changed = false;
+        let mut gone = Vec::new();
+        p.published.retain(|t| {
+            let keep = sending.iter().any(|(m, _)| *m == t.mid);
+            if !keep {
+                gone.extend(t.subs.iter().copied());
+                changed = true;
+            }
+            keep
+        });
+        for &(mid, kind) in sending {
+            if p.published(mid).is_some() {
+                continue;
+            }
+            let source = p
+                .publish_sources
+                .get(&*mid)
+                .copied()
+                .filter(|s| s.kind() == msg_kind(kind))
+                .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
+            p.published.push(PubTrack {
+                mid,
+                kind,
+                source,
+                subs: Vec::new(),
+                layers: Vec::new(),
+                pli: Vec::new(),
+            });
+            changed = true;
+        }
+        for (sub, slot) in gone {
+            self.detach_slot(sub, slot);
+        }
+        if changed {
+            self.renegotiate_room(pid);
+        }
+    }
+
+    /// Every other subscriber of `pid`'s room needs an offer.
+    pub(crate) fn renegotiate_room(&mut self, pid: Pid) {
+        let Some(room) = self.parts[pid].as_ref().map(|p| p.room.clone()) else {
+            return;
+        };
+        let members = match self.rooms.get(&room) {
+            Some(r) => r.members.clone(),
+            None => return,
+        };
+        for m in members {
+            if m == pid {
+                continue;
+            }
+            if let Some(o) = self.parts[m].as_mut() {
+                if o.grants.subscribe {
+                    o.renegotiate = true;
+                }
+            }
+        }
+    }
+
+    /// The slot's track left: stop forwarding now, turn the m-line inactive next offer.
+    pub(crate) fn detach_slot(&mut self, sub: Pid, slot: usize) {
+        if let Some(s) = self.parts[sub].as_mut() {
+            if let Some(sl) = s.slots.get_mut(slot) {
+                sl.track = None;
+                sl.layer = None;
+                sl.target = None;
+                sl.pt_map = None;
+                sl.rewriter.set_target(None);
+                s.renegotiate = true;
+            }
+        }
+    }
+
+    pub(crate) fn on_answer(&mut self, pid: Pid, payload: &str) {
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        let Some((pending, _, _)) = p.pending.take() else {
+            tracing::debug!(peer = %p.peer, "sfu: answer without an offer ignored");
+            return;
+        };
+        let answer = wire::sdp_of(payload)
+            .ok_or_else(|| "answer: not an SDP string".to_string())
+            .and_then(|t| SdpAnswer::from_sdp_string(&t).map_err(|e| format!("answer: {e}")))
+            .and_then(|a| {
+                p.rtc
+                    .sdp_api()
+                    .accept_answer(pending, a)
+                    .map_err(|e| format!("answer refused: {e}"))
+            });
+        if let Err(e) = answer {
+            // The offer is void; whatever it carried is offered again.
+            self.rollback_offer(pid);
+            return self.send_error(pid, ErrorCode::BadSdp, &e);
+        }
+        let mut keyframes = Vec::new();
+        for i in 0..p.slots.len() {
+            let mid = p.slots[i].mid;
+            let ssrc = p
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|s| s.ssrc());
+            let s = &mut p.slots[i];
+            match s.state {
+                SlotState::Offered => {
+                    s.state = SlotState::Active;
+                    s.ssrc = ssrc;
+                    if let Some(t) = s.track {
+                        keyframes.push(t);
+                    }
+                }
+                SlotState::Stopping => s.state = SlotState::Free,
+                SlotState::Active | SlotState::Free => {}
+            }
+        }
+        self.choose_layers(pid);
+        for (pub_pid, mid) in keyframes {
+            let rid = self.parts[pid]
+                .as_ref()
+                .and_then(|p| p.slots.iter().find(|s| s.track == Some((pub_pid, mid))))
+                .and_then(|s| s.target);
+            self.request_keyframe(pub_pid, mid, rid);
+        }
+    }
+
+    /// Forget an offer that failed: new slots go, reused ones are free again, and the
+    /// next offer carries the wanted state.
+    fn rollback_offer(&mut self, pid: Pid) {
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        let mut unlinks = Vec::new();
+        while let Some(last) = p.slots.last() {
+            if last.state == SlotState::Offered && p.rtc.media(last.mid).is_none() {
+                if let Some((pp, m)) = last.track {
+                    unlinks.push((pp, m));
+                }
+                p.slots.pop();
+            } else {
+                break;
+            }
+        }
+        for s in &mut p.slots {
+            if s.state == SlotState::Offered || s.state == SlotState::Stopping {
+                // str0m applied the direction already; treat it as live and let the next
+                // offer settle it.
+                s.state = SlotState::Active;
+            }
+        }
+        p.renegotiate = true;
+        for (pp, m) in unlinks {
+            self.unlink(pp, m, pid);
+        }
+    }
+
+    pub(crate) fn on_candidate(&mut self, pid: Pid, payload: &str) {
+        let Some(line) = wire::candidate_of(payload) else {
+            return;
+        };
+        let line = line.strip_prefix("a=").unwrap_or(&line);
+        if let (Ok(c), Some(p)) = (Candidate::from_sdp_string(line), self.parts[pid].as_mut()) {
+            p.rtc.add_remote_candidate(c);
+        }
+    }
+
+    pub(crate) fn on_message(&mut self, pid: Pid, payload: &str) {
+        match SfuMessage::parse(payload) {
+            Ok(SfuMessage::Publish(list)) => {
+                if let Some(p) = self.parts[pid].as_mut() {
+                    p.publish_sources = list
+                        .into_iter()
+                        .map(|t| (t.mid.into_owned(), t.source))
+                        .collect();
+                    // A source can change without an offer (same m-line, new meaning).
+                    let mut changed = false;
+                    for t in &mut p.published {
+                        if let Some(s) = p.publish_sources.get(&*t.mid) {
+                            if s.kind() == msg_kind(t.kind) && t.source != *s {
+                                t.source = *s;
+                                changed = true;
+                            }
+                        }
+                    }
+                    if changed {
+                        self.renegotiate_room(pid);
+                    }
+                }
+            }
+            Ok(SfuMessage::View(list)) => {
+                if let Some(p) = self.parts[pid].as_mut() {
+                    // A mid absent from the message is hidden; a mid never reported at
+                    // all is visible at the default size.
+                    for s in &mut p.slots {
+                        s.view = Some(
+                            list.iter()
+                                .find(|v| *v.mid == *s.mid)
+                                .map(|v| (v.width, v.height))
+                                .unwrap_or((0, 0)),
+                        );
+                    }
+                }
+                self.choose_layers(pid);
+            }
+            Ok(_) => tracing::debug!("sfu: a server-to-browser message from a browser ignored"),
+            Err(e) => self.send_error(pid, ErrorCode::BadMessage, &e.to_string()),
+        }
+    }
+
+    /// Offers due: participants whose remote tracks changed and who have no offer out.
+    pub(crate) fn offer_due(&mut self) {
+        for pid in 0..self.parts.len() {
+            let due = matches!(&self.parts[pid], Some(p) if p.renegotiate && p.described && p.pending.is_none());
+            if due {
+                self.make_offer(pid);
+            }
+        }
+    }
+
+    /// Offers unanswered for too long are sent again (the browser may have missed them).
+    pub(crate) fn offer_timers(&mut self) {
+        let now = self.now;
+        for pid in 0..self.parts.len() {
+            let resend = match self.parts[pid].as_mut() {
+                Some(p) => match &mut p.pending {
+                    Some((_, at, offer)) if now >= *at + OFFER_TIMEOUT => {
+                        *at = now;
+                        Some((offer.clone(), p.tracks_sent.clone()))
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some((offer, tracks)) = resend {
+                self.signal(pid, SignalKind::Message, tracks);
+                self.signal(pid, SignalKind::Offer, offer);
+            }
+        }
+    }
+
+    fn make_offer(&mut self, pid: Pid) {
+        let now: Instant = self.now;
+        let Some(p) = self.parts[pid].as_ref() else {
+            return;
+        };
+        // The room's tracks this participant should receive, in member order.
+        let mut wanted: Vec<(Pid, Mid, MediaKind)> = Vec::new();
+        if p.grants.subscribe {
+            if let Some(r) = self.rooms.get(&p.room) {
+                for &m in r.members.iter().filter(|m| **m != pid) {
+                    let Some(o) = self.parts[m].as_ref() else {
+                        continue;
+                    };
+                    for t in &o.published {
+                        let has = p.slots.iter().any(|s| s.track == Some((m, t.mid)));
+                        if has || t.subs.len() < self.cfg.limits.subscribers_per_publisher {
+                            wanted.push((m, t.mid, t.kind));
+                        }
+                    }
+                }
+            }
+        }
+        let publisher_peers: Vec<std::sync::Arc<str>> = wanted
+            .iter()
+            .map(|(m, _, _)| {
+                self.parts[*m]
+                    .as_ref()
+                    .map(|o| o.peer.clone())
+                    .unwrap_or_else(|| "".into())
+            })
+            .collect();
+
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        p.renegotiate = false;
+        // Slots whose track is no longer wanted.
+        let mut unlinks = Vec::new();
+        for s in &mut p.slots {
+            if let Some(t) = s.track {
+                if !wanted.iter().any(|(m, mid, _)| (*m, *mid) == t) {
+                    unlinks.push(t);
+                    s.track = None;
+                }
+            }
+        }
+        let mut links = Vec::new();
+        let mut api = p.rtc.sdp_api();
+        for s in &mut p.slots {
+            if s.track.is_none() && s.state == SlotState::Active {
+                api.set_direction(s.mid, Direction::Inactive);
+                s.state = SlotState::Stopping;
+            }
+        }
+        for (i, &(m, mid, kind)) in wanted.iter().enumerate() {
+            if p.slots.iter().any(|s| s.track == Some((m, mid))) {
+                continue;
+            }
+            let reuse = p
+                .slots
+                .iter()
+                .position(|s| s.state == SlotState::Free && s.kind == kind && s.track.is_none());
+            let idx = match reuse {
+                Some(idx) => {
+                    api.set_direction(p.slots[idx].mid, Direction::SendOnly);
+                    idx
+                }
+                None => {
+                    let stream = publisher_peers[i].to_string();
+                    let smid = api.add_media(kind, Direction::SendOnly, Some(stream), None, None);
+                    p.slots.push(OutSlot::new(smid, kind));
+                    p.slots.len() - 1
+                }
+            };
+            let s = &mut p.slots[idx];
+            s.track = Some((m, mid));
+            s.state = SlotState::Offered;
+            s.layer = None;
+            s.pt_map = None;
+            links.push((m, mid, idx));
+        }
+        let applied = if api.has_changes() { api.apply() } else { None };
+        let Some((offer, pending)) = applied else {
+            drop(links);
+            for (pp, m) in unlinks {
+                self.unlink(pp, m, pid);
+            }
+            return;
+        };
+        let offer = serde_json::to_string(&offer.to_sdp_string()).unwrap_or_default();
+        p.pending = Some((pending, now, offer.clone()));
+        for (pp, m) in unlinks {
+            self.unlink(pp, m, pid);
+        }
+        for (pp, m, idx) in links {
+            if let Some(t) = self.parts[pp]
+                .as_mut()
+                .and_then(|o| o.published.iter_mut().find(|t| t.mid == m))
+            {
+                t.subs.push((pid, idx));
+            }
+        }
+        self.send_tracks(pid, true);
+        self.signal(pid, SignalKind::Offer, offer);
+    }
+
+    /// The `tracks` map of this participant's PC (`force`: even if unchanged).
+    pub(crate) fn send_tracks(&mut self, pid: Pid, force: bool) {
+        let Some(p) = self.parts[pid].as_ref() else {
+            return;
+        };
+        let mut list = Vec::new();
+        for s in &p.slots {
+            let Some((pp, m)) = s.track else { continue };
+            let Some(o) = self.parts[pp].as_ref() else {
+                continue;
+            };
+            let Some(t) = o.published.iter().find(|t| t.mid == m) else {
+                continue;
+            };
+            list.push(RemoteTrack {
+                mid: s.mid.to_string().into(),
+                peer: o.peer.to_string().into(),
+                source: t.source,
+            });
+        }
+        let msg = SfuMessage::Tracks(list).render();
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        if force || p.tracks_sent != msg {
+            p.tracks_sent = msg.clone();
+            self.signal(pid, SignalKind::Message, msg);
+        }
+    }
+}
+
+impl OutSlot {
+    pub(crate) fn new(mid: Mid, kind: MediaKind) -> OutSlot {
+        OutSlot {
+            mid,
+            kind,
+            state: SlotState::Offered,
+            track: None,
+            ssrc: None,
+            pt_map: None,
+            // Continuous across the tracks the slot carries (same SSRC): one rewriter for
+            // the slot's life; its first sequence number is low for str0m's ROC.
+            rewriter: Rewriter::new(
+                if kind == MediaKind::Audio {
+                    48_000
+                } else {
+                    90_000
+                },
+                1000,
+            ),
+            layer: None,
+            target: None,
+            view: None,
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! [`Sfu`]: the rooms of one worker thread. It owns every participant's `Rtc`, routes
+//! datagrams to them (STUN by the local ufrag in USERNAME, everything else by the source
+//! address learned from accepted STUN: two hash lookups, no scan), drains their output
+//! and keeps the deadlines. Negotiation lives in `negotiate.rs`, forwarding in
+//! `forward.rs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::config::DtlsCert;
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output};
+use switchboard_stun::{attr_type, Class, Message, Method};
+
+use crate::config::{Grants, SfuConfig};
+use crate::message::{ErrorCode, SfuMessage};
+use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind};
+use crate::participant::{Participant, Pid, MAX_ADDRS};
+use crate::speaker::{SpeakerConfig, SpeakerDetector};
+
+/// Participants of one room.
+pub(crate) struct Room {
+    pub members: Vec<Pid>,
+    pub by_peer: HashMap<Arc<str>, Pid>,
+    /// Dominant speaker of the room (by peer id).
+    pub speaker: SpeakerDetector<Arc<str>>,
+}
+
+/// Counters behind [`SfuStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_packets: u64,
+    pub layer_switches: u64,
+    pub plis_sent: u64,
+    pub data_relayed: u64,
+    pub data_dropped: u64,
+    pub unknown_datagrams: u64,
+}
+
+/// The SFU of one worker: a set of rooms, sans-IO. See the crate docs.
+pub struct Sfu {
+    pub(crate) cfg: SfuConfig,
+    cert: Option<DtlsCert>,
+    pub(crate) parts: Vec<Option<Participant>>,
+    free: Vec<Pid>,
+    pub(crate) rooms: HashMap<Arc<str>, Room>,
+    by_ufrag: HashMap<String, Pid>,
+    by_addr: HashMap<SocketAddr, Pid>,
+    pub(crate) out: VecDeque<SfuOutput>,
+    dirty: Vec<Pid>,
+    pub(crate) counters: Counters,
+    pub(crate) now: Instant,
+}
+
+impl Sfu {
+    /// A worker's SFU. Fails on a config that cannot work.
+    pub fn new(cfg: SfuConfig, now: Instant) -> Result<Sfu, SfuError> {
+        cfg.validate().map_err(SfuError::Config)?;
+        // One DTLS certificate for the worker: generating one per participant costs a
+        // key generation per join for nothing (the fingerprint is per SDP anyway).
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        Ok(Sfu {
+            cfg,
+            cert,
+            parts: Vec::new(),
+            free: Vec::new(),
+            rooms: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            out: VecDeque::new(),
+            dirty: Vec::new(),
+            counters: Counters::default(),
+            now,
+        })
+    }
+
+    /// The browser `peer` of `room` will connect (the hub saw it join an SFU room).
+    /// Nothing is sent until its first offer arrives.
+    pub fn add_participant(
+        &mut self,
+        room: &str,
+        peer: &str,
+        grants: Grants,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.tick(now);
+        if let Some(r) = self.rooms.get(room) {
+            if r.by_peer.contains_key(peer) {
+                return Err(SfuError::AlreadyJoined {
+                    room: room.into(),
+                    peer: peer.into(),
+                });
+            }
+            if r.members.len() >= self.cfg.limits.participants_per_room {
+                return Err(SfuError::RoomFull {
+                    room: room.into(),
+                    limit: self.cfg.limits.participants_per_room,
+                });
+            }
+        }
+        let room_name: Arc<str> = match self.rooms.get_key_value(room) {
+            Some((k, _)) => k.clone(),
+            None => room.into(),
+        };
+        let peer: Arc<str> = peer.into();
+        let ufrag = loop {
+            let u = format!(
+                "{}{}",
+                self.cfg.ufrag_prefix,
+                switchboard_util::random_hex(6)
+            );
+            if !self.by_ufrag.contains_key(&u) {
+                break u;
+            }
+        };
+        let p = Participant::new(
+            &self.cfg,
+            self.cert.as_ref(),
+            room_name.clone(),
+            peer.clone(),
+            grants,
+            ufrag.clone(),
+            self.now,
+        );
+        let pid = match self.free.pop() {
+            Some(i) => {
+                self.parts[i] = Some(p);
+                i
+            }
+            None => {
+                self.parts.push(Some(p));
+                self.parts.len() - 1
+            }
+        };
+        self.by_ufrag.insert(ufrag, pid);
+        let now = self.now;
+        let r = self.rooms.entry(room_name).or_insert_with(|| Room {
+            members: Vec::new(),
+            by_peer: HashMap::new(),
+            speaker: SpeakerDetector::new(SpeakerConfig::default(), now),
+        });
+        r.members.push(pid);
+        r.by_peer.insert(peer, pid);
+        self.mark(pid);
+        Ok(())
+    }
+
+    /// The browser left the room (hub `peer-left`): its tracks leave every subscriber.
+    /// Unknown participants are ignored (it may be gone already).
+    pub fn remove_participant(&mut self, room: &str, peer: &str, now: Instant) {
+        self.tick(now);
+        if let Some(pid) = self.pid(room, peer) {
+            self.drop_participant(pid, None);
+        }
+        self.drain();
+    }
+
+    /// A signaling relay from `from` in `room` to the SFU.
+    pub fn handle_signal(
+        &mut self,
+        room: &str,
+        from: &str,
+        msg: SignalIn<'_>,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        self.tick(now);
+        let pid = self
+            .pid(room, from)
+            .ok_or_else(|| SfuError::UnknownParticipant {
+                room: room.into(),
+                peer: from.into(),
+            })?;
+        match msg {
+            SignalIn::Offer(p) => self.on_offer(pid, p),
+            SignalIn::Answer(p) => self.on_answer(pid, p),
+            SignalIn::Candidate(p) => self.on_candidate(pid, p),
+            SignalIn::Message(p) => self.on_message(pid, p),
+        }
+        self.mark(pid);
+        self.drain();
+        Ok(())
+    }
+
+    /// A datagram that arrived on the SFU socket from `source`; `destination` is the
+    /// local address it arrived on (a configured candidate; with a wildcard bind pass the
+    /// candidate's address; any address with a candidate's port is taken as that
+    /// candidate). False if no participant of this SFU owns it (counted).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
+        self.tick(now);
+        let pid = match stun_ufrag(bytes) {
+            Some(ufrag) => {
+                let pid = self.by_ufrag.get(ufrag).copied();
+                if let Some(pid) = pid {
+                    self.learn_addr(pid, source);
+                }
+                pid
+            }
+            None => self.by_addr.get(&source).copied(),
+        };
+        let Some(pid) = pid else {
+            self.counters.unknown_datagrams += 1;
+            return false;
+        };
+        let destination = self.local_addr(destination);
+        let Ok(contents) = bytes.try_into() else {
+            self.counters.unknown_datagrams += 1;
+            return false;
+        };
+        let input = Input::Receive(
+            self.now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let Some(p) = self.parts[pid].as_mut() else {
+            return false;
+        };
+        p.last_seen = self.now;
+        if let Err(e) = p.rtc.handle_input(input) {
+            tracing::debug!(peer = %p.peer, "sfu: input failed: {e}");
+            self.drop_participant(pid, Some(GoneReason::Error));
+        } else {
+            self.mark(pid);
+        }
+        self.drain();
+        true
+    }
+
+    /// Time passed: str0m timers, idle participants, deferred keyframe requests, stale
+    /// offers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        let idle = self.cfg.idle_timeout;
+        for pid in 0..self.parts.len() {
+            let Some(p) = self.parts[pid].as_mut() else {
+                continue;
+            };
+            if self.now.saturating_duration_since(p.last_seen) >= idle {
+                self.drop_participant(pid, Some(GoneReason::Idle));
+                continue;
+            }
+            if p.rtc_timeout <= self.now {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                    tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
+                    self.drop_participant(pid, Some(GoneReason::Error));
+                    continue;
+                }
+                self.mark(pid);
+            }
+        }
+        self.keyframe_timers();
+        self.speaker_timers();
+        self.offer_timers();
+        self.drain();
+    }
+
+    /// Next output: datagrams, signaling, participants gone, rooms empty.
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`Sfu::handle_timeout`] is due next (None: nothing scheduled).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        };
+        for p in self.parts.iter().flatten() {
+            soonest(p.rtc_timeout);
+            soonest(p.last_seen + self.cfg.idle_timeout);
+            if let Some((_, at, _)) = &p.pending {
+                soonest(*at + OFFER_TIMEOUT);
+            }
+        }
+        if let Some(t) = self.policy_timeout() {
+            soonest(t);
+        }
+        next
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> SfuStats {
+        let c = &self.counters;
+        let parts = self.parts.iter().flatten();
+        SfuStats {
+            rooms: self.rooms.len(),
+            participants: self.parts.iter().flatten().count(),
+            tracks: self.parts.iter().flatten().map(|p| p.published.len()).sum(),
+            forwarded_packets: c.forwarded_packets,
+            forwarded_bytes: c.forwarded_bytes,
+            dropped_packets: c.dropped_packets,
+            layer_switches: c.layer_switches,
+            plis_sent: c.plis_sent,
+            data_relayed: c.data_relayed,
+            data_dropped: c.data_dropped,
+            unknown_datagrams: c.unknown_datagrams,
+            bwe_estimates: parts.filter_map(|p| p.bwe).collect(),
+        }
+    }
+
+    /// The local ufrag of a participant (tests, driver diagnostics).
+    pub fn local_ufrag(&self, room: &str, peer: &str) -> Option<&str> {
+        let pid = self.pid(room, peer)?;
+        self.parts[pid].as_ref().map(|p| p.ufrag.as_str())
+    }
+
+    // ---- internals ----
+
+    fn tick(&mut self, now: Instant) {
+        // str0m wants time that never goes backwards.
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    pub(crate) fn pid(&self, room: &str, peer: &str) -> Option<Pid> {
+        self.rooms.get(room)?.by_peer.get(peer).copied()
+    }
+
+    pub(crate) fn mark(&mut self, pid: Pid) {
+        if let Some(p) = self.parts[pid].as_mut() {
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(pid);
+            } else if !self.dirty.contains(&pid) {
+                self.dirty.push(pid);
+            }
+        }
+    }
+
+    fn learn_addr(&mut self, pid: Pid, source: SocketAddr) {
+        match self.by_addr.get(&source) {
+            Some(&owner) if owner == pid => return,
+            Some(&owner) => {
+                // The address moved to another participant (a NAT reused the port).
+                if let Some(p) = self.parts[owner].as_mut() {
+                    p.addrs.retain(|a| *a != source);
+                }
+            }
+            None => {}
+        }
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
+        if p.addrs.len() >= MAX_ADDRS {
+            let old = p.addrs.remove(0);
+            self.by_addr.remove(&old);
+        }
+        p.addrs.push(source);
+        self.by_addr.insert(source, pid);
+    }
+
+    fn local_addr(&self, destination: SocketAddr) -> SocketAddr {
+        let c = &self.cfg.candidates;
+        if c.contains(&destination) {
+            return destination;
+        }
+        c.iter()
+            .find(|a| a.port() == destination.port() && a.is_ipv4() == destination.is_ipv4())
+            .or_else(|| c.first())
+            .copied()
+            .unwrap_or(destination)
+    }
+
+    /// Drain every participant that may have output, until none has: forwarding into
+    /// one participant's streams makes it dirty in turn.
+    pub(crate) fn drain(&mut self) {
+        while let Some(pid) = self.dirty.pop() {
+            self.drain_one(pid);
+        }
+        self.offer_due();
+        while let Some(pid) = self.dirty.pop() {
+            self.drain_one(pid);
+        }
+    }
+
+    fn drain_one(&mut self, pid: Pid) {
+        loop {
+            let Some(p) = self.parts[pid].as_mut() else {
+                return;
+            };
+            p.dirty = false;
+            if !p.rtc.is_alive() {
+                self.drop_participant(pid, Some(GoneReason::Closed));
+                return;
+            }
+            let output = match p.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(peer = %p.peer, "sfu: poll failed: {e}");
+                    self.drop_participant(pid, Some(GoneReason::Error));
+                    return;
+                }
+            };
+            match output {
+                Output::Timeout(t) => {
+                    p.rtc_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Output::Event(e) => self.on_event(pid, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, pid: Pid, e: Event) {
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.drop_participant(pid, Some(GoneReason::IceTimeout));
+            }
+            Event::Closed => self.drop_participant(pid, Some(GoneReason::Closed)),
+            Event::ChannelOpen(id, _) => {
+                if let Some(p) = self.parts[pid].as_mut() {
+                    p.channel = Some(id);
+                }
+            }
+            Event::ChannelData(d) => self.on_channel_data(pid, d),
+            Event::RtpPacket(pkt) => self.on_rtp(pid, pkt),
+            Event::KeyframeRequest(req) => self.on_keyframe_request(pid, req),
+            Event::EgressBitrateEstimate(bwe) => self.on_bwe(pid, bwe),
+            _ => {}
+        }
+    }
+
+    /// Send a signaling relay to a participant.
+    pub(crate) fn signal(&mut self, pid: Pid, kind: SignalKind, payload: String) {
+        if let Some(p) = self.parts[pid].as_ref() {
+            self.out.push_back(SfuOutput::Signal {
+                room: p.room.clone(),
+                to: p.peer.clone(),
+                kind,
+                payload,
+            });
+        }
+    }
+
+    pub(crate) fn send_error(&mut self, pid: Pid, code: ErrorCode, reason: &str) {
+        let msg = SfuMessage::Error {
+            code,
+            reason: reason.into(),
+        };
+        self.signal(pid, SignalKind::Message, msg.render());
+    }
+
+    /// Remove a participant; `reason` Some = tell the driver it is gone.
+    pub(crate) fn drop_participant(&mut self, pid: Pid, reason: Option<GoneReason>) {
+        let Some(mut p) = self.parts[pid].take() else {
+            return;
+        };
+        self.free.push(pid);
+        p.rtc.disconnect();
+        self.by_ufrag.remove(&p.ufrag);
+        for a in &p.addrs {
+            if self.by_addr.get(a) == Some(&pid) {
+                self.by_addr.remove(a);
+            }
+        }
+        // Its subscriptions: off every publisher's list.
+        for s in &p.slots {
+            if let Some((pub_pid, mid)) = s.track {
+                self.unlink(pub_pid, mid, pid);
+            }
+        }
+        // Its tracks: off every subscriber.
+        for t in &p.published {
+            for &(sub, slot) in &t.subs {
+                self.detach_slot(sub, slot);
+            }
+        }
+        let mut empty = false;
+        let mut silence = Vec::new();
+        if let Some(r) = self.rooms.get_mut(&p.room) {
+            r.members.retain(|m| *m != pid);
+            r.by_peer.remove(&p.peer);
+            empty = r.members.is_empty();
+            if r.speaker.remove(&p.peer) {
+                silence = r.members.clone();
+            }
+        }
+        for m in silence {
+            self.signal(m, SignalKind::Message, SfuMessage::Speaker(None).render());
+        }
+        if let Some(reason) = reason {
+            self.out.push_back(SfuOutput::ParticipantGone {
+                room: p.room.clone(),
+                peer: p.peer.clone(),
+                reason,
+            });
+        }
+        if empty {
+            self.rooms.remove(&p.room);
+            self.out.push_back(SfuOutput::RoomEmpty { room: p.room });
+        }
+    }
+
+    /// Forget that `sub` receives `pub_pid`'s track `mid`.
+    pub(crate) fn unlink(&mut self, pub_pid: Pid, mid: str0m::media::Mid, sub: Pid) {
+        if let Some(pp) = self.parts[pub_pid].as_mut() {
+            if let Some(t) = pp.published.iter_mut().find(|t| t.mid == mid) {
+                t.subs.retain(|(s, _)| *s != sub);
+            }
+        }
+    }
+}
+
+/// How long the SFU waits for the answer to its offer before offering again.
+pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
+fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
+    if !matches!(datagram.first(), Some(0..=3)) {
+        return None;
+    }
+    let msg = Message::parse(datagram).ok()?;
+    if msg.method != Method::BINDING || msg.class != Class::Request {
+        return None;
+    }
+    let user = msg.get(attr_type::USERNAME)?;
+    let colon = user.iter().position(|&c| c == b':')?;
+    std::str::from_utf8(&user[..colon]).ok()
+}

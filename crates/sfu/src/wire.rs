@@ -1,0 +1,50 @@
+//! The relay payloads around the SDP: an `offer`/`answer` payload is the SDP as a JSON
+//! string (or an `{"type","sdp"}` object), a `candidate` payload the browser's
+//! `RTCIceCandidateInit` (or its candidate line). The `{"sfu":...}` messages and the
+//! data-channel envelopes are `message.rs`'s.
+
+use serde::Deserialize;
+
+/// The SDP text of an `offer`/`answer` relay payload: a JSON string, or an object with
+/// an `sdp` string.
+pub(crate) fn sdp_of(payload: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        Text(String),
+        Obj { sdp: String },
+    }
+    match serde_json::from_str::<P>(payload).ok()? {
+        P::Text(s) | P::Obj { sdp: s } => Some(s),
+    }
+}
+
+/// The candidate line of a `candidate` payload (`{"candidate":"candidate:..."}` or a string).
+pub(crate) fn candidate_of(payload: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        Text(String),
+        Obj { candidate: String },
+    }
+    match serde_json::from_str::<P>(payload).ok()? {
+        P::Text(s) | P::Obj { candidate: s } => Some(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        assert_eq!(sdp_of(r#""v=0\r\n""#).unwrap(), "v=0\r\n");
+        assert_eq!(sdp_of(r#"{"type":"offer","sdp":"v=0"}"#).unwrap(), "v=0");
+        assert!(sdp_of("{}").is_none());
+        assert_eq!(
+            candidate_of(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0"}"#)
+                .unwrap(),
+            "candidate:1 1 udp 1 1.2.3.4 5 typ host"
+        );
+    }
+}

@@ -1,0 +1,586 @@
+//! The in-test network for the SFU tests: browsers are plain str0m `Rtc`s (full ICE,
+//! controlling, one host candidate, RTP mode), the SFU is the sans-IO `Sfu`, datagrams
+//! and signaling relays move between them in a loop on fake time. No sockets.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use switchboard_sfu::{GoneReason, Grants, Sfu, SfuConfig, SfuOutput, SignalIn, SignalKind};
+
+pub const ROOM: &str = "room";
+
+/// One m-line a client publishes: kind, simulcast, source.
+pub type Publish = (MediaKind, bool, &'static str);
+
+pub fn sfu_addr() -> SocketAddr {
+    "10.0.0.1:3480".parse().unwrap()
+}
+
+/// A browser stand-in.
+pub struct Client {
+    pub peer: String,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    /// The client's own offer waiting for the SFU's answer: what it adds (media kind,
+    /// simulcast, source) and the mids str0m gave them.
+    pub pending: Option<(SdpPendingOffer, Vec<Publish>, Vec<Mid>)>,
+    /// Mids this client sends on (answered).
+    pub sending: Vec<Mid>,
+    /// Client offers the SFU ignored because of glare (rolled back and re-sent).
+    pub rollbacks: u32,
+    /// Does not take part in the network any more (vanished without a goodbye).
+    pub dead: bool,
+    pub channel: Option<ChannelId>,
+    pub channel_open: bool,
+    /// Relays from the SFU not yet handled (with `auto` they are handled by the loop).
+    pub inbox: VecDeque<(SignalKind, String)>,
+    pub auto: bool,
+    /// Every `{"sfu":...}` message received, in order.
+    pub messages: Vec<serde_json::Value>,
+    pub data: Vec<String>,
+    /// RTP packets received per local mid.
+    pub rtp: HashMap<Mid, u64>,
+    /// RTP packets received per (mid, sequence number) (to check continuity).
+    pub rtp_seqs: HashMap<Mid, Vec<u64>>,
+    pub keyframe_requests: u64,
+    pub connected: bool,
+    /// RFC 6464 level (−dBov as str0m's negative i8) put on outgoing audio packets.
+    pub level: Option<i8>,
+    pub offers_received: u32,
+    pub answers_received: u32,
+    seq: u64,
+}
+
+pub struct Net {
+    pub sfu: Sfu,
+    pub clients: Vec<Client>,
+    pub now: Instant,
+    pub gone: Vec<(String, GoneReason)>,
+    pub rooms_empty: Vec<String>,
+}
+
+pub fn config() -> SfuConfig {
+    SfuConfig {
+        ufrag_prefix: "w1x".into(),
+        candidates: vec![sfu_addr()],
+        ..SfuConfig::default()
+    }
+}
+
+impl Net {
+    pub fn new() -> Net {
+        Self::with_config(config())
+    }
+
+    pub fn with_config(cfg: SfuConfig) -> Net {
+        let now = Instant::now();
+        Net {
+            sfu: Sfu::new(cfg, now).unwrap(),
+            clients: Vec::new(),
+            now,
+            gone: Vec::new(),
+            rooms_empty: Vec::new(),
+        }
+    }
+
+    /// A browser joins the SFU room (the hub told the driver); returns its index.
+    pub fn join(&mut self, peer: &str, grants: Grants) -> usize {
+        self.sfu
+            .add_participant(ROOM, peer, grants, self.now)
+            .unwrap();
+        let n = self.clients.len() as u8 + 2;
+        let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .enable_bwe(None)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        self.clients.push(Client {
+            peer: peer.into(),
+            addr,
+            rtc,
+            pending: None,
+            sending: Vec::new(),
+            rollbacks: 0,
+            dead: false,
+            channel: None,
+            channel_open: false,
+            inbox: VecDeque::new(),
+            auto: true,
+            messages: Vec::new(),
+            data: Vec::new(),
+            rtp: HashMap::new(),
+            rtp_seqs: HashMap::new(),
+            keyframe_requests: 0,
+            connected: false,
+            level: None,
+            offers_received: 0,
+            answers_received: 0,
+            seq: 0,
+        });
+        self.clients.len() - 1
+    }
+
+    pub fn idx(&self, peer: &str) -> usize {
+        self.clients.iter().position(|c| c.peer == peer).unwrap()
+    }
+
+    /// The client offers: the data channel (first time) plus `media` (kind, simulcast),
+    /// sources camera/microphone.
+    pub fn offer(&mut self, c: usize, media: &[(MediaKind, bool)]) {
+        let media = media
+            .iter()
+            .map(|(k, s)| {
+                (
+                    *k,
+                    *s,
+                    if *k == MediaKind::Audio {
+                        "microphone"
+                    } else {
+                        "camera"
+                    },
+                )
+            })
+            .collect();
+        self.make_offer(c, media);
+    }
+
+    /// Offer `media` with explicit sources, announced by a `publish` message first.
+    pub fn offer_sources(&mut self, c: usize, media: &[(MediaKind, bool, &'static str)]) {
+        self.make_offer(c, media.to_vec());
+    }
+
+    fn make_offer(&mut self, c: usize, media: Vec<(MediaKind, bool, &'static str)>) {
+        let cl = &mut self.clients[c];
+        let mut api = cl.rtc.sdp_api();
+        let mut mids = Vec::new();
+        for (kind, simulcast, _) in &media {
+            let sim = simulcast.then(|| {
+                let mut s = Simulcast::new();
+                for r in ["q", "h", "f"] {
+                    s.add_send_layer(SimulcastLayer::new(r));
+                }
+                s
+            });
+            mids.push(api.add_media(*kind, Direction::SendOnly, None, None, sim));
+        }
+        if cl.channel.is_none() {
+            cl.channel = Some(api.add_channel_with_config(ChannelConfig {
+                label: "switchboard".into(),
+                negotiated: Some(0),
+                ..Default::default()
+            }));
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        let publish: Vec<serde_json::Value> = media
+            .iter()
+            .zip(&mids)
+            .map(|((_, _, source), mid)| serde_json::json!({"mid": mid.to_string(), "source": source}))
+            .collect();
+        cl.pending = Some((pending, media, mids));
+        let sdp = offer.to_sdp_string();
+        let peer = cl.peer.clone();
+        let publish = serde_json::json!({"sfu": "publish", "tracks": publish}).to_string();
+        self.sfu
+            .handle_signal(ROOM, &peer, SignalIn::Message(&publish), self.now)
+            .unwrap();
+        let payload = serde_json::to_string(&sdp).unwrap();
+        self.sfu
+            .handle_signal(ROOM, &peer, SignalIn::Offer(&payload), self.now)
+            .unwrap();
+    }
+
+    /// Send a `{"sfu":...}` message from client `c`.
+    pub fn message(&mut self, c: usize, json: &str) {
+        let peer = self.clients[c].peer.clone();
+        self.sfu
+            .handle_signal(ROOM, &peer, SignalIn::Message(json), self.now)
+            .unwrap();
+    }
+
+    /// Handle one relay from the SFU as a polite perfect-negotiation browser.
+    pub fn handle_relay(&mut self, c: usize, kind: SignalKind, payload: String) {
+        match kind {
+            SignalKind::Message => {
+                let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                self.clients[c].messages.push(v);
+            }
+            SignalKind::Offer => {
+                let sdp: String = serde_json::from_str(&payload).unwrap();
+                let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
+                let cl = &mut self.clients[c];
+                cl.offers_received += 1;
+                // Polite: a pending own offer is rolled back (str0m drops it on accept)
+                // and made again after the answer.
+                let rolled_back = cl.pending.take();
+                if let Some((_, media, _)) = &rolled_back {
+                    cl.rollbacks += 1;
+                    if !cl.channel_open && media.is_empty() {
+                        cl.channel = None;
+                    }
+                }
+                let answer = cl.rtc.sdp_api().accept_offer(offer).unwrap();
+                let payload = serde_json::to_string(&answer.to_sdp_string()).unwrap();
+                let peer = cl.peer.clone();
+                self.sfu
+                    .handle_signal(ROOM, &peer, SignalIn::Answer(&payload), self.now)
+                    .unwrap();
+                if let Some((_, media, _)) = rolled_back {
+                    self.make_offer(c, media);
+                }
+            }
+            SignalKind::Answer => {
+                let sdp: String = serde_json::from_str(&payload).unwrap();
+                let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
+                let cl = &mut self.clients[c];
+                cl.answers_received += 1;
+                if let Some((p, _, mids)) = cl.pending.take() {
+                    cl.rtc.sdp_api().accept_answer(p, answer).unwrap();
+                    cl.sending.extend(mids);
+                }
+            }
+        }
+    }
+
+    /// Drain client `c`'s output (str0m keeps one received RTP packet until polled, so
+    /// every input is followed by this). Datagrams for the SFU go to `to_sfu`.
+    fn drain_client(
+        &mut self,
+        c: usize,
+        to_sfu: &mut Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
+    ) -> bool {
+        let mut moved = false;
+        let cl = &mut self.clients[c];
+        if cl.dead {
+            return false;
+        }
+        loop {
+            let out = match cl.rtc.poll_output() {
+                Ok(o) => o,
+                Err(_) => break,
+            };
+            match out {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => {
+                    moved = true;
+                    if t.destination == sfu_addr() {
+                        to_sfu.push((t.source, t.destination, t.contents.into()));
+                    }
+                }
+                Output::Event(e) => {
+                    moved = true;
+                    on_client_event(cl, e);
+                }
+            }
+        }
+        moved
+    }
+
+    /// One pass of the network: clients' output to the SFU, the SFU's output to clients.
+    fn pump(&mut self) -> bool {
+        let mut moved = false;
+        let mut to_sfu = Vec::new();
+        for c in 0..self.clients.len() {
+            moved |= self.drain_client(c, &mut to_sfu);
+        }
+        for (src, dst, bytes) in to_sfu.drain(..) {
+            self.sfu.handle_datagram(self.now, src, dst, &bytes);
+        }
+        while let Some(o) = self.sfu.poll_output() {
+            moved = true;
+            match o {
+                SfuOutput::Transmit {
+                    source,
+                    destination,
+                    contents,
+                } => {
+                    assert_eq!(source, sfu_addr());
+                    if let Some(c) = self
+                        .clients
+                        .iter()
+                        .position(|c| c.addr == destination && !c.dead)
+                    {
+                        let now = self.now;
+                        let r = Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination,
+                            contents: contents.as_slice().try_into().unwrap(),
+                        };
+                        if let Err(e) = self.clients[c].rtc.handle_input(Input::Receive(now, r)) {
+                            panic!("client input error: {e}");
+                        }
+                        self.drain_client(c, &mut to_sfu);
+                    }
+                }
+                SfuOutput::Signal {
+                    room,
+                    to,
+                    kind,
+                    payload,
+                } => {
+                    assert_eq!(&*room, ROOM);
+                    let c = self.idx(&to);
+                    self.clients[c].inbox.push_back((kind, payload));
+                }
+                SfuOutput::ParticipantGone { peer, reason, .. } => {
+                    self.gone.push((peer.to_string(), reason))
+                }
+                SfuOutput::RoomEmpty { room } => self.rooms_empty.push(room.to_string()),
+            }
+        }
+        for (src, dst, bytes) in to_sfu.drain(..) {
+            moved = true;
+            self.sfu.handle_datagram(self.now, src, dst, &bytes);
+        }
+        for c in 0..self.clients.len() {
+            if !self.clients[c].auto || self.clients[c].dead {
+                continue;
+            }
+            while let Some((kind, payload)) = self.clients[c].inbox.pop_front() {
+                moved = true;
+                self.handle_relay(c, kind, payload);
+            }
+        }
+        moved
+    }
+
+    /// Run for `d` of fake time in `step`s.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step(Duration::from_millis(5));
+        }
+    }
+
+    pub fn step(&mut self, step: Duration) {
+        for _ in 0..20 {
+            if !self.pump() {
+                break;
+            }
+        }
+        self.now += step;
+        let now = self.now;
+        for cl in self.clients.iter_mut().filter(|c| !c.dead) {
+            let _ = cl.rtc.handle_input(Input::Timeout(now));
+        }
+        if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+            self.sfu.handle_timeout(now);
+        }
+    }
+
+    /// Run until `f` holds (at most `limit` of fake time); panics otherwise.
+    pub fn run_until(&mut self, limit: Duration, what: &str, mut f: impl FnMut(&Net) -> bool) {
+        let end = self.now + limit;
+        while self.now < end {
+            if f(self) {
+                return;
+            }
+            self.step(Duration::from_millis(5));
+        }
+        panic!("not within {limit:?}: {what}");
+    }
+
+    /// Client `c` sends one RTP packet on each of its sending m-lines (all layers for a
+    /// simulcast one). Video payloads are VP8; `keyframe` marks them as such.
+    pub fn send_media(&mut self, c: usize, keyframe: bool) {
+        let now = self.now;
+        let cl = &mut self.clients[c];
+        cl.seq += 1;
+        let seq = cl.seq;
+        let mids = cl.sending.clone();
+        for mid in mids {
+            let Some(media) = cl.rtc.media(mid) else {
+                continue;
+            };
+            let kind = media.kind();
+            let rids: Vec<Option<Rid>> = match media.rids_tx() {
+                str0m::media::Rids::Specific(r) if !r.is_empty() => {
+                    r.iter().map(|r| Some(*r)).collect()
+                }
+                _ => vec![None],
+            };
+            let codec = if kind == MediaKind::Video {
+                Codec::Vp8
+            } else {
+                Codec::Opus
+            };
+            let Some(pt) = cl
+                .rtc
+                .codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            for rid in rids {
+                let payload: Vec<u8> = if kind == MediaKind::Video {
+                    // VP8 descriptor S=1 PID=0, then the frame tag (P bit = !keyframe) and,
+                    // for a keyframe, the start code 9d 01 2a (RFC 6386 §9.1).
+                    let mut v = if keyframe {
+                        vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a]
+                    } else {
+                        vec![0x10, 0x11, 0x00, 0x00]
+                    };
+                    v.resize(400, 0xAB);
+                    v
+                } else {
+                    vec![0xFC; 80]
+                };
+                let mut ext = str0m::rtp::ExtensionValues::default();
+                if kind == MediaKind::Audio {
+                    if let Some(l) = cl.level {
+                        ext.audio_level = Some(l);
+                        ext.voice_activity = Some(true);
+                    }
+                }
+                let mut api = cl.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
+                    continue;
+                };
+                let ts =
+                    (seq as u32).wrapping_mul(if kind == MediaKind::Video { 3000 } else { 960 });
+                tx.write_rtp(
+                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, payload)
+                        .marker(true)
+                        .ext_vals(ext)
+                        .nackable(true),
+                );
+            }
+        }
+    }
+
+    /// Run `d` of fake time with client `c` sending media every 20 ms (keyframes every
+    /// `key_every` packets).
+    pub fn stream(&mut self, senders: &[usize], d: Duration, key_every: u64) {
+        let end = self.now + d;
+        let mut n = 0u64;
+        while self.now < end {
+            for &c in senders {
+                self.send_media(c, n.is_multiple_of(key_every));
+            }
+            n += 1;
+            for _ in 0..4 {
+                self.step(Duration::from_millis(5));
+            }
+        }
+    }
+
+    pub fn client(&self, peer: &str) -> &Client {
+        &self.clients[self.idx(peer)]
+    }
+
+    /// Connect `peers` (join with all grants, offer `media`) and run until all are
+    /// connected and every SFU offer is answered.
+    pub fn connect_all(&mut self, peers: &[(&str, &[(MediaKind, bool)])]) {
+        for (peer, media) in peers {
+            let c = self.join(peer, Grants::default());
+            self.offer(c, media);
+        }
+        self.run_until(Duration::from_secs(5), "all connected", |n| {
+            n.clients
+                .iter()
+                .all(|c| c.connected && c.pending.is_none() && c.inbox.is_empty())
+        });
+        self.run_for(Duration::from_millis(300));
+    }
+}
+
+impl Client {
+    /// `{"sfu":kind}` messages received.
+    pub fn msgs(&self, kind: &str) -> Vec<&serde_json::Value> {
+        self.messages.iter().filter(|m| m["sfu"] == kind).collect()
+    }
+
+    /// The latest `tracks` map: (mid, peer, source, kind).
+    pub fn tracks(&self) -> Vec<(String, String, String, String)> {
+        let Some(last) = self.msgs("tracks").last().copied() else {
+            return Vec::new();
+        };
+        last["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+                (s("mid"), s("peer"), s("source"), s("kind"))
+            })
+            .collect()
+    }
+
+    /// RTP packets received on the m-line that carries `peer`'s `kind` track.
+    pub fn received_from(&self, peer: &str, kind: &str) -> u64 {
+        self.tracks()
+            .iter()
+            .filter(|t| t.1 == peer && t.3 == kind)
+            .map(|t| self.rtp.get(&Mid::from(t.0.as_str())).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// Ask the SFU for a keyframe on every video m-line this client receives.
+    pub fn request_keyframes(&mut self) {
+        let mids: Vec<Mid> = self
+            .tracks()
+            .iter()
+            .filter(|t| t.3 == "video")
+            .map(|t| Mid::from(t.0.as_str()))
+            .collect();
+        for mid in mids {
+            if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+            }
+        }
+    }
+
+    /// The mid of the m-line carrying `peer`'s `source`.
+    pub fn mid_of(&self, peer: &str, source: &str) -> Option<String> {
+        self.tracks()
+            .into_iter()
+            .find(|t| t.1 == peer && t.2 == source)
+            .map(|t| t.0)
+    }
+
+    /// Send a data-channel text.
+    pub fn send_data(&mut self, text: &str) -> bool {
+        let Some(id) = self.channel else { return false };
+        let Some(mut ch) = self.rtc.channel(id) else {
+            return false;
+        };
+        ch.write(false, text.as_bytes()).unwrap_or(false)
+    }
+}
+
+fn on_client_event(cl: &mut Client, e: Event) {
+    match e {
+        Event::Connected => cl.connected = true,
+        Event::ChannelOpen(id, _) => {
+            cl.channel = Some(id);
+            cl.channel_open = true;
+        }
+        Event::ChannelData(d) => cl.data.push(String::from_utf8(d.data).unwrap()),
+        Event::RtpPacket(p) => {
+            let mid = cl
+                .rtc
+                .direct_api()
+                .stream_rx(&p.header.ssrc)
+                .map(|s| s.mid());
+            if let Some(mid) = mid {
+                *cl.rtp.entry(mid).or_default() += 1;
+                cl.rtp_seqs.entry(mid).or_default().push(*p.seq_no);
+            }
+        }
+        Event::KeyframeRequest(_) => cl.keyframe_requests += 1,
+        _ => {}
+    }
+}

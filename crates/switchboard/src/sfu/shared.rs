@@ -1,0 +1,202 @@
+//! What the SFU's threads share: each worker's inbox (datagrams handed over by other
+//! workers, signaling from the rooms' service participants) with its waker, the rooms'
+//! participants (the workers send their signaling through them), the stats each worker
+//! publishes for `/metrics`, and the driver's own counters.
+
+use mio::{Registry, Token, Waker};
+use serde_json::value::RawValue;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use switchboard_signal::{Grants, RelayKind, ServiceParticipant};
+
+/// Datagrams one worker's inbox holds; more are dropped (and counted): a worker that
+/// falls behind loses packets, never memory.
+pub const DATAGRAM_INBOX: usize = 4096;
+/// Signaling commands one worker's inbox holds (far more than any room sends at once).
+pub const SIGNAL_INBOX: usize = 16384;
+
+/// Work for a worker from outside its own socket.
+pub enum Command {
+    /// A datagram that arrived on another worker's socket.
+    Datagram {
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A browser's relay to the room's SFU participant, with its grants.
+    Signal {
+        room: Arc<str>,
+        from: Arc<str>,
+        grants: Grants,
+        kind: RelayKind,
+        payload: Box<RawValue>,
+    },
+    /// The browser left the room.
+    Leave { room: Arc<str>, peer: Arc<str> },
+}
+
+impl Command {
+    fn is_datagram(&self) -> bool {
+        matches!(self, Command::Datagram { .. })
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<Command>,
+    datagrams: usize,
+}
+
+/// One worker's inbox.
+pub struct Inbox {
+    queue: Mutex<Queue>,
+    waker: OnceLock<Waker>,
+}
+
+/// The driver's own counters (the cores count the rest).
+#[derive(Default)]
+pub struct Counters {
+    /// Datagrams dropped because the owning worker's inbox was full.
+    pub handoff_full: AtomicU64,
+    /// Datagrams handed from one worker to another.
+    pub handoffs: AtomicU64,
+    /// Signaling the SFU could not take (full inbox) or send (refused by the hub).
+    pub signal_dropped: AtomicU64,
+    /// Rooms the SFU joined.
+    pub rooms_joined: AtomicU64,
+}
+
+/// The SFU core's figures, as one worker last published them.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerFigures {
+    pub stats: switchboard_sfu::SfuStats,
+}
+
+pub struct Shared {
+    inboxes: Vec<Inbox>,
+    /// The SFU participant of each room it serves, for the workers' signaling.
+    participants: Mutex<HashMap<Arc<str>, Arc<ServiceParticipant>>>,
+    pub figures: Vec<Mutex<WorkerFigures>>,
+    pub counters: Counters,
+    pub stopping: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(workers: usize) -> Shared {
+        Shared {
+            inboxes: (0..workers)
+                .map(|_| Inbox {
+                    queue: Mutex::new(Queue::default()),
+                    waker: OnceLock::new(),
+                })
+                .collect(),
+            participants: Mutex::new(HashMap::new()),
+            figures: (0..workers)
+                .map(|_| Mutex::new(WorkerFigures::default()))
+                .collect(),
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// The worker that serves `room` (a stable hash of its name).
+    pub fn worker_of_room(&self, room: &str) -> usize {
+        // FNV-1a: stable across runs and threads, and cheap.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in room.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % self.inboxes.len().max(1) as u64) as usize
+    }
+
+    /// Install worker `id`'s waker (on its registry), then wake it once for anything
+    /// queued before.
+    pub fn install_waker(
+        &self,
+        id: usize,
+        registry: &Registry,
+        token: Token,
+    ) -> std::io::Result<()> {
+        let Some(inbox) = self.inboxes.get(id) else {
+            return Ok(());
+        };
+        let _ = inbox.waker.set(Waker::new(registry, token)?);
+        self.wake(id);
+        Ok(())
+    }
+
+    pub fn wake(&self, id: usize) {
+        if let Some(w) = self.inboxes.get(id).and_then(|i| i.waker.get()) {
+            let _ = w.wake();
+        }
+    }
+
+    /// Queue `cmd` for worker `to` and wake it; false (counted) when its inbox is full.
+    pub fn send(&self, to: usize, cmd: Command) -> bool {
+        let Some(inbox) = self.inboxes.get(to) else {
+            return false;
+        };
+        let datagram = cmd.is_datagram();
+        {
+            let mut q = lock(&inbox.queue);
+            let full = if datagram {
+                q.datagrams >= DATAGRAM_INBOX
+            } else {
+                q.commands.len() - q.datagrams >= SIGNAL_INBOX
+            };
+            if full {
+                let c = &self.counters;
+                let counter = if datagram {
+                    &c.handoff_full
+                } else {
+                    &c.signal_dropped
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            q.datagrams += usize::from(datagram);
+            q.commands.push_back(cmd);
+        }
+        self.wake(to);
+        true
+    }
+
+    /// Everything queued for worker `id`, into `out` (reused).
+    pub fn take(&self, id: usize, out: &mut VecDeque<Command>) {
+        if let Some(inbox) = self.inboxes.get(id) {
+            let mut q = lock(&inbox.queue);
+            q.datagrams = 0;
+            out.append(&mut q.commands);
+        }
+    }
+
+    pub fn add_participant(&self, room: Arc<str>, p: Arc<ServiceParticipant>) {
+        lock(&self.participants).insert(room, p);
+    }
+
+    pub fn remove_participant(&self, room: &str) {
+        let mut map = lock(&self.participants);
+        map.remove(room);
+        switchboard_util::shrink_sparse(&mut *map);
+    }
+
+    pub fn participant(&self, room: &str) -> Option<Arc<ServiceParticipant>> {
+        lock(&self.participants).get(room).cloned()
+    }
+
+    pub fn rooms(&self) -> usize {
+        lock(&self.participants).len()
+    }
+}
