@@ -37,13 +37,15 @@ SB=${SB:-$ROOT/target/release/switchboard}
 LOAD=${LOAD:-$ROOT/target/release/switchboard-sfu-load}
 SB_VERSION=${SB_VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
 # Switchboard with every room an SFU room, one SFU worker on one UDP port.
-SB_ARGS=${SB_ARGS:-"--sfu-threshold 0 --sfu-threads 1 --sfu-port 3480"}
+SB_ARGS=${SB_ARGS:-"--sfu-threshold 0 --sfu-threads 1 --sfu-port 3480 --sfu-room-capacity 10000"}
 IP=10.98.0.1        # the media address (Janus does not gather on loopback)
 X=(ip netns exec "$NS")
 REPORT="python3 $ROOT/bench/report.py"
 SFUREPORT="python3 $ROOT/bench/sfu_report.py"
 declare -A URL=([janus]="http://127.0.0.1:8088/janus" [switchboard]="ws://127.0.0.1:8080/ws")
 declare -A PORT=([janus]=8088 [switchboard]=8080)
+# Server counters read over the window (Janus has none without its admin API).
+declare -A METRICS=([janus]="" [switchboard]="--metrics-url http://127.0.0.1:9641/metrics")
 
 # shellcheck source=bench/netns.sh
 . "$ROOT/bench/netns.sh"
@@ -88,8 +90,8 @@ start_server() { # name
     switchboard)
         # shellcheck disable=SC2086 # SB_ARGS is a list of flags
         "${X[@]}" taskset -c "$SERVER_CORE" "$SB" serve --http-listen 127.0.0.1:8080 \
-            --listening-ip 127.0.0.1 --listening-port 3478 --threads 1 --metrics-listen off \
-            --log warn --sfu-candidate $IP $SB_ARGS </dev/null >"$TMP/switchboard.log" 2>&1 &
+            --listening-ip 127.0.0.1 --listening-port 3478 --threads 1 --metrics-listen 127.0.0.1:9641 \
+            --log warn --sfu-bind $IP $SB_ARGS </dev/null >"$TMP/switchboard.log" 2>&1 &
         ;;
     esac
     SPID=$!
@@ -112,10 +114,12 @@ run_one() { # server subscribers round
         log "round $r: $s (pid $SPID), $n subscribers"
         f0=$($REPORT foreign $$)
         t0=$(date +%s.%N)
+        # shellcheck disable=SC2086 # METRICS holds a flag and its value, or nothing
         "${X[@]}" taskset -c "$LOAD_CORE" "$LOAD" --target "$s" --url "${URL[$s]}" \
             --room 1234 --publishers "$PUBLISHERS" --subscribers "$n" \
             --video-kbps "$VIDEO_KBPS" --warmup "$WARMUP" --duration "$DURATION" \
             --join-concurrency "$JOIN_CONCURRENCY" --server-pid "$SPID" --bind-ip $IP \
+            ${METRICS[$s]} \
             >"$TMP/last.out" 2>"$TMP/last.err" || true
         f1=$($REPORT foreign $$)
         t1=$(date +%s.%N)

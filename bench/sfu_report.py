@@ -31,6 +31,9 @@ FIGURES = [
     ("rss_all_kb", ("rss_kb", "all")),
     ("client_cpu_pct", ("client_cpu_pct",)),
     ("keyframe_requests", ("window", "keyframe_requests")),
+    ("rx_packets", ("window", "rx_packets")),
+    ("server_forwarded_packets", ("server_counters", "forwarded_packets")),
+    ("server_dropped_packets", ("server_counters", "subscriber_dropped_packets")),
 ]
 
 

@@ -180,6 +180,7 @@ pub fn publish(url: &JanusUrl, room: u64, id: usize, media: &Sender<Cmd>) -> Res
         .ok_or_else(|| anyhow!("join: no publisher id in {joined}"))?;
     let offer = ask(media, |reply| Cmd::CreateOffer {
         id,
+        publish: true,
         started_ns,
         reply,
     })?;

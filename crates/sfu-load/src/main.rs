@@ -8,6 +8,7 @@
 
 mod janus;
 mod media;
+mod scrape;
 mod stats;
 mod switchboard;
 mod synth;
@@ -72,6 +73,10 @@ struct Cli {
     /// The server process, for CPU-seconds and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Prometheus endpoint of the server (Switchboard's `/metrics`): the window's forwarded
+    /// and dropped packet counters are read from it as a cross-check.
+    #[arg(long)]
+    metrics_url: Option<String>,
     /// Address the participants' sockets bind to.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -185,6 +190,18 @@ fn main() -> Result<()> {
     // The window.
     let me = std::process::id();
     let cpu = |pid: Option<u32>| pid.and_then(sys::process_cpu_s);
+    const COUNTERS: [&str; 2] = [
+        "switchboard_sfu_forwarded_packets_total",
+        "switchboard_sfu_subscriber_dropped_packets_total",
+    ];
+    let scrape = || {
+        cli.metrics_url.as_deref().and_then(|u| {
+            scrape::counters(u, &COUNTERS)
+                .map_err(|e| eprintln!("{e:#}"))
+                .ok()
+        })
+    };
+    let m0 = scrape();
     let (s0, c0) = (cpu(server), cpu(Some(me)));
     tx.send(Cmd::WindowStart)
         .map_err(|_| anyhow!("media thread gone"))?;
@@ -193,6 +210,13 @@ fn main() -> Result<()> {
     let mut report = ask(&tx, |reply| Cmd::Report { reply })?;
     let wall = t0.elapsed().as_secs_f64();
     let (s1, c1) = (cpu(server), cpu(Some(me)));
+    let m1 = scrape();
+    let delta = |i: usize| {
+        m0.as_ref()
+            .zip(m1.as_ref())
+            .and_then(|(a, b)| a[i].zip(b[i]))
+            .map(|(a, b)| b - a)
+    };
     let _ = tx.send(Cmd::Stop);
     let _ = media_thread.join();
 
@@ -217,6 +241,7 @@ fn main() -> Result<()> {
         "client_cpu_pct": client_cpu.map(|c| round3(100.0 * c / wall)),
         "fwd_pkt_per_cpu_s": server_cpu.filter(|c| *c > 0.0)
             .map(|c| round3(report.rx_packets as f64 / c)),
+        "server_counters": {"forwarded_packets": delta(0), "subscriber_dropped_packets": delta(1)},
         "rss_kb": {"start": rss_start, "publishers": rss_publishers, "all": rss_all},
         "rss_per_sub_kb": per_sub(rss_publishers, rss_all),
     });

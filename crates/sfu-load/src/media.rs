@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelConfig;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -21,9 +22,11 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// What signaling asks of the media thread. Replies carry SDP text or an error text.
 pub enum Cmd {
-    /// Create publisher `id` (audio + video, send only) and return its offer.
+    /// Create participant `id` and return its first offer: audio + video, send only, for a
+    /// publisher; only the data channel (as the SDK's first offer) for a subscriber.
     CreateOffer {
         id: usize,
+        publish: bool,
         started_ns: u64,
         reply: Sender<Result<String, String>>,
     },
@@ -157,10 +160,15 @@ impl Media {
         match cmd {
             Cmd::CreateOffer {
                 id,
+                publish,
                 started_ns,
                 reply,
             } => {
-                let r = self.create_publisher(id, started_ns);
+                let r = if publish {
+                    self.create_publisher(id, started_ns)
+                } else {
+                    self.create_subscriber(id, started_ns)
+                };
                 let _ = reply.send(r);
             }
             Cmd::AcceptAnswer { id, sdp, reply } => {
@@ -266,6 +274,21 @@ impl Media {
             sent_packets: 0,
             keyframe_requests: 0,
         });
+        Ok(offer.to_sdp_string())
+    }
+
+    fn create_subscriber(&mut self, id: usize, started_ns: u64) -> Result<String, String> {
+        self.new_peer(id, started_ns)?;
+        let p = self.peers[id].as_mut().ok_or("no peer")?;
+        let mut api = p.rtc.sdp_api();
+        // The SDK's negotiated channel (label "switchboard", id 0): SDP needs an m-line.
+        api.add_channel_with_config(ChannelConfig {
+            label: "switchboard".into(),
+            negotiated: Some(0),
+            ..Default::default()
+        });
+        let (offer, pending) = api.apply().ok_or("nothing to offer")?;
+        p.pending = Some(pending);
         Ok(offer.to_sdp_string())
     }
 

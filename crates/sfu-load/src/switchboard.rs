@@ -2,8 +2,8 @@
 //! issue 11): every participant joins the room with `topology: "sfu"`, finds the peer
 //! whose `service` is `"sfu"`, and talks to it with the ordinary relays.
 //! - publisher: `message` `{"sfu":"publish","tracks":[…]}`, then `offer` → the SFU's `answer`;
-//! - subscriber: waits for the SFU's `offer` (it offers when remote tracks exist) and
-//!   answers it.
+//! - subscriber: `offer` with the data channel only (as the SDK's first offer) → the SFU's
+//!   `answer`; then the SFU's `offer` with the remote tracks, answered.
 //!
 //! Each participant keeps its WebSocket on its own thread for the whole run: the SFU may
 //! renegotiate (new offers are answered), and the connection must stay alive (reading
@@ -181,55 +181,67 @@ fn publish_tracks(sdp: &str) -> Vec<Value> {
     tracks
 }
 
+/// Sends participant `id`'s first offer (with the `publish` message for a publisher) and
+/// applies the SFU's answer.
+fn offer_and_answer(s: &mut Session, id: usize, publish: bool, media: &Sender<Cmd>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sfu = s.sfu(deadline)?;
+    let (tx, rx) = channel();
+    media
+        .send(Cmd::CreateOffer {
+            id,
+            publish,
+            started_ns: s.started_ns,
+            reply: tx,
+        })
+        .map_err(|_| anyhow!("media thread gone"))?;
+    let offer = rx
+        .recv()
+        .map_err(|_| anyhow!("media thread gone"))?
+        .map_err(|e| anyhow!(e))?;
+    if publish {
+        let tracks = json!({"sfu": "publish", "tracks": publish_tracks(&offer)});
+        s.send(&json!({"type": "message", "to": sfu, "data": tracks}))?;
+    }
+    s.send(&json!({"type": "offer", "to": sfu, "sdp": offer}))?;
+    let answer = loop {
+        let m = s
+            .recv(deadline)?
+            .ok_or_else(|| anyhow!("no answer from the SFU within 10 s"))?;
+        match m["type"].as_str() {
+            Some("answer") => break m["sdp"].as_str().unwrap_or_default().to_string(),
+            Some("message") if m["data"]["sfu"] == "error" => bail!("SFU refused: {m}"),
+            Some("offer") => bail!("glare with the SFU's offer (not handled by the load client)"),
+            _ => {}
+        }
+    };
+    let (tx, rx) = channel();
+    media
+        .send(Cmd::AcceptAnswer {
+            id,
+            sdp: answer,
+            reply: tx,
+        })
+        .map_err(|_| anyhow!("media thread gone"))?;
+    rx.recv()
+        .map_err(|_| anyhow!("media thread gone"))?
+        .map_err(|e| anyhow!(e))
+}
+
 impl crate::Backend for SwitchboardBackend {
     fn publish(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
         let mut s = Session::join(&self.url, &self.room, &format!("pub{id}"))?;
-        let started_ns = s.started_ns;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let sfu = s.sfu(deadline)?;
-        let (tx, rx) = channel();
-        media
-            .send(Cmd::CreateOffer {
-                id,
-                started_ns,
-                reply: tx,
-            })
-            .map_err(|_| anyhow!("media thread gone"))?;
-        let offer = rx
-            .recv()
-            .map_err(|_| anyhow!("media thread gone"))?
-            .map_err(|e| anyhow!(e))?;
-        let publish = json!({"sfu": "publish", "tracks": publish_tracks(&offer)});
-        s.send(&json!({"type": "message", "to": sfu, "data": publish}))?;
-        s.send(&json!({"type": "offer", "to": sfu, "sdp": offer}))?;
-        let answer = loop {
-            let m = s
-                .recv(deadline)?
-                .ok_or_else(|| anyhow!("no answer from the SFU within 10 s"))?;
-            match m["type"].as_str() {
-                Some("answer") => break m["sdp"].as_str().unwrap_or_default().to_string(),
-                Some("message") if m["data"]["sfu"] == "error" => bail!("SFU refused: {m}"),
-                _ => {}
-            }
-        };
-        let (tx, rx) = channel();
-        media
-            .send(Cmd::AcceptAnswer {
-                id,
-                sdp: answer,
-                reply: tx,
-            })
-            .map_err(|_| anyhow!("media thread gone"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("media thread gone"))?
-            .map_err(|e| anyhow!(e))?;
+        offer_and_answer(&mut s, id, true, media)?;
         let media = media.clone();
         std::thread::spawn(move || s.serve(id, media));
         Ok(())
     }
 
+    /// Offers the data channel first (as the SDK does: the SFU offers remote tracks only
+    /// to a participant that has described itself), then answers the SFU's offer.
     fn subscribe(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
         let mut s = Session::join(&self.url, &self.room, &format!("sub{id}"))?;
+        offer_and_answer(&mut s, id, false, media)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let m = s
