@@ -8,9 +8,10 @@
 #
 # For each round, each subscriber count N in SUBS and each server: start the server
 # fresh, pinned to SERVER_CORE (Janus: one event loop, bench/janus/; Switchboard: one SFU
-# worker), run `switchboard-sfu-load` pinned to LOAD_CORE: PUBLISHERS publishers of
-# synthetic VP8 (VIDEO_KBPS, 30 fps, keyframe every 3 s, ≤1200 B packets) + Opus 20 ms,
-# N subscribers of every publisher, WARMUP s of steady load, then a DURATION s window
+# worker), run `switchboard-sfu-load` pinned to LOAD_CORE: ceil(N / SUBS_PER_ROOM) rooms,
+# each with PUBLISHERS publishers of synthetic VP8 (VIDEO_KBPS, 30 fps, keyframe every
+# 3 s, ≤1200 B packets) + Opus 20 ms, N subscribers spread over the rooms, WARMUP s of
+# steady load, then a DURATION s window
 # in which the client counts what subscribers receive and reads the server's
 # utime+stime and VmRSS from /proc. Writes bench/results/sfu-<date>.json (medians over
 # ROUNDS), .md (the table) and .png (gnuplot, if installed), and prints the table.
@@ -22,7 +23,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NS=${NS:-sbsfu}
 ROUNDS=${ROUNDS:-3}
 SUBS=${SUBS:-"25 50 100 200 400"}
-PUBLISHERS=${PUBLISHERS:-1}
+PUBLISHERS=${PUBLISHERS:-1}     # per room
+SUBS_PER_ROOM=${SUBS_PER_ROOM:-100} # N subscribers fill ceil(N / this) rooms (at most 8), one
+                                 # publisher set each: Switchboard forwards a track to at most
+                                 # 100 subscribers (sfu Limits::subscribers_per_publisher)
 VIDEO_KBPS=${VIDEO_KBPS:-1200}
 WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-20}
@@ -108,15 +112,16 @@ stop_server() {
 }
 
 run_one() { # server subscribers round
-    local s=$1 n=$2 r=$3 a f0 f1 t0 t1 foreign alive disturbed
+    local s=$1 n=$2 r=$3 a f0 f1 t0 t1 foreign alive disturbed rooms
+    rooms=$(((n + SUBS_PER_ROOM - 1) / SUBS_PER_ROOM))
     for ((a = 0; a <= RETRIES; a++)); do
         start_server "$s"
-        log "round $r: $s (pid $SPID), $n subscribers"
+        log "round $r: $s (pid $SPID), $n subscribers in $rooms room(s)"
         f0=$($REPORT foreign $$)
         t0=$(date +%s.%N)
         # shellcheck disable=SC2086 # METRICS holds a flag and its value, or nothing
         "${X[@]}" taskset -c "$LOAD_CORE" "$LOAD" --target "$s" --url "${URL[$s]}" \
-            --room 1234 --publishers "$PUBLISHERS" --subscribers "$n" \
+            --room 1234 --rooms "$rooms" --publishers "$PUBLISHERS" --subscribers "$n" \
             --video-kbps "$VIDEO_KBPS" --warmup "$WARMUP" --duration "$DURATION" \
             --join-concurrency "$JOIN_CONCURRENCY" --server-pid "$SPID" --bind-ip $IP \
             ${METRICS[$s]} \
@@ -157,6 +162,7 @@ print(json.dumps({
     "date": time.strftime("%Y-%m-%d %H:%M", time.localtime($START)),
     "duration_s": int(time.time()) - $START,
     "rounds": $ROUNDS, "subscribers": "$SUBS", "publishers": $PUBLISHERS,
+    "subs_per_room": $SUBS_PER_ROOM,
     "video_kbps": $VIDEO_KBPS, "warmup_s": $WARMUP, "window_s": $DURATION,
     "join_concurrency": $JOIN_CONCURRENCY, "server_core": $SERVER_CORE, "load_core": $LOAD_CORE,
     "switchboard_version": "$SB_VERSION", "switchboard_args": "$SB_ARGS",

@@ -42,10 +42,17 @@ struct Cli {
     #[arg(long)]
     url: String,
     /// Room: a number for Janus (configured in bench/janus), any name for Switchboard.
+    /// With `--rooms K` the rooms are room, room+1, … (Janus) or room-0, room-1, … (Switchboard).
     #[arg(long, default_value = "1234")]
     room: String,
+    /// Rooms, each with `--publishers` publishers; subscribers are spread over them in turn
+    /// (more subscribers than one room or one publisher may take).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
+    /// Subscribers in all (each subscribes to every publisher of its room).
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
     #[arg(long, default_value_t = 1200)]
@@ -125,6 +132,8 @@ fn main() -> Result<()> {
     let server = cli.server_pid;
     let rss = || server.and_then(sys::process_rss_kb);
     let rss_start = rss();
+    let rooms = cli.rooms.max(1);
+    let publishers = cli.publishers * rooms;
 
     let backend: Arc<dyn Backend> = match cli.target {
         Target::Janus => Arc::new(JanusBackend {
@@ -133,21 +142,23 @@ fn main() -> Result<()> {
                 .room
                 .parse()
                 .context("a Janus room is a number (bench/janus/janus.plugin.videoroom.jcfg)")?,
-            feeds: Mutex::new(Vec::new()),
+            feeds: Mutex::new(vec![Vec::new(); rooms]),
         }),
-        Target::Switchboard => Arc::new(switchboard::SwitchboardBackend::new(&cli.url, &cli.room)?),
+        Target::Switchboard => Arc::new(switchboard::SwitchboardBackend::new(
+            &cli.url, &cli.room, rooms,
+        )?),
     };
 
     // Publishers first: subscribers subscribe to what exists.
-    for id in 0..cli.publishers {
+    for id in 0..publishers {
         backend
-            .publish(id, &tx)
+            .publish(id, id % rooms, &tx)
             .with_context(|| format!("publisher {id}"))?;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (pubs, _) = wait_for(&tx, deadline, |(p, _)| p == cli.publishers)?;
-    if pubs < cli.publishers {
-        bail!("only {pubs} of {} publishers connected", cli.publishers);
+    let (pubs, _) = wait_for(&tx, deadline, |(p, _)| p == publishers)?;
+    if pubs < publishers {
+        bail!("only {pubs} of {publishers} publishers connected");
     }
     std::thread::sleep(Duration::from_millis(500));
     let rss_publishers = rss();
@@ -160,13 +171,13 @@ fn main() -> Result<()> {
     for _ in 0..cli.join_concurrency.max(1) {
         let (next, errors, backend, tx) =
             (next.clone(), errors.clone(), backend.clone(), tx.clone());
-        let (n, base) = (cli.subscribers, cli.publishers);
+        let (n, base) = (cli.subscribers, publishers);
         joiners.push(std::thread::spawn(move || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= n {
                 return;
             }
-            if let Err(e) = backend.subscribe(base + i, &tx) {
+            if let Err(e) = backend.subscribe(base + i, i % rooms, &tx) {
                 if let Ok(mut errs) = errors.lock() {
                     errs.push(format!("subscriber {i}: {e:#}"));
                 }
@@ -229,11 +240,17 @@ fn main() -> Result<()> {
     let out = json!({
         "target": format!("{:?}", cli.target).to_lowercase(),
         "subscribers_asked": cli.subscribers,
-        "publishers_asked": cli.publishers,
+        "publishers_asked": publishers,
+        "rooms": rooms,
         "media": {"video_kbps": cli.video_kbps, "fps": shape.fps,
                   "keyframe_interval_s": shape.keyframe_interval_s, "opus_bytes": shape.opus_bytes},
         "join": {"signaled_s": round3(signaled_s), "all_receiving_s": round3(joined_s),
                  "receiving": receiving, "errors": errors.len()},
+        // What the subscribers got of what was sent (each publisher's packets are owed to
+        // every subscriber of its room; rooms hold equal shares of the subscribers).
+        "delivery_pct": (report.sent_packets > 0).then(|| round3(
+            100.0 * report.rx_packets as f64 * rooms as f64
+                / (report.sent_packets as f64 * cli.subscribers.max(1) as f64))),
         "window": report.json(),
         "wall_s": round3(wall),
         "server_cpu_s": server_cpu.map(round3),
@@ -251,29 +268,35 @@ fn main() -> Result<()> {
 
 /// A server's signaling, as the load needs it.
 trait Backend: Send + Sync {
-    fn publish(&self, id: usize, media: &Sender<Cmd>) -> Result<()>;
-    fn subscribe(&self, id: usize, media: &Sender<Cmd>) -> Result<()>;
+    /// Participant `id` publishes in room number `room` (0-based).
+    fn publish(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()>;
+    /// Participant `id` subscribes to every publisher of room number `room`.
+    fn subscribe(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()>;
 }
 
 struct JanusBackend {
     url: janus::JanusUrl,
+    /// The first room's number; room k is `room + k`.
     room: u64,
-    feeds: Mutex<Vec<u64>>,
+    /// Publishers' feed ids per room.
+    feeds: Mutex<Vec<Vec<u64>>>,
 }
 
 impl Backend for JanusBackend {
-    fn publish(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
-        let feed = janus::publish(&self.url, self.room, id, media)?;
-        self.feeds
-            .lock()
-            .map_err(|_| anyhow!("poisoned"))?
+    fn publish(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()> {
+        let feed = janus::publish(&self.url, self.room + room as u64, id, media)?;
+        let mut feeds = self.feeds.lock().map_err(|_| anyhow!("poisoned"))?;
+        feeds
+            .get_mut(room)
+            .ok_or_else(|| anyhow!("no room {room}"))?
             .push(feed);
         Ok(())
     }
 
     /// Subscribes to every publisher's feed in one Janus subscription (one PC).
-    fn subscribe(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
-        let feeds = self.feeds.lock().map_err(|_| anyhow!("poisoned"))?.clone();
-        janus::subscribe(&self.url, self.room, &feeds, id, media)
+    fn subscribe(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()> {
+        let feeds = self.feeds.lock().map_err(|_| anyhow!("poisoned"))?;
+        let feeds = feeds.get(room).cloned().unwrap_or_default();
+        janus::subscribe(&self.url, self.room + room as u64, &feeds, id, media)
     }
 }

@@ -506,11 +506,15 @@ fn drain_peer(p: &mut Peer, recv_ns: u64, window: bool, latency_us: &mut Vec<u32
                         p.first_media_ns = Some(recv_ns);
                     }
                     if window {
-                        p.rx.record(*pkt.header.ssrc, *pkt.seq_no, pkt.payload.len());
-                        if let Some(sent) = read_stamp(&pkt.payload) {
+                        let latency = read_stamp(&pkt.payload).map(|sent| {
                             let us = recv_ns.saturating_sub(sent) / 1000;
-                            latency_us.push(us.min(u32::MAX as u64) as u32);
+                            us.min(u32::MAX as u64) as u32
+                        });
+                        if let Some(us) = latency {
+                            latency_us.push(us);
                         }
+                        let (ssrc, seq) = (*pkt.header.ssrc, *pkt.seq_no);
+                        p.rx.record(ssrc, seq, pkt.payload.len(), latency);
                     }
                 }
                 Event::KeyframeRequest(_) => {

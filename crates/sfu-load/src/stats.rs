@@ -12,18 +12,26 @@ struct SeqSpan {
     count: u64,
 }
 
+/// Added latency above which a packet counts as late (useless to a real-time decoder).
+pub const LATE_US: u32 = 200_000;
+
 /// A subscriber's receive counters for the window.
 #[derive(Default)]
 pub struct RxStats {
     pub packets: u64,
     pub bytes: u64,
+    /// Packets that arrived more than `LATE_US` after they were sent.
+    pub late: u64,
     streams: HashMap<u32, SeqSpan>,
 }
 
 impl RxStats {
-    pub fn record(&mut self, ssrc: u32, seq: u64, len: usize) {
+    pub fn record(&mut self, ssrc: u32, seq: u64, len: usize, latency_us: Option<u32>) {
         self.packets += 1;
         self.bytes += len as u64;
+        if latency_us.is_some_and(|l| l > LATE_US) {
+            self.late += 1;
+        }
         let s = self.streams.entry(ssrc).or_insert(SeqSpan {
             first: seq,
             max: seq,
@@ -60,6 +68,9 @@ pub struct Report {
     pub subscribers_lossless: usize,
     /// Subscribers that lost less than 1 % of their packets.
     pub subscribers_under_1pct: usize,
+    /// Subscribers whose lost plus late packets are under 1 %: the ones "held".
+    pub subscribers_ok: usize,
+    pub late: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub expected: u64,
@@ -79,7 +90,11 @@ impl Report {
             if (lost as f64) < expected as f64 * 0.01 {
                 self.subscribers_under_1pct += 1;
             }
+            if ((lost + rx.late) as f64) < expected as f64 * 0.01 {
+                self.subscribers_ok += 1;
+            }
         }
+        self.late += rx.late;
         self.rx_packets += rx.packets;
         self.rx_bytes += rx.bytes;
         self.expected += expected;
@@ -103,6 +118,9 @@ impl Report {
             "subscribers_receiving": self.subscribers_receiving,
             "subscribers_lossless": self.subscribers_lossless,
             "subscribers_under_1pct": self.subscribers_under_1pct,
+            "subscribers_ok": self.subscribers_ok,
+            "late_packets": self.late,
+            "late_ms": LATE_US / 1000,
             "rx_packets": self.rx_packets,
             "rx_bytes": self.rx_bytes,
             "rx_pkt_per_s": round3(self.rx_packets as f64 / self.window_s.max(1e-9)),
@@ -144,11 +162,12 @@ mod tests {
     fn gaps_are_losses_and_refills_are_not() {
         let mut rx = RxStats::default();
         for seq in [10, 11, 13, 14] {
-            rx.record(1, seq, 100);
+            rx.record(1, seq, 100, Some(1000));
         }
-        rx.record(2, 500, 50);
+        rx.record(2, 500, 50, None);
         assert_eq!(rx.expected_and_lost(), (6, 1));
-        rx.record(1, 12, 100); // retransmission fills the gap
+        rx.record(1, 12, 100, Some(LATE_US + 1)); // retransmission fills the gap, late
+        assert_eq!(rx.late, 1);
         assert_eq!(rx.expected_and_lost(), (6, 0));
         assert_eq!(rx.packets, 6);
         assert_eq!(rx.bytes, 550);
@@ -167,16 +186,21 @@ mod tests {
     fn report_counts_clean_subscribers() {
         let mut r = Report::default();
         let mut a = RxStats::default();
-        (0..200).for_each(|s| a.record(1, s, 10));
+        (0..200).for_each(|s| a.record(1, s, 10, Some(500)));
         let mut b = RxStats::default();
         (0..200)
             .filter(|s| s % 50 != 7)
-            .for_each(|s| b.record(1, s, 10));
+            .for_each(|s| b.record(1, s, 10, None));
+        let mut c = RxStats::default();
+        (0..200).for_each(|s| c.record(1, s, 10, Some(if s < 5 { LATE_US * 2 } else { 10 })));
         r.add_subscriber(&a);
         r.add_subscriber(&b);
-        assert_eq!(r.subscribers_receiving, 2);
-        assert_eq!(r.subscribers_lossless, 1);
-        assert_eq!(r.subscribers_under_1pct, 1, "b lost 4 of 200 = 2 %");
+        r.add_subscriber(&c);
+        assert_eq!(r.subscribers_ok, 1, "b lost 2 %, c had 2.5 % late");
+        assert_eq!(r.late, 5);
+        assert_eq!(r.subscribers_receiving, 3);
+        assert_eq!(r.subscribers_lossless, 2);
+        assert_eq!(r.subscribers_under_1pct, 2, "b lost 4 of 200 = 2 %");
         assert_eq!(r.lost, 4);
     }
 }

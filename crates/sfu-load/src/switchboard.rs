@@ -22,17 +22,22 @@ type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 pub struct SwitchboardBackend {
     url: String,
-    room: String,
+    /// Room names: the given name alone for one room, else `name-0`, `name-1`, …
+    rooms: Vec<String>,
 }
 
 impl SwitchboardBackend {
-    pub fn new(url: &str, room: &str) -> Result<SwitchboardBackend> {
+    pub fn new(url: &str, room: &str, rooms: usize) -> Result<SwitchboardBackend> {
         if !url.starts_with("ws://") {
             bail!("the Switchboard URL is ws://host:port/ws, got {url}");
         }
+        let rooms = match rooms {
+            0 | 1 => vec![room.to_string()],
+            n => (0..n).map(|k| format!("{room}-{k}")).collect(),
+        };
         Ok(SwitchboardBackend {
             url: url.to_string(),
-            room: room.to_string(),
+            rooms,
         })
     }
 }
@@ -229,8 +234,12 @@ fn offer_and_answer(s: &mut Session, id: usize, publish: bool, media: &Sender<Cm
 }
 
 impl crate::Backend for SwitchboardBackend {
-    fn publish(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
-        let mut s = Session::join(&self.url, &self.room, &format!("pub{id}"))?;
+    fn publish(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()> {
+        let room = self
+            .rooms
+            .get(room)
+            .ok_or_else(|| anyhow!("no room {room}"))?;
+        let mut s = Session::join(&self.url, room, &format!("pub{id}"))?;
         offer_and_answer(&mut s, id, true, media)?;
         let media = media.clone();
         std::thread::spawn(move || s.serve(id, media));
@@ -239,8 +248,12 @@ impl crate::Backend for SwitchboardBackend {
 
     /// Offers the data channel first (as the SDK does: the SFU offers remote tracks only
     /// to a participant that has described itself), then answers the SFU's offer.
-    fn subscribe(&self, id: usize, media: &Sender<Cmd>) -> Result<()> {
-        let mut s = Session::join(&self.url, &self.room, &format!("sub{id}"))?;
+    fn subscribe(&self, id: usize, room: usize, media: &Sender<Cmd>) -> Result<()> {
+        let room = self
+            .rooms
+            .get(room)
+            .ok_or_else(|| anyhow!("no room {room}"))?;
+        let mut s = Session::join(&self.url, room, &format!("sub{id}"))?;
         offer_and_answer(&mut s, id, false, media)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
