@@ -37,6 +37,9 @@ FIGURES = [
     ("rx_packets", ("window", "rx_packets")),
     ("server_forwarded_packets", ("server_counters", "forwarded_packets")),
     ("server_dropped_packets", ("server_counters", "subscriber_dropped_packets")),
+    ("server_plis_sent", ("server_counters", "plis_sent")),
+    ("server_bwe_min_bps", ("server_counters", "bwe_min_bps")),
+    ("server_bwe_mean_bps", ("server_counters", "bwe_mean_bps")),
 ]
 
 

@@ -201,9 +201,13 @@ fn main() -> Result<()> {
     // The window.
     let me = std::process::id();
     let cpu = |pid: Option<u32>| pid.and_then(sys::process_cpu_s);
-    const COUNTERS: [&str; 2] = [
+    // Counters (deltas over the window), then gauges read at its end.
+    const COUNTERS: [&str; 5] = [
         "switchboard_sfu_forwarded_packets_total",
         "switchboard_sfu_subscriber_dropped_packets_total",
+        "switchboard_sfu_plis_sent_total",
+        "switchboard_sfu_bwe_bps{stat=\"min\"}",
+        "switchboard_sfu_bwe_bps{stat=\"sum\"}",
     ];
     let scrape = || {
         cli.metrics_url.as_deref().and_then(|u| {
@@ -258,7 +262,11 @@ fn main() -> Result<()> {
         "client_cpu_pct": client_cpu.map(|c| round3(100.0 * c / wall)),
         "fwd_pkt_per_cpu_s": server_cpu.filter(|c| *c > 0.0)
             .map(|c| round3(report.rx_packets as f64 / c)),
-        "server_counters": {"forwarded_packets": delta(0), "subscriber_dropped_packets": delta(1)},
+        "server_counters": {"forwarded_packets": delta(0), "subscriber_dropped_packets": delta(1),
+            "plis_sent": delta(2),
+            "bwe_min_bps": m1.as_ref().and_then(|m| m[3]),
+            "bwe_mean_bps": m1.as_ref().and_then(|m| m[4])
+                .map(|sum| round3(sum / (cli.subscribers + publishers) as f64))},
         "rss_kb": {"start": rss_start, "publishers": rss_publishers, "all": rss_all},
         "rss_per_sub_kb": per_sub(rss_publishers, rss_all),
     });
