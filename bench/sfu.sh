@@ -34,7 +34,7 @@ JOIN_CONCURRENCY=${JOIN_CONCURRENCY:-4}
 SERVERS=${SERVERS:-"janus switchboard"}
 SERVER_CORE=${SERVER_CORE:-1}
 LOAD_CORE=${LOAD_CORE:-0}
-NICE=${NICE:--15}                # server and load client: ahead of other work on their cores
+NICE=${NICE:--15}                # this session and the server and load client: ahead of other work
 FOREIGN_MAX=${FOREIGN_MAX:-15}   # % of a core other processes may use during a run ...
 RETRIES=${RETRIES:-1}            # ... else it is repeated up to this many times
 OUT=${OUT:-$ROOT/bench/results/sfu-$(date +%F).json}
@@ -64,6 +64,10 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
 fi
 
 netns_setup sbsfu
+# With autogroup scheduling (kernel.sched_autogroup_enabled) a process's nice only ranks
+# it within its session; the session's own nice ranks it against the others (e.g. builds
+# in other terminals). Both are raised for this run.
+echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null || echo "cannot renice the session's autogroup" >&2
 # A veth pair gives the namespace a non-loopback address; traffic to it stays local.
 ip -n "$NS" link add sfu0 type veth peer name sfu1
 ip -n "$NS" addr add $IP/24 dev sfu0
