@@ -15,6 +15,8 @@
 # in which the client counts what subscribers receive and reads the server's
 # utime+stime and VmRSS from /proc. Writes bench/results/sfu-<date>.json (medians over
 # ROUNDS), .md (the table) and .png (gnuplot, if installed), and prints the table.
+# PROFILE=10 also records the server with `perf record -g` during each window
+# (bench/results/sfu-<date>.perf/; `perf report -i … --sort dso,sym`).
 # Needs root (netns), python3, janus, and release builds of `switchboard-sfu-load` and
 # `switchboard` (built here unless NO_BUILD=1).
 set -euo pipefail
@@ -35,6 +37,8 @@ SERVERS=${SERVERS:-"janus switchboard"}
 SERVER_CORE=${SERVER_CORE:-1}
 LOAD_CORE=${LOAD_CORE:-0}
 NICE=${NICE:--15}                # this session and the server and load client: ahead of other work
+PROFILE=${PROFILE:-0}            # > 0: `perf record` the server for this many seconds of each run ...
+PROFILE_DELAY=${PROFILE_DELAY:-12} # ... starting this long after the load client (in its window)
 FOREIGN_MAX=${FOREIGN_MAX:-15}   # % of a core other processes may use during a run ...
 RETRIES=${RETRIES:-1}            # ... else it is repeated up to this many times
 OUT=${OUT:-$ROOT/bench/results/sfu-$(date +%F).json}
@@ -66,7 +70,9 @@ fi
 netns_setup sbsfu
 # With autogroup scheduling (kernel.sched_autogroup_enabled) a process's nice only ranks
 # it within its session; the session's own nice ranks it against the others (e.g. builds
-# in other terminals). Both are raised for this run.
+# in other terminals). Both are raised for this run; the session's is restored on exit.
+AUTOGROUP_NICE=$(awk '{print $3}' "/proc/$$/autogroup" 2>/dev/null || echo 0)
+trap 'echo "$AUTOGROUP_NICE" >"/proc/$$/autogroup" 2>/dev/null; netns_cleanup' EXIT
 echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null || echo "cannot renice the session's autogroup" >&2
 # A veth pair gives the namespace a non-loopback address; traffic to it stays local.
 ip -n "$NS" link add sfu0 type veth peer name sfu1
@@ -124,6 +130,11 @@ run_one() { # server subscribers round
         log "round $r: $s (pid $SPID), $n subscribers in $rooms room(s)"
         f0=$($REPORT foreign $$)
         t0=$(date +%s.%N)
+        if [ "$PROFILE" -gt 0 ]; then
+            mkdir -p "${OUT%.json}.perf"
+            (sleep "$PROFILE_DELAY" && perf record -q -F 999 -g -p "$SPID" \
+                -o "${OUT%.json}.perf/$s-$n-r$r.data" -- sleep "$PROFILE" >/dev/null 2>&1) &
+        fi
         # shellcheck disable=SC2086 # METRICS holds a flag and its value, or nothing
         "${X[@]}" nice -n "$NICE" taskset -c "$LOAD_CORE" "$LOAD" --target "$s" --url "${URL[$s]}" \
             --room 1234 --rooms "$rooms" --publishers "$PUBLISHERS" --subscribers "$n" \

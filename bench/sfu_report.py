@@ -124,14 +124,15 @@ def markdown(path):
     d = json.load(open(path, encoding="utf-8"))
     m = d["meta"]
     print(f"SFU run of {m['date']}: rooms of {m['publishers']} publisher(s) of VP8 {m['video_kbps']} kbit/s "
-          f"+ Opus and up to {m.get('subs_per_room', 'N')} subscribers each, N subscribers in all, {m['window_s']} s windows, medians of {m['rounds']} rounds; "
+          f"+ Opus and up to {m.get('subs_per_room', 'N')} subscribers each, N subscribers in all, {m['window_s']} s windows, medians of the "
+          f"rounds (of {m['rounds']}) during which other processes used at most 15 % of a core (all rounds if none did); "
           f"server on core {m['server_core']}, load client on core {m['load_core']}; "
           f"Switchboard {m['switchboard_version']}, Janus {m['janus_version']}.")
     print()
     print("| server | N | forwarded pkt per server CPU-s | server CPU % | received pkt/s | delivered % "
           "| loss % | subscribers lossless / held | added latency p50 / p99 ms | join p50 / p99 ms "
-          "| RSS per subscriber KiB | client CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| RSS per subscriber KiB | client CPU % | rounds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for server, by_n in d["results"].items():
         for n in sorted(by_n, key=int):
             f = by_n[n]
@@ -140,7 +141,7 @@ def markdown(path):
                   f"| {fmt(f['subscribers_lossless'], 0)} / {fmt(f['subscribers_ok'], 0)} "
                   f"| {fmt(f['latency_p50_ms'], 2)} / {fmt(f['latency_p99_ms'], 2)} "
                   f"| {fmt(f['join_p50_ms'], 0)} / {fmt(f['join_p99_ms'], 0)} "
-                  f"| {fmt(f['rss_per_sub_kb'], 0)} | {fmt(f['client_cpu_pct'])} |")
+                  f"| {fmt(f['rss_per_sub_kb'], 0)} | {fmt(f['client_cpu_pct'])} | {f['trials']} |")
     print()
     for server, s in d["summary"].items():
         print(f"- {server}: largest N with every subscriber lossless: {s['held_lossless']}; "
