@@ -15,6 +15,7 @@ import net from 'node:net';
 import http from 'node:http';
 import dgram from 'node:dgram';
 import path from 'node:path';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { launch, warmUp, loadPage } from './chromium.mjs';
@@ -108,8 +109,11 @@ export async function startServer(opts = {}) {
   const extra = typeof opts.args === 'function' ? opts.args({ httpPort }) : (opts.args || []);
   const args = ['serve', '-p', String(port), '--http-listen', `127.0.0.1:${httpPort}`, '--metrics-listen', 'off',
     '--static-auth-secret', secret, '--drain-timeout', '1', ...extra];
+  // Servers run one after another in the same namespace: the SFU (when the binary has one)
+  // takes any free UDP port unless the test names one.
+  const sfuEnv = args.includes('--sfu-port') ? {} : { SWITCHBOARD_SFU_PORT: '0' };
   const child = spawn(serverBin(), args, {
-    env: { ...process.env, NO_COLOR: '1', RUST_BACKTRACE: '1' },
+    env: { ...process.env, NO_COLOR: '1', RUST_BACKTRACE: '1', ...sfuEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
@@ -216,6 +220,24 @@ export function socketOwner(port, proto = 'udp') {
 // ---------------------------------------------------------------------------------------
 // Browser
 
+/**
+ * A WAV file of a steady tone (16-bit mono), for `--use-file-for-fake-audio-capture`: the
+ * default fake microphone only beeps briefly, which no speech detector takes for a voice.
+ * Returns its path (in the OS temp folder).
+ */
+export function toneWav({ hz = 440, seconds = 2, amplitude = 0.3, rate = 48000 } = {}) {
+  const n = Math.round(seconds * rate);
+  const buf = Buffer.alloc(44 + n * 2);
+  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8);
+  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22);
+  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34);
+  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40);
+  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * amplitude * 32767), 44 + i * 2);
+  const file = path.join(os.tmpdir(), `switchboard-tone-${hz}-${process.pid}.wav`);
+  writeFileSync(file, buf);
+  return file;
+}
+
 export const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -228,9 +250,10 @@ export const CHROMIUM_ARGS = [
 /**
  * Chromium, started and warmed up under the harness's own limits (chromium.mjs): a
  * slow first start on a new machine is a harness matter, never a test's verdict.
+ * `extraArgs`: more Chromium switches (e.g. a fake microphone file).
  */
-export async function launchBrowser() {
-  const browser = await launch(chromium, { executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+export async function launchBrowser(extraArgs = []) {
+  const browser = await launch(chromium, { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
   try {
     const ms = await warmUp(browser);
     process.stderr.write(`[harness] Chromium ${browser.version()} warmed up in ${(ms / 1000).toFixed(1)} s\n`);

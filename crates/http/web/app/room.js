@@ -1,8 +1,11 @@
 // The room page (/r/<room>): joins with camera and microphone, shows everyone in a grid,
-// chat, device picker, screen share and a connection panel per peer.
+// chat, device picker, screen share and a connection panel per peer. In SFU rooms the tiles
+// report their shown size to the SDK (the SFU forwards a fitting layer, nothing for hidden
+// tiles), the SFU's active speaker is highlighted, and a speaker view can be turned on.
 //
 // Query parameters: name (display name; asked for when absent), token (room JWT),
-// policy=relay (TURN only), transport=ws|sse|auto, debug (SDK logs to the console).
+// policy=relay (TURN only), transport=ws|sse|auto, topology=sfu|mesh (a new room's
+// topology; default: the server's threshold decides), debug (SDK logs to the console).
 // Test hook: window.sbApp = { sb, ready, media, grid, chat, stats }.
 
 import { Switchboard } from '/sdk/switchboard.js';
@@ -110,6 +113,7 @@ async function main() {
     token: params.get('token') || undefined,
     iceTransportPolicy: policy,
     transport,
+    topology: /** @type {any} */ (['sfu', 'mesh'].includes(params.get('topology') || '') ? params.get('topology') : 'auto'),
     debug: params.has('debug'),
   });
   app.sb = sb;
@@ -138,8 +142,10 @@ async function main() {
     return tile;
   };
 
+  grid.onView = (id, size) => s.setView(id, size);
   s.on('joined', (/** @type {any} */ e) => {
     self.el.dataset.peerId = e.peerId;
+    showTopology(s.topology);
     if (e.rejoined) {
       const d = describe('bad-resume');
       toast(d.text, { kind: 'warn' });
@@ -171,6 +177,18 @@ async function main() {
   s.on('track', (/** @type {any} */ e) => {
     const tile = grid.get(e.peer.id) || addPeer(e.peer);
     tile.addTrack(e.track);
+    grid.reportView(tile);
+  });
+  s.on('track-removed', (/** @type {any} */ e) => grid.get(e.peer.id)?.removeTrack(e.track));
+  s.on('topology', (/** @type {any} */ e) => {
+    showTopology(e.mode);
+    if (e.mode === 'sfu') chat.note(`More people joined: the call now goes through the server (switched in ${(e.switchMs / 1000).toFixed(1)} s)`);
+  });
+  s.on('speaker', (/** @type {any} */ e) => grid.setSpeaker(e.peer ? e.peer.id : null));
+  $('#speaker-view').addEventListener('click', () => {
+    const on = !grid.speakerView;
+    grid.setSpeakerView(on);
+    $('#speaker-view').setAttribute('aria-pressed', String(on));
   });
   s.on('peer-state', (/** @type {any} */ e) => grid.get(e.peer.id)?.setConnState(e.state));
   s.on('channel-open', (/** @type {any} */ e) => {
@@ -221,12 +239,22 @@ async function main() {
   const loudAt = new Map();
   setInterval(() => {
     const now = performance.timeOrigin + performance.now();
+    let loudest = null;
+    let loudestAt = 0;
     for (const peer of s.peers.values()) {
-      const r = peer.pc.getReceivers().find((x) => x.track && x.track.kind === 'audio');
+      // The receiver of this peer's audio (in SFU rooms all peers share one connection).
+      const audio = peer.streams.flatMap((st) => st.getAudioTracks());
+      const r = peer.pc ? peer.pc.getReceivers().find((x) => x.track && audio.includes(x.track)) : undefined;
       const src = r && typeof r.getSynchronizationSources === 'function' ? r.getSynchronizationSources()[0] : undefined;
       if (src && (src.audioLevel || 0) > 0.05 && now - src.timestamp < 500) loudAt.set(peer.id, now);
       grid.get(peer.id)?.setSpeaking(now - (loudAt.get(peer.id) || 0) < 800);
+      if ((loudAt.get(peer.id) || 0) > loudestAt) {
+        loudest = peer.id;
+        loudestAt = loudAt.get(peer.id) || 0;
+      }
     }
+    // Mesh rooms have no server-side speaker detection: the last one heard leads.
+    if (s.topology === 'mesh' && loudest && now - loudestAt < 800) grid.setSpeaker(loudest);
   }, 150);
 
   // --- join -----------------------------------------------------------------------------------
@@ -378,6 +406,14 @@ function setStatus(state, text) {
   const kind = app.sb && app.sb.transportKind === 'sse' ? 'EventSource + POST' : 'WebSocket';
   s.textContent = text || { idle: 'Starting…', connecting: 'Connecting…', open: 'Connected', reconnecting: 'Reconnecting…', closed: 'Disconnected' }[state] || state;
   s.title = state === 'open' ? `Signaling over ${kind}` : '';
+}
+
+/** The header's mesh/SFU indicator. @param {string} mode */
+function showTopology(mode) {
+  const t = $('#topology');
+  t.dataset.mode = mode;
+  t.textContent = mode === 'sfu' ? 'SFU' : 'Mesh';
+  t.title = mode === 'sfu' ? 'Through the server: everyone sends once, the server forwards' : 'Peer-to-peer: everyone sends to everyone';
 }
 
 function updateCount() {

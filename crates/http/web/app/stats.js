@@ -1,5 +1,7 @@
 // Per-peer connection panel, refreshed from getStats() every 2 s: candidate types of the
 // selected pair (and the relay protocol), RTT, inbound/outbound bitrate, packet loss.
+// In SFU rooms every peer shares the one connection to the SFU: its report is fetched once
+// per tick, and each peer's inbound figures are those of its own tracks.
 
 import { icon } from './icons.js';
 import { el } from './ui.js';
@@ -21,8 +23,12 @@ const INTERVAL_MS = 2000;
  * @property {string} video inbound video resolution and frame rate
  */
 
-/** Totals of one getStats() call. */
-function totals(/** @type {RTCStatsReport} */ report) {
+/**
+ * Totals of one getStats() call; inbound only for the tracks in `only` when given.
+ * @param {RTCStatsReport} report
+ * @param {Set<string>|null} only
+ */
+function totals(report, only) {
   /** @type {any} */
   let pair = null;
   report.forEach((s) => {
@@ -39,7 +45,7 @@ function totals(/** @type {RTCStatsReport} */ report) {
   let received = 0;
   let video = '';
   report.forEach((s) => {
-    if (s.type === 'inbound-rtp') {
+    if (s.type === 'inbound-rtp' && (!only || only.has(s.trackIdentifier))) {
       bytesIn += s.bytesReceived || 0;
       lost += Math.max(0, s.packetsLost || 0);
       received += s.packetsReceived || 0;
@@ -121,7 +127,7 @@ function rate(kbps) {
 /** Polls getStats() of every peer and updates its panel. */
 export class StatsMonitor {
   /**
-   * @param {() => Iterable<{id: string, pc: RTCPeerConnection}>} peers
+   * @param {() => Iterable<{id: string, pc: RTCPeerConnection, streams: MediaStream[]}>} peers
    */
   constructor(peers) {
     this.peers = peers;
@@ -170,17 +176,23 @@ export class StatsMonitor {
     if (this.busy) return;
     this.busy = true;
     try {
+      const peers = [...this.peers()];
+      /** @type {Map<RTCPeerConnection, Promise<RTCStatsReport|null>>} */
+      const reports = new Map();
+      const shared = new Set();
+      for (const p of peers) {
+        if (!p.pc) continue;
+        if (reports.has(p.pc)) shared.add(p.pc);
+        else reports.set(p.pc, p.pc.getStats().catch(() => null)); // null: closed meanwhile
+      }
       await Promise.all(
-        [...this.peers()].map(async (peer) => {
+        peers.map(async (peer) => {
           const panel = this.panels.get(peer.id);
-          if (!panel || peer.pc.connectionState === 'closed') return;
-          let report;
-          try {
-            report = await peer.pc.getStats();
-          } catch {
-            return; // closed meanwhile
-          }
-          const now = totals(report);
+          if (!panel || !peer.pc || peer.pc.connectionState === 'closed') return;
+          const report = await reports.get(peer.pc);
+          if (!report) return;
+          const only = shared.has(peer.pc) ? new Set(peer.streams.flatMap((st) => st.getTracks().map((t) => t.id))) : null;
+          const now = totals(report, only);
           const before = this.prev.get(peer.id);
           this.prev.set(peer.id, now);
           const dt = before ? (now.at - before.at) / 1000 : 0;

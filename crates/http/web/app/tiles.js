@@ -1,5 +1,7 @@
 // The participant grid: one tile per participant, laid out to use the stage best for
-// 1..8 tiles (and stacked on narrow screens).
+// 1..8 tiles (and stacked on narrow screens), or a speaker view (the active speaker large,
+// the others in a strip). Each remote tile's shown size (0x0 when off screen or the page is
+// hidden) goes to `onView`, so an SFU sends only what is seen, at the size it is seen.
 
 import { icon } from './icons.js';
 import { el, initials, hue, toast } from './ui.js';
@@ -83,6 +85,15 @@ export class Tile {
   }
 
   /**
+   * Remove a remote track (the SFU stopped forwarding it).
+   * @param {MediaStreamTrack} track
+   */
+  removeTrack(track) {
+    if (this.stream.getTracks().includes(track)) this.stream.removeTrack(track);
+    this.#updateVideo();
+  }
+
+  /**
    * What the participant says it is sending.
    * @param {{audio?: boolean, video?: boolean, screen?: boolean}} media
    */
@@ -157,6 +168,33 @@ export class Grid {
       ]),
     ]);
     root.append(this.placeholder);
+    /** Called with a remote tile's shown size. @type {((id: string, size: {width: number, height: number}) => void) | null} */
+    this.onView = null;
+    /** Speaker view: the featured tile large, the others small. */
+    this.speakerView = false;
+    /** The active speaker's peer id (featured in speaker view). @type {string|null} */
+    this.speaker = null;
+    /** @type {Map<Element, Tile>} */
+    this.byEl = new Map();
+    /** @type {Map<Tile, boolean>} */
+    this.onScreen = new Map();
+    this.visibility = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const t = this.byEl.get(e.target);
+        if (!t) continue;
+        this.onScreen.set(t, e.isIntersecting);
+        this.reportView(t);
+      }
+    });
+    this.sizes = new ResizeObserver((entries) => {
+      for (const e of entries) {
+        const t = this.byEl.get(e.target);
+        if (t) this.reportView(t);
+      }
+    });
+    document.addEventListener('visibilitychange', () => {
+      for (const t of this.tiles.values()) this.reportView(t);
+    });
     new ResizeObserver(() => this.layout()).observe(root);
     window.matchMedia(NARROW).addEventListener('change', () => this.layout());
   }
@@ -183,6 +221,9 @@ export class Grid {
     t = new Tile({ id: peer.id, name: peer.name, local: false });
     this.tiles.set(peer.id, t);
     this.root.insertBefore(t.el, this.placeholder);
+    this.byEl.set(t.el, t);
+    this.visibility.observe(t.el);
+    this.sizes.observe(t.el);
     this.layout();
     return t;
   }
@@ -197,8 +238,43 @@ export class Grid {
     const t = this.tiles.get(id);
     if (!t) return;
     this.tiles.delete(id);
+    this.visibility.unobserve(t.el);
+    this.sizes.unobserve(t.el);
+    this.byEl.delete(t.el);
+    this.onScreen.delete(t);
     t.video.srcObject = null;
     t.el.remove();
+    this.layout();
+  }
+
+  /**
+   * Report a tile's shown size in device pixels (0x0: off screen or page hidden).
+   * @param {Tile} t
+   */
+  reportView(t) {
+    if (!this.onView) return;
+    const r = t.el.getBoundingClientRect();
+    const seen = this.onScreen.get(t) !== false && document.visibilityState !== 'hidden' && r.width > 0;
+    const dpr = window.devicePixelRatio || 1;
+    this.onView(t.id, seen ? { width: Math.round(r.width * dpr), height: Math.round(r.height * dpr) } : { width: 0, height: 0 });
+  }
+
+  /**
+   * The active speaker (highlighted; featured in speaker view).
+   * @param {string|null} id
+   */
+  setSpeaker(id) {
+    if (id && !this.tiles.has(id)) id = null;
+    if (id === this.speaker) return;
+    if (!id && this.speakerView && this.speaker && this.tiles.has(this.speaker)) return; // keep the last one featured
+    this.speaker = id;
+    for (const t of this.tiles.values()) t.el.classList.toggle('active-speaker', t.id === id);
+    if (this.speakerView) this.layout();
+  }
+
+  /** @param {boolean} on */
+  setSpeakerView(on) {
+    this.speakerView = on;
     this.layout();
   }
 
@@ -215,6 +291,17 @@ export class Grid {
     const W = this.root.clientWidth;
     const H = this.root.clientHeight;
     if (W === 0) return;
+    const featured = this.speakerView ? this.tiles.get(this.speaker || '') || this.tiles.values().next().value : undefined;
+    this.root.classList.toggle('speaker-view', !!featured);
+    for (const t of this.tiles.values()) t.el.classList.toggle('featured', t === featured);
+    if (featured) {
+      // Speaker view: the featured tile as large as fits above one strip of small ones.
+      const strip = 90;
+      const fw = Math.min(W, (H - strip - GAP) * ASPECT);
+      this.root.style.setProperty('--feature-w', `${Math.max(160, Math.floor(fw))}px`);
+      this.root.style.setProperty('--tile-w', `${Math.floor(strip * ASPECT)}px`);
+      return;
+    }
     let cols = 1;
     let w = W;
     if (window.matchMedia(NARROW).matches) {

@@ -39,6 +39,19 @@ export const CHANNEL_ID = 0;
  */
 
 /**
+ * Ways to adapt a Peer to the connection with the SFU (sfu.js); the mesh uses none.
+ * @typedef {object} PeerHooks
+ * @property {(pc: RTCPeerConnection) => void} [transceivers] set up the transceivers instead of the mesh default
+ * @property {() => void} [beforeOffer] called right before each offer is sent (the SFU wants `publish` first)
+ * @property {(ev: RTCTrackEvent) => void} [track] handles remote tracks instead of the `track` event
+ * @property {(text: string) => void} [channelMessage] handles data-channel text instead of the `message` event
+ * @property {() => void} [channelOpen] instead of the `channel-open` event
+ * @property {() => void} [described] after a remote description was applied (and answered)
+ * @property {(state: RTCPeerConnectionState) => void} [state] instead of the `peer-state` event
+ * @property {boolean} [noOfferRequests] never ask the other side for an offer: it offers by itself
+ */
+
+/**
  * @typedef {object} PeerInfo
  * @property {string} id
  * @property {string} [name]
@@ -97,15 +110,19 @@ export class Peer {
   #unconnectedTimer = null;
   /** @type {MediaStream | null} */
   #looseTracks = null;
+  /** @type {PeerHooks} */
+  #hooks;
 
   /**
    * @param {PeerHost} host
    * @param {PeerInfo} info
    * @param {{config: RTCConfiguration, initiator: boolean, polite: boolean, canOffer?: boolean,
-   *   tracks: {audio: MediaStreamTrack|null, video: MediaStreamTrack|null}, stream: MediaStream}} opts
+   *   tracks: {audio: MediaStreamTrack|null, video: MediaStreamTrack|null}, stream: MediaStream, hooks?: PeerHooks}} opts
    */
   constructor(host, info, opts) {
     this.#canOffer = opts.canOffer !== false;
+    const hooks = opts.hooks || {};
+    this.#hooks = hooks;
     this.#host = host;
     this.id = String(info.id);
     this.name = info.name ? String(info.name) : '';
@@ -116,7 +133,8 @@ export class Peer {
 
     const pc = new RTCPeerConnection(opts.config);
     this.pc = pc;
-    for (const kind of /** @type {const} */ (['audio', 'video'])) {
+    if (hooks.transceivers) hooks.transceivers(pc);
+    else for (const kind of /** @type {const} */ (['audio', 'video'])) {
       const track = opts.tracks[kind];
       if (opts.initiator) {
         // The offerer always offers audio and video so it receives both, sending or not.
@@ -128,7 +146,7 @@ export class Peer {
     }
     this.channel = pc.createDataChannel(CHANNEL_LABEL, { negotiated: true, id: CHANNEL_ID });
     this.channel.onmessage = (ev) => this.#onChannelMessage(ev);
-    this.channel.onopen = () => this.#host.emit('channel-open', { peer: this });
+    this.channel.onopen = () => (hooks.channelOpen ? hooks.channelOpen() : this.#host.emit('channel-open', { peer: this }));
 
     pc.onnegotiationneeded = () => {
       this.#negotiate();
@@ -142,7 +160,8 @@ export class Peer {
       if (this.#closed) return;
       this.state = pc.connectionState;
       if (this.state === 'connected') this.#asks = 0;
-      this.#host.emit('peer-state', { peer: this, state: this.state });
+      if (hooks.state) hooks.state(this.state);
+      else this.#host.emit('peer-state', { peer: this, state: this.state });
       this.#watchIce();
     };
     pc.oniceconnectionstatechange = () => this.#watchIce();
@@ -252,7 +271,7 @@ export class Peer {
    * (the server refuses its offers), negotiation always starts on the other side.
    */
   askForOffer() {
-    if (this.#closed) return;
+    if (this.#closed || this.#hooks.noOfferRequests) return;
     const now = Date.now();
     if (now - this.#askedAt < ASK_INTERVAL_MS || this.#asks >= MAX_ASKS) return;
     this.#askedAt = now;
@@ -274,6 +293,7 @@ export class Peer {
         const d = this.pc.localDescription;
         if (this.pc.signalingState === 'have-local-offer' && d && !this.#closed) {
           this.#host.log(`peer ${this.id}: sending our pending offer again`);
+          this.#hooks.beforeOffer?.();
           this.#signal({ type: 'offer', sdp: d.sdp });
         }
         if (ask) this.#signal({ type: 'message', data: RESYNC });
@@ -344,7 +364,10 @@ export class Peer {
       this.#makingOffer = true;
       await pc.setLocalDescription();
       const d = pc.localDescription;
-      if (d && d.type === 'offer' && !this.#closed) this.#signal({ type: 'offer', sdp: d.sdp });
+      if (d && d.type === 'offer' && !this.#closed) {
+        this.#hooks.beforeOffer?.();
+        this.#signal({ type: 'offer', sdp: d.sdp });
+      }
     } catch (err) {
       if (this.#closed) return;
       this.#host.log(`peer ${this.id}: creating an offer failed`, err);
@@ -399,6 +422,7 @@ export class Peer {
       // offer, the browser fires negotiationneeded again once back in `stable`.
       this.#awaitingOffer = false;
     }
+    this.#hooks.described?.();
   }
 
   /** @param {RTCIceCandidateInit|null} c */
@@ -429,6 +453,10 @@ export class Peer {
 
   /** @param {RTCTrackEvent} ev */
   #onTrack(ev) {
+    if (this.#hooks.track) {
+      this.#hooks.track(ev);
+      return;
+    }
     let streams = [...ev.streams];
     if (streams.length === 0) {
       // Sent without a stream id: collect such tracks in one stream of our own.
@@ -437,12 +465,17 @@ export class Peer {
       streams = [this.#looseTracks];
     }
     for (const s of streams) if (!this.streams.includes(s)) this.streams.push(s);
-    this.#host.emit('track', { peer: this, track: ev.track, streams, transceiver: ev.transceiver });
+    const source = ev.track.kind === 'audio' ? 'microphone' : 'camera';
+    this.#host.emit('track', { peer: this, track: ev.track, streams, transceiver: ev.transceiver, source });
   }
 
   /** @param {MessageEvent} ev */
   #onChannelMessage(ev) {
     if (typeof ev.data !== 'string') return;
+    if (this.#hooks.channelMessage) {
+      this.#hooks.channelMessage(ev.data);
+      return;
+    }
     let data;
     try {
       data = JSON.parse(ev.data);

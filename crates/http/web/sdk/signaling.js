@@ -36,6 +36,7 @@ const RATE_RETRY_MS = 1000;
  * @property {string} room
  * @property {string} [name]
  * @property {string} [token]
+ * @property {string} [topology] 'auto' | 'sfu' | 'mesh' (sent unless 'auto')
  */
 
 /**
@@ -196,6 +197,7 @@ export class Signaling extends Emitter {
     const msg = { type: 'join', room: p.room };
     if (p.name) msg.name = p.name;
     if (p.token) msg.token = p.token;
+    if (p.topology && p.topology !== 'auto') msg.topology = p.topology;
     return msg;
   }
 

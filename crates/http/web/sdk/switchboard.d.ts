@@ -65,6 +65,8 @@ export interface SwitchboardOptions {
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** `'auto'` (default): WebSocket, falling back to EventSource + POST when WebSockets fail; or force one. */
   transport?: 'auto' | 'ws' | 'sse';
+  /** A new room's topology: `'auto'` (default: mesh, SFU from the server's threshold on), `'sfu'` or `'mesh'`. Only the room's creator decides. */
+  topology?: 'auto' | 'sfu' | 'mesh';
   /** Send `leave` when the page is hidden for good (`pagehide`), so the others see you go at once. Default true. */
   leaveOnUnload?: boolean;
   /** `true`: log to `console.debug`; or a logging function. */
@@ -106,6 +108,44 @@ export class Peer {
   toJSON(): { id: string; name: string; identity?: string; state: RTCPeerConnectionState; polite: boolean };
 }
 
+/** A remote participant of an SFU room: the same fields as a `Peer`; `pc` and `channel` are the one connection to the SFU, shared by every member. */
+export class SfuMember {
+  readonly id: string;
+  name: string;
+  identity?: string;
+  /** Set for a server-side participant, e.g. `whip` (a WHIP publisher). */
+  service?: string;
+  /** The connection to the SFU (shared). */
+  readonly pc: RTCPeerConnection;
+  /** The tracks received from this participant (one stream). */
+  readonly streams: MediaStream[];
+  /** The SFU connection's `connectionState`. */
+  readonly state: RTCPeerConnectionState;
+  /** Always true: the page yields to the SFU. */
+  readonly polite: boolean;
+  readonly initiator: boolean;
+  /** The data channel to the SFU (shared). */
+  readonly channel: RTCDataChannel;
+  readonly closed: boolean;
+  /** Restart ICE with the SFU. */
+  restartIce(): void;
+  toJSON(): { id: string; name: string; identity?: string; state: RTCPeerConnectionState; polite: boolean };
+}
+
+/** Where a track comes from. */
+export type TrackSource = 'camera' | 'microphone' | 'screen' | 'screen-audio' | (string & {});
+
+/** The connection to the SFU in an SFU room (`Switchboard.sfu`). */
+export interface SfuConnection {
+  /** The SFU participant's peer id. */
+  readonly id: string;
+  readonly pc: RTCPeerConnection;
+  /** The simulcast layer (`q`, `h`, `f`) the SFU says it forwards, by mid. */
+  readonly layers: Map<string, string>;
+  /** The dominant speaker's peer id (null: silence). */
+  readonly speaker: string | null;
+}
+
 /** Payloads of the events. */
 export interface SwitchboardEvents {
   /** Signaling state changed. */
@@ -115,19 +155,27 @@ export interface SwitchboardEvents {
    * them). Emitted again with `rejoined: true` when the server had forgotten the session
    * (it was away longer than the grace period) and the SDK joined afresh with a new peer id.
    */
-  joined: { peerId: string; peers: Peer[]; rejoined: boolean };
+  joined: { peerId: string; peers: Array<Peer | SfuMember>; rejoined: boolean; topology: 'mesh' | 'sfu' };
   /** Someone joined after us. */
-  'peer-joined': Peer;
+  'peer-joined': Peer | SfuMember;
   /** Someone left: `left` (on purpose), `timeout` (connection lost for good), `kicked`. */
-  'peer-left': { peer: Peer; reason: 'left' | 'timeout' | 'kicked' | string };
+  'peer-left': { peer: Peer | SfuMember; reason: 'left' | 'timeout' | 'kicked' | string };
   /** Remote media arrived. */
-  track: { peer: Peer; track: MediaStreamTrack; streams: MediaStream[]; transceiver: RTCRtpTransceiver };
+  track: { peer: Peer | SfuMember; track: MediaStreamTrack; streams: MediaStream[]; transceiver: RTCRtpTransceiver; source: TrackSource };
+  /** SFU rooms: the SFU stopped forwarding a track. */
+  'track-removed': { peer: SfuMember; track: MediaStreamTrack; source: TrackSource };
+  /** The room changed mode: after a live mesh→SFU switch `switchMs` is how long until every peer's media decoded through the SFU; `mesh` (null) if the SFU left. */
+  topology: { mode: 'mesh' | 'sfu'; switchMs: number | null };
+  /** SFU rooms: the dominant speaker changed (null: silence). */
+  speaker: { peer: SfuMember | { id: string; name: string } | null };
+  /** SFU rooms, informative: the simulcast layer forwarded on a track changed. */
+  layer: { peer: SfuMember | null; mid: string; layer: string; track: MediaStreamTrack | null };
   /** An application message (see `send`). `via` tells whether it came over the data channel or the signaling server. */
-  message: { peer: Peer | { id: string; name: string }; data: unknown; via: 'datachannel' | 'signal' };
+  message: { peer: Peer | SfuMember | { id: string; name: string }; data: unknown; via: 'datachannel' | 'signal' };
   /** The RTCPeerConnection's `connectionState` changed. */
-  'peer-state': { peer: Peer; state: RTCPeerConnectionState };
-  /** The data channel to `peer` opened. */
-  'channel-open': { peer: Peer };
+  'peer-state': { peer: Peer | SfuMember; state: RTCPeerConnectionState };
+  /** The data channel to `peer` opened (SFU rooms: the one to the SFU, once `peer`'s media shows up). */
+  'channel-open': { peer: Peer | SfuMember };
   /** Signaling came back after a transport loss; `gap` means messages were lost and every peer connection was renegotiated with an ICE restart. */
   resumed: { gap: boolean };
   /** An error; `fatal` means the session is over. */
@@ -137,8 +185,14 @@ export interface SwitchboardEvents {
 export class Switchboard {
   constructor(options: SwitchboardOptions);
 
-  /** Remote participants by peer id. */
-  readonly peers: Map<string, Peer>;
+  /** Remote participants by peer id (never the SFU itself). */
+  readonly peers: Map<string, Peer | SfuMember>;
+  /** How this page is connected to the others now. */
+  readonly topology: 'mesh' | 'sfu';
+  /** SFU rooms: the connection to the SFU; null otherwise. */
+  readonly sfu: SfuConnection | null;
+  /** SFU rooms: the dominant speaker's peer id. */
+  readonly speaker: string | null;
   /** Own peer id once joined. */
   readonly peerId: string | null;
   /** Grants of this session (`publish`, `subscribe`, `admin`). */
@@ -166,7 +220,7 @@ export class Switchboard {
    * `token-expired`, `bad-room`, `origin-not-allowed`, ...) or `unreachable`.
    * May be called again after a failure or after `leave()`.
    */
-  join(): Promise<{ peerId: string; peers: Peer[] }>;
+  join(): Promise<{ peerId: string; peers: Array<Peer | SfuMember> }>;
 
   /**
    * Send the first audio and first video track of `stream` to every peer, current and
@@ -187,6 +241,13 @@ export class Switchboard {
    */
   send(data: unknown, peerId?: string): number;
 
+  /**
+   * SFU rooms: how large a remote video is shown (device pixels), so the SFU forwards a
+   * fitting simulcast layer; `null` or 0x0 = not shown (paused at the SFU). `target`: a
+   * peer id (all its videos) or a remote video track. Debounced; no effect in mesh rooms.
+   */
+  setView(target: string | MediaStreamTrack, size: { width: number; height: number } | null): void;
+
   /** Remove a peer from the room (needs the `admin` grant; refusals arrive as `error` events). */
   kick(peerId: string): void;
 
@@ -196,7 +257,7 @@ export class Switchboard {
   /** Leave the room and close every connection (local tracks are not stopped). */
   leave(): Promise<void>;
 
-  toJSON(): { room: string; name: string; peerId: string | null; state: SignalingState; transportKind: 'ws' | 'sse' | null };
+  toJSON(): { room: string; name: string; peerId: string | null; state: SignalingState; transportKind: 'ws' | 'sse' | null; topology: 'mesh' | 'sfu' };
 }
 
 /** SDK version. */

@@ -1,5 +1,6 @@
 // Switchboard SDK: join a room of a Switchboard server and talk to everyone in it over
-// WebRTC (full mesh). An ES module, usable straight from the server without a build step:
+// WebRTC: a full mesh in small rooms, one connection to the server's SFU in rooms whose
+// topology is "sfu" (sfu.js). An ES module, usable straight from the server without a build step:
 //
 //   import { Switchboard } from '/sdk/switchboard.js';
 //   const sb = new Switchboard({ room: 'demo', name: 'Ada' });
@@ -13,16 +14,19 @@ import { Emitter } from './emitter.js';
 import { SwitchboardError } from './errors.js';
 import { Peer, OFFER_ME, RESYNC } from './peer.js';
 import { Signaling } from './signaling.js';
+import { SfuMember } from './sfu.js';
+import { SfuMode } from './topology.js';
+import { IceServers } from './ice.js';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
+export { SfuMember } from './sfu.js';
 
 /** SDK version. */
 export const VERSION = '1.0.0';
 /** Signaling protocol version spoken. */
 export const PROTOCOL = 1;
 
-const ICE_FETCH_TIMEOUT_MS = 5000;
 /** After a resume without gap, how long to wait before checking for lost offers. */
 const RESYNC_DELAY_MS = 1000;
 
@@ -35,6 +39,7 @@ const RESYNC_DELAY_MS = 1000;
  * @property {'auto'|RTCIceServer[]} [iceServers] 'auto' (default): GET /api/ice-servers
  * @property {RTCIceTransportPolicy} [iceTransportPolicy] 'all' (default) or 'relay'
  * @property {'auto'|'ws'|'sse'} [transport] 'auto' (default): WebSocket, falling back to EventSource+POST
+ * @property {'auto'|'sfu'|'mesh'} [topology] a new room's topology: 'auto' (default: mesh, SFU from the server's threshold on), 'sfu' or 'mesh'; only the room's creator decides
  * @property {boolean} [leaveOnUnload] send `leave` when the page goes away (default true)
  * @property {boolean|((...args: unknown[]) => void)} [debug] log to console.debug, or to this function
  */
@@ -48,7 +53,11 @@ const RESYNC_DELAY_MS = 1000;
  *   (no `peer-joined` for them). Emitted again with `rejoined: true` when the server had
  *   forgotten the session and the SDK joined afresh (new peer id).
  * - `peer-joined` (Peer), `peer-left` ({peer, reason}): membership changes
- * - `track` ({peer, track, streams, transceiver}): remote media arrived
+ * - `track` ({peer, track, streams, transceiver, source}): remote media arrived
+ * - `track-removed` ({peer, track, source}): SFU rooms: the SFU stopped forwarding a track
+ * - `topology` ({mode, switchMs}): the room changed between mesh and SFU
+ * - `speaker` ({peer}): SFU rooms: the dominant speaker changed (null: silence)
+ * - `layer` ({peer, mid, layer, track}): SFU rooms: the simulcast layer forwarded changed
  * - `message` ({peer, data, via}): an application message (`send`), `via` 'datachannel' | 'signal'
  * - `peer-state` ({peer, state}): the RTCPeerConnection's connectionState changed
  * - `channel-open` ({peer}): the data channel to `peer` is open
@@ -56,7 +65,7 @@ const RESYNC_DELAY_MS = 1000;
  * - `error` (SwitchboardError: {code, reason, fatal}): `fatal` means the session is over
  */
 export class Switchboard extends Emitter {
-  /** Remote participants by peer id. @type {Map<string, Peer>} */
+  /** Remote participants by peer id. @type {Map<string, Peer|SfuMember>} */
   peers = new Map();
   /** Own peer id once joined. @type {string|null} */
   peerId = null;
@@ -68,10 +77,8 @@ export class Switchboard extends Emitter {
   /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'>> & {token?: string}} */
   #opts;
   #sig;
-  /** @type {RTCIceServer[] | null} */
-  #iceServers = null;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #iceTimer = null;
+  /** @type {IceServers} */
+  #ice;
   /** Tracks sent to every peer. */
   #tracks = { audio: /** @type {MediaStreamTrack|null} */ (null), video: /** @type {MediaStreamTrack|null} */ (null) };
   /** The stream the tracks are announced in (its id is the msid the others see). */
@@ -82,6 +89,8 @@ export class Switchboard extends Emitter {
   #unload = null;
   /** @type {import('./peer.js').PeerHost} */
   #host;
+  /** Mesh or SFU, and the connection to the SFU (topology.js). @type {SfuMode} */
+  #mode;
 
   /** @param {SwitchboardOptions} options */
   constructor(options) {
@@ -92,6 +101,8 @@ export class Switchboard extends Emitter {
     if (!/^https?:\/\//i.test(url)) throw new SwitchboardError('bad-option', `options.url must be an http(s) URL, got "${url}"`);
     const transport = o.transport || 'auto';
     if (!['auto', 'ws', 'sse'].includes(transport)) throw new SwitchboardError('bad-option', `unknown transport "${transport}"`);
+    const topology = o.topology || 'auto';
+    if (!['auto', 'sfu', 'mesh'].includes(topology)) throw new SwitchboardError('bad-option', `unknown topology "${topology}"`);
     const iceServers = o.iceServers === undefined ? 'auto' : o.iceServers;
     if (iceServers !== 'auto' && !Array.isArray(iceServers)) throw new SwitchboardError('bad-option', "iceServers must be 'auto' or an array");
     this.#opts = {
@@ -102,6 +113,7 @@ export class Switchboard extends Emitter {
       iceServers,
       iceTransportPolicy: o.iceTransportPolicy || 'all',
       transport,
+      topology,
       leaveOnUnload: o.leaveOnUnload !== false,
     };
     this.#log =
@@ -115,11 +127,32 @@ export class Switchboard extends Emitter {
       emit: (event, arg) => this.emit(event, arg),
       log: this.#log,
     };
+    this.#mode = new SfuMode({
+      peers: this.peers,
+      emit: (event, arg) => this.emit(event, arg),
+      log: this.#log,
+      signal: (msg) => this.#sig.send(msg),
+      selfId: () => String(this.peerId),
+      rtcConfig: () => this.#rtcConfig(),
+      canPublish: () => this.#canPublish(),
+      tracks: () => this.#tracks,
+      stream: this.#stream,
+      addMeshPeer: (info, initiator) => this.#addPeer(info, initiator),
+    });
+
+    this.#ice = new IceServers({
+      url: this.#opts.url,
+      token: this.#opts.token,
+      option: iceServers,
+      log: this.#log,
+      live: () => this.state !== 'closed' && this.state !== 'idle',
+      connections: () => this.#connections(),
+    });
 
     const sig = new Signaling({ url: this.#opts.url, transport });
     this.#sig = sig;
     sig.log = this.#log;
-    sig.canDeliver = (/** @type {any} */ m) => !m.to || this.peers.has(m.to);
+    sig.canDeliver = (/** @type {any} */ m) => !m.to || this.peers.has(m.to) || m.to === this.#sfu?.id;
     sig.on('state', (/** @type {any} */ s) => this.#setState(s));
     sig.on('joined', (/** @type {any} */ e) => this.#onJoined(e.msg, e.rejoin));
     sig.on('resumed', (/** @type {any} */ e) => this.#onResumed(e.msg));
@@ -150,12 +183,32 @@ export class Switchboard extends Emitter {
 
   /** The ICE servers in use (after `join`). */
   get iceServers() {
-    return this.#iceServers ? [...this.#iceServers] : [];
+    return this.#ice.list ? [...this.#ice.list] : [];
+  }
+
+  /** 'mesh' or 'sfu': how this page is connected to the others now. */
+  get topology() {
+    return this.#mode.topology;
+  }
+
+  /** SFU rooms: the connection to the SFU (`pc`, `id`, `layers`), else null. */
+  get sfu() {
+    return this.#sfu;
+  }
+
+  /** The connection to the SFU, if any. */
+  get #sfu() {
+    return this.#mode.link;
+  }
+
+  /** SFU rooms: the dominant speaker's peer id (null: silence or mesh). */
+  get speaker() {
+    return this.#sfu ? this.#sfu.speaker : null;
   }
 
   /** A plain summary. */
   toJSON() {
-    return { room: this.room, name: this.name, peerId: this.peerId, state: this.state, transportKind: this.transportKind };
+    return { room: this.room, name: this.name, peerId: this.peerId, state: this.state, transportKind: this.transportKind, topology: this.topology };
   }
 
   /**
@@ -171,8 +224,8 @@ export class Switchboard extends Emitter {
     if (this.state === 'closed') this.#teardown();
     this.#setState('connecting');
     try {
-      await this.#loadIceServers();
-      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token });
+      await this.#ice.load();
+      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token, topology: this.#opts.topology });
     } catch (err) {
       const e =
         err instanceof SwitchboardError ? err : new SwitchboardError('unreachable', String(/** @type {Error} */ (err)?.message || err));
@@ -227,8 +280,28 @@ export class Switchboard extends Emitter {
       peer.send(data);
       return 1;
     }
-    for (const peer of this.peers.values()) peer.send(data);
+    const all = [...this.peers.values()];
+    if (this.#sfu && all.length && all.every((p) => p instanceof SfuMember)) this.#sfu.send(data); // the SFU fans out
+    else for (const peer of all) peer.send(data);
     return this.peers.size;
+  }
+
+  /**
+   * Tell the SFU how large a remote video is shown, so it forwards a fitting simulcast
+   * layer, or nothing for a hidden one. `target`: a peer id (all its videos) or a remote
+   * video track; `size`: CSS pixels x devicePixelRatio, `null` or 0x0 = not visible.
+   * Reported debounced; remembered across a mesh→SFU switch; no effect in mesh rooms.
+   * @param {string|MediaStreamTrack} target
+   * @param {{width: number, height: number}|null} size
+   */
+  setView(target, size) {
+    const w = Number(size?.width) || 0;
+    const h = Number(size?.height) || 0;
+    const v = w > 0 && h > 0 ? { width: Math.round(w), height: Math.round(h) } : { width: 0, height: 0 };
+    if (typeof target === 'string') this.#mode.views.byPeer.set(target, v);
+    else if (target && typeof target === 'object' && target.kind === 'video') this.#mode.views.byTrack.set(target, v);
+    else throw new SwitchboardError('bad-option', 'setView needs a peer id or a video track');
+    this.#sfu?.viewChanged();
   }
 
   /**
@@ -245,7 +318,8 @@ export class Switchboard extends Emitter {
    * @param {string} [peerId]
    */
   restartIce(peerId) {
-    for (const peer of this.peers.values()) if (peerId === undefined || peer.id === peerId) peer.restartIce();
+    for (const peer of this.peers.values()) if (peer instanceof Peer && (peerId === undefined || peer.id === peerId)) peer.restartIce();
+    if (this.#sfu && (peerId === undefined || this.peers.get(peerId) instanceof SfuMember)) this.#sfu.peer.restartIce();
   }
 
   /**
@@ -260,59 +334,11 @@ export class Switchboard extends Emitter {
 
   // ---------------------------------------------------------------------------------------
 
-  async #loadIceServers() {
-    const o = this.#opts.iceServers;
-    if (o !== 'auto') {
-      this.#iceServers = o;
-      return;
-    }
-    const fetched = await this.#fetchIceServers();
-    if (fetched) this.#iceServers = fetched;
-    else if (!this.#iceServers) this.#iceServers = [];
-  }
-
-  /** GET /api/ice-servers; null when it fails (we then go on with host candidates). */
-  async #fetchIceServers() {
-    const ctrl = new AbortController();
-    const timer = setTimeout(() => ctrl.abort(), ICE_FETCH_TIMEOUT_MS);
-    try {
-      // A server with room tokens gives relay credentials only to their holders.
-      const headers = this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
-      const res = await fetch(`${this.#opts.url}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const body = await res.json();
-      if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');
-      const ttl = Number(body.ttl);
-      if (this.#iceTimer) clearTimeout(this.#iceTimer);
-      if (ttl > 0) {
-        // Refresh time-limited TURN credentials before they expire.
-        this.#iceTimer = setTimeout(() => this.#refreshIceServers(), Math.max(30, ttl * 0.8) * 1000);
-      }
-      return /** @type {RTCIceServer[]} */ (body.iceServers);
-    } catch (err) {
-      this.#log('GET /api/ice-servers failed', err);
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  async #refreshIceServers() {
-    this.#iceTimer = null;
-    if (this.state === 'closed' || this.state === 'idle') return;
-    const fresh = await this.#fetchIceServers();
-    if (!fresh) {
-      this.#iceTimer = setTimeout(() => this.#refreshIceServers(), 60000);
-      return;
-    }
-    this.#iceServers = fresh;
-    for (const peer of this.peers.values()) {
-      try {
-        peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), iceServers: fresh });
-      } catch (err) {
-        this.#log(`peer ${peer.id}: setConfiguration failed`, err);
-      }
-    }
+  /** Every RTCPeerConnection of this session (mesh peers and the SFU). */
+  #connections() {
+    const pcs = [...this.peers.values()].filter((p) => p instanceof Peer).map((p) => p.pc);
+    if (this.#sfu) pcs.push(this.#sfu.pc);
+    return pcs;
   }
 
   /** @param {'idle'|'connecting'|'open'|'reconnecting'|'closed'} s */
@@ -325,7 +351,7 @@ export class Switchboard extends Emitter {
   /** @returns {RTCConfiguration} */
   #rtcConfig() {
     return {
-      iceServers: this.#iceServers || [],
+      iceServers: this.#ice.list || [],
       iceTransportPolicy: this.#opts.iceTransportPolicy,
       bundlePolicy: 'max-bundle',
     };
@@ -366,6 +392,12 @@ export class Switchboard extends Emitter {
     const req = err.request;
     if (req && !err.fatal) {
       const peer = typeof req.to === 'string' ? this.peers.get(req.to) : undefined;
+      if (this.#sfu && req.to === this.#sfu.id) {
+        // The SDK's own messages to the SFU: no business of the application's.
+        if (err.code === 'forbidden' && req.type === 'offer') this.#sfu.peer.offerForbidden();
+        else this.#log(`${req.type} to the SFU refused: ${err.code}`);
+        return;
+      }
       if (err.code === 'unknown-peer' && ['offer', 'answer', 'candidate'].includes(req.type)) {
         this.#log(`${req.type} to ${req.to} not delivered: that peer has left`);
         return;
@@ -392,6 +424,7 @@ export class Switchboard extends Emitter {
     if (!peer) return;
     this.peers.delete(id);
     peer.close();
+    this.#mode.forget(id);
     this.emit('peer-left', { peer, reason });
   }
 
@@ -402,14 +435,19 @@ export class Switchboard extends Emitter {
   #onJoined(msg, rejoined) {
     if (rejoined) {
       for (const id of [...this.peers.keys()]) this.#removePeer(id, 'timeout');
+      this.#mode.close();
     }
     this.peerId = String(msg.peerId);
     this.grants = Array.isArray(msg.grants) ? msg.grants : [];
-    /** @type {{id: string, name?: string, identity?: string}[]} */
-    const infos = Array.isArray(msg.peers) ? msg.peers : [];
-    // We are the newcomer: we offer to everyone already there.
-    const peers = infos.filter((p) => p && p.id !== this.peerId).map((p) => this.#addPeer(p, true));
-    this.emit('joined', { peerId: this.peerId, peers, rejoined });
+    /** @type {{id: string, name?: string, identity?: string, service?: string}[]} */
+    const infos = (Array.isArray(msg.peers) ? msg.peers : []).filter((/** @type {any} */ p) => p && p.id !== this.peerId);
+    const sfu = infos.find((p) => p.service === 'sfu');
+    this.#mode.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
+    // Mesh: we are the newcomer and offer to everyone already there. SFU: one connection,
+    // to the SFU participant (now, or when it joins).
+    const peers = infos.filter((p) => p.service !== 'sfu').map((p) => (this.topology === 'sfu' || p.service ? this.#mode.addMember(p) : this.#addPeer(p, true)));
+    if (sfu) this.#mode.start(String(sfu.id));
+    this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
   }
 
   /** @param {any} msg the `resumed` message */
@@ -417,19 +455,26 @@ export class Switchboard extends Emitter {
     const gap = !!msg.gap;
     if (gap) {
       // Messages were lost: trust the member list and renegotiate with everyone.
-      const infos = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
+      const all = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
+      const infos = all.filter((/** @type {any} */ p) => p.service !== 'sfu');
+      const sfu = all.find((/** @type {any} */ p) => p.service === 'sfu');
       const ids = new Set(infos.map((/** @type {any} */ p) => String(p.id)));
       for (const id of [...this.peers.keys()]) if (!ids.has(id)) this.#removePeer(id, 'timeout');
+      if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#mode.gone();
       for (const info of infos) {
-        if (!this.peers.has(String(info.id))) this.emit('peer-joined', this.#addPeer(info, false));
+        if (this.peers.has(String(info.id))) continue;
+        this.emit('peer-joined', this.topology === 'sfu' || info.service ? this.#mode.addMember(info) : this.#addPeer(info, false));
       }
-      for (const peer of this.peers.values()) peer.recover();
+      for (const peer of this.peers.values()) if (peer instanceof Peer) peer.recover();
+      if (sfu && !this.#sfu) this.#mode.start(String(sfu.id));
+      else this.#sfu?.peer.recover();
     } else {
       // Nothing the server sent was lost, but what we sent just before the break may be.
       // Checked once the replay has been handled.
       setTimeout(() => {
         if (this.state !== 'open') return;
-        for (const peer of this.peers.values()) peer.resync(true);
+        for (const peer of this.peers.values()) if (peer instanceof Peer) peer.resync(true);
+        this.#sfu?.peer.resync(false); // the SFU offers again by itself when it must
       }, RESYNC_DELAY_MS);
     }
     this.emit('resumed', { gap });
@@ -442,21 +487,42 @@ export class Switchboard extends Emitter {
       case 'peer-joined': {
         const info = m.peer;
         if (!info || typeof info.id !== 'string' || info.id === this.peerId) return;
+        if (info.service === 'sfu') {
+          this.#mode.start(info.id); // the SFU itself is no participant
+          return;
+        }
         const known = this.peers.get(info.id);
         if (known) {
           if (info.name) known.name = String(info.name);
+          return;
+        }
+        // Other server-side participants (a WHIP publisher) only ever send through the SFU.
+        if (this.topology === 'sfu' || info.service) {
+          const member = this.#mode.addMember(info);
+          this.emit('peer-joined', member);
+          this.#sfu?.reconcile(); // its tracks may be mapped already
+          setTimeout(() => this.#sfu?.announceLate(), 3000);
           return;
         }
         this.emit('peer-joined', this.#addPeer(info, false)); // it will offer to us
         return;
       }
       case 'peer-left':
-        this.#removePeer(String(m.peerId), String(m.reason || 'left'));
+        if (this.#sfu && m.peerId === this.#sfu.id) this.#mode.gone();
+        else this.#removePeer(String(m.peerId), String(m.reason || 'left'));
         return;
       case 'offer':
       case 'answer':
       case 'candidate': {
+        if (this.#sfu && m.from === this.#sfu.id) {
+          this.#sfu.peer.handle(m);
+          return;
+        }
         let peer = this.peers.get(m.from);
+        if (peer instanceof SfuMember || (!peer && this.topology === 'sfu')) {
+          this.#log(`${m.type} from ${m.from} ignored: SFU room`);
+          return;
+        }
         if (!peer) {
           if (m.type !== 'offer' || typeof m.from !== 'string') return;
           // Its peer-joined was lost (signaling gap): take the offer all the same.
@@ -467,6 +533,10 @@ export class Switchboard extends Emitter {
         return;
       }
       case 'message': {
+        if (this.#sfu && m.from === this.#sfu.id) {
+          if (m.data && typeof m.data === 'object' && typeof m.data.sfu === 'string') this.#sfu.onControl(m.data);
+          return;
+        }
         const control = m.data && typeof m.data === 'object' ? m.data.$switchboard : undefined;
         if (control === OFFER_ME.$switchboard) {
           this.peers.get(m.from)?.offerRequested();
@@ -497,7 +567,8 @@ export class Switchboard extends Emitter {
       if (track) this.#stream.addTrack(track);
     }
     if (!this.#canPublish()) return; // receive-only token: kept for a later session
-    await Promise.all([...this.peers.values()].map((p) => p.setTrack(kind, track, this.#stream)));
+    const mesh = [...this.peers.values()].filter((p) => p instanceof Peer);
+    await Promise.all([...mesh.map((p) => p.setTrack(kind, track, this.#stream)), this.#sfu?.setTrack(kind, track)]);
   }
 
   #watchUnload() {
@@ -516,8 +587,9 @@ export class Switchboard extends Emitter {
   #teardown() {
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
-    if (this.#iceTimer) clearTimeout(this.#iceTimer);
-    this.#iceTimer = null;
+    this.#mode.close();
+    this.#mode.topology = 'mesh';
+    this.#ice.stop();
     this.#unload?.abort();
     this.#unload = null;
   }
