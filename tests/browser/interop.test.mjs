@@ -5,7 +5,8 @@
 // - a Chromium page publishes, aiortc subscribes and decodes the page's video (mapped to
 //   the page's peer id by the SFU's `tracks` message);
 // - aiortc publishes with WHIP (POST /whip/<room>), a Chromium page in the room decodes it;
-// - aiortc plays a room with WHEP (POST /whep/<room>) and decodes a Chromium publisher.
+// - aiortc plays a room with WHEP (POST /whep/<room>) and decodes a Chromium publisher
+//   (its offer made bundle-safe first: aio_sfu.py bundle_safe_extmaps, an aiortc bug).
 //
 // Prerequisites: Debian's python3-aiortc and python3-websockets (scripts/test-all.sh
 // installs them; SB_PYTHON names another interpreter, e.g. a venv with
@@ -150,7 +151,7 @@ test('aiortc publishes into an SFU room: Chromium decodes its video, hears its t
   await pub.waitEvent((e) => e.event === 'tracks' && e.tracks.some((t) => t.peer === page.peerId && t.kind === 'video'), { timeout: 20000, what: 'a tracks map naming the page' });
 })));
 
-test('a Chromium page publishes, aiortc subscribes through the SFU and decodes its video', { timeout: 150000 }, () => scope('interop-aiortc-sub', (s) => withAiortc(async (start) => {
+test('a Chromium page publishes, aiortc subscribes through the SFU and decodes its video and audio', { timeout: 150000 }, () => scope('interop-aiortc-sub', (s) => withAiortc(async (start) => {
   const server = await sfuServer(s);
   const room = randomId('aiosub-');
   const [page] = await openCall(s, browser, server, room, ['Ada'], { query: { topology: 'sfu' }, init: [SMALL_CAMERA] });
@@ -162,6 +163,7 @@ test('a Chromium page publishes, aiortc subscribes through the SFU and decodes i
   assert.equal(result.ok, true, JSON.stringify(result));
   assert.ok(result.frames >= 45 && result.width > 0 && result.height > 0, JSON.stringify(result));
   assert.deepEqual(result.errors, []);
+  assert.ok(result.audioFrames > 0, `no audio decoded: ${JSON.stringify(result)}`);
   // The decoded m-line is the page's camera in the SFU's map.
   const tracks = sub.events.filter((e) => e.event === 'tracks').at(-1);
   assert.ok(tracks && tracks.tracks.some((t) => t.peer === page.peerId && t.source === 'camera' && t.kind === 'video'), JSON.stringify(tracks));
@@ -188,7 +190,7 @@ test('aiortc publishes with WHIP: a Chromium page in the room decodes its video 
   await page.waitRemoteTiles([], 20000);
 })));
 
-test('aiortc plays a room with WHEP and decodes a Chromium publisher', { timeout: 150000 }, () => scope('interop-whep', (s) => withAiortc(async (start) => {
+test('aiortc plays a room with WHEP and decodes a Chromium publisher (video and audio); DELETE ends it', { timeout: 150000 }, () => scope('interop-whep', (s) => withAiortc(async (start) => {
   const server = await sfuServer(s);
   const room = randomId('aiowhep-');
   const [page] = await openCall(s, browser, server, room, ['Ada'], { query: { topology: 'sfu' }, init: [SMALL_CAMERA] });
@@ -201,5 +203,6 @@ test('aiortc plays a room with WHEP and decodes a Chromium publisher', { timeout
   assert.ok(result, `no result line (exit ${JSON.stringify(exit)})`);
   assert.equal(result.ok, true, JSON.stringify(result));
   assert.ok(result.frames >= 45 && result.width > 0, JSON.stringify(result));
+  assert.ok(result.audioFrames > 0, `no audio decoded: ${JSON.stringify(result)}`);
   assert.equal(result.deleteStatus, 200);
 })));

@@ -117,6 +117,7 @@ class FrameCounter:
         self.by_mid = {}  # mid -> {"frames", "width", "height"}
         self.mid_peer = {}  # mid -> peer id (from the latest `tracks` message)
         self.tasks = []
+        self.audio_frames = 0
 
     def watch(self, pc, track):
         mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
@@ -140,6 +141,7 @@ class FrameCounter:
         try:
             while True:
                 await track.recv()
+                self.audio_frames += 1
         except MediaStreamError:
             pass
 
@@ -291,13 +293,34 @@ async def run_room(args, stop):
             if errors:
                 ok = False
             emit(event="result", ok=ok, mode=args.mode, peerId=me, frames=f, width=w, height=h,
-                 state=pc.connectionState, errors=errors, perMid=counter.summary())
+                 audioFrames=counter.audio_frames, state=pc.connectionState, errors=errors, perMid=counter.summary())
             try:
                 await sig.send(type="leave")
             except Exception:
                 pass
             await pc.close()
         return ok
+
+
+def bundle_safe_extmaps(sdp):
+    """Drop the a=extmap lines of an offer that reuse an id another m-line already gave to a
+    different extension. aiortc 1.4 offers video `2 abs-send-time` and audio `2
+    ssrc-audio-level` in one BUNDLE (RFC 8843 wants one id per extension across the bundle),
+    then parses every incoming packet with one map: the first forwarded audio packet with
+    its audio level (1 byte read as abs-send-time's 3) raises in its receive loop, which
+    stops receiving altogether. Over the signaling protocol the SFU's own offers choose the
+    ids, so this only matters where aiortc offers receive lines (WHEP)."""
+    seen = {}  # id -> uri
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=extmap:"):
+            ident, uri = line[len("a=extmap:"):].split(" ", 1)
+            ident = ident.split("/")[0]
+            uri = uri.split(" ")[0]
+            if seen.setdefault(ident, uri) != uri:
+                continue
+        out.append(line)
+    return "\r\n".join(out)
 
 
 def http_request(method, url, body=None, headers=None):
@@ -329,7 +352,7 @@ async def run_ingest(args, stop):
         headers["Authorization"] = f"Bearer {args.token}"
     loop = asyncio.get_running_loop()
     status, rh, body = await loop.run_in_executor(
-        None, http_request, "POST", url, pc.localDescription.sdp.encode(), headers)
+        None, http_request, "POST", url, bundle_safe_extmaps(pc.localDescription.sdp).encode(), headers)
     location = rh.get("Location") or rh.get("location")
     if status != 201 or not location:
         emit(event="result", ok=False, mode=args.mode, error=f"POST {url}: {status} {body[:300]}")
@@ -363,7 +386,8 @@ async def run_ingest(args, stop):
             {"Authorization": headers["Authorization"]} if args.token else {})
         ok = pc.connectionState == "connected" if publishing else (f >= args.frames and w > 0)
         emit(event="result", ok=ok, mode=args.mode, frames=f, width=w, height=h,
-             state=pc.connectionState, deleteStatus=dstatus, perMid=counter.summary())
+             audioFrames=counter.audio_frames, state=pc.connectionState, deleteStatus=dstatus,
+             perMid=counter.summary())
         await pc.close()
     return ok
 
