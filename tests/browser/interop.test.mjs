@@ -1,7 +1,8 @@
 // Interop of the SFU (issue 11) with an independent WebRTC stack: aiortc (Python; its own
 // ICE, DTLS, SRTP, libvpx/opus through PyAV), driven by tests/interop/aio_sfu.py.
 // - aiortc publishes into an SFU room over the signaling protocol, a Chromium page decodes
-//   its video and hears its tone, and the SDK's `track` event names the aiortc peer;
+//   its video and hears its tone, and the SDK's `track` event names the aiortc peer; aiortc
+//   decodes the page's camera on that same connection (the SFU's offer, answered by aiortc);
 // - a Chromium page publishes, aiortc subscribes and decodes the page's video (mapped to
 //   the page's peer id by the SFU's `tracks` message);
 // - aiortc publishes with WHIP (POST /whip/<room>), a Chromium page in the room decodes it;
@@ -132,12 +133,12 @@ function recordTracks(p) {
   });
 }
 
-test('aiortc publishes into an SFU room: Chromium decodes its video, hears its tone, and the track event names the aiortc peer', { timeout: 150000 }, () => scope('interop-aiortc-pub', (s) => withAiortc(async (start) => {
+test('aiortc publishes into an SFU room: Chromium decodes its video, hears its tone, the track event names the aiortc peer; aiortc decodes the page on the same connection', { timeout: 150000 }, () => scope('interop-aiortc-pub', (s) => withAiortc(async (start) => {
   const server = await sfuServer(s);
   const room = randomId('aiopub-');
   const [page] = await openCall(s, browser, server, room, ['Ada'], { query: { topology: 'sfu' }, init: [COUNT_PCS, SMALL_CAMERA] });
   await recordTracks(page);
-  const pub = start(['--server', server.url, '--room', room, '--mode', 'publish', '--name', 'aiortc', '--duration', '120']);
+  const pub = start(['--server', server.url, '--room', room, '--mode', 'publish', '--name', 'aiortc', '--watch', page.peerId, '--duration', '120']);
   const joined = await pub.waitEvent((e) => e.event === 'joined', { timeout: STARTUP_LIMIT_MS, what: 'its join' });
   assert.equal(joined.topology, 'sfu');
   await pub.waitEvent((e) => e.event === 'answered', { timeout: 20000, what: "the SFU's answer" });
@@ -149,6 +150,11 @@ test('aiortc publishes into an SFU room: Chromium decodes its video, hears its t
   await expectOnlySfuConnection(page, server);
   // The page's camera reached the aiortc side too (its `tracks` map names the page).
   await pub.waitEvent((e) => e.event === 'tracks' && e.tracks.some((t) => t.peer === page.peerId && t.kind === 'video'), { timeout: 20000, what: 'a tracks map naming the page' });
+  // ...and aiortc decodes it on the same connection it publishes on (the SFU's renegotiation).
+  await pub.waitEvent((e) => e.event === 'frames' && e.frames >= 15, { timeout: 30000, what: "15 decoded frames of the page's camera" });
+  await pub.stop();
+  const { result } = await pub.result(5000);
+  assert.ok(result && result.frames >= 15 && result.width > 0 && result.errors.length === 0, JSON.stringify(result));
 })));
 
 test('a Chromium page publishes, aiortc subscribes through the SFU and decodes its video and audio', { timeout: 150000 }, () => scope('interop-aiortc-sub', (s) => withAiortc(async (start) => {

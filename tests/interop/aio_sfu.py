@@ -6,8 +6,8 @@ tests of issue 11 (tests/browser/interop.test.mjs).
 Modes:
   publish    join the room over the signaling WebSocket (topology "sfu"), send the SFU a
              `publish` message and an offer carrying a synthetic video track (a moving
-             pattern) and an audio tone; answer the SFU's offers; run until --duration
-             passes or SIGTERM.
+             pattern) and an audio tone; answer the SFU's offers (decoding what they bring:
+             --watch counts that peer's frames); run until --duration passes or SIGTERM.
   subscribe  join, offer receive-only audio/video, answer the SFU's offers (remote tracks),
              read its `tracks` maps and decode the video of --watch (or of anyone); exit
              when --frames frames of it were decoded or --duration passed.
