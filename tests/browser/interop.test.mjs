@@ -8,6 +8,8 @@
 // - aiortc publishes with WHIP (POST /whip/<room>), a Chromium page in the room decodes it;
 // - aiortc plays a room with WHEP (POST /whep/<room>) and decodes a Chromium publisher
 //   (its offer made bundle-safe first: aio_sfu.py bundle_safe_extmaps, an aiortc bug).
+// - with room tokens: WHIP/WHEP refused without a token (401) or the grant (403), and
+//   working with `Authorization: Bearer <room token>` of the right grant.
 //
 // Prerequisites: Debian's python3-aiortc and python3-websockets (scripts/test-all.sh
 // installs them; SB_PYTHON names another interpreter, e.g. a venv with
@@ -17,7 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import path from 'node:path';
-import { scope, openCall, randomId, waitFor, ROOT, HarnessError } from './harness.mjs';
+import { scope, openCall, randomId, waitFor, mintToken, ROOT, HarnessError } from './harness.mjs';
 import { launchSfuBrowser, SMALL_CAMERA, COUNT_PCS, sfuServer, expectAllFlowing, expectOnlySfuConnection } from './sfu-helpers.mjs';
 
 const PYTHON = process.env.SB_PYTHON || '/usr/bin/python3';
@@ -211,4 +213,31 @@ test('aiortc plays a room with WHEP and decodes a Chromium publisher (video and 
   assert.ok(result.frames >= 45 && result.width > 0, JSON.stringify(result));
   assert.ok(result.audioFrames > 0, `no audio decoded: ${JSON.stringify(result)}`);
   assert.equal(result.deleteStatus, 200);
+})));
+
+test('WHIP and WHEP from aiortc with room tokens: no token 401, a token without the grant 403, the right grants publish and play', { timeout: 150000 }, () => scope('interop-tokens', (s) => withAiortc(async (start) => {
+  const secret = 'interop-token-secret';
+  const server = await sfuServer(s, ['--room-token-secret', secret]);
+  const room = randomId('aiotok-');
+  const token = (grant) => mintToken({ secret, room, ttl: 600, grant });
+  const [page] = await openCall(s, browser, server, room, ['Ada'], { query: { topology: 'sfu', token: token('publish,subscribe') }, init: [SMALL_CAMERA] });
+  const refused = async (args, status) => {
+    const h = start(['--server', server.url, '--room', room, '--duration', '10', ...args]);
+    const { exit, result } = await h.result(30000);
+    if (exit.code === 2) throw new HarnessError('aio_sfu.py did not start', 0, new Error(h.log()));
+    assert.equal(exit.code, 1, h.log());
+    assert.match(result && result.error, new RegExp(`^POST \\S+: ${status}\\b`), JSON.stringify(result));
+  };
+  await refused(['--mode', 'whip'], 401);
+  await refused(['--mode', 'whip', '--token', token('subscribe')], 403);
+  await refused(['--mode', 'whep', '--token', token('publish')], 403);
+  const whip = start(['--server', server.url, '--room', room, '--mode', 'whip', '--token', token('publish'), '--duration', '120']);
+  const created = await whip.waitEvent((e) => e.event === 'whip' || e.event === 'result', { timeout: STARTUP_LIMIT_MS, what: 'the WHIP POST' });
+  assert.equal(created.status, 201, JSON.stringify(created));
+  const id = await waitFor(() => page.page.evaluate(() => [...window.sbApp.sb.peers.values()].find((m) => m.service === 'whip')?.id), { timeout: 20000, what: 'a WHIP member in the page' });
+  await expectAllFlowing(page, [id], { timeout: 60000 });
+  const whep = start(['--server', server.url, '--room', room, '--mode', 'whep', '--token', token('subscribe'), '--frames', '30', '--duration', '45']);
+  const { result } = await whep.result(70000);
+  assert.ok(result && result.ok && result.frames >= 30, JSON.stringify(result));
+  assert.equal(result.deleteStatus, 200, 'DELETE with the bearer token');
 })));
