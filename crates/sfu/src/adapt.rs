@@ -4,7 +4,8 @@
 //! layers, [`SubscriberLayers::allocate`] shares its estimate over its videos (hidden
 //! tiles paused at the SFU, hysteresis against flapping). A changed choice goes to the
 //! slot's rewriter, which switches at the new layer's keyframe (asked for through the
-//! keyframe coalescer).
+//! keyframe coalescer). The same choice decides whether the subscriber's video is paced
+//! ([`PACE_HEADROOM_PCT`]).
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{MediaKind, Mid, Rid};
 
 use crate::layer::{BitrateMeter, Demand, LayerRate, Tile, DEFAULT_TILE, MAX_LAYERS};
-use crate::participant::{Pid, PubTrack};
+use crate::participant::{Participant, Pid, PubTrack};
 use crate::rewrite::vp8;
 use crate::sfu::Sfu;
 
@@ -126,6 +127,25 @@ impl PubTrack {
     }
 }
 
+/// Video to a subscriber is paced (str0m's pacer, 1.1x the estimate) only while its
+/// estimate is below this percentage of what its chosen layers send. With headroom, video
+/// leaves as it arrives (as mediasoup, LiveKit and Janus forward it): pacing a keyframe at
+/// an estimate holds it back ~160 ms at 1.9 Mbit/s and the frames after it wait behind it.
+/// Near or under the estimate, pacing spreads the bursts so the bottleneck's queue does not
+/// overflow and the delay-based estimator sees it grow (unpaced bursts into a full
+/// drop-tail queue keep the estimate up while packets are lost: the layer never drops).
+pub(crate) const PACE_HEADROOM_PCT: u64 = 125;
+
+/// Pace (or not) every negotiated video stream of `p`.
+fn set_video_pacing(p: &mut Participant, pace: bool) {
+    let mut api = p.rtc.direct_api();
+    for sl in p.slots.iter().filter(|sl| sl.kind == MediaKind::Video) {
+        if let Some(tx) = sl.ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) {
+            tx.set_unpaced(!pace);
+        }
+    }
+}
+
 impl Sfu {
     pub(crate) fn on_bwe(&mut self, pid: Pid, bwe: BweKind) {
         if let BweKind::Twcc { estimate, .. } = bwe {
@@ -193,6 +213,19 @@ impl Sfu {
             if step == 0 && next_bps > now_bps {
                 step = next_bps - now_bps;
             }
+        }
+        // `minimum` is what the chosen layers send: pace the videos while the estimate
+        // leaves under a quarter of headroom above it, or while a video is below the
+        // layer its tile wants (`step`): the climb back rests on str0m's probes, which
+        // are padding clusters its pacer times (without pacing the estimate was seen to
+        // stay where it was).
+        let estimate = estimate.saturating_add(audio);
+        let pace = self.cfg.pace_video
+            || step > 0
+            || estimate < minimum.saturating_mul(PACE_HEADROOM_PCT) / 100;
+        if s.pace_video != pace {
+            s.pace_video = pace;
+            set_video_pacing(s, pace);
         }
         // What the tiles want, but never less than the starting rate: a low desired rate
         // keeps the estimate down to what is sent (app-limited), which then pauses

@@ -21,8 +21,14 @@ pub struct Limits {
     /// Subscribers one publisher's tracks reach. Default 100.
     pub subscribers_per_publisher: usize,
     /// RTP packets queued in str0m for one outgoing stream before forwarded packets are
-    /// dropped (the subscriber cannot keep up). Default 512 (~1.5 s of a 1.5 Mbit/s layer).
+    /// dropped (the subscriber cannot keep up). Default 512 (~1.5 s of a 1.5 Mbit/s layer):
+    /// the memory bound; [`Limits::queue_time`] is the latency bound.
     pub queue_packets: usize,
+    /// How long the oldest packet of one outgoing stream may wait in str0m's queue before
+    /// forwarded packets to that stream are dropped. Default 400 ms: media later than that
+    /// is worth less than the keyframe the loss brings (the subscriber NACKs, then asks for
+    /// one), and a queue must not grow to seconds when the estimate dips below the stream.
+    pub queue_time: Duration,
     /// Bytes queued for one participant's data channel before relayed messages to it
     /// are dropped. Default 256 KiB.
     pub data_queue_bytes: usize,
@@ -37,6 +43,7 @@ impl Default for Limits {
             tracks_per_publisher: 4,
             subscribers_per_publisher: 100,
             queue_packets: 512,
+            queue_time: Duration::from_millis(400),
             data_queue_bytes: 256 * 1024,
         }
     }
@@ -64,6 +71,16 @@ pub struct SfuConfig {
     pub initial_bitrate: u64,
     /// Upper end the bandwidth estimator probes for (bit/s). Default 3 000 000.
     pub max_bitrate: u64,
+    /// Always pace forwarded video at the subscriber's bandwidth estimate (str0m's pacer,
+    /// 1.1x the estimate). Default false: video is paced only while the estimate leaves
+    /// under a quarter of headroom above what the subscriber's layers send or while one
+    /// of its videos climbs to a higher layer (str0m's probes need the pacer), and otherwise
+    /// leaves as it arrives, as mediasoup, LiveKit and Janus forward it (the publisher's
+    /// encoder paces its frames already; pacing them again at a loopback or LAN estimate
+    /// holds a 37 KB keyframe back ~160 ms at 1.9 Mbit/s). The estimate (TWCC, measured on
+    /// every packet either way) still chooses the simulcast layer, and
+    /// [`Limits::queue_time`] bounds what waits.
+    pub pace_video: bool,
 }
 
 impl Default for SfuConfig {
@@ -76,6 +93,7 @@ impl Default for SfuConfig {
             idle_timeout: Duration::from_secs(15),
             initial_bitrate: 1_000_000,
             max_bitrate: 3_000_000,
+            pace_video: false,
         }
     }
 }
@@ -120,6 +138,9 @@ impl SfuConfig {
             return Err(
                 "limits: participants_per_room and queue_packets must be at least 1".into(),
             );
+        }
+        if l.queue_time.is_zero() {
+            return Err("limits: queue_time must be above 0".into());
         }
         if self.initial_bitrate == 0 || self.max_bitrate < self.initial_bitrate {
             return Err("bitrates: 0 < initial_bitrate <= max_bitrate".into());

@@ -7,7 +7,7 @@
 
 use str0m::media::MediaKind;
 
-use crate::participant::{OutSlot, Pid, SlotState};
+use crate::participant::{out_stream, OutSlot, Pid, SlotState};
 use crate::sdp::{Section, SectionKind};
 use crate::sfu::Sfu;
 
@@ -30,11 +30,7 @@ impl Sfu {
             if p.slots.iter().any(|sl| sl.mid == mid) {
                 continue;
             }
-            let ssrc = p
-                .rtc
-                .direct_api()
-                .stream_tx_by_mid(mid, None)
-                .map(|t| t.ssrc());
+            let ssrc = out_stream(p, mid, kind);
             let mut slot = OutSlot::new(mid, kind);
             slot.state = SlotState::Active;
             slot.ssrc = ssrc;

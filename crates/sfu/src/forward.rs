@@ -4,7 +4,9 @@
 //! while str0m serializes), str0m maps the SSRC and header-extension ids and keeps the
 //! RTX cache for NACKs. Sequence numbers and timestamps go through the slot's
 //! [`Rewriter`](crate::rewrite::Rewriter), which also switches simulcast layers at
-//! keyframes. A subscriber whose str0m queue is full loses packets, never memory.
+//! keyframes. A subscriber whose str0m queue is full (in packets, or its oldest packet
+//! waiting longer than `Limits::queue_time`) loses packets, never memory or seconds.
+//! Video is paced only while the estimate is close to what it carries ([`crate::adapt`]).
 //! Keyframe requests are coalesced per publisher layer ([`crate::keyframe`]); audio levels
 //! feed the room's dominant-speaker detector ([`crate::speaker`]).
 
@@ -146,6 +148,7 @@ impl Sfu {
 
     fn forward_one(&mut self, inc: &Incoming<'_>, sub: Pid, slot_idx: usize) {
         let queue_limit = self.cfg.limits.queue_packets;
+        let (queue_time, now) = (self.cfg.limits.queue_time, self.now);
         let Some(s) = self.parts[sub].as_mut() else {
             return;
         };
@@ -196,15 +199,20 @@ impl Sfu {
         };
         // str0m samples its queue when time moves; packets written since the sample
         // (a burst within one instant) are counted here.
-        let (sampled, count) = tx
-            .queue_info()
-            .map_or((None, 0), |q| (Some(q.created_at()), q.packet_count()));
+        let (sampled, count, oldest) = tx.queue_info().map_or((None, 0, None), |q| {
+            (Some(q.created_at()), q.packet_count(), q.first_unsent())
+        });
         let slot = &mut s.slots[slot_idx];
         if slot.queue_sample != sampled {
             slot.queue_sample = sampled;
             slot.written_since_sample = 0;
         }
-        if count + slot.written_since_sample >= queue_limit {
+        // Bounded in packets (memory) and in time (latency): what would queue behind a
+        // packet waiting longer than `queue_time` is dropped; the subscriber's NACK, then
+        // its keyframe request, bring the stream back once the queue has drained.
+        let pending = slot.written_since_sample;
+        let stale = oldest.is_some_and(|t| now.saturating_duration_since(t) > queue_time);
+        if stale || count + pending >= queue_limit {
             self.counters.dropped_packets += 1;
             return;
         }

@@ -16,7 +16,7 @@ use str0m::Candidate;
 use crate::layer::BitrateMeter;
 use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::SignalKind;
-use crate::participant::{msg_kind, OutSlot, Pid, PubTrack, SlotState};
+use crate::participant::{msg_kind, out_stream, OutSlot, Pid, PubTrack, SlotState};
 use crate::rewrite::Rewriter;
 use crate::sdp::{self, SectionKind};
 use crate::sfu::{Sfu, OFFER_TIMEOUT};
@@ -276,11 +276,12 @@ impl Sfu {
         }
         for i in 0..p.slots.len() {
             let mid = p.slots[i].mid;
-            let ssrc = p
-                .rtc
-                .direct_api()
-                .stream_tx_by_mid(mid, None)
-                .map(|s| s.ssrc());
+            let (kind, offered) = (p.slots[i].kind, p.slots[i].state == SlotState::Offered);
+            let ssrc = if offered {
+                out_stream(p, mid, kind)
+            } else {
+                None
+            };
             let s = &mut p.slots[i];
             match s.state {
                 SlotState::Offered => {

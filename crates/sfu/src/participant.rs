@@ -123,6 +123,9 @@ pub(crate) struct Participant {
     pub bwe: Option<u64>,
     /// The (minimum, desired) bitrates last given to str0m's estimator.
     pub probe_rates: (u64, u64),
+    /// Its video streams are paced (the estimate leaves little headroom above what they
+    /// send, or `SfuConfig::pace_video`); otherwise video leaves as it arrives.
+    pub pace_video: bool,
     /// Layer choice over this participant's incoming videos (by slot mid).
     pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
@@ -199,6 +202,8 @@ impl Participant {
             bwe: None,
             layers: SubscriberLayers::new(LayerConfig::default()),
             probe_rates: (0, 0),
+            // Until an estimate shows headroom.
+            pace_video: true,
             tracks_sent: String::new(),
         }
     }
@@ -206,6 +211,19 @@ impl Participant {
     pub fn published(&self, mid: Mid) -> Option<usize> {
         self.published.iter().position(|t| t.mid == mid)
     }
+}
+
+/// The str0m send stream of the outgoing m-line `mid` once negotiated, set up for
+/// forwarding: its SSRC. Video is paced as the participant's other videos are
+/// ([`Participant::pace_video`]); audio is unpaced in str0m already.
+pub(crate) fn out_stream(p: &mut Participant, mid: Mid, kind: MediaKind) -> Option<Ssrc> {
+    let pace = p.pace_video;
+    let mut api = p.rtc.direct_api();
+    let tx = api.stream_tx_by_mid(mid, None)?;
+    if kind == MediaKind::Video {
+        tx.set_unpaced(!pace);
+    }
+    Some(tx.ssrc())
 }
 
 /// The message module's media kind of a str0m one.

@@ -99,6 +99,13 @@ fn sfu_join_limits_and_config_errors() {
             candidates: vec!["0.0.0.0:3480".parse().unwrap()],
             ..config()
         },
+        SfuConfig {
+            limits: switchboard_sfu::Limits {
+                queue_time: Duration::ZERO,
+                ..Default::default()
+            },
+            ..config()
+        },
     ] {
         assert!(matches!(
             switchboard_sfu::Sfu::new(bad, now),

@@ -93,7 +93,8 @@ fn sfu_slow_subscriber_loses_packets_not_memory() {
     let mut cfg = common::config();
     cfg.limits.queue_packets = 8;
     let mut net = Net::with_config(cfg);
-    // The publisher sends its burst unpaced; the SFU paces toward bob.
+    // The publisher sends its burst unpaced; 300 packets written toward bob within one
+    // instant pass the 8-packet bound whether or not bob's video is paced.
     net.client_bwe = false;
     net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
     let a = net.idx("alice");
@@ -111,6 +112,94 @@ fn sfu_slow_subscriber_loses_packets_not_memory() {
         got < 300 && got + st.dropped_packets >= 290,
         "got {got}, dropped {}",
         st.dropped_packets
+    );
+}
+
+/// Packets of a 100-packet burst (~19 KB with headers, a small keyframe) bob receives
+/// within 30 ms (10 ms after the link's delay),
+/// once his estimate settled, with `pace_video` as given.
+fn burst_received_at_once(pace_video: bool) -> u64 {
+    let mut cfg = common::config();
+    cfg.pace_video = pace_video;
+    let mut net = Net::with_config(cfg);
+    net.client_bwe = false;
+    net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
+    let a = net.idx("alice");
+    net.stream(&[a], Duration::from_secs(2), 10);
+    net.run_for(Duration::from_millis(100));
+    let before = net.client("bob").received_from("alice", "video");
+    for _ in 0..100 {
+        net.send_media(a, false);
+    }
+    // str0m lets one packet out per timeout and wants time to move between two: steps
+    // of 20 µs, as a driver's turns are.
+    // The link adds 20 ms.
+    for _ in 0..1500 {
+        net.step(Duration::from_micros(20));
+    }
+    net.client("bob").received_from("alice", "video") - before
+}
+
+#[test]
+fn sfu_video_with_headroom_leaves_unpaced_and_paced_on_demand() {
+    // Bob's estimate (~1 Mbit/s and up) is far above the 60 kbit/s he is sent: the
+    // burst is forwarded as it came, as a keyframe must be for low latency.
+    let unpaced = burst_received_at_once(false);
+    assert!(unpaced >= 95, "{unpaced} of 100 within 30 ms");
+    // Paced at 1.1x the estimate, the same 120 kbit need ~100 ms.
+    let paced = burst_received_at_once(true);
+    assert!(paced < unpaced / 2, "paced {paced}, unpaced {unpaced}");
+}
+
+/// Video at ~1.7x what the pacer lets out toward bob for 1 s; the time it takes for
+/// everything forwarded to reach bob after it stops, and the packets dropped.
+fn overload_drain(queue_time: Duration) -> (Duration, u64) {
+    let mut cfg = common::config();
+    cfg.pace_video = true;
+    cfg.limits.queue_packets = 100_000;
+    cfg.limits.queue_time = queue_time;
+    let mut net = Net::with_config(cfg);
+    net.client_bwe = false;
+    net.connect_all(&[("alice", &[(MediaKind::Video, false)]), ("bob", &[])]);
+    let a = net.idx("alice");
+    net.stream(&[a], Duration::from_millis(500), 10);
+    let before = net.client("bob").received_from("alice", "video");
+    let forwarded = net.sfu.stats().forwarded_packets;
+    // 500 packets/s of ~190 bytes toward a pacer at 1.1x bob's ~400 kbit/s estimate
+    // (~290/s). 1 ms steps: str0m lets one packet out per timeout.
+    let start = net.now;
+    let mut n = 0u32;
+    while net.now < start + Duration::from_secs(1) {
+        if n.is_multiple_of(2) {
+            net.send_media(a, false);
+        }
+        n += 1;
+        net.step(Duration::from_millis(1));
+    }
+    let stop = net.now;
+    let sent = net.sfu.stats().forwarded_packets - forwarded;
+    while net.client("bob").received_from("alice", "video") - before < sent
+        && net.now < stop + Duration::from_secs(5)
+    {
+        net.step(Duration::from_millis(1));
+    }
+    (net.now - stop, net.sfu.stats().dropped_packets)
+}
+
+#[test]
+fn sfu_queue_is_bounded_in_time() {
+    // Bounded at 100 ms: what is queued when the publisher stops reaches bob within
+    // the bound plus the link's 20 ms; the rest was dropped.
+    let (drain, dropped) = overload_drain(Duration::from_millis(100));
+    assert!(
+        dropped > 0 && drain <= Duration::from_millis(150),
+        "{drain:?}, {dropped}"
+    );
+    // Unbounded (10 s), the same load queues ~300 ms and nothing is dropped.
+    let (drain_long, dropped_long) = overload_drain(Duration::from_secs(10));
+    assert!(
+        dropped_long == 0 && drain_long > 2 * drain,
+        "{drain_long:?}, {dropped_long}"
     );
 }
 
