@@ -247,7 +247,7 @@ impl Sfu {
         tx.write_rtp(write);
         self.counters.forwarded_packets += 1;
         self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
-        self.mark(sub);
+        self.mark_written(sub);
         if let Some(rid) = switched {
             let msg = SfuMessage::Layers {
                 mid: (*out_mid).into(),

@@ -53,6 +53,13 @@ pub struct Sfu {
     pub(crate) by_addr: HashMap<(Transport, SocketAddr), Pid>,
     pub(crate) out: VecDeque<SfuOutput>,
     dirty: Vec<Pid>,
+    /// Participants whose streams were written to: str0m moves a written packet toward
+    /// the wire on its next timeout, so these get `Input::Timeout(now)` before their
+    /// drain (not a poll that only says "timeout now", then a trip through `timers`).
+    due: Vec<Pid>,
+    /// The participant being drained: marking it again is needless (its drain polls
+    /// until str0m has nothing left).
+    draining: Option<Pid>,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
     /// Some participant may need an SFU offer (saves a scan per datagram).
@@ -86,6 +93,8 @@ impl Sfu {
             by_addr: HashMap::new(),
             out: VecDeque::new(),
             dirty: Vec::new(),
+            due: Vec::new(),
+            draining: None,
             counters: Counters::default(),
             now,
             offers_due: false,
@@ -459,13 +468,27 @@ impl Sfu {
         self.rooms.get(room)?.by_peer.get(peer).copied()
     }
 
+    /// Queue a participant for a drain of its output (once: `dirty` is true exactly
+    /// while it is queued).
     pub(crate) fn mark(&mut self, pid: Pid) {
+        if self.draining == Some(pid) {
+            return;
+        }
         if let Some(p) = self.parts[pid].as_mut() {
             if !p.dirty {
                 p.dirty = true;
                 self.dirty.push(pid);
-            } else if !self.dirty.contains(&pid) {
-                self.dirty.push(pid);
+            }
+        }
+    }
+
+    /// A packet was written into one of `pid`'s send streams: give it a timeout now,
+    /// then drain it (once per participant however many packets were written).
+    pub(crate) fn mark_written(&mut self, pid: Pid) {
+        if let Some(p) = self.parts[pid].as_mut() {
+            if !p.written {
+                p.written = true;
+                self.due.push(pid);
             }
         }
     }
@@ -473,21 +496,47 @@ impl Sfu {
     /// Drain every participant that may have output, until none has: forwarding into
     /// one participant's streams makes it dirty in turn.
     pub(crate) fn drain(&mut self) {
-        while let Some(pid) = self.dirty.pop() {
-            self.drain_one(pid);
-        }
+        self.settle();
         self.offer_due();
-        while let Some(pid) = self.dirty.pop() {
-            self.drain_one(pid);
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        loop {
+            while let Some(pid) = self.dirty.pop() {
+                self.drain_one(pid);
+            }
+            let Some(pid) = self.due.pop() else {
+                return;
+            };
+            let Some(p) = self.parts[pid].as_mut() else {
+                continue;
+            };
+            p.written = false;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
+                tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
+                self.drop_participant(pid, Some(GoneReason::Error));
+                continue;
+            }
+            self.mark(pid);
         }
     }
 
     fn drain_one(&mut self, pid: Pid) {
+        if let Some(p) = self.parts[pid].as_mut() {
+            p.dirty = false;
+        }
+        self.draining = Some(pid);
+        self.poll_rtc(pid);
+        self.draining = None;
+    }
+
+    /// Poll one participant's `Rtc` until it only has a deadline.
+    fn poll_rtc(&mut self, pid: Pid) {
         loop {
             let Some(p) = self.parts[pid].as_mut() else {
                 return;
             };
-            p.dirty = false;
             if !p.rtc.is_alive() {
                 self.drop_participant(pid, Some(GoneReason::Closed));
                 return;
