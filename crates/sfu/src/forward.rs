@@ -247,7 +247,15 @@ impl Sfu {
         tx.write_rtp(write);
         self.counters.forwarded_packets += 1;
         self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
-        self.mark_written(sub);
+        // An unpaced subscriber moves the packet to the wire on a timeout right now; a
+        // paced one is left to its pacer's own deadline (a timeout per written packet
+        // was seen to keep a shaped subscriber's estimate from steering it down a layer:
+        // `sfu_policy::sfu_shaped_subscriber_gets_the_low_layer_and_climbs_back`).
+        if self.parts[sub].as_ref().is_some_and(|p| !p.pace_video) {
+            self.mark_written(sub);
+        } else {
+            self.mark(sub);
+        }
         if let Some(rid) = switched {
             let msg = SfuMessage::Layers {
                 mid: (*out_mid).into(),
