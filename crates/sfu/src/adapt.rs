@@ -13,7 +13,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{MediaKind, Mid, Rid};
 
 use crate::layer::{BitrateMeter, Demand, LayerRate, Tile, DEFAULT_TILE, MAX_LAYERS};
-use crate::participant::{Participant, Pid, PubTrack};
+use crate::participant::{Layer, Participant, Pid, PubTrack};
 use crate::rewrite::vp8;
 use crate::sfu::Sfu;
 
@@ -25,14 +25,6 @@ const LAYER_STALE: Duration = Duration::from_secs(2);
 const LAYER_SETTLE: Duration = Duration::from_millis(300);
 /// Bandwidth set aside for each audio stream a subscriber receives.
 const AUDIO_BPS: u64 = 40_000;
-
-/// One incoming simulcast layer of a published track.
-pub(crate) struct Layer {
-    pub rid: Rid,
-    pub meter: BitrateMeter,
-    /// From its last keyframe (0: unknown).
-    pub size: (u16, u16),
-}
 
 /// The simulcast index of a rid: 0 the smallest. The SDK's `q`/`h`/`f`, common
 /// low/mid/high spellings and digits are known; others take the next free index.

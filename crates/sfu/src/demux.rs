@@ -6,8 +6,6 @@
 
 use std::net::SocketAddr;
 
-use switchboard_stun::{attr_type, Class, Message, Method};
-
 use crate::output::Transport;
 use crate::participant::{Pid, MAX_ADDRS};
 use crate::sfu::Sfu;
@@ -50,21 +48,4 @@ impl Sfu {
             .copied()
             .unwrap_or(destination)
     }
-}
-
-/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
-/// With the parsed message, to check its MESSAGE-INTEGRITY before its source address is
-/// learned (a forged request must not steer another participant's traffic).
-pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<(&str, Message<'_>)> {
-    if !matches!(datagram.first(), Some(0..=3)) {
-        return None;
-    }
-    let msg = Message::parse(datagram).ok()?;
-    if msg.method != Method::BINDING || msg.class != Class::Request {
-        return None;
-    }
-    let user = msg.get(attr_type::USERNAME)?;
-    let colon = user.iter().position(|&c| c == b':')?;
-    let ufrag = std::str::from_utf8(&user[..colon]).ok()?;
-    Some((ufrag, msg))
 }

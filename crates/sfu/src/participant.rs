@@ -16,7 +16,6 @@ use str0m::net::TcpType;
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
-use crate::adapt::Layer;
 use crate::config::{Grants, SfuConfig};
 use crate::keyframe::KeyframeRequests;
 use crate::layer::{BitrateMeter, LayerConfig, SubscriberLayers, MAX_LAYERS};
@@ -26,6 +25,14 @@ use crate::rewrite::Rewriter;
 
 /// Sent video packets kept per outgoing stream for retransmission (see `Participant::new`).
 pub(crate) const RTX_CACHE_VIDEO_PACKETS: usize = 256;
+
+/// One incoming simulcast layer of a published track.
+pub(crate) struct Layer {
+    pub rid: Rid,
+    pub meter: BitrateMeter,
+    /// From its last keyframe (0: unknown).
+    pub size: (u16, u16),
+}
 
 /// Index of a participant in the SFU's slab.
 pub(crate) type Pid = usize;

@@ -15,11 +15,11 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
 use crate::config::{Grants, SfuConfig};
-use crate::demux::stun_ufrag;
 use crate::message::{ErrorCode, SfuMessage};
 use crate::output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport};
 use crate::participant::{Participant, Pid};
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
+use crate::wire::stun_ufrag;
 
 /// Participants of one room.
 pub(crate) struct Room {

@@ -4,6 +4,7 @@
 //! data-channel envelopes are `message.rs`'s.
 
 use serde::Deserialize;
+use switchboard_stun::{attr_type, Class, Message, Method};
 
 /// The SDP text of an `offer`/`answer` relay payload: a JSON string, or an object with
 /// an `sdp` string.
@@ -30,6 +31,23 @@ pub(crate) fn candidate_of(payload: &str) -> Option<String> {
     match serde_json::from_str::<P>(payload).ok()? {
         P::Text(s) | P::Obj { candidate: s } => Some(s),
     }
+}
+
+/// The local ufrag a STUN Binding request is addressed to (USERNAME `local:remote`).
+/// With the parsed message, to check its MESSAGE-INTEGRITY before its source address is
+/// learned (a forged request must not steer another participant's traffic).
+pub(crate) fn stun_ufrag(datagram: &[u8]) -> Option<(&str, Message<'_>)> {
+    if !matches!(datagram.first(), Some(0..=3)) {
+        return None;
+    }
+    let msg = Message::parse(datagram).ok()?;
+    if msg.method != Method::BINDING || msg.class != Class::Request {
+        return None;
+    }
+    let user = msg.get(attr_type::USERNAME)?;
+    let colon = user.iter().position(|&c| c == b':')?;
+    let ufrag = std::str::from_utf8(&user[..colon]).ok()?;
+    Some((ufrag, msg))
 }
 
 #[cfg(test)]

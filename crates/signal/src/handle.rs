@@ -110,7 +110,7 @@ impl Signaling {
     pub fn service_requests(&self, kind: &str) -> UnboundedReceiver<Arc<str>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         lock(&self.requests).insert(kind.to_string(), tx);
-        if kind == crate::topology::SFU {
+        if kind == crate::mode::SFU {
             for i in 0..self.shards.len() {
                 self.with_shard(i, |hub| hub.set_sfu_available(true));
             }

@@ -123,7 +123,7 @@ pub struct DetachedConn(Conn);
 pub(crate) struct Room {
     pub(crate) members: Vec<SessionKey>,
     /// What its creator asked for.
-    pub(crate) topology: crate::topology::Topology,
+    pub(crate) topology: crate::mode::Topology,
     /// In SFU mode (for the rest of its lifetime).
     pub(crate) sfu: bool,
 }

@@ -2,10 +2,10 @@
 //! (taking a session back on a new connection, with replay) and `kick`.
 
 use crate::hub::{ConnId, Hub, Notice, Output, SessionKey};
+use crate::mode::{mode_name, Topology};
 use crate::protocol::{json_str, valid_name, valid_room, Envelope, ErrorCode, PROTOCOL_VERSION};
 use crate::session::{Replay, Session};
 use crate::token::{self, Grants, TokenError};
-use crate::topology::{mode_name, Topology};
 use crate::wire::{LeaveReason, PeerInfo, ServerMessage};
 use std::sync::Arc;
 

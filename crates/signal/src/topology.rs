@@ -10,48 +10,9 @@
 //! `sfu_room_capacity`, and service participants never take a client's place.
 
 use crate::hub::{Hub, Output, SessionKey};
+use crate::mode::{mode_name, Topology, MAX_SERVICES_PER_ROOM, SFU};
 use crate::protocol::ErrorCode;
 use std::sync::Arc;
-
-/// The service kind of the SFU, in `PeerInfo.service` and [`crate::Output::ServiceWanted`].
-pub const SFU: &str = "sfu";
-
-/// Service participants one room may hold (the SFU, a recorder, gateways…). They do not
-/// count against the room's capacity, so they get a small bound of their own.
-pub const MAX_SERVICES_PER_ROOM: usize = 8;
-
-/// What the creator of a room asked for in its `join`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Topology {
-    /// Mesh while small, SFU from the `sfu_threshold`-th client member on.
-    #[default]
-    Auto,
-    /// SFU from the first member on.
-    Sfu,
-    /// Never SFU.
-    Mesh,
-}
-
-impl Topology {
-    /// The `topology` field of `join`.
-    pub fn from_wire(s: &str) -> Option<Topology> {
-        Some(match s {
-            "auto" => Topology::Auto,
-            "sfu" => Topology::Sfu,
-            "mesh" => Topology::Mesh,
-            _ => return None,
-        })
-    }
-}
-
-/// How a room's media flows now, as `joined.topology` says it.
-pub(crate) fn mode_name(sfu: bool) -> &'static str {
-    if sfu {
-        "sfu"
-    } else {
-        "mesh"
-    }
-}
 
 /// What admitting one more member to a room means.
 pub(crate) struct JoinPlan {
