@@ -75,6 +75,31 @@ const CHANNEL_LABEL: &str = "switchboard";
 const CHANNEL_ID: u16 = 0;
 
 impl MediaPeer {
+    /// A peer in its starting state around a built `Rtc` and its socket, reaching the
+    /// SFU directly, through a TURN relay or over TCP.
+    fn assemble(
+        rtc: Rtc,
+        sock: UdpSocket,
+        local: SocketAddr,
+        relay: Option<Relay>,
+        tcp: Option<tcp::TcpLink>,
+    ) -> MediaPeer {
+        MediaPeer {
+            rtc,
+            sock,
+            local,
+            relay,
+            tcp,
+            sending: Vec::new(),
+            connected: false,
+            rtp: HashMap::new(),
+            channel: None,
+            channel_open: false,
+            data: Vec::new(),
+            seq: 0,
+        }
+    }
+
     /// A peer with one host candidate on `bind_ip` (any free port).
     pub fn new(bind_ip: std::net::IpAddr) -> Result<MediaPeer, ClientError> {
         let sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0))?;
@@ -83,20 +108,7 @@ impl MediaPeer {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(protocol)?;
         rtc.add_local_candidate(candidate);
-        Ok(MediaPeer {
-            rtc,
-            sock,
-            local,
-            relay: None,
-            tcp: None,
-            sending: Vec::new(),
-            connected: false,
-            rtp: HashMap::new(),
-            channel: None,
-            channel_open: false,
-            data: Vec::new(),
-            seq: 0,
-        })
+        Ok(MediaPeer::assemble(rtc, sock, local, None, None))
     }
 
     /// A relay-only peer: allocate on the TURN server `turn` (long-term credentials
@@ -130,25 +142,13 @@ impl MediaPeer {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
         let candidate = Candidate::relayed(relayed, local, "udp").map_err(protocol)?;
         rtc.add_local_candidate(candidate);
-        Ok(MediaPeer {
-            rtc,
-            sock,
-            local,
-            tcp: None,
-            relay: Some(Relay {
-                server: turn,
-                channel: RELAY_CHANNEL,
-                peer,
-                relayed,
-            }),
-            sending: Vec::new(),
-            connected: false,
-            rtp: HashMap::new(),
-            channel: None,
-            channel_open: false,
-            data: Vec::new(),
-            seq: 0,
-        })
+        let relay = Relay {
+            server: turn,
+            channel: RELAY_CHANNEL,
+            peer,
+            relayed,
+        };
+        Ok(MediaPeer::assemble(rtc, sock, local, Some(relay), None))
     }
 
     /// The local media address (the relayed address for a relay-only peer).

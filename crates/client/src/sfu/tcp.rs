@@ -5,7 +5,6 @@
 
 use super::{protocol, MediaPeer, SLICE};
 use crate::error::ClientError;
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Instant;
@@ -56,25 +55,13 @@ impl MediaPeer {
         rtc.add_local_candidate(candidate);
         // Never used for media; MediaPeer always has a socket.
         let sock = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
-        Ok(MediaPeer {
-            rtc,
-            sock,
-            local,
-            relay: None,
-            tcp: Some(TcpLink {
-                stream,
-                peer: sfu,
-                candidate: announced,
-                buf: Vec::new(),
-            }),
-            sending: Vec::new(),
-            connected: false,
-            rtp: HashMap::new(),
-            channel: None,
-            channel_open: false,
-            data: Vec::new(),
-            seq: 0,
-        })
+        let link = TcpLink {
+            stream,
+            peer: sfu,
+            candidate: announced,
+            buf: Vec::new(),
+        };
+        Ok(MediaPeer::assemble(rtc, sock, local, None, Some(link)))
     }
 
     /// [`MediaPeer::pump_once`] of a TCP peer: one read (up to a few ms), every whole

@@ -94,11 +94,12 @@ impl SourceMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use switchboard_stun::{attr_type, Class, MessageWriter, Method, TransactionId};
 
-    fn binding(username: &str) -> Vec<u8> {
+    /// A STUN Binding request with USERNAME `username` (also used by the worker's tests).
+    pub(in crate::sfu) fn binding(username: &str) -> Vec<u8> {
         let mut buf = vec![0u8; 256];
         let mut w = MessageWriter::new(
             &mut buf,

@@ -328,24 +328,9 @@ impl Service for SfuWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sfu::demux::tests::binding;
     use std::os::fd::AsRawFd;
     use switchboard_net::Batch;
-    use switchboard_stun::{attr_type, Class, MessageWriter, Method, TransactionId};
-
-    fn binding(username: &str) -> Vec<u8> {
-        let mut buf = vec![0u8; 256];
-        let mut w = MessageWriter::new(
-            &mut buf,
-            Method::BINDING,
-            Class::Request,
-            TransactionId([3; 12]),
-        )
-        .unwrap();
-        w.attr(attr_type::USERNAME, username.as_bytes()).unwrap();
-        let n = w.finish();
-        buf.truncate(n);
-        buf
-    }
 
     fn worker(id: usize, shared: &Arc<Shared>, local: SocketAddr) -> SfuWorker {
         let now = Instant::now();
