@@ -72,6 +72,13 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => { reapAll(); process.exit(130); });
 }
 
+/**
+ * Ports handed out lately: a port is only probed free, not held, so two calls in a row
+ * (the SFU's port, then the server's) could get the same one; never hand one out twice
+ * within the last few hundred.
+ */
+const handedOut = [];
+
 /** A port free for both TCP and UDP on 127.0.0.1 (TURN listens on the same number for both). */
 export async function freePortTcpUdp() {
   for (let i = 0; i < 50; i++) {
@@ -81,13 +88,17 @@ export async function freePortTcpUdp() {
       s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
     });
     // Relay ports are 49152-65535: stay out of that range so a relay never shadows us.
-    if (port >= 49152) continue;
+    if (port >= 49152 || handedOut.includes(port)) continue;
     const ok = await new Promise((resolve) => {
       const u = dgram.createSocket('udp4');
       u.once('error', () => resolve(false));
       u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
     });
-    if (ok) return port;
+    if (ok) {
+      handedOut.push(port);
+      if (handedOut.length > 500) handedOut.shift();
+      return port;
+    }
   }
   throw new Error('no free TCP+UDP port below 49152');
 }

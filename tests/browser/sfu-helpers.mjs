@@ -154,8 +154,16 @@ export function startGapMonitor(p) {
     let stop = false;
     window.__stopGaps = () => { stop = true; };
     window.__gaps = () => Object.fromEntries([...state].map(([id, s]) => [id, Math.max(s.maxGap, performance.now() - s.at)]));
+    // Where the longest gap of each video ended, in ms after the monitor started.
+    const t0 = performance.now();
+    window.__gapEnds = () => Object.fromEntries([...state].map(([id, s]) => [id, Math.round(s.maxGapEnd - t0)]));
+    window.__gapT0 = t0;
+    // The longest sampling round (getStats of every connection): a long one means the
+    // page itself was stalled, not one video.
+    window.__sampling = { longest: 0, at: 0 };
     (async () => {
       while (!stop) {
+        const round = performance.now();
         const { sb, grid } = window.sbApp;
         const pcs = new Set();
         if (sb.sfu) pcs.add(sb.sfu.pc);
@@ -168,19 +176,21 @@ export function startGapMonitor(p) {
           } catch { /* closed meanwhile */ }
         }
         const now = performance.now();
+        if (now - round > window.__sampling.longest) window.__sampling = { longest: now - round, at: now };
         for (const id of sb.peers.keys()) {
           const v = grid.get(id)?.stream.getVideoTracks()[0];
           if (!v) continue;
           const f = frames.get(v.id) || 0;
           const s = state.get(id);
           if (!s) {
-            if (f > 0) state.set(id, { track: v.id, frames: f, at: now, maxGap: 0 });
+            if (f > 0) state.set(id, { track: v.id, frames: f, at: now, maxGap: 0, maxGapEnd: now });
             continue;
           }
           if (s.track !== v.id) {
             s.track = v.id;
             s.frames = f;
           } else if (f > s.frames) {
+            if (now - s.at > s.maxGap) s.maxGapEnd = now;
             s.maxGap = Math.max(s.maxGap, now - s.at);
             s.frames = f;
             s.at = now;

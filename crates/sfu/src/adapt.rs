@@ -211,10 +211,14 @@ impl Sfu {
         // layer its tile wants (`step`): the climb back rests on str0m's probes, which
         // are padding clusters its pacer times (without pacing the estimate was seen to
         // stay where it was).
+        // Not while the estimate is below what the chosen layers send (the warm-up, or a
+        // dip ridden out on the lowest layers): the pacer would hold packets to the
+        // estimate and the queue bound would drop them, breaking every video instead of
+        // pausing one.
         let estimate = estimate.saturating_add(audio);
         let pace = self.cfg.pace_video
-            || step > 0
-            || estimate < minimum.saturating_mul(PACE_HEADROOM_PCT) / 100;
+            || (estimate >= minimum
+                && (step > 0 || estimate < minimum.saturating_mul(PACE_HEADROOM_PCT) / 100));
         if s.pace_video != pace {
             s.pace_video = pace;
             set_video_pacing(s, pace);
@@ -242,6 +246,14 @@ impl Sfu {
             };
             if sl.rewriter.target() == a.layer {
                 continue;
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let layers: Vec<(u8, u64)> = rates
+                    .iter()
+                    .find(|(m, _, _)| *m == a.key)
+                    .map(|(_, ls, _)| ls.iter().map(|l| (l.layer, l.bitrate_bps)).collect())
+                    .unwrap_or_default();
+                tracing::debug!(sub = %s.peer, mid = %sl.mid, from = ?sl.rewriter.target(), to = ?a.layer, estimate, ?layers, videos = rates.len(), "sfu: layer target");
             }
             sl.rewriter.set_target(a.layer);
             if a.layer.is_none() {

@@ -170,6 +170,9 @@ impl Sfu {
             return;
         };
         let mut switched = None;
+        if out.switched && slot.kind == MediaKind::Video {
+            tracing::debug!(sub = %s.peer, mid = %slot.mid, rid = ?inc.rid, "sfu: layer switched at a keyframe");
+        }
         if out.switched && slot.kind == MediaKind::Video && inc.rid.is_some() {
             if slot.layer.is_some() {
                 self.counters.layer_switches += 1;
@@ -315,6 +318,7 @@ impl Sfu {
             return;
         };
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            tracing::debug!(publisher = %p.peer, %mid, ?rid, "sfu: PLI");
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.counters.plis_sent += 1;
             self.mark(pp);
@@ -346,6 +350,7 @@ impl Sfu {
         let mut changed = Vec::new();
         for r in self.rooms.values_mut() {
             if r.speaker.poll_timeout() <= now && r.speaker.handle_timeout(now) {
+                tracing::debug!(speaker = ?r.speaker.current(), "sfu: dominant speaker changed");
                 let msg = SfuMessage::Speaker(r.speaker.current().map(|p| (**p).into()));
                 changed.push((r.members.clone(), msg.render()));
             }

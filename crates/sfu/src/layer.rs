@@ -8,10 +8,16 @@
 //! cost a browser only its visible tiles); then every visible video gets its lowest
 //! layer, largest tiles first, as long as the estimate lasts (the largest always gets
 //! one); then, again largest first, each is raised towards the smallest layer that
-//! covers its tile. Hysteresis keeps the choice from flapping: going down is immediate
-//! (congestion hurts everyone), going up above what the estimate afforded before needs
-//! the estimate to afford it, with a margin, for [`LayerConfig::up_hold`]; a tile that
-//! grows while the estimate already allowed more goes up at once. Pure: the caller feeds
+//! covers its tile. Hysteresis keeps the choice from flapping: going down a layer is
+//! immediate (congestion hurts everyone), but pausing a shown video for bandwidth waits
+//! out [`LayerConfig::pause_hold`] on its lowest layer (a moment's queueing delay also
+//! dips the estimate, and a paused video costs a keyframe and a resume hold to come
+//! back); going up above what the estimate afforded before needs the estimate to afford
+//! it, with a margin, for [`LayerConfig::up_hold`] ([`LayerConfig::resume_hold`] for a
+//! paused video's lowest layer); a tile that grows while the estimate already allowed
+//! more goes up at once; nothing is paused for bandwidth during a subscriber's first
+//! [`LayerConfig::warmup`], while its estimate is still finding its level. Pure: the
+//! caller feeds
 //! the result to each stream's [`Rewriter`](crate::rewrite::Rewriter) and asks for
 //! keyframes.
 
@@ -33,6 +39,17 @@ pub const DEFAULT_TILE: Tile = Tile {
 pub struct LayerConfig {
     /// How long the estimate must afford a higher layer before a video goes up. Default 3 s.
     pub up_hold: Duration,
+    /// How long the estimate must fall short of a shown video's lowest layer before the
+    /// video is paused; a shorter dip keeps it on that layer. Default 2 s.
+    pub pause_hold: Duration,
+    /// How long the estimate must afford the lowest layer again before a video paused
+    /// for bandwidth resumes. Default 1 s.
+    pub resume_hold: Duration,
+    /// For this long after a subscriber's first allocation its estimate is still finding
+    /// its level (GCC starts from a guess and ramps up; a busy receiver's delay also pulls
+    /// it down): shown videos go down to their lowest layer but are not paused for
+    /// bandwidth. Default 10 s.
+    pub warmup: Duration,
     /// Headroom a higher layer needs, in per mille of its bitrate. Default 1150 (+15 %).
     pub up_margin_permille: u64,
     /// A layer covers a tile when both its sides reach this per mille of the tile's.
@@ -50,6 +67,9 @@ impl Default for LayerConfig {
     fn default() -> Self {
         LayerConfig {
             up_hold: Duration::from_secs(3),
+            pause_hold: Duration::from_secs(2),
+            resume_hold: Duration::from_secs(1),
+            warmup: Duration::from_secs(10),
             up_margin_permille: 1150,
             cover_permille: 850,
             min_layer_bps: 30_000,
@@ -121,6 +141,8 @@ struct Selector {
     budget_paused: bool,
     /// Since when the estimate has afforded each layer without a break.
     afforded_since: [Option<Instant>; MAX_LAYERS],
+    /// Since when the estimate has fallen short of its lowest layer (while it had one).
+    short_since: Option<Instant>,
 }
 
 /// The layer choice for all videos of one subscriber. `K` names a video.
@@ -128,6 +150,8 @@ struct Selector {
 pub struct SubscriberLayers<K> {
     cfg: LayerConfig,
     videos: HashMap<K, Selector>,
+    /// The first allocation (the start of the warm-up).
+    started: Option<Instant>,
 }
 
 /// The layers of a demand sorted by index, capped at `MAX_LAYERS`, at most one per index.
@@ -155,6 +179,7 @@ impl<K: Clone + Eq + Hash> SubscriberLayers<K> {
         SubscriberLayers {
             cfg,
             videos: HashMap::new(),
+            started: None,
         }
     }
 
@@ -223,19 +248,34 @@ impl<K: Clone + Eq + Hash> SubscriberLayers<K> {
         let mut order: Vec<usize> = (0..demands.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(demands[i].tile.area()));
         let mut remaining = estimate_bps;
-        // Pass 1: the lowest layer for as many visible videos as the estimate holds.
+        // Pass 1: the lowest layer for as many visible videos as the estimate holds. A
+        // video that has a layer keeps it through a dip shorter than `pause_hold`: an
+        // estimate also dips for a moment's queueing delay, and a paused video takes a
+        // resume hold and a keyframe to come back.
         let mut base = vec![false; demands.len()];
+        let mut short = vec![None; demands.len()];
         let mut first = true;
+        let started = *self.started.get_or_insert(now);
+        let warming = now.saturating_duration_since(started) < self.cfg.warmup;
         for &i in &order {
             let d = &demands[i];
             let (ls, n) = sorted_layers(d.layers);
             if d.tile.is_hidden() || n == 0 {
                 continue;
             }
+            let sel = self.videos.get(&d.key);
             // Resuming from a budget pause pays the margin, like going up.
-            let resuming = self.videos.get(&d.key).is_some_and(|s| s.budget_paused);
+            let resuming = sel.is_some_and(|s| s.budget_paused);
             let cost = self.cost(&ls[0], if resuming { None } else { Some(ls[0].layer) });
-            if first || cost <= remaining {
+            let affords = first || cost <= remaining;
+            // A shortfall counts from the end of the warm-up.
+            if !affords && !warming {
+                short[i] = Some(sel.and_then(|s| s.short_since).unwrap_or(now));
+            }
+            let dip =
+                short[i].is_some_and(|t| now.saturating_duration_since(t) < self.cfg.pause_hold);
+            let had = sel.is_some_and(|s| s.current.is_some());
+            if affords || warming || (dip && had) {
                 remaining = remaining.saturating_sub(self.rate(&ls[0]));
                 base[i] = true;
             }
@@ -248,6 +288,7 @@ impl<K: Clone + Eq + Hash> SubscriberLayers<K> {
             let (ls, n) = sorted_layers(d.layers);
             let mut sel = self.videos.get(&d.key).copied().unwrap_or_default();
             let before = sel.current;
+            sel.short_since = short[i];
             if d.tile.is_hidden() || n == 0 {
                 sel.current = None;
                 sel.budget_paused = false;
@@ -301,15 +342,26 @@ impl<K: Clone + Eq + Hash> SubscriberLayers<K> {
             }
         }
         let target = afford.min(self.wanted(ls, tile));
-        let held = |i: usize| {
+        let held_for = |i: usize, hold: Duration| {
             sel.afforded_since[usize::from(ls[i].layer)]
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.up_hold)
+                .is_some_and(|t| now.saturating_duration_since(t) >= hold)
         };
+        let held = |i: usize| held_for(i, self.cfg.up_hold);
         let chosen = match current.and_then(|c| ls.iter().position(|l| l.layer == c)) {
             // New, back from hidden, or its layer vanished: take the target now.
             None if !sel.budget_paused => Some(target),
-            // Back from a budget pause: only what the estimate held.
-            None => (0..=target).rev().find(|&i| held(i)),
+            // Back from a budget pause: only what the estimate held (the lowest layer
+            // for `resume_hold`, higher ones for `up_hold`).
+            None => (0..=target).rev().find(|&i| {
+                held_for(
+                    i,
+                    if i == 0 {
+                        self.cfg.resume_hold
+                    } else {
+                        self.cfg.up_hold
+                    },
+                )
+            }),
             Some(c) if target <= c => Some(target),
             Some(c) => Some((c + 1..=target).rev().find(|&i| held(i)).unwrap_or(c)),
         };

@@ -198,6 +198,15 @@ impl Sfu {
         });
         r.members.push(pid);
         r.by_peer.insert(peer, pid);
+        // Speaker changes are announced when they happen: a newcomer learns the current
+        // one now, or it would show nobody until the next change.
+        let speaker = r
+            .speaker
+            .current()
+            .map(|s| SfuMessage::Speaker(Some((**s).into())).render());
+        if let Some(msg) = speaker {
+            self.signal(pid, SignalKind::Message, msg);
+        }
         self.mark(pid);
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::Net;
 use str0m::media::{MediaKind, Mid};
+use switchboard_sfu::Grants;
 
 const NONE: &[(MediaKind, bool)] = &[];
 
@@ -152,6 +153,29 @@ fn sfu_dominant_speaker_is_announced_to_the_room() {
             "{who}"
         );
     }
+}
+
+#[test]
+fn sfu_late_joiner_learns_the_current_speaker() {
+    let mut net = Net::new();
+    let audio: &[(MediaKind, bool)] = &[(MediaKind::Audio, false)];
+    net.connect_all(&[("alice", audio), ("bob", audio)]);
+    net.clients[0].level = Some(-20);
+    net.clients[1].level = Some(-127);
+    net.stream(&[0, 1], Duration::from_secs(2), 1);
+    assert_eq!(net.client("bob").msgs("speaker").len(), 1);
+    // Carol comes after the decision: she is told who speaks, without a change.
+    let c = net.join("carol", Grants::default());
+    net.offer(c, audio);
+    net.stream(&[0, 1], Duration::from_millis(500), 1);
+    let carol: Vec<&str> = net
+        .client("carol")
+        .msgs("speaker")
+        .iter()
+        .map(|m| m["peer"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(carol, ["alice"]);
+    assert_eq!(net.client("bob").msgs("speaker").len(), 1, "no new change");
 }
 
 #[test]

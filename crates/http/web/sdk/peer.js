@@ -102,6 +102,8 @@ export class Peer {
   #closed = false;
   /** @type {ReturnType<typeof setTimeout> | null} */
   #disconnectedTimer = null;
+  /** Set while retired (see `retire`). @type {ReturnType<typeof setTimeout> | null} */
+  #retireTimer = null;
   /** ICE has been connected at least once (a path exists, or existed). */
   #everConnected = false;
   #unconnectedRestarts = 0;
@@ -324,10 +326,42 @@ export class Peer {
       .catch((err) => this.#host.log(`peer ${this.id}: rollback failed`, err));
   }
 
+  /**
+   * Keep the connection for the other side only, for at most `ms`: a live switch to the
+   * SFU is done here, but the other page may still be showing what we send until its own
+   * switch is done. No more events or ICE restarts; closed as soon as the other side
+   * closes its end (the data channel or the connection ends), or after `ms`; then
+   * `onClosed`.
+   * @param {number} ms
+   * @param {() => void} onClosed
+   */
+  retire(ms, onClosed) {
+    if (this.#closed || this.#retireTimer) return;
+    this.#clearDisconnected();
+    this.#clearUnconnected();
+    const pc = this.pc;
+    pc.ontrack = null;
+    pc.onnegotiationneeded = null;
+    pc.oniceconnectionstatechange = null;
+    this.channel.onmessage = null;
+    this.channel.onopen = null;
+    const end = () => {
+      this.close();
+      onClosed();
+    };
+    this.channel.onclose = end;
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState !== 'connected' && pc.connectionState !== 'connecting') end();
+    };
+    if (this.channel.readyState !== 'open' || pc.connectionState !== 'connected') end();
+    else this.#retireTimer = setTimeout(end, ms);
+  }
+
   /** Close the connection (no event). */
   close() {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#retireTimer) clearTimeout(this.#retireTimer);
     if (this.#disconnectedTimer) clearTimeout(this.#disconnectedTimer);
     this.#clearUnconnected();
     this.#pendingCandidates = [];

@@ -27,6 +27,8 @@ const VIEW_DEBOUNCE_MS = 200;
 const DEFAULT_VIEW = Object.freeze({ width: 640, height: 360 });
 /** A member whose tracks never show up still gets `channel-open` after this long. */
 const CHANNEL_OPEN_FALLBACK_MS = 3000;
+/** `flowing()`: a video counts as decoding when a frame was decoded this recently. */
+const FLOWING_WINDOW_MS = 1000;
 
 /** @param {MediaStreamTrack|null} track */
 function isScreen(track) {
@@ -159,6 +161,8 @@ export class SfuLink {
   /** @type {ReturnType<typeof setTimeout>|null} */
   #viewTimer = null;
   #lastView = '';
+  /** `flowing()`'s last sample per mid. @type {Map<string, {track: string, frames: number, at: number}>} */
+  #decoded = new Map();
   #canPublish;
   #stream;
   /** @type {ReturnType<typeof setTimeout>|null} */
@@ -303,18 +307,31 @@ export class SfuLink {
   }
 
   /**
-   * Which members' tracks are flowing on this connection: video decoding, audio arriving.
+   * Which members' tracks are flowing on this connection now: video decoded a new frame
+   * within the last FLOWING_WINDOW_MS (a video that decoded once and was then paused by
+   * the SFU, e.g. for a low bandwidth estimate, is not flowing), audio arriving.
    * @returns {Promise<Map<string, {video: boolean, audio: boolean}>>}
    */
   async flowing() {
     /** @type {Map<string, {video: boolean, audio: boolean}>} */
     const out = new Map();
     const stats = await this.peer.pc.getStats();
+    const now = performance.now();
     stats.forEach((/** @type {any} */ s) => {
       if (s.type !== 'inbound-rtp' || typeof s.mid !== 'string') return;
       const want = this.#byMid.get(s.mid);
       if (!want) return;
-      const ok = want.kind === 'video' ? (s.framesDecoded || 0) > 0 : (s.packetsReceived || 0) > 0;
+      let ok;
+      if (want.kind === 'video') {
+        const frames = s.framesDecoded || 0;
+        const seen = this.#decoded.get(s.mid);
+        // The first sample is a baseline: progress is seen from the second on.
+        if (!seen || seen.track !== s.trackIdentifier) this.#decoded.set(s.mid, { track: s.trackIdentifier, frames, at: -Infinity });
+        else if (frames > seen.frames) this.#decoded.set(s.mid, { track: s.trackIdentifier, frames, at: now });
+        ok = now - (this.#decoded.get(s.mid)?.at ?? -Infinity) < FLOWING_WINDOW_MS;
+      } else {
+        ok = (s.packetsReceived || 0) > 0;
+      }
       const e = out.get(want.peer) || { video: false, audio: false };
       if (ok) e[want.kind === 'video' ? 'video' : 'audio'] = true;
       out.set(want.peer, e);

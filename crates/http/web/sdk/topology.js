@@ -44,6 +44,8 @@ export class SfuMode {
   /** @type {ReturnType<typeof setTimeout>|null} */
   #reconnectTimer = null;
   #reconnectedAt = 0;
+  /** Mesh connections kept after a live switch for the pages still switching. @type {Set<Peer>} */
+  #retired = new Set();
 
   /** @param {ModeContext} ctx */
   constructor(ctx) {
@@ -96,6 +98,8 @@ export class SfuMode {
 
   /** Close the SFU connection (no events). */
   close() {
+    for (const p of this.#retired) p.close();
+    this.#retired.clear();
     if (this.#switchTimer) clearTimeout(this.#switchTimer);
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#switchTimer = this.#reconnectTimer = null;
@@ -143,8 +147,9 @@ export class SfuMode {
 
   /**
    * Live switch: poll until every mesh peer's media decodes on the SFU connection (or
-   * SWITCH_TIMEOUT_MS), then show the SFU's tracks, close the mesh connections and emit
-   * `topology` with the time it took.
+   * SWITCH_TIMEOUT_MS), then show the SFU's tracks, retire the mesh connections (kept,
+   * unseen, until the other end closes them or SWITCH_TIMEOUT_MS) and emit `topology`
+   * with the time it took.
    * @param {SfuLink} link
    * @param {number} start
    */
@@ -175,7 +180,13 @@ export class SfuMode {
       for (const p of old) ctx.peers.set(p.id, new SfuMember(p, link));
       link.deferTracks = false;
       link.reconcile();
-      for (const p of old) p.close();
+      // Our mesh connections stay for the pages still switching (each closes its end
+      // when done, which closes ours), at most SWITCH_TIMEOUT_MS: closing them here would
+      // freeze our video on a page that still shows the mesh.
+      for (const p of old) {
+        p.retire(SWITCH_TIMEOUT_MS, () => this.#retired.delete(p));
+        if (!p.closed) this.#retired.add(p);
+      }
       for (const p of old) ctx.emit('peer-state', { peer: ctx.peers.get(p.id), state: link.peer.state });
       ctx.emit('topology', { mode: 'sfu', switchMs });
     }, SWITCH_POLL_MS);
