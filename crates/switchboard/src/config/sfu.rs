@@ -102,6 +102,53 @@ pub struct SfuSettings {
         default_value_t = 30
     )]
     pub sfu_idle_timeout: u64,
+
+    /// Participants of one SFU room publishing at once; the next one's offer to send is
+    /// refused (it may still watch).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SFU_MAX_PUBLISHERS",
+        default_value_t = 50
+    )]
+    pub sfu_max_publishers: usize,
+
+    /// Tracks published in one SFU room (every camera, microphone and screen counts one).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SFU_MAX_ROOM_TRACKS",
+        default_value_t = 150
+    )]
+    pub sfu_max_room_tracks: usize,
+
+    /// Tracks one participant may publish (camera, microphone, screen, screen audio).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SFU_MAX_TRACKS_PER_PUBLISHER",
+        default_value_t = 4
+    )]
+    pub sfu_max_tracks_per_publisher: usize,
+
+    /// Subscribers one publisher's tracks reach; later ones do not get its tracks.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SFU_MAX_SUBSCRIBERS",
+        default_value_t = 100
+    )]
+    pub sfu_max_subscribers: usize,
+
+    /// Milliseconds a packet may wait in a subscriber's send queue before what would queue
+    /// behind it is dropped (a subscriber that cannot keep up loses packets, not memory).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "SWITCHBOARD_SFU_QUEUE_MS",
+        default_value_t = 400
+    )]
+    pub sfu_queue_ms: u64,
 }
 
 /// Where and how the SFU runs (absent with `--sfu-threshold off`).
@@ -113,6 +160,9 @@ pub struct SfuRun {
     pub candidates: Vec<SocketAddr>,
     pub threads: usize,
     pub idle_timeout: Duration,
+    /// Per-room and per-participant limits (`participants_per_room` is filled in from the
+    /// room capacity when the SFU starts).
+    pub limits: switchboard_sfu::Limits,
     /// Also listen on TCP (same IP and port number) and announce the candidates as
     /// passive TCP ones too (`--sfu-tcp`).
     pub tcp: bool,
@@ -163,6 +213,7 @@ impl SfuSettings {
                 format!("{idle} s is not between 5 and 30"),
             ));
         }
+        let limits = self.limits()?;
         let bind = SocketAddr::new(self.sfu_bind.unwrap_or(default_ip), self.sfu_port);
         let mut candidates = Vec::with_capacity(self.sfu_candidate.len());
         for c in &self.sfu_candidate {
@@ -179,8 +230,53 @@ impl SfuSettings {
                 candidates,
                 threads,
                 idle_timeout: Duration::from_secs(idle),
+                limits,
                 tcp: self.sfu_tcp,
             }),
+        })
+    }
+}
+
+impl SfuSettings {
+    fn limits(&self) -> Result<switchboard_sfu::Limits, ConfigError> {
+        let range = |option: &'static str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    option,
+                    format!("{v} is not between {lo} and {hi}"),
+                ))
+            }
+        };
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        range("sfu-max-publishers", n(self.sfu_max_publishers), 1, 10_000)?;
+        range(
+            "sfu-max-room-tracks",
+            n(self.sfu_max_room_tracks),
+            1,
+            100_000,
+        )?;
+        range(
+            "sfu-max-tracks-per-publisher",
+            n(self.sfu_max_tracks_per_publisher),
+            1,
+            16,
+        )?;
+        range(
+            "sfu-max-subscribers",
+            n(self.sfu_max_subscribers),
+            1,
+            10_000,
+        )?;
+        range("sfu-queue-ms", self.sfu_queue_ms, 50, 5_000)?;
+        Ok(switchboard_sfu::Limits {
+            publishers_per_room: self.sfu_max_publishers,
+            tracks_per_room: self.sfu_max_room_tracks,
+            tracks_per_publisher: self.sfu_max_tracks_per_publisher,
+            subscribers_per_publisher: self.sfu_max_subscribers,
+            queue_time: Duration::from_millis(self.sfu_queue_ms),
+            ..switchboard_sfu::Limits::default()
         })
     }
 }
@@ -265,6 +361,43 @@ mod tests {
         assert!(run.threads >= 1);
         assert_eq!(run.idle_timeout, Duration::from_secs(30));
         assert!(run.tcp, "ICE-TCP is on by default");
+        let l = &run.limits;
+        assert_eq!(
+            (
+                l.publishers_per_room,
+                l.tracks_per_room,
+                l.tracks_per_publisher,
+                l.subscribers_per_publisher,
+                l.queue_time
+            ),
+            (50, 150, 4, 100, Duration::from_millis(400))
+        );
+        let l = parse(&[
+            "--sfu-max-publishers",
+            "3",
+            "--sfu-max-room-tracks",
+            "9",
+            "--sfu-max-tracks-per-publisher",
+            "2",
+            "--sfu-max-subscribers",
+            "7",
+            "--sfu-queue-ms",
+            "250",
+        ])
+        .unwrap()
+        .run
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (
+                l.publishers_per_room,
+                l.tracks_per_room,
+                l.tracks_per_publisher,
+                l.subscribers_per_publisher,
+                l.queue_time
+            ),
+            (3, 9, 2, 7, Duration::from_millis(250))
+        );
         assert!(!parse(&["--sfu-tcp", "false"]).unwrap().run.unwrap().tcp);
         assert!(parse(&["--sfu-tcp"]).unwrap().run.unwrap().tcp);
     }
@@ -315,6 +448,14 @@ mod tests {
             (&["--sfu-candidate", "0.0.0.0"], "sfu-candidate"),
             (&["--sfu-candidate", "host.example"], "sfu-candidate"),
             (&["--sfu-bind", "nowhere"], "sfu-bind"),
+            (&["--sfu-max-publishers", "0"], "sfu-max-publishers"),
+            (&["--sfu-max-room-tracks", "0"], "sfu-max-room-tracks"),
+            (
+                &["--sfu-max-tracks-per-publisher", "17"],
+                "sfu-max-tracks-per-publisher",
+            ),
+            (&["--sfu-max-subscribers", "0"], "sfu-max-subscribers"),
+            (&["--sfu-queue-ms", "10"], "sfu-queue-ms"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(option), "{args:?}: {e}");

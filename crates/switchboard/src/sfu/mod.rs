@@ -82,7 +82,7 @@ impl SfuService {
                     // The hub's capacity counts clients; WHIP publishers come on top.
                     participants_per_room: plan.sfu.room_capacity
                         + switchboard_signal::MAX_SERVICES_PER_ROOM,
-                    ..switchboard_sfu::Limits::default()
+                    ..run.limits.clone()
                 },
                 idle_timeout: run.idle_timeout,
                 tcp_candidates: tcp_candidates.clone(),
@@ -147,6 +147,9 @@ impl SfuService {
             threads = run.threads,
             threshold = %crate::config::sfu::Threshold(plan.sfu.threshold),
             room_capacity = plan.sfu.room_capacity,
+            max_publishers = run.limits.publishers_per_room,
+            max_subscribers = run.limits.subscribers_per_publisher,
+            queue_ms = run.limits.queue_time.as_millis(),
             "SFU listening on udp://{bound}{}, announcing {}",
             tcp_bound.map_or(String::new(), |t| format!(" and tcp://{t} (ICE-TCP)")),
             list.join(", ")
