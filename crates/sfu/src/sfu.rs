@@ -602,8 +602,14 @@ impl Sfu {
 
     /// Send a signaling relay to a participant.
     pub(crate) fn signal(&mut self, pid: Pid, kind: SignalKind, payload: String) {
+        self.signal_to(pid, kind, payload, false);
+    }
+
+    /// `to_fixed`: also to a one-shot participant (its answer, or the error that is its
+    /// answer: the WHIP/WHEP request then fails with the reason instead of a timeout).
+    fn signal_to(&mut self, pid: Pid, kind: SignalKind, payload: String, to_fixed: bool) {
         if let Some(p) = self.parts[pid].as_ref() {
-            if p.fixed && kind != SignalKind::Answer {
+            if p.fixed && kind != SignalKind::Answer && !to_fixed {
                 // Nobody reads messages (or offers) on a one-shot exchange.
                 return;
             }
@@ -621,7 +627,7 @@ impl Sfu {
             code,
             reason: reason.into(),
         };
-        self.signal(pid, SignalKind::Message, msg.render());
+        self.signal_to(pid, SignalKind::Message, msg.render(), true);
     }
 
     /// Remove a participant; `reason` Some = tell the driver it is gone.

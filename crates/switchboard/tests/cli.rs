@@ -212,7 +212,11 @@ fn every_serve_option_is_documented_in_config_md() {
         })
         // A wrapped description line may start with an option named in the text
         // ("--relay-ip).", "--cert/--pkey"): only bare names are option headers.
-        .filter(|o| o[2..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|o| {
+            o[2..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
         .filter(|o| *o != "--help")
         .collect();
     assert!(

@@ -131,6 +131,17 @@ fn whip_refuses_bad_requests_tokens_and_mesh_rooms() {
         "hello",
     );
     assert_eq!(status, 400, "not SDP");
+    // SDP the SFU cannot take: 400 with its reason (not 504 after the answer wait).
+    let (status, _, body) = post(
+        "w",
+        &[
+            ("Content-Type", "application/sdp"),
+            ("Authorization", &format!("Bearer {}", mint("w", "publish"))),
+        ],
+        "v=0\r\nthis is not an offer\r\n",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad-sdp"), "{body}");
     // A room whose creator chose mesh takes no WHIP publisher.
     let mut ws = WsClient::connect(http).expect("connect");
     ws.send(
