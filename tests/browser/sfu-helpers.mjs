@@ -123,7 +123,7 @@ export function connections(p) {
       const stats = await pc.getStats();
       let pair = null;
       stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId); });
-      const pick = (c) => c && { candidateType: c.candidateType, address: c.address, port: c.port, url: c.url };
+      const pick = (c) => c && { candidateType: c.candidateType, address: c.address, port: c.port, protocol: c.protocol, url: c.url };
       out.push({
         isSfu: !!window.sbApp.sb.sfu && pc === window.sbApp.sb.sfu.pc,
         state: pc.connectionState,

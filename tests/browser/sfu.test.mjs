@@ -7,6 +7,7 @@
 // CPU: six Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { scope, openCall, randomId, mintToken } from './harness.mjs';
 import { launchSfuBrowser, COUNT_PCS, SMALL_CAMERA, sfuServer, expectAllFlowing, expectOnlySfuConnection } from './sfu-helpers.mjs';
 
@@ -60,6 +61,31 @@ test('a relay-only page (TURN only, our own TURN) in an SFU room decodes and is 
   assert.equal(c.remote.address, '127.0.0.1');
   await rel.chat('hello over TURN');
   await ada.waitChat('hello over TURN', 'Relay');
+}));
+
+test('with UDP to the SFU blocked, pages reach it over ICE-TCP on the same port and decode each other', { timeout: 180000 }, () => scope('sfu-tcp', async (s) => {
+  const server = await sfuServer(s);
+  // Every UDP datagram to the SFU's port is dropped (TURN could relay only to that same
+  // UDP port, and loopback peers are not allowed without --allowed-peer-ip): the SFU's
+  // passive TCP candidate is the only way in.
+  const rule = ['INPUT', '-p', 'udp', '--dport', String(server.sfuPort), '-j', 'DROP'];
+  execFileSync('iptables', ['-I', ...rule]);
+  try {
+    const room = randomId('sfutcp-');
+    const [ada, bob] = await openCall(s, browser, server, room, ['Ada', 'Bob'], { query: { topology: 'sfu' }, init: [COUNT_PCS, SMALL_CAMERA] });
+    await expectAllFlowing(ada, [bob.peerId], { audio: true, timeout: 60000 });
+    await expectAllFlowing(bob, [ada.peerId], { audio: true, timeout: 60000 });
+    for (const p of [ada, bob]) {
+      const c = await expectOnlySfuConnection(p, server);
+      assert.equal(c.remote.protocol, 'tcp', `${p.name}: selected pair ${JSON.stringify(c)}`);
+      assert.equal(c.local.protocol, 'tcp', `${p.name}: selected pair ${JSON.stringify(c)}`);
+      assert.equal(c.remote.candidateType, 'host');
+    }
+    await ada.chat('hello over ICE-TCP');
+    await bob.waitChat('hello over ICE-TCP', 'Ada');
+  } finally {
+    execFileSync('iptables', ['-D', ...rule]);
+  }
 }));
 
 test('a viewer token (subscribe only) in an SFU room receives everyone and sends nothing', {
