@@ -50,6 +50,13 @@ pub trait Service: Send {
         let _ = (io, tok, readable, writable, now);
     }
 
+    /// After each loop pass has handed out its datagrams and events, before the queued
+    /// datagrams are sent: work a service defers per datagram to do once per batch (the
+    /// SFU moves the packets it forwarded here) queues into this pass's send.
+    fn before_flush(&mut self, io: &mut Io, now: Instant) {
+        let _ = (io, now);
+    }
+
     /// After each loop pass, once the queued datagrams are sent.
     fn after_flush(&mut self, io: &mut Io, now: Instant) {
         let _ = (io, now);

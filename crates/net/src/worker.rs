@@ -5,8 +5,8 @@
 //!
 //! One pass: wait for readiness (or the earliest timer), read ready ports in batches
 //! and hand each datagram to the service its port's [`Router`] picks, pass the
-//! services their own events, send everything queued in one flush, then run the
-//! services whose deadline came.
+//! services their own events, let them finish the batch (`before_flush`), send
+//! everything queued in one flush, then run the services whose deadline came.
 
 use crate::batch::{Batch, BATCH};
 use crate::demux::Router;
@@ -157,6 +157,12 @@ impl Worker {
                 self.dispatch(token, readable, writable, now);
             }
             self.ready = ready;
+            for (i, s) in self.services.iter_mut().enumerate() {
+                if !self.stopped[i] {
+                    self.io.service = i as u8;
+                    s.before_flush(&mut self.io, now);
+                }
+            }
             self.io.batch.flush();
             for (i, s) in self.services.iter_mut().enumerate() {
                 if !self.stopped[i] {

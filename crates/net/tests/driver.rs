@@ -272,3 +272,76 @@ fn a_service_socket_gets_its_own_events_by_token() {
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
+
+/// Answers nothing per datagram: it keeps what came in and answers everything of the
+/// pass in `before_flush` (as the SFU moves what it forwarded once per batch), with no
+/// timer that could do it instead.
+struct PerBatch {
+    port_fd: Option<std::os::fd::RawFd>,
+    held: Vec<(SocketAddr, Vec<u8>)>,
+    stop: Arc<AtomicBool>,
+    batches: Arc<AtomicUsize>,
+}
+
+impl Service for PerBatch {
+    fn attach(&mut self, io: &mut Io) -> std::io::Result<()> {
+        self.port_fd = io.ports().first().map(|p| p.fd);
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, _: &PortInfo, d: Received<'_>, _: &mut Tx<'_>, _: Instant) {
+        if let Some(from) = d.from {
+            self.held.push((from, d.payload().to_vec()));
+        }
+    }
+
+    fn before_flush(&mut self, io: &mut Io, _now: Instant) {
+        let Some(fd) = self.port_fd else { return };
+        if self.held.is_empty() {
+            return;
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let mut tx = io.batch.tx();
+        for (to, bytes) in self.held.drain(..) {
+            let n = bytes.len() as u8;
+            tx.send(fd, to, &[&[b'F', n][..], &bytes].concat());
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        // Only to notice the stop flag; answers never wait for it.
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
+    fn handle_timeout(&mut self, _io: &mut Io, _now: Instant) -> Flow {
+        match self.stop.load(Ordering::Relaxed) {
+            true => Flow::Stop,
+            false => Flow::Continue,
+        }
+    }
+}
+
+#[test]
+fn work_deferred_to_before_flush_leaves_in_the_same_pass() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let (bound, socks) = bind_group("127.0.0.1:0".parse().unwrap(), 1, udp_socket).unwrap();
+    let mut w = WorkerBuilder::new(0, 16, 0).unwrap();
+    w.service(Box::new(PerBatch {
+        port_fd: None,
+        held: Vec::new(),
+        stop: stop.clone(),
+        batches: batches.clone(),
+    }));
+    let sock: UdpSocket = socks.into_iter().next().unwrap().into();
+    w.port(sock, bound, Router::new(0));
+    let worker = w.build().unwrap();
+    let t = std::thread::spawn(move || worker.run());
+    let c = client();
+    for i in 0..10u8 {
+        assert_eq!(ask(&c, bound, &[0x80, i]), vec![b'F', 2, 0x80, i]);
+    }
+    assert!(batches.load(Ordering::Relaxed) >= 10);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}

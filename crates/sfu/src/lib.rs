@@ -15,11 +15,14 @@
 //! (or [`Sfu::add_fixed_participant`] for a one-shot WHIP/WHEP exchange),
 //! [`Sfu::handle_signal`] for its relays, [`Sfu::handle_datagram`] for every datagram
 //! and [`Sfu::handle_tcp_frame`] for every RFC 4571 frame of a TCP connection to a
-//! `SfuConfig::tcp_candidates` address (each is fully processed before the call returns: str0m keeps one received RTP packet
-//! until polled, so the core drains it at once), [`Sfu::handle_timeout`] at
-//! [`Sfu::poll_timeout`], and [`Sfu::poll_output`] until `None` after each of these.
+//! `SfuConfig::tcp_candidates` address (the receiving `Rtc` is drained before the call
+//! returns: str0m keeps one received RTP packet until polled), [`Sfu::flush`] after each
+//! batch of those (the packets they forwarded leave then: one drain of each subscriber
+//! per batch, not per packet), [`Sfu::handle_timeout`] at [`Sfu::poll_timeout`], and
+//! [`Sfu::poll_output`] until `None` after each of these.
 //!
-//! Where things are: `sfu.rs` (the participant table, timers, output), `demux.rs`
+//! Where things are: `sfu.rs` (the participant table, timers, output), `drain.rs` (polling
+//! the `Rtc`s, the per-batch flush of forwarded packets), `demux.rs`
 //! (datagram to participant), `negotiate.rs` (offer/answer, `tracks`), `fixed.rs`
 //! (one-shot participants), `forward.rs` (RTP, keyframes, speaker), `adapt.rs` (layer
 //! choice, what the estimator probes for), `data.rs` (data channel), `sdp.rs` (the bits of
@@ -30,6 +33,7 @@ mod adapt;
 mod config;
 mod data;
 mod demux;
+mod drain;
 mod fixed;
 mod forward;
 mod negotiate;

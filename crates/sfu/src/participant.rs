@@ -116,8 +116,9 @@ pub(crate) struct Participant {
     pub rtc_timeout: Option<Instant>,
     /// Queued for a drain of `poll_output`.
     pub dirty: bool,
-    /// Queued for a timeout before its drain (packets were written to its streams).
-    pub written: bool,
+    /// Packets written to its (unpaced) streams since the last flush; queued in `due`
+    /// while above 0.
+    pub written: u32,
     /// The first browser offer was accepted (the PC exists on both sides).
     pub described: bool,
     /// The SFU's offer waiting for the browser's answer, when it was (last) sent, and its
@@ -208,7 +209,7 @@ impl Participant {
             last_seen: now,
             rtc_timeout: None,
             dirty: false,
-            written: false,
+            written: 0,
             described: false,
             pending: None,
             renegotiate: false,

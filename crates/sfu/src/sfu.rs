@@ -2,7 +2,8 @@
 //! datagrams to them (STUN by the local ufrag in USERNAME, everything else by the source
 //! address learned from accepted STUN: two hash lookups, no scan), drains their output
 //! and keeps the deadlines. Negotiation lives in `negotiate.rs`, forwarding in
-//! `forward.rs`.
+//! `forward.rs`, the drains of str0m's output (and the flush of forwarded packets) in
+//! `drain.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output};
+use str0m::{Event, IceConnectionState, Input};
 
 use crate::config::{Grants, SfuConfig};
 use crate::message::{ErrorCode, SfuMessage};
@@ -52,21 +53,20 @@ pub struct Sfu {
     by_ufrag: HashMap<String, Pid>,
     pub(crate) by_addr: HashMap<(Transport, SocketAddr), Pid>,
     pub(crate) out: VecDeque<SfuOutput>,
-    dirty: Vec<Pid>,
-    /// Participants whose streams were written to: str0m moves a written packet toward
-    /// the wire on its next timeout, so these get `Input::Timeout(now)` before their
-    /// drain (not a poll that only says "timeout now", then a trip through `timers`).
-    due: Vec<Pid>,
+    pub(crate) dirty: Vec<Pid>,
+    /// Participants whose streams were written to since the last flush (see
+    /// `drain.rs`): their packets leave on [`Sfu::flush`], once per input batch.
+    pub(crate) due: Vec<Pid>,
     /// The participant being drained: marking it again is needless (its drain polls
     /// until str0m has nothing left).
-    draining: Option<Pid>,
+    pub(crate) draining: Option<Pid>,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
     /// Some participant may need an SFU offer (saves a scan per datagram).
     pub(crate) offers_due: bool,
     /// str0m deadlines by participant (lazily invalidated: an entry counts only while it
     /// equals the participant's `rtc_timeout`).
-    timers: BinaryHeap<Reverse<(Instant, Pid)>>,
+    pub(crate) timers: BinaryHeap<Reverse<(Instant, Pid)>>,
     /// The next run of the SFU's own timers.
     next_housekeeping: Instant,
     /// When the layer choice of every subscriber is made again (the hysteresis of
@@ -347,7 +347,8 @@ impl Sfu {
         } else {
             self.mark(pid);
         }
-        self.drain();
+        // What it forwarded waits in the subscribers' streams for `flush`.
+        self.drain_inputs();
         true
     }
 
@@ -430,12 +431,12 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] is due next (None: nothing scheduled).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Packets written since the last flush are due now (a driver that does not call
+        // `flush` still gets them out, one timeout later).
+        let written = (!self.due.is_empty()).then_some(self.now);
         let rtc = self.timers.peek().map(|Reverse((t, _))| *t);
         let own = (!self.rooms.is_empty()).then_some(self.next_housekeeping);
-        match (rtc, own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [written, rtc, own].into_iter().flatten().min()
     }
 
     /// Counters for metrics.
@@ -466,7 +467,7 @@ impl Sfu {
 
     // ---- internals ----
 
-    fn tick(&mut self, now: Instant) {
+    pub(crate) fn tick(&mut self, now: Instant) {
         // str0m wants time that never goes backwards.
         if now > self.now {
             self.now = now;
@@ -477,111 +478,7 @@ impl Sfu {
         self.rooms.get(room)?.by_peer.get(peer).copied()
     }
 
-    /// Queue a participant for a drain of its output (once: `dirty` is true exactly
-    /// while it is queued).
-    pub(crate) fn mark(&mut self, pid: Pid) {
-        if self.draining == Some(pid) {
-            return;
-        }
-        if let Some(p) = self.parts[pid].as_mut() {
-            if !p.dirty {
-                p.dirty = true;
-                self.dirty.push(pid);
-            }
-        }
-    }
-
-    /// A packet was written into one of `pid`'s send streams: give it a timeout now,
-    /// then drain it (once per participant however many packets were written).
-    pub(crate) fn mark_written(&mut self, pid: Pid) {
-        if let Some(p) = self.parts[pid].as_mut() {
-            if !p.written {
-                p.written = true;
-                self.due.push(pid);
-            }
-        }
-    }
-
-    /// Drain every participant that may have output, until none has: forwarding into
-    /// one participant's streams makes it dirty in turn.
-    pub(crate) fn drain(&mut self) {
-        self.settle();
-        self.offer_due();
-        self.settle();
-    }
-
-    fn settle(&mut self) {
-        loop {
-            while let Some(pid) = self.dirty.pop() {
-                self.drain_one(pid);
-            }
-            let Some(pid) = self.due.pop() else {
-                return;
-            };
-            let Some(p) = self.parts[pid].as_mut() else {
-                continue;
-            };
-            p.written = false;
-            if let Err(e) = p.rtc.handle_input(Input::Timeout(self.now)) {
-                tracing::debug!(peer = %p.peer, "sfu: timeout failed: {e}");
-                self.drop_participant(pid, Some(GoneReason::Error));
-                continue;
-            }
-            self.mark(pid);
-        }
-    }
-
-    fn drain_one(&mut self, pid: Pid) {
-        if let Some(p) = self.parts[pid].as_mut() {
-            p.dirty = false;
-        }
-        self.draining = Some(pid);
-        self.poll_rtc(pid);
-        self.draining = None;
-    }
-
-    /// Poll one participant's `Rtc` until it only has a deadline.
-    fn poll_rtc(&mut self, pid: Pid) {
-        loop {
-            let Some(p) = self.parts[pid].as_mut() else {
-                return;
-            };
-            if !p.rtc.is_alive() {
-                self.drop_participant(pid, Some(GoneReason::Closed));
-                return;
-            }
-            let output = match p.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::debug!(peer = %p.peer, "sfu: poll failed: {e}");
-                    self.drop_participant(pid, Some(GoneReason::Error));
-                    return;
-                }
-            };
-            match output {
-                Output::Timeout(t) => {
-                    if p.rtc_timeout != Some(t) {
-                        p.rtc_timeout = Some(t);
-                        self.timers.push(Reverse((t, pid)));
-                    }
-                    return;
-                }
-                Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
-                    // Only UDP and plain TCP candidates are announced.
-                    transport: match t.proto {
-                        Protocol::Udp => Transport::Udp,
-                        _ => Transport::Tcp,
-                    },
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                }),
-                Output::Event(e) => self.on_event(pid, e),
-            }
-        }
-    }
-
-    fn on_event(&mut self, pid: Pid, e: Event) {
+    pub(crate) fn on_event(&mut self, pid: Pid, e: Event) {
         match e {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.drop_participant(pid, Some(GoneReason::IceTimeout));

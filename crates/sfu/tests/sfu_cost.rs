@@ -23,6 +23,14 @@ fn sfu_cost_per_forwarded_packet() {
         .unwrap_or_else(|| vec![10, 50, 99]);
     for subs in sizes {
         let mut net = Net::new();
+        // SFU_COST_FRAME_PACKETS: RTP packets per video frame (default 4, ~240 kbit/s),
+        // sent back to back with the frame's audio packet as a browser's pacer sends a
+        // frame when the link has room, so they reach the SFU in one receive batch
+        // (1: one video packet per frame, as before the per-batch flush).
+        net.video_frame_packets = std::env::var("SFU_COST_FRAME_PACKETS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
         let av: &[(MediaKind, bool)] = &[(MediaKind::Audio, false), (MediaKind::Video, false)];
         let mut peers: Vec<(String, &[(MediaKind, bool)])> = vec![("pub".to_string(), av)];
         for i in 0..subs {
@@ -48,6 +56,12 @@ fn sfu_cost_per_forwarded_packet() {
             cpu.as_secs_f64() * 1e3,
             cpu.as_secs_f64() * 1e6 / fwd as f64,
             fwd as f64 / cpu.as_secs_f64()
+        );
+        let est = net.sfu.stats().bwe_estimates;
+        eprintln!(
+            "  subscribers' estimates (kbit/s): min {} max {}",
+            est.iter().min().copied().unwrap_or(0) / 1000,
+            est.iter().max().copied().unwrap_or(0) / 1000
         );
         assert!(fwd as usize >= subs * 2 * 48 * secs as usize);
     }

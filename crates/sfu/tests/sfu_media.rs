@@ -42,6 +42,41 @@ fn sfu_two_publishers_receive_each_other() {
     assert!(st.forwarded_packets >= 180, "{st:?}");
 }
 
+/// What a datagram forwards leaves on the batch's `flush`, not during `handle_datagram`;
+/// until then the SFU's deadline is now (a driver that never flushes is still served).
+#[test]
+fn sfu_forwarded_packets_leave_on_flush() {
+    let mut net = Net::new();
+    net.connect_all(&[("pub", AV), ("sub", &[])]);
+    let (p, s) = (net.idx("pub"), net.idx("sub"));
+    net.stream(&[p], Duration::from_millis(500), 10);
+    net.run_for(Duration::from_millis(200));
+    let sub_addr = net.clients[s].addr;
+    let to_sub = |net: &mut Net| {
+        let mut n = 0;
+        while let Some(o) = net.sfu.poll_output() {
+            if let switchboard_sfu::SfuOutput::Transmit { destination, .. } = o {
+                n += usize::from(destination == sub_addr);
+            }
+        }
+        n
+    };
+    assert_eq!(to_sub(&mut net), 0);
+    assert!(net.sfu.poll_timeout().is_some_and(|t| t > net.now));
+    let forwarded = net.sfu.stats().forwarded_packets;
+
+    net.send_media(p, false);
+    assert!(net.deliver_unflushed(p) >= 2, "audio and video went in");
+    assert_eq!(net.sfu.stats().forwarded_packets, forwarded + 2);
+    assert_eq!(to_sub(&mut net), 0, "nothing left for the subscriber yet");
+    assert_eq!(net.sfu.poll_timeout(), Some(net.now), "due at once");
+
+    let now = net.now;
+    net.sfu.flush(now);
+    assert!(to_sub(&mut net) >= 2, "both packets left on the flush");
+    assert!(net.sfu.poll_timeout().is_some_and(|t| t > now));
+}
+
 #[test]
 fn sfu_third_publisher_renegotiates_the_others() {
     let mut net = Net::new();

@@ -133,6 +133,10 @@ pub struct Net {
     pub tcp_clients: bool,
     /// Wall time spent inside the SFU's calls (for the cost test).
     pub sfu_cpu: Duration,
+    /// RTP packets per video frame of a (non-simulcast VP8) publisher. Above 1 a frame
+    /// is also sent the way a browser's pacer sends it with headroom: its packets (and
+    /// the frame's audio) leave back to back and reach the SFU in one receive batch.
+    pub video_frame_packets: u64,
 }
 
 pub fn config() -> SfuConfig {
@@ -160,6 +164,7 @@ impl Net {
             h264_clients: false,
             tcp_clients: false,
             sfu_cpu: Duration::ZERO,
+            video_frame_packets: 1,
         }
     }
 
@@ -437,12 +442,20 @@ impl Net {
         self.drain_client(c, to_sfu);
     }
 
-    fn send_to_sfu(&mut self, (transport, src, dst, bytes): ToSfu) {
+    /// One receive batch of datagrams into the SFU, then its flush (as the driver does
+    /// after each `recvmmsg`).
+    fn send_to_sfu(&mut self, batch: &mut Vec<ToSfu>) {
+        if batch.is_empty() {
+            return;
+        }
         let t0 = std::time::Instant::now();
-        match transport {
-            Transport::Udp => self.sfu.handle_datagram(self.now, src, dst, &bytes),
-            Transport::Tcp => self.sfu.handle_tcp_frame(self.now, src, dst, &bytes),
-        };
+        for (transport, src, dst, bytes) in batch.drain(..) {
+            match transport {
+                Transport::Udp => self.sfu.handle_datagram(self.now, src, dst, &bytes),
+                Transport::Tcp => self.sfu.handle_tcp_frame(self.now, src, dst, &bytes),
+            };
+        }
+        self.sfu.flush(self.now);
         self.sfu_cpu += t0.elapsed();
     }
 
@@ -467,9 +480,7 @@ impl Net {
         for c in 0..self.clients.len() {
             moved |= self.drain_client(c, &mut to_sfu);
         }
-        for packet in to_sfu.drain(..) {
-            self.send_to_sfu(packet);
-        }
+        self.send_to_sfu(&mut to_sfu);
         while let Some(o) = self.sfu.poll_output() {
             moved = true;
             match o {
@@ -508,10 +519,8 @@ impl Net {
                 SfuOutput::RoomEmpty { room } => self.rooms_empty.push(room.to_string()),
             }
         }
-        for packet in to_sfu.drain(..) {
-            moved = true;
-            self.send_to_sfu(packet);
-        }
+        moved |= !to_sfu.is_empty();
+        self.send_to_sfu(&mut to_sfu);
         for c in 0..self.clients.len() {
             if !self.clients[c].auto || self.clients[c].dead {
                 continue;
@@ -562,10 +571,12 @@ impl Net {
         panic!("not within {limit:?}: {what}");
     }
 
-    /// Client `c` sends one RTP packet on each of its sending m-lines (all layers for a
-    /// simulcast one). Video payloads are VP8; `keyframe` marks them as such.
+    /// Client `c` sends one frame on each of its sending m-lines (all layers for a
+    /// simulcast one): one RTP packet, or `video_frame_packets` for a non-simulcast VP8
+    /// video. Video payloads are VP8; `keyframe` marks them as such.
     pub fn send_media(&mut self, c: usize, keyframe: bool) {
         let now = self.now;
+        let frame_packets = self.video_frame_packets.max(1);
         let cl = &mut self.clients[c];
         cl.seq += 1;
         let seq = cl.seq;
@@ -645,14 +656,65 @@ impl Net {
                 };
                 let ts =
                     (seq as u32).wrapping_mul(if kind == MediaKind::Video { 3000 } else { 960 });
-                tx.write_rtp(
-                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, payload)
-                        .marker(true)
-                        .ext_vals(ext)
-                        .nackable(true),
-                );
+                // A frame of several packets: the first as above, the rest
+                // VP8 continuations (S=0), the marker on the last; sequence numbers
+                // `seq * n + i` (one stream per m-line: no gap between frames).
+                let n = if codec == Codec::Vp8 && rid.is_none() {
+                    frame_packets
+                } else {
+                    1
+                };
+                if n > 1 {
+                    tx.set_unpaced(true);
+                }
+                for i in 0..n {
+                    let bytes = match i {
+                        0 => payload.clone(),
+                        _ => {
+                            let mut v = vec![0x00];
+                            v.resize(payload.len(), 0xAB);
+                            v
+                        }
+                    };
+                    tx.write_rtp(
+                        RtpWrite::new(pt, SeqNo::from(seq * n + i), ts, now, bytes)
+                            .marker(i + 1 == n)
+                            .ext_vals(ext.clone())
+                            .nackable(true),
+                    );
+                }
             }
         }
+    }
+
+    /// Everything client `c` has queued leaves now, back to back (str0m's pacer lets one
+    /// packet go per timeout), and reaches the SFU as one receive batch.
+    fn send_burst(&mut self, c: usize) {
+        let mut batch = self.release_queued(c);
+        self.send_to_sfu(&mut batch);
+    }
+
+    fn release_queued(&mut self, c: usize) -> Vec<ToSfu> {
+        let mut batch = Vec::new();
+        loop {
+            let before = batch.len();
+            let now = self.now;
+            let _ = self.clients[c].rtc.handle_input(Input::Timeout(now));
+            self.drain_client(c, &mut batch);
+            if batch.len() == before {
+                return batch;
+            }
+        }
+    }
+
+    /// Client `c`'s queued packets go into the SFU (`handle_datagram`) without the
+    /// batch's `flush`; returns how many.
+    pub fn deliver_unflushed(&mut self, c: usize) -> usize {
+        let batch = self.release_queued(c);
+        for (_, src, dst, bytes) in &batch {
+            self.sfu.handle_datagram(self.now, *src, *dst, bytes);
+        }
+        batch.len()
     }
 
     /// Run `d` of fake time with client `c` sending media every 20 ms (keyframes every
@@ -663,6 +725,9 @@ impl Net {
         while self.now < end {
             for &c in senders {
                 self.send_media(c, n.is_multiple_of(key_every));
+                if self.video_frame_packets > 1 {
+                    self.send_burst(c);
+                }
             }
             n += 1;
             for _ in 0..20 {

@@ -3,7 +3,9 @@
 //! SO_REUSEPORT group, and an inbox with a waker. Datagrams its socket receives go to
 //! the worker that owns them ([`super::demux`]); signaling from the rooms' service
 //! participants arrives in the inbox; what the core outputs leaves through the socket
-//! (datagrams, batched by `net`) or the room's participant (signaling).
+//! (datagrams, batched by `net`) or the room's participant (signaling). The core's
+//! flush (the packets forwarded during the pass leave) runs once per loop pass, in
+//! `before_flush`, not per datagram: str0m's cost is per call, not per packet.
 
 use super::demux::{Route, SourceMap};
 use super::shared::{Command, Shared, WorkerFigures};
@@ -265,7 +267,7 @@ impl Service for SfuWorker {
         self.shared.install_waker(self.id, io.registry(), token)
     }
 
-    fn on_datagram(&mut self, port: &PortInfo, d: Received<'_>, tx: &mut Tx<'_>, now: Instant) {
+    fn on_datagram(&mut self, port: &PortInfo, d: Received<'_>, _: &mut Tx<'_>, now: Instant) {
         let Some(source) = d.from else { return };
         let payload = d.payload();
         if payload.is_empty() {
@@ -286,11 +288,15 @@ impl Service for SfuWorker {
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
-            _ => {
-                self.datagram(now, source, destination, payload);
-                self.drain_outputs(tx);
-            }
+            // What it forwarded leaves in `before_flush`, once for the whole batch.
+            _ => self.datagram(now, source, destination, payload),
         }
+    }
+
+    fn before_flush(&mut self, io: &mut Io, now: Instant) {
+        self.sfu.flush(now);
+        let mut tx = io.batch.tx();
+        self.drain_outputs(&mut tx);
     }
 
     fn on_event(&mut self, io: &mut Io, tok: Tok, _readable: bool, _writable: bool, now: Instant) {
