@@ -6,10 +6,15 @@
 //!   that keeps one continuous stream when the SIP leg changes source.
 //! - [`srtp`] — SDES-SRTP (RFC 3711 / RFC 4568), AES_CM_128_HMAC_SHA1_80 and _32.
 //! - [`g711`] — PCMU/PCMA.
+//! - [`mix`] — mix-minus.
+//! - [`dtmf`] — RFC 4733 telephone events, sender and receiver.
 //!
 //! Hot paths work on the caller's buffers and allocate nothing per packet or frame; only the
 //! constructors allocate. Errors from input are values, never panics.
 
+pub mod dtmf;
 pub mod g711;
+pub mod mix;
+
 pub mod rtp;
 pub mod srtp;
