@@ -7,6 +7,7 @@
 //! - [`srtp`] — SDES-SRTP (RFC 3711 / RFC 4568), AES_CM_128_HMAC_SHA1_80 and _32.
 //! - [`g711`] — PCMU/PCMA.
 //! - [`mix`] — mix-minus.
+//! - [`resample`] — 8 kHz ↔ 48 kHz polyphase FIR.
 //! - [`dtmf`] — RFC 4733 telephone events, sender and receiver.
 //!
 //! Hot paths work on the caller's buffers and allocate nothing per packet or frame; only the
@@ -15,6 +16,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod mix;
+pub mod resample;
 
 pub mod rtp;
 pub mod srtp;
