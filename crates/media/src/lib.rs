@@ -8,6 +8,7 @@
 //! - [`g711`] — PCMU/PCMA.
 //! - [`mix`] — mix-minus.
 //! - [`resample`] — 8 kHz ↔ 48 kHz polyphase FIR.
+//! - [`jitter`] — adaptive jitter buffer for the decode/mix path.
 //! - [`dtmf`] — RFC 4733 telephone events, sender and receiver.
 //!
 //! Hot paths work on the caller's buffers and allocate nothing per packet or frame; only the
@@ -15,8 +16,8 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod mix;
 pub mod resample;
-
 pub mod rtp;
 pub mod srtp;
