@@ -160,12 +160,16 @@ impl JitterBuffer {
         if config.min_delay > config.max_delay {
             return Err(JitterError::BadConfig("min_delay above max_delay"));
         }
+        let storage = config
+            .capacity
+            .checked_mul(config.max_payload)
+            .ok_or(JitterError::BadConfig("capacity × max_payload overflows"))?;
         let frame_ticks = ticks(config.frame, config.clock_rate).max(1);
         Ok(JitterBuffer {
             config,
             frame_ticks,
             slots: vec![Slot::default(); config.capacity],
-            data: vec![0; config.capacity * config.max_payload],
+            data: vec![0; storage],
             state: State::Idle,
             next_seq: 0,
             highest_seq: 0,

@@ -232,4 +232,9 @@ fn sequence_wrap_and_bad_input() {
         ..JitterConfig::default()
     };
     assert!(JitterBuffer::new(zero, t0).is_err());
+    let huge = JitterConfig {
+        capacity: usize::MAX,
+        ..JitterConfig::default()
+    };
+    assert!(JitterBuffer::new(huge, t0).is_err());
 }
