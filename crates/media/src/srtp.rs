@@ -381,7 +381,10 @@ impl SrtpContext {
     /// Authenticates and decrypts the SRTP packet that fills `buf`; returns the RTP length.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let tag_len = self.profile.rtp_tag_len();
-        let auth_end = buf.len().checked_sub(tag_len).ok_or(SrtpError::Truncated)?;
+        if buf.len() < crate::rtp::RTP_HEADER_LEN + tag_len {
+            return Err(SrtpError::Truncated);
+        }
+        let auth_end = buf.len() - tag_len;
         let header = RtpHeader::parse_ignoring_padding(&buf[..auth_end])?;
         let known = self.stream_position(header.ssrc);
         let stream = match known {

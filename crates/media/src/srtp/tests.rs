@@ -85,7 +85,12 @@ fn rtp_round_trip_both_suites() {
 
 #[test]
 fn tampered_and_replayed_packets_are_rejected() {
-    let (mut tx, mut rx) = pair(SrtpProfile::AesCm128HmacSha1_80);
+    tampered_and_replayed(SrtpProfile::AesCm128HmacSha1_80);
+    tampered_and_replayed(SrtpProfile::AesCm128HmacSha1_32);
+}
+
+fn tampered_and_replayed(profile: SrtpProfile) {
+    let (mut tx, mut rx) = pair(profile);
     let mut buf = [0u8; 64];
     let len = rtp_packet(&mut buf, 7, 1, b"hello world");
     let n = tx.protect_rtp(&mut buf, len).unwrap();
@@ -104,7 +109,7 @@ fn tampered_and_replayed_packets_are_rejected() {
     let mut again = protected.clone();
     assert_eq!(rx.unprotect_rtp(&mut again), Err(SrtpError::Replayed));
     // Wrong key: authentication fails.
-    let mut other = SrtpContext::new(SrtpProfile::AesCm128HmacSha1_80, &[7u8; 30]).unwrap();
+    let mut other = SrtpContext::new(profile, &[7u8; 30]).unwrap();
     let mut copy = protected.clone();
     assert_eq!(other.unprotect_rtp(&mut copy), Err(SrtpError::AuthFailed));
     assert_eq!(rx.unprotect_rtp(&mut [0u8; 5]), Err(SrtpError::Truncated));
@@ -116,6 +121,7 @@ fn tampered_and_replayed_packets_are_rejected() {
         tx.protect_rtp(&mut buf[..len + 3], len),
         Err(SrtpError::BufferTooSmall)
     );
+    assert_eq!(tx.profile(), profile);
 }
 
 #[test]
@@ -141,7 +147,6 @@ fn replay_window_accepts_reordering_within_64() {
 #[test]
 fn roc_follows_a_sequence_wrap() {
     let (mut tx, mut rx) = pair(SrtpProfile::AesCm128HmacSha1_80);
-    let mut last = Vec::new();
     for k in 0..20u32 {
         let seq = (65530 + k) as u16;
         let mut buf = [0u8; 40];
@@ -149,7 +154,6 @@ fn roc_follows_a_sequence_wrap() {
         let n = tx.protect_rtp(&mut buf, len).unwrap();
         let m = rx.unprotect_rtp(&mut buf[..n]).unwrap();
         assert_eq!(&buf[12..m], &k.to_be_bytes(), "packet {k} (seq {seq})");
-        last = buf[..n].to_vec();
     }
     assert_eq!(tx.streams[0].roc, 1);
     assert_eq!(rx.streams[0].roc, 1);
@@ -174,7 +178,6 @@ fn roc_follows_a_sequence_wrap() {
     assert_eq!(recv(&mut late), b"late");
     assert_eq!(rx2.streams[0].roc, 1);
     assert_eq!(rx2.streams[0].highest_seq, 2);
-    assert!(!last.is_empty());
 }
 
 #[test]
