@@ -1,5 +1,5 @@
-//! Per-packet and per-frame costs of the hot paths, printed (not asserted: machines differ).
-//! Meaningful in release: `cargo test --release -p switchboard-media --test perf -- --ignored --nocapture`.
+//! Per-packet and per-frame costs of the hot paths, printed (a measurement, not a test:
+//! machines differ): `cargo run --release -p switchboard-media --example hot_path_costs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -23,9 +23,7 @@ fn time_per_call(mut f: impl FnMut(u32)) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(calls)
 }
 
-#[test]
-#[ignore = "measurement, prints figures; run in release with --nocapture"]
-fn hot_path_costs() {
+fn main() {
     let key: Vec<u8> = (0..30).collect();
     let pcm: Vec<i16> = (0..160)
         .map(|i| ((i * 331) % 20_000 - 10_000) as i16)
