@@ -22,6 +22,7 @@
 
 pub mod digest;
 pub mod message;
+pub mod sdp;
 pub mod uri;
 
 pub use message::{Headers, Message, Method, ParseError};
