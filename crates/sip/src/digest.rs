@@ -346,8 +346,11 @@ impl Credentials {
             s.push_str(", opaque=");
             quoted(&mut s, o);
         }
-        if let (Some(q), Some(nc)) = (self.qop, self.nc) {
-            let _ = write!(s, ", qop={}, nc={nc:08x}", q.as_str());
+        if let Some(q) = self.qop {
+            let _ = write!(s, ", qop={}", q.as_str());
+        }
+        if let Some(nc) = self.nc {
+            let _ = write!(s, ", nc={nc:08x}");
         }
         s
     }

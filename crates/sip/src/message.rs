@@ -366,6 +366,11 @@ impl<'a> Message<'a> {
         parse::parse(buf, &Limits::default())
     }
 
+    /// [`Message::parse`] with other [`Limits`].
+    pub fn parse_with(buf: &'a [u8], limits: &Limits) -> Result<Self, ParseError> {
+        parse::parse(buf, limits)
+    }
+
     pub fn headers(&self) -> &Headers<'a> {
         match self {
             Message::Request(r) => &r.headers,

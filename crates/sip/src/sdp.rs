@@ -318,9 +318,12 @@ impl MediaDescription {
 
     /// The payload types as numbers (formats of RTP profiles are numbers 0..=127).
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.formats
-            .iter()
-            .filter_map(|f| f.parse().ok().filter(|pt| *pt < 128))
+        // Only canonical numbers ("000" or "+0" would be answered as a different string).
+        self.formats.iter().filter_map(|f| {
+            let canonical =
+                f.bytes().all(|b| b.is_ascii_digit()) && (f == "0" || !f.starts_with('0'));
+            f.parse().ok().filter(|pt| canonical && *pt < 128)
+        })
     }
 
     pub fn is_rejected(&self) -> bool {

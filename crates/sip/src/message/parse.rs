@@ -89,19 +89,9 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseErro
         return Ok(None);
     };
     let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-    let mut length = None;
-    for line in head.split("\r\n").skip(1) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if expand_name(name.trim()).eq_ignore_ascii_case("Content-Length") {
-            let n = parse_content_length(value)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ParseError::BadContentLength);
-            }
-            length = Some(n);
-        }
-    }
+    // The same header reading as `parse` (folding, compact forms), so both agree.
+    let headers = parse_headers(head.split("\r\n").skip(1), limits)?;
+    let length = content_length(&headers)?;
     let length = length.ok_or(ParseError::MissingContentLength)?;
     let total = (head_end + 4)
         .checked_add(length)
@@ -118,6 +108,19 @@ fn parse_content_length(value: &str) -> Result<usize, ParseError> {
         return Err(ParseError::BadContentLength);
     }
     v.parse().map_err(|_| ParseError::BadContentLength)
+}
+
+/// The Content-Length of a message; several lines must agree.
+fn content_length(headers: &Headers<'_>) -> Result<Option<usize>, ParseError> {
+    let mut length = None;
+    for v in headers.get_all("Content-Length") {
+        let n = parse_content_length(v)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(ParseError::BadContentLength);
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 /// Parses one message: a datagram, or a frame cut by [`frame_len`]. Leading keep-alive
@@ -137,14 +140,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, ParseErr
     let start = lines.next().unwrap_or("");
     let headers = parse_headers(lines, limits)?;
 
-    let mut length = None;
-    for v in headers.get_all("Content-Length") {
-        let n = parse_content_length(v)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(ParseError::BadContentLength);
-        }
-        length = Some(n);
-    }
+    let length = content_length(&headers)?;
     let body = match length {
         Some(n) => rest.get(..n).ok_or(ParseError::BodyTruncated)?,
         None => rest,

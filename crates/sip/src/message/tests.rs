@@ -381,3 +381,22 @@ fn stream_framing_partial_and_back_to_back() {
     let msg = Message::parse(b"MESSAGE sip:a@b SIP/2.0\r\nl: 1\r\n\r\nhi").unwrap();
     assert_eq!(msg.body(), b"h");
 }
+
+#[test]
+fn framing_reads_headers_as_the_parser_does() {
+    // Found by fuzzing: a folded " l:0" continues the previous header, so there is no
+    // Content-Length, for the framer as for the parser.
+    let limits = Limits::default();
+    let folded = b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\n l:0\r\n\r\n";
+    assert_eq!(
+        frame_len(folded, &limits).unwrap_err(),
+        ParseError::MissingContentLength
+    );
+    assert_eq!(
+        Message::parse(folded).unwrap().headers().content_length(),
+        Ok(None)
+    );
+    let compact = b"OPTIONS sip:a@b SIP/2.0\r\nl:\r\n 2\r\n\r\nhi";
+    assert_eq!(frame_len(compact, &limits).unwrap(), Some(compact.len()));
+    assert_eq!(Message::parse(compact).unwrap().body(), b"hi");
+}

@@ -346,3 +346,20 @@ fn malformed_sdp_is_an_error() {
         SdpError::TooLarge
     );
 }
+
+#[test]
+fn only_canonical_payload_type_numbers_count() {
+    // Found by fuzzing: "000" read as PT 0 was answered as "0", a format never offered.
+    let offer = SessionDescription::parse(
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5004 RTP/AVP 000 +8 08 200\r\n",
+    )
+    .unwrap();
+    assert_eq!(offer.media[0].payload_types().count(), 0);
+    let mut session = SdpSession::new(1, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+    assert_eq!(
+        session
+            .answer(&offer, &local(vec![Codec::Pcmu, Codec::Pcma]))
+            .unwrap_err(),
+        SdpError::NoAcceptableAudio
+    );
+}
