@@ -9,6 +9,8 @@ pub mod natprobe_response;
 pub mod records;
 pub mod sfu_message;
 pub mod signal_hub;
+pub mod sip_message;
+pub mod sip_sdp;
 pub mod stream_framing;
 pub mod stun_integrity;
 pub mod stun_parse;
