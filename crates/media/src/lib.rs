@@ -1,0 +1,23 @@
+//! Media primitives of the SIP leg (issue 12): what a gateway needs between a phone's RTP
+//! and the room's Opus tracks, written sans-IO so the drivers stay thin and everything can be
+//! fed packets and `Instant`s in tests.
+//!
+//! - [`rtp`] — RTP/RTCP headers parsed and written in place, RFC 5761 demux, and a rewriter
+//!   that keeps one continuous stream when the SIP leg changes source.
+//! - [`srtp`] — SDES-SRTP (RFC 3711 / RFC 4568), AES_CM_128_HMAC_SHA1_80 and _32.
+//! - [`g711`] — PCMU/PCMA.
+//! - [`mix`] — mix-minus.
+//! - [`resample`] — 8 kHz ↔ 48 kHz polyphase FIR.
+//! - [`jitter`] — adaptive jitter buffer for the decode/mix path.
+//! - [`dtmf`] — RFC 4733 telephone events, sender and receiver.
+//!
+//! Hot paths work on the caller's buffers and allocate nothing per packet or frame; only the
+//! constructors allocate. Errors from input are values, never panics.
+
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
+pub mod mix;
+pub mod resample;
+pub mod rtp;
+pub mod srtp;
