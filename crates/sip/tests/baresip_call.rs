@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::io::Read as _;
+use switchboard_media::dtmf::{char_to_event, event_to_char, DtmfReceiver, DtmfSender};
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{demux, write_rtp_header, PacketKind, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
@@ -26,6 +28,10 @@ const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 struct Baresip {
     child: Child,
     sip: SocketAddr,
+    /// Its `cons` console (UDP): a digit sent there is sent as DTMF in the call.
+    console: SocketAddr,
+    /// Its `ctrl_tcp` event stream (netstrings of JSON), read during the call.
+    ctrl: std::net::TcpStream,
     dir: tempfile::TempDir,
 }
 
@@ -114,6 +120,8 @@ fn start_baresip(srtp: bool, codec: &str) -> Baresip {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port_pair();
     let rtp = free_port_pair();
+    let ctrl = free_port_pair();
+    let console = free_port_pair();
     let tone = dir.path().join("tone440.wav");
     write_tone_wav(&tone, 440.0, 30);
     let rec = dir.path().join("rec");
@@ -123,6 +131,7 @@ fn start_baresip(srtp: bool, codec: &str) -> Baresip {
          audio_source aufile,{tone}\nrtp_ports {rtp}-{rtp_end}\nrtp_timeout 10\nnet_interface 127.0.0.1\n\
          module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule alsa.so\nmodule aufile.so\n\
          module sndfile.so\nmodule srtp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
+         module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule_app cons.so\ncons_listen 127.0.0.1:{console}\n\
          snd_path {rec}\n",
         tone = tone.display(),
         rtp_end = rtp + 1,
@@ -145,9 +154,24 @@ fn start_baresip(srtp: bool, codec: &str) -> Baresip {
         .unwrap_or_else(|e| {
             panic!("harness failure: cannot run baresip ({e}); install Debian's baresip-core")
         });
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ctrl = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", ctrl)) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("harness failure: baresip's ctrl_tcp did not accept within 20 s ({e})");
+            }
+        }
+    };
+    ctrl.set_nonblocking(true).expect("nonblocking");
     let b = Baresip {
         child,
         sip: SocketAddr::new(LOCALHOST, port),
+        console: SocketAddr::new(LOCALHOST, console),
+        ctrl,
         dir,
     };
     let sock = sip_socket();
@@ -223,12 +247,37 @@ fn to_tag(m: &Message<'_>) -> Option<String> {
         .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_owned))
 }
 
-fn call(srtp: bool, law: Law) {
+/// Digits baresip reported receiving (`CALL_DTMF_START` events on its control stream).
+fn dtmf_events(text: &str) -> String {
+    text.split("CALL_DTMF_START")
+        .skip(1)
+        .filter_map(|rest| {
+            let p = rest.split("\"param\":\"").nth(1)?;
+            p.chars().next()
+        })
+        .collect()
+}
+
+fn send_rtp(
+    media: &UdpSocket,
+    srtp: &mut Option<SrtpContext>,
+    packet: &mut [u8],
+    len: usize,
+    to: SocketAddr,
+) {
+    let len = match srtp.as_mut() {
+        Some(c) => c.protect_rtp(packet, len).expect("protect"),
+        None => len,
+    };
+    media.send_to(&packet[..len], to).expect("send RTP");
+}
+
+fn call(srtp: bool, law: Law, dtmf: bool) {
     let codec = match law {
         Law::Mu => "PCMU/8000/1",
         Law::A => "PCMA/8000/1",
     };
-    let phone = start_baresip(srtp, codec);
+    let mut phone = start_baresip(srtp, codec);
     let sip = sip_socket();
     let local = sip.local_addr().expect("addr");
     let media = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
@@ -293,6 +342,23 @@ fn call(srtp: bool, law: Law) {
     assert_eq!(negotiated.pt, law.payload_type(), "{negotiated:?}");
     assert_eq!(negotiated.srtp.is_some(), srtp, "{negotiated:?}");
     let remote = negotiated.remote_rtp.expect("baresip's RTP address");
+    let te_pt = negotiated.telephone_event;
+    if dtmf {
+        assert_eq!(
+            te_pt,
+            Some(101),
+            "telephone-event/8000 negotiated: {negotiated:?}"
+        );
+    }
+    let mut dtmf_tx = DtmfSender::new(8000).expect("sender");
+    let mut dtmf_rx = DtmfReceiver::new(8000).expect("receiver");
+    let mut to_send: Vec<char> = if dtmf {
+        "19#".chars().collect()
+    } else {
+        Vec::new()
+    };
+    to_send.reverse();
+    let mut ctrl_text = String::new();
     // ACK for the 2xx, to the Contact of the 200.
     let contact = ok.headers().get("Contact").expect("Contact in the 200");
     let target = contact
@@ -322,26 +388,56 @@ fn call(srtp: bool, law: Law) {
     let mut rx = [0u8; 2048];
     let mut decoded = [0i16; 1024];
     let start = Instant::now();
+    let mut seq: u16 = 0;
     for n in 0..150u32 {
+        let now = Instant::now();
+        // From 1 s on, our digits, one every 400 ms (audio pauses while one is sent); at 2
+        // and 2.4 s baresip is asked (on its console) to send two of its own.
+        if dtmf && n >= 50 && n % 20 == 10 && !dtmf_tx.is_busy() {
+            if let Some(c) = to_send.pop() {
+                let ev = char_to_event(c).expect("a DTMF digit");
+                dtmf_tx
+                    .start(ev, 10, Duration::from_millis(160), n * 160, now)
+                    .expect("start digit");
+            }
+        }
+        if dtmf && (n == 100 || n == 120) {
+            let digit: &[u8] = if n == 100 { b"5\x04" } else { b"7\x04" };
+            media.send_to(digit, phone.console).expect("console");
+        }
+        while let Some(p) = dtmf_tx.poll(now) {
+            let pt = te_pt.expect("telephone-event negotiated");
+            let h = write_rtp_header(&mut packet, p.marker, pt, seq, p.timestamp, 0x5eed_0001)
+                .expect("header");
+            seq = seq.wrapping_add(1);
+            packet[h..h + 4].copy_from_slice(&p.payload);
+            send_rtp(&media, &mut tx_srtp, &mut packet, h + 4, remote);
+        }
         for (i, s) in pcm.iter_mut().enumerate() {
             let t = f64::from(n * 160 + i as u32) / 8000.0;
             *s = ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 10000.0) as i16;
         }
-        let h = write_rtp_header(
-            &mut packet,
-            n == 0,
-            law.payload_type(),
-            n as u16,
-            n * 160,
-            0x5eed_0001,
-        )
-        .expect("header");
-        law.encode(&pcm, &mut packet[h..h + 160]).expect("encode");
-        let len = match tx_srtp.as_mut() {
-            Some(c) => c.protect_rtp(&mut packet, h + 160).expect("protect"),
-            None => h + 160,
-        };
-        media.send_to(&packet[..len], remote).expect("send RTP");
+        if !dtmf_tx.is_busy() {
+            let h = write_rtp_header(
+                &mut packet,
+                n == 0,
+                law.payload_type(),
+                seq,
+                n * 160,
+                0x5eed_0001,
+            )
+            .expect("header");
+            seq = seq.wrapping_add(1);
+            law.encode(&pcm, &mut packet[h..h + 160]).expect("encode");
+            send_rtp(&media, &mut tx_srtp, &mut packet, h + 160, remote);
+        }
+        let mut chunk = [0u8; 4096];
+        while let Ok(k) = phone.ctrl.read(&mut chunk) {
+            if k == 0 {
+                break;
+            }
+            ctrl_text.push_str(&String::from_utf8_lossy(&chunk[..k]));
+        }
         let until = start + Duration::from_millis(20 * u64::from(n + 1));
         while Instant::now() < until {
             let Ok((len, _)) = media.recv_from(&mut rx) else {
@@ -357,6 +453,12 @@ fn call(srtp: bool, law: Law) {
                 None => len,
             };
             let hdr = RtpHeader::parse(&rx[..len]).expect("RTP");
+            if Some(hdr.payload_type) == te_pt {
+                dtmf_rx
+                    .receive(hdr.timestamp, &rx[hdr.payload_start..hdr.payload_end])
+                    .expect("baresip's telephone-event parses");
+                continue;
+            }
             if hdr.payload_type != law.payload_type() {
                 continue;
             }
@@ -384,6 +486,31 @@ fn call(srtp: bool, law: Law) {
     }
     assert!(got_200, "baresip answered our BYE");
 
+    if dtmf {
+        dtmf_rx.flush();
+        let mut got = String::new();
+        while let Some(d) = dtmf_rx.poll_digit() {
+            got.extend(event_to_char(d.event));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut chunk = [0u8; 4096];
+        while let Ok(k) = phone.ctrl.read(&mut chunk) {
+            if k == 0 {
+                break;
+            }
+            ctrl_text.push_str(&String::from_utf8_lossy(&chunk[..k]));
+        }
+        eprintln!(
+            "digits from baresip: {got:?}; baresip received: {:?}",
+            dtmf_events(&ctrl_text)
+        );
+        assert_eq!(got, "57", "the digits baresip sent, each once");
+        assert_eq!(
+            dtmf_events(&ctrl_text),
+            "19#",
+            "the digits we sent, each once, in order"
+        );
+    }
     let (hz, rms) = tone_of(&heard, 8000);
     eprintln!(
         "heard from baresip: {} samples, {hz:.1} Hz, RMS {rms:.0}",
@@ -434,11 +561,17 @@ fn call(srtp: bool, law: Law) {
 #[test]
 #[ignore = "needs Debian's baresip-core (scripts/test-all.sh installs it and runs ignored tests)"]
 fn baresip_answers_our_invite_and_g711_crosses_both_ways_pcma() {
-    call(false, Law::A);
+    call(false, Law::A, false);
 }
 
 #[test]
 #[ignore = "needs Debian's baresip-core (scripts/test-all.sh installs it and runs ignored tests)"]
 fn baresip_answers_our_invite_and_sdes_srtp_pcmu_crosses_both_ways() {
-    call(true, Law::Mu);
+    call(true, Law::Mu, false);
+}
+
+#[test]
+#[ignore = "needs Debian's baresip-core (scripts/test-all.sh installs it and runs ignored tests)"]
+fn dtmf_crosses_both_ways_as_rfc4733_telephone_events() {
+    call(false, Law::Mu, true);
 }
