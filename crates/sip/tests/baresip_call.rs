@@ -10,267 +10,18 @@
 //! Debian's `baresip-core` and runs the ignored tests. A baresip that does not answer
 //! OPTIONS within 20 s is a harness failure (the panic says so).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use std::io::Read as _;
 use switchboard_media::dtmf::{char_to_event, event_to_char, DtmfReceiver, DtmfSender};
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{demux, write_rtp_header, PacketKind, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
-use switchboard_sip::{Message, Method, Uri};
+use switchboard_sip::{Message, Method};
 
-const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-struct Baresip {
-    child: Child,
-    sip: SocketAddr,
-    /// Its `cons` console (UDP): a digit sent there is sent as DTMF in the call.
-    console: SocketAddr,
-    /// Its `ctrl_tcp` event stream (netstrings of JSON), read during the call.
-    ctrl: std::net::TcpStream,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A UDP port whose next one is free too (baresip takes sip_listen + 1 for TLS).
-fn free_port_pair() -> u16 {
-    loop {
-        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = a.local_addr().expect("addr").port();
-        if p < 65000
-            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
-/// 8 kHz mono 16-bit WAV of a sine.
-fn write_tone_wav(path: &Path, hz: f64, seconds: u32) {
-    let n = 8000 * seconds;
-    let mut b = Vec::with_capacity(44 + 2 * n as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + 2 * n).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&8000u32.to_le_bytes());
-    b.extend_from_slice(&16000u32.to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(2 * n).to_le_bytes());
-    for i in 0..n {
-        let s = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin() * 12000.0;
-        b.extend_from_slice(&(s as i16).to_le_bytes());
-    }
-    std::fs::write(path, b).expect("write wav");
-}
-
-/// The samples of a 16-bit PCM WAV (mono or the first channel) and its rate.
-fn read_wav(path: &Path) -> (Vec<i16>, u32) {
-    let b = std::fs::read(path).expect("read wav");
-    let rate = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
-    let channels = usize::from(u16::from_le_bytes([b[22], b[23]]));
-    // Find the data chunk.
-    let mut i = 12;
-    while i + 8 <= b.len() {
-        let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
-        if &b[i..i + 4] == b"data" {
-            let data = &b[i + 8..(i + 8 + len).min(b.len())];
-            let samples = data
-                .chunks_exact(2 * channels)
-                .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            return (samples, rate);
-        }
-        i += 8 + len;
-    }
-    panic!("no data chunk in {}", path.display());
-}
-
-/// Dominant frequency by zero crossings, and RMS, of the loud part of `s`.
-fn tone_of(s: &[i16], rate: u32) -> (f64, f64) {
-    let loud: Vec<i16> = s
-        .iter()
-        .copied()
-        .skip_while(|x| x.unsigned_abs() < 500)
-        .collect();
-    let rms =
-        (loud.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / loud.len().max(1) as f64).sqrt();
-    let crossings = loud.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    let secs = loud.len() as f64 / f64::from(rate);
-    (crossings as f64 / 2.0 / secs.max(1e-9), rms)
-}
-
-fn start_baresip(srtp: bool, codec: &str) -> Baresip {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port_pair();
-    let rtp = free_port_pair();
-    let ctrl = free_port_pair();
-    let console = free_port_pair();
-    let tone = dir.path().join("tone440.wav");
-    write_tone_wav(&tone, 440.0, 30);
-    let rec = dir.path().join("rec");
-    std::fs::create_dir(&rec).expect("rec dir");
-    let config = format!(
-        "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player alsa,null\naudio_alert alsa,null\n\
-         audio_source aufile,{tone}\nrtp_ports {rtp}-{rtp_end}\nrtp_timeout 10\nnet_interface 127.0.0.1\n\
-         module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule alsa.so\nmodule aufile.so\n\
-         module sndfile.so\nmodule srtp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
-         module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule_app cons.so\ncons_listen 127.0.0.1:{console}\n\
-         snd_path {rec}\n",
-        tone = tone.display(),
-        rtp_end = rtp + 1,
-        rec = rec.display(),
-    );
-    std::fs::write(dir.path().join("config"), config).expect("config");
-    let enc = if srtp { ";mediaenc=srtp-mand" } else { "" };
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!("<sip:alice@127.0.0.1:{port};transport=udp>;regint=0;answermode=auto;audio_codecs={codec}{enc}\n"),
-    )
-    .expect("accounts");
-    let child = Command::new("baresip")
-        .arg("-f")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("harness failure: cannot run baresip ({e}); install Debian's baresip-core")
-        });
-    let mut child = child;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ctrl = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", ctrl)) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => {
-                let _ = child.kill();
-                panic!("harness failure: baresip's ctrl_tcp did not accept within 20 s ({e})");
-            }
-        }
-    };
-    ctrl.set_nonblocking(true).expect("nonblocking");
-    let b = Baresip {
-        child,
-        sip: SocketAddr::new(LOCALHOST, port),
-        console: SocketAddr::new(LOCALHOST, console),
-        ctrl,
-        dir,
-    };
-    let sock = sip_socket();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for n in 1.. {
-        let local = sock.local_addr().expect("addr");
-        let ping = format!(
-            "OPTIONS sip:alice@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKping{n}\r\nMax-Forwards: 70\r\nFrom: <sip:test@127.0.0.1>;tag=p\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: ping{n}-{port}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        );
-        let _ = sock.send_to(ping.as_bytes(), b.sip);
-        let mut buf = [0u8; 8192];
-        if let Ok((len, _)) = sock.recv_from(&mut buf) {
-            if buf[..len].starts_with(b"SIP/2.0 ") {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness failure: baresip did not answer OPTIONS within 20 s"
-        );
-    }
-    b
-}
-
-fn sip_socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    s
-}
-
-fn request(
-    method: Method<'static>,
-    ruri: &str,
-    local: SocketAddr,
-    call: &str,
-    cseq: u32,
-    to_tag: Option<&str>,
-    branch: &str,
-) -> Message<'static> {
-    let mut m =
-        Message::request(method.clone(), Uri::parse(ruri).expect("uri").into_owned()).into_owned();
-    let h = m.headers_mut();
-    h.push(
-        "Via",
-        format!("SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport"),
-    );
-    h.push("Max-Forwards", "70");
-    h.push("From", "<sip:gateway@127.0.0.1>;tag=gw1".to_string());
-    h.push(
-        "To",
-        match to_tag {
-            Some(t) => format!("<sip:alice@127.0.0.1>;tag={t}"),
-            None => "<sip:alice@127.0.0.1>".to_string(),
-        },
-    );
-    h.push("Call-ID", call.to_string());
-    h.push("CSeq", format!("{cseq} {}", method.as_str()));
-    h.push("Contact", format!("<sip:gateway@{local}>"));
-    m
-}
-
-fn bytes(m: &Message<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    m.to_bytes(&mut out);
-    out
-}
-
-/// The To tag of a response.
-fn to_tag(m: &Message<'_>) -> Option<String> {
-    let to = m.headers().get("To")?;
-    to.split(';')
-        .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_owned))
-}
-
-/// Digits baresip reported receiving (`CALL_DTMF_START` events on its control stream).
-fn dtmf_events(text: &str) -> String {
-    text.split("CALL_DTMF_START")
-        .skip(1)
-        .filter_map(|rest| {
-            let p = rest.split("\"param\":\"").nth(1)?;
-            p.chars().next()
-        })
-        .collect()
-}
-
-fn send_rtp(
-    media: &UdpSocket,
-    srtp: &mut Option<SrtpContext>,
-    packet: &mut [u8],
-    len: usize,
-    to: SocketAddr,
-) {
-    let len = match srtp.as_mut() {
-        Some(c) => c.protect_rtp(packet, len).expect("protect"),
-        None => len,
-    };
-    media.send_to(&packet[..len], to).expect("send RTP");
-}
+mod lab;
+use lab::*;
 
 fn call(srtp: bool, law: Law, dtmf: bool) {
     let codec = match law {
@@ -431,13 +182,7 @@ fn call(srtp: bool, law: Law, dtmf: bool) {
             law.encode(&pcm, &mut packet[h..h + 160]).expect("encode");
             send_rtp(&media, &mut tx_srtp, &mut packet, h + 160, remote);
         }
-        let mut chunk = [0u8; 4096];
-        while let Ok(k) = phone.ctrl.read(&mut chunk) {
-            if k == 0 {
-                break;
-            }
-            ctrl_text.push_str(&String::from_utf8_lossy(&chunk[..k]));
-        }
+        read_ctrl(&mut phone, &mut ctrl_text);
         let until = start + Duration::from_millis(20 * u64::from(n + 1));
         while Instant::now() < until {
             let Ok((len, _)) = media.recv_from(&mut rx) else {
@@ -493,13 +238,7 @@ fn call(srtp: bool, law: Law, dtmf: bool) {
             got.extend(event_to_char(d.event));
         }
         std::thread::sleep(Duration::from_millis(200));
-        let mut chunk = [0u8; 4096];
-        while let Ok(k) = phone.ctrl.read(&mut chunk) {
-            if k == 0 {
-                break;
-            }
-            ctrl_text.push_str(&String::from_utf8_lossy(&chunk[..k]));
-        }
+        read_ctrl(&mut phone, &mut ctrl_text);
         eprintln!(
             "digits from baresip: {got:?}; baresip received: {:?}",
             dtmf_events(&ctrl_text)
@@ -527,31 +266,8 @@ fn call(srtp: bool, law: Law, dtmf: bool) {
     );
 
     // What baresip decoded from us: its recording of the call (written when the call ends).
-    let rec = phone.dir.path().join("rec");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let file: PathBuf = loop {
-        let found = std::fs::read_dir(&rec)
-            .expect("rec dir")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "baresip wrote no recording of what it received"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let (samples, rate) = read_wav(&file);
-    let (hz, rms) = tone_of(&samples, rate);
-    eprintln!(
-        "baresip's recording {}: {} samples at {rate} Hz, {hz:.1} Hz, RMS {rms:.0}",
-        file.display(),
-        samples.len()
-    );
+    let (hz, rms) = recorded_tone(&phone);
+    eprintln!("baresip heard {hz:.1} Hz, RMS {rms:.0}");
     assert!(
         (hz - 1000.0).abs() < 25.0 && rms > 1000.0,
         "baresip heard {hz:.0} Hz at RMS {rms:.0}, not our 1,000 Hz"
