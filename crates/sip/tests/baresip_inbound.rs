@@ -14,7 +14,6 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use switchboard_media::g711::Law;
-use switchboard_media::rtp::{demux, write_rtp_header, PacketKind, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
 use switchboard_sip::{Message, Method};
@@ -134,44 +133,7 @@ fn inbound(srtp: bool) {
         }
         None => (None, None),
     };
-    let law = Law::Mu;
-    let mut heard = Vec::new();
-    let (mut pcm, mut packet, mut rx, mut decoded) =
-        ([0i16; 160], [0u8; 200], [0u8; 2048], [0i16; 1024]);
-    let start = Instant::now();
-    for n in 0..150u32 {
-        for (i, s) in pcm.iter_mut().enumerate() {
-            let t = f64::from(n * 160 + i as u32) / 8000.0;
-            *s = ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 10000.0) as i16;
-        }
-        let h = write_rtp_header(&mut packet, n == 0, 0, n as u16, n * 160, 0x00c0_ffee)
-            .expect("header");
-        law.encode(&pcm, &mut packet[h..h + 160]).expect("encode");
-        send_rtp(&media, &mut tx, &mut packet, h + 160, remote);
-        let until = start + Duration::from_millis(20 * u64::from(n + 1));
-        while Instant::now() < until {
-            let Ok((len, _)) = media.recv_from(&mut rx) else {
-                continue;
-            };
-            if demux(&rx[..len]) != PacketKind::Rtp {
-                continue;
-            }
-            let len = match rx_ctx.as_mut() {
-                Some(c) => c
-                    .unprotect_rtp(&mut rx[..len])
-                    .expect("baresip's SRTP authenticates with its offer's key"),
-                None => len,
-            };
-            let hdr = RtpHeader::parse(&rx[..len]).expect("RTP");
-            if hdr.payload_type != 0 {
-                continue;
-            }
-            let payload = &rx[hdr.payload_start..hdr.payload_end];
-            let out = &mut decoded[..payload.len().min(1024)];
-            law.decode(&payload[..out.len()], out).expect("decode");
-            heard.extend_from_slice(out);
-        }
-    }
+    let heard = exchange_tone(&media, remote, Law::Mu, &mut tx, &mut rx_ctx, 150);
     // baresip hangs up: its BYE reaches us and is answered.
     ctrl_command(&mut phone, "hangup", "");
     let deadline = Instant::now() + Duration::from_secs(8);

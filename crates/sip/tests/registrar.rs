@@ -9,92 +9,13 @@
 //! harness failure (the panic says so), not a verdict on our code.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod lab;
+use lab::{start_kamailio, Kamailio};
 
 use switchboard_sip::digest::{Challenge, DigestRequest};
 use switchboard_sip::{Message, Method, Uri};
-
-const CONFIG: &str = include_str!("lab/kamailio.cfg");
-
-struct Kamailio {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // kamailio forks its workers into the same process group.
-        let _ = Command::new("pkill")
-            .args(["-f", &format!("{}", self._dir.path().display())])
-            .status();
-    }
-}
-
-fn free_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let p = s.local_addr().expect("addr").port();
-    let t = std::net::TcpListener::bind(("127.0.0.1", p));
-    if t.is_err() {
-        return free_port();
-    }
-    p
-}
-
-fn start_kamailio(defines: &[&str]) -> Kamailio {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, CONFIG.replace("@PORT@", &port.to_string())).expect("write cfg");
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).expect("run dir");
-    let mut cmd = Command::new("kamailio");
-    cmd.arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-m", "32", "-M", "4"])
-        .arg("-Y")
-        .arg(&run);
-    for d in defines {
-        cmd.args(["-A", d]);
-    }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("harness failure: cannot run kamailio ({e}); install Debian's kamailio")
-        });
-    let k = Kamailio {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        _dir: dir,
-    };
-    // Up when it answers an OPTIONS to itself.
-    let sock = client_socket();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let ping = format!(
-            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKping{n}\r\nMax-Forwards: 70\r\nFrom: <sip:ping@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: ping{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            local = sock.local_addr().expect("addr")
-        );
-        let _ = sock.send_to(ping.as_bytes(), k.addr);
-        let mut buf = [0u8; 4096];
-        if let Ok((len, _)) = sock.recv_from(&mut buf) {
-            if buf[..len].starts_with(b"SIP/2.0 200") {
-                return k;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness failure: kamailio did not answer OPTIONS within 20 s"
-        );
-    }
-}
 
 fn client_socket() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use switchboard_media::g711::Law;
+use switchboard_media::rtp::{demux, write_rtp_header, PacketKind, RtpHeader};
 use switchboard_media::srtp::SrtpContext;
 use switchboard_sip::{Message, Method, Uri};
 
@@ -106,7 +108,17 @@ pub fn tone_of(s: &[i16], rate: u32) -> (f64, f64) {
     (crossings as f64 / 2.0 / secs.max(1e-9), rms)
 }
 
+/// baresip with one account `alice` on its own port, calling and called directly (no
+/// registrar), auto-answering, offering `codec` (`mediaenc=srtp-mand` with `srtp`).
 pub fn start_baresip(srtp: bool, codec: &str) -> Baresip {
+    let enc = if srtp { ";mediaenc=srtp-mand" } else { "" };
+    start_baresip_with(|port| {
+        format!("<sip:alice@127.0.0.1:{port};transport=udp>;regint=0;answermode=auto;audio_codecs={codec}{enc}")
+    })
+}
+
+/// baresip with the account line `account(its SIP port)`.
+pub fn start_baresip_with(account: impl FnOnce(u16) -> String) -> Baresip {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port_pair();
     let rtp = free_port_pair();
@@ -128,12 +140,7 @@ pub fn start_baresip(srtp: bool, codec: &str) -> Baresip {
         rec = rec.display(),
     );
     std::fs::write(dir.path().join("config"), config).expect("config");
-    let enc = if srtp { ";mediaenc=srtp-mand" } else { "" };
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!("<sip:alice@127.0.0.1:{port};transport=udp>;regint=0;answermode=auto;audio_codecs={codec}{enc}\n"),
-    )
-    .expect("accounts");
+    std::fs::write(dir.path().join("accounts"), format!("{}\n", account(port))).expect("accounts");
     let child = Command::new("baresip")
         .arg("-f")
         .arg(dir.path())
@@ -307,4 +314,146 @@ pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
     std::thread::sleep(Duration::from_millis(300));
     let (samples, rate) = read_wav(&file);
     tone_of(&samples, rate)
+}
+
+/// `packets` × 20 ms of a 1,000 Hz tone in G.711 `law` (payload type of the law) to
+/// `remote`, SRTP-protected with `tx` if set; returns what arrived on `media` meanwhile,
+/// unprotected with `rx` and decoded (other payload types and RTCP skipped).
+pub fn exchange_tone(
+    media: &UdpSocket,
+    remote: SocketAddr,
+    law: Law,
+    tx: &mut Option<SrtpContext>,
+    rx: &mut Option<SrtpContext>,
+    packets: u32,
+) -> Vec<i16> {
+    media
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    let mut heard = Vec::new();
+    let (mut pcm, mut packet, mut buf, mut decoded) =
+        ([0i16; 160], [0u8; 200], [0u8; 2048], [0i16; 1024]);
+    let start = Instant::now();
+    for n in 0..packets {
+        for (i, s) in pcm.iter_mut().enumerate() {
+            let t = f64::from(n * 160 + i as u32) / 8000.0;
+            *s = ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 10000.0) as i16;
+        }
+        let h = write_rtp_header(
+            &mut packet,
+            n == 0,
+            law.payload_type(),
+            n as u16,
+            n * 160,
+            0x00c0_ffee,
+        )
+        .expect("header");
+        law.encode(&pcm, &mut packet[h..h + 160]).expect("encode");
+        send_rtp(media, tx, &mut packet, h + 160, remote);
+        let until = start + Duration::from_millis(20 * u64::from(n + 1));
+        while Instant::now() < until {
+            let Ok((len, _)) = media.recv_from(&mut buf) else {
+                continue;
+            };
+            if demux(&buf[..len]) != PacketKind::Rtp {
+                continue;
+            }
+            let len = match rx.as_mut() {
+                Some(c) => c
+                    .unprotect_rtp(&mut buf[..len])
+                    .expect("the peer's SRTP authenticates with its SDES key"),
+                None => len,
+            };
+            let hdr = RtpHeader::parse(&buf[..len]).expect("RTP");
+            if hdr.payload_type != law.payload_type() {
+                continue;
+            }
+            let payload = &buf[hdr.payload_start..hdr.payload_end];
+            let out = &mut decoded[..payload.len().min(1024)];
+            law.decode(&payload[..out.len()], out).expect("decode");
+            heard.extend_from_slice(out);
+        }
+    }
+    heard
+}
+
+pub const CONFIG: &str = include_str!("kamailio.cfg");
+
+pub struct Kamailio {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // kamailio forks its workers into the same process group.
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("{}", self._dir.path().display())])
+            .status();
+    }
+}
+
+pub fn free_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let p = s.local_addr().expect("addr").port();
+    let t = std::net::TcpListener::bind(("127.0.0.1", p));
+    if t.is_err() {
+        return free_port();
+    }
+    p
+}
+
+pub fn start_kamailio(defines: &[&str]) -> Kamailio {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg, CONFIG.replace("@PORT@", &port.to_string())).expect("write cfg");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("run dir");
+    let mut cmd = Command::new("kamailio");
+    cmd.arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-m", "32", "-M", "4"])
+        .arg("-Y")
+        .arg(&run);
+    for d in defines {
+        cmd.args(["-A", d]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("harness failure: cannot run kamailio ({e}); install Debian's kamailio")
+        });
+    let k = Kamailio {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _dir: dir,
+    };
+    // Up when it answers an OPTIONS to itself.
+    let sock = sip_socket();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let ping = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKping{n}\r\nMax-Forwards: 70\r\nFrom: <sip:ping@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: ping{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            local = sock.local_addr().expect("addr")
+        );
+        let _ = sock.send_to(ping.as_bytes(), k.addr);
+        let mut buf = [0u8; 4096];
+        if let Ok((len, _)) = sock.recv_from(&mut buf) {
+            if buf[..len].starts_with(b"SIP/2.0 200") {
+                return k;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness failure: kamailio did not answer OPTIONS within 20 s"
+        );
+    }
 }
