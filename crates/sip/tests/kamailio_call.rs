@@ -1,9 +1,10 @@
 //! A call through a real proxy: baresip registers as `bob` at Debian's kamailio (digest),
 //! and we call `sip:bob@…` through kamailio as `alice`. kamailio challenges our INVITE
 //! with 407; we ACK the 407, answer the challenge with our digest (`Proxy-Authorization`),
-//! and the call is relayed to baresip and record-routed. Our ACK and BYE then follow the
-//! route set through kamailio (RFC 3261 §12.2.1.1), and G.711 crosses both ways between us
-//! and baresip. What the gateway does with a registrar and an authenticating proxy.
+//! and the call is relayed to baresip and record-routed. Our `dialog::Dialog` (made from
+//! the INVITE and the 200) builds the ACK and the BYE, which follow the route set through
+//! kamailio (RFC 3261 §12.2.1.1), and G.711 crosses both ways between us and baresip.
+//! What the gateway does with a registrar and an authenticating proxy.
 //!
 //! Ignored by default (it needs `kamailio` and `baresip`); `scripts/test-all.sh`
 //! installs both and runs the ignored tests.
@@ -15,6 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use switchboard_media::g711::Law;
+use switchboard_sip::dialog::Dialog;
 use switchboard_sip::digest::{Challenge, DigestRequest};
 use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
 use switchboard_sip::{Message, Method, Uri};
@@ -221,37 +223,25 @@ fn a_call_through_kamailio_with_proxy_auth_and_record_route() {
             .any(|r| r.contains(&format!("127.0.0.1:{kport}")) && r.contains(";lr")),
         "kamailio record-routed the call: {record_route:?}"
     );
-    // The UAC's route set is the Record-Route list reversed (one proxy here).
-    let route: Vec<String> = record_route.iter().rev().cloned().collect();
-    let route = route.join(", ");
-    let bob_tag = ok
-        .headers()
-        .get("To")
-        .and_then(|t| {
-            t.split(';')
-                .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_owned))
-        })
-        .expect("To tag on the 200");
-    let target = ok
-        .headers()
-        .get("Contact")
-        .expect("Contact")
-        .trim()
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let ack = alice_request(
-        Method::Ack,
-        &target,
-        local,
-        &call_id,
-        2,
-        "a2",
-        Some(&bob_tag),
-        Some(&route),
+    // Our side of the dialog (the INVITE as sent, the 200 as received) builds the ACK and
+    // the BYE: Request-URI = baresip's Contact, Route = kamailio, sent to kamailio.
+    let sent = invite(cseq, &format!("i{cseq}"), Some("x"));
+    let sent = Message::parse(&sent).expect("our INVITE parses");
+    let mut dialog = Dialog::uac(&sent, &ok).expect("a dialog from the 200");
+    let hop = dialog.next_hop();
+    assert_eq!(
+        (hop.host.to_string(), hop.port),
+        ("127.0.0.1".to_string(), Some(kport)),
+        "in-dialog requests go to kamailio"
     );
+    let ack = dialog.ack(
+        cseq,
+        &format!("SIP/2.0/UDP {local};branch=z9hG4bKa{cseq};rport"),
+    );
+    assert!(ack
+        .headers()
+        .get("Route")
+        .is_some_and(|r| r.contains(&kport.to_string())));
     sip.send_to(&bytes(&ack), k.addr)
         .expect("ACK 200 via kamailio");
 
@@ -263,15 +253,9 @@ fn a_call_through_kamailio_with_proxy_auth_and_record_route() {
     let heard = exchange_tone(&media, remote, Law::Mu, &mut None, &mut None, 100);
 
     // BYE through kamailio, answered by baresip.
-    let bye = alice_request(
+    let bye = dialog.request(
         Method::Bye,
-        &target,
-        local,
-        &call_id,
-        3,
-        "b3",
-        Some(&bob_tag),
-        Some(&route),
+        &format!("SIP/2.0/UDP {local};branch=z9hG4bKbye;rport"),
     );
     sip.send_to(&bytes(&bye), k.addr).expect("BYE via kamailio");
     let done = final_response(&sip, &format!("{} BYE", cseq + 1), Duration::from_secs(5))
