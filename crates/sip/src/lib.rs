@@ -1,8 +1,9 @@
 //! Sans-IO SIP for the PSTN/SIP gateway (issue 12): the message layer (parse, serialize,
 //! stream framing), SIP/SIPS/tel URIs, digest authentication (client and stateless
-//! server) and the audio-only SDP offer/answer of the SIP leg. No sockets, threads or
-//! clocks: callers pass bytes and times in. Transactions, dialogs and transports come in
-//! later modules beside these.
+//! server), the audio-only SDP offer/answer of the SIP leg and the RFC 3261 §17
+//! transaction layer ([`transaction::TransactionLayer`]). No sockets, threads or clocks:
+//! callers pass bytes and times in. Dialogs and transports come in later modules beside
+//! these.
 //!
 //! **Parser choice.** Evaluated on 2026-12-06: `ezk-sip-types` 0.6.5 (the best kept SIP
 //! type crate) and `rsip` 0.4.0. Neither was taken, and the parser here is our own,
@@ -23,6 +24,7 @@
 pub mod digest;
 pub mod message;
 pub mod sdp;
+pub mod transaction;
 pub mod uri;
 
 pub use message::{Headers, Message, Method, ParseError};
