@@ -133,8 +133,10 @@ pub(super) fn stateless_error(raw: &[u8], status: u16, reason: &str) -> Option<V
         };
         let name = name.trim();
         let value = value.trim();
-        // Values that would break the response's framing are not copied.
-        if value.is_empty() || value.len() > 1024 || value.contains(['\r', '\n']) {
+        // Values that would break the response's framing (control characters, bytes that
+        // were not UTF-8) are not copied.
+        let clean = |c: char| (!c.is_control() || c == '\t') && c != char::REPLACEMENT_CHARACTER;
+        if value.is_empty() || value.len() > 1024 || !value.chars().all(clean) {
             continue;
         }
         if let Some(i) = WANTED.iter().position(|(long, short, _)| {

@@ -451,3 +451,25 @@ fn poll_timeout_never_goes_back_before_the_latest_now() {
     assert_eq!(transmits(&mut l).len(), 1);
     assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_millis(3500)));
 }
+
+#[test]
+fn a_400_never_copies_control_characters() {
+    // Found by the sip_transaction fuzz target: a NUL inside Call-ID was copied into the
+    // 400, which then did not parse. Such a value is not copied, and without a Call-ID
+    // there is no answer.
+    let mut l = layer();
+    let t0 = Instant::now();
+    let bad = request("OPTIONS", "z9hG4bKbad", "c\0d", 1)
+        .replace("Content-Length: 0", "Content-Length: 9");
+    feed(&mut l, t0, &bad, Transport::Udp);
+    for t in transmits(&mut l) {
+        assert!(Message::parse(&t.bytes).is_ok(), "{:?}", text(&t));
+    }
+    let tab = request("OPTIONS", "z9hG4bKbad", "c", 1)
+        .replace("Content-Length: 0", "Content-Length: 9")
+        .replace("Max-Forwards: 70", "Max-Forwards: 7\u{1}0");
+    feed(&mut l, t0, &tab, Transport::Udp);
+    let sent = transmits(&mut l);
+    assert_eq!(sent.len(), 1);
+    assert!(Message::parse(&sent[0].bytes).is_ok());
+}
