@@ -34,7 +34,9 @@
 //!   ours past a provisional response, is bounded by [`Config::timer_c`].
 //!
 //! Responses of a server transaction go back to the address and transport the request came
-//! from (symmetric response routing as in RFC 3581), which is what works behind NAT.
+//! from (symmetric response routing as in RFC 3581), which is what works behind NAT; the
+//! top Via of every request handed to the TU is stamped with `received` (§18.2.1) and a
+//! requested `rport` filled in, so responses built with [`response_to`] say so too.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -4,8 +4,12 @@
 //! plus the matching keys (§17.1.3, §17.2.3). Pure functions over messages, kept apart from
 //! the state machines.
 
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
 use super::{Key, MAGIC_COOKIE};
 use crate::message::{Headers, Message, Method, Via};
+use crate::uri::Host;
 
 /// A response to `request` with the headers §8.2.6.2 copies (every Via in order, From, To,
 /// Call-ID, CSeq) and no body. The TU adds a To tag (for anything but 100) and the rest.
@@ -25,6 +29,55 @@ fn copy_headers(from: &Headers<'_>, to: &mut Headers<'static>, names: &[&str]) {
             to.push(h.name.to_string(), h.value.to_string());
         }
     }
+}
+
+/// Stamps the top Via of a received request with where it really came from (§18.2.1
+/// `received` when the sent-by host is not the source address; RFC 3581 `rport` filled in
+/// when asked for, with `received` then always), so that responses built from it with
+/// [`response_to`] carry the address a NAT rewrote. Leaves the request as it is when its
+/// top Via does not parse.
+pub(super) fn stamp_via(request: &mut Message<'static>, source: SocketAddr) {
+    let headers = request.headers_mut();
+    let Some(slot) = headers
+        .0
+        .iter()
+        .position(|h| h.name.eq_ignore_ascii_case("Via"))
+    else {
+        return;
+    };
+    let value = headers.0[slot].value.to_string();
+    let Some(first) = crate::message::split_list(&value).next() else {
+        return;
+    };
+    // `first` is a slice of `value`: its place in it.
+    let start = first.as_ptr() as usize - value.as_ptr() as usize;
+    let end = start + first.len();
+    let Ok(via) = Via::parse(first) else {
+        return;
+    };
+    let same_host = match (&via.host, source.ip()) {
+        (Host::V4(a), IpAddr::V4(b)) => *a == b,
+        (Host::V6(a), IpAddr::V6(b)) => *a == b,
+        _ => false,
+    };
+    let wants_rport = via.rport() == Some(None);
+    if same_host && !wants_rport {
+        return;
+    }
+    let mut params = via.params.clone();
+    params.set("received", Some(Cow::Owned(source.ip().to_string())));
+    if wants_rport {
+        params.set("rport", Some(Cow::Owned(source.port().to_string())));
+    }
+    let port = via.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let stamped = format!(
+        "{}SIP/2.0/{} {}{port}{params}{}",
+        &value[..start],
+        via.transport,
+        via.host,
+        &value[end..]
+    );
+    headers.0[slot].value = Cow::Owned(stamped);
 }
 
 /// The first Via element of a request's headers, as written.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::build::{response_to, rfc3261_branch, server_key};
+use super::build::{response_to, rfc3261_branch, server_key, stamp_via};
 use super::{Kind, Resend, State, TransactionLayer, Transport, Tx, TxError, TxEvent, TxId};
 use crate::message::{Message, Method};
 
@@ -114,8 +114,10 @@ impl TransactionLayer {
         match req.method {
             Method::Ack => {
                 // No INVITE transaction: the ACK of a 2xx, the dialog layer's.
+                let mut request = request.into_owned();
+                stamp_via(&mut request, source);
                 self.event(TxEvent::Ack {
-                    request: request.into_owned(),
+                    request,
                     source,
                     transport,
                 });
@@ -128,7 +130,8 @@ impl TransactionLayer {
                     return;
                 }
                 let invite = req.method == Method::Invite;
-                let request = request.into_owned();
+                let mut request = request.into_owned();
+                stamp_via(&mut request, source);
                 let tx = Tx {
                     kind: if invite {
                         Kind::InviteServer
@@ -194,8 +197,10 @@ impl TransactionLayer {
             }
             (Kind::InviteServer, State::Accepted, true) => {
                 // An ACK for the 2xx reusing the INVITE's branch: the dialog layer's.
+                let mut request = request.into_owned();
+                stamp_via(&mut request, source);
                 self.event(TxEvent::Ack {
-                    request: request.into_owned(),
+                    request,
                     source,
                     transport,
                 });
@@ -239,7 +244,8 @@ impl TransactionLayer {
             Some(_) => (200, "OK"),
             None => (481, "Call/Transaction Does Not Exist"),
         };
-        let cancel = cancel.into_owned();
+        let mut cancel = cancel.into_owned();
+        stamp_via(&mut cancel, source);
         let tx = Tx {
             kind: Kind::NonInviteServer,
             state: State::Trying,

@@ -473,3 +473,42 @@ fn a_400_never_copies_control_characters() {
     assert_eq!(sent.len(), 1);
     assert!(Message::parse(&sent[0].bytes).is_ok());
 }
+
+#[test]
+fn received_requests_carry_received_and_rport_in_their_top_via() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    // sent-by is a name: received= is added, and the response built from it carries it.
+    let tx = receive_invite(&mut l, t0, "z9hG4bKs1", Transport::Udp);
+    let r = answer(&l, tx, 180);
+    let via = r.headers().top_via().unwrap();
+    assert_eq!(via.received(), Some("192.0.2.7"));
+    assert_eq!(via.branch(), Some("z9hG4bKs1"));
+    assert_eq!(via.rport(), None);
+    // rport asked for (RFC 3581): filled in with the source port, behind a NAT.
+    let nat = request("OPTIONS", "z9hG4bKnat", "c", 1).replace(
+        "Via: SIP/2.0/UDP pc33.atlanta.example:5060;branch=z9hG4bKnat",
+        "Via: SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKnat, SIP/2.0/UDP p.example",
+    );
+    feed(&mut l, t0, &nat, Transport::Udp);
+    let [TxEvent::Request { request: got, .. }] = &events(&mut l)[..] else {
+        panic!()
+    };
+    let vias: Vec<_> = got.headers().vias().map(Result::unwrap).collect();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].received(), Some("192.0.2.7"));
+    assert_eq!(vias[0].rport(), Some(Some(5060)));
+    assert_eq!(vias[0].port, Some(5062));
+    assert_eq!(vias[1].host.to_string(), "p.example");
+    // The sent-by is the source: nothing added.
+    let direct = request("OPTIONS", "z9hG4bKdirect", "c", 1)
+        .replace("pc33.atlanta.example:5060", "192.0.2.7:5060");
+    feed(&mut l, t0, &direct, Transport::Udp);
+    let [TxEvent::Request { request: got, .. }] = &events(&mut l)[..] else {
+        panic!()
+    };
+    assert_eq!(
+        got.headers().get("Via"),
+        Some("SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKdirect")
+    );
+}
