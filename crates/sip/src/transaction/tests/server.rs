@@ -512,3 +512,54 @@ fn received_requests_carry_received_and_rport_in_their_top_via() {
         Some("SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKdirect")
     );
 }
+
+#[test]
+fn a_non_invite_the_tu_never_answers_times_out_after_64_t1() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    feed(
+        &mut l,
+        t0,
+        &request("OPTIONS", "z9hG4bKo", "c", 1),
+        Transport::Udp,
+    );
+    let [TxEvent::Request { tx, .. }] = events(&mut l)[..] else {
+        panic!()
+    };
+    assert!(run(&mut l, t0, Duration::from_secs(31)).is_empty());
+    assert!(l.contains(tx));
+    run(&mut l, t0, Duration::from_secs(32));
+    assert_eq!(events(&mut l), [TxEvent::Timeout { tx }]);
+    assert_eq!(
+        l.respond(t0, tx, an_options_200()),
+        Err(TxError::UnknownTransaction)
+    );
+}
+
+fn an_options_200() -> Message<'static> {
+    owned(&response(200, "z9hG4bKo", "OPTIONS", Some("x")))
+}
+
+#[test]
+fn full_queues_drop_and_count_and_nothing_leaks() {
+    let mut l = TransactionLayer::new(Config {
+        max_queued: 2,
+        ..Config::default()
+    });
+    let t0 = Instant::now();
+    for i in 0..5 {
+        feed(
+            &mut l,
+            t0,
+            &request("INVITE", &format!("z9hG4bKq{i}"), "c", 1),
+            Transport::Tcp,
+        );
+    }
+    assert_eq!(events(&mut l).len(), 2);
+    assert_eq!(l.counters().dropped, 3);
+    assert_eq!(l.counters().live_server_invite, 5);
+    // The TU never heard of three of them: Timer C answers them 408, H ends them.
+    run(&mut l, t0, Duration::from_secs(180 + 32));
+    assert_eq!(l.counters().live(), 0);
+    assert_eq!(l.poll_timeout(), None);
+}
