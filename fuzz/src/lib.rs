@@ -11,6 +11,7 @@ pub mod sfu_message;
 pub mod signal_hub;
 pub mod sip_message;
 pub mod sip_sdp;
+pub mod sip_transaction;
 pub mod stream_framing;
 pub mod stun_integrity;
 pub mod stun_parse;

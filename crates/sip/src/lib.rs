@@ -1,9 +1,9 @@
 //! Sans-IO SIP for the PSTN/SIP gateway (issue 12): the message layer (parse, serialize,
 //! stream framing), SIP/SIPS/tel URIs, digest authentication (client and stateless
-//! server) and the audio-only SDP offer/answer of the SIP leg. No sockets, threads or
-//! clocks: callers pass bytes and times in. Dialogs (`dialog`: route sets, in-dialog
-//! requests, session timers, 100rel numbering) build on the message layer; transactions
-//! and transports come in later modules beside these.
+//! server), the audio-only SDP offer/answer of the SIP leg, the RFC 3261 §17 transaction
+//! layer ([`transaction::TransactionLayer`]) and dialogs ([`dialog::Dialog`]: route sets,
+//! in-dialog requests, session timers, 100rel numbering). No sockets, threads or clocks:
+//! callers pass bytes and times in. Transports come in later modules beside these.
 //!
 //! **Parser choice.** Evaluated on 2026-12-06: `ezk-sip-types` 0.6.5 (the best kept SIP
 //! type crate) and `rsip` 0.4.0. Neither was taken, and the parser here is our own,
@@ -26,6 +26,7 @@ pub mod dialog;
 pub mod digest;
 pub mod message;
 pub mod sdp;
+pub mod transaction;
 pub mod uri;
 
 pub use message::{Headers, Message, Method, ParseError};
