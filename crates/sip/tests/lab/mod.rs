@@ -457,3 +457,28 @@ pub fn start_kamailio(defines: &[&str]) -> Kamailio {
         );
     }
 }
+
+/// The two checks of every call with baresip: we heard its 440 Hz tone in `heard` (8 kHz
+/// samples, at least a second), and its recording of the call holds our 1,000 Hz.
+pub fn assert_tones_crossed(heard: &[i16], phone: &Baresip) {
+    let (hz, rms) = tone_of(heard, 8000);
+    eprintln!(
+        "heard from baresip: {} samples, {hz:.1} Hz, RMS {rms:.0}",
+        heard.len()
+    );
+    assert!(
+        heard.len() > 8000,
+        "we received {} samples from baresip",
+        heard.len()
+    );
+    assert!(
+        (hz - 440.0).abs() < 15.0 && rms > 1000.0,
+        "we heard {hz:.0} Hz at RMS {rms:.0}, not baresip's 440 Hz"
+    );
+    let (hz, rms) = recorded_tone(phone);
+    eprintln!("baresip heard {hz:.1} Hz, RMS {rms:.0}");
+    assert!(
+        (hz - 1000.0).abs() < 25.0 && rms > 1000.0,
+        "baresip heard {hz:.0} Hz at RMS {rms:.0}, not our 1,000 Hz"
+    );
+}
