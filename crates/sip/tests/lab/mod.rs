@@ -295,25 +295,31 @@ pub fn ctrl_command(b: &mut Baresip, command: &str, params: &str) {
 pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
     let rec = b.dir.path().join("rec");
     let deadline = Instant::now() + Duration::from_secs(5);
-    let file = loop {
+    // The file exists from the start of the call; it is complete when baresip closed it at
+    // the end: its data chunk then has a length and the file stops growing.
+    let mut last_size = None;
+    loop {
         let found = std::fs::read_dir(&rec)
             .expect("rec dir")
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
         if let Some(f) = found {
-            break f;
+            let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            if last_size == Some(size) && size > 44 {
+                let (samples, rate) = read_wav(&f);
+                if !samples.is_empty() {
+                    return tone_of(&samples, rate);
+                }
+            }
+            last_size = Some(size);
         }
         assert!(
             Instant::now() < deadline,
-            "baresip wrote no recording of what it received"
+            "baresip wrote no complete recording of what it received"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    // Written as the call ends: give the last block a moment.
-    std::thread::sleep(Duration::from_millis(300));
-    let (samples, rate) = read_wav(&file);
-    tone_of(&samples, rate)
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// `packets` × 20 ms of a 1,000 Hz tone in G.711 `law` (payload type of the law) to
