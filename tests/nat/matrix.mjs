@@ -252,7 +252,10 @@ async function runCase(c) {
       [sa, sb] = await Promise.all([snapshot(pa), snapshot(pb)]);
       const done = c.expect.connects
         ? sa.frames > 0 && sb.frames > 0 && sa.pair && sb.pair
-        : (unreachable(sa) && unreachable(sb)) || everConnected(sa) || everConnected(sb);
+        // Both told (the SDK's error) and both tiles showing it: the tile follows the error,
+        // but a peer's tile made or redrawn meanwhile starts from its connection state.
+        : (unreachable(sa) && unreachable(sb) && sa.tileState === 'unreachable' && sb.tileState === 'unreachable')
+          || everConnected(sa) || everConnected(sb);
       if (done || Date.now() > deadline) break;
       await sleep(250);
     }
