@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_media::dtmf::{char_to_event, event_to_char, DtmfReceiver, DtmfSender};
 use switchboard_media::g711::Law;
-use switchboard_media::rtp::{demux, write_rtp_header, PacketKind, RtpHeader};
+use switchboard_media::rtp::write_rtp_header;
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
 use switchboard_sip::{Message, Method};
@@ -185,19 +185,9 @@ fn call(srtp: bool, law: Law, dtmf: bool) {
         read_ctrl(&mut phone, &mut ctrl_text);
         let until = start + Duration::from_millis(20 * u64::from(n + 1));
         while Instant::now() < until {
-            let Ok((len, _)) = media.recv_from(&mut rx) else {
+            let Some(hdr) = recv_rtp(&media, &mut rx_srtp, &mut rx) else {
                 continue;
             };
-            if demux(&rx[..len]) != PacketKind::Rtp {
-                continue;
-            }
-            let len = match rx_srtp.as_mut() {
-                Some(c) => c
-                    .unprotect_rtp(&mut rx[..len])
-                    .expect("baresip's SRTP authenticates with the answer's key"),
-                None => len,
-            };
-            let hdr = RtpHeader::parse(&rx[..len]).expect("RTP");
             if Some(hdr.payload_type) == te_pt {
                 dtmf_rx
                     .receive(hdr.timestamp, &rx[hdr.payload_start..hdr.payload_end])
@@ -226,17 +216,9 @@ fn call(srtp: bool, law: Law, dtmf: bool) {
             if (got.len() >= 2 && dtmf_events(&ctrl_text).len() >= 3) || Instant::now() > deadline {
                 break;
             }
-            let Ok((len, _)) = media.recv_from(&mut rx) else {
+            let Some(hdr) = recv_rtp(&media, &mut rx_srtp, &mut rx) else {
                 continue;
             };
-            if demux(&rx[..len]) != PacketKind::Rtp {
-                continue;
-            }
-            let len = match rx_srtp.as_mut() {
-                Some(c) => c.unprotect_rtp(&mut rx[..len]).expect("SRTP"),
-                None => len,
-            };
-            let hdr = RtpHeader::parse(&rx[..len]).expect("RTP");
             if Some(hdr.payload_type) == te_pt {
                 dtmf_rx
                     .receive(hdr.timestamp, &rx[hdr.payload_start..hdr.payload_end])

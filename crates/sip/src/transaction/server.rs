@@ -112,16 +112,8 @@ impl TransactionLayer {
             return;
         }
         match req.method {
-            Method::Ack => {
-                // No INVITE transaction: the ACK of a 2xx, the dialog layer's.
-                let mut request = request.into_owned();
-                stamp_via(&mut request, source);
-                self.event(TxEvent::Ack {
-                    request,
-                    source,
-                    transport,
-                });
-            }
+            // No INVITE transaction: the ACK of a 2xx, the dialog layer's.
+            Method::Ack => self.ack_up(request, source, transport),
             Method::Cancel => self.on_cancel(now, key, request, source, transport),
             _ => {
                 if self.at_limit() {
@@ -174,6 +166,17 @@ impl TransactionLayer {
         }
     }
 
+    /// An ACK for a 2xx goes up to the TU (the dialog layer), its Via stamped.
+    fn ack_up(&mut self, request: Message<'_>, source: SocketAddr, transport: Transport) {
+        let mut request = request.into_owned();
+        stamp_via(&mut request, source);
+        self.event(TxEvent::Ack {
+            request,
+            source,
+            transport,
+        });
+    }
+
     fn on_retransmitted_request(
         &mut self,
         now: Instant,
@@ -195,16 +198,8 @@ impl TransactionLayer {
                 let wait = if reliable { Duration::ZERO } else { t4 };
                 self.end_after(id, now, wait);
             }
-            (Kind::InviteServer, State::Accepted, true) => {
-                // An ACK for the 2xx reusing the INVITE's branch: the dialog layer's.
-                let mut request = request.into_owned();
-                stamp_via(&mut request, source);
-                self.event(TxEvent::Ack {
-                    request,
-                    source,
-                    transport,
-                });
-            }
+            // An ACK for the 2xx reusing the INVITE's branch: the dialog layer's.
+            (Kind::InviteServer, State::Accepted, true) => self.ack_up(request, source, transport),
             (Kind::InviteServer, State::Proceeding, false) if tx.reply.is_none() => {
                 // The INVITE came again before the TU answered: the 100 Trying now.
                 self.send_trying(id);

@@ -358,19 +358,9 @@ pub fn exchange_tone(
         send_rtp(media, tx, &mut packet, h + 160, remote);
         let until = start + Duration::from_millis(20 * u64::from(n + 1));
         while Instant::now() < until {
-            let Ok((len, _)) = media.recv_from(&mut buf) else {
+            let Some(hdr) = recv_rtp(media, rx, &mut buf) else {
                 continue;
             };
-            if demux(&buf[..len]) != PacketKind::Rtp {
-                continue;
-            }
-            let len = match rx.as_mut() {
-                Some(c) => c
-                    .unprotect_rtp(&mut buf[..len])
-                    .expect("the peer's SRTP authenticates with its SDES key"),
-                None => len,
-            };
-            let hdr = RtpHeader::parse(&buf[..len]).expect("RTP");
             if hdr.payload_type != law.payload_type() {
                 continue;
             }
@@ -487,4 +477,24 @@ pub fn assert_tones_crossed(heard: &[i16], phone: &Baresip) {
         (hz - 1000.0).abs() < 25.0 && rms > 1000.0,
         "baresip heard {hz:.0} Hz at RMS {rms:.0}, not our 1,000 Hz"
     );
+}
+
+/// The next RTP packet on `media` (RTCP and non-RTP skipped), SRTP-unprotected with `rx`
+/// if set, in `buf`: its header. None when nothing arrived within the socket's timeout.
+pub fn recv_rtp(
+    media: &UdpSocket,
+    rx: &mut Option<SrtpContext>,
+    buf: &mut [u8],
+) -> Option<RtpHeader> {
+    let (len, _) = media.recv_from(buf).ok()?;
+    if demux(&buf[..len]) != PacketKind::Rtp {
+        return None;
+    }
+    let len = match rx.as_mut() {
+        Some(c) => c
+            .unprotect_rtp(&mut buf[..len])
+            .expect("the peer's SRTP authenticates with its SDES key"),
+        None => len,
+    };
+    Some(RtpHeader::parse(&buf[..len]).expect("RTP"))
 }
