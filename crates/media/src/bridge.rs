@@ -27,7 +27,7 @@ use crate::g711::Law;
 use crate::jitter::{JitterBuffer, JitterError, Pop};
 use crate::mix::MixError;
 use crate::opus::{OpusDecoder, OpusError, FRAME_SAMPLES};
-use crate::rtp::RtpError;
+use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
 use phone::PhoneLeg;
 use room::Room;
@@ -36,6 +36,11 @@ use thiserror::Error;
 
 /// The tick: one frame on both sides.
 pub const FRAME: Duration = Duration::from_millis(20);
+/// Smallest `room_out` a tick takes: any 20 ms Opus frame fits (RFC 6716 §3.2.1: 1275 bytes
+/// plus the TOC byte).
+pub const MIN_ROOM_OUT: usize = 1276;
+/// Smallest `phone_out` a tick takes: RTP header, the largest Opus frame, an SRTP tag.
+pub const MIN_PHONE_OUT: usize = RTP_HEADER_LEN + MIN_ROOM_OUT + 10;
 
 /// The phone leg's audio codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,12 +248,17 @@ impl CallMedia {
     /// it), mixes the room for the phone and encodes the phone for the room. Writes the
     /// phone's packet (RTP header + payload, SRTP-protected) into `phone_out` and the room's
     /// Opus payload into `room_out`; a length of 0 means nothing to send on that side.
+    /// Outputs shorter than [`MIN_PHONE_OUT`] / [`MIN_ROOM_OUT`] are refused before anything
+    /// happens, so that a tick either runs on both sides or not at all.
     pub fn tick(
         &mut self,
         now: Instant,
         phone_out: &mut [u8],
         room_out: &mut [u8],
     ) -> Result<Tick, BridgeError> {
+        if phone_out.len() < MIN_PHONE_OUT || room_out.len() < MIN_ROOM_OUT {
+            return Err(BridgeError::BufferTooSmall);
+        }
         // Phone → room. Played (and discarded) on hold too, so its buffer keeps its timing.
         self.phone.play(now, &mut self.phone_pcm);
         let to_room = if self.held {
@@ -256,8 +266,8 @@ impl CallMedia {
         } else {
             self.room.encode_phone(&self.phone_pcm, room_out)
         };
-        // Room → phone, even if the room side failed (a too small `room_out`): our stream's
-        // timing must not depend on it.
+        // Room → phone, even if the room side failed: our stream's timing must not depend on
+        // it. (With outputs of the minimum size neither side fails in practice.)
         let to_phone = self.room.mix(now).and_then(|()| {
             if self.held {
                 self.phone.skip_frame();

@@ -547,3 +547,27 @@ fn the_mix_takes_the_loudest_sources() {
         }
     }
 }
+
+#[test]
+fn short_outputs_are_refused_before_anything_happens() {
+    let t0 = Instant::now();
+    let mut cm = CallMedia::new(pcmu(), t0).unwrap();
+    let mut outs = outputs();
+    tick(&mut cm, t0, &mut outs);
+    let mut phone = vec![0u8; MIN_PHONE_OUT];
+    let mut room = vec![0u8; MIN_ROOM_OUT];
+    assert_eq!(
+        cm.tick(at(t0, 20), &mut phone[..MIN_PHONE_OUT - 1], &mut room),
+        Err(BridgeError::BufferTooSmall)
+    );
+    assert_eq!(
+        cm.tick(at(t0, 20), &mut phone, &mut room[..MIN_ROOM_OUT - 1]),
+        Err(BridgeError::BufferTooSmall)
+    );
+    let t = cm.tick(at(t0, 20), &mut phone, &mut room).unwrap();
+    let first = RtpHeader::parse(&outs.phone[0]).unwrap();
+    let next = RtpHeader::parse(&phone[..t.phone_len]).unwrap();
+    assert_eq!(next.sequence, first.sequence.wrapping_add(1));
+    assert_eq!(next.timestamp, first.timestamp.wrapping_add(160));
+    assert_eq!(cm.stats().phone_packets_out, 2);
+}
