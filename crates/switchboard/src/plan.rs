@@ -4,8 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig,
-    sip::SipConfig, turn::TurnConfig,
+    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig, sip::SipConfig,
+    turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;

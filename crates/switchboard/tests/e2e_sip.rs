@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use switchboard_client::sfu::SfuClient;
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
-use switchboard_sip::sdp::{Codec, Direction, LocalAudio, Negotiated, SdpSession, SessionDescription};
+use switchboard_sip::sdp::{
+    Codec, Direction, LocalAudio, Negotiated, SdpSession, SessionDescription,
+};
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, Outbound, UaConfig, UaEvent, UserAgent};
 
@@ -41,6 +43,9 @@ fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
         "127.0.0.1:0",
         "--sip-rtp-ports",
         &ports,
+        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
+        "--sip-timer-t1",
+        "100",
     ];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
@@ -121,7 +126,13 @@ impl Phone {
         }
     }
 
-    fn call(&mut self, target: String, gw: SocketAddr, offer: SessionDescription, credentials: Option<(&str, &str)>) -> CallId {
+    fn call(
+        &mut self,
+        target: String,
+        gw: SocketAddr,
+        offer: SessionDescription,
+        credentials: Option<(&str, &str)>,
+    ) -> CallId {
         let out = Outbound {
             target,
             from: "\"Phone\" <sip:phone@127.0.0.1>".into(),
@@ -139,7 +150,11 @@ impl Phone {
     }
 
     /// The answer of a connected call, or the status it ended with.
-    fn outcome(&mut self, call: CallId, timeout: Duration) -> Result<SessionDescription, Option<u16>> {
+    fn outcome(
+        &mut self,
+        call: CallId,
+        timeout: Duration,
+    ) -> Result<SessionDescription, Option<u16>> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             self.pump();
@@ -206,9 +221,8 @@ fn tone_of(s: &[i16], rate: u32) -> (f64, f64) {
         .copied()
         .skip_while(|x| x.unsigned_abs() < 500)
         .collect();
-    let rms = (loud.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()
-        / loud.len().max(1) as f64)
-        .sqrt();
+    let rms =
+        (loud.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / loud.len().max(1) as f64).sqrt();
     let crossings = loud.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
     let secs = loud.len() as f64 / f64::from(rate);
     (crossings as f64 / 2.0 / secs.max(1e-9), rms)
@@ -344,6 +358,10 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
     let http = server.http.expect("http");
     let mut b = SfuClient::join(http, "lobby", "B", Some("sfu"), LOOPBACK).expect("B joins");
     b.media.capture = true;
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
     b.publish_audio().expect("B publishes");
     let mut tone = OpusTone::new();
     let mut phone = Phone::new();
@@ -352,7 +370,10 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
     // While the call is set up, B keeps its connection going.
     let deadline = Instant::now() + Duration::from_secs(15);
     let answer = loop {
-        assert!(Instant::now() < deadline, "the call was not answered within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "the call was not answered within 15 s"
+        );
         b.pump(Duration::from_millis(2)).expect("pump B");
         phone.pump();
         let mut done = None;
@@ -360,7 +381,10 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
             match e {
                 UaEvent::Connected { call: c, remote } if c == call => done = Some(remote),
                 UaEvent::Ended { call: c, reason } if c == call => {
-                    panic!("the gateway refused the call: {:?} {}", reason.status, reason.reason)
+                    panic!(
+                        "the gateway refused the call: {:?} {}",
+                        reason.status, reason.reason
+                    )
                 }
                 _ => {}
             }
@@ -422,14 +446,20 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
     assert_eq!(joined["name"], "Phone", "{joined}");
 
     phone.ua.hangup(Instant::now(), call).expect("BYE");
-    assert!(phone.ended(call, Duration::from_secs(5)), "BYE was not answered");
+    assert!(
+        phone.ended(call, Duration::from_secs(5)),
+        "BYE was not answered"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !b.left_peers.contains(&peer) {
         assert!(Instant::now() < deadline, "the sip peer stayed in the room");
         b.pump(Duration::from_millis(10)).expect("pump B");
     }
     assert_nothing_left(&server);
-    assert_eq!(server.metric("switchboard_sip_calls_total{outcome=\"ended\"}"), 1);
+    assert_eq!(
+        server.metric("switchboard_sip_calls_total{outcome=\"ended\"}"),
+        1
+    );
 }
 
 #[test]
@@ -446,39 +476,74 @@ fn calls_the_gateway_cannot_take_are_refused_with_the_right_status() {
     // No credentials: challenged, and the phone has nothing to answer with.
     let offer = phone.offer();
     let call = phone.call(format!("sip:sales@{gw}"), gw, offer, None);
-    assert_eq!(phone.outcome(call, Duration::from_secs(10)).err(), Some(Some(401)));
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(401))
+    );
     // Wrong password.
     let offer = phone.offer();
-    let call = phone.call(format!("sip:sales@{gw}"), gw, offer, Some(("carol", "nope")));
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "nope")),
+    );
     let status = phone.outcome(call, Duration::from_secs(10)).err().flatten();
     assert!(matches!(status, Some(401 | 403)), "{status:?}");
     // No route for this user, direct rooms off: 404 (after authenticating).
     let offer = phone.offer();
-    let call = phone.call(format!("sip:elsewhere@{gw}"), gw, offer, Some(("carol", "carolpw")));
-    assert_eq!(phone.outcome(call, Duration::from_secs(10)).err(), Some(Some(404)));
+    let call = phone.call(
+        format!("sip:elsewhere@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "carolpw")),
+    );
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(404))
+    );
     // No codec in common: G.729 only.
     let g729 = SessionDescription::parse(
         b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
     )
     .expect("SDP");
-    let call = phone.call(format!("sip:sales@{gw}"), gw, g729, Some(("carol", "carolpw")));
-    assert_eq!(phone.outcome(call, Duration::from_secs(10)).err(), Some(Some(488)));
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        g729,
+        Some(("carol", "carolpw")),
+    );
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(488))
+    );
     // Malformed SIP: 400, and the gateway goes on.
     let raw = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    raw.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let local = raw.local_addr().expect("addr");
     let garbage = format!(
         "INVITE sip:sales@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbad1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:sales@{gw}>\r\nCall-ID: bad1\r\nCSeq: nonsense\r\nContent-Length: 0\r\n\r\n"
     );
     raw.send_to(garbage.as_bytes(), gw).expect("send");
     let mut buf = [0u8; 4096];
-    let (n, _) = raw.recv_from(&mut buf).expect("an answer to the malformed request");
+    let (n, _) = raw
+        .recv_from(&mut buf)
+        .expect("an answer to the malformed request");
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("SIP/2.0 400 "), "{text}");
     // The right credentials get through to the route's room (mesh-free: it turns SFU).
     let offer = phone.offer();
-    let call = phone.call(format!("sip:sales@{gw}"), gw, offer, Some(("carol", "carolpw")));
-    assert!(phone.outcome(call, Duration::from_secs(15)).is_ok(), "the authenticated call was refused");
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "carolpw")),
+    );
+    assert!(
+        phone.outcome(call, Duration::from_secs(15)).is_ok(),
+        "the authenticated call was refused"
+    );
     phone.ua.hangup(Instant::now(), call).expect("BYE");
     assert!(phone.ended(call, Duration::from_secs(5)));
     assert_nothing_left(&server);
@@ -490,7 +555,10 @@ fn a_phone_that_vanishes_is_hung_up_after_the_rtp_timeout() {
     let mut phone = Phone::new();
     let offer = phone.offer();
     let call = phone.call(format!("sip:vanish@{gw}"), gw, offer, None);
-    assert!(phone.outcome(call, Duration::from_secs(15)).is_ok(), "not answered");
+    assert!(
+        phone.outcome(call, Duration::from_secs(15)).is_ok(),
+        "not answered"
+    );
     // The phone sends no RTP at all: the gateway gives up after 3 s and says BYE.
     let ended = phone.ended(call, Duration::from_secs(15));
     assert!(ended, "the gateway did not hang up a silent phone");
@@ -513,7 +581,8 @@ fn sip_over_tcp_and_websocket_is_answered_on_the_same_connection() {
         .and_then(|a| a.parse().ok())
         .expect("the ready file names the SIP TCP listener");
     let mut s = std::net::TcpStream::connect(tcp).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let local = s.local_addr().expect("addr").to_string();
     // A keep-alive ping first (RFC 5626: answered with a CRLF), then the request in two
     // pieces: the framing waits for the whole message.
@@ -537,10 +606,9 @@ fn sip_over_tcp_and_websocket_is_answered_on_the_same_connection() {
 
     // WebSocket (RFC 7118): subprotocol `sip`, one message per frame.
     let http = server.http.expect("http");
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
-        "ws://{http}/sip"
-    ))
-    .expect("request");
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{http}/sip"))
+            .expect("request");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         tungstenite::http::HeaderValue::from_static("sip"),

@@ -43,6 +43,9 @@ fn gateway() -> (Server, SocketAddr) {
         "127.0.0.1:0",
         "--sip-rtp-ports",
         &ports,
+        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
+        "--sip-timer-t1",
+        "100",
     ]);
     let sip = server.ready["listeners"]["sip-udp"][0]
         .as_str()
@@ -56,6 +59,10 @@ fn member(server: &Server, room: &str) -> SfuClient {
     let http = server.http.expect("http");
     let mut b = SfuClient::join(http, room, "B", Some("sfu"), LOOPBACK).expect("B joins");
     b.media.capture = true;
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
     b.publish_audio().expect("B publishes audio");
     b
 }
@@ -160,7 +167,7 @@ fn assert_nothing_left(server: &Server) {
         "switchboard_sip_media_tasks",
         "switchboard_sip_rtp_ports_in_use",
     ];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: Vec<(&str, u64)> = gauges
             .iter()
@@ -183,7 +190,11 @@ fn assert_nothing_left(server: &Server) {
 /// sip peer's id. baresip's side is checked after hangup (its recording).
 fn hear_the_phone(b: &mut SfuClient, tone: &mut Tone) -> String {
     let got_peer = pump(b, tone, Duration::from_secs(15), |b| sip_peer(b).is_some());
-    assert!(got_peer, "no sip peer joined the room: {:?}", b.joined_peers);
+    assert!(
+        got_peer,
+        "no sip peer joined the room: {:?}",
+        b.joined_peers
+    );
     let peer = sip_peer(b).unwrap_or_default();
     // 4 s of the phone's voice.
     let enough = pump(b, tone, Duration::from_secs(15), |b| {
@@ -228,12 +239,19 @@ fn phone_dials_the_room(srtp: bool, codec: &str) {
         .messages
         .iter()
         .any(|m| m["from"] == peer.as_str() && m["data"]["sip"]["state"] == "connected");
-    assert!(state, "no `connected` state from the sip peer: {:?}", b.messages);
+    assert!(
+        state,
+        "no `connected` state from the sip peer: {:?}",
+        b.messages
+    );
     ctrl_command(&mut phone, "hangup", "");
     let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
         b.left_peers.contains(&peer)
     });
-    assert!(left, "the sip peer did not leave the room after baresip hung up");
+    assert!(
+        left,
+        "the sip peer did not leave the room after baresip hung up"
+    );
     baresip_recorded_the_member(&phone);
     assert_nothing_left(&server);
 }
@@ -281,12 +299,17 @@ fn the_room_calls_baresip_and_keys_cross() {
         pump(&mut b, &mut tone, Duration::from_millis(100), |_| false);
         read_ctrl(&mut phone, &mut events);
     }
-    assert_eq!(lab::dtmf_events(&events), "19#", "baresip's events: {events}");
+    assert_eq!(
+        lab::dtmf_events(&events),
+        "19#",
+        "baresip's events: {events}"
+    );
     // Keys from baresip reach the room.
     let console = std::net::UdpSocket::bind("127.0.0.1:0").expect("console socket");
-    for key in ["5", "7"] {
-        console.send_to(key.as_bytes(), phone.console).expect("key");
-        std::thread::sleep(Duration::from_millis(300));
+    // A key on baresip's console, then EOT (the key's release).
+    for key in [b"5\x04", b"7\x04"] {
+        console.send_to(key, phone.console).expect("key");
+        pump(&mut b, &mut tone, Duration::from_millis(400), |_| false);
     }
     let keys = |b: &SfuClient| -> String {
         b.messages
@@ -295,11 +318,14 @@ fn the_room_calls_baresip_and_keys_cross() {
             .filter_map(|m| m["data"]["sip"]["dtmf"].as_str())
             .collect()
     };
-    let got = pump(&mut b, &mut tone, Duration::from_secs(10), |b| keys(b) == "57");
+    let got = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        keys(b) == "57"
+    });
     assert!(got, "keys from baresip in the room: {:?}", keys(&b));
 
     // The room hangs up.
-    b.send_message(&peer, json!({"sip": "hangup"})).expect("hangup");
+    b.send_message(&peer, json!({"sip": "hangup"}))
+        .expect("hangup");
     let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
         b.left_peers.contains(&peer)
     });
@@ -335,6 +361,8 @@ fn through_kamailio_both_ways() {
         "127.0.0.1:0",
         "--sip-rtp-ports",
         &ports,
+        "--sip-timer-t1",
+        "100",
         "--sip-account",
         &account,
     ]);

@@ -134,6 +134,17 @@ pub struct SipSettings {
     )]
     pub sip_rtp_timeout: u64,
 
+    /// SIP timer T1 in milliseconds, the round-trip estimate every retransmission and
+    /// transaction timer derives from (RFC 3261 §17: 500 ms; lower on a LAN ends
+    /// transactions sooner: a finished BYE is remembered 64×T1).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "SWITCHBOARD_SIP_TIMER_T1",
+        default_value_t = 500
+    )]
+    pub sip_timer_t1: u64,
+
     /// Calls at once (in and out); the next INVITE gets 486 Busy Here.
     #[arg(
         long,
@@ -194,6 +205,7 @@ pub struct SipConfig {
     pub auth: Vec<(String, String)>,
     pub trunk: Option<TrunkConfig>,
     pub rtp_timeout: std::time::Duration,
+    pub t1: std::time::Duration,
     pub max_calls: usize,
 }
 
@@ -263,8 +275,7 @@ fn parse_account(s: &str) -> Result<AccountConfig, ConfigError> {
 /// The signaling hub's room names: 1–64 of `A-Za-z0-9_-.`.
 pub fn valid_room(r: &str) -> bool {
     (1..=64).contains(&r.len())
-        && r
-            .bytes()
+        && r.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
@@ -285,7 +296,12 @@ fn parse_route(s: &str) -> Result<RouteRule, ConfigError> {
 }
 
 fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, ConfigError> {
-    let bad = || err("sip-rtp-ports", format!("`{s}` is not LOW-HIGH (1024-65535)"));
+    let bad = || {
+        err(
+            "sip-rtp-ports",
+            format!("`{s}` is not LOW-HIGH (1024-65535)"),
+        )
+    };
     let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
@@ -306,9 +322,7 @@ impl SipSettings {
                     .parse::<SocketAddr>()
                     .map(|s| s.ip())
                     .or_else(|_| a.parse::<IpAddr>())
-                    .map_err(|_| {
-                        err("sip-advertise", format!("`{a}` is not IP or IP:PORT"))
-                    })?;
+                    .map_err(|_| err("sip-advertise", format!("`{a}` is not IP or IP:PORT")))?;
                 if ip.is_unspecified() {
                     return Err(err("sip-advertise", "0.0.0.0/:: cannot be reached"));
                 }
@@ -362,13 +376,23 @@ impl SipSettings {
                 },
                 pai: self.sip_trunk_pai,
                 country: match &self.sip_trunk_country {
-                    Some(c) if c.is_empty() || c.len() > 3 || !c.bytes().all(|b| b.is_ascii_digit()) => {
-                        return Err(err("sip-trunk-country", format!("`{c}` is not a country code (1-3 digits)")))
+                    Some(c)
+                        if c.is_empty()
+                            || c.len() > 3
+                            || !c.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        return Err(err(
+                            "sip-trunk-country",
+                            format!("`{c}` is not a country code (1-3 digits)"),
+                        ))
                     }
                     c => c.clone(),
                 },
             }),
         };
+        if !(50..=5000).contains(&self.sip_timer_t1) {
+            return Err(err("sip-timer-t1", "not between 50 and 5000 ms"));
+        }
         if !(2..=3600).contains(&self.sip_rtp_timeout) {
             return Err(err("sip-rtp-timeout", "not between 2 and 3600 s"));
         }
@@ -389,6 +413,7 @@ impl SipSettings {
             auth,
             trunk,
             rtp_timeout: std::time::Duration::from_secs(self.sip_rtp_timeout),
+            t1: std::time::Duration::from_millis(self.sip_timer_t1),
             max_calls: self.sip_max_calls,
         }))
     }

@@ -122,7 +122,10 @@ fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
         session_expires: Some(1800),
         ack_timeout: Duration::from_secs(32),
         inbound_auth,
-        tx: Default::default(),
+        tx: switchboard_sip::transaction::Config {
+            t1: cfg.t1,
+            ..Default::default()
+        },
     }
 }
 
@@ -163,8 +166,10 @@ impl Agent {
                 contact_user: a.user.clone(),
             };
             let id = st.ua.register(now, account);
-            st.regs
-                .insert(id, (format!("{}@{}", a.user, a.host), RegState::Registering));
+            st.regs.insert(
+                id,
+                (format!("{}@{}", a.user, a.host), RegState::Registering),
+            );
         }
         let sock = self.sock;
         let mut buf = vec![0u8; 65_536];
@@ -241,7 +246,9 @@ impl State {
                         Some(conn) => {
                             let _ = conn.send(t.bytes.clone());
                         }
-                        None => tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on"),
+                        None => {
+                            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on")
+                        }
                     }
                 }
             }
@@ -254,11 +261,13 @@ impl State {
             }
         }
         let c = self.ua.counters();
-        self.stats.calls_live.store(self.calls.len(), Ordering::Relaxed);
+        self.stats
+            .calls_live
+            .store(self.calls.len(), Ordering::Relaxed);
         self.stats.dialogs_live.store(c.calls, Ordering::Relaxed);
         self.stats
             .transactions_live
-            .store(c.transactions.live(), Ordering::Relaxed);
+            .store(c.tx.live(), Ordering::Relaxed);
         let registered = self
             .regs
             .values()
@@ -302,7 +311,9 @@ impl State {
                             status,
                             reason,
                             retry_in,
-                        } => tracing::warn!(account = %name, ?status, %reason, ?retry_in, "SIP registration failed"),
+                        } => {
+                            tracing::warn!(account = %name, ?status, %reason, ?retry_in, "SIP registration failed")
+                        }
                         RegState::Unregistered => {
                             tracing::info!(account = %name, "SIP account unregistered")
                         }
@@ -411,7 +422,10 @@ impl State {
             return Err((503, "the server is shutting down".into()));
         }
         if self.calls.len() >= self.cfg.max_calls {
-            return Err((503, format!("{} calls are up (--sip-max-calls)", self.cfg.max_calls)));
+            return Err((
+                503,
+                format!("{} calls are up (--sip-max-calls)", self.cfg.max_calls),
+            ));
         }
         let sfu_local = self
             .sfu_local
@@ -627,7 +641,8 @@ impl Flood {
         if self.buckets.len() > 100_000 {
             // Forget addresses that are full again (quiet for a burst's time).
             let refill = Duration::from_secs_f64(Self::BURST / Self::RATE);
-            self.buckets.retain(|_, (_, t)| now.duration_since(*t) < refill);
+            self.buckets
+                .retain(|_, (_, t)| now.duration_since(*t) < refill);
         }
         let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * Self::RATE).min(Self::BURST);
@@ -683,9 +698,21 @@ mod tests {
     #[test]
     fn caller_names() {
         assert_eq!(caller_name("sip:bob@example.com", None), "bob");
-        assert_eq!(caller_name("sip:bob@example.com", Some("Bob B".into())), "Bob B");
-        assert_eq!(caller_name("tel:+4930123;phone-context=x", None), "+4930123");
-        assert_eq!(caller_name("sip:example.com", Some("  ".into())), "example.com");
-        assert_eq!(caller_name(&format!("sip:{}@x", "a".repeat(100)), None).len(), 64);
+        assert_eq!(
+            caller_name("sip:bob@example.com", Some("Bob B".into())),
+            "Bob B"
+        );
+        assert_eq!(
+            caller_name("tel:+4930123;phone-context=x", None),
+            "+4930123"
+        );
+        assert_eq!(
+            caller_name("sip:example.com", Some("  ".into())),
+            "example.com"
+        );
+        assert_eq!(
+            caller_name(&format!("sip:{}@x", "a".repeat(100)), None).len(),
+            64
+        );
     }
 }

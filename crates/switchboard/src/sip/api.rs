@@ -48,8 +48,8 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, Json(json!({"error": reason.into()}))).into_response()
 }
 
-/// The room token's grants allow calling from `room`.
-fn admit(api: &Api, headers: &HeaderMap, room: &str) -> Result<(), Response> {
+/// The room token's grants allow calling from `room`; else the refusal (status, reason).
+fn admit(api: &Api, headers: &HeaderMap, room: &str) -> Result<(), (StatusCode, String)> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -60,11 +60,11 @@ fn admit(api: &Api, headers: &HeaderMap, room: &str) -> Result<(), Response> {
         .admit_token(token, room, switchboard_util::unix_now())
     {
         Ok(g) if g.publish => Ok(()),
-        Ok(_) => Err(error(
+        Ok(_) => Err((
             StatusCode::FORBIDDEN,
-            "the room token has no publish grant",
+            "the room token has no publish grant".into(),
         )),
-        Err(e) => Err(error(StatusCode::UNAUTHORIZED, e.to_string())),
+        Err(e) => Err((StatusCode::UNAUTHORIZED, e.to_string())),
     }
 }
 
@@ -79,13 +79,10 @@ async fn place(State(api): State<Api>, headers: HeaderMap, body: axum::body::Byt
         );
     };
     if !valid_room(room) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "room must be 1-64 of A-Za-z0-9_-.",
-        );
+        return error(StatusCode::BAD_REQUEST, "room must be 1-64 of A-Za-z0-9_-.");
     }
-    if let Err(r) = admit(&api, &headers, room) {
-        return r;
+    if let Err((status, reason)) = admit(&api, &headers, room) {
+        return error(status, reason);
     }
     let target = match outbound::target(&api.cfg, to) {
         Ok(t) => t,
@@ -94,11 +91,9 @@ async fn place(State(api): State<Api>, headers: HeaderMap, body: axum::body::Byt
     let dest = match &target.next_hop {
         NextHop::Addr(a) => *a,
         NextHop::Lookup(host, port) => {
-            let found = tokio::time::timeout(
-                LOOKUP_WAIT,
-                tokio::net::lookup_host((host.as_str(), *port)),
-            )
-            .await;
+            let found =
+                tokio::time::timeout(LOOKUP_WAIT, tokio::net::lookup_host((host.as_str(), *port)))
+                    .await;
             match found {
                 Ok(Ok(mut addrs)) => match addrs.next() {
                     Some(a) => a,
@@ -137,8 +132,8 @@ async fn hang_up(
     headers: HeaderMap,
     Path((room, call)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = admit(&api, &headers, &room) {
-        return r;
+    if let Err((status, reason)) = admit(&api, &headers, &room) {
+        return error(status, reason);
     }
     let (reply, answer) = oneshot::channel();
     let cmd = ApiCmd::Hangup { room, call, reply };

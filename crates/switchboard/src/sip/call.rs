@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn};
 use switchboard_media::g711::Law;
+use switchboard_media::srtp::SrtpProfile;
 use switchboard_signal::Signaling;
 use switchboard_sip::sdp::{Codec, Negotiated};
 use switchboard_sip::ua::CallId;
@@ -102,6 +103,11 @@ pub fn phone_config(n: &Negotiated, ssrc: u32) -> PhoneConfig {
             .srtp
             .as_ref()
             .map(|k| (k.local_key_salt.clone(), k.remote_key_salt.clone())),
+        srtp_profile: n
+            .srtp
+            .as_ref()
+            .and_then(|k| SrtpProfile::from_sdes_name(&k.suite))
+            .unwrap_or(SrtpProfile::AesCm128HmacSha1_80),
     }
 }
 

@@ -64,6 +64,7 @@ mod tests {
             auth: Vec::new(),
             trunk: None,
             rtp_timeout: std::time::Duration::from_secs(30),
+            t1: std::time::Duration::from_millis(500),
             max_calls: 10,
         }
     }

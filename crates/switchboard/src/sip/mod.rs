@@ -79,8 +79,9 @@ impl SipService {
         let Some(cfg) = &plan.sip else {
             return Ok(None);
         };
-        let std_sock = std::net::UdpSocket::bind(cfg.listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on UDP {} (--sip-listen): {e}", cfg.listen))?;
+        let std_sock = std::net::UdpSocket::bind(cfg.listen).map_err(|e| {
+            anyhow::anyhow!("cannot listen on UDP {} (--sip-listen): {e}", cfg.listen)
+        })?;
         std_sock.set_nonblocking(true)?;
         let bound = std_sock.local_addr()?;
         let mut cfg = cfg.clone();
@@ -112,12 +113,13 @@ impl SipService {
             );
         }
         // Stream listeners bound now: a clear error at start, not later.
-        let tcp = match cfg.tcp {
-            true => Some(std::net::TcpListener::bind(bound).map_err(|e| {
-                anyhow::anyhow!("cannot listen on TCP {bound} (--sip-tcp): {e}")
-            })?),
-            false => None,
-        };
+        let tcp =
+            match cfg.tcp {
+                true => Some(std::net::TcpListener::bind(bound).map_err(|e| {
+                    anyhow::anyhow!("cannot listen on TCP {bound} (--sip-tcp): {e}")
+                })?),
+                false => None,
+            };
         let tls = match cfg.tls_listen {
             None => None,
             Some(addr) => {
@@ -260,16 +262,64 @@ impl Service for SipService {
                 ("{outcome=\"refused\"}", c(&s.calls_refused)),
                 ("{outcome=\"ended\"}", c(&s.calls_ended)),
             ]);
-            family(out, "switchboard_sip_calls", "gauge", "SIP calls ringing or up", &[("", g(&s.calls_live))]);
-            family(out, "switchboard_sip_dialogs", "gauge", "SIP dialogs the user agent holds", &[("", g(&s.dialogs_live))]);
-            family(out, "switchboard_sip_transactions", "gauge", "SIP transactions live", &[("", g(&s.transactions_live))]);
-            family(out, "switchboard_sip_media_tasks", "gauge", "Call media tasks running", &[("", g(&s.media_live))]);
-            family(out, "switchboard_sip_rtp_ports_in_use", "gauge", "RTP ports of --sip-rtp-ports bound by calls", &[("", ports.in_use() as u64)]);
-            family(out, "switchboard_sip_registrations", "gauge", "Accounts registered at their registrar", &[("", g(&s.registered))]);
+            family(
+                out,
+                "switchboard_sip_calls",
+                "gauge",
+                "SIP calls ringing or up",
+                &[("", g(&s.calls_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_dialogs",
+                "gauge",
+                "SIP dialogs the user agent holds",
+                &[("", g(&s.dialogs_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_transactions",
+                "gauge",
+                "SIP transactions live",
+                &[("", g(&s.transactions_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_media_tasks",
+                "gauge",
+                "Call media tasks running",
+                &[("", g(&s.media_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_rtp_ports_in_use",
+                "gauge",
+                "RTP ports of --sip-rtp-ports bound by calls",
+                &[("", ports.in_use() as u64)],
+            );
+            family(
+                out,
+                "switchboard_sip_registrations",
+                "gauge",
+                "Accounts registered at their registrar",
+                &[("", g(&s.registered))],
+            );
             family(out, "switchboard_sip_rtp_refused_total", "counter", "Datagrams on a call's RTP port that were not its media (garbage, SRTP auth failure)", &[("", c(&s.rtp_refused))]);
             family(out, "switchboard_sip_flood_dropped_total", "counter", "SIP messages dropped because their source sent more than 200 per second (bursts of 400)", &[("", c(&s.flood_dropped))]);
-            family(out, "switchboard_sip_connections", "gauge", "SIP over TCP, TLS and WebSocket connections open", &[("", limits.open() as u64)]);
-            family(out, "switchboard_sip_dtmf_total", "counter", "DTMF digits received from phones (RFC 4733)", &[("", c(&s.dtmf_received))]);
+            family(
+                out,
+                "switchboard_sip_connections",
+                "gauge",
+                "SIP over TCP, TLS and WebSocket connections open",
+                &[("", limits.open() as u64)],
+            );
+            family(
+                out,
+                "switchboard_sip_dtmf_total",
+                "counter",
+                "DTMF digits received from phones (RFC 4733)",
+                &[("", c(&s.dtmf_received))],
+            );
         }))
     }
 

@@ -84,7 +84,9 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
     if to.starts_with("sip:") || to.starts_with("sips:") {
         let uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
         if uri.scheme == Scheme::Sips {
-            return Err("sips: targets need SIP over TLS, which outbound calls do not use yet".into());
+            return Err(
+                "sips: targets need SIP over TLS, which outbound calls do not use yet".into(),
+            );
         }
         let host = uri.host.to_string();
         if matches!(uri.host, Host::None) || uri.user.is_none() {
@@ -136,7 +138,8 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
             .accounts
             .first()
             .ok_or("no --sip-trunk or --sip-account is configured to call numbers through")?;
-        let number = normalise_number(to, None).ok_or_else(|| format!("`{to}` is not a phone number"))?;
+        let number =
+            normalise_number(to, None).ok_or_else(|| format!("`{to}` is not a phone number"))?;
         return Ok(via_account(a, format!("sip:{number}@{}", a.host)));
     }
     let user_ok = to
@@ -147,10 +150,9 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
             "`{to}` is not a SIP URI (sip:user@host), a phone number or a user name"
         ));
     }
-    let a = cfg
-        .accounts
-        .first()
-        .ok_or_else(|| format!("`{to}` is a bare user name, and no --sip-account says where users live"))?;
+    let a = cfg.accounts.first().ok_or_else(|| {
+        format!("`{to}` is a bare user name, and no --sip-account says where users live")
+    })?;
     Ok(via_account(a, format!("sip:{to}@{}", a.host)))
 }
 
@@ -188,15 +190,25 @@ mod tests {
                 country: Some("49".into()),
             }),
             rtp_timeout: std::time::Duration::from_secs(30),
+            t1: std::time::Duration::from_millis(500),
             max_calls: 10,
         }
     }
 
     #[test]
     fn numbers_normalise() {
-        assert_eq!(normalise_number("030 123-456", Some("49")).as_deref(), Some("+4930123456"));
-        assert_eq!(normalise_number("0049 30 1", Some("49")).as_deref(), Some("+49301"));
-        assert_eq!(normalise_number("+1 (555) 010", Some("49")).as_deref(), Some("+1555010"));
+        assert_eq!(
+            normalise_number("030 123-456", Some("49")).as_deref(),
+            Some("+4930123456")
+        );
+        assert_eq!(
+            normalise_number("0049 30 1", Some("49")).as_deref(),
+            Some("+49301")
+        );
+        assert_eq!(
+            normalise_number("+1 (555) 010", Some("49")).as_deref(),
+            Some("+1555010")
+        );
         assert_eq!(normalise_number("112", Some("49")).as_deref(), Some("112"));
         assert_eq!(normalise_number("030 1", None).as_deref(), Some("0301"));
         assert_eq!(normalise_number("+", None), None);
@@ -206,13 +218,19 @@ mod tests {
     #[test]
     fn numbers_go_through_the_trunk() {
         let t = target(&cfg(true), "030 123456").unwrap();
-        assert_eq!(t.request_uri, "sip:+4930123456@trunk.example.net;user=phone");
+        assert_eq!(
+            t.request_uri,
+            "sip:+4930123456@trunk.example.net;user=phone"
+        );
         assert_eq!(t.next_hop, NextHop::Addr("192.0.2.7:5060".parse().unwrap()));
         assert_eq!(t.from, "sip:+4930999@trunk.example.net");
         assert_eq!(t.credentials, Some(("acct".into(), "pw".into())));
         assert_eq!(
             t.headers,
-            vec![("P-Asserted-Identity".into(), "<sip:+4930999@trunk.example.net>".into())]
+            vec![(
+                "P-Asserted-Identity".into(),
+                "<sip:+4930999@trunk.example.net>".into()
+            )]
         );
         // Without a trunk: through the account's registrar, as its user.
         let t = target(&cfg(false), "+4930123").unwrap();
@@ -235,7 +253,13 @@ mod tests {
         assert_eq!(t.next_hop, NextHop::Lookup("example.com".into(), 5060));
         let t = target(&c, "bob").unwrap();
         assert_eq!(t.request_uri, "sip:bob@127.0.0.1:5070");
-        for bad in ["", "not a uri ::", "sip:", "sips:bob@example.com", "sip:example.com"] {
+        for bad in [
+            "",
+            "not a uri ::",
+            "sip:",
+            "sips:bob@example.com",
+            "sip:example.com",
+        ] {
             assert!(target(&c, bad).is_err(), "{bad}");
         }
         let mut none = cfg(false);

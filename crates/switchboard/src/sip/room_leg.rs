@@ -197,7 +197,8 @@ impl RoomLeg {
         let mut api = self.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = api.apply().ok_or_else(|| rtc_err("nothing to offer"))?;
-        let publish = json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "microphone"}]});
+        let publish =
+            json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "microphone"}]});
         self.relay(RelayKind::Message, &publish.to_string())?;
         self.relay(RelayKind::Offer, &json!(offer.to_sdp_string()).to_string())?;
         self.pending = Some((pending, mid));
@@ -486,8 +487,16 @@ mod tests {
             member_request(r#"{"sip":"dtmf","digits":"1 9#x*D"}"#),
             Some(MemberRequest::Dtmf("19#*D".into()))
         );
-        assert_eq!(member_request(r#"{"sip":"hangup"}"#), Some(MemberRequest::Hangup));
-        for other in [r#"{"sip":"dtmf","digits":"xyz"}"#, r#"{"chat":"hi"}"#, "[]", "not json"] {
+        assert_eq!(
+            member_request(r#"{"sip":"hangup"}"#),
+            Some(MemberRequest::Hangup)
+        );
+        for other in [
+            r#"{"sip":"dtmf","digits":"xyz"}"#,
+            r#"{"chat":"hi"}"#,
+            "[]",
+            "not json",
+        ] {
             assert_eq!(member_request(other), None, "{other}");
         }
     }

@@ -124,8 +124,12 @@ pub async fn serve_tcp(
 }
 
 /// One stream connection: frames in, bytes out, until either side closes.
-async fn connection<S>(stream: S, key: ConnKey, events: UnboundedSender<StreamEvent>, slot: ConnSlot)
-where
+async fn connection<S>(
+    stream: S,
+    key: ConnKey,
+    events: UnboundedSender<StreamEvent>,
+    slot: ConnSlot,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (tx, mut out) = unbounded_channel::<Arc<[u8]>>();
@@ -206,7 +210,10 @@ pub mod ws {
         ws: WebSocketUpgrade,
     ) -> Response {
         let Some(slot) = st.limits.take(peer.ip()) else {
-            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many SIP connections")
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too many SIP connections",
+            )
                 .into_response();
         };
         let transport = if st.secure {
