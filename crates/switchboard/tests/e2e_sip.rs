@@ -637,3 +637,101 @@ fn sip_over_tcp_and_websocket_is_answered_on_the_same_connection() {
     assert!(text.contains("Call-ID: ws1@probe"), "{text}");
     assert!(server.metric("switchboard_sip_connections") >= 1);
 }
+
+#[test]
+fn a_caller_reaches_a_room_by_pin() {
+    let (server, gw) = gateway(&["--sip-route", "dialin=@pin", "--sip-pin", "4321=board"]);
+    let http = server.http.expect("http");
+    let mut b = SfuClient::join(http, "board", "B", Some("sfu"), LOOPBACK).expect("B joins");
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:dialin@{gw}"), gw, offer.clone(), None);
+    // Answered at once, with no room yet.
+    let answer = match phone.outcome(call, Duration::from_secs(10)) {
+        Ok(a) => a,
+        Err(status) => panic!("the PIN call was refused: {status:?}"),
+    };
+    let negotiated = phone
+        .sdp
+        .accept_answer(&offer, &answer, &phone.local)
+        .expect("answer");
+    let mut media = PhoneMedia::new(&negotiated);
+    let run = |phone: &mut Phone, media: &mut PhoneMedia, b: &mut SfuClient, d: Duration| {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            phone.pump();
+            media.step(&phone.media);
+            b.pump(Duration::from_millis(1)).expect("pump B");
+        }
+    };
+    // The prompt: beeps at 660 Hz.
+    run(&mut phone, &mut media, &mut b, Duration::from_secs(1));
+    let start = media
+        .heard
+        .iter()
+        .position(|x| x.unsigned_abs() > 500)
+        .expect("the phone heard the prompt");
+    let (hz, _) = tone_of(&media.heard[start..start + 1000], 8000);
+    assert!(
+        (hz - 660.0).abs() < 20.0,
+        "the prompt is {hz:.0} Hz, not 660"
+    );
+    // A wrong PIN (SIP INFO keys), then the right one.
+    for key in "99#4321#".chars() {
+        phone
+            .ua
+            .send_dtmf_info(Instant::now(), call, key, 100)
+            .expect("INFO");
+        run(&mut phone, &mut media, &mut b, Duration::from_millis(150));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sip_peer(&b).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the PIN did not open room `board`"
+        );
+        run(&mut phone, &mut media, &mut b, Duration::from_millis(20));
+    }
+    assert_eq!(
+        phone
+            .events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Ended { .. }))
+            .count(),
+        0
+    );
+    phone.ua.hangup(Instant::now(), call).expect("BYE");
+    assert!(phone.ended(call, Duration::from_secs(5)));
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn three_wrong_pins_end_the_call() {
+    let (server, gw) = gateway(&["--sip-route", "*=@pin", "--sip-pin", "4321=board"]);
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:anything@{gw}"), gw, offer, None);
+    assert!(
+        phone.outcome(call, Duration::from_secs(10)).is_ok(),
+        "not answered"
+    );
+    for key in "1#2#3#".chars() {
+        phone
+            .ua
+            .send_dtmf_info(Instant::now(), call, key, 100)
+            .expect("INFO");
+        let end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < end {
+            phone.pump();
+        }
+    }
+    assert!(
+        phone.ended(call, Duration::from_secs(10)),
+        "the gateway kept a caller with three wrong PINs"
+    );
+    assert_nothing_left(&server);
+}

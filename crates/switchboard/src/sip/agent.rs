@@ -5,7 +5,7 @@
 //! task carries every call's; the media of each call runs in its own task.
 
 use super::call::{self, call_label, AgentCmd, CallCmd, CallSetup};
-use super::dispatch::room_for;
+use super::dispatch::{room_for, Dispatch};
 use super::outbound::Target;
 use super::ports::RtpPorts;
 use super::stream::{ConnKey, StreamEvent};
@@ -106,6 +106,7 @@ struct State {
     stats: Arc<SipStats>,
     to_agent: UnboundedSender<AgentCmd>,
     draining: bool,
+    pins: Arc<[(String, String)]>,
 }
 
 fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
@@ -154,6 +155,7 @@ impl Agent {
             stats: self.stats,
             to_agent,
             draining: false,
+            pins: self.cfg.pins.clone().into(),
         };
         for a in &self.cfg.accounts {
             let account = Account {
@@ -477,7 +479,8 @@ impl State {
         tokio::spawn(call::run(CallSetup {
             call,
             outbound: true,
-            room,
+            room: Some(room),
+            pins: self.pins.clone(),
             name,
             negotiated: None,
             port,
@@ -506,7 +509,10 @@ impl State {
         if self.calls.len() >= self.cfg.max_calls {
             return Err((486, "Busy Here".into()));
         }
-        let room = room_for(&self.cfg, to_user).ok_or((404, "Not Found".to_string()))?;
+        let room = match room_for(&self.cfg, to_user).ok_or((404, "Not Found".to_string()))? {
+            Dispatch::Room(room) => Some(room),
+            Dispatch::Pin => None,
+        };
         let sfu_local = self
             .sfu_local
             .ok_or((503, "Service Unavailable (the SFU is off)".to_string()))?;
@@ -537,7 +543,7 @@ impl State {
         self.calls.insert(
             call,
             CallEntry {
-                room: room.clone(),
+                room: room.clone().unwrap_or_default(),
                 media: Some(tx),
                 sdp,
                 local,
@@ -545,11 +551,12 @@ impl State {
                 offer: None,
             },
         );
-        tracing::info!(%room, caller = %name, "SIP call in");
+        tracing::info!(room = room.as_deref().unwrap_or("(by PIN)"), caller = %name, "SIP call in");
         tokio::spawn(call::run(CallSetup {
             call,
             outbound: false,
             room,
+            pins: self.pins.clone(),
             name,
             negotiated: Some(negotiated),
             port,

@@ -19,6 +19,7 @@ mod api;
 mod call;
 mod dispatch;
 mod outbound;
+mod pin;
 mod ports;
 mod room_leg;
 mod stream;
