@@ -31,6 +31,7 @@ use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
 use phone::PhoneLeg;
 use room::Room;
+pub use room::{MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
