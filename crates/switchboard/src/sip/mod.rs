@@ -19,6 +19,7 @@ mod api;
 mod call;
 mod dispatch;
 mod dtls_leg;
+mod flood;
 mod outbound;
 mod pin;
 mod ports;
