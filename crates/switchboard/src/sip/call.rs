@@ -172,9 +172,31 @@ struct Bridge {
     agent: UnboundedSender<AgentCmd>,
     stats: Arc<SipStats>,
     rtp_timeout: Duration,
+    /// The media counts already added to `stats`, and the ticks until the next add.
+    published: switchboard_media::bridge::MediaStats,
+    until_publish: u32,
+}
+
+/// Ticks between two additions of a call's media counts to the metrics (1 s).
+const PUBLISH_TICKS: u32 = 50;
+
+impl Drop for Bridge {
+    /// However the call ends, its last second of counts reaches the metrics.
+    fn drop(&mut self) {
+        self.publish();
+    }
 }
 
 impl Bridge {
+    /// Add this call's media counts since the last time to the gateway's metrics.
+    fn publish(&mut self) {
+        if let Some(m) = &self.media {
+            let now = m.stats();
+            self.stats.media.add(&self.published, &now);
+            self.published = now;
+        }
+    }
+
     fn state(&mut self, state: &str, reason: Option<&str>) {
         let Some(leg) = &mut self.leg else {
             return;
@@ -287,6 +309,11 @@ impl Bridge {
         room_out: &mut [u8],
     ) -> Result<(), String> {
         let now = Instant::now();
+        self.until_publish = self.until_publish.saturating_sub(1);
+        if self.until_publish == 0 {
+            self.until_publish = PUBLISH_TICKS;
+            self.publish();
+        }
         let Some(media) = &mut self.media else {
             return Ok(());
         };
@@ -421,6 +448,8 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         agent: agent.clone(),
         stats,
         rtp_timeout,
+        published: Default::default(),
+        until_publish: PUBLISH_TICKS,
     };
     if let Some(n) = &negotiated {
         b.negotiated(n)?;
