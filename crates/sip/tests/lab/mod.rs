@@ -293,6 +293,32 @@ pub fn ctrl_command(b: &mut Baresip, command: &str, params: &str) {
 /// Frequency and RMS of what baresip decoded in its (one) call: the `-dec.wav` its
 /// `sndfile` module writes, waited for up to 5 s after the call ended.
 pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
+    let (samples, rate) = recorded_samples(b);
+    tone_of(&samples, rate)
+}
+
+/// Power of `hz` in `s` relative to the whole signal's, in dB (Goertzel): near 0 for
+/// the only tone, about -3 dB for one of two equal tones, far below for an absent one.
+pub fn tone_share_db(s: &[i16], rate: u32, hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in s {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let n = s.len().max(1) as f64;
+    // A sine of amplitude A gives power (A·N/2)²; its mean square is A²/2.
+    let tone_ms = 2.0 * power / (n * n);
+    let total_ms = s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / n;
+    10.0 * (tone_ms / total_ms.max(1e-9)).max(1e-12).log10()
+}
+
+/// The samples and rate of what baresip decoded in its (one) call (see
+/// [`recorded_tone`]).
+pub fn recorded_samples(b: &Baresip) -> (Vec<i16>, u32) {
     let rec = b.dir.path().join("rec");
     let deadline = Instant::now() + Duration::from_secs(5);
     // The file exists from the start of the call; it is complete when baresip closed it at
@@ -309,7 +335,7 @@ pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
             if last_size == Some(size) && size > 44 {
                 let (samples, rate) = read_wav(&f);
                 if !samples.is_empty() {
-                    return tone_of(&samples, rate);
+                    return (samples, rate);
                 }
             }
             last_size = Some(size);
