@@ -5,6 +5,7 @@
 //! (`fuzz/corpus.py`).
 
 pub mod first_bytes_demux;
+pub mod media_bridge;
 pub mod natprobe_response;
 pub mod records;
 pub mod sfu_message;

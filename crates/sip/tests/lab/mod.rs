@@ -119,6 +119,23 @@ pub fn start_baresip(srtp: bool, codec: &str) -> Baresip {
 
 /// baresip with the account line `account(its SIP port)`.
 pub fn start_baresip_with(account: impl FnOnce(u16) -> String) -> Baresip {
+    start_baresip_full(account, "")
+}
+
+/// baresip offering DTLS-SRTP with ICE (`mediaenc=dtls_srtp;medianat=ice`, RTP and RTCP
+/// multiplexed), calling and called directly, auto-answering, offering `codec`.
+pub fn start_baresip_dtls(codec: &str) -> Baresip {
+    start_baresip_full(
+        |port| {
+            format!("<sip:alice@127.0.0.1:{port};transport=udp>;regint=0;answermode=auto;audio_codecs={codec};mediaenc=dtls_srtp;medianat=ice")
+        },
+        "module dtls_srtp.so\nmodule ice.so\nrtcp_mux yes\n",
+    )
+}
+
+/// baresip with `account` and `extra` config lines (modules among them are loaded before
+/// the accounts are read).
+fn start_baresip_full(account: impl FnOnce(u16) -> String, extra: &str) -> Baresip {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port_pair();
     let rtp = free_port_pair();
@@ -132,7 +149,7 @@ pub fn start_baresip_with(account: impl FnOnce(u16) -> String) -> Baresip {
         "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player alsa,null\naudio_alert alsa,null\n\
          audio_source aufile,{tone}\nrtp_ports {rtp}-{rtp_end}\nrtp_timeout 10\nnet_interface 127.0.0.1\n\
          module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule alsa.so\nmodule aufile.so\n\
-         module sndfile.so\nmodule srtp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
+         module sndfile.so\nmodule srtp.so\n{extra}module_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
          module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule_app cons.so\ncons_listen 127.0.0.1:{console}\n\
          snd_path {rec}\n",
         tone = tone.display(),

@@ -6,6 +6,7 @@
 
 use super::call::{self, call_label, AgentCmd, CallCmd, CallSetup};
 use super::dispatch::{room_for, Dispatch};
+use super::dtls_leg::{is_dtls_offer, DtlsLeg};
 use super::outbound::Target;
 use super::ports::RtpPorts;
 use super::stream::{ConnKey, StreamEvent};
@@ -18,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_signal::Signaling;
 use switchboard_sip::digest::Algorithm;
-use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
+use switchboard_sip::sdp::{
+    Codec, Direction, LocalAudio, Negotiated, SdpSession, SessionDescription,
+};
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{
     Account, CallId, EndReason, InboundAuth, Outbound, RegId, RegState, UaConfig, UaEvent,
@@ -71,6 +74,9 @@ struct CallEntry {
     answer: Option<SessionDescription>,
     /// Outbound: our offer, to read the answer against.
     offer: Option<SessionDescription>,
+    /// A DTLS-SRTP call's answer: what every re-offer gets (str0m keeps ICE and DTLS
+    /// going; a re-INVITE of such a phone updates its default candidate).
+    dtls_answer: Option<SessionDescription>,
 }
 
 impl CallEntry {
@@ -473,6 +479,7 @@ impl State {
                 local,
                 answer: None,
                 offer: Some(offer),
+                dtls_answer: None,
             },
         );
         tracing::info!(%room, to = %target.request_uri, via = %dest, "SIP call out");
@@ -483,6 +490,7 @@ impl State {
             pins: self.pins.clone(),
             name,
             negotiated: None,
+            dtls: None,
             port,
             signaling: self.signaling.clone(),
             sfu_local,
@@ -531,9 +539,31 @@ impl State {
             ptime: 20,
         };
         let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
-        let (answer, negotiated) = sdp
-            .answer(&offer, &local)
-            .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
+        let offer_text = offer.to_string_crlf();
+        let (answer, negotiated, dtls) = if is_dtls_offer(&offer_text) {
+            let at = SocketAddr::new(self.cfg.media_ip, port.port());
+            let (leg, text, codec) = DtlsLeg::answer(&offer_text, at)
+                .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
+            let answer = SessionDescription::parse(text.as_bytes())
+                .map_err(|e| (500, format!("Server Internal Error (our answer: {e})")))?;
+            let negotiated = Negotiated {
+                codec,
+                pt: leg.pt(),
+                telephone_event: None,
+                remote_rtp: None,
+                remote_rtcp: None,
+                rtcp_mux: true,
+                direction: Direction::SendRecv,
+                ptime: Some(20),
+                srtp: None,
+            };
+            (answer, negotiated, Some(leg))
+        } else {
+            let (answer, negotiated) = sdp
+                .answer(&offer, &local)
+                .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
+            (answer, negotiated, None)
+        };
         let now = Instant::now();
         self.ua
             .ring(now, call)
@@ -547,6 +577,7 @@ impl State {
                 media: Some(tx),
                 sdp,
                 local,
+                dtls_answer: dtls.is_some().then(|| answer.clone()),
                 answer: Some(answer),
                 offer: None,
             },
@@ -559,6 +590,7 @@ impl State {
             pins: self.pins.clone(),
             name,
             negotiated: Some(negotiated),
+            dtls,
             port,
             signaling: self.signaling.clone(),
             sfu_local,
@@ -575,6 +607,10 @@ impl State {
         let Some(entry) = self.calls.get_mut(&call) else {
             return;
         };
+        if let Some(answer) = &entry.dtls_answer {
+            let _ = self.ua.answer_reoffer(now, call, answer.clone());
+            return;
+        }
         match entry.sdp.answer(offer, &entry.local) {
             Ok((answer, negotiated)) => {
                 let _ = self.ua.answer_reoffer(now, call, answer);

@@ -8,6 +8,7 @@
 //! first one arrives it goes to the address of the SDP.
 
 use super::dispatch::room_of_pin;
+use super::dtls_leg::DtlsLeg;
 use super::pin::{Entry, PinEntry, Prompt, MAX_TRIES, PROMPT_SOURCE};
 use super::ports::RtpPort;
 use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink};
@@ -77,6 +78,8 @@ pub struct CallSetup {
     pub name: String,
     /// Known for inbound calls; outbound ones learn it from the answer.
     pub negotiated: Option<Negotiated>,
+    /// The phone offered DTLS-SRTP with ICE: str0m terminates it on the RTP port.
+    pub dtls: Option<DtlsLeg>,
     pub port: RtpPort,
     pub signaling: Arc<Signaling>,
     pub sfu_local: SocketAddr,
@@ -155,6 +158,8 @@ struct Bridge {
     prompt: Option<Prompt>,
     /// A PIN ended with `#`, to check.
     typed: Option<String>,
+    /// DTLS-SRTP + ICE toward the phone (else plain RTP or SDES on the socket).
+    dtls: Option<DtlsLeg>,
     media: Option<CallMedia>,
     ssrc: u32,
     held: bool,
@@ -301,8 +306,14 @@ impl Bridge {
         let t = media
             .tick(now, phone_out, room_out)
             .map_err(|e| format!("media: {e}"))?;
-        if let (Some(to), true) = (self.phone, t.phone_len > 0) {
-            let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
+        if t.phone_len > 0 {
+            match (&mut self.dtls, self.phone) {
+                (Some(d), _) => d.send_rtp(&phone_out[..t.phone_len]),
+                (None, Some(to)) => {
+                    let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
+                }
+                (None, None) => {}
+            }
         }
         if let (Some(leg), true) = (&mut self.leg, t.room_len > 0) {
             leg.send_opus(
@@ -322,13 +333,37 @@ impl Bridge {
     }
 
     fn phone_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
+        if let Some(d) = &mut self.dtls {
+            // ICE, DTLS and SRTP are str0m's; what comes out is plain RTP.
+            d.on_datagram(from, packet);
+            return;
+        }
+        self.bridge_packet(from, packet);
+    }
+
+    /// The plain RTP packets the DTLS leg decrypted.
+    fn dtls_packets(&mut self, sock: &UdpSocket) -> Result<Instant, String> {
+        let Some(d) = &mut self.dtls else {
+            return Ok(Instant::now() + Duration::from_secs(3600));
+        };
+        let next = d.poll(sock)?;
+        let mut packets: Vec<Vec<u8>> = d.take_received().collect();
+        for p in &mut packets {
+            // Latching is ICE's job here: the address only feeds the log.
+            let from = SocketAddr::from(([0, 0, 0, 0], 0));
+            self.bridge_packet(from, p);
+        }
+        Ok(next)
+    }
+
+    fn bridge_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
         let Some(media) = &mut self.media else {
             return;
         };
         match media.on_phone_packet(Instant::now(), packet) {
             Ok(PhoneIn::Ignored) => {}
             Ok(_) => {
-                if self.phone != Some(from) {
+                if self.phone != Some(from) && self.dtls.is_none() {
                     tracing::debug!(%from, "phone RTP latched");
                     self.phone = Some(from);
                 }
@@ -354,6 +389,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         pins,
         name,
         negotiated,
+        dtls,
         port,
         signaling,
         sfu_local,
@@ -374,6 +410,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         pin: None,
         prompt: None,
         typed: None,
+        dtls,
         media: None,
         ssrc: rand::random(),
         held: false,
@@ -428,7 +465,9 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     let mut phone_out = vec![0u8; 1500];
     let mut room_out = vec![0u8; 1500];
     let mut leg_deadline = Instant::now();
+    let mut dtls_deadline = Instant::now();
     loop {
+        let wake = leg_deadline.min(dtls_deadline);
         tokio::select! {
             ev = next_signal(&b.leg) => {
                 let Some(ev) = ev else { return Err("out of the room".into()) };
@@ -449,7 +488,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 }
             }
             _ = tick.tick() => b.tick(&sock, &mut phone_out, &mut room_out)?,
-            _ = tokio::time::sleep_until(leg_deadline.into()) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             cmd = commands.recv() => match cmd {
                 None => {
                     b.state("ended", None);
@@ -479,6 +518,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 b.state("connected", None);
             }
         }
+        dtls_deadline = b.dtls_packets(&sock)?;
         let now = Instant::now();
         if let Some(leg) = &mut b.leg {
             leg_deadline = leg

@@ -18,6 +18,7 @@ mod agent;
 mod api;
 mod call;
 mod dispatch;
+mod dtls_leg;
 mod outbound;
 mod pin;
 mod ports;
