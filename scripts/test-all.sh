@@ -19,6 +19,7 @@ command -v kamailio >/dev/null 2>&1 || missing+=(kamailio) # crates/sip/tests/re
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core) # crates/sip/tests/baresip_call.rs (--ignored)
 /usr/bin/python3 -c 'import aiortc, websockets' >/dev/null 2>&1 || missing+=(python3-aiortc python3-websockets) # tests/browser/interop.test.mjs
 /usr/bin/python3 -c 'import pylibsrtp' >/dev/null 2>&1 || missing+=(python3-pylibsrtp) # crates/media SRTP interop (--ignored)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester) # tests/sip (--ignored)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${missing[*]}"
   $SUDO apt-get update -qq
