@@ -310,7 +310,7 @@ impl Service for SipService {
             let s = &stats;
             let g = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
             let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            family(out, "switchboard_sip_calls_total", "counter", "SIP calls by outcome: in = INVITEs taken, out = calls placed, refused = answered with an error, ended = calls that were set up and ended", &[
+            family(out, "switchboard_sip_calls_total", "counter", "SIP calls by outcome: in = INVITEs taken, out = calls placed, refused = answered with an error, ended = calls the gateway took (answered or ringing) that ended, however", &[
                 ("{outcome=\"in\"}", c(&s.calls_in)),
                 ("{outcome=\"out\"}", c(&s.calls_out)),
                 ("{outcome=\"refused\"}", c(&s.calls_refused)),
