@@ -18,8 +18,10 @@ pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A description as an [`SdpSession`] of `port` would make it: one session per port, its
+/// version moving with the direction (what changes in these tests).
 pub(super) fn audio(port: u16, direction: Direction) -> SessionDescription {
-    SdpSession::new(u64::from(port), addr(A).ip()).offer(&LocalAudio {
+    let mut sd = SdpSession::new(u64::from(port), addr(A).ip()).offer(&LocalAudio {
         addr: addr(A).ip(),
         port,
         codecs: vec![Codec::Pcmu],
@@ -27,12 +29,22 @@ pub(super) fn audio(port: u16, direction: Direction) -> SessionDescription {
         srtp_key: None,
         rtcp_mux: false,
         ptime: 20,
-    })
+    });
+    sd.origin.version += match direction {
+        Direction::SendRecv => 0,
+        Direction::SendOnly => 1,
+        Direction::RecvOnly => 2,
+        Direction::Inactive => 3,
+    };
+    sd
 }
 
 pub(super) fn config(local: &str) -> UaConfig {
     UaConfig::new(addr(local))
 }
+
+/// Decides which messages the wire loses: (from A?, text) → lost.
+pub(super) type LossFilter = Box<dyn FnMut(bool, &str) -> bool>;
 
 /// Two user agents and the wire between them.
 pub(super) struct Net {
@@ -44,7 +56,7 @@ pub(super) struct Net {
     /// Every message delivered or lost: (from A?, text).
     pub wire: Vec<(bool, String)>,
     /// Returns true for a message (from A?, text) to lose.
-    pub lose: Box<dyn FnMut(bool, &str) -> bool>,
+    pub lose: LossFilter,
 }
 
 impl Net {
