@@ -169,10 +169,7 @@ fn ua_registers_refreshes_and_unregisters_at_kamailio() {
     );
     let ours = format!("sip:alice@{}", d.local());
     let listed = |m: &Message<'_>| m.headers().values("Contact").any(|c| c.contains(&ours));
-    assert!(
-        d.received.iter().any(&listed),
-        "kamailio lists our binding"
-    );
+    assert!(d.received.iter().any(&listed), "kamailio lists our binding");
     let started = Instant::now();
     d.until(Duration::from_secs(13), registered);
     assert!(
