@@ -13,6 +13,7 @@ pub mod signal_hub;
 pub mod sip_message;
 pub mod sip_sdp;
 pub mod sip_transaction;
+pub mod sip_ua;
 pub mod stream_framing;
 pub mod stun_integrity;
 pub mod stun_parse;
