@@ -110,6 +110,9 @@ struct State {
     stats: Arc<SipStats>,
     to_agent: UnboundedSender<AgentCmd>,
     draining: bool,
+    /// The service's drain flag, read when a call comes: set before the supervisor says
+    /// it drains, so no call is taken after that (the loop's copy may lag a message).
+    drain_watch: watch::Receiver<bool>,
     pins: Arc<[(String, String)]>,
 }
 
@@ -159,6 +162,7 @@ impl Agent {
             stats: self.stats,
             to_agent,
             draining: false,
+            drain_watch: draining.clone(),
             pins: self.cfg.pins.clone().into(),
         };
         for a in &self.cfg.accounts {
@@ -225,6 +229,11 @@ impl Agent {
 }
 
 impl State {
+    /// Draining or stopping: new calls are refused.
+    fn refusing(&self) -> bool {
+        self.draining || *self.drain_watch.borrow()
+    }
+
     /// A message from a peer, unless it floods.
     fn receive(&mut self, bytes: &[u8], (transport, from): ConnKey) {
         if !self.flood.admit(from.ip(), Instant::now()) {

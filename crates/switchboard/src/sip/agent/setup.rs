@@ -43,7 +43,7 @@ impl State {
         target: Target,
         dest: SocketAddr,
     ) -> Result<String, (u16, String)> {
-        if self.draining {
+        if self.refusing() {
             return Err((503, "the server is shutting down".into()));
         }
         if self.calls.len() >= self.cfg.max_calls {
@@ -128,7 +128,7 @@ impl State {
         to_user: Option<&str>,
         offer: Option<SessionDescription>,
     ) -> Result<(), (u16, String)> {
-        if self.draining {
+        if self.refusing() {
             return Err((503, "Service Unavailable (shutting down)".into()));
         }
         if self.calls.len() >= self.cfg.max_calls {
