@@ -364,6 +364,16 @@ impl UserAgent {
         self.out_invites.retain(|id, _| tx.contains(*id));
     }
 
+    /// The driver could not send a transmit of transaction `tx` (ICMP error, refused or
+    /// closed connection): the transaction ends as a 503, and what it was for with it (an
+    /// outbound call ends with [`EndedBy::Error`], a registration is retried later).
+    pub fn transport_error(&mut self, now: Instant, tx: TxId) {
+        let now = self.clock(now);
+        self.tx.transport_error(tx);
+        self.drain_tx_events(now);
+        self.forget_ended_transactions();
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.tx.poll_transmit()
     }

@@ -187,7 +187,7 @@ impl UserAgent {
             self.emit_reg(reg, RegState::Unregistered);
             return;
         };
-        r.cseq += 1;
+        r.cseq = r.cseq.wrapping_add(1) % (1 << 31);
         let expires = if r.unregistering { 0 } else { r.expires };
         let mut m = Message::request(Method::Register, request_uri);
         let h = m.headers_mut();

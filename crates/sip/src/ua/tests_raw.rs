@@ -225,3 +225,31 @@ fn session_interval_too_small_is_retried_once_with_min_se() {
     assert_eq!(a.counters().tx.live(), 0);
     assert_eq!(a.counters().tracked_transactions, 0);
 }
+
+#[test]
+fn transport_error_ends_the_outbound_call() {
+    let now = Instant::now();
+    let mut a = UserAgent::new(config(A), now);
+    let out = Outbound {
+        target: format!("sip:room1@{B}"),
+        from: format!("<sip:alice@{A}>"),
+        dest: addr(B),
+        transport: Transport::Udp,
+        credentials: None,
+        headers: Vec::new(),
+        offer: audio(4000, Direction::SendRecv),
+    };
+    let call = a.call(now, out).unwrap();
+    let tx = a
+        .poll_transmit()
+        .unwrap()
+        .tx
+        .expect("the INVITE's transaction");
+    a.transport_error(now, tx);
+    let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert!(matches!(&events[..], [UaEvent::Ended { call: c, reason }]
+        if *c == call && reason.by == EndedBy::Error && reason.status == Some(503)));
+    assert_eq!(a.counters().tx.live(), 0);
+    assert_eq!(a.counters().tracked_transactions, 0);
+    assert_eq!(a.counters().calls_ended.error, 1);
+}
