@@ -257,12 +257,16 @@ impl State {
                     }
                 } else {
                     // Streams: back on the connection the peer opened (we open none).
-                    match self.conns.get(&(t.transport, t.dest)) {
-                        Some(conn) => {
-                            let _ = conn.send(t.bytes.clone());
-                        }
-                        None => {
-                            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on")
+                    let sent = self
+                        .conns
+                        .get(&(t.transport, t.dest))
+                        .is_some_and(|conn| conn.send(t.bytes.clone()).is_ok());
+                    if !sent {
+                        // The peer's connection is gone: its transaction fails now
+                        // (RFC 3261 §17.1.4) instead of waiting for a timeout.
+                        tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on");
+                        if let Some(tx) = t.tx {
+                            self.ua.transport_error(Instant::now(), tx);
                         }
                     }
                 }
