@@ -26,7 +26,7 @@ use crate::dtmf::DtmfError;
 use crate::g711::Law;
 use crate::jitter::{JitterBuffer, JitterError, Pop};
 use crate::mix::MixError;
-use crate::opus::{OpusDecoder, OpusError, FRAME_SAMPLES};
+use crate::opus::{OpusDecoder, OpusError, VoiceBand, FRAME_SAMPLES};
 use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
 use phone::PhoneLeg;
@@ -112,6 +112,15 @@ pub struct Tick {
     pub room_voice: bool,
     /// Samples the room frame covers at 48 kHz (advance the Opus RTP timestamp by this).
     pub room_samples: u32,
+}
+
+/// What the room hears of a phone is coded no wider than the phone sends: G.711 ends at
+/// 4 kHz.
+fn band_of(cfg: &PhoneConfig) -> VoiceBand {
+    match cfg.codec {
+        PhoneCodec::G711(_) => VoiceBand::Narrow,
+        PhoneCodec::Opus => VoiceBand::Full,
+    }
 }
 
 /// Counters since the call started.
@@ -211,9 +220,11 @@ pub struct CallMedia {
 impl CallMedia {
     /// The media of a call with the negotiated `cfg`.
     pub fn new(cfg: PhoneConfig, now: Instant) -> Result<CallMedia, BridgeError> {
+        let mut room = Room::new()?;
+        room.set_band(band_of(&cfg))?;
         Ok(CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
-            room: Room::new()?,
+            room,
             held: false,
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
@@ -311,6 +322,7 @@ impl CallMedia {
     /// Applies a changed negotiation (re-INVITE): codec, payload types, SSRC, keys. Our
     /// sequence numbers and timestamps continue; SRTP state is kept when the keys are.
     pub fn set_phone_codec(&mut self, cfg: PhoneConfig) -> Result<(), BridgeError> {
+        self.room.set_band(band_of(&cfg))?;
         self.phone.reconfigure(cfg)
     }
 

@@ -11,7 +11,7 @@ use crate::jitter::{JitterBuffer, JitterConfig};
 use crate::level::{audio_level, VoiceActivity};
 use crate::mix::MixMinus;
 use crate::opus::{
-    OpusDecoder, OpusEncoder, FRAME_SAMPLES, MAX_PACKET, MAX_PACKET_SAMPLES, SAMPLE_RATE,
+    OpusDecoder, OpusEncoder, VoiceBand, FRAME_SAMPLES, MAX_PACKET, MAX_PACKET_SAMPLES, SAMPLE_RATE,
 };
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,11 @@ pub(super) struct Room {
 }
 
 impl Room {
+    /// The widest band the phone's voice is coded in for the room.
+    pub(super) fn set_band(&mut self, band: VoiceBand) -> Result<(), BridgeError> {
+        Ok(self.encoder.set_band(band)?)
+    }
+
     pub(super) fn new() -> Result<Room, BridgeError> {
         Ok(Room {
             sources: Vec::with_capacity(MAX_SOURCES),
