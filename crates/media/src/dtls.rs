@@ -8,7 +8,7 @@
 //! abstraction, not sans-IO), str0m's `openssl` feature (needs str0m-openssl, not in the
 //! registry we reach). OpenSSL accepts RSA and ECDSA peers, does use_srtp and RFC 5705
 //! exporters, and its DTLS runs over any `Read + Write`, which here is an in-memory
-//! datagram queue ([`io`]); the `unsafe` of the memory BIO stays inside the crate's safe API.
+//! datagram queue (module `io`); the `unsafe` of the memory BIO stays inside the crate's safe API.
 //!
 //! Sans-IO shape: [`Dtls::handle_datagram`] / [`Dtls::handle_timeout`] feed it,
 //! [`Dtls::poll_datagram`] / [`Dtls::poll_timeout`] drain it. The retransmission timer
