@@ -105,6 +105,25 @@ fn an_ecdsa_client_certificate_is_accepted_and_keys_agree() {
 }
 
 #[test]
+fn a_sha1_fingerprint_is_checked_too() {
+    let client_cert = DtlsCertificate::new_rsa(2048).unwrap();
+    let server_cert = DtlsCertificate::new_ecdsa().unwrap();
+    let sha1 = Fingerprint::of(&client_cert.x509, FingerprintAlgorithm::Sha1).unwrap();
+    assert_eq!(sha1.bytes.len(), 20);
+    let (mut client, mut server) = pair(&client_cert, &server_cert, sha1);
+    let (c, s) = run(&mut client, &mut server);
+    c.unwrap();
+    s.unwrap();
+    assert!(server.is_connected());
+    // The same hash of another certificate is refused.
+    let other = DtlsCertificate::new_rsa(2048).unwrap();
+    let wrong = Fingerprint::of(&other.x509, FingerprintAlgorithm::Sha1).unwrap();
+    let (mut client, mut server) = pair(&client_cert, &server_cert, wrong);
+    let (_, s) = run(&mut client, &mut server);
+    assert!(matches!(s, Err(DtlsError::FingerprintMismatch)), "{s:?}");
+}
+
+#[test]
 fn a_certificate_that_does_not_match_the_fingerprint_is_refused() {
     let client_cert = DtlsCertificate::new_rsa(2048).unwrap();
     let server_cert = DtlsCertificate::new_ecdsa().unwrap();
