@@ -10,6 +10,8 @@ missing=()
 command -v turnutils_uclient >/dev/null 2>&1 || missing+=(coturn)
 # crates/media links Debian's libopus (the SIP gateway's Opus transcoding), found by pkg-config.
 pkg-config --exists opus 2>/dev/null || missing+=(libopus-dev pkg-config)
+# crates/media's DTLS-SRTP (the SIP gateway's DTLS phone leg) links Debian's OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

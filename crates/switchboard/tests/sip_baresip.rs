@@ -288,6 +288,14 @@ fn baresip_dials_a_room_pcma() {
     phone_dials_the_room("phones-a", || start_baresip(false, "PCMA/8000/1"));
 }
 
+/// baresip offers DTLS-SRTP with ICE (`mediaenc=dtls_srtp;medianat=ice`, RSA certificate): the gateway answers
+/// with ICE-lite and DTLS-SRTP on the call's RTP port; the rest is the same.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_with_dtls_srtp_and_ice() {
+    phone_dials_the_room("phones-dtls", || lab::start_baresip_dtls("PCMU/8000/1"));
+}
+
 #[test]
 #[ignore = "needs baresip (scripts/test-all.sh installs it)"]
 fn the_room_calls_baresip_and_keys_cross() {

@@ -72,7 +72,7 @@ struct CallEntry {
     answer: Option<SessionDescription>,
     /// Outbound: our offer, to read the answer against.
     offer: Option<SessionDescription>,
-    /// A DTLS-SRTP call's answer: what every re-offer gets (str0m keeps ICE and DTLS
+    /// A DTLS-SRTP call's answer: what every re-offer gets (the DTLS leg keeps ICE and DTLS
     /// going; a re-INVITE of such a phone updates its default candidate).
     dtls_answer: Option<SessionDescription>,
 }

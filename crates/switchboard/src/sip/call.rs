@@ -78,7 +78,7 @@ pub struct CallSetup {
     pub name: String,
     /// Known for inbound calls; outbound ones learn it from the answer.
     pub negotiated: Option<Negotiated>,
-    /// The phone offered DTLS-SRTP with ICE: str0m terminates it on the RTP port.
+    /// The phone offered DTLS-SRTP with ICE: the DTLS leg terminates it on the RTP port.
     pub dtls: Option<DtlsLeg>,
     pub port: RtpPort,
     pub signaling: Arc<Signaling>,
@@ -361,7 +361,7 @@ impl Bridge {
 
     fn phone_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
         if let Some(d) = &mut self.dtls {
-            // ICE, DTLS and SRTP are str0m's; what comes out is plain RTP.
+            // ICE, DTLS and SRTP are the DTLS leg's; what comes out is plain RTP.
             d.on_datagram(from, packet);
             return;
         }

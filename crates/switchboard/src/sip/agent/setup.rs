@@ -166,7 +166,7 @@ impl State {
             let negotiated = Negotiated {
                 codec,
                 pt: leg.pt(),
-                telephone_event: None,
+                telephone_event: leg.telephone_event(),
                 remote_rtp: None,
                 remote_rtcp: None,
                 rtcp_mux: true,
