@@ -135,7 +135,10 @@ impl Harness {
                     self.calls.push(call);
                 }
                 UaEvent::Ended { call, .. } => {
-                    assert!(self.live.remove(&call), "Ended for a call not live: {call:?}");
+                    assert!(
+                        self.live.remove(&call),
+                        "Ended for a call not live: {call:?}"
+                    );
                     assert!(self.ended.insert(call), "ended twice");
                 }
                 UaEvent::Ringing { call, .. }
@@ -188,7 +191,11 @@ impl Harness {
             Some((c, ours, theirs)) if who & 0x20 != 0 => (
                 c.clone(),
                 format!(";tag={ours}"),
-                if theirs.is_empty() { "f1".to_owned() } else { theirs.clone() },
+                if theirs.is_empty() {
+                    "f1".to_owned()
+                } else {
+                    theirs.clone()
+                },
             ),
             _ => ("fz-1".to_owned(), String::new(), "f1".to_owned()),
         };
@@ -325,13 +332,13 @@ impl Harness {
             }
             _ => {
                 if who & 1 != 0 && self.regs.len() < 4 {
-                    let mut account =
-                        Account::new("sip:gw@example.com", "gw", "pw", peer(who));
+                    let mut account = Account::new("sip:gw@example.com", "gw", "pw", peer(who));
                     account.expires = u32::from(u16_of(body));
                     let reg = self.ua.register(self.now, account);
                     self.regs.push(reg);
-                } else if let Some(&reg) =
-                    self.regs.get(usize::from(byte(body, 0)) % self.regs.len().max(1))
+                } else if let Some(&reg) = self
+                    .regs
+                    .get(usize::from(byte(body, 0)) % self.regs.len().max(1))
                 {
                     self.ua.unregister(self.now, reg);
                 }
