@@ -120,7 +120,8 @@ pub struct SipSettings {
     pub sip_trunk_auth: Option<String>,
 
     /// The From URI of calls through the trunk (the number the trunk lets us present),
-    /// e.g. `sip:+4930123456@trunk.example.net`. [default: sip:switchboard@<advertise>]
+    /// e.g. `sip:+4930123456@trunk.example.net` (default: `switchboard` at the --sip-advertise
+    /// address).
     #[arg(long, value_name = "URI", env = "SWITCHBOARD_SIP_TRUNK_FROM")]
     pub sip_trunk_from: Option<String>,
 
@@ -209,7 +210,7 @@ pub struct SipConfig {
     pub tcp: bool,
     pub tls_listen: Option<SocketAddr>,
     pub ws: bool,
-    /// Host[:port] for Via/Contact.
+    /// `host[:port]` for Via/Contact.
     pub advertise: String,
     /// IP in SDP.
     pub media_ip: IpAddr,
