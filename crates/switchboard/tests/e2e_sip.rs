@@ -460,6 +460,15 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
         server.metric("switchboard_sip_calls_total{outcome=\"ended\"}"),
         1
     );
+    // The call's media reached the metrics: at least the 4 s each way heard above.
+    for leg in ["phone", "room"] {
+        for dir in ["in", "out"] {
+            let name =
+                format!("switchboard_sip_media_packets_total{{leg=\"{leg}\",direction=\"{dir}\"}}");
+            let n = server.metric(&name);
+            assert!(n >= 200, "{name} = {n}");
+        }
+    }
 }
 
 #[test]

@@ -157,6 +157,17 @@ pub struct SipSettings {
     )]
     pub sip_timer_t1: u64,
 
+    /// SIP messages one IP address may send per second (bursts of twice that); more are
+    /// dropped and counted. A trunk that sends many calls from one address needs more;
+    /// 0 = no bound.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SIP_RATE_LIMIT",
+        default_value_t = 200
+    )]
+    pub sip_rate_limit: u32,
+
     /// Calls at once (in and out); the next INVITE gets 486 Busy Here.
     #[arg(
         long,
@@ -224,6 +235,7 @@ pub struct SipConfig {
     pub trunk: Option<TrunkConfig>,
     pub rtp_timeout: std::time::Duration,
     pub t1: std::time::Duration,
+    pub rate_limit: u32,
     pub max_calls: usize,
 }
 
@@ -460,6 +472,7 @@ impl SipSettings {
             trunk,
             rtp_timeout: std::time::Duration::from_secs(self.sip_rtp_timeout),
             t1: std::time::Duration::from_millis(self.sip_timer_t1),
+            rate_limit: self.sip_rate_limit,
             max_calls: self.sip_max_calls,
         }))
     }

@@ -152,7 +152,7 @@ impl Agent {
         let mut st = State {
             ua: UserAgent::new(ua_config(&self.cfg, local), now),
             conns: HashMap::new(),
-            flood: Flood::default(),
+            flood: Flood::new(self.cfg.rate_limit),
             cfg: self.cfg.clone(),
             calls: HashMap::new(),
             regs: HashMap::new(),

@@ -175,6 +175,8 @@ struct Bridge {
     /// The media counts already added to `stats`, and the ticks until the next add.
     published: switchboard_media::bridge::MediaStats,
     until_publish: u32,
+    /// When the last tick ran (to count the ones an overloaded host skipped).
+    last_tick: Option<Instant>,
 }
 
 /// Ticks between two additions of a call's media counts to the metrics (1 s).
@@ -309,6 +311,19 @@ impl Bridge {
         room_out: &mut [u8],
     ) -> Result<(), String> {
         let now = Instant::now();
+        if let Some(last) = self.last_tick {
+            // A tick more than half a frame late: the frames in between were skipped.
+            let late = now.saturating_duration_since(last).as_micros() as u64;
+            let frame = FRAME.as_micros() as u64;
+            let missed = late.saturating_sub(frame / 2) / frame;
+            if missed > 0 {
+                self.stats
+                    .media
+                    .ticks_missed
+                    .fetch_add(missed, Ordering::Relaxed);
+            }
+        }
+        self.last_tick = Some(now);
         self.until_publish = self.until_publish.saturating_sub(1);
         if self.until_publish == 0 {
             self.until_publish = PUBLISH_TICKS;
@@ -450,6 +465,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         rtp_timeout,
         published: Default::default(),
         until_publish: PUBLISH_TICKS,
+        last_tick: None,
     };
     if let Some(n) = &negotiated {
         b.negotiated(n)?;

@@ -96,6 +96,7 @@ mod tests {
             trunk: None,
             rtp_timeout: std::time::Duration::from_secs(30),
             t1: std::time::Duration::from_millis(500),
+            rate_limit: 200,
             max_calls: 10,
         }
     }

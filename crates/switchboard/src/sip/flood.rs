@@ -1,31 +1,49 @@
-//! The per-source bound on SIP messages (docs/config.md: 200 a second, bursts of 400,
-//! per IP address), so that one flooding source cannot take the gateway's signaling from
-//! everyone else. Kept apart from the agent so it is tested alone.
+//! The per-source bound on SIP messages (`--sip-rate-limit`, default 200 a second with
+//! bursts of twice that, per IP address), so that one flooding source cannot take the
+//! gateway's signaling from everyone else. Kept apart from the agent so it is tested
+//! alone.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Per-source bound on SIP messages: a token bucket per IP address, so one source
 /// cannot take the gateway's signaling from everyone else.
-#[derive(Default)]
 pub struct Flood {
     buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
+    /// Messages per second one address may send (0: no bound), and its burst.
+    rate: f64,
+    burst: f64,
+}
+
+impl Default for Flood {
+    fn default() -> Flood {
+        Flood::new(200)
+    }
 }
 
 impl Flood {
-    /// Messages per second one address may send, and its burst.
-    const RATE: f64 = 200.0;
-    const BURST: f64 = 400.0;
+    /// `rate` messages a second per address, bursts of twice that; 0 admits everything.
+    pub fn new(rate: u32) -> Flood {
+        Flood {
+            buckets: HashMap::new(),
+            rate: f64::from(rate),
+            burst: 2.0 * f64::from(rate),
+        }
+    }
 
     pub fn admit(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
         if self.buckets.len() > 100_000 {
             // Forget addresses that are full again (quiet for a burst's time).
-            let refill = Duration::from_secs_f64(Self::BURST / Self::RATE);
+            let refill = Duration::from_secs_f64(self.burst / self.rate);
             self.buckets
                 .retain(|_, (_, t)| now.duration_since(*t) < refill);
         }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * Self::RATE).min(Self::BURST);
+        let burst = self.burst;
+        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -54,5 +72,8 @@ mod tests {
         let later = now + Duration::from_secs(1);
         let admitted = (0..1000).filter(|_| f.admit(a, later)).count();
         assert_eq!(admitted, 200);
+        // 0: no bound.
+        let mut off = Flood::new(0);
+        assert_eq!((0..10_000).filter(|_| off.admit(a, now)).count(), 10_000);
     }
 }

@@ -76,6 +76,9 @@ pub struct MediaCounters {
     pub room_late: AtomicU64,
     pub concealed: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// 20 ms ticks the calls' media tasks ran too late for (the host is overloaded):
+    /// each is a frame the phone and the room did not get.
+    pub ticks_missed: AtomicU64,
 }
 
 impl MediaCounters {
@@ -359,7 +362,7 @@ impl Service for SipService {
                 &[("", g(&s.registered))],
             );
             family(out, "switchboard_sip_rtp_refused_total", "counter", "Datagrams on a call's RTP port that were not its media (garbage, SRTP auth failure)", &[("", c(&s.rtp_refused))]);
-            family(out, "switchboard_sip_flood_dropped_total", "counter", "SIP messages dropped because their source sent more than 200 per second (bursts of 400)", &[("", c(&s.flood_dropped))]);
+            family(out, "switchboard_sip_flood_dropped_total", "counter", "SIP messages dropped because their source sent more than --sip-rate-limit per second", &[("", c(&s.flood_dropped))]);
             family(
                 out,
                 "switchboard_sip_connections",
@@ -401,6 +404,7 @@ impl Service for SipService {
                 "Frames concealed (G.711 repeat/fade, Opus PLC or FEC), both legs",
                 &[("", c(&m.concealed))],
             );
+            family(out, "switchboard_sip_media_ticks_missed_total", "counter", "20 ms media ticks the calls' tasks ran too late for (an overloaded host): each a frame neither side got", &[("", c(&m.ticks_missed))]);
             family(
                 out,
                 "switchboard_sip_media_decode_errors_total",
