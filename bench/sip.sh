@@ -28,7 +28,9 @@
 # admits 200 SIP messages a second per address) place CPS_SECS s of CPS_HOLD_MS calls;
 # SIPp counts successful and failed calls and the set-up time (INVITE -> 200). Writes
 # bench/results/sip-<date>.json (medians over ROUNDS), .md, .png (gnuplot),
-# .trials.jsonl, and prints the tables.
+# .trials.jsonl, and prints the tables. PROFILE=8 also records each server with `perf
+# record -g` during its windows (bench/results/sip-<date>.perf/; `perf report -i …
+# --no-children --sort dso,sym`).
 # Needs root (SIPp's pcap player sends with raw sockets; nft), sipp (Debian sip-tester),
 # nft, python3, gnuplot (optional), rtpengine-daemon and kamailio for the rtpengine
 # servers, and a release build of `switchboard` (built here unless NO_BUILD=1).
@@ -54,6 +56,7 @@ LOAD_CORE=${LOAD_CORE:-0}
 NICE=${NICE:--15}                 # this session, the server and SIPp: ahead of other work
 FOREIGN_MAX=${FOREIGN_MAX:-15}    # % of a core other processes may use during a run ...
 RETRIES=${RETRIES:-1}             # ... else it is repeated up to this many times
+PROFILE=${PROFILE:-0}             # > 0: `perf record -g` the server for this many s of each window
 OUT=${OUT:-$ROOT/bench/results/sip-$(date +%F).json}
 SB=${SB:-$ROOT/target/release/switchboard}
 SB_VERSION=${SB_VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
@@ -217,6 +220,11 @@ held_one() { # server calls round
         sipp_run "$d" 127.0.0.1 5970 $UAC_MEDIA "$RAMP_CPS" "$n" "$hold" "$n"
         sleep "$settle"
         $REPORT sample "$SPID" "$SURL" >"$d/s0.json"
+        if [ "$PROFILE" -gt 0 ]; then
+            mkdir -p "${OUT%.json}.perf"
+            perf record -q -F 999 -g -p "$SPID" -o "${OUT%.json}.perf/$srv-$n-r$r.data" \
+                -- sleep "$PROFILE" >/dev/null 2>&1 &
+        fi
         sleep "$DURATION"
         $REPORT sample "$SPID" "$SURL" >"$d/s1.json"
         f1=$($FOREIGN $$)
