@@ -4,7 +4,7 @@
 # side with rtpengine (Debian rtpengine-daemon, userspace) behind kamailio, relaying or
 # transcoding the same SIPp calls to Opus. See docs/benchmarks.md ("SIP gateway (issue 12)").
 #
-#   sudo bench/sip.sh                  # 3 rounds, 10..100 calls, 3 servers + call rates: ~30 min
+#   sudo bench/sip.sh                  # 3 rounds, 10..150 calls, 3 servers + call rates: ~35-60 min
 #   sudo bench/sip.sh --quick          # 1 round, 2 points each: ~3 min (a smoke test)
 #   sudo SERVERS=switchboard ROUNDS=1 CALLS="50 150" CPS_RATES= bench/sip.sh
 #
@@ -28,22 +28,24 @@
 # admits 200 SIP messages a second per address) place CPS_SECS s of CPS_HOLD_MS calls;
 # SIPp counts successful and failed calls and the set-up time (INVITE -> 200). Writes
 # bench/results/sip-<date>.json (medians over ROUNDS), .md, .png (gnuplot),
-# .trials.jsonl, and prints the tables. PROFILE=8 also records each server with `perf
-# record -g` during its windows (bench/results/sip-<date>.perf/; `perf report -i …
-# --no-children --sort dso,sym`).
+# .trials.jsonl (and the plot to docs/sip-bench.png, or PLOT), and prints the tables.
+# PROFILE=8 also records each server with `perf record -g` during its windows
+# (bench/results/sip-<date>.perf/; `perf report -i … --no-children --sort dso,sym`).
 # Needs root (SIPp's pcap player sends with raw sockets; nft), sipp (Debian sip-tester),
 # nft, python3, gnuplot (optional), rtpengine-daemon and kamailio for the rtpengine
 # servers, and a release build of `switchboard` (built here unless NO_BUILD=1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=false
 if [ "${1:-}" = --quick ]; then
+    QUICK=true
     ROUNDS=${ROUNDS:-1} CALLS=${CALLS:-"10 50"} WARMUP=${WARMUP:-2} DURATION=${DURATION:-8}
     CPS_RATES=${CPS_RATES-"10 40"} CPS_SECS=${CPS_SECS:-5}
 fi
 ROUNDS=${ROUNDS:-3}
 SERVERS=${SERVERS:-"switchboard rtpengine-opus rtpengine-relay"}
-CALLS=${CALLS:-"10 25 50 75 100"} # concurrent calls, two per room (even numbers)
+CALLS=${CALLS:-"10 30 50 80 100 150"} # concurrent calls, two per room (even numbers)
 RAMP_CPS=${RAMP_CPS:-10}          # calls/s while the held calls are placed
 WARMUP=${WARMUP:-3}               # s after the last call is up before the window
 DURATION=${DURATION:-20}          # s of the measuring window
@@ -58,6 +60,8 @@ FOREIGN_MAX=${FOREIGN_MAX:-15}    # % of a core other processes may use during a
 RETRIES=${RETRIES:-1}             # ... else it is repeated up to this many times
 PROFILE=${PROFILE:-0}             # > 0: `perf record -g` the server for this many s of each window
 OUT=${OUT:-$ROOT/bench/results/sip-$(date +%F).json}
+# The plot docs/benchmarks.md shows (not written by --quick runs unless PLOT is given).
+PLOT=${PLOT:-$([ "$QUICK" = true ] || echo "$ROOT/docs/sip-bench.png")}
 SB=${SB:-$ROOT/target/release/switchboard}
 SB_VERSION=${SB_VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
 SIP_PORT=5960
@@ -95,6 +99,8 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # With autogroup scheduling a process's nice ranks it only within its session; the
 # session's own nice ranks it against other sessions (builds in other terminals).
 echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null || echo "cannot renice the session's autogroup" >&2
@@ -319,7 +325,11 @@ mv "$OUT.tmp" "$OUT"
 cp "$TRIALS" "${OUT%.json}.trials.jsonl"
 $REPORT markdown "$OUT" >"${OUT%.json}.md"
 if command -v gnuplot >/dev/null; then
-    $REPORT plot "$OUT" "${OUT%.json}.png" || log "plot failed"
+    if $REPORT plot "$OUT" "${OUT%.json}.png"; then
+        [ -z "$PLOT" ] || cp "${OUT%.json}.png" "$PLOT"
+    else
+        log "plot failed"
+    fi
 fi
 mkdir -p "${OUT%.json}.logs"
 for f in server kamailio uas; do cp "$TMP/$f.log" "${OUT%.json}.logs/" 2>/dev/null || true; done
