@@ -40,19 +40,19 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 QUICK=false
 if [ "${1:-}" = --quick ]; then
     QUICK=true
-    ROUNDS=${ROUNDS:-1} CALLS=${CALLS:-"10 50"} WARMUP=${WARMUP:-2} DURATION=${DURATION:-8}
-    CPS_RATES=${CPS_RATES-"10 40"} CPS_SECS=${CPS_SECS:-5}
+    ROUNDS=${ROUNDS:-1} CALLS=${CALLS-"10 50"} WARMUP=${WARMUP:-2} DURATION=${DURATION:-8}
+    CPS_RATES=${CPS_RATES-"20 80"} CPS_SECS=${CPS_SECS:-5}
 fi
 ROUNDS=${ROUNDS:-3}
 SERVERS=${SERVERS:-"switchboard rtpengine-opus rtpengine-relay"}
-CALLS=${CALLS:-"10 30 50 80 100 150"} # concurrent calls, two per room (even numbers)
+CALLS=${CALLS-"10 30 50 80 100 150"} # concurrent calls, two per room (even numbers; "": none)
 RAMP_CPS=${RAMP_CPS:-10}          # calls/s while the held calls are placed
 WARMUP=${WARMUP:-3}               # s after the last call is up before the window
 DURATION=${DURATION:-20}          # s of the measuring window
-CPS_RATES=${CPS_RATES-"5 10 20 40 60 80"} # offered calls/s of the call-rate sweep ("": none)
+CPS_RATES=${CPS_RATES-"10 20 40 80 120 160 200 250 300"} # offered calls/s of the sweep ("": none)
 CPS_SECS=${CPS_SECS:-10}          # s of calls at each rate
 CPS_HOLD_MS=${CPS_HOLD_MS:-1000}  # length of each call of the sweep
-SIPP_PROCS=${SIPP_PROCS:-4}       # SIPp processes (source addresses) of the sweep
+SIPP_PROCS=${SIPP_PROCS:-6}       # SIPp processes (source addresses) of the sweep: <= 50 calls/s each
 SERVER_CORE=${SERVER_CORE:-1}
 LOAD_CORE=${LOAD_CORE:-0}
 NICE=${NICE:--15}                 # this session, the server and SIPp: ahead of other work
@@ -66,7 +66,8 @@ SB=${SB:-$ROOT/target/release/switchboard}
 SB_VERSION=${SB_VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
 SIP_PORT=5960
 METRICS=http://127.0.0.1:9643/metrics
-SB_ARGS=${SB_ARGS:-"--threads 1 --sfu-threads 1 --sfu-threshold 0 --sfu-room-capacity 10000"}
+# 5,000 RTP ports: the default range (500 calls) is what refuses calls first in the sweep.
+SB_ARGS=${SB_ARGS:-"--threads 1 --sfu-threads 1 --sfu-threshold 0 --sfu-room-capacity 10000 --sip-rtp-ports 20000-29999"}
 RTPE_METRICS=http://127.0.0.1:9644/metrics
 KAMAILIO_PORT=5962
 UAS_PORT=5980
