@@ -5,7 +5,7 @@
 # transcoding the same SIPp calls to Opus. See docs/benchmarks.md ("SIP gateway (issue 12)").
 #
 #   sudo bench/sip.sh                  # 3 rounds, 10..150 calls, 3 servers + call rates: ~35-60 min
-#   sudo bench/sip.sh --quick          # 1 round, 2 points each: ~3 min (a smoke test)
+#   sudo bench/sip.sh --quick          # 1 round, 2 points each: ~4 min (a smoke test)
 #   sudo SERVERS=switchboard ROUNDS=1 CALLS="50 150" CPS_RATES= bench/sip.sh
 #
 # Held load: for each round, each N in CALLS and each server, start the server fresh
