@@ -397,6 +397,8 @@ def markdown(path):
 def plot(path, png):
     d = json.load(open(path, encoding="utf-8"))
     res = d["results"]
+    if not res["held"]:
+        sys.exit("no held-load points to plot")
     with tempfile.TemporaryDirectory() as tmp:
         pa, pb = [], []
         for server, by_n in res["held"].items():
