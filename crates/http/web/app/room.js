@@ -17,7 +17,7 @@ import { Grid, installAutoplayUnlock } from './tiles.js';
 import { StatsMonitor } from './stats.js';
 import { LocalMedia, mediaErrorCode } from './media.js';
 import { Chat } from './chat.js';
-import { SipCalls } from './sip.js';
+import { SipUi } from './sip.js';
 
 /** Wait before retrying when the server is unreachable. */
 const RETRY_MS = 5000;
@@ -32,7 +32,7 @@ const ready = new Promise((resolve, reject) => {
 });
 ready.catch(() => {}); // a failed join is shown in #error; nobody has to await this
 
-/** @type {{sb: Switchboard|null, ready: Promise<unknown>, media?: LocalMedia, grid?: Grid, chat?: Chat, stats?: StatsMonitor, sip?: SipCalls}} */
+/** @type {{sb: Switchboard|null, ready: Promise<unknown>, media?: LocalMedia, grid?: Grid, chat?: Chat, stats?: StatsMonitor, sip?: SipUi}} */
 const app = { sb: null, ready };
 /** @type {any} */ (window).sbApp = app;
 
@@ -130,7 +130,7 @@ async function main() {
   });
   app.chat = chat;
   const s = /** @type {Switchboard} */ (sb);
-  const sip = (app.sip = new SipCalls({ sb: s, remove: (id) => grid.remove(id) }));
+  const sip = (app.sip = new SipUi({ sb: s, remove: (id) => grid.remove(id) }));
 
   // --- SDK events -------------------------------------------------------------------------
 

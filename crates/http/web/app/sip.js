@@ -37,7 +37,7 @@ const STATE_TEXT = { dialing: 'Dialing…', ringing: 'Ringing…', connected: 'C
  * @property {HTMLElement} [keysEl]
  */
 
-export class SipCalls {
+export class SipUi {
   /** Calls by member id (state known before or after its tile exists). @type {Map<string, CallView>} */
   calls = new Map();
   /** The call is over for this page: no more dialling. */
