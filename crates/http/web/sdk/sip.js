@@ -6,8 +6,8 @@
 
 import { SwitchboardError } from './errors.js';
 
-/** Keys a phone keypad can send (RFC 4733 events 0-15). */
-const DTMF_RE = /^[0-9*#A-D]+$/;
+/** Keys a phone keypad can send (RFC 4733 events 0-15), at most 32 per message (the gateway's limit). */
+const DTMF_RE = /^[0-9*#A-D]{1,32}$/;
 
 /**
  * What the helper needs from the Switchboard instance.
@@ -50,13 +50,15 @@ export class SipCalls {
   }
 
   /**
-   * End a call by its id (what `call` resolved to), e.g. one whose peer has not joined
-   * yet: `DELETE /api/sip/calls/<id>`. Resolves to false when the server knows no such call.
+   * End a call of this room by its id (what `call` resolved to), e.g. one whose peer has
+   * not joined yet: `DELETE /api/sip/calls/<room>/<id>`. Resolves to false when the server
+   * knows no such call in the room.
    * @param {string} callId
    * @returns {Promise<boolean>}
    */
   async cancel(callId) {
-    const res = await this.#fetch(`/${encodeURIComponent(String(callId))}`, { method: 'DELETE', headers: this.#headers() });
+    const path = `/${encodeURIComponent(this.#host.room)}/${encodeURIComponent(String(callId))}`;
+    const res = await this.#fetch(path, { method: 'DELETE', headers: this.#headers() });
     if (res.ok) return true;
     if (res.status === 404) return false;
     throw httpError(res.status, await res.json().catch(() => ({})));
@@ -71,13 +73,13 @@ export class SipCalls {
   }
 
   /**
-   * Send keys to the phone as DTMF (0-9 * # A-D), in order.
+   * Send keys to the phone as DTMF (0-9 * # A-D, 1 to 32 of them), in order.
    * @param {string} peerId the call's member id
    * @param {string} digits
    */
   dtmf(peerId, digits) {
     const d = String(digits ?? '').toUpperCase();
-    if (!DTMF_RE.test(d)) throw new SwitchboardError('bad-option', `DTMF digits are 0-9 * # A-D, got "${digits}"`);
+    if (!DTMF_RE.test(d)) throw new SwitchboardError('bad-option', `DTMF digits are 1-32 of 0-9 * # A-D, got "${digits}"`);
     this.#tell(peerId, { sip: 'dtmf', digits: d });
   }
 

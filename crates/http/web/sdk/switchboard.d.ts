@@ -205,11 +205,11 @@ export class SipCalls {
    * `busy`, `unreachable`, `sip-failed`) whose `reason` is the server's.
    */
   call(to: string): Promise<{ call: string }>;
-  /** End a call by id (DELETE /api/sip/calls/<id>); false when the server knows no such call. */
+  /** End a call of the room by id (DELETE /api/sip/calls/<room>/<id>); false when the server knows no such call there. */
   cancel(callId: string): Promise<boolean>;
   /** Hang up the call whose member is `peerId`. */
   hangup(peerId: string): void;
-  /** Send keys (0-9 * # A-D) to the phone as DTMF. */
+  /** Send keys (1 to 32 of 0-9 * # A-D) to the phone as DTMF. */
   dtmf(peerId: string, digits: string): void;
 }
 
