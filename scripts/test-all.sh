@@ -8,6 +8,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v turnutils_uclient >/dev/null 2>&1 || missing+=(coturn)
+# crates/media links Debian's libopus (the SIP gateway's Opus transcoding), found by pkg-config.
+pkg-config --exists opus 2>/dev/null || missing+=(libopus-dev pkg-config)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

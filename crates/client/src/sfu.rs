@@ -62,12 +62,19 @@ pub struct MediaPeer {
     pub connected: bool,
     /// RTP packets received, by local mid.
     pub rtp: HashMap<Mid, u64>,
+    /// With [`MediaPeer::capture`] on: the payloads of the Opus packets received, by
+    /// local mid, in arrival order (sequence number, payload).
+    pub audio: HashMap<Mid, Vec<(u16, Vec<u8>)>>,
+    /// Keep received Opus payloads in `audio` (tests that decode what they hear).
+    pub capture: bool,
     /// The data channel (the SDK's negotiated one), once offered, and whether it is open.
     pub channel: Option<ChannelId>,
     pub channel_open: bool,
     /// Text received on the data channel.
     pub data: Vec<String>,
     seq: u16,
+    audio_seq: u16,
+    audio_ts: u32,
 }
 
 /// The SDK's negotiated data channel: label and id (crates/http/web/sdk).
@@ -93,10 +100,14 @@ impl MediaPeer {
             sending: Vec::new(),
             connected: false,
             rtp: HashMap::new(),
+            audio: HashMap::new(),
+            capture: false,
             channel: None,
             channel_open: false,
             data: Vec::new(),
             seq: 0,
+            audio_seq: 0,
+            audio_ts: 0,
         }
     }
 
@@ -316,6 +327,17 @@ impl MediaPeer {
                     .map(|s| s.mid());
                 if let Some(mid) = mid {
                     *self.rtp.entry(mid).or_default() += 1;
+                    let opus = self
+                        .rtc
+                        .codec_config()
+                        .find(|c| c.pt() == p.header.payload_type)
+                        .is_some_and(|c| c.spec().codec == Codec::Opus);
+                    if self.capture && opus {
+                        self.audio
+                            .entry(mid)
+                            .or_default()
+                            .push((p.header.sequence_number, p.payload.to_vec()));
+                    }
                 }
             }
             _ => {}
@@ -359,6 +381,34 @@ impl MediaPeer {
         written
     }
 
+    /// Send one Opus payload (20 ms: the timestamp moves 960) on every audio mid we send
+    /// on; returns how many were written.
+    pub fn send_audio_packet(&mut self, payload: &[u8]) -> usize {
+        self.audio_seq = self.audio_seq.wrapping_add(1);
+        self.audio_ts = self.audio_ts.wrapping_add(960);
+        let now = Instant::now();
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
+        let Some(pt) = pt else { return 0 };
+        let mut written = 0;
+        for mid in self.sending.clone() {
+            let audio = self
+                .rtc
+                .media(mid)
+                .is_some_and(|m| m.kind() == MediaKind::Audio);
+            let mut api = self.rtc.direct_api();
+            if let (true, Some(tx)) = (audio, api.stream_tx_by_mid(mid, None)) {
+                let seq = SeqNo::from(u64::from(self.audio_seq));
+                tx.write_rtp(RtpWrite::new(pt, seq, self.audio_ts, now, payload.to_vec()));
+                written += 1;
+            }
+        }
+        written
+    }
+
     /// Send `text` on the data channel (the SFU's envelope: `{"to"?,"data"}`); false
     /// when it is not open or the text was not taken.
     pub fn send_data(&mut self, text: &str) -> bool {
@@ -386,10 +436,15 @@ pub struct SfuClient {
     pub joined: Value,
     /// The SFU's peer id, once it is in the room.
     pub sfu_peer: Option<String>,
-    /// Our offer waiting for the SFU's answer, with the mids it adds.
-    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    /// Our offer waiting for the SFU's answer, with the mids it adds and their kind.
+    pending: Option<(SdpPendingOffer, Vec<Mid>, MediaKind)>,
     /// `{"sfu":...}` messages from the SFU, in order.
     pub sfu_messages: Vec<Value>,
+    /// `peer` of every `peer-joined` since the join, and the ids of `peer-left`.
+    pub joined_peers: Vec<Value>,
+    pub left_peers: Vec<String>,
+    /// `message`s from other peers than the SFU (whole, with `from` and `data`).
+    pub messages: Vec<Value>,
     /// Offers and answers from the SFU handled.
     pub offers: u32,
     pub answers: u32,
@@ -454,6 +509,9 @@ impl SfuClient {
             sfu_peer,
             pending: None,
             sfu_messages: Vec::new(),
+            joined_peers: Vec::new(),
+            left_peers: Vec::new(),
+            messages: Vec::new(),
             offers: 0,
             answers: 0,
         })
@@ -492,9 +550,18 @@ impl SfuClient {
     fn on_signal(&mut self, m: &Value) -> Result<(), ClientError> {
         let from_sfu = self.sfu_peer.is_some() && m["from"].as_str() == self.sfu_peer.as_deref();
         match m["type"].as_str().unwrap_or_default() {
-            "peer-joined" if m["peer"]["service"] == "sfu" => {
-                self.sfu_peer = m["peer"]["id"].as_str().map(str::to_string);
+            "peer-joined" => {
+                if m["peer"]["service"] == "sfu" {
+                    self.sfu_peer = m["peer"]["id"].as_str().map(str::to_string);
+                }
+                self.joined_peers.push(m["peer"].clone());
             }
+            "peer-left" => {
+                if let Some(id) = m["peerId"].as_str() {
+                    self.left_peers.push(id.to_string());
+                }
+            }
+            "message" if !from_sfu => self.messages.push(m.clone()),
             "offer" if from_sfu => {
                 self.offers += 1;
                 let sdp = m["sdp"]
@@ -511,8 +578,10 @@ impl SfuClient {
                     .accept_offer(offer)
                     .map_err(protocol)?;
                 self.relay("answer", "sdp", json!(answer.to_sdp_string()))?;
-                if rolled_back.is_some() {
-                    self.publish_video()?;
+                match rolled_back.map(|(_, _, kind)| kind) {
+                    Some(MediaKind::Audio) => self.publish_audio()?,
+                    Some(_) => self.publish_video()?,
+                    None => {}
                 }
             }
             "answer" if from_sfu => {
@@ -520,7 +589,7 @@ impl SfuClient {
                 let sdp = m["sdp"]
                     .as_str()
                     .ok_or_else(|| protocol("answer without sdp"))?;
-                if let Some((pending, mids)) = self.pending.take() {
+                if let Some((pending, mids, _)) = self.pending.take() {
                     self.media.accept_answer(pending, sdp, mids)?;
                 }
             }
@@ -542,6 +611,12 @@ impl SfuClient {
         self.ws.send(&msg)
     }
 
+    /// Send `data` as a `message` to peer `to` of the room.
+    pub fn send_message(&mut self, to: &str, data: Value) -> Result<(), ClientError> {
+        self.ws
+            .send(&json!({"type": "message", "to": to, "data": data}))
+    }
+
     /// Publish one video track (camera, VP8), with the data channel the first time:
     /// `publish` message, then our offer.
     pub fn publish_video(&mut self) -> Result<(), ClientError> {
@@ -550,7 +625,22 @@ impl SfuClient {
             json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "camera"}]});
         self.relay("message", "data", publish)?;
         self.relay("offer", "sdp", json!(offer.to_sdp_string()))?;
-        self.pending = Some((pending, vec![mid]));
+        self.pending = Some((pending, vec![mid], MediaKind::Video));
+        Ok(())
+    }
+
+    /// Publish one audio track (microphone, Opus), with the data channel the first
+    /// time: `publish` message, then our offer.
+    pub fn publish_audio(&mut self) -> Result<(), ClientError> {
+        let (offer, pending, mids) = self
+            .media
+            .offer_media(&[(MediaKind::Audio, Direction::SendOnly)], true)?;
+        let mid = mids.first().copied().ok_or_else(|| protocol("no m-line"))?;
+        let publish =
+            json!({"sfu": "publish", "tracks": [{"mid": mid.to_string(), "source": "microphone"}]});
+        self.relay("message", "data", publish)?;
+        self.relay("offer", "sdp", json!(offer.to_sdp_string()))?;
+        self.pending = Some((pending, vec![mid], MediaKind::Audio));
         Ok(())
     }
 

@@ -360,6 +360,19 @@ impl JitterBuffer {
         }
     }
 
+    /// The payload playout takes next, if it is already here (without taking it). After a
+    /// [`Pop::Conceal`] that gave a frame up as lost this is the packet after the lost one,
+    /// whose Opus in-band FEC can rebuild it; after a conceal that waits for the frame it is
+    /// `None` (the frame itself is still missing).
+    pub fn peek(&self) -> Option<&[u8]> {
+        if self.state != State::Playing || !self.is_buffered(self.next_seq) {
+            return None;
+        }
+        let index = self.slot_index(self.next_seq);
+        let start = index * self.config.max_payload;
+        Some(&self.data[start..start + self.slots[index].len])
+    }
+
     /// Moves playout one frame on without playing it.
     fn skip(&mut self) {
         self.next_seq += 1;

@@ -10,14 +10,20 @@
 //! - [`resample`] — 8 kHz ↔ 48 kHz polyphase FIR.
 //! - [`jitter`] — adaptive jitter buffer for the decode/mix path.
 //! - [`dtmf`] — RFC 4733 telephone events, sender and receiver.
+//! - [`opus`] — libopus encoder/decoder for 48 kHz mono 20 ms frames, with PLC and FEC.
+//! - [`level`] — RFC 6464 audio level and a voice flag.
+//! - [`bridge`] — one call's media: phone leg ↔ room, transcoded and mixed.
 //!
 //! Hot paths work on the caller's buffers and allocate nothing per packet or frame; only the
 //! constructors allocate. Errors from input are values, never panics.
 
+pub mod bridge;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod level;
 pub mod mix;
+pub mod opus;
 pub mod resample;
 pub mod rtp;
 pub mod srtp;

@@ -27,6 +27,7 @@ pub mod digest;
 pub mod message;
 pub mod sdp;
 pub mod transaction;
+pub mod ua;
 pub mod uri;
 
 pub use message::{Headers, Message, Method, ParseError};

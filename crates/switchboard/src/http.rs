@@ -25,6 +25,7 @@ impl HttpService {
         plan: &Plan,
         turn: &TurnService,
         signal: &SignalService,
+        extra: Option<axum::Router>,
     ) -> anyhow::Result<Option<HttpService>> {
         let Some(c) = &plan.http else {
             return Ok(None);
@@ -55,12 +56,16 @@ impl HttpService {
         };
         let net_test = net_test_config(&ice, t, turn.udp());
         let api = IceApi::new(ice);
-        let app = switchboard_http::router(
+        let mut app = switchboard_http::router(
             api.clone(),
             signal.handle(),
             signal.origin(),
             switchboard_http::NetTest::new(net_test),
         );
+        // Routes of other services (the SIP gateway's `/api/sip/calls`).
+        if let Some(extra) = extra {
+            app = app.merge(extra);
+        }
         let https = c.https.clone().map(|cfg| Arc::new(RwLock::new(cfg)));
         match (&https, c.turn) {
             (None, _) => crate::web::spawn(

@@ -14,6 +14,7 @@ mod service;
 mod settings;
 mod sfu;
 mod signal;
+mod sip;
 mod tls;
 mod turn;
 mod web;

@@ -4,7 +4,7 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig,
+    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig, sip::SipConfig,
     turn::TurnConfig,
 };
 use crate::error::ConfigError;
@@ -22,6 +22,8 @@ pub struct Plan {
     pub signal: SignalConfig,
     /// The SFU's settings; the hub's part (threshold, capacity) is in `signal.hub` too.
     pub sfu: SfuConfig,
+    /// The SIP gateway (None when `--sip-listen off`). A reload keeps the running one.
+    pub sip: Option<SipConfig>,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -75,6 +77,11 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         http,
         signal,
         sfu,
+        sip: match running {
+            // What is bound and registered stays: the gateway takes no reload yet.
+            Some(r) => r.sip.clone(),
+            None => s.sip.validate()?,
+        },
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

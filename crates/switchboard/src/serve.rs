@@ -10,6 +10,7 @@ use crate::plan::{self, Plan};
 use crate::service::Service;
 use crate::sfu::SfuService;
 use crate::signal::SignalService;
+use crate::sip::SipService;
 use crate::turn::TurnService;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::ffi::OsString;
@@ -37,11 +38,15 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let turn = TurnService::start(plan)?;
     let signal = SignalService::start(plan);
     let sfu = SfuService::start(plan, &signal)?;
-    let http = HttpService::start(plan, &turn, &signal)?;
+    let sip = SipService::start(plan, &signal, sfu.as_ref().map(SfuService::local_addr))?;
+    let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];
     if let Some(sfu) = sfu {
         services.push(Box::new(sfu));
+    }
+    if let Some(sip) = sip {
+        services.push(Box::new(sip));
     }
     if let Some(http) = http {
         services.push(Box::new(http));

@@ -8,11 +8,11 @@
 //! value parsing are exactly those of the command line, and no second list of options
 //! exists. File keys are the long option names, at the top level (as always) or inside
 //! the table of the option's section (`[turn]`, `[tls]`, `[http]`, `[signal]`,
-//! `[sfu]`, `[metrics]`, `[process]`).
+//! `[sfu]`, `[sip]`, `[metrics]`, `[process]`).
 
 use crate::config::{
     http::HttpSettings, metrics::MetricsSettings, process::ProcessSettings, sfu::SfuSettings,
-    signal::SignalSettings, tls::TlsSettings, turn::TurnSettings,
+    signal::SignalSettings, sip::SipSettings, tls::TlsSettings, turn::TurnSettings,
 };
 use crate::error::ConfigError;
 use clap::{Args, Command, FromArgMatches};
@@ -36,6 +36,8 @@ pub struct Settings {
     pub signal: SignalSettings,
     #[command(flatten)]
     pub sfu: SfuSettings,
+    #[command(flatten)]
+    pub sip: SipSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
     #[command(flatten)]

@@ -238,3 +238,36 @@ fn sequence_wrap_and_bad_input() {
     };
     assert!(JitterBuffer::new(huge, t0).is_err());
 }
+
+#[test]
+fn peek_shows_the_packet_after_a_frame_given_up() {
+    let t0 = Instant::now();
+    let config = JitterConfig {
+        max_delay: Duration::from_millis(40),
+        ..JitterConfig::default()
+    };
+    let mut jb = JitterBuffer::new(config, t0).unwrap();
+    assert_eq!(jb.peek(), None);
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    for seq in 0..4u16 {
+        jb.push(
+            seq,
+            160 * u32::from(seq),
+            &[seq as u8],
+            at(20 * u64::from(seq)),
+        )
+        .unwrap();
+        assert!(
+            matches!(jb.pop(at(20 * u64::from(seq) + 1)), Pop::Frame { sequence, .. } if sequence == seq)
+        );
+    }
+    // 4 is lost; 5..=7 arrive in a burst when 4 was due: 4 is given up at once.
+    for seq in 5..8u16 {
+        jb.push(seq, 160 * u32::from(seq), &[seq as u8], at(80))
+            .unwrap();
+    }
+    assert!(matches!(jb.pop(at(81)), Pop::Conceal { timestamp: 640 }));
+    assert_eq!(jb.peek(), Some(&[5u8][..]));
+    assert!(matches!(jb.pop(at(101)), Pop::Frame { sequence: 5, .. }));
+    assert_eq!(jb.stats().lost, 1);
+}

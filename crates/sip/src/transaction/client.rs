@@ -9,9 +9,6 @@ use super::build::{ack_for, cancel_for, client_key, rfc3261_branch};
 use super::{Kind, Resend, State, TransactionLayer, Transport, Tx, TxError, TxEvent, TxId};
 use crate::message::{Message, Method};
 
-/// Timer D over UDP: at least 32 s (§17.1.1.2).
-const TIMER_D: Duration = Duration::from_secs(32);
-
 impl TransactionLayer {
     /// Starts a client transaction for `request` (any method but ACK) toward `dest`. The
     /// request must carry its top Via with a fresh `z9hG4bK` branch and a CSeq of its
@@ -140,7 +137,13 @@ impl TransactionLayer {
                     self.transmit(Some(id), dest, transport, ack);
                 }
                 self.pass_up(id, response);
-                let wait = if reliable { Duration::ZERO } else { TIMER_D };
+                // Timer D over UDP: 64×T1, the RFC's "at least 32 s" at the default T1
+                // (§17.1.1.2); a LAN's shorter T1 shortens it like every other timer.
+                let wait = if reliable {
+                    Duration::ZERO
+                } else {
+                    self.timeout_64t1()
+                };
                 self.end_after(id, now, wait);
             }
             (Kind::InviteClient, State::Completed, 300..) => self.resend(id, Resend::Reply),

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod process;
 pub mod sfu;
 pub mod signal;
+pub mod sip;
 pub mod tls;
 pub mod turn;

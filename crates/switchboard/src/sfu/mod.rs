@@ -41,6 +41,11 @@ pub struct SfuService {
 }
 
 impl SfuService {
+    /// Where the SFU's UDP port is bound (the SIP gateway's room legs reach it there).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
+    }
+
     /// Start when the SFU is on (`--sfu-threshold` not `off`); rooms start turning SFU
     /// from here on.
     pub fn start(plan: &Plan, signal: &SignalService) -> anyhow::Result<Option<SfuService>> {

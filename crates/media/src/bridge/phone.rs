@@ -1,0 +1,461 @@
+//! The phone side of a call: SRTP, the jitter buffer and codec of what the phone sends, the
+//! RTP stream we send it, and RFC 4733 DTMF both ways.
+//!
+//! Our stream keeps one sequence and timestamp line for the whole call: the timestamp
+//! advances every tick whether or not a packet goes out (hold, a digit being sent), so the
+//! phone's playout sees the real time gap, and the marker bit flags the first audio packet
+//! after any gap. G.711 loss is concealed by repeating the last frame at half the level
+//! each tick, three times, then silence; Opus uses the decoder's PLC/FEC.
+
+use super::room::opus_jitter_config;
+use super::{play_opus, BridgeError, MediaStats, PhoneCodec, PhoneConfig, PhoneIn, Played};
+use crate::dtmf::{char_to_event, event_to_char, DtmfReceiver, DtmfSender, TelephoneEvent};
+use crate::jitter::{JitterBuffer, Pop};
+use crate::opus::{OpusDecoder, OpusEncoder, FRAME_SAMPLES, MAX_PACKET_SAMPLES};
+use crate::resample::{Downsampler, Upsampler};
+use crate::rtp::{demux, rtcp_packets, write_rtp_header, PacketKind, RtpHeader, RTP_HEADER_LEN};
+use crate::srtp::SrtpContext;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Samples in a 20 ms G.711 frame.
+const G711_FRAME: usize = 160;
+/// G.711 concealment repeats the last frame this many times before going silent.
+const G711_CONCEAL_FRAMES: u8 = 3;
+/// Received digits kept until polled; more are dropped.
+const MAX_DIGITS: usize = 32;
+/// A key press whose end packets were all lost is reported after this much event silence.
+const DTMF_QUIET: Duration = Duration::from_millis(250);
+/// Level of the digits we send, −dBm0 (RFC 4733: typical telephone-set level).
+const DTMF_VOLUME: u8 = 10;
+
+#[derive(Debug)]
+pub(super) struct PhoneLeg {
+    cfg: PhoneConfig,
+    srtp_out: Option<SrtpContext>,
+    srtp_in: Option<SrtpContext>,
+    jitter: JitterBuffer,
+    /// SSRC of the phone's audio stream; a new one restarts the jitter buffer.
+    remote_ssrc: Option<u32>,
+    opus_decoder: Option<OpusDecoder>,
+    opus_encoder: Option<OpusEncoder>,
+    upsampler: Upsampler,
+    downsampler: Downsampler,
+    pcm8: [i16; G711_FRAME],
+    last8: [i16; G711_FRAME],
+    conceal_run: u8,
+    scratch: Vec<i16>,
+    dtmf_receiver: Option<DtmfReceiver>,
+    last_event_at: Option<Instant>,
+    dtmf_sender: Option<DtmfSender>,
+    digits: VecDeque<char>,
+    seq: u16,
+    timestamp: u32,
+    /// The next audio packet follows a gap (start, hold, DTMF, codec change): marker.
+    after_gap: bool,
+    /// The latest `now` seen (anchors buffers made by a reconfiguration).
+    last_now: Instant,
+    packets_in: u64,
+    bytes_in: u64,
+    rejected: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    concealed: u64,
+    decode_errors: u64,
+    dtmf_in: u64,
+    dtmf_out: u64,
+    /// Lost/late of jitter buffers replaced by a new SSRC or codec.
+    retired_lost: u64,
+    retired_late: u64,
+}
+
+fn check(cfg: &PhoneConfig) -> Result<(), BridgeError> {
+    if cfg.pt > 127 {
+        return Err(BridgeError::BadConfig("payload type above 127"));
+    }
+    match cfg.telephone_event {
+        Some(te) if te > 127 => Err(BridgeError::BadConfig(
+            "telephone-event payload type above 127",
+        )),
+        Some(te) if te == cfg.pt => Err(BridgeError::BadConfig(
+            "telephone-event and audio share a payload type",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn jitter_for(codec: PhoneCodec, now: Instant) -> Result<JitterBuffer, BridgeError> {
+    let config = crate::jitter::JitterConfig {
+        clock_rate: codec.clock_rate(),
+        ..opus_jitter_config()
+    };
+    Ok(JitterBuffer::new(config, now)?)
+}
+
+type SrtpPair = (Option<SrtpContext>, Option<SrtpContext>);
+
+fn srtp_for(cfg: &PhoneConfig) -> Result<SrtpPair, BridgeError> {
+    match &cfg.srtp {
+        None => Ok((None, None)),
+        Some((ours, theirs)) => Ok((
+            Some(SrtpContext::new(cfg.srtp_profile, ours)?),
+            Some(SrtpContext::new(cfg.srtp_profile, theirs)?),
+        )),
+    }
+}
+
+impl PhoneLeg {
+    pub(super) fn new(cfg: PhoneConfig, now: Instant) -> Result<PhoneLeg, BridgeError> {
+        check(&cfg)?;
+        let (srtp_out, srtp_in) = srtp_for(&cfg)?;
+        let mut leg = PhoneLeg {
+            jitter: jitter_for(cfg.codec, now)?,
+            srtp_out,
+            srtp_in,
+            remote_ssrc: None,
+            opus_decoder: None,
+            opus_encoder: None,
+            upsampler: Upsampler::new(),
+            downsampler: Downsampler::new(),
+            pcm8: [0; G711_FRAME],
+            last8: [0; G711_FRAME],
+            conceal_run: 0,
+            scratch: vec![0; MAX_PACKET_SAMPLES],
+            dtmf_receiver: None,
+            last_event_at: None,
+            dtmf_sender: None,
+            digits: VecDeque::with_capacity(MAX_DIGITS),
+            // Random-looking start (RFC 3550 §5.1) without a dependency: derived from the SSRC.
+            seq: (cfg.ssrc >> 7) as u16,
+            timestamp: cfg.ssrc.rotate_left(13),
+            after_gap: true,
+            last_now: now,
+            packets_in: 0,
+            bytes_in: 0,
+            rejected: 0,
+            packets_out: 0,
+            bytes_out: 0,
+            concealed: 0,
+            decode_errors: 0,
+            dtmf_in: 0,
+            dtmf_out: 0,
+            retired_lost: 0,
+            retired_late: 0,
+            cfg: cfg.clone(),
+        };
+        leg.setup_codec(&cfg, None)?;
+        Ok(leg)
+    }
+
+    /// Creates what `cfg`'s codec and telephone events need; `old` is the previous
+    /// configuration (`None` at the start).
+    fn setup_codec(
+        &mut self,
+        cfg: &PhoneConfig,
+        old: Option<&PhoneConfig>,
+    ) -> Result<(), BridgeError> {
+        let codec_changed = old.map_or(true, |o| o.codec != cfg.codec);
+        if cfg.codec == PhoneCodec::Opus && (codec_changed || self.opus_decoder.is_none()) {
+            self.opus_decoder = Some(OpusDecoder::new()?);
+            self.opus_encoder = Some(OpusEncoder::new()?);
+        }
+        let clock = cfg.codec.clock_rate();
+        let events_changed = old.map_or(true, |o| {
+            o.telephone_event.is_some() != cfg.telephone_event.is_some()
+        }) || codec_changed;
+        if events_changed {
+            match cfg.telephone_event {
+                Some(_) => {
+                    self.dtmf_receiver = Some(DtmfReceiver::new(clock)?);
+                    self.dtmf_sender = Some(DtmfSender::new(clock)?);
+                }
+                None => {
+                    self.dtmf_receiver = None;
+                    self.dtmf_sender = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn reconfigure(&mut self, cfg: PhoneConfig) -> Result<(), BridgeError> {
+        check(&cfg)?;
+        if cfg.srtp != self.cfg.srtp || cfg.srtp_profile != self.cfg.srtp_profile {
+            (self.srtp_out, self.srtp_in) = srtp_for(&cfg)?;
+        }
+        let old = self.cfg.clone();
+        self.setup_codec(&cfg, Some(&old))?;
+        if cfg.codec != old.codec {
+            self.replace_jitter(cfg.codec)?;
+        }
+        // The phone may restart its stream (new SSRC/sequence): take whatever comes next.
+        self.remote_ssrc = None;
+        self.after_gap = true;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    fn replace_jitter(&mut self, codec: PhoneCodec) -> Result<(), BridgeError> {
+        let fresh = jitter_for(codec, self.last_now)?;
+        let old = std::mem::replace(&mut self.jitter, fresh);
+        self.retired_lost += old.stats().lost;
+        self.retired_late += old.stats().late;
+        Ok(())
+    }
+
+    pub(super) fn on_packet(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+    ) -> Result<PhoneIn, BridgeError> {
+        self.last_now = now;
+        let received = packet.len();
+        match self.receive(now, packet) {
+            Ok(kind) => {
+                self.packets_in += 1;
+                self.bytes_in += received as u64;
+                Ok(kind)
+            }
+            Err(e) => {
+                self.rejected += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Instant, packet: &mut [u8]) -> Result<PhoneIn, BridgeError> {
+        match demux(packet) {
+            PacketKind::Rtcp => {
+                let len = match self.srtp_in.as_mut() {
+                    Some(ctx) => ctx.unprotect_rtcp(packet)?,
+                    None => packet.len(),
+                };
+                // Only well-formed RTCP counts as the phone's (it latches the address).
+                for p in rtcp_packets(&packet[..len]) {
+                    p?;
+                }
+                Ok(PhoneIn::Rtcp)
+            }
+            PacketKind::Rtp => {
+                let len = match self.srtp_in.as_mut() {
+                    Some(ctx) => ctx.unprotect_rtp(packet)?,
+                    None => packet.len(),
+                };
+                let rtp = &packet[..len];
+                let header = RtpHeader::parse(rtp)?;
+                let payload = &rtp[header.payload_start..header.payload_end];
+                if header.payload_type == self.cfg.pt {
+                    if self.remote_ssrc != Some(header.ssrc) {
+                        if self.remote_ssrc.is_some() {
+                            // A new source (transfer, re-INVITE): its sequence is unrelated.
+                            self.replace_jitter(self.cfg.codec)?;
+                        }
+                        self.remote_ssrc = Some(header.ssrc);
+                    }
+                    self.jitter
+                        .push(header.sequence, header.timestamp, payload, now)?;
+                    return Ok(PhoneIn::Audio);
+                }
+                if Some(header.payload_type) != self.cfg.telephone_event {
+                    return Ok(PhoneIn::Ignored);
+                }
+                let Some(receiver) = self.dtmf_receiver.as_mut() else {
+                    return Ok(PhoneIn::Ignored);
+                };
+                let event = TelephoneEvent::parse(payload)?;
+                receiver.receive(header.timestamp, payload)?;
+                self.last_event_at = Some(now);
+                self.collect_digits();
+                Ok(event_to_char(event.event).map_or(PhoneIn::Ignored, PhoneIn::Dtmf))
+            }
+            PacketKind::Other => Err(BridgeError::NotRtp),
+        }
+    }
+
+    fn collect_digits(&mut self) {
+        let Some(receiver) = self.dtmf_receiver.as_mut() else {
+            return;
+        };
+        while let Some(digit) = receiver.poll_digit() {
+            if let Some(c) = event_to_char(digit.event) {
+                if self.digits.len() < MAX_DIGITS {
+                    self.digits.push_back(c);
+                    self.dtmf_in += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn poll_dtmf(&mut self) -> Option<char> {
+        self.digits.pop_front()
+    }
+
+    /// Plays the phone's next 20 ms into `out` (48 kHz, one frame).
+    pub(super) fn play(&mut self, now: Instant, out: &mut [i16]) {
+        self.last_now = now;
+        if self
+            .last_event_at
+            .is_some_and(|at| now.saturating_duration_since(at) > DTMF_QUIET)
+        {
+            if let Some(receiver) = self.dtmf_receiver.as_mut() {
+                receiver.flush();
+            }
+            self.last_event_at = None;
+            self.collect_digits();
+        }
+        match (self.cfg.codec, self.opus_decoder.as_mut()) {
+            (PhoneCodec::Opus, Some(decoder)) => {
+                let (played, bad_packet) =
+                    play_opus(&mut self.jitter, decoder, now, &mut self.scratch, out);
+                self.decode_errors += u64::from(bad_packet);
+                self.concealed += u64::from(played == Played::Concealed);
+            }
+            (PhoneCodec::G711(law), _) => {
+                self.play_g711(law, now);
+                if self.upsampler.process(&self.pcm8, out).is_err() {
+                    out.fill(0);
+                }
+            }
+            (PhoneCodec::Opus, None) => out.fill(0),
+        }
+    }
+
+    fn play_g711(&mut self, law: crate::g711::Law, now: Instant) {
+        match self.jitter.pop(now) {
+            Pop::Frame { payload, .. } => {
+                // A 20 ms frame is 160 codes; other ptimes are cut or padded to the tick.
+                let n = payload.len().min(G711_FRAME);
+                for (s, &code) in self.pcm8.iter_mut().zip(&payload[..n]) {
+                    *s = law.decode_sample(code);
+                }
+                self.pcm8[n..].fill(0);
+                self.last8 = self.pcm8;
+                self.conceal_run = 0;
+            }
+            Pop::Conceal { .. } => {
+                self.concealed += 1;
+                self.conceal_run = self.conceal_run.saturating_add(1);
+                if self.conceal_run <= G711_CONCEAL_FRAMES {
+                    self.last8.iter_mut().for_each(|s| *s /= 2);
+                    self.pcm8 = self.last8;
+                } else {
+                    self.pcm8.fill(0);
+                }
+            }
+            Pop::Idle => self.pcm8.fill(0),
+        }
+    }
+
+    /// A tick with nothing sent (hold): time still passes on our stream.
+    pub(super) fn skip_frame(&mut self) {
+        self.timestamp = self.timestamp.wrapping_add(self.cfg.codec.frame_ticks());
+        self.after_gap = true;
+    }
+
+    /// Writes this tick's packet for the phone (a DTMF event while a digit is being sent,
+    /// else `mixed` encoded) into `out`; returns its length (0: none this tick).
+    pub(super) fn send(
+        &mut self,
+        now: Instant,
+        mixed: &[i16],
+        out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        let timestamp = self.timestamp;
+        self.timestamp = timestamp.wrapping_add(self.cfg.codec.frame_ticks());
+        let len = match (self.dtmf_sender.as_mut(), self.cfg.telephone_event) {
+            (Some(sender), Some(te)) if sender.is_busy() => {
+                self.after_gap = true;
+                let Some(event) = sender.poll(now) else {
+                    return Ok(0); // between the 50 ms updates of a digit
+                };
+                write_rtp_header(
+                    out,
+                    event.marker,
+                    te,
+                    self.seq,
+                    event.timestamp,
+                    self.cfg.ssrc,
+                )?;
+                let payload = out
+                    .get_mut(RTP_HEADER_LEN..RTP_HEADER_LEN + event.payload.len())
+                    .ok_or(BridgeError::BufferTooSmall)?;
+                payload.copy_from_slice(&event.payload);
+                RTP_HEADER_LEN + event.payload.len()
+            }
+            _ => self.write_audio(timestamp, mixed, out)?,
+        };
+        let len = match self.srtp_out.as_mut() {
+            Some(ctx) => ctx.protect_rtp(out, len)?,
+            None => len,
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.packets_out += 1;
+        self.bytes_out += len as u64;
+        Ok(len)
+    }
+
+    fn write_audio(
+        &mut self,
+        timestamp: u32,
+        mixed: &[i16],
+        out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        let marker = self.after_gap;
+        write_rtp_header(out, marker, self.cfg.pt, self.seq, timestamp, self.cfg.ssrc)?;
+        let body = &mut out[RTP_HEADER_LEN..];
+        let payload_len = match (self.cfg.codec, self.opus_encoder.as_mut()) {
+            (PhoneCodec::G711(law), _) => {
+                let mut pcm8 = [0i16; G711_FRAME];
+                let n = self
+                    .downsampler
+                    .process(mixed, &mut pcm8)
+                    .map_err(|_| BridgeError::BufferTooSmall)?;
+                law.encode(&pcm8[..n], body)
+                    .map_err(|_| BridgeError::BufferTooSmall)?;
+                n
+            }
+            (PhoneCodec::Opus, Some(encoder)) => encoder.encode(mixed, body)?,
+            (PhoneCodec::Opus, None) => return Err(BridgeError::BadConfig("no Opus encoder")),
+        };
+        self.after_gap = false;
+        Ok(RTP_HEADER_LEN + payload_len)
+    }
+
+    pub(super) fn send_dtmf(
+        &mut self,
+        now: Instant,
+        digit: char,
+        duration_ms: u32,
+    ) -> Result<(), BridgeError> {
+        if self.cfg.telephone_event.is_none() {
+            return Err(BridgeError::NoTelephoneEvent);
+        }
+        let event = char_to_event(digit).ok_or(BridgeError::BadDigit(digit))?;
+        let sender = self
+            .dtmf_sender
+            .as_mut()
+            .ok_or(BridgeError::NoTelephoneEvent)?;
+        let duration = Duration::from_millis(u64::from(duration_ms));
+        sender.start(event, DTMF_VOLUME, duration, self.timestamp, now)?;
+        self.dtmf_out += 1;
+        Ok(())
+    }
+
+    pub(super) fn add_stats(&self, stats: &mut MediaStats) {
+        let jitter = self.jitter.stats();
+        stats.phone_packets_in = self.packets_in;
+        stats.phone_bytes_in = self.bytes_in;
+        stats.phone_rejected = self.rejected;
+        stats.phone_packets_out = self.packets_out;
+        stats.phone_bytes_out = self.bytes_out;
+        stats.phone_lost = self.retired_lost + jitter.lost;
+        stats.phone_late = self.retired_late + jitter.late;
+        stats.phone_concealed = self.concealed;
+        stats.decode_errors += self.decode_errors;
+        stats.dtmf_in = self.dtmf_in;
+        stats.dtmf_out = self.dtmf_out;
+    }
+}
+
+// Unused-import guard: FRAME_SAMPLES documents the 48 kHz frame `play`/`send` take.
+const _: () = assert!(FRAME_SAMPLES == 6 * G711_FRAME);

@@ -1,0 +1,145 @@
+//! Message building shared by the user agent's parts: our Via and Contact (the advertised
+//! address when behind NAT), tags, responses with our To tag and Server header, SDP bodies,
+//! and the capability headers (Allow, Supported) every dialog-making message carries.
+
+use std::time::Instant;
+
+use super::UserAgent;
+use crate::message::Message;
+use crate::sdp::SessionDescription;
+use crate::transaction::{response_to, Transport, TxId};
+use crate::uri::NameAddr;
+
+/// The methods we handle (Allow).
+pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
+/// The extensions we support (Supported).
+pub(super) const SUPPORTED: &str = "timer, 100rel";
+
+impl UserAgent {
+    /// `host[:port]` of our Via and Contact.
+    pub(super) fn sent_by(&self) -> String {
+        self.cfg
+            .advertised
+            .clone()
+            .unwrap_or_else(|| self.cfg.local.to_string())
+    }
+
+    /// A top Via with a fresh branch.
+    pub(super) fn via(&self, transport: Transport) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={}{};rport",
+            transport.as_str(),
+            self.sent_by(),
+            crate::transaction::MAGIC_COOKIE,
+            switchboard_util::random_hex(10)
+        )
+    }
+
+    /// `<sip:user@host:port>` (with `;transport=` for other than UDP).
+    pub(super) fn contact(&self, user: &str, transport: Transport) -> NameAddr<'static> {
+        let param = match transport {
+            Transport::Udp => String::new(),
+            t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
+        };
+        let text = format!("<sip:{user}@{}{param}>", self.sent_by());
+        match NameAddr::parse(&text) {
+            Ok(a) => a.into_owned(),
+            // A user part that does not make a URI (configuration): the bare address.
+            Err(_) => NameAddr::parse(&format!("<sip:{}>", self.sent_by()))
+                .map(NameAddr::into_owned)
+                .unwrap_or_else(|_| {
+                    NameAddr::new(crate::uri::Uri::sip(crate::uri::Host::V4(
+                        std::net::Ipv4Addr::UNSPECIFIED,
+                    )))
+                }),
+        }
+    }
+
+    /// A response to `request` with `to_tag` in its To (unless it has one) and our Server.
+    pub(super) fn response(
+        &self,
+        request: &Message<'_>,
+        status: u16,
+        reason: &str,
+        to_tag: &str,
+    ) -> Message<'static> {
+        response(&self.cfg.user_agent, request, status, reason, to_tag)
+    }
+
+    /// Sends a response on a server transaction; a transaction that is gone (it timed out
+    /// meanwhile) needs no answer.
+    pub(super) fn send_response(&mut self, now: Instant, tx: TxId, response: Message<'static>) {
+        let _ = self.tx.respond(now, tx, response);
+    }
+
+    /// Answers a request outside any call (a fresh tag for the To).
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        request: &Message<'_>,
+        status: u16,
+        reason: &str,
+    ) {
+        let r = self.response(request, status, reason, &new_tag());
+        self.send_response(now, tx, r);
+    }
+}
+
+/// [`UserAgent::response`] for where `self` is borrowed in part.
+pub(super) fn response(
+    server: &str,
+    request: &Message<'_>,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+) -> Message<'static> {
+    let mut r = response_to(request, status, reason);
+    let h = r.headers_mut();
+    if let Some(to) = h.get("To") {
+        let tagged = NameAddr::parse(to).is_ok_and(|n| n.tag().is_some());
+        if !tagged && status > 100 {
+            let value = format!("{to};tag={to_tag}");
+            h.set("To", value);
+        }
+    }
+    h.push("Server", server.to_owned());
+    r
+}
+
+pub(super) fn new_tag() -> String {
+    switchboard_util::random_hex(6)
+}
+
+/// The SDP of a message: `Ok(None)` without a body, `Err` for a body that is not SDP or not
+/// valid SDP.
+pub(super) fn sdp_of(m: &Message<'_>) -> Result<Option<SessionDescription>, ()> {
+    if m.body().is_empty() {
+        return Ok(None);
+    }
+    match m.headers().content_type() {
+        Some(t) if t.eq_ignore_ascii_case("application/sdp") => SessionDescription::parse(m.body())
+            .map(Some)
+            .map_err(|_| ()),
+        _ => Err(()),
+    }
+}
+
+pub(super) fn set_sdp(m: &mut Message<'static>, sdp: &SessionDescription) {
+    m.headers_mut().push("Content-Type", "application/sdp");
+    m.set_body(sdp.to_string_crlf().into_bytes());
+}
+
+pub(super) fn status_of(m: &Message<'_>) -> u16 {
+    match m {
+        Message::Response(r) => r.status,
+        Message::Request(_) => 0,
+    }
+}
+
+pub(super) fn reason_of(m: &Message<'_>) -> String {
+    match m {
+        Message::Response(r) => r.reason.to_string(),
+        Message::Request(_) => String::new(),
+    }
+}

@@ -1,0 +1,465 @@
+//! `[sip]`: the SIP gateway. Where it listens (`--sip-listen`, off by default: a gateway
+//! needs a decision about who may call in), what it writes in Via/Contact/SDP, its RTP
+//! port range, the accounts it registers at registrars, the rules that map a called
+//! user or number to a room, and who may call in.
+//!
+//! Accounts, routes and inbound users are repeatable one-line values, so that the
+//! command line, `SWITCHBOARD_SIP_*` variables and the TOML file (as arrays) all carry
+//! them through the one clap declaration per key.
+
+use crate::config::listen::Listen;
+use crate::error::ConfigError;
+use clap::Args;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
+
+#[derive(Args, Debug, Clone)]
+#[group(id = "sip")]
+pub struct SipSettings {
+    /// UDP address of the SIP gateway (`IP:PORT`, e.g. 0.0.0.0:5060), or `off`.
+    #[arg(
+        long,
+        value_name = "IP:PORT|off",
+        env = "SWITCHBOARD_SIP_LISTEN",
+        default_value = "off"
+    )]
+    pub sip_listen: Listen,
+
+    /// Also take SIP over TCP on the --sip-listen address.
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_SIP_TCP", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sip_tcp: bool,
+
+    /// SIP over TLS (`IP:PORT`, e.g. 0.0.0.0:5061) with the server's certificate
+    /// (--cert/--pkey, or the generated one), or `off`.
+    #[arg(
+        long,
+        value_name = "IP:PORT|off",
+        env = "SWITCHBOARD_SIP_TLS_LISTEN",
+        default_value = "off"
+    )]
+    pub sip_tls_listen: Listen,
+
+    /// SIP over WebSocket (RFC 7118, subprotocol `sip`) at `/sip` on the HTTP port, for
+    /// JsSIP and SIP.js clients.
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_SIP_WS", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sip_ws: bool,
+
+    /// Host (and port) written in Via and Contact and the IP in SDP, when the gateway is
+    /// reached at another address than it listens on (NAT, 0.0.0.0). [default: the
+    /// listen address]
+    #[arg(long, value_name = "IP[:PORT]", env = "SWITCHBOARD_SIP_ADVERTISE")]
+    pub sip_advertise: Option<String>,
+
+    /// UDP ports for the calls' RTP, `LOW-HIGH` (one port per call, RTCP muxed or on the
+    /// next port: an even/odd pair).
+    #[arg(
+        long,
+        value_name = "LOW-HIGH",
+        env = "SWITCHBOARD_SIP_RTP_PORTS",
+        default_value = "20000-20999"
+    )]
+    pub sip_rtp_ports: String,
+
+    /// Register at a registrar as `USER:PASSWORD@HOST[:PORT]` (repeatable): calls to that
+    /// account reach the gateway. Append `;expires=SECS` (default 600) or `;room=ROOM`
+    /// (calls to this account go to ROOM; else --sip-route decides).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD@HOST[:PORT]",
+        env = "SWITCHBOARD_SIP_ACCOUNT",
+        value_delimiter = ','
+    )]
+    pub sip_account: Vec<String>,
+
+    /// Inbound routing rule `CALLED=ROOM` (repeatable, first match wins): a call whose
+    /// Request-URI user is CALLED goes to ROOM; CALLED `*` matches every call.
+    #[arg(
+        long,
+        value_name = "CALLED=ROOM",
+        env = "SWITCHBOARD_SIP_ROUTE",
+        value_delimiter = ','
+    )]
+    pub sip_route: Vec<String>,
+
+    /// A call to `sip:ROOM@gateway` that no --sip-route matches joins room ROOM. `false`:
+    /// such calls are refused (404).
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_SIP_DIRECT_ROOMS", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sip_direct_rooms: bool,
+
+    /// Callers must authenticate (digest) as one of these `USER:PASSWORD` (repeatable).
+    /// [default: anyone may call in]
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "SWITCHBOARD_SIP_AUTH",
+        value_delimiter = ','
+    )]
+    pub sip_auth: Vec<String>,
+
+    /// The SIP trunk phone numbers are called through (`HOST[:PORT]`, the provider's
+    /// proxy). [default: none; numbers then go to the first --sip-account's registrar]
+    #[arg(long, value_name = "HOST[:PORT]", env = "SWITCHBOARD_SIP_TRUNK")]
+    pub sip_trunk: Option<String>,
+
+    /// Digest credentials `USER:PASSWORD` the trunk challenges for.
+    #[arg(long, value_name = "USER:PASSWORD", env = "SWITCHBOARD_SIP_TRUNK_AUTH")]
+    pub sip_trunk_auth: Option<String>,
+
+    /// The From URI of calls through the trunk (the number the trunk lets us present),
+    /// e.g. `sip:+4930123456@trunk.example.net`. [default: sip:switchboard@<advertise>]
+    #[arg(long, value_name = "URI", env = "SWITCHBOARD_SIP_TRUNK_FROM")]
+    pub sip_trunk_from: Option<String>,
+
+    /// Also send the From URI as P-Asserted-Identity (RFC 3325), as many trunks require.
+    #[arg(long, value_name = "BOOL", env = "SWITCHBOARD_SIP_TRUNK_PAI", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub sip_trunk_pai: bool,
+
+    /// Country calling code for E.164 normalisation of dialled numbers: with `49`,
+    /// `030 123456` becomes `+4930123456` and `0049…` becomes `+49…`. [default: numbers
+    /// are sent as dialled, without spaces]
+    #[arg(long, value_name = "CC", env = "SWITCHBOARD_SIP_TRUNK_COUNTRY")]
+    pub sip_trunk_country: Option<String>,
+
+    /// Seconds without RTP from a phone (not on hold) after which its call is hung up:
+    /// the far end vanished.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SWITCHBOARD_SIP_RTP_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub sip_rtp_timeout: u64,
+
+    /// SIP timer T1 in milliseconds, the round-trip estimate every retransmission and
+    /// transaction timer derives from (RFC 3261 §17: 500 ms; lower on a LAN ends
+    /// transactions sooner: a finished BYE is remembered 64×T1).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "SWITCHBOARD_SIP_TIMER_T1",
+        default_value_t = 500
+    )]
+    pub sip_timer_t1: u64,
+
+    /// Calls at once (in and out); the next INVITE gets 486 Busy Here.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_SIP_MAX_CALLS",
+        default_value_t = 100
+    )]
+    pub sip_max_calls: usize,
+}
+
+/// A registration the gateway keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub user: String,
+    pub password: String,
+    /// As written (`host[:port]`), for the AOR and logs.
+    pub host: String,
+    pub registrar: SocketAddr,
+    pub expires: u32,
+    pub room: Option<String>,
+}
+
+/// The trunk for phone numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkConfig {
+    /// As written, for Request-URIs.
+    pub host: String,
+    pub proxy: SocketAddr,
+    pub auth: Option<(String, String)>,
+    pub from: Option<String>,
+    pub pai: bool,
+    pub country: Option<String>,
+}
+
+/// An inbound routing rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRule {
+    /// None = `*`.
+    pub called: Option<String>,
+    pub room: String,
+}
+
+/// The gateway's validated settings (None when off).
+#[derive(Clone, Debug)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    pub tcp: bool,
+    pub tls_listen: Option<SocketAddr>,
+    pub ws: bool,
+    /// Host[:port] for Via/Contact.
+    pub advertise: String,
+    /// IP in SDP.
+    pub media_ip: IpAddr,
+    pub rtp_ports: RangeInclusive<u16>,
+    pub accounts: Vec<AccountConfig>,
+    pub routes: Vec<RouteRule>,
+    pub direct_rooms: bool,
+    pub auth: Vec<(String, String)>,
+    pub trunk: Option<TrunkConfig>,
+    pub rtp_timeout: std::time::Duration,
+    pub t1: std::time::Duration,
+    pub max_calls: usize,
+}
+
+fn err(option: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(option, message)
+}
+
+/// `USER:PASSWORD` (the password may contain `:`).
+fn user_password(option: &'static str, s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err(err(option, format!("`{s}` is not USER:PASSWORD"))),
+    }
+}
+
+/// `HOST[:PORT]` (5060 by default) resolved now: a name that does not resolve at start
+/// is a configuration error, not a call failure later.
+fn resolve(option: &'static str, host: &str) -> Result<SocketAddr, ConfigError> {
+    let with_port = if host.parse::<SocketAddr>().is_ok() || host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5060")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| err(option, format!("cannot resolve `{host}`")))
+}
+
+fn parse_account(s: &str) -> Result<AccountConfig, ConfigError> {
+    const OPT: &str = "sip-account";
+    let mut parts = s.split(';');
+    let main = parts.next().unwrap_or_default();
+    let (creds, host) = main
+        .rsplit_once('@')
+        .ok_or_else(|| err(OPT, format!("`{s}` is not USER:PASSWORD@HOST[:PORT]")))?;
+    let (user, password) = user_password(OPT, creds)?;
+    if host.is_empty() {
+        return Err(err(OPT, format!("`{s}` has no registrar host")));
+    }
+    let registrar = resolve(OPT, host)?;
+    let mut account = AccountConfig {
+        user,
+        password,
+        host: host.to_string(),
+        registrar,
+        expires: 600,
+        room: None,
+    };
+    for p in parts {
+        match p.split_once('=') {
+            Some(("expires", v)) => {
+                account.expires = v
+                    .parse()
+                    .ok()
+                    .filter(|e| (60..=86_400).contains(e))
+                    .ok_or_else(|| err(OPT, format!("expires `{v}` is not 60..=86400 s")))?;
+            }
+            Some(("room", r)) if valid_room(r) => account.room = Some(r.to_string()),
+            _ => return Err(err(OPT, format!("unknown parameter `{p}` in `{s}`"))),
+        }
+    }
+    Ok(account)
+}
+
+/// The signaling hub's room names: 1–64 of `A-Za-z0-9_-.`.
+pub fn valid_room(r: &str) -> bool {
+    (1..=64).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn parse_route(s: &str) -> Result<RouteRule, ConfigError> {
+    let (called, room) = s
+        .split_once('=')
+        .ok_or_else(|| err("sip-route", format!("`{s}` is not CALLED=ROOM")))?;
+    if called.is_empty() || !valid_room(room) {
+        return Err(err(
+            "sip-route",
+            format!("`{s}`: CALLED must not be empty and ROOM must be 1-64 of A-Za-z0-9_-."),
+        ));
+    }
+    Ok(RouteRule {
+        called: (called != "*").then(|| called.to_string()),
+        room: room.to_string(),
+    })
+}
+
+fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, ConfigError> {
+    let bad = || {
+        err(
+            "sip-rtp-ports",
+            format!("`{s}` is not LOW-HIGH (1024-65535)"),
+        )
+    };
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo < 1024 || hi < lo || hi - lo < 1 {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+impl SipSettings {
+    pub fn validate(&self) -> Result<Option<SipConfig>, ConfigError> {
+        let Some(listen) = self.sip_listen.0 else {
+            return Ok(None);
+        };
+        let (advertise, media_ip) = match &self.sip_advertise {
+            Some(a) => {
+                let ip = a
+                    .parse::<SocketAddr>()
+                    .map(|s| s.ip())
+                    .or_else(|_| a.parse::<IpAddr>())
+                    .map_err(|_| err("sip-advertise", format!("`{a}` is not IP or IP:PORT")))?;
+                if ip.is_unspecified() {
+                    return Err(err("sip-advertise", "0.0.0.0/:: cannot be reached"));
+                }
+                let host = if a.parse::<SocketAddr>().is_ok() {
+                    a.clone()
+                } else {
+                    SocketAddr::new(ip, listen.port()).to_string()
+                };
+                (host, ip)
+            }
+            None if listen.ip().is_unspecified() => {
+                return Err(err(
+                    "sip-advertise",
+                    "required when --sip-listen binds 0.0.0.0 or :: (the address peers reach)",
+                ))
+            }
+            // Port 0 is resolved by the service once bound.
+            None => (listen.to_string(), listen.ip()),
+        };
+        let rtp_ports = parse_ports(&self.sip_rtp_ports)?;
+        let accounts = self
+            .sip_account
+            .iter()
+            .map(|a| parse_account(a))
+            .collect::<Result<_, _>>()?;
+        let routes = self
+            .sip_route
+            .iter()
+            .map(|r| parse_route(r))
+            .collect::<Result<_, _>>()?;
+        let auth = self
+            .sip_auth
+            .iter()
+            .map(|a| user_password("sip-auth", a))
+            .collect::<Result<_, _>>()?;
+        let trunk = match &self.sip_trunk {
+            None => None,
+            Some(host) => Some(TrunkConfig {
+                host: host.clone(),
+                proxy: resolve("sip-trunk", host)?,
+                auth: self
+                    .sip_trunk_auth
+                    .as_deref()
+                    .map(|a| user_password("sip-trunk-auth", a))
+                    .transpose()?,
+                from: match &self.sip_trunk_from {
+                    Some(f) if !(f.starts_with("sip:") || f.starts_with("sips:")) => {
+                        return Err(err("sip-trunk-from", format!("`{f}` is not a sip: URI")))
+                    }
+                    f => f.clone(),
+                },
+                pai: self.sip_trunk_pai,
+                country: match &self.sip_trunk_country {
+                    Some(c)
+                        if c.is_empty()
+                            || c.len() > 3
+                            || !c.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        return Err(err(
+                            "sip-trunk-country",
+                            format!("`{c}` is not a country code (1-3 digits)"),
+                        ))
+                    }
+                    c => c.clone(),
+                },
+            }),
+        };
+        if !(50..=5000).contains(&self.sip_timer_t1) {
+            return Err(err("sip-timer-t1", "not between 50 and 5000 ms"));
+        }
+        if !(2..=3600).contains(&self.sip_rtp_timeout) {
+            return Err(err("sip-rtp-timeout", "not between 2 and 3600 s"));
+        }
+        if !(1..=100_000).contains(&self.sip_max_calls) {
+            return Err(err("sip-max-calls", "not between 1 and 100000"));
+        }
+        Ok(Some(SipConfig {
+            listen,
+            tcp: self.sip_tcp,
+            tls_listen: self.sip_tls_listen.0,
+            ws: self.sip_ws,
+            advertise,
+            media_ip,
+            rtp_ports,
+            accounts,
+            routes,
+            direct_rooms: self.sip_direct_rooms,
+            auth,
+            trunk,
+            rtp_timeout: std::time::Duration::from_secs(self.sip_rtp_timeout),
+            t1: std::time::Duration::from_millis(self.sip_timer_t1),
+            max_calls: self.sip_max_calls,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_parse_with_parameters() {
+        let a = parse_account("alice:pw:x@127.0.0.1:5070;expires=120;room=demo").unwrap();
+        assert_eq!(a.user, "alice");
+        assert_eq!(a.password, "pw:x");
+        assert_eq!(a.registrar, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(a.expires, 120);
+        assert_eq!(a.room.as_deref(), Some("demo"));
+        let b = parse_account("bob:pw@127.0.0.1").unwrap();
+        assert_eq!(b.registrar.port(), 5060);
+        assert_eq!(b.expires, 600);
+        for bad in [
+            "bob@127.0.0.1",
+            "bob:pw@",
+            "bob:pw@127.0.0.1;expires=5",
+            "bob:pw@127.0.0.1;colour=blue",
+            "bob:pw@127.0.0.1;room=no/slash",
+        ] {
+            assert!(parse_account(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes_and_ports_parse() {
+        assert_eq!(
+            parse_route("+4930123=sales").unwrap(),
+            RouteRule {
+                called: Some("+4930123".into()),
+                room: "sales".into()
+            }
+        );
+        assert_eq!(parse_route("*=lobby").unwrap().called, None);
+        assert!(parse_route("=lobby").is_err());
+        assert!(parse_route("x=").is_err());
+        assert_eq!(parse_ports("20000-20999").unwrap(), 20000..=20999);
+        for bad in ["20000", "0-100", "30000-20000", "a-b", "5000-5000"] {
+            assert!(parse_ports(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The gateway's SIP signaling, as one task: the UDP socket, the sans-IO
+//! `switchboard_sip::ua::UserAgent` (transactions, dialogs, registrations), and the
+//! decisions the UA leaves to its user: which room a call joins (dispatch.rs), its RTP
+//! port and SDP answer, and one media task per call (call.rs). Signaling is light: one
+//! task carries every call's; the media of each call runs in its own task.
+
+use super::call::{self, call_label, AgentCmd, CallCmd, CallSetup};
+use super::dispatch::room_for;
+use super::outbound::Target;
+use super::ports::RtpPorts;
+use super::stream::{ConnKey, StreamEvent};
+use super::SipStats;
+use crate::config::sip::SipConfig;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_signal::Signaling;
+use switchboard_sip::digest::Algorithm;
+use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
+use switchboard_sip::transaction::Transport;
+use switchboard_sip::ua::{
+    Account, CallId, EndReason, InboundAuth, Outbound, RegId, RegState, UaConfig, UaEvent,
+    UserAgent,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{oneshot, watch};
+
+/// How long a stop waits for unregistrations and BYEs to be answered.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// What the service tells the agent.
+pub struct Control {
+    /// true: draining (refuse new calls); the sender dropped: stop.
+    pub draining: watch::Receiver<bool>,
+    /// Calls the app places and hangs up (`POST`/`DELETE /api/sip/calls`).
+    pub api: UnboundedReceiver<ApiCmd>,
+    /// SIP over TCP, TLS and WebSocket connections (stream.rs).
+    pub streams: UnboundedReceiver<StreamEvent>,
+}
+
+/// A request of the HTTP API, with where its answer goes.
+pub enum ApiCmd {
+    /// Call `target` from `room`, shown in the room as `name`: the call's label, or
+    /// (status, reason).
+    Dial {
+        room: String,
+        name: String,
+        target: Target,
+        dest: SocketAddr,
+        reply: oneshot::Sender<Result<String, (u16, String)>>,
+    },
+    /// Hang up the call labelled `call` of `room`: false when there is none.
+    Hangup {
+        room: String,
+        call: String,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// A call the agent knows.
+struct CallEntry {
+    room: String,
+    /// The call's media task (None once it ended).
+    media: Option<UnboundedSender<CallCmd>>,
+    sdp: SdpSession,
+    local: LocalAudio,
+    /// Inbound: our answer, sent when the room is joined.
+    answer: Option<SessionDescription>,
+    /// Outbound: our offer, to read the answer against.
+    offer: Option<SessionDescription>,
+}
+
+impl CallEntry {
+    fn tell(&self, cmd: CallCmd) {
+        if let Some(tx) = &self.media {
+            let _ = tx.send(cmd);
+        }
+    }
+}
+
+/// Everything the agent task runs with.
+pub struct Agent {
+    pub cfg: Arc<SipConfig>,
+    pub sock: UdpSocket,
+    pub signaling: Arc<Signaling>,
+    /// The SFU's port on this host (None: the SFU is off and calls are refused).
+    pub sfu_local: Option<SocketAddr>,
+    pub ports: Arc<RtpPorts>,
+    pub stats: Arc<SipStats>,
+}
+
+struct State {
+    cfg: Arc<SipConfig>,
+    ua: UserAgent,
+    /// Open stream connections, by transport and peer.
+    conns: HashMap<ConnKey, UnboundedSender<Arc<[u8]>>>,
+    flood: Flood,
+    calls: HashMap<CallId, CallEntry>,
+    regs: HashMap<RegId, (String, RegState)>,
+    signaling: Arc<Signaling>,
+    sfu_local: Option<SocketAddr>,
+    ports: Arc<RtpPorts>,
+    stats: Arc<SipStats>,
+    to_agent: UnboundedSender<AgentCmd>,
+    draining: bool,
+}
+
+fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
+    let inbound_auth = (!cfg.auth.is_empty()).then(|| InboundAuth {
+        realm: cfg.advertise.clone(),
+        users: cfg.auth.clone(),
+        algorithm: Algorithm::Md5,
+    });
+    UaConfig {
+        local,
+        advertised: Some(cfg.advertise.clone()),
+        domain: None,
+        user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
+        session_expires: Some(1800),
+        ack_timeout: Duration::from_secs(32),
+        inbound_auth,
+        tx: switchboard_sip::transaction::Config {
+            t1: cfg.t1,
+            ..Default::default()
+        },
+    }
+}
+
+impl Agent {
+    /// Serve until `control`'s sender is dropped; then unregister every account, hang
+    /// up every call and wait (at most 3 s) for the answers.
+    pub async fn run(self, control: Control) {
+        let Control {
+            mut draining,
+            mut api,
+            mut streams,
+        } = control;
+        let local = self.sock.local_addr().unwrap_or(self.cfg.listen);
+        let now = Instant::now();
+        let (to_agent, mut from_calls) = unbounded_channel();
+        let mut st = State {
+            ua: UserAgent::new(ua_config(&self.cfg, local), now),
+            conns: HashMap::new(),
+            flood: Flood::default(),
+            cfg: self.cfg.clone(),
+            calls: HashMap::new(),
+            regs: HashMap::new(),
+            signaling: self.signaling,
+            sfu_local: self.sfu_local,
+            ports: self.ports,
+            stats: self.stats,
+            to_agent,
+            draining: false,
+        };
+        for a in &self.cfg.accounts {
+            let account = Account {
+                aor: format!("sip:{}@{}", a.user, a.host),
+                username: a.user.clone(),
+                password: a.password.clone(),
+                registrar: a.registrar,
+                transport: Transport::Udp,
+                expires: a.expires,
+                contact_user: a.user.clone(),
+            };
+            let id = st.ua.register(now, account);
+            st.regs.insert(
+                id,
+                (format!("{}@{}", a.user, a.host), RegState::Registering),
+            );
+        }
+        let sock = self.sock;
+        let mut buf = vec![0u8; 65_536];
+        let mut stopping: Option<Instant> = None;
+        loop {
+            st.flush(&sock);
+            if let Some(since) = stopping {
+                if st.settled() || since.elapsed() > STOP_GRACE {
+                    break;
+                }
+            }
+            let deadline = st
+                .ua
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let grace = stopping.map_or(deadline, |s| deadline.min(s + STOP_GRACE));
+            tokio::select! {
+                r = sock.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => st.receive(&buf[..n], (Transport::Udp, from)),
+                    Err(e) => tracing::debug!(error = %e, "SIP socket"),
+                },
+                Some(ev) = streams.recv() => match ev {
+                    StreamEvent::Opened(key, tx) => {
+                        st.conns.insert(key, tx);
+                    }
+                    StreamEvent::Message(key, bytes) => st.receive(&bytes, key),
+                    StreamEvent::Closed(key) => {
+                        st.conns.remove(&key);
+                    }
+                },
+                _ = tokio::time::sleep_until(grace.into()) => st.ua.handle_timeout(Instant::now()),
+                Some(cmd) = from_calls.recv() => st.on_call(cmd),
+                Some(cmd) = api.recv() => st.on_api(cmd),
+                changed = draining.changed(), if stopping.is_none() => {
+                    match changed {
+                        Ok(()) => st.draining = *draining.borrow(),
+                        Err(_) => {
+                            st.stop();
+                            stopping = Some(Instant::now());
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!("SIP gateway stopped");
+    }
+}
+
+impl State {
+    /// A message from a peer, unless it floods.
+    fn receive(&mut self, bytes: &[u8], (transport, from): ConnKey) {
+        if !self.flood.admit(from.ip(), Instant::now()) {
+            self.stats.flood_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.ua
+            .handle_datagram(Instant::now(), bytes, from, transport);
+    }
+
+    /// Send what the UA has to send, act on its events, publish its counters.
+    fn flush(&mut self, sock: &UdpSocket) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.ua.poll_transmit() {
+                progress = true;
+                if t.transport == Transport::Udp {
+                    // UDP: a lost datagram is what retransmissions are for.
+                    if let Err(e) = sock.try_send_to(&t.bytes, t.dest) {
+                        tracing::debug!(dest = %t.dest, error = %e, "SIP send failed");
+                    }
+                } else {
+                    // Streams: back on the connection the peer opened (we open none).
+                    match self.conns.get(&(t.transport, t.dest)) {
+                        Some(conn) => {
+                            let _ = conn.send(t.bytes.clone());
+                        }
+                        None => {
+                            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on")
+                        }
+                    }
+                }
+            }
+            while let Some(ev) = self.ua.poll_event() {
+                progress = true;
+                self.on_event(ev);
+            }
+            if !progress {
+                break;
+            }
+        }
+        let c = self.ua.counters();
+        self.stats
+            .calls_live
+            .store(self.calls.len(), Ordering::Relaxed);
+        self.stats.dialogs_live.store(c.calls, Ordering::Relaxed);
+        self.stats
+            .transactions_live
+            .store(c.tx.live(), Ordering::Relaxed);
+        let registered = self
+            .regs
+            .values()
+            .filter(|(_, s)| matches!(s, RegState::Registered { .. }))
+            .count();
+        self.stats.registered.store(registered, Ordering::Relaxed);
+    }
+
+    /// Nothing left to wait for after a stop.
+    fn settled(&self) -> bool {
+        self.calls.is_empty()
+            && self
+                .regs
+                .values()
+                .all(|(_, s)| !matches!(s, RegState::Registering | RegState::Registered { .. }))
+    }
+
+    fn stop(&mut self) {
+        let now = Instant::now();
+        self.draining = true;
+        let regs: Vec<RegId> = self.regs.keys().copied().collect();
+        for r in regs {
+            self.ua.unregister(now, r);
+        }
+        let calls: Vec<CallId> = self.calls.keys().copied().collect();
+        for c in calls {
+            let _ = self.ua.hangup(now, c);
+        }
+    }
+
+    fn on_event(&mut self, ev: UaEvent) {
+        let now = Instant::now();
+        match ev {
+            UaEvent::Registration { reg, state } => {
+                if let Some((name, s)) = self.regs.get_mut(&reg) {
+                    match &state {
+                        RegState::Registered { expires } => {
+                            tracing::info!(account = %name, expires, "SIP account registered")
+                        }
+                        RegState::Failed {
+                            status,
+                            reason,
+                            retry_in,
+                        } => {
+                            tracing::warn!(account = %name, ?status, %reason, ?retry_in, "SIP registration failed")
+                        }
+                        RegState::Unregistered => {
+                            tracing::info!(account = %name, "SIP account unregistered")
+                        }
+                        RegState::Registering => {}
+                    }
+                    *s = state;
+                }
+            }
+            UaEvent::IncomingCall {
+                call,
+                from,
+                from_display,
+                to_user,
+                offer,
+                source,
+                ..
+            } => {
+                self.stats.calls_in.fetch_add(1, Ordering::Relaxed);
+                if let Err((status, reason)) =
+                    self.incoming(call, &from, from_display, to_user.as_deref(), offer)
+                {
+                    tracing::info!(%from, %source, status, %reason, "SIP call refused");
+                    self.stats.calls_refused.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.ua.reject(now, call, status, &reason);
+                    self.calls.remove(&call);
+                }
+            }
+            UaEvent::Ringing { call, early, .. } => {
+                if let Some(entry) = self.calls.get(&call) {
+                    entry.tell(CallCmd::Ringing);
+                }
+                if let Some(sdp) = early {
+                    self.answered(call, &sdp);
+                }
+            }
+            UaEvent::Connected { call, remote } => {
+                if let Some(sdp) = remote {
+                    self.answered(call, &sdp);
+                }
+                if let Some(entry) = self.calls.get(&call) {
+                    entry.tell(CallCmd::Connected);
+                }
+            }
+            UaEvent::Reoffer { call, offer } => self.reoffer(call, &offer),
+            UaEvent::Dtmf { call, digit, .. } => {
+                if let Some(entry) = self.calls.get(&call) {
+                    entry.tell(CallCmd::Dtmf(digit));
+                }
+            }
+            UaEvent::Ended { call, reason } => self.ended(call, &reason),
+            UaEvent::ReofferAnswered { .. } => {}
+        }
+    }
+
+    /// Outbound: the far end's SDP answer (final, or early media in a 183).
+    fn answered(&mut self, call: CallId, answer: &SessionDescription) {
+        let Some(entry) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(offer) = &entry.offer else {
+            return;
+        };
+        match entry.sdp.accept_answer(offer, answer, &entry.local) {
+            Ok(n) => entry.tell(CallCmd::Media(n)),
+            Err(e) => {
+                tracing::info!(error = %e, "SIP answer not acceptable: hanging up");
+                let _ = self.ua.hangup(Instant::now(), call);
+            }
+        }
+    }
+
+    fn on_api(&mut self, cmd: ApiCmd) {
+        match cmd {
+            ApiCmd::Dial {
+                room,
+                name,
+                target,
+                dest,
+                reply,
+            } => {
+                let _ = reply.send(self.dial(room, name, target, dest));
+            }
+            ApiCmd::Hangup { room, call, reply } => {
+                let found = self
+                    .calls
+                    .iter()
+                    .find(|(id, c)| call_label(**id) == call && c.room == room)
+                    .map(|(id, _)| *id);
+                if let Some(id) = found {
+                    let _ = self.ua.hangup(Instant::now(), id);
+                }
+                let _ = reply.send(found.is_some());
+            }
+        }
+    }
+
+    /// An outbound call: the INVITE, and the media task that joins the room at once.
+    fn dial(
+        &mut self,
+        room: String,
+        name: String,
+        target: Target,
+        dest: SocketAddr,
+    ) -> Result<String, (u16, String)> {
+        if self.draining {
+            return Err((503, "the server is shutting down".into()));
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            return Err((
+                503,
+                format!("{} calls are up (--sip-max-calls)", self.cfg.max_calls),
+            ));
+        }
+        let sfu_local = self
+            .sfu_local
+            .ok_or((503, "the SFU is off (--sfu-threshold off)".to_string()))?;
+        let port = self
+            .ports
+            .take(self.cfg.media_ip)
+            .ok_or((503, "no RTP port free (--sip-rtp-ports)".to_string()))?;
+        let local = LocalAudio {
+            addr: self.cfg.media_ip,
+            port: port.port(),
+            codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
+            direction: Direction::SendRecv,
+            // Plain RTP: what trunks and most phones take; SDES when they offer it.
+            srtp_key: None,
+            rtcp_mux: false,
+            ptime: 20,
+        };
+        let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
+        let offer = sdp.offer(&local);
+        let from = format!("\"{}\" <{}>", room.replace('"', ""), target.from);
+        let out = Outbound {
+            target: target.request_uri.clone(),
+            from,
+            dest,
+            transport: Transport::Udp,
+            credentials: target.credentials.clone(),
+            headers: target.headers.clone(),
+            offer: offer.clone(),
+        };
+        let call = self
+            .ua
+            .call(Instant::now(), out)
+            .map_err(|e| (400, format!("cannot call {}: {e}", target.request_uri)))?;
+        self.stats.calls_out.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = unbounded_channel();
+        self.calls.insert(
+            call,
+            CallEntry {
+                room: room.clone(),
+                media: Some(tx),
+                sdp,
+                local,
+                answer: None,
+                offer: Some(offer),
+            },
+        );
+        tracing::info!(%room, to = %target.request_uri, via = %dest, "SIP call out");
+        tokio::spawn(call::run(CallSetup {
+            call,
+            outbound: true,
+            room,
+            name,
+            negotiated: None,
+            port,
+            signaling: self.signaling.clone(),
+            sfu_local,
+            agent: self.to_agent.clone(),
+            commands: rx,
+            stats: self.stats.clone(),
+            rtp_timeout: self.cfg.rtp_timeout,
+        }));
+        Ok(call_label(call))
+    }
+
+    /// A new call: room, port, answer, ring, and the media task that joins the room.
+    fn incoming(
+        &mut self,
+        call: CallId,
+        from: &str,
+        from_display: Option<String>,
+        to_user: Option<&str>,
+        offer: Option<SessionDescription>,
+    ) -> Result<(), (u16, String)> {
+        if self.draining {
+            return Err((503, "Service Unavailable (shutting down)".into()));
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            return Err((486, "Busy Here".into()));
+        }
+        let room = room_for(&self.cfg, to_user).ok_or((404, "Not Found".to_string()))?;
+        let sfu_local = self
+            .sfu_local
+            .ok_or((503, "Service Unavailable (the SFU is off)".to_string()))?;
+        let offer = offer.ok_or((488, "Not Acceptable Here (no SDP offer)".to_string()))?;
+        let port = self
+            .ports
+            .take(self.cfg.media_ip)
+            .ok_or((503, "Service Unavailable (no RTP port free)".to_string()))?;
+        let local = LocalAudio {
+            addr: self.cfg.media_ip,
+            port: port.port(),
+            codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
+            direction: Direction::SendRecv,
+            srtp_key: Some(rand::random()),
+            rtcp_mux: true,
+            ptime: 20,
+        };
+        let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
+        let (answer, negotiated) = sdp
+            .answer(&offer, &local)
+            .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
+        let now = Instant::now();
+        self.ua
+            .ring(now, call)
+            .map_err(|e| (500, format!("Server Internal Error ({e})")))?;
+        let name = caller_name(from, from_display);
+        let (tx, rx) = unbounded_channel();
+        self.calls.insert(
+            call,
+            CallEntry {
+                room: room.clone(),
+                media: Some(tx),
+                sdp,
+                local,
+                answer: Some(answer),
+                offer: None,
+            },
+        );
+        tracing::info!(%room, caller = %name, "SIP call in");
+        tokio::spawn(call::run(CallSetup {
+            call,
+            outbound: false,
+            room,
+            name,
+            negotiated: Some(negotiated),
+            port,
+            signaling: self.signaling.clone(),
+            sfu_local,
+            agent: self.to_agent.clone(),
+            commands: rx,
+            stats: self.stats.clone(),
+            rtp_timeout: self.cfg.rtp_timeout,
+        }));
+        Ok(())
+    }
+
+    fn reoffer(&mut self, call: CallId, offer: &SessionDescription) {
+        let now = Instant::now();
+        let Some(entry) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match entry.sdp.answer(offer, &entry.local) {
+            Ok((answer, negotiated)) => {
+                let _ = self.ua.answer_reoffer(now, call, answer);
+                entry.tell(CallCmd::Media(negotiated));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "SIP re-offer not acceptable: hanging up");
+                let _ = self.ua.hangup(now, call);
+            }
+        }
+    }
+
+    fn ended(&mut self, call: CallId, reason: &EndReason) {
+        // Dropping the entry drops the media task's channel: it leaves the room.
+        if let Some(entry) = self.calls.remove(&call) {
+            let why = reason.status.map(|s| format!("{s} {}", reason.reason));
+            entry.tell(CallCmd::Ended(why));
+            tracing::info!(status = ?reason.status, reason = %reason.reason, by = ?reason.by, "SIP call ended");
+            self.stats.calls_ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_call(&mut self, cmd: AgentCmd) {
+        let now = Instant::now();
+        match cmd {
+            AgentCmd::Accept(call) => {
+                let answer = self.calls.get_mut(&call).and_then(|c| c.answer.take());
+                if let Some(answer) = answer {
+                    if let Err(e) = self.ua.accept(now, call, answer) {
+                        tracing::debug!(error = %e, "SIP accept after the call ended");
+                    }
+                }
+            }
+            AgentCmd::Reject(call, status, reason) => {
+                tracing::info!(status, %reason, "SIP call refused: the room cannot take it");
+                self.stats.calls_refused.fetch_add(1, Ordering::Relaxed);
+                let _ = self.ua.reject(now, call, status, &reason);
+                self.calls.remove(&call);
+            }
+            AgentCmd::Hangup(call, reason) => {
+                tracing::info!(%reason, "SIP call: hanging up");
+                let _ = self.ua.hangup(now, call);
+            }
+            AgentCmd::InfoDtmf(call, digit) => {
+                let _ = self.ua.send_dtmf_info(now, call, digit, 160);
+            }
+            AgentCmd::Finished(call) => {
+                // The media ended; if the call still stands, it goes too.
+                if let Some(entry) = self.calls.get_mut(&call) {
+                    entry.media = None;
+                    let _ = self.ua.hangup(now, call);
+                }
+            }
+        }
+    }
+}
+
+/// Per-source bound on SIP messages: a token bucket per IP address, so one source
+/// cannot take the gateway's signaling from everyone else.
+#[derive(Default)]
+struct Flood {
+    buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
+}
+
+impl Flood {
+    /// Messages per second one address may send, and its burst.
+    const RATE: f64 = 200.0;
+    const BURST: f64 = 400.0;
+
+    fn admit(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        if self.buckets.len() > 100_000 {
+            // Forget addresses that are full again (quiet for a burst's time).
+            let refill = Duration::from_secs_f64(Self::BURST / Self::RATE);
+            self.buckets
+                .retain(|_, (_, t)| now.duration_since(*t) < refill);
+        }
+        let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * Self::RATE).min(Self::BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How the room sees a caller: its display name, else the user of its URI.
+fn caller_name(from: &str, display: Option<String>) -> String {
+    let name = display.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
+        let user = from
+            .split_once(':')
+            .map_or(from, |(_, rest)| rest)
+            .split(['@', ';', '>'])
+            .next()
+            .unwrap_or_default();
+        if user.is_empty() {
+            "phone".to_string()
+        } else {
+            user.to_string()
+        }
+    });
+    // The hub's names are at most 64 characters.
+    name.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{caller_name, Flood};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_flooding_source_is_bounded_and_others_are_not() {
+        let mut f = Flood::default();
+        let now = Instant::now();
+        let a = "192.0.2.1".parse().unwrap();
+        let b = "192.0.2.2".parse().unwrap();
+        let admitted = (0..1000).filter(|_| f.admit(a, now)).count();
+        assert_eq!(admitted, 400, "the burst");
+        assert!(f.admit(b, now), "another source is not affected");
+        // A second later, the rate's worth again.
+        let later = now + Duration::from_secs(1);
+        let admitted = (0..1000).filter(|_| f.admit(a, later)).count();
+        assert_eq!(admitted, 200);
+    }
+
+    #[test]
+    fn caller_names() {
+        assert_eq!(caller_name("sip:bob@example.com", None), "bob");
+        assert_eq!(
+            caller_name("sip:bob@example.com", Some("Bob B".into())),
+            "Bob B"
+        );
+        assert_eq!(
+            caller_name("tel:+4930123;phone-context=x", None),
+            "+4930123"
+        );
+        assert_eq!(
+            caller_name("sip:example.com", Some("  ".into())),
+            "example.com"
+        );
+        assert_eq!(
+            caller_name(&format!("sip:{}@x", "a".repeat(100)), None).len(),
+            64
+        );
+    }
+}

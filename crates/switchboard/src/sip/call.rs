@@ -1,0 +1,402 @@
+//! One call's media, as a task: the phone's RTP port, the room leg (a participant of the
+//! room talking to its SFU) and, between them, `switchboard_media::bridge::CallMedia`
+//! (jitter buffers, G.711/Opus transcoding, the mix of the room for the phone). The SIP
+//! signaling of the call stays in the agent (agent.rs); they talk over two channels.
+//!
+//! The phone's address is latched (symmetric RTP, RFC 4961): media goes where the
+//! phone's authenticated packets come from, which is what works behind NAT; until the
+//! first one arrives it goes to the address of the SDP.
+
+use super::ports::RtpPort;
+use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink};
+use super::SipStats;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn};
+use switchboard_media::g711::Law;
+use switchboard_media::srtp::SrtpProfile;
+use switchboard_signal::Signaling;
+use switchboard_sip::sdp::{Codec, Negotiated};
+use switchboard_sip::ua::CallId;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// The media tick: one 20 ms frame each way.
+const FRAME: Duration = Duration::from_millis(20);
+
+/// How long a DTMF key lasts when the room presses it.
+const DTMF_MS: u32 = 160;
+
+/// What the agent tells a call.
+#[derive(Debug)]
+pub enum CallCmd {
+    /// Outbound: the far end rings (180/183).
+    Ringing,
+    /// What SDP settled, first or again (early media, the answer, a re-INVITE).
+    Media(Negotiated),
+    /// The call is up (outbound: 2xx; inbound: the ACK came).
+    Connected,
+    /// DTMF from SIP INFO.
+    Dtmf(char),
+    /// The call ended with this SIP status and reason, if any.
+    Ended(Option<String>),
+}
+
+/// What a call tells the agent.
+#[derive(Debug)]
+pub enum AgentCmd {
+    /// The room is joined: answer the INVITE.
+    Accept(CallId),
+    /// The room could not be joined: refuse the INVITE.
+    Reject(CallId, u16, String),
+    /// The call's media ended on its own (room gone, far end silent) or the room hung
+    /// up: hang up.
+    Hangup(CallId, String),
+    /// Send this key as SIP INFO (the phone has no RFC 4733 events).
+    InfoDtmf(CallId, char),
+    /// The task ended (after any of the above, or because the agent dropped it).
+    Finished(CallId),
+}
+
+/// Everything a call task starts with.
+pub struct CallSetup {
+    pub call: CallId,
+    /// Outbound calls join the room at once (the tile shows them dialing); inbound ones
+    /// are answered once joined.
+    pub outbound: bool,
+    pub room: String,
+    /// How the room sees the caller (or the target dialled).
+    pub name: String,
+    /// Known for inbound calls; outbound ones learn it from the answer.
+    pub negotiated: Option<Negotiated>,
+    pub port: RtpPort,
+    pub signaling: Arc<Signaling>,
+    pub sfu_local: SocketAddr,
+    pub agent: UnboundedSender<AgentCmd>,
+    pub commands: UnboundedReceiver<CallCmd>,
+    pub stats: Arc<SipStats>,
+    /// No packet from the phone for this long (not on hold): the far end is gone.
+    pub rtp_timeout: Duration,
+}
+
+/// The call id the app sees.
+pub fn call_label(call: CallId) -> String {
+    format!("c{}", call.0)
+}
+
+/// The phone side's configuration for the bridge, from what SDP settled.
+pub fn phone_config(n: &Negotiated, ssrc: u32) -> PhoneConfig {
+    PhoneConfig {
+        codec: match n.codec {
+            Codec::Pcmu => PhoneCodec::G711(Law::Mu),
+            Codec::Pcma => PhoneCodec::G711(Law::A),
+            Codec::Opus => PhoneCodec::Opus,
+        },
+        pt: n.pt,
+        telephone_event: n.telephone_event,
+        ssrc,
+        srtp: n
+            .srtp
+            .as_ref()
+            .map(|k| (k.local_key_salt.clone(), k.remote_key_salt.clone())),
+        srtp_profile: n
+            .srtp
+            .as_ref()
+            .and_then(|k| SrtpProfile::from_sdes_name(&k.suite))
+            .unwrap_or(SrtpProfile::AesCm128HmacSha1_80),
+    }
+}
+
+/// The room's audio into the bridge.
+struct Mixer<'a>(Option<&'a mut CallMedia>, Instant);
+
+impl RoomSink for Mixer<'_> {
+    fn audio(&mut self, a: RoomAudio<'_>) {
+        if let Some(m) = self.0.as_deref_mut() {
+            m.on_room_opus(self.1, a.source, a.seq, a.timestamp, a.payload);
+        }
+    }
+
+    fn gone(&mut self, source: u64) {
+        if let Some(m) = self.0.as_deref_mut() {
+            m.remove_room_source(source);
+        }
+    }
+}
+
+/// Run the call until the agent drops it or its media ends; always reports `Finished`.
+pub async fn run(setup: CallSetup) {
+    let call = setup.call;
+    let agent = setup.agent.clone();
+    let stats = setup.stats.clone();
+    stats.media_live.fetch_add(1, Ordering::Relaxed);
+    if let Err(reason) = bridge(setup).await {
+        let _ = agent.send(AgentCmd::Hangup(call, reason));
+    }
+    stats.media_live.fetch_sub(1, Ordering::Relaxed);
+    let _ = agent.send(AgentCmd::Finished(call));
+}
+
+/// The call's media and its place in the room, while it lasts.
+struct Bridge {
+    call: CallId,
+    leg: RoomLeg,
+    media: Option<CallMedia>,
+    ssrc: u32,
+    held: bool,
+    phone: Option<SocketAddr>,
+    last_rx: Instant,
+    /// Keys from the room waiting for the phone (one at a time).
+    keys: VecDeque<char>,
+    /// RFC 4733 is negotiated (else keys go as SIP INFO).
+    rfc4733: bool,
+    agent: UnboundedSender<AgentCmd>,
+    stats: Arc<SipStats>,
+    rtp_timeout: Duration,
+}
+
+impl Bridge {
+    fn state(&mut self, state: &str, reason: Option<&str>) {
+        let mut data = json!({"sip": {
+            "peer": self.leg.peer_id().as_ref(),
+            "call": call_label(self.call),
+            "state": state,
+        }});
+        if let Some(r) = reason {
+            data["sip"]["reason"] = json!(r);
+        }
+        self.leg.set_state(data);
+    }
+
+    fn dtmf_heard(&self, digit: char) {
+        self.leg.announce(&json!({"sip": {
+            "peer": self.leg.peer_id().as_ref(),
+            "call": call_label(self.call),
+            "dtmf": digit.to_string(),
+        }}));
+    }
+
+    /// SDP settled (again): start or reconfigure the media.
+    fn negotiated(&mut self, n: &Negotiated) -> Result<(), String> {
+        let cfg = phone_config(n, self.ssrc);
+        self.rfc4733 = n.telephone_event.is_some();
+        match &mut self.media {
+            Some(m) => m.set_phone_codec(cfg).map_err(|e| format!("media: {e}"))?,
+            None => {
+                self.media =
+                    Some(CallMedia::new(cfg, Instant::now()).map_err(|e| format!("media: {e}"))?)
+            }
+        }
+        let held = !n.direction.sends();
+        if let Some(m) = &mut self.media {
+            m.set_hold(held);
+        }
+        if let Some(to) = n.remote_rtp {
+            self.phone = Some(to);
+        }
+        self.last_rx = Instant::now();
+        if held != self.held {
+            self.held = held;
+            let state = if held { "held" } else { "connected" };
+            self.state(state, None);
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, req: MemberRequest) {
+        match req {
+            MemberRequest::Hangup => {
+                let _ = self
+                    .agent
+                    .send(AgentCmd::Hangup(self.call, "hung up from the room".into()));
+            }
+            MemberRequest::Dtmf(keys) if self.rfc4733 => self.keys.extend(keys.chars()),
+            MemberRequest::Dtmf(keys) => {
+                for k in keys.chars() {
+                    let _ = self.agent.send(AgentCmd::InfoDtmf(self.call, k));
+                }
+            }
+        }
+    }
+
+    /// One 20 ms frame each way.
+    fn tick(
+        &mut self,
+        sock: &UdpSocket,
+        phone_out: &mut [u8],
+        room_out: &mut [u8],
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        let Some(media) = &mut self.media else {
+            return Ok(());
+        };
+        if let Some(&k) = self.keys.front() {
+            if media.send_dtmf(now, k, DTMF_MS).is_ok() {
+                self.keys.pop_front();
+            }
+        }
+        let t = media
+            .tick(now, phone_out, room_out)
+            .map_err(|e| format!("media: {e}"))?;
+        if let (Some(to), true) = (self.phone, t.phone_len > 0) {
+            let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
+        }
+        if t.room_len > 0 {
+            self.leg.send_opus(
+                &room_out[..t.room_len],
+                t.room_samples,
+                t.room_level,
+                t.room_voice,
+            );
+        }
+        if !self.held && now.duration_since(self.last_rx) > self.rtp_timeout {
+            return Err(format!(
+                "no RTP from the phone for {} s",
+                self.rtp_timeout.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    fn phone_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
+        let Some(media) = &mut self.media else {
+            return;
+        };
+        match media.on_phone_packet(Instant::now(), packet) {
+            Ok(PhoneIn::Ignored) => {}
+            Ok(_) => {
+                if self.phone != Some(from) {
+                    tracing::debug!(%from, "phone RTP latched");
+                    self.phone = Some(from);
+                }
+                self.last_rx = Instant::now();
+            }
+            Err(_) => {
+                self.stats.rtp_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        while let Some(d) = self.media.as_mut().and_then(CallMedia::poll_dtmf) {
+            self.stats.dtmf_received.fetch_add(1, Ordering::Relaxed);
+            self.dtmf_heard(d);
+        }
+    }
+}
+
+/// The media loop. `Err` carries why the call should end.
+async fn bridge(setup: CallSetup) -> Result<(), String> {
+    let CallSetup {
+        call,
+        outbound,
+        room,
+        name,
+        negotiated,
+        port,
+        signaling,
+        sfu_local,
+        agent,
+        mut commands,
+        stats,
+        rtp_timeout,
+    } = setup;
+    let leg = match RoomLeg::join(&signaling, &room, &name, sfu_local).await {
+        Ok(leg) => leg,
+        Err(e) => {
+            let status = match e {
+                LegError::MeshOnly | LegError::NoSfu => 480,
+                _ => 503,
+            };
+            let reason = e.to_string();
+            if outbound {
+                return Err(reason);
+            }
+            let _ = agent.send(AgentCmd::Reject(call, status, reason));
+            return Ok(());
+        }
+    };
+    tracing::info!(%room, peer = %leg.peer_id(), name = %name, outbound, "SIP call in the room");
+    let sock = port
+        .socket
+        .try_clone()
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(UdpSocket::from_std)
+        .map_err(|e| format!("RTP socket: {e}"))?;
+    let mut b = Bridge {
+        call,
+        leg,
+        media: None,
+        ssrc: rand::random(),
+        held: false,
+        phone: None,
+        last_rx: Instant::now(),
+        keys: VecDeque::new(),
+        rfc4733: false,
+        agent: agent.clone(),
+        stats,
+        rtp_timeout,
+    };
+    if let Some(n) = &negotiated {
+        b.negotiated(n)?;
+    }
+    if outbound {
+        b.state("dialing", None);
+    } else {
+        let _ = agent.send(AgentCmd::Accept(call));
+        b.state("connected", None);
+    }
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut phone_buf = vec![0u8; 2048];
+    let mut leg_buf = vec![0u8; 2048];
+    let mut phone_out = vec![0u8; 1500];
+    let mut room_out = vec![0u8; 1500];
+    let mut leg_deadline = Instant::now();
+    loop {
+        tokio::select! {
+            ev = b.leg.next_signal() => {
+                let Some(ev) = ev else { return Err("out of the room".into()) };
+                if let Some(req) = b.leg.on_signal(ev).map_err(|e| e.to_string())? {
+                    b.member(req);
+                }
+            }
+            r = b.leg.socket().recv_from(&mut leg_buf) => {
+                if let Ok((n, from)) = r {
+                    b.leg.on_datagram(from, &leg_buf[..n]);
+                }
+            }
+            r = sock.recv_from(&mut phone_buf) => {
+                if let Ok((n, from)) = r {
+                    b.phone_packet(from, &mut phone_buf[..n]);
+                }
+            }
+            _ = tick.tick() => b.tick(&sock, &mut phone_out, &mut room_out)?,
+            _ = tokio::time::sleep_until(leg_deadline.into()) => {}
+            cmd = commands.recv() => match cmd {
+                None => {
+                    b.state("ended", None);
+                    return Ok(());
+                }
+                Some(CallCmd::Ended(reason)) => {
+                    b.state("ended", reason.as_deref());
+                    return Ok(());
+                }
+                Some(CallCmd::Ringing) => b.state("ringing", None),
+                Some(CallCmd::Media(n)) => b.negotiated(&n)?,
+                Some(CallCmd::Connected) => {
+                    if outbound {
+                        b.state("connected", None);
+                    }
+                }
+                Some(CallCmd::Dtmf(d)) => b.dtmf_heard(d),
+            },
+        }
+        let now = Instant::now();
+        leg_deadline = b
+            .leg
+            .poll(&mut Mixer(b.media.as_mut(), now))
+            .map_err(|e| e.to_string())?;
+    }
+}

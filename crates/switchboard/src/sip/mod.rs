@@ -1,0 +1,342 @@
+//! The SIP gateway service (`--sip-listen`): phones and SIP trunks call into rooms, and
+//! a phone caller is a participant of the room like anyone else (docs/sip.md).
+//!
+//! - `agent.rs`: the SIP signaling task (UDP socket + the sans-IO `switchboard_sip::ua`
+//!   user agent: registrations, transactions, dialogs) and the per-call decisions;
+//! - `dispatch.rs`: which room a call joins;
+//! - `call.rs`: one task per call moving media between the phone's RTP port and the
+//!   room leg through `switchboard_media::bridge::CallMedia` (G.711/Opus, the mix);
+//! - `room_leg.rs`: the call's participant of the room, a WebRTC client of its SFU;
+//! - `ports.rs`: the RTP port pool;
+//! - `api.rs`, `outbound.rs`: calls the app places (`POST /api/sip/calls`) and where
+//!   they go (an account's registrar, the trunk, a host).
+//!
+//! All of it runs on one tokio runtime of its own (`sip` threads): signaling and media
+//! of calls are light next to the SFU's forwarding, which stays on its `net` workers.
+
+mod agent;
+mod api;
+mod call;
+mod dispatch;
+mod outbound;
+mod ports;
+mod room_leg;
+mod stream;
+
+use crate::metrics::family;
+use crate::plan::Plan;
+use crate::service::{Listener, Metrics, Service};
+use crate::signal::SignalService;
+use ports::RtpPorts;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::watch;
+use tracing::info;
+
+/// Counters and gauges of the gateway, for `/metrics` and the drain.
+#[derive(Default)]
+pub struct SipStats {
+    pub calls_in: AtomicU64,
+    pub calls_out: AtomicU64,
+    pub calls_refused: AtomicU64,
+    pub calls_ended: AtomicU64,
+    /// Calls the agent holds (ringing or up).
+    pub calls_live: AtomicUsize,
+    /// Dialogs and transactions the user agent holds.
+    pub dialogs_live: AtomicUsize,
+    pub transactions_live: AtomicUsize,
+    /// Call media tasks running.
+    pub media_live: AtomicUsize,
+    pub registered: AtomicUsize,
+    pub rtp_refused: AtomicU64,
+    /// SIP messages dropped by the per-source bound.
+    pub flood_dropped: AtomicU64,
+    pub dtmf_received: AtomicU64,
+}
+
+pub struct SipService {
+    bound: SocketAddr,
+    tcp_bound: Option<SocketAddr>,
+    tls_bound: Option<SocketAddr>,
+    limits: Arc<stream::ConnLimits>,
+    /// `/api/sip/calls`, for the HTTP service to serve.
+    routes: axum::Router,
+    stats: Arc<SipStats>,
+    ports: Arc<RtpPorts>,
+    draining: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SipService {
+    /// Start when `--sip-listen` is set.
+    pub fn start(
+        plan: &Plan,
+        signal: &SignalService,
+        sfu_local: Option<SocketAddr>,
+    ) -> anyhow::Result<Option<SipService>> {
+        let Some(cfg) = &plan.sip else {
+            return Ok(None);
+        };
+        let std_sock = std::net::UdpSocket::bind(cfg.listen).map_err(|e| {
+            anyhow::anyhow!("cannot listen on UDP {} (--sip-listen): {e}", cfg.listen)
+        })?;
+        std_sock.set_nonblocking(true)?;
+        let bound = std_sock.local_addr()?;
+        let mut cfg = cfg.clone();
+        if cfg.listen.port() == 0 {
+            // Port 0 asked for any port: say the one we got.
+            cfg.listen = bound;
+            if cfg.advertise.ends_with(":0") {
+                cfg.advertise = SocketAddr::new(cfg.media_ip, bound.port()).to_string();
+            }
+        }
+        let cfg = Arc::new(cfg);
+        let stats = Arc::new(SipStats::default());
+        let ports = RtpPorts::new(cfg.rtp_ports.clone());
+        let (draining, control) = watch::channel(false);
+        let (api_tx, api_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stream_tx, stream_rx) = tokio::sync::mpsc::unbounded_channel();
+        let limits = Arc::new(stream::ConnLimits::default());
+        let mut routes = api::routes(cfg.clone(), signal.handle(), api_tx);
+        if cfg.ws {
+            let state = stream::ws::WsState {
+                events: stream_tx.clone(),
+                limits: limits.clone(),
+                secure: plan.http.as_ref().is_some_and(|h| h.https.is_some()),
+            };
+            routes = routes.merge(
+                axum::Router::new()
+                    .route("/sip", axum::routing::get(stream::ws::upgrade))
+                    .with_state(state),
+            );
+        }
+        // Stream listeners bound now: a clear error at start, not later.
+        let tcp =
+            match cfg.tcp {
+                true => Some(std::net::TcpListener::bind(bound).map_err(|e| {
+                    anyhow::anyhow!("cannot listen on TCP {bound} (--sip-tcp): {e}")
+                })?),
+                false => None,
+            };
+        let tls = match cfg.tls_listen {
+            None => None,
+            Some(addr) => {
+                let material = plan.tls.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("--sip-tls-listen needs a certificate (--cert and --pkey)")
+                })?;
+                let config = crate::tls::server_config(material, &[])?;
+                let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                    anyhow::anyhow!("cannot listen on TCP {addr} (--sip-tls-listen): {e}")
+                })?;
+                Some((l, tokio_rustls::TlsAcceptor::from(config)))
+            }
+        };
+        let tcp_bound = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let tls_bound = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        if sfu_local.is_none() {
+            tracing::warn!("the SFU is off (--sfu-threshold off): SIP calls will be refused");
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(4);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sip")
+            .enable_all()
+            .build()?;
+        let agent = agent::Agent {
+            cfg: cfg.clone(),
+            sock: {
+                let _guard = runtime.enter();
+                tokio::net::UdpSocket::from_std(std_sock)?
+            },
+            signaling: signal.handle(),
+            sfu_local,
+            ports: ports.clone(),
+            stats: stats.clone(),
+        };
+        let stream_limits = limits.clone();
+        let thread = std::thread::Builder::new()
+            .name("sip-gateway".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    for (listener, acceptor) in tcp
+                        .map(|l| (l, None))
+                        .into_iter()
+                        .chain(tls.map(|(l, a)| (l, Some(a))))
+                    {
+                        let listener = listener
+                            .set_nonblocking(true)
+                            .and_then(|()| tokio::net::TcpListener::from_std(listener));
+                        match listener {
+                            Ok(l) => {
+                                tokio::spawn(stream::serve_tcp(
+                                    l,
+                                    acceptor,
+                                    stream_tx.clone(),
+                                    stream_limits.clone(),
+                                ));
+                            }
+                            Err(e) => tracing::error!("SIP stream listener: {e}"),
+                        }
+                    }
+                    drop(stream_tx);
+                    agent
+                        .run(agent::Control {
+                            draining: control,
+                            api: api_rx,
+                            streams: stream_rx,
+                        })
+                        .await
+                });
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
+        info!(
+            "SIP gateway on udp://{bound} (advertised {}), RTP ports {}-{}, {} account(s), {} route(s), direct rooms {}",
+            cfg.advertise,
+            cfg.rtp_ports.start(),
+            cfg.rtp_ports.end(),
+            cfg.accounts.len(),
+            cfg.routes.len(),
+            if cfg.direct_rooms { "on" } else { "off" },
+        );
+        Ok(Some(SipService {
+            bound,
+            tcp_bound,
+            tls_bound,
+            limits,
+            routes,
+            stats,
+            ports,
+            draining,
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl SipService {
+    /// The HTTP routes of the gateway (`/api/sip/calls`).
+    pub fn routes(&self) -> axum::Router {
+        self.routes.clone()
+    }
+}
+
+impl Service for SipService {
+    fn name(&self) -> &'static str {
+        "sip"
+    }
+
+    fn listeners(&self) -> Vec<Listener> {
+        let mut l = vec![Listener {
+            kind: "sip-udp",
+            addr: self.bound,
+        }];
+        if let Some(addr) = self.tcp_bound {
+            l.push(Listener {
+                kind: "sip-tcp",
+                addr,
+            });
+        }
+        if let Some(addr) = self.tls_bound {
+            l.push(Listener {
+                kind: "sip-tls",
+                addr,
+            });
+        }
+        l
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        let stats = self.stats.clone();
+        let ports = self.ports.clone();
+        let limits = self.limits.clone();
+        Some(Arc::new(move |out: &mut String| {
+            let s = &stats;
+            let g = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
+            let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            family(out, "switchboard_sip_calls_total", "counter", "SIP calls by outcome: in = INVITEs taken, out = calls placed, refused = answered with an error, ended = calls that were set up and ended", &[
+                ("{outcome=\"in\"}", c(&s.calls_in)),
+                ("{outcome=\"out\"}", c(&s.calls_out)),
+                ("{outcome=\"refused\"}", c(&s.calls_refused)),
+                ("{outcome=\"ended\"}", c(&s.calls_ended)),
+            ]);
+            family(
+                out,
+                "switchboard_sip_calls",
+                "gauge",
+                "SIP calls ringing or up",
+                &[("", g(&s.calls_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_dialogs",
+                "gauge",
+                "SIP dialogs the user agent holds",
+                &[("", g(&s.dialogs_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_transactions",
+                "gauge",
+                "SIP transactions live",
+                &[("", g(&s.transactions_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_media_tasks",
+                "gauge",
+                "Call media tasks running",
+                &[("", g(&s.media_live))],
+            );
+            family(
+                out,
+                "switchboard_sip_rtp_ports_in_use",
+                "gauge",
+                "RTP ports of --sip-rtp-ports bound by calls",
+                &[("", ports.in_use() as u64)],
+            );
+            family(
+                out,
+                "switchboard_sip_registrations",
+                "gauge",
+                "Accounts registered at their registrar",
+                &[("", g(&s.registered))],
+            );
+            family(out, "switchboard_sip_rtp_refused_total", "counter", "Datagrams on a call's RTP port that were not its media (garbage, SRTP auth failure)", &[("", c(&s.rtp_refused))]);
+            family(out, "switchboard_sip_flood_dropped_total", "counter", "SIP messages dropped because their source sent more than 200 per second (bursts of 400)", &[("", c(&s.flood_dropped))]);
+            family(
+                out,
+                "switchboard_sip_connections",
+                "gauge",
+                "SIP over TCP, TLS and WebSocket connections open",
+                &[("", limits.open() as u64)],
+            );
+            family(
+                out,
+                "switchboard_sip_dtmf_total",
+                "counter",
+                "DTMF digits received from phones (RFC 4733)",
+                &[("", c(&s.dtmf_received))],
+            );
+        }))
+    }
+
+    fn drain(&mut self) {
+        let _ = self.draining.send(true);
+    }
+
+    fn in_flight(&self) -> Option<(usize, &'static str)> {
+        Some((self.stats.calls_live.load(Ordering::Relaxed), "SIP calls"))
+    }
+
+    fn stop(mut self: Box<Self>) {
+        // Dropping the sender tells the agent to unregister and hang up, then end.
+        let (closed, _) = watch::channel(false);
+        drop(std::mem::replace(&mut self.draining, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Where an outbound call goes (`POST /api/sip/calls`): what the app typed becomes a
+//! Request-URI, a next hop, a From, credentials and extra headers.
+//!
+//! - `sip:user@host[:port]` (or `sips:`): through the `--sip-account` whose registrar
+//!   host it names (its credentials and AOR as From), else straight to that host;
+//! - a phone number (`+`, digits, spaces, `-`, `.`, `(`, `)`): through `--sip-trunk`
+//!   (E.164 by `--sip-trunk-country`, the trunk's From and P-Asserted-Identity), else
+//!   through the first account's registrar;
+//! - a bare user (`bob`): `sip:bob@<first account's host>` through that account.
+//!
+//! Pure but for the name lookup of a direct host, which the caller does.
+
+use crate::config::sip::{AccountConfig, SipConfig};
+use std::net::SocketAddr;
+use switchboard_sip::uri::{Host, Scheme, Uri};
+
+/// The next hop: resolved already (a configured proxy), or a host to look up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    Addr(SocketAddr),
+    Lookup(String, u16),
+}
+
+/// A dialled target, ready for `switchboard_sip::ua::Outbound`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub request_uri: String,
+    pub next_hop: NextHop,
+    /// The From URI (without display name).
+    pub from: String,
+    pub credentials: Option<(String, String)>,
+    pub headers: Vec<(String, String)>,
+}
+
+fn via_account(a: &AccountConfig, request_uri: String) -> Target {
+    Target {
+        request_uri,
+        next_hop: NextHop::Addr(a.registrar),
+        from: format!("sip:{}@{}", a.user, a.host),
+        credentials: Some((a.user.clone(), a.password.clone())),
+        headers: Vec::new(),
+    }
+}
+
+/// A dialled number without separators, in E.164 when a country code is given.
+pub fn normalise_number(number: &str, country: Option<&str>) -> Option<String> {
+    let digits: String = number
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let (plus, rest) = match digits.strip_prefix('+') {
+        Some(r) => (true, r),
+        None => (false, digits.as_str()),
+    };
+    if rest.is_empty() || rest.len() > 20 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match (plus, country) {
+        (true, _) => format!("+{rest}"),
+        (false, Some(cc)) => match rest.strip_prefix("00") {
+            Some(intl) => format!("+{intl}"),
+            None => match rest.strip_prefix('0') {
+                Some(national) => format!("+{cc}{national}"),
+                // A local number without a trunk prefix stays as dialled.
+                None => rest.to_string(),
+            },
+        },
+        (false, None) => rest.to_string(),
+    })
+}
+
+fn looks_like_number(s: &str) -> bool {
+    s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
+}
+
+/// Resolve what the app dialled, or say why it cannot be called.
+pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
+    let to = to.trim();
+    if to.is_empty() || to.len() > 256 {
+        return Err("the target is empty or longer than 256 characters".into());
+    }
+    if to.starts_with("sip:") || to.starts_with("sips:") {
+        let uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
+        if uri.scheme == Scheme::Sips {
+            return Err(
+                "sips: targets need SIP over TLS, which outbound calls do not use yet".into(),
+            );
+        }
+        let host = uri.host.to_string();
+        if matches!(uri.host, Host::None) || uri.user.is_none() {
+            return Err(format!("`{to}` names no user and host"));
+        }
+        let request_uri = to.to_string();
+        if let Some(a) = cfg
+            .accounts
+            .iter()
+            .find(|a| a.host.split(':').next() == Some(host.as_str()) || a.host == host)
+        {
+            return Ok(via_account(a, request_uri));
+        }
+        let port = uri.port.unwrap_or(5060);
+        let next_hop = match &uri.host {
+            Host::V4(ip) => NextHop::Addr(SocketAddr::new((*ip).into(), port)),
+            Host::V6(ip) => NextHop::Addr(SocketAddr::new((*ip).into(), port)),
+            _ => NextHop::Lookup(host, port),
+        };
+        return Ok(Target {
+            request_uri,
+            next_hop,
+            from: format!("sip:switchboard@{}", cfg.advertise),
+            credentials: None,
+            headers: Vec::new(),
+        });
+    }
+    if looks_like_number(to) {
+        if let Some(t) = &cfg.trunk {
+            let number = normalise_number(to, t.country.as_deref())
+                .ok_or_else(|| format!("`{to}` is not a phone number"))?;
+            let from = t
+                .from
+                .clone()
+                .unwrap_or_else(|| format!("sip:switchboard@{}", cfg.advertise));
+            let mut headers = Vec::new();
+            if t.pai {
+                headers.push(("P-Asserted-Identity".to_string(), format!("<{from}>")));
+            }
+            return Ok(Target {
+                request_uri: format!("sip:{number}@{};user=phone", t.host),
+                next_hop: NextHop::Addr(t.proxy),
+                from,
+                credentials: t.auth.clone(),
+                headers,
+            });
+        }
+        let a = cfg
+            .accounts
+            .first()
+            .ok_or("no --sip-trunk or --sip-account is configured to call numbers through")?;
+        let number =
+            normalise_number(to, None).ok_or_else(|| format!("`{to}` is not a phone number"))?;
+        return Ok(via_account(a, format!("sip:{number}@{}", a.host)));
+    }
+    let user_ok = to
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'+".contains(&b));
+    if !user_ok {
+        return Err(format!(
+            "`{to}` is not a SIP URI (sip:user@host), a phone number or a user name"
+        ));
+    }
+    let a = cfg.accounts.first().ok_or_else(|| {
+        format!("`{to}` is a bare user name, and no --sip-account says where users live")
+    })?;
+    Ok(via_account(a, format!("sip:{to}@{}", a.host)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sip::TrunkConfig;
+
+    fn cfg(trunk: bool) -> SipConfig {
+        SipConfig {
+            listen: "127.0.0.1:5060".parse().unwrap(),
+            tcp: false,
+            tls_listen: None,
+            ws: false,
+            advertise: "127.0.0.1:5060".into(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+            rtp_ports: 20000..=20009,
+            accounts: vec![AccountConfig {
+                user: "alice".into(),
+                password: "alicepw".into(),
+                host: "127.0.0.1:5070".into(),
+                registrar: "127.0.0.1:5070".parse().unwrap(),
+                expires: 600,
+                room: None,
+            }],
+            routes: Vec::new(),
+            direct_rooms: true,
+            auth: Vec::new(),
+            trunk: trunk.then(|| TrunkConfig {
+                host: "trunk.example.net".into(),
+                proxy: "192.0.2.7:5060".parse().unwrap(),
+                auth: Some(("acct".into(), "pw".into())),
+                from: Some("sip:+4930999@trunk.example.net".into()),
+                pai: true,
+                country: Some("49".into()),
+            }),
+            rtp_timeout: std::time::Duration::from_secs(30),
+            t1: std::time::Duration::from_millis(500),
+            max_calls: 10,
+        }
+    }
+
+    #[test]
+    fn numbers_normalise() {
+        assert_eq!(
+            normalise_number("030 123-456", Some("49")).as_deref(),
+            Some("+4930123456")
+        );
+        assert_eq!(
+            normalise_number("0049 30 1", Some("49")).as_deref(),
+            Some("+49301")
+        );
+        assert_eq!(
+            normalise_number("+1 (555) 010", Some("49")).as_deref(),
+            Some("+1555010")
+        );
+        assert_eq!(normalise_number("112", Some("49")).as_deref(), Some("112"));
+        assert_eq!(normalise_number("030 1", None).as_deref(), Some("0301"));
+        assert_eq!(normalise_number("+", None), None);
+        assert_eq!(normalise_number("12a", None), None);
+    }
+
+    #[test]
+    fn numbers_go_through_the_trunk() {
+        let t = target(&cfg(true), "030 123456").unwrap();
+        assert_eq!(
+            t.request_uri,
+            "sip:+4930123456@trunk.example.net;user=phone"
+        );
+        assert_eq!(t.next_hop, NextHop::Addr("192.0.2.7:5060".parse().unwrap()));
+        assert_eq!(t.from, "sip:+4930999@trunk.example.net");
+        assert_eq!(t.credentials, Some(("acct".into(), "pw".into())));
+        assert_eq!(
+            t.headers,
+            vec![(
+                "P-Asserted-Identity".into(),
+                "<sip:+4930999@trunk.example.net>".into()
+            )]
+        );
+        // Without a trunk: through the account's registrar, as its user.
+        let t = target(&cfg(false), "+4930123").unwrap();
+        assert_eq!(t.request_uri, "sip:+4930123@127.0.0.1:5070");
+        assert_eq!(t.from, "sip:alice@127.0.0.1:5070");
+    }
+
+    #[test]
+    fn sip_uris_and_users() {
+        let c = cfg(false);
+        // The account's registrar host: through it, authenticated as the account.
+        let t = target(&c, "sip:bob@127.0.0.1:5070").unwrap();
+        assert_eq!(t.next_hop, NextHop::Addr("127.0.0.1:5070".parse().unwrap()));
+        assert!(t.credentials.is_some());
+        // Another host: straight there.
+        let t = target(&c, "sip:carol@127.0.0.2:5080").unwrap();
+        assert_eq!(t.next_hop, NextHop::Addr("127.0.0.2:5080".parse().unwrap()));
+        assert_eq!(t.credentials, None);
+        let t = target(&c, "sip:dave@example.com").unwrap();
+        assert_eq!(t.next_hop, NextHop::Lookup("example.com".into(), 5060));
+        let t = target(&c, "bob").unwrap();
+        assert_eq!(t.request_uri, "sip:bob@127.0.0.1:5070");
+        for bad in [
+            "",
+            "not a uri ::",
+            "sip:",
+            "sips:bob@example.com",
+            "sip:example.com",
+        ] {
+            assert!(target(&c, bad).is_err(), "{bad}");
+        }
+        let mut none = cfg(false);
+        none.accounts.clear();
+        assert!(target(&none, "bob").is_err());
+        assert!(target(&none, "+4930").is_err());
+    }
+}

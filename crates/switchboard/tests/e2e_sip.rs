@@ -1,0 +1,639 @@
+//! The SIP gateway end to end, hermetic: the real binary, a phone made of our own SIP
+//! stack (`switchboard_sip::ua::UserAgent` on a UDP socket, G.711 RTP from
+//! `switchboard_media`), and a member of the room (a str0m WebRTC client of the SFU,
+//! publishing a 1,000 Hz Opus tone). What a user would check:
+//!
+//! - the phone's call to `sip:<room>@gateway` is answered, a `service: "sip"` peer joins
+//!   the room, the member decodes the phone's 440 Hz, the phone decodes the member's
+//!   1,000 Hz; the phone hangs up, the peer leaves, and no call, dialog, transaction,
+//!   media task or RTP port is left;
+//! - refusals carry the right status: no such room (404, with direct rooms off), no
+//!   common codec (488), missing or wrong credentials with `--sip-auth` (401 / 403), and
+//!   the right credentials get through;
+//! - a phone that vanishes mid-call (no RTP, no BYE) is hung up after `--sip-rtp-timeout`;
+//! - malformed SIP is answered 400 and the gateway goes on.
+//!
+//! The same against Debian's baresip is in `sip_baresip.rs` (ignored: needs baresip).
+
+mod common;
+
+use common::Server;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+use switchboard_client::sfu::SfuClient;
+use switchboard_media::g711::Law;
+use switchboard_media::rtp::{write_rtp_header, RtpHeader};
+use switchboard_sip::sdp::{
+    Codec, Direction, LocalAudio, Negotiated, SdpSession, SessionDescription,
+};
+use switchboard_sip::transaction::Transport;
+use switchboard_sip::ua::{CallId, Outbound, UaConfig, UaEvent, UserAgent};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
+    let low = 40_000 + (std::process::id() % 200) * 100;
+    let ports = format!("{low}-{}", low + 99);
+    let mut args = vec![
+        "--sfu-bind",
+        "127.0.0.1",
+        "--sfu-threads",
+        "1",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--sip-rtp-ports",
+        &ports,
+        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
+        "--sip-timer-t1",
+        "100",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    let sip = server.ready["listeners"]["sip-udp"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("the ready file names the SIP listener");
+    (server, sip)
+}
+
+/// A SIP phone: our user agent on a UDP socket, and an RTP socket.
+struct Phone {
+    sip: UdpSocket,
+    ua: UserAgent,
+    media: UdpSocket,
+    events: Vec<UaEvent>,
+    sdp: SdpSession,
+    local: LocalAudio,
+}
+
+impl Phone {
+    fn new() -> Phone {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("sip socket");
+        sip.set_read_timeout(Some(Duration::from_millis(2)))
+            .expect("timeout");
+        let media = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+        media
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .expect("timeout");
+        let cfg = UaConfig {
+            local: sip.local_addr().expect("addr"),
+            advertised: None,
+            domain: None,
+            user_agent: "e2e-phone".into(),
+            session_expires: Some(1800),
+            ack_timeout: Duration::from_secs(32),
+            inbound_auth: None,
+            tx: Default::default(),
+        };
+        let local = LocalAudio {
+            addr: LOOPBACK,
+            port: media.local_addr().expect("addr").port(),
+            codecs: vec![Codec::Pcmu],
+            direction: Direction::SendRecv,
+            srtp_key: None,
+            rtcp_mux: true,
+            ptime: 20,
+        };
+        Phone {
+            ua: UserAgent::new(cfg, Instant::now()),
+            sip,
+            media,
+            events: Vec::new(),
+            sdp: SdpSession::new(7, LOOPBACK),
+            local,
+        }
+    }
+
+    /// Move SIP for a moment.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        if self.ua.poll_timeout().is_some_and(|t| t <= now) {
+            self.ua.handle_timeout(now);
+        }
+        while let Some(t) = self.ua.poll_transmit() {
+            let _ = self.sip.send_to(&t.bytes, t.dest);
+        }
+        let mut buf = [0u8; 65_536];
+        if let Ok((n, from)) = self.sip.recv_from(&mut buf) {
+            self.ua
+                .handle_datagram(Instant::now(), &buf[..n], from, Transport::Udp);
+        }
+        while let Some(t) = self.ua.poll_transmit() {
+            let _ = self.sip.send_to(&t.bytes, t.dest);
+        }
+        while let Some(e) = self.ua.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn call(
+        &mut self,
+        target: String,
+        gw: SocketAddr,
+        offer: SessionDescription,
+        credentials: Option<(&str, &str)>,
+    ) -> CallId {
+        let out = Outbound {
+            target,
+            from: "\"Phone\" <sip:phone@127.0.0.1>".into(),
+            dest: gw,
+            transport: Transport::Udp,
+            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            headers: Vec::new(),
+            offer,
+        };
+        self.ua.call(Instant::now(), out).expect("INVITE")
+    }
+
+    fn offer(&mut self) -> SessionDescription {
+        self.sdp.offer(&self.local)
+    }
+
+    /// The answer of a connected call, or the status it ended with.
+    fn outcome(
+        &mut self,
+        call: CallId,
+        timeout: Duration,
+    ) -> Result<SessionDescription, Option<u16>> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.pump();
+            for e in self.events.drain(..) {
+                match e {
+                    UaEvent::Connected { call: c, remote } if c == call => {
+                        return remote.ok_or(None);
+                    }
+                    UaEvent::Ended { call: c, reason } if c == call => return Err(reason.status),
+                    _ => {}
+                }
+            }
+        }
+        panic!("the call neither connected nor ended within {timeout:?}");
+    }
+
+    fn ended(&mut self, call: CallId, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.pump();
+            if self
+                .events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Ended { call: c, .. } if *c == call))
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// 20 ms Opus frames of a 1,000 Hz tone.
+struct OpusTone {
+    enc: opus::Encoder,
+    phase: f64,
+}
+
+impl OpusTone {
+    fn new() -> OpusTone {
+        let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("opus encoder");
+        OpusTone { enc, phase: 0.0 }
+    }
+
+    fn frame(&mut self) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..960)
+            .map(|_| {
+                self.phase += 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0;
+                (self.phase.sin() * 8000.0) as i16
+            })
+            .collect();
+        let mut out = vec![0u8; 400];
+        let n = self.enc.encode(&pcm, &mut out).expect("encode");
+        out.truncate(n);
+        out
+    }
+}
+
+/// Dominant frequency by zero crossings, and RMS, of the loud part of `s`.
+fn tone_of(s: &[i16], rate: u32) -> (f64, f64) {
+    let loud: Vec<i16> = s
+        .iter()
+        .copied()
+        .skip_while(|x| x.unsigned_abs() < 500)
+        .collect();
+    let rms =
+        (loud.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / loud.len().max(1) as f64).sqrt();
+    let crossings = loud.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let secs = loud.len() as f64 / f64::from(rate);
+    (crossings as f64 / 2.0 / secs.max(1e-9), rms)
+}
+
+fn sip_peer(b: &SfuClient) -> Option<String> {
+    b.joined_peers
+        .iter()
+        .find(|p| p["service"] == "sip")
+        .and_then(|p| p["id"].as_str())
+        .map(str::to_string)
+}
+
+/// B's Opus payloads from `peer`, in sequence order.
+fn heard_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
+    let mids: Vec<String> = b
+        .tracks()
+        .into_iter()
+        .filter(|t| t.1 == peer && t.3 == "audio")
+        .map(|t| t.0)
+        .collect();
+    let mut out = Vec::new();
+    for (mid, packets) in &b.media.audio {
+        if mids.contains(&mid.to_string()) {
+            let mut p = packets.clone();
+            p.sort_by_key(|(seq, _)| *seq);
+            out.extend(p.into_iter().map(|(_, payload)| payload));
+        }
+    }
+    out
+}
+
+fn decode_opus(payloads: &[Vec<u8>]) -> Vec<i16> {
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
+    let mut pcm = Vec::new();
+    let mut frame = vec![0i16; 5760];
+    for p in payloads {
+        if let Ok(n) = dec.decode(p, &mut frame, false) {
+            pcm.extend_from_slice(&frame[..n]);
+        }
+    }
+    pcm
+}
+
+fn assert_nothing_left(server: &Server) {
+    let gauges = [
+        "switchboard_sip_calls",
+        "switchboard_sip_dialogs",
+        "switchboard_sip_transactions",
+        "switchboard_sip_media_tasks",
+        "switchboard_sip_rtp_ports_in_use",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<(&str, u64)> = gauges
+            .iter()
+            .map(|g| (*g, server.metric(g)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after the call: {left:?}\n{}",
+            server.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The phone's media: send 440 Hz PCMU every 20 ms to where SDP said, keep what comes.
+struct PhoneMedia {
+    to: SocketAddr,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    phase: f64,
+    next: Instant,
+    heard: Vec<i16>,
+}
+
+impl PhoneMedia {
+    fn new(n: &Negotiated) -> PhoneMedia {
+        PhoneMedia {
+            to: n.remote_rtp.expect("the gateway's RTP address"),
+            pt: n.pt,
+            seq: 1,
+            ts: 0,
+            phase: 0.0,
+            next: Instant::now(),
+            heard: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, sock: &UdpSocket) {
+        if Instant::now() >= self.next {
+            self.next += Duration::from_millis(20);
+            let mut packet = [0u8; 172];
+            let h = write_rtp_header(&mut packet, false, self.pt, self.seq, self.ts, 0x5eed)
+                .expect("header");
+            let pcm: Vec<i16> = (0..160)
+                .map(|_| {
+                    self.phase += 2.0 * std::f64::consts::PI * 440.0 / 8000.0;
+                    (self.phase.sin() * 8000.0) as i16
+                })
+                .collect();
+            Law::Mu
+                .encode(&pcm, &mut packet[h..h + 160])
+                .expect("encode");
+            let _ = sock.send_to(&packet[..h + 160], self.to);
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(160);
+        }
+        let mut buf = [0u8; 1500];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(h) = RtpHeader::parse(&buf[..n]) {
+                if h.payload_type == self.pt {
+                    let payload = &buf[h.payload_start..h.payload_end];
+                    let mut pcm = vec![0i16; payload.len()];
+                    if Law::Mu.decode(payload, &mut pcm).is_ok() {
+                        self.heard.extend_from_slice(&pcm);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
+    let (server, gw) = gateway(&[]);
+    let http = server.http.expect("http");
+    let mut b = SfuClient::join(http, "lobby", "B", Some("sfu"), LOOPBACK).expect("B joins");
+    b.media.capture = true;
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
+    b.publish_audio().expect("B publishes");
+    let mut tone = OpusTone::new();
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:lobby@{gw}"), gw, offer.clone(), None);
+    // While the call is set up, B keeps its connection going.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let answer = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the call was not answered within 15 s"
+        );
+        b.pump(Duration::from_millis(2)).expect("pump B");
+        phone.pump();
+        let mut done = None;
+        for e in phone.events.drain(..) {
+            match e {
+                UaEvent::Connected { call: c, remote } if c == call => done = Some(remote),
+                UaEvent::Ended { call: c, reason } if c == call => {
+                    panic!(
+                        "the gateway refused the call: {:?} {}",
+                        reason.status, reason.reason
+                    )
+                }
+                _ => {}
+            }
+        }
+        if let Some(remote) = done {
+            break remote.expect("the 200 carries SDP");
+        }
+    };
+    let negotiated = phone
+        .sdp
+        .accept_answer(&offer, &answer, &phone.local)
+        .expect("the gateway's answer fits our offer");
+    assert_eq!(negotiated.codec, Codec::Pcmu);
+    let mut media = PhoneMedia::new(&negotiated);
+    let mut next_opus = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut peer = None;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "after 20 s: B got {} packets from the sip peer {peer:?}, the phone {} samples",
+            peer.as_deref().map_or(0, |p| heard_from(&b, p).len()),
+            media.heard.len()
+        );
+        if Instant::now() >= next_opus && b.media.connected {
+            let f = tone.frame();
+            b.media.send_audio_packet(&f);
+            next_opus += Duration::from_millis(20);
+        }
+        b.pump(Duration::from_millis(1)).expect("pump B");
+        phone.pump();
+        media.step(&phone.media);
+        peer = peer.or_else(|| sip_peer(&b));
+        let b_heard = peer.as_deref().map_or(0, |p| heard_from(&b, p).len());
+        // 4 s each way.
+        if b_heard >= 200 && media.heard.len() >= 32_000 {
+            break;
+        }
+    }
+    let peer = peer.expect("the sip peer");
+    let pcm = decode_opus(&heard_from(&b, &peer)[50..]);
+    let (hz, rms) = tone_of(&pcm, 48_000);
+    eprintln!("the room heard the phone: {hz:.1} Hz, RMS {rms:.0}");
+    assert!(
+        (hz - 440.0).abs() < 10.0 && rms > 1000.0,
+        "the room heard {hz:.0} Hz at RMS {rms:.0}, not the phone's 440 Hz"
+    );
+    let (hz, rms) = tone_of(&media.heard[8000..], 8000);
+    eprintln!("the phone heard the room: {hz:.1} Hz, RMS {rms:.0}");
+    assert!(
+        (hz - 1000.0).abs() < 15.0 && rms > 1000.0,
+        "the phone heard {hz:.0} Hz at RMS {rms:.0}, not the room's 1,000 Hz"
+    );
+    let joined = b
+        .joined_peers
+        .iter()
+        .find(|p| p["service"] == "sip")
+        .expect("sip peer");
+    assert_eq!(joined["name"], "Phone", "{joined}");
+
+    phone.ua.hangup(Instant::now(), call).expect("BYE");
+    assert!(
+        phone.ended(call, Duration::from_secs(5)),
+        "BYE was not answered"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.left_peers.contains(&peer) {
+        assert!(Instant::now() < deadline, "the sip peer stayed in the room");
+        b.pump(Duration::from_millis(10)).expect("pump B");
+    }
+    assert_nothing_left(&server);
+    assert_eq!(
+        server.metric("switchboard_sip_calls_total{outcome=\"ended\"}"),
+        1
+    );
+}
+
+#[test]
+fn calls_the_gateway_cannot_take_are_refused_with_the_right_status() {
+    let (server, gw) = gateway(&[
+        "--sip-direct-rooms",
+        "false",
+        "--sip-route",
+        "sales=sales-room",
+        "--sip-auth",
+        "carol:carolpw",
+    ]);
+    let mut phone = Phone::new();
+    // No credentials: challenged, and the phone has nothing to answer with.
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:sales@{gw}"), gw, offer, None);
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(401))
+    );
+    // Wrong password.
+    let offer = phone.offer();
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "nope")),
+    );
+    let status = phone.outcome(call, Duration::from_secs(10)).err().flatten();
+    assert!(matches!(status, Some(401 | 403)), "{status:?}");
+    // No route for this user, direct rooms off: 404 (after authenticating).
+    let offer = phone.offer();
+    let call = phone.call(
+        format!("sip:elsewhere@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "carolpw")),
+    );
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(404))
+    );
+    // No codec in common: G.729 only.
+    let g729 = SessionDescription::parse(
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+    )
+    .expect("SDP");
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        g729,
+        Some(("carol", "carolpw")),
+    );
+    assert_eq!(
+        phone.outcome(call, Duration::from_secs(10)).err(),
+        Some(Some(488))
+    );
+    // Malformed SIP: 400, and the gateway goes on.
+    let raw = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = raw.local_addr().expect("addr");
+    let garbage = format!(
+        "INVITE sip:sales@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbad1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:sales@{gw}>\r\nCall-ID: bad1\r\nCSeq: nonsense\r\nContent-Length: 0\r\n\r\n"
+    );
+    raw.send_to(garbage.as_bytes(), gw).expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = raw
+        .recv_from(&mut buf)
+        .expect("an answer to the malformed request");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+    // The right credentials get through to the route's room (mesh-free: it turns SFU).
+    let offer = phone.offer();
+    let call = phone.call(
+        format!("sip:sales@{gw}"),
+        gw,
+        offer,
+        Some(("carol", "carolpw")),
+    );
+    assert!(
+        phone.outcome(call, Duration::from_secs(15)).is_ok(),
+        "the authenticated call was refused"
+    );
+    phone.ua.hangup(Instant::now(), call).expect("BYE");
+    assert!(phone.ended(call, Duration::from_secs(5)));
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn a_phone_that_vanishes_is_hung_up_after_the_rtp_timeout() {
+    let (server, gw) = gateway(&["--sip-rtp-timeout", "3"]);
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:vanish@{gw}"), gw, offer, None);
+    assert!(
+        phone.outcome(call, Duration::from_secs(15)).is_ok(),
+        "not answered"
+    );
+    // The phone sends no RTP at all: the gateway gives up after 3 s and says BYE.
+    let ended = phone.ended(call, Duration::from_secs(15));
+    assert!(ended, "the gateway did not hang up a silent phone");
+    assert_nothing_left(&server);
+}
+
+/// An OPTIONS request (a keep-alive ping trunks send) from `local` to the gateway.
+fn options(local: &str, transport: &str, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:gateway SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p1\r\nTo: <sip:gateway>\r\nCall-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn sip_over_tcp_and_websocket_is_answered_on_the_same_connection() {
+    use std::io::{Read, Write};
+    let (server, _gw) = gateway(&[]);
+    let tcp: SocketAddr = server.ready["listeners"]["sip-tcp"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("the ready file names the SIP TCP listener");
+    let mut s = std::net::TcpStream::connect(tcp).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = s.local_addr().expect("addr").to_string();
+    // A keep-alive ping first (RFC 5626: answered with a CRLF), then the request in two
+    // pieces: the framing waits for the whole message.
+    s.write_all(b"\r\n\r\n").expect("ping");
+    let req = options(&local, "TCP", "tcp1");
+    let (a, b) = req.split_at(40);
+    s.write_all(a.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut chunk).expect("an answer over TCP");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let text = text.trim_start_matches("\r\n");
+    assert!(text.starts_with("SIP/2.0 200 "), "{text}");
+    assert!(text.contains("Call-ID: tcp1@probe"), "{text}");
+
+    // WebSocket (RFC 7118): subprotocol `sip`, one message per frame.
+    let http = server.http.expect("http");
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{http}/sip"))
+            .expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tungstenite::http::HeaderValue::from_static("sip"),
+    );
+    let stream = std::net::TcpStream::connect(http).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (mut ws, response) = tungstenite::client(request, stream).expect("WebSocket upgrade");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("sip")
+    );
+    ws.send(tungstenite::Message::text(options(
+        "df7jal23ls0d.invalid",
+        "WS",
+        "ws1",
+    )))
+    .expect("send");
+    let answer = ws.read().expect("an answer over the WebSocket");
+    let text = answer.into_text().expect("a text frame");
+    assert!(text.starts_with("SIP/2.0 200 "), "{text}");
+    assert!(text.contains("Call-ID: ws1@probe"), "{text}");
+    assert!(server.metric("switchboard_sip_connections") >= 1);
+}

@@ -1,0 +1,425 @@
+//! The SIP gateway against a real SIP phone (Debian's baresip) and a member of the room
+//! (a str0m WebRTC client of the SFU, publishing a 1,000 Hz Opus tone):
+//!
+//! - baresip dials `sip:<room>@gateway`: a `service: "sip"` peer joins the room, the member
+//!   decodes baresip's 440 Hz from that peer's audio track, and baresip's recording holds
+//!   the member's 1,000 Hz (PCMU over plain RTP; PCMA over SDES-SRTP);
+//! - the member places a call to baresip (`POST /api/sip/calls`) and hangs it up with a
+//!   `{"sip":"hangup"}` message to the call's peer: the same both ways;
+//! - keys: the member's `{"sip":"dtmf"}` reach baresip as RFC 4733 events, baresip's keys
+//!   reach the member as `{"sip":{"dtmf":…}}`;
+//! - after each call the gateway's gauges (calls, dialogs, transactions, media tasks, RTP
+//!   ports) are back to 0.
+//!
+//! Ignored by default (needs `baresip`); `scripts/test-all.sh` installs Debian's
+//! `baresip-core` and runs the ignored tests.
+
+#[path = "../../sip/tests/lab/mod.rs"]
+mod lab;
+
+mod common;
+
+use common::Server;
+use lab::{ctrl_command, read_ctrl, recorded_tone, start_baresip, tone_of, Baresip};
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use switchboard_client::sfu::{http_request, SfuClient};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A server with the SFU and the SIP gateway on loopback.
+fn gateway() -> (Server, SocketAddr) {
+    // Tests run side by side: each process takes its own 100 ports (a port another
+    // process holds is skipped by the gateway anyway).
+    let low = 30_000 + (std::process::id() % 300) * 100;
+    let ports = format!("{low}-{}", low + 99);
+    let server = Server::start(&[
+        "--sfu-bind",
+        "127.0.0.1",
+        "--sfu-threads",
+        "1",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--sip-rtp-ports",
+        &ports,
+        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
+        "--sip-timer-t1",
+        "100",
+    ]);
+    let sip = server.ready["listeners"]["sip-udp"][0]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("the ready file names the SIP listener");
+    (server, sip)
+}
+
+/// A member of `room` publishing Opus, capturing what it receives.
+fn member(server: &Server, room: &str) -> SfuClient {
+    let http = server.http.expect("http");
+    let mut b = SfuClient::join(http, room, "B", Some("sfu"), LOOPBACK).expect("B joins");
+    b.media.capture = true;
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
+    b.publish_audio().expect("B publishes audio");
+    b
+}
+
+/// 20 ms Opus frames of a 1,000 Hz tone, one per call.
+struct Tone {
+    enc: opus::Encoder,
+    phase: f64,
+}
+
+impl Tone {
+    fn new() -> Tone {
+        let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("opus encoder");
+        Tone { enc, phase: 0.0 }
+    }
+
+    fn frame(&mut self) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..960)
+            .map(|_| {
+                self.phase += 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0;
+                (self.phase.sin() * 8000.0) as i16
+            })
+            .collect();
+        let mut out = vec![0u8; 400];
+        let n = self.enc.encode(&pcm, &mut out).expect("encode");
+        out.truncate(n);
+        out
+    }
+}
+
+/// The `service: "sip"` peer that joined B's room, if any.
+fn sip_peer(b: &SfuClient) -> Option<String> {
+    b.joined_peers
+        .iter()
+        .find(|p| p["service"] == "sip")
+        .and_then(|p| p["id"].as_str())
+        .map(str::to_string)
+}
+
+/// Opus payloads B received on the audio m-lines of `peer`'s tracks.
+fn heard_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
+    let mids: Vec<String> = b
+        .tracks()
+        .into_iter()
+        .filter(|t| t.1 == peer && t.3 == "audio")
+        .map(|t| t.0)
+        .collect();
+    let mut out = Vec::new();
+    for (mid, packets) in &b.media.audio {
+        if mids.contains(&mid.to_string()) {
+            let mut p = packets.clone();
+            p.sort_by_key(|(seq, _)| *seq);
+            out.extend(p.into_iter().map(|(_, payload)| payload));
+        }
+    }
+    out
+}
+
+/// Decode Opus payloads (48 kHz mono).
+fn decode(payloads: &[Vec<u8>]) -> Vec<i16> {
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
+    let mut pcm = Vec::new();
+    let mut frame = vec![0i16; 5760];
+    for p in payloads {
+        if let Ok(n) = dec.decode(p, &mut frame, false) {
+            pcm.extend_from_slice(&frame[..n]);
+        }
+    }
+    pcm
+}
+
+/// Pump B (and send its tone every 20 ms) until `done` or `timeout`.
+fn pump(
+    b: &mut SfuClient,
+    tone: &mut Tone,
+    timeout: Duration,
+    mut done: impl FnMut(&SfuClient) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut next = Instant::now();
+    while Instant::now() < deadline {
+        if done(b) {
+            return true;
+        }
+        if Instant::now() >= next && b.media.connected {
+            let f = tone.frame();
+            b.media.send_audio_packet(&f);
+            next += Duration::from_millis(20);
+        }
+        b.pump(Duration::from_millis(2)).expect("pump B");
+    }
+    done(b)
+}
+
+/// Every gauge of the gateway back to 0 (within 5 s).
+fn assert_nothing_left(server: &Server) {
+    let gauges = [
+        "switchboard_sip_calls",
+        "switchboard_sip_dialogs",
+        "switchboard_sip_transactions",
+        "switchboard_sip_media_tasks",
+        "switchboard_sip_rtp_ports_in_use",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<(&str, u64)> = gauges
+            .iter()
+            .map(|g| (*g, server.metric(g)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after the call: {left:?}\n{}",
+            server.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Both directions of a call that is up: B hears 440 Hz from the sip peer; returns the
+/// sip peer's id. baresip's side is checked after hangup (its recording).
+fn hear_the_phone(b: &mut SfuClient, tone: &mut Tone) -> String {
+    let got_peer = pump(b, tone, Duration::from_secs(15), |b| sip_peer(b).is_some());
+    assert!(
+        got_peer,
+        "no sip peer joined the room: {:?}",
+        b.joined_peers
+    );
+    let peer = sip_peer(b).unwrap_or_default();
+    // 4 s of the phone's voice.
+    let enough = pump(b, tone, Duration::from_secs(15), |b| {
+        heard_from(b, &peer).len() >= 200
+    });
+    let payloads = heard_from(b, &peer);
+    assert!(
+        enough,
+        "B received {} Opus packets from the sip peer (tracks {:?})",
+        payloads.len(),
+        b.tracks()
+    );
+    // Skip the first second (the phone's and the jitter buffers' start).
+    let pcm = decode(&payloads[50..]);
+    let (hz, rms) = tone_of(&pcm, 48_000);
+    eprintln!("B heard the phone: {hz:.1} Hz, RMS {rms:.0}");
+    assert!(
+        (hz - 440.0).abs() < 15.0 && rms > 500.0,
+        "B heard {hz:.0} Hz at RMS {rms:.0}, not baresip's 440 Hz"
+    );
+    peer
+}
+
+fn baresip_recorded_the_member(phone: &Baresip) {
+    let (hz, rms) = recorded_tone(phone);
+    eprintln!("baresip heard {hz:.1} Hz, RMS {rms:.0}");
+    assert!(
+        (hz - 1000.0).abs() < 25.0 && rms > 500.0,
+        "baresip heard {hz:.0} Hz at RMS {rms:.0}, not the member's 1,000 Hz"
+    );
+}
+
+fn phone_dials_the_room(srtp: bool, codec: &str) {
+    let (server, gw) = gateway();
+    let room = if srtp { "phones-srtp" } else { "phones" };
+    let mut b = member(&server, room);
+    let mut tone = Tone::new();
+    let mut phone = start_baresip(srtp, codec);
+    ctrl_command(&mut phone, "dial", &format!("sip:{room}@{gw}"));
+    let peer = hear_the_phone(&mut b, &mut tone);
+    let state = b
+        .messages
+        .iter()
+        .any(|m| m["from"] == peer.as_str() && m["data"]["sip"]["state"] == "connected");
+    assert!(
+        state,
+        "no `connected` state from the sip peer: {:?}",
+        b.messages
+    );
+    ctrl_command(&mut phone, "hangup", "");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(
+        left,
+        "the sip peer did not leave the room after baresip hung up"
+    );
+    baresip_recorded_the_member(&phone);
+    assert_nothing_left(&server);
+}
+
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_pcmu() {
+    phone_dials_the_room(false, "PCMU/8000/1");
+}
+
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_pcma_sdes_srtp() {
+    phone_dials_the_room(true, "PCMA/8000/1");
+}
+
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn the_room_calls_baresip_and_keys_cross() {
+    let (server, _gw) = gateway();
+    let http = server.http.expect("http");
+    let mut b = member(&server, "dialout");
+    let mut tone = Tone::new();
+    let mut phone = start_baresip(false, "PCMU/8000/1");
+    let body = json!({"room": "dialout", "to": format!("sip:alice@{}", phone.sip)}).to_string();
+    let (status, _, reply) = http_request(
+        http,
+        "POST",
+        "/api/sip/calls",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .expect("POST /api/sip/calls");
+    assert_eq!(status, 201, "{reply}");
+    let call: Value = serde_json::from_str(&reply).expect("JSON");
+    assert!(call["call"].is_string(), "{reply}");
+    let peer = hear_the_phone(&mut b, &mut tone);
+
+    // Keys from the room reach baresip, in order.
+    b.send_message(&peer, json!({"sip": "dtmf", "digits": "19#"}))
+        .expect("send keys");
+    let mut events = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab::dtmf_events(&events) != "19#" && Instant::now() < deadline {
+        pump(&mut b, &mut tone, Duration::from_millis(100), |_| false);
+        read_ctrl(&mut phone, &mut events);
+    }
+    assert_eq!(
+        lab::dtmf_events(&events),
+        "19#",
+        "baresip's events: {events}"
+    );
+    // Keys from baresip reach the room.
+    let console = std::net::UdpSocket::bind("127.0.0.1:0").expect("console socket");
+    // A key on baresip's console, then EOT (the key's release).
+    for key in [b"5\x04", b"7\x04"] {
+        console.send_to(key, phone.console).expect("key");
+        pump(&mut b, &mut tone, Duration::from_millis(400), |_| false);
+    }
+    let keys = |b: &SfuClient| -> String {
+        b.messages
+            .iter()
+            .filter(|m| m["from"] == peer.as_str())
+            .filter_map(|m| m["data"]["sip"]["dtmf"].as_str())
+            .collect()
+    };
+    let got = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        keys(b) == "57"
+    });
+    assert!(got, "keys from baresip in the room: {:?}", keys(&b));
+
+    // The room hangs up.
+    b.send_message(&peer, json!({"sip": "hangup"}))
+        .expect("hangup");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the sip peer did not leave after the room hung up");
+    let ended = b
+        .messages
+        .iter()
+        .any(|m| m["from"] == peer.as_str() && m["data"]["sip"]["state"] == "ended");
+    assert!(ended, "no `ended` state: {:?}", b.messages);
+    baresip_recorded_the_member(&phone);
+    assert_nothing_left(&server);
+}
+
+/// Through a registrar and authenticating proxy (Debian's kamailio): the gateway
+/// registers as `alice` (`--sip-account …;room=office`), baresip registers as `bob`.
+/// baresip calls alice: kamailio forwards the call to the gateway's registered contact and
+/// it lands in room `office`. Then the room calls bob through kamailio (the account's
+/// registrar, 407 answered with alice's credentials) and hangs up with `DELETE`.
+#[test]
+#[ignore = "needs kamailio and baresip (scripts/test-all.sh installs them)"]
+fn through_kamailio_both_ways() {
+    let k = lab::start_kamailio(&[]);
+    let kport = k.addr.port();
+    let account = format!("alice:alicepw@127.0.0.1:{kport};expires=60;room=office");
+    let low = 31_000 + (std::process::id() % 300) * 100;
+    let ports = format!("{low}-{}", low + 99);
+    let server = Server::start(&[
+        "--sfu-bind",
+        "127.0.0.1",
+        "--sfu-threads",
+        "1",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--sip-rtp-ports",
+        &ports,
+        "--sip-timer-t1",
+        "100",
+        "--sip-account",
+        &account,
+    ]);
+    assert_eq!(
+        server.metric_reaching("switchboard_sip_registrations", 1),
+        1,
+        "the gateway did not register at kamailio"
+    );
+    let http = server.http.expect("http");
+    let mut b = member(&server, "office");
+    let mut tone = Tone::new();
+    let mut phone = lab::start_baresip_with(|_| {
+        format!(
+            "<sip:bob@127.0.0.1:{kport};transport=udp>;auth_pass=bobpw;answermode=auto;audio_codecs=PCMU/8000/1;regint=60"
+        )
+    });
+    // baresip registers at start; give it a moment before dialling.
+    std::thread::sleep(Duration::from_secs(1));
+    ctrl_command(&mut phone, "dial", &format!("sip:alice@127.0.0.1:{kport}"));
+    let peer = hear_the_phone(&mut b, &mut tone);
+    ctrl_command(&mut phone, "hangup", "");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the first call's peer did not leave");
+    assert_nothing_left(&server);
+
+    // The room calls bob through kamailio.
+    b.joined_peers.clear();
+    b.media.audio.clear();
+    let body = json!({"room": "office", "to": format!("sip:bob@127.0.0.1:{kport}")}).to_string();
+    let (status, _, reply) = http_request(
+        http,
+        "POST",
+        "/api/sip/calls",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .expect("POST /api/sip/calls");
+    assert_eq!(status, 201, "{reply}");
+    let call: Value = serde_json::from_str(&reply).expect("JSON");
+    let label = call["call"].as_str().expect("call").to_string();
+    let peer = hear_the_phone(&mut b, &mut tone);
+    let (status, _, reply) = http_request(
+        http,
+        "DELETE",
+        &format!("/api/sip/calls/office/{label}"),
+        &[],
+        "",
+    )
+    .expect("DELETE");
+    assert_eq!(status, 200, "{reply}");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the second call's peer did not leave after DELETE");
+    assert_nothing_left(&server);
+    drop(phone);
+    drop(k);
+}
