@@ -193,7 +193,8 @@ test('baresip dials the room: a call tile, tones both ways, keypad 1 9 # reach b
 }));
 
 test('calls that cannot work say why: an unreachable SIP address ends with its reason on the tile; an invalid target shows the 400 reason and no tile', { timeout: 120000 }, () => scope('sip-bad-target', async (s) => {
-  const server = await sipServer(s);
+  // T1 of 100 ms: an unanswered INVITE times out (Timer B, 64 x T1) in 6.4 s, not 32 s.
+  const server = await sipServer(s, ['--sip-timer-t1', '100']);
   const room = randomId('sipbad-');
   const ada = await openPage(s, server, room);
 
@@ -207,7 +208,7 @@ test('calls that cannot work say why: an unreachable SIP address ends with its r
     const toasts = await ada.page.$$eval('.toast-text', (els) => els.map((e) => e.textContent));
     const failedToast = toasts.find((t) => t.includes(`sip:nobody@127.0.0.1:${closed} failed: `));
     return failedToast ? { toast: failedToast } : null;
-  }, { timeout: 45000, interval: 250, what: 'the failed call shown with its reason (tile or toast)' });
+  }, { timeout: 30000, interval: 250, what: 'the failed call shown with its reason (tile or toast)' });
   if (outcome.tile) {
     assert.match(outcome.tile.state, /^Hung up: \d{3} /, `the tile names the SIP status: ${outcome.tile.state}`);
     await waitNoTile(ada, 15000);
