@@ -131,7 +131,7 @@ async function withPhone(fn) {
   }
 }
 
-test('the page calls baresip: tile Connected, the page hears 440 Hz, baresip hears 1,000 Hz, hang up from the tile', { timeout: 120000 }, () => scope('sip-outbound', async (s) => {
+test('the page calls baresip: tile Connected, the page hears 440 Hz (tile speaking), baresip hears 1,000 Hz, hang up from the tile', { timeout: 120000 }, () => scope('sip-outbound', async (s) => {
   const server = await sipServer(s);
   const room = randomId('sipout-');
   await withPhone(async (phone) => {
@@ -145,6 +145,10 @@ test('the page calls baresip: tile Connected, the page hears 440 Hz, baresip hea
     const m = await metrics(server);
     assert.equal(m.switchboard_sip_calls, 1, 'one SIP call up during the call');
     const heard = await expectHears440(ada, tile.id);
+    // The phone's steady tone lights the tile's speaking indicator, as anyone's voice does.
+    await waitFor(() => ada.page.$eval(`.tile.sip[data-peer-id="${tile.id}"]`, (e) => e.classList.contains('speaking')), {
+      timeout: 5000, what: "the call tile's speaking indicator while baresip plays its tone",
+    });
     // Leave the page's tone a moment in baresip's recording before hanging up.
     await sleep(2000);
     await ada.page.click(`.tile.sip[data-peer-id="${tile.id}"] .sip-hangup`);
