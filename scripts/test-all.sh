@@ -10,6 +10,8 @@ missing=()
 command -v turnutils_uclient >/dev/null 2>&1 || missing+=(coturn)
 # crates/media links Debian's libopus (the SIP gateway's Opus transcoding), found by pkg-config.
 pkg-config --exists opus 2>/dev/null || missing+=(libopus-dev pkg-config)
+# crates/media's DTLS-SRTP (the SIP gateway's DTLS phone leg) links Debian's OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
@@ -19,6 +21,7 @@ command -v kamailio >/dev/null 2>&1 || missing+=(kamailio) # crates/sip/tests/re
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core) # crates/sip/tests/baresip_call.rs (--ignored)
 /usr/bin/python3 -c 'import aiortc, websockets' >/dev/null 2>&1 || missing+=(python3-aiortc python3-websockets) # tests/browser/interop.test.mjs
 /usr/bin/python3 -c 'import pylibsrtp' >/dev/null 2>&1 || missing+=(python3-pylibsrtp) # crates/media SRTP interop (--ignored)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester) # tests/sip (--ignored)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -5,6 +5,7 @@
 //! (`fuzz/corpus.py`).
 
 pub mod first_bytes_demux;
+pub mod media_bridge;
 pub mod natprobe_response;
 pub mod records;
 pub mod sfu_message;
@@ -12,6 +13,7 @@ pub mod signal_hub;
 pub mod sip_message;
 pub mod sip_sdp;
 pub mod sip_transaction;
+pub mod sip_ua;
 pub mod stream_framing;
 pub mod stun_integrity;
 pub mod stun_parse;

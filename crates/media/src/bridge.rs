@@ -26,11 +26,12 @@ use crate::dtmf::DtmfError;
 use crate::g711::Law;
 use crate::jitter::{JitterBuffer, JitterError, Pop};
 use crate::mix::MixError;
-use crate::opus::{OpusDecoder, OpusError, FRAME_SAMPLES};
+use crate::opus::{OpusDecoder, OpusError, VoiceBand, FRAME_SAMPLES};
 use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
 use phone::PhoneLeg;
 use room::Room;
+pub use room::{MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -113,6 +114,15 @@ pub struct Tick {
     pub room_samples: u32,
 }
 
+/// What the room hears of a phone is coded no wider than the phone sends: G.711 ends at
+/// 4 kHz.
+fn band_of(cfg: &PhoneConfig) -> VoiceBand {
+    match cfg.codec {
+        PhoneCodec::G711(_) => VoiceBand::Narrow,
+        PhoneCodec::Opus => VoiceBand::Full,
+    }
+}
+
 /// Counters since the call started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MediaStats {
@@ -148,6 +158,9 @@ pub struct MediaStats {
     pub room_late: u64,
     /// Room frames concealed by Opus PLC or FEC.
     pub room_concealed: u64,
+    /// Opus frames (either side) rebuilt from the next packet's in-band FEC (counted in
+    /// the concealed ones too).
+    pub fec_recovered: u64,
     /// Opus payloads (either side) libopus could not decode.
     pub decode_errors: u64,
     /// Digits received from the phone.
@@ -207,9 +220,11 @@ pub struct CallMedia {
 impl CallMedia {
     /// The media of a call with the negotiated `cfg`.
     pub fn new(cfg: PhoneConfig, now: Instant) -> Result<CallMedia, BridgeError> {
+        let mut room = Room::new()?;
+        room.set_band(band_of(&cfg))?;
         Ok(CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
-            room: Room::new()?,
+            room,
             held: false,
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
@@ -307,6 +322,7 @@ impl CallMedia {
     /// Applies a changed negotiation (re-INVITE): codec, payload types, SSRC, keys. Our
     /// sequence numbers and timestamps continue; SRTP state is kept when the keys are.
     pub fn set_phone_codec(&mut self, cfg: PhoneConfig) -> Result<(), BridgeError> {
+        self.room.set_band(band_of(&cfg))?;
         self.phone.reconfigure(cfg)
     }
 
@@ -340,7 +356,9 @@ impl CallMedia {
 enum Played {
     /// Decoded from its packet.
     Frame,
-    /// Rebuilt (PLC, FEC, or a bad packet concealed).
+    /// Rebuilt from the next packet's in-band FEC.
+    Recovered,
+    /// Rebuilt by PLC (or a bad packet concealed).
     Concealed,
     /// The stream is not playing: silence.
     Silent,
@@ -348,15 +366,20 @@ enum Played {
 
 /// Plays one 20 ms frame of an Opus stream into `out` (FRAME_SAMPLES long): the packet due,
 /// or its FEC rebuild from the next packet, or PLC; `scratch` takes a whole packet's decode
-/// (up to 120 ms). Returns how, and whether libopus refused a packet.
+/// (up to 120 ms). `fec_done` remembers the timestamp last rebuilt from FEC, so that a frame
+/// waited for over several ticks is rebuilt once and PLC continues it. Returns how, and
+/// whether libopus refused a packet.
 fn play_opus(
     jitter: &mut JitterBuffer,
     decoder: &mut OpusDecoder,
+    fec_done: &mut Option<u32>,
     now: Instant,
     scratch: &mut [i16],
     out: &mut [i16],
 ) -> (Played, bool) {
-    let bad_packet = match jitter.pop(now) {
+    // What is missing: a corrupt packet (libopus refused it), or a frame not here (with the
+    // timestamp it would have had).
+    let missing = match jitter.pop(now) {
         Pop::Idle => {
             out.fill(0);
             return (Played::Silent, false);
@@ -369,20 +392,28 @@ fn play_opus(
                 out[n..].fill(0);
                 return (Played::Frame, false);
             }
-            Err(_) => true,
+            Err(_) => None,
         },
-        Pop::Conceal { .. } => false,
+        Pop::Conceal { timestamp } => Some(timestamp),
     };
-    // A frame given up as lost while the next packet is here: rebuild it from that packet's
-    // FEC. Otherwise (waiting for it, or its packet was corrupt) PLC.
-    let rebuilt = match jitter.peek() {
-        Some(next) if !bad_packet => decoder.recover(next, out),
-        _ => decoder.conceal(out),
+    // A frame not here while the packet after it is: rebuild it from that packet's FEC, once.
+    // Otherwise (a corrupt packet, nothing after it yet, rebuilt already) PLC.
+    let fec_source = match missing {
+        Some(timestamp) if *fec_done != Some(timestamp) => jitter.peek(),
+        _ => None,
+    };
+    let (how, rebuilt) = match fec_source {
+        Some(next) => {
+            *fec_done = missing;
+            (Played::Recovered, decoder.recover(next, out))
+        }
+        None => (Played::Concealed, decoder.conceal(out)),
     };
     if rebuilt.is_err() {
         out.fill(0);
+        return (Played::Concealed, missing.is_none());
     }
-    (Played::Concealed, bad_packet)
+    (how, missing.is_none())
 }
 
 #[cfg(test)]

@@ -360,15 +360,23 @@ impl JitterBuffer {
         }
     }
 
-    /// The payload playout takes next, if it is already here (without taking it). After a
-    /// [`Pop::Conceal`] that gave a frame up as lost this is the packet after the lost one,
-    /// whose Opus in-band FEC can rebuild it; after a conceal that waits for the frame it is
-    /// `None` (the frame itself is still missing).
+    /// The packet after the frame the last [`Pop::Conceal`] stood for, if it is already here
+    /// (without taking it): its Opus in-band FEC rebuilds the missing frame. After a conceal
+    /// that gave the frame up that is the next one to play; after one that waits for it, the
+    /// one after (should the missing packet still come, it plays late once).
     pub fn peek(&self) -> Option<&[u8]> {
-        if self.state != State::Playing || !self.is_buffered(self.next_seq) {
+        if self.state != State::Playing {
             return None;
         }
-        let index = self.slot_index(self.next_seq);
+        let seq = if self.concealed_seq == Some(self.next_seq) {
+            self.next_seq + 1
+        } else {
+            self.next_seq
+        };
+        if !self.is_buffered(seq) {
+            return None;
+        }
+        let index = self.slot_index(seq);
         let start = index * self.config.max_payload;
         Some(&self.data[start..start + self.slots[index].len])
     }

@@ -2,7 +2,8 @@
 //! stream framing), SIP/SIPS/tel URIs, digest authentication (client and stateless
 //! server), the audio-only SDP offer/answer of the SIP leg, the RFC 3261 §17 transaction
 //! layer ([`transaction::TransactionLayer`]) and dialogs ([`dialog::Dialog`]: route sets,
-//! in-dialog requests, session timers, 100rel numbering). No sockets, threads or clocks:
+//! in-dialog requests, session timers, 100rel numbering) and the user agent on top
+//! ([`ua::UserAgent`]: calls both ways and registrations). No sockets, threads or clocks:
 //! callers pass bytes and times in. Transports come in later modules beside these.
 //!
 //! **Parser choice.** Evaluated on 2026-12-06: `ezk-sip-types` 0.6.5 (the best kept SIP

@@ -80,12 +80,24 @@ impl UaConfig {
 }
 
 /// Digest authentication of inbound calls.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InboundAuth {
     pub realm: String,
     /// `(user, password)`.
     pub users: Vec<(String, String)>,
     pub algorithm: Algorithm,
+}
+
+/// Without the passwords (configurations get logged).
+impl std::fmt::Debug for InboundAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("InboundAuth")
+            .field("realm", &self.realm)
+            .field("users", &users)
+            .field("algorithm", &self.algorithm)
+            .finish()
+    }
 }
 
 /// A call of the user agent (ours, not the SIP Call-ID).
@@ -97,7 +109,7 @@ pub struct CallId(pub u64);
 pub struct RegId(pub u64);
 
 /// An outbound call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outbound {
     /// Request-URI, e.g. `sip:bob@example.com` or `sip:+4930123@trunk`.
     pub target: String,
@@ -112,6 +124,20 @@ pub struct Outbound {
     pub headers: Vec<(String, String)>,
     /// Our SDP offer.
     pub offer: SessionDescription,
+}
+
+/// Without the password.
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("target", &self.target)
+            .field("from", &self.from)
+            .field("dest", &self.dest)
+            .field("transport", &self.transport)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a call ended.
@@ -338,6 +364,16 @@ impl UserAgent {
         self.out_invites.retain(|id, _| tx.contains(*id));
     }
 
+    /// The driver could not send a transmit of transaction `tx` (ICMP error, refused or
+    /// closed connection): the transaction ends as a 503, and what it was for with it (an
+    /// outbound call ends with [`EndedBy::Error`], a registration is retried later).
+    pub fn transport_error(&mut self, now: Instant, tx: TxId) {
+        let now = self.clock(now);
+        self.tx.transport_error(tx);
+        self.drain_tx_events(now);
+        self.forget_ended_transactions();
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.tx.poll_transmit()
     }
@@ -485,5 +521,7 @@ impl UserAgent {
 mod tests;
 #[cfg(test)]
 mod tests_dialog;
+#[cfg(test)]
+mod tests_raw;
 #[cfg(test)]
 mod tests_register;

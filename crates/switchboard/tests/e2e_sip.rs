@@ -637,3 +637,222 @@ fn sip_over_tcp_and_websocket_is_answered_on_the_same_connection() {
     assert!(text.contains("Call-ID: ws1@probe"), "{text}");
     assert!(server.metric("switchboard_sip_connections") >= 1);
 }
+
+#[test]
+fn a_caller_reaches_a_room_by_pin() {
+    let (server, gw) = gateway(&["--sip-route", "dialin=@pin", "--sip-pin", "4321=board"]);
+    let http = server.http.expect("http");
+    let mut b = SfuClient::join(http, "board", "B", Some("sfu"), LOOPBACK).expect("B joins");
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:dialin@{gw}"), gw, offer.clone(), None);
+    // Answered at once, with no room yet.
+    let answer = match phone.outcome(call, Duration::from_secs(10)) {
+        Ok(a) => a,
+        Err(status) => panic!("the PIN call was refused: {status:?}"),
+    };
+    let negotiated = phone
+        .sdp
+        .accept_answer(&offer, &answer, &phone.local)
+        .expect("answer");
+    let mut media = PhoneMedia::new(&negotiated);
+    let run = |phone: &mut Phone, media: &mut PhoneMedia, b: &mut SfuClient, d: Duration| {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            phone.pump();
+            media.step(&phone.media);
+            b.pump(Duration::from_millis(1)).expect("pump B");
+        }
+    };
+    // The prompt: beeps at 660 Hz.
+    run(&mut phone, &mut media, &mut b, Duration::from_secs(1));
+    let start = media
+        .heard
+        .iter()
+        .position(|x| x.unsigned_abs() > 500)
+        .expect("the phone heard the prompt");
+    let (hz, _) = tone_of(&media.heard[start..start + 1000], 8000);
+    assert!(
+        (hz - 660.0).abs() < 20.0,
+        "the prompt is {hz:.0} Hz, not 660"
+    );
+    // A wrong PIN (SIP INFO keys), then the right one.
+    for key in "99#4321#".chars() {
+        phone
+            .ua
+            .send_dtmf_info(Instant::now(), call, key, 100)
+            .expect("INFO");
+        run(&mut phone, &mut media, &mut b, Duration::from_millis(150));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sip_peer(&b).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the PIN did not open room `board`"
+        );
+        run(&mut phone, &mut media, &mut b, Duration::from_millis(20));
+    }
+    assert_eq!(
+        phone
+            .events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Ended { .. }))
+            .count(),
+        0
+    );
+    phone.ua.hangup(Instant::now(), call).expect("BYE");
+    assert!(phone.ended(call, Duration::from_secs(5)));
+    assert_nothing_left(&server);
+}
+
+#[test]
+fn three_wrong_pins_end_the_call() {
+    let (server, gw) = gateway(&["--sip-route", "*=@pin", "--sip-pin", "4321=board"]);
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:anything@{gw}"), gw, offer, None);
+    assert!(
+        phone.outcome(call, Duration::from_secs(10)).is_ok(),
+        "not answered"
+    );
+    for key in "1#2#3#".chars() {
+        phone
+            .ua
+            .send_dtmf_info(Instant::now(), call, key, 100)
+            .expect("INFO");
+        let end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < end {
+            phone.pump();
+        }
+    }
+    assert!(
+        phone.ended(call, Duration::from_secs(10)),
+        "the gateway kept a caller with three wrong PINs"
+    );
+    assert_nothing_left(&server);
+}
+
+/// Keys both ways as SIP INFO, for a phone that offers no telephone-event: the room's
+/// `{"sip":"dtmf"}` become INFO requests to the phone, the phone's INFO become
+/// `{"sip":{"dtmf":…}}` messages in the room.
+#[test]
+fn keys_cross_as_sip_info_when_the_phone_has_no_rfc4733() {
+    let (server, gw) = gateway(&[]);
+    let http = server.http.expect("http");
+    let mut b = SfuClient::join(http, "keys", "B", Some("sfu"), LOOPBACK).expect("B joins");
+    let sfu = b
+        .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
+        .expect("pump B");
+    assert!(sfu, "the SFU did not join the room");
+    let mut phone = Phone::new();
+    let port = phone.local.port;
+    let offer = SessionDescription::parse(
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n").as_bytes(),
+    )
+    .expect("SDP");
+    let call = phone.call(format!("sip:keys@{gw}"), gw, offer.clone(), None);
+    let answer = match phone.outcome(call, Duration::from_secs(15)) {
+        Ok(a) => a,
+        Err(status) => panic!("refused: {status:?}"),
+    };
+    let negotiated = phone
+        .sdp
+        .accept_answer(&offer, &answer, &phone.local)
+        .expect("answer");
+    assert_eq!(negotiated.telephone_event, None);
+    let mut media = PhoneMedia::new(&negotiated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let peer = loop {
+        assert!(Instant::now() < deadline, "no sip peer in the room");
+        phone.pump();
+        media.step(&phone.media);
+        b.pump(Duration::from_millis(1)).expect("pump B");
+        if let Some(p) = sip_peer(&b) {
+            break p;
+        }
+    };
+    b.send_message(&peer, serde_json::json!({"sip": "dtmf", "digits": "12"}))
+        .expect("keys");
+    phone
+        .ua
+        .send_dtmf_info(Instant::now(), call, '7', 100)
+        .expect("INFO");
+    let phone_keys = |p: &Phone| -> String {
+        p.events
+            .iter()
+            .filter_map(|e| match e {
+                UaEvent::Dtmf { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .collect()
+    };
+    let room_keys = |b: &SfuClient| -> String {
+        b.messages
+            .iter()
+            .filter_map(|m| m["data"]["sip"]["dtmf"].as_str())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while phone_keys(&phone) != "12" || room_keys(&b) != "7" {
+        assert!(
+            Instant::now() < deadline,
+            "keys at the phone {:?}, in the room {:?}",
+            phone_keys(&phone),
+            room_keys(&b)
+        );
+        phone.pump();
+        media.step(&phone.media);
+        b.pump(Duration::from_millis(1)).expect("pump B");
+    }
+    phone.ua.hangup(Instant::now(), call).expect("BYE");
+    assert!(phone.ended(call, Duration::from_secs(5)));
+    assert_nothing_left(&server);
+}
+
+/// SIGTERM while a call is up: the gateway refuses new calls (503) while it drains, and
+/// when the drain time is over it says BYE to the call and the process exits cleanly.
+#[test]
+fn a_stopping_server_refuses_new_calls_and_hangs_up_the_live_ones() {
+    let (mut server, gw) = gateway(&["--drain-timeout", "2"]);
+    let mut phone = Phone::new();
+    let offer = phone.offer();
+    let call = phone.call(format!("sip:draining@{gw}"), gw, offer, None);
+    let answer = phone.outcome(call, Duration::from_secs(15));
+    assert!(answer.is_ok(), "not answered: {answer:?}");
+    server.signal(libc::SIGTERM);
+    assert!(server
+        .wait_log("draining", Duration::from_secs(5))
+        .is_some());
+    let mut late = Phone::new();
+    let offer = late.offer();
+    let refused = late.call(format!("sip:draining@{gw}"), gw, offer, None);
+    assert_eq!(
+        late.outcome(refused, Duration::from_secs(10)).err(),
+        Some(Some(503)),
+        "a new call while draining"
+    );
+    // The live call ends with a BYE from the gateway when the drain time is up.
+    let ended = phone.ended(call, Duration::from_secs(15));
+    assert!(ended, "the gateway stopped without hanging up the call");
+    let by = phone.events.iter().find_map(|e| match e {
+        UaEvent::Ended { call: c, reason } if *c == call => Some(format!("{:?}", reason.by)),
+        _ => None,
+    });
+    assert_eq!(by.as_deref(), Some("Remote"));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = server.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -67,23 +67,32 @@ fn member(server: &Server, room: &str) -> SfuClient {
     b
 }
 
-/// 20 ms Opus frames of a 1,000 Hz tone, one per call.
+/// 20 ms Opus frames of a tone (1,000 Hz unless said), one per call.
 struct Tone {
     enc: opus::Encoder,
+    hz: f64,
     phase: f64,
 }
 
 impl Tone {
     fn new() -> Tone {
+        Tone::at(1000.0)
+    }
+
+    fn at(hz: f64) -> Tone {
         let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
             .expect("opus encoder");
-        Tone { enc, phase: 0.0 }
+        Tone {
+            enc,
+            hz,
+            phase: 0.0,
+        }
     }
 
     fn frame(&mut self) -> Vec<u8> {
         let pcm: Vec<i16> = (0..960)
             .map(|_| {
-                self.phase += 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0;
+                self.phase += 2.0 * std::f64::consts::PI * self.hz / 48_000.0;
                 (self.phase.sin() * 8000.0) as i16
             })
             .collect();
@@ -227,12 +236,11 @@ fn baresip_recorded_the_member(phone: &Baresip) {
     );
 }
 
-fn phone_dials_the_room(srtp: bool, codec: &str) {
+fn phone_dials_the_room(room: &str, start: impl FnOnce() -> Baresip) {
     let (server, gw) = gateway();
-    let room = if srtp { "phones-srtp" } else { "phones" };
     let mut b = member(&server, room);
     let mut tone = Tone::new();
-    let mut phone = start_baresip(srtp, codec);
+    let mut phone = start();
     ctrl_command(&mut phone, "dial", &format!("sip:{room}@{gw}"));
     let peer = hear_the_phone(&mut b, &mut tone);
     let state = b
@@ -259,13 +267,33 @@ fn phone_dials_the_room(srtp: bool, codec: &str) {
 #[test]
 #[ignore = "needs baresip (scripts/test-all.sh installs it)"]
 fn baresip_dials_a_room_pcmu() {
-    phone_dials_the_room(false, "PCMU/8000/1");
+    phone_dials_the_room("phones", || start_baresip(false, "PCMU/8000/1"));
 }
 
 #[test]
 #[ignore = "needs baresip (scripts/test-all.sh installs it)"]
 fn baresip_dials_a_room_pcma_sdes_srtp() {
-    phone_dials_the_room(true, "PCMA/8000/1");
+    phone_dials_the_room("phones-srtp", || start_baresip(true, "PCMA/8000/1"));
+}
+
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_pcmu_sdes_srtp() {
+    phone_dials_the_room("phones-srtp-u", || start_baresip(true, "PCMU/8000/1"));
+}
+
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_pcma() {
+    phone_dials_the_room("phones-a", || start_baresip(false, "PCMA/8000/1"));
+}
+
+/// baresip offers DTLS-SRTP with ICE (`mediaenc=dtls_srtp;medianat=ice`, RSA certificate): the gateway answers
+/// with ICE-lite and DTLS-SRTP on the call's RTP port; the rest is the same.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn baresip_dials_a_room_with_dtls_srtp_and_ice() {
+    phone_dials_the_room("phones-dtls", || lab::start_baresip_dtls("PCMU/8000/1"));
 }
 
 #[test]
@@ -422,4 +450,78 @@ fn through_kamailio_both_ways() {
     assert_nothing_left(&server);
     drop(phone);
     drop(k);
+}
+
+/// A three-party room: two members (1,000 Hz and 600 Hz) and baresip (440 Hz). baresip
+/// hears both members mixed; each member hears baresip and the other member.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn three_parties_hear_each_other_and_the_phone_hears_the_mix() {
+    let (server, gw) = gateway();
+    let mut b = member(&server, "trio");
+    let mut c = member(&server, "trio");
+    let c_id = c.peer_id.clone();
+    let b_id = b.peer_id.clone();
+    let (mut tone_b, mut tone_c) = (Tone::at(1000.0), Tone::at(600.0));
+    let mut phone = start_baresip(false, "PCMU/8000/1");
+    ctrl_command(&mut phone, "dial", &format!("sip:trio@{gw}"));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let mut next = Instant::now();
+    let enough = |x: &SfuClient, other: &str| {
+        sip_peer(x).is_some_and(|p| heard_from(x, &p).len() >= 200)
+            && heard_from(x, other).len() >= 200
+    };
+    while !(enough(&b, &c_id) && enough(&c, &b_id)) {
+        assert!(
+            Instant::now() < deadline,
+            "after 25 s: B heard sip {} / C {}, C heard sip {} / B {}",
+            sip_peer(&b).map_or(0, |p| heard_from(&b, &p).len()),
+            heard_from(&b, &c_id).len(),
+            sip_peer(&c).map_or(0, |p| heard_from(&c, &p).len()),
+            heard_from(&c, &b_id).len(),
+        );
+        if Instant::now() >= next {
+            next += Duration::from_millis(20);
+            for (x, t) in [(&mut b, &mut tone_b), (&mut c, &mut tone_c)] {
+                if x.media.connected {
+                    let f = t.frame();
+                    x.media.send_audio_packet(&f);
+                }
+            }
+        }
+        b.pump(Duration::from_millis(1)).expect("pump B");
+        c.pump(Duration::from_millis(1)).expect("pump C");
+    }
+    for (name, x, other, other_hz) in [("B", &b, &c_id, 600.0), ("C", &c, &b_id, 1000.0)] {
+        let sip = sip_peer(x).expect("sip peer");
+        let (hz, _) = tone_of(&decode(&heard_from(x, &sip)[50..]), 48_000);
+        assert!(
+            (hz - 440.0).abs() < 15.0,
+            "{name} heard {hz:.0} Hz from the phone"
+        );
+        let (hz, _) = tone_of(&decode(&heard_from(x, other)[50..]), 48_000);
+        assert!(
+            (hz - other_hz).abs() < 20.0,
+            "{name} heard {hz:.0} Hz from the other member, not {other_hz}"
+        );
+    }
+    ctrl_command(&mut phone, "hangup", "");
+    let (samples, rate) = lab::recorded_samples(&phone);
+    // Past the first second: both members are talking by then.
+    let s = &samples[(rate as usize).min(samples.len())..];
+    let (b_db, c_db, other_db) = (
+        lab::tone_share_db(s, rate, 1000.0),
+        lab::tone_share_db(s, rate, 600.0),
+        lab::tone_share_db(s, rate, 440.0),
+    );
+    eprintln!("baresip's recording: 1000 Hz {b_db:.1} dB, 600 Hz {c_db:.1} dB, 440 Hz {other_db:.1} dB of the whole");
+    assert!(
+        b_db > -10.0 && c_db > -10.0,
+        "baresip did not hear both members mixed: 1000 Hz {b_db:.1} dB, 600 Hz {c_db:.1} dB"
+    );
+    assert!(
+        other_db < -25.0,
+        "baresip heard its own 440 Hz back ({other_db:.1} dB): the mix must leave the phone out"
+    );
+    assert_nothing_left(&server);
 }

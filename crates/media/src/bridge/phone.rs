@@ -39,6 +39,8 @@ pub(super) struct PhoneLeg {
     remote_ssrc: Option<u32>,
     opus_decoder: Option<OpusDecoder>,
     opus_encoder: Option<OpusEncoder>,
+    /// Timestamp of the Opus frame last rebuilt from FEC.
+    fec_done: Option<u32>,
     upsampler: Upsampler,
     downsampler: Downsampler,
     pcm8: [i16; G711_FRAME],
@@ -61,6 +63,7 @@ pub(super) struct PhoneLeg {
     packets_out: u64,
     bytes_out: u64,
     concealed: u64,
+    fec_recovered: u64,
     decode_errors: u64,
     dtmf_in: u64,
     dtmf_out: u64,
@@ -115,6 +118,7 @@ impl PhoneLeg {
             remote_ssrc: None,
             opus_decoder: None,
             opus_encoder: None,
+            fec_done: None,
             upsampler: Upsampler::new(),
             downsampler: Downsampler::new(),
             pcm8: [0; G711_FRAME],
@@ -136,6 +140,7 @@ impl PhoneLeg {
             packets_out: 0,
             bytes_out: 0,
             concealed: 0,
+            fec_recovered: 0,
             decode_errors: 0,
             dtmf_in: 0,
             dtmf_out: 0,
@@ -305,10 +310,18 @@ impl PhoneLeg {
         }
         match (self.cfg.codec, self.opus_decoder.as_mut()) {
             (PhoneCodec::Opus, Some(decoder)) => {
-                let (played, bad_packet) =
-                    play_opus(&mut self.jitter, decoder, now, &mut self.scratch, out);
+                let (played, bad_packet) = play_opus(
+                    &mut self.jitter,
+                    decoder,
+                    &mut self.fec_done,
+                    now,
+                    &mut self.scratch,
+                    out,
+                );
                 self.decode_errors += u64::from(bad_packet);
-                self.concealed += u64::from(played == Played::Concealed);
+                let rebuilt = matches!(played, Played::Concealed | Played::Recovered);
+                self.concealed += u64::from(rebuilt);
+                self.fec_recovered += u64::from(played == Played::Recovered);
             }
             (PhoneCodec::G711(law), _) => {
                 self.play_g711(law, now);
@@ -452,6 +465,7 @@ impl PhoneLeg {
         stats.phone_late = self.retired_late + jitter.late;
         stats.phone_concealed = self.concealed;
         stats.decode_errors += self.decode_errors;
+        stats.fec_recovered += self.fec_recovered;
         stats.dtmf_in = self.dtmf_in;
         stats.dtmf_out = self.dtmf_out;
     }

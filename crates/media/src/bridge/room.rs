@@ -11,7 +11,7 @@ use crate::jitter::{JitterBuffer, JitterConfig};
 use crate::level::{audio_level, VoiceActivity};
 use crate::mix::MixMinus;
 use crate::opus::{
-    OpusDecoder, OpusEncoder, FRAME_SAMPLES, MAX_PACKET, MAX_PACKET_SAMPLES, SAMPLE_RATE,
+    OpusDecoder, OpusEncoder, VoiceBand, FRAME_SAMPLES, MAX_PACKET, MAX_PACKET_SAMPLES, SAMPLE_RATE,
 };
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ struct Source {
     decoder: OpusDecoder,
     pcm: Vec<i16>,
     last_packet: Instant,
+    /// Timestamp of the frame last rebuilt from FEC.
+    fec_done: Option<u32>,
     /// Sum of squares of this tick's frame; `None` when the source is not in this tick's mix.
     energy: Option<u64>,
 }
@@ -56,6 +58,7 @@ pub(super) struct Room {
     packets_out: u64,
     bytes_out: u64,
     concealed: u64,
+    fec_recovered: u64,
     decode_errors: u64,
     /// Lost and late counts of removed sources.
     retired_lost: u64,
@@ -63,6 +66,11 @@ pub(super) struct Room {
 }
 
 impl Room {
+    /// The widest band the phone's voice is coded in for the room.
+    pub(super) fn set_band(&mut self, band: VoiceBand) -> Result<(), BridgeError> {
+        Ok(self.encoder.set_band(band)?)
+    }
+
     pub(super) fn new() -> Result<Room, BridgeError> {
         Ok(Room {
             sources: Vec::with_capacity(MAX_SOURCES),
@@ -77,6 +85,7 @@ impl Room {
             packets_out: 0,
             bytes_out: 0,
             concealed: 0,
+            fec_recovered: 0,
             decode_errors: 0,
             retired_lost: 0,
             retired_late: 0,
@@ -125,6 +134,7 @@ impl Room {
             decoder,
             pcm: vec![0; FRAME_SAMPLES],
             last_packet: now,
+            fec_done: None,
             energy: None,
         });
         Some(self.sources.len() - 1)
@@ -150,6 +160,7 @@ impl Room {
             let (played, bad_packet) = play_opus(
                 &mut source.jitter,
                 &mut source.decoder,
+                &mut source.fec_done,
                 now,
                 &mut self.scratch,
                 &mut source.pcm,
@@ -157,6 +168,10 @@ impl Room {
             self.decode_errors += u64::from(bad_packet);
             match played {
                 Played::Silent => continue,
+                Played::Recovered => {
+                    self.concealed += 1;
+                    self.fec_recovered += 1;
+                }
                 Played::Concealed => self.concealed += 1,
                 Played::Frame => {}
             }
@@ -223,6 +238,7 @@ impl Room {
         stats.room_bytes_out = self.bytes_out;
         stats.room_concealed = self.concealed;
         stats.decode_errors += self.decode_errors;
+        stats.fec_recovered += self.fec_recovered;
         stats.room_lost = self.retired_lost;
         stats.room_late = self.retired_late;
         for source in &self.sources {

@@ -571,3 +571,55 @@ fn short_outputs_are_refused_before_anything_happens() {
     assert_eq!(next.timestamp, first.timestamp.wrapping_add(160));
     assert_eq!(cm.stats().phone_packets_out, 2);
 }
+
+#[test]
+fn a_lost_opus_frame_is_rebuilt_from_fec_when_the_next_one_is_buffered() {
+    let t0 = Instant::now();
+    let mut cm = CallMedia::new(pcmu(), t0).unwrap();
+    let mut encoder = OpusEncoder::new().unwrap();
+    // Odd packets arrive 35 ms late (after the next one), and one is lost: playout waits
+    // for it while the packets after it are here, and rebuilds it from their FEC.
+    let packets: Vec<(u64, u16, Vec<u8>)> = (0..100usize)
+        .map(|k| {
+            let pcm = tone(700.0, 8000.0, 48_000, k * 960, 960);
+            let mut out = [0u8; MAX_PACKET];
+            let n = encoder.encode(&pcm, &mut out).unwrap();
+            let arrival = 20 * k as u64 + if k % 2 == 1 { 35 } else { 0 };
+            (arrival, k as u16, out[..n].to_vec())
+        })
+        .filter(|p| p.1 != 60)
+        .collect();
+    let mut next = 0;
+    let mut outs = outputs();
+    for k in 0..100u64 {
+        let now = at(t0, 20 * k + 1);
+        while next < packets.len() && packets[next].0 <= 20 * k + 1 {
+            let (arrival, seq, payload) = &packets[next];
+            cm.on_room_opus(at(t0, *arrival), 1, *seq, 960 * u32::from(*seq), payload);
+            next += 1;
+        }
+        tick(&mut cm, now, &mut outs);
+    }
+    let stats = cm.stats();
+    assert_eq!(stats.room_lost, 1, "{stats:?}");
+    assert!(stats.fec_recovered >= 1, "{stats:?}");
+    // The tone goes on through the loss: around it, a few concealed frames (while playout
+    // waited for the lost one and grew its delay), the tone before and after.
+    let pcm = decode_phone_g711(&outs.phone[50..80], Law::Mu);
+    let amplitudes: Vec<f64> = pcm
+        .chunks(160)
+        .map(|f| amplitude_at(f, 8000, 700.0))
+        .collect();
+    assert!(
+        amplitudes[..10].iter().all(|&a| a > 7000.0),
+        "{amplitudes:?}"
+    );
+    assert!(
+        amplitudes[20..].iter().all(|&a| a > 7000.0),
+        "{amplitudes:?}"
+    );
+    assert!(
+        amplitudes.iter().filter(|&&a| a < 4000.0).count() <= 4,
+        "{amplitudes:?}"
+    );
+}

@@ -271,3 +271,41 @@ fn peek_shows_the_packet_after_a_frame_given_up() {
     assert!(matches!(jb.pop(at(101)), Pop::Frame { sequence: 5, .. }));
     assert_eq!(jb.stats().lost, 1);
 }
+
+#[test]
+fn peek_shows_the_packet_after_a_frame_waited_for() {
+    let t0 = Instant::now();
+    let config = JitterConfig {
+        min_delay: Duration::from_millis(40),
+        ..JitterConfig::default()
+    };
+    let mut jb = JitterBuffer::new(config, t0).unwrap();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut pops = Vec::new();
+    for seq in 0..8u16 {
+        if seq != 4 {
+            jb.push(
+                seq,
+                160 * u32::from(seq),
+                &[seq as u8],
+                at(20 * u64::from(seq)),
+            )
+            .unwrap();
+        }
+        match jb.pop(at(20 * u64::from(seq) + 1)) {
+            Pop::Frame { sequence, .. } => pops.push(Some(sequence)),
+            Pop::Conceal { timestamp } => {
+                assert_eq!(timestamp, 640);
+                pops.push(None);
+                // 4 is waited for (the buffer is at its 2-frame target); 5 is here.
+                assert_eq!(jb.peek(), Some(&[5u8][..]));
+            }
+            Pop::Idle => {}
+        }
+    }
+    assert_eq!(
+        pops,
+        [Some(0), Some(1), Some(2), Some(3), None, Some(5), Some(6)]
+    );
+    assert_eq!(jb.stats().lost, 1);
+}

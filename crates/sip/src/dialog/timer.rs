@@ -111,6 +111,12 @@ impl SessionTimer {
         }
     }
 
+    /// [`SessionTimer::poll_timeout`] while an action is still to come; `None` once it
+    /// fired (until [`SessionTimer::refreshed`]), so that a driver does not wake for it.
+    pub fn next_action_at(&self) -> Option<Instant> {
+        (!self.fired).then(|| self.poll_timeout())
+    }
+
     /// The action due at `now`, once per interval (until [`SessionTimer::refreshed`]).
     pub fn handle_timeout(&mut self, now: Instant) -> Option<TimerAction> {
         if self.fired || now < self.poll_timeout() {

@@ -85,6 +85,9 @@ pub(super) struct Call {
     pub peer_offer: Option<PeerOffer>,
     /// Our re-INVITE or refresh in flight (one offer/answer at a time).
     pub our_invite: Option<TxId>,
+    /// The `o=` line of the peer's last SDP: an offer with the same one is unchanged (RFC
+    /// 3264 §8: a session refresh) and is answered with our last SDP without asking.
+    pub remote_origin: Option<crate::sdp::Origin>,
     /// The offer of our re-INVITE in flight (becomes `last_sdp` when answered 2xx).
     pub pending_offer: Option<SessionDescription>,
 }
@@ -111,6 +114,7 @@ impl Call {
             peer_offer: None,
             our_invite: None,
             pending_offer: None,
+            remote_origin: None,
         }
     }
 
@@ -124,7 +128,7 @@ impl Call {
             self.timer
                 .as_ref()
                 .filter(|_| self.phase == Phase::Connected)
-                .map(SessionTimer::poll_timeout),
+                .and_then(SessionTimer::next_action_at),
         ]
         .into_iter()
         .flatten()

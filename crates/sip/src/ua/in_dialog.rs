@@ -132,9 +132,16 @@ impl UserAgent {
                 self.send_response(now, tx, r);
             }
             Ok(Some(offer)) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.peer_offer = Some(PeerOffer { tx, request });
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if c.remote_origin.as_ref() == Some(&offer.origin) && c.last_sdp.is_some() {
+                    let last = c.last_sdp.clone();
+                    self.answer_peer_offer(now, call, tx, &request, last.as_ref());
+                    return;
                 }
+                c.remote_origin = Some(offer.origin.clone());
+                c.peer_offer = Some(PeerOffer { tx, request });
                 self.events.push_back(UaEvent::Reoffer { call, offer });
             }
             Ok(None) => {
@@ -489,9 +496,13 @@ impl UserAgent {
         } else {
             self.owners.remove(&tx);
         }
+        let answer = sdp_of(response).ok().flatten();
+        if let (Some(a), Some(c)) = (&answer, self.calls.get_mut(&call)) {
+            c.remote_origin = Some(a.origin.clone());
+        }
         self.events.push_back(UaEvent::ReofferAnswered {
             call,
-            answer: sdp_of(response).ok().flatten(),
+            answer,
             status,
         });
         if matches!(status, 408 | 481) {

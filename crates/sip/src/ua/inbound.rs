@@ -164,6 +164,7 @@ impl UserAgent {
         call.negotiated_timer = negotiated;
         call.offer_deadline = Some(now + self.cfg.tx.timer_c);
         call.invite = Some((tx, request.clone()));
+        call.remote_origin = offer.as_ref().map(|o| o.origin.clone());
         self.dialogs
             .insert((call.sip_call_id.clone(), local_tag), id);
         self.owners.insert(tx, Owner::Invite(id));
@@ -395,6 +396,9 @@ impl UserAgent {
             ));
         }
         let remote = sdp_of(ack).ok().flatten();
+        if let Some(r) = &remote {
+            c.remote_origin = Some(r.origin.clone());
+        }
         self.events.push_back(UaEvent::Connected { call, remote });
     }
 }

@@ -294,6 +294,7 @@ impl UserAgent {
         c.phase = Phase::Connected;
         c.timer = timer;
         c.peer_update = peer_update;
+        c.remote_origin = remote.as_ref().map(|r| r.origin.clone());
         if let Some(out) = &mut c.out {
             out.cancel_deadline = None;
         }

@@ -21,7 +21,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 const LAST_RETRY: Duration = Duration::from_secs(300);
 
 /// A registration at a registrar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Account {
     /// The address of record, e.g. `sip:alice@example.com`.
     pub aor: String,
@@ -35,6 +35,20 @@ pub struct Account {
     pub expires: u32,
     /// The user part of our Contact.
     pub contact_user: String,
+}
+
+/// Without the password.
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("aor", &self.aor)
+            .field("username", &self.username)
+            .field("registrar", &self.registrar)
+            .field("transport", &self.transport)
+            .field("expires", &self.expires)
+            .field("contact_user", &self.contact_user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Account {
@@ -173,7 +187,7 @@ impl UserAgent {
             self.emit_reg(reg, RegState::Unregistered);
             return;
         };
-        r.cseq += 1;
+        r.cseq = r.cseq.wrapping_add(1) % (1 << 31);
         let expires = if r.unregistering { 0 } else { r.expires };
         let mut m = Message::request(Method::Register, request_uri);
         let h = m.headers_mut();

@@ -1,14 +1,14 @@
 //! User agent tests on fake time, no sockets: two [`UserAgent`]s wired by a pump that feeds
-//! the transmits of one as datagrams of the other (with a filter to lose messages), plus
-//! raw peers written in the test. Every scenario ends with "nothing live after a quiet
-//! period". Calls set up, answered, refused, cancelled; 2xx retransmission and ACK loss;
-//! inbound authentication and outbound 401/407; the out-of-dialog answers.
+//! the transmits of one as datagrams of the other (with a filter to lose messages). Every
+//! scenario ends with "nothing live after a quiet period". Calls set up, answered,
+//! refused, cancelled; 2xx retransmission and ACK loss; inbound authentication (the
+//! caller's 401 retry). Raw peers are in `tests_raw.rs`, in-call tests in
+//! `tests_dialog.rs`, registrations in `tests_register.rs`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::digest::{Credentials, Secret};
 use crate::sdp::{Codec, Direction, LocalAudio, SdpSession};
 
 pub(super) const A: &str = "127.0.0.1:5060";
@@ -18,8 +18,10 @@ pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A description as an [`SdpSession`] of `port` would make it: one session per port, its
+/// version moving with the direction (what changes in these tests).
 pub(super) fn audio(port: u16, direction: Direction) -> SessionDescription {
-    SdpSession::new(u64::from(port), addr(A).ip()).offer(&LocalAudio {
+    let mut sd = SdpSession::new(u64::from(port), addr(A).ip()).offer(&LocalAudio {
         addr: addr(A).ip(),
         port,
         codecs: vec![Codec::Pcmu],
@@ -27,12 +29,22 @@ pub(super) fn audio(port: u16, direction: Direction) -> SessionDescription {
         srtp_key: None,
         rtcp_mux: false,
         ptime: 20,
-    })
+    });
+    sd.origin.version += match direction {
+        Direction::SendRecv => 0,
+        Direction::SendOnly => 1,
+        Direction::RecvOnly => 2,
+        Direction::Inactive => 3,
+    };
+    sd
 }
 
 pub(super) fn config(local: &str) -> UaConfig {
     UaConfig::new(addr(local))
 }
+
+/// Decides which messages the wire loses: (from A?, text) → lost.
+pub(super) type LossFilter = Box<dyn FnMut(bool, &str) -> bool>;
 
 /// Two user agents and the wire between them.
 pub(super) struct Net {
@@ -44,7 +56,7 @@ pub(super) struct Net {
     /// Every message delivered or lost: (from A?, text).
     pub wire: Vec<(bool, String)>,
     /// Returns true for a message (from A?, text) to lose.
-    pub lose: Box<dyn FnMut(bool, &str) -> bool>,
+    pub lose: LossFilter,
 }
 
 impl Net {
@@ -401,178 +413,4 @@ fn inbound_auth_refuses_a_wrong_password() {
     let a = ended(&n.take_a());
     assert_eq!((a.by, a.status), (EndedBy::Remote, Some(403)));
     n.assert_quiet();
-}
-
-/// A raw peer at B's address: what A sends there, and answers written by the test.
-fn raw_out(ua: &mut UserAgent) -> Vec<Message<'static>> {
-    std::iter::from_fn(|| ua.poll_transmit())
-        .map(|t| Message::parse(&t.bytes).unwrap().into_owned())
-        .collect()
-}
-
-fn feed(ua: &mut UserAgent, now: Instant, m: &Message<'_>) {
-    let mut bytes = Vec::new();
-    m.to_bytes(&mut bytes);
-    ua.handle_datagram(now, &bytes, addr(B), Transport::Udp);
-}
-
-#[test]
-fn outbound_407_is_answered_once_with_proxy_authorization() {
-    let now = Instant::now();
-    let mut a = UserAgent::new(config(A), now);
-    let issuer = crate::digest::NonceIssuer::new(
-        b"0123456789abcdef",
-        "trunk",
-        crate::digest::Algorithm::Md5,
-        60,
-    );
-    let out = Outbound {
-        target: "sip:+4930123@trunk.example".into(),
-        from: format!("\"Room\" <sip:gw@{A}>"),
-        dest: addr(B),
-        transport: Transport::Udp,
-        credentials: Some(("gw".into(), "pw".into())),
-        headers: vec![(
-            "P-Asserted-Identity".into(),
-            "<sip:+4930999@trunk.example>".into(),
-        )],
-        offer: audio(4000, Direction::SendRecv),
-    };
-    let call = a.call(now, out).unwrap();
-    let first = raw_out(&mut a).remove(0);
-    assert!(first.headers().get("P-Asserted-Identity").is_some());
-    let mut challenge =
-        crate::transaction::response_to(&first, 407, "Proxy Authentication Required");
-    challenge.headers_mut().set(
-        "To",
-        format!("{};tag=px", first.headers().get("To").unwrap()),
-    );
-    let unix = switchboard_util::unix_now();
-    challenge.headers_mut().push(
-        "Proxy-Authenticate",
-        issuer.challenge(unix, "aa", false).to_header_value(),
-    );
-    feed(&mut a, now, &challenge);
-    let sent = raw_out(&mut a);
-    assert!(sent[0].is_request(), "the layer's ACK of the 407");
-    let second = sent
-        .iter()
-        .find(|m| matches!(m, Message::Request(r) if r.method == crate::Method::Invite))
-        .unwrap();
-    assert_eq!(second.headers().cseq().unwrap().seq, 2);
-    assert_ne!(
-        second.headers().top_via().unwrap().branch(),
-        first.headers().top_via().unwrap().branch()
-    );
-    let creds = Credentials::parse(second.headers().get("Proxy-Authorization").unwrap()).unwrap();
-    issuer
-        .verify(
-            &creds,
-            "INVITE",
-            second.body(),
-            Secret::Password("pw"),
-            unix,
-        )
-        .unwrap();
-    // A second 407 is not answered again: the call fails.
-    let mut again = crate::transaction::response_to(second, 407, "Proxy Authentication Required");
-    again.headers_mut().set(
-        "To",
-        format!("{};tag=px", second.headers().get("To").unwrap()),
-    );
-    again.headers_mut().push(
-        "Proxy-Authenticate",
-        issuer.challenge(unix, "bb", false).to_header_value(),
-    );
-    feed(&mut a, now, &again);
-    let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
-    assert!(
-        matches!(&events[..], [UaEvent::Ended { call: c, reason }] if *c == call && reason.status == Some(407))
-    );
-    assert_eq!(raw_out(&mut a).len(), 1, "only the ACK");
-    a.handle_timeout(now + Duration::from_secs(100));
-    assert_eq!(a.counters().tx.live(), 0);
-    assert_eq!(a.counters().tracked_transactions, 0);
-}
-
-fn raw_request(method: &str, to_tag: Option<&str>) -> String {
-    let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
-    format!(
-        "{method} sip:room1@{A} SIP/2.0\r\nVia: SIP/2.0/UDP {B};branch=z9hG4bKraw{method}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:x@{B}>;tag=r1\r\nTo: <sip:room1@{A}>{tag}\r\n\
-         Call-ID: raw-{method}\r\nCSeq: 1 {method}\r\nContact: <sip:x@{B}>\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-fn answer_to(ua: &mut UserAgent, now: Instant, text: &str) -> String {
-    ua.handle_datagram(now, text.as_bytes(), addr(B), Transport::Udp);
-    let t = ua.poll_transmit().expect("an answer");
-    String::from_utf8(t.bytes.to_vec()).unwrap()
-}
-
-#[test]
-fn out_of_dialog_answers() {
-    let now = Instant::now();
-    let mut a = UserAgent::new(config(A), now);
-    let r = answer_to(&mut a, now, &raw_request("BYE", Some("nosuch")));
-    assert!(r.starts_with("SIP/2.0 481 "), "{r}");
-    let r = answer_to(&mut a, now, &raw_request("INFO", None));
-    assert!(r.starts_with("SIP/2.0 481 "), "{r}");
-    let r = answer_to(&mut a, now, &raw_request("OPTIONS", None));
-    assert!(
-        r.starts_with("SIP/2.0 200 ")
-            && r.contains("Allow: INVITE")
-            && r.contains("Accept: application/sdp"),
-        "{r}"
-    );
-    let r = answer_to(&mut a, now, &raw_request("REGISTER", None));
-    assert!(
-        r.starts_with("SIP/2.0 405 ") && r.contains("Allow: "),
-        "{r}"
-    );
-    let r = answer_to(&mut a, now, &raw_request("MESSAGE", None));
-    assert!(r.starts_with("SIP/2.0 405 "), "{r}");
-    let zero = raw_request("INVITE", None).replace("Max-Forwards: 70", "Max-Forwards: 0");
-    let r = answer_to(&mut a, now, &zero);
-    assert!(r.starts_with("SIP/2.0 483 "), "{r}");
-    let rq = raw_request("INVITE", None)
-        .replace("branch=z9hG4bKrawINVITE", "branch=z9hG4bKreq")
-        .replace(
-            "Max-Forwards: 70",
-            "Max-Forwards: 70\r\nRequire: foo, 100rel",
-        );
-    let r = answer_to(&mut a, now, &rq);
-    assert!(
-        r.starts_with("SIP/2.0 420 ") && r.contains("Unsupported: foo\r\n"),
-        "{r}"
-    );
-    let small = raw_request("INVITE", None)
-        .replace("branch=z9hG4bKrawINVITE", "branch=z9hG4bKse")
-        .replace(
-            "Max-Forwards: 70",
-            "Max-Forwards: 70\r\nSession-Expires: 30",
-        );
-    let r = answer_to(&mut a, now, &small);
-    assert!(
-        r.starts_with("SIP/2.0 422 ") && r.contains("Min-SE: 90"),
-        "{r}"
-    );
-    // Malformed: a CSeq that is not a number; still readable enough for a 400.
-    let bad = raw_request("INVITE", None)
-        .replace("branch=z9hG4bKrawINVITE", "branch=z9hG4bKbad")
-        .replace("CSeq: 1 INVITE", "CSeq: one INVITE");
-    let r = answer_to(&mut a, now, &bad);
-    assert!(r.starts_with("SIP/2.0 400 "), "{r}");
-    for junk in [
-        &b"\x00\xff garbage"[..],
-        b"INVITE sip:x SIP/2.0\r\n\r\n",
-        b"SIP/2.0 200 OK\r\n\r\n",
-        b"\r\n\r\n",
-    ] {
-        a.handle_datagram(now, junk, addr(B), Transport::Udp);
-    }
-    assert!(std::iter::from_fn(|| a.poll_event()).next().is_none());
-    a.handle_timeout(now + Duration::from_secs(100));
-    assert_eq!(a.counters().tx.live(), 0);
-    assert_eq!(a.counters().calls, 0);
 }

@@ -119,6 +119,23 @@ pub fn start_baresip(srtp: bool, codec: &str) -> Baresip {
 
 /// baresip with the account line `account(its SIP port)`.
 pub fn start_baresip_with(account: impl FnOnce(u16) -> String) -> Baresip {
+    start_baresip_full(account, "")
+}
+
+/// baresip offering DTLS-SRTP with ICE (`mediaenc=dtls_srtp;medianat=ice`, RTP and RTCP
+/// multiplexed), calling and called directly, auto-answering, offering `codec`.
+pub fn start_baresip_dtls(codec: &str) -> Baresip {
+    start_baresip_full(
+        |port| {
+            format!("<sip:alice@127.0.0.1:{port};transport=udp>;regint=0;answermode=auto;audio_codecs={codec};mediaenc=dtls_srtp;medianat=ice")
+        },
+        "module dtls_srtp.so\nmodule ice.so\nrtcp_mux yes\n",
+    )
+}
+
+/// baresip with `account` and `extra` config lines (modules among them are loaded before
+/// the accounts are read).
+fn start_baresip_full(account: impl FnOnce(u16) -> String, extra: &str) -> Baresip {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port_pair();
     let rtp = free_port_pair();
@@ -132,7 +149,7 @@ pub fn start_baresip_with(account: impl FnOnce(u16) -> String) -> Baresip {
         "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player alsa,null\naudio_alert alsa,null\n\
          audio_source aufile,{tone}\nrtp_ports {rtp}-{rtp_end}\nrtp_timeout 10\nnet_interface 127.0.0.1\n\
          module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule alsa.so\nmodule aufile.so\n\
-         module sndfile.so\nmodule srtp.so\nmodule_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
+         module sndfile.so\nmodule srtp.so\n{extra}module_tmp uuid.so\nmodule_tmp account.so\nmodule_app menu.so\n\
          module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule_app cons.so\ncons_listen 127.0.0.1:{console}\n\
          snd_path {rec}\n",
         tone = tone.display(),
@@ -293,6 +310,32 @@ pub fn ctrl_command(b: &mut Baresip, command: &str, params: &str) {
 /// Frequency and RMS of what baresip decoded in its (one) call: the `-dec.wav` its
 /// `sndfile` module writes, waited for up to 5 s after the call ended.
 pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
+    let (samples, rate) = recorded_samples(b);
+    tone_of(&samples, rate)
+}
+
+/// Power of `hz` in `s` relative to the whole signal's, in dB (Goertzel): near 0 for
+/// the only tone, about -3 dB for one of two equal tones, far below for an absent one.
+pub fn tone_share_db(s: &[i16], rate: u32, hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in s {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let n = s.len().max(1) as f64;
+    // A sine of amplitude A gives power (A·N/2)²; its mean square is A²/2.
+    let tone_ms = 2.0 * power / (n * n);
+    let total_ms = s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / n;
+    10.0 * (tone_ms / total_ms.max(1e-9)).max(1e-12).log10()
+}
+
+/// The samples and rate of what baresip decoded in its (one) call (see
+/// [`recorded_tone`]).
+pub fn recorded_samples(b: &Baresip) -> (Vec<i16>, u32) {
     let rec = b.dir.path().join("rec");
     let deadline = Instant::now() + Duration::from_secs(5);
     // The file exists from the start of the call; it is complete when baresip closed it at
@@ -309,7 +352,7 @@ pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
             if last_size == Some(size) && size > 44 {
                 let (samples, rate) = read_wav(&f);
                 if !samples.is_empty() {
-                    return tone_of(&samples, rate);
+                    return (samples, rate);
                 }
             }
             last_size = Some(size);

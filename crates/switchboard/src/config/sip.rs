@@ -74,7 +74,9 @@ pub struct SipSettings {
     pub sip_account: Vec<String>,
 
     /// Inbound routing rule `CALLED=ROOM` (repeatable, first match wins): a call whose
-    /// Request-URI user is CALLED goes to ROOM; CALLED `*` matches every call.
+    /// Request-URI user is CALLED goes to ROOM; CALLED `*` matches every call. ROOM `@pin`
+    /// answers the call and asks for a PIN (DTMF, ended with `#`) that --sip-pin maps to
+    /// a room.
     #[arg(
         long,
         value_name = "CALLED=ROOM",
@@ -82,6 +84,15 @@ pub struct SipSettings {
         value_delimiter = ','
     )]
     pub sip_route: Vec<String>,
+
+    /// A room callers reach by PIN, `PIN=ROOM` (repeatable; PINs of 1-16 digits).
+    #[arg(
+        long,
+        value_name = "PIN=ROOM",
+        env = "SWITCHBOARD_SIP_PIN",
+        value_delimiter = ','
+    )]
+    pub sip_pin: Vec<String>,
 
     /// A call to `sip:ROOM@gateway` that no --sip-route matches joins room ROOM. `false`:
     /// such calls are refused (404).
@@ -184,8 +195,12 @@ pub struct TrunkConfig {
 pub struct RouteRule {
     /// None = `*`.
     pub called: Option<String>,
+    /// The room, or [`PIN_ROOM`]: ask for a PIN.
     pub room: String,
 }
+
+/// The ROOM of a `--sip-route` that asks the caller for a PIN (`@` is in no room name).
+pub const PIN_ROOM: &str = "@pin";
 
 /// The gateway's validated settings (None when off).
 #[derive(Clone, Debug)]
@@ -201,6 +216,8 @@ pub struct SipConfig {
     pub rtp_ports: RangeInclusive<u16>,
     pub accounts: Vec<AccountConfig>,
     pub routes: Vec<RouteRule>,
+    /// `--sip-pin`: (PIN, room).
+    pub pins: Vec<(String, String)>,
     pub direct_rooms: bool,
     pub auth: Vec<(String, String)>,
     pub trunk: Option<TrunkConfig>,
@@ -283,7 +300,7 @@ fn parse_route(s: &str) -> Result<RouteRule, ConfigError> {
     let (called, room) = s
         .split_once('=')
         .ok_or_else(|| err("sip-route", format!("`{s}` is not CALLED=ROOM")))?;
-    if called.is_empty() || !valid_room(room) {
+    if called.is_empty() || !(valid_room(room) || room == PIN_ROOM) {
         return Err(err(
             "sip-route",
             format!("`{s}`: CALLED must not be empty and ROOM must be 1-64 of A-Za-z0-9_-."),
@@ -293,6 +310,10 @@ fn parse_route(s: &str) -> Result<RouteRule, ConfigError> {
         called: (called != "*").then(|| called.to_string()),
         room: room.to_string(),
     })
+}
+
+fn routes_ask_pin(routes: &[RouteRule]) -> bool {
+    routes.iter().any(|r| r.room == PIN_ROOM)
 }
 
 fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, ConfigError> {
@@ -348,11 +369,34 @@ impl SipSettings {
             .iter()
             .map(|a| parse_account(a))
             .collect::<Result<_, _>>()?;
-        let routes = self
+        let routes: Vec<RouteRule> = self
             .sip_route
             .iter()
             .map(|r| parse_route(r))
             .collect::<Result<_, _>>()?;
+        let pins: Vec<(String, String)> = self
+            .sip_pin
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((pin, room))
+                    if (1..=16).contains(&pin.len())
+                        && pin.bytes().all(|b| b.is_ascii_digit())
+                        && valid_room(room) =>
+                {
+                    Ok((pin.to_string(), room.to_string()))
+                }
+                _ => Err(err(
+                    "sip-pin",
+                    format!("`{p}` is not PIN=ROOM (1-16 digits = a room name)"),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        if routes_ask_pin(&routes) && pins.is_empty() {
+            return Err(err(
+                "sip-route",
+                "a route to @pin needs at least one --sip-pin",
+            ));
+        }
         let auth = self
             .sip_auth
             .iter()
@@ -409,6 +453,7 @@ impl SipSettings {
             rtp_ports,
             accounts,
             routes,
+            pins,
             direct_rooms: self.sip_direct_rooms,
             auth,
             trunk,

@@ -4,8 +4,8 @@
 //! port and SDP answer, and one media task per call (call.rs). Signaling is light: one
 //! task carries every call's; the media of each call runs in its own task.
 
-use super::call::{self, call_label, AgentCmd, CallCmd, CallSetup};
-use super::dispatch::room_for;
+use super::call::{call_label, AgentCmd, CallCmd};
+use super::flood::Flood;
 use super::outbound::Target;
 use super::ports::RtpPorts;
 use super::stream::{ConnKey, StreamEvent};
@@ -18,15 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_signal::Signaling;
 use switchboard_sip::digest::Algorithm;
-use switchboard_sip::sdp::{Codec, Direction, LocalAudio, SdpSession, SessionDescription};
+use switchboard_sip::sdp::{LocalAudio, SdpSession, SessionDescription};
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{
-    Account, CallId, EndReason, InboundAuth, Outbound, RegId, RegState, UaConfig, UaEvent,
-    UserAgent,
+    Account, CallId, EndReason, InboundAuth, RegId, RegState, UaConfig, UaEvent, UserAgent,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
+
+mod setup;
 
 /// How long a stop waits for unregistrations and BYEs to be answered.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -71,6 +72,9 @@ struct CallEntry {
     answer: Option<SessionDescription>,
     /// Outbound: our offer, to read the answer against.
     offer: Option<SessionDescription>,
+    /// A DTLS-SRTP call's answer: what every re-offer gets (the DTLS leg keeps ICE and DTLS
+    /// going; a re-INVITE of such a phone updates its default candidate).
+    dtls_answer: Option<SessionDescription>,
 }
 
 impl CallEntry {
@@ -106,6 +110,10 @@ struct State {
     stats: Arc<SipStats>,
     to_agent: UnboundedSender<AgentCmd>,
     draining: bool,
+    /// The service's drain flag, read when a call comes: set before the supervisor says
+    /// it drains, so no call is taken after that (the loop's copy may lag a message).
+    drain_watch: watch::Receiver<bool>,
+    pins: Arc<[(String, String)]>,
 }
 
 fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
@@ -154,6 +162,8 @@ impl Agent {
             stats: self.stats,
             to_agent,
             draining: false,
+            drain_watch: draining.clone(),
+            pins: self.cfg.pins.clone().into(),
         };
         for a in &self.cfg.accounts {
             let account = Account {
@@ -219,6 +229,11 @@ impl Agent {
 }
 
 impl State {
+    /// Draining or stopping: new calls are refused.
+    fn refusing(&self) -> bool {
+        self.draining || *self.drain_watch.borrow()
+    }
+
     /// A message from a peer, unless it floods.
     fn receive(&mut self, bytes: &[u8], (transport, from): ConnKey) {
         if !self.flood.admit(from.ip(), Instant::now()) {
@@ -242,12 +257,16 @@ impl State {
                     }
                 } else {
                     // Streams: back on the connection the peer opened (we open none).
-                    match self.conns.get(&(t.transport, t.dest)) {
-                        Some(conn) => {
-                            let _ = conn.send(t.bytes.clone());
-                        }
-                        None => {
-                            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on")
+                    let sent = self
+                        .conns
+                        .get(&(t.transport, t.dest))
+                        .is_some_and(|conn| conn.send(t.bytes.clone()).is_ok());
+                    if !sent {
+                        // The peer's connection is gone: its transaction fails now
+                        // (RFC 3261 §17.1.4) instead of waiting for a timeout.
+                        tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on");
+                        if let Some(tx) = t.tx {
+                            self.ua.transport_error(Instant::now(), tx);
                         }
                     }
                 }
@@ -368,23 +387,6 @@ impl State {
         }
     }
 
-    /// Outbound: the far end's SDP answer (final, or early media in a 183).
-    fn answered(&mut self, call: CallId, answer: &SessionDescription) {
-        let Some(entry) = self.calls.get(&call) else {
-            return;
-        };
-        let Some(offer) = &entry.offer else {
-            return;
-        };
-        match entry.sdp.accept_answer(offer, answer, &entry.local) {
-            Ok(n) => entry.tell(CallCmd::Media(n)),
-            Err(e) => {
-                tracing::info!(error = %e, "SIP answer not acceptable: hanging up");
-                let _ = self.ua.hangup(Instant::now(), call);
-            }
-        }
-    }
-
     fn on_api(&mut self, cmd: ApiCmd) {
         match cmd {
             ApiCmd::Dial {
@@ -406,176 +408,6 @@ impl State {
                     let _ = self.ua.hangup(Instant::now(), id);
                 }
                 let _ = reply.send(found.is_some());
-            }
-        }
-    }
-
-    /// An outbound call: the INVITE, and the media task that joins the room at once.
-    fn dial(
-        &mut self,
-        room: String,
-        name: String,
-        target: Target,
-        dest: SocketAddr,
-    ) -> Result<String, (u16, String)> {
-        if self.draining {
-            return Err((503, "the server is shutting down".into()));
-        }
-        if self.calls.len() >= self.cfg.max_calls {
-            return Err((
-                503,
-                format!("{} calls are up (--sip-max-calls)", self.cfg.max_calls),
-            ));
-        }
-        let sfu_local = self
-            .sfu_local
-            .ok_or((503, "the SFU is off (--sfu-threshold off)".to_string()))?;
-        let port = self
-            .ports
-            .take(self.cfg.media_ip)
-            .ok_or((503, "no RTP port free (--sip-rtp-ports)".to_string()))?;
-        let local = LocalAudio {
-            addr: self.cfg.media_ip,
-            port: port.port(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
-            direction: Direction::SendRecv,
-            // Plain RTP: what trunks and most phones take; SDES when they offer it.
-            srtp_key: None,
-            rtcp_mux: false,
-            ptime: 20,
-        };
-        let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
-        let offer = sdp.offer(&local);
-        let from = format!("\"{}\" <{}>", room.replace('"', ""), target.from);
-        let out = Outbound {
-            target: target.request_uri.clone(),
-            from,
-            dest,
-            transport: Transport::Udp,
-            credentials: target.credentials.clone(),
-            headers: target.headers.clone(),
-            offer: offer.clone(),
-        };
-        let call = self
-            .ua
-            .call(Instant::now(), out)
-            .map_err(|e| (400, format!("cannot call {}: {e}", target.request_uri)))?;
-        self.stats.calls_out.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = unbounded_channel();
-        self.calls.insert(
-            call,
-            CallEntry {
-                room: room.clone(),
-                media: Some(tx),
-                sdp,
-                local,
-                answer: None,
-                offer: Some(offer),
-            },
-        );
-        tracing::info!(%room, to = %target.request_uri, via = %dest, "SIP call out");
-        tokio::spawn(call::run(CallSetup {
-            call,
-            outbound: true,
-            room,
-            name,
-            negotiated: None,
-            port,
-            signaling: self.signaling.clone(),
-            sfu_local,
-            agent: self.to_agent.clone(),
-            commands: rx,
-            stats: self.stats.clone(),
-            rtp_timeout: self.cfg.rtp_timeout,
-        }));
-        Ok(call_label(call))
-    }
-
-    /// A new call: room, port, answer, ring, and the media task that joins the room.
-    fn incoming(
-        &mut self,
-        call: CallId,
-        from: &str,
-        from_display: Option<String>,
-        to_user: Option<&str>,
-        offer: Option<SessionDescription>,
-    ) -> Result<(), (u16, String)> {
-        if self.draining {
-            return Err((503, "Service Unavailable (shutting down)".into()));
-        }
-        if self.calls.len() >= self.cfg.max_calls {
-            return Err((486, "Busy Here".into()));
-        }
-        let room = room_for(&self.cfg, to_user).ok_or((404, "Not Found".to_string()))?;
-        let sfu_local = self
-            .sfu_local
-            .ok_or((503, "Service Unavailable (the SFU is off)".to_string()))?;
-        let offer = offer.ok_or((488, "Not Acceptable Here (no SDP offer)".to_string()))?;
-        let port = self
-            .ports
-            .take(self.cfg.media_ip)
-            .ok_or((503, "Service Unavailable (no RTP port free)".to_string()))?;
-        let local = LocalAudio {
-            addr: self.cfg.media_ip,
-            port: port.port(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
-            direction: Direction::SendRecv,
-            srtp_key: Some(rand::random()),
-            rtcp_mux: true,
-            ptime: 20,
-        };
-        let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
-        let (answer, negotiated) = sdp
-            .answer(&offer, &local)
-            .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
-        let now = Instant::now();
-        self.ua
-            .ring(now, call)
-            .map_err(|e| (500, format!("Server Internal Error ({e})")))?;
-        let name = caller_name(from, from_display);
-        let (tx, rx) = unbounded_channel();
-        self.calls.insert(
-            call,
-            CallEntry {
-                room: room.clone(),
-                media: Some(tx),
-                sdp,
-                local,
-                answer: Some(answer),
-                offer: None,
-            },
-        );
-        tracing::info!(%room, caller = %name, "SIP call in");
-        tokio::spawn(call::run(CallSetup {
-            call,
-            outbound: false,
-            room,
-            name,
-            negotiated: Some(negotiated),
-            port,
-            signaling: self.signaling.clone(),
-            sfu_local,
-            agent: self.to_agent.clone(),
-            commands: rx,
-            stats: self.stats.clone(),
-            rtp_timeout: self.cfg.rtp_timeout,
-        }));
-        Ok(())
-    }
-
-    fn reoffer(&mut self, call: CallId, offer: &SessionDescription) {
-        let now = Instant::now();
-        let Some(entry) = self.calls.get_mut(&call) else {
-            return;
-        };
-        match entry.sdp.answer(offer, &entry.local) {
-            Ok((answer, negotiated)) => {
-                let _ = self.ua.answer_reoffer(now, call, answer);
-                entry.tell(CallCmd::Media(negotiated));
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "SIP re-offer not acceptable: hanging up");
-                let _ = self.ua.hangup(now, call);
             }
         }
     }
@@ -622,97 +454,5 @@ impl State {
                 }
             }
         }
-    }
-}
-
-/// Per-source bound on SIP messages: a token bucket per IP address, so one source
-/// cannot take the gateway's signaling from everyone else.
-#[derive(Default)]
-struct Flood {
-    buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
-}
-
-impl Flood {
-    /// Messages per second one address may send, and its burst.
-    const RATE: f64 = 200.0;
-    const BURST: f64 = 400.0;
-
-    fn admit(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
-        if self.buckets.len() > 100_000 {
-            // Forget addresses that are full again (quiet for a burst's time).
-            let refill = Duration::from_secs_f64(Self::BURST / Self::RATE);
-            self.buckets
-                .retain(|_, (_, t)| now.duration_since(*t) < refill);
-        }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * Self::RATE).min(Self::BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// How the room sees a caller: its display name, else the user of its URI.
-fn caller_name(from: &str, display: Option<String>) -> String {
-    let name = display.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
-        let user = from
-            .split_once(':')
-            .map_or(from, |(_, rest)| rest)
-            .split(['@', ';', '>'])
-            .next()
-            .unwrap_or_default();
-        if user.is_empty() {
-            "phone".to_string()
-        } else {
-            user.to_string()
-        }
-    });
-    // The hub's names are at most 64 characters.
-    name.chars().take(64).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{caller_name, Flood};
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn a_flooding_source_is_bounded_and_others_are_not() {
-        let mut f = Flood::default();
-        let now = Instant::now();
-        let a = "192.0.2.1".parse().unwrap();
-        let b = "192.0.2.2".parse().unwrap();
-        let admitted = (0..1000).filter(|_| f.admit(a, now)).count();
-        assert_eq!(admitted, 400, "the burst");
-        assert!(f.admit(b, now), "another source is not affected");
-        // A second later, the rate's worth again.
-        let later = now + Duration::from_secs(1);
-        let admitted = (0..1000).filter(|_| f.admit(a, later)).count();
-        assert_eq!(admitted, 200);
-    }
-
-    #[test]
-    fn caller_names() {
-        assert_eq!(caller_name("sip:bob@example.com", None), "bob");
-        assert_eq!(
-            caller_name("sip:bob@example.com", Some("Bob B".into())),
-            "Bob B"
-        );
-        assert_eq!(
-            caller_name("tel:+4930123;phone-context=x", None),
-            "+4930123"
-        );
-        assert_eq!(
-            caller_name("sip:example.com", Some("  ".into())),
-            "example.com"
-        );
-        assert_eq!(
-            caller_name(&format!("sip:{}@x", "a".repeat(100)), None).len(),
-            64
-        );
     }
 }

@@ -7,6 +7,9 @@
 //! phone's authenticated packets come from, which is what works behind NAT; until the
 //! first one arrives it goes to the address of the SDP.
 
+use super::dispatch::room_of_pin;
+use super::dtls_leg::DtlsLeg;
+use super::pin::{Entry, PinEntry, Prompt, MAX_TRIES, PROMPT_SOURCE};
 use super::ports::RtpPort;
 use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink};
 use super::SipStats;
@@ -68,11 +71,15 @@ pub struct CallSetup {
     /// Outbound calls join the room at once (the tile shows them dialing); inbound ones
     /// are answered once joined.
     pub outbound: bool,
-    pub room: String,
+    /// None: ask the caller for a PIN first (`pins` map them to rooms).
+    pub room: Option<String>,
+    pub pins: Arc<[(String, String)]>,
     /// How the room sees the caller (or the target dialled).
     pub name: String,
     /// Known for inbound calls; outbound ones learn it from the answer.
     pub negotiated: Option<Negotiated>,
+    /// The phone offered DTLS-SRTP with ICE: the DTLS leg terminates it on the RTP port.
+    pub dtls: Option<DtlsLeg>,
     pub port: RtpPort,
     pub signaling: Arc<Signaling>,
     pub sfu_local: SocketAddr,
@@ -144,7 +151,15 @@ pub async fn run(setup: CallSetup) {
 /// The call's media and its place in the room, while it lasts.
 struct Bridge {
     call: CallId,
-    leg: RoomLeg,
+    /// None while the caller types a PIN.
+    leg: Option<RoomLeg>,
+    /// The PIN being typed, and the prompt playing.
+    pin: Option<PinEntry>,
+    prompt: Option<Prompt>,
+    /// A PIN ended with `#`, to check.
+    typed: Option<String>,
+    /// DTLS-SRTP + ICE toward the phone (else plain RTP or SDES on the socket).
+    dtls: Option<DtlsLeg>,
     media: Option<CallMedia>,
     ssrc: u32,
     held: bool,
@@ -157,27 +172,90 @@ struct Bridge {
     agent: UnboundedSender<AgentCmd>,
     stats: Arc<SipStats>,
     rtp_timeout: Duration,
+    /// The media counts already added to `stats`, and the ticks until the next add.
+    published: switchboard_media::bridge::MediaStats,
+    until_publish: u32,
+}
+
+/// Ticks between two additions of a call's media counts to the metrics (1 s).
+const PUBLISH_TICKS: u32 = 50;
+
+impl Drop for Bridge {
+    /// However the call ends, its last second of counts reaches the metrics.
+    fn drop(&mut self) {
+        self.publish();
+    }
 }
 
 impl Bridge {
+    /// Add this call's media counts since the last time to the gateway's metrics.
+    fn publish(&mut self) {
+        if let Some(m) = &self.media {
+            let now = m.stats();
+            self.stats.media.add(&self.published, &now);
+            self.published = now;
+        }
+    }
+
     fn state(&mut self, state: &str, reason: Option<&str>) {
+        let Some(leg) = &mut self.leg else {
+            return;
+        };
         let mut data = json!({"sip": {
-            "peer": self.leg.peer_id().as_ref(),
+            "peer": leg.peer_id().as_ref(),
             "call": call_label(self.call),
             "state": state,
         }});
         if let Some(r) = reason {
             data["sip"]["reason"] = json!(r);
         }
-        self.leg.set_state(data);
+        leg.set_state(data);
     }
 
-    fn dtmf_heard(&self, digit: char) {
-        self.leg.announce(&json!({"sip": {
-            "peer": self.leg.peer_id().as_ref(),
+    /// A key from the phone: part of a PIN while one is asked for, else news for the room.
+    fn dtmf_heard(&mut self, digit: char) {
+        if let Some(pin) = &mut self.pin {
+            if let Entry::Done(p) = pin.key(digit) {
+                self.typed = Some(p);
+            }
+            return;
+        }
+        let Some(leg) = &self.leg else {
+            return;
+        };
+        leg.announce(&json!({"sip": {
+            "peer": leg.peer_id().as_ref(),
             "call": call_label(self.call),
             "dtmf": digit.to_string(),
         }}));
+    }
+
+    /// A PIN ended with `#`: its room, or the wrong-PIN tone (and the end after the last
+    /// try).
+    fn check_pin(
+        &mut self,
+        typed: &str,
+        pins: &[(String, String)],
+    ) -> Result<Option<String>, String> {
+        if let Some(room) = room_of_pin(pins, typed) {
+            self.pin = None;
+            self.prompt = None;
+            if let Some(m) = &mut self.media {
+                m.remove_room_source(PROMPT_SOURCE);
+            }
+            return Ok(Some(room.to_string()));
+        }
+        let Some(pin) = &mut self.pin else {
+            return Ok(None);
+        };
+        pin.tries += 1;
+        if pin.tries >= MAX_TRIES {
+            return Err(format!("{MAX_TRIES} wrong PINs"));
+        }
+        if let Some(p) = &self.prompt {
+            self.prompt = Some(Prompt::wrong(p)?);
+        }
+        Ok(None)
     }
 
     /// SDP settled (again): start or reconfigure the media.
@@ -231,9 +309,22 @@ impl Bridge {
         room_out: &mut [u8],
     ) -> Result<(), String> {
         let now = Instant::now();
+        self.until_publish = self.until_publish.saturating_sub(1);
+        if self.until_publish == 0 {
+            self.until_publish = PUBLISH_TICKS;
+            self.publish();
+        }
         let Some(media) = &mut self.media else {
             return Ok(());
         };
+        if let Some((seq, ts, frame)) = self.prompt.as_mut().and_then(Prompt::next_frame) {
+            media.on_room_opus(now, PROMPT_SOURCE, seq, ts, frame);
+        }
+        if let Some(pin) = &self.pin {
+            if now > pin.deadline {
+                return Err("no PIN entered".into());
+            }
+        }
         if let Some(&k) = self.keys.front() {
             if media.send_dtmf(now, k, DTMF_MS).is_ok() {
                 self.keys.pop_front();
@@ -242,11 +333,17 @@ impl Bridge {
         let t = media
             .tick(now, phone_out, room_out)
             .map_err(|e| format!("media: {e}"))?;
-        if let (Some(to), true) = (self.phone, t.phone_len > 0) {
-            let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
+        if t.phone_len > 0 {
+            match (&mut self.dtls, self.phone) {
+                (Some(d), _) => d.send_rtp(&phone_out[..t.phone_len]),
+                (None, Some(to)) => {
+                    let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
+                }
+                (None, None) => {}
+            }
         }
-        if t.room_len > 0 {
-            self.leg.send_opus(
+        if let (Some(leg), true) = (&mut self.leg, t.room_len > 0) {
+            leg.send_opus(
                 &room_out[..t.room_len],
                 t.room_samples,
                 t.room_level,
@@ -263,13 +360,37 @@ impl Bridge {
     }
 
     fn phone_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
+        if let Some(d) = &mut self.dtls {
+            // ICE, DTLS and SRTP are the DTLS leg's; what comes out is plain RTP.
+            d.on_datagram(from, packet);
+            return;
+        }
+        self.bridge_packet(from, packet);
+    }
+
+    /// The plain RTP packets the DTLS leg decrypted.
+    fn dtls_packets(&mut self, sock: &UdpSocket) -> Result<Instant, String> {
+        let Some(d) = &mut self.dtls else {
+            return Ok(Instant::now() + Duration::from_secs(3600));
+        };
+        let next = d.poll(sock)?;
+        let mut packets: Vec<Vec<u8>> = d.take_received().collect();
+        for p in &mut packets {
+            // Latching is ICE's job here: the address only feeds the log.
+            let from = SocketAddr::from(([0, 0, 0, 0], 0));
+            self.bridge_packet(from, p);
+        }
+        Ok(next)
+    }
+
+    fn bridge_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
         let Some(media) = &mut self.media else {
             return;
         };
         match media.on_phone_packet(Instant::now(), packet) {
             Ok(PhoneIn::Ignored) => {}
             Ok(_) => {
-                if self.phone != Some(from) {
+                if self.phone != Some(from) && self.dtls.is_none() {
                     tracing::debug!(%from, "phone RTP latched");
                     self.phone = Some(from);
                 }
@@ -292,8 +413,10 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         call,
         outbound,
         room,
+        pins,
         name,
         negotiated,
+        dtls,
         port,
         signaling,
         sfu_local,
@@ -302,22 +425,6 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         stats,
         rtp_timeout,
     } = setup;
-    let leg = match RoomLeg::join(&signaling, &room, &name, sfu_local).await {
-        Ok(leg) => leg,
-        Err(e) => {
-            let status = match e {
-                LegError::MeshOnly | LegError::NoSfu => 480,
-                _ => 503,
-            };
-            let reason = e.to_string();
-            if outbound {
-                return Err(reason);
-            }
-            let _ = agent.send(AgentCmd::Reject(call, status, reason));
-            return Ok(());
-        }
-    };
-    tracing::info!(%room, peer = %leg.peer_id(), name = %name, outbound, "SIP call in the room");
     let sock = port
         .socket
         .try_clone()
@@ -326,7 +433,11 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         .map_err(|e| format!("RTP socket: {e}"))?;
     let mut b = Bridge {
         call,
-        leg,
+        leg: None,
+        pin: None,
+        prompt: None,
+        typed: None,
+        dtls,
         media: None,
         ssrc: rand::random(),
         held: false,
@@ -337,15 +448,44 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         agent: agent.clone(),
         stats,
         rtp_timeout,
+        published: Default::default(),
+        until_publish: PUBLISH_TICKS,
     };
     if let Some(n) = &negotiated {
         b.negotiated(n)?;
     }
-    if outbound {
-        b.state("dialing", None);
-    } else {
-        let _ = agent.send(AgentCmd::Accept(call));
-        b.state("connected", None);
+    match &room {
+        Some(room) => {
+            match RoomLeg::join(&signaling, room, &name, sfu_local).await {
+                Ok(leg) => b.leg = Some(leg),
+                Err(e) => {
+                    let status = match e {
+                        LegError::MeshOnly | LegError::NoSfu => 480,
+                        _ => 503,
+                    };
+                    let reason = e.to_string();
+                    if outbound {
+                        return Err(reason);
+                    }
+                    let _ = agent.send(AgentCmd::Reject(call, status, reason));
+                    return Ok(());
+                }
+            }
+            tracing::info!(%room, name = %name, outbound, "SIP call in the room");
+            if outbound {
+                b.state("dialing", None);
+            } else {
+                let _ = agent.send(AgentCmd::Accept(call));
+                b.state("connected", None);
+            }
+        }
+        None => {
+            // Answered now: the caller types the PIN to a room it is not in yet.
+            let _ = agent.send(AgentCmd::Accept(call));
+            b.pin = Some(PinEntry::new(Instant::now()));
+            b.prompt = Some(Prompt::welcome()?);
+            tracing::info!(name = %name, "SIP call: asking for a PIN");
+        }
     }
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -354,17 +494,21 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     let mut phone_out = vec![0u8; 1500];
     let mut room_out = vec![0u8; 1500];
     let mut leg_deadline = Instant::now();
+    let mut dtls_deadline = Instant::now();
     loop {
+        let wake = leg_deadline.min(dtls_deadline);
         tokio::select! {
-            ev = b.leg.next_signal() => {
+            ev = next_signal(&b.leg) => {
                 let Some(ev) = ev else { return Err("out of the room".into()) };
-                if let Some(req) = b.leg.on_signal(ev).map_err(|e| e.to_string())? {
-                    b.member(req);
+                if let Some(leg) = &mut b.leg {
+                    if let Some(req) = leg.on_signal(ev).map_err(|e| e.to_string())? {
+                        b.member(req);
+                    }
                 }
             }
-            r = b.leg.socket().recv_from(&mut leg_buf) => {
-                if let Ok((n, from)) = r {
-                    b.leg.on_datagram(from, &leg_buf[..n]);
+            r = leg_recv(&b.leg, &mut leg_buf) => {
+                if let (Ok((n, from)), Some(leg)) = (r, &mut b.leg) {
+                    leg.on_datagram(from, &leg_buf[..n]);
                 }
             }
             r = sock.recv_from(&mut phone_buf) => {
@@ -373,7 +517,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 }
             }
             _ = tick.tick() => b.tick(&sock, &mut phone_out, &mut room_out)?,
-            _ = tokio::time::sleep_until(leg_deadline.into()) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             cmd = commands.recv() => match cmd {
                 None => {
                     b.state("ended", None);
@@ -393,10 +537,40 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 Some(CallCmd::Dtmf(d)) => b.dtmf_heard(d),
             },
         }
+        if let Some(typed) = b.typed.take() {
+            if let Some(room) = b.check_pin(&typed, &pins)? {
+                let leg = RoomLeg::join(&signaling, &room, &name, sfu_local)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(%room, name = %name, "SIP call in the room (by PIN)");
+                b.leg = Some(leg);
+                b.state("connected", None);
+            }
+        }
+        dtls_deadline = b.dtls_packets(&sock)?;
         let now = Instant::now();
-        leg_deadline = b
-            .leg
-            .poll(&mut Mixer(b.media.as_mut(), now))
-            .map_err(|e| e.to_string())?;
+        if let Some(leg) = &mut b.leg {
+            leg_deadline = leg
+                .poll(&mut Mixer(b.media.as_mut(), now))
+                .map_err(|e| e.to_string())?;
+        } else {
+            leg_deadline = now + Duration::from_secs(1);
+        }
+    }
+}
+
+/// The leg's next signaling event; never, while there is no leg.
+async fn next_signal(leg: &Option<RoomLeg>) -> Option<switchboard_signal::ServiceEvent> {
+    match leg {
+        Some(l) => l.next_signal().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A datagram on the leg's socket; never, while there is no leg.
+async fn leg_recv(leg: &Option<RoomLeg>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match leg {
+        Some(l) => l.socket().recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }

@@ -18,7 +18,10 @@ mod agent;
 mod api;
 mod call;
 mod dispatch;
+mod dtls_leg;
+mod flood;
 mod outbound;
+mod pin;
 mod ports;
 mod room_leg;
 mod stream;
@@ -32,6 +35,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use switchboard_media::bridge::MediaStats;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -51,9 +55,59 @@ pub struct SipStats {
     pub media_live: AtomicUsize,
     pub registered: AtomicUsize,
     pub rtp_refused: AtomicU64,
+    /// The calls' media, summed (`call.rs` adds each call's counts every second).
+    pub media: MediaCounters,
     /// SIP messages dropped by the per-source bound.
     pub flood_dropped: AtomicU64,
     pub dtmf_received: AtomicU64,
+}
+
+/// Media counters of every call, for `/metrics`: packets each way on each leg, and what
+/// the jitter buffers lost, got late or concealed.
+#[derive(Default)]
+pub struct MediaCounters {
+    pub phone_in: AtomicU64,
+    pub phone_out: AtomicU64,
+    pub room_in: AtomicU64,
+    pub room_out: AtomicU64,
+    pub phone_lost: AtomicU64,
+    pub phone_late: AtomicU64,
+    pub room_lost: AtomicU64,
+    pub room_late: AtomicU64,
+    pub concealed: AtomicU64,
+    pub decode_errors: AtomicU64,
+}
+
+impl MediaCounters {
+    /// Add what happened between `before` and `now` (one call's counts).
+    pub fn add(&self, before: &MediaStats, now: &MediaStats) {
+        let add = |c: &AtomicU64, a: u64, b: u64| {
+            c.fetch_add(b.saturating_sub(a), Ordering::Relaxed);
+        };
+        add(
+            &self.phone_in,
+            before.phone_packets_in,
+            now.phone_packets_in,
+        );
+        add(
+            &self.phone_out,
+            before.phone_packets_out,
+            now.phone_packets_out,
+        );
+        add(&self.room_in, before.room_packets_in, now.room_packets_in);
+        add(
+            &self.room_out,
+            before.room_packets_out,
+            now.room_packets_out,
+        );
+        add(&self.phone_lost, before.phone_lost, now.phone_lost);
+        add(&self.phone_late, before.phone_late, now.phone_late);
+        add(&self.room_lost, before.room_lost, now.room_lost);
+        add(&self.room_late, before.room_late, now.room_late);
+        let concealed = |s: &MediaStats| s.phone_concealed + s.room_concealed;
+        add(&self.concealed, concealed(before), concealed(now));
+        add(&self.decode_errors, before.decode_errors, now.decode_errors);
+    }
 }
 
 pub struct SipService {
@@ -256,7 +310,7 @@ impl Service for SipService {
             let s = &stats;
             let g = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
             let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            family(out, "switchboard_sip_calls_total", "counter", "SIP calls by outcome: in = INVITEs taken, out = calls placed, refused = answered with an error, ended = calls that were set up and ended", &[
+            family(out, "switchboard_sip_calls_total", "counter", "SIP calls by outcome: in = INVITEs taken, out = calls placed, refused = answered with an error, ended = calls the gateway took (answered or ringing) that ended, however", &[
                 ("{outcome=\"in\"}", c(&s.calls_in)),
                 ("{outcome=\"out\"}", c(&s.calls_out)),
                 ("{outcome=\"refused\"}", c(&s.calls_refused)),
@@ -312,6 +366,47 @@ impl Service for SipService {
                 "gauge",
                 "SIP over TCP, TLS and WebSocket connections open",
                 &[("", limits.open() as u64)],
+            );
+            let m = &s.media;
+            family(out, "switchboard_sip_media_packets_total", "counter", "Media packets of the calls: `leg` phone (RTP to and from the phones) or room (Opus to and from the rooms' SFU), `direction` in (received) or out (sent)", &[
+                ("{leg=\"phone\",direction=\"in\"}", c(&m.phone_in)),
+                ("{leg=\"phone\",direction=\"out\"}", c(&m.phone_out)),
+                ("{leg=\"room\",direction=\"in\"}", c(&m.room_in)),
+                ("{leg=\"room\",direction=\"out\"}", c(&m.room_out)),
+            ]);
+            family(
+                out,
+                "switchboard_sip_media_lost_total",
+                "counter",
+                "Frames the calls' jitter buffers never got (`leg` phone or room)",
+                &[
+                    ("{leg=\"phone\"}", c(&m.phone_lost)),
+                    ("{leg=\"room\"}", c(&m.room_lost)),
+                ],
+            );
+            family(
+                out,
+                "switchboard_sip_media_late_total",
+                "counter",
+                "Packets that came after their playout time (`leg` phone or room)",
+                &[
+                    ("{leg=\"phone\"}", c(&m.phone_late)),
+                    ("{leg=\"room\"}", c(&m.room_late)),
+                ],
+            );
+            family(
+                out,
+                "switchboard_sip_media_concealed_total",
+                "counter",
+                "Frames concealed (G.711 repeat/fade, Opus PLC or FEC), both legs",
+                &[("", c(&m.concealed))],
+            );
+            family(
+                out,
+                "switchboard_sip_media_decode_errors_total",
+                "counter",
+                "Opus payloads libopus could not decode",
+                &[("", c(&m.decode_errors))],
             );
             family(
                 out,

@@ -179,6 +179,7 @@ mod tests {
                 room: None,
             }],
             routes: Vec::new(),
+            pins: Vec::new(),
             direct_rooms: true,
             auth: Vec::new(),
             trunk: trunk.then(|| TrunkConfig {

@@ -1,0 +1,244 @@
+//! The phone side of a call whose far end offers DTLS-SRTP with ICE (RFC 5763/5764 on
+//! the SIP leg, e.g. baresip with `mediaenc=dtls_srtp;medianat=ice`, or a WebRTC-capable
+//! PBX): ICE-lite, DTLS-SRTP and SRTP are terminated on the call's RTP port and plain RTP
+//! is handed over, so the bridge (`CallMedia`) sees the same packets as on a plain RTP call.
+//!
+//! Why not str0m (the SFU's WebRTC stack), as before: its DTLS (`dimpl`) accepts only ECDSA
+//! peers, and baresip's certificate is RSA (handshake_failure, alert 40). The parts are now
+//! the media crate's sans-IO ones: [`IceLite`] answers the phone's checks and says where
+//! media goes, [`Dtls`] (OpenSSL) makes the SRTP keys, `SrtpContext` protects. What arrives
+//! on the port is demultiplexed by its first byte (RFC 7983).
+//!
+//! SIP dialect: one audio m-line with `a=rtcp-mux` (RFC 5761; an offer without it is
+//! refused, 488, rather than half-served); the codec is the offer's first of PCMU, PCMA,
+//! Opus; telephone-event is answered when offered at the codec's clock (keys then go as
+//! RFC 4733, handled by the bridge). SRTCP from the phone is not decrypted: the bridge
+//! reads no RTCP on any leg.
+
+mod answer;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use switchboard_media::dtls::{demux, Demux, Dtls, DtlsCertificate, SrtpPair};
+use switchboard_media::ice_lite::{IceLite, StunOutcome};
+use switchboard_media::rtp::{self, PacketKind};
+use switchboard_media::srtp::SRTCP_TRAILER_LEN;
+use switchboard_sip::sdp::Codec as SipCodec;
+
+/// Most datagrams waiting to be sent or handed to the bridge; beyond that the oldest go.
+const QUEUE_LIMIT: usize = 64;
+/// How long `poll` may sleep when nothing is due (the call loop ticks every 20 ms anyway).
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// A DTLS-SRTP + ICE audio leg to the phone.
+pub struct DtlsLeg {
+    ice: IceLite,
+    dtls: Dtls,
+    srtp: Option<SrtpPair>,
+    pt: u8,
+    telephone_event: Option<u8>,
+    /// The source of the latest DTLS datagram: where DTLS answers go before ICE nominated.
+    dtls_peer: Option<SocketAddr>,
+    /// Datagrams to send (STUN answers, protected RTP), with their destination.
+    outgoing: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Plain RTP packets received, for the bridge.
+    received: Vec<Vec<u8>>,
+    /// Why the leg failed (DTLS alert, fingerprint mismatch…), reported by `poll`.
+    failed: Option<String>,
+}
+
+/// The SIP offer is DTLS-SRTP (`UDP/TLS/RTP/SAVP` or `…/SAVPF` audio).
+pub fn is_dtls_offer(sdp: &str) -> bool {
+    sdp.lines()
+        .any(|l| l.starts_with("m=audio ") && l.contains("UDP/TLS/RTP/SAVP"))
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() >= QUEUE_LIMIT {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+impl DtlsLeg {
+    /// Answer `offer` with ICE-lite (a host candidate at `local`, the call's RTP port) and
+    /// DTLS-SRTP; the answer SDP and what codec it settled on.
+    pub fn answer(offer: &str, local: SocketAddr) -> Result<(DtlsLeg, String, SipCodec), String> {
+        let terms = answer::read_offer(offer)?;
+        let cert = DtlsCertificate::new_ecdsa().map_err(|e| e.to_string())?;
+        let fingerprint = cert.fingerprint().map_err(|e| e.to_string())?;
+        // RFC 8839 §5.4: ufrag ≥ 4 and pwd ≥ 22 ice-chars (hex is a subset).
+        let ice = IceLite::new(
+            &switchboard_util::random_hex(4),
+            &switchboard_util::random_hex(12),
+            terms.remote_ufrag.as_deref(),
+        );
+        let dtls = Dtls::new(
+            terms.role,
+            &cert,
+            terms.remote_fingerprint.clone(),
+            Instant::now(),
+        )
+        .map_err(|e| e.to_string())?;
+        let text = answer::write_answer(
+            &terms,
+            &answer::LocalTerms {
+                addr: local,
+                ufrag: ice.local_ufrag(),
+                pwd: ice.local_pwd(),
+                fingerprint: &fingerprint,
+                session_id: rand::random::<u32>().into(),
+            },
+        );
+        let leg = DtlsLeg {
+            ice,
+            dtls,
+            srtp: None,
+            pt: terms.pt,
+            telephone_event: terms.telephone_event.as_ref().map(|(te, _)| *te),
+            dtls_peer: None,
+            outgoing: VecDeque::new(),
+            received: Vec::new(),
+            failed: None,
+        };
+        Ok((leg, text, terms.codec))
+    }
+
+    /// The payload type of the codec.
+    pub fn pt(&self) -> u8 {
+        self.pt
+    }
+
+    /// The telephone-event payload type answered, if the offer had one.
+    pub fn telephone_event(&self) -> Option<u8> {
+        self.telephone_event
+    }
+
+    /// ICE and DTLS are up: SRTP keys are in place.
+    #[allow(dead_code)] // read by tests; the call loop needs no edge
+    pub fn connected(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// Where media goes: the ICE-selected address, else where DTLS came from.
+    fn remote(&self) -> Option<SocketAddr> {
+        self.ice.remote().or(self.dtls_peer)
+    }
+
+    /// A datagram on the call's RTP port: STUN, DTLS or SRTP (RFC 7983).
+    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let now = Instant::now();
+        match demux(bytes) {
+            Demux::Stun => match self.ice.handle_stun(from, bytes, now) {
+                StunOutcome::Answered { response, .. } | StunOutcome::Unauthorized(response) => {
+                    push_bounded(&mut self.outgoing, (from, response));
+                }
+                StunOutcome::Ignored => {}
+            },
+            Demux::Dtls => {
+                // DTLS only from an address that passed an ICE check (RFC 8842 §4).
+                if self.ice.remote().is_none() {
+                    return;
+                }
+                self.dtls_peer = Some(from);
+                if let Err(e) = self.dtls.handle_datagram(bytes, now) {
+                    self.failed.get_or_insert_with(|| e.to_string());
+                }
+                self.take_keys();
+            }
+            Demux::Rtp => self.on_srtp(bytes),
+            Demux::Other => {}
+        }
+    }
+
+    fn take_keys(&mut self) {
+        if let Some(pair) = self.dtls.take_srtp() {
+            tracing::debug!(profile = ?pair.profile, "DTLS phone leg: SRTP keys in place");
+            self.srtp = Some(pair);
+        }
+    }
+
+    fn on_srtp(&mut self, bytes: &[u8]) {
+        let Some(srtp) = &mut self.srtp else {
+            return;
+        };
+        if rtp::demux(bytes) != PacketKind::Rtp {
+            return;
+        }
+        let mut packet = bytes.to_vec();
+        match srtp.inbound.unprotect_rtp(&mut packet) {
+            Ok(len) => {
+                packet.truncate(len);
+                // Bounded: a bridge that stops taking them loses the oldest.
+                if self.received.len() >= QUEUE_LIMIT {
+                    self.received.remove(0);
+                }
+                self.received.push(packet);
+            }
+            Err(e) => tracing::trace!(error = %e, "DTLS phone leg: SRTP refused"),
+        }
+    }
+
+    /// An RTP packet of the bridge for the phone: protected and queued for the
+    /// ICE-selected address (dropped until the keys are in place).
+    pub fn send_rtp(&mut self, packet: &[u8]) {
+        let to = self.remote();
+        let (Some(srtp), Some(to)) = (&mut self.srtp, to) else {
+            return;
+        };
+        // Room for the longest tag either profile appends.
+        let mut buf = vec![0u8; packet.len() + SRTCP_TRAILER_LEN];
+        buf[..packet.len()].copy_from_slice(packet);
+        match srtp.outbound.protect_rtp(&mut buf, packet.len()) {
+            Ok(len) => {
+                buf.truncate(len);
+                push_bounded(&mut self.outgoing, (to, buf));
+            }
+            Err(e) => tracing::debug!(error = %e, "DTLS phone leg: RTP not protected"),
+        }
+    }
+
+    /// The plain RTP packets received since the last call.
+    pub fn take_received(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.received.drain(..)
+    }
+
+    /// Runs the DTLS timers and hands out what is due to send; when to call again, or why
+    /// the leg is gone. Sans-IO core of [`DtlsLeg::poll`].
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Instant, String> {
+        if let Some(why) = &self.failed {
+            return Err(format!("DTLS to the phone: {why}"));
+        }
+        if let Err(e) = self.dtls.handle_timeout(now) {
+            return Err(format!("DTLS to the phone: {e}"));
+        }
+        self.take_keys();
+        // A DTLS client (the offer said passive) waits for ICE to know where to go.
+        if let Some(to) = self.remote() {
+            while let Some(d) = self.dtls.poll_datagram() {
+                out.push((to, d));
+            }
+        }
+        out.extend(self.outgoing.drain(..));
+        Ok(self.dtls.poll_timeout().unwrap_or(now + IDLE_WAKE))
+    }
+
+    /// Runs the timers and sends what is due (on `sock`); returns when to call again, or
+    /// why the leg is gone.
+    pub fn poll(&mut self, sock: &tokio::net::UdpSocket) -> Result<Instant, String> {
+        let mut out = Vec::new();
+        let next = self.poll_transmit(Instant::now(), &mut out)?;
+        for (to, datagram) in out {
+            let _ = sock.try_send_to(&datagram, to);
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests;
