@@ -102,6 +102,32 @@ export function toneOf(samples, rate) {
 }
 
 /**
+ * The tone of the sounding parts of `samples`: cut into 100 ms frames, those with an RMS of
+ * at least `minRms` count as sound; their median frequency (zero crossings) and RMS, and
+ * how many seconds sounded. Robust to gaps (a call's recording starts with silence, and a
+ * loaded machine drops some packets), unlike `toneOf` over the whole of it.
+ */
+export function toneOfFrames(samples, rate, minRms = 500) {
+  const n = Math.round(rate / 10);
+  const freqs = [];
+  const levels = [];
+  for (let at = 0; at + n <= samples.length; at += n) {
+    let sq = 0;
+    let crossings = 0;
+    for (let i = at; i < at + n; i++) {
+      sq += samples[i] * samples[i];
+      if (i > at && (samples[i - 1] < 0) !== (samples[i] < 0)) crossings++;
+    }
+    const rms = Math.sqrt(sq / n);
+    if (rms < minRms) continue;
+    freqs.push((crossings / 2) * 10);
+    levels.push(rms);
+  }
+  const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : 0);
+  return { hz: median(freqs), rms: median(levels), seconds: freqs.length / 10, total: samples.length / rate };
+}
+
+/**
  * A SIP OPTIONS to `port` on 127.0.0.1; resolves true when any SIP response came back within 300 ms.
  * @param {number} port
  * @param {number} n sequence number
@@ -185,8 +211,9 @@ export class Baresip {
   }
 
   /**
-   * Frequency and RMS of what baresip decoded in its (one) call: the `-dec.wav` its sndfile
-   * module writes, read once complete (after the call ended: size stable, data present).
+   * The tone of what baresip decoded in its (one) call (`toneOfFrames`, and `whole`: `toneOf`
+   * over all of it): the `-dec.wav` its sndfile module writes, read once complete (after
+   * the call ended: size stable, data present).
    */
   async recordedTone(timeout = 8000) {
     const rec = path.join(this.dir, 'rec');
@@ -199,7 +226,9 @@ export class Baresip {
       last = size;
       if (!stable) return null;
       const { samples, rate } = readWav(path.join(rec, f));
-      return samples.length ? { ...toneOf(samples, rate), samples: samples.length, rate } : null;
+      if (!samples.length) return null;
+      const all = toneOf(samples, rate);
+      return { ...toneOfFrames(samples, rate), whole: { hz: all.hz, rms: all.rms }, rate };
     }, { timeout, interval: 300, what: "baresip's complete recording of the call" });
   }
 
