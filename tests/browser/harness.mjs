@@ -110,6 +110,7 @@ const ANSI = /\x1b\[[0-9;]*m/g;
  * opts.args: extra options (e.g. ['--room-capacity', '2']), or a function ({httpPort}) => options
  *   (the HTTP port is then chosen beforehand).
  * opts.port0: pass `-p 0` (default: pick one port free for UDP and TCP; see README "Known issues").
+ * opts.metricsListen: `--metrics-listen` (default `off`), e.g. `127.0.0.1:PORT` for tests that read /metrics.
  * Resolves to { url, httpPort, turnPort (udp), turnTcpPort, secret, pid, log(), stop() }.
  */
 export async function startServer(opts = {}) {
@@ -118,7 +119,7 @@ export async function startServer(opts = {}) {
   // The HTTP port is chosen here when the extra options need to name it (opts.args as a function).
   const httpPort = typeof opts.args === 'function' ? await freePortTcpUdp() : 0;
   const extra = typeof opts.args === 'function' ? opts.args({ httpPort }) : (opts.args || []);
-  const args = ['serve', '-p', String(port), '--http-listen', `127.0.0.1:${httpPort}`, '--metrics-listen', 'off',
+  const args = ['serve', '-p', String(port), '--http-listen', `127.0.0.1:${httpPort}`, '--metrics-listen', opts.metricsListen || 'off',
     '--static-auth-secret', secret, '--drain-timeout', '1', ...extra];
   // Servers run one after another in the same namespace: the SFU (when the binary has one)
   // takes any free UDP port unless the test names one.

@@ -6,7 +6,8 @@
 // Query parameters: name (display name; asked for when absent), token (room JWT),
 // policy=relay (TURN only), transport=ws|sse|auto, topology=sfu|mesh (a new room's
 // topology; default: the server's threshold decides), debug (SDK logs to the console).
-// Test hook: window.sbApp = { sb, ready, media, grid, chat, stats }.
+// Phone calls (a SIP participant's tile, the dial dialog): sip.js.
+// Test hook: window.sbApp = { sb, ready, media, grid, chat, stats, sip }.
 
 import { Switchboard } from '/sdk/switchboard.js';
 import { renderIcons, icon } from './icons.js';
@@ -16,6 +17,7 @@ import { Grid, installAutoplayUnlock } from './tiles.js';
 import { StatsMonitor } from './stats.js';
 import { LocalMedia, mediaErrorCode } from './media.js';
 import { Chat } from './chat.js';
+import { SipUi } from './sip.js';
 
 /** Wait before retrying when the server is unreachable. */
 const RETRY_MS = 5000;
@@ -30,7 +32,7 @@ const ready = new Promise((resolve, reject) => {
 });
 ready.catch(() => {}); // a failed join is shown in #error; nobody has to await this
 
-/** @type {{sb: Switchboard|null, ready: Promise<unknown>, media?: LocalMedia, grid?: Grid, chat?: Chat, stats?: StatsMonitor}} */
+/** @type {{sb: Switchboard|null, ready: Promise<unknown>, media?: LocalMedia, grid?: Grid, chat?: Chat, stats?: StatsMonitor, sip?: SipUi}} */
 const app = { sb: null, ready };
 /** @type {any} */ (window).sbApp = app;
 
@@ -128,6 +130,7 @@ async function main() {
   });
   app.chat = chat;
   const s = /** @type {Switchboard} */ (sb);
+  const sip = (app.sip = new SipUi({ sb: s, remove: (id) => grid.remove(id) }));
 
   // --- SDK events -------------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ async function main() {
     const tile = grid.addRemote({ id: peer.id, name: peer.name || 'Guest' });
     tile.top.append(stats.panel(peer.id));
     tile.setConnState(peer.state);
+    sip.decorate(tile, peer);
     for (const st of peer.streams) for (const tr of st.getTracks()) tile.addTrack(tr);
     applySink(tile.video);
     updateCount();
@@ -166,7 +170,7 @@ async function main() {
   });
   s.on('peer-left', (/** @type {any} */ e) => {
     const tile = grid.get(e.peer.id);
-    grid.remove(e.peer.id);
+    if (!sip.left(e.peer.id)) grid.remove(e.peer.id); // a call's tile says how it ended first
     stats.forget(e.peer.id);
     updateCount();
     if (!ended) {
@@ -563,6 +567,7 @@ function endCall() {
   retryTimer = null;
   app.stats?.stop();
   app.media?.stopAll();
+  app.sip?.close();
   if (app.grid) {
     app.grid.ended = true;
     app.grid.clearRemotes();

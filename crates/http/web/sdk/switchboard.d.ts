@@ -172,6 +172,8 @@ export interface SwitchboardEvents {
   layer: { peer: SfuMember | null; mid: string; layer: string; track: MediaStreamTrack | null };
   /** An application message (see `send`). `via` tells whether it came over the data channel or the signaling server. */
   message: { peer: Peer | SfuMember | { id: string; name: string }; data: unknown; via: 'datachannel' | 'signal' };
+  /** A phone call's progress (`state`, with the SIP `reason` of a failed or ended call) or a key the phone pressed (`dtmf`), from the call's `sip` member. */
+  sip: SipReport;
   /** The RTCPeerConnection's `connectionState` changed. */
   'peer-state': { peer: Peer | SfuMember; state: RTCPeerConnectionState };
   /** The data channel to `peer` opened (SFU rooms: the one to the SFU, once `peer`'s media shows up). */
@@ -182,8 +184,40 @@ export interface SwitchboardEvents {
   error: SwitchboardError;
 }
 
+/** What a call's `sip` member reports (docs/sip.md, "For apps"). */
+export interface SipReport {
+  /** The call's member id. */
+  peer: string;
+  /** The call's id (what `sip.call` resolved to). */
+  call?: string;
+  state?: 'dialing' | 'ringing' | 'connected' | 'held' | 'ended';
+  /** SIP status of a call that failed or ended, e.g. `486 Busy Here`. */
+  reason?: string;
+  /** A key the phone pressed (0-9 * # A-D). */
+  dtmf?: string;
+}
+
+/** Phone calls of the room through the server's SIP gateway (`sb.sip`). */
+export class SipCalls {
+  /**
+   * Call `to` (`sip:user@host[:port]`, a phone number, or a bare user) into the room. Rejects
+   * with a SwitchboardError (`bad-request`, `unauthorized`, `forbidden`, `sip-disabled`,
+   * `busy`, `unreachable`, `sip-failed`) whose `reason` is the server's.
+   */
+  call(to: string): Promise<{ call: string }>;
+  /** End a call of the room by id (DELETE /api/sip/calls/<room>/<id>); false when the server knows no such call there. */
+  cancel(callId: string): Promise<boolean>;
+  /** Hang up the call whose member is `peerId`. */
+  hangup(peerId: string): void;
+  /** Send keys (1 to 32 of 0-9 * # A-D) to the phone as DTMF. */
+  dtmf(peerId: string, digits: string): void;
+}
+
 export class Switchboard {
   constructor(options: SwitchboardOptions);
+
+  /** Phone calls through the server's SIP gateway. */
+  readonly sip: SipCalls;
 
   /** Remote participants by peer id (never the SFU itself). */
   readonly peers: Map<string, Peer | SfuMember>;

@@ -17,10 +17,12 @@ import { Signaling } from './signaling.js';
 import { SfuMember } from './sfu.js';
 import { SfuMode } from './topology.js';
 import { IceServers } from './ice.js';
+import { SipCalls, sipReport } from './sip.js';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
 export { SfuMember } from './sfu.js';
+export { SipCalls } from './sip.js';
 
 /** SDK version. */
 export const VERSION = '1.0.0';
@@ -59,6 +61,7 @@ const RESYNC_DELAY_MS = 1000;
  * - `speaker` ({peer}): SFU rooms: the dominant speaker changed (null: silence)
  * - `layer` ({peer, mid, layer, track}): SFU rooms: the simulcast layer forwarded changed
  * - `message` ({peer, data, via}): an application message (`send`), `via` 'datachannel' | 'signal'
+ * - `sip` ({peer, call, state?, reason?, dtmf?}): a phone call's progress or key (sip.js)
  * - `peer-state` ({peer, state}): the RTCPeerConnection's connectionState changed
  * - `channel-open` ({peer}): the data channel to `peer` is open
  * - `resumed` ({gap}): signaling came back after a transport loss
@@ -73,6 +76,8 @@ export class Switchboard extends Emitter {
   grants = [];
   /** Signaling state. @type {'idle'|'connecting'|'open'|'reconnecting'|'closed'} */
   state = 'idle';
+  /** Phone calls through the server's SIP gateway (sip.js). @type {SipCalls} */
+  sip;
 
   /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'>> & {token?: string}} */
   #opts;
@@ -149,6 +154,8 @@ export class Switchboard extends Emitter {
       connections: () => this.#connections(),
     });
 
+    const { url: base, room, token } = this.#opts;
+    this.sip = new SipCalls({ url: base, room, token, signal: (msg) => this.#sig.send(msg), peer: (id) => this.peers.get(id) });
     const sig = new Signaling({ url: this.#opts.url, transport });
     this.#sig = sig;
     sig.log = this.#log;
@@ -546,6 +553,8 @@ export class Switchboard extends Emitter {
           this.peers.get(m.from)?.resync(false);
           return;
         }
+        const sip = sipReport(this.peers.get(m.from), m.data);
+        if (sip) return void this.emit('sip', sip);
         const peer = this.peers.get(m.from) || { id: String(m.from), name: '' };
         this.emit('message', { peer, data: m.data, via: 'signal' });
         return;

@@ -1,0 +1,352 @@
+// The SIP side of the browser tests (sip.test.mjs): Debian's baresip as the phone, set up
+// as crates/sip/tests/lab/mod.rs does for the Rust interop tests. In a temporary folder:
+// its config (one account `alice` on its own port, auto answer, PCMU), a 440 Hz WAV it
+// plays as its microphone (aufile), a folder its sndfile module records the call into,
+// ctrl_tcp (commands and events as netstrings of JSON) and the UDP console (a key sent
+// there goes out as DTMF in the call). Also: WAV reading and a tone's frequency by zero
+// crossings, the gateway's /metrics, and a server with the SIP gateway on.
+//
+// baresip not starting (no binary, no answer to OPTIONS in time) is a harness failure
+// (HarnessError, counted apart by run.sh), never a verdict.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, rmSync, openSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import os from 'node:os';
+import path from 'node:path';
+import { HarnessError } from './chromium.mjs';
+import { sleep, waitFor, freePortTcpUdp } from './harness.mjs';
+
+/** How long baresip may take to start (control port open, OPTIONS answered). */
+const BARESIP_START_LIMIT_MS = Number(process.env.SB_BARESIP_START_TIMEOUT_MS || 20000);
+
+const running = new Set();
+process.on('exit', () => {
+  for (const c of running) {
+    try { c.kill('SIGKILL'); } catch { /* gone */ }
+  }
+});
+
+/** A UDP port whose next one is free too, both also free for TCP (baresip takes port + 1 for TLS). */
+export async function freePortPair() {
+  for (let i = 0; i < 50; i++) {
+    const p = await freePortTcpUdp();
+    if (p < 65000 && (await udpFree(p + 1)) && (await tcpFree(p + 1))) return p;
+  }
+  throw new Error('no free pair of ports');
+}
+
+/** @param {number} port */
+function udpFree(port) {
+  return new Promise((resolve) => {
+    const u = dgram.createSocket('udp4');
+    u.once('error', () => resolve(false));
+    u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+  });
+}
+
+/** @param {number} port */
+function tcpFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** An 8 kHz mono 16-bit WAV of a sine at `hz`. */
+export function writeToneWav(file, hz, seconds) {
+  const rate = 8000;
+  const n = rate * seconds;
+  const b = Buffer.alloc(44 + 2 * n);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + 2 * n, 4); b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(2 * rate, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(2 * n, 40);
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * 12000), 44 + 2 * i);
+  writeFileSync(file, b);
+}
+
+/** The samples (first channel) and rate of a 16-bit PCM WAV file's data chunk. */
+export function readWav(file) {
+  const b = readFileSync(file);
+  if (b.length < 44 || b.toString('ascii', 0, 4) !== 'RIFF') throw new Error(`${file}: not a WAV file`);
+  const channels = b.readUInt16LE(22);
+  const rate = b.readUInt32LE(24);
+  for (let i = 12; i + 8 <= b.length;) {
+    const len = b.readUInt32LE(i + 4);
+    if (b.toString('ascii', i, i + 4) === 'data') {
+      const end = Math.min(b.length, i + 8 + len);
+      const samples = [];
+      for (let j = i + 8; j + 2 * channels <= end; j += 2 * channels) samples.push(b.readInt16LE(j));
+      return { samples, rate };
+    }
+    i += 8 + len;
+  }
+  throw new Error(`${file}: no data chunk`);
+}
+
+/** Frequency (zero crossings) and RMS of the loud part of `samples` (from the first |x| >= 500 on). */
+export function toneOf(samples, rate) {
+  const start = samples.findIndex((x) => Math.abs(x) >= 500);
+  const loud = start < 0 ? [] : samples.slice(start);
+  let sq = 0;
+  let crossings = 0;
+  for (let i = 0; i < loud.length; i++) {
+    sq += loud[i] * loud[i];
+    if (i > 0 && (loud[i - 1] < 0) !== (loud[i] < 0)) crossings++;
+  }
+  const secs = loud.length / rate;
+  return { hz: secs > 0 ? crossings / 2 / secs : 0, rms: Math.sqrt(sq / Math.max(1, loud.length)), seconds: secs };
+}
+
+/**
+ * The tone of the sounding parts of `samples`: cut into 100 ms frames, those with an RMS of
+ * at least `minRms` count as sound; their median frequency (zero crossings) and RMS, and
+ * how many seconds sounded. Robust to gaps (a call's recording starts with silence, and a
+ * loaded machine drops some packets), unlike `toneOf` over the whole of it.
+ */
+export function toneOfFrames(samples, rate, minRms = 500) {
+  const n = Math.round(rate / 10);
+  const freqs = [];
+  const levels = [];
+  for (let at = 0; at + n <= samples.length; at += n) {
+    let sq = 0;
+    let crossings = 0;
+    for (let i = at; i < at + n; i++) {
+      sq += samples[i] * samples[i];
+      if (i > at && (samples[i - 1] < 0) !== (samples[i] < 0)) crossings++;
+    }
+    const rms = Math.sqrt(sq / n);
+    if (rms < minRms) continue;
+    freqs.push((crossings / 2) * 10);
+    levels.push(rms);
+  }
+  const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : 0);
+  return { hz: median(freqs), rms: median(levels), seconds: freqs.length / 10, total: samples.length / rate };
+}
+
+/**
+ * A SIP OPTIONS to `port` on 127.0.0.1; resolves true when any SIP response came back within 300 ms.
+ * @param {number} port
+ * @param {number} n sequence number
+ */
+function optionsPing(port, n) {
+  return new Promise((resolve) => {
+    const u = dgram.createSocket('udp4');
+    const done = (ok) => { clearTimeout(timer); u.close(); resolve(ok); };
+    const timer = setTimeout(() => done(false), 300);
+    u.on('error', () => done(false));
+    u.on('message', (m) => done(m.toString('latin1').startsWith('SIP/2.0 ')));
+    u.bind(0, '127.0.0.1', () => {
+      const local = `127.0.0.1:${u.address().port}`;
+      const msg = `OPTIONS sip:alice@127.0.0.1:${port} SIP/2.0\r\nVia: SIP/2.0/UDP ${local};branch=z9hG4bKping${n}\r\nMax-Forwards: 70\r\n` +
+        `From: <sip:test@127.0.0.1>;tag=p\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: ping${n}-${port}\r\nCSeq: ${n} OPTIONS\r\nContent-Length: 0\r\n\r\n`;
+      u.send(msg, port, '127.0.0.1');
+    });
+  });
+}
+
+/** One baresip phone. Use `startBaresip()`. */
+export class Baresip {
+  constructor({ child, port, consolePort, ctrl, dir, logFile }) {
+    this.child = child;
+    /** Its SIP port on 127.0.0.1. */
+    this.port = port;
+    this.uri = `sip:alice@127.0.0.1:${port}`;
+    this.consolePort = consolePort;
+    this.ctrl = ctrl;
+    this.dir = dir;
+    this.logFile = logFile;
+    /** Every event and response from ctrl_tcp, parsed, in order. */
+    this.events = [];
+    let buf = Buffer.alloc(0);
+    ctrl.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      // Netstrings: "<len>:<json>,"
+      for (;;) {
+        const colon = buf.indexOf(0x3a);
+        if (colon < 0) break;
+        const len = Number(buf.toString('ascii', 0, colon));
+        if (!Number.isInteger(len) || buf.length < colon + 1 + len + 1) break;
+        const text = buf.toString('utf8', colon + 1, colon + 1 + len);
+        buf = buf.subarray(colon + 1 + len + 1);
+        try {
+          this.events.push(JSON.parse(text));
+        } catch {
+          this.events.push({ unparsed: text });
+        }
+      }
+    });
+    ctrl.on('error', () => {});
+  }
+
+  /** A command on ctrl_tcp (`dial`, `hangup`, …). */
+  command(command, params = '') {
+    const json = JSON.stringify({ command, params, token: 't' });
+    this.ctrl.write(`${Buffer.byteLength(json)}:${json},`);
+  }
+
+  /** Types `key` on baresip's UDP console: in a call, it goes out as DTMF (then released). */
+  async pressKey(key) {
+    const u = dgram.createSocket('udp4');
+    await new Promise((resolve, reject) => u.send(Buffer.from(`${key}\x04`, 'latin1'), this.consolePort, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+    u.close();
+  }
+
+  /** Event types seen, in order (e.g. CALL_INCOMING, CALL_ESTABLISHED, CALL_CLOSED). */
+  eventTypes() {
+    return this.events.filter((e) => e.event).map((e) => e.type);
+  }
+
+  /** Wait for an event of `type`; resolves to it. */
+  waitEvent(type, timeout = 15000) {
+    return waitFor(() => this.events.find((e) => e.event && e.type === type), { timeout, interval: 100, what: `baresip event ${type} (seen: ${this.eventTypes().join(' ')})` });
+  }
+
+  /** The digits baresip received in its call (CALL_DTMF_START events), in order. */
+  dtmfReceived() {
+    return this.events.filter((e) => e.event && e.type === 'CALL_DTMF_START').map((e) => String(e.param ?? '')).join('');
+  }
+
+  /**
+   * The tone of what baresip decoded in its (one) call (`toneOfFrames`, and `whole`: `toneOf`
+   * over all of it): the `-dec.wav` its sndfile module writes, read once complete (after
+   * the call ended: size stable, data present).
+   */
+  async recordedTone(timeout = 8000) {
+    const rec = path.join(this.dir, 'rec');
+    let last = -1;
+    return waitFor(() => {
+      const f = readdirSync(rec).find((n) => n.endsWith('-dec.wav'));
+      if (!f) return null;
+      const size = statSync(path.join(rec, f)).size;
+      const stable = size === last && size > 44;
+      last = size;
+      if (!stable) return null;
+      const { samples, rate } = readWav(path.join(rec, f));
+      if (!samples.length) return null;
+      const all = toneOf(samples, rate);
+      return { ...toneOfFrames(samples, rate), whole: { hz: all.hz, rms: all.rms }, rate };
+    }, { timeout, interval: 300, what: "baresip's complete recording of the call" });
+  }
+
+  /** The tail of baresip's own output (for failure messages). */
+  logTail(lines = 30) {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop() {
+    this.ctrl.destroy();
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const gone = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      if (!(await Promise.race([gone.then(() => true), sleep(1500)]))) {
+        this.child.kill('SIGKILL');
+        await gone;
+      }
+    }
+    running.delete(this.child);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Start baresip (account `alice` on a free port, auto answer, PCMU, playing 440 Hz); resolves once it answers OPTIONS. */
+export async function startBaresip() {
+  const t0 = Date.now();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-baresip-'));
+  const port = await freePortPair();
+  const rtp = await freePortPair();
+  const ctrlPort = await freePortPair();
+  const consolePort = await freePortPair();
+  const tone = path.join(dir, 'tone440.wav');
+  writeToneWav(tone, 440, 60);
+  const rec = path.join(dir, 'rec');
+  mkdirSync(rec);
+  const config = [
+    'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'audio_player alsa,null', 'audio_alert alsa,null',
+    `audio_source aufile,${tone}`, `rtp_ports ${rtp}-${rtp + 1}`, 'rtp_timeout 10', 'net_interface 127.0.0.1',
+    'module_path /usr/lib/baresip/modules', 'module g711.so', 'module alsa.so', 'module aufile.so', 'module sndfile.so',
+    'module_tmp uuid.so', 'module_tmp account.so', 'module_app menu.so',
+    'module_app ctrl_tcp.so', `ctrl_tcp_listen 127.0.0.1:${ctrlPort}`, 'module_app cons.so', `cons_listen 127.0.0.1:${consolePort}`,
+    `snd_path ${rec}`, '',
+  ].join('\n');
+  writeFileSync(path.join(dir, 'config'), config);
+  writeFileSync(path.join(dir, 'accounts'), `<sip:alice@127.0.0.1:${port};transport=udp>;regint=0;answermode=auto;audio_codecs=PCMU/8000/1\n`);
+  const logFile = path.join(dir, 'baresip.log');
+  const out = openSync(logFile, 'a');
+  const child = spawn('baresip', ['-f', dir], { stdio: ['ignore', out, out] });
+  closeSync(out);
+  running.add(child);
+  const spawnError = new Promise((resolve) => child.once('error', resolve));
+  const fail = async (what, cause) => {
+    try { child.kill('SIGKILL'); } catch { /* gone */ }
+    running.delete(child);
+    let tail = '';
+    try { tail = readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n'); } catch { /* none */ }
+    rmSync(dir, { recursive: true, force: true });
+    throw new HarnessError(what, Date.now() - t0, new Error(`${cause}${tail ? `; its output:\n${tail}` : ''}`));
+  };
+  // Its control port first (the events of the call are read from the start).
+  let ctrl = null;
+  while (!ctrl) {
+    const err = await Promise.race([spawnError, sleep(0).then(() => null)]);
+    if (err) return fail('baresip did not start', `${err.message} (install Debian's baresip-core)`);
+    if (child.exitCode !== null) return fail('baresip did not start', `it exited with ${child.exitCode}`);
+    ctrl = await new Promise((resolve) => {
+      const c = net.connect(ctrlPort, '127.0.0.1');
+      c.once('connect', () => resolve(c));
+      c.once('error', () => resolve(null));
+    });
+    if (!ctrl) {
+      if (Date.now() - t0 > BARESIP_START_LIMIT_MS) return fail("baresip's ctrl_tcp did not accept", `port ${ctrlPort}`);
+      await sleep(100);
+    }
+  }
+  const phone = new Baresip({ child, port, consolePort, ctrl, dir, logFile });
+  for (let n = 1; !(await optionsPing(port, n)); n++) {
+    if (Date.now() - t0 > BARESIP_START_LIMIT_MS) {
+      ctrl.destroy();
+      return fail('baresip did not answer OPTIONS', `port ${port}`);
+    }
+  }
+  return phone;
+}
+
+/**
+ * A server with the SFU (on a free port, announcing 127.0.0.1), the SIP gateway on
+ * 127.0.0.1 (a free port, 20 RTP ports of its own) and /metrics. Adds `sipPort` and
+ * `metricsUrl` to the server.
+ */
+export async function sipServer(s, extra = []) {
+  const sipPort = await freePortPair();
+  const sfuPort = await freePortTcpUdp();
+  const metricsPort = await freePortTcpUdp();
+  const rtpLow = 30000 + 2 * Math.floor(Math.random() * 5000);
+  const server = await s.server({
+    metricsListen: `127.0.0.1:${metricsPort}`,
+    args: ['--sfu-port', String(sfuPort), '--sfu-candidate', '127.0.0.1', '--sip-listen', `127.0.0.1:${sipPort}`,
+      '--sip-rtp-ports', `${rtpLow}-${rtpLow + 19}`, ...extra],
+  });
+  server.sipPort = sipPort;
+  server.sfuPort = sfuPort;
+  server.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  return server;
+}
+
+/** The gateway's gauges and counters from /metrics, by series name (with labels), as numbers. */
+export async function metrics(server) {
+  const text = await (await fetch(server.metricsUrl)).text();
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out[line.slice(0, i)] = Number(line.slice(i + 1));
+  }
+  return out;
+}
