@@ -376,26 +376,22 @@ impl Bridge {
 
     fn phone_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
         if let Some(d) = &mut self.dtls {
-            // ICE, DTLS and SRTP are the DTLS leg's; what comes out is plain RTP.
-            d.on_datagram(from, packet);
+            // ICE, DTLS and SRTP are the DTLS leg's; an SRTP packet comes back as plain
+            // RTP in the same buffer.
+            if let Some(len) = d.on_datagram(from, packet) {
+                self.bridge_packet(from, &mut packet[..len]);
+            }
             return;
         }
         self.bridge_packet(from, packet);
     }
 
-    /// The plain RTP packets the DTLS leg decrypted.
-    fn dtls_packets(&mut self, sock: &UdpSocket) -> Result<Instant, String> {
-        let Some(d) = &mut self.dtls else {
-            return Ok(Instant::now() + Duration::from_secs(3600));
-        };
-        let next = d.poll(sock)?;
-        let mut packets: Vec<Vec<u8>> = d.take_received().collect();
-        for p in &mut packets {
-            // Latching is ICE's job here: the address only feeds the log.
-            let from = SocketAddr::from(([0, 0, 0, 0], 0));
-            self.bridge_packet(from, p);
+    /// The DTLS leg's timers and what it has to send.
+    fn dtls_poll(&mut self, sock: &UdpSocket) -> Result<Instant, String> {
+        match &mut self.dtls {
+            Some(d) => d.poll(sock),
+            None => Ok(Instant::now() + Duration::from_secs(3600)),
         }
-        Ok(next)
     }
 
     fn bridge_packet(&mut self, from: SocketAddr, packet: &mut [u8]) {
@@ -405,6 +401,7 @@ impl Bridge {
         match media.on_phone_packet(Instant::now(), packet) {
             Ok(PhoneIn::Ignored) => {}
             Ok(_) => {
+                // With DTLS-SRTP, where media goes is ICE's choice, not latching.
                 if self.phone != Some(from) && self.dtls.is_none() {
                     tracing::debug!(%from, "phone RTP latched");
                     self.phone = Some(from);
@@ -563,7 +560,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 b.state("connected", None);
             }
         }
-        dtls_deadline = b.dtls_packets(&sock)?;
+        dtls_deadline = b.dtls_poll(&sock)?;
         let now = Instant::now();
         if let Some(leg) = &mut b.leg {
             leg_deadline = leg

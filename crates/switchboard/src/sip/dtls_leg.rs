@@ -42,8 +42,6 @@ pub struct DtlsLeg {
     dtls_peer: Option<SocketAddr>,
     /// Datagrams to send (STUN answers, protected RTP), with their destination.
     outgoing: VecDeque<(SocketAddr, Vec<u8>)>,
-    /// Plain RTP packets received, for the bridge.
-    received: Vec<Vec<u8>>,
     /// Why the leg failed (DTLS alert, fingerprint mismatch…), reported by `poll`.
     failed: Option<String>,
 }
@@ -99,7 +97,6 @@ impl DtlsLeg {
             telephone_event: terms.telephone_event.as_ref().map(|(te, _)| *te),
             dtls_peer: None,
             outgoing: VecDeque::new(),
-            received: Vec::new(),
             failed: None,
         };
         Ok((leg, text, terms.codec))
@@ -126,8 +123,10 @@ impl DtlsLeg {
         self.ice.remote().or(self.dtls_peer)
     }
 
-    /// A datagram on the call's RTP port: STUN, DTLS or SRTP (RFC 7983).
-    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A datagram on the call's RTP port: STUN, DTLS or SRTP (RFC 7983). An SRTP packet
+    /// is unprotected in place: `Some(len)` of the plain RTP packet now at the start of
+    /// `bytes`, for the bridge (nothing copied or queued per packet).
+    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &mut [u8]) -> Option<usize> {
         let now = Instant::now();
         match demux(bytes) {
             Demux::Stun => match self.ice.handle_stun(from, bytes, now) {
@@ -139,7 +138,7 @@ impl DtlsLeg {
             Demux::Dtls => {
                 // DTLS only from an address that passed an ICE check (RFC 8842 §4).
                 if self.ice.remote().is_none() {
-                    return;
+                    return None;
                 }
                 self.dtls_peer = Some(from);
                 if let Err(e) = self.dtls.handle_datagram(bytes, now) {
@@ -147,9 +146,10 @@ impl DtlsLeg {
                 }
                 self.take_keys();
             }
-            Demux::Rtp => self.on_srtp(bytes),
+            Demux::Rtp => return self.on_srtp(bytes),
             Demux::Other => {}
         }
+        None
     }
 
     fn take_keys(&mut self) {
@@ -159,25 +159,15 @@ impl DtlsLeg {
         }
     }
 
-    fn on_srtp(&mut self, bytes: &[u8]) {
-        let Some(srtp) = &mut self.srtp else {
-            return;
-        };
+    fn on_srtp(&mut self, bytes: &mut [u8]) -> Option<usize> {
+        let srtp = self.srtp.as_mut()?;
         if rtp::demux(bytes) != PacketKind::Rtp {
-            return;
+            return None;
         }
-        let mut packet = bytes.to_vec();
-        match srtp.inbound.unprotect_rtp(&mut packet) {
-            Ok(len) => {
-                packet.truncate(len);
-                // Bounded: a bridge that stops taking them loses the oldest.
-                if self.received.len() >= QUEUE_LIMIT {
-                    self.received.remove(0);
-                }
-                self.received.push(packet);
-            }
-            Err(e) => tracing::trace!(error = %e, "DTLS phone leg: SRTP refused"),
-        }
+        srtp.inbound
+            .unprotect_rtp(bytes)
+            .map_err(|e| tracing::trace!(error = %e, "DTLS phone leg: SRTP refused"))
+            .ok()
     }
 
     /// An RTP packet of the bridge for the phone: protected and queued for the
@@ -197,11 +187,6 @@ impl DtlsLeg {
             }
             Err(e) => tracing::debug!(error = %e, "DTLS phone leg: RTP not protected"),
         }
-    }
-
-    /// The plain RTP packets received since the last call.
-    pub fn take_received(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
-        self.received.drain(..)
     }
 
     /// Runs the DTLS timers and hands out what is due to send; when to call again, or why
