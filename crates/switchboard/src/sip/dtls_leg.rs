@@ -137,9 +137,7 @@ impl DtlsLeg {
             },
             Demux::Dtls => {
                 // DTLS only from an address that passed an ICE check (RFC 8842 §4).
-                if self.ice.remote().is_none() {
-                    return None;
-                }
+                self.ice.remote()?;
                 self.dtls_peer = Some(from);
                 if let Err(e) = self.dtls.handle_datagram(bytes, now) {
                     self.failed.get_or_insert_with(|| e.to_string());
