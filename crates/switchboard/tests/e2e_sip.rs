@@ -15,9 +15,14 @@
 //!
 //! The same against Debian's baresip is in `sip_baresip.rs` (ignored: needs baresip).
 
+#[path = "../../sip/tests/lab/mod.rs"]
+mod lab;
+
 mod common;
 
+use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::Server;
+use lab::tone_of;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use switchboard_client::sfu::SfuClient;
@@ -33,27 +38,8 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
     let low = 40_000 + (std::process::id() % 200) * 100;
-    let ports = format!("{low}-{}", low + 99);
-    let mut args = vec![
-        "--sfu-bind",
-        "127.0.0.1",
-        "--sfu-threads",
-        "1",
-        "--sip-listen",
-        "127.0.0.1:0",
-        "--sip-rtp-ports",
-        &ports,
-        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
-        "--sip-timer-t1",
-        "100",
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args);
-    let sip = server.ready["listeners"]["sip-udp"][0]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("the ready file names the SIP listener");
-    (server, sip)
+    // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
+    common::sip::gateway(&format!("{low}-{}", low + 99), "100", extra)
 }
 
 /// A SIP phone: our user agent on a UDP socket, and an RTP socket.
@@ -187,111 +173,8 @@ impl Phone {
     }
 }
 
-/// 20 ms Opus frames of a 1,000 Hz tone.
-struct OpusTone {
-    enc: opus::Encoder,
-    phase: f64,
-}
-
-impl OpusTone {
-    fn new() -> OpusTone {
-        let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-            .expect("opus encoder");
-        OpusTone { enc, phase: 0.0 }
-    }
-
-    fn frame(&mut self) -> Vec<u8> {
-        let pcm: Vec<i16> = (0..960)
-            .map(|_| {
-                self.phase += 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0;
-                (self.phase.sin() * 8000.0) as i16
-            })
-            .collect();
-        let mut out = vec![0u8; 400];
-        let n = self.enc.encode(&pcm, &mut out).expect("encode");
-        out.truncate(n);
-        out
-    }
-}
-
-/// Dominant frequency by zero crossings, and RMS, of the loud part of `s`.
-fn tone_of(s: &[i16], rate: u32) -> (f64, f64) {
-    let loud: Vec<i16> = s
-        .iter()
-        .copied()
-        .skip_while(|x| x.unsigned_abs() < 500)
-        .collect();
-    let rms =
-        (loud.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / loud.len().max(1) as f64).sqrt();
-    let crossings = loud.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    let secs = loud.len() as f64 / f64::from(rate);
-    (crossings as f64 / 2.0 / secs.max(1e-9), rms)
-}
-
-fn sip_peer(b: &SfuClient) -> Option<String> {
-    b.joined_peers
-        .iter()
-        .find(|p| p["service"] == "sip")
-        .and_then(|p| p["id"].as_str())
-        .map(str::to_string)
-}
-
-/// B's Opus payloads from `peer`, in sequence order.
-fn heard_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
-    let mids: Vec<String> = b
-        .tracks()
-        .into_iter()
-        .filter(|t| t.1 == peer && t.3 == "audio")
-        .map(|t| t.0)
-        .collect();
-    let mut out = Vec::new();
-    for (mid, packets) in &b.media.audio {
-        if mids.contains(&mid.to_string()) {
-            let mut p = packets.clone();
-            p.sort_by_key(|(seq, _)| *seq);
-            out.extend(p.into_iter().map(|(_, payload)| payload));
-        }
-    }
-    out
-}
-
-fn decode_opus(payloads: &[Vec<u8>]) -> Vec<i16> {
-    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
-    let mut pcm = Vec::new();
-    let mut frame = vec![0i16; 5760];
-    for p in payloads {
-        if let Ok(n) = dec.decode(p, &mut frame, false) {
-            pcm.extend_from_slice(&frame[..n]);
-        }
-    }
-    pcm
-}
-
 fn assert_nothing_left(server: &Server) {
-    let gauges = [
-        "switchboard_sip_calls",
-        "switchboard_sip_dialogs",
-        "switchboard_sip_transactions",
-        "switchboard_sip_media_tasks",
-        "switchboard_sip_rtp_ports_in_use",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<(&str, u64)> = gauges
-            .iter()
-            .map(|g| (*g, server.metric(g)))
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left after the call: {left:?}\n{}",
-            server.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::sip::assert_nothing_left(server, Duration::from_secs(10));
 }
 
 /// The phone's media: send 440 Hz PCMU every 20 ms to where SDP said, keep what comes.
@@ -363,7 +246,7 @@ fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
         .expect("pump B");
     assert!(sfu, "the SFU did not join the room");
     b.publish_audio().expect("B publishes");
-    let mut tone = OpusTone::new();
+    let mut tone = OpusTone::new(1000.0);
     let mut phone = Phone::new();
     let offer = phone.offer();
     let call = phone.call(format!("sip:lobby@{gw}"), gw, offer.clone(), None);
@@ -829,16 +712,17 @@ fn a_stopping_server_refuses_new_calls_and_hangs_up_the_live_ones() {
     let (mut server, gw) = gateway(&["--drain-timeout", "2"]);
     let mut phone = Phone::new();
     let offer = phone.offer();
-    let call = phone.call(format!("sip:draining@{gw}"), gw, offer, None);
+    let call = phone.call(format!("sip:stopping@{gw}"), gw, offer, None);
     let answer = phone.outcome(call, Duration::from_secs(15));
     assert!(answer.is_ok(), "not answered: {answer:?}");
     server.signal(libc::SIGTERM);
     assert!(server
-        .wait_log("draining", Duration::from_secs(5))
+        // The supervisor's line, said after every service was told to drain.
+        .wait_log("draining: refusing new work", Duration::from_secs(5))
         .is_some());
     let mut late = Phone::new();
     let offer = late.offer();
-    let refused = late.call(format!("sip:draining@{gw}"), gw, offer, None);
+    let refused = late.call(format!("sip:stopping@{gw}"), gw, offer, None);
     assert_eq!(
         late.outcome(refused, Duration::from_secs(10)).err(),
         Some(Some(503)),

@@ -19,6 +19,7 @@ mod lab;
 
 mod common;
 
+use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::Server;
 use lab::{ctrl_command, read_ctrl, recorded_tone, start_baresip, tone_of, Baresip};
 use serde_json::{json, Value};
@@ -30,28 +31,14 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A server with the SFU and the SIP gateway on loopback.
 fn gateway() -> (Server, SocketAddr) {
-    // Tests run side by side: each process takes its own 100 ports (a port another
-    // process holds is skipped by the gateway anyway).
-    let low = 30_000 + (std::process::id() % 300) * 100;
-    let ports = format!("{low}-{}", low + 99);
-    let server = Server::start(&[
-        "--sfu-bind",
-        "127.0.0.1",
-        "--sfu-threads",
-        "1",
-        "--sip-listen",
-        "127.0.0.1:0",
-        "--sip-rtp-ports",
-        &ports,
-        // Transactions end 64×T1 after their last message: 6.4 s, not 32 s.
-        "--sip-timer-t1",
-        "100",
-    ]);
-    let sip = server.ready["listeners"]["sip-udp"][0]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("the ready file names the SIP listener");
-    (server, sip)
+    common::sip::gateway(&rtp_ports(30_000), "100", &[])
+}
+
+/// Tests run side by side: each process takes its own 100 ports from `base` (a port
+/// another process holds is skipped by the gateway anyway).
+fn rtp_ports(base: u32) -> String {
+    let low = base + (std::process::id() % 300) * 100;
+    format!("{low}-{}", low + 99)
 }
 
 /// A member of `room` publishing Opus, capturing what it receives.
@@ -67,87 +54,10 @@ fn member(server: &Server, room: &str) -> SfuClient {
     b
 }
 
-/// 20 ms Opus frames of a tone (1,000 Hz unless said), one per call.
-struct Tone {
-    enc: opus::Encoder,
-    hz: f64,
-    phase: f64,
-}
-
-impl Tone {
-    fn new() -> Tone {
-        Tone::at(1000.0)
-    }
-
-    fn at(hz: f64) -> Tone {
-        let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-            .expect("opus encoder");
-        Tone {
-            enc,
-            hz,
-            phase: 0.0,
-        }
-    }
-
-    fn frame(&mut self) -> Vec<u8> {
-        let pcm: Vec<i16> = (0..960)
-            .map(|_| {
-                self.phase += 2.0 * std::f64::consts::PI * self.hz / 48_000.0;
-                (self.phase.sin() * 8000.0) as i16
-            })
-            .collect();
-        let mut out = vec![0u8; 400];
-        let n = self.enc.encode(&pcm, &mut out).expect("encode");
-        out.truncate(n);
-        out
-    }
-}
-
-/// The `service: "sip"` peer that joined B's room, if any.
-fn sip_peer(b: &SfuClient) -> Option<String> {
-    b.joined_peers
-        .iter()
-        .find(|p| p["service"] == "sip")
-        .and_then(|p| p["id"].as_str())
-        .map(str::to_string)
-}
-
-/// Opus payloads B received on the audio m-lines of `peer`'s tracks.
-fn heard_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
-    let mids: Vec<String> = b
-        .tracks()
-        .into_iter()
-        .filter(|t| t.1 == peer && t.3 == "audio")
-        .map(|t| t.0)
-        .collect();
-    let mut out = Vec::new();
-    for (mid, packets) in &b.media.audio {
-        if mids.contains(&mid.to_string()) {
-            let mut p = packets.clone();
-            p.sort_by_key(|(seq, _)| *seq);
-            out.extend(p.into_iter().map(|(_, payload)| payload));
-        }
-    }
-    out
-}
-
-/// Decode Opus payloads (48 kHz mono).
-fn decode(payloads: &[Vec<u8>]) -> Vec<i16> {
-    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
-    let mut pcm = Vec::new();
-    let mut frame = vec![0i16; 5760];
-    for p in payloads {
-        if let Ok(n) = dec.decode(p, &mut frame, false) {
-            pcm.extend_from_slice(&frame[..n]);
-        }
-    }
-    pcm
-}
-
 /// Pump B (and send its tone every 20 ms) until `done` or `timeout`.
 fn pump(
     b: &mut SfuClient,
-    tone: &mut Tone,
+    tone: &mut OpusTone,
     timeout: Duration,
     mut done: impl FnMut(&SfuClient) -> bool,
 ) -> bool {
@@ -167,37 +77,13 @@ fn pump(
     done(b)
 }
 
-/// Every gauge of the gateway back to 0 (within 5 s).
 fn assert_nothing_left(server: &Server) {
-    let gauges = [
-        "switchboard_sip_calls",
-        "switchboard_sip_dialogs",
-        "switchboard_sip_transactions",
-        "switchboard_sip_media_tasks",
-        "switchboard_sip_rtp_ports_in_use",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<(&str, u64)> = gauges
-            .iter()
-            .map(|g| (*g, server.metric(g)))
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left after the call: {left:?}\n{}",
-            server.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::sip::assert_nothing_left(server, Duration::from_secs(10));
 }
 
 /// Both directions of a call that is up: B hears 440 Hz from the sip peer; returns the
 /// sip peer's id. baresip's side is checked after hangup (its recording).
-fn hear_the_phone(b: &mut SfuClient, tone: &mut Tone) -> String {
+fn hear_the_phone(b: &mut SfuClient, tone: &mut OpusTone) -> String {
     let got_peer = pump(b, tone, Duration::from_secs(15), |b| sip_peer(b).is_some());
     assert!(
         got_peer,
@@ -217,7 +103,7 @@ fn hear_the_phone(b: &mut SfuClient, tone: &mut Tone) -> String {
         b.tracks()
     );
     // Skip the first second (the phone's and the jitter buffers' start).
-    let pcm = decode(&payloads[50..]);
+    let pcm = decode_opus(&payloads[50..]);
     let (hz, rms) = tone_of(&pcm, 48_000);
     eprintln!("B heard the phone: {hz:.1} Hz, RMS {rms:.0}");
     assert!(
@@ -239,7 +125,7 @@ fn baresip_recorded_the_member(phone: &Baresip) {
 fn phone_dials_the_room(room: &str, start: impl FnOnce() -> Baresip) {
     let (server, gw) = gateway();
     let mut b = member(&server, room);
-    let mut tone = Tone::new();
+    let mut tone = OpusTone::new(1000.0);
     let mut phone = start();
     ctrl_command(&mut phone, "dial", &format!("sip:{room}@{gw}"));
     let peer = hear_the_phone(&mut b, &mut tone);
@@ -302,7 +188,7 @@ fn the_room_calls_baresip_and_keys_cross() {
     let (server, _gw) = gateway();
     let http = server.http.expect("http");
     let mut b = member(&server, "dialout");
-    let mut tone = Tone::new();
+    let mut tone = OpusTone::new(1000.0);
     let mut phone = start_baresip(false, "PCMU/8000/1");
     let body = json!({"room": "dialout", "to": format!("sip:alice@{}", phone.sip)}).to_string();
     let (status, _, reply) = http_request(
@@ -378,22 +264,8 @@ fn through_kamailio_both_ways() {
     let k = lab::start_kamailio(&[]);
     let kport = k.addr.port();
     let account = format!("alice:alicepw@127.0.0.1:{kport};expires=60;room=office");
-    let low = 31_000 + (std::process::id() % 300) * 100;
-    let ports = format!("{low}-{}", low + 99);
-    let server = Server::start(&[
-        "--sfu-bind",
-        "127.0.0.1",
-        "--sfu-threads",
-        "1",
-        "--sip-listen",
-        "127.0.0.1:0",
-        "--sip-rtp-ports",
-        &ports,
-        "--sip-timer-t1",
-        "100",
-        "--sip-account",
-        &account,
-    ]);
+    let (server, _gw) =
+        common::sip::gateway(&rtp_ports(31_000), "100", &["--sip-account", &account]);
     assert_eq!(
         server.metric_reaching("switchboard_sip_registrations", 1),
         1,
@@ -401,7 +273,7 @@ fn through_kamailio_both_ways() {
     );
     let http = server.http.expect("http");
     let mut b = member(&server, "office");
-    let mut tone = Tone::new();
+    let mut tone = OpusTone::new(1000.0);
     let mut phone = lab::start_baresip_with(|_| {
         format!(
             "<sip:bob@127.0.0.1:{kport};transport=udp>;auth_pass=bobpw;answermode=auto;audio_codecs=PCMU/8000/1;regint=60"
@@ -462,7 +334,7 @@ fn three_parties_hear_each_other_and_the_phone_hears_the_mix() {
     let mut c = member(&server, "trio");
     let c_id = c.peer_id.clone();
     let b_id = b.peer_id.clone();
-    let (mut tone_b, mut tone_c) = (Tone::at(1000.0), Tone::at(600.0));
+    let (mut tone_b, mut tone_c) = (OpusTone::new(1000.0), OpusTone::new(600.0));
     let mut phone = start_baresip(false, "PCMU/8000/1");
     ctrl_command(&mut phone, "dial", &format!("sip:trio@{gw}"));
     let deadline = Instant::now() + Duration::from_secs(25);
@@ -494,12 +366,12 @@ fn three_parties_hear_each_other_and_the_phone_hears_the_mix() {
     }
     for (name, x, other, other_hz) in [("B", &b, &c_id, 600.0), ("C", &c, &b_id, 1000.0)] {
         let sip = sip_peer(x).expect("sip peer");
-        let (hz, _) = tone_of(&decode(&heard_from(x, &sip)[50..]), 48_000);
+        let (hz, _) = tone_of(&decode_opus(&heard_from(x, &sip)[50..]), 48_000);
         assert!(
             (hz - 440.0).abs() < 15.0,
             "{name} heard {hz:.0} Hz from the phone"
         );
-        let (hz, _) = tone_of(&decode(&heard_from(x, other)[50..]), 48_000);
+        let (hz, _) = tone_of(&decode_opus(&heard_from(x, other)[50..]), 48_000);
         assert!(
             (hz - other_hz).abs() < 20.0,
             "{name} heard {hz:.0} Hz from the other member, not {other_hz}"

@@ -29,15 +29,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use switchboard_client::sfu::http_request;
 
-/// The gauges that must be back to 0 after every call, however it ended.
-const GAUGES: [&str; 5] = [
-    "switchboard_sip_calls",
-    "switchboard_sip_dialogs",
-    "switchboard_sip_transactions",
-    "switchboard_sip_media_tasks",
-    "switchboard_sip_rtp_ports_in_use",
-];
-
 /// How long the gauges may take to settle after SIPp is done.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -65,28 +56,9 @@ fn rtp_ports() -> String {
 
 /// A server with the SFU and the SIP gateway on loopback; its SIP address.
 fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
-    let ports = rtp_ports();
-    let mut args = vec![
-        "--sfu-bind",
-        "127.0.0.1",
-        "--sfu-threads",
-        "1",
-        "--sip-listen",
-        "127.0.0.1:0",
-        "--sip-rtp-ports",
-        &ports,
-        // Transactions are remembered 64×T1 after their last message (RFC 3261 §17):
-        // 3.2 s with the smallest T1, which the 5 s for the gauges leaves room for.
-        "--sip-timer-t1",
-        "50",
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args);
-    let sip = server.ready["listeners"]["sip-udp"][0]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("the ready file names the SIP listener");
-    (server, sip)
+    // Transactions are remembered 64×T1 after their last message (RFC 3261 §17):
+    // 3.2 s with the smallest T1, which the 5 s for the gauges leaves room for.
+    common::sip::gateway(&rtp_ports(), "50", extra)
 }
 
 /// A UDP port free on 127.0.0.1 right now (SIPp binds it a moment later).
@@ -341,23 +313,7 @@ impl Drop for Sipp {
 
 /// Every gauge back to 0 within 5 s.
 fn assert_nothing_left(server: &Server) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let left: Vec<(&str, u64)> = GAUGES
-            .iter()
-            .map(|g| (*g, server.metric(g)))
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left {SETTLE:?} after the call: {left:?}\n{}",
-            server.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::sip::assert_nothing_left(server, SETTLE);
 }
 
 fn calls_total(server: &Server, outcome: &str) -> u64 {

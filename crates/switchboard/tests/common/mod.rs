@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod signal_client;
+pub mod sip;
 pub mod tcp_client;
 
 use std::io::{BufRead, BufReader};
