@@ -12,6 +12,8 @@ use crate::error::ConfigError;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use switchboard_sip::transaction::Transport;
 
 #[derive(Args, Debug, Clone)]
 #[group(id = "sip")]
@@ -63,8 +65,9 @@ pub struct SipSettings {
     pub sip_rtp_ports: String,
 
     /// Register at a registrar as `USER:PASSWORD@HOST[:PORT]` (repeatable): calls to that
-    /// account reach the gateway. Append `;expires=SECS` (default 600) or `;room=ROOM`
-    /// (calls to this account go to ROOM; else --sip-route decides).
+    /// account reach the gateway. Append `;expires=SECS` (default 600), `;room=ROOM`
+    /// (calls to this account go to ROOM; else --sip-route decides) or
+    /// `;transport=tcp|tls` (register, and call through it, over TCP or TLS).
     #[arg(
         long,
         value_name = "USER:PASSWORD@HOST[:PORT]",
@@ -111,9 +114,16 @@ pub struct SipSettings {
     pub sip_auth: Vec<String>,
 
     /// The SIP trunk phone numbers are called through (`HOST[:PORT]`, the provider's
-    /// proxy). [default: none; numbers then go to the first --sip-account's registrar]
+    /// proxy; append `;transport=tcp|tls` to reach it over TCP or TLS). [default: none;
+    /// numbers then go to the first --sip-account's registrar]
     #[arg(long, value_name = "HOST[:PORT]", env = "SWITCHBOARD_SIP_TRUNK")]
     pub sip_trunk: Option<String>,
+
+    /// PEM file of extra CA certificates the gateway trusts when it connects over TLS
+    /// (trunks, registrars, `sips:` targets), for private CAs; the webpki roots are
+    /// always trusted, and host names are always verified. [default: none]
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_SIP_TLS_CA")]
+    pub sip_tls_ca: Option<PathBuf>,
 
     /// Digest credentials `USER:PASSWORD` the trunk challenges for.
     #[arg(long, value_name = "USER:PASSWORD", env = "SWITCHBOARD_SIP_TRUNK_AUTH")]
@@ -186,6 +196,8 @@ pub struct AccountConfig {
     /// As written (`host[:port]`), for the AOR and logs.
     pub host: String,
     pub registrar: SocketAddr,
+    /// How the registrar is reached (`;transport=`).
+    pub transport: Transport,
     pub expires: u32,
     pub room: Option<String>,
 }
@@ -193,9 +205,11 @@ pub struct AccountConfig {
 /// The trunk for phone numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunkConfig {
-    /// As written, for Request-URIs.
+    /// As written (without `;transport=`), for Request-URIs.
     pub host: String,
     pub proxy: SocketAddr,
+    /// How the proxy is reached (`;transport=`).
+    pub transport: Transport,
     pub auth: Option<(String, String)>,
     pub from: Option<String>,
     pub pai: bool,
@@ -237,6 +251,8 @@ pub struct SipConfig {
     pub t1: std::time::Duration,
     pub rate_limit: u32,
     pub max_calls: usize,
+    /// `--sip-tls-ca`: extra CAs for outgoing TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 fn err(option: &'static str, message: impl Into<String>) -> ConfigError {
@@ -251,13 +267,38 @@ fn user_password(option: &'static str, s: &str) -> Result<(String, String), Conf
     }
 }
 
-/// `HOST[:PORT]` (5060 by default) resolved now: a name that does not resolve at start
-/// is a configuration error, not a call failure later.
-fn resolve(option: &'static str, host: &str) -> Result<SocketAddr, ConfigError> {
+/// `;transport=udp|tcp|tls` of an account or the trunk.
+fn parse_transport(option: &'static str, v: &str) -> Result<Transport, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "udp" => Ok(Transport::Udp),
+        "tcp" => Ok(Transport::Tcp),
+        "tls" => Ok(Transport::Tls),
+        _ => Err(err(
+            option,
+            format!("transport `{v}` is not udp, tcp or tls"),
+        )),
+    }
+}
+
+/// The port a transport's host is reached on when none is written (RFC 3263 §4.2).
+pub fn default_port(transport: Transport) -> u16 {
+    match transport {
+        Transport::Tls | Transport::Wss => 5061,
+        _ => 5060,
+    }
+}
+
+/// `HOST[:PORT]` (the transport's default port) resolved now: a name that does not
+/// resolve at start is a configuration error, not a call failure later.
+fn resolve(
+    option: &'static str,
+    host: &str,
+    transport: Transport,
+) -> Result<SocketAddr, ConfigError> {
     let with_port = if host.parse::<SocketAddr>().is_ok() || host.contains(':') {
         host.to_string()
     } else {
-        format!("{host}:5060")
+        format!("{host}:{}", default_port(transport))
     };
     with_port
         .to_socket_addrs()
@@ -277,17 +318,18 @@ fn parse_account(s: &str) -> Result<AccountConfig, ConfigError> {
     if host.is_empty() {
         return Err(err(OPT, format!("`{s}` has no registrar host")));
     }
-    let registrar = resolve(OPT, host)?;
     let mut account = AccountConfig {
         user,
         password,
         host: host.to_string(),
-        registrar,
+        registrar: SocketAddr::from(([0, 0, 0, 0], 0)),
+        transport: Transport::Udp,
         expires: 600,
         room: None,
     };
     for p in parts {
         match p.split_once('=') {
+            Some(("transport", t)) => account.transport = parse_transport(OPT, t)?,
             Some(("expires", v)) => {
                 account.expires = v
                     .parse()
@@ -299,6 +341,7 @@ fn parse_account(s: &str) -> Result<AccountConfig, ConfigError> {
             _ => return Err(err(OPT, format!("unknown parameter `{p}` in `{s}`"))),
         }
     }
+    account.registrar = resolve(OPT, host, account.transport)?;
     Ok(account)
 }
 
@@ -417,36 +460,59 @@ impl SipSettings {
             .collect::<Result<_, _>>()?;
         let trunk = match &self.sip_trunk {
             None => None,
-            Some(host) => Some(TrunkConfig {
-                host: host.clone(),
-                proxy: resolve("sip-trunk", host)?,
-                auth: self
-                    .sip_trunk_auth
-                    .as_deref()
-                    .map(|a| user_password("sip-trunk-auth", a))
-                    .transpose()?,
-                from: match &self.sip_trunk_from {
-                    Some(f) if !(f.starts_with("sip:") || f.starts_with("sips:")) => {
-                        return Err(err("sip-trunk-from", format!("`{f}` is not a sip: URI")))
-                    }
-                    f => f.clone(),
-                },
-                pai: self.sip_trunk_pai,
-                country: match &self.sip_trunk_country {
-                    Some(c)
-                        if c.is_empty()
-                            || c.len() > 3
-                            || !c.bytes().all(|b| b.is_ascii_digit()) =>
-                    {
-                        return Err(err(
-                            "sip-trunk-country",
-                            format!("`{c}` is not a country code (1-3 digits)"),
-                        ))
-                    }
-                    c => c.clone(),
-                },
-            }),
+            Some(written) => {
+                let (host, transport) = match written.split_once(';') {
+                    None => (written.as_str(), Transport::Udp),
+                    Some((h, p)) => match p.split_once('=') {
+                        Some(("transport", t)) => (h, parse_transport("sip-trunk", t)?),
+                        _ => {
+                            return Err(err(
+                                "sip-trunk",
+                                format!("unknown parameter `{p}` in `{written}`"),
+                            ))
+                        }
+                    },
+                };
+                Some(TrunkConfig {
+                    host: host.to_string(),
+                    proxy: resolve("sip-trunk", host, transport)?,
+                    transport,
+                    auth: self
+                        .sip_trunk_auth
+                        .as_deref()
+                        .map(|a| user_password("sip-trunk-auth", a))
+                        .transpose()?,
+                    from: match &self.sip_trunk_from {
+                        Some(f) if !(f.starts_with("sip:") || f.starts_with("sips:")) => {
+                            return Err(err("sip-trunk-from", format!("`{f}` is not a sip: URI")))
+                        }
+                        f => f.clone(),
+                    },
+                    pai: self.sip_trunk_pai,
+                    country: match &self.sip_trunk_country {
+                        Some(c)
+                            if c.is_empty()
+                                || c.len() > 3
+                                || !c.bytes().all(|b| b.is_ascii_digit()) =>
+                        {
+                            return Err(err(
+                                "sip-trunk-country",
+                                format!("`{c}` is not a country code (1-3 digits)"),
+                            ))
+                        }
+                        c => c.clone(),
+                    },
+                })
+            }
         };
+        if let Some(ca) = &self.sip_tls_ca {
+            if !ca.is_file() {
+                return Err(err(
+                    "sip-tls-ca",
+                    format!("`{}` is not a readable file", ca.display()),
+                ));
+            }
+        }
         if !(50..=5000).contains(&self.sip_timer_t1) {
             return Err(err("sip-timer-t1", "not between 50 and 5000 ms"));
         }
@@ -474,6 +540,7 @@ impl SipSettings {
             t1: std::time::Duration::from_millis(self.sip_timer_t1),
             rate_limit: self.sip_rate_limit,
             max_calls: self.sip_max_calls,
+            tls_ca: self.sip_tls_ca.clone(),
         }))
     }
 }
@@ -492,13 +559,21 @@ mod tests {
         assert_eq!(a.room.as_deref(), Some("demo"));
         let b = parse_account("bob:pw@127.0.0.1").unwrap();
         assert_eq!(b.registrar.port(), 5060);
+        assert_eq!(b.transport, Transport::Udp);
         assert_eq!(b.expires, 600);
+        let c = parse_account("carol:pw@127.0.0.1;transport=tls").unwrap();
+        assert_eq!(c.registrar.port(), 5061);
+        assert_eq!(c.transport, Transport::Tls);
+        let d = parse_account("dave:pw@127.0.0.1:5070;transport=TCP").unwrap();
+        assert_eq!(d.registrar.port(), 5070);
+        assert_eq!(d.transport, Transport::Tcp);
         for bad in [
             "bob@127.0.0.1",
             "bob:pw@",
             "bob:pw@127.0.0.1;expires=5",
             "bob:pw@127.0.0.1;colour=blue",
             "bob:pw@127.0.0.1;room=no/slash",
+            "bob:pw@127.0.0.1;transport=sctp",
         ] {
             assert!(parse_account(bad).is_err(), "{bad}");
         }

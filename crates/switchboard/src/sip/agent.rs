@@ -3,12 +3,18 @@
 //! decisions the UA leaves to its user: which room a call joins (dispatch.rs), its RTP
 //! port and SDP answer, and one media task per call (call.rs). Signaling is light: one
 //! task carries every call's; the media of each call runs in its own task.
+//!
+//! The UA names a transport and an address for each message; the agent picks the
+//! socket: UDP, the stream connection of that peer, or (TCP and TLS) a connection it
+//! opens (connect.rs). A connection the gateway opened is closed once no call or
+//! registration uses it and no transaction waits (or after 64×T1).
 
 use super::call::{call_label, AgentCmd, CallCmd};
+use super::connect::Dialer;
 use super::flood::Flood;
-use super::outbound::Target;
+use super::outbound::{host_name, Target};
 use super::ports::RtpPorts;
-use super::stream::{ConnKey, StreamEvent};
+use super::stream::{ConnId, ConnKey, StreamEvent};
 use super::SipStats;
 use crate::config::sip::SipConfig;
 use std::collections::HashMap;
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 use switchboard_signal::Signaling;
 use switchboard_sip::digest::Algorithm;
 use switchboard_sip::sdp::{LocalAudio, SdpSession, SessionDescription};
-use switchboard_sip::transaction::Transport;
+use switchboard_sip::transaction::{Transmit, Transport, TxId};
 use switchboard_sip::ua::{
     Account, CallId, EndReason, InboundAuth, RegId, RegState, UaConfig, UaEvent, UserAgent,
 };
@@ -49,7 +55,7 @@ pub enum ApiCmd {
     Dial {
         room: String,
         name: String,
-        target: Target,
+        target: Box<Target>,
         dest: SocketAddr,
         reply: oneshot::Sender<Result<String, (u16, String)>>,
     },
@@ -75,6 +81,16 @@ struct CallEntry {
     /// A DTLS-SRTP call's answer: what every re-offer gets (the DTLS leg keeps ICE and DTLS
     /// going; a re-INVITE of such a phone updates its default candidate).
     dtls_answer: Option<SessionDescription>,
+    /// Outbound over TCP/TLS: the connection to the next hop, kept while the call lasts.
+    conn: Option<ConnKey>,
+}
+
+/// An open stream connection.
+struct Conn {
+    id: ConnId,
+    tx: UnboundedSender<Arc<[u8]>>,
+    /// The gateway opened it (and closes it when unused).
+    ours: bool,
 }
 
 impl CallEntry {
@@ -94,13 +110,23 @@ pub struct Agent {
     pub sfu_local: Option<SocketAddr>,
     pub ports: Arc<RtpPorts>,
     pub stats: Arc<SipStats>,
+    pub dialer: Dialer,
 }
 
 struct State {
     cfg: Arc<SipConfig>,
     ua: UserAgent,
     /// Open stream connections, by transport and peer.
-    conns: HashMap<ConnKey, UnboundedSender<Arc<[u8]>>>,
+    conns: HashMap<ConnKey, Conn>,
+    dialer: Dialer,
+    /// Connections being opened: the transactions whose request waits in them.
+    connecting: HashMap<ConnId, Vec<TxId>>,
+    /// The name a TLS next hop's certificate must carry, by address.
+    tls_names: HashMap<SocketAddr, String>,
+    /// Connections the gateway opened that nothing uses any more, since when.
+    unused: HashMap<ConnKey, Instant>,
+    /// Registrations over TCP/TLS: their connection.
+    reg_conns: HashMap<RegId, ConnKey>,
     flood: Flood,
     calls: HashMap<CallId, CallEntry>,
     regs: HashMap<RegId, (String, RegState)>,
@@ -152,6 +178,11 @@ impl Agent {
         let mut st = State {
             ua: UserAgent::new(ua_config(&self.cfg, local), now),
             conns: HashMap::new(),
+            dialer: self.dialer,
+            connecting: HashMap::new(),
+            tls_names: HashMap::new(),
+            unused: HashMap::new(),
+            reg_conns: HashMap::new(),
             flood: Flood::new(self.cfg.rate_limit),
             cfg: self.cfg.clone(),
             calls: HashMap::new(),
@@ -171,11 +202,17 @@ impl Agent {
                 username: a.user.clone(),
                 password: a.password.clone(),
                 registrar: a.registrar,
-                transport: Transport::Udp,
+                transport: a.transport,
                 expires: a.expires,
                 contact_user: a.user.clone(),
             };
+            if a.transport == Transport::Tls {
+                st.tls_names.insert(a.registrar, host_name(&a.host));
+            }
             let id = st.ua.register(now, account);
+            if a.transport != Transport::Udp {
+                st.reg_conns.insert(id, (a.transport, a.registrar));
+            }
             st.regs.insert(
                 id,
                 (format!("{}@{}", a.user, a.host), RegState::Registering),
@@ -191,25 +228,21 @@ impl Agent {
                     break;
                 }
             }
-            let deadline = st
+            let mut deadline = st
                 .ua
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            if !st.unused.is_empty() {
+                // Unused connections are looked at again within a second.
+                deadline = deadline.min(Instant::now() + Duration::from_secs(1));
+            }
             let grace = stopping.map_or(deadline, |s| deadline.min(s + STOP_GRACE));
             tokio::select! {
                 r = sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => st.receive(&buf[..n], (Transport::Udp, from)),
                     Err(e) => tracing::debug!(error = %e, "SIP socket"),
                 },
-                Some(ev) = streams.recv() => match ev {
-                    StreamEvent::Opened(key, tx) => {
-                        st.conns.insert(key, tx);
-                    }
-                    StreamEvent::Message(key, bytes) => st.receive(&bytes, key),
-                    StreamEvent::Closed(key) => {
-                        st.conns.remove(&key);
-                    }
-                },
+                Some(ev) = streams.recv() => st.on_stream(ev),
                 _ = tokio::time::sleep_until(grace.into()) => st.ua.handle_timeout(Instant::now()),
                 Some(cmd) = from_calls.recv() => st.on_call(cmd),
                 Some(cmd) = api.recv() => st.on_api(cmd),
@@ -244,6 +277,109 @@ impl State {
             .handle_datagram(Instant::now(), bytes, from, transport);
     }
 
+    /// What a stream connection says.
+    fn on_stream(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Opened(key, id, tx) => {
+                self.conns.insert(
+                    key,
+                    Conn {
+                        id,
+                        tx,
+                        ours: false,
+                    },
+                );
+            }
+            StreamEvent::Connected(id) => {
+                self.connecting.remove(&id);
+            }
+            StreamEvent::Message(key, bytes) => self.receive(&bytes, key),
+            StreamEvent::Closed(key, id) => {
+                if self.conns.get(&key).is_some_and(|c| c.id == id) {
+                    self.conns.remove(&key);
+                    self.unused.remove(&key);
+                }
+                // Never connected: what waited for it fails now (RFC 3261 §18.4).
+                let now = Instant::now();
+                for tx in self.connecting.remove(&id).unwrap_or_default() {
+                    self.ua.transport_error(now, tx);
+                }
+            }
+        }
+    }
+
+    /// A message for a stream transport: on the peer's connection, or on one we open
+    /// (TCP, TLS); a WebSocket peer that is gone cannot be reached.
+    fn send_stream(&mut self, t: Transmit) {
+        let key = (t.transport, t.dest);
+        if !self.conns.contains_key(&key) && matches!(t.transport, Transport::Tcp | Transport::Tls)
+        {
+            let name = self.tls_names.get(&t.dest).map(String::as_str);
+            let (id, tx) = self.dialer.open(key, name);
+            self.conns.insert(key, Conn { id, tx, ours: true });
+            self.connecting.insert(id, Vec::new());
+        }
+        let sent = match self.conns.get(&key) {
+            Some(conn) if conn.tx.send(t.bytes.clone()).is_ok() => {
+                if let (Some(waiting), Some(tx)) = (self.connecting.get_mut(&conn.id), t.tx) {
+                    waiting.push(tx);
+                }
+                true
+            }
+            _ => false,
+        };
+        if !sent {
+            // The peer's connection is gone: its transaction fails now
+            // (RFC 3261 §17.1.4) instead of waiting for a timeout.
+            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on");
+            if let Some(tx) = t.tx {
+                self.ua.transport_error(Instant::now(), tx);
+            }
+        }
+    }
+
+    /// Whether a call or a registration still uses the connection `key`.
+    fn in_use(&self, key: ConnKey) -> bool {
+        self.calls.values().any(|c| c.conn == Some(key))
+            || self.reg_conns.iter().any(|(reg, k)| {
+                *k == key
+                    && self.regs.get(reg).is_some_and(|(_, s)| {
+                        matches!(s, RegState::Registering | RegState::Registered { .. })
+                    })
+            })
+    }
+
+    /// A call or registration stopped using `key`: if it was ours and nothing else
+    /// uses it, it closes once no transaction waits on it.
+    fn maybe_unused(&mut self, key: ConnKey) {
+        if self.conns.get(&key).is_some_and(|c| c.ours) && !self.in_use(key) {
+            self.unused.entry(key).or_insert_with(Instant::now);
+        }
+    }
+
+    /// Close unused connections of ours: once the UA has no transaction left (the last
+    /// BYE or REGISTER answered), or after 64×T1 (the longest a transaction waits).
+    fn close_unused(&mut self) {
+        if self.unused.is_empty() {
+            return;
+        }
+        let idle = self.ua.counters().tx.live() == 0;
+        let linger = self.cfg.t1 * 64;
+        let keys: Vec<ConnKey> = self.unused.keys().copied().collect();
+        for key in keys {
+            if self.in_use(key) {
+                self.unused.remove(&key);
+            } else if idle || self.unused.get(&key).is_some_and(|t| t.elapsed() >= linger) {
+                self.unused.remove(&key);
+                // Dropping the sender ends the connection after what was queued on it.
+                if let Some(c) = self.conns.remove(&key) {
+                    self.connecting.remove(&c.id);
+                    tracing::debug!(peer = %key.1, transport = key.0.as_str(), "SIP connection closed: unused");
+                }
+            }
+        }
+    }
+
     /// Send what the UA has to send, act on its events, publish its counters.
     fn flush(&mut self, sock: &UdpSocket) {
         loop {
@@ -256,19 +392,7 @@ impl State {
                         tracing::debug!(dest = %t.dest, error = %e, "SIP send failed");
                     }
                 } else {
-                    // Streams: back on the connection the peer opened (we open none).
-                    let sent = self
-                        .conns
-                        .get(&(t.transport, t.dest))
-                        .is_some_and(|conn| conn.send(t.bytes.clone()).is_ok());
-                    if !sent {
-                        // The peer's connection is gone: its transaction fails now
-                        // (RFC 3261 §17.1.4) instead of waiting for a timeout.
-                        tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on");
-                        if let Some(tx) = t.tx {
-                            self.ua.transport_error(Instant::now(), tx);
-                        }
-                    }
+                    self.send_stream(t);
                 }
             }
             while let Some(ev) = self.ua.poll_event() {
@@ -279,6 +403,7 @@ impl State {
                 break;
             }
         }
+        self.close_unused();
         let c = self.ua.counters();
         self.stats
             .calls_live
@@ -340,6 +465,9 @@ impl State {
                     }
                     *s = state;
                 }
+                if let Some(key) = self.reg_conns.get(&reg).copied() {
+                    self.maybe_unused(key);
+                }
             }
             UaEvent::IncomingCall {
                 call,
@@ -396,7 +524,7 @@ impl State {
                 dest,
                 reply,
             } => {
-                let _ = reply.send(self.dial(room, name, target, dest));
+                let _ = reply.send(self.dial(room, name, *target, dest));
             }
             ApiCmd::Hangup { room, call, reply } => {
                 let found = self
@@ -419,6 +547,9 @@ impl State {
             entry.tell(CallCmd::Ended(why));
             tracing::info!(status = ?reason.status, reason = %reason.reason, by = ?reason.by, "SIP call ended");
             self.stats.calls_ended.fetch_add(1, Ordering::Relaxed);
+            if let Some(key) = entry.conn {
+                self.maybe_unused(key);
+            }
         }
     }
 

@@ -110,7 +110,7 @@ async fn place(State(api): State<Api>, headers: HeaderMap, body: axum::body::Byt
     let cmd = ApiCmd::Dial {
         room: room.to_string(),
         name,
-        target,
+        target: Box::new(target),
         dest,
         reply,
     };

@@ -80,6 +80,7 @@ mod tests {
                 password: "pw".into(),
                 host: "127.0.0.1".into(),
                 registrar: "127.0.0.1:5070".parse().unwrap(),
+                transport: switchboard_sip::transaction::Transport::Udp,
                 expires: 600,
                 room: Some("alice-room".into()),
             }],
@@ -98,6 +99,7 @@ mod tests {
             t1: std::time::Duration::from_millis(500),
             rate_limit: 200,
             max_calls: 10,
+            tls_ca: None,
         }
     }
 

@@ -8,6 +8,8 @@
 //!   room leg through `switchboard_media::bridge::CallMedia` (G.711/Opus, the mix);
 //! - `room_leg.rs`: the call's participant of the room, a WebRTC client of its SFU;
 //! - `ports.rs`: the RTP port pool;
+//! - `stream.rs`, `connect.rs`: SIP over TCP, TLS and WebSocket, the connections peers
+//!   open and those the gateway opens to TCP/TLS next hops;
 //! - `api.rs`, `outbound.rs`: calls the app places (`POST /api/sip/calls`) and where
 //!   they go (an account's registrar, the trunk, a host).
 //!
@@ -17,6 +19,7 @@
 mod agent;
 mod api;
 mod call;
+mod connect;
 mod dispatch;
 mod dtls_leg;
 mod flood;
@@ -190,6 +193,7 @@ impl SipService {
                 Some((l, tokio_rustls::TlsAcceptor::from(config)))
             }
         };
+        let tls_client = connect::client_config(cfg.tls_ca.as_deref())?;
         let tcp_bound = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let tls_bound = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
         if sfu_local.is_none() {
@@ -213,6 +217,11 @@ impl SipService {
             sfu_local,
             ports: ports.clone(),
             stats: stats.clone(),
+            dialer: connect::Dialer {
+                tls: tokio_rustls::TlsConnector::from(tls_client),
+                events: stream_tx.clone(),
+                limits: limits.clone(),
+            },
         };
         let stream_limits = limits.clone();
         let thread = std::thread::Builder::new()

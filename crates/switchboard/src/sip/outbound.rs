@@ -2,7 +2,8 @@
 //! Request-URI, a next hop, a From, credentials and extra headers.
 //!
 //! - `sip:user@host[:port]` (or `sips:`): through the `--sip-account` whose registrar
-//!   host it names (its credentials and AOR as From), else straight to that host;
+//!   host it names (its credentials and AOR as From), else straight to that host, over
+//!   the URI's `;transport=` (TLS for `sips:`, RFC 3261 §26.2.2);
 //! - a phone number (`+`, digits, spaces, `-`, `.`, `(`, `)`): through `--sip-trunk`
 //!   (E.164 by `--sip-trunk-country`, the trunk's From and P-Asserted-Identity), else
 //!   through the first account's registrar;
@@ -10,8 +11,9 @@
 //!
 //! Pure but for the name lookup of a direct host, which the caller does.
 
-use crate::config::sip::{AccountConfig, SipConfig};
+use crate::config::sip::{default_port, AccountConfig, SipConfig};
 use std::net::SocketAddr;
+use switchboard_sip::transaction::Transport;
 use switchboard_sip::uri::{Host, Scheme, Uri};
 
 /// The next hop: resolved already (a configured proxy), or a host to look up.
@@ -30,6 +32,21 @@ pub struct Target {
     pub from: String,
     pub credentials: Option<(String, String)>,
     pub headers: Vec<(String, String)>,
+    /// How the next hop is reached.
+    pub transport: Transport,
+    /// The name a TLS next hop's certificate must carry (the host as written).
+    pub tls_name: String,
+}
+
+/// `host[:port]` (or `[v6]:port`) as written, without the port: the name TLS verifies.
+pub fn host_name(host: &str) -> String {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h.into(),
+        _ => host.to_string(),
+    }
 }
 
 fn via_account(a: &AccountConfig, request_uri: String) -> Target {
@@ -39,6 +56,8 @@ fn via_account(a: &AccountConfig, request_uri: String) -> Target {
         from: format!("sip:{}@{}", a.user, a.host),
         credentials: Some((a.user.clone(), a.password.clone())),
         headers: Vec::new(),
+        transport: a.transport,
+        tls_name: host_name(&a.host),
     }
 }
 
@@ -83,11 +102,18 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
     }
     if to.starts_with("sip:") || to.starts_with("sips:") {
         let uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
-        if uri.scheme == Scheme::Sips {
-            return Err(
-                "sips: targets need SIP over TLS, which outbound calls do not use yet".into(),
-            );
-        }
+        let transport = match uri.params.get("transport").map(str::to_ascii_lowercase) {
+            _ if uri.scheme == Scheme::Sips => Transport::Tls,
+            None => Transport::Udp,
+            Some(t) if t == "udp" => Transport::Udp,
+            Some(t) if t == "tcp" => Transport::Tcp,
+            Some(t) if t == "tls" => Transport::Tls,
+            Some(t) => {
+                return Err(format!(
+                    "`{to}`: transport `{t}` cannot be dialled (udp, tcp or tls)"
+                ))
+            }
+        };
         let host = uri.host.to_string();
         if matches!(uri.host, Host::None) || uri.user.is_none() {
             return Err(format!("`{to}` names no user and host"));
@@ -100,11 +126,11 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
         {
             return Ok(via_account(a, request_uri));
         }
-        let port = uri.port.unwrap_or(5060);
+        let port = uri.port.unwrap_or(default_port(transport));
         let next_hop = match &uri.host {
             Host::V4(ip) => NextHop::Addr(SocketAddr::new((*ip).into(), port)),
             Host::V6(ip) => NextHop::Addr(SocketAddr::new((*ip).into(), port)),
-            _ => NextHop::Lookup(host, port),
+            _ => NextHop::Lookup(host.clone(), port),
         };
         return Ok(Target {
             request_uri,
@@ -112,6 +138,8 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
             from: format!("sip:switchboard@{}", cfg.advertise),
             credentials: None,
             headers: Vec::new(),
+            transport,
+            tls_name: host_name(&host),
         });
     }
     if looks_like_number(to) {
@@ -132,6 +160,8 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
                 from,
                 credentials: t.auth.clone(),
                 headers,
+                transport: t.transport,
+                tls_name: host_name(&t.host),
             });
         }
         let a = cfg
@@ -175,6 +205,7 @@ mod tests {
                 password: "alicepw".into(),
                 host: "127.0.0.1:5070".into(),
                 registrar: "127.0.0.1:5070".parse().unwrap(),
+                transport: Transport::Udp,
                 expires: 600,
                 room: None,
             }],
@@ -185,6 +216,7 @@ mod tests {
             trunk: trunk.then(|| TrunkConfig {
                 host: "trunk.example.net".into(),
                 proxy: "192.0.2.7:5060".parse().unwrap(),
+                transport: Transport::Tcp,
                 auth: Some(("acct".into(), "pw".into())),
                 from: Some("sip:+4930999@trunk.example.net".into()),
                 pai: true,
@@ -194,6 +226,7 @@ mod tests {
             t1: std::time::Duration::from_millis(500),
             rate_limit: 200,
             max_calls: 10,
+            tls_ca: None,
         }
     }
 
@@ -227,6 +260,8 @@ mod tests {
         assert_eq!(t.next_hop, NextHop::Addr("192.0.2.7:5060".parse().unwrap()));
         assert_eq!(t.from, "sip:+4930999@trunk.example.net");
         assert_eq!(t.credentials, Some(("acct".into(), "pw".into())));
+        assert_eq!(t.transport, Transport::Tcp);
+        assert_eq!(t.tls_name, "trunk.example.net");
         assert_eq!(
             t.headers,
             vec![(
@@ -253,13 +288,26 @@ mod tests {
         assert_eq!(t.credentials, None);
         let t = target(&c, "sip:dave@example.com").unwrap();
         assert_eq!(t.next_hop, NextHop::Lookup("example.com".into(), 5060));
+        assert_eq!(t.transport, Transport::Udp);
+        // Transports: the URI's parameter; sips: is TLS, on 5061 unless a port is given.
+        let t = target(&c, "sip:dave@example.com;transport=tcp").unwrap();
+        assert_eq!(t.transport, Transport::Tcp);
+        let t = target(&c, "sips:dave@example.com").unwrap();
+        assert_eq!(t.transport, Transport::Tls);
+        assert_eq!(t.next_hop, NextHop::Lookup("example.com".into(), 5061));
+        assert_eq!(t.tls_name, "example.com");
+        let t = target(&c, "sip:erin@127.0.0.2:5081;transport=TLS").unwrap();
+        assert_eq!(t.transport, Transport::Tls);
+        assert_eq!(t.tls_name, "127.0.0.2");
+        assert_eq!(host_name("[::1]:5061"), "::1");
+        assert_eq!(host_name("example.com:5061"), "example.com");
         let t = target(&c, "bob").unwrap();
         assert_eq!(t.request_uri, "sip:bob@127.0.0.1:5070");
         for bad in [
             "",
             "not a uri ::",
             "sip:",
-            "sips:bob@example.com",
+            "sip:bob@example.com;transport=sctp",
             "sip:example.com",
         ] {
             assert!(target(&c, bad).is_err(), "{bad}");

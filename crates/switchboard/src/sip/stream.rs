@@ -4,7 +4,8 @@
 //! frames messages (`switchboard_sip::message::frame_len`: Content-Length on streams,
 //! keep-alive CRLFs answered), hands them to the agent as the datagrams of that
 //! connection, and writes what the agent sends back on it. Nothing of SIP is decided
-//! here.
+//! here. Connections the gateway opens itself (to TCP and TLS next hops) are in
+//! `connect.rs` and run the same [`connection`] loop.
 //!
 //! Bounds: at most [`MAX_CONNECTIONS`] connections, [`MAX_PER_IP`] from one address, a
 //! message at most the parser's limit (64 KiB: a larger one closes the connection), and
@@ -12,13 +13,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_sip::message::{frame_len, Limits};
 use switchboard_sip::transaction::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// Connections at once, all stream transports together.
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -30,11 +32,26 @@ pub const IDLE: Duration = Duration::from_secs(300);
 /// A connection: its transport and the peer's address.
 pub type ConnKey = (Transport, SocketAddr);
 
+/// Tells apart connections that had the same key one after the other (a connection the
+/// gateway opened to a next hop, closed, then opened again), so that the end of the old
+/// one does not remove the new one.
+pub type ConnId = u64;
+
+/// A new connection's id.
+pub fn next_conn_id() -> ConnId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What the connections tell the agent.
 pub enum StreamEvent {
-    Opened(ConnKey, UnboundedSender<Arc<[u8]>>),
+    /// A peer connected: what the agent sends on the connection goes to `tx`.
+    Opened(ConnKey, ConnId, UnboundedSender<Arc<[u8]>>),
+    /// A connection the gateway opens is up (TCP connected, TLS verified).
+    Connected(ConnId),
     Message(ConnKey, Vec<u8>),
-    Closed(ConnKey),
+    /// The connection is gone, or (one the gateway opens) could not be made.
+    Closed(ConnKey, ConnId),
 }
 
 /// Counts connections per IP; a slot is given back when its guard drops.
@@ -105,9 +122,14 @@ pub async fn serve_tcp(
         };
         let _ = tcp.set_nodelay(true);
         let events = events.clone();
+        let id = next_conn_id();
         match &tls {
             None => {
-                tokio::spawn(connection(tcp, (Transport::Tcp, peer), events, slot));
+                let key = (Transport::Tcp, peer);
+                let (tx, out) = unbounded_channel();
+                if events.send(StreamEvent::Opened(key, id, tx)).is_ok() {
+                    tokio::spawn(connection(tcp, key, id, events, out, slot));
+                }
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -115,7 +137,11 @@ pub async fn serve_tcp(
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
                     if let Ok(Ok(stream)) = handshake {
-                        connection(stream, (Transport::Tls, peer), events, slot).await;
+                        let key = (Transport::Tls, peer);
+                        let (tx, out) = unbounded_channel();
+                        if events.send(StreamEvent::Opened(key, id, tx)).is_ok() {
+                            connection(stream, key, id, events, out, slot).await;
+                        }
                     }
                 });
             }
@@ -123,19 +149,19 @@ pub async fn serve_tcp(
     }
 }
 
-/// One stream connection: frames in, bytes out, until either side closes.
-async fn connection<S>(
+/// One stream connection: frames in, what the agent sends on `out` written, until
+/// either side closes (the agent closes by dropping its sender; what it sent before is
+/// written first).
+pub async fn connection<S>(
     stream: S,
     key: ConnKey,
+    id: ConnId,
     events: UnboundedSender<StreamEvent>,
+    mut out: UnboundedReceiver<Arc<[u8]>>,
     slot: ConnSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (tx, mut out) = unbounded_channel::<Arc<[u8]>>();
-    if events.send(StreamEvent::Opened(key, tx)).is_err() {
-        return;
-    }
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = Limits::default();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -180,7 +206,8 @@ async fn connection<S>(
             }
         }
     }
-    let _ = events.send(StreamEvent::Closed(key));
+    let _ = wr.shutdown().await;
+    let _ = events.send(StreamEvent::Closed(key, id));
     drop(slot);
 }
 
@@ -230,8 +257,9 @@ pub mod ws {
     }
 
     async fn serve(socket: WebSocket, key: super::ConnKey, events: UnboundedSender<StreamEvent>) {
+        let id = super::next_conn_id();
         let (tx, mut out) = unbounded_channel::<Arc<[u8]>>();
-        if events.send(StreamEvent::Opened(key, tx)).is_err() {
+        if events.send(StreamEvent::Opened(key, id, tx)).is_err() {
             return;
         }
         let (mut sink, mut stream) = socket.split();
@@ -258,6 +286,7 @@ pub mod ws {
                 }
             }
         }
-        let _ = events.send(StreamEvent::Closed(key));
+        let _ = sink.close().await;
+        let _ = events.send(StreamEvent::Closed(key, id));
     }
 }

@@ -76,11 +76,14 @@ impl State {
             target: target.request_uri.clone(),
             from,
             dest,
-            transport: Transport::Udp,
+            transport: target.transport,
             credentials: target.credentials.clone(),
             headers: target.headers.clone(),
             offer: offer.clone(),
         };
+        if target.transport == Transport::Tls {
+            self.tls_names.insert(dest, target.tls_name.clone());
+        }
         let call = self
             .ua
             .call(Instant::now(), out)
@@ -97,9 +100,10 @@ impl State {
                 answer: None,
                 offer: Some(offer),
                 dtls_answer: None,
+                conn: (target.transport != Transport::Udp).then_some((target.transport, dest)),
             },
         );
-        tracing::info!(%room, to = %target.request_uri, via = %dest, "SIP call out");
+        tracing::info!(%room, to = %target.request_uri, via = %dest, transport = target.transport.as_str(), "SIP call out");
         tokio::spawn(call::run(CallSetup {
             call,
             outbound: true,
@@ -195,6 +199,7 @@ impl State {
                 sdp,
                 local,
                 dtls_answer: dtls.is_some().then(|| answer.clone()),
+                conn: None,
                 answer: Some(answer),
                 offer: None,
             },
