@@ -4,7 +4,8 @@
 // plays as its microphone (aufile), a folder its sndfile module records the call into,
 // ctrl_tcp (commands and events as netstrings of JSON) and the UDP console (a key sent
 // there goes out as DTMF in the call). Also: WAV reading and a tone's frequency by zero
-// crossings, the gateway's /metrics, and a server with the SIP gateway on.
+// crossings, the gateway's /metrics, a server with the SIP gateway on, and what a room
+// page shows and hears of a call (its tile, the tone on its track).
 //
 // baresip not starting (no binary, no answer to OPTIONS in time) is a harness failure
 // (HarnessError, counted apart by run.sh), never a verdict.
@@ -349,4 +350,71 @@ export async function metrics(server) {
     out[line.slice(0, i)] = Number(line.slice(i + 1));
   }
   return out;
+}
+
+// What a page shows and hears of a call (sip.test.mjs, sip-jssip.test.mjs).
+
+/** The call tiles shown: [{id, state, keys}]. */
+export function sipTiles(p) {
+  return p.page.$$eval('.tile.remote.sip', (els) => els.map((e) => ({
+    id: e.getAttribute('data-peer-id'),
+    state: e.querySelector('.sip-state')?.textContent || '',
+    keys: e.querySelector('.sip-keys')?.textContent || '',
+  })));
+}
+
+/** Wait for the one call tile to show `re`; returns it. */
+export function waitTileState(p, re, timeout = 20000) {
+  return waitFor(async () => {
+    const ts = await sipTiles(p);
+    return ts.length === 1 && re.test(ts[0].state) && ts[0];
+  }, { timeout, what: `${p.name}: a call tile whose state matches ${re}` });
+}
+
+/** Wait until no call tile is shown. */
+export function waitNoTile(p, timeout = 15000) {
+  return waitFor(async () => (await sipTiles(p)).length === 0, { timeout, what: `${p.name}: the call tile gone` });
+}
+
+/**
+ * The dominant frequency the page hears on member `id`'s audio track (WebAudio analyser,
+ * 16384-point FFT at the context's rate, magnitudes summed over 10 snapshots 100 ms apart,
+ * below 100 Hz ignored), and its level in dBFS.
+ */
+export function heardTone(p, id) {
+  return p.page.evaluate(async (id) => {
+    const track = window.sbApp.grid.get(id)?.stream.getAudioTracks()[0];
+    if (!track) return null;
+    const ctx = new AudioContext();
+    try {
+      await ctx.resume();
+      const an = ctx.createAnalyser();
+      an.fftSize = 16384;
+      an.smoothingTimeConstant = 0;
+      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
+      await new Promise((r) => setTimeout(r, 500));
+      const bins = new Float32Array(an.frequencyBinCount);
+      const sum = new Float64Array(an.frequencyBinCount);
+      for (let k = 0; k < 10; k++) {
+        an.getFloatFrequencyData(bins);
+        for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const hzPerBin = ctx.sampleRate / an.fftSize;
+      let best = Math.ceil(100 / hzPerBin);
+      for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
+      return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12), hzPerBin };
+    } finally {
+      await ctx.close();
+    }
+  }, id);
+}
+
+/** The gateway's gauges are back to 0 within 5 s. */
+export async function expectGaugesZero(server) {
+  let m = {};
+  await waitFor(async () => {
+    m = await metrics(server);
+    return m.switchboard_sip_calls === 0 && m.switchboard_sip_rtp_ports_in_use === 0;
+  }, { timeout: 5000, what: `switchboard_sip_calls and switchboard_sip_rtp_ports_in_use at 0 (last: calls ${m.switchboard_sip_calls}, ports ${m.switchboard_sip_rtp_ports_in_use})` });
 }

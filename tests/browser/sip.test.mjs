@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scope, randomId, waitFor, sleep, launchBrowser, toneWav } from './harness.mjs';
 import { SMALL_CAMERA } from './sfu-helpers.mjs';
-import { startBaresip, sipServer, metrics, freePortPair } from './sip-lab.mjs';
+import { startBaresip, sipServer, metrics, freePortPair, sipTiles, waitTileState, waitNoTile, heardTone, expectGaugesZero } from './sip-lab.mjs';
 
 let browser;
 // The page's microphone: a steady 1,000 Hz (baresip plays 440 Hz: the two are told apart).
@@ -35,62 +35,6 @@ async function dial(p, to) {
   await p.page.press('#sip-target', 'Enter');
 }
 
-/** The call tiles shown: [{id, state, keys}]. */
-function sipTiles(p) {
-  return p.page.$$eval('.tile.remote.sip', (els) => els.map((e) => ({
-    id: e.getAttribute('data-peer-id'),
-    state: e.querySelector('.sip-state')?.textContent || '',
-    keys: e.querySelector('.sip-keys')?.textContent || '',
-  })));
-}
-
-/** Wait for the one call tile to show `re`; returns it. */
-function waitTileState(p, re, timeout = 20000) {
-  return waitFor(async () => {
-    const ts = await sipTiles(p);
-    return ts.length === 1 && re.test(ts[0].state) && ts[0];
-  }, { timeout, what: `${p.name}: a call tile whose state matches ${re}` });
-}
-
-/** Wait until no call tile is shown. */
-function waitNoTile(p, timeout = 15000) {
-  return waitFor(async () => (await sipTiles(p)).length === 0, { timeout, what: `${p.name}: the call tile gone` });
-}
-
-/**
- * The dominant frequency the page hears on member `id`'s audio track (WebAudio analyser,
- * 16384-point FFT at the context's rate, magnitudes summed over 10 snapshots 100 ms apart,
- * below 100 Hz ignored), and its level in dBFS.
- */
-function heardTone(p, id) {
-  return p.page.evaluate(async (id) => {
-    const track = window.sbApp.grid.get(id)?.stream.getAudioTracks()[0];
-    if (!track) return null;
-    const ctx = new AudioContext();
-    try {
-      await ctx.resume();
-      const an = ctx.createAnalyser();
-      an.fftSize = 16384;
-      an.smoothingTimeConstant = 0;
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
-      await new Promise((r) => setTimeout(r, 500));
-      const bins = new Float32Array(an.frequencyBinCount);
-      const sum = new Float64Array(an.frequencyBinCount);
-      for (let k = 0; k < 10; k++) {
-        an.getFloatFrequencyData(bins);
-        for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const hzPerBin = ctx.sampleRate / an.fftSize;
-      let best = Math.ceil(100 / hzPerBin);
-      for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
-      return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12), hzPerBin };
-    } finally {
-      await ctx.close();
-    }
-  }, id);
-}
-
 /** Wait until the page hears baresip's 440 Hz (±15 Hz) from member `id`; returns the measurement. */
 async function expectHears440(p, id) {
   let last = null;
@@ -110,15 +54,6 @@ async function expectRecorded1000(phone) {
   assert.ok(rec.seconds >= 1, `baresip recorded ${rec.seconds.toFixed(1)} s of sound in ${rec.total.toFixed(1)} s: ${JSON.stringify(rec)}`);
   assert.ok(Math.abs(rec.hz - 1000) <= 25, `baresip heard ${rec.hz.toFixed(1)} Hz at RMS ${rec.rms.toFixed(0)}, not the page's 1,000 Hz: ${JSON.stringify(rec)}`);
   return rec;
-}
-
-/** The gateway's gauges are back to 0 within 5 s. */
-async function expectGaugesZero(server) {
-  let m = {};
-  await waitFor(async () => {
-    m = await metrics(server);
-    return m.switchboard_sip_calls === 0 && m.switchboard_sip_rtp_ports_in_use === 0;
-  }, { timeout: 5000, what: `switchboard_sip_calls and switchboard_sip_rtp_ports_in_use at 0 (last: calls ${m.switchboard_sip_calls}, ports ${m.switchboard_sip_rtp_ports_in_use})` });
 }
 
 /** Runs `fn(phone)` with a baresip that is stopped afterwards; its output joins a failure. */
