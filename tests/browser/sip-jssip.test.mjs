@@ -89,7 +89,7 @@ function inboundAudio(p) {
   });
 }
 
-test('JsSIP over WebSocket calls a room: answered, tones both ways, its hangup removes the tile, gauges back to 0', { timeout: 120000 }, () => scope('sip-jssip', async (s) => {
+test('JsSIP over WebSocket calls a room: answered, tones both ways, its hangup removes the tile; the room hangs up the next call; gauges back to 0', { timeout: 120000 }, () => scope('sip-jssip', async (s) => {
   const server = await sipServer(s);
   const room = randomId('jssip-');
   const member = await s.open(memberBrowser, server, room, { name: 'Ada', query: { topology: 'sfu' }, init: [SMALL_CAMERA] });
@@ -100,9 +100,7 @@ test('JsSIP over WebSocket calls a room: answered, tones both ways, its hangup r
   const phone = await s.openPage(phoneBrowser, server, '/', { name: 'jssip', contextOptions: { bypassCSP: true } });
   await phone.page.addScriptTag({ content: jssipBundle() });
   const wsUrl = `${server.url.replace(/^http/, 'ws')}/sip`;
-  await phone.page.evaluate(async ({ wsUrl, target }) => {
-    window.__events = [];
-    const note = (e) => window.__events.push(e);
+  await phone.page.evaluate(async ({ wsUrl }) => {
     const socket = new JsSIP.WebSocketInterface(wsUrl);
     const ua = new JsSIP.UA({ sockets: [socket], uri: 'sip:softphone@example.invalid', display_name: 'Softphone', register: false });
     window.__ua = ua;
@@ -112,29 +110,37 @@ test('JsSIP over WebSocket calls a room: answered, tones both ways, its hangup r
       ua.start();
     });
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const session = ua.call(target, { mediaStream: mic, pcConfig: { iceServers: [] } });
-    window.__session = session;
-    for (const ev of ['progress', 'accepted', 'confirmed']) session.on(ev, () => note(ev));
-    // Play what the call receives, as a softphone does (Chromium decodes a remote track
-    // for WebAudio only while something plays it).
-    session.on('confirmed', () => {
-      const track = session.connection.getReceivers().map((r) => r.track).find((t) => t?.kind === 'audio');
-      if (!track) return;
-      const audio = document.createElement('audio');
-      audio.autoplay = true;
-      audio.srcObject = new MediaStream([track]);
-      document.body.append(audio);
-    });
-    session.on('failed', (e) => note(`failed: ${e.cause} ${e.message?.status_code || ''}`));
-    session.on('ended', (e) => note(`ended: ${e.cause} by ${e.originator}`));
-  }, { wsUrl, target: `sip:${room}@127.0.0.1` });
+    // Place a call; its events go to window.__events.
+    window.__dial = (target) => {
+      window.__events = [];
+      const note = (e) => window.__events.push(e);
+      const session = ua.call(target, { mediaStream: mic, pcConfig: { iceServers: [] } });
+      window.__session = session;
+      for (const ev of ['progress', 'accepted', 'confirmed']) session.on(ev, () => note(ev));
+      // Play what the call receives, as a softphone does (Chromium decodes a remote track
+      // for WebAudio only while something plays it).
+      session.on('confirmed', () => {
+        const track = session.connection.getReceivers().map((r) => r.track).find((t) => t?.kind === 'audio');
+        if (!track) return;
+        const audio = document.createElement('audio');
+        audio.autoplay = true;
+        audio.srcObject = new MediaStream([track]);
+        document.body.append(audio);
+      });
+      session.on('failed', (e) => note(`failed: ${e.cause} ${e.message?.status_code || ''}`));
+      session.on('ended', (e) => note(`ended: ${e.cause} by ${e.originator}`));
+    };
+  }, { wsUrl });
+  const target = `sip:${room}@127.0.0.1`;
+  await phone.page.evaluate((t) => window.__dial(t), target);
 
   const events = () => phone.page.evaluate(() => window.__events);
-  await waitFor(async () => {
+  const confirmed = () => waitFor(async () => {
     const ev = await events();
     if (ev.some((e) => e.startsWith('failed') || e.startsWith('ended'))) throw new Error(`JsSIP's call did not connect: ${ev.join(', ')}`);
     return ev.includes('confirmed');
   }, { timeout: 20000, what: 'JsSIP: the call confirmed (200 OK and ACK)' });
+  await confirmed();
   const tile = await waitTileState(member, /^Connected$/, 20000);
   const m = await metrics(server);
   assert.equal(m.switchboard_sip_calls, 1, 'one SIP call up');
@@ -166,11 +172,24 @@ test('JsSIP over WebSocket calls a room: answered, tones both ways, its hangup r
   await waitNoTile(member);
   await waitFor(async () => (await events()).some((e) => e.startsWith('ended')), { timeout: 5000, what: "JsSIP's ended event" });
   await expectGaugesZero(server);
+  const firstCall = (await events()).join(' ');
+
+  // Again, and the member hangs up from the tile: the gateway's BYE reaches JsSIP over
+  // its WebSocket (RFC 7118 §5), not an address of the .invalid Via or Contact.
+  await phone.page.evaluate((t) => window.__dial(t), target);
+  await confirmed();
+  const again = await waitTileState(member, /^Connected$/, 20000);
+  await member.page.click(`.tile.sip[data-peer-id="${again.id}"] .sip-hangup`);
+  await waitFor(async () => (await events()).some((e) => e.startsWith('ended')), { timeout: 10000, what: "JsSIP's ended event after the member's hangup" });
+  const ended = (await events()).find((e) => e.startsWith('ended'));
+  assert.match(ended, /by remote$/, 'JsSIP saw the gateway hang up');
+  await waitNoTile(member);
+  await expectGaugesZero(server);
   await phone.page.evaluate(() => window.__ua.stop());
   let last = {};
   await waitFor(async () => {
     last = await metrics(server);
     return last.switchboard_sip_connections === 0 && last.switchboard_sip_dialogs === 0 && last.switchboard_sip_media_tasks === 0;
   }, { timeout: 10000, what: `connections, dialogs and media tasks at 0 (last: ${JSON.stringify(last)})` });
-  process.stderr.write(`[sip-jssip] the room heard ${inRoom.hz.toFixed(1)} Hz at ${inRoom.db.toFixed(1)} dB; JsSIP heard ${inPhone.hz.toFixed(1)} Hz at ${inPhone.db.toFixed(1)} dB; JsSIP events: ${(await events()).join(' ')}\n`);
+  process.stderr.write(`[sip-jssip] the room heard ${inRoom.hz.toFixed(1)} Hz at ${inRoom.db.toFixed(1)} dB; JsSIP heard ${inPhone.hz.toFixed(1)} Hz at ${inPhone.db.toFixed(1)} dB; JsSIP events: ${firstCall}; then ${(await events()).join(' ')}\n`);
 }));
