@@ -324,6 +324,86 @@ fn through_kamailio_both_ways() {
     drop(k);
 }
 
+/// The gateway's account over TCP (`;transport=tcp`): it registers at kamailio on a
+/// connection it opens and keeps while registered; baresip (UDP) calls alice and lands in
+/// `office`; the room calls bob through kamailio, the INVITE (and the 407 round) on the
+/// registration's connection, no other opened; `DELETE` hangs up.
+#[test]
+#[ignore = "needs kamailio and baresip (scripts/test-all.sh installs them)"]
+fn through_kamailio_over_tcp() {
+    let k = lab::start_kamailio(&[]);
+    let kport = k.addr.port();
+    let account = format!("alice:alicepw@127.0.0.1:{kport};expires=60;room=office;transport=tcp");
+    let (server, _gw) =
+        common::sip::gateway(&rtp_ports(32_000), "100", &["--sip-account", &account]);
+    assert_eq!(
+        server.metric_reaching("switchboard_sip_registrations", 1),
+        1,
+        "the gateway did not register at kamailio over TCP"
+    );
+    assert_eq!(server.metric("switchboard_sip_connections"), 1);
+    let http = server.http.expect("http");
+    let mut b = member(&server, "office");
+    let mut tone = OpusTone::new(1000.0);
+    let mut phone = lab::start_baresip_with(|_| {
+        format!(
+            "<sip:bob@127.0.0.1:{kport};transport=udp>;auth_pass=bobpw;answermode=auto;audio_codecs=PCMU/8000/1;regint=60"
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    ctrl_command(&mut phone, "dial", &format!("sip:alice@127.0.0.1:{kport}"));
+    let peer = hear_the_phone(&mut b, &mut tone);
+    ctrl_command(&mut phone, "hangup", "");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the first call's peer did not leave");
+    assert_nothing_left(&server);
+    // kamailio delivered that call on connections of its own to our TCP listener.
+    let connections = server.metric("switchboard_sip_connections");
+
+    b.joined_peers.clear();
+    b.media.audio.clear();
+    let body = json!({"room": "office", "to": format!("sip:bob@127.0.0.1:{kport}")}).to_string();
+    let (status, _, reply) = http_request(
+        http,
+        "POST",
+        "/api/sip/calls",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .expect("POST /api/sip/calls");
+    assert_eq!(status, 201, "{reply}");
+    let call: Value = serde_json::from_str(&reply).expect("JSON");
+    let label = call["call"].as_str().expect("call").to_string();
+    let peer = hear_the_phone(&mut b, &mut tone);
+    let (status, _, reply) = http_request(
+        http,
+        "DELETE",
+        &format!("/api/sip/calls/office/{label}"),
+        &[],
+        "",
+    )
+    .expect("DELETE");
+    assert_eq!(status, 200, "{reply}");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the second call's peer did not leave after DELETE");
+    assert_nothing_left(&server);
+    assert_eq!(
+        server.metric("switchboard_sip_connections"),
+        connections,
+        "the call out opened a connection instead of taking the registration's"
+    );
+    let out = server
+        .wait_log("SIP call out", Duration::from_secs(1))
+        .expect("the call out was logged");
+    assert!(out.contains("\"TCP\""), "not over TCP: {out}");
+    drop(phone);
+    drop(k);
+}
+
 /// A three-party room: two members (1,000 Hz and 600 Hz) and baresip (440 Hz). baresip
 /// hears both members mixed; each member hears baresip and the other member.
 #[test]
