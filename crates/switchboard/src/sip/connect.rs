@@ -121,3 +121,29 @@ impl Dialer {
         (id, tx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_config;
+
+    #[test]
+    fn extra_cas_are_read_or_refused_clearly() {
+        assert!(client_config(None).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = client_config(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = client_config(Some(&empty)).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.pem()).unwrap();
+        assert!(client_config(Some(&good)).is_ok());
+    }
+}
