@@ -6,8 +6,8 @@
 //!   while ringing, digest authentication, hold/resume by re-INVITE, 100rel/PRACK, a
 //!   session timer the gateway refreshes, a caller that vanishes;
 //! - outbound (SIPp is the trunk behind `--sip-trunk`, the test places the call with
-//!   `POST /api/sip/calls`): 407 and early media, the far end hangs up, CANCEL while
-//!   ringing, a far end that vanishes.
+//!   `POST /api/sip/calls`): 407 and early media, the far end hangs up (also over TCP,
+//!   `-t t1`), CANCEL while ringing, a far end that vanishes.
 //!
 //! Each test starts its own server and SIPp (own ports), requires SIPp's exit status 0
 //! (every call of the scenario passed; its error log and message trace are printed
@@ -214,12 +214,20 @@ impl Sipp {
         Sipp::start(scenario_file, &args)
     }
 
-    /// SIPp as the trunk, listening once this returns.
-    fn trunk(scenario_file: &str) -> Sipp {
-        let mut s = Sipp::start(scenario_file, &[]);
+    /// SIPp as the trunk, listening once this returns (over TCP with `tcp`: `-t t1`).
+    fn trunk(scenario_file: &str, tcp: bool) -> Sipp {
+        let args: Vec<String> = match tcp {
+            true => vec!["-t".into(), "t1".into()],
+            false => Vec::new(),
+        };
+        let mut s = Sipp::start(scenario_file, &args);
         let deadline = Instant::now() + Duration::from_secs(5);
         // Its SIP port is taken once it listens.
-        while UdpSocket::bind(("127.0.0.1", s.port)).is_ok() {
+        let free = |port: u16| match tcp {
+            true => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            false => UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        };
+        while free(s.port) {
             if let Ok(Some(status)) = s.child.try_wait() {
                 panic!(
                     "harness failure: sipp exited ({status}) before it listened\n{}",
@@ -406,8 +414,14 @@ fn inbound_caller_vanishes() {
 /// A gateway with SIPp (playing `scenario_file`) as its trunk, and the call placed to
 /// `030 123456` from room `out`: the call's label.
 fn outbound(scenario_file: &str, extra: &[&str]) -> (Server, Sipp, String) {
-    let sipp = Sipp::trunk(scenario_file);
-    let trunk = format!("127.0.0.1:{}", sipp.port);
+    outbound_over(scenario_file, extra, false)
+}
+
+/// [`outbound`], the trunk reached over TCP (`--sip-trunk …;transport=tcp`) with `tcp`.
+fn outbound_over(scenario_file: &str, extra: &[&str], tcp: bool) -> (Server, Sipp, String) {
+    let sipp = Sipp::trunk(scenario_file, tcp);
+    let transport = if tcp { ";transport=tcp" } else { "" };
+    let trunk = format!("127.0.0.1:{}{transport}", sipp.port);
     let trunk_auth = format!("{}:{}", TRUNK_AUTH.0, TRUNK_AUTH.1);
     let mut args = vec![
         "--sip-trunk",
@@ -526,6 +540,24 @@ fn outbound_far_end_hangs_up() {
     sipp.passed();
     assert_nothing_left(&server);
     assert_calls(&server, (0, 1, 0, Some(1)));
+}
+
+/// The same over TCP: SIPp (`-t t1`) as a TCP trunk; the gateway opens the connection,
+/// SIPp's BYE comes on it, and the gateway closes it once the call is over.
+#[test]
+#[ignore = "needs sipp (scripts/test-all.sh installs sip-tester)"]
+fn outbound_over_tcp_far_end_hangs_up() {
+    let (server, sipp, _call) = outbound_over("out_far_end_bye.xml", &[], true);
+    let sipp = sipp.passed();
+    assert_nothing_left(&server);
+    assert_calls(&server, (0, 1, 0, Some(1)));
+    let messages = sipp.file("messages.log");
+    assert!(messages.contains("Via: SIP/2.0/TCP "), "{messages}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metric("switchboard_sip_connections") > 0 {
+        assert!(Instant::now() < deadline, "the TCP connection stayed open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
