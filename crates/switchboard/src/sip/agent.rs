@@ -6,8 +6,7 @@
 //!
 //! The UA names a transport and an address for each message; the agent picks the
 //! socket: UDP, the stream connection of that peer, or (TCP and TLS) a connection it
-//! opens (connect.rs). A connection the gateway opened is closed once no call or
-//! registration uses it and no transaction waits (or after 64×T1).
+//! opens (`agent/conns.rs`, `connect.rs`).
 
 use super::call::{call_label, AgentCmd, CallCmd};
 use super::connect::Dialer;
@@ -25,7 +24,7 @@ use std::time::{Duration, Instant};
 use switchboard_signal::Signaling;
 use switchboard_sip::digest::Algorithm;
 use switchboard_sip::sdp::{LocalAudio, SdpSession, SessionDescription};
-use switchboard_sip::transaction::{Transmit, Transport, TxId};
+use switchboard_sip::transaction::{Transport, TxId};
 use switchboard_sip::ua::{
     Account, CallId, EndReason, InboundAuth, RegId, RegState, UaConfig, UaEvent, UserAgent,
 };
@@ -33,6 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
 
+mod conns;
 mod setup;
 
 /// How long a stop waits for unregistrations and BYEs to be answered.
@@ -275,109 +275,6 @@ impl State {
         }
         self.ua
             .handle_datagram(Instant::now(), bytes, from, transport);
-    }
-
-    /// What a stream connection says.
-    fn on_stream(&mut self, ev: StreamEvent) {
-        match ev {
-            StreamEvent::Opened(key, id, tx) => {
-                self.conns.insert(
-                    key,
-                    Conn {
-                        id,
-                        tx,
-                        ours: false,
-                    },
-                );
-            }
-            StreamEvent::Connected(id) => {
-                self.connecting.remove(&id);
-            }
-            StreamEvent::Message(key, bytes) => self.receive(&bytes, key),
-            StreamEvent::Closed(key, id) => {
-                if self.conns.get(&key).is_some_and(|c| c.id == id) {
-                    self.conns.remove(&key);
-                    self.unused.remove(&key);
-                }
-                // Never connected: what waited for it fails now (RFC 3261 §18.4).
-                let now = Instant::now();
-                for tx in self.connecting.remove(&id).unwrap_or_default() {
-                    self.ua.transport_error(now, tx);
-                }
-            }
-        }
-    }
-
-    /// A message for a stream transport: on the peer's connection, or on one we open
-    /// (TCP, TLS); a WebSocket peer that is gone cannot be reached.
-    fn send_stream(&mut self, t: Transmit) {
-        let key = (t.transport, t.dest);
-        if !self.conns.contains_key(&key) && matches!(t.transport, Transport::Tcp | Transport::Tls)
-        {
-            let name = self.tls_names.get(&t.dest).map(String::as_str);
-            let (id, tx) = self.dialer.open(key, name);
-            self.conns.insert(key, Conn { id, tx, ours: true });
-            self.connecting.insert(id, Vec::new());
-        }
-        let sent = match self.conns.get(&key) {
-            Some(conn) if conn.tx.send(t.bytes.clone()).is_ok() => {
-                if let (Some(waiting), Some(tx)) = (self.connecting.get_mut(&conn.id), t.tx) {
-                    waiting.push(tx);
-                }
-                true
-            }
-            _ => false,
-        };
-        if !sent {
-            // The peer's connection is gone: its transaction fails now
-            // (RFC 3261 §17.1.4) instead of waiting for a timeout.
-            tracing::debug!(dest = %t.dest, transport = t.transport.as_str(), "SIP: no connection to send on");
-            if let Some(tx) = t.tx {
-                self.ua.transport_error(Instant::now(), tx);
-            }
-        }
-    }
-
-    /// Whether a call or a registration still uses the connection `key`.
-    fn in_use(&self, key: ConnKey) -> bool {
-        self.calls.values().any(|c| c.conn == Some(key))
-            || self.reg_conns.iter().any(|(reg, k)| {
-                *k == key
-                    && self.regs.get(reg).is_some_and(|(_, s)| {
-                        matches!(s, RegState::Registering | RegState::Registered { .. })
-                    })
-            })
-    }
-
-    /// A call or registration stopped using `key`: if it was ours and nothing else
-    /// uses it, it closes once no transaction waits on it.
-    fn maybe_unused(&mut self, key: ConnKey) {
-        if self.conns.get(&key).is_some_and(|c| c.ours) && !self.in_use(key) {
-            self.unused.entry(key).or_insert_with(Instant::now);
-        }
-    }
-
-    /// Close unused connections of ours: once the UA has no transaction left (the last
-    /// BYE or REGISTER answered), or after 64×T1 (the longest a transaction waits).
-    fn close_unused(&mut self) {
-        if self.unused.is_empty() {
-            return;
-        }
-        let idle = self.ua.counters().tx.live() == 0;
-        let linger = self.cfg.t1 * 64;
-        let keys: Vec<ConnKey> = self.unused.keys().copied().collect();
-        for key in keys {
-            if self.in_use(key) {
-                self.unused.remove(&key);
-            } else if idle || self.unused.get(&key).is_some_and(|t| t.elapsed() >= linger) {
-                self.unused.remove(&key);
-                // Dropping the sender ends the connection after what was queued on it.
-                if let Some(c) = self.conns.remove(&key) {
-                    self.connecting.remove(&c.id);
-                    tracing::debug!(peer = %key.1, transport = key.0.as_str(), "SIP connection closed: unused");
-                }
-            }
-        }
     }
 
     /// Send what the UA has to send, act on its events, publish its counters.
