@@ -48,6 +48,10 @@ pub struct UaConfig {
     pub local: SocketAddr,
     /// `host[:port]` written in Via/Contact when the reachable address differs (NAT).
     pub advertised: Option<String>,
+    /// The port TLS peers reach us on when it is not that of `advertised`/`local` (a TLS
+    /// listener of its own): Via and Contact of what is sent over TLS name it, so that a
+    /// peer opening a connection back (RFC 3261 §18.2.2, in-dialog requests) finds TLS.
+    pub tls_port: Option<u16>,
     /// Our SIP domain (informational; requests for any host are accepted).
     pub domain: Option<String>,
     /// User-Agent / Server header.
@@ -69,6 +73,7 @@ impl UaConfig {
         UaConfig {
             local,
             advertised: None,
+            tls_port: None,
             domain: None,
             user_agent: "Switchboard".to_owned(),
             session_expires: Some(1800),

@@ -64,6 +64,7 @@ impl Phone {
         let cfg = UaConfig {
             local: sip.local_addr().expect("addr"),
             advertised: None,
+            tls_port: None,
             domain: None,
             user_agent: "e2e-phone".into(),
             session_expires: Some(1800),

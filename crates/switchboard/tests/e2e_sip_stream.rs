@@ -103,6 +103,7 @@ impl FarEnd {
         let cfg = UaConfig {
             local: listener.local_addr().expect("addr"),
             advertised: None,
+            tls_port: None,
             domain: None,
             user_agent: "e2e-far-end".into(),
             session_expires: None,

@@ -16,12 +16,17 @@ pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE,
 pub(super) const SUPPORTED: &str = "timer, 100rel";
 
 impl UserAgent {
-    /// `host[:port]` of our Via and Contact.
-    pub(super) fn sent_by(&self) -> String {
-        self.cfg
+    /// `host[:port]` of our Via and Contact for what is sent over `transport`.
+    pub(super) fn sent_by(&self, transport: Transport) -> String {
+        let base = self
+            .cfg
             .advertised
             .clone()
-            .unwrap_or_else(|| self.cfg.local.to_string())
+            .unwrap_or_else(|| self.cfg.local.to_string());
+        match (transport, self.cfg.tls_port) {
+            (Transport::Tls, Some(port)) => format!("{}:{port}", host_of(&base)),
+            _ => base,
+        }
     }
 
     /// A top Via with a fresh branch.
@@ -29,7 +34,7 @@ impl UserAgent {
         format!(
             "SIP/2.0/{} {};branch={}{};rport",
             transport.as_str(),
-            self.sent_by(),
+            self.sent_by(transport),
             crate::transaction::MAGIC_COOKIE,
             switchboard_util::random_hex(10)
         )
@@ -41,11 +46,11 @@ impl UserAgent {
             Transport::Udp => String::new(),
             t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
         };
-        let text = format!("<sip:{user}@{}{param}>", self.sent_by());
+        let text = format!("<sip:{user}@{}{param}>", self.sent_by(transport));
         match NameAddr::parse(&text) {
             Ok(a) => a.into_owned(),
             // A user part that does not make a URI (configuration): the bare address.
-            Err(_) => NameAddr::parse(&format!("<sip:{}>", self.sent_by()))
+            Err(_) => NameAddr::parse(&format!("<sip:{}>", self.sent_by(transport)))
                 .map(NameAddr::into_owned)
                 .unwrap_or_else(|_| {
                     NameAddr::new(crate::uri::Uri::sip(crate::uri::Host::V4(
@@ -141,5 +146,32 @@ pub(super) fn reason_of(m: &Message<'_>) -> String {
     match m {
         Message::Response(r) => r.reason.to_string(),
         Message::Request(_) => String::new(),
+    }
+}
+
+/// `host[:port]` (or `[v6]:port`) without its port.
+fn host_of(sent_by: &str) -> &str {
+    if sent_by.starts_with('[') {
+        return sent_by
+            .split_once(']')
+            .map_or(sent_by, |(h, _)| &sent_by[..=h.len()]);
+    }
+    match sent_by.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => sent_by,
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::host_of;
+
+    #[test]
+    fn the_port_comes_off() {
+        assert_eq!(host_of("192.0.2.1:5060"), "192.0.2.1");
+        assert_eq!(host_of("192.0.2.1"), "192.0.2.1");
+        assert_eq!(host_of("[2001:db8::1]:5060"), "[2001:db8::1]");
+        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("gw.example.net:5070"), "gw.example.net");
     }
 }

@@ -287,7 +287,10 @@ impl UserAgent {
                 self.emit_reg(reg, RegState::Unregistered);
             }
             200..=299 => {
-                let ours = self.sent_by();
+                let Some(transport) = self.regs.get(&reg).map(|r| r.account.transport) else {
+                    return;
+                };
+                let ours = self.sent_by(transport);
                 let Some(r) = self.regs.get_mut(&reg) else {
                     return;
                 };

@@ -414,3 +414,22 @@ fn inbound_auth_refuses_a_wrong_password() {
     assert_eq!((a.by, a.status), (EndedBy::Remote, Some(403)));
     n.assert_quiet();
 }
+
+#[test]
+fn what_goes_over_tls_names_the_tls_port() {
+    let mut cfg = config("192.0.2.1:5060");
+    cfg.tls_port = Some(5061);
+    let ua = UserAgent::new(cfg, Instant::now());
+    let via = ua.via(Transport::Tls);
+    assert!(via.starts_with("SIP/2.0/TLS 192.0.2.1:5061;"), "{via}");
+    let via = ua.via(Transport::Udp);
+    assert!(via.starts_with("SIP/2.0/UDP 192.0.2.1:5060;"), "{via}");
+    assert_eq!(
+        ua.contact("gw", Transport::Tls).to_string(),
+        "<sip:gw@192.0.2.1:5061;transport=tls>"
+    );
+    assert_eq!(
+        ua.contact("gw", Transport::Tcp).to_string(),
+        "<sip:gw@192.0.2.1:5060;transport=tcp>"
+    );
+}

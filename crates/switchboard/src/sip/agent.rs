@@ -111,6 +111,8 @@ pub struct Agent {
     pub ports: Arc<RtpPorts>,
     pub stats: Arc<SipStats>,
     pub dialer: Dialer,
+    /// The TLS listener's port, when there is one.
+    pub tls_port: Option<u16>,
 }
 
 struct State {
@@ -142,7 +144,8 @@ struct State {
     pins: Arc<[(String, String)]>,
 }
 
-fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
+/// `tls_port`: the TLS listener's port (`--sip-tls-listen`), for what goes over TLS.
+fn ua_config(cfg: &SipConfig, local: SocketAddr, tls_port: Option<u16>) -> UaConfig {
     let inbound_auth = (!cfg.auth.is_empty()).then(|| InboundAuth {
         realm: cfg.advertise.clone(),
         users: cfg.auth.clone(),
@@ -151,6 +154,7 @@ fn ua_config(cfg: &SipConfig, local: SocketAddr) -> UaConfig {
     UaConfig {
         local,
         advertised: Some(cfg.advertise.clone()),
+        tls_port,
         domain: None,
         user_agent: format!("switchboard/{}", env!("CARGO_PKG_VERSION")),
         session_expires: Some(1800),
@@ -176,7 +180,7 @@ impl Agent {
         let now = Instant::now();
         let (to_agent, mut from_calls) = unbounded_channel();
         let mut st = State {
-            ua: UserAgent::new(ua_config(&self.cfg, local), now),
+            ua: UserAgent::new(ua_config(&self.cfg, local, self.tls_port), now),
             conns: HashMap::new(),
             dialer: self.dialer,
             connecting: HashMap::new(),

@@ -222,6 +222,7 @@ impl SipService {
                 events: stream_tx.clone(),
                 limits: limits.clone(),
             },
+            tls_port: tls_bound.map(|a| a.port()),
         };
         let stream_limits = limits.clone();
         let thread = std::thread::Builder::new()
