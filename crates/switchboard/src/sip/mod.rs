@@ -184,7 +184,7 @@ impl SipService {
             None => None,
             Some(addr) => {
                 let material = plan.tls.as_ref().ok_or_else(|| {
-                    anyhow::anyhow!("--sip-tls-listen needs a certificate (--cert and --pkey)")
+                    anyhow::anyhow!("--sip-tls-listen needs a certificate (--cert and --pkey, or --tls-self-signed)")
                 })?;
                 let config = crate::tls::server_config(material, &[])?;
                 let l = std::net::TcpListener::bind(addr).map_err(|e| {
