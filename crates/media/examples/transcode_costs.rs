@@ -78,6 +78,7 @@ fn time_per_tick(sources: usize) -> (f64, Option<f64>) {
         ssrc: 1,
         srtp: Some((ours, theirs.clone())),
         srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+        ptime: None,
     };
     let (warm_up, ticks) = (50, 1500);
     let inputs = inputs(sources, warm_up + ticks, &theirs);
