@@ -61,7 +61,10 @@ fn sfu_answer_keeps_opus_first_and_g711_when_asked() {
     let pts = answered_audio_pts(&mut net, a);
     let opus = pt_of(&net, a, Codec::Opus);
     assert_eq!(pts.first(), Some(&opus), "Opus first in {pts:?}");
-    assert!(pts.contains(&0) && pts.contains(&8), "G.711 accepted: {pts:?}");
+    assert!(
+        pts.contains(&0) && pts.contains(&8),
+        "G.711 accepted: {pts:?}"
+    );
 
     // G.711 listed first (a page that prefers it, but would take Opus): the SFU's own
     // preference still puts Opus first, so a page that wants G.711 offers only G.711.

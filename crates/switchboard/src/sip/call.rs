@@ -1,6 +1,7 @@
 //! One call's media, as a task: the phone's RTP port, the room leg (a participant of the
 //! room talking to its SFU) and, between them, `switchboard_media::bridge::CallMedia`
-//! (jitter buffers, G.711/Opus transcoding, the mix of the room for the phone). The SIP
+//! (jitter buffers, G.711/Opus transcoding or G.711 passthrough, the mix of the room for
+//! the phone). The SIP
 //! signaling of the call stays in the agent (agent.rs); they talk over two channels.
 //!
 //! The phone's address is latched (symmetric RTP, RFC 4961): media goes where the
@@ -115,6 +116,7 @@ pub fn phone_config(n: &Negotiated, ssrc: u32) -> PhoneConfig {
             .as_ref()
             .and_then(|k| SrtpProfile::from_sdes_name(&k.suite))
             .unwrap_or(SrtpProfile::AesCm128HmacSha1_80),
+        ptime: n.ptime,
     }
 }
 
@@ -124,7 +126,7 @@ struct Mixer<'a>(Option<&'a mut CallMedia>, Instant);
 impl RoomSink for Mixer<'_> {
     fn audio(&mut self, a: RoomAudio<'_>) {
         if let Some(m) = self.0.as_deref_mut() {
-            m.on_room_opus(self.1, a.source, a.seq, a.timestamp, a.payload);
+            m.on_room_audio(self.1, a.source, a.codec, a.seq, a.timestamp, a.payload);
         }
     }
 
@@ -358,7 +360,8 @@ impl Bridge {
             }
         }
         if let (Some(leg), true) = (&mut self.leg, t.room_len > 0) {
-            leg.send_opus(
+            leg.send(
+                t.room_codec,
                 &room_out[..t.room_len],
                 t.room_samples,
                 t.room_level,
