@@ -40,6 +40,16 @@ fn frames(server: &Server, direction: &str, path: &str) -> u64 {
     ))
 }
 
+/// The frame counters: to_phone passthrough, transcoded, to_room passthrough, transcoded.
+fn all_frames(server: &Server) -> [u64; 4] {
+    [
+        frames(server, "to_phone", "passthrough"),
+        frames(server, "to_phone", "transcoded"),
+        frames(server, "to_room", "passthrough"),
+        frames(server, "to_room", "transcoded"),
+    ]
+}
+
 /// G.711 payloads `b` received on the audio m-lines of `peer`'s tracks, in sequence order.
 fn g711_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
     let mids: Vec<String> = b
@@ -230,42 +240,34 @@ fn g711_crosses_the_gateway_unchanged_until_an_opus_member_joins() {
         &mut other,
         Duration::from_millis(1200),
     );
-    let before: Vec<u64> = ["to_phone", "to_room"]
-        .iter()
-        .flat_map(|d| {
-            [
-                frames(&server, d, "passthrough"),
-                frames(&server, d, "transcoded"),
-            ]
-        })
-        .collect();
-    run(
-        &mut g,
-        &mut phone,
-        &mut media,
-        &mut tone,
-        &mut other,
-        Duration::from_secs(3),
-    );
-    let after: Vec<u64> = ["to_phone", "to_room"]
-        .iter()
-        .flat_map(|d| {
-            [
-                frames(&server, d, "passthrough"),
-                frames(&server, d, "transcoded"),
-            ]
-        })
-        .collect();
+    let before = all_frames(&server);
+    // 100 more frames each way (2 s; longer on a loaded machine: the counts reach the
+    // metrics once a second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        run(
+            &mut g,
+            &mut phone,
+            &mut media,
+            &mut tone,
+            &mut other,
+            Duration::from_millis(500),
+        );
+        let after = all_frames(&server);
+        if after[0] >= before[0] + 100 && after[2] >= before[2] + 100 {
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "passthrough stalled: {before:?} -> {after:?}"
+        );
+    };
     eprintln!(
         "frames (to_phone passed, transcoded, to_room passed, transcoded): {before:?} -> {after:?}"
     );
-    assert!(before[0] >= 200 && before[2] >= 200, "{before:?}");
-    assert!(
-        after[0] >= before[0] + 100 && after[2] >= before[2] + 100,
-        "{after:?}"
-    );
+    assert!(before[0] >= 150 && before[2] >= 150, "{before:?}");
     // Nothing transcoded with G alone but what a late packet makes the jitter buffer
-    // conceal (this test's loop is not a paced sender): at most 2 % of the 150 frames.
+    // conceal (this test's loop is not a paced sender): at most 3 of the 100 or more.
     assert!(
         after[1] <= before[1] + 3 && after[3] <= before[3] + 3,
         "transcoded while G was alone: {before:?} -> {after:?}"

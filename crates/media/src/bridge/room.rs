@@ -15,7 +15,7 @@
 use super::g711_frames::{G711Frames, G711_FRAME};
 use super::{play_opus, BridgeError, MediaStats, Played};
 use crate::g711::Law;
-use crate::jitter::{JitterBuffer, JitterConfig};
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use crate::level::{audio_level, VoiceActivity};
 use crate::mix::MixMinus;
 use crate::opus::{
@@ -163,9 +163,17 @@ impl Room {
             },
         };
         let source = &mut self.sources[index];
-        if source.codec != codec && !source.switch_codec(codec, now) {
-            self.rejected += 1;
-            return;
+        if source.codec != codec {
+            match source.switch_codec(codec, now) {
+                Some(old) => {
+                    self.retired_lost += old.lost;
+                    self.retired_late += old.late;
+                }
+                None => {
+                    self.rejected += 1;
+                    return;
+                }
+            }
         }
         match source.jitter.push(seq, timestamp, payload, now) {
             Ok(_) => {
@@ -372,21 +380,16 @@ impl Room {
 
 impl Source {
     /// A source that now sends `codec` (its track was renegotiated): a new buffer at the
-    /// new clock rate. False if it cannot be made.
-    fn switch_codec(&mut self, codec: RoomCodec, now: Instant) -> bool {
-        let Some(jitter) = jitter_for(codec, now) else {
-            return false;
-        };
+    /// new clock rate. Returns the old buffer's counts; `None` if it cannot be made.
+    fn switch_codec(&mut self, codec: RoomCodec, now: Instant) -> Option<JitterStats> {
+        let jitter = jitter_for(codec, now)?;
         if codec == RoomCodec::Opus && self.decoder.is_none() {
-            match OpusDecoder::new() {
-                Ok(d) => self.decoder = Some(d),
-                Err(_) => return false,
-            }
+            self.decoder = Some(OpusDecoder::new().ok()?);
         }
-        self.jitter = jitter;
+        let old = std::mem::replace(&mut self.jitter, jitter);
         self.codec = codec;
         self.fec_done = None;
-        true
+        Some(old.stats())
     }
 
     /// Plays this tick's frame into `pcm` (48 kHz): how, and whether a packet was bad.

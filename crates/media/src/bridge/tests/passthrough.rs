@@ -313,3 +313,30 @@ fn a_phone_at_another_ptime_is_transcoded_both_ways() {
     let pcm = decode_phone_g711(&outs.phone[20..], Law::Mu);
     assert_hears(&pcm, 700.0);
 }
+
+#[test]
+fn a_source_that_switches_from_opus_to_g711_is_heard_and_then_passed() {
+    let t0 = Instant::now();
+    let mut cm = CallMedia::new(pcmu(), t0).unwrap();
+    let mut opus = RoomTone::new(1100.0);
+    let mut member = G711Member::new(Law::Mu, 700.0);
+    let mut outs = outputs();
+    for k in 0..150u64 {
+        let now = at(t0, 20 * k);
+        if k < 50 {
+            opus.send(&mut cm, now, 1);
+        } else {
+            member.send(&mut cm, now, 1);
+        }
+        tick(&mut cm, now + Duration::from_millis(1), &mut outs);
+    }
+    assert_eq!(cm.room_source_count(), 1);
+    let pcm = decode_phone_g711(&outs.phone[20..50], Law::Mu);
+    assert!(
+        amplitude_at(&pcm, 8000, 1100.0) > 4000.0,
+        "the Opus part not heard"
+    );
+    let (start, _) = first_passed(&outs.phone[50..], &member.sent).expect("never passed");
+    assert!(start < 10, "passthrough {start} ticks after the switch");
+    assert!(cm.stats().frames_to_phone_passed >= 90);
+}
