@@ -239,6 +239,9 @@ pub struct CallMedia {
     phone: PhoneLeg,
     room: Room,
     held: bool,
+    /// Whether the room side can carry each G.711 law (μ, A): what its WebRTC leg
+    /// negotiated. Without it the phone's voice goes as Opus whatever the room speaks.
+    room_takes: [bool; 2],
     /// The phone's voice at 48 kHz, this tick.
     phone_pcm: Vec<i16>,
 }
@@ -252,6 +255,7 @@ impl CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
             room,
             held: false,
+            room_takes: [true; 2],
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
     }
@@ -324,7 +328,7 @@ impl CallMedia {
         let mut room_codec = RoomCodec::Opus;
         let to_room = match self.phone.g711_frame() {
             _ if self.held => Ok((0, crate::level::SILENCE, false)),
-            Some((law, frame)) if self.room.speaks_g711() => {
+            Some((law, frame)) if self.room.speaks_g711() && self.room_takes(law) => {
                 room_codec = RoomCodec::G711(law);
                 self.room.g711_phone(law, frame, &self.phone_pcm, room_out)
             }
@@ -378,6 +382,16 @@ impl CallMedia {
     pub fn set_phone_codec(&mut self, cfg: PhoneConfig) -> Result<(), BridgeError> {
         self.room.set_band(band_of(&cfg))?;
         self.phone.reconfigure(cfg)
+    }
+
+    /// Which G.711 laws the room side can send (its WebRTC leg negotiated them; both by
+    /// default). A law it cannot send is never passed through to the room.
+    pub fn set_room_g711(&mut self, mu: bool, a: bool) {
+        self.room_takes = [mu, a];
+    }
+
+    fn room_takes(&self, law: Law) -> bool {
+        self.room_takes[usize::from(law == Law::A)]
     }
 
     /// Holds or resumes the call: while held nothing goes to the phone and the room gets no

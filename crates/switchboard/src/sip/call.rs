@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::srtp::SrtpProfile;
 use switchboard_signal::Signaling;
@@ -334,6 +334,11 @@ impl Bridge {
         let Some(media) = &mut self.media else {
             return Ok(());
         };
+        if let Some(leg) = &self.leg {
+            // The phone's G.711 goes to the room as it came only in a law the leg can send.
+            let sends = |law| leg.sends(RoomCodec::G711(law));
+            media.set_room_g711(sends(Law::Mu), sends(Law::A));
+        }
         if let Some((seq, ts, frame)) = self.prompt.as_mut().and_then(Prompt::next_frame) {
             media.on_room_opus(now, PROMPT_SOURCE, seq, ts, frame);
         }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -408,6 +408,23 @@ impl RoomLeg {
         }
     }
 
+    /// Whether the SFU accepted `codec` on the track we publish (so [`RoomLeg::send`] can
+    /// carry it).
+    pub fn sends(&self, codec: RoomCodec) -> bool {
+        self.pt_for(codec).is_some()
+    }
+
+    /// Our payload type for `codec`, if the SFU's answer for our track has it.
+    fn pt_for(&self, codec: RoomCodec) -> Option<Pt> {
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| room_codec(p.spec().codec) == Some(codec))
+            .map(|p| p.pt())?;
+        let media = self.rtc.media(self.sending?)?;
+        media.remote_pts().contains(&pt).then_some(pt)
+    }
+
     /// Send the phone's frame in `codec` (`samples` at 48 kHz since the last one) with its
     /// RFC 6464 `level` (0 loudest … 127 silence) and voice activity, under the payload
     /// type the SFU negotiated for `codec` (none: the frame is dropped).
@@ -417,12 +434,7 @@ impl RoomLeg {
         let Some(mid) = self.sending.filter(|_| self.connected) else {
             return;
         };
-        let pt = self
-            .rtc
-            .codec_config()
-            .find(|p| room_codec(p.spec().codec) == Some(codec))
-            .map(|p| p.pt());
-        let Some(pt) = pt else { return };
+        let Some(pt) = self.pt_for(codec) else { return };
         // Each codec's clock runs from the same base at its own rate (48 kHz, 8 kHz).
         let timestamp = match codec {
             RoomCodec::Opus => self.timestamp.wrapping_add(self.elapsed as u32),

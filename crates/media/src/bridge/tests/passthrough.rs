@@ -251,10 +251,24 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         "{stats:?}"
     );
 
+    // A room leg that cannot send PCMU (its SFU did not take it): Opus.
+    cm.set_room_g711(false, true);
+    let mut outs2 = outputs();
+    for k in 100..110usize {
+        let now = at(t0, 20 * k as u64);
+        let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
+        let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
+        cm.on_phone_packet(now, &mut p).unwrap();
+        member.send(&mut cm, now, 1);
+        tick(&mut cm, now + Duration::from_millis(1), &mut outs2);
+    }
+    assert!(outs2.ticks.iter().all(|t| t.room_codec == RoomCodec::Opus));
+    cm.set_room_g711(true, true);
+
     // An Opus member joins: the room gets Opus again (it decodes to the phone's tone).
     let mut other = RoomTone::new(1100.0);
     let mut outs = outputs();
-    for k in 100..200usize {
+    for k in 110..200usize {
         let now = at(t0, 20 * k as u64);
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
