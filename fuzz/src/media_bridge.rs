@@ -27,7 +27,7 @@
 
 use crate::records::{u16_of, Records};
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
@@ -51,6 +51,7 @@ fn config(codec: u8, srtp: bool, telephone_event: bool, ssrc: u32) -> PhoneConfi
         ssrc,
         srtp: srtp.then(|| ((0..30).collect(), (100..130).collect())),
         srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+        ptime: None,
     }
 }
 
@@ -177,7 +178,13 @@ pub fn run(data: &[u8]) {
                 let seq = u16_of(r.body);
                 let ts = u32::from(u16_of(r.body.get(2..).unwrap_or(&[]))) * 960;
                 let payload = r.body.get(4..).unwrap_or(&[]);
-                cm.on_room_opus(now, u64::from(r.who) % SOURCES, seq, ts, payload);
+                // A source's codec may change between its packets (a renegotiated track).
+                let codec = match r.who / 64 {
+                    0 | 1 => RoomCodec::Opus,
+                    2 => RoomCodec::G711(Law::Mu),
+                    _ => RoomCodec::G711(Law::A),
+                };
+                cm.on_room_audio(now, u64::from(r.who) % SOURCES, codec, seq, ts, payload);
             }
             3 => {
                 now += Duration::from_millis(u64::from(r.body.first().copied().unwrap_or(20) % 64));

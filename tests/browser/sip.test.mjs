@@ -4,6 +4,7 @@
 // and hear: the call's tile and its state, the phone's 440 Hz in the page (WebAudio FFT of
 // the call member's track), the page's 1,000 Hz in baresip's recording, keys both ways,
 // and the gateway's gauges back to 0 once the call is over.
+// With `?audio=pcmu` the page sends G.711 and the gateway passes it through both ways (docs/sip.md).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scope, randomId, waitFor, sleep, launchBrowser, toneWav } from './harness.mjs';
@@ -54,6 +55,17 @@ async function expectRecorded1000(phone) {
   assert.ok(rec.seconds >= 1, `baresip recorded ${rec.seconds.toFixed(1)} s of sound in ${rec.total.toFixed(1)} s: ${JSON.stringify(rec)}`);
   assert.ok(Math.abs(rec.hz - 1000) <= 25, `baresip heard ${rec.hz.toFixed(1)} Hz at RMS ${rec.rms.toFixed(0)}, not the page's 1,000 Hz: ${JSON.stringify(rec)}`);
   return rec;
+}
+
+/** The audio codecs the page sends and receives on its SFU connection (`getStats`). */
+function audioCodecs(p) {
+  return waitFor(() => p.page.evaluate(async () => {
+    const stats = await window.sbApp.sb.sfu.pc.getStats();
+    const mime = (kind) => [...stats.values()].filter((r) => r.type === kind && r.kind === 'audio' && r.codecId).map((r) => stats.get(r.codecId)?.mimeType);
+    const out = mime('outbound-rtp');
+    const inn = mime('inbound-rtp');
+    return out.length && inn.length ? { out, in: inn } : null;
+  }), { timeout: 10000, what: `${p.name} sending and receiving audio` });
 }
 
 /** Runs `fn(phone)` with a baresip that is stopped afterwards; its output joins a failure. */
@@ -107,6 +119,9 @@ test('baresip dials the room: a call tile, tones both ways, keypad 1 9 # reach b
     const tile = await waitTileState(ada, /^Connected$/, 20000);
     await phone.waitEvent('CALL_ESTABLISHED', 10000);
     const heard = await expectHears440(ada, tile.id);
+    // A page that states no audio codec keeps Opus (the SFU also takes G.711, after Opus).
+    const codecs = await audioCodecs(ada);
+    assert.deepEqual(codecs.out, ['audio/opus'], `the page's audio codec: ${JSON.stringify(codecs)}`);
 
     const sel = `.tile.sip[data-peer-id="${tile.id}"]`;
     await ada.page.click(`${sel} .sip-keypad-toggle`);
@@ -173,4 +188,43 @@ test('calls that cannot work say why: an unreachable SIP address ends with its r
   await sleep(1000);
   assert.deepEqual(await sipTiles(ada), [], 'no call tile for a refused target');
   process.stderr.write(`[sip-bad-target] unreachable: ${JSON.stringify(outcome)}; invalid: ${toast}\n`);
+}));
+
+test('a page sending PCMU (?audio=pcmu) and a PCMU phone: G.711 passes the gateway untranscoded both ways, tones heard both ways', { timeout: 120000 }, () => scope('sip-passthrough', async (s) => {
+  const server = await sipServer(s);
+  const room = randomId('sippass-');
+  const frames = (m) => ['to_phone', 'to_room'].flatMap((d) => ['passthrough', 'transcoded'].map((p) => m[`switchboard_sip_media_frames_total{direction="${d}",path="${p}"}`] ?? 0));
+  await withPhone(async (phone) => {
+    const ada = await s.open(browser, server, room, { name: 'Ada', query: { topology: 'sfu', audio: 'pcmu' }, init: [SMALL_CAMERA] });
+    await ada.joined();
+    phone.command('dial', `sip:${room}@127.0.0.1:${server.sipPort}`);
+    const tile = await waitTileState(ada, /^Connected$/, 20000);
+    await phone.waitEvent('CALL_ESTABLISHED', 10000);
+    // The page sends PCMU (its offer had nothing else).
+    const codecs = await audioCodecs(ada);
+    assert.deepEqual(codecs.out, ['audio/PCMU'], `the page's audio codec: ${JSON.stringify(codecs)}`);
+    const heard = await expectHears440(ada, tile.id);
+    // Passthrough both ways once each side heard the other; then 100 more frames each way
+    // (2 s; longer on a loaded machine) with no more frames coded by the gateway than a late
+    // packet's concealment makes (3). The counters reach the metrics once a second.
+    let before = [];
+    await waitFor(async () => {
+      before = frames(await metrics(server));
+      return before[0] >= 100 && before[2] >= 100;
+    }, { timeout: 15000, interval: 500, what: `passthrough frames both ways (last: ${before})` });
+    let after = before;
+    await waitFor(async () => {
+      after = frames(await metrics(server));
+      return after[0] >= before[0] + 100 && after[2] >= before[2] + 100;
+    }, { timeout: 20000, interval: 500, what: `passthrough going on (${before} -> ${after})` });
+    assert.ok(after[1] - before[1] <= 3 && after[3] - before[3] <= 3, `transcoded frames during 100 frames of passthrough: ${before} -> ${after}`);
+    // And now receives the call as PCMU too (it was Opus until the gateway heard the page).
+    const late = await audioCodecs(ada);
+    assert.deepEqual(late.in, ['audio/PCMU'], `the call's codec at the page: ${JSON.stringify(late)}`);
+    phone.command('hangup');
+    await waitTileState(ada, /^Hung up/, 10000);
+    const rec = await expectRecorded1000(phone);
+    await expectGaugesZero(server);
+    process.stderr.write(`[sip-passthrough] page sends ${codecs.out}, receives ${codecs.in} then ${late.in}; heard ${heard.hz.toFixed(1)} Hz at ${heard.db.toFixed(1)} dB; baresip recorded ${rec.hz.toFixed(1)} Hz RMS ${rec.rms.toFixed(0)}; frames (to_phone passed, transcoded, to_room passed, transcoded) ${before} -> ${after}\n`);
+  });
 }));

@@ -25,6 +25,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+mod g711;
 mod tcp;
 
 /// How long one socket read waits inside a pump.
@@ -65,7 +66,10 @@ pub struct MediaPeer {
     /// With [`MediaPeer::capture`] on: the payloads of the Opus packets received, by
     /// local mid, in arrival order (sequence number, payload).
     pub audio: HashMap<Mid, Vec<(u16, Vec<u8>)>>,
-    /// Keep received Opus payloads in `audio` (tests that decode what they hear).
+    /// With `capture`: the G.711 (PCMU/PCMA) payloads received, by local mid, as `audio`.
+    pub g711: HashMap<Mid, Vec<(u16, Vec<u8>)>>,
+    /// Keep received Opus payloads in `audio`, G.711 ones in `g711` (tests that decode
+    /// what they hear).
     pub capture: bool,
     /// The data channel (the SDK's negotiated one), once offered, and whether it is open.
     pub channel: Option<ChannelId>,
@@ -101,6 +105,7 @@ impl MediaPeer {
             connected: false,
             rtp: HashMap::new(),
             audio: HashMap::new(),
+            g711: HashMap::new(),
             capture: false,
             channel: None,
             channel_open: false,
@@ -327,14 +332,18 @@ impl MediaPeer {
                     .map(|s| s.mid());
                 if let Some(mid) = mid {
                     *self.rtp.entry(mid).or_default() += 1;
-                    let opus = self
+                    let codec = self
                         .rtc
                         .codec_config()
                         .find(|c| c.pt() == p.header.payload_type)
-                        .is_some_and(|c| c.spec().codec == Codec::Opus);
-                    if self.capture && opus {
-                        self.audio
-                            .entry(mid)
+                        .map(|c| c.spec().codec);
+                    let kept = match codec {
+                        Some(Codec::Opus) => Some(&mut self.audio),
+                        Some(Codec::PCMU | Codec::PCMA) => Some(&mut self.g711),
+                        _ => None,
+                    };
+                    if let (true, Some(kept)) = (self.capture, kept) {
+                        kept.entry(mid)
                             .or_default()
                             .push((p.header.sequence_number, p.payload.to_vec()));
                     }

@@ -1,11 +1,13 @@
 //! What one transcoded gateway call costs: the time of a 20 ms `CallMedia` tick of a
 //! G.711 (PCMU, SDES-SRTP) ↔ Opus call with 1, 2 and 4 room sources, packets in included,
-//! and the calls one core could carry. A measurement, not a test (machines differ):
+//! and the calls one core could carry; and, for comparison, the same call whose one room
+//! source sends PCMU (passed through both ways, docs/sip.md). A measurement, not a test
+//! (machines differ):
 //! `cargo run --release -p switchboard-media --example transcode_costs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::opus::{OpusEncoder, FRAME_SAMPLES, MAX_PACKET};
 use switchboard_media::rtp::write_rtp_header;
@@ -27,7 +29,7 @@ fn speechy(frame: usize, sample: usize, rate: f64, pitch: f64) -> i16 {
     (6000.0 * envelope * s) as i16
 }
 
-fn inputs(sources: usize, ticks: usize, phone_key: &[u8]) -> Inputs {
+fn inputs(sources: usize, room: RoomCodec, ticks: usize, phone_key: &[u8]) -> Inputs {
     let mut srtp = SrtpContext::new(SrtpProfile::AesCm128HmacSha1_80, phone_key).unwrap();
     let phone = (0..ticks)
         .map(|k| {
@@ -43,6 +45,16 @@ fn inputs(sources: usize, ticks: usize, phone_key: &[u8]) -> Inputs {
         .collect();
     let room = (0..sources)
         .map(|s| {
+            if let RoomCodec::G711(law) = room {
+                return (0..50usize)
+                    .map(|k| {
+                        let pitch = 120.0 + 40.0 * s as f64;
+                        (0..160)
+                            .map(|i| law.encode_sample(speechy(k, i, 8000.0, pitch)))
+                            .collect()
+                    })
+                    .collect();
+            }
             let mut encoder = OpusEncoder::new().unwrap();
             (0..50usize)
                 .map(|k| {
@@ -68,7 +80,7 @@ fn thread_cpu_time() -> Option<Duration> {
 }
 
 /// Microseconds per tick (with that tick's packets in), wall and CPU (if known).
-fn time_per_tick(sources: usize) -> (f64, Option<f64>) {
+fn time_per_tick(sources: usize, room: RoomCodec) -> (f64, Option<f64>) {
     let ours: Vec<u8> = (0..30).collect();
     let theirs: Vec<u8> = (30..60).collect();
     let cfg = PhoneConfig {
@@ -78,9 +90,10 @@ fn time_per_tick(sources: usize) -> (f64, Option<f64>) {
         ssrc: 1,
         srtp: Some((ours, theirs.clone())),
         srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+        ptime: None,
     };
     let (warm_up, ticks) = (50, 1500);
-    let inputs = inputs(sources, warm_up + ticks, &theirs);
+    let inputs = inputs(sources, room, warm_up + ticks, &theirs);
     let t0 = Instant::now();
     let mut cm = CallMedia::new(cfg, t0).unwrap();
     let mut phone_out = [0u8; 1500];
@@ -95,7 +108,8 @@ fn time_per_tick(sources: usize) -> (f64, Option<f64>) {
             black_box(cm.on_phone_packet(now, &mut packet[..src.len()]).unwrap());
             for (s, frames) in inputs.room.iter().enumerate() {
                 let seq = k as u16;
-                cm.on_room_opus(now, s as u64, seq, 960 * k as u32, &frames[k % 50]);
+                let ts = k as u32 * if room == RoomCodec::Opus { 960 } else { 160 };
+                cm.on_room_audio(now, s as u64, room, seq, ts, &frames[k % 50]);
             }
             black_box(cm.tick(now, &mut phone_out, &mut room_out).unwrap());
         }
@@ -117,10 +131,16 @@ fn main() {
     println!("calls per core = 1e6 us / (50 ticks x CPU us per tick; wall if CPU is unknown)");
     println!("room sources | wall us/tick | CPU us/tick | calls per core");
     println!("-------------+--------------+-------------+---------------");
-    for sources in [1, 2, 4] {
-        let (wall, cpu) = time_per_tick(sources);
+    let rows = [
+        ("1", RoomCodec::Opus, 1),
+        ("2", RoomCodec::Opus, 2),
+        ("4", RoomCodec::Opus, 4),
+        ("1 PCMU (pass)", RoomCodec::G711(Law::Mu), 1),
+    ];
+    for (name, room, sources) in rows {
+        let (wall, cpu) = time_per_tick(sources, room);
         let calls = 1e6 / (50.0 * cpu.unwrap_or(wall));
         let cpu = cpu.map_or("?".to_owned(), |c| format!("{c:.1}"));
-        println!("{sources:>12} | {wall:>12.1} | {cpu:>11} | {calls:>14.0}");
+        println!("{name:>12} | {wall:>12.1} | {cpu:>11} | {calls:>14.0}");
     }
 }

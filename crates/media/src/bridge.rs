@@ -1,17 +1,28 @@
 //! The media core of one gateway call: a SIP phone leg bridged with a WebRTC room, sans-IO.
 //!
-//! The room side is a client of the SFU: it receives one Opus stream per other member and
-//! sends one Opus stream, the phone's voice. The SFU never sends the phone's own voice back,
-//! so the sum of everything received *is* the phone's mix-minus. The phone side speaks
-//! whatever the SIP leg negotiated (PCMU/PCMA or Opus, optional SDES-SRTP, RFC 4733 DTMF).
+//! The room side is a client of the SFU: it receives one stream per other member (Opus, or
+//! G.711 from a browser asked to send it) and sends one stream, the phone's voice. The SFU
+//! never sends the phone's own voice back, so the sum of everything received *is* the
+//! phone's mix-minus. The phone side speaks whatever the SIP leg negotiated (PCMU/PCMA or
+//! Opus, optional SDES-SRTP, RFC 4733 DTMF).
 //!
 //! ```text
 //! phone RTP ─ SRTP⁻¹ ─ jitter ─ G.711⁻¹ + 8k→48k (or Opus⁻¹) ─ level ─ Opus ─▶ room
-//! room Opus ×N ─ jitter ─ Opus⁻¹/PLC ─ Σ ─ 48k→8k + G.711 (or Opus) ─ RTP ─ SRTP ─▶ phone
+//! room ×N ─ jitter ─ Opus⁻¹/PLC (or G.711⁻¹) ─ Σ ─ 48k→8k + G.711 (or Opus) ─ RTP ─ SRTP ─▶ phone
 //! ```
 //!
+//! Transcoding is skipped where it would change nothing but the quality (docs/sip.md):
+//! - room → phone: when the only source in the mix sends the phone's G.711 law in 20 ms
+//!   frames, its payload goes to the phone as it came (in our RTP header, under our SRTP);
+//! - phone → room: when the phone sends G.711 in 20 ms frames and every source heard lately
+//!   sends G.711, the phone's payload goes to the room as it came ([`Tick::room_codec`]
+//!   says so; the level is still measured on the decoded frame).
+//!
+//! Either falls back to the mix or to Opus the tick the condition ends. Each direction's
+//! frames are counted as passed through or transcoded ([`MediaStats`]).
+//!
 //! [`CallMedia`] is fed datagrams and `Instant`s and ticked every 20 ms; each tick writes at
-//! most one packet for the phone and one Opus payload for the room into the caller's
+//! most one packet for the phone and one payload for the room into the caller's
 //! buffers. The driver owns sockets, timers and the str0m session (which adds the RFC 6464
 //! level extension from [`Tick::room_level`]). The phone gets a packet every tick — comfort
 //! silence when nobody in the room talks — so its NAT binding and RTP timeout stay alive.
@@ -19,6 +30,7 @@
 //! Buffers are allocated in the constructor (and once per new room source); ticks and
 //! packets allocate nothing. Every input error is a value.
 
+mod g711_frames;
 mod phone;
 mod room;
 
@@ -29,9 +41,9 @@ use crate::mix::MixError;
 use crate::opus::{OpusDecoder, OpusError, VoiceBand, FRAME_SAMPLES};
 use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
-use phone::PhoneLeg;
+use phone::{PhoneLeg, ToPhone};
 use room::Room;
-pub use room::{MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
+pub use room::{RoomCodec, MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -83,6 +95,9 @@ pub struct PhoneConfig {
     pub srtp: Option<(Vec<u8>, Vec<u8>)>,
     /// The `a=crypto` suite of `srtp`.
     pub srtp_profile: SrtpProfile,
+    /// The phone's `a=ptime` (ms), if stated. G.711 frames pass through unchanged only at
+    /// 20 ms (the tick); at any other ptime they are transcoded.
+    pub ptime: Option<u32>,
 }
 
 /// What a datagram from the phone was.
@@ -104,13 +119,16 @@ pub enum PhoneIn {
 pub struct Tick {
     /// Bytes of the packet for the phone in `phone_out` (0: nothing to send).
     pub phone_len: usize,
-    /// Bytes of the Opus payload for the room in `room_out` (0: nothing to send).
+    /// Bytes of the payload for the room in `room_out` (0: nothing to send).
     pub room_len: usize,
+    /// The codec of that payload: Opus, or the phone's G.711 passed through.
+    pub room_codec: RoomCodec,
     /// RFC 6464 level of the room frame: 0 loudest … 127 silence (−dBov).
     pub room_level: u8,
     /// Whether the room frame is voice (for the extension's V bit).
     pub room_voice: bool,
-    /// Samples the room frame covers at 48 kHz (advance the Opus RTP timestamp by this).
+    /// Samples the room frame covers at 48 kHz (advance the RTP timestamp by this, or by a
+    /// sixth of it at G.711's 8 kHz clock).
     pub room_samples: u32,
 }
 
@@ -148,7 +166,7 @@ pub struct MediaStats {
     pub room_bytes_in: u64,
     /// Room payloads refused (too large, too many sources).
     pub room_rejected: u64,
-    /// Room Opus payloads produced.
+    /// Room payloads produced (Opus or passed-through G.711).
     pub room_packets_out: u64,
     /// Their bytes.
     pub room_bytes_out: u64,
@@ -163,6 +181,14 @@ pub struct MediaStats {
     pub fec_recovered: u64,
     /// Opus payloads (either side) libopus could not decode.
     pub decode_errors: u64,
+    /// Audio frames to the phone that are a room member's G.711 payload as it came.
+    pub frames_to_phone_passed: u64,
+    /// Audio frames to the phone we encoded (the mix, comfort silence).
+    pub frames_to_phone_transcoded: u64,
+    /// Frames to the room that are the phone's G.711 payload as it came.
+    pub frames_to_room_passed: u64,
+    /// Frames to the room we encoded (Opus; or G.711 coded from a concealed phone frame).
+    pub frames_to_room_transcoded: u64,
     /// Digits received from the phone.
     pub dtmf_in: u64,
     /// Digits sent to the phone.
@@ -213,6 +239,9 @@ pub struct CallMedia {
     phone: PhoneLeg,
     room: Room,
     held: bool,
+    /// Whether the room side can carry each G.711 law (μ, A): what its WebRTC leg
+    /// negotiated. Without it the phone's voice goes as Opus whatever the room speaks.
+    room_takes: [bool; 2],
     /// The phone's voice at 48 kHz, this tick.
     phone_pcm: Vec<i16>,
 }
@@ -226,6 +255,7 @@ impl CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
             room,
             held: false,
+            room_takes: [true; 2],
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
     }
@@ -241,8 +271,22 @@ impl CallMedia {
         self.phone.on_packet(now, packet)
     }
 
-    /// The Opus RTP payload of room member `source` (any id the driver picks per remote
-    /// track), with its RTP sequence number and timestamp.
+    /// The RTP payload of room member `source` (any id the driver picks per remote track),
+    /// in `codec`, with its RTP sequence number and timestamp.
+    pub fn on_room_audio(
+        &mut self,
+        now: Instant,
+        source: u64,
+        codec: RoomCodec,
+        seq: u16,
+        timestamp: u32,
+        payload: &[u8],
+    ) {
+        self.room
+            .on_audio(now, source, codec, seq, timestamp, payload);
+    }
+
+    /// [`CallMedia::on_room_audio`] of an Opus payload.
     pub fn on_room_opus(
         &mut self,
         now: Instant,
@@ -251,7 +295,7 @@ impl CallMedia {
         timestamp: u32,
         payload: &[u8],
     ) {
-        self.room.on_opus(now, source, seq, timestamp, payload);
+        self.on_room_audio(now, source, RoomCodec::Opus, seq, timestamp, payload);
     }
 
     /// Forgets a room source (its track ended).
@@ -260,9 +304,11 @@ impl CallMedia {
     }
 
     /// Runs one 20 ms frame: pulls a frame from every jitter buffer (decoding or concealing
-    /// it), mixes the room for the phone and encodes the phone for the room. Writes the
-    /// phone's packet (RTP header + payload, SRTP-protected) into `phone_out` and the room's
-    /// Opus payload into `room_out`; a length of 0 means nothing to send on that side.
+    /// it), mixes the room for the phone and encodes the phone for the room (or passes
+    /// G.711 through, see the module doc). Writes the phone's packet (RTP header + payload,
+    /// SRTP-protected) into `phone_out` and the room's payload (its codec in
+    /// [`Tick::room_codec`]) into `room_out`; a length of 0 means nothing to send on that
+    /// side.
     /// Outputs shorter than [`MIN_PHONE_OUT`] / [`MIN_ROOM_OUT`] are refused before anything
     /// happens, so that a tick either runs on both sides or not at all.
     pub fn tick(
@@ -274,28 +320,40 @@ impl CallMedia {
         if phone_out.len() < MIN_PHONE_OUT || room_out.len() < MIN_ROOM_OUT {
             return Err(BridgeError::BufferTooSmall);
         }
-        // Phone → room. Played (and discarded) on hold too, so its buffer keeps its timing.
+        // Every stream is played (and discarded on hold too), so the buffers keep their
+        // timing; the room first, as what goes to it depends on what it speaks.
         self.phone.play(now, &mut self.phone_pcm);
-        let to_room = if self.held {
-            Ok((0, crate::level::SILENCE, false))
-        } else {
-            self.room.encode_phone(&self.phone_pcm, room_out)
+        let mixed = self.room.mix(now);
+        // Phone → room: its G.711 as it came to a room that speaks G.711, else Opus.
+        let mut room_codec = RoomCodec::Opus;
+        let to_room = match self.phone.g711_frame() {
+            _ if self.held => Ok((0, crate::level::SILENCE, false)),
+            Some((law, frame)) if self.room.speaks_g711() && self.room_takes(law) => {
+                room_codec = RoomCodec::G711(law);
+                self.room.g711_phone(law, frame, &self.phone_pcm, room_out)
+            }
+            _ => self.room.encode_phone(&self.phone_pcm, room_out),
         };
         // Room → phone, even if the room side failed: our stream's timing must not depend on
-        // it. (With outputs of the minimum size neither side fails in practice.)
-        let to_phone = self.room.mix(now).and_then(|()| {
+        // it. (With outputs of the minimum size neither side fails in practice.) The only
+        // source's G.711 of the phone's law as it came, else the mix encoded.
+        let to_phone = mixed.and_then(|()| {
             if self.held {
                 self.phone.skip_frame();
-                Ok(0)
-            } else {
-                self.phone.send(now, self.room.mixed(), phone_out)
+                return Ok(0);
             }
+            let frame = match (self.phone.passthrough_law(), self.room.single_g711()) {
+                (Some(ours), Some((law, payload))) if ours == law => ToPhone::Payload(payload),
+                _ => ToPhone::Mix(self.room.mixed()),
+            };
+            self.phone.send(now, frame, phone_out)
         });
         let (room_len, room_level, room_voice) = to_room?;
         let phone_len = to_phone?;
         Ok(Tick {
             phone_len,
             room_len,
+            room_codec,
             room_level,
             room_voice,
             room_samples: FRAME_SAMPLES as u32,
@@ -324,6 +382,16 @@ impl CallMedia {
     pub fn set_phone_codec(&mut self, cfg: PhoneConfig) -> Result<(), BridgeError> {
         self.room.set_band(band_of(&cfg))?;
         self.phone.reconfigure(cfg)
+    }
+
+    /// Which G.711 laws the room side can send (its WebRTC leg negotiated them; both by
+    /// default). A law it cannot send is never passed through to the room.
+    pub fn set_room_g711(&mut self, mu: bool, a: bool) {
+        self.room_takes = [mu, a];
+    }
+
+    fn room_takes(&self, law: Law) -> bool {
+        self.room_takes[usize::from(law == Law::A)]
     }
 
     /// Holds or resumes the call: while held nothing goes to the phone and the room gets no

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::opus::{OpusEncoder, MAX_PACKET};
 use switchboard_media::rtp::write_rtp_header;
@@ -61,6 +61,7 @@ fn no_allocation_per_packet_or_tick_after_warm_up() {
         ssrc: 7,
         srtp: Some((ours, theirs.clone())),
         srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+        ptime: None,
     };
     let mut cm = CallMedia::new(cfg, t0).unwrap();
     // The phone's side of SRTP, protecting what it sends us.
@@ -71,7 +72,7 @@ fn no_allocation_per_packet_or_tick_after_warm_up() {
     let mut packet = [0u8; 1500];
     let mut opus = [0u8; MAX_PACKET];
     let mut pcm = [0i16; 960];
-    for k in 0..300u32 {
+    for k in 0..400u32 {
         if k == 100 {
             // Warm-up done (sources created, buffers at size): count from here on.
             ALLOCATIONS.store(0, Ordering::Relaxed);
@@ -84,8 +85,12 @@ fn no_allocation_per_packet_or_tick_after_warm_up() {
         }
         let len = phone_srtp.protect_rtp(&mut packet, 172).unwrap();
         counted(|| cm.on_phone_packet(now, &mut packet[..len])).unwrap();
-        // Two room sources.
-        for (source, encoder) in encoders.iter_mut().enumerate() {
+        // A room source sending PCMU all along: alone once the Opus ones stop (tick 200),
+        // it passes through both ways from about tick 250.
+        let g711 = &packet[12..172];
+        counted(|| cm.on_room_audio(now, 9, RoomCodec::G711(Law::Mu), k as u16, 160 * k, g711));
+        // Two Opus room sources until tick 200.
+        for (source, encoder) in encoders.iter_mut().enumerate().filter(|_| k < 200) {
             for (i, s) in pcm.iter_mut().enumerate() {
                 *s = (((i as u32 * (7 + source as u32) + k) % 200) as i16 - 100) * 50;
             }
@@ -101,4 +106,9 @@ fn no_allocation_per_packet_or_tick_after_warm_up() {
         counted(|| cm.stats());
     }
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+    // Both paths ran: the mix and Opus, then the passthrough.
+    let stats = cm.stats();
+    assert!(stats.frames_to_phone_transcoded >= 200, "{stats:?}");
+    assert!(stats.frames_to_phone_passed >= 100, "{stats:?}");
+    assert!(stats.frames_to_room_passed >= 100, "{stats:?}");
 }

@@ -172,6 +172,11 @@ impl Participant {
             .set_send_buffer_video(RTX_CACHE_VIDEO_PACKETS)
             .clear_codecs()
             .enable_opus(true, false)
+            // G.711 after Opus: Opus stays what an answer prefers, so a browser that states
+            // no preference keeps sending it; one that asks for PCMU/PCMA (a room with a
+            // phone, docs/sip.md) gets it, and its packets reach the SIP gateway untouched.
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
             .enable_vp8(true)
             // After VP8 (the preference of our answers): WHIP encoders such as OBS send H264.
             .enable_h264(true);

@@ -5,7 +5,8 @@
 //
 // Query parameters: name (display name; asked for when absent), token (room JWT),
 // policy=relay (TURN only), transport=ws|sse|auto, topology=sfu|mesh (a new room's
-// topology; default: the server's threshold decides), debug (SDK logs to the console).
+// topology; default: the server's threshold decides), debug (SDK logs to the console),
+// audio=pcmu|pcma (send G.711: a phone in the room then gets it untranscoded; session.js).
 // Phone calls (a SIP participant's tile, the dial dialog): sip.js.
 // Test hook: window.sbApp = { sb, ready, media, grid, chat, stats, sip }.
 
@@ -18,6 +19,7 @@ import { StatsMonitor } from './stats.js';
 import { LocalMedia, mediaErrorCode } from './media.js';
 import { Chat } from './chat.js';
 import { SipUi } from './sip.js';
+import { sessionOptions } from './session.js';
 
 /** Wait before retrying when the server is unreachable. */
 const RETRY_MS = 5000;
@@ -106,18 +108,7 @@ async function main() {
   refreshDevices(media);
   navigator.mediaDevices?.addEventListener?.('devicechange', () => refreshDevices(media));
 
-  const policy = params.get('policy') === 'relay' ? 'relay' : 'all';
-  const t = params.get('transport');
-  const transport = t === 'ws' || t === 'sse' ? t : 'auto';
-  sb = new Switchboard({
-    room,
-    name,
-    token: params.get('token') || undefined,
-    iceTransportPolicy: policy,
-    transport,
-    topology: /** @type {any} */ (['sfu', 'mesh'].includes(params.get('topology') || '') ? params.get('topology') : 'auto'),
-    debug: params.has('debug'),
-  });
+  sb = new Switchboard({ room, name, ...sessionOptions(params) });
   app.sb = sb;
   const stats = new StatsMonitor(() => (sb ? sb.peers.values() : []));
   app.stats = stats;

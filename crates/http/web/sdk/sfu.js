@@ -12,6 +12,7 @@
 
 import { SwitchboardError } from './errors.js';
 import { Peer } from './peer.js';
+import { preferAudioCodec } from './options.js';
 
 /** Camera simulcast layers (VP8): quarter, half and full resolution. */
 export const SIMULCAST = Object.freeze([
@@ -165,6 +166,8 @@ export class SfuLink {
   #decoded = new Map();
   #canPublish;
   #stream;
+  /** The audio codec our audio transceiver offers (options.js); null: the browser's. @type {'pcmu'|'pcma'|null} */
+  #audioCodec = null;
   /** @type {ReturnType<typeof setTimeout>|null} */
   #fallbackTimer = null;
 
@@ -173,11 +176,12 @@ export class SfuLink {
    * @param {string} id the SFU participant's peer id
    * @param {{config: RTCConfiguration, canPublish: boolean, stream: MediaStream,
    *   tracks: {audio: MediaStreamTrack|null, video: MediaStreamTrack|null},
-   *   views: Views, deferTracks: boolean}} opts
+   *   views: Views, deferTracks: boolean, audioCodec?: 'pcmu'|'pcma'|null}} opts
    */
   constructor(host, id, opts) {
     this.#host = host;
     this.id = id;
+    this.#audioCodec = opts.audioCodec || null;
     this.#canPublish = opts.canPublish;
     this.#stream = opts.stream;
     this.#views = opts.views;
@@ -413,6 +417,7 @@ export class SfuLink {
   #addSender(pc, kind, track) {
     if (kind === 'audio') {
       this.#tx.audio = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.#stream] });
+      preferAudioCodec(this.#tx.audio, this.#audioCodec, this.#host.log);
       return;
     }
     this.#videoSource = isScreen(track) ? 'screen' : 'camera';

@@ -71,6 +71,13 @@ export interface SwitchboardOptions {
   leaveOnUnload?: boolean;
   /** `true`: log to `console.debug`; or a logging function. */
   debug?: boolean | ((...args: unknown[]) => void);
+  /**
+   * SFU rooms: the audio codec this page sends. `'auto'` (default): the browser's choice
+   * (Opus). `'pcmu'` / `'pcma'`: G.711 (narrowband, 64 kbit/s), which the SIP gateway passes
+   * to a phone of the same law without transcoding (docs/sip.md). Applied with
+   * `RTCRtpTransceiver.setCodecPreferences`; a browser without it keeps Opus.
+   */
+  audioCodec?: 'auto' | 'pcmu' | 'pcma';
 }
 
 /** What a peer looks like in the server's member lists. */

@@ -18,6 +18,7 @@ import { SfuMember } from './sfu.js';
 import { SfuMode } from './topology.js';
 import { IceServers } from './ice.js';
 import { SipCalls, sipReport } from './sip.js';
+import { checkOptions } from './options.js';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
@@ -79,7 +80,7 @@ export class Switchboard extends Emitter {
   /** Phone calls through the server's SIP gateway (sip.js). @type {SipCalls} */
   sip;
 
-  /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'>> & {token?: string}} */
+  /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'|'audioCodec'>> & {token?: string}} */
   #opts;
   #sig;
   /** @type {IceServers} */
@@ -101,15 +102,7 @@ export class Switchboard extends Emitter {
   constructor(options) {
     super();
     const o = options || /** @type {SwitchboardOptions} */ ({});
-    if (typeof o.room !== 'string' || o.room === '') throw new SwitchboardError('bad-option', 'options.room is required');
-    const url = o.url || (typeof location !== 'undefined' ? location.origin : '');
-    if (!/^https?:\/\//i.test(url)) throw new SwitchboardError('bad-option', `options.url must be an http(s) URL, got "${url}"`);
-    const transport = o.transport || 'auto';
-    if (!['auto', 'ws', 'sse'].includes(transport)) throw new SwitchboardError('bad-option', `unknown transport "${transport}"`);
-    const topology = o.topology || 'auto';
-    if (!['auto', 'sfu', 'mesh'].includes(topology)) throw new SwitchboardError('bad-option', `unknown topology "${topology}"`);
-    const iceServers = o.iceServers === undefined ? 'auto' : o.iceServers;
-    if (iceServers !== 'auto' && !Array.isArray(iceServers)) throw new SwitchboardError('bad-option', "iceServers must be 'auto' or an array");
+    const { url, transport, topology, iceServers, audioCodec } = checkOptions(o);
     this.#opts = {
       room: o.room,
       url: url.replace(/\/+$/, ''),
@@ -142,6 +135,7 @@ export class Switchboard extends Emitter {
       canPublish: () => this.#canPublish(),
       tracks: () => this.#tracks,
       stream: this.#stream,
+      audioCodec,
       addMeshPeer: (info, initiator) => this.#addPeer(info, initiator),
     });
 

@@ -25,6 +25,7 @@ const RECONNECT_MIN_MS = 3000;
  * @property {() => boolean} canPublish
  * @property {() => {audio: MediaStreamTrack|null, video: MediaStreamTrack|null}} tracks what is published
  * @property {MediaStream} stream the stream the tracks are announced in
+ * @property {'pcmu'|'pcma'|null} audioCodec the audio codec to send (null: the browser's choice, Opus)
  * @property {(info: {id: string, name?: string, identity?: string}, initiator: boolean) => Peer} addMeshPeer
  */
 
@@ -90,6 +91,7 @@ export class SfuMode {
       tracks: { ...ctx.tracks() },
       views: this.views,
       deferTracks: mesh,
+      audioCodec: ctx.audioCodec,
     });
     this.link = link;
     for (const p of ctx.peers.values()) if (p instanceof SfuMember) p.attach(link);

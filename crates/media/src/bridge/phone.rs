@@ -4,13 +4,18 @@
 //! Our stream keeps one sequence and timestamp line for the whole call: the timestamp
 //! advances every tick whether or not a packet goes out (hold, a digit being sent), so the
 //! phone's playout sees the real time gap, and the marker bit flags the first audio packet
-//! after any gap. G.711 loss is concealed by repeating the last frame at half the level
-//! each tick, three times, then silence; Opus uses the decoder's PLC/FEC.
+//! after any gap. G.711 loss is concealed as [`G711Frames`] does; Opus uses the decoder's
+//! PLC/FEC.
+//!
+//! What goes to the phone is either the room's mix, encoded, or (passthrough) a room
+//! member's G.711 payload as it came: the header, SRTP and timing are ours either way.
 
+use super::g711_frames::{G711Frames, G711_FRAME};
 use super::room::opus_jitter_config;
 use super::{play_opus, BridgeError, MediaStats, PhoneCodec, PhoneConfig, PhoneIn, Played};
 use crate::dtmf::{char_to_event, event_to_char, DtmfReceiver, DtmfSender, TelephoneEvent};
-use crate::jitter::{JitterBuffer, Pop};
+use crate::g711::Law;
+use crate::jitter::JitterBuffer;
 use crate::opus::{OpusDecoder, OpusEncoder, FRAME_SAMPLES, MAX_PACKET_SAMPLES};
 use crate::resample::{Downsampler, Upsampler};
 use crate::rtp::{demux, rtcp_packets, write_rtp_header, PacketKind, RtpHeader, RTP_HEADER_LEN};
@@ -18,10 +23,6 @@ use crate::srtp::SrtpContext;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Samples in a 20 ms G.711 frame.
-const G711_FRAME: usize = 160;
-/// G.711 concealment repeats the last frame this many times before going silent.
-const G711_CONCEAL_FRAMES: u8 = 3;
 /// Received digits kept until polled; more are dropped.
 const MAX_DIGITS: usize = 32;
 /// A key press whose end packets were all lost is reported after this much event silence.
@@ -43,9 +44,7 @@ pub(super) struct PhoneLeg {
     fec_done: Option<u32>,
     upsampler: Upsampler,
     downsampler: Downsampler,
-    pcm8: [i16; G711_FRAME],
-    last8: [i16; G711_FRAME],
-    conceal_run: u8,
+    g711: G711Frames,
     scratch: Vec<i16>,
     dtmf_receiver: Option<DtmfReceiver>,
     last_event_at: Option<Instant>,
@@ -65,6 +64,10 @@ pub(super) struct PhoneLeg {
     concealed: u64,
     fec_recovered: u64,
     decode_errors: u64,
+    /// Audio packets to the phone carrying a room member's payload as it came, and those
+    /// we encoded (the mix, comfort silence).
+    passed_out: u64,
+    transcoded_out: u64,
     dtmf_in: u64,
     dtmf_out: u64,
     /// Lost/late of jitter buffers replaced by a new SSRC or codec.
@@ -121,9 +124,7 @@ impl PhoneLeg {
             fec_done: None,
             upsampler: Upsampler::new(),
             downsampler: Downsampler::new(),
-            pcm8: [0; G711_FRAME],
-            last8: [0; G711_FRAME],
-            conceal_run: 0,
+            g711: G711Frames::new(),
             scratch: vec![0; MAX_PACKET_SAMPLES],
             dtmf_receiver: None,
             last_event_at: None,
@@ -142,6 +143,8 @@ impl PhoneLeg {
             concealed: 0,
             fec_recovered: 0,
             decode_errors: 0,
+            passed_out: 0,
+            transcoded_out: 0,
             dtmf_in: 0,
             dtmf_out: 0,
             retired_lost: 0,
@@ -324,8 +327,9 @@ impl PhoneLeg {
                 self.fec_recovered += u64::from(played == Played::Recovered);
             }
             (PhoneCodec::G711(law), _) => {
-                self.play_g711(law, now);
-                if self.upsampler.process(&self.pcm8, out).is_err() {
+                let played = self.g711.play(law, &mut self.jitter, now);
+                self.concealed += u64::from(played == Played::Concealed);
+                if self.upsampler.process(self.g711.pcm8(), out).is_err() {
                     out.fill(0);
                 }
             }
@@ -333,30 +337,20 @@ impl PhoneLeg {
         }
     }
 
-    fn play_g711(&mut self, law: crate::g711::Law, now: Instant) {
-        match self.jitter.pop(now) {
-            Pop::Frame { payload, .. } => {
-                // A 20 ms frame is 160 codes; other ptimes are cut or padded to the tick.
-                let n = payload.len().min(G711_FRAME);
-                for (s, &code) in self.pcm8.iter_mut().zip(&payload[..n]) {
-                    *s = law.decode_sample(code);
-                }
-                self.pcm8[n..].fill(0);
-                self.last8 = self.pcm8;
-                self.conceal_run = 0;
-            }
-            Pop::Conceal { .. } => {
-                self.concealed += 1;
-                self.conceal_run = self.conceal_run.saturating_add(1);
-                if self.conceal_run <= G711_CONCEAL_FRAMES {
-                    self.last8.iter_mut().for_each(|s| *s /= 2);
-                    self.pcm8 = self.last8;
-                } else {
-                    self.pcm8.fill(0);
-                }
-            }
-            Pop::Idle => self.pcm8.fill(0),
+    /// The law of a phone that can take (and give) 20 ms G.711 frames unchanged: a
+    /// G.711 leg whose ptime is 20 ms (stated, or not stated and what it sends).
+    pub(super) fn passthrough_law(&self) -> Option<Law> {
+        match self.cfg.codec {
+            PhoneCodec::G711(law) if matches!(self.cfg.ptime, None | Some(20)) => Some(law),
+            _ => None,
         }
+    }
+
+    /// This tick's G.711 frame from a passthrough-capable phone (see
+    /// [`PhoneLeg::passthrough_law`]): its law, and the frame as it came (when it came
+    /// whole) and at 8 kHz.
+    pub(super) fn g711_frame(&self) -> Option<(Law, &G711Frames)> {
+        Some((self.passthrough_law()?, &self.g711))
     }
 
     /// A tick with nothing sent (hold): time still passes on our stream.
@@ -366,11 +360,11 @@ impl PhoneLeg {
     }
 
     /// Writes this tick's packet for the phone (a DTMF event while a digit is being sent,
-    /// else `mixed` encoded) into `out`; returns its length (0: none this tick).
+    /// else `frame`) into `out`; returns its length (0: none this tick).
     pub(super) fn send(
         &mut self,
         now: Instant,
-        mixed: &[i16],
+        frame: ToPhone<'_>,
         out: &mut [u8],
     ) -> Result<usize, BridgeError> {
         let timestamp = self.timestamp;
@@ -395,7 +389,7 @@ impl PhoneLeg {
                 payload.copy_from_slice(&event.payload);
                 RTP_HEADER_LEN + event.payload.len()
             }
-            _ => self.write_audio(timestamp, mixed, out)?,
+            _ => self.write_audio(timestamp, frame, out)?,
         };
         let len = match self.srtp_out.as_mut() {
             Some(ctx) => ctx.protect_rtp(out, len)?,
@@ -410,12 +404,24 @@ impl PhoneLeg {
     fn write_audio(
         &mut self,
         timestamp: u32,
-        mixed: &[i16],
+        frame: ToPhone<'_>,
         out: &mut [u8],
     ) -> Result<usize, BridgeError> {
         let marker = self.after_gap;
         write_rtp_header(out, marker, self.cfg.pt, self.seq, timestamp, self.cfg.ssrc)?;
         let body = &mut out[RTP_HEADER_LEN..];
+        let mixed = match frame {
+            ToPhone::Payload(payload) => {
+                body.get_mut(..payload.len())
+                    .ok_or(BridgeError::BufferTooSmall)?
+                    .copy_from_slice(payload);
+                self.passed_out += 1;
+                self.after_gap = false;
+                return Ok(RTP_HEADER_LEN + payload.len());
+            }
+            ToPhone::Mix(mixed) => mixed,
+        };
+        self.transcoded_out += 1;
         let payload_len = match (self.cfg.codec, self.opus_encoder.as_mut()) {
             (PhoneCodec::G711(law), _) => {
                 let mut pcm8 = [0i16; G711_FRAME];
@@ -466,9 +472,20 @@ impl PhoneLeg {
         stats.phone_concealed = self.concealed;
         stats.decode_errors += self.decode_errors;
         stats.fec_recovered += self.fec_recovered;
+        stats.frames_to_phone_passed = self.passed_out;
+        stats.frames_to_phone_transcoded = self.transcoded_out;
         stats.dtmf_in = self.dtmf_in;
         stats.dtmf_out = self.dtmf_out;
     }
+}
+
+/// What a tick sends the phone as audio.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ToPhone<'a> {
+    /// The room's mix (48 kHz, one frame), to encode in the phone's codec.
+    Mix(&'a [i16]),
+    /// A payload already in the phone's codec (a room member's G.711), sent as it is.
+    Payload(&'a [u8]),
 }
 
 // Unused-import guard: FRAME_SAMPLES documents the 48 kHz frame `play`/`send` take.

@@ -1,18 +1,27 @@
-//! The room side of a call: one jitter buffer and Opus decoder per remote track, their sum
-//! for the phone, and the Opus encoder of the phone's voice for the room.
+//! The room side of a call: one jitter buffer and decoder (Opus, or G.711 for a member
+//! whose browser sends it) per remote track, their sum for the phone, and the Opus encoder
+//! of the phone's voice for the room.
+//!
+//! Each tick also tells what needs no transcoding (docs/sip.md): the one G.711 frame of
+//! the only live source (the phone can take it as it is, if it speaks that law), and
+//! whether the room "speaks G.711" (every recently heard source sends it), in which case
+//! the phone's own G.711 frame can go to the room as it came.
 //!
 //! A source silent for more than [`SOURCE_TIMEOUT`] leaves the mix until it sends again (a
 //! muted browser stops sending; its buffer would otherwise conceal forever). At most
 //! [`MAX_MIXED`] sources are summed, the loudest of the tick: beyond a handful of talkers a
 //! mix is noise, and the bound keeps the per-tick work and stack use fixed.
 
+use super::g711_frames::{G711Frames, G711_FRAME};
 use super::{play_opus, BridgeError, MediaStats, Played};
-use crate::jitter::{JitterBuffer, JitterConfig};
+use crate::g711::Law;
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use crate::level::{audio_level, VoiceActivity};
 use crate::mix::MixMinus;
 use crate::opus::{
     OpusDecoder, OpusEncoder, VoiceBand, FRAME_SAMPLES, MAX_PACKET, MAX_PACKET_SAMPLES, SAMPLE_RATE,
 };
+use crate::resample::Upsampler;
 use std::time::{Duration, Instant};
 
 /// Remote tracks one call takes; payloads of further ones are refused (counted).
@@ -21,6 +30,25 @@ pub const MAX_SOURCES: usize = 64;
 pub const MAX_MIXED: usize = 16;
 /// Silence after which a source leaves the mix.
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The codec of a room member's audio (what the SFU negotiated for its track).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCodec {
+    /// Opus at 48 kHz.
+    Opus,
+    /// PCMU or PCMA at 8 kHz (a browser asked to send G.711).
+    G711(Law),
+}
+
+impl RoomCodec {
+    /// RTP clock rate.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            RoomCodec::Opus => SAMPLE_RATE,
+            RoomCodec::G711(_) => 8000,
+        }
+    }
+}
 
 /// The jitter buffer of an Opus stream (room tracks, and an Opus phone leg).
 pub(super) fn opus_jitter_config() -> JitterConfig {
@@ -31,11 +59,23 @@ pub(super) fn opus_jitter_config() -> JitterConfig {
     }
 }
 
+fn jitter_for(codec: RoomCodec, now: Instant) -> Option<JitterBuffer> {
+    let config = JitterConfig {
+        clock_rate: codec.clock_rate(),
+        ..opus_jitter_config()
+    };
+    JitterBuffer::new(config, now).ok()
+}
+
 #[derive(Debug)]
 struct Source {
     id: u64,
+    codec: RoomCodec,
     jitter: JitterBuffer,
-    decoder: OpusDecoder,
+    /// Made for the first Opus packet of the source.
+    decoder: Option<OpusDecoder>,
+    g711: G711Frames,
+    upsampler: Upsampler,
     pcm: Vec<i16>,
     last_packet: Instant,
     /// Timestamp of the frame last rebuilt from FEC.
@@ -52,6 +92,13 @@ pub(super) struct Room {
     mixer: MixMinus,
     mixed: Vec<i16>,
     scratch: Vec<i16>,
+    /// This tick: the only source in the mix, if it is G.711 and its frame came whole.
+    single_g711: Option<usize>,
+    /// This tick: every source heard within [`SOURCE_TIMEOUT`] sends G.711 (at least one).
+    speaks_g711: bool,
+    /// Payloads for the room that are the phone's G.711 as it came, and those encoded.
+    passed_out: u64,
+    transcoded_out: u64,
     packets_in: u64,
     bytes_in: u64,
     rejected: u64,
@@ -79,6 +126,10 @@ impl Room {
             mixer: MixMinus::new(FRAME_SAMPLES),
             mixed: vec![0; FRAME_SAMPLES],
             scratch: vec![0; MAX_PACKET_SAMPLES],
+            single_g711: None,
+            speaks_g711: false,
+            passed_out: 0,
+            transcoded_out: 0,
             packets_in: 0,
             bytes_in: 0,
             rejected: 0,
@@ -92,17 +143,18 @@ impl Room {
         })
     }
 
-    pub(super) fn on_opus(
+    pub(super) fn on_audio(
         &mut self,
         now: Instant,
         id: u64,
+        codec: RoomCodec,
         seq: u16,
         timestamp: u32,
         payload: &[u8],
     ) {
         let index = match self.sources.iter().position(|s| s.id == id) {
             Some(i) => i,
-            None => match self.add(id, now) {
+            None => match self.add(id, codec, now) {
                 Some(i) => i,
                 None => {
                     self.rejected += 1;
@@ -111,6 +163,18 @@ impl Room {
             },
         };
         let source = &mut self.sources[index];
+        if source.codec != codec {
+            match source.switch_codec(codec, now) {
+                Some(old) => {
+                    self.retired_lost += old.lost;
+                    self.retired_late += old.late;
+                }
+                None => {
+                    self.rejected += 1;
+                    return;
+                }
+            }
+        }
         match source.jitter.push(seq, timestamp, payload, now) {
             Ok(_) => {
                 source.last_packet = now;
@@ -121,17 +185,24 @@ impl Room {
         }
     }
 
-    /// A new source (the one allocation of its life); `None` when full.
-    fn add(&mut self, id: u64, now: Instant) -> Option<usize> {
+    /// A new source (the one allocation of its life, unless it changes codec); `None`
+    /// when full.
+    fn add(&mut self, id: u64, codec: RoomCodec, now: Instant) -> Option<usize> {
         if self.sources.len() >= MAX_SOURCES {
             return None;
         }
-        let jitter = JitterBuffer::new(opus_jitter_config(), now).ok()?;
-        let decoder = OpusDecoder::new().ok()?;
+        let jitter = jitter_for(codec, now)?;
+        let decoder = match codec {
+            RoomCodec::Opus => Some(OpusDecoder::new().ok()?),
+            RoomCodec::G711(_) => None,
+        };
         self.sources.push(Source {
             id,
+            codec,
             jitter,
             decoder,
+            g711: G711Frames::new(),
+            upsampler: Upsampler::new(),
             pcm: vec![0; FRAME_SAMPLES],
             last_packet: now,
             fec_done: None,
@@ -152,19 +223,16 @@ impl Room {
     /// Plays every live source for this tick and sums the loudest [`MAX_MIXED`] into
     /// [`Room::mixed`].
     pub(super) fn mix(&mut self, now: Instant) -> Result<(), BridgeError> {
+        let mut heard = 0;
+        let mut heard_g711 = 0;
         for source in &mut self.sources {
             source.energy = None;
             if now.saturating_duration_since(source.last_packet) > SOURCE_TIMEOUT {
                 continue;
             }
-            let (played, bad_packet) = play_opus(
-                &mut source.jitter,
-                &mut source.decoder,
-                &mut source.fec_done,
-                now,
-                &mut self.scratch,
-                &mut source.pcm,
-            );
+            heard += 1;
+            heard_g711 += usize::from(matches!(source.codec, RoomCodec::G711(_)));
+            let (played, bad_packet) = source.play(now, &mut self.scratch);
             self.decode_errors += u64::from(bad_packet);
             match played {
                 Played::Silent => continue,
@@ -192,6 +260,16 @@ impl Room {
             }
         }
         let live = &mut live[..count];
+        self.speaks_g711 = heard > 0 && heard_g711 == heard;
+        self.single_g711 = match live {
+            [(_, i)] => {
+                let source = &self.sources[*i];
+                (matches!(source.codec, RoomCodec::G711(_))
+                    && source.g711.whole_payload().is_some())
+                .then_some(*i)
+            }
+            _ => None,
+        };
         if live.len() > MAX_MIXED {
             live.sort_unstable_by_key(|&(energy, _)| std::cmp::Reverse(energy));
         }
@@ -210,6 +288,22 @@ impl Room {
         &self.mixed
     }
 
+    /// This tick's frame of the only source in the mix, as it came, when that source sends
+    /// G.711 in 20 ms frames: `law` and payload.
+    pub(super) fn single_g711(&self) -> Option<(Law, &[u8; G711_FRAME])> {
+        let source = self.sources.get(self.single_g711?)?;
+        match source.codec {
+            RoomCodec::G711(law) => Some((law, source.g711.whole_payload()?)),
+            RoomCodec::Opus => None,
+        }
+    }
+
+    /// Whether every source heard lately sends G.711 (and there is one): then the
+    /// phone's G.711 needs no Opus for the room.
+    pub(super) fn speaks_g711(&self) -> bool {
+        self.speaks_g711
+    }
+
     /// Encodes the phone's frame for the room; returns the payload length, its RFC 6464
     /// level and voice flag.
     pub(super) fn encode_phone(
@@ -217,12 +311,45 @@ impl Room {
         pcm: &[i16],
         out: &mut [u8],
     ) -> Result<(usize, u8, bool), BridgeError> {
+        let len = self.encoder.encode(pcm, out)?;
+        self.transcoded_out += 1;
+        Ok(self.sent(len, pcm))
+    }
+
+    /// The phone's G.711 frame for a room that speaks G.711: as it came when it came
+    /// whole, else its 8 kHz samples (concealment, or silence) coded in `law`. `pcm` is the
+    /// frame at 48 kHz, for the level.
+    pub(super) fn g711_phone(
+        &mut self,
+        law: Law,
+        frame: &G711Frames,
+        pcm: &[i16],
+        out: &mut [u8],
+    ) -> Result<(usize, u8, bool), BridgeError> {
+        let body = out
+            .get_mut(..G711_FRAME)
+            .ok_or(BridgeError::BufferTooSmall)?;
+        match frame.whole_payload() {
+            Some(payload) => {
+                body.copy_from_slice(payload);
+                self.passed_out += 1;
+            }
+            None => {
+                law.encode(frame.pcm8(), body)
+                    .map_err(|_| BridgeError::BufferTooSmall)?;
+                self.transcoded_out += 1;
+            }
+        }
+        Ok(self.sent(G711_FRAME, pcm))
+    }
+
+    /// Counts a payload of `len` bytes for the room; its level and voice flag from `pcm`.
+    fn sent(&mut self, len: usize, pcm: &[i16]) -> (usize, u8, bool) {
         let level = audio_level(pcm);
         let voice = self.voice.update(level);
-        let len = self.encoder.encode(pcm, out)?;
         self.packets_out += 1;
         self.bytes_out += len as u64;
-        Ok((len, level, voice))
+        (len, level, voice)
     }
 
     /// Sources currently known (live or not).
@@ -236,6 +363,8 @@ impl Room {
         stats.room_rejected = self.rejected;
         stats.room_packets_out = self.packets_out;
         stats.room_bytes_out = self.bytes_out;
+        stats.frames_to_room_passed = self.passed_out;
+        stats.frames_to_room_transcoded = self.transcoded_out;
         stats.room_concealed = self.concealed;
         stats.decode_errors += self.decode_errors;
         stats.fec_recovered += self.fec_recovered;
@@ -245,6 +374,51 @@ impl Room {
             let s = source.jitter.stats();
             stats.room_lost += s.lost;
             stats.room_late += s.late;
+        }
+    }
+}
+
+impl Source {
+    /// A source that now sends `codec` (its track was renegotiated): a new buffer at the
+    /// new clock rate. Returns the old buffer's counts; `None` if it cannot be made.
+    fn switch_codec(&mut self, codec: RoomCodec, now: Instant) -> Option<JitterStats> {
+        let jitter = jitter_for(codec, now)?;
+        if codec == RoomCodec::Opus && self.decoder.is_none() {
+            self.decoder = Some(OpusDecoder::new().ok()?);
+        }
+        let old = std::mem::replace(&mut self.jitter, jitter);
+        self.codec = codec;
+        self.fec_done = None;
+        Some(old.stats())
+    }
+
+    /// Plays this tick's frame into `pcm` (48 kHz): how, and whether a packet was bad.
+    fn play(&mut self, now: Instant, scratch: &mut [i16]) -> (Played, bool) {
+        match (self.codec, self.decoder.as_mut()) {
+            (RoomCodec::Opus, Some(decoder)) => play_opus(
+                &mut self.jitter,
+                decoder,
+                &mut self.fec_done,
+                now,
+                scratch,
+                &mut self.pcm,
+            ),
+            (RoomCodec::G711(law), _) => {
+                let played = self.g711.play(law, &mut self.jitter, now);
+                if played == Played::Silent
+                    || self
+                        .upsampler
+                        .process(self.g711.pcm8(), &mut self.pcm)
+                        .is_err()
+                {
+                    self.pcm.fill(0);
+                }
+                (played, false)
+            }
+            (RoomCodec::Opus, None) => {
+                self.pcm.fill(0);
+                (Played::Silent, false)
+            }
         }
     }
 }

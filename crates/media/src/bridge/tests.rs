@@ -6,6 +6,7 @@ use crate::rtp::{write_rtp_header, RtpHeader};
 use std::f64::consts::PI;
 
 mod dtmf;
+mod passthrough;
 mod robustness;
 
 const PCMU: u8 = 0;
@@ -23,6 +24,7 @@ fn cfg(codec: PhoneCodec) -> PhoneConfig {
         ssrc: 0x5157_0001,
         srtp: None,
         srtp_profile: SrtpProfile::AesCm128HmacSha1_80,
+        ptime: None,
     }
 }
 

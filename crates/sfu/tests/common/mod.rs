@@ -52,6 +52,10 @@ pub struct Client {
     pub dead: bool,
     /// Offers and sends H264 only (an encoder such as OBS), not VP8.
     pub h264: bool,
+    /// The audio codec it sends (the first of the audio codecs it offered).
+    pub audio: Codec,
+    /// Payload type and payload of the latest RTP packet received per local mid.
+    pub last_rtp: HashMap<Mid, (u8, Vec<u8>)>,
     /// The SFU→client link is shaped (rate, loss) when set.
     pub shaper: Option<Shaper>,
     pub channel: Option<ChannelId>,
@@ -129,6 +133,12 @@ pub struct Net {
     pub client_bwe: bool,
     /// New clients offer H264 as their only video codec.
     pub h264_clients: bool,
+    /// New clients offer these audio codecs, in this order (and VP8), and send the
+    /// first; `None`: str0m's defaults (Opus).
+    pub audio_codecs: Option<Vec<Codec>>,
+    /// With `audio_codecs`: PCMU under this dynamic payload type instead of the static 0
+    /// (to see the SFU map payload types).
+    pub pcmu_pt: Option<u8>,
     /// New clients have only a TCP (active) candidate.
     pub tcp_clients: bool,
     /// Wall time spent inside the SFU's calls (for the cost test).
@@ -162,6 +172,8 @@ impl Net {
             rooms_empty: Vec::new(),
             client_bwe: true,
             h264_clients: false,
+            audio_codecs: None,
+            pcmu_pt: None,
             tcp_clients: false,
             sfu_cpu: Duration::ZERO,
             video_frame_packets: 1,
@@ -188,6 +200,31 @@ impl Net {
                 .clear_codecs()
                 .enable_opus(true, false)
                 .enable_h264(true);
+        }
+        if let Some(codecs) = &self.audio_codecs {
+            builder = builder.clear_codecs();
+            for codec in codecs {
+                builder = match codec {
+                    Codec::Opus => builder.enable_opus(true, false),
+                    Codec::PCMU => match self.pcmu_pt {
+                        Some(pt) => {
+                            builder.codec_config().add_config(
+                                pt.into(),
+                                None,
+                                Codec::PCMU,
+                                str0m::media::Frequency::EIGHT_KHZ,
+                                None,
+                                Default::default(),
+                            );
+                            builder
+                        }
+                        None => builder.enable_pcmu(true, false),
+                    },
+                    Codec::PCMA => builder.enable_pcma(true, false),
+                    other => panic!("no audio codec {other:?} in the test clients"),
+                };
+            }
+            builder = builder.enable_vp8(true);
         }
         let mut rtc = builder.build(self.now);
         let (transport, local) = if self.tcp_clients {
@@ -220,6 +257,12 @@ impl Net {
             // A fast link with a realistic delay (the estimator reads delay variation).
             shaper: Some(Shaper::new(100_000_000, 0)),
             h264: self.h264_clients,
+            audio: self
+                .audio_codecs
+                .as_ref()
+                .and_then(|c| c.first().copied())
+                .unwrap_or(Codec::Opus),
+            last_rtp: HashMap::new(),
             channel: None,
             channel_open: false,
             inbox: VecDeque::new(),
@@ -597,7 +640,7 @@ impl Net {
             } else if kind == MediaKind::Video {
                 Codec::Vp8
             } else {
-                Codec::Opus
+                cl.audio
             };
             let Some(pt) = cl
                 .rtc
@@ -640,6 +683,9 @@ impl Net {
                     };
                     v.resize(len, 0xAB);
                     v
+                } else if matches!(codec, Codec::PCMU | Codec::PCMA) {
+                    // 20 ms of G.711 whose bytes tell the packets apart.
+                    (0..160u32).map(|i| (i as u64 + seq) as u8).collect()
                 } else {
                     vec![0xFC; 80]
                 };
@@ -654,8 +700,12 @@ impl Net {
                 let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
                     continue;
                 };
-                let ts =
-                    (seq as u32).wrapping_mul(if kind == MediaKind::Video { 3000 } else { 960 });
+                let ticks = match codec {
+                    Codec::PCMU | Codec::PCMA => 160,
+                    _ if kind == MediaKind::Video => 3000,
+                    _ => 960,
+                };
+                let ts = (seq as u32).wrapping_mul(ticks);
                 // A frame of several packets: the first as above, the rest
                 // VP8 continuations (S=0), the marker on the last; sequence numbers
                 // `seq * n + i` (one stream per m-line: no gap between frames).
@@ -837,6 +887,8 @@ fn on_client_event(cl: &mut Client, e: Event) {
             if let Some(mid) = mid {
                 *cl.rtp.entry(mid).or_default() += 1;
                 cl.rtp_seqs.entry(mid).or_default().push(*p.seq_no);
+                cl.last_rtp
+                    .insert(mid, (*p.header.payload_type, p.payload.to_vec()));
             }
         }
         Event::KeyframeRequest(_) => cl.keyframe_requests += 1,

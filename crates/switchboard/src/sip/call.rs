@@ -1,6 +1,7 @@
 //! One call's media, as a task: the phone's RTP port, the room leg (a participant of the
 //! room talking to its SFU) and, between them, `switchboard_media::bridge::CallMedia`
-//! (jitter buffers, G.711/Opus transcoding, the mix of the room for the phone). The SIP
+//! (jitter buffers, G.711/Opus transcoding or G.711 passthrough, the mix of the room for
+//! the phone). The SIP
 //! signaling of the call stays in the agent (agent.rs); they talk over two channels.
 //!
 //! The phone's address is latched (symmetric RTP, RFC 4961): media goes where the
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::srtp::SrtpProfile;
 use switchboard_signal::Signaling;
@@ -115,6 +116,7 @@ pub fn phone_config(n: &Negotiated, ssrc: u32) -> PhoneConfig {
             .as_ref()
             .and_then(|k| SrtpProfile::from_sdes_name(&k.suite))
             .unwrap_or(SrtpProfile::AesCm128HmacSha1_80),
+        ptime: n.ptime,
     }
 }
 
@@ -124,7 +126,7 @@ struct Mixer<'a>(Option<&'a mut CallMedia>, Instant);
 impl RoomSink for Mixer<'_> {
     fn audio(&mut self, a: RoomAudio<'_>) {
         if let Some(m) = self.0.as_deref_mut() {
-            m.on_room_opus(self.1, a.source, a.seq, a.timestamp, a.payload);
+            m.on_room_audio(self.1, a.source, a.codec, a.seq, a.timestamp, a.payload);
         }
     }
 
@@ -332,6 +334,11 @@ impl Bridge {
         let Some(media) = &mut self.media else {
             return Ok(());
         };
+        if let Some(leg) = &self.leg {
+            // The phone's G.711 goes to the room as it came only in a law the leg can send.
+            let sends = |law| leg.sends(RoomCodec::G711(law));
+            media.set_room_g711(sends(Law::Mu), sends(Law::A));
+        }
         if let Some((seq, ts, frame)) = self.prompt.as_mut().and_then(Prompt::next_frame) {
             media.on_room_opus(now, PROMPT_SOURCE, seq, ts, frame);
         }
@@ -358,7 +365,8 @@ impl Bridge {
             }
         }
         if let (Some(leg), true) = (&mut self.leg, t.room_len > 0) {
-            leg.send_opus(
+            leg.send(
+                t.room_codec,
                 &room_out[..t.room_len],
                 t.room_samples,
                 t.room_level,

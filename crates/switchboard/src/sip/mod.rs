@@ -82,6 +82,12 @@ pub struct MediaCounters {
     /// 20 ms ticks the calls' media tasks ran too late for (the host is overloaded):
     /// each is a frame the phone and the room did not get.
     pub ticks_missed: AtomicU64,
+    /// Audio frames to the phones and to the rooms: G.711 passed through as it came,
+    /// or encoded by the gateway.
+    pub to_phone_passed: AtomicU64,
+    pub to_phone_transcoded: AtomicU64,
+    pub to_room_passed: AtomicU64,
+    pub to_room_transcoded: AtomicU64,
 }
 
 impl MediaCounters {
@@ -113,6 +119,26 @@ impl MediaCounters {
         let concealed = |s: &MediaStats| s.phone_concealed + s.room_concealed;
         add(&self.concealed, concealed(before), concealed(now));
         add(&self.decode_errors, before.decode_errors, now.decode_errors);
+        add(
+            &self.to_phone_passed,
+            before.frames_to_phone_passed,
+            now.frames_to_phone_passed,
+        );
+        add(
+            &self.to_phone_transcoded,
+            before.frames_to_phone_transcoded,
+            now.frames_to_phone_transcoded,
+        );
+        add(
+            &self.to_room_passed,
+            before.frames_to_room_passed,
+            now.frames_to_room_passed,
+        );
+        add(
+            &self.to_room_transcoded,
+            before.frames_to_room_transcoded,
+            now.frames_to_room_transcoded,
+        );
     }
 }
 
@@ -381,7 +407,7 @@ impl Service for SipService {
                 &[("", limits.open() as u64)],
             );
             let m = &s.media;
-            family(out, "switchboard_sip_media_packets_total", "counter", "Media packets of the calls: `leg` phone (RTP to and from the phones) or room (Opus to and from the rooms' SFU), `direction` in (received) or out (sent)", &[
+            family(out, "switchboard_sip_media_packets_total", "counter", "Media packets of the calls: `leg` phone (RTP to and from the phones) or room (Opus or G.711 to and from the rooms' SFU), `direction` in (received) or out (sent)", &[
                 ("{leg=\"phone\",direction=\"in\"}", c(&m.phone_in)),
                 ("{leg=\"phone\",direction=\"out\"}", c(&m.phone_out)),
                 ("{leg=\"room\",direction=\"in\"}", c(&m.room_in)),
@@ -414,6 +440,12 @@ impl Service for SipService {
                 "Frames concealed (G.711 repeat/fade, Opus PLC or FEC), both legs",
                 &[("", c(&m.concealed))],
             );
+            family(out, "switchboard_sip_media_frames_total", "counter", "Audio frames of the calls by `direction` (to_phone, to_room) and `path`: passthrough (G.711 as it came) or transcoded (encoded by the gateway)", &[
+                ("{direction=\"to_phone\",path=\"passthrough\"}", c(&m.to_phone_passed)),
+                ("{direction=\"to_phone\",path=\"transcoded\"}", c(&m.to_phone_transcoded)),
+                ("{direction=\"to_room\",path=\"passthrough\"}", c(&m.to_room_passed)),
+                ("{direction=\"to_room\",path=\"transcoded\"}", c(&m.to_room_transcoded)),
+            ]);
             family(out, "switchboard_sip_media_ticks_missed_total", "counter", "20 ms media ticks the calls' tasks ran too late for (an overloaded host): each a frame neither side got", &[("", c(&m.ticks_missed))]);
             family(
                 out,

@@ -1,7 +1,7 @@
 //! The room side of a SIP call: a participant of the room (service `"sip"`, named after
 //! the caller) that talks to the room's SFU like a browser does (docs/signaling.md "SFU
 //! rooms"): one str0m `Rtc` (full ICE, controlling, RTP mode) publishing the phone's
-//! voice as one Opus track and receiving every other member's audio. The room sees the
+//! voice as one audio track and receiving every other member's audio. The room sees the
 //! phone as any participant: its own tile, its speaking indicator (the RFC 6464 level
 //! we write on each packet feeds the SFU's speaker detector).
 //!
@@ -9,6 +9,11 @@
 //! stays one kind of thing (every participant is an `Rtc` with the same limits, grants
 //! and metrics), and the same leg can later reach an SFU on another node (issue 14).
 //! The cost is one SRTP encryption per packet on loopback.
+//!
+//! The leg negotiates Opus, PCMU and PCMA (Opus first). Members' packets reach the bridge
+//! with their codec, and the phone's track carries Opus or, when the bridge passes the
+//! phone's G.711 through (docs/sip.md), PCMU/PCMA under their payload types: the same
+//! SSRC, each codec on its own RTP timestamp clock.
 //!
 //! The leg binds one UDP socket next to the SFU's port and gives str0m the SFU's local
 //! address as an extra remote candidate, so the media never leaves the host even when
@@ -21,10 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use switchboard_media::bridge::RoomCodec;
+use switchboard_media::g711::Law;
 use switchboard_signal::{Grants, RelayKind, ServiceEvent, ServiceParticipant, Signaling};
 use tokio::net::UdpSocket;
 
@@ -61,9 +68,10 @@ fn rtc_err(e: impl std::fmt::Display) -> LegError {
     LegError::Rtc(e.to_string())
 }
 
-/// One received Opus packet of another member: `source` is stable per remote track.
+/// One received audio packet of another member: `source` is stable per remote track.
 pub struct RoomAudio<'a> {
     pub source: u64,
+    pub codec: RoomCodec,
     pub seq: u16,
     pub timestamp: u32,
     pub payload: &'a [u8],
@@ -124,7 +132,21 @@ pub struct RoomLeg {
     /// The call's last state message, for members that join later.
     state: Option<serde_json::Value>,
     seq: u64,
+    /// The RTP timestamp of the phone's track at 48 kHz (Opus); G.711 frames use a
+    /// sixth of the time elapsed since, from the same base.
     timestamp: u32,
+    /// 48 kHz samples sent since the start (the G.711 clock is derived from it).
+    elapsed: u64,
+}
+
+/// The bridge's name for a codec str0m negotiated (audio only).
+fn room_codec(codec: Codec) -> Option<RoomCodec> {
+    match codec {
+        Codec::Opus => Some(RoomCodec::Opus),
+        Codec::PCMU => Some(RoomCodec::G711(Law::Mu)),
+        Codec::PCMA => Some(RoomCodec::G711(Law::A)),
+        _ => None,
+    }
 }
 
 impl RoomLeg {
@@ -161,6 +183,8 @@ impl RoomLeg {
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(rtc_err)?);
         let mut leg = RoomLeg {
@@ -179,6 +203,7 @@ impl RoomLeg {
             state: None,
             seq: u64::from(rand::random::<u16>()),
             timestamp: rand::random(),
+            elapsed: 0,
         };
         // The SFU's own address on this host: pairs with our host candidate whatever
         // the SFU announces.
@@ -383,20 +408,38 @@ impl RoomLeg {
         }
     }
 
-    /// Send the phone's Opus frame (`samples` at 48 kHz since the last one) with its
-    /// RFC 6464 `level` (0 loudest … 127 silence) and voice activity.
-    pub fn send_opus(&mut self, payload: &[u8], samples: u32, level: u8, voice: bool) {
-        let now = Instant::now();
-        self.timestamp = self.timestamp.wrapping_add(samples);
-        let Some(mid) = self.sending.filter(|_| self.connected) else {
-            return;
-        };
+    /// Whether the SFU accepted `codec` on the track we publish (so [`RoomLeg::send`] can
+    /// carry it).
+    pub fn sends(&self, codec: RoomCodec) -> bool {
+        self.pt_for(codec).is_some()
+    }
+
+    /// Our payload type for `codec`, if the SFU's answer for our track has it.
+    fn pt_for(&self, codec: RoomCodec) -> Option<Pt> {
         let pt = self
             .rtc
             .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt());
-        let Some(pt) = pt else { return };
+            .find(|p| room_codec(p.spec().codec) == Some(codec))
+            .map(|p| p.pt())?;
+        let media = self.rtc.media(self.sending?)?;
+        media.remote_pts().contains(&pt).then_some(pt)
+    }
+
+    /// Send the phone's frame in `codec` (`samples` at 48 kHz since the last one) with its
+    /// RFC 6464 `level` (0 loudest … 127 silence) and voice activity, under the payload
+    /// type the SFU negotiated for `codec` (none: the frame is dropped).
+    pub fn send(&mut self, codec: RoomCodec, payload: &[u8], samples: u32, level: u8, voice: bool) {
+        let now = Instant::now();
+        self.elapsed += u64::from(samples);
+        let Some(mid) = self.sending.filter(|_| self.connected) else {
+            return;
+        };
+        let Some(pt) = self.pt_for(codec) else { return };
+        // Each codec's clock runs from the same base at its own rate (48 kHz, 8 kHz).
+        let timestamp = match codec {
+            RoomCodec::Opus => self.timestamp.wrapping_add(self.elapsed as u32),
+            RoomCodec::G711(_) => self.timestamp.wrapping_add((self.elapsed / 6) as u32),
+        };
         self.seq += 1;
         let ext = ExtensionValues {
             audio_level: Some(-(level.min(127) as i8)),
@@ -405,8 +448,7 @@ impl RoomLeg {
         };
         let mut api = self.rtc.direct_api();
         if let Some(tx) = api.stream_tx_by_mid(mid, None) {
-            let w = RtpWrite::new(pt, SeqNo::from(self.seq), self.timestamp, now, payload)
-                .ext_vals(ext);
+            let w = RtpWrite::new(pt, SeqNo::from(self.seq), timestamp, now, payload).ext_vals(ext);
             tx.write_rtp(w);
         }
     }
@@ -441,8 +483,18 @@ impl RoomLeg {
                         let Some(source) = mid.and_then(|m| self.sources.get(&m)) else {
                             continue;
                         };
+                        let pt = p.header.payload_type;
+                        let codec = self
+                            .rtc
+                            .codec_config()
+                            .find(|c| c.pt() == pt)
+                            .and_then(|c| room_codec(c.spec().codec));
+                        let Some(codec) = codec else {
+                            continue;
+                        };
                         sink.audio(RoomAudio {
                             source: *source,
+                            codec,
                             seq: p.header.sequence_number,
                             timestamp: p.header.timestamp,
                             payload: &p.payload,

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod signal_client;
 pub mod sip;
+pub mod sip_phone;
 pub mod tcp_client;
 
 use std::io::{BufRead, BufReader};
