@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use xmpp_parsers::minidom::Element;
 
 use crate::model::{Candidate, CandidateType};
+use crate::text::is_token;
 use crate::xml::{attr_parse, el, require_attr};
 use crate::{MapError, NS_ICE_UDP};
 
@@ -70,7 +71,13 @@ pub fn parse_candidate(line: &str) -> Result<(Candidate, Option<String>), MapErr
         (Some(a), Some(p)) => Some((a, p)),
         _ => None,
     };
-    if cand.foundation.is_empty() || cand.foundation.len() > 32 || cand.component == 0 {
+    let tcp_ok = cand.tcp_type.as_deref().map_or(true, is_token);
+    if !is_token(&cand.foundation)
+        || cand.foundation.len() > 32
+        || cand.component == 0
+        || !is_token(&cand.protocol)
+        || !tcp_ok
+    {
         return Err(bad());
     }
     Ok((cand, ufrag))
@@ -151,13 +158,13 @@ pub fn candidate_from_element(e: &Element) -> Result<Candidate, MapError> {
         _ => None,
     };
     let foundation = require_attr(e, "foundation")?.to_string();
-    if foundation.is_empty() || foundation.len() > 32 || foundation.contains(char::is_whitespace) {
+    if !is_token(&foundation) || foundation.len() > 32 {
         return Err(MapError::BadElement {
             element: "candidate",
             why: "foundation",
         });
     }
-    if protocol.is_empty() || protocol.contains(char::is_whitespace) {
+    if !is_token(&protocol) {
         return Err(MapError::BadElement {
             element: "candidate",
             why: "protocol",

@@ -30,7 +30,7 @@ use crate::{JingleParams, MapError, Side, NS_DATACHANNEL, NS_DTLS_SCTP, NS_ICE_U
 
 /// Bounds on what one Jingle element may describe (mirrors the SDP side).
 pub const MAX_CONTENTS: usize = crate::sdp::MAX_MEDIA;
-const MAX_CANDIDATES: usize = 256;
+pub(crate) const MAX_CANDIDATES: usize = 256;
 
 pub(crate) fn ssrc_group_semantics(s: &str) -> Option<Semantics> {
     Some(match s {
@@ -255,12 +255,17 @@ pub fn jingle_to_session(jingle: &Jingle, side: Side) -> Result<MediaSession, Ma
             });
         }
     }
-    Ok(MediaSession { bundle, media })
+    let session = MediaSession { bundle, media };
+    if session.has_duplicate_mids() {
+        return Err(MapError::BadElement {
+            element: "content",
+            why: "the same name twice",
+        });
+    }
+    Ok(session)
 }
 
-fn valid_token(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
+use crate::text::{is_token as valid_token, is_words};
 
 fn section_of(content: &Content, side: Side) -> Result<MediaSection, MapError> {
     let mid = content.name.0.clone();
@@ -316,15 +321,16 @@ fn section_of(content: &Content, side: Side) -> Result<MediaSection, MapError> {
         sctp: None,
     };
     read_transport(&transport, &mut m)?;
-    if let Some(sctp) = sctp {
+    if let (MediaKind::Data, Some(sctp)) = (kind, sctp) {
         m.sctp = Some(Sctp {
             port: attr_parse(sctp, "number")?.unwrap_or(5000),
             max_message_size: attr_parse(sctp, "max-message-size")?,
         });
     }
-    if let Some(d) = rtp {
+    if let (Some(d), false) = (rtp, kind == MediaKind::Data) {
         read_description(d, side, &mut m)?;
     }
+    m.normalize_setup();
     Ok(m)
 }
 
@@ -392,15 +398,13 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
         }
         let mut parameters = Vec::with_capacity(pt.parameters.len());
         for p in &pt.parameters {
-            let ok = |s: &str| {
-                !s.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == ';')
-            };
-            if !ok(&p.name)
-                || !ok(&p.value)
-                || p.name.contains('=')
-                || (p.name.is_empty() && p.value.is_empty())
-            {
+            // As the SDP side reads `a=fmtp`: `name=value` (value may be empty) or a
+            // bare value, no `;`, and `=` only as the separator.
+            let plain = |s: &str| valid_token(s) && !s.contains(';');
+            let named =
+                plain(&p.name) && !p.name.contains('=') && (p.value.is_empty() || plain(&p.value));
+            let bare = p.name.is_empty() && plain(&p.value) && !p.value.contains('=');
+            if !(named || bare) {
                 return Err(bad("payload-type parameter"));
             }
             parameters.push((p.name.clone(), p.value.clone()));
@@ -410,7 +414,7 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             let sub_ok = fb
                 .subtype
                 .as_deref()
-                .map_or(true, |s| !s.is_empty() && !s.chars().any(char::is_control));
+                .map_or(true, |s| !s.is_empty() && is_words(s));
             if !valid_token(&fb.type_) || !sub_ok {
                 return Err(bad("rtcp-fb"));
             }
@@ -444,8 +448,9 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             let value_ok = p
                 .value
                 .as_deref()
-                .map_or(true, |v| !v.chars().any(char::is_control));
-            if !valid_token(&p.name) || p.name.contains(':') || !value_ok {
+                .map_or(true, |v| v.is_empty() || is_words(v));
+            let msid_ok = p.name != "msid" || p.value.is_some();
+            if !valid_token(&p.name) || p.name.contains(':') || !value_ok || !msid_ok {
                 return Err(bad("source parameter"));
             }
             parameters.push((p.name.clone(), p.value.clone()));
@@ -461,12 +466,7 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             ssrcs: g.sources.iter().map(|s| s.id).collect(),
         });
     }
-    // a=msid: the msid parameter of the sources (XEP-0339), as Chromium writes both.
-    m.msid = m
-        .sources
-        .first()
-        .and_then(|s| s.parameters.iter().find(|(n, _)| n == "msid"))
-        .and_then(|(_, v)| v.clone());
+    crate::model::spread_msid(m, None);
     if m.codecs.is_empty() {
         return Err(bad("no payload-type"));
     }

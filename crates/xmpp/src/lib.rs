@@ -60,6 +60,7 @@ mod candidate;
 mod jingle;
 pub mod model;
 mod sdp;
+mod text;
 mod trickle;
 mod xml;
 
@@ -86,7 +87,7 @@ pub const NS_DTLS_SCTP: &str = "urn:xmpp:jingle:transports:dtls-sctp:1";
 pub const NS_DATACHANNEL: &str = "urn:xmpp:jingle:apps:webrtc-datachannel:0";
 
 /// Largest Jingle XML this crate parses (Chromium's offer is about 20 KiB of XML).
-pub const MAX_XML_BYTES: usize = 256 * 1024;
+pub const MAX_XML_BYTES: usize = 1024 * 1024;
 
 /// Why a description or a stanza could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -199,3 +199,50 @@ pub struct Candidate {
     pub generation: u32,
     pub network_id: Option<u32>,
 }
+
+impl MediaSession {
+    pub(crate) fn has_duplicate_mids(&self) -> bool {
+        self.media
+            .iter()
+            .enumerate()
+            .any(|(i, m)| self.media[..i].iter().any(|o| o.mid == m.mid))
+    }
+}
+
+impl MediaSection {
+    /// XEP-0320 carries the DTLS role with the fingerprint: a setup without a fingerprint
+    /// has nowhere to go, and a fingerprint without a setup offers both roles.
+    pub(crate) fn normalize_setup(&mut self) {
+        match (&self.fingerprint, self.setup) {
+            (None, _) => self.setup = None,
+            (Some(_), None) => self.setup = Some(Setup::ActPass),
+            _ => {}
+        }
+    }
+}
+
+/// The one rule for `a=msid` both readers apply: every source without an `msid`
+/// parameter gets the m-line's (`media_msid`, or else the first source's that has one),
+/// and the m-line's msid is then its first source's. Jingle carries msid only per source
+/// (XEP-0339), so this is what survives the trip either way.
+pub(crate) fn spread_msid(section: &mut MediaSection, media_msid: Option<String>) {
+    let has = |s: &Source| s.parameters.iter().any(|(n, _)| n == "msid");
+    let default = media_msid.or_else(|| {
+        section
+            .sources
+            .iter()
+            .flat_map(|s| s.parameters.iter())
+            .find(|(n, _)| n == "msid")
+            .and_then(|(_, v)| v.clone())
+    });
+    if let Some(msid) = default {
+        for s in section.sources.iter_mut().filter(|s| !has(s)) {
+            s.parameters.push(("msid".to_string(), Some(msid.clone())));
+        }
+    }
+    section.msid = section
+        .sources
+        .first()
+        .and_then(|s| s.parameters.iter().find(|(n, _)| n == "msid"))
+        .and_then(|(_, v)| v.clone());
+}

@@ -106,10 +106,7 @@ fn fingerprint_text(f: &Fingerprint) -> String {
     format!("{} {}", f.hash, hex.join(":"))
 }
 
-/// A token: what SDP allows as one word (no whitespace, not empty).
-fn token(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
+use crate::text::{is_token as token, is_words};
 
 /// The typed model of a browser's SDP.
 pub fn session_from_sdp(sdp: &Session) -> Result<MediaSession, MapError> {
@@ -148,6 +145,7 @@ pub fn session_from_sdp(sdp: &Session) -> Result<MediaSession, MapError> {
         if section.ice_pwd.is_none() {
             section.ice_pwd = session_pwd.clone();
         }
+        section.normalize_setup();
         media.push(section);
     }
     for mid in &bundle {
@@ -155,7 +153,11 @@ pub fn session_from_sdp(sdp: &Session) -> Result<MediaSession, MapError> {
             return Err(bad("group", mid));
         }
     }
-    Ok(MediaSession { bundle, media })
+    let session = MediaSession { bundle, media };
+    if session.has_duplicate_mids() {
+        return Err(bad("mid", "the same mid twice"));
+    }
+    Ok(session)
 }
 
 fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
@@ -180,10 +182,14 @@ fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
     if !token(&mid) || mid.len() > 64 {
         return Err(bad("mid", &mid));
     }
-    let direction = a
-        .iter()
-        .find_map(|x| Direction::parse(&x.attribute))
-        .unwrap_or(Direction::SendRecv);
+    // A data m-line has no direction and no RTCP (XEP-0343 carries neither).
+    let direction = match kind {
+        MediaKind::Data => Direction::SendRecv,
+        _ => a
+            .iter()
+            .find_map(|x| Direction::parse(&x.attribute))
+            .unwrap_or(Direction::SendRecv),
+    };
     let mut section = MediaSection {
         kind,
         mid,
@@ -193,7 +199,7 @@ fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
         sources: Vec::new(),
         source_groups: Vec::new(),
         msid: None,
-        rtcp_mux: has(a, "rtcp-mux"),
+        rtcp_mux: kind != MediaKind::Data && has(a, "rtcp-mux"),
         ice_ufrag: first(a, "ice-ufrag").map(|s| s.trim().to_string()),
         ice_pwd: first(a, "ice-pwd").map(|s| s.trim().to_string()),
         fingerprint: first(a, "fingerprint").map(parse_fingerprint).transpose()?,
@@ -212,6 +218,9 @@ fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
         }
     }
     for v in values(a, "candidate") {
+        if section.candidates.len() >= crate::jingle::MAX_CANDIDATES {
+            return Err(MapError::TooLarge("candidates"));
+        }
         match parse_candidate(v) {
             Ok((c, _)) => section.candidates.push(c),
             Err(MapError::Unsupported(_)) => {} // an mDNS name: the peer could not use it
@@ -316,6 +325,9 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
         c.clock_rate = clock_rate;
         c.channels = channels;
     }
+    if section.codecs.is_empty() {
+        return Err(MapError::Unsupported("an RTP m-line without payload types"));
+    }
     for c in &section.codecs {
         // Static payload types may go without rtpmap (RFC 3551); a browser always writes it.
         if c.name.is_empty() {
@@ -330,7 +342,8 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
                 Some((n, v)) => (n.trim(), v.trim()),
                 None => ("", p),
             };
-            if value.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
+            let named_ok = token(name) && (value.is_empty() || token(value));
+            if !(named_ok || name.is_empty() && token(value)) {
                 return Err(bad("fmtp", v));
             }
             section.codecs[i]
@@ -341,8 +354,15 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
     for v in values(a, "rtcp-fb") {
         let mut words = v.split_ascii_whitespace();
         let pt = words.next().ok_or_else(|| bad("rtcp-fb", v))?;
-        let fb_type = words.next().ok_or_else(|| bad("rtcp-fb", v))?.to_string();
+        let fb_type = words
+            .next()
+            .filter(|t| token(t))
+            .ok_or_else(|| bad("rtcp-fb", v))?
+            .to_string();
         let subtype: Vec<&str> = words.collect();
+        if !subtype.iter().all(|w| token(w)) {
+            return Err(bad("rtcp-fb", v));
+        }
         let subtype = (!subtype.is_empty()).then(|| subtype.join(" "));
         if fb_type == "trr-int" {
             continue; // XEP-0293's <rtcp-fb-trr-int/> is not kept (see the crate doc)
@@ -392,7 +412,10 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (param, None),
         };
-        if !token(name) {
+        let value_ok = value
+            .as_deref()
+            .map_or(true, |v| v.is_empty() || is_words(v));
+        if !token(name) || !value_ok || (name == "msid" && value.is_none()) {
             return Err(bad("ssrc", v));
         }
         let source = match section.sources.iter_mut().position(|s| s.ssrc == ssrc) {
@@ -421,19 +444,12 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
             });
         }
     }
-    // Jingle has no media-level msid: XEP-0339 carries it as the sources' `msid`
-    // parameter, so a source without one gets the m-line's (newer Chromium writes only
-    // `cname` per SSRC). Without sources it is dropped (see MediaSection::msid).
-    if !section.sources.is_empty() {
-        section.msid = first(a, "msid").map(|s| s.trim().to_string());
-        if let Some(msid) = &section.msid {
-            for s in &mut section.sources {
-                if !s.parameters.iter().any(|(n, _)| n == "msid") {
-                    s.parameters.push(("msid".to_string(), Some(msid.clone())));
-                }
-            }
+    if let Some(msid) = first(a, "msid") {
+        if !is_words(msid.trim()) {
+            return Err(bad("msid", msid));
         }
     }
+    crate::model::spread_msid(section, first(a, "msid").map(|s| s.trim().to_string()));
     Ok(())
 }
 
