@@ -71,7 +71,7 @@ pub fn parse_candidate(line: &str) -> Result<(Candidate, Option<String>), MapErr
         (Some(a), Some(p)) => Some((a, p)),
         _ => None,
     };
-    let tcp_ok = cand.tcp_type.as_deref().map_or(true, is_token);
+    let tcp_ok = cand.tcp_type.as_deref().is_none_or(is_token);
     if !is_token(&cand.foundation)
         || cand.foundation.len() > 32
         || cand.component == 0

@@ -25,6 +25,7 @@ use crate::model::{
     Codec, Direction, Fingerprint, HeaderExtension, MediaKind, MediaSection, MediaSession, Sctp,
     Setup, Source, SourceGroup,
 };
+use crate::text::{is_token as valid_token, is_words};
 use crate::xml::{attr_parse, el};
 use crate::{JingleParams, MapError, Side, NS_DATACHANNEL, NS_DTLS_SCTP, NS_ICE_UDP};
 
@@ -265,8 +266,6 @@ pub fn jingle_to_session(jingle: &Jingle, side: Side) -> Result<MediaSession, Ma
     Ok(session)
 }
 
-use crate::text::{is_token as valid_token, is_words};
-
 fn section_of(content: &Content, side: Side) -> Result<MediaSection, MapError> {
     let mid = content.name.0.clone();
     if !valid_token(&mid) || mid.len() > 64 {
@@ -414,7 +413,7 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             let sub_ok = fb
                 .subtype
                 .as_deref()
-                .map_or(true, |s| !s.is_empty() && is_words(s));
+                .is_none_or(|s| !s.is_empty() && is_words(s));
             if !valid_token(&fb.type_) || !sub_ok {
                 return Err(bad("rtcp-fb"));
             }
@@ -448,7 +447,7 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             let value_ok = p
                 .value
                 .as_deref()
-                .map_or(true, |v| v.is_empty() || is_words(v));
+                .is_none_or(|v| v.is_empty() || is_words(v));
             let msid_ok = p.name != "msid" || p.value.is_some();
             if !valid_token(&p.name) || p.name.contains(':') || !value_ok || !msid_ok {
                 return Err(bad("source parameter"));

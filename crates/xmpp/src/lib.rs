@@ -60,6 +60,7 @@ mod candidate;
 mod jingle;
 pub mod model;
 mod sdp;
+mod sdp_write;
 mod text;
 mod trickle;
 mod xml;
@@ -71,7 +72,8 @@ use xmpp_parsers::minidom::Element;
 pub use candidate::{parse_candidate, write_candidate};
 pub use jingle::{jingle_to_session, session_to_jingle};
 pub use model::MediaSession;
-pub use sdp::{parse_sdp, session_from_sdp, session_to_sdp, write_sdp, MAX_SDP_BYTES};
+pub use sdp::{parse_sdp, session_from_sdp, MAX_SDP_BYTES};
+pub use sdp_write::{session_to_sdp, write_sdp};
 pub use trickle::{candidates_to_transport_info, transport_info_to_candidates, TrickleCandidate};
 pub use xmpp_parsers;
 

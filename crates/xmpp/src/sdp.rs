@@ -1,4 +1,4 @@
-//! WebRTC SDP (JSEP, RFC 8829) to and from [`MediaSession`].
+//! WebRTC SDP (JSEP, RFC 8829) read into [`MediaSession`] (writing: `sdp_write`).
 //!
 //! The lines are read and written by the `sdp-types` crate (sdroege, MIT, maintained):
 //! it parses Chromium's offer and answer and writes them back byte for byte, which the
@@ -7,15 +7,14 @@
 //! API. The attribute values a browser needs are read here into the typed model; the
 //! rest (see the crate doc) is dropped on purpose.
 
-use std::net::{IpAddr, Ipv4Addr};
+use sdp_types::{Attribute, Media, Session};
 
-use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
-
-use crate::candidate::{parse_candidate, write_candidate};
+use crate::candidate::parse_candidate;
 use crate::model::{
     Codec, Direction, Fingerprint, HeaderExtension, MediaKind, MediaSection, MediaSession, Sctp,
     Setup, Source, SourceGroup,
 };
+use crate::text::{is_token as token, is_words};
 use crate::MapError;
 
 /// Bounds on what one description may hold (a browser writes 3 m-lines and ~30 codecs).
@@ -28,14 +27,6 @@ pub fn parse_sdp(text: &str) -> Result<Session, MapError> {
         return Err(MapError::TooLarge("SDP"));
     }
     Session::parse(text.as_bytes()).map_err(|e| MapError::Sdp(e.to_string()))
-}
-
-/// Writes SDP text (`\r\n` line ends).
-pub fn write_sdp(sdp: &Session) -> String {
-    let mut out = Vec::new();
-    // Writing to a Vec cannot fail; sdp-types writes only UTF-8 it was given as String.
-    let _ = sdp.write(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn bad(attr: &'static str, value: &str) -> MapError {
@@ -92,7 +83,7 @@ fn parse_fingerprint(v: &str) -> Result<Fingerprint, MapError> {
         })
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(|| bad("fingerprint", v))?;
-    if hash.is_empty() || value.is_empty() || value.len() > 64 {
+    if !token(hash) || value.is_empty() || value.len() > 64 {
         return Err(bad("fingerprint", v));
     }
     Ok(Fingerprint {
@@ -101,12 +92,10 @@ fn parse_fingerprint(v: &str) -> Result<Fingerprint, MapError> {
     })
 }
 
-fn fingerprint_text(f: &Fingerprint) -> String {
+pub(crate) fn fingerprint_text(f: &Fingerprint) -> String {
     let hex: Vec<String> = f.value.iter().map(|b| format!("{b:02X}")).collect();
     format!("{} {}", f.hash, hex.join(":"))
 }
-
-use crate::text::{is_token as token, is_words};
 
 /// The typed model of a browser's SDP.
 pub fn session_from_sdp(sdp: &Session) -> Result<MediaSession, MapError> {
@@ -146,6 +135,16 @@ pub fn session_from_sdp(sdp: &Session) -> Result<MediaSession, MapError> {
             section.ice_pwd = session_pwd.clone();
         }
         section.normalize_setup();
+        for (attr, v) in [
+            ("ice-ufrag", &section.ice_ufrag),
+            ("ice-pwd", &section.ice_pwd),
+        ] {
+            if let Some(v) = v {
+                if !token(v) || v.len() > 256 {
+                    return Err(bad(attr, v));
+                }
+            }
+        }
         media.push(section);
     }
     for mid in &bundle {
@@ -207,16 +206,6 @@ fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
         candidates: Vec::new(),
         sctp: None,
     };
-    for (attr, v) in [
-        ("ice-ufrag", &section.ice_ufrag),
-        ("ice-pwd", &section.ice_pwd),
-    ] {
-        if let Some(v) = v {
-            if !token(v) || v.len() > 256 {
-                return Err(bad(attr, v));
-            }
-        }
-    }
     for v in values(a, "candidate") {
         if section.candidates.len() >= crate::jingle::MAX_CANDIDATES {
             return Err(MapError::TooLarge("candidates"));
@@ -412,9 +401,7 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (param, None),
         };
-        let value_ok = value
-            .as_deref()
-            .map_or(true, |v| v.is_empty() || is_words(v));
+        let value_ok = value.as_deref().is_none_or(|v| v.is_empty() || is_words(v));
         if !token(name) || !value_ok || (name == "msid" && value.is_none()) {
             return Err(bad("ssrc", v));
         }
@@ -451,171 +438,4 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
     }
     crate::model::spread_msid(section, first(a, "msid").map(|s| s.trim().to_string()));
     Ok(())
-}
-
-/// Writes the model as a browser's SDP. `session_id` becomes the `o=` line's id (stable
-/// per session so that a re-offer reads as the same session).
-pub fn session_to_sdp(session: &MediaSession, session_id: u64) -> Session {
-    let mut sdp = Session::new(
-        Origin::with_ip_addr(session_id, 2, Ipv4Addr::LOCALHOST),
-        "-",
-    );
-    sdp.add_time(Time::new(0, 0));
-    if !session.bundle.is_empty() {
-        sdp.add_attribute_with_value("group", format!("BUNDLE {}", session.bundle.join(" ")));
-    }
-    sdp.add_attribute_with_value("msid-semantic", " WMS");
-    for m in &session.media {
-        sdp.add_media(media_to_sdp(m));
-    }
-    sdp
-}
-
-fn media_to_sdp(m: &MediaSection) -> Media {
-    // The default candidate's address on the m-line (RFC 8839 §4.2.1.2); before any
-    // candidate (trickle), the discard port and 0.0.0.0 as JSEP writes them.
-    let default = m
-        .candidates
-        .iter()
-        .find(|c| c.component == 1 && c.protocol == "udp")
-        .map(|c| (c.ip, c.port))
-        .unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9));
-    let (proto, fmt) = match m.kind {
-        MediaKind::Data => (
-            "UDP/DTLS/SCTP".to_string(),
-            "webrtc-datachannel".to_string(),
-        ),
-        _ => {
-            let pts: Vec<String> = m
-                .codecs
-                .iter()
-                .map(|c| c.payload_type.to_string())
-                .collect();
-            ("UDP/TLS/RTP/SAVPF".to_string(), pts.join(" "))
-        }
-    };
-    let mut media = Media {
-        media: m.kind.as_str().to_string(),
-        port: default.1,
-        num_ports: None,
-        proto,
-        fmt,
-        media_title: None,
-        connections: vec![Connection::from_ip_addr(default.0)],
-        bandwidths: Vec::new(),
-        key: None,
-        attributes: Vec::new(),
-    };
-    let mut add = |name: &str, value: Option<String>| {
-        media.attributes.push(match value {
-            Some(v) => Attribute::with_value(name, v),
-            None => Attribute::new(name),
-        })
-    };
-    if m.kind != MediaKind::Data {
-        add("rtcp", Some("9 IN IP4 0.0.0.0".into()));
-    }
-    for c in &m.candidates {
-        let line = write_candidate(c);
-        add(
-            "candidate",
-            Some(line.trim_start_matches("candidate:").to_string()),
-        );
-    }
-    if let Some(u) = &m.ice_ufrag {
-        add("ice-ufrag", Some(u.clone()));
-    }
-    if let Some(p) = &m.ice_pwd {
-        add("ice-pwd", Some(p.clone()));
-    }
-    // Jingle always allows trickle (XEP-0176 transport-info).
-    add("ice-options", Some("trickle".into()));
-    if let Some(f) = &m.fingerprint {
-        add("fingerprint", Some(fingerprint_text(f)));
-    }
-    if let Some(s) = m.setup {
-        let s = match s {
-            Setup::ActPass => "actpass",
-            Setup::Active => "active",
-            Setup::Passive => "passive",
-        };
-        add("setup", Some(s.into()));
-    }
-    add("mid", Some(m.mid.clone()));
-    for x in &m.header_extensions {
-        let id = match x.direction {
-            Some(d) => format!("{}/{}", x.id, d.as_str()),
-            None => x.id.to_string(),
-        };
-        add("extmap", Some(format!("{id} {}", x.uri)));
-    }
-    if m.kind != MediaKind::Data {
-        add(m.direction.as_str(), None);
-        if let Some(msid) = &m.msid {
-            add("msid", Some(msid.clone()));
-        }
-    }
-    if m.rtcp_mux {
-        add("rtcp-mux", None);
-    }
-    for c in &m.codecs {
-        let enc = if c.channels > 1 {
-            format!(
-                "{} {}/{}/{}",
-                c.payload_type, c.name, c.clock_rate, c.channels
-            )
-        } else {
-            format!("{} {}/{}", c.payload_type, c.name, c.clock_rate)
-        };
-        add("rtpmap", Some(enc));
-        for (t, s) in &c.feedback {
-            let v = match s {
-                Some(s) => format!("{} {t} {s}", c.payload_type),
-                None => format!("{} {t}", c.payload_type),
-            };
-            add("rtcp-fb", Some(v));
-        }
-        if !c.parameters.is_empty() {
-            let params: Vec<String> = c
-                .parameters
-                .iter()
-                .map(|(n, v)| {
-                    if n.is_empty() {
-                        v.clone()
-                    } else {
-                        format!("{n}={v}")
-                    }
-                })
-                .collect();
-            add(
-                "fmtp",
-                Some(format!("{} {}", c.payload_type, params.join(";"))),
-            );
-        }
-    }
-    for g in &m.source_groups {
-        let ids: Vec<String> = g.ssrcs.iter().map(u32::to_string).collect();
-        add(
-            "ssrc-group",
-            Some(format!("{} {}", g.semantics, ids.join(" "))),
-        );
-    }
-    for s in &m.sources {
-        for (n, v) in &s.parameters {
-            add(
-                "ssrc",
-                Some(match v {
-                    Some(v) => format!("{} {n}:{v}", s.ssrc),
-                    None => format!("{} {n}", s.ssrc),
-                }),
-            );
-        }
-    }
-    if let Some(sctp) = m.sctp {
-        add("sctp-port", Some(sctp.port.to_string()));
-        if let Some(size) = sctp.max_message_size {
-            add("max-message-size", Some(size.to_string()));
-        }
-    }
-    media
 }
