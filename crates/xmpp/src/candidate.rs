@@ -63,7 +63,8 @@ pub fn parse_candidate(line: &str) -> Result<(Candidate, Option<String>), MapErr
             "tcptype" => cand.tcp_type = Some(value.to_string()),
             "generation" => cand.generation = value.parse().map_err(|_| bad())?,
             "network-id" => cand.network_id = Some(value.parse().map_err(|_| bad())?),
-            "ufrag" => ufrag = Some(value.to_string()),
+            "ufrag" if is_token(value) && value.len() <= 256 => ufrag = Some(value.to_string()),
+            "ufrag" => return Err(bad()),
             _ => {} // network-cost and unknown extensions: see Candidate's doc
         }
     }

@@ -22,12 +22,13 @@ use xmpp_parsers::minidom::Element;
 
 use crate::candidate::{candidate_element, candidate_from_element};
 use crate::model::{
-    Codec, Direction, Fingerprint, HeaderExtension, MediaKind, MediaSection, MediaSession, Sctp,
-    Setup, Source, SourceGroup,
+    Codec, Direction, HeaderExtension, MediaKind, MediaSection, MediaSession, Sctp, Setup, Source,
+    SourceGroup,
 };
+use crate::sdp::fingerprint_from_parts;
 use crate::text::{is_token as valid_token, is_words};
-use crate::xml::{attr_parse, el};
-use crate::{JingleParams, MapError, Side, NS_DATACHANNEL, NS_DTLS_SCTP, NS_ICE_UDP};
+use crate::xml::{attr_parse, el, require_attr};
+use crate::{checked_sid, JingleParams, MapError, Side, NS_DATACHANNEL, NS_DTLS_SCTP, NS_ICE_UDP};
 
 /// Bounds on what one Jingle element may describe (mirrors the SDP side).
 pub const MAX_CONTENTS: usize = crate::sdp::MAX_MEDIA;
@@ -103,7 +104,7 @@ pub fn session_to_jingle(
     session: &MediaSession,
     params: &JingleParams,
 ) -> Result<Jingle, MapError> {
-    let mut jingle = Jingle::new(params.action.clone(), SessionId(params.sid.clone()));
+    let mut jingle = Jingle::new(params.action.clone(), SessionId(checked_sid(&params.sid)?));
     jingle.initiator = params.initiator.clone();
     jingle.responder = params.responder.clone();
     if !session.bundle.is_empty() {
@@ -118,6 +119,13 @@ pub fn session_to_jingle(
     }
     for m in &session.media {
         jingle.contents.push(content_of(m, params.side)?);
+    }
+    // The model's fields are public, so a caller can build one that Jingle (or XML)
+    // cannot carry, e.g. a control character in a codec name, which minidom's writer
+    // panics on. Reading the element back applies the readers' rules: only what comes
+    // back unchanged is handed out.
+    if jingle_to_session(&jingle, params.side).as_ref() != Ok(session) {
+        return Err(MapError::Unrepresentable);
     }
     Ok(jingle)
 }
@@ -352,24 +360,24 @@ pub(crate) fn read_transport(t: &Element, m: &mut MediaSection) -> Result<(), Ma
             }
             m.candidates.push(candidate_from_element(child)?);
         } else if child.is("fingerprint", crate::NS_DTLS) && m.fingerprint.is_none() {
-            let f = DtlsFingerprint::try_from(child.clone())
-                .map_err(|e| MapError::Xml(e.to_string()))?;
-            let hash = String::from(f.hash);
-            if !valid_token(&hash) || f.value.is_empty() || f.value.len() > 64 {
-                return Err(MapError::BadElement {
-                    element: "fingerprint",
-                    why: "hash",
-                });
-            }
-            m.fingerprint = Some(Fingerprint {
-                hash: hash.to_ascii_lowercase(),
-                value: f.value,
-            });
-            m.setup = Some(match f.setup {
-                DtlsSetup::Actpass => Setup::ActPass,
-                DtlsSetup::Active => Setup::Active,
-                DtlsSetup::Passive => Setup::Passive,
-            });
+            // Read here, not with xmpp-parsers' Fingerprint::try_from: xso 0.4's
+            // ColonSeparatedHex decoder asserts (panics) on malformed text, and this
+            // text comes from the remote peer.
+            let bad = |why| MapError::BadElement {
+                element: "fingerprint",
+                why,
+            };
+            let hash = require_attr(child, "hash")?;
+            let setup = match require_attr(child, "setup")? {
+                "actpass" => Setup::ActPass,
+                "active" => Setup::Active,
+                "passive" => Setup::Passive,
+                _ => return Err(bad("setup")),
+            };
+            let fingerprint =
+                fingerprint_from_parts(hash, &child.text()).ok_or(bad("hash or value"))?;
+            m.fingerprint = Some(fingerprint);
+            m.setup = Some(setup);
         }
     }
     Ok(())
@@ -454,10 +462,13 @@ fn read_description(d: &RtpDescription, side: Side, m: &mut MediaSection) -> Res
             }
             parameters.push((p.name.clone(), p.value.clone()));
         }
-        m.sources.push(Source {
-            ssrc: s.id,
-            parameters,
-        });
+        // SDP cannot name a source without a parameter: such a source is dropped.
+        if !parameters.is_empty() {
+            m.sources.push(Source {
+                ssrc: s.id,
+                parameters,
+            });
+        }
     }
     for g in &d.ssrc_groups {
         m.source_groups.push(SourceGroup {

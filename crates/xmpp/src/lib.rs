@@ -111,6 +111,10 @@ pub enum MapError {
         element: &'static str,
         attr: &'static str,
     },
+    #[error("the session holds values Jingle cannot carry unchanged (see the crate doc)")]
+    Unrepresentable,
+    #[error("a Jingle sid must be 1 to 128 printable ASCII characters")]
+    BadSid,
     #[error("<{element}/>: bad {why}")]
     BadElement {
         element: &'static str,
@@ -159,6 +163,16 @@ pub fn sdp_to_jingle(sdp: &Sdp, params: &JingleParams) -> Result<Jingle, MapErro
 pub fn jingle_to_sdp(jingle: &Jingle, side: Side) -> Result<Sdp, MapError> {
     let session = jingle_to_session(jingle, side)?;
     Ok(session_to_sdp(&session, session_number(&jingle.sid.0)))
+}
+
+/// A Jingle sid as this crate writes it: 1 to 128 printable ASCII characters (XEP-0166
+/// leaves the form to the initiator; anything else could not be written as XML).
+pub(crate) fn checked_sid(sid: &str) -> Result<String, MapError> {
+    if text::is_token(sid) && sid.len() <= 128 {
+        Ok(sid.to_string())
+    } else {
+        Err(MapError::BadSid)
+    }
 }
 
 /// A stable 62-bit number for the `o=` line (FNV-1a of the sid).

@@ -71,22 +71,24 @@ fn parse_fingerprint(v: &str) -> Result<Fingerprint, MapError> {
         .trim()
         .split_once(' ')
         .ok_or_else(|| bad("fingerprint", v))?;
+    fingerprint_from_parts(hash, hex).ok_or_else(|| bad("fingerprint", v))
+}
+
+/// A fingerprint from its hash name and colon-separated hex bytes (`AB:CD:...`), as both
+/// SDP and XEP-0320 write it; `None` when malformed.
+pub(crate) fn fingerprint_from_parts(hash: &str, hex: &str) -> Option<Fingerprint> {
     let value = hex
         .trim()
         .split(':')
         .map(|b| {
-            if b.len() == 2 {
-                u8::from_str_radix(b, 16).ok()
-            } else {
-                None
-            }
+            let digits = b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit());
+            digits.then(|| u8::from_str_radix(b, 16).ok()).flatten()
         })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| bad("fingerprint", v))?;
+        .collect::<Option<Vec<u8>>>()?;
     if !token(hash) || value.is_empty() || value.len() > 64 {
-        return Err(bad("fingerprint", v));
+        return None;
     }
-    Ok(Fingerprint {
+    Some(Fingerprint {
         hash: hash.to_ascii_lowercase(),
         value,
     })
@@ -332,7 +334,8 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
                 None => ("", p),
             };
             let named_ok = token(name) && (value.is_empty() || token(value));
-            if !(named_ok || name.is_empty() && token(value)) {
+            let bare_ok = name.is_empty() && token(value) && !value.contains('=');
+            if !(named_ok || bare_ok) {
                 return Err(bad("fmtp", v));
             }
             section.codecs[i]
@@ -353,6 +356,9 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
             return Err(bad("rtcp-fb", v));
         }
         let subtype = (!subtype.is_empty()).then(|| subtype.join(" "));
+        if subtype.as_deref().is_some_and(|s| !is_words(s)) {
+            return Err(bad("rtcp-fb", v));
+        }
         if fb_type == "trr-int" {
             continue; // XEP-0293's <rtcp-fb-trr-int/> is not kept (see the crate doc)
         }
@@ -382,6 +388,7 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
         let uri = rest
             .split_ascii_whitespace()
             .next()
+            .filter(|u| token(u))
             .ok_or_else(|| bad("extmap", v))?;
         let direction = match direction {
             Some(Direction::Inactive) => continue, // no XEP-0294 equivalent: dropped

@@ -8,8 +8,9 @@ use xmpp_parsers::minidom::Element;
 use crate::candidate::{
     candidate_element, candidate_from_element, parse_candidate, write_candidate,
 };
+use crate::text::is_token;
 use crate::xml::el;
-use crate::{MapError, NS_ICE_UDP};
+use crate::{checked_sid, MapError, NS_ICE_UDP};
 
 /// One trickled candidate as the browser API has it (`RTCIceCandidate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +35,12 @@ pub fn candidates_to_transport_info(
     if candidates.len() > MAX_TRICKLE {
         return Err(MapError::TooLarge("candidates"));
     }
-    let mut jingle = Jingle::new(Action::TransportInfo, SessionId(sid.to_string()));
+    let mut jingle = Jingle::new(Action::TransportInfo, SessionId(checked_sid(sid)?));
     let mut transports: Vec<(String, Option<String>, Vec<Element>)> = Vec::new();
     for t in candidates {
         let (cand, line_ufrag) = parse_candidate(&t.candidate)?;
         let ufrag = t.ufrag.clone().or(line_ufrag);
+        check_mid_and_ufrag(&t.mid, ufrag.as_deref())?;
         let element = candidate_element(&cand);
         match transports
             .iter_mut()
@@ -70,6 +72,7 @@ pub fn transport_info_to_candidates(jingle: &Jingle) -> Result<Vec<TrickleCandid
             _ => continue,
         };
         let ufrag = transport.attr("ufrag").map(str::to_string);
+        check_mid_and_ufrag(&content.name.0, ufrag.as_deref())?;
         for c in transport
             .children()
             .filter(|c| c.is("candidate", NS_ICE_UDP))
@@ -85,4 +88,22 @@ pub fn transport_info_to_candidates(jingle: &Jingle) -> Result<Vec<TrickleCandid
         }
     }
     Ok(out)
+}
+
+/// The mid and ufrag come from the browser (through signaling) or from the peer's stanza:
+/// only what both XML and SDP can carry passes (minidom cannot write control characters).
+fn check_mid_and_ufrag(mid: &str, ufrag: Option<&str>) -> Result<(), MapError> {
+    if !is_token(mid) || mid.len() > 64 {
+        return Err(MapError::BadAttribute {
+            attr: "mid",
+            value: mid.chars().take(64).collect(),
+        });
+    }
+    if let Some(u) = ufrag.filter(|u| !is_token(u) || u.len() > 256) {
+        return Err(MapError::BadAttribute {
+            attr: "ice-ufrag",
+            value: u.chars().take(64).collect(),
+        });
+    }
+    Ok(())
 }

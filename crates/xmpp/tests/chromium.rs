@@ -356,6 +356,20 @@ fn bad_input_is_an_error_not_a_panic() {
     ));
     let bad_bundle = OFFER.replacen("BUNDLE 0 1 2", "BUNDLE 0 1 7", 1);
     assert!(session_from_sdp(&parse_sdp(&bad_bundle).unwrap()).is_err());
+    // Found by the fuzz target: a DEL in an extmap URI was read from SDP but refused by
+    // the Jingle reader; both sides now keep only printable ASCII words.
+    let del = OFFER.replacen("a=extmap:2 http://www", "a=extmap:2 http://w\u{7f}w", 1);
+    assert!(session_from_sdp(&parse_sdp(&del).unwrap()).is_err());
+    // Also found by it: `=x` read as a bare value holding `=`, which writes back as `x`.
+    let eq = OFFER.replacen("a=fmtp:111 minptime=10", "a=fmtp:111 =minptime=10", 1);
+    assert!(session_from_sdp(&parse_sdp(&eq).unwrap()).is_err());
+    // And: an 8 KiB rtcp-fb subtype wrote XML that rxml refuses to read back.
+    let long = OFFER.replacen(
+        "a=rtcp-fb:96 nack pli",
+        &format!("a=rtcp-fb:96 nack {}", "p ".repeat(600)),
+        1,
+    );
+    assert!(session_from_sdp(&parse_sdp(&long).unwrap()).is_err());
     let rejected = ANSWER.replacen("m=application 9", "m=application 0", 1);
     assert!(session_from_sdp(&parse_sdp(&rejected).unwrap()).is_err());
     assert!(parse_jingle_xml("<jingle").is_err());
@@ -370,6 +384,12 @@ fn bad_input_is_an_error_not_a_panic() {
             "semantics='BUNDLE'><content name='9'",
         ),
         ("type='host'", "type='moon'"),
+        // Found by the fuzz target: xso's own fingerprint decoder panics on this.
+        (
+            "hash='sha-256' setup='actpass'>8F:77",
+            "hash='sha-256' setup='actpass'>8F:77E",
+        ),
+        ("setup='actpass'", "setup='holdconn'"),
     ] {
         assert!(xml.contains(from), "{from}");
         let broken = xml.replacen(from, to, 1);
@@ -377,5 +397,33 @@ fn bad_input_is_an_error_not_a_panic() {
         assert!(result.is_err(), "{from} -> {to} was accepted");
     }
     assert!(parse_candidate("candidate:1 1 udp 1 host.local 9 typ host").is_err());
+    // Found by the fuzz target: a control character in a trickled candidate's ufrag (or
+    // in the mid, or the sid) reached minidom's writer, which panics on it.
+    let line = "candidate:1 1 udp 1 127.0.0.1 9 typ host generation 0 ufrag uw68\u{3}\0";
+    assert!(parse_candidate(line).is_err());
+    let trickle = |mid: &str, ufrag: Option<&str>| TrickleCandidate {
+        mid: mid.into(),
+        candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
+        ufrag: ufrag.map(str::to_string),
+    };
+    assert!(candidates_to_transport_info("s", &[trickle("0\u{1}", None)]).is_err());
+    assert!(candidates_to_transport_info("s", &[trickle("0", Some("u\u{0}"))]).is_err());
+    assert_eq!(
+        candidates_to_transport_info("s\u{2}", &[trickle("0", None)]),
+        Err(MapError::BadSid)
+    );
+    // A model built by hand with what XML cannot hold is refused, not written.
+    let mut session = session_from_sdp(&parse_sdp(OFFER).unwrap()).unwrap();
+    session.media[0].codecs[0].name = "op\u{7}us".into();
+    assert_eq!(
+        session_to_jingle(&session, &p),
+        Err(MapError::Unrepresentable)
+    );
+    let mut bad_sid = p.clone();
+    bad_sid.sid = "a b".into();
+    assert_eq!(
+        sdp_to_jingle(&parse_sdp(OFFER).unwrap(), &bad_sid),
+        Err(MapError::BadSid)
+    );
     assert!(parse_candidate("candidate:1 1 udp x 1.2.3.4 9 typ host").is_err());
 }
