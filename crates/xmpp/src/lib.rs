@@ -55,6 +55,11 @@
 //! - A rejected m-line (port 0) is refused ([`MapError::Unsupported`]).
 //!
 //! Errors are [`MapError`] values; no input panics (the fuzz target `xmpp_jingle` checks).
+//! Received stanzas must go through [`parse_jingle`], not `Jingle::try_from`: xso 0.4
+//! panics on a malformed `<fingerprint/>` inside an ICE-UDP transport, which
+//! [`parse_jingle`] keeps away from it. Strings are printable ASCII words of at most
+//! 1 KiB on both sides (minidom's writer panics on control characters, rxml refuses XML
+//! tokens over 8 KiB); `docs/jingle.md` has the table above with examples.
 
 mod candidate;
 mod jingle;
