@@ -18,3 +18,4 @@ pub mod stream_framing;
 pub mod stun_integrity;
 pub mod stun_parse;
 pub mod turn_server;
+pub mod xmpp_jingle;
