@@ -62,7 +62,10 @@ fn check_session(session: &MediaSession) {
         };
         assert_eq!(parsed, jingle, "XML round trip changed the element: {xml}");
         match jingle_to_session(&parsed, side) {
-            Ok(back) => assert_eq!(&back, session, "Jingle round trip changed the session: {xml}"),
+            Ok(back) => assert_eq!(
+                &back, session,
+                "Jingle round trip changed the session: {xml}"
+            ),
             Err(e) => panic!("our own Jingle does not map back: {e}: {xml}"),
         }
     }
