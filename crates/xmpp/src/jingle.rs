@@ -21,18 +21,17 @@ use xmpp_parsers::jingle_ssma::{
 use xmpp_parsers::minidom::Element;
 
 use crate::candidate::{candidate_element, candidate_from_element};
+use crate::model::{fingerprint_from_parts, MAX_CANDIDATES};
 use crate::model::{
     Codec, Direction, HeaderExtension, MediaKind, MediaSection, MediaSession, Sctp, Setup, Source,
     SourceGroup,
 };
-use crate::sdp::fingerprint_from_parts;
 use crate::text::{is_token as valid_token, is_words};
 use crate::xml::{attr_parse, el, require_attr};
 use crate::{checked_sid, JingleParams, MapError, Side, NS_DATACHANNEL, NS_DTLS_SCTP, NS_ICE_UDP};
 
 /// Bounds on what one Jingle element may describe (mirrors the SDP side).
-pub const MAX_CONTENTS: usize = crate::sdp::MAX_MEDIA;
-pub(crate) const MAX_CANDIDATES: usize = 256;
+pub const MAX_CONTENTS: usize = crate::model::MAX_MEDIA;
 
 pub(crate) fn ssrc_group_semantics(s: &str) -> Option<Semantics> {
     Some(match s {

@@ -246,3 +246,31 @@ pub(crate) fn spread_msid(section: &mut MediaSection, media_msid: Option<String>
         .and_then(|s| s.parameters.iter().find(|(n, _)| n == "msid"))
         .and_then(|(_, v)| v.clone());
 }
+
+/// Bounds on what one session may describe, on either wire format (a browser writes 3
+/// m-lines and a few dozen candidates).
+pub const MAX_MEDIA: usize = 64;
+pub(crate) const MAX_CANDIDATES: usize = 256;
+
+/// The `ssrc-group` semantics XEP-0339 can carry; other groups are dropped on both sides.
+pub(crate) const SSRC_GROUP_SEMANTICS: &[&str] = &["FID", "FEC", "LS", "SRF", "ANAT", "DDP"];
+
+/// A fingerprint from its hash name and colon-separated hex bytes (`AB:CD:...`), as both
+/// SDP and XEP-0320 write it; `None` when malformed.
+pub(crate) fn fingerprint_from_parts(hash: &str, hex: &str) -> Option<Fingerprint> {
+    let value = hex
+        .trim()
+        .split(':')
+        .map(|b| {
+            let digits = b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit());
+            digits.then(|| u8::from_str_radix(b, 16).ok()).flatten()
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    if !crate::text::is_token(hash) || value.is_empty() || value.len() > 64 {
+        return None;
+    }
+    Some(Fingerprint {
+        hash: hash.to_ascii_lowercase(),
+        value,
+    })
+}

@@ -19,7 +19,7 @@ use crate::MapError;
 
 /// Bounds on what one description may hold (a browser writes 3 m-lines and ~30 codecs).
 pub const MAX_SDP_BYTES: usize = 128 * 1024;
-pub const MAX_MEDIA: usize = 64;
+pub use crate::model::MAX_MEDIA;
 
 /// Parses SDP text (lenient about `\n` vs `\r\n`, as `sdp-types` is).
 pub fn parse_sdp(text: &str) -> Result<Session, MapError> {
@@ -71,27 +71,7 @@ fn parse_fingerprint(v: &str) -> Result<Fingerprint, MapError> {
         .trim()
         .split_once(' ')
         .ok_or_else(|| bad("fingerprint", v))?;
-    fingerprint_from_parts(hash, hex).ok_or_else(|| bad("fingerprint", v))
-}
-
-/// A fingerprint from its hash name and colon-separated hex bytes (`AB:CD:...`), as both
-/// SDP and XEP-0320 write it; `None` when malformed.
-pub(crate) fn fingerprint_from_parts(hash: &str, hex: &str) -> Option<Fingerprint> {
-    let value = hex
-        .trim()
-        .split(':')
-        .map(|b| {
-            let digits = b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit());
-            digits.then(|| u8::from_str_radix(b, 16).ok()).flatten()
-        })
-        .collect::<Option<Vec<u8>>>()?;
-    if !token(hash) || value.is_empty() || value.len() > 64 {
-        return None;
-    }
-    Some(Fingerprint {
-        hash: hash.to_ascii_lowercase(),
-        value,
-    })
+    crate::model::fingerprint_from_parts(hash, hex).ok_or_else(|| bad("fingerprint", v))
 }
 
 pub(crate) fn fingerprint_text(f: &Fingerprint) -> String {
@@ -209,7 +189,7 @@ fn media_from_sdp(m: &Media, index: usize) -> Result<MediaSection, MapError> {
         sctp: None,
     };
     for v in values(a, "candidate") {
-        if section.candidates.len() >= crate::jingle::MAX_CANDIDATES {
+        if section.candidates.len() >= crate::model::MAX_CANDIDATES {
             return Err(MapError::TooLarge("candidates"));
         }
         match parse_candidate(v) {
@@ -431,7 +411,7 @@ fn read_rtp(m: &Media, section: &mut MediaSection) -> Result<(), MapError> {
         let ssrcs = words
             .map(|w| w.parse::<u32>().map_err(|_| bad("ssrc-group", v)))
             .collect::<Result<Vec<_>, _>>()?;
-        if crate::jingle::ssrc_group_semantics(semantics).is_some() {
+        if crate::model::SSRC_GROUP_SEMANTICS.contains(&semantics) {
             section.source_groups.push(SourceGroup {
                 semantics: semantics.to_string(),
                 ssrcs,
