@@ -8,6 +8,8 @@
 #   SCREENSHOTS=only tests/browser/run.sh     # only the screenshots
 #
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, built with cargo when unset),
+#      SB_VIA_JINGLE (the SDP <-> Jingle round trip of jingle.test.mjs; default
+#      target/debug/examples/via_jingle, built with cargo when unset, like the server),
 #      CHROMIUM (default /usr/bin/chromium), SB_VERBOSE=1 (server and page logs on stderr),
 #      SB_ARTIFACTS (failure screenshots and logs; default tests/browser/artifacts).
 #
@@ -58,6 +60,24 @@ else
   fi
 fi
 [ -x "$SWITCHBOARD_BIN" ] || { echo "no switchboard binary at $SWITCHBOARD_BIN"; echo "browser: 0 passed, 1 failed, 0 harness failures"; exit 1; }
+
+# --- the via_jingle example (jingle.test.mjs), built the same way ------------------------------
+build_via_jingle() {
+  (cd "$ROOT" && cargo build -q -p switchboard-xmpp --example via_jingle) || { echo "cargo build -p switchboard-xmpp --example via_jingle failed"; echo "browser: 0 passed, 1 failed, 0 harness failures"; exit 1; }
+}
+if [ -z "${SB_VIA_JINGLE:-}" ]; then
+  export SB_VIA_JINGLE="$ROOT/target/debug/examples/via_jingle"
+  echo "== cargo build -p switchboard-xmpp --example via_jingle"
+  build_via_jingle
+else
+  case "$SB_VIA_JINGLE" in /*) ;; *) SB_VIA_JINGLE="$CALLER_PWD/$SB_VIA_JINGLE" ;; esac
+  export SB_VIA_JINGLE
+  if [ ! -x "$SB_VIA_JINGLE" ]; then
+    echo "== cargo build -p switchboard-xmpp --example via_jingle (SB_VIA_JINGLE=$SB_VIA_JINGLE missing)"
+    build_via_jingle
+  fi
+fi
+[ -x "$SB_VIA_JINGLE" ] || { echo "no via_jingle binary at $SB_VIA_JINGLE"; echo "browser: 0 passed, 1 failed, 0 harness failures"; exit 1; }
 
 # --- loopback-only network namespace ----------------------------------------------------------
 NS="sbtest-$$-$RANDOM"

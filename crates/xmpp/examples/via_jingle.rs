@@ -3,8 +3,8 @@
 //! session-initiate) or `responder` (an answer in a session-accept). With `--xml` it
 //! prints the Jingle XML instead. `trickle` reads a JSON array of trickled candidates
 //! (`{"mid", "candidate", "ufrag"}`) and writes the array that came back through a
-//! transport-info. Used by tests/browser/interop.mjs to hand Chromium what came through
-//! Jingle.
+//! transport-info. Used by the browser suite's tests/browser/jingle.test.mjs (run.sh
+//! builds it) to hand Chromium what came through Jingle.
 
 use std::io::Read;
 use std::process::ExitCode;
