@@ -279,20 +279,22 @@ impl MediaPeer {
             return self.pump_tcp();
         }
         self.drain()?;
-        let taken = self.receive_queued();
-        // Back to waiting reads (the read timeout stays set) whatever happened.
-        let restored = self.sock.set_nonblocking(false);
+        let mut nonblocking = false;
+        let taken = self.receive_queued(&mut nonblocking);
+        if nonblocking {
+            // Back to waiting reads (the read timeout stays set) whatever happened.
+            self.sock.set_nonblocking(false)?;
+        }
         taken?;
-        restored?;
         self.rtc
             .handle_input(Input::Timeout(Instant::now()))
             .map_err(protocol)?;
         self.drain()
     }
 
-    /// The first datagram with the socket's read timeout, the rest without waiting
-    /// (leaves the socket non-blocking once one came).
-    fn receive_queued(&mut self) -> Result<(), ClientError> {
+    /// The first datagram with the socket's read timeout, the rest without waiting (the
+    /// socket is made non-blocking once one came, and `nonblocking` says so).
+    fn receive_queued(&mut self, nonblocking: &mut bool) -> Result<(), ClientError> {
         let mut buf = [0u8; 2048];
         for _ in 0..DATAGRAMS_PER_PUMP {
             let (n, from) = match self.sock.recv_from(&mut buf) {
@@ -321,7 +323,10 @@ impl MediaPeer {
                 self.rtc.handle_input(input).map_err(protocol)?;
                 self.drain()?;
             }
-            self.sock.set_nonblocking(true)?;
+            if !*nonblocking {
+                self.sock.set_nonblocking(true)?;
+                *nonblocking = true;
+            }
         }
         Ok(())
     }
