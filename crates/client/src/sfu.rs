@@ -45,6 +45,12 @@ struct Relay {
     relayed: SocketAddr,
 }
 
+/// Captured audio packets of one m-line: (sequence number, payload), in arrival order.
+pub type Captured = Vec<(u16, Vec<u8>)>;
+
+/// Datagrams [`MediaPeer::pump_once`] takes at most, so that timers still run.
+const DATAGRAMS_PER_PUMP: usize = 256;
+
 /// The channel number the relay path binds (RFC 8656: 0x4000-0x4FFF).
 const RELAY_CHANNEL: u16 = 0x4000;
 
@@ -65,9 +71,9 @@ pub struct MediaPeer {
     pub rtp: HashMap<Mid, u64>,
     /// With [`MediaPeer::capture`] on: the payloads of the Opus packets received, by
     /// local mid, in arrival order (sequence number, payload).
-    pub audio: HashMap<Mid, Vec<(u16, Vec<u8>)>>,
+    pub audio: HashMap<Mid, Captured>,
     /// With `capture`: the G.711 (PCMU/PCMA) payloads received, by local mid, as `audio`.
-    pub g711: HashMap<Mid, Vec<(u16, Vec<u8>)>>,
+    pub g711: HashMap<Mid, Captured>,
     /// Keep received Opus payloads in `audio`, G.711 ones in `g711` (tests that decode
     /// what they hear).
     pub capture: bool,
@@ -269,40 +275,65 @@ impl MediaPeer {
         Ok(())
     }
 
-    /// Datagrams and timers: one socket read (up to a few ms) and everything it causes.
+    /// Datagrams and timers: wait for a datagram (up to a few ms), take it and every
+    /// other one queued (up to [`DATAGRAMS_PER_PUMP`]), and everything they cause.
+    /// Taking only one per call let a participant that hears several tracks fall ever
+    /// further behind, and handle packets long after the `tracks` map had moved on.
     pub fn pump_once(&mut self) -> Result<(), ClientError> {
         if self.tcp.is_some() {
             return self.pump_tcp();
         }
         self.drain()?;
-        let mut buf = [0u8; 2048];
-        match self.sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if let Some((source, destination, bytes)) = self.arrived(from, &buf[..n]) {
-                    let contents = bytes.try_into().map_err(protocol)?;
-                    let input = Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination,
-                            contents,
-                        },
-                    );
-                    self.rtc.handle_input(input).map_err(protocol)?;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
+        let mut nonblocking = false;
+        let taken = self.receive_queued(&mut nonblocking);
+        if nonblocking {
+            // Back to waiting reads (the read timeout stays set) whatever happened.
+            self.sock.set_nonblocking(false)?;
         }
+        taken?;
         self.rtc
             .handle_input(Input::Timeout(Instant::now()))
             .map_err(protocol)?;
         self.drain()
+    }
+
+    /// The first datagram with the socket's read timeout, the rest without waiting (the
+    /// socket is made non-blocking once one came, and `nonblocking` says so).
+    fn receive_queued(&mut self, nonblocking: &mut bool) -> Result<(), ClientError> {
+        let mut buf = [0u8; 2048];
+        for _ in 0..DATAGRAMS_PER_PUMP {
+            let (n, from) = match self.sock.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some((source, destination, bytes)) = self.arrived(from, &buf[..n]) {
+                let contents = bytes.try_into().map_err(protocol)?;
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination,
+                        contents,
+                    },
+                );
+                self.rtc.handle_input(input).map_err(protocol)?;
+                self.drain()?;
+            }
+            if !*nonblocking {
+                self.sock.set_nonblocking(true)?;
+                *nonblocking = true;
+            }
+        }
+        Ok(())
     }
 
     /// Everything str0m has to send or say.
@@ -452,6 +483,10 @@ pub struct SfuClient {
     /// `peer` of every `peer-joined` since the join, and the ids of `peer-left`.
     pub joined_peers: Vec<Value>,
     pub left_peers: Vec<String>,
+    /// Audio captured ([`MediaPeer::capture`]) on an m-line before the `tracks` map gave
+    /// it to another track or took it away (the SFU reuses a free m-line for the next
+    /// track): (the peer whose track it was, its packets as in [`MediaPeer::audio`]).
+    pub earlier_audio: Vec<(String, Captured)>,
     /// `message`s from other peers than the SFU (whole, with `from` and `data`).
     pub messages: Vec<Value>,
     /// Offers and answers from the SFU handled.
@@ -520,6 +555,7 @@ impl SfuClient {
             sfu_messages: Vec::new(),
             joined_peers: Vec::new(),
             left_peers: Vec::new(),
+            earlier_audio: Vec::new(),
             messages: Vec::new(),
             offers: 0,
             answers: 0,
@@ -603,7 +639,11 @@ impl SfuClient {
                 }
             }
             "message" if from_sfu && m["data"]["sfu"].is_string() => {
+                let before = self.tracks();
                 self.sfu_messages.push(m["data"].clone());
+                if m["data"]["sfu"] == "tracks" {
+                    self.set_aside_audio(&before);
+                }
             }
             _ => {}
         }
@@ -679,6 +719,59 @@ impl SfuClient {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// After a new `tracks` map: the audio captured on each m-line whose track changed
+    /// (left, or another peer's now) belongs to the track it carried `before`, so it
+    /// moves to [`SfuClient::earlier_audio`] under that peer (audio of no track is
+    /// dropped).
+    fn set_aside_audio(&mut self, before: &[(String, String, String, String)]) {
+        let now = self.tracks();
+        let owner = |map: &[(String, String, String, String)], mid: &str| {
+            map.iter().find(|t| t.0 == mid).map(|t| t.1.clone())
+        };
+        let mids: Vec<Mid> = self.media.audio.keys().copied().collect();
+        for mid in mids {
+            let key = mid.to_string();
+            let was = owner(before, &key);
+            if was == owner(&now, &key) {
+                continue;
+            }
+            let packets = self.media.audio.remove(&mid).unwrap_or_default();
+            if let Some(peer) = was.filter(|_| !packets.is_empty()) {
+                self.earlier_audio.push((peer, packets));
+            }
+        }
+    }
+
+    /// The Opus payloads captured ([`MediaPeer::capture`]) from `peer`'s audio tracks:
+    /// what it sent on m-lines since given to other tracks, then what its tracks in the
+    /// current map carry; each m-line's stretch in sequence order.
+    pub fn audio_from(&self, peer: &str) -> Vec<Vec<u8>> {
+        let mids: Vec<String> = self
+            .tracks()
+            .into_iter()
+            .filter(|t| t.1 == peer && t.3 == "audio")
+            .map(|t| t.0)
+            .collect();
+        let earlier = self
+            .earlier_audio
+            .iter()
+            .filter(|(p, _)| p == peer)
+            .map(|(_, packets)| packets);
+        let current = self
+            .media
+            .audio
+            .iter()
+            .filter(|(mid, _)| mids.contains(&mid.to_string()))
+            .map(|(_, packets)| packets);
+        let mut out = Vec::new();
+        for packets in earlier.chain(current) {
+            let mut p = packets.clone();
+            p.sort_by_key(|(seq, _)| *seq);
+            out.extend(p.into_iter().map(|(_, payload)| payload));
+        }
+        out
     }
 
     /// RTP packets received on the m-lines that carry `peer`'s `kind` tracks.

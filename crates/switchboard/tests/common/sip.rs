@@ -1,4 +1,4 @@
-//! What the SIP gateway's tests share (`e2e_sip.rs`, `sip_baresip.rs`, `sip_sipp.rs`):
+//! What the SIP gateway's tests share (`e2e_sip*.rs`, `sip_baresip.rs`, `sip_sipp.rs`):
 //! a server with the SFU and the gateway on loopback, the gauges that must return to 0
 //! after every call, and the room member's side: a 20 ms Opus tone to publish, the Opus
 //! it heard from the call's peer, decoded, and a tone's frequency.
@@ -95,33 +95,30 @@ impl OpusTone {
     }
 }
 
-/// The `service: "sip"` peer that joined the member's room, if any.
-pub fn sip_peer(b: &SfuClient) -> Option<String> {
+/// The `service: "sip"` peers in the member's room now (joined and not left), in the
+/// order they joined: (id, name). A room sees calls come and go (a call that failed,
+/// one that ended, the next one), like the app's tiles do.
+pub fn sip_peers(b: &SfuClient) -> Vec<(String, String)> {
     b.joined_peers
         .iter()
-        .find(|p| p["service"] == "sip")
-        .and_then(|p| p["id"].as_str())
-        .map(str::to_string)
+        .filter(|p| p["service"] == "sip")
+        .filter_map(|p| {
+            let id = p["id"].as_str()?;
+            let name = p["name"].as_str().unwrap_or_default();
+            (!b.left_peers.iter().any(|l| l == id)).then(|| (id.to_string(), name.to_string()))
+        })
+        .collect()
 }
 
-/// Opus payloads the member received on the audio m-lines of `peer`'s tracks, in
-/// sequence order.
+/// The `service: "sip"` peer that joined the member's room last and is still there.
+pub fn sip_peer(b: &SfuClient) -> Option<String> {
+    sip_peers(b).pop().map(|(id, _)| id)
+}
+
+/// Opus payloads the member received from `peer`'s audio tracks, in sequence order
+/// (also on m-lines the SFU reused for later tracks: [`SfuClient::audio_from`]).
 pub fn heard_from(b: &SfuClient, peer: &str) -> Vec<Vec<u8>> {
-    let mids: Vec<String> = b
-        .tracks()
-        .into_iter()
-        .filter(|t| t.1 == peer && t.3 == "audio")
-        .map(|t| t.0)
-        .collect();
-    let mut out = Vec::new();
-    for (mid, packets) in &b.media.audio {
-        if mids.contains(&mid.to_string()) {
-            let mut p = packets.clone();
-            p.sort_by_key(|(seq, _)| *seq);
-            out.extend(p.into_iter().map(|(_, payload)| payload));
-        }
-    }
-    out
+    b.audio_from(peer)
 }
 
 /// Opus payloads decoded (48 kHz mono).
