@@ -207,8 +207,10 @@ fn g711_crosses_the_gateway_unchanged_until_an_opus_member_joins() {
         heard.len()
     );
     assert!(heard.len() >= 150, "G got {} PCMU payloads", heard.len());
+    // A frame the gateway's jitter buffer had to conceal (a packet of this test's loop
+    // that came late, more of them on a loaded machine) is coded, not passed: allow 5 %.
     assert!(
-        exact + 2 >= heard.len(),
+        exact * 100 >= heard.len() * 95,
         "{exact} of {} unchanged",
         heard.len()
     );
@@ -293,12 +295,13 @@ fn g711_crosses_the_gateway_unchanged_until_an_opus_member_joins() {
             Duration::from_millis(200),
         );
         let o_heard = other.as_ref().map_or(0, |(o, _)| heard_from(o, &sip).len());
-        if o_heard >= 150 {
+        if o_heard >= 150 && media.received.len() >= mark + 200 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "after 20 s O got {o_heard} Opus payloads"
+            "after 20 s O got {o_heard} Opus payloads, the phone {} packets since O joined",
+            media.received.len() - mark
         );
     }
     let g_sent: HashSet<Vec<u8>> = tone.sent.iter().cloned().collect();
