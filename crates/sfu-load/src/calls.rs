@@ -84,10 +84,12 @@ pub fn run(cfg: &CallsRun, backend: Arc<dyn CallBackend>, media: &Sender<Cmd>) -
         let _ = p.join();
     }
     let placed_s = start.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.join_timeout_s);
-    let (_, hearing) = wait_for(media, deadline, |(_, heard)| heard >= cfg.calls)?;
-    let all_hearing_s = start.elapsed().as_secs_f64();
     let errors: Vec<String> = errors.lock().map(|e| e.clone()).unwrap_or_default();
+    // A call that failed to set up never hears anything: wait for the others only.
+    let placed_ok = cfg.calls.saturating_sub(errors.len());
+    let deadline = Instant::now() + Duration::from_secs_f64(cfg.join_timeout_s);
+    let (_, hearing) = wait_for(media, deadline, |(_, heard)| heard >= placed_ok)?;
+    let all_hearing_s = start.elapsed().as_secs_f64();
     for e in errors.iter().take(5) {
         eprintln!("{e}");
     }

@@ -195,7 +195,9 @@ impl Media {
                 }
                 if let Some(p) = self.peers[i].as_ref() {
                     soonest = soonest.min(p.next_timeout);
-                    if let Some(pb) = &p.publisher {
+                    // Only a connected publisher sends (send_media): one still connecting,
+                    // or whose call failed, must not make the loop spin.
+                    if let (true, Some(pb)) = (p.connected, &p.publisher) {
                         let next = pb.next_video_ns.min(pb.next_audio_ns);
                         let d = Duration::from_nanos(next.saturating_sub(now_ns));
                         soonest = soonest.min(now + d);
