@@ -7,7 +7,8 @@
 //! for all).
 
 use crate::stats::{Report, RxStats};
-use crate::synth::{opus_frame, read_stamp, MediaShape, Vp8Source};
+pub use crate::synth::AudioCodec;
+use crate::synth::{opus_frame, pcmu_frame, read_stamp, MediaShape, Vp8Source};
 use crate::sys::{mono_ns, Epoll, RecvBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -67,43 +68,6 @@ pub enum Role {
     /// One phone call: sends one audio track (20 ms frames, send-only or send-receive as
     /// the server wants it) and counts the audio that comes back.
     Call { codec: AudioCodec, send_recv: bool },
-}
-
-/// The audio codec of a call (the load sends synthetic frames in it, stamped).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AudioCodec {
-    /// Random Opus frames (`--opus-bytes`), 48 kHz clock.
-    Opus,
-    /// 160-byte G.711 µ-law frames, 8 kHz clock.
-    Pcmu,
-}
-
-impl AudioCodec {
-    fn codec(self) -> Codec {
-        match self {
-            AudioCodec::Opus => Codec::Opus,
-            AudioCodec::Pcmu => Codec::PCMU,
-        }
-    }
-
-    /// RTP clock ticks per 20 ms frame.
-    fn ticks_per_frame(self) -> u32 {
-        match self {
-            AudioCodec::Opus => 960,
-            AudioCodec::Pcmu => 160,
-        }
-    }
-}
-
-/// One 20 ms µ-law frame: quiet noise around the µ-law zero (0xff), ending in the stamp.
-fn pcmu_frame(now_ns: u64) -> Vec<u8> {
-    let mut p = vec![0xffu8; 160];
-    let noise: [u8; 4] = rand::random();
-    for (i, b) in p.iter_mut().take(148).enumerate() {
-        *b = 0xf0 | (noise[i % 4] & 0x0f);
-    }
-    crate::synth::put_stamp(&mut p, now_ns);
-    p
 }
 
 struct Publisher {
