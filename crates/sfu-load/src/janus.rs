@@ -8,7 +8,7 @@
 //! Candidates travel in the SDP (ours: one host candidate; Janus's: gathered on loopback),
 //! so trickle only says "completed". Sessions never time out in bench/janus/janus.jcfg.
 
-use crate::media::Cmd;
+use crate::media::{Cmd, Role};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -70,15 +70,16 @@ fn transaction() -> String {
     format!("t{:016x}", rand::random::<u64>())
 }
 
-/// One Janus session with one VideoRoom handle.
-struct Handle {
+/// One Janus session with one plugin handle.
+pub(crate) struct Handle {
     url: JanusUrl,
     session: u64,
     handle: u64,
 }
 
 impl Handle {
-    fn attach(url: &JanusUrl) -> Result<Handle> {
+    /// A new session with a handle on `plugin` (`janus.plugin.videoroom`, `janus.plugin.sip`).
+    pub(crate) fn attach(url: &JanusUrl, plugin: &str) -> Result<Handle> {
         let r = request(
             url,
             "POST",
@@ -90,10 +91,7 @@ impl Handle {
             url,
             "POST",
             &format!("{}/{session}", url.path),
-            Some(
-                &json!({"janus": "attach", "plugin": "janus.plugin.videoroom",
-                         "transaction": transaction()}),
-            ),
+            Some(&json!({"janus": "attach", "plugin": plugin, "transaction": transaction()})),
         )?;
         let handle = id_of(&r).context("attach")?;
         Ok(Handle {
@@ -104,7 +102,7 @@ impl Handle {
     }
 
     /// Sends a plugin message and waits for its asynchronous event (on the long poll).
-    fn message(&self, body: Value, jsep: Option<Value>) -> Result<Value> {
+    pub(crate) fn message(&self, body: Value, jsep: Option<Value>) -> Result<Value> {
         let t = transaction();
         let mut msg = json!({"janus": "message", "body": body, "transaction": t});
         if let Some(j) = jsep {
@@ -127,7 +125,7 @@ impl Handle {
             )?;
             if ev["transaction"].as_str() == Some(&t) {
                 if let Some(err) = ev["plugindata"]["data"].get("error") {
-                    bail!("VideoRoom error: {err}");
+                    bail!("plugin error: {err}");
                 }
                 return Ok(ev);
             }
@@ -135,7 +133,29 @@ impl Handle {
         bail!("no reply from Janus to {} within 30 s", msg["body"])
     }
 
-    fn trickle_done(&self) -> Result<()> {
+    /// The session's next event (long poll: Janus holds it up to 30 s when there is none).
+    pub(crate) fn next_event(&self) -> Result<Value> {
+        request(
+            &self.url,
+            "GET",
+            &format!("{}/{}?maxev=1", self.url.path, self.session),
+            None,
+        )
+    }
+
+    /// Ends the session (and with it the handle and any call).
+    pub(crate) fn destroy(&self) -> Result<()> {
+        let path = format!("{}/{}", self.url.path, self.session);
+        request(
+            &self.url,
+            "POST",
+            &path,
+            Some(&json!({"janus": "destroy", "transaction": transaction()})),
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn trickle_done(&self) -> Result<()> {
         let path = format!("{}/{}/{}", self.url.path, self.session, self.handle);
         request(
             &self.url,
@@ -156,7 +176,10 @@ fn id_of(r: &Value) -> Result<u64> {
         .ok_or_else(|| anyhow!("no id in Janus's reply: {r}"))
 }
 
-fn ask<T>(media: &Sender<Cmd>, make: impl FnOnce(Sender<Result<T, String>>) -> Cmd) -> Result<T> {
+pub(crate) fn ask<T>(
+    media: &Sender<Cmd>,
+    make: impl FnOnce(Sender<Result<T, String>>) -> Cmd,
+) -> Result<T> {
     let (tx, rx) = channel();
     media
         .send(make(tx))
@@ -169,7 +192,7 @@ fn ask<T>(media: &Sender<Cmd>, make: impl FnOnce(Sender<Result<T, String>>) -> C
 /// Joins room `room` as publisher `id`; returns the feed id subscribers ask for.
 pub fn publish(url: &JanusUrl, room: u64, id: usize, media: &Sender<Cmd>) -> Result<u64> {
     let started_ns = crate::sys::mono_ns();
-    let h = Handle::attach(url)?;
+    let h = Handle::attach(url, "janus.plugin.videoroom")?;
     let joined = h.message(
         json!({"request": "join", "ptype": "publisher", "room": room,
                "display": format!("pub{id}")}),
@@ -180,7 +203,7 @@ pub fn publish(url: &JanusUrl, room: u64, id: usize, media: &Sender<Cmd>) -> Res
         .ok_or_else(|| anyhow!("join: no publisher id in {joined}"))?;
     let offer = ask(media, |reply| Cmd::CreateOffer {
         id,
-        publish: true,
+        role: Role::Publisher,
         started_ns,
         reply,
     })?;
@@ -213,7 +236,7 @@ pub fn subscribe(
     media: &Sender<Cmd>,
 ) -> Result<()> {
     let started_ns = crate::sys::mono_ns();
-    let h = Handle::attach(url)?;
+    let h = Handle::attach(url, "janus.plugin.videoroom")?;
     let ev = h.message(
         json!({"request": "join", "ptype": "subscriber", "room": room,
                "streams": feeds.iter().map(|f| json!({"feed": f})).collect::<Vec<_>>()}),

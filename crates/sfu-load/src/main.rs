@@ -4,19 +4,24 @@
 //! steady window, the server's CPU-seconds and RSS over it (from /proc, `--server-pid`),
 //! added latency and join times, as one JSON object on stdout. bench/sfu.sh runs it
 //! against Janus VideoRoom and Switchboard with the same load (docs/benchmarks.md).
+//! The `*-sip` targets load a SIP gateway instead: every call is one peer with one audio
+//! track calling a SIP far end (crate::calls; bench/sip-janus.sh).
 //! `SFU_LOAD_DEBUG=1` prints the publisher's offer and answer (stderr).
 
+mod calls;
 mod janus;
+mod janus_sip;
 mod media;
 mod scrape;
 mod stats;
 mod switchboard;
+mod switchboard_sip;
 mod synth;
 mod sys;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use media::{Cmd, Media};
+use media::{AudioCodec, Cmd, Media};
 use serde_json::json;
 use stats::round3;
 use std::net::IpAddr;
@@ -32,6 +37,10 @@ enum Target {
     Janus,
     /// Switchboard's SFU over the signaling WebSocket (`--url ws://127.0.0.1:8080/ws`).
     Switchboard,
+    /// Calls through Janus's SIP plugin (`--url http://127.0.0.1:8088/janus`).
+    JanusSip,
+    /// Calls through Switchboard's SIP gateway (`--url ws://…/ws`, `--api-url http://…`).
+    SwitchboardSip,
 }
 
 #[derive(Parser, Debug)]
@@ -87,9 +96,21 @@ struct Cli {
     /// Address the participants' sockets bind to.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// SIP targets: concurrent calls (placed `--join-concurrency` at a time).
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// SIP targets: the far end every call dials.
+    #[arg(long, default_value = "sip:echo@127.0.0.1:5980")]
+    far_end: String,
+    /// SIP targets: the peers' audio codec.
+    #[arg(long, value_enum, default_value = "pcmu")]
+    codec: AudioCodec,
+    /// Switchboard's HTTP API (`POST /api/sip/calls`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api_url: String,
 }
 
-fn ask<T>(media: &Sender<Cmd>, make: impl FnOnce(Sender<T>) -> Cmd) -> Result<T> {
+pub(crate) fn ask<T>(media: &Sender<Cmd>, make: impl FnOnce(Sender<T>) -> Cmd) -> Result<T> {
     let (tx, rx) = channel();
     media
         .send(make(tx))
@@ -98,7 +119,7 @@ fn ask<T>(media: &Sender<Cmd>, make: impl FnOnce(Sender<T>) -> Cmd) -> Result<T>
 }
 
 /// Waits until `done(progress)` or the deadline; the last progress.
-fn wait_for(
+pub(crate) fn wait_for(
     media: &Sender<Cmd>,
     deadline: Instant,
     done: impl Fn((usize, usize)) -> bool,
@@ -129,6 +150,43 @@ fn main() -> Result<()> {
             Ok(media) => media.run(rx),
             Err(e) => eprintln!("media thread: {e}"),
         })?;
+    let call_backend: Option<Arc<dyn calls::CallBackend>> = match cli.target {
+        Target::JanusSip => Some(Arc::new(janus_sip::JanusSip::new(
+            &cli.url,
+            &cli.far_end,
+            &cli.bind_ip.to_string(),
+            cli.codec,
+        )?)),
+        Target::SwitchboardSip => Some(Arc::new(switchboard_sip::SwitchboardSip::new(
+            &cli.url,
+            &cli.api_url,
+            &cli.room,
+            &cli.far_end,
+            cli.codec,
+        )?)),
+        Target::Janus | Target::Switchboard => None,
+    };
+    if let Some(backend) = call_backend {
+        let run = calls::CallsRun {
+            target: match cli.target {
+                Target::JanusSip => "janus-sip",
+                _ => "switchboard-sip",
+            },
+            calls: cli.calls,
+            codec: cli.codec,
+            concurrency: cli.join_concurrency,
+            join_timeout_s: cli.join_timeout,
+            warmup_s: cli.warmup,
+            duration_s: cli.duration,
+            server_pid: cli.server_pid,
+            metrics_url: cli.metrics_url.clone(),
+        };
+        let out = calls::run(&run, backend, &tx);
+        let _ = tx.send(Cmd::Stop);
+        let _ = media_thread.join();
+        println!("{}", out?);
+        return Ok(());
+    }
     let server = cli.server_pid;
     let rss = || server.and_then(sys::process_rss_kb);
     let rss_start = rss();
@@ -147,6 +205,7 @@ fn main() -> Result<()> {
         Target::Switchboard => Arc::new(switchboard::SwitchboardBackend::new(
             &cli.url, &cli.room, rooms,
         )?),
+        Target::JanusSip | Target::SwitchboardSip => bail!("a SIP target is run by calls::run"),
     };
 
     // Publishers first: subscribers subscribe to what exists.

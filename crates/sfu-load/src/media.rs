@@ -7,7 +7,8 @@
 //! for all).
 
 use crate::stats::{Report, RxStats};
-use crate::synth::{opus_frame, read_stamp, MediaShape, Vp8Source};
+pub use crate::synth::AudioCodec;
+use crate::synth::{opus_frame, pcmu_frame, read_stamp, MediaShape, Vp8Source};
 use crate::sys::{mono_ns, Epoll, RecvBatch};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -23,10 +24,11 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 /// What signaling asks of the media thread. Replies carry SDP text or an error text.
 pub enum Cmd {
     /// Create participant `id` and return its first offer: audio + video, send only, for a
-    /// publisher; only the data channel (as the SDK's first offer) for a subscriber.
+    /// publisher; only the data channel (as the SDK's first offer) for a subscriber; one
+    /// audio track in the call's codec for a call.
     CreateOffer {
         id: usize,
-        publish: bool,
+        role: Role,
         started_ns: u64,
         reply: Sender<Result<String, String>>,
     },
@@ -56,8 +58,22 @@ pub enum Cmd {
     Stop,
 }
 
+/// What a participant does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Role {
+    /// Sends synthetic VP8 + Opus.
+    Publisher,
+    /// Receives what the server offers.
+    Subscriber,
+    /// One phone call: sends one audio track (20 ms frames, send-only or send-receive as
+    /// the server wants it) and counts the audio that comes back.
+    Call { codec: AudioCodec, send_recv: bool },
+}
+
 struct Publisher {
-    video: Vp8Source,
+    /// None for a call (audio only).
+    video: Option<Vp8Source>,
+    audio_codec: AudioCodec,
     video_mid: Mid,
     audio_mid: Mid,
     video_pt: Option<Pt>,
@@ -83,6 +99,8 @@ struct Peer {
     connected: bool,
     failed: bool,
     publisher: Option<Publisher>,
+    /// A call: it publishes and its receive counters count as well.
+    call: bool,
     rx: RxStats,
 }
 
@@ -141,7 +159,9 @@ impl Media {
                 }
                 if let Some(p) = self.peers[i].as_ref() {
                     soonest = soonest.min(p.next_timeout);
-                    if let Some(pb) = &p.publisher {
+                    // Only a connected publisher sends (send_media): one still connecting,
+                    // or whose call failed, must not make the loop spin.
+                    if let (true, Some(pb)) = (p.connected, &p.publisher) {
                         let next = pb.next_video_ns.min(pb.next_audio_ns);
                         let d = Duration::from_nanos(next.saturating_sub(now_ns));
                         soonest = soonest.min(now + d);
@@ -160,14 +180,13 @@ impl Media {
         match cmd {
             Cmd::CreateOffer {
                 id,
-                publish,
+                role,
                 started_ns,
                 reply,
             } => {
-                let r = if publish {
-                    self.create_publisher(id, started_ns)
-                } else {
-                    self.create_subscriber(id, started_ns)
+                let r = match role {
+                    Role::Subscriber => self.create_subscriber(id, started_ns),
+                    _ => self.create_publisher(id, started_ns, role),
                 };
                 let _ = reply.send(r);
             }
@@ -188,7 +207,10 @@ impl Media {
                 let mut pubs = 0;
                 let mut subs = 0;
                 for p in self.peers.iter().flatten() {
-                    if p.publisher.is_some() {
+                    if p.call {
+                        pubs += usize::from(p.connected);
+                        subs += usize::from(p.first_media_ns.is_some());
+                    } else if p.publisher.is_some() {
                         pubs += usize::from(p.connected);
                     } else {
                         subs += usize::from(p.first_media_ns.is_some());
@@ -215,19 +237,26 @@ impl Media {
         }
     }
 
-    fn new_peer(&mut self, id: usize, started_ns: u64) -> Result<(), String> {
+    fn new_peer(&mut self, id: usize, started_ns: u64, role: Role) -> Result<(), String> {
         let sock = UdpSocket::bind(SocketAddr::new(self.bind_ip, 0)).map_err(|e| e.to_string())?;
         sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let local = sock.local_addr().map_err(|e| e.to_string())?;
         self.epoll
             .add(&sock, id as u64)
             .map_err(|e| e.to_string())?;
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_vp8(true)
-            .enable_opus(true, false)
-            .build(Instant::now());
+        let builder = Rtc::builder().set_rtp_mode(true).clear_codecs();
+        let mut rtc = match role {
+            Role::Call {
+                codec: AudioCodec::Pcmu,
+                ..
+            } => builder.enable_pcmu(true, false),
+            Role::Call {
+                codec: AudioCodec::Opus,
+                ..
+            } => builder.enable_opus(true, false),
+            Role::Publisher | Role::Subscriber => builder.enable_vp8(true).enable_opus(true, false),
+        }
+        .build(Instant::now());
         let cand = Candidate::host(local, "udp").map_err(|e| e.to_string())?;
         rtc.add_local_candidate(cand);
         if self.peers.len() <= id {
@@ -244,23 +273,48 @@ impl Media {
             connected: false,
             failed: false,
             publisher: None,
+            call: matches!(role, Role::Call { .. }),
             rx: RxStats::default(),
         });
         Ok(())
     }
 
-    fn create_publisher(&mut self, id: usize, started_ns: u64) -> Result<String, String> {
-        self.new_peer(id, started_ns)?;
+    /// A publisher (VP8 + Opus, send only) or a call (one audio track).
+    fn create_publisher(
+        &mut self,
+        id: usize,
+        started_ns: u64,
+        role: Role,
+    ) -> Result<String, String> {
+        self.new_peer(id, started_ns, role)?;
         let shape = self.shape;
         let p = self.peers[id].as_mut().ok_or("no peer")?;
         let mut api = p.rtc.sdp_api();
-        let audio_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video_mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (audio_dir, audio_codec, video) = match role {
+            Role::Call { codec, send_recv } => (
+                if send_recv {
+                    Direction::SendRecv
+                } else {
+                    Direction::SendOnly
+                },
+                codec,
+                false,
+            ),
+            _ => (Direction::SendOnly, AudioCodec::Opus, true),
+        };
+        let audio_mid = api.add_media(MediaKind::Audio, audio_dir, None, None, None);
+        // A call has no video: its mid is never written to (no m-line exists for it).
+        let video_mid = if video {
+            api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)
+        } else {
+            Mid::from("-")
+        };
         let (offer, pending) = api.apply().ok_or("nothing to offer")?;
         p.pending = Some(pending);
         let seq_base = rand::random::<u16>() as u64 % 30_000;
         p.publisher = Some(Publisher {
-            video: Vp8Source::new(shape),
+            video: video.then(|| Vp8Source::new(shape)),
+            audio_codec,
             video_mid,
             audio_mid,
             video_pt: None,
@@ -269,7 +323,7 @@ impl Media {
             audio_seq: seq_base,
             video_ts: rand::random::<u32>() & 0x7fff_ffff,
             audio_ts: rand::random::<u32>() & 0x7fff_ffff,
-            next_video_ns: 0,
+            next_video_ns: if video { 0 } else { u64::MAX },
             next_audio_ns: 0,
             sent_packets: 0,
             keyframe_requests: 0,
@@ -278,7 +332,7 @@ impl Media {
     }
 
     fn create_subscriber(&mut self, id: usize, started_ns: u64) -> Result<String, String> {
-        self.new_peer(id, started_ns)?;
+        self.new_peer(id, started_ns, Role::Subscriber)?;
         let p = self.peers[id].as_mut().ok_or("no peer")?;
         let mut api = p.rtc.sdp_api();
         // The SDK's negotiated channel (label "switchboard", id 0): SDP needs an m-line.
@@ -306,7 +360,7 @@ impl Media {
             .map_err(|e| e.to_string())?;
         if let Some(pb) = p.publisher.as_mut() {
             pb.video_pt = pt_for(&p.rtc, pb.video_mid, Codec::Vp8);
-            pb.audio_pt = pt_for(&p.rtc, pb.audio_mid, Codec::Opus);
+            pb.audio_pt = pt_for(&p.rtc, pb.audio_mid, pb.audio_codec.codec());
         }
         p.next_timeout = Instant::now();
         Ok(())
@@ -314,7 +368,7 @@ impl Media {
 
     fn accept_offer(&mut self, id: usize, started_ns: u64, sdp: &str) -> Result<String, String> {
         if self.peers.get(id).is_none_or(Option::is_none) {
-            self.new_peer(id, started_ns)?;
+            self.new_peer(id, started_ns, Role::Subscriber)?;
         }
         let p = self.peers[id].as_mut().ok_or("no peer")?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
@@ -325,7 +379,7 @@ impl Media {
             .map_err(|e| e.to_string())?;
         if let Some(pb) = p.publisher.as_mut() {
             pb.video_pt = pt_for(&p.rtc, pb.video_mid, Codec::Vp8);
-            pb.audio_pt = pt_for(&p.rtc, pb.audio_mid, Codec::Opus);
+            pb.audio_pt = pt_for(&p.rtc, pb.audio_mid, pb.audio_codec.codec());
         }
         p.next_timeout = Instant::now();
         Ok(answer.to_sdp_string())
@@ -346,11 +400,11 @@ impl Media {
             }
             let mut wrote = false;
             let frame_ns = 1_000_000_000 / self.shape.fps.max(1) as u64;
-            if pb.next_video_ns <= now_ns {
+            if let (true, Some(video)) = (pb.next_video_ns <= now_ns, pb.video.as_mut()) {
                 if let Some(pt) = pb.video_pt {
-                    let (packets, _key) = pb.video.next_frame(now_ns);
+                    let (packets, _key) = video.next_frame(now_ns);
                     let ts = pb.video_ts;
-                    pb.video_ts = pb.video_ts.wrapping_add(pb.video.ticks_per_frame());
+                    pb.video_ts = pb.video_ts.wrapping_add(video.ticks_per_frame());
                     let mut api = p.rtc.direct_api();
                     if let Some(tx) = api.stream_tx_by_mid(pb.video_mid, None) {
                         for pkt in packets {
@@ -373,9 +427,12 @@ impl Media {
             }
             if pb.next_audio_ns <= now_ns {
                 if let Some(pt) = pb.audio_pt {
-                    let payload = opus_frame(self.shape.opus_bytes, now_ns);
+                    let payload = match pb.audio_codec {
+                        AudioCodec::Opus => opus_frame(self.shape.opus_bytes, now_ns),
+                        AudioCodec::Pcmu => pcmu_frame(now_ns),
+                    };
                     let ts = pb.audio_ts;
-                    pb.audio_ts = pb.audio_ts.wrapping_add(960);
+                    pb.audio_ts = pb.audio_ts.wrapping_add(pb.audio_codec.ticks_per_frame());
                     let ext = ExtensionValues {
                         audio_level: Some(-30),
                         voice_activity: Some(true),
@@ -457,6 +514,15 @@ impl Media {
             ..Default::default()
         };
         for p in self.peers.iter().flatten() {
+            if let (true, Some(pb)) = (p.call, &p.publisher) {
+                r.sent_packets += pb.sent_packets;
+                if let Some(first) = p.first_media_ns {
+                    r.join_ms
+                        .push(first.saturating_sub(p.started_ns) as f64 / 1e6);
+                }
+                r.add_call(p.connected, pb.sent_packets, &p.rx);
+                continue;
+            }
             if let Some(pb) = &p.publisher {
                 r.publishers += 1;
                 r.sent_packets += pb.sent_packets;
@@ -519,7 +585,9 @@ fn drain_peer(p: &mut Peer, recv_ns: u64, window: bool, latency_us: &mut Vec<u32
                 }
                 Event::KeyframeRequest(_) => {
                     if let Some(pb) = p.publisher.as_mut() {
-                        pb.video.request_keyframe();
+                        if let Some(video) = pb.video.as_mut() {
+                            video.request_keyframe();
+                        }
                         pb.keyframe_requests += 1;
                     }
                 }

@@ -77,7 +77,17 @@ pub struct Report {
     pub lost: u64,
     pub join_ms: Vec<f64>,
     pub latency_us: Vec<u32>,
+    /// Calls (each sends and receives one audio stream).
+    pub calls: usize,
+    pub calls_connected: usize,
+    /// Calls that got back at least 99.9 % of what they sent, with lost + late under 0.1 %.
+    pub calls_ok: usize,
+    /// Calls' packets that did not come back (sent − received, per call, when positive).
+    pub calls_missing: u64,
 }
+
+/// Most packets a call may miss per 1,000 sent and still count as held (0.1 %).
+pub const CALL_MISS_PER_MILLE: u64 = 1;
 
 impl Report {
     pub fn add_subscriber(&mut self, rx: &RxStats) {
@@ -99,6 +109,22 @@ impl Report {
         self.rx_bytes += rx.bytes;
         self.expected += expected;
         self.lost += lost;
+    }
+
+    /// A call that sent `sent` packets in the window and received `rx`. Its loss is the
+    /// larger of what did not come back (sent − received: an echo returns every packet)
+    /// and the gaps plus late packets in what did.
+    pub fn add_call(&mut self, connected: bool, sent: u64, rx: &RxStats) {
+        self.calls += 1;
+        self.calls_connected += usize::from(connected);
+        let (_, lost) = rx.expected_and_lost();
+        let missing = sent.saturating_sub(rx.packets);
+        self.calls_missing += missing;
+        let bad = missing.max(lost + rx.late);
+        if sent > 0 && bad * 1000 <= sent * CALL_MISS_PER_MILLE {
+            self.calls_ok += 1;
+        }
+        self.add_subscriber(rx);
     }
 
     pub fn json(&mut self) -> Value {
@@ -132,6 +158,10 @@ impl Report {
                 "p50": lat(0.5), "p99": lat(0.99), "p999": lat(0.999),
                 "max": self.latency_us.last().map(|v| *v as f64 / 1000.0),
             },
+            "calls": self.calls,
+            "calls_connected": self.calls_connected,
+            "calls_ok": self.calls_ok,
+            "calls_missing_packets": self.calls_missing,
             "join_ms": {
                 "count": self.join_ms.len(),
                 "p50": join(0.5).map(round3), "p99": join(0.99).map(round3),
@@ -171,6 +201,28 @@ mod tests {
         assert_eq!(rx.expected_and_lost(), (6, 0));
         assert_eq!(rx.packets, 6);
         assert_eq!(rx.bytes, 550);
+    }
+
+    #[test]
+    fn calls_held_only_within_a_tenth_of_a_percent() {
+        let mut r = Report::default();
+        let echo = |n: u64, skip: &dyn Fn(u64) -> bool| {
+            let mut rx = RxStats::default();
+            (0..n)
+                .filter(|s| !skip(*s))
+                .for_each(|s| rx.record(7, s, 160, Some(900)));
+            rx
+        };
+        r.add_call(true, 1000, &echo(1000, &|_| false));
+        r.add_call(true, 1000, &echo(999, &|_| false)); // one short: 0.1 %, held
+        r.add_call(true, 1000, &echo(998, &|_| false)); // two short: not held
+        r.add_call(true, 1000, &echo(1000, &|s| s == 10 || s == 20)); // gaps: not held
+        r.add_call(false, 0, &RxStats::default()); // nothing sent: not held
+        assert_eq!(r.calls, 5);
+        assert_eq!(r.calls_connected, 4);
+        assert_eq!(r.calls_ok, 2);
+        assert_eq!(r.calls_missing, 1 + 2 + 2);
+        assert_eq!(r.lost, 2);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! renegotiate (new offers are answered), and the connection must stay alive (reading
 //! answers the server's pings). Every relayed message is acknowledged (`ack`).
 
-use crate::media::Cmd;
+use crate::media::{Cmd, Role};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::net::TcpStream;
@@ -43,7 +43,7 @@ impl SwitchboardBackend {
 }
 
 /// One participant's signaling connection.
-struct Session {
+pub(crate) struct Session {
     ws: Ws,
     sfu: Option<String>,
     /// When this participant started signaling (the start of its join time).
@@ -51,7 +51,7 @@ struct Session {
 }
 
 impl Session {
-    fn join(url: &str, room: &str, name: &str) -> Result<Session> {
+    pub(crate) fn join(url: &str, room: &str, name: &str) -> Result<Session> {
         let started_ns = crate::sys::mono_ns();
         let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("connecting {url}"))?;
         if let MaybeTlsStream::Plain(s) = ws.get_mut() {
@@ -129,7 +129,7 @@ impl Session {
     }
 
     /// Answers every SFU offer for participant `id` until the connection ends.
-    fn serve(mut self, id: usize, media: Sender<Cmd>) {
+    pub(crate) fn serve(mut self, id: usize, media: Sender<Cmd>) {
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             match self.recv(far) {
@@ -188,14 +188,19 @@ fn publish_tracks(sdp: &str) -> Vec<Value> {
 
 /// Sends participant `id`'s first offer (with the `publish` message for a publisher) and
 /// applies the SFU's answer.
-fn offer_and_answer(s: &mut Session, id: usize, publish: bool, media: &Sender<Cmd>) -> Result<()> {
+pub(crate) fn offer_and_answer(
+    s: &mut Session,
+    id: usize,
+    role: Role,
+    media: &Sender<Cmd>,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let sfu = s.sfu(deadline)?;
     let (tx, rx) = channel();
     media
         .send(Cmd::CreateOffer {
             id,
-            publish,
+            role,
             started_ns: s.started_ns,
             reply: tx,
         })
@@ -204,7 +209,7 @@ fn offer_and_answer(s: &mut Session, id: usize, publish: bool, media: &Sender<Cm
         .recv()
         .map_err(|_| anyhow!("media thread gone"))?
         .map_err(|e| anyhow!(e))?;
-    if publish {
+    if role != Role::Subscriber {
         let tracks = json!({"sfu": "publish", "tracks": publish_tracks(&offer)});
         s.send(&json!({"type": "message", "to": sfu, "data": tracks}))?;
     }
@@ -240,7 +245,7 @@ impl crate::Backend for SwitchboardBackend {
             .get(room)
             .ok_or_else(|| anyhow!("no room {room}"))?;
         let mut s = Session::join(&self.url, room, &format!("pub{id}"))?;
-        offer_and_answer(&mut s, id, true, media)?;
+        offer_and_answer(&mut s, id, Role::Publisher, media)?;
         let media = media.clone();
         std::thread::spawn(move || s.serve(id, media));
         Ok(())
@@ -254,7 +259,7 @@ impl crate::Backend for SwitchboardBackend {
             .get(room)
             .ok_or_else(|| anyhow!("no room {room}"))?;
         let mut s = Session::join(&self.url, room, &format!("sub{id}"))?;
-        offer_and_answer(&mut s, id, false, media)?;
+        offer_and_answer(&mut s, id, Role::Subscriber, media)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let m = s

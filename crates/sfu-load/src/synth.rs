@@ -1,4 +1,4 @@
-//! Synthetic media: VP8 frames cut into RTP payloads and Opus frames, each payload ending
+//! Synthetic media: VP8 frames cut into RTP payloads, Opus and G.711 frames, each payload ending
 //! in a send stamp (magic + CLOCK_MONOTONIC ns) so that a subscriber on the same host
 //! computes the latency the server added without any clock sync. The bytes are not
 //! decodable video, but the VP8 payload descriptor (RFC 7741, 15-bit PictureID) and the
@@ -6,6 +6,7 @@
 //! reads (keyframe detection, simulcast rewriting).
 
 use rand::Rng;
+use str0m::format::Codec;
 
 /// Bytes appended to every payload: magic + monotonic send time in ns (little endian).
 pub const STAMP_LEN: usize = 12;
@@ -160,6 +161,43 @@ fn write_vp8_header(buf: &mut [u8], key: bool, frame_size: usize) {
 
 /// Whether a VP8 RTP payload starts a keyframe (descriptor S bit, partition 0, P bit clear):
 /// what an SFU looks at, used by the tests to check the generated frames.
+/// The audio codec of a call (the load sends synthetic frames in it, stamped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AudioCodec {
+    /// Random Opus frames (`--opus-bytes`), 48 kHz clock.
+    Opus,
+    /// 160-byte G.711 µ-law frames, 8 kHz clock.
+    Pcmu,
+}
+
+impl AudioCodec {
+    pub fn codec(self) -> Codec {
+        match self {
+            AudioCodec::Opus => Codec::Opus,
+            AudioCodec::Pcmu => Codec::PCMU,
+        }
+    }
+
+    /// RTP clock ticks per 20 ms frame.
+    pub fn ticks_per_frame(self) -> u32 {
+        match self {
+            AudioCodec::Opus => 960,
+            AudioCodec::Pcmu => 160,
+        }
+    }
+}
+
+/// One 20 ms µ-law frame: quiet noise around the µ-law zero (0xff), ending in the stamp.
+pub fn pcmu_frame(now_ns: u64) -> Vec<u8> {
+    let mut p = vec![0xffu8; 160];
+    let noise: [u8; 4] = rand::random();
+    for (i, b) in p.iter_mut().take(148).enumerate() {
+        *b = 0xf0 | (noise[i % 4] & 0x0f);
+    }
+    put_stamp(&mut p, now_ns);
+    p
+}
+
 #[cfg(test)]
 fn vp8_is_keyframe(payload: &[u8]) -> bool {
     let Some(&b0) = payload.first() else {
@@ -202,6 +240,16 @@ pub fn opus_frame(bytes: usize, now_ns: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcmu_frames_are_20_ms_and_stamped() {
+        let p = pcmu_frame(123_456_789);
+        assert_eq!(p.len(), 160);
+        assert_eq!(read_stamp(&p), Some(123_456_789));
+        assert_eq!(AudioCodec::Pcmu.ticks_per_frame(), 160);
+        assert_eq!(AudioCodec::Opus.ticks_per_frame(), 960);
+        assert_eq!(AudioCodec::Pcmu.codec(), Codec::PCMU);
+    }
 
     fn shape() -> MediaShape {
         MediaShape {
