@@ -1,6 +1,7 @@
-// The SIP side of the browser tests (sip.test.mjs): Debian's baresip as the phone, set up
-// as crates/sip/tests/lab/mod.rs does for the Rust interop tests. In a temporary folder:
-// its config (one account `alice` on its own port, auto answer, PCMU), a 440 Hz WAV it
+// The SIP side of the browser tests (sip*.test.mjs): Debian's baresip as the phone, set up
+// as crates/sip/tests/lab/mod.rs does for the Rust interop tests, and Debian's kamailio
+// with that lab's kamailio.cfg (registrar, digest auth). In a temporary folder: baresip's
+// config (by default one account `alice` on its own port, auto answer, PCMU), a 440 Hz WAV it
 // plays as its microphone (aufile), a folder its sndfile module records the call into,
 // ctrl_tcp (commands and events as netstrings of JSON) and the UDP console (a key sent
 // there goes out as DTMF in the call). Also: WAV reading and a tone's frequency by zero

@@ -17,6 +17,10 @@
 //
 // After every call the gateway's gauges (calls, dialogs, transactions, media tasks, RTP
 // ports) are back to 0. These replace the str0m-member tests of sip_baresip.rs.
+//
+// Not here: keys from baresip as SIP INFO. Debian's baresip 1.0.0 sends keys as RFC 4733
+// only (it parses an incoming INFO's dtmf-relay but never sends one: no sipsess_info);
+// INFO keys both ways are covered by e2e_sip.rs with the gateway's own UA as the phone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -101,13 +105,23 @@ function waitEventCount(phone, type, n, timeout = 15000) {
   });
 }
 
-/** Page `p` hears `hz` (±15 Hz, above -60 dBFS) on member `id`'s track; returns the measurement. */
-async function expectHears(p, id, hz, what) {
+/**
+ * Page `p` hears `hz` (±15 Hz, its FFT peak above `minDb` dBFS) on member `id`'s track;
+ * returns the measurement. The phone's tone arrives at about -23 dB: -40 is at least as
+ * strict as sip_baresip.rs's RMS > 500 (-36 dBFS); a page's tone at another page, after
+ * Chromium's capture processing, at about -42 dB.
+ */
+async function expectHears(p, id, hz, what, minDb = -40) {
   let last = null;
-  await waitFor(async () => {
-    last = await heardTone(p, id);
-    return last && Math.abs(last.hz - hz) <= 15 && last.db > -60;
-  }, { timeout: 20000, interval: 300, what: `${p.name}: ${what} at ${hz} Hz (last: ${JSON.stringify(last)})` });
+  try {
+    await waitFor(async () => {
+      last = await heardTone(p, id);
+      return last && Math.abs(last.hz - hz) <= 15 && last.db > minDb;
+    }, { timeout: 20000, interval: 300, what: `${p.name}: ${what} at ${hz} Hz` });
+  } catch (e) {
+    e.message += ` (heard: ${JSON.stringify(last)})`;
+    throw e;
+  }
   return last;
 }
 
@@ -208,7 +222,7 @@ test('three parties: two pages (1,000 Hz, 600 Hz) and baresip: baresip hears bot
     const heard = {};
     for (const [p, other, hz] of [[ada, bea, 600], [bea, ada, 1000]]) {
       heard[`${p.name} <- phone`] = await expectHears(p, tileA.id, 440, "baresip's tone on the call's track");
-      heard[`${p.name} <- ${other.name}`] = await expectHears(p, other.peerId, hz, `${other.name}'s tone on ${other.name}'s track`);
+      heard[`${p.name} <- ${other.name}`] = await expectHears(p, other.peerId, hz, `${other.name}'s tone on ${other.name}'s track`, -60);
     }
     await sleep(2000);
     phone.command('hangup');
