@@ -1,6 +1,7 @@
-// The SIP side of the browser tests (sip.test.mjs): Debian's baresip as the phone, set up
-// as crates/sip/tests/lab/mod.rs does for the Rust interop tests. In a temporary folder:
-// its config (one account `alice` on its own port, auto answer, PCMU), a 440 Hz WAV it
+// The SIP side of the browser tests (sip*.test.mjs): Debian's baresip as the phone, set up
+// as crates/sip/tests/lab/mod.rs does for the Rust interop tests, and Debian's kamailio
+// with that lab's kamailio.cfg (registrar, digest auth). In a temporary folder: baresip's
+// config (by default one account `alice` on its own port, auto answer, PCMU), a 440 Hz WAV it
 // plays as its microphone (aufile), a folder its sndfile module records the call into,
 // ctrl_tcp (commands and events as netstrings of JSON) and the UDP console (a key sent
 // there goes out as DTMF in the call). Also: WAV reading and a tone's frequency by zero
@@ -132,8 +133,9 @@ export function toneOfFrames(samples, rate, minRms = 500) {
  * A SIP OPTIONS to `port` on 127.0.0.1; resolves true when any SIP response came back within 300 ms.
  * @param {number} port
  * @param {number} n sequence number
+ * @param {string} user the Request-URI's user part with its `@` ('' for the server itself)
  */
-function optionsPing(port, n) {
+function optionsPing(port, n, user = 'alice@') {
   return new Promise((resolve) => {
     const u = dgram.createSocket('udp4');
     const done = (ok) => { clearTimeout(timer); u.close(); resolve(ok); };
@@ -142,7 +144,7 @@ function optionsPing(port, n) {
     u.on('message', (m) => done(m.toString('latin1').startsWith('SIP/2.0 ')));
     u.bind(0, '127.0.0.1', () => {
       const local = `127.0.0.1:${u.address().port}`;
-      const msg = `OPTIONS sip:alice@127.0.0.1:${port} SIP/2.0\r\nVia: SIP/2.0/UDP ${local};branch=z9hG4bKping${n}\r\nMax-Forwards: 70\r\n` +
+      const msg = `OPTIONS sip:${user}127.0.0.1:${port} SIP/2.0\r\nVia: SIP/2.0/UDP ${local};branch=z9hG4bKping${n}\r\nMax-Forwards: 70\r\n` +
         `From: <sip:test@127.0.0.1>;tag=p\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: ping${n}-${port}\r\nCSeq: ${n} OPTIONS\r\nContent-Length: 0\r\n\r\n`;
       u.send(msg, port, '127.0.0.1');
     });
@@ -217,6 +219,13 @@ export class Baresip {
    * the call ended: size stable, data present).
    */
   async recordedTone(timeout = 8000) {
+    const { samples, rate } = await this.recordedSamples(timeout);
+    const all = toneOf(samples, rate);
+    return { ...toneOfFrames(samples, rate), whole: { hz: all.hz, rms: all.rms }, rate };
+  }
+
+  /** The samples and rate of baresip's complete recording of its (one) call (see `recordedTone`). */
+  async recordedSamples(timeout = 8000) {
     const rec = path.join(this.dir, 'rec');
     let last = -1;
     return waitFor(() => {
@@ -226,11 +235,15 @@ export class Baresip {
       const stable = size === last && size > 44;
       last = size;
       if (!stable) return null;
-      const { samples, rate } = readWav(path.join(rec, f));
-      if (!samples.length) return null;
-      const all = toneOf(samples, rate);
-      return { ...toneOfFrames(samples, rate), whole: { hz: all.hz, rms: all.rms }, rate };
+      const wav = readWav(path.join(rec, f));
+      return wav.samples.length ? wav : null;
     }, { timeout, interval: 300, what: "baresip's complete recording of the call" });
+  }
+
+  /** Forget the recordings of past calls (the next `recordedTone` reads the next call's). */
+  clearRecordings() {
+    const rec = path.join(this.dir, 'rec');
+    for (const f of readdirSync(rec)) rmSync(path.join(rec, f), { force: true });
   }
 
   /** The tail of baresip's own output (for failure messages). */
@@ -257,8 +270,15 @@ export class Baresip {
   }
 }
 
-/** Start baresip (account `alice` on a free port, auto answer, PCMU, playing 440 Hz); resolves once it answers OPTIONS. */
-export async function startBaresip() {
+/**
+ * Start baresip; resolves once it answers OPTIONS. By default: account `alice` on its own
+ * port, called and calling directly (no registrar), auto answer, PCMU, playing 440 Hz.
+ * `opts.account(port)` gives another account line (e.g. `bob` at a registrar, SRTP);
+ * `opts.extra` more config lines (modules such as `dtls_srtp.so`, loaded before the
+ * accounts are read).
+ * @param {{account?: (port: number) => string, extra?: string[]}} [opts]
+ */
+export async function startBaresip(opts = {}) {
   const t0 = Date.now();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-baresip-'));
   const port = await freePortPair();
@@ -273,12 +293,14 @@ export async function startBaresip() {
     'poll_method epoll', `sip_listen 127.0.0.1:${port}`, 'audio_player alsa,null', 'audio_alert alsa,null',
     `audio_source aufile,${tone}`, `rtp_ports ${rtp}-${rtp + 1}`, 'rtp_timeout 10', 'net_interface 127.0.0.1',
     'module_path /usr/lib/baresip/modules', 'module g711.so', 'module alsa.so', 'module aufile.so', 'module sndfile.so',
+    'module srtp.so', ...(opts.extra ?? []),
     'module_tmp uuid.so', 'module_tmp account.so', 'module_app menu.so',
     'module_app ctrl_tcp.so', `ctrl_tcp_listen 127.0.0.1:${ctrlPort}`, 'module_app cons.so', `cons_listen 127.0.0.1:${consolePort}`,
     `snd_path ${rec}`, '',
   ].join('\n');
   writeFileSync(path.join(dir, 'config'), config);
-  writeFileSync(path.join(dir, 'accounts'), `<sip:alice@127.0.0.1:${port};transport=udp>;regint=0;answermode=auto;audio_codecs=PCMU/8000/1\n`);
+  const account = opts.account ? opts.account(port) : `<sip:alice@127.0.0.1:${port};transport=udp>;regint=0;answermode=auto;audio_codecs=PCMU/8000/1`;
+  writeFileSync(path.join(dir, 'accounts'), `${account}\n`);
   const logFile = path.join(dir, 'baresip.log');
   const out = openSync(logFile, 'a');
   const child = spawn('baresip', ['-f', dir], { stdio: ['ignore', out, out] });
@@ -410,11 +432,114 @@ export function heardTone(p, id) {
   }, id);
 }
 
-/** The gateway's gauges are back to 0 within 5 s. */
-export async function expectGaugesZero(server) {
+/** Every gauge of the gateway a call holds while it is up (crates/switchboard/tests/common/sip.rs GAUGES). */
+export const ALL_GAUGES = ['switchboard_sip_calls', 'switchboard_sip_dialogs', 'switchboard_sip_transactions', 'switchboard_sip_media_tasks', 'switchboard_sip_rtp_ports_in_use'];
+
+/**
+ * The gateway's `gauges` are back to 0 within `timeout` (by default calls and RTP ports; the
+ * transactions' wait states outlast a call by 64 x T1 unless the server runs a short
+ * `--sip-timer-t1`).
+ */
+export async function expectGaugesZero(server, timeout = 5000, gauges = ['switchboard_sip_calls', 'switchboard_sip_rtp_ports_in_use']) {
   let m = {};
-  await waitFor(async () => {
-    m = await metrics(server);
-    return m.switchboard_sip_calls === 0 && m.switchboard_sip_rtp_ports_in_use === 0;
-  }, { timeout: 5000, what: `switchboard_sip_calls and switchboard_sip_rtp_ports_in_use at 0 (last: calls ${m.switchboard_sip_calls}, ports ${m.switchboard_sip_rtp_ports_in_use})` });
+  const left = () => gauges.filter((g) => m[g] !== 0).map((g) => `${g} ${m[g]}`);
+  try {
+    await waitFor(async () => {
+      m = await metrics(server);
+      return left().length === 0;
+    }, { timeout, what: 'the SIP gauges at 0' });
+  } catch (e) {
+    e.message += ` (left: ${left().join(', ')})`;
+    throw e;
+  }
+}
+
+/**
+ * Power of `hz` in `samples` relative to the whole signal's, in dB (Goertzel; as
+ * crates/sip/tests/lab's tone_share_db): near 0 for the only tone, about -3 dB for one of
+ * two equal tones, far below for an absent one.
+ */
+export function toneShareDb(samples, rate, hz) {
+  const coeff = 2 * Math.cos((2 * Math.PI * hz) / rate);
+  let s1 = 0;
+  let s2 = 0;
+  let total = 0;
+  for (const x of samples) {
+    const s0 = x + coeff * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+    total += x * x;
+  }
+  const n = Math.max(1, samples.length);
+  const power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+  // A sine of amplitude A gives power (A·N/2)²; its mean square is A²/2.
+  const toneMs = (2 * power) / (n * n);
+  return 10 * Math.log10(Math.max(1e-12, toneMs / Math.max(1e-9, total / n)));
+}
+
+/** Debian's kamailio as registrar and authenticating proxy. Use `startKamailio()`. */
+export class Kamailio {
+  constructor({ child, port, dir, logFile }) {
+    this.child = child;
+    this.port = port;
+    this.dir = dir;
+    this.logFile = logFile;
+  }
+
+  /** The tail of kamailio's output (for failure messages). */
+  logTail(lines = 30) {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop() {
+    // It forks its workers into its own process group (spawned detached): end the group.
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const gone = new Promise((r) => this.child.once('exit', r));
+      try { process.kill(-this.child.pid, 'SIGTERM'); } catch { /* gone */ }
+      if (!(await Promise.race([gone.then(() => true), sleep(2000)]))) {
+        try { process.kill(-this.child.pid, 'SIGKILL'); } catch { /* gone */ }
+        await gone;
+      }
+    }
+    running.delete(this.child);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * kamailio on 127.0.0.1 (a free port, UDP and TCP) with the Rust interop tests' config
+ * (crates/sip/tests/lab/kamailio.cfg: registrar, record-routing proxy, digest auth; users
+ * alice/alicepw and bob/bobpw); resolves once it answers OPTIONS. Not starting is a
+ * HarnessError.
+ */
+export async function startKamailio() {
+  const t0 = Date.now();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-kamailio-'));
+  const port = await freePortTcpUdp();
+  const cfg = path.join(dir, 'kamailio.cfg');
+  const template = readFileSync(new URL('../../crates/sip/tests/lab/kamailio.cfg', import.meta.url), 'utf8');
+  writeFileSync(cfg, template.replaceAll('@PORT@', String(port)));
+  const run = path.join(dir, 'run');
+  mkdirSync(run);
+  const logFile = path.join(dir, 'kamailio.log');
+  const out = openSync(logFile, 'a');
+  const child = spawn('kamailio', ['-f', cfg, '-DD', '-E', '-m', '32', '-M', '4', '-Y', run], { stdio: ['ignore', out, out], detached: true });
+  closeSync(out);
+  running.add(child);
+  const k = new Kamailio({ child, port, dir, logFile });
+  let spawnError = null;
+  child.once('error', (e) => { spawnError = e; });
+  for (let n = 1; !(await optionsPing(port, n, '')); n++) {
+    if (spawnError || child.exitCode !== null || Date.now() - t0 > BARESIP_START_LIMIT_MS) {
+      const tail = k.logTail(15);
+      await k.stop();
+      throw new HarnessError('kamailio did not answer OPTIONS', Date.now() - t0,
+        new Error(`${spawnError ? `${spawnError.message} (install Debian's kamailio)` : `port ${port}, exit ${child.exitCode}`}${tail ? `; its output:\n${tail}` : ''}`));
+    }
+  }
+  return k;
 }
