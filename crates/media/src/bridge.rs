@@ -322,15 +322,20 @@ impl CallMedia {
         }
         // Every stream is played (and discarded on hold too), so the buffers keep their
         // timing; the room first, as what goes to it depends on what it speaks.
-        self.phone.play(now, &mut self.phone_pcm);
-        let mixed = self.room.mix(now);
+        // Neither side's 48 kHz form is computed where a frame passes through as it came
+        // (the resampler was a quarter of a passthrough call's CPU).
+        let phone_law = self.phone.passthrough_law().filter(|_| !self.held);
+        let mixed = self.room.mix(now, phone_law);
         // Phone → room: its G.711 as it came to a room that speaks G.711, else Opus.
+        let passes_to_room =
+            phone_law.is_some_and(|law| self.room.speaks_g711() && self.room_takes(law));
+        self.phone.play(now, &mut self.phone_pcm, !passes_to_room);
         let mut room_codec = RoomCodec::Opus;
         let to_room = match self.phone.g711_frame() {
             _ if self.held => Ok((0, crate::level::SILENCE, false)),
-            Some((law, frame)) if self.room.speaks_g711() && self.room_takes(law) => {
+            Some((law, frame)) if passes_to_room => {
                 room_codec = RoomCodec::G711(law);
-                self.room.g711_phone(law, frame, &self.phone_pcm, room_out)
+                self.room.g711_phone(law, frame, room_out)
             }
             _ => self.room.encode_phone(&self.phone_pcm, room_out),
         };

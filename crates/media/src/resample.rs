@@ -157,6 +157,15 @@ impl Upsampler {
 
     /// Converts `input` (8 kHz) into the first `6 × input.len()` samples of `output`
     /// (48 kHz); returns that count.
+    /// Takes `input` into the filter's history without computing output: a stream whose
+    /// 48 kHz form is not needed this time (G.711 passed through as it came) stays
+    /// continuous for when it is needed again, at the cost of a copy.
+    pub fn skip(&mut self, input: &[i16]) {
+        for &x in input {
+            self.history.push(f32::from(x));
+        }
+    }
+
     pub fn process(&mut self, input: &[i16], output: &mut [i16]) -> Result<usize, ResampleError> {
         let needed = input.len() * RATIO;
         let got = output.len();

@@ -298,8 +298,10 @@ impl PhoneLeg {
         self.digits.pop_front()
     }
 
-    /// Plays the phone's next 20 ms into `out` (48 kHz, one frame).
-    pub(super) fn play(&mut self, now: Instant, out: &mut [i16]) {
+    /// Plays the phone's next 20 ms into `out` (48 kHz, one frame). With `upsample` false
+    /// a G.711 frame is only decoded (its 8 kHz form, [`PhoneLeg::g711_frame`], is all that
+    /// a passthrough tick needs) and `out` is left as it was.
+    pub(super) fn play(&mut self, now: Instant, out: &mut [i16], upsample: bool) {
         self.last_now = now;
         if self
             .last_event_at
@@ -329,7 +331,9 @@ impl PhoneLeg {
             (PhoneCodec::G711(law), _) => {
                 let played = self.g711.play(law, &mut self.jitter, now);
                 self.concealed += u64::from(played == Played::Concealed);
-                if self.upsampler.process(self.g711.pcm8(), out).is_err() {
+                if !upsample {
+                    self.upsampler.skip(self.g711.pcm8());
+                } else if self.upsampler.process(self.g711.pcm8(), out).is_err() {
                     out.fill(0);
                 }
             }

@@ -222,7 +222,11 @@ impl Room {
 
     /// Plays every live source for this tick and sums the loudest [`MAX_MIXED`] into
     /// [`Room::mixed`].
-    pub(super) fn mix(&mut self, now: Instant) -> Result<(), BridgeError> {
+    ///
+    /// `phone_law`: the law a phone can take as it comes (passthrough), if any. When the
+    /// only source in the mix sends that law, nothing is upsampled or mixed: the phone gets
+    /// the source's payload ([`Room::single_g711`]) and [`Room::mixed`] is not updated.
+    pub(super) fn mix(&mut self, now: Instant, phone_law: Option<Law>) -> Result<(), BridgeError> {
         let mut heard = 0;
         let mut heard_g711 = 0;
         for source in &mut self.sources {
@@ -243,12 +247,7 @@ impl Room {
                 Played::Concealed => self.concealed += 1,
                 Played::Frame => {}
             }
-            let energy = source
-                .pcm
-                .iter()
-                .map(|&s| (i64::from(s) * i64::from(s)) as u64)
-                .sum();
-            source.energy = Some(energy);
+            source.energy = Some(source.energy());
         }
         // The loudest live sources, on the stack.
         let mut live = [(0u64, 0usize); MAX_SOURCES];
@@ -270,6 +269,15 @@ impl Room {
             }
             _ => None,
         };
+        let passes = self.single_g711.is_some_and(
+            |i| matches!(self.sources[i].codec, RoomCodec::G711(law) if Some(law) == phone_law),
+        );
+        for &(_, i) in live.iter() {
+            self.sources[i].upsample_if(!passes);
+        }
+        if passes {
+            return Ok(());
+        }
         if live.len() > MAX_MIXED {
             live.sort_unstable_by_key(|&(energy, _)| std::cmp::Reverse(energy));
         }
@@ -323,7 +331,6 @@ impl Room {
         &mut self,
         law: Law,
         frame: &G711Frames,
-        pcm: &[i16],
         out: &mut [u8],
     ) -> Result<(usize, u8, bool), BridgeError> {
         let body = out
@@ -340,7 +347,8 @@ impl Room {
                 self.transcoded_out += 1;
             }
         }
-        Ok(self.sent(G711_FRAME, pcm))
+        // The level of the 8 kHz frame: RMS does not depend on the rate.
+        Ok(self.sent(G711_FRAME, frame.pcm8()))
     }
 
     /// Counts a payload of `len` bytes for the room; its level and voice flag from `pcm`.
@@ -392,7 +400,39 @@ impl Source {
         Some(old.stats())
     }
 
-    /// Plays this tick's frame into `pcm` (48 kHz): how, and whether a packet was bad.
+    /// The energy of this tick's frame (what ranks the loudest sources), on the 48 kHz
+    /// scale: a G.711 frame, still at 8 kHz, counts each sample 6 times.
+    fn energy(&self) -> u64 {
+        let sum = |pcm: &[i16]| -> u64 {
+            pcm.iter()
+                .map(|&s| (i64::from(s) * i64::from(s)) as u64)
+                .sum()
+        };
+        match self.codec {
+            RoomCodec::G711(_) => 6 * sum(self.g711.pcm8()),
+            RoomCodec::Opus => sum(&self.pcm),
+        }
+    }
+
+    /// A played G.711 frame into `pcm` at 48 kHz when `needed` (the mix runs), else into
+    /// the upsampler's history only (the frame passes through as it came).
+    fn upsample_if(&mut self, needed: bool) {
+        if self.codec == RoomCodec::Opus {
+            return;
+        }
+        if !needed {
+            self.upsampler.skip(self.g711.pcm8());
+        } else if self
+            .upsampler
+            .process(self.g711.pcm8(), &mut self.pcm)
+            .is_err()
+        {
+            self.pcm.fill(0);
+        }
+    }
+
+    /// Plays this tick's frame into `pcm` (48 kHz; a G.711 one at 8 kHz into `g711`, see
+    /// [`Source::upsample_if`]): how, and whether a packet was bad.
     fn play(&mut self, now: Instant, scratch: &mut [i16]) -> (Played, bool) {
         match (self.codec, self.decoder.as_mut()) {
             (RoomCodec::Opus, Some(decoder)) => play_opus(
@@ -403,14 +443,10 @@ impl Source {
                 scratch,
                 &mut self.pcm,
             ),
+            // Decoded only: [`Source::upsample_if`] upsamples once the mix is known to need it.
             (RoomCodec::G711(law), _) => {
                 let played = self.g711.play(law, &mut self.jitter, now);
-                if played == Played::Silent
-                    || self
-                        .upsampler
-                        .process(self.g711.pcm8(), &mut self.pcm)
-                        .is_err()
-                {
+                if played == Played::Silent {
                     self.pcm.fill(0);
                 }
                 (played, false)
