@@ -424,13 +424,19 @@ impl MediaPeer {
     /// Send one Opus payload (20 ms: the timestamp moves 960) on every audio mid we send
     /// on; returns how many were written.
     pub fn send_audio_packet(&mut self, payload: &[u8]) -> usize {
+        self.send_audio_as(Codec::Opus, 960, payload)
+    }
+
+    /// Send one `codec` payload whose frame is `ticks` of its clock on every audio mid we
+    /// send on; returns how many were written (0 if `codec` was not negotiated).
+    pub(crate) fn send_audio_as(&mut self, codec: Codec, ticks: u32, payload: &[u8]) -> usize {
         self.audio_seq = self.audio_seq.wrapping_add(1);
-        self.audio_ts = self.audio_ts.wrapping_add(960);
+        self.audio_ts = self.audio_ts.wrapping_add(ticks);
         let now = Instant::now();
         let pt = self
             .rtc
             .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
+            .find(|p| p.spec().codec == codec)
             .map(|p| p.pt());
         let Some(pt) = pt else { return 0 };
         let mut written = 0;

@@ -6,8 +6,6 @@ use super::{protocol, ClientError, MediaPeer, SLICE};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 use str0m::format::Codec;
-use str0m::media::MediaKind;
-use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Rtc};
 
 impl MediaPeer {
@@ -31,28 +29,6 @@ impl MediaPeer {
     /// Send one 20 ms PCMU payload (160 bytes: the timestamp moves 160) on every audio mid
     /// we send on; returns how many were written (0 if PCMU was not negotiated).
     pub fn send_pcmu_packet(&mut self, payload: &[u8]) -> usize {
-        self.audio_seq = self.audio_seq.wrapping_add(1);
-        self.audio_ts = self.audio_ts.wrapping_add(160);
-        let now = Instant::now();
-        let pt = self
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::PCMU)
-            .map(|p| p.pt());
-        let Some(pt) = pt else { return 0 };
-        let mut written = 0;
-        for mid in self.sending.clone() {
-            let audio = self
-                .rtc
-                .media(mid)
-                .is_some_and(|m| m.kind() == MediaKind::Audio);
-            let mut api = self.rtc.direct_api();
-            if let (true, Some(tx)) = (audio, api.stream_tx_by_mid(mid, None)) {
-                let seq = SeqNo::from(u64::from(self.audio_seq));
-                tx.write_rtp(RtpWrite::new(pt, seq, self.audio_ts, now, payload.to_vec()));
-                written += 1;
-            }
-        }
-        written
+        self.send_audio_as(Codec::PCMU, 160, payload)
     }
 }
