@@ -53,23 +53,38 @@ impl SfuService {
             info!("SFU off (--sfu-threshold off): every room is a mesh");
             return Ok(None);
         };
-        let (bound, socks) = switchboard_net::socket::bind_group(
-            run.bind,
-            run.threads,
-            switchboard_net::socket::udp_socket,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot listen on UDP {} (--sfu-port): {e}", run.bind))?;
-        let candidates = resolve_candidates(run, bound.port());
         // ICE-TCP on the same port number (bound before any worker runs: a clear error).
-        let tcp_listener = if run.tcp {
-            let addr = SocketAddr::new(run.bind.ip(), bound.port());
-            let l = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| anyhow::anyhow!("cannot listen on TCP {addr} (--sfu-tcp): {e}"))?;
-            Some(l)
+        // With `--sfu-port 0` the UDP port is the kernel's pick, whose number a TCP socket
+        // (another process's outgoing connection) may hold: pick again, a few times.
+        let attempts = if run.bind.port() == 0 && run.tcp {
+            16
         } else {
-            None
+            1
         };
+        let mut attempt = 0;
+        let (bound, socks, tcp_listener) = loop {
+            attempt += 1;
+            let (bound, socks) = switchboard_net::socket::bind_group(
+                run.bind,
+                run.threads,
+                switchboard_net::socket::udp_socket,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot listen on UDP {} (--sfu-port): {e}", run.bind))?;
+            if !run.tcp {
+                break (bound, socks, None);
+            }
+            let addr = SocketAddr::new(run.bind.ip(), bound.port());
+            match std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            {
+                Ok(l) => break (bound, socks, Some(l)),
+                Err(e) if attempt < attempts => {
+                    tracing::debug!(%addr, error = %e, "SFU port picked again (its number is taken on TCP)");
+                }
+                Err(e) => anyhow::bail!("cannot listen on TCP {addr} (--sfu-tcp): {e}"),
+            }
+        };
+        let candidates = resolve_candidates(run, bound.port());
         let tcp_bound = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
         let tcp_candidates = if run.tcp {
             candidates.clone()
