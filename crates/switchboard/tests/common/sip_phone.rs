@@ -14,6 +14,20 @@ use switchboard_sip::ua::{CallId, Outbound, UaConfig, UaEvent, UserAgent};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// What a test phone or far end offers and answers: PCMU, 20 ms, RTCP multiplexed, on
+/// `media`'s port.
+pub fn pcmu_audio(media: &UdpSocket) -> LocalAudio {
+    LocalAudio {
+        addr: LOOPBACK,
+        port: media.local_addr().expect("addr").port(),
+        codecs: vec![Codec::Pcmu],
+        direction: Direction::SendRecv,
+        srtp_key: None,
+        rtcp_mux: true,
+        ptime: 20,
+    }
+}
+
 /// A SIP phone: our user agent on a UDP socket, and an RTP socket.
 pub struct Phone {
     pub sip: UdpSocket,
@@ -34,25 +48,10 @@ impl Phone {
             .set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
         let cfg = UaConfig {
-            local: sip.local_addr().expect("addr"),
-            advertised: None,
-            tls_port: None,
-            domain: None,
             user_agent: "e2e-phone".into(),
-            session_expires: Some(1800),
-            ack_timeout: Duration::from_secs(32),
-            inbound_auth: None,
-            tx: Default::default(),
+            ..UaConfig::new(sip.local_addr().expect("addr"))
         };
-        let local = LocalAudio {
-            addr: LOOPBACK,
-            port: media.local_addr().expect("addr").port(),
-            codecs: vec![Codec::Pcmu],
-            direction: Direction::SendRecv,
-            srtp_key: None,
-            rtcp_mux: true,
-            ptime: 20,
-        };
+        let local = pcmu_audio(&media);
         Phone {
             ua: UserAgent::new(cfg, Instant::now()),
             sip,

@@ -18,7 +18,7 @@ use switchboard_client::sfu::{http_request, SfuClient};
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
 use switchboard_sip::message::{frame_len, Limits};
-use switchboard_sip::sdp::{Codec, Direction, LocalAudio, Negotiated, SdpSession};
+use switchboard_sip::sdp::{LocalAudio, Negotiated, SdpSession};
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 
@@ -88,25 +88,11 @@ impl FarEnd {
             .set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
         let cfg = UaConfig {
-            local: listener.local_addr().expect("addr"),
-            advertised: None,
-            tls_port: None,
-            domain: None,
             user_agent: "e2e-far-end".into(),
             session_expires: None,
-            ack_timeout: Duration::from_secs(32),
-            inbound_auth: None,
-            tx: Default::default(),
+            ..UaConfig::new(listener.local_addr().expect("addr"))
         };
-        let local = LocalAudio {
-            addr: LOOPBACK,
-            port: media.local_addr().expect("addr").port(),
-            codecs: vec![Codec::Pcmu],
-            direction: Direction::SendRecv,
-            srtp_key: None,
-            rtcp_mux: true,
-            ptime: 20,
-        };
+        let local = crate::common::sip_phone::pcmu_audio(&media);
         FarEnd {
             listener,
             transport: if tls.is_some() {
