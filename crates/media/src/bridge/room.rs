@@ -31,24 +31,9 @@ pub const MAX_MIXED: usize = 16;
 /// Silence after which a source leaves the mix.
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The codec of a room member's audio (what the SFU negotiated for its track).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomCodec {
-    /// Opus at 48 kHz.
-    Opus,
-    /// PCMU or PCMA at 8 kHz (a browser asked to send G.711).
-    G711(Law),
-}
-
-impl RoomCodec {
-    /// RTP clock rate.
-    pub fn clock_rate(self) -> u32 {
-        match self {
-            RoomCodec::Opus => SAMPLE_RATE,
-            RoomCodec::G711(_) => 8000,
-        }
-    }
-}
+/// The codec of a room member's audio (what the SFU negotiated for its track): the same
+/// codecs as the phone's, Opus or a G.711 law (a browser asked to send G.711).
+pub type RoomCodec = super::PhoneCodec;
 
 /// The jitter buffer of an Opus stream (room tracks, and an Opus phone leg).
 pub(super) fn opus_jitter_config() -> JitterConfig {
