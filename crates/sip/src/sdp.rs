@@ -35,6 +35,9 @@ pub enum SdpError {
     NoAcceptableAudio,
     #[error("the answer does not match our offer")]
     AnswerMismatch,
+    /// Our offer was SDES-SRTP only and the answer does not take it (why, in words).
+    #[error("the answer refuses SRTP: {0}")]
+    SrtpRefused(&'static str),
 }
 
 /// Bounds on a peer's SDP (a phone sends one or two m-lines and a few dozen attributes).

@@ -243,6 +243,10 @@ impl SdpSession {
             .zip(&answer.media)
             .find(|(o, a)| o.media == "audio" && !a.is_rejected())
             .ok_or(SdpError::NoAcceptableAudio)?;
+        let srtp_offered = offered.proto.contains("SAVP");
+        if srtp_offered && !m.proto.contains("SAVP") {
+            return Err(SdpError::SrtpRefused("it is plain RTP (RTP/AVP)"));
+        }
         if m.proto != offered.proto {
             return Err(SdpError::AnswerMismatch);
         }
@@ -256,9 +260,12 @@ impl SdpSession {
                     .then_some((*codec, pt))
             })
             .ok_or(SdpError::NoAcceptableAudio)?;
-        let srtp = if offered.proto.contains("SAVP") {
+        let srtp = if srtp_offered {
             let ours = offered.crypto()?;
             let theirs = m.crypto()?;
+            if theirs.is_empty() {
+                return Err(SdpError::SrtpRefused("it has no a=crypto line"));
+            }
             let pair = theirs
                 .iter()
                 .find_map(|t| {
@@ -267,7 +274,15 @@ impl SdpSession {
                         t,
                     ))
                 })
-                .ok_or(SdpError::AnswerMismatch)?;
+                .ok_or(SdpError::SrtpRefused(
+                    "no a=crypto line has the tag and suite of ours",
+                ))?;
+            // Both suites we offer take a 128-bit key and a 112-bit salt (RFC 4568 §6.2).
+            if pair.1.key_salt.len() != 30 {
+                return Err(SdpError::SrtpRefused(
+                    "its key is not 30 bytes (key and salt)",
+                ));
+            }
             Some(SrtpKeys {
                 suite: pair.0.suite.clone(),
                 local_key_salt: pair.0.key_salt.clone(),

@@ -300,9 +300,15 @@ fn accept_answer_checks_it_matches_the_offer() {
     assert_eq!((n.codec, n.telephone_event), (Codec::Pcma, Some(101)));
     let keys = n.srtp.unwrap();
     assert_eq!(keys.local_key_salt, vec![1; 30]);
-    // An answer in another profile, or with a second m-line, does not match.
+    // An answer in another profile, or with a second m-line, does not match; plain RTP
+    // to our SRTP offer says so.
     let mut wrong = reply.clone();
     wrong.media[0].proto = "RTP/AVP".into();
+    assert!(matches!(
+        session.accept_answer(&offer, &wrong, &us).unwrap_err(),
+        SdpError::SrtpRefused(_)
+    ));
+    wrong.media[0].proto = "RTP/SAVPF".into();
     assert_eq!(
         session.accept_answer(&offer, &wrong, &us).unwrap_err(),
         SdpError::AnswerMismatch
@@ -313,6 +319,68 @@ fn accept_answer_checks_it_matches_the_offer() {
         session.accept_answer(&offer, &two, &us).unwrap_err(),
         SdpError::AnswerMismatch
     );
+}
+
+/// Our SDES offer answered without a usable crypto line: no crypto, an unknown suite,
+/// another tag, a short key; each is refused, never read as plain RTP.
+#[test]
+fn sdes_answers_without_a_usable_key_are_refused() {
+    let mut session = SdpSession::new(6, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+    let mut us = local(vec![Codec::Pcmu]);
+    us.srtp_key = Some([7; 30]);
+    let offer = session.offer(&us);
+    let text = offer.to_string_crlf();
+    assert!(
+        text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{text}"
+    );
+    let key = |bytes: usize| base64::engine::general_purpose::STANDARD.encode(vec![9u8; bytes]);
+    let answer = |crypto: Option<String>| {
+        let mut sd = session_answer(&offer);
+        sd.media[0].attributes.retain(|a| a.name != "crypto");
+        if let Some(c) = crypto {
+            sd.media[0]
+                .attributes
+                .push(Attribute::new("crypto", Some(c)));
+        }
+        sd
+    };
+    let good = answer(Some(format!(
+        "1 AES_CM_128_HMAC_SHA1_80 inline:{}",
+        key(30)
+    )));
+    let keys = session
+        .accept_answer(&offer, &good, &us)
+        .unwrap()
+        .srtp
+        .unwrap();
+    assert_eq!(keys.suite, "AES_CM_128_HMAC_SHA1_80");
+    assert_eq!(
+        (keys.local_key_salt, keys.remote_key_salt),
+        (vec![7; 30], vec![9; 30])
+    );
+    for bad in [
+        None,
+        Some(format!("1 AEAD_AES_256_GCM inline:{}", key(44))),
+        Some(format!("2 AES_CM_128_HMAC_SHA1_80 inline:{}", key(30))),
+        Some(format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}", key(16))),
+    ] {
+        let err = session
+            .accept_answer(&offer, &answer(bad.clone()), &us)
+            .unwrap_err();
+        assert!(matches!(err, SdpError::SrtpRefused(_)), "{bad:?}: {err}");
+    }
+}
+
+/// The far end's answer to `offer`: its own SDES answer, as a phone would send.
+fn session_answer(offer: &SessionDescription) -> SessionDescription {
+    let mut far = local(vec![Codec::Pcmu]);
+    far.srtp_key = Some([9; 30]);
+    far.rtcp_mux = false;
+    let (answer, _) = SdpSession::new(8, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20)))
+        .answer(offer, &far)
+        .unwrap();
+    answer
 }
 
 #[test]
