@@ -83,6 +83,10 @@ struct CallEntry {
     dtls_answer: Option<SessionDescription>,
     /// Outbound over TCP/TLS: the connection to the next hop, kept while the call lasts.
     conn: Option<ConnKey>,
+    /// Outbound with `srtp=sdes`: media must stay SRTP (no answer or re-offer may drop it).
+    srtp_required: bool,
+    /// Why the gateway ended the call itself (an answer it could not take), for the room.
+    failure: Option<String>,
 }
 
 /// An open stream connection.
@@ -444,7 +448,10 @@ impl State {
     fn ended(&mut self, call: CallId, reason: &EndReason) {
         // Dropping the entry drops the media task's channel: it leaves the room.
         if let Some(entry) = self.calls.remove(&call) {
-            let why = reason.status.map(|s| format!("{s} {}", reason.reason));
+            let why = entry
+                .failure
+                .clone()
+                .or_else(|| reason.status.map(|s| format!("{s} {}", reason.reason)));
             entry.tell(CallCmd::Ended(why));
             tracing::info!(status = ?reason.status, reason = %reason.reason, by = ?reason.by, "SIP call ended");
             self.stats.calls_ended.fetch_add(1, Ordering::Relaxed);

@@ -83,6 +83,7 @@ mod tests {
                 transport: switchboard_sip::transaction::Transport::Udp,
                 expires: 600,
                 room: Some("alice-room".into()),
+                srtp: Default::default(),
             }],
             routes: routes
                 .iter()

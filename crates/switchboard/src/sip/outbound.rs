@@ -9,9 +9,14 @@
 //!   through the first account's registrar;
 //! - a bare user (`bob`): `sip:bob@<first account's host>` through that account.
 //!
+//! Media: plain RTP, or SDES-SRTP only (`RTP/SAVP`) when the target says `;srtp=sdes`
+//! (taken off the URI before it goes out: it is ours, not the far end's), when it is a
+//! `sips:` URI (the caller asked for a secure call: its keys travel on the TLS hop), or
+//! when the account or trunk it goes through is configured so. `;srtp=off` overrides.
+//!
 //! Pure but for the name lookup of a direct host, which the caller does.
 
-use crate::config::sip::{default_port, AccountConfig, SipConfig};
+use crate::config::sip::{default_port, AccountConfig, SipConfig, SrtpMode};
 use std::net::SocketAddr;
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::uri::{Host, Scheme, Uri};
@@ -36,6 +41,8 @@ pub struct Target {
     pub transport: Transport,
     /// The name a TLS next hop's certificate must carry (the host as written).
     pub tls_name: String,
+    /// What the offer proposes for media.
+    pub srtp: SrtpMode,
 }
 
 /// `host[:port]` (or `[v6]:port`) as written, without the port: the name TLS verifies.
@@ -58,6 +65,7 @@ fn via_account(a: &AccountConfig, request_uri: String) -> Target {
         headers: Vec::new(),
         transport: a.transport,
         tls_name: host_name(&a.host),
+        srtp: a.srtp,
     }
 }
 
@@ -101,7 +109,32 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
         return Err("the target is empty or longer than 256 characters".into());
     }
     if to.starts_with("sip:") || to.starts_with("sips:") {
-        let uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
+        let mut uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
+        let srtp = match uri.params.get("srtp") {
+            None => None,
+            Some(v) => Some(
+                SrtpMode::parse(v)
+                    .ok_or_else(|| format!("`{to}`: srtp `{v}` cannot be dialled (off or sdes)"))?,
+            ),
+        };
+        // `;srtp=` is the gateway's, not the far end's: the URI goes out without it.
+        let request_uri = if uri
+            .params
+            .0
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("srtp"))
+        {
+            uri.params
+                .0
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("srtp"));
+            uri.to_string()
+        } else {
+            to.to_string()
+        };
+        let sips = uri.scheme == Scheme::Sips;
+        // Explicit, else sips: (a secure call was asked for), else the account's.
+        let srtp_for =
+            |configured: SrtpMode| srtp.unwrap_or(if sips { SrtpMode::Sdes } else { configured });
         let transport = match uri.params.get("transport").map(str::to_ascii_lowercase) {
             _ if uri.scheme == Scheme::Sips => Transport::Tls,
             None => Transport::Udp,
@@ -118,13 +151,14 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
         if matches!(uri.host, Host::None) || uri.user.is_none() {
             return Err(format!("`{to}` names no user and host"));
         }
-        let request_uri = to.to_string();
         if let Some(a) = cfg
             .accounts
             .iter()
             .find(|a| a.host.split(':').next() == Some(host.as_str()) || a.host == host)
         {
-            return Ok(via_account(a, request_uri));
+            let mut t = via_account(a, request_uri);
+            t.srtp = srtp_for(a.srtp);
+            return Ok(t);
         }
         let port = uri.port.unwrap_or(default_port(transport));
         let next_hop = match &uri.host {
@@ -140,6 +174,7 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
             headers: Vec::new(),
             transport,
             tls_name: host_name(&host),
+            srtp: srtp_for(SrtpMode::Off),
         });
     }
     if looks_like_number(to) {
@@ -162,6 +197,7 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
                 headers,
                 transport: t.transport,
                 tls_name: host_name(&t.host),
+                srtp: t.srtp,
             });
         }
         let a = cfg
@@ -208,6 +244,7 @@ mod tests {
                 transport: Transport::Udp,
                 expires: 600,
                 room: None,
+                srtp: SrtpMode::Off,
             }],
             routes: Vec::new(),
             pins: Vec::new(),
@@ -221,6 +258,7 @@ mod tests {
                 from: Some("sip:+4930999@trunk.example.net".into()),
                 pai: true,
                 country: Some("49".into()),
+                srtp: SrtpMode::Sdes,
             }),
             rtp_timeout: std::time::Duration::from_secs(30),
             t1: std::time::Duration::from_millis(500),
@@ -262,6 +300,7 @@ mod tests {
         assert_eq!(t.credentials, Some(("acct".into(), "pw".into())));
         assert_eq!(t.transport, Transport::Tcp);
         assert_eq!(t.tls_name, "trunk.example.net");
+        assert_eq!(t.srtp, SrtpMode::Sdes);
         assert_eq!(
             t.headers,
             vec![(
@@ -312,6 +351,41 @@ mod tests {
         ] {
             assert!(target(&c, bad).is_err(), "{bad}");
         }
+        // Media: plain RTP unless the target, sips: or the account say SDES.
+        assert_eq!(
+            target(&c, "sip:dave@example.com").unwrap().srtp,
+            SrtpMode::Off
+        );
+        assert_eq!(target(&c, "bob").unwrap().srtp, SrtpMode::Off);
+        assert_eq!(
+            target(&c, "sips:dave@example.com").unwrap().srtp,
+            SrtpMode::Sdes
+        );
+        let t = target(&c, "sips:dave@example.com;srtp=off").unwrap();
+        assert_eq!(
+            (t.srtp, t.request_uri.as_str()),
+            (SrtpMode::Off, "sips:dave@example.com")
+        );
+        // `;srtp=` is taken off the URI that goes out; the other parameters stay.
+        let t = target(&c, "sip:carol@127.0.0.2:5080;SRTP=sdes;transport=tcp").unwrap();
+        assert_eq!(t.srtp, SrtpMode::Sdes);
+        assert_eq!(t.transport, Transport::Tcp);
+        assert_eq!(t.request_uri, "sip:carol@127.0.0.2:5080;transport=tcp");
+        assert!(target(&c, "sip:carol@127.0.0.2;srtp=dtls").is_err());
+        let mut sdes = cfg(false);
+        sdes.accounts[0].srtp = SrtpMode::Sdes;
+        assert_eq!(target(&sdes, "bob").unwrap().srtp, SrtpMode::Sdes);
+        assert_eq!(target(&sdes, "+4930123").unwrap().srtp, SrtpMode::Sdes);
+        let t = target(&sdes, "sip:bob@127.0.0.1:5070;srtp=off").unwrap();
+        assert_eq!(
+            (t.srtp, t.request_uri.as_str()),
+            (SrtpMode::Off, "sip:bob@127.0.0.1:5070")
+        );
+        // The other way through an account: its setting.
+        assert_eq!(
+            target(&sdes, "sip:bob@127.0.0.1:5070").unwrap().srtp,
+            SrtpMode::Sdes
+        );
         let mut none = cfg(false);
         none.accounts.clear();
         assert!(target(&none, "bob").is_err());

@@ -3,9 +3,18 @@
 //! port range, the accounts it registers at registrars, the rules that map a called
 //! user or number to a room, and who may call in.
 //!
+//! Accounts (`account.rs`) and the trunk (`trunk.rs`) are where calls out go; this file
+//! has the options, the inbound side and what they share.
+//!
 //! Accounts, routes and inbound users are repeatable one-line values, so that the
 //! command line, `SWITCHBOARD_SIP_*` variables and the TOML file (as arrays) all carry
 //! them through the one clap declaration per key.
+
+mod account;
+mod trunk;
+
+pub use account::AccountConfig;
+pub use trunk::TrunkConfig;
 
 use crate::config::listen::Listen;
 use crate::error::ConfigError;
@@ -67,7 +76,8 @@ pub struct SipSettings {
     /// Register at a registrar as `USER:PASSWORD@HOST[:PORT]` (repeatable): calls to that
     /// account reach the gateway. Append `;expires=SECS` (default 600), `;room=ROOM`
     /// (calls to this account go to ROOM; else --sip-route decides) or
-    /// `;transport=tcp|tls` (register, and call through it, over TCP or TLS).
+    /// `;transport=tcp|tls` (register, and call through it, over TCP or TLS) or
+    /// `;srtp=sdes` (calls out through it offer SDES-SRTP only).
     #[arg(
         long,
         value_name = "USER:PASSWORD@HOST[:PORT]",
@@ -124,6 +134,16 @@ pub struct SipSettings {
     /// always trusted, and host names are always verified. [default: none]
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_SIP_TLS_CA")]
     pub sip_tls_ca: Option<PathBuf>,
+
+    /// Media encryption of calls through the trunk: `off` (plain RTP) or `sdes` (RTP/SAVP
+    /// with an `a=crypto` key, RFC 4568; a far end that answers without it is hung up).
+    #[arg(
+        long,
+        value_name = "off|sdes",
+        env = "SWITCHBOARD_SIP_TRUNK_SRTP",
+        default_value = "off"
+    )]
+    pub sip_trunk_srtp: String,
 
     /// Digest credentials `USER:PASSWORD` the trunk challenges for.
     #[arg(long, value_name = "USER:PASSWORD", env = "SWITCHBOARD_SIP_TRUNK_AUTH")]
@@ -186,34 +206,6 @@ pub struct SipSettings {
         default_value_t = 100
     )]
     pub sip_max_calls: usize,
-}
-
-/// A registration the gateway keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountConfig {
-    pub user: String,
-    pub password: String,
-    /// As written (`host[:port]`), for the AOR and logs.
-    pub host: String,
-    pub registrar: SocketAddr,
-    /// How the registrar is reached (`;transport=`).
-    pub transport: Transport,
-    pub expires: u32,
-    pub room: Option<String>,
-}
-
-/// The trunk for phone numbers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrunkConfig {
-    /// As written (without `;transport=`), for Request-URIs.
-    pub host: String,
-    pub proxy: SocketAddr,
-    /// How the proxy is reached (`;transport=`).
-    pub transport: Transport,
-    pub auth: Option<(String, String)>,
-    pub from: Option<String>,
-    pub pai: bool,
-    pub country: Option<String>,
 }
 
 /// An inbound routing rule.
@@ -280,6 +272,33 @@ fn parse_transport(option: &'static str, v: &str) -> Result<Transport, ConfigErr
     }
 }
 
+/// What a call out offers for its media.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SrtpMode {
+    /// Plain RTP (`RTP/AVP`): what most trunks and phones take.
+    #[default]
+    Off,
+    /// SDES-SRTP only (`RTP/SAVP` with `a=crypto`, RFC 4568): an answer without a key
+    /// we can use ends the call.
+    Sdes,
+}
+
+impl SrtpMode {
+    /// `off` or `sdes`, in any case (`;srtp=` of an account or a dialled target,
+    /// `--sip-trunk-srtp`).
+    pub fn parse(v: &str) -> Option<SrtpMode> {
+        match v.to_ascii_lowercase().as_str() {
+            "off" => Some(SrtpMode::Off),
+            "sdes" => Some(SrtpMode::Sdes),
+            _ => None,
+        }
+    }
+}
+
+fn parse_srtp(option: &'static str, v: &str) -> Result<SrtpMode, ConfigError> {
+    SrtpMode::parse(v).ok_or_else(|| err(option, format!("srtp `{v}` is not off or sdes")))
+}
+
 /// The port a transport's host is reached on when none is written (RFC 3263 §4.2).
 pub fn default_port(transport: Transport) -> u16 {
     match transport {
@@ -305,44 +324,6 @@ fn resolve(
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| err(option, format!("cannot resolve `{host}`")))
-}
-
-fn parse_account(s: &str) -> Result<AccountConfig, ConfigError> {
-    const OPT: &str = "sip-account";
-    let mut parts = s.split(';');
-    let main = parts.next().unwrap_or_default();
-    let (creds, host) = main
-        .rsplit_once('@')
-        .ok_or_else(|| err(OPT, format!("`{s}` is not USER:PASSWORD@HOST[:PORT]")))?;
-    let (user, password) = user_password(OPT, creds)?;
-    if host.is_empty() {
-        return Err(err(OPT, format!("`{s}` has no registrar host")));
-    }
-    let mut account = AccountConfig {
-        user,
-        password,
-        host: host.to_string(),
-        registrar: SocketAddr::from(([0, 0, 0, 0], 0)),
-        transport: Transport::Udp,
-        expires: 600,
-        room: None,
-    };
-    for p in parts {
-        match p.split_once('=') {
-            Some(("transport", t)) => account.transport = parse_transport(OPT, t)?,
-            Some(("expires", v)) => {
-                account.expires = v
-                    .parse()
-                    .ok()
-                    .filter(|e| (60..=86_400).contains(e))
-                    .ok_or_else(|| err(OPT, format!("expires `{v}` is not 60..=86400 s")))?;
-            }
-            Some(("room", r)) if valid_room(r) => account.room = Some(r.to_string()),
-            _ => return Err(err(OPT, format!("unknown parameter `{p}` in `{s}`"))),
-        }
-    }
-    account.registrar = resolve(OPT, host, account.transport)?;
-    Ok(account)
 }
 
 /// The signaling hub's room names: 1–64 of `A-Za-z0-9_-.`.
@@ -423,7 +404,7 @@ impl SipSettings {
         let accounts = self
             .sip_account
             .iter()
-            .map(|a| parse_account(a))
+            .map(|a| account::parse_account(a))
             .collect::<Result<_, _>>()?;
         let routes: Vec<RouteRule> = self
             .sip_route
@@ -458,53 +439,7 @@ impl SipSettings {
             .iter()
             .map(|a| user_password("sip-auth", a))
             .collect::<Result<_, _>>()?;
-        let trunk = match &self.sip_trunk {
-            None => None,
-            Some(written) => {
-                let (host, transport) = match written.split_once(';') {
-                    None => (written.as_str(), Transport::Udp),
-                    Some((h, p)) => match p.split_once('=') {
-                        Some(("transport", t)) => (h, parse_transport("sip-trunk", t)?),
-                        _ => {
-                            return Err(err(
-                                "sip-trunk",
-                                format!("unknown parameter `{p}` in `{written}`"),
-                            ))
-                        }
-                    },
-                };
-                Some(TrunkConfig {
-                    host: host.to_string(),
-                    proxy: resolve("sip-trunk", host, transport)?,
-                    transport,
-                    auth: self
-                        .sip_trunk_auth
-                        .as_deref()
-                        .map(|a| user_password("sip-trunk-auth", a))
-                        .transpose()?,
-                    from: match &self.sip_trunk_from {
-                        Some(f) if !(f.starts_with("sip:") || f.starts_with("sips:")) => {
-                            return Err(err("sip-trunk-from", format!("`{f}` is not a sip: URI")))
-                        }
-                        f => f.clone(),
-                    },
-                    pai: self.sip_trunk_pai,
-                    country: match &self.sip_trunk_country {
-                        Some(c)
-                            if c.is_empty()
-                                || c.len() > 3
-                                || !c.bytes().all(|b| b.is_ascii_digit()) =>
-                        {
-                            return Err(err(
-                                "sip-trunk-country",
-                                format!("`{c}` is not a country code (1-3 digits)"),
-                            ))
-                        }
-                        c => c.clone(),
-                    },
-                })
-            }
-        };
+        let trunk = trunk::parse_trunk(self)?;
         if let Some(ca) = &self.sip_tls_ca {
             if !ca.is_file() {
                 return Err(err(
@@ -548,36 +483,6 @@ impl SipSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accounts_parse_with_parameters() {
-        let a = parse_account("alice:pw:x@127.0.0.1:5070;expires=120;room=demo").unwrap();
-        assert_eq!(a.user, "alice");
-        assert_eq!(a.password, "pw:x");
-        assert_eq!(a.registrar, "127.0.0.1:5070".parse().unwrap());
-        assert_eq!(a.expires, 120);
-        assert_eq!(a.room.as_deref(), Some("demo"));
-        let b = parse_account("bob:pw@127.0.0.1").unwrap();
-        assert_eq!(b.registrar.port(), 5060);
-        assert_eq!(b.transport, Transport::Udp);
-        assert_eq!(b.expires, 600);
-        let c = parse_account("carol:pw@127.0.0.1;transport=tls").unwrap();
-        assert_eq!(c.registrar.port(), 5061);
-        assert_eq!(c.transport, Transport::Tls);
-        let d = parse_account("dave:pw@127.0.0.1:5070;transport=TCP").unwrap();
-        assert_eq!(d.registrar.port(), 5070);
-        assert_eq!(d.transport, Transport::Tcp);
-        for bad in [
-            "bob@127.0.0.1",
-            "bob:pw@",
-            "bob:pw@127.0.0.1;expires=5",
-            "bob:pw@127.0.0.1;colour=blue",
-            "bob:pw@127.0.0.1;room=no/slash",
-            "bob:pw@127.0.0.1;transport=sctp",
-        ] {
-            assert!(parse_account(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn routes_and_ports_parse() {

@@ -3,6 +3,7 @@
 //! to ours, and re-offers during a call. The agent's event loop is in `agent.rs`.
 
 use super::{CallEntry, State};
+use crate::config::sip::SrtpMode;
 use crate::sip::call::{self, call_label, CallCmd, CallSetup};
 use crate::sip::dispatch::{room_for, Dispatch};
 use crate::sip::dtls_leg::{is_dtls_offer, DtlsLeg};
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchboard_sip::sdp::{
-    Codec, Direction, LocalAudio, Negotiated, SdpSession, SessionDescription,
+    Codec, Direction, LocalAudio, Negotiated, SdpError, SdpSession, SessionDescription,
 };
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, Outbound};
@@ -20,7 +21,7 @@ use tokio::sync::mpsc::unbounded_channel;
 impl State {
     /// Outbound: the far end's SDP answer (final, or early media in a 183).
     pub(super) fn answered(&mut self, call: CallId, answer: &SessionDescription) {
-        let Some(entry) = self.calls.get(&call) else {
+        let Some(entry) = self.calls.get_mut(&call) else {
             return;
         };
         let Some(offer) = &entry.offer else {
@@ -29,7 +30,13 @@ impl State {
         match entry.sdp.accept_answer(offer, answer, &entry.local) {
             Ok(n) => entry.tell(CallCmd::Media(n)),
             Err(e) => {
-                tracing::info!(error = %e, "SIP answer not acceptable: hanging up");
+                if matches!(e, SdpError::SrtpRefused(_)) {
+                    // The far end (or its configuration) takes no SDES: the operator's to fix.
+                    tracing::warn!(room = %entry.room, error = %e, "SIP call out: SRTP required (srtp=sdes) and not answered: hanging up");
+                } else {
+                    tracing::info!(room = %entry.room, error = %e, "SIP answer not acceptable: hanging up");
+                }
+                entry.failure = Some(e.to_string());
                 let _ = self.ua.hangup(Instant::now(), call);
             }
         }
@@ -64,11 +71,13 @@ impl State {
             port: port.port(),
             codecs: vec![Codec::Pcmu, Codec::Pcma, Codec::Opus],
             direction: Direction::SendRecv,
-            // Plain RTP: what trunks and most phones take; SDES when they offer it.
-            srtp_key: None,
+            // Plain RTP (what trunks and most phones take) unless SDES is asked for: then a
+            // fresh key for this call, and RTP/SAVP only.
+            srtp_key: (target.srtp == SrtpMode::Sdes).then(rand::random),
             rtcp_mux: false,
             ptime: 20,
         };
+        let srtp = local.srtp_key.is_some();
         let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
         let offer = sdp.offer(&local);
         let from = format!("\"{}\" <{}>", room.replace('"', ""), target.from);
@@ -101,9 +110,11 @@ impl State {
                 offer: Some(offer),
                 dtls_answer: None,
                 conn: (target.transport != Transport::Udp).then_some((target.transport, dest)),
+                srtp_required: srtp,
+                failure: None,
             },
         );
-        tracing::info!(%room, to = %target.request_uri, via = %dest, transport = target.transport.as_str(), "SIP call out");
+        tracing::info!(%room, to = %target.request_uri, via = %dest, transport = target.transport.as_str(), srtp, "SIP call out");
         tokio::spawn(call::run(CallSetup {
             call,
             outbound: true,
@@ -202,6 +213,8 @@ impl State {
                 conn: None,
                 answer: Some(answer),
                 offer: None,
+                srtp_required: false,
+                failure: None,
             },
         );
         tracing::info!(room = room.as_deref().unwrap_or("(by PIN)"), caller = %name, "SIP call in");
@@ -234,6 +247,11 @@ impl State {
             return;
         }
         match entry.sdp.answer(offer, &entry.local) {
+            Ok((_, negotiated)) if entry.srtp_required && negotiated.srtp.is_none() => {
+                tracing::warn!(room = %entry.room, "SIP re-offer without SRTP on an SRTP call: hanging up");
+                entry.failure = Some("the far end's re-offer drops SRTP".into());
+                let _ = self.ua.hangup(now, call);
+            }
             Ok((answer, negotiated)) => {
                 let _ = self.ua.answer_reoffer(now, call, answer);
                 entry.tell(CallCmd::Media(negotiated));
