@@ -6,6 +6,7 @@
 //!   from the call's audio track, baresip's recording holds the member's 1,000 Hz;
 //! - keys: the member's `{"sip":"dtmf"}` reach baresip as RFC 4733 events, baresip's keys
 //!   reach the member as `{"sip":{"dtmf":…}}`;
+//! - with SDES-SRTP (`;srtp=sdes`) to baresip set to `mediaenc=srtp-mand`: both ways;
 //! - through kamailio over TCP (the gateway's account with `;transport=tcp`): both ways;
 //! - after each call the gateway's gauges (calls, dialogs, transactions, media tasks, RTP
 //!   ports) are back to 0.
@@ -192,6 +193,46 @@ fn the_room_calls_baresip_and_keys_cross() {
         .iter()
         .any(|m| m["from"] == peer.as_str() && m["data"]["sip"]["state"] == "ended");
     assert!(ended, "no `ended` state: {:?}", b.messages);
+    baresip_recorded_the_member(&phone);
+    assert_nothing_left(&server);
+}
+
+/// The room calls baresip with SDES-SRTP (`;srtp=sdes`): baresip, set to
+/// `mediaenc=srtp-mand`, answers `RTP/SAVP` with its key (the gateway takes no answer
+/// without one); the tones cross both ways through SRTP; the room hangs up.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn the_room_calls_baresip_with_sdes_srtp() {
+    let (server, _gw) = gateway();
+    let http = server.http.expect("http");
+    let mut b = member(&server, "dialsrtp");
+    let mut tone = OpusTone::new(1000.0);
+    let phone = start_baresip(true, "PCMU/8000/1");
+    let to = format!("sip:alice@{};srtp=sdes", phone.sip);
+    let body = json!({"room": "dialsrtp", "to": to}).to_string();
+    let (status, _, reply) = http_request(
+        http,
+        "POST",
+        "/api/sip/calls",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .expect("POST /api/sip/calls");
+    assert_eq!(status, 201, "{reply}");
+    let out = server
+        .wait_log("SIP call out", Duration::from_secs(5))
+        .expect("the call out was logged");
+    assert!(
+        out.contains("srtp") && out.ends_with("true"),
+        "not offered with SRTP: {out}"
+    );
+    let peer = hear_the_phone(&mut b, &mut tone);
+    b.send_message(&peer, json!({"sip": "hangup"}))
+        .expect("hangup");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the sip peer did not leave after the room hung up");
     baresip_recorded_the_member(&phone);
     assert_nothing_left(&server);
 }

@@ -1,7 +1,8 @@
 //! The far end of calls out and the room member that talks to it, for the hermetic
 //! calls-out tests (`e2e_sip_stream.rs`, `e2e_sip_rooms.rs`): a SIP user agent of our own
-//! stack on a TCP listener (plain, or TLS) answering with PCMU, its tone and what it
-//! heard; a member (str0m) publishing a 1,000 Hz Opus tone; and the checks that media
+//! stack on a TCP listener (plain, or TLS) answering with PCMU (SDES-SRTP when offered
+//! and its `local` has a key, or plain RTP regardless with `answer_plain`), its tone and
+//! what it heard; a member (str0m) publishing a 1,000 Hz Opus tone; and the checks that media
 //! crossed both ways, per call, however many calls the room has.
 
 #![allow(dead_code)]
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use switchboard_client::sfu::{http_request, SfuClient};
 use switchboard_media::g711::Law;
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
+use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::message::{frame_len, Limits};
 use switchboard_sip::sdp::{LocalAudio, Negotiated, SdpSession};
 use switchboard_sip::transaction::Transport;
@@ -77,6 +79,8 @@ pub struct FarEnd {
     pub sdp: SdpSession,
     pub local: LocalAudio,
     pub call: Option<(CallId, Negotiated)>,
+    /// Answer RTP/AVP without crypto whatever was offered (a far end that ignores SRTP).
+    pub answer_plain: bool,
 }
 
 impl FarEnd {
@@ -111,6 +115,7 @@ impl FarEnd {
             sdp: SdpSession::new(9, LOOPBACK),
             local,
             call: None,
+            answer_plain: false,
         }
     }
 
@@ -187,9 +192,16 @@ impl FarEnd {
                 ..
             } = &e
             {
+                let mut offer = offer.clone();
+                if self.answer_plain {
+                    for m in &mut offer.media {
+                        m.proto = m.proto.replace("SAVP", "AVP");
+                        m.attributes.retain(|a| a.name != "crypto");
+                    }
+                }
                 let (answer, n) = self
                     .sdp
-                    .answer(offer, &self.local)
+                    .answer(&offer, &self.local)
                     .expect("an offer with PCMU");
                 self.ua
                     .accept(Instant::now(), *call, answer)
@@ -216,13 +228,17 @@ impl FarEnd {
 }
 
 /// The far end's media: a tone (`hz`) in PCMU every 20 ms to where SDP said, and what
-/// it heard.
+/// it heard. With SDES negotiated both are SRTP: sent protected with our key, heard only
+/// what unprotects with the gateway's key (anything else is counted in `refused`).
 pub struct FarTone {
     pub hz: f64,
     pub seq: u16,
     pub phase: f64,
     pub next: Instant,
     pub heard: Vec<i16>,
+    /// (protect what we send, unprotect what we receive), once SDES is negotiated.
+    pub srtp: Option<(SrtpContext, SrtpContext)>,
+    pub refused: usize,
 }
 
 impl FarTone {
@@ -233,15 +249,25 @@ impl FarTone {
             phase: 0.0,
             next: Instant::now(),
             heard: Vec::new(),
+            srtp: None,
+            refused: 0,
         }
     }
 
     /// Send what is due (a slow test loop catches up: the phone's clock is real time),
     /// then take what arrived.
     pub fn step(&mut self, sock: &UdpSocket, n: &Negotiated) {
+        if let (None, Some(keys)) = (&self.srtp, &n.srtp) {
+            let profile = SrtpProfile::from_sdes_name(&keys.suite).expect("an SDES suite");
+            let context = |key: &[u8]| SrtpContext::new(profile, key).expect("SRTP key");
+            self.srtp = Some((
+                context(&keys.local_key_salt),
+                context(&keys.remote_key_salt),
+            ));
+        }
         while Instant::now() >= self.next {
             self.next += Duration::from_millis(20);
-            let mut packet = [0u8; 172];
+            let mut packet = [0u8; 200];
             let ts = u32::from(self.seq).wrapping_mul(160);
             let h =
                 write_rtp_header(&mut packet, false, n.pt, self.seq, ts, 0xfa7e).expect("header");
@@ -254,13 +280,27 @@ impl FarTone {
             Law::Mu
                 .encode(&pcm, &mut packet[h..h + 160])
                 .expect("encode");
+            let len = match &mut self.srtp {
+                Some((protect, _)) => protect.protect_rtp(&mut packet, h + 160).expect("protect"),
+                None => h + 160,
+            };
             if let Some(to) = n.remote_rtp {
-                let _ = sock.send_to(&packet[..h + 160], to);
+                let _ = sock.send_to(&packet[..len], to);
             }
             self.seq = self.seq.wrapping_add(1);
         }
         let mut buf = [0u8; 1500];
         while let Ok((len, _)) = sock.recv_from(&mut buf) {
+            let len = match &mut self.srtp {
+                Some((_, unprotect)) => match unprotect.unprotect_rtp(&mut buf[..len]) {
+                    Ok(len) => len,
+                    Err(_) => {
+                        self.refused += 1;
+                        continue;
+                    }
+                },
+                None => len,
+            };
             if let Ok(h) = RtpHeader::parse(&buf[..len]) {
                 if h.payload_type == n.pt {
                     let payload = &buf[h.payload_start..h.payload_end];
