@@ -405,7 +405,8 @@ impl State {
                 if let Some(sdp) = remote {
                     self.answered(call, &sdp);
                 }
-                if let Some(entry) = self.calls.get(&call) {
+                // An answer we could not take is being hung up: the room never sees it up.
+                if let Some(entry) = self.calls.get(&call).filter(|e| e.failure.is_none()) {
                     entry.tell(CallCmd::Connected);
                 }
             }
