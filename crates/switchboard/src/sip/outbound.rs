@@ -131,10 +131,8 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
         } else {
             to.to_string()
         };
-        let sips = uri.scheme == Scheme::Sips;
-        // Explicit, else sips: (a secure call was asked for), else the account's.
-        let srtp_for =
-            |configured: SrtpMode| srtp.unwrap_or(if sips { SrtpMode::Sdes } else { configured });
+        // The URI's word, else the account's.
+        let srtp_for = |configured: SrtpMode| srtp.unwrap_or(configured);
         let transport = match uri.params.get("transport").map(str::to_ascii_lowercase) {
             _ if uri.scheme == Scheme::Sips => Transport::Tls,
             None => Transport::Udp,
@@ -351,7 +349,7 @@ mod tests {
         ] {
             assert!(target(&c, bad).is_err(), "{bad}");
         }
-        // Media: plain RTP unless the target, sips: or the account say SDES.
+        // Media: plain RTP unless the target or the account say SDES (sips: alone does not).
         assert_eq!(
             target(&c, "sip:dave@example.com").unwrap().srtp,
             SrtpMode::Off
@@ -359,12 +357,12 @@ mod tests {
         assert_eq!(target(&c, "bob").unwrap().srtp, SrtpMode::Off);
         assert_eq!(
             target(&c, "sips:dave@example.com").unwrap().srtp,
-            SrtpMode::Sdes
+            SrtpMode::Off
         );
-        let t = target(&c, "sips:dave@example.com;srtp=off").unwrap();
+        let t = target(&c, "sips:dave@example.com;srtp=sdes").unwrap();
         assert_eq!(
-            (t.srtp, t.request_uri.as_str()),
-            (SrtpMode::Off, "sips:dave@example.com")
+            (t.srtp, t.request_uri.as_str(), t.transport),
+            (SrtpMode::Sdes, "sips:dave@example.com", Transport::Tls)
         );
         // `;srtp=` is taken off the URI that goes out; the other parameters stay.
         let t = target(&c, "sip:carol@127.0.0.2:5080;SRTP=sdes;transport=tcp").unwrap();
