@@ -28,7 +28,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use switchboard_media::bridge::RoomCodec;
 use switchboard_media::g711::Law;
@@ -185,6 +185,13 @@ impl RoomLeg {
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .enable_pcma(true, false)
+            // Only what the room needs of a phone's track: the level (speaking indicator)
+            // and the mid. No transport-wide-cc: on a loopback hop carrying 64 kbit/s
+            // there is no bandwidth to estimate, and its feedback was 11 % of the call's
+            // packets and ~15 % of its CPU (bench/sip-janus.sh, docs/benchmarks.md).
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(rtc_err)?);
         let mut leg = RoomLeg {
