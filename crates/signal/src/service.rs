@@ -77,6 +77,12 @@ impl Signaling {
         room: &str,
         unix_now: u64,
     ) -> Result<Grants, crate::TokenError> {
+        if crate::protocol::line_user(room).is_some() {
+            // A line is for its user's devices, which join by signaling.
+            return Err(crate::TokenError::Invalid(
+                "a line admits no service".into(),
+            ));
+        }
         let secrets = self.with_shard(0, |hub| hub.config().token_secrets.clone());
         if secrets.is_empty() {
             return Ok(Grants::DEFAULT);
