@@ -42,7 +42,7 @@ impl Hub {
         let room = env.room.as_deref().unwrap_or("");
         let name = env.name.as_deref().unwrap_or("guest");
         check_names(room, name)?;
-        let mut topology = match env.topology.as_deref() {
+        let topology = match env.topology.as_deref() {
             None => Topology::Auto,
             Some(t) => Topology::from_wire(t).ok_or_else(|| {
                 (
@@ -52,10 +52,6 @@ impl Hub {
             })?,
         };
         let line = line_user(room);
-        if line.is_some() || is_call_room(room) {
-            // A line carries only signaling; a direct call is a small mesh.
-            topology = Topology::Mesh;
-        }
         let (identity, grants) = if self.cfg.token_secrets.is_empty() {
             if let Some(user) = line {
                 self.check_line_secret(user, env.token.as_deref())?;
@@ -150,6 +146,13 @@ impl Hub {
         } = *who;
         let service = who.service.is_some();
         check_names(room, name)?;
+        // A line carries only signaling and a direct call is a small mesh, whoever
+        // creates them (the calls peer creates call rooms).
+        let topology = if line_user(room).is_some() || is_call_room(room) {
+            Topology::Mesh
+        } else {
+            topology
+        };
         let plan = self.plan_join(room, topology, service)?;
         let room_key: Arc<str> = match self.rooms.get_key_value(room) {
             Some((k, _)) => k.clone(),
