@@ -115,7 +115,7 @@ impl Hub {
             return Ok(());
         }
         let given = token.unwrap_or("").as_bytes();
-        // Every entry is compared, so that the time says nothing about which user exists.
+        // The secret is compared in constant time (user names are no secret).
         let ok = users.iter().fold(false, |ok, (u, secret)| {
             ok | (u == user && same_secret(secret, given))
         });

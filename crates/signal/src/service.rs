@@ -88,7 +88,12 @@ impl Signaling {
             return Ok(Grants::DEFAULT);
         }
         let token = token.ok_or_else(|| crate::TokenError::Invalid("no token".into()))?;
-        crate::token::verify(&secrets, token, room, unix_now).map(|a| a.grants)
+        let a = crate::token::verify(&secrets, token, room, unix_now)?;
+        if crate::protocol::is_call_room(room) && a.room != room {
+            // As for a join: only the parties' own tokens admit to a direct call.
+            return Err(crate::TokenError::WrongRoom);
+        }
+        Ok(a.grants)
     }
 }
 

@@ -81,6 +81,18 @@ fn with_room_tokens_a_line_is_only_for_its_user_and_a_call_room_only_for_its_tok
         code(&join(&sig, CALL_ROOM, Some(&token("*", Some("eve")))).1),
         "forbidden"
     );
+    // The same for services that admit by token (WHIP).
+    assert!(sig
+        .admit_token(
+            Some(&token("*", None)),
+            CALL_ROOM,
+            switchboard_util::unix_now()
+        )
+        .is_err());
+    let own = token(CALL_ROOM, None);
+    assert!(sig
+        .admit_token(Some(&own), CALL_ROOM, switchboard_util::unix_now())
+        .is_ok());
     // Ordinary rooms named like calls but not quite are ordinary.
     let (_, j) = join(&sig, "call-1", Some(&token("*", None)));
     assert_eq!(j["type"], "joined", "{j}");

@@ -363,7 +363,9 @@ impl CallBook {
             id: id.clone(),
             by: leg.address,
         };
-        self.tell_inside(id, None, &answered);
+        // The accepting device hears that its accept won; a remote party knows already.
+        let except = device.is_none().then_some(i);
+        self.tell_inside(id, except, &answered);
     }
 
     /// Party `i` of call `id` leaves: a ringing one is out of it; the caller of a call

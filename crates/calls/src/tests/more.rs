@@ -340,3 +340,96 @@ fn events_carry_a_token_only_with_a_room() {
         assert_eq!(EndReason::from_wire(r).map(|r| r.as_str()), Some(*r));
     }
 }
+
+#[test]
+fn an_invitee_who_does_not_answer_leaves_the_call_going() {
+    let mut cfg = config();
+    cfg.ring_timeout = Duration::from_secs(5);
+    let mut t = book(cfg);
+    t.up("ada", "a1");
+    t.up("bob", "b1");
+    t.up("carol", "c1");
+    let (id, room) = t.ada_dials("bob");
+    t.pass(Duration::from_secs(4));
+    t.say("bob", "b1", json!({"call": "accept", "id": id}));
+    t.members(&room, 2);
+    t.say(
+        "bob",
+        "b1",
+        json!({"call": "invite", "id": id, "to": "carol"}),
+    );
+    assert_eq!(t.one("carol", "c1")["call"], "incoming");
+    // ada's own ring was answered in time: only carol's times out, 5 s after her invite.
+    t.pass(Duration::from_secs(4));
+    assert!(t.out.is_empty(), "{:?}", t.out);
+    t.pass(Duration::from_secs(1));
+    assert_eq!(t.one("carol", "c1")["reason"], "no-answer");
+    for (u, d) in [("ada", "a1"), ("bob", "b1")] {
+        let e = t.one(u, d);
+        assert_eq!(
+            (&e["call"], &e["who"], &e["reason"]),
+            (&json!("left"), &json!("carol@a.test"), &json!("no-answer"))
+        );
+    }
+    assert_eq!(t.book.calls(), 1);
+    // A party's line going away does not end a call it is in: its room does.
+    t.down("bob", "b1");
+    assert!(t.out.is_empty(), "{:?}", t.out);
+    t.members(&room, 1);
+    assert_eq!(t.one("ada", "a1")["reason"], "hangup");
+}
+
+#[test]
+fn invites_count_against_the_dial_rate_and_may_ring_another_domain() {
+    let mut cfg = config();
+    cfg.dials_per_minute = 2;
+    cfg.federated_domains = vec!["b.test".into()];
+    let mut t = book(cfg);
+    t.up("ada", "a1");
+    t.up("bob", "b1");
+    let (id, room) = t.ada_dials("bob");
+    t.say("bob", "b1", json!({"call": "accept", "id": id}));
+    t.members(&room, 2);
+    t.say(
+        "ada",
+        "a1",
+        json!({"call": "invite", "id": id, "to": "dan@b.test"}),
+    );
+    assert_eq!(
+        t.federation(),
+        [FederationAction::Dial {
+            domain: "b.test".into(),
+            id: Arc::from(id.as_str()),
+            from: "ada@a.test".into(),
+            from_name: "ada on a1".into(),
+            to: "dan@b.test".into(),
+            room: Arc::from(room.as_str()),
+        }]
+    );
+    t.say(
+        "ada",
+        "a1",
+        json!({"call": "invite", "id": id, "to": "erin@b.test"}),
+    );
+    let e = t.one("ada", "a1");
+    assert_eq!(
+        (&e["call"], &e["who"], &e["reason"]),
+        (
+            &json!("left"),
+            &json!("erin@b.test"),
+            &json!("rate-limited")
+        )
+    );
+    assert!(t.federation().is_empty());
+    // The remote invitee answers: everyone in the call hears it.
+    let dan = Address::parse("dan@b.test", "a.test").unwrap();
+    t.book
+        .federation_event(&id, &dan, FederationInput::Answered, t.now);
+    t.take();
+    assert_eq!(t.one("bob", "b1")["by"], "dan@b.test");
+    assert_eq!(t.one("ada", "a1")["by"], "dan@b.test");
+    assert!(
+        t.federation().is_empty(),
+        "dan's server is not told dan answered"
+    );
+}
