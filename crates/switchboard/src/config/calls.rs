@@ -195,3 +195,101 @@ impl CallsSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CallsSettings {
+        CallsSettings {
+            call_domain: Some("A.Test".into()),
+            call_user: Vec::new(),
+            call_ring_timeout: 45,
+            call_max_per_user: 4,
+            call_max_calls: 1000,
+            call_dial_rate: 10,
+            call_room_capacity: 4,
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_the_domain_is_lower_case() {
+        let c = settings().validate().unwrap();
+        assert_eq!(c.book.domain, "a.test");
+        assert_eq!(c.book.ring_timeout, Duration::from_secs(45));
+        assert_eq!(c.book.known_users, None);
+        assert_eq!(c.identities(false), Identities::Open);
+        assert_eq!(c.identities(true), Identities::Tokens);
+        let host = CallsSettings {
+            call_domain: None,
+            ..settings()
+        };
+        let d = host.validate().unwrap().book.domain;
+        assert!(switchboard_calls::Address::parse("x", &d).is_ok(), "{d}");
+    }
+
+    #[test]
+    fn users_are_checked() {
+        let with = |users: &[&str]| {
+            CallsSettings {
+                call_user: users.iter().map(|u| u.to_string()).collect(),
+                ..settings()
+            }
+            .validate()
+        };
+        let c = with(&["ada:12345678", "bob:abcdefgh:with-colon"]).unwrap();
+        assert_eq!(c.identities(false), Identities::Users);
+        assert_eq!(
+            c.users[1],
+            ("bob".to_string(), b"abcdefgh:with-colon".to_vec())
+        );
+        assert!(c.book.known_users.as_ref().unwrap().contains("ada"));
+        for bad in [
+            &["ada"][..],
+            &["Ada:12345678"],
+            &["ada:short"],
+            &["ada:12345678", "ada:87654321"],
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("call-user"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        let cases: [(CallsSettings, &str); 4] = [
+            (
+                CallsSettings {
+                    call_domain: Some("a b".into()),
+                    ..settings()
+                },
+                "call-domain",
+            ),
+            (
+                CallsSettings {
+                    call_ring_timeout: 0,
+                    ..settings()
+                },
+                "call-ring-timeout",
+            ),
+            (
+                CallsSettings {
+                    call_max_per_user: 0,
+                    ..settings()
+                },
+                "call-max-per-user",
+            ),
+            (
+                CallsSettings {
+                    call_room_capacity: 1,
+                    ..settings()
+                },
+                "call-room-capacity",
+            ),
+        ];
+        for (s, key) in cases {
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+}
