@@ -42,6 +42,11 @@ pub struct HubConfig {
     pub sfu_threshold: Option<usize>,
     /// Client members per room in SFU mode (`room_capacity` is for mesh rooms).
     pub sfu_room_capacity: usize,
+    /// Who may take a line (`@user`) without room tokens: user and secret, which the
+    /// join's `token` carries. Empty (and no token secrets): lines are open.
+    pub line_users: Vec<(String, Vec<u8>)>,
+    /// Client members of a direct call's room (`call-<32 hex>`).
+    pub call_room_capacity: usize,
 }
 
 impl Default for HubConfig {
@@ -56,6 +61,8 @@ impl Default for HubConfig {
             replay_bytes: 256 * 1024,
             sfu_threshold: Some(5),
             sfu_room_capacity: 100,
+            line_users: Vec::new(),
+            call_room_capacity: 4,
         }
     }
 }
@@ -69,8 +76,10 @@ pub enum Output {
     Close { conn: ConnId, code: u16 },
     /// Hand `event` to the service participant on `conn`.
     Event { conn: ConnId, event: ServiceEvent },
-    /// `room` needs a service participant of `kind` (the SFU: the room turned SFU). Once
-    /// per room lifetime.
+    /// `room` needs a service participant of `kind`: the SFU once per room lifetime,
+    /// when the room turned SFU; the calls peer ([`crate::CALLS`]) whenever a line
+    /// (`@user`) has a client member and no calls peer (asked for again if it leaves
+    /// while devices remain).
     ServiceWanted { room: Arc<str>, kind: &'static str },
 }
 
@@ -126,6 +135,8 @@ pub(crate) struct Room {
     pub(crate) topology: crate::mode::Topology,
     /// In SFU mode (for the rest of its lifetime).
     pub(crate) sfu: bool,
+    /// A line whose calls peer was asked for (or is in it).
+    pub(crate) calls_wanted: bool,
 }
 
 /// A message numbered per recipient and kept for replay.
@@ -452,6 +463,13 @@ impl Hub {
             if room.members.is_empty() {
                 self.rooms.remove(&s.room);
                 shrink_sparse(&mut self.rooms);
+            } else if s.peer.service.as_deref() == Some(crate::mode::CALLS) {
+                // The calls peer left a line (it thought it empty, or was too slow):
+                // whoever is still there must stay reachable.
+                if let Some(r) = self.rooms.get_mut(&s.room) {
+                    r.calls_wanted = false;
+                }
+                self.want_calls(&s.room);
             }
         }
         for other in others {

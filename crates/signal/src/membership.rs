@@ -3,7 +3,10 @@
 
 use crate::hub::{ConnId, Hub, Notice, Output, SessionKey};
 use crate::mode::{mode_name, Topology};
-use crate::protocol::{json_str, valid_name, valid_room, Envelope, ErrorCode, PROTOCOL_VERSION};
+use crate::protocol::{
+    is_call_room, json_str, line_user, same_secret, valid_name, valid_room, Envelope, ErrorCode,
+    PROTOCOL_VERSION,
+};
 use crate::session::{Replay, Session};
 use crate::token::{self, Grants, TokenError};
 use crate::wire::{LeaveReason, PeerInfo, ServerMessage};
@@ -48,7 +51,11 @@ impl Hub {
                 )
             })?,
         };
+        let line = line_user(room);
         let (identity, grants) = if self.cfg.token_secrets.is_empty() {
+            if let Some(user) = line {
+                self.check_line_secret(user, env.token.as_deref())?;
+            }
             (None, Grants::DEFAULT)
         } else {
             let Some(tok) = env.token.as_deref() else {
@@ -58,7 +65,10 @@ impl Hub {
                 ));
             };
             match token::verify(&self.cfg.token_secrets, tok, room, unix_now) {
-                Ok(a) => (a.identity, a.grants),
+                Ok(a) => {
+                    check_reserved(room, line, &a)?;
+                    (a.identity, a.grants)
+                }
                 Err(TokenError::Expired) => {
                     return Err((ErrorCode::TokenExpired, "the room token has expired".into()))
                 }
@@ -87,7 +97,36 @@ impl Hub {
         };
         self.push(conn, &joined);
         self.announce(a.key);
+        if line.is_some() {
+            self.want_calls(&a.room);
+        }
         Ok(())
+    }
+
+    /// Without room tokens, a line of a configured user (`line_users`) needs its secret
+    /// in the join's `token`; with no users configured, lines are open.
+    fn check_line_secret(
+        &self,
+        user: &str,
+        token: Option<&str>,
+    ) -> Result<(), (ErrorCode, String)> {
+        let users = &self.cfg.line_users;
+        if users.is_empty() {
+            return Ok(());
+        }
+        let given = token.unwrap_or("").as_bytes();
+        // The secret is compared in constant time (user names are no secret).
+        let ok = users.iter().fold(false, |ok, (u, secret)| {
+            ok | (u == user && same_secret(secret, given))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err((
+                ErrorCode::Unauthorized,
+                format!("line @{user} needs that user's secret as token"),
+            ))
+        }
     }
 
     /// Put a new session for `conn` into `room` under the room rules (names, capacity,
@@ -107,6 +146,13 @@ impl Hub {
         } = *who;
         let service = who.service.is_some();
         check_names(room, name)?;
+        // A line carries only signaling and a direct call is a small mesh, whoever
+        // creates them (the calls peer creates call rooms).
+        let topology = if line_user(room).is_some() || is_call_room(room) {
+            Topology::Mesh
+        } else {
+            topology
+        };
         let plan = self.plan_join(room, topology, service)?;
         let room_key: Arc<str> = match self.rooms.get_key_value(room) {
             Some((k, _)) => k.clone(),
@@ -317,12 +363,36 @@ impl Hub {
     }
 }
 
+/// With room tokens: a line admits only its user (the token's `sub`), and a call room
+/// only a token for exactly that room (which the server mints for the invited).
+fn check_reserved(
+    room: &str,
+    line: Option<&str>,
+    a: &token::Admission,
+) -> Result<(), (ErrorCode, String)> {
+    if let Some(user) = line {
+        if a.identity.as_deref() != Some(user) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("line @{user} is only for the identity {}", json_str(user)),
+            ));
+        }
+    }
+    if is_call_room(room) && a.room != room {
+        return Err((
+            ErrorCode::Forbidden,
+            "a call room needs a token for that very room".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Room names and display names as docs/signaling.md allows them.
 fn check_names(room: &str, name: &str) -> Result<(), (ErrorCode, String)> {
     if !valid_room(room) {
         return Err((
             ErrorCode::BadRoom,
-            "room must be 1-64 characters of A-Z a-z 0-9 _ - .".into(),
+            "room must be 1-64 characters of A-Z a-z 0-9 _ - . (or a line, @user)".into(),
         ));
     }
     if !valid_name(name) {

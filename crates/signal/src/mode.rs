@@ -6,6 +6,10 @@
 /// The service kind of the SFU, in `PeerInfo.service` and [`crate::Output::ServiceWanted`].
 pub const SFU: &str = "sfu";
 
+/// The service kind of the server's calls peer, which the hub asks for in every line
+/// room (`@user`) that has a client and none ([`crate::Output::ServiceWanted`]).
+pub const CALLS: &str = "calls";
+
 /// Service participants one room may hold (the SFU, a recorder, gateways…). They do not
 /// count against the room's capacity, so they get a small bound of their own.
 pub const MAX_SERVICES_PER_ROOM: usize = 8;

@@ -248,13 +248,43 @@ pub fn escapes_are_unicode(raw: &str) -> bool {
     low_at.is_none()
 }
 
-/// A room name or display name is 1-64 characters; rooms are restricted to `A-Za-z0-9_-.`.
+/// A room name is 1-64 characters of `A-Za-z0-9_-.`, or a line (`@user`, see
+/// [`line_user`]).
 pub fn valid_room(room: &str) -> bool {
-    !room.is_empty()
-        && room.len() <= 64
-        && room
+    line_user(room).is_some()
+        || (!room.is_empty()
+            && room.len() <= 64
+            && room
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+}
+
+/// The user whose line `room` is: a line is the room `@user` (user: 1-64 of
+/// `a-z0-9_-.`) that a signed-in user's devices keep open to be called; only that user
+/// may join it (docs/signaling.md, "Direct calls").
+pub fn line_user(room: &str) -> Option<&str> {
+    let user = room.strip_prefix('@')?;
+    let ok = (1..=64).contains(&user.len())
+        && user
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+    ok.then_some(user)
+}
+
+/// Whether `room` is the room of a direct call, `call-<32 hex>`: the server names them,
+/// and with room tokens only a token for exactly that room admits to one.
+pub fn is_call_room(room: &str) -> bool {
+    room.strip_prefix("call-").is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Equal secrets, compared in a time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Display names: 1-64 characters, no control characters.

@@ -77,12 +77,23 @@ impl Signaling {
         room: &str,
         unix_now: u64,
     ) -> Result<Grants, crate::TokenError> {
+        if crate::protocol::line_user(room).is_some() {
+            // A line is for its user's devices, which join by signaling.
+            return Err(crate::TokenError::Invalid(
+                "a line admits no service".into(),
+            ));
+        }
         let secrets = self.with_shard(0, |hub| hub.config().token_secrets.clone());
         if secrets.is_empty() {
             return Ok(Grants::DEFAULT);
         }
         let token = token.ok_or_else(|| crate::TokenError::Invalid("no token".into()))?;
-        crate::token::verify(&secrets, token, room, unix_now).map(|a| a.grants)
+        let a = crate::token::verify(&secrets, token, room, unix_now)?;
+        if crate::protocol::is_call_room(room) && a.room != room {
+            // As for a join: only the parties' own tokens admit to a direct call.
+            return Err(crate::TokenError::WrongRoom);
+        }
+        Ok(a.grants)
     }
 }
 

@@ -86,6 +86,8 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
     pub identity: Option<String>,
+    /// The room the token names (`*`: any).
+    pub room: String,
     pub grants: Grants,
 }
 
@@ -146,6 +148,7 @@ fn admit(c: Claims, room: Option<&str>, unix_now: u64) -> Result<Admission, Toke
         Some(names) => Grants::from_names(names).map_err(TokenError::Invalid)?,
     };
     Ok(Admission {
+        room: c.room,
         identity: c.sub,
         grants,
     })

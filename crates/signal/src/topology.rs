@@ -10,7 +10,7 @@
 //! `sfu_room_capacity`, and service participants never take a client's place.
 
 use crate::hub::{Hub, Output, SessionKey};
-use crate::mode::{mode_name, Topology, MAX_SERVICES_PER_ROOM, SFU};
+use crate::mode::{mode_name, Topology, CALLS, MAX_SERVICES_PER_ROOM, SFU};
 use crate::protocol::ErrorCode;
 use std::sync::Arc;
 
@@ -75,7 +75,9 @@ impl Hub {
             .get(room)
             .map_or((requested, false), |r| (r.topology, r.sfu));
         let turns_sfu = !sfu && self.wants_sfu(topology, clients + 1);
-        let capacity = if sfu || turns_sfu {
+        let capacity = if crate::protocol::is_call_room(room) {
+            self.cfg.call_room_capacity
+        } else if sfu || turns_sfu {
             self.cfg.sfu_room_capacity
         } else {
             self.cfg.room_capacity
@@ -138,6 +140,30 @@ impl Hub {
             });
         }
         true
+    }
+
+    /// Ask for the calls peer in line `room` when a client is in it and none is there
+    /// or asked for yet.
+    pub(crate) fn want_calls(&mut self, room: &Arc<str>) {
+        let (clients, _) = self.member_counts(room);
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if r.calls_wanted || clients == 0 {
+            return;
+        }
+        let served = r.members.iter().any(|k| {
+            self.sessions
+                .get(k)
+                .is_some_and(|s| s.peer.service.as_deref() == Some(CALLS))
+        });
+        r.calls_wanted = true;
+        if !served {
+            self.out.push(Output::ServiceWanted {
+                room: room.clone(),
+                kind: CALLS,
+            });
+        }
     }
 
     /// Whether `room` is in SFU mode.

@@ -1,6 +1,7 @@
 //! The `switchboard` binary: command-line parsing and process edges only; the
 //! protocol work lives in the library crates.
 
+mod calls;
 mod config;
 mod demux;
 mod error;

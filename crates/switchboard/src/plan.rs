@@ -4,8 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    http::HttpConfig, process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig, sip::SipConfig,
-    turn::TurnConfig,
+    calls::CallsConfig, http::HttpConfig, process::ProcessConfig, sfu::SfuConfig,
+    signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;
@@ -24,6 +24,8 @@ pub struct Plan {
     pub sfu: SfuConfig,
     /// The SIP gateway (None when `--sip-listen off`). A reload keeps the running one.
     pub sip: Option<SipConfig>,
+    /// Direct calls; `signal.hub` has its part (line users, call room capacity).
+    pub calls: CallsConfig,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -71,6 +73,15 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
     }
     signal.hub.sfu_threshold = sfu.threshold;
     signal.hub.sfu_room_capacity = sfu.room_capacity;
+    let mut calls = s.calls.validate()?;
+    if signal.hub.token_secrets.is_empty() {
+        signal.hub.line_users.clone_from(&calls.users);
+    } else {
+        // Room tokens name the users: `--call-user` plays no part.
+        calls.users.clear();
+        calls.book.known_users = None;
+    }
+    signal.hub.call_room_capacity = calls.room_capacity;
     Ok(Plan {
         turn,
         tls,
@@ -82,6 +93,7 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
             Some(r) => r.sip.clone(),
             None => s.sip.validate()?,
         },
+        calls,
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

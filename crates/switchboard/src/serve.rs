@@ -3,6 +3,7 @@
 //! (the whole configuration is validated first, then each service takes its part),
 //! SIGTERM/SIGINT drain then stop.
 
+use crate::calls::CallsService;
 use crate::heap::HeapService;
 use crate::http::HttpService;
 use crate::metrics::MetricsService;
@@ -39,6 +40,8 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let signal = SignalService::start(plan);
     let sfu = SfuService::start(plan, &signal)?;
     let sip = SipService::start(plan, &signal, sfu.as_ref().map(SfuService::local_addr))?;
+    // No federation yet: XMPP and SIP federation hand theirs in here.
+    let calls = CallsService::start(plan, &signal, None)?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];
@@ -48,6 +51,7 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     if let Some(sip) = sip {
         services.push(Box::new(sip));
     }
+    services.push(Box::new(calls));
     if let Some(http) = http {
         services.push(Box::new(http));
     }

@@ -8,11 +8,12 @@
 //! value parsing are exactly those of the command line, and no second list of options
 //! exists. File keys are the long option names, at the top level (as always) or inside
 //! the table of the option's section (`[turn]`, `[tls]`, `[http]`, `[signal]`,
-//! `[sfu]`, `[sip]`, `[metrics]`, `[process]`).
+//! `[sfu]`, `[sip]`, `[calls]`, `[metrics]`, `[process]`).
 
 use crate::config::{
-    http::HttpSettings, metrics::MetricsSettings, process::ProcessSettings, sfu::SfuSettings,
-    signal::SignalSettings, sip::SipSettings, tls::TlsSettings, turn::TurnSettings,
+    calls::CallsSettings, http::HttpSettings, metrics::MetricsSettings, process::ProcessSettings,
+    sfu::SfuSettings, signal::SignalSettings, sip::SipSettings, tls::TlsSettings,
+    turn::TurnSettings,
 };
 use crate::error::ConfigError;
 use clap::{Args, Command, FromArgMatches};
@@ -38,6 +39,8 @@ pub struct Settings {
     pub sfu: SfuSettings,
     #[command(flatten)]
     pub sip: SipSettings,
+    #[command(flatten)]
+    pub calls: CallsSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
     #[command(flatten)]

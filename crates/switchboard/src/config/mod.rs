@@ -7,6 +7,7 @@
 //!
 //! [`ConfigError`]: crate::error::ConfigError
 
+pub mod calls;
 pub mod http;
 pub mod listen;
 pub mod metrics;
