@@ -7,9 +7,13 @@
 
 use super::{Conn, State};
 use crate::sip::stream::{ConnKey, StreamEvent};
+use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_sip::transaction::{Transmit, Transport};
 use switchboard_sip::ua::RegState;
+
+/// Most TLS next-hop names kept before those no longer in use are dropped.
+const MAX_TLS_NAMES: usize = 256;
 
 impl State {
     /// What a stream connection says.
@@ -41,6 +45,29 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The name `dest`'s TLS certificate must carry, for connections we open to it.
+    /// Dialled targets add entries for as long as the server runs: past
+    /// [`MAX_TLS_NAMES`] the map keeps only the next hops still in use (an open
+    /// connection, a call's, or a registrar's).
+    pub(super) fn remember_tls_name(&mut self, dest: SocketAddr, name: String) {
+        if self.tls_names.len() >= MAX_TLS_NAMES && !self.tls_names.contains_key(&dest) {
+            let registrars: Vec<SocketAddr> =
+                self.cfg.accounts.iter().map(|a| a.registrar).collect();
+            let conns = &self.conns;
+            let calls: Vec<SocketAddr> = self
+                .calls
+                .values()
+                .filter_map(|c| c.conn.map(|(_, d)| d))
+                .collect();
+            self.tls_names.retain(|d, _| {
+                conns.contains_key(&(Transport::Tls, *d))
+                    || registrars.contains(d)
+                    || calls.contains(d)
+            });
+        }
+        self.tls_names.insert(dest, name);
     }
 
     /// A message for a stream transport: on the peer's connection, or on one we open

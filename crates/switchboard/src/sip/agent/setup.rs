@@ -91,7 +91,7 @@ impl State {
             offer: offer.clone(),
         };
         if target.transport == Transport::Tls {
-            self.tls_names.insert(dest, target.tls_name.clone());
+            self.remember_tls_name(dest, target.tls_name.clone());
         }
         let call = self
             .ua
