@@ -18,18 +18,30 @@
 //!   sends G.711, the phone's payload goes to the room as it came ([`Tick::room_codec`]
 //!   says so; the level is still measured on the decoded frame).
 //!
-//! Either falls back to the mix or to Opus the tick the condition ends. Each direction's
-//! frames are counted as passed through or transcoded ([`MediaStats`]).
+//! A passed-through frame leaves when it arrives (bridge/forward.rs): once the tick has
+//! passed one frame through, the next packets of that stream skip the jitter buffer and
+//! the tick, and [`CallMedia::on_room_audio`] / [`CallMedia::on_phone_packet`] return them
+//! ready to send, renumbered onto our stream. The jitter buffers and the tick remain for
+//! the mix and transcoding. A passthrough adds no delay of ours this way (before: the
+//! jitter buffer's 20 ms plus its jitter estimate, plus up to a tick, each way).
 //!
-//! [`CallMedia`] is fed datagrams and `Instant`s and ticked every 20 ms; each tick writes at
-//! most one packet for the phone and one payload for the room into the caller's
-//! buffers. The driver owns sockets, timers and the str0m session (which adds the RFC 6464
-//! level extension from [`Tick::room_level`]). The phone gets a packet every tick — comfort
-//! silence when nobody in the room talks — so its NAT binding and RTP timeout stay alive.
+//! Either direction falls back to the mix or to Opus at the tick the condition ends (or
+//! the forwarded stream stays silent for [`forward::QUIET`]); the stream's sequence
+//! numbers and timestamps go on from where forwarding left them, and the packets already
+//! forwarded are not played again. Each direction's frames are counted as passed through
+//! or transcoded ([`MediaStats`]).
+//!
+//! [`CallMedia`] is fed datagrams and `Instant`s and ticked every 20 ms; each input or
+//! tick writes at most one packet for the phone and one payload for the room into the
+//! caller's buffers, to be sent at once. The driver owns sockets, timers and the str0m
+//! session (which adds the RFC 6464 level extension from [`RoomFrame::level`]). The phone
+//! gets a packet every 20 ms — forwarded, or from the tick, comfort silence when nobody
+//! in the room talks — so its NAT binding and RTP timeout stay alive.
 //!
 //! Buffers are allocated in the constructor (and once per new room source); ticks and
 //! packets allocate nothing. Every input error is a value.
 
+mod forward;
 mod g711_frames;
 mod phone;
 mod room;
@@ -41,7 +53,8 @@ use crate::mix::MixError;
 use crate::opus::{OpusDecoder, OpusError, VoiceBand, FRAME_SAMPLES};
 use crate::rtp::{RtpError, RTP_HEADER_LEN};
 use crate::srtp::{SrtpError, SrtpProfile};
-use phone::{PhoneLeg, ToPhone};
+use forward::{too_soon, Forward};
+use phone::{PhoneLeg, Taken, ToPhone};
 use room::Room;
 pub use room::{RoomCodec, MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
 use std::time::{Duration, Instant};
@@ -114,22 +127,70 @@ pub enum PhoneIn {
     Ignored,
 }
 
+/// A payload for the room (the phone's voice), written into the caller's `room_out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomFrame {
+    /// Its bytes in `room_out` (0: nothing to send).
+    pub len: usize,
+    /// Its codec: Opus, or the phone's G.711 passed through.
+    pub codec: RoomCodec,
+    /// RFC 6464 level: 0 loudest … 127 silence (−dBov).
+    pub level: u8,
+    /// Whether it is voice (for the extension's V bit).
+    pub voice: bool,
+    /// Its sequence number on the room track (extended: the driver adds its base and
+    /// takes the low 16 bits). Consecutive while the tick sends; a forwarded packet keeps
+    /// the phone's gaps and order.
+    pub seq: u64,
+    /// Its place on the track's timeline, in 48 kHz samples since the call started: the
+    /// RTP timestamp is a base plus this (Opus), or plus a sixth of it (G.711's 8 kHz).
+    pub position: u64,
+}
+
+impl RoomFrame {
+    fn none() -> RoomFrame {
+        RoomFrame {
+            len: 0,
+            codec: RoomCodec::Opus,
+            level: crate::level::SILENCE,
+            voice: false,
+            seq: 0,
+            position: 0,
+        }
+    }
+}
+
+/// One RTP packet of a room member's audio, as the driver received it.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomAudio<'a> {
+    /// Any id the driver picks per remote track.
+    pub source: u64,
+    /// What the SFU negotiated for the track.
+    pub codec: RoomCodec,
+    /// RTP sequence number.
+    pub seq: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// RTP payload.
+    pub payload: &'a [u8],
+}
+
 /// What one tick produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
     /// Bytes of the packet for the phone in `phone_out` (0: nothing to send).
     pub phone_len: usize,
-    /// Bytes of the payload for the room in `room_out` (0: nothing to send).
-    pub room_len: usize,
-    /// The codec of that payload: Opus, or the phone's G.711 passed through.
-    pub room_codec: RoomCodec,
-    /// RFC 6464 level of the room frame: 0 loudest … 127 silence (−dBov).
-    pub room_level: u8,
-    /// Whether the room frame is voice (for the extension's V bit).
-    pub room_voice: bool,
-    /// Samples the room frame covers at 48 kHz (advance the RTP timestamp by this, or by a
-    /// sixth of it at G.711's 8 kHz clock).
-    pub room_samples: u32,
+    /// The payload for the room in `room_out` (`len` 0: nothing to send).
+    pub room: RoomFrame,
+}
+
+/// What a datagram from the phone was, and what of it goes to the room at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneArrival {
+    /// What it was.
+    pub kind: PhoneIn,
+    /// Its G.711 payload forwarded to the room on arrival, in `room_out`.
+    pub room: Option<RoomFrame>,
 }
 
 /// What the room hears of a phone is coded no wider than the phone sends: G.711 ends at
@@ -233,12 +294,40 @@ pub enum BridgeError {
     BufferTooSmall,
 }
 
+/// A room member's G.711 forwarded to the phone on arrival.
+#[derive(Debug)]
+struct ToPhoneForward {
+    source: u64,
+    law: Law,
+    forward: Forward,
+    /// A packet of the source could not be forwarded (not a whole frame, another codec):
+    /// the next tick ends forwarding, and the jitter buffer has that packet.
+    broken: bool,
+}
+
+/// The phone's G.711 forwarded to the room on arrival.
+#[derive(Debug)]
+struct ToRoomForward {
+    law: Law,
+    forward: Forward,
+    broken: bool,
+}
+
 /// One call's media: the phone leg, the room sources and the mix (see the module doc).
 #[derive(Debug)]
 pub struct CallMedia {
     phone: PhoneLeg,
     room: Room,
     held: bool,
+    to_phone: Option<ToPhoneForward>,
+    to_room: Option<ToRoomForward>,
+    /// When forwarding in that direction last sent, if it ended since the last tick (the
+    /// next tick's packet waits for its own slot; see [`forward::too_soon`]).
+    phone_forward_ended: Option<Instant>,
+    room_forward_ended: Option<Instant>,
+    /// The room track's line: the next frame's sequence number and 48 kHz position.
+    room_seq: u64,
+    room_position: u64,
     /// Whether the room side can carry each G.711 law (μ, A): what its WebRTC leg
     /// negotiated. Without it the phone's voice goes as Opus whatever the room speaks.
     room_takes: [bool; 2],
@@ -255,6 +344,12 @@ impl CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
             room,
             held: false,
+            to_phone: None,
+            to_room: None,
+            phone_forward_ended: None,
+            room_forward_ended: None,
+            room_seq: 0,
+            room_position: 0,
             room_takes: [true; 2],
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
@@ -263,30 +358,118 @@ impl CallMedia {
     /// A datagram from the phone's RTP port (RTP or RTCP; SRTP is unprotected in place). An
     /// error means garbage or an authentication failure: the driver latches the phone's
     /// address (symmetric RTP) only on `Ok(Audio | Dtmf | Rtcp)`.
+    ///
+    /// While the phone's G.711 passes through to the room, its audio is written into
+    /// `room_out` (at least [`MIN_ROOM_OUT`] long) and described in
+    /// [`PhoneArrival::room`]: send it now.
     pub fn on_phone_packet(
         &mut self,
         now: Instant,
         packet: &mut [u8],
-    ) -> Result<PhoneIn, BridgeError> {
-        self.phone.on_packet(now, packet)
+        room_out: &mut [u8],
+    ) -> Result<PhoneArrival, BridgeError> {
+        let take = self.to_room.is_some() && !self.held;
+        let (kind, taken) = self.phone.on_packet(now, packet, take)?;
+        let room = match (taken, kind) {
+            (Some(t), _) => self.forward_to_room(now, packet, t, room_out)?,
+            (None, PhoneIn::Audio) => {
+                // Audio that could not be forwarded went to the jitter buffer: the tick
+                // takes over.
+                if let Some(f) = self.to_room.as_mut() {
+                    f.broken = true;
+                }
+                None
+            }
+            (None, _) => None,
+        };
+        Ok(PhoneArrival { kind, room })
     }
 
-    /// The RTP payload of room member `source` (any id the driver picks per remote track),
-    /// in `codec`, with its RTP sequence number and timestamp.
+    fn forward_to_room(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        taken: Taken,
+        room_out: &mut [u8],
+    ) -> Result<Option<RoomFrame>, BridgeError> {
+        let Some(f) = self.to_room.as_mut() else {
+            return Ok(None);
+        };
+        let Some(mapped) = f.forward.map(taken.seq, taken.timestamp, now) else {
+            return Ok(None); // a duplicate, or from before forwarding began
+        };
+        let payload = &packet[taken.start..taken.end];
+        let body = room_out
+            .get_mut(..payload.len())
+            .ok_or(BridgeError::BufferTooSmall)?;
+        body.copy_from_slice(payload);
+        // The level of the 8 kHz frame (RMS does not depend on the rate).
+        let mut pcm8 = [0i16; g711_frames::G711_FRAME];
+        for (s, &code) in pcm8.iter_mut().zip(payload) {
+            *s = f.law.decode_sample(code);
+        }
+        let law = f.law;
+        let (level, voice) = self.room.forwarded_phone(payload.len(), &pcm8);
+        Ok(Some(RoomFrame {
+            len: payload.len(),
+            codec: RoomCodec::G711(law),
+            level,
+            voice,
+            seq: mapped.seq,
+            position: 6 * mapped.timestamp,
+        }))
+    }
+
+    /// A room member's audio packet.
+    ///
+    /// While that member's G.711 passes through to the phone, the phone's packet is written
+    /// into `phone_out` (at least [`MIN_PHONE_OUT`] long): send the returned length (0:
+    /// nothing) now.
     pub fn on_room_audio(
         &mut self,
         now: Instant,
-        source: u64,
-        codec: RoomCodec,
-        seq: u16,
-        timestamp: u32,
-        payload: &[u8],
-    ) {
-        self.room
-            .on_audio(now, source, codec, seq, timestamp, payload);
+        audio: RoomAudio<'_>,
+        phone_out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        let RoomAudio {
+            source,
+            codec,
+            seq,
+            timestamp,
+            payload,
+        } = audio;
+        let Some(f) = self.to_phone.as_mut().filter(|f| f.source == source) else {
+            self.room
+                .on_audio(now, source, codec, seq, timestamp, payload);
+            return Ok(0);
+        };
+        let whole = payload.len() == g711_frames::G711_FRAME;
+        let law_now = self.phone.passthrough_law();
+        if codec != RoomCodec::G711(f.law)
+            || law_now != Some(f.law)
+            || !whole
+            || self.held
+            || self.phone.dtmf_busy()
+        {
+            f.broken = true;
+            self.room
+                .on_audio(now, source, codec, seq, timestamp, payload);
+            return Ok(0);
+        }
+        self.room.forwarded(now, seq, timestamp, payload.len());
+        let Some(mapped) = f.forward.map(seq, timestamp, now) else {
+            return Ok(0); // a duplicate, or from before forwarding began
+        };
+        self.phone.send_forwarded(
+            payload,
+            mapped.seq as u16,
+            mapped.timestamp as u32,
+            mapped.marker,
+            phone_out,
+        )
     }
 
-    /// [`CallMedia::on_room_audio`] of an Opus payload.
+    /// [`CallMedia::on_room_audio`] of an Opus payload (never forwarded: nothing to send).
     pub fn on_room_opus(
         &mut self,
         now: Instant,
@@ -295,7 +478,11 @@ impl CallMedia {
         timestamp: u32,
         payload: &[u8],
     ) {
-        self.on_room_audio(now, source, RoomCodec::Opus, seq, timestamp, payload);
+        if let Some(f) = self.to_phone.as_mut().filter(|f| f.source == source) {
+            f.broken = true;
+        }
+        self.room
+            .on_audio(now, source, RoomCodec::Opus, seq, timestamp, payload);
     }
 
     /// Forgets a room source (its track ended).
@@ -306,9 +493,9 @@ impl CallMedia {
     /// Runs one 20 ms frame: pulls a frame from every jitter buffer (decoding or concealing
     /// it), mixes the room for the phone and encodes the phone for the room (or passes
     /// G.711 through, see the module doc). Writes the phone's packet (RTP header + payload,
-    /// SRTP-protected) into `phone_out` and the room's payload (its codec in
-    /// [`Tick::room_codec`]) into `room_out`; a length of 0 means nothing to send on that
-    /// side.
+    /// SRTP-protected) into `phone_out` and the room's payload into `room_out`; a length
+    /// of 0 means nothing to send on that side (also while that side is forwarded on
+    /// arrival).
     /// Outputs shorter than [`MIN_PHONE_OUT`] / [`MIN_ROOM_OUT`] are refused before anything
     /// happens, so that a tick either runs on both sides or not at all.
     pub fn tick(
@@ -329,40 +516,170 @@ impl CallMedia {
         // Phone → room: its G.711 as it came to a room that speaks G.711, else Opus.
         let passes_to_room =
             phone_law.is_some_and(|law| self.room.speaks_g711() && self.room_takes(law));
+        if self.to_room.as_ref().is_some_and(|f| {
+            f.broken
+                || !passes_to_room
+                || phone_law != Some(f.law)
+                || f.forward.quiet_for(now) > forward::QUIET
+        }) {
+            self.end_room_forward(now);
+        }
         self.phone.play(now, &mut self.phone_pcm, !passes_to_room);
-        let mut room_codec = RoomCodec::Opus;
-        let to_room = match self.phone.g711_frame() {
-            _ if self.held => Ok((0, crate::level::SILENCE, false)),
-            Some((law, frame)) if passes_to_room => {
-                room_codec = RoomCodec::G711(law);
-                self.room.g711_phone(law, frame, room_out)
-            }
-            _ => self.room.encode_phone(&self.phone_pcm, room_out),
-        };
+        let room = self.room_tick(now, passes_to_room, room_out);
         // Room → phone, even if the room side failed: our stream's timing must not depend on
-        // it. (With outputs of the minimum size neither side fails in practice.) The only
-        // source's G.711 of the phone's law as it came, else the mix encoded.
-        let to_phone = mixed.and_then(|()| {
-            if self.held {
-                self.phone.skip_frame();
+        // it. (With outputs of the minimum size neither side fails in practice.)
+        let phone_len = mixed.and_then(|()| self.phone_tick(now, phone_law, phone_out));
+        Ok(Tick {
+            phone_len: phone_len?,
+            room: room?,
+        })
+    }
+
+    /// The tick's frame for the room (see [`CallMedia::tick`]).
+    fn room_tick(
+        &mut self,
+        now: Instant,
+        passes_to_room: bool,
+        room_out: &mut [u8],
+    ) -> Result<RoomFrame, BridgeError> {
+        if self.held {
+            // Time passes on the room's track too.
+            self.room_position += FRAME_SAMPLES as u64;
+            return Ok(RoomFrame::none());
+        }
+        if self.to_room.is_some() || too_soon(self.room_forward_ended.take(), now) {
+            // Forwarded on arrival; or forwarding just sent this slot's frame.
+            return Ok(RoomFrame::none());
+        }
+        let mut codec = RoomCodec::Opus;
+        let passed = self.room.passed_to_room();
+        let (len, level, voice) = match self.phone.g711_frame() {
+            Some((law, frame)) if passes_to_room => {
+                codec = RoomCodec::G711(law);
+                self.room.g711_phone(law, frame, room_out)?
+            }
+            _ => self.room.encode_phone(&self.phone_pcm, room_out)?,
+        };
+        let frame = RoomFrame {
+            len,
+            codec,
+            level,
+            voice,
+            seq: self.room_seq,
+            position: self.room_position,
+        };
+        self.room_seq += 1;
+        self.room_position += FRAME_SAMPLES as u64;
+        // A frame passed through as it came: the phone's next ones go on arrival.
+        if let (RoomCodec::G711(law), true) = (codec, self.room.passed_to_room() > passed) {
+            if let Some((seq, ts)) = self.phone.begin_forward() {
+                let forward = Forward::new(
+                    seq,
+                    ts,
+                    self.room_seq,
+                    self.room_position / 6,
+                    PhoneCodec::G711(law).frame_ticks(),
+                    now,
+                );
+                self.to_room = Some(ToRoomForward {
+                    law,
+                    forward,
+                    broken: false,
+                });
+            }
+        }
+        Ok(frame)
+    }
+
+    /// Forwarding to the room ends: the tick's frames resume after the last one forwarded.
+    fn end_room_forward(&mut self, now: Instant) {
+        let Some(f) = self.to_room.take() else {
+            return;
+        };
+        let (seq, ts) = f.forward.resume(now);
+        self.room_seq = seq;
+        self.room_position = 6 * ts;
+        self.room_forward_ended = f.forward.last_sent();
+        self.phone.end_forward(f.forward.newest_seq());
+    }
+
+    /// The tick's packet for the phone (see [`CallMedia::tick`]).
+    fn phone_tick(
+        &mut self,
+        now: Instant,
+        phone_law: Option<Law>,
+        phone_out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        if let Some(f) = &self.to_phone {
+            let heard = matches!(
+                self.room.forwarding(now),
+                Some((id, RoomCodec::G711(law), true)) if id == f.source && law == f.law
+            );
+            let stays = heard
+                && !f.broken
+                && phone_law == Some(f.law)
+                && self.room.live() == 0
+                && !self.phone.dtmf_busy();
+            if stays {
                 return Ok(0);
             }
-            let frame = match (self.phone.passthrough_law(), self.room.single_g711()) {
-                (Some(ours), Some((law, payload))) if ours == law => ToPhone::Payload(payload),
-                _ => ToPhone::Mix(self.room.mixed()),
-            };
-            self.phone.send(now, frame, phone_out)
-        });
-        let (room_len, room_level, room_voice) = to_room?;
-        let phone_len = to_phone?;
-        Ok(Tick {
-            phone_len,
-            room_len,
-            room_codec,
-            room_level,
-            room_voice,
-            room_samples: FRAME_SAMPLES as u32,
-        })
+            self.end_phone_forward(now);
+        }
+        if self.held {
+            self.phone.skip_frame();
+            return Ok(0);
+        }
+        if too_soon(self.phone_forward_ended.take(), now) {
+            // Forwarding just sent this slot's frame: the tick's next one takes the next.
+            return Ok(0);
+        }
+        // The only source's G.711 of the phone's law as it came, else the mix encoded.
+        let single = match (phone_law, self.room.single_g711()) {
+            (Some(ours), Some((law, payload))) if ours == law => Some((law, payload)),
+            _ => None,
+        };
+        let frame = match single {
+            Some((_, payload)) => ToPhone::Payload(payload),
+            None => ToPhone::Mix(self.room.mixed()),
+        };
+        let dtmf = self.phone.dtmf_busy();
+        let len = self.phone.send(now, frame, phone_out)?;
+        // A frame passed through as it came: the source's next ones go on arrival.
+        if let (Some((law, _)), false) = (single, dtmf) {
+            let source = self.room.single_source();
+            if let Some((id, (seq, ts))) =
+                source.and_then(|id| Some((id, self.room.begin_forward(id)?)))
+            {
+                let (next_seq, next_ts) = self.phone.line();
+                let forward = Forward::new(
+                    seq,
+                    ts,
+                    u64::from(next_seq),
+                    u64::from(next_ts),
+                    PhoneCodec::G711(law).frame_ticks(),
+                    now,
+                );
+                self.to_phone = Some(ToPhoneForward {
+                    source: id,
+                    law,
+                    forward,
+                    broken: false,
+                });
+            }
+        }
+        Ok(len)
+    }
+
+    /// Forwarding to the phone ends: the tick's packets resume after the last one
+    /// forwarded, and the room plays the source again from after it.
+    fn end_phone_forward(&mut self, now: Instant) {
+        let Some(f) = self.to_phone.take() else {
+            return;
+        };
+        let (seq, ts) = f.forward.resume(now);
+        self.phone.set_line(seq as u16, ts as u32);
+        self.phone_forward_ended = f.forward.last_sent();
+        self.room.end_forward(f.forward.newest_seq());
     }
 
     /// Sends `digit` to the phone as RFC 4733 events for `duration_ms` (needs a negotiated
@@ -374,6 +691,8 @@ impl CallMedia {
         digit: char,
         duration_ms: u32,
     ) -> Result<(), BridgeError> {
+        // The digit starts on the tick's line: forwarding to the phone ends first.
+        self.end_phone_forward(now);
         self.phone.send_dtmf(now, digit, duration_ms)
     }
 
@@ -402,6 +721,7 @@ impl CallMedia {
     /// Holds or resumes the call: while held nothing goes to the phone and the room gets no
     /// frames from it.
     pub fn set_hold(&mut self, held: bool) {
+        // Forwarding stops with the next packet; the next tick ends it.
         self.held = held;
     }
 
