@@ -18,7 +18,7 @@
 
 use super::forward::QUIET;
 use super::g711_frames::{G711Frames, G711_FRAME};
-use super::{play_opus, BridgeError, MediaStats, Played};
+use super::{play_opus, BridgeError, MediaStats, Played, RoomCodec};
 use crate::g711::Law;
 use crate::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use crate::level::{audio_level, VoiceActivity};
@@ -35,10 +35,6 @@ pub const MAX_SOURCES: usize = 64;
 pub const MAX_MIXED: usize = 16;
 /// Silence after which a source leaves the mix.
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The codec of a room member's audio (what the SFU negotiated for its track): the same
-/// codecs as the phone's, Opus or a G.711 law (a browser asked to send G.711).
-pub type RoomCodec = super::PhoneCodec;
 
 /// The jitter buffer of an Opus stream (room tracks, and an Opus phone leg).
 pub(super) fn opus_jitter_config() -> JitterConfig {

@@ -3,7 +3,9 @@
 use super::*;
 use crate::opus::{OpusEncoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use crate::rtp::{write_rtp_header, RtpHeader};
+use crate::srtp::SrtpProfile;
 use std::f64::consts::PI;
+use std::time::Duration;
 
 mod arrival;
 mod dtmf;

@@ -273,10 +273,11 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         let now = at(t0, 20 * k as u64);
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
-        phone_in(&mut cm, now, &mut p, &mut outs).unwrap();
-        member.send(&mut cm, now, 1, &mut outs);
+        phone_in(&mut cm, now, &mut p, &mut outs2).unwrap();
+        member.send(&mut cm, now, 1, &mut outs2);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs2);
     }
+    assert_eq!(outs2.ticks.len(), 10);
     assert!(outs2.ticks.iter().all(|t| t.codec == RoomCodec::Opus));
     cm.set_room_g711(true, true);
 
