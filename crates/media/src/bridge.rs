@@ -7,15 +7,16 @@
 //! Opus, optional SDES-SRTP, RFC 4733 DTMF).
 //!
 //! ```text
-//! phone RTP ─ SRTP⁻¹ ─ jitter ─ G.711⁻¹ + 8k→48k (or Opus⁻¹) ─ level ─ Opus ─▶ room
+//! phone RTP ─ SRTP⁻¹ ─ jitter ─ G.711⁻¹ + 8k→48k (or Opus⁻¹) ─ level ─ Opus ─▶ room   (tick)
 //! room ×N ─ jitter ─ Opus⁻¹/PLC (or G.711⁻¹) ─ Σ ─ 48k→8k + G.711 (or Opus) ─ RTP ─ SRTP ─▶ phone
+//! passthrough: phone G.711 ─ level ─▶ room;  one member's G.711 ─ RTP ─ SRTP ─▶ phone (arrival)
 //! ```
 //!
 //! Transcoding is skipped where it would change nothing but the quality (docs/sip.md):
 //! - room → phone: when the only source in the mix sends the phone's G.711 law in 20 ms
 //!   frames, its payload goes to the phone as it came (in our RTP header, under our SRTP);
 //! - phone → room: when the phone sends G.711 in 20 ms frames and every source heard lately
-//!   sends G.711, the phone's payload goes to the room as it came ([`Tick::room_codec`]
+//!   sends G.711, the phone's payload goes to the room as it came ([`RoomFrame::codec`]
 //!   says so; the level is still measured on the decoded frame).
 //!
 //! A passed-through frame leaves when it arrives (bridge/forward.rs): once the tick has
@@ -26,7 +27,7 @@
 //! jitter buffer's 20 ms plus its jitter estimate, plus up to a tick, each way).
 //!
 //! Either direction falls back to the mix or to Opus at the tick the condition ends (or
-//! the forwarded stream stays silent for [`forward::QUIET`]); the stream's sequence
+//! the forwarded stream stays silent for 200 ms); the stream's sequence
 //! numbers and timestamps go on from where forwarding left them, and the packets already
 //! forwarded are not played again. Each direction's frames are counted as passed through
 //! or transcoded ([`MediaStats`]).

@@ -76,7 +76,7 @@ pub enum PhoneIn {
     /// Audio of the negotiated payload type.
     Audio,
     /// A telephone-event packet for this digit (each packet of a key press says so;
-    /// [`CallMedia::poll_dtmf`] reports the press once).
+    /// [`super::CallMedia::poll_dtmf`] reports the press once).
     Dtmf(char),
     /// RTCP (authenticated, if SRTP).
     Rtcp,
