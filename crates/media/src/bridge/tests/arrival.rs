@@ -307,3 +307,58 @@ fn the_phones_g711_leaves_for_the_room_on_arrival_and_opus_takes_over_in_line() 
     let amp = amplitude_at(&pcm[10 * 960..], 48_000, 440.0);
     assert!(amp > 0.7 * 10_000.0, "440 Hz at {amp}");
 }
+
+#[test]
+fn a_forwarded_member_that_stops_gets_comfort_silence_with_time_passed_on_the_timestamps() {
+    let t0 = Instant::now();
+    let mut cm = CallMedia::new(pcmu(), t0).unwrap();
+    let mut member = G711Member::new(Law::Mu, 700.0);
+    let mut wire = Wire::default();
+    for k in 0..120u64 {
+        let now = at(t0, 20 * k);
+        // Talks, pauses 600 ms (a muted browser sends nothing), talks again.
+        if !(50..80).contains(&k) {
+            wire.g711(&mut cm, now, &mut member);
+        }
+        wire.tick(&mut cm, now + Duration::from_millis(1));
+    }
+    // Nothing for the 200 ms the member may only be late, then a packet every tick.
+    let sent_at: Vec<u64> = wire
+        .phone
+        .iter()
+        .map(|(t, _)| t.duration_since(t0).as_millis() as u64)
+        .collect();
+    let silent = sent_at
+        .windows(2)
+        .position(|w| w[1] - w[0] > 30)
+        .expect("no pause");
+    let pause = sent_at[silent + 1] - sent_at[silent];
+    assert!((200..=230).contains(&pause), "{pause} ms without a packet");
+    // One line: sequence +1; the timestamp as many frames on as the time that passed,
+    // with a marker after the pause and at each switch back to forwarding.
+    for (i, pair) in wire.phone.windows(2).enumerate() {
+        let (a, b) = (
+            RtpHeader::parse(&pair[0].1).unwrap(),
+            RtpHeader::parse(&pair[1].1).unwrap(),
+        );
+        let ms = pair[1].0.duration_since(pair[0].0).as_millis() as u32;
+        let frames = ((ms + 10) / 20).max(1);
+        assert_eq!(b.sequence, a.sequence.wrapping_add(1), "packet {}", i + 1);
+        assert_eq!(
+            b.timestamp,
+            a.timestamp.wrapping_add(160 * frames),
+            "packet {}",
+            i + 1
+        );
+        if i == silent {
+            assert!(b.marker, "no marker after the pause");
+        }
+    }
+    // Comfort silence in the pause, the member again after it (forwarded on arrival).
+    let h = RtpHeader::parse(&wire.phone[silent + 1].1).unwrap();
+    let body = &wire.phone[silent + 1].1[h.payload_start..h.payload_end];
+    assert!(body.iter().all(|&c| c & 0x7F == 0x7F), "not silence");
+    let last = &wire.phone.last().unwrap().1;
+    assert_eq!(payload(last), &member.sent.last().unwrap()[..]);
+    assert_no_frame_twice(&wire.phone, &member.sent);
+}
