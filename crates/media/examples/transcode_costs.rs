@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, RoomCodec};
+use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, RoomAudio, RoomCodec};
 use switchboard_media::g711::Law;
 use switchboard_media::opus::{OpusEncoder, FRAME_SAMPLES, MAX_PACKET};
 use switchboard_media::rtp::write_rtp_header;
@@ -105,11 +105,22 @@ fn time_per_tick(sources: usize, room: RoomCodec) -> (f64, Option<f64>) {
             let now = t0 + Duration::from_millis(20 * k as u64);
             let src = &inputs.phone[k];
             packet[..src.len()].copy_from_slice(src);
-            black_box(cm.on_phone_packet(now, &mut packet[..src.len()]).unwrap());
+            black_box(
+                cm.on_phone_packet(now, &mut packet[..src.len()], &mut room_out)
+                    .unwrap(),
+            );
             for (s, frames) in inputs.room.iter().enumerate() {
                 let seq = k as u16;
                 let ts = k as u32 * if room == RoomCodec::Opus { 960 } else { 160 };
-                cm.on_room_audio(now, s as u64, room, seq, ts, &frames[k % 50]);
+                let frame = &frames[k % 50];
+                let audio = RoomAudio {
+                    source: s as u64,
+                    codec: room,
+                    seq,
+                    timestamp: ts,
+                    payload: frame,
+                };
+                black_box(cm.on_room_audio(now, audio, &mut phone_out)).unwrap();
             }
             black_box(cm.tick(now, &mut phone_out, &mut room_out).unwrap());
         }

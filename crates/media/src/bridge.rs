@@ -7,130 +7,56 @@
 //! Opus, optional SDES-SRTP, RFC 4733 DTMF).
 //!
 //! ```text
-//! phone RTP ─ SRTP⁻¹ ─ jitter ─ G.711⁻¹ + 8k→48k (or Opus⁻¹) ─ level ─ Opus ─▶ room
+//! phone RTP ─ SRTP⁻¹ ─ jitter ─ G.711⁻¹ + 8k→48k (or Opus⁻¹) ─ level ─ Opus ─▶ room   (tick)
 //! room ×N ─ jitter ─ Opus⁻¹/PLC (or G.711⁻¹) ─ Σ ─ 48k→8k + G.711 (or Opus) ─ RTP ─ SRTP ─▶ phone
+//! passthrough: phone G.711 ─ level ─▶ room;  one member's G.711 ─ RTP ─ SRTP ─▶ phone (arrival)
 //! ```
 //!
 //! Transcoding is skipped where it would change nothing but the quality (docs/sip.md):
 //! - room → phone: when the only source in the mix sends the phone's G.711 law in 20 ms
 //!   frames, its payload goes to the phone as it came (in our RTP header, under our SRTP);
 //! - phone → room: when the phone sends G.711 in 20 ms frames and every source heard lately
-//!   sends G.711, the phone's payload goes to the room as it came ([`Tick::room_codec`]
+//!   sends G.711, the phone's payload goes to the room as it came ([`RoomFrame::codec`]
 //!   says so; the level is still measured on the decoded frame).
 //!
-//! Either falls back to the mix or to Opus the tick the condition ends. Each direction's
-//! frames are counted as passed through or transcoded ([`MediaStats`]).
+//! A passed-through frame leaves when it arrives (bridge/forward.rs): once the tick has
+//! passed one frame through, the next packets of that stream skip the jitter buffer and
+//! the tick, and [`CallMedia::on_room_audio`] / [`CallMedia::on_phone_packet`] return them
+//! ready to send, renumbered onto our stream. The jitter buffers and the tick remain for
+//! the mix and transcoding. A passthrough adds no delay of ours this way (before: the
+//! jitter buffer's 20 ms plus its jitter estimate, plus up to a tick, each way).
 //!
-//! [`CallMedia`] is fed datagrams and `Instant`s and ticked every 20 ms; each tick writes at
-//! most one packet for the phone and one payload for the room into the caller's
-//! buffers. The driver owns sockets, timers and the str0m session (which adds the RFC 6464
-//! level extension from [`Tick::room_level`]). The phone gets a packet every tick — comfort
-//! silence when nobody in the room talks — so its NAT binding and RTP timeout stay alive.
+//! Either direction falls back to the mix or to Opus at the tick the condition ends (or
+//! the forwarded stream stays silent for 200 ms); the stream's sequence
+//! numbers and timestamps go on from where forwarding left them, and the packets already
+//! forwarded are not played again. Each direction's frames are counted as passed through
+//! or transcoded ([`MediaStats`]).
+//!
+//! [`CallMedia`] is fed datagrams and `Instant`s and ticked every 20 ms; each input or
+//! tick writes at most one packet for the phone and one payload for the room into the
+//! caller's buffers, to be sent at once. The driver owns sockets, timers and the str0m
+//! session (which adds the RFC 6464 level extension from [`RoomFrame::level`]). The phone
+//! gets a packet every 20 ms — forwarded, or from the tick, comfort silence when nobody
+//! in the room talks — so its NAT binding and RTP timeout stay alive.
 //!
 //! Buffers are allocated in the constructor (and once per new room source); ticks and
 //! packets allocate nothing. Every input error is a value.
 
+mod forward;
 mod g711_frames;
 mod phone;
 mod room;
+mod types;
 
-use crate::dtmf::DtmfError;
 use crate::g711::Law;
-use crate::jitter::{JitterBuffer, JitterError, Pop};
-use crate::mix::MixError;
-use crate::opus::{OpusDecoder, OpusError, VoiceBand, FRAME_SAMPLES};
-use crate::rtp::{RtpError, RTP_HEADER_LEN};
-use crate::srtp::{SrtpError, SrtpProfile};
-use phone::{PhoneLeg, ToPhone};
+use crate::jitter::{JitterBuffer, Pop};
+use crate::opus::{OpusDecoder, VoiceBand, FRAME_SAMPLES};
+use forward::{too_soon, Forward};
+use phone::{PhoneLeg, Taken, ToPhone};
 use room::Room;
-pub use room::{RoomCodec, MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
-use std::time::{Duration, Instant};
-use thiserror::Error;
-
-/// The tick: one frame on both sides.
-pub const FRAME: Duration = Duration::from_millis(20);
-/// Smallest `room_out` a tick takes: any 20 ms Opus frame fits (RFC 6716 §3.2.1: 1275 bytes
-/// plus the TOC byte).
-pub const MIN_ROOM_OUT: usize = 1276;
-/// Smallest `phone_out` a tick takes: RTP header, the largest Opus frame, an SRTP tag.
-pub const MIN_PHONE_OUT: usize = RTP_HEADER_LEN + MIN_ROOM_OUT + 10;
-
-/// The phone leg's audio codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhoneCodec {
-    /// PCMU or PCMA at 8 kHz.
-    G711(Law),
-    /// Opus at 48 kHz (mono on the wire from us; stereo from the phone is downmixed).
-    Opus,
-}
-
-impl PhoneCodec {
-    /// RTP clock rate.
-    pub fn clock_rate(self) -> u32 {
-        match self {
-            PhoneCodec::G711(_) => 8000,
-            PhoneCodec::Opus => 48_000,
-        }
-    }
-
-    /// RTP timestamp units per 20 ms frame.
-    pub fn frame_ticks(self) -> u32 {
-        self.clock_rate() / 50
-    }
-}
-
-/// What the SIP leg negotiated (from the SDP offer/answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhoneConfig {
-    /// Audio codec.
-    pub codec: PhoneCodec,
-    /// Its payload type, sent and accepted.
-    pub pt: u8,
-    /// RFC 4733 `telephone-event` payload type (clock rate = the codec's).
-    pub telephone_event: Option<u8>,
-    /// Our SSRC.
-    pub ssrc: u32,
-    /// SDES master key||salt (30 bytes each): ours (to protect what we send), theirs (to
-    /// unprotect what we receive). `None`: plain RTP.
-    pub srtp: Option<(Vec<u8>, Vec<u8>)>,
-    /// The `a=crypto` suite of `srtp`.
-    pub srtp_profile: SrtpProfile,
-    /// The phone's `a=ptime` (ms), if stated. G.711 frames pass through unchanged only at
-    /// 20 ms (the tick); at any other ptime they are transcoded.
-    pub ptime: Option<u32>,
-}
-
-/// What a datagram from the phone was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhoneIn {
-    /// Audio of the negotiated payload type.
-    Audio,
-    /// A telephone-event packet for this digit (each packet of a key press says so;
-    /// [`CallMedia::poll_dtmf`] reports the press once).
-    Dtmf(char),
-    /// RTCP (authenticated, if SRTP).
-    Rtcp,
-    /// Valid RTP we do not use (another payload type, comfort noise, a non-DTMF event).
-    Ignored,
-}
-
-/// What one tick produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tick {
-    /// Bytes of the packet for the phone in `phone_out` (0: nothing to send).
-    pub phone_len: usize,
-    /// Bytes of the payload for the room in `room_out` (0: nothing to send).
-    pub room_len: usize,
-    /// The codec of that payload: Opus, or the phone's G.711 passed through.
-    pub room_codec: RoomCodec,
-    /// RFC 6464 level of the room frame: 0 loudest … 127 silence (−dBov).
-    pub room_level: u8,
-    /// Whether the room frame is voice (for the extension's V bit).
-    pub room_voice: bool,
-    /// Samples the room frame covers at 48 kHz (advance the RTP timestamp by this, or by a
-    /// sixth of it at G.711's 8 kHz clock).
-    pub room_samples: u32,
-}
+pub use room::{MAX_MIXED, MAX_SOURCES, SOURCE_TIMEOUT};
+use std::time::Instant;
+pub use types::*;
 
 /// What the room hears of a phone is coded no wider than the phone sends: G.711 ends at
 /// 4 kHz.
@@ -141,96 +67,23 @@ fn band_of(cfg: &PhoneConfig) -> VoiceBand {
     }
 }
 
-/// Counters since the call started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MediaStats {
-    /// Datagrams from the phone accepted (RTP and RTCP).
-    pub phone_packets_in: u64,
-    /// Their bytes (as received).
-    pub phone_bytes_in: u64,
-    /// Datagrams from the phone refused (garbage, SRTP auth/replay failure).
-    pub phone_rejected: u64,
-    /// Packets written for the phone.
-    pub phone_packets_out: u64,
-    /// Their bytes.
-    pub phone_bytes_out: u64,
-    /// Phone frames lost, late, concealed (jitter buffer view).
-    pub phone_lost: u64,
-    /// Phone packets that came after their playout.
-    pub phone_late: u64,
-    /// Phone frames concealed (loss and underruns).
-    pub phone_concealed: u64,
-    /// Room Opus payloads taken.
-    pub room_packets_in: u64,
-    /// Their bytes.
-    pub room_bytes_in: u64,
-    /// Room payloads refused (too large, too many sources).
-    pub room_rejected: u64,
-    /// Room payloads produced (Opus or passed-through G.711).
-    pub room_packets_out: u64,
-    /// Their bytes.
-    pub room_bytes_out: u64,
-    /// Room frames lost (all sources, removed ones included).
-    pub room_lost: u64,
-    /// Room packets that came after their playout.
-    pub room_late: u64,
-    /// Room frames concealed by Opus PLC or FEC.
-    pub room_concealed: u64,
-    /// Opus frames (either side) rebuilt from the next packet's in-band FEC (counted in
-    /// the concealed ones too).
-    pub fec_recovered: u64,
-    /// Opus payloads (either side) libopus could not decode.
-    pub decode_errors: u64,
-    /// Audio frames to the phone that are a room member's G.711 payload as it came.
-    pub frames_to_phone_passed: u64,
-    /// Audio frames to the phone we encoded (the mix, comfort silence).
-    pub frames_to_phone_transcoded: u64,
-    /// Frames to the room that are the phone's G.711 payload as it came.
-    pub frames_to_room_passed: u64,
-    /// Frames to the room we encoded (Opus; or G.711 coded from a concealed phone frame).
-    pub frames_to_room_transcoded: u64,
-    /// Digits received from the phone.
-    pub dtmf_in: u64,
-    /// Digits sent to the phone.
-    pub dtmf_out: u64,
+/// A room member's G.711 forwarded to the phone on arrival.
+#[derive(Debug)]
+struct ToPhoneForward {
+    source: u64,
+    law: Law,
+    forward: Forward,
+    /// A packet of the source could not be forwarded (not a whole frame, another codec):
+    /// the next tick ends forwarding, and the jitter buffer has that packet.
+    broken: bool,
 }
 
-/// Why a packet, tick or command failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BridgeError {
-    /// Not RTP or RTCP (STUN, DTLS, garbage).
-    #[error("not an RTP or RTCP packet")]
-    NotRtp,
-    /// Malformed RTP/RTCP, or an output buffer too small for the header.
-    #[error("RTP: {0}")]
-    Rtp(#[from] RtpError),
-    /// SRTP failure (authentication, replay, keys).
-    #[error("SRTP: {0}")]
-    Srtp(#[from] SrtpError),
-    /// libopus failure.
-    #[error("Opus: {0}")]
-    Opus(#[from] OpusError),
-    /// Jitter buffer refused a packet or its configuration.
-    #[error("jitter buffer: {0}")]
-    Jitter(#[from] JitterError),
-    /// Mixer failure (frame length mismatch).
-    #[error("mixer: {0}")]
-    Mix(#[from] MixError),
-    /// DTMF sender/receiver failure.
-    #[error("DTMF: {0}")]
-    Dtmf(#[from] DtmfError),
-    /// `send_dtmf` without a negotiated telephone-event payload type.
-    #[error("no telephone-event payload type negotiated")]
-    NoTelephoneEvent,
-    /// Not one of `0-9 * # A-D`.
-    #[error("not a DTMF digit: {0:?}")]
-    BadDigit(char),
-    /// The configuration cannot work.
-    #[error("bad phone configuration: {0}")]
-    BadConfig(&'static str),
-    /// An output buffer cannot hold the frame.
-    #[error("output buffer too small")]
-    BufferTooSmall,
+/// The phone's G.711 forwarded to the room on arrival.
+#[derive(Debug)]
+struct ToRoomForward {
+    law: Law,
+    forward: Forward,
+    broken: bool,
 }
 
 /// One call's media: the phone leg, the room sources and the mix (see the module doc).
@@ -239,6 +92,15 @@ pub struct CallMedia {
     phone: PhoneLeg,
     room: Room,
     held: bool,
+    to_phone: Option<ToPhoneForward>,
+    to_room: Option<ToRoomForward>,
+    /// When forwarding in that direction last sent, if it ended since the last tick (the
+    /// next tick's packet waits for its own slot; see [`forward::too_soon`]).
+    phone_forward_ended: Option<Instant>,
+    room_forward_ended: Option<Instant>,
+    /// The room track's line: the next frame's sequence number and 48 kHz position.
+    room_seq: u64,
+    room_position: u64,
     /// Whether the room side can carry each G.711 law (μ, A): what its WebRTC leg
     /// negotiated. Without it the phone's voice goes as Opus whatever the room speaks.
     room_takes: [bool; 2],
@@ -255,6 +117,12 @@ impl CallMedia {
             phone: PhoneLeg::new(cfg, now)?,
             room,
             held: false,
+            to_phone: None,
+            to_room: None,
+            phone_forward_ended: None,
+            room_forward_ended: None,
+            room_seq: 0,
+            room_position: 0,
             room_takes: [true; 2],
             phone_pcm: vec![0; FRAME_SAMPLES],
         })
@@ -263,30 +131,126 @@ impl CallMedia {
     /// A datagram from the phone's RTP port (RTP or RTCP; SRTP is unprotected in place). An
     /// error means garbage or an authentication failure: the driver latches the phone's
     /// address (symmetric RTP) only on `Ok(Audio | Dtmf | Rtcp)`.
+    ///
+    /// While the phone's G.711 passes through to the room, its audio is written into
+    /// `room_out` (at least [`MIN_ROOM_OUT`] long) and described in
+    /// [`PhoneArrival::room`]: send it now.
     pub fn on_phone_packet(
         &mut self,
         now: Instant,
         packet: &mut [u8],
-    ) -> Result<PhoneIn, BridgeError> {
-        self.phone.on_packet(now, packet)
+        room_out: &mut [u8],
+    ) -> Result<PhoneArrival, BridgeError> {
+        // Only while the room side can still carry the law (the driver updates it).
+        // Not after a packet went to the jitter buffer instead: it would play after later
+        // ones forwarded.
+        let take = !self.held
+            && self
+                .to_room
+                .as_ref()
+                .is_some_and(|f| !f.broken && self.room_takes(f.law));
+        let (kind, taken) = self.phone.on_packet(now, packet, take)?;
+        let room = match (taken, kind) {
+            (Some(t), _) => self.forward_to_room(now, packet, t, room_out)?,
+            (None, PhoneIn::Audio) => {
+                // Audio that could not be forwarded went to the jitter buffer: the tick
+                // takes over.
+                if let Some(f) = self.to_room.as_mut() {
+                    f.broken = true;
+                }
+                None
+            }
+            (None, _) => None,
+        };
+        Ok(PhoneArrival { kind, room })
     }
 
-    /// The RTP payload of room member `source` (any id the driver picks per remote track),
-    /// in `codec`, with its RTP sequence number and timestamp.
+    fn forward_to_room(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        taken: Taken,
+        room_out: &mut [u8],
+    ) -> Result<Option<RoomFrame>, BridgeError> {
+        let Some(f) = self.to_room.as_mut() else {
+            return Ok(None);
+        };
+        let Some(mapped) = f.forward.map(taken.seq, taken.timestamp, now) else {
+            return Ok(None); // a duplicate, or from before forwarding began
+        };
+        let payload = &packet[taken.start..taken.end];
+        let body = room_out
+            .get_mut(..payload.len())
+            .ok_or(BridgeError::BufferTooSmall)?;
+        body.copy_from_slice(payload);
+        // The level of the 8 kHz frame (RMS does not depend on the rate).
+        let mut pcm8 = [0i16; g711_frames::G711_FRAME];
+        for (s, &code) in pcm8.iter_mut().zip(payload) {
+            *s = f.law.decode_sample(code);
+        }
+        let law = f.law;
+        let (level, voice) = self.room.forwarded_phone(payload.len(), &pcm8);
+        Ok(Some(RoomFrame {
+            len: payload.len(),
+            codec: RoomCodec::G711(law),
+            level,
+            voice,
+            seq: mapped.seq,
+            position: 6 * mapped.timestamp,
+        }))
+    }
+
+    /// A room member's audio packet.
+    ///
+    /// While that member's G.711 passes through to the phone, the phone's packet is written
+    /// into `phone_out` (at least [`MIN_PHONE_OUT`] long): send the returned length (0:
+    /// nothing) now.
     pub fn on_room_audio(
         &mut self,
         now: Instant,
-        source: u64,
-        codec: RoomCodec,
-        seq: u16,
-        timestamp: u32,
-        payload: &[u8],
-    ) {
-        self.room
-            .on_audio(now, source, codec, seq, timestamp, payload);
+        audio: RoomAudio<'_>,
+        phone_out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        let RoomAudio {
+            source,
+            codec,
+            seq,
+            timestamp,
+            payload,
+        } = audio;
+        let Some(f) = self.to_phone.as_mut().filter(|f| f.source == source) else {
+            self.room
+                .on_audio(now, source, codec, seq, timestamp, payload);
+            return Ok(0);
+        };
+        let whole = payload.len() == g711_frames::G711_FRAME;
+        let law_now = self.phone.passthrough_law();
+        if f.broken
+            || codec != RoomCodec::G711(f.law)
+            || law_now != Some(f.law)
+            || !whole
+            || self.held
+            || self.phone.dtmf_busy()
+        {
+            f.broken = true;
+            self.room
+                .on_audio(now, source, codec, seq, timestamp, payload);
+            return Ok(0);
+        }
+        self.room.forwarded(now, seq, timestamp, payload.len());
+        let Some(mapped) = f.forward.map(seq, timestamp, now) else {
+            return Ok(0); // a duplicate, or from before forwarding began
+        };
+        self.phone.send_forwarded(
+            payload,
+            mapped.seq as u16,
+            mapped.timestamp as u32,
+            mapped.marker,
+            phone_out,
+        )
     }
 
-    /// [`CallMedia::on_room_audio`] of an Opus payload.
+    /// [`CallMedia::on_room_audio`] of an Opus payload (never forwarded: nothing to send).
     pub fn on_room_opus(
         &mut self,
         now: Instant,
@@ -295,7 +259,11 @@ impl CallMedia {
         timestamp: u32,
         payload: &[u8],
     ) {
-        self.on_room_audio(now, source, RoomCodec::Opus, seq, timestamp, payload);
+        if let Some(f) = self.to_phone.as_mut().filter(|f| f.source == source) {
+            f.broken = true;
+        }
+        self.room
+            .on_audio(now, source, RoomCodec::Opus, seq, timestamp, payload);
     }
 
     /// Forgets a room source (its track ended).
@@ -306,9 +274,9 @@ impl CallMedia {
     /// Runs one 20 ms frame: pulls a frame from every jitter buffer (decoding or concealing
     /// it), mixes the room for the phone and encodes the phone for the room (or passes
     /// G.711 through, see the module doc). Writes the phone's packet (RTP header + payload,
-    /// SRTP-protected) into `phone_out` and the room's payload (its codec in
-    /// [`Tick::room_codec`]) into `room_out`; a length of 0 means nothing to send on that
-    /// side.
+    /// SRTP-protected) into `phone_out` and the room's payload into `room_out`; a length
+    /// of 0 means nothing to send on that side (also while that side is forwarded on
+    /// arrival).
     /// Outputs shorter than [`MIN_PHONE_OUT`] / [`MIN_ROOM_OUT`] are refused before anything
     /// happens, so that a tick either runs on both sides or not at all.
     pub fn tick(
@@ -329,40 +297,170 @@ impl CallMedia {
         // Phone → room: its G.711 as it came to a room that speaks G.711, else Opus.
         let passes_to_room =
             phone_law.is_some_and(|law| self.room.speaks_g711() && self.room_takes(law));
+        if self.to_room.as_ref().is_some_and(|f| {
+            f.broken
+                || !passes_to_room
+                || phone_law != Some(f.law)
+                || f.forward.quiet_for(now) > forward::QUIET
+        }) {
+            self.end_room_forward(now);
+        }
         self.phone.play(now, &mut self.phone_pcm, !passes_to_room);
-        let mut room_codec = RoomCodec::Opus;
-        let to_room = match self.phone.g711_frame() {
-            _ if self.held => Ok((0, crate::level::SILENCE, false)),
-            Some((law, frame)) if passes_to_room => {
-                room_codec = RoomCodec::G711(law);
-                self.room.g711_phone(law, frame, room_out)
-            }
-            _ => self.room.encode_phone(&self.phone_pcm, room_out),
-        };
+        let room = self.room_tick(now, passes_to_room, room_out);
         // Room → phone, even if the room side failed: our stream's timing must not depend on
-        // it. (With outputs of the minimum size neither side fails in practice.) The only
-        // source's G.711 of the phone's law as it came, else the mix encoded.
-        let to_phone = mixed.and_then(|()| {
-            if self.held {
-                self.phone.skip_frame();
+        // it. (With outputs of the minimum size neither side fails in practice.)
+        let phone_len = mixed.and_then(|()| self.phone_tick(now, phone_law, phone_out));
+        Ok(Tick {
+            phone_len: phone_len?,
+            room: room?,
+        })
+    }
+
+    /// The tick's frame for the room (see [`CallMedia::tick`]).
+    fn room_tick(
+        &mut self,
+        now: Instant,
+        passes_to_room: bool,
+        room_out: &mut [u8],
+    ) -> Result<RoomFrame, BridgeError> {
+        if self.held {
+            // Time passes on the room's track too.
+            self.room_position += FRAME_SAMPLES as u64;
+            return Ok(RoomFrame::none());
+        }
+        if self.to_room.is_some() || too_soon(self.room_forward_ended.take(), now) {
+            // Forwarded on arrival; or forwarding just sent this slot's frame.
+            return Ok(RoomFrame::none());
+        }
+        let mut codec = RoomCodec::Opus;
+        let passed = self.room.passed_to_room();
+        let (len, level, voice) = match self.phone.g711_frame() {
+            Some((law, frame)) if passes_to_room => {
+                codec = RoomCodec::G711(law);
+                self.room.g711_phone(law, frame, room_out)?
+            }
+            _ => self.room.encode_phone(&self.phone_pcm, room_out)?,
+        };
+        let frame = RoomFrame {
+            len,
+            codec,
+            level,
+            voice,
+            seq: self.room_seq,
+            position: self.room_position,
+        };
+        self.room_seq += 1;
+        self.room_position += FRAME_SAMPLES as u64;
+        // A frame passed through as it came: the phone's next ones go on arrival.
+        if let (RoomCodec::G711(law), true) = (codec, self.room.passed_to_room() > passed) {
+            if let Some((seq, ts)) = self.phone.begin_forward() {
+                let forward = Forward::new(
+                    seq,
+                    ts,
+                    self.room_seq,
+                    self.room_position / 6,
+                    PhoneCodec::G711(law).frame_ticks(),
+                    now,
+                );
+                self.to_room = Some(ToRoomForward {
+                    law,
+                    forward,
+                    broken: false,
+                });
+            }
+        }
+        Ok(frame)
+    }
+
+    /// Forwarding to the room ends: the tick's frames resume after the last one forwarded.
+    fn end_room_forward(&mut self, now: Instant) {
+        let Some(f) = self.to_room.take() else {
+            return;
+        };
+        let (seq, ts) = f.forward.resume(now);
+        self.room_seq = seq;
+        self.room_position = 6 * ts;
+        self.room_forward_ended = f.forward.last_sent();
+        self.phone.end_forward(f.forward.newest_seq());
+    }
+
+    /// The tick's packet for the phone (see [`CallMedia::tick`]).
+    fn phone_tick(
+        &mut self,
+        now: Instant,
+        phone_law: Option<Law>,
+        phone_out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        if let Some(f) = &self.to_phone {
+            let heard = matches!(
+                self.room.forwarding(now),
+                Some((id, RoomCodec::G711(law), true)) if id == f.source && law == f.law
+            );
+            let stays = heard
+                && !f.broken
+                && phone_law == Some(f.law)
+                && self.room.live() == 0
+                && !self.phone.dtmf_busy();
+            if stays {
                 return Ok(0);
             }
-            let frame = match (self.phone.passthrough_law(), self.room.single_g711()) {
-                (Some(ours), Some((law, payload))) if ours == law => ToPhone::Payload(payload),
-                _ => ToPhone::Mix(self.room.mixed()),
-            };
-            self.phone.send(now, frame, phone_out)
-        });
-        let (room_len, room_level, room_voice) = to_room?;
-        let phone_len = to_phone?;
-        Ok(Tick {
-            phone_len,
-            room_len,
-            room_codec,
-            room_level,
-            room_voice,
-            room_samples: FRAME_SAMPLES as u32,
-        })
+            self.end_phone_forward(now);
+        }
+        if self.held {
+            self.phone.skip_frame();
+            return Ok(0);
+        }
+        if too_soon(self.phone_forward_ended.take(), now) {
+            // Forwarding just sent this slot's frame: the tick's next one takes the next.
+            return Ok(0);
+        }
+        // The only source's G.711 of the phone's law as it came, else the mix encoded.
+        let single = match (phone_law, self.room.single_g711()) {
+            (Some(ours), Some((law, payload))) if ours == law => Some((law, payload)),
+            _ => None,
+        };
+        let frame = match single {
+            Some((_, payload)) => ToPhone::Payload(payload),
+            None => ToPhone::Mix(self.room.mixed()),
+        };
+        let dtmf = self.phone.dtmf_busy();
+        let len = self.phone.send(now, frame, phone_out)?;
+        // A frame passed through as it came: the source's next ones go on arrival.
+        if let (Some((law, _)), false) = (single, dtmf) {
+            let source = self.room.single_source();
+            if let Some((id, (seq, ts))) =
+                source.and_then(|id| Some((id, self.room.begin_forward(id)?)))
+            {
+                let (next_seq, next_ts) = self.phone.line();
+                let forward = Forward::new(
+                    seq,
+                    ts,
+                    u64::from(next_seq),
+                    u64::from(next_ts),
+                    PhoneCodec::G711(law).frame_ticks(),
+                    now,
+                );
+                self.to_phone = Some(ToPhoneForward {
+                    source: id,
+                    law,
+                    forward,
+                    broken: false,
+                });
+            }
+        }
+        Ok(len)
+    }
+
+    /// Forwarding to the phone ends: the tick's packets resume after the last one
+    /// forwarded, and the room plays the source again from after it.
+    fn end_phone_forward(&mut self, now: Instant) {
+        let Some(f) = self.to_phone.take() else {
+            return;
+        };
+        let (seq, ts) = f.forward.resume(now);
+        self.phone.set_line(seq as u16, ts as u32);
+        self.phone_forward_ended = f.forward.last_sent();
+        self.room.end_forward(f.forward.newest_seq());
     }
 
     /// Sends `digit` to the phone as RFC 4733 events for `duration_ms` (needs a negotiated
@@ -374,6 +472,8 @@ impl CallMedia {
         digit: char,
         duration_ms: u32,
     ) -> Result<(), BridgeError> {
+        // The digit starts on the tick's line: forwarding to the phone ends first.
+        self.end_phone_forward(now);
         self.phone.send_dtmf(now, digit, duration_ms)
     }
 
@@ -402,6 +502,7 @@ impl CallMedia {
     /// Holds or resumes the call: while held nothing goes to the phone and the room gets no
     /// frames from it.
     pub fn set_hold(&mut self, held: bool) {
+        // Forwarding stops with the next packet; the next tick ends it.
         self.held = held;
     }
 

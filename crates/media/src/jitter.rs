@@ -209,6 +209,18 @@ impl JitterBuffer {
         (frames.round() as u64).max(1)
     }
 
+    /// Forgets every buffered packet and the arrival history: the next packet starts the
+    /// stream afresh (counters are kept). For a stream that was forwarded on arrival
+    /// meanwhile (docs/sip.md), whose buffered frames are stale.
+    pub fn reset(&mut self) {
+        self.clear();
+        self.state = State::Idle;
+        self.previous = None;
+        self.jitter_ticks = 0.0;
+        self.empty_ticks = 0;
+        self.concealed_seq = None;
+    }
+
     fn clear(&mut self) {
         self.slots.iter_mut().for_each(|s| s.filled = false);
     }

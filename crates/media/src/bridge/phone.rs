@@ -9,6 +9,11 @@
 //!
 //! What goes to the phone is either the room's mix, encoded, or (passthrough) a room
 //! member's G.711 payload as it came: the header, SRTP and timing are ours either way.
+//! A passed-through payload leaves on arrival ([`PhoneLeg::send_forwarded`], numbered by
+//! bridge/forward.rs on the same line); the tick's own packets resume after it.
+//!
+//! The phone's own G.711, while it is forwarded to the room on arrival, is handed back
+//! by [`PhoneLeg::on_packet`] instead of going into the jitter buffer.
 
 use super::g711_frames::{G711Frames, G711_FRAME};
 use super::room::opus_jitter_config;
@@ -38,6 +43,11 @@ pub(super) struct PhoneLeg {
     jitter: JitterBuffer,
     /// SSRC of the phone's audio stream; a new one restarts the jitter buffer.
     remote_ssrc: Option<u32>,
+    /// The phone's newest audio packet: sequence number and timestamp.
+    newest: Option<(u16, u32)>,
+    /// After forwarding to the room ended: packets up to this sequence number went there
+    /// already.
+    forwarded_through: Option<u16>,
     opus_decoder: Option<OpusDecoder>,
     opus_encoder: Option<OpusEncoder>,
     /// Timestamp of the Opus frame last rebuilt from FEC.
@@ -119,6 +129,8 @@ impl PhoneLeg {
             srtp_out,
             srtp_in,
             remote_ssrc: None,
+            newest: None,
+            forwarded_through: None,
             opus_decoder: None,
             opus_encoder: None,
             fec_done: None,
@@ -211,14 +223,17 @@ impl PhoneLeg {
         Ok(())
     }
 
+    /// A datagram from the phone. With `take`, a whole 20 ms G.711 frame of the current
+    /// stream is not buffered but handed back ([`Taken`]) to be forwarded on arrival.
     pub(super) fn on_packet(
         &mut self,
         now: Instant,
         packet: &mut [u8],
-    ) -> Result<PhoneIn, BridgeError> {
+        take: bool,
+    ) -> Result<(PhoneIn, Option<Taken>), BridgeError> {
         self.last_now = now;
         let received = packet.len();
-        match self.receive(now, packet) {
+        match self.receive(now, packet, take) {
             Ok(kind) => {
                 self.packets_in += 1;
                 self.bytes_in += received as u64;
@@ -231,7 +246,12 @@ impl PhoneLeg {
         }
     }
 
-    fn receive(&mut self, now: Instant, packet: &mut [u8]) -> Result<PhoneIn, BridgeError> {
+    fn receive(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+        take: bool,
+    ) -> Result<(PhoneIn, Option<Taken>), BridgeError> {
         match demux(packet) {
             PacketKind::Rtcp => {
                 let len = match self.srtp_in.as_mut() {
@@ -242,7 +262,7 @@ impl PhoneLeg {
                 for p in rtcp_packets(&packet[..len]) {
                     p?;
                 }
-                Ok(PhoneIn::Rtcp)
+                Ok((PhoneIn::Rtcp, None))
             }
             PacketKind::Rtp => {
                 let len = match self.srtp_in.as_mut() {
@@ -253,31 +273,123 @@ impl PhoneLeg {
                 let header = RtpHeader::parse(rtp)?;
                 let payload = &rtp[header.payload_start..header.payload_end];
                 if header.payload_type == self.cfg.pt {
-                    if self.remote_ssrc != Some(header.ssrc) {
+                    let same_stream = self.remote_ssrc == Some(header.ssrc);
+                    if !same_stream {
                         if self.remote_ssrc.is_some() {
                             // A new source (transfer, re-INVITE): its sequence is unrelated.
                             self.replace_jitter(self.cfg.codec)?;
+                            self.newest = None;
+                            self.forwarded_through = None;
                         }
                         self.remote_ssrc = Some(header.ssrc);
                     }
-                    self.jitter
-                        .push(header.sequence, header.timestamp, payload, now)?;
-                    return Ok(PhoneIn::Audio);
+                    let (seq, ts) = (header.sequence, header.timestamp);
+                    if take && same_stream && payload.len() == G711_FRAME {
+                        self.note_newest(seq, ts);
+                        let taken = Taken {
+                            start: header.payload_start,
+                            end: header.payload_end,
+                            seq,
+                            timestamp: ts,
+                        };
+                        return Ok((PhoneIn::Audio, Some(taken)));
+                    }
+                    if let Some(through) = self.forwarded_through {
+                        if (seq.wrapping_sub(through) as i16) <= 0 {
+                            // Forwarded already (a duplicate, or late): not sent twice.
+                            return Ok((PhoneIn::Audio, None));
+                        }
+                        self.forwarded_through = None;
+                    }
+                    self.jitter.push(seq, ts, payload, now)?;
+                    self.note_newest(seq, ts);
+                    return Ok((PhoneIn::Audio, None));
                 }
                 if Some(header.payload_type) != self.cfg.telephone_event {
-                    return Ok(PhoneIn::Ignored);
+                    return Ok((PhoneIn::Ignored, None));
                 }
                 let Some(receiver) = self.dtmf_receiver.as_mut() else {
-                    return Ok(PhoneIn::Ignored);
+                    return Ok((PhoneIn::Ignored, None));
                 };
                 let event = TelephoneEvent::parse(payload)?;
                 receiver.receive(header.timestamp, payload)?;
                 self.last_event_at = Some(now);
                 self.collect_digits();
-                Ok(event_to_char(event.event).map_or(PhoneIn::Ignored, PhoneIn::Dtmf))
+                let kind = event_to_char(event.event).map_or(PhoneIn::Ignored, PhoneIn::Dtmf);
+                Ok((kind, None))
             }
             PacketKind::Other => Err(BridgeError::NotRtp),
         }
+    }
+
+    /// Remembers the newest packet by sequence number (reordered ones do not count).
+    fn note_newest(&mut self, seq: u16, timestamp: u32) {
+        match self.newest {
+            Some((s, _)) if (seq.wrapping_sub(s) as i16) <= 0 => {}
+            _ => self.newest = Some((seq, timestamp)),
+        }
+    }
+
+    /// Starts forwarding the phone's G.711 to the room on arrival: the buffered frames are
+    /// dropped (older than what arrives next). Returns the newest sequence number and
+    /// timestamp received.
+    pub(super) fn begin_forward(&mut self) -> Option<(u16, u32)> {
+        let newest = self.newest?;
+        self.jitter.reset();
+        self.forwarded_through = None;
+        Some(newest)
+    }
+
+    /// Forwarding to the room ended: the jitter buffer takes the phone's packets after
+    /// `through` again.
+    pub(super) fn end_forward(&mut self, through: u16) {
+        self.forwarded_through = Some(through);
+    }
+
+    /// Whether a digit is being sent (its events replace audio).
+    pub(super) fn dtmf_busy(&self) -> bool {
+        self.dtmf_sender.as_ref().is_some_and(DtmfSender::is_busy)
+    }
+
+    /// Our stream's next sequence number and timestamp (the tick's line).
+    pub(super) fn line(&self) -> (u16, u32) {
+        (self.seq, self.timestamp)
+    }
+
+    /// Moves the tick's line to where forwarding left it; the next packet carries a
+    /// marker.
+    pub(super) fn set_line(&mut self, seq: u16, timestamp: u32) {
+        self.seq = seq;
+        self.timestamp = timestamp;
+        self.after_gap = true;
+    }
+
+    /// Writes a room member's G.711 `payload` forwarded on arrival as our packet with
+    /// sequence number `seq` and timestamp `timestamp` (from bridge/forward.rs), SRTP-
+    /// protected, into `out`; returns its length.
+    pub(super) fn send_forwarded(
+        &mut self,
+        payload: &[u8],
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        out: &mut [u8],
+    ) -> Result<usize, BridgeError> {
+        let len = RTP_HEADER_LEN + payload.len();
+        let marker = marker || self.after_gap;
+        write_rtp_header(out, marker, self.cfg.pt, seq, timestamp, self.cfg.ssrc)?;
+        out.get_mut(RTP_HEADER_LEN..len)
+            .ok_or(BridgeError::BufferTooSmall)?
+            .copy_from_slice(payload);
+        let len = match self.srtp_out.as_mut() {
+            Some(ctx) => ctx.protect_rtp(out, len)?,
+            None => len,
+        };
+        self.after_gap = false;
+        self.passed_out += 1;
+        self.packets_out += 1;
+        self.bytes_out += len as u64;
+        Ok(len)
     }
 
     fn collect_digits(&mut self) {
@@ -481,6 +593,16 @@ impl PhoneLeg {
         stats.dtmf_in = self.dtmf_in;
         stats.dtmf_out = self.dtmf_out;
     }
+}
+
+/// A whole G.711 frame of the phone taken for forwarding on arrival: where its payload is
+/// in the packet, its sequence number and timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Taken {
+    pub start: usize,
+    pub end: usize,
+    pub seq: u16,
+    pub timestamp: u32,
 }
 
 /// What a tick sends the phone as audio.

@@ -7,13 +7,18 @@
 //! whether the room "speaks G.711" (every recently heard source sends it), in which case
 //! the phone's own G.711 frame can go to the room as it came.
 //!
+//! While the one G.711 source of the phone's law is forwarded to the phone on arrival
+//! (bridge/forward.rs), it bypasses its jitter buffer: the tick neither plays nor mixes it
+//! but still counts it as heard, so that the rules above keep deciding when forwarding ends.
+//!
 //! A source silent for more than [`SOURCE_TIMEOUT`] leaves the mix until it sends again (a
 //! muted browser stops sending; its buffer would otherwise conceal forever). At most
 //! [`MAX_MIXED`] sources are summed, the loudest of the tick: beyond a handful of talkers a
 //! mix is noise, and the bound keeps the per-tick work and stack use fixed.
 
+use super::forward::QUIET;
 use super::g711_frames::{G711Frames, G711_FRAME};
-use super::{play_opus, BridgeError, MediaStats, Played};
+use super::{play_opus, BridgeError, MediaStats, Played, RoomCodec};
 use crate::g711::Law;
 use crate::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use crate::level::{audio_level, VoiceActivity};
@@ -30,10 +35,6 @@ pub const MAX_SOURCES: usize = 64;
 pub const MAX_MIXED: usize = 16;
 /// Silence after which a source leaves the mix.
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The codec of a room member's audio (what the SFU negotiated for its track): the same
-/// codecs as the phone's, Opus or a G.711 law (a browser asked to send G.711).
-pub type RoomCodec = super::PhoneCodec;
 
 /// The jitter buffer of an Opus stream (room tracks, and an Opus phone leg).
 pub(super) fn opus_jitter_config() -> JitterConfig {
@@ -67,6 +68,11 @@ struct Source {
     fec_done: Option<u32>,
     /// Sum of squares of this tick's frame; `None` when the source is not in this tick's mix.
     energy: Option<u64>,
+    /// The newest packet taken: sequence number and timestamp (where forwarding starts).
+    newest: Option<(u16, u32)>,
+    /// After forwarding on arrival ended: packets up to this sequence number went to the
+    /// phone already, and are not played again.
+    forwarded_through: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -81,6 +87,10 @@ pub(super) struct Room {
     single_g711: Option<usize>,
     /// This tick: every source heard within [`SOURCE_TIMEOUT`] sends G.711 (at least one).
     speaks_g711: bool,
+    /// This tick: sources in the mix (played a frame or a concealment).
+    live: usize,
+    /// The source forwarded to the phone on arrival (not played by the tick).
+    forwarding: Option<u64>,
     /// Payloads for the room that are the phone's G.711 as it came, and those encoded.
     passed_out: u64,
     transcoded_out: u64,
@@ -113,6 +123,8 @@ impl Room {
             scratch: vec![0; MAX_PACKET_SAMPLES],
             single_g711: None,
             speaks_g711: false,
+            live: 0,
+            forwarding: None,
             passed_out: 0,
             transcoded_out: 0,
             packets_in: 0,
@@ -148,6 +160,15 @@ impl Room {
             },
         };
         let source = &mut self.sources[index];
+        if let Some(through) = source.forwarded_through {
+            if (seq.wrapping_sub(through) as i16) <= 0 {
+                // Forwarded already (a duplicate, or late): not played twice.
+                self.packets_in += 1;
+                self.bytes_in += payload.len() as u64;
+                return;
+            }
+            source.forwarded_through = None;
+        }
         if source.codec != codec {
             match source.switch_codec(codec, now) {
                 Some(old) => {
@@ -163,6 +184,7 @@ impl Room {
         match source.jitter.push(seq, timestamp, payload, now) {
             Ok(_) => {
                 source.last_packet = now;
+                source.note_newest(seq, timestamp);
                 self.packets_in += 1;
                 self.bytes_in += payload.len() as u64;
             }
@@ -192,12 +214,17 @@ impl Room {
             last_packet: now,
             fec_done: None,
             energy: None,
+            newest: None,
+            forwarded_through: None,
         });
         Some(self.sources.len() - 1)
     }
 
     pub(super) fn remove(&mut self, id: u64) {
         if let Some(i) = self.sources.iter().position(|s| s.id == id) {
+            if self.forwarding == Some(id) {
+                self.forwarding = None;
+            }
             let gone = self.sources.swap_remove(i);
             let stats = gone.jitter.stats();
             self.retired_lost += stats.lost;
@@ -221,6 +248,9 @@ impl Room {
             }
             heard += 1;
             heard_g711 += usize::from(matches!(source.codec, RoomCodec::G711(_)));
+            if self.forwarding == Some(source.id) {
+                continue;
+            }
             let (played, bad_packet) = source.play(now, &mut self.scratch);
             self.decode_errors += u64::from(bad_packet);
             match played {
@@ -244,6 +274,7 @@ impl Room {
             }
         }
         let live = &mut live[..count];
+        self.live = count;
         self.speaks_g711 = heard > 0 && heard_g711 == heard;
         self.single_g711 = match live {
             [(_, i)] => {
@@ -291,10 +322,79 @@ impl Room {
         }
     }
 
+    /// Sources in this tick's mix (the forwarded one is never among them).
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Starts forwarding `id` on arrival: its buffered frames are dropped (they are older
+    /// than what arrives next; sending them too would be a burst) and the tick no longer
+    /// plays it. Returns the newest sequence number and timestamp it had sent.
+    pub(super) fn begin_forward(&mut self, id: u64) -> Option<(u16, u32)> {
+        let source = self.sources.iter_mut().find(|s| s.id == id)?;
+        let newest = source.newest?;
+        source.jitter.reset();
+        source.forwarded_through = None;
+        self.forwarding = Some(id);
+        Some(newest)
+    }
+
+    /// Forwarding ends: the tick plays the source again, from after `through` (the newest
+    /// sequence number forwarded).
+    pub(super) fn end_forward(&mut self, through: u16) {
+        let Some(id) = self.forwarding.take() else {
+            return;
+        };
+        if let Some(source) = self.sources.iter_mut().find(|s| s.id == id) {
+            source.forwarded_through = Some(through);
+        }
+    }
+
+    /// The source being forwarded, and whether it was heard within [`QUIET`].
+    pub(super) fn forwarding(&self, now: Instant) -> Option<(u64, RoomCodec, bool)> {
+        let id = self.forwarding?;
+        let source = self.sources.iter().find(|s| s.id == id)?;
+        let quiet = now.saturating_duration_since(source.last_packet) > QUIET;
+        Some((id, source.codec, !quiet))
+    }
+
+    /// A packet of the forwarded source went to the phone as it came: counted as taken,
+    /// and the source as heard.
+    pub(super) fn forwarded(&mut self, now: Instant, seq: u16, timestamp: u32, len: usize) {
+        let Some(id) = self.forwarding else {
+            return;
+        };
+        if let Some(source) = self.sources.iter_mut().find(|s| s.id == id) {
+            source.last_packet = now;
+            source.note_newest(seq, timestamp);
+        }
+        self.packets_in += 1;
+        self.bytes_in += len as u64;
+    }
+
+    /// The id of this tick's only source in the mix when its G.711 frame came whole (see
+    /// [`Room::single_g711`]).
+    pub(super) fn single_source(&self) -> Option<u64> {
+        Some(self.sources.get(self.single_g711?)?.id)
+    }
+
+    /// Payloads for the room that were the phone's G.711 as it came, so far.
+    pub(super) fn passed_to_room(&self) -> u64 {
+        self.passed_out
+    }
+
     /// Whether every source heard lately sends G.711 (and there is one): then the
     /// phone's G.711 needs no Opus for the room.
     pub(super) fn speaks_g711(&self) -> bool {
         self.speaks_g711
+    }
+
+    /// The phone's G.711 payload forwarded to the room on arrival: counted, with the RFC
+    /// 6464 level and voice flag of its 8 kHz samples `pcm8`.
+    pub(super) fn forwarded_phone(&mut self, len: usize, pcm8: &[i16]) -> (u8, bool) {
+        self.passed_out += 1;
+        let (_, level, voice) = self.sent(len, pcm8);
+        (level, voice)
     }
 
     /// Encodes the phone's frame for the room; returns the payload length, its RFC 6464
@@ -372,10 +472,19 @@ impl Room {
 }
 
 impl Source {
+    /// Remembers the newest packet by sequence number (reordered ones do not count).
+    fn note_newest(&mut self, seq: u16, timestamp: u32) {
+        match self.newest {
+            Some((s, _)) if (seq.wrapping_sub(s) as i16) <= 0 => {}
+            _ => self.newest = Some((seq, timestamp)),
+        }
+    }
+
     /// A source that now sends `codec` (its track was renegotiated): a new buffer at the
     /// new clock rate. Returns the old buffer's counts; `None` if it cannot be made.
     fn switch_codec(&mut self, codec: RoomCodec, now: Instant) -> Option<JitterStats> {
         let jitter = jitter_for(codec, now)?;
+        self.newest = None;
         if codec == RoomCodec::Opus && self.decoder.is_none() {
             self.decoder = Some(OpusDecoder::new().ok()?);
         }

@@ -3,8 +3,11 @@
 use super::*;
 use crate::opus::{OpusEncoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use crate::rtp::{write_rtp_header, RtpHeader};
+use crate::srtp::SrtpProfile;
 use std::f64::consts::PI;
+use std::time::Duration;
 
+mod arrival;
 mod dtmf;
 mod passthrough;
 mod robustness;
@@ -130,19 +133,29 @@ impl RoomTone {
     }
 }
 
+/// What a call sent, one entry per 20 ms on each side: the packet or payload forwarded
+/// on arrival, else the tick's (an empty one when the tick sent nothing).
 struct Outputs {
     phone: Vec<Vec<u8>>,
     room: Vec<Vec<u8>>,
-    ticks: Vec<Tick>,
+    /// The room frames' descriptions, with `room`.
+    ticks: Vec<RoomFrame>,
+    /// Packets forwarded on arrival since the last tick: to the phone, to the room.
+    arrived: (usize, usize),
 }
 
 fn tick(cm: &mut CallMedia, now: Instant, outs: &mut Outputs) {
     let mut phone = [0u8; 1500];
     let mut room = [0u8; 1500];
     let t = cm.tick(now, &mut phone, &mut room).unwrap();
-    outs.phone.push(phone[..t.phone_len].to_vec());
-    outs.room.push(room[..t.room_len].to_vec());
-    outs.ticks.push(t);
+    if t.phone_len > 0 || outs.arrived.0 == 0 {
+        outs.phone.push(phone[..t.phone_len].to_vec());
+    }
+    if t.room.len > 0 || outs.arrived.1 == 0 {
+        outs.room.push(room[..t.room.len].to_vec());
+        outs.ticks.push(t.room);
+    }
+    outs.arrived = (0, 0);
 }
 
 fn outputs() -> Outputs {
@@ -150,6 +163,57 @@ fn outputs() -> Outputs {
         phone: Vec::new(),
         room: Vec::new(),
         ticks: Vec::new(),
+        arrived: (0, 0),
+    }
+}
+
+/// A datagram from the phone; what goes to the room on arrival is recorded in `outs`.
+fn phone_in(
+    cm: &mut CallMedia,
+    now: Instant,
+    packet: &mut [u8],
+    outs: &mut Outputs,
+) -> Result<PhoneIn, BridgeError> {
+    let mut room = [0u8; 1500];
+    let arrival = cm.on_phone_packet(now, packet, &mut room)?;
+    if let Some(frame) = arrival.room {
+        assert!(frame.len > 0);
+        outs.room.push(room[..frame.len].to_vec());
+        outs.ticks.push(frame);
+        outs.arrived.1 += 1;
+    }
+    Ok(arrival.kind)
+}
+
+fn audio(source: u64, codec: RoomCodec, seq: u16, timestamp: u32, payload: &[u8]) -> RoomAudio<'_> {
+    RoomAudio {
+        source,
+        codec,
+        seq,
+        timestamp,
+        payload,
+    }
+}
+
+/// A room member's payload; what goes to the phone on arrival is recorded in `outs`.
+#[allow(clippy::too_many_arguments)]
+fn room_in(
+    cm: &mut CallMedia,
+    now: Instant,
+    source: u64,
+    codec: RoomCodec,
+    seq: u16,
+    ts: u32,
+    payload: &[u8],
+    outs: &mut Outputs,
+) {
+    let mut phone = [0u8; 1500];
+    let n = cm
+        .on_room_audio(now, audio(source, codec, seq, ts, payload), &mut phone)
+        .unwrap();
+    if n > 0 {
+        outs.phone.push(phone[..n].to_vec());
+        outs.arrived.0 += 1;
     }
 }
 
@@ -198,9 +262,9 @@ fn run_phone_tone(
         if swapped.contains(&k) {
             held_back = Some(p);
         } else if !lost.contains(&k) {
-            assert_eq!(cm.on_phone_packet(now, &mut p), Ok(PhoneIn::Audio));
+            assert_eq!(phone_in(cm, now, &mut p, &mut outs), Ok(PhoneIn::Audio));
             if let Some(mut late) = held_back.take() {
-                assert_eq!(cm.on_phone_packet(now, &mut late), Ok(PhoneIn::Audio));
+                assert_eq!(phone_in(cm, now, &mut late, &mut outs), Ok(PhoneIn::Audio));
             }
         }
         tick(cm, now + Duration::from_millis(1), &mut outs);
@@ -214,7 +278,11 @@ fn phone_tone_reaches_the_room_at_its_pitch_and_level() {
     let mut cm = CallMedia::new(pcmu(), t0).unwrap();
     let outs = run_phone_tone(&mut cm, t0, 150, 10_000.0, &[], &[]);
     assert!(outs.room.iter().all(|p| !p.is_empty()));
-    assert!(outs.ticks.iter().all(|t| t.room_samples == 960));
+    // One frame each 20 ms on the room track's line.
+    assert!(outs
+        .ticks
+        .windows(2)
+        .all(|w| w[1].position == w[0].position + 960 && w[1].seq == w[0].seq + 1));
     let pcm = decode_opus(&outs.room);
     let steady = &pcm[50 * 960..];
     let f = frequency(steady, 48_000);
@@ -227,8 +295,8 @@ fn phone_tone_reaches_the_room_at_its_pitch_and_level() {
         "{got_db} dB vs {sent_db} dB"
     );
     let t = outs.ticks[100];
-    assert!((12..=15).contains(&t.room_level), "level {}", t.room_level);
-    assert!(t.room_voice);
+    assert!((12..=15).contains(&t.level), "level {}", t.level);
+    assert!(t.voice);
     let stats = cm.stats();
     assert_eq!(stats.phone_packets_in, 150);
     assert_eq!(stats.room_packets_out, 150);
@@ -240,20 +308,17 @@ fn level_of_silence_and_full_scale() {
     let t0 = Instant::now();
     let mut cm = CallMedia::new(pcmu(), t0).unwrap();
     let outs = run_phone_tone(&mut cm, t0, 20, 0.0, &[], &[]);
-    assert!(outs
-        .ticks
-        .iter()
-        .all(|t| t.room_level == 127 && !t.room_voice));
+    assert!(outs.ticks.iter().all(|t| t.level == 127 && !t.voice));
     let mut cm = CallMedia::new(pcmu(), t0).unwrap();
     let outs = run_phone_tone(&mut cm, t0, 30, 32_767.0, &[], &[]);
     // µ-law peaks at 32124 (−0.2 dB): a full-scale sine reads 3, maybe 4 after resampling.
-    let level = outs.ticks[25].room_level;
+    let level = outs.ticks[25].level;
     assert!((3..=4).contains(&level), "level {level}");
     // Nothing from the phone yet: silence.
     let mut cm = CallMedia::new(pcmu(), t0).unwrap();
     let mut outs = outputs();
     tick(&mut cm, t0, &mut outs);
-    assert_eq!(outs.ticks[0].room_level, 127);
+    assert_eq!(outs.ticks[0].level, 127);
 }
 
 #[test]
@@ -382,11 +447,14 @@ fn sdes_srtp_round_trip_between_two_calls() {
             let mut tampered = packet.clone();
             tampered[40] ^= 1;
             assert!(matches!(
-                b.on_phone_packet(now, &mut tampered),
+                phone_in(&mut b, now, &mut tampered, &mut b_outs),
                 Err(BridgeError::Srtp(_))
             ));
         }
-        assert_eq!(b.on_phone_packet(now, &mut packet), Ok(PhoneIn::Audio));
+        assert_eq!(
+            phone_in(&mut b, now, &mut packet, &mut b_outs),
+            Ok(PhoneIn::Audio)
+        );
         tick(&mut b, now + Duration::from_millis(1), &mut b_outs);
     }
     let pcm = decode_opus(&b_outs.room);
@@ -396,7 +464,7 @@ fn sdes_srtp_round_trip_between_two_calls() {
     assert_eq!(b.stats().phone_rejected, 1);
     // Plain RTP into an SRTP leg is refused.
     let mut plain = g711_packet(Law::Mu, 5, 800, 1, &[0; 160]);
-    assert!(b.on_phone_packet(t0, &mut plain).is_err());
+    assert!(phone_in(&mut b, t0, &mut plain, &mut outputs()).is_err());
     // Keys of the wrong length are a configuration error.
     let mut bad = pcmu();
     bad.srtp = Some((vec![1; 10], vec![2; 30]));
@@ -416,7 +484,10 @@ fn opus_phone_leg_both_ways() {
         let mut payload = [0u8; MAX_PACKET];
         let n = phone_encoder.encode(&pcm, &mut payload).unwrap();
         let mut p = opus_packet(OPUS_PT, k as u16, 960 * k as u32, 0xCC, &payload[..n]);
-        assert_eq!(cm.on_phone_packet(now, &mut p), Ok(PhoneIn::Audio));
+        assert_eq!(
+            phone_in(&mut cm, now, &mut p, &mut outs),
+            Ok(PhoneIn::Audio)
+        );
         room.send(&mut cm, now, 3);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }

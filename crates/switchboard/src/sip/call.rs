@@ -20,7 +20,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_media::bridge::{CallMedia, PhoneCodec, PhoneConfig, PhoneIn, RoomCodec};
+use switchboard_media::bridge::{
+    CallMedia, PhoneCodec, PhoneConfig, PhoneIn, RoomCodec, MIN_ROOM_OUT,
+};
 use switchboard_media::g711::Law;
 use switchboard_media::srtp::SrtpProfile;
 use switchboard_signal::Signaling;
@@ -120,18 +122,50 @@ pub fn phone_config(n: &Negotiated, ssrc: u32) -> PhoneConfig {
     }
 }
 
-/// The room's audio into the bridge.
-struct Mixer<'a>(Option<&'a mut CallMedia>, Instant);
+/// Where packets for the phone go: the DTLS-SRTP leg (which protects them), else the RTP
+/// socket toward the latched address.
+struct PhoneOut<'a> {
+    dtls: &'a mut Option<DtlsLeg>,
+    to: Option<SocketAddr>,
+    sock: &'a UdpSocket,
+}
+
+impl PhoneOut<'_> {
+    fn send(&mut self, packet: &[u8]) {
+        match (self.dtls.as_mut(), self.to) {
+            (Some(d), _) => d.send_rtp(packet),
+            (None, Some(to)) => {
+                // A full socket buffer loses the packet, as the network would.
+                let _ = self.sock.try_send_to(packet, to);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// The room's audio into the bridge; a member's G.711 passed through to the phone goes
+/// out at once.
+struct Mixer<'a> {
+    media: Option<&'a mut CallMedia>,
+    now: Instant,
+    phone: PhoneOut<'a>,
+    buf: &'a mut [u8],
+}
 
 impl RoomSink for Mixer<'_> {
     fn audio(&mut self, a: RoomAudio<'_>) {
-        if let Some(m) = self.0.as_deref_mut() {
-            m.on_room_audio(self.1, a.source, a.codec, a.seq, a.timestamp, a.payload);
+        let Some(m) = self.media.as_deref_mut() else {
+            return;
+        };
+        match m.on_room_audio(self.now, a, self.buf) {
+            Ok(0) => {}
+            Ok(n) => self.phone.send(&self.buf[..n]),
+            Err(e) => tracing::debug!(error = %e, "room audio not passed to the phone"),
         }
     }
 
     fn gone(&mut self, source: u64) {
-        if let Some(m) = self.0.as_deref_mut() {
+        if let Some(m) = self.media.as_deref_mut() {
             m.remove_room_source(source);
         }
     }
@@ -179,6 +213,8 @@ struct Bridge {
     until_publish: u32,
     /// When the last tick ran (to count the ones an overloaded host skipped).
     last_tick: Option<Instant>,
+    /// A payload for the room forwarded on the phone's packet's arrival.
+    room_buf: Vec<u8>,
 }
 
 /// Ticks between two additions of a call's media counts to the metrics (1 s).
@@ -356,22 +392,15 @@ impl Bridge {
             .tick(now, phone_out, room_out)
             .map_err(|e| format!("media: {e}"))?;
         if t.phone_len > 0 {
-            match (&mut self.dtls, self.phone) {
-                (Some(d), _) => d.send_rtp(&phone_out[..t.phone_len]),
-                (None, Some(to)) => {
-                    let _ = sock.try_send_to(&phone_out[..t.phone_len], to);
-                }
-                (None, None) => {}
-            }
+            let mut to_phone = PhoneOut {
+                dtls: &mut self.dtls,
+                to: self.phone,
+                sock,
+            };
+            to_phone.send(&phone_out[..t.phone_len]);
         }
-        if let (Some(leg), true) = (&mut self.leg, t.room_len > 0) {
-            leg.send(
-                t.room_codec,
-                &room_out[..t.room_len],
-                t.room_samples,
-                t.room_level,
-                t.room_voice,
-            );
+        if let (Some(leg), true) = (&mut self.leg, t.room.len > 0) {
+            leg.send(&t.room, &room_out[..t.room.len]);
         }
         if !self.held && now.duration_since(self.last_rx) > self.rtp_timeout {
             return Err(format!(
@@ -406,7 +435,14 @@ impl Bridge {
         let Some(media) = &mut self.media else {
             return;
         };
-        match media.on_phone_packet(Instant::now(), packet) {
+        let arrival = media.on_phone_packet(Instant::now(), packet, &mut self.room_buf);
+        if let (Ok(a), Some(leg)) = (&arrival, &mut self.leg) {
+            // The phone's G.711 passed through to the room goes out at once.
+            if let Some(frame) = &a.room {
+                leg.send(frame, &self.room_buf[..frame.len]);
+            }
+        }
+        match arrival.map(|a| a.kind) {
             Ok(PhoneIn::Ignored) => {}
             Ok(_) => {
                 // With DTLS-SRTP, where media goes is ICE's choice, not latching.
@@ -471,6 +507,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         published: Default::default(),
         until_publish: PUBLISH_TICKS,
         last_tick: None,
+        room_buf: vec![0u8; MIN_ROOM_OUT],
     };
     if let Some(n) = &negotiated {
         b.negotiated(n)?;
@@ -512,6 +549,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut phone_buf = vec![0u8; 2048];
     let mut leg_buf = vec![0u8; 2048];
+    let mut forward_buf = vec![0u8; 1500];
     let mut phone_out = vec![0u8; 1500];
     let mut room_out = vec![0u8; 1500];
     let mut leg_deadline = Instant::now();
@@ -568,15 +606,24 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 b.state("connected", None);
             }
         }
-        dtls_deadline = b.dtls_poll(&sock)?;
         let now = Instant::now();
         if let Some(leg) = &mut b.leg {
-            leg_deadline = leg
-                .poll(&mut Mixer(b.media.as_mut(), now))
-                .map_err(|e| e.to_string())?;
+            let mut mixer = Mixer {
+                media: b.media.as_mut(),
+                now,
+                phone: PhoneOut {
+                    dtls: &mut b.dtls,
+                    to: b.phone,
+                    sock: &sock,
+                },
+                buf: &mut forward_buf,
+            };
+            leg_deadline = leg.poll(&mut mixer).map_err(|e| e.to_string())?;
         } else {
             leg_deadline = now + Duration::from_secs(1);
         }
+        // After the leg: what it passed through to a DTLS-SRTP phone leaves now.
+        dtls_deadline = b.dtls_poll(&sock)?;
     }
 }
 

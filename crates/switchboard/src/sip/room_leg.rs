@@ -13,7 +13,9 @@
 //! The leg negotiates Opus, PCMU and PCMA (Opus first). Members' packets reach the bridge
 //! with their codec, and the phone's track carries Opus or, when the bridge passes the
 //! phone's G.711 through (docs/sip.md), PCMU/PCMA under their payload types: the same
-//! SSRC, each codec on its own RTP timestamp clock.
+//! SSRC, each codec on its own RTP timestamp clock. The bridge numbers the frames (a
+//! passed-through one leaves as soon as the phone's packet arrives, with the phone's gaps
+//! and order); the leg adds its random bases.
 //!
 //! The leg binds one UDP socket next to the SFU's port and gives str0m the SFU's local
 //! address as an extra remote candidate, so the media never leaves the host even when
@@ -30,7 +32,7 @@ use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use switchboard_media::bridge::RoomCodec;
+use switchboard_media::bridge::{RoomCodec, RoomFrame};
 use switchboard_media::g711::Law;
 use switchboard_signal::{Grants, RelayKind, ServiceEvent, ServiceParticipant, Signaling};
 use tokio::net::UdpSocket;
@@ -69,13 +71,7 @@ fn rtc_err(e: impl std::fmt::Display) -> LegError {
 }
 
 /// One received audio packet of another member: `source` is stable per remote track.
-pub struct RoomAudio<'a> {
-    pub source: u64,
-    pub codec: RoomCodec,
-    pub seq: u16,
-    pub timestamp: u32,
-    pub payload: &'a [u8],
-}
+pub use switchboard_media::bridge::RoomAudio;
 
 /// What a member of the room asks of the call (docs/sip.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,12 +127,10 @@ pub struct RoomLeg {
     members: Vec<Arc<str>>,
     /// The call's last state message, for members that join later.
     state: Option<serde_json::Value>,
+    /// Bases of the phone's track: the bridge's frame numbers and 48 kHz positions are
+    /// added to them (G.711 frames use a sixth of the position, from the same base).
     seq: u64,
-    /// The RTP timestamp of the phone's track at 48 kHz (Opus); G.711 frames use a
-    /// sixth of the time elapsed since, from the same base.
     timestamp: u32,
-    /// 48 kHz samples sent since the start (the G.711 clock is derived from it).
-    elapsed: u64,
 }
 
 /// The bridge's name for a codec str0m negotiated (audio only).
@@ -210,7 +204,6 @@ impl RoomLeg {
             state: None,
             seq: u64::from(rand::random::<u16>()),
             timestamp: rand::random(),
-            elapsed: 0,
         };
         // The SFU's own address on this host: pairs with our host candidate whatever
         // the SFU announces.
@@ -432,22 +425,25 @@ impl RoomLeg {
         media.remote_pts().contains(&pt).then_some(pt)
     }
 
-    /// Send the phone's frame in `codec` (`samples` at 48 kHz since the last one) with its
-    /// RFC 6464 `level` (0 loudest … 127 silence) and voice activity, under the payload
-    /// type the SFU negotiated for `codec` (none: the frame is dropped).
-    pub fn send(&mut self, codec: RoomCodec, payload: &[u8], samples: u32, level: u8, voice: bool) {
+    /// Send the phone's frame `frame` (its payload in `payload`) under the payload type the
+    /// SFU negotiated for its codec (none: the frame is dropped), with its RFC 6464 level
+    /// and voice activity.
+    pub fn send(&mut self, frame: &RoomFrame, payload: &[u8]) {
         let now = Instant::now();
-        self.elapsed += u64::from(samples);
         let Some(mid) = self.sending.filter(|_| self.connected) else {
             return;
         };
-        let Some(pt) = self.pt_for(codec) else { return };
-        // Each codec's clock runs from the same base at its own rate (48 kHz, 8 kHz).
-        let timestamp = match codec {
-            RoomCodec::Opus => self.timestamp.wrapping_add(self.elapsed as u32),
-            RoomCodec::G711(_) => self.timestamp.wrapping_add((self.elapsed / 6) as u32),
+        let Some(pt) = self.pt_for(frame.codec) else {
+            return;
         };
-        self.seq += 1;
+        // Each codec's clock runs from the same base at its own rate (48 kHz, 8 kHz).
+        let position = match frame.codec {
+            RoomCodec::Opus => frame.position,
+            RoomCodec::G711(_) => frame.position / 6,
+        };
+        let timestamp = self.timestamp.wrapping_add(position as u32);
+        let seq = self.seq + frame.seq;
+        let (level, voice) = (frame.level, frame.voice);
         let ext = ExtensionValues {
             audio_level: Some(-(level.min(127) as i8)),
             voice_activity: Some(voice),
@@ -455,7 +451,7 @@ impl RoomLeg {
         };
         let mut api = self.rtc.direct_api();
         if let Some(tx) = api.stream_tx_by_mid(mid, None) {
-            let w = RtpWrite::new(pt, SeqNo::from(self.seq), timestamp, now, payload).ext_vals(ext);
+            let w = RtpWrite::new(pt, SeqNo::from(seq), timestamp, now, payload).ext_vals(ext);
             tx.write_rtp(w);
         }
     }

@@ -28,12 +28,18 @@ fn dtmf_from_the_phone_is_reported_once_per_key() {
         for d in [0u16, 400, 800] {
             let mut p = event_packet(seq, ts, event, false, d);
             seq += 1;
-            assert_eq!(cm.on_phone_packet(t0, &mut p), Ok(PhoneIn::Dtmf(digit)));
+            assert_eq!(
+                phone_in(&mut cm, t0, &mut p, &mut outputs()),
+                Ok(PhoneIn::Dtmf(digit))
+            );
         }
         for _ in 0..3 {
             let mut p = event_packet(seq, ts, event, true, 960);
             seq += 1;
-            assert_eq!(cm.on_phone_packet(t0, &mut p), Ok(PhoneIn::Dtmf(digit)));
+            assert_eq!(
+                phone_in(&mut cm, t0, &mut p, &mut outputs()),
+                Ok(PhoneIn::Dtmf(digit))
+            );
         }
     }
     assert_eq!(cm.poll_dtmf(), Some('5'));
@@ -42,7 +48,7 @@ fn dtmf_from_the_phone_is_reported_once_per_key() {
     assert_eq!(cm.poll_dtmf(), None);
     // All end packets lost: reported once the events stop.
     let mut p = event_packet(seq, 99_000, 1, false, 0);
-    cm.on_phone_packet(t0, &mut p).unwrap();
+    phone_in(&mut cm, t0, &mut p, &mut outputs()).unwrap();
     let mut outs = outputs();
     tick(&mut cm, at(t0, 100), &mut outs);
     assert_eq!(cm.poll_dtmf(), None);
@@ -51,7 +57,10 @@ fn dtmf_from_the_phone_is_reported_once_per_key() {
     assert_eq!(cm.stats().dtmf_in, 4);
     // A non-DTMF event (flash) is valid but no digit.
     let mut p = event_packet(seq + 1, 120_000, 16, true, 800);
-    assert_eq!(cm.on_phone_packet(t0, &mut p), Ok(PhoneIn::Ignored));
+    assert_eq!(
+        phone_in(&mut cm, t0, &mut p, &mut outputs()),
+        Ok(PhoneIn::Ignored)
+    );
 }
 
 #[test]
@@ -76,8 +85,7 @@ fn dtmf_to_the_phone_replaces_audio_and_decodes_on_the_far_side() {
     for (i, p) in outs.phone.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
         let h = RtpHeader::parse(p).unwrap();
         let mut copy = p.clone();
-        far.on_phone_packet(at(t0, 20 * i as u64), &mut copy)
-            .unwrap();
+        phone_in(&mut far, at(t0, 20 * i as u64), &mut copy, &mut outputs()).unwrap();
         if h.payload_type == TE {
             let ev = TelephoneEvent::parse(&p[h.payload_start..h.payload_end]).unwrap();
             assert_eq!(ev.event, 7);

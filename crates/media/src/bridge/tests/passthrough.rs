@@ -6,16 +6,16 @@ use super::*;
 use crate::srtp::SrtpContext;
 
 /// A room member whose browser sends a tone as G.711 in 20 ms frames.
-struct G711Member {
+pub(super) struct G711Member {
     law: Law,
     freq: f64,
     frame: usize,
     /// Every payload sent, in order.
-    sent: Vec<Vec<u8>>,
+    pub(super) sent: Vec<Vec<u8>>,
 }
 
 impl G711Member {
-    fn new(law: Law, freq: f64) -> G711Member {
+    pub(super) fn new(law: Law, freq: f64) -> G711Member {
         G711Member {
             law,
             freq,
@@ -24,7 +24,8 @@ impl G711Member {
         }
     }
 
-    fn send(&mut self, cm: &mut CallMedia, now: Instant, source: u64) {
+    /// The next frame's sequence number, timestamp and payload (kept in `sent`).
+    pub(super) fn next_packet(&mut self) -> (u16, u32, Vec<u8>) {
         let pcm = tone(self.freq, 8000.0, 8000, self.frame * 160, 160);
         let mut payload = vec![0u8; 160];
         self.law.encode(&pcm, &mut payload).unwrap();
@@ -37,9 +38,21 @@ impl G711Member {
         }
         let seq = 7000 + self.frame as u16;
         let ts = 160 * self.frame as u32;
-        cm.on_room_audio(now, source, RoomCodec::G711(self.law), seq, ts, &payload);
-        self.sent.push(payload);
+        self.sent.push(payload.clone());
         self.frame += 1;
+        (seq, ts, payload)
+    }
+
+    pub(super) fn send(
+        &mut self,
+        cm: &mut CallMedia,
+        now: Instant,
+        source: u64,
+        outs: &mut Outputs,
+    ) {
+        let (seq, ts, payload) = self.next_packet();
+        let codec = RoomCodec::G711(self.law);
+        room_in(cm, now, source, codec, seq, ts, &payload, outs);
     }
 }
 
@@ -54,7 +67,7 @@ fn assert_hears(pcm: &[i16], freq: f64) {
     );
 }
 
-fn payload(packet: &[u8]) -> &[u8] {
+pub(super) fn payload(packet: &[u8]) -> &[u8] {
     let h = RtpHeader::parse(packet).unwrap();
     &packet[h.payload_start..h.payload_end]
 }
@@ -76,7 +89,7 @@ fn one_g711_source_of_the_phones_law_reaches_the_phone_bit_exact() {
     let mut outs = outputs();
     for k in 0..100u64 {
         let now = at(t0, 20 * k);
-        member.send(&mut cm, now, 1);
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     let (start, first) = first_passed(&outs.phone, &member.sent).expect("nothing passed through");
@@ -112,7 +125,7 @@ fn one_g711_source_of_the_phones_law_reaches_the_phone_bit_exact() {
     let mut outs = outputs();
     for k in 100..200u64 {
         let now = at(t0, 20 * k);
-        member.send(&mut cm, now, 1);
+        member.send(&mut cm, now, 1, &mut outs);
         other.send(&mut cm, now, 2);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
@@ -133,7 +146,7 @@ fn one_g711_source_of_the_phones_law_reaches_the_phone_bit_exact() {
     let mut outs = outputs();
     for k in 200..300u64 {
         let now = at(t0, 20 * k);
-        member.send(&mut cm, now, 1);
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     let (again, _) = first_passed(&outs.phone, &member.sent).expect("no passthrough after");
@@ -152,13 +165,15 @@ fn passthrough_keeps_srtp_dtmf_and_hold() {
     let mut outs = outputs();
     for k in 0..60u64 {
         let now = at(t0, 20 * k);
-        member.send(&mut cm, now, 1);
+        // The digit and the hold come before the member's packet of the tick (the phone
+        // gets nothing of it: it is forwarded on arrival otherwise).
         if k == 40 {
             cm.send_dtmf(now, '5', 100).unwrap();
         }
         if k == 50 {
             cm.set_hold(true);
         }
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     let mut plain = Vec::new();
@@ -196,7 +211,7 @@ fn a_g711_source_of_the_other_law_is_transcoded() {
     let mut outs = outputs();
     for k in 0..100u64 {
         let now = at(t0, 20 * k);
-        member.send(&mut cm, now, 1);
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     let stats = cm.stats();
@@ -219,15 +234,15 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
         sent.push(p[12..].to_vec());
-        cm.on_phone_packet(now, &mut p).unwrap();
-        member.send(&mut cm, now, 1);
+        phone_in(&mut cm, now, &mut p, &mut outs).unwrap();
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     // Once the member is heard, the room gets the phone's payloads as they came.
     let start = outs
         .ticks
         .iter()
-        .position(|t| t.room_codec == RoomCodec::G711(Law::Mu))
+        .position(|t| t.codec == RoomCodec::G711(Law::Mu))
         .expect("never G.711 to the room");
     assert!(start < 10, "G.711 to the room from tick {start}");
     let first = sent
@@ -235,12 +250,12 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         .position(|s| *s == outs.room[start + 5])
         .expect("not the phone's bytes");
     for (n, i) in (start + 5..100).enumerate() {
-        assert_eq!(outs.ticks[i].room_codec, RoomCodec::G711(Law::Mu));
+        assert_eq!(outs.ticks[i].codec, RoomCodec::G711(Law::Mu));
         assert_eq!(outs.room[i], sent[first + n], "tick {i}");
     }
     // The level is still the phone's (a 10000-peak tone: 12-15 −dBov).
     let t = outs.ticks[80];
-    assert!((12..=15).contains(&t.room_level) && t.room_voice, "{t:?}");
+    assert!((12..=15).contains(&t.level) && t.voice, "{t:?}");
     let stats = cm.stats();
     assert!(
         stats.frames_to_room_passed >= (95 - start) as u64,
@@ -258,11 +273,12 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         let now = at(t0, 20 * k as u64);
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
-        cm.on_phone_packet(now, &mut p).unwrap();
-        member.send(&mut cm, now, 1);
+        phone_in(&mut cm, now, &mut p, &mut outs2).unwrap();
+        member.send(&mut cm, now, 1, &mut outs2);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs2);
     }
-    assert!(outs2.ticks.iter().all(|t| t.room_codec == RoomCodec::Opus));
+    assert_eq!(outs2.ticks.len(), 10);
+    assert!(outs2.ticks.iter().all(|t| t.codec == RoomCodec::Opus));
     cm.set_room_g711(true, true);
 
     // An Opus member joins: the room gets Opus again (it decodes to the phone's tone).
@@ -272,12 +288,12 @@ fn the_phones_g711_reaches_a_g711_room_bit_exact_and_opus_otherwise() {
         let now = at(t0, 20 * k as u64);
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
-        cm.on_phone_packet(now, &mut p).unwrap();
-        member.send(&mut cm, now, 1);
+        phone_in(&mut cm, now, &mut p, &mut outs).unwrap();
+        member.send(&mut cm, now, 1, &mut outs);
         other.send(&mut cm, now, 2);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
-    assert!(outs.ticks.iter().all(|t| t.room_codec == RoomCodec::Opus));
+    assert!(outs.ticks.iter().all(|t| t.codec == RoomCodec::Opus));
     let pcm = decode_opus(&outs.room);
     let f = frequency(&pcm[20 * 960..], 48_000);
     assert!((f - 440.0).abs() < 2.0, "frequency {f}");
@@ -294,7 +310,7 @@ fn a_room_of_opus_or_no_one_gets_opus() {
         other.send(&mut cm, now, 2);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
-    assert!(outs.ticks.iter().all(|t| t.room_codec == RoomCodec::Opus));
+    assert!(outs.ticks.iter().all(|t| t.codec == RoomCodec::Opus));
     let stats = cm.stats();
     assert_eq!(stats.frames_to_room_passed, 0);
     assert_eq!(stats.frames_to_room_transcoded, 100);
@@ -313,8 +329,8 @@ fn a_phone_at_another_ptime_is_transcoded_both_ways() {
         let now = at(t0, 20 * k as u64);
         let pcm = tone(440.0, 10_000.0, 8000, k * 160, 160);
         let mut p = g711_packet(Law::Mu, k as u16, 160 * k as u32, 0xAAAA, &pcm);
-        cm.on_phone_packet(now, &mut p).unwrap();
-        member.send(&mut cm, now, 1);
+        phone_in(&mut cm, now, &mut p, &mut outs).unwrap();
+        member.send(&mut cm, now, 1, &mut outs);
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }
     let stats = cm.stats();
@@ -322,7 +338,7 @@ fn a_phone_at_another_ptime_is_transcoded_both_ways() {
         (stats.frames_to_phone_passed, stats.frames_to_room_passed),
         (0, 0)
     );
-    assert!(outs.ticks.iter().all(|t| t.room_codec == RoomCodec::Opus));
+    assert!(outs.ticks.iter().all(|t| t.codec == RoomCodec::Opus));
     // Still heard: the member's tone at the phone.
     let pcm = decode_phone_g711(&outs.phone[20..], Law::Mu);
     assert_hears(&pcm, 700.0);
@@ -340,7 +356,7 @@ fn a_source_that_switches_from_opus_to_g711_is_heard_and_then_passed() {
         if k < 50 {
             opus.send(&mut cm, now, 1);
         } else {
-            member.send(&mut cm, now, 1);
+            member.send(&mut cm, now, 1, &mut outs);
         }
         tick(&mut cm, now + Duration::from_millis(1), &mut outs);
     }

@@ -29,6 +29,7 @@ fn random_input_never_panics() {
         let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
         let mut phone = [0u8; 1500];
         let mut room = [0u8; 1500];
+        let mut g711_seq = 0u16;
         for step in 0..3000u64 {
             let now = at(t0, step * 7);
             match noise.next() % 8 {
@@ -46,13 +47,41 @@ fn random_input_never_panics() {
                             p[1] = (p[1] & 0x80) | base.pt;
                         }
                     }
-                    let _ = cm.on_phone_packet(now, &mut p);
+                    let _ = cm.on_phone_packet(now, &mut p, &mut room);
                 }
-                2 | 3 => {
+                2 => {
                     let p = noise.bytes(1600);
                     let id = noise.next() % 4;
                     let n = noise.next();
                     cm.on_room_opus(now, id, n as u16, (n >> 16) as u32, &p);
+                }
+                3 => {
+                    // A G.711 member, mostly in order (so that it gets forwarded on
+                    // arrival), sometimes reordered, restarted, cut short or in the other
+                    // law, into outputs of any size.
+                    g711_seq = match noise.next() % 8 {
+                        0 => noise.next() as u16,
+                        1 => g711_seq.wrapping_sub(3),
+                        _ => g711_seq.wrapping_add(1),
+                    };
+                    let law = if noise.next() % 8 == 0 {
+                        Law::A
+                    } else {
+                        Law::Mu
+                    };
+                    let len = if noise.next() % 8 == 0 { 80 } else { 160 };
+                    let p = vec![noise.next() as u8; len];
+                    let ts = u32::from(g711_seq) * 160;
+                    let out_len = noise.next() as usize % 1500;
+                    let codec = RoomCodec::G711(law);
+                    let sent = cm.on_room_audio(
+                        now,
+                        audio(4, codec, g711_seq, ts, &p),
+                        &mut phone[..out_len],
+                    );
+                    if let Ok(n) = sent {
+                        assert!(n <= out_len);
+                    }
                 }
                 4 => {
                     let digit = char::from(noise.next() as u8);
