@@ -161,7 +161,10 @@ impl Upsampler {
     /// 48 kHz form is not needed this time (G.711 passed through as it came) stays
     /// continuous for when it is needed again, at the cost of a copy.
     pub fn skip(&mut self, input: &[i16]) {
-        for &x in input {
+        // Only the newest `len` samples stay in the history: pushing the older ones of a
+        // 160-sample frame was wasted work on every passthrough tick.
+        let keep = input.len().saturating_sub(self.history.len);
+        for &x in &input[keep..] {
             self.history.push(f32::from(x));
         }
     }

@@ -159,3 +159,27 @@ fn short_output_is_an_error_and_loud_input_saturates() {
     assert!(out.iter().any(|&x| x == i16::MAX || x == i16::MIN));
     assert!(bessel_i0(0.0) == 1.0 && (bessel_i0(1.0) - 1.266_065_877_752_008).abs() < 1e-12);
 }
+
+#[test]
+fn skipping_a_frame_leaves_the_filter_as_processing_it_would() {
+    let first = sine(440.0, 8000.0, 8000.0, 160);
+    let second = sine(697.0, 8000.0, 8000.0, 160);
+    let mut processed = Upsampler::new();
+    let mut discard = vec![0i16; 160 * 6];
+    processed.process(&first, &mut discard).unwrap();
+    let mut skipped = Upsampler::new();
+    skipped.skip(&first);
+    let (mut a, mut b) = (vec![0i16; 160 * 6], vec![0i16; 160 * 6]);
+    processed.process(&second, &mut a).unwrap();
+    skipped.process(&second, &mut b).unwrap();
+    assert_eq!(a, b);
+    // A frame shorter than the filter's history is taken whole.
+    let mut short = Upsampler::new();
+    short.skip(&first[..3]);
+    let mut short_processed = Upsampler::new();
+    short_processed.process(&first[..3], &mut discard).unwrap();
+    let (mut c, mut d) = (vec![0i16; 160 * 6], vec![0i16; 160 * 6]);
+    short.process(&second, &mut c).unwrap();
+    short_processed.process(&second, &mut d).unwrap();
+    assert_eq!(c, d);
+}
