@@ -3,22 +3,26 @@
 // decode each other's video and audio; then each way a call can fail to happen (declined,
 // busy because bob is in another call, unreachable because nobody is carol, cancelled
 // before an answer) is shown in words on ada's page; and a third page is invited into a
-// call, which then decodes both others.
+// call, which then decodes both others. With room tokens: a token naming another user cannot
+// take a line, an unanswered call ends "no answer", and the call rooms admit both parties with
+// the tokens the server minted.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, scope, Participant, loadPage, waitFor } from './harness.mjs';
+import { launchBrowser, scope, Participant, loadPage, waitFor, mintToken } from './harness.mjs';
 
 const DOMAIN = 'a.test';
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-/** A lobby page signed in as `user` (`?user=` signs in at once). */
-async function signIn(s, server, user, name) {
+/** A lobby page signed in as `user` (`?user=` signs in at once; `opts.token`: a room token). */
+async function signIn(s, server, user, name, opts = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const p = s.track(new Participant(name, context, page));
-  await loadPage(page, `${server.url}/?${new URLSearchParams({ user, name })}`, { ready: () => !!window.sbApp, what: 'the lobby' });
+  const q = new URLSearchParams({ user, name, ...(opts.token ? { token: opts.token } : {}) });
+  await loadPage(page, `${server.url}/?${q}`, { ready: () => !!window.sbApp, what: 'the lobby' });
+  if (opts.expectFail) return p;
   await page.waitForFunction(() => window.sbApp.line && window.sbApp.line.callsPeer, null, { timeout: 15000 });
   await page.getByText(`Signed in`).first().waitFor({ timeout: 5000 });
   p.user = user;
@@ -153,4 +157,28 @@ test('a 1:1 call becomes a three-party call: bob invites cy, who accepts and dec
   for (const p of [ada, cy]) await p.page.getByText('bob@a.test hung up.').waitFor({ timeout: 10000 });
   await ada.waitRemoteTiles([cy.peerId]);
   await ada.expectFlowing(cy.peerId, { audio: true });
+}));
+
+test('with room tokens: a token for another user cannot sign in; an unanswered call ends "no answer"; minted call tokens admit both', () => scope('call-tokens', async (s) => {
+  const secret = 'a room token secret for the calls test';
+  const sv = await s.server({ args: ['--call-domain', DOMAIN, '--room-token-secret', secret, '--call-ring-timeout', '2'] });
+  const line = (user, name, sub = user) => signIn(s, sv, user, name, { token: mintToken({ secret, room: `@${user}`, identity: sub, ttl: 600 }) });
+  // eve's token names eve: she cannot take ada's line.
+  const eve = await signIn(s, sv, 'ada', 'Eve', { token: mintToken({ secret, room: '*', identity: 'eve', ttl: 600 }), expectFail: true });
+  const hint = eve.page.locator('#signin-hint');
+  await waitFor(async () => (await hint.getAttribute('data-code')) === 'forbidden', { timeout: 10000, what: 'Eve: sign-in refused as forbidden' });
+  assert.match(await hint.textContent(), /not yours/);
+  assert.equal(await eve.page.locator('#signed-in').isVisible(), false);
+  await eve.close();
+
+  const ada = await line('ada', 'Ada');
+  const bob = await line('bob', 'Bob');
+  await dial(ada, 'bob');
+  await ringsAt(bob, 'ada');
+  assert.match(await outcome(ada, 'no-answer'), /bob@a\.test did not answer/);
+  await bob.page.getByRole('alertdialog').waitFor({ state: 'hidden', timeout: 10000 });
+  assert.match(await outcome(bob, 'no-answer'), /Missed call from ada@a\.test/);
+  // The call rooms take the tokens the server minted for each party.
+  await connect(ada, bob);
+  await decodeEachOther([ada, bob]);
 }));

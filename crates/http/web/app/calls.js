@@ -108,7 +108,10 @@ async function signIn() {
       /* storage disabled */
     }
     line.on('incoming', (/** @type {any} */ call) => onIncoming(call));
-    line.on('state', (/** @type {string} */ st) => showLineState(st));
+    line.on('state', (/** @type {string} */ st) => {
+      showLineState(st);
+      if (st === 'closed' && app.line === line) lineLost();
+    });
     $('#signin-form').hidden = true;
     $('#signed-in').hidden = false;
     $('#line-user').textContent = user;
@@ -131,6 +134,14 @@ async function signOut() {
   $('#signin-form').hidden = false;
   $('#signin-hint').textContent = 'Signed out.';
   await line?.close().catch(() => {});
+}
+
+/** The server ended the line (not a sign-out): back to the sign-in form. */
+function lineLost() {
+  app.line = null;
+  $('#signed-in').hidden = true;
+  $('#signin-form').hidden = false;
+  $('#signin-hint').textContent = 'You were signed out by the server. Sign in again to be reachable.';
 }
 
 /** @param {string} st */
@@ -195,7 +206,13 @@ function answer(what) {
     setOutcome({ reason: what, text: what === 'busy' ? `You told ${call.peer} you are busy.` : `You declined the call from ${call.peer}.` });
     return;
   }
-  if (current) current.hangup(); // take the new call instead
+  if (current) {
+    // Take the new call instead of the one in progress.
+    const old = current;
+    current = null;
+    old.hangup();
+    closeCallView();
+  }
   setOutcome(null);
   follow(call);
   call.accept();

@@ -378,7 +378,9 @@ export class Call extends Emitter {
     this.peer = to;
     this.#roomName = room;
     this.#token = token;
-    this.#joinRoom();
+    // Hung up before the server named the call: cancel it now, join nothing.
+    if (this.#local) this.#host.request({ call: 'cancel', id });
+    else this.#joinRoom();
   }
 
   /** @param {any} e a call event about this call */
