@@ -5,10 +5,11 @@
 // before an answer) is shown in words on ada's page; and a third page is invited into a
 // call, which then decodes both others. With room tokens: a token naming another user cannot
 // take a line, an unanswered call ends "no answer", and the call rooms admit both parties with
-// the tokens the server minted.
+// the tokens the server minted. Lines survive their WebSocket being cut: both resume and the
+// call still rings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, scope, Participant, loadPage, waitFor, mintToken } from './harness.mjs';
+import { launchBrowser, scope, Participant, loadPage, waitFor, mintToken, killTcp } from './harness.mjs';
 
 const DOMAIN = 'a.test';
 let browser;
@@ -179,6 +180,29 @@ test('with room tokens: a token for another user cannot sign in; an unanswered c
   await bob.page.getByRole('alertdialog').waitFor({ state: 'hidden', timeout: 10000 });
   assert.match(await outcome(bob, 'no-answer'), /Missed call from ada@a\.test/);
   // The call rooms take the tokens the server minted for each party.
+  await connect(ada, bob);
+  await decodeEachOther([ada, bob]);
+}));
+
+test('lines resume after their WebSockets are cut by the server side, and a call still rings and connects', () => scope('call-line-resume', async (s) => {
+  const sv = await server(s);
+  const ada = await signIn(s, sv, 'ada', 'Ada');
+  const bob = await signIn(s, sv, 'bob', 'Bob');
+  const before = {};
+  for (const p of [ada, bob]) {
+    before[p.name] = await p.page.evaluate(() => {
+      window.__lineStates = [];
+      window.sbApp.line.on('state', (st) => window.__lineStates.push(st));
+      return window.sbApp.line.peerId;
+    });
+  }
+  const killed = killTcp(sv.httpPort);
+  assert.ok(killed >= 2, `ss -K killed ${killed} connections`);
+  for (const p of [ada, bob]) {
+    await p.page.waitForFunction(() => window.__lineStates.includes('reconnecting') && window.sbApp.line.state === 'open', null, { timeout: 20000 });
+    assert.equal(await p.page.evaluate(() => window.sbApp.line.peerId), before[p.name], `${p.name}: resumed, not joined afresh`);
+    await p.page.getByText('Signed in', { exact: true }).waitFor({ timeout: 5000 });
+  }
   await connect(ada, bob);
   await decodeEachOther([ada, bob]);
 }));

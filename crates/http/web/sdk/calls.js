@@ -109,6 +109,11 @@ export class Line extends Emitter {
     return this.#opts.user;
   }
 
+  /** This device's peer id in the line room (kept across a resume). @type {string|null} */
+  get peerId() {
+    return this.#sig.peerId;
+  }
+
   /** The display name the people called see. */
   get name() {
     return /** @type {string} */ (this.#opts.name);

@@ -314,6 +314,8 @@ export class Line {
   readonly state: SignalingState;
   /** This device's calls by id. */
   readonly calls: Map<string, Call>;
+  /** This device's peer id in the line room (kept across a resume). */
+  readonly peerId: string | null;
   /** The server's calls peer in the line (null until it is there). */
   readonly callsPeer: string | null;
   /** Call `bob` or `bob@b.test`. */
