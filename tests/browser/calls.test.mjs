@@ -6,7 +6,7 @@
 // call, which then decodes both others. With room tokens: a token naming another user cannot
 // take a line, an unanswered call ends "no answer", and the call rooms admit both parties with
 // the tokens the server minted. Lines survive their WebSocket being cut: both resume and the
-// call still rings.
+// call still rings. With configured users the password is asked for.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, scope, Participant, loadPage, waitFor, mintToken, killTcp } from './harness.mjs';
@@ -205,4 +205,17 @@ test('lines resume after their WebSockets are cut by the server side, and a call
   }
   await connect(ada, bob);
   await decodeEachOther([ada, bob]);
+}));
+
+test('with configured users: a wrong password is refused in words, the right one signs in and can call', () => scope('call-users', async (s) => {
+  const sv = await s.server({ args: ['--call-domain', DOMAIN, '--call-user', 'ada:ada-secret,bob:bob-secret'] });
+  const ada = await signIn(s, sv, 'ada', 'Ada', { expectFail: true }); // no password
+  const hint = ada.page.locator('#signin-hint');
+  await waitFor(async () => (await hint.getAttribute('data-code')) === 'unauthorized', { timeout: 10000, what: 'Ada: sign-in refused as unauthorized' });
+  assert.match(await hint.textContent(), /Wrong password/);
+  await ada.page.getByLabel('Password').fill('ada-secret');
+  await ada.page.getByRole('button', { name: 'Sign in' }).click();
+  await ada.page.waitForFunction(() => window.sbApp.line && window.sbApp.line.callsPeer, null, { timeout: 15000 });
+  await dial(ada, 'nobody');
+  assert.match(await outcome(ada, 'unreachable'), /no user nobody/);
 }));
