@@ -1,4 +1,4 @@
-// Direct calls in the lobby (docs/app.md "Calling people"): sign in to a line (a user name;
+// Direct calls in the lobby (docs/sdk.md "Direct calls", "Web app conventions"): sign in to a line (a user name;
 // `?token=` with room tokens, a password with configured users), call someone by address,
 // answer or refuse incoming calls, and talk in a call view built from the room page's tiles.
 // The line lives in this page, so the call view is here too: leaving the page signs out.
