@@ -220,8 +220,118 @@ export class SipCalls {
   dtmf(peerId: string, digits: string): void;
 }
 
+/** Options of `Switchboard.line` (direct calls, docs/sdk.md "Direct calls"). */
+export interface LineOptions {
+  /** The user whose line to take (1-64 of `a-z0-9_-.`). */
+  user: string;
+  /** Server base URL, http(s); default: the page's origin. */
+  server?: string;
+  /** Same as `server`. */
+  url?: string;
+  /** Display name the people called see (default: the user). */
+  name?: string;
+  /** A room token whose `sub` is the user (servers with `--room-token-secret`). */
+  token?: string;
+  /** The user's secret (servers with `--call-user USER:SECRET`). */
+  secret?: string;
+  /** What calls publish: `true` (default: camera + microphone), a stream, a function giving one, or `false`. */
+  media?: boolean | MediaStream | (() => Promise<MediaStream>);
+  iceServers?: 'auto' | RTCIceServer[];
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  transport?: 'auto' | 'ws' | 'sse';
+  debug?: boolean | ((...args: unknown[]) => void);
+}
+
+/** Why a call ended (docs/signaling.md, `ended.reason`). */
+export type CallEndReason =
+  | 'declined'
+  | 'busy'
+  | 'unreachable'
+  | 'cancelled'
+  | 'no-answer'
+  | 'hangup'
+  | 'answered-elsewhere'
+  | 'failed'
+  | 'rate-limited'
+  | (string & {});
+
+export interface CallEvents {
+  /** The call room's session, before it joins: attach listeners to it here. */
+  room: Switchboard;
+  /** `to` is being rung (the callee, or an invitee). */
+  ringing: { to: string };
+  /** `by` took the call (again for each invitee who accepts). */
+  answered: { by: string };
+  /** A party is out of a call that goes on. */
+  left: { who: string; reason: string; detail: string };
+  /** Over for this device; `local` when this device hung up, cancelled or declined. */
+  ended: { reason: CallEndReason; detail: string | null; local: boolean };
+  /** A request was refused (`call-refused`); nothing changed. */
+  error: SwitchboardError;
+}
+
+/** A direct call, outgoing or incoming. */
+export class Call {
+  /** The call's id (null for an outgoing call until the server took it). */
+  readonly id: string | null;
+  readonly direction: 'outgoing' | 'incoming';
+  /** The other party's address (`bob@b.test`). */
+  readonly peer: string;
+  /** The caller's display name (incoming calls). */
+  readonly peerName: string;
+  readonly state: 'dialing' | 'ringing' | 'incoming' | 'accepting' | 'answered' | 'ended';
+  readonly reason: CallEndReason | null;
+  readonly detail: string | null;
+  /** The call room's session while in it. */
+  readonly room: Switchboard | null;
+  /** Take an incoming call on this device. */
+  accept(): void;
+  /** Refuse an incoming call (`declined`, the default, or `busy`). */
+  decline(reason?: 'declined' | 'busy'): void;
+  /** Leave: cancel before an answer, decline while ringing here, else hang up. */
+  hangup(): void;
+  /** Ring someone else into this call. */
+  invite(to: string): void;
+  on<K extends keyof CallEvents>(event: K, fn: (arg: CallEvents[K]) => void): this;
+  off<K extends keyof CallEvents>(event: K, fn?: (arg: CallEvents[K]) => void): this;
+  once<K extends keyof CallEvents>(event: K, fn: (arg: CallEvents[K]) => void): this;
+  toJSON(): { id: string | null; direction: string; peer: string; state: string; reason: string | null; detail: string | null };
+}
+
+export interface LineEvents {
+  /** Someone calls this user, or invites them into a call. */
+  incoming: Call;
+  /** Any new call of this device, outgoing included. */
+  call: Call;
+  state: SignalingState;
+  error: SwitchboardError;
+}
+
+/** A signed-in line (the room `@user`). */
+export class Line {
+  readonly user: string;
+  readonly name: string;
+  readonly state: SignalingState;
+  /** This device's calls by id. */
+  readonly calls: Map<string, Call>;
+  /** This device's peer id in the line room (kept across a resume). */
+  readonly peerId: string | null;
+  /** The server's calls peer in the line (null until it is there). */
+  readonly callsPeer: string | null;
+  /** Call `bob` or `bob@b.test`. */
+  call(to: string): Call;
+  /** Hang up every call and leave the line. */
+  close(): Promise<void>;
+  on<K extends keyof LineEvents>(event: K, fn: (arg: LineEvents[K]) => void): this;
+  off<K extends keyof LineEvents>(event: K, fn?: (arg: LineEvents[K]) => void): this;
+  once<K extends keyof LineEvents>(event: K, fn: (arg: LineEvents[K]) => void): this;
+}
+
 export class Switchboard {
   constructor(options: SwitchboardOptions);
+
+  /** Sign in to `options.user`'s line to call people and be called. */
+  static line(options: LineOptions): Promise<Line>;
 
   /** Phone calls through the server's SIP gateway. */
   readonly sip: SipCalls;

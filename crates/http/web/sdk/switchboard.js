@@ -19,11 +19,13 @@ import { SfuMode } from './topology.js';
 import { IceServers } from './ice.js';
 import { SipCalls, sipReport } from './sip.js';
 import { checkOptions } from './options.js';
+import { Line } from './calls.js';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
 export { SfuMember } from './sfu.js';
 export { SipCalls } from './sip.js';
+export { Line, Call } from './calls.js';
 
 /** SDK version. */
 export const VERSION = '1.0.0';
@@ -160,6 +162,16 @@ export class Switchboard extends Emitter {
     sig.on('message', (/** @type {any} */ m) => this.#onSignal(m));
     sig.on('error', (/** @type {any} */ err) => this.#onSignalingError(err));
     sig.on('closed', () => this.#teardown());
+  }
+
+  /**
+   * Sign in to `options.user`'s line to call people and be called (calls.js, docs/sdk.md
+   * "Direct calls"). Resolves with the open Line.
+   * @param {import('./calls.js').LineOptions} options
+   * @returns {Promise<Line>}
+   */
+  static line(options) {
+    return Line.open(options, (o) => new Switchboard(o));
   }
 
   /** Room name. */
