@@ -10,23 +10,39 @@
 //! Keyframe requests are coalesced per publisher layer ([`crate::keyframe`]); audio levels
 //! feed the room's dominant-speaker detector ([`crate::speaker`]).
 
+use std::sync::Arc;
+use std::time::Instant;
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
-use str0m::rtp::{RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
 
 use crate::keyframe::KeyframeRequests;
+use crate::local::LocalRtp;
 use crate::message::SfuMessage;
-use crate::output::SignalKind;
+use crate::output::{SfuOutput, SignalKind};
 use crate::participant::{Pid, SlotState};
 use crate::rewrite::{self, vp8};
 use crate::sfu::Sfu;
+
+/// One received RTP packet, from a participant's PC (str0m) or in-process (`local.rs`).
+pub(crate) struct RtpIn<'a> {
+    pub pt: Pt,
+    /// Extended sequence number.
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub ext: &'a ExtensionValues,
+    pub payload: &'a Arc<[u8]>,
+    /// When it arrived.
+    pub arrival: Instant,
+}
 
 /// What forwarding needs of one incoming packet, computed once for all subscribers.
 struct Incoming<'a> {
     pid: Pid,
     mid: Mid,
     rid: Option<Rid>,
-    pkt: &'a RtpPacket,
+    pkt: &'a RtpIn<'a>,
     params: str0m::format::PayloadParams,
     rw: rewrite::Packet,
     /// str0m's view of the VP8 descriptor, to patch the ids at serialization.
@@ -35,7 +51,6 @@ struct Incoming<'a> {
 
 impl Sfu {
     pub(crate) fn on_rtp(&mut self, pid: Pid, pkt: RtpPacket) {
-        let now = self.now;
         let Some(p) = self.parts[pid].as_mut() else {
             return;
         };
@@ -54,15 +69,28 @@ impl Sfu {
                 v
             }
         };
+        let rtp = RtpIn {
+            pt: pkt.header.payload_type,
+            seq: *pkt.seq_no,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            ext: &pkt.header.ext_vals,
+            payload: &pkt.payload,
+            arrival: pkt.timestamp,
+        };
+        self.on_rtp_in(pid, mid, rid, &rtp);
+    }
+
+    /// A packet of `pid`'s published track `mid` (layer `rid`): to every subscriber.
+    pub(crate) fn on_rtp_in(&mut self, pid: Pid, mid: Mid, rid: Option<Rid>, pkt: &RtpIn<'_>) {
+        let now = self.now;
+        let Some(p) = self.parts[pid].as_mut() else {
+            return;
+        };
         let Some(t) = p.published(mid) else {
             return;
         };
-        let Some(params) = p
-            .rtc
-            .codec_config()
-            .find(|c| c.pt() == pkt.header.payload_type)
-            .copied()
-        else {
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pkt.pt).copied() else {
             return;
         };
         let track = &mut p.published[t];
@@ -70,20 +98,20 @@ impl Sfu {
         if !track.simulcast {
             track.meter.add(pkt.payload.len() + 12, now);
         }
-        let Some((layer, new_layer)) = track.see_layer(rid, &pkt.payload, now) else {
+        let Some((layer, new_layer)) = track.see_layer(rid, pkt.payload, now) else {
             return;
         };
         let (desc, vp8) = if kind == MediaKind::Video {
             (
-                vp8::Descriptor::parse(&pkt.payload),
-                Vp8Descriptor::parse(&pkt.payload).ok(),
+                vp8::Descriptor::parse(pkt.payload),
+                Vp8Descriptor::parse(pkt.payload).ok(),
             )
         } else {
             (None, None)
         };
         let keyframe = match params.spec().codec {
             Codec::Vp8 => desc.is_some_and(|d| d.keyframe),
-            Codec::H264 => h264_is_keyframe(&pkt.payload),
+            Codec::H264 => h264_is_keyframe(pkt.payload),
             _ => kind == MediaKind::Audio,
         };
         if keyframe && kind == MediaKind::Video {
@@ -94,12 +122,12 @@ impl Sfu {
         let nsubs = track.subs.len();
         let speaker = (kind == MediaKind::Audio
             && track.source == crate::message::Source::Microphone)
-            .then_some(pkt.header.ext_vals.audio_level)
+            .then_some(pkt.ext.audio_level)
             .flatten()
             .map(|l| {
                 (
                     l.unsigned_abs().min(127),
-                    pkt.header.ext_vals.voice_activity.unwrap_or(true),
+                    pkt.ext.voice_activity.unwrap_or(true),
                 )
             });
         if let Some((level, voice)) = speaker {
@@ -121,15 +149,15 @@ impl Sfu {
             pid,
             mid,
             rid,
-            pkt: &pkt,
+            pkt,
             params,
             rw: rewrite::Packet {
                 layer,
-                seq: *pkt.seq_no,
-                timestamp: pkt.header.timestamp,
+                seq: pkt.seq,
+                timestamp: pkt.timestamp,
                 keyframe,
                 vp8: desc,
-                arrival: pkt.timestamp,
+                arrival: pkt.arrival,
             },
             vp8,
         };
@@ -181,7 +209,7 @@ impl Sfu {
             switched = inc.rid;
         }
         let pt = match slot.pt_map {
-            Some((i, o)) if i == inc.pkt.header.payload_type => o,
+            Some((i, o)) if i == inc.pkt.pt => o,
             _ => {
                 let Some(o) = s
                     .rtc
@@ -191,11 +219,31 @@ impl Sfu {
                 else {
                     return;
                 };
-                s.slots[slot_idx].pt_map = Some((inc.pkt.header.payload_type, o));
+                s.slots[slot_idx].pt_map = Some((inc.pkt.pt, o));
                 o
             }
         };
         let out_mid = s.slots[slot_idx].mid;
+        if s.local_media {
+            let rtp = LocalRtp {
+                mid: out_mid,
+                pt,
+                seq: out.seq,
+                timestamp: out.timestamp,
+                marker: inc.pkt.marker,
+                audio_level: inc.pkt.ext.audio_level,
+                voice_activity: inc.pkt.ext.voice_activity,
+                payload: inc.pkt.payload.clone(),
+            };
+            self.out.push_back(SfuOutput::LocalRtp {
+                room: s.room.clone(),
+                peer: s.peer.clone(),
+                rtp,
+            });
+            self.counters.forwarded_packets += 1;
+            self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
+            return;
+        }
         let mut api = s.rtc.direct_api();
         let Some(tx) = api.stream_tx(&ssrc) else {
             return;
@@ -220,7 +268,7 @@ impl Sfu {
             return;
         }
         slot.written_since_sample += 1;
-        let mut ext = inc.pkt.header.ext_vals.clone();
+        let mut ext = inc.pkt.ext.clone();
         ext.mid = None;
         ext.rid = None;
         ext.rid_repair = None;
@@ -229,10 +277,10 @@ impl Sfu {
             pt,
             SeqNo::from(out.seq),
             out.timestamp,
-            inc.pkt.timestamp,
+            inc.pkt.arrival,
             inc.pkt.payload.clone(),
         )
-        .marker(inc.pkt.header.marker)
+        .marker(inc.pkt.marker)
         .ext_vals(ext)
         .nackable(inc.params.resend().is_some());
         if let (Some(ids), Some(d)) = (out.vp8, inc.vp8) {

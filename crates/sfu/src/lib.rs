@@ -24,7 +24,8 @@
 //! Where things are: `sfu.rs` (the participant table, timers, output), `drain.rs` (polling
 //! the `Rtc`s, the per-batch flush of forwarded packets), `demux.rs`
 //! (datagram to participant), `negotiate.rs` (offer/answer, `tracks`), `fixed.rs`
-//! (one-shot participants), `forward.rs` (RTP, keyframes, speaker), `adapt.rs` (layer
+//! (one-shot participants), `forward.rs` (RTP, keyframes, speaker), `local.rs` (in-process
+//! media of server-side participants), `adapt.rs` (layer
 //! choice, what the estimator probes for), `data.rs` (data channel), `sdp.rs` (the bits of
 //! SDP read before str0m), and the pure policies in the public modules below.
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ mod demux;
 mod drain;
 mod fixed;
 mod forward;
+mod local;
 mod negotiate;
 mod output;
 mod participant;
@@ -51,5 +53,6 @@ pub mod rewrite;
 pub mod speaker;
 
 pub use config::{Grants, Limits, SfuConfig, MAX_IDLE_TIMEOUT};
+pub use local::LocalRtp;
 pub use output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport};
 pub use sfu::Sfu;

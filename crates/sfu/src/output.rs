@@ -99,6 +99,17 @@ pub enum SfuOutput {
         /// Room name.
         room: Arc<str>,
     },
+    /// A packet for a participant whose media is in-process
+    /// ([`Sfu::set_local_media`](crate::Sfu::set_local_media)): forwarded as it would
+    /// have been written to its PC, without SRTP or a socket.
+    LocalRtp {
+        /// Room name.
+        room: Arc<str>,
+        /// Peer id of the local participant.
+        peer: Arc<str>,
+        /// The packet, on the participant's outgoing m-line.
+        rtp: crate::LocalRtp,
+    },
 }
 
 /// Errors of the API calls (bad SDP is not one: it is answered with an `error` message

@@ -143,6 +143,8 @@ pub(crate) struct Participant {
     pub layers: SubscriberLayers<Mid>,
     /// The `tracks` map last sent (to send it again only when it changes).
     pub tracks_sent: String,
+    /// Its media is exchanged in-process (`local.rs`), not through its `Rtc`.
+    pub local_media: bool,
 }
 
 impl Participant {
@@ -229,6 +231,7 @@ impl Participant {
             // Until an estimate shows headroom.
             pace_video: true,
             tracks_sent: String::new(),
+            local_media: false,
         }
     }
 

@@ -39,7 +39,11 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let turn = TurnService::start(plan)?;
     let signal = SignalService::start(plan);
     let sfu = SfuService::start(plan, &signal)?;
-    let sip = SipService::start(plan, &signal, sfu.as_ref().map(SfuService::local_addr))?;
+    let sip = SipService::start(
+        plan,
+        &signal,
+        sfu.as_ref().map(|s| (s.local_addr(), s.local_media())),
+    )?;
     // No federation yet: XMPP and SIP federation hand theirs in here.
     let calls = CallsService::start(plan, &signal, None)?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;

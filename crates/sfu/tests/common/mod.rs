@@ -147,6 +147,8 @@ pub struct Net {
     /// is also sent the way a browser's pacer sends it with headroom: its packets (and
     /// the frame's audio) leave back to back and reach the SFU in one receive batch.
     pub video_frame_packets: u64,
+    /// Packets for participants with in-process media (`Sfu::set_local_media`), by peer.
+    pub local_rtp: Vec<(String, switchboard_sfu::LocalRtp)>,
 }
 
 pub fn config() -> SfuConfig {
@@ -177,6 +179,7 @@ impl Net {
             tcp_clients: false,
             sfu_cpu: Duration::ZERO,
             video_frame_packets: 1,
+            local_rtp: Vec::new(),
         }
     }
 
@@ -560,6 +563,9 @@ impl Net {
                     self.gone.push((peer.to_string(), reason))
                 }
                 SfuOutput::RoomEmpty { room } => self.rooms_empty.push(room.to_string()),
+                SfuOutput::LocalRtp { peer, rtp, .. } => {
+                    self.local_rtp.push((peer.to_string(), rtp))
+                }
             }
         }
         moved |= !to_sfu.is_empty();

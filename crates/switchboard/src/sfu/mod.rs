@@ -9,6 +9,7 @@
 //! ufrag prefix per worker to find the owning worker of a datagram ([`demux`]).
 
 mod demux;
+mod local;
 mod rooms;
 mod shared;
 mod tcp;
@@ -19,6 +20,7 @@ use crate::metrics::family;
 use crate::plan::Plan;
 use crate::service::{Listener, Metrics, Service};
 use crate::signal::SignalService;
+pub use local::{LocalLink, LocalMedia};
 use shared::Shared;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -44,6 +46,11 @@ impl SfuService {
     /// Where the SFU's UDP port is bound (the SIP gateway's room legs reach it there).
     pub fn local_addr(&self) -> SocketAddr {
         self.bound
+    }
+
+    /// In-process media for the SIP gateway's room legs ([`local`]).
+    pub fn local_media(&self) -> LocalMedia {
+        LocalMedia::new(self.shared.clone())
     }
 
     /// Start when the SFU is on (`--sfu-threshold` not `off`); rooms start turning SFU
@@ -348,6 +355,12 @@ fn render(s: &mut String, shared: &Shared) {
             ("{reason=\"unknown\"}", t.unknown_datagrams),
             ("{reason=\"handoff_full\"}", c.handoff_full.load(Ordering::Relaxed)),
         ],
+    );
+    counter(
+        s,
+        "switchboard_sfu_local_dropped_total",
+        "RTP packets for in-process participants (the SIP gateway's room legs) lost to a full queue.",
+        c.local_dropped.load(Ordering::Relaxed),
     );
     counter(
         s,

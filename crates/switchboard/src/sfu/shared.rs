@@ -45,13 +45,31 @@ pub enum Command {
     },
     /// The ICE-TCP connection from `source` closed.
     TcpClosed { source: SocketAddr },
+    /// `peer` of `room` exchanges its media in-process ([`super::local`]), from its first
+    /// signaling on (sent before it).
+    LocalAttach { room: Arc<str>, peer: Arc<str> },
+    /// A packet `peer` (attached) publishes.
+    LocalRtp {
+        room: Arc<str>,
+        peer: Arc<str>,
+        rtp: switchboard_sfu::LocalRtp,
+    },
 }
 
 impl Command {
     fn is_datagram(&self) -> bool {
-        matches!(self, Command::Datagram { .. } | Command::TcpFrame { .. })
+        matches!(
+            self,
+            Command::Datagram { .. } | Command::TcpFrame { .. } | Command::LocalRtp { .. }
+        )
     }
 }
+
+/// Where the packets for a participant with in-process media go.
+pub type LocalSink = tokio::sync::mpsc::Sender<switchboard_sfu::LocalRtp>;
+
+/// A participant of a room: (room, peer).
+type RoomPeer = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct Queue {
@@ -76,6 +94,8 @@ pub struct Counters {
     pub signal_dropped: AtomicU64,
     /// Rooms the SFU joined.
     pub rooms_joined: AtomicU64,
+    /// Packets for in-process participants lost to a full queue (or a participant gone).
+    pub local_dropped: AtomicU64,
 }
 
 /// The SFU core's figures, as one worker last published them.
@@ -94,6 +114,8 @@ pub struct Shared {
     pub tcp: super::tcp::TcpConns,
     pub stopping: AtomicBool,
     pub draining: AtomicBool,
+    /// The participants with in-process media, by room and peer.
+    local_sinks: Mutex<HashMap<RoomPeer, LocalSink>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,6 +139,7 @@ impl Shared {
             tcp: super::tcp::TcpConns::default(),
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            local_sinks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -162,8 +185,10 @@ impl Shared {
             return false;
         };
         let datagram = cmd.is_datagram();
+        let was_empty;
         {
             let mut q = lock(&inbox.queue);
+            was_empty = q.commands.is_empty();
             let full = if datagram {
                 q.datagrams >= DATAGRAM_INBOX
             } else {
@@ -182,7 +207,11 @@ impl Shared {
             q.datagrams += usize::from(datagram);
             q.commands.push_back(cmd);
         }
-        self.wake(to);
+        // The worker takes the whole queue when woken: one wake per non-empty spell (a
+        // wake is a syscall, and a call's in-process packets come 50 a second each).
+        if was_empty {
+            self.wake(to);
+        }
         true
     }
 
@@ -211,6 +240,24 @@ impl Shared {
 
     pub fn rooms(&self) -> usize {
         lock(&self.participants).len()
+    }
+
+    pub fn add_local_sink(&self, room: Arc<str>, peer: Arc<str>, sink: LocalSink) {
+        lock(&self.local_sinks).insert((room, peer), sink);
+    }
+
+    pub fn remove_local_sink(&self, room: &Arc<str>, peer: &Arc<str>) {
+        let mut map = lock(&self.local_sinks);
+        map.remove(&(room.clone(), peer.clone()));
+        switchboard_util::shrink_sparse(&mut *map);
+    }
+
+    /// Hand `rtp` to `peer`'s in-process media; false when it is gone or its queue is
+    /// full (the packet is lost, as on a congested socket).
+    pub fn to_local(&self, room: Arc<str>, peer: Arc<str>, rtp: switchboard_sfu::LocalRtp) -> bool {
+        let map = lock(&self.local_sinks);
+        map.get(&(room, peer))
+            .is_some_and(|s| s.try_send(rtp).is_ok())
     }
 }
 

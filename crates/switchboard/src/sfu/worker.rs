@@ -37,6 +37,9 @@ pub struct SfuWorker {
     members: HashMap<Arc<str>, HashSet<Arc<str>>>,
     inbox: VecDeque<Command>,
     next_publish: Instant,
+    /// Peers whose media is in-process (`local.rs`), by room: marked in the core when it
+    /// adds them.
+    local: HashMap<Arc<str>, HashSet<Arc<str>>>,
 }
 
 impl SfuWorker {
@@ -58,6 +61,7 @@ impl SfuWorker {
             members: HashMap::new(),
             inbox: VecDeque::new(),
             next_publish: now,
+            local: HashMap::new(),
         }
     }
 
@@ -111,6 +115,14 @@ impl SfuWorker {
                 }
                 SfuOutput::RoomEmpty { room } => {
                     self.members.remove(&room);
+                }
+                SfuOutput::LocalRtp { room, peer, rtp } => {
+                    if !self.shared.to_local(room, peer, rtp) {
+                        self.shared
+                            .counters
+                            .local_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -192,6 +204,9 @@ impl SfuWorker {
                     };
                     match added {
                         Ok(()) => {
+                            if self.local.get(&room).is_some_and(|s| s.contains(&from)) {
+                                self.sfu.set_local_media(&room, &from);
+                            }
                             self.members
                                 .entry(room.clone())
                                 .or_default()
@@ -214,7 +229,20 @@ impl SfuWorker {
                     tracing::debug!(%room, peer = %from, error = %e, "SFU signaling input refused");
                 }
             }
+            Command::LocalAttach { room, peer } => {
+                self.sfu.set_local_media(&room, &peer);
+                self.local.entry(room).or_default().insert(peer);
+            }
+            Command::LocalRtp { room, peer, rtp } => {
+                self.sfu.handle_local_rtp(now, &room, &peer, &rtp);
+            }
             Command::Leave { room, peer } => {
+                if let Some(set) = self.local.get_mut(&room) {
+                    set.remove(&peer);
+                    if set.is_empty() {
+                        self.local.remove(&room);
+                    }
+                }
                 let gone = self
                     .members
                     .get_mut(&room)

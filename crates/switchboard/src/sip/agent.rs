@@ -13,6 +13,7 @@ use super::connect::Dialer;
 use super::flood::Flood;
 use super::outbound::{host_name, Target};
 use super::ports::RtpPorts;
+use super::room_leg::SfuAccess;
 use super::stream::{ConnId, ConnKey, StreamEvent};
 use super::SipStats;
 use crate::config::sip::SipConfig;
@@ -110,8 +111,8 @@ pub struct Agent {
     pub cfg: Arc<SipConfig>,
     pub sock: UdpSocket,
     pub signaling: Arc<Signaling>,
-    /// The SFU's port on this host (None: the SFU is off and calls are refused).
-    pub sfu_local: Option<SocketAddr>,
+    /// The room's SFU on this host (None: the SFU is off and calls are refused).
+    pub sfu: Option<SfuAccess>,
     pub ports: Arc<RtpPorts>,
     pub stats: Arc<SipStats>,
     pub dialer: Dialer,
@@ -137,7 +138,7 @@ struct State {
     calls: HashMap<CallId, CallEntry>,
     regs: HashMap<RegId, (String, RegState)>,
     signaling: Arc<Signaling>,
-    sfu_local: Option<SocketAddr>,
+    sfu: Option<SfuAccess>,
     ports: Arc<RtpPorts>,
     stats: Arc<SipStats>,
     to_agent: UnboundedSender<AgentCmd>,
@@ -196,7 +197,7 @@ impl Agent {
             calls: HashMap::new(),
             regs: HashMap::new(),
             signaling: self.signaling,
-            sfu_local: self.sfu_local,
+            sfu: self.sfu,
             ports: self.ports,
             stats: self.stats,
             to_agent,

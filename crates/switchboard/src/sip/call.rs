@@ -12,7 +12,7 @@ use super::dispatch::room_of_pin;
 use super::dtls_leg::DtlsLeg;
 use super::pin::{Entry, PinEntry, Prompt, MAX_TRIES, PROMPT_SOURCE};
 use super::ports::RtpPort;
-use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink};
+use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink, SfuAccess};
 use super::SipStats;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -25,6 +25,7 @@ use switchboard_media::bridge::{
 };
 use switchboard_media::g711::Law;
 use switchboard_media::srtp::SrtpProfile;
+use switchboard_sfu::LocalRtp;
 use switchboard_signal::Signaling;
 use switchboard_sip::sdp::{Codec, Negotiated};
 use switchboard_sip::ua::CallId;
@@ -33,6 +34,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// The media tick: one 20 ms frame each way.
 const FRAME: Duration = Duration::from_millis(20);
+/// In-process room packets handled per turn of the call loop.
+const LOCAL_BATCH: usize = 64;
 
 /// How long a DTMF key lasts when the room presses it.
 const DTMF_MS: u32 = 160;
@@ -85,7 +88,7 @@ pub struct CallSetup {
     pub dtls: Option<DtlsLeg>,
     pub port: RtpPort,
     pub signaling: Arc<Signaling>,
-    pub sfu_local: SocketAddr,
+    pub sfu: SfuAccess,
     pub agent: UnboundedSender<AgentCmd>,
     pub commands: UnboundedReceiver<CallCmd>,
     pub stats: Arc<SipStats>,
@@ -475,7 +478,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         dtls,
         port,
         signaling,
-        sfu_local,
+        sfu,
         agent,
         mut commands,
         stats,
@@ -512,10 +515,16 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     if let Some(n) = &negotiated {
         b.negotiated(n)?;
     }
+    // The room's packets when the leg's media is in-process (`--sip-room-media local`).
+    let mut local_rx: Option<tokio::sync::mpsc::Receiver<LocalRtp>> = None;
+    let mut local_in: Vec<LocalRtp> = Vec::with_capacity(LOCAL_BATCH);
     match &room {
         Some(room) => {
-            match RoomLeg::join(&signaling, room, &name, sfu_local).await {
-                Ok(leg) => b.leg = Some(leg),
+            match RoomLeg::join(&signaling, room, &name, &sfu).await {
+                Ok(mut leg) => {
+                    local_rx = leg.take_local_receiver();
+                    b.leg = Some(leg);
+                }
                 Err(e) => {
                     let status = match e {
                         LegError::MeshOnly | LegError::NoSfu => 480,
@@ -554,10 +563,20 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     let mut room_out = vec![0u8; 1500];
     let mut leg_deadline = Instant::now();
     let mut dtls_deadline = Instant::now();
+    // str0m's turn is needed after its own input (signaling, datagrams, its deadline)
+    // and after we wrote RTP into it; an in-process leg's packets never touch it.
+    let mut poll_leg = true;
     loop {
         let wake = leg_deadline.min(dtls_deadline);
+        let writes_rtc = b.leg.as_ref().is_some_and(|l| !l.is_local());
         tokio::select! {
+            n = next_local(&mut local_rx, &mut local_in) => {
+                if n == 0 {
+                    local_rx = None;
+                }
+            }
             ev = next_signal(&b.leg) => {
+                poll_leg = true;
                 let Some(ev) = ev else { return Err("out of the room".into()) };
                 if let Some(leg) = &mut b.leg {
                     if let Some(req) = leg.on_signal(ev).map_err(|e| e.to_string())? {
@@ -568,15 +587,20 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
             r = leg_recv(&b.leg, &mut leg_buf) => {
                 if let (Ok((n, from)), Some(leg)) = (r, &mut b.leg) {
                     leg.on_datagram(from, &leg_buf[..n]);
+                    poll_leg = true;
                 }
             }
             r = sock.recv_from(&mut phone_buf) => {
                 if let Ok((n, from)) = r {
                     b.phone_packet(from, &mut phone_buf[..n]);
+                    poll_leg |= writes_rtc;
                 }
             }
-            _ = tick.tick() => b.tick(&sock, &mut phone_out, &mut room_out)?,
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = tick.tick() => {
+                b.tick(&sock, &mut phone_out, &mut room_out)?;
+                poll_leg |= writes_rtc;
+            }
+            _ = tokio::time::sleep_until(wake.into()) => poll_leg = true,
             cmd = commands.recv() => match cmd {
                 None => {
                     b.state("ended", None);
@@ -598,15 +622,39 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         }
         if let Some(typed) = b.typed.take() {
             if let Some(room) = b.check_pin(&typed, &pins)? {
-                let leg = RoomLeg::join(&signaling, &room, &name, sfu_local)
+                let mut leg = RoomLeg::join(&signaling, &room, &name, &sfu)
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(%room, name = %name, "SIP call in the room (by PIN)");
+                local_rx = leg.take_local_receiver();
                 b.leg = Some(leg);
+                poll_leg = true;
                 b.state("connected", None);
             }
         }
         let now = Instant::now();
+        if let (false, Some(leg)) = (local_in.is_empty(), &mut b.leg) {
+            let mut mixer = Mixer {
+                media: b.media.as_mut(),
+                now,
+                phone: PhoneOut {
+                    dtls: &mut b.dtls,
+                    to: b.phone,
+                    sock: &sock,
+                },
+                buf: &mut forward_buf,
+            };
+            for rtp in local_in.drain(..) {
+                leg.on_local(&rtp, &mut mixer);
+            }
+        }
+        local_in.clear();
+        if !(poll_leg || now >= leg_deadline) {
+            // Nothing for str0m: only what was passed through to a DTLS-SRTP phone.
+            dtls_deadline = b.dtls_poll(&sock)?;
+            continue;
+        }
+        poll_leg = false;
         if let Some(leg) = &mut b.leg {
             let mut mixer = Mixer {
                 media: b.media.as_mut(),
@@ -624,6 +672,18 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         }
         // After the leg: what it passed through to a DTLS-SRTP phone leaves now.
         dtls_deadline = b.dtls_poll(&sock)?;
+    }
+}
+
+/// The room's next in-process packets into `into` (those queued with it, up to
+/// [`LOCAL_BATCH`]); 0 when the SFU side is gone; never, without in-process media.
+async fn next_local(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<LocalRtp>>,
+    into: &mut Vec<LocalRtp>,
+) -> usize {
+    match rx {
+        Some(rx) => rx.recv_many(into, LOCAL_BATCH).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -160,7 +160,7 @@ impl SipService {
     pub fn start(
         plan: &Plan,
         signal: &SignalService,
-        sfu_local: Option<SocketAddr>,
+        sfu: Option<(SocketAddr, crate::sfu::LocalMedia)>,
     ) -> anyhow::Result<Option<SipService>> {
         let Some(cfg) = &plan.sip else {
             return Ok(None);
@@ -222,7 +222,11 @@ impl SipService {
         let tls_client = connect::client_config(cfg.tls_ca.as_deref())?;
         let tcp_bound = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let tls_bound = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
-        if sfu_local.is_none() {
+        let sfu = sfu.map(|(addr, media)| room_leg::SfuAccess {
+            addr,
+            media: cfg.room_media_local.then_some(media),
+        });
+        if sfu.is_none() {
             tracing::warn!("the SFU is off (--sfu-threshold off): SIP calls will be refused");
         }
         let threads = std::thread::available_parallelism()
@@ -240,7 +244,7 @@ impl SipService {
                 tokio::net::UdpSocket::from_std(std_sock)?
             },
             signaling: signal.handle(),
-            sfu_local,
+            sfu,
             ports: ports.clone(),
             stats: stats.clone(),
             dialer: connect::Dialer {

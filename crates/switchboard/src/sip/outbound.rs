@@ -259,6 +259,7 @@ mod tests {
                 srtp: SrtpMode::Sdes,
             }),
             rtp_timeout: std::time::Duration::from_secs(30),
+            room_media_local: true,
             t1: std::time::Duration::from_millis(500),
             rate_limit: 200,
             max_calls: 10,

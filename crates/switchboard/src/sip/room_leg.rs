@@ -6,9 +6,12 @@
 //! we write on each packet feeds the SFU's speaker detector).
 //!
 //! Why a WebRTC client of our own SFU rather than a shortcut into its tables: the SFU
-//! stays one kind of thing (every participant is an `Rtc` with the same limits, grants
+//! stays one kind of thing (every participant negotiates with the same limits, grants
 //! and metrics), and the same leg can later reach an SFU on another node (issue 14).
-//! The cost is one SRTP encryption per packet on loopback.
+//! Only its RTP takes a shortcut when the SFU is in this process (`--sip-room-media
+//! local`, the default): the SFU hands it over in-process ([`crate::sfu::LocalMedia`]),
+//! which saves two SRTP operations, two datagrams and a str0m session's work per packet
+//! and direction; `webrtc` sends it through the PC like a browser.
 //!
 //! The leg negotiates Opus, PCMU and PCMA (Opus first). Members' packets reach the bridge
 //! with their codec, and the phone's track carries Opus or, when the bridge passes the
@@ -36,6 +39,19 @@ use switchboard_media::bridge::{RoomCodec, RoomFrame};
 use switchboard_media::g711::Law;
 use switchboard_signal::{Grants, RelayKind, ServiceEvent, ServiceParticipant, Signaling};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::sfu::{LocalLink, LocalMedia};
+use switchboard_sfu::LocalRtp;
+
+/// How a leg reaches the room's SFU on this host.
+#[derive(Clone)]
+pub struct SfuAccess {
+    /// The SFU's UDP port (the leg's PC connects there).
+    pub addr: SocketAddr,
+    /// In-process media (`--sip-room-media local`): RTP skips the PC.
+    pub media: Option<LocalMedia>,
+}
 
 /// The service kind room members see on a phone participant.
 pub const SIP_SERVICE: &str = "sip";
@@ -131,6 +147,9 @@ pub struct RoomLeg {
     /// added to them (G.711 frames use a sixth of the position, from the same base).
     seq: u64,
     timestamp: u32,
+    /// In-process media with the SFU, and its receiving end until the call task takes it.
+    in_process: Option<LocalLink>,
+    in_process_rx: Option<mpsc::Receiver<LocalRtp>>,
 }
 
 /// The bridge's name for a codec str0m negotiated (audio only).
@@ -145,13 +164,14 @@ fn room_codec(codec: Codec) -> Option<RoomCodec> {
 
 impl RoomLeg {
     /// Join `room` as `name`, turn it SFU, and offer the phone's audio to its SFU.
-    /// `sfu_local` is where the SFU's port is reachable on this host.
+    /// `sfu` is where the SFU is reachable on this host, and whether in-process.
     pub async fn join(
         signaling: &Arc<Signaling>,
         room: &str,
         name: &str,
-        sfu_local: SocketAddr,
+        sfu: &SfuAccess,
     ) -> Result<RoomLeg, LegError> {
+        let (sfu_local, media) = (sfu.addr, sfu.media.clone());
         let participant = signaling
             .join_service_as(room, name, SIP_SERVICE, LEG_GRANTS)
             .map_err(|e| LegError::Join(e.reason))?;
@@ -204,7 +224,16 @@ impl RoomLeg {
             state: None,
             seq: u64::from(rand::random::<u16>()),
             timestamp: rand::random(),
+            in_process: None,
+            in_process_rx: None,
         };
+        // Before the offer: the SFU's worker must know the leg is in-process when the
+        // offer makes it a participant.
+        if let Some(media) = media {
+            let (link, rx) = media.attach(leg.participant.room(), leg.participant.peer_id());
+            leg.in_process = Some(link);
+            leg.in_process_rx = Some(rx);
+        }
         // The SFU's own address on this host: pairs with our host candidate whatever
         // the SFU announces.
         leg.rtc
@@ -449,11 +478,60 @@ impl RoomLeg {
             voice_activity: Some(voice),
             ..Default::default()
         };
+        if let Some(link) = &self.in_process {
+            link.send(LocalRtp {
+                mid,
+                pt,
+                seq,
+                timestamp,
+                marker: false,
+                audio_level: ext.audio_level,
+                voice_activity: ext.voice_activity,
+                payload: Arc::from(payload),
+            });
+            return;
+        }
         let mut api = self.rtc.direct_api();
         if let Some(tx) = api.stream_tx_by_mid(mid, None) {
             let w = RtpWrite::new(pt, SeqNo::from(seq), timestamp, now, payload).ext_vals(ext);
             tx.write_rtp(w);
         }
+    }
+
+    /// Whether the leg's media is in-process (its RTP does not go through str0m).
+    pub fn is_local(&self) -> bool {
+        self.in_process.is_some()
+    }
+
+    /// The receiving end of the in-process media, once (the call task selects on it and
+    /// hands each packet to [`RoomLeg::on_local`]).
+    pub fn take_local_receiver(&mut self) -> Option<mpsc::Receiver<LocalRtp>> {
+        self.in_process_rx.take()
+    }
+
+    /// A packet of the room that the SFU handed over in-process, on one of our m-lines.
+    pub fn on_local(&mut self, rtp: &LocalRtp, sink: &mut impl RoomSink) {
+        for s in self.gone.drain(..) {
+            sink.gone(s);
+        }
+        let Some(source) = self.sources.get(&rtp.mid) else {
+            return;
+        };
+        let codec = self
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == rtp.pt)
+            .and_then(|c| room_codec(c.spec().codec));
+        let Some(codec) = codec else {
+            return;
+        };
+        sink.audio(RoomAudio {
+            source: *source,
+            codec,
+            seq: rtp.seq as u16,
+            timestamp: rtp.timestamp,
+            payload: &rtp.payload,
+        });
     }
 
     /// Run str0m's timers and drain its output: datagrams are sent, received audio and

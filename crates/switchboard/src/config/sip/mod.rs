@@ -166,6 +166,17 @@ pub struct SipSettings {
     #[arg(long, value_name = "CC", env = "SWITCHBOARD_SIP_TRUNK_COUNTRY")]
     pub sip_trunk_country: Option<String>,
 
+    /// How a call's audio reaches the room's SFU: `local` (in-process, no SRTP or socket
+    /// on the way) or `webrtc` (the call's room leg is a WebRTC peer of the SFU over
+    /// loopback, like a browser). Both negotiate through signaling alike.
+    #[arg(
+        long,
+        value_name = "local|webrtc",
+        env = "SWITCHBOARD_SIP_ROOM_MEDIA",
+        default_value = "local"
+    )]
+    pub sip_room_media: String,
+
     /// Seconds without RTP from a phone (not on hold) after which its call is hung up:
     /// the far end vanished.
     #[arg(
@@ -240,6 +251,8 @@ pub struct SipConfig {
     pub auth: Vec<(String, String)>,
     pub trunk: Option<TrunkConfig>,
     pub rtp_timeout: std::time::Duration,
+    /// `--sip-room-media local`: room legs exchange RTP with the SFU in-process.
+    pub room_media_local: bool,
     pub t1: std::time::Duration,
     pub rate_limit: u32,
     pub max_calls: usize,
@@ -451,6 +464,16 @@ impl SipSettings {
         if !(50..=5000).contains(&self.sip_timer_t1) {
             return Err(err("sip-timer-t1", "not between 50 and 5000 ms"));
         }
+        let room_media_local = match self.sip_room_media.as_str() {
+            "local" => true,
+            "webrtc" => false,
+            other => {
+                return Err(err(
+                    "sip-room-media",
+                    format!("`{other}` is not local or webrtc"),
+                ))
+            }
+        };
         if !(2..=3600).contains(&self.sip_rtp_timeout) {
             return Err(err("sip-rtp-timeout", "not between 2 and 3600 s"));
         }
@@ -472,6 +495,7 @@ impl SipSettings {
             auth,
             trunk,
             rtp_timeout: std::time::Duration::from_secs(self.sip_rtp_timeout),
+            room_media_local,
             t1: std::time::Duration::from_millis(self.sip_timer_t1),
             rate_limit: self.sip_rate_limit,
             max_calls: self.sip_max_calls,

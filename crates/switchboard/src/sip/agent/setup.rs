@@ -59,8 +59,9 @@ impl State {
                 format!("{} calls are up (--sip-max-calls)", self.cfg.max_calls),
             ));
         }
-        let sfu_local = self
-            .sfu_local
+        let sfu = self
+            .sfu
+            .clone()
             .ok_or((503, "the SFU is off (--sfu-threshold off)".to_string()))?;
         let port = self
             .ports
@@ -125,7 +126,7 @@ impl State {
             dtls: None,
             port,
             signaling: self.signaling.clone(),
-            sfu_local,
+            sfu: sfu.clone(),
             agent: self.to_agent.clone(),
             commands: rx,
             stats: self.stats.clone(),
@@ -153,8 +154,9 @@ impl State {
             Dispatch::Room(room) => Some(room),
             Dispatch::Pin => None,
         };
-        let sfu_local = self
-            .sfu_local
+        let sfu = self
+            .sfu
+            .clone()
             .ok_or((503, "Service Unavailable (the SFU is off)".to_string()))?;
         let offer = offer.ok_or((488, "Not Acceptable Here (no SDP offer)".to_string()))?;
         let port = self
@@ -228,7 +230,7 @@ impl State {
             dtls,
             port,
             signaling: self.signaling.clone(),
-            sfu_local,
+            sfu: sfu.clone(),
             agent: self.to_agent.clone(),
             commands: rx,
             stats: self.stats.clone(),

@@ -1,0 +1,89 @@
+//! In-process media for server-side participants (the SIP gateway's room leg now, a
+//! node-to-node link later). Such a participant still negotiates with the SFU as a browser
+//! does (offers, answers, ICE and DTLS through its own `Rtc`), so its tracks, slots,
+//! grants and the room's `tracks` maps are those of any participant; only its RTP skips
+//! the PC: what it publishes comes in through [`Sfu::handle_local_rtp`], and what it
+//! subscribes to leaves as [`SfuOutput::LocalRtp`](crate::SfuOutput::LocalRtp), after the
+//! same rewriting (sequence numbers, timestamps, payload types of its m-lines).
+//!
+//! Why: on one host the PC hop costs two SRTP operations, a str0m session's per-packet
+//! work and two UDP syscalls on each side, per packet and direction; for a G.711 call that
+//! was most of the gateway's CPU (docs/benchmarks.md, "SIP gateway against Janus's SIP
+//! plugin").
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::{Mid, Pt};
+use str0m::rtp::ExtensionValues;
+
+use crate::forward::RtpIn;
+use crate::sfu::Sfu;
+
+/// One RTP packet of a participant with in-process media, either way: `mid` is the
+/// participant's m-line (the track it publishes, or the slot it receives on), `pt` a
+/// payload type of that m-line, `seq` the extended sequence number.
+#[derive(Clone, Debug)]
+pub struct LocalRtp {
+    /// The participant's m-line.
+    pub mid: Mid,
+    /// Payload type (as negotiated on that m-line).
+    pub pt: Pt,
+    /// Extended sequence number.
+    pub seq: u64,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// RFC 6464 level (-dBov, as str0m carries it).
+    pub audio_level: Option<i8>,
+    /// RFC 6464 voice activity.
+    pub voice_activity: Option<bool>,
+    /// The payload (shared, never copied per subscriber).
+    pub payload: Arc<[u8]>,
+}
+
+impl Sfu {
+    /// From now on the media of `peer` in `room` is exchanged in-process (see the module
+    /// docs). False when no such participant is on this SFU.
+    pub fn set_local_media(&mut self, room: &str, peer: &str) -> bool {
+        let Some(pid) = self.pid(room, peer) else {
+            return false;
+        };
+        match self.parts[pid].as_mut() {
+            Some(p) => {
+                p.local_media = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A packet that `peer` (with in-process media) publishes on its track `rtp.mid`:
+    /// forwarded as one that came through its PC. Packets of unknown participants,
+    /// participants without in-process media or m-lines it does not publish are dropped.
+    pub fn handle_local_rtp(&mut self, now: Instant, room: &str, peer: &str, rtp: &LocalRtp) {
+        self.tick(now);
+        let Some(pid) = self.pid(room, peer) else {
+            return;
+        };
+        if !self.parts[pid].as_ref().is_some_and(|p| p.local_media) {
+            return;
+        }
+        let ext = ExtensionValues {
+            audio_level: rtp.audio_level,
+            voice_activity: rtp.voice_activity,
+            ..Default::default()
+        };
+        let pkt = RtpIn {
+            pt: rtp.pt,
+            seq: rtp.seq,
+            timestamp: rtp.timestamp,
+            marker: rtp.marker,
+            ext: &ext,
+            payload: &rtp.payload,
+            arrival: now,
+        };
+        self.on_rtp_in(pid, rtp.mid, None, &pkt);
+    }
+}
