@@ -61,11 +61,16 @@
 //! 1 KiB on both sides (minidom's writer panics on control characters, rxml refuses XML
 //! tokens over 8 KiB); `docs/jingle.md` has the table above with examples.
 
+pub mod address;
+pub mod calls;
 mod candidate;
+pub mod component;
+pub mod driver;
 mod jingle;
 pub mod model;
 mod sdp;
 mod sdp_write;
+pub mod stanza;
 mod text;
 mod trickle;
 mod xml;
@@ -74,6 +79,8 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::jingle::{Action, Jingle, Transport};
 use xmpp_parsers::minidom::Element;
 
+pub use address::{AddressError, Addresses};
+pub use calls::{CallError, CallEvent, CallsConfig, Dropped, EndReason, JingleCalls};
 pub use candidate::{parse_candidate, write_candidate};
 pub use jingle::{jingle_to_session, session_to_jingle};
 pub use model::MediaSession;
