@@ -324,6 +324,8 @@ fn garbage_and_strangers_disturb_nobody() {
         "<iq xmlns='jabber:component:accept' type='get' id='e4' from='eve@e.test/x' to='sb.b.test'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
         "<iq xmlns='jabber:component:accept' type='result' id='nothing' from='eve@e.test/x' to='bob@sb.b.test'/>".into(),
         "<iq xmlns='jabber:component:accept' type='set' id='e5' from='eve@e.test/x' to='bob@sb.other.test'><jingle xmlns='urn:xmpp:jingle:1'/></iq>".into(),
+        "<iq xmlns='jabber:component:accept' type='get' id='&#9;x' from='eve@e.test/x' to='sb.b.test'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
+        "<iq xmlns='jabber:component:accept' type='get' id='y' from='eve@e.test/&#10;' to='sb.b.test'><ping xmlns='urn:xmpp:ping'/></iq>".into(),
         "<presence xmlns='jabber:component:accept' from='eve@e.test/x' to='bob@sb.b.test'/>".into(),
         format!("<message xmlns='jabber:component:accept' type='error' id='{sid}' from='eve@e.test/x' to='bob@sb.b.test'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"),
     ];

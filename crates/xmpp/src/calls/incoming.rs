@@ -29,6 +29,16 @@ impl JingleCalls {
         let (Some(from), Some(to)) = (from, to) else {
             return Err(Dropped("no valid from/to".into()));
         };
+        // These are echoed in replies, and minidom's writer panics on control
+        // characters (which XML can carry as character references).
+        let control = |name: &str| {
+            stanza
+                .attr(name)
+                .is_some_and(|v| v.chars().any(char::is_control))
+        };
+        if ["id", "from", "to"].into_iter().any(control) {
+            return Err(Dropped("control characters in id, from or to".into()));
+        }
         if to.domain().as_str() != self.config.component {
             return Err(Dropped(format!("addressed to {to}, not to this component")));
         }
@@ -82,18 +92,23 @@ impl JingleCalls {
                     self.send_candidates(now, &sid, &early);
                 }
             }
-            (Jmi::Reject { reason, .. }, Role::Caller, Phase::Proposed) => {
+            // A reject may cross our session-initiate when the callee gave up after
+            // `proceed` but before the offer reached it.
+            (Jmi::Reject { reason, .. }, Role::Caller, Phase::Proposed | Phase::Proceeding) => {
                 self.calls.remove(&sid);
+                self.forget_iqs(&sid);
                 let reason = EndReason::from_jingle(reason.as_deref().or(Some("decline")));
                 self.ended(&sid, reason);
             }
             (Jmi::Retract { reason, .. }, Role::Callee, Phase::Proposed | Phase::Proceeding) => {
                 self.calls.remove(&sid);
+                self.forget_iqs(&sid);
                 let reason = EndReason::from_jingle(reason.as_deref().or(Some("cancel")));
                 self.ended(&sid, reason);
             }
             (Jmi::Finish { reason, .. }, _, _) => {
                 self.calls.remove(&sid);
+                self.forget_iqs(&sid);
                 self.ended(&sid, EndReason::from_jingle(reason.as_deref()));
             }
             (jmi, _, _) => return Err(Dropped(format!("{jmi:?} out of turn"))),

@@ -265,6 +265,11 @@ impl JingleCalls {
         self.calls.is_empty()
     }
 
+    /// The sids of the calls in progress.
+    pub fn sids(&self) -> Vec<String> {
+        self.calls.keys().cloned().collect()
+    }
+
     /// The next stanza to send.
     pub fn poll_stanza(&mut self) -> Option<Element> {
         self.out.pop_front()
