@@ -73,9 +73,12 @@ pub enum FederationError {
     Call(#[from] CallError),
     #[error("the XMPP federation task has stopped")]
     Stopped,
+    /// A new call while the component is not connected: the callee is unreachable.
+    #[error("not connected to the XMPP server")]
+    NotConnected,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, CallError>>;
+type Reply<T> = oneshot::Sender<Result<T, FederationError>>;
 
 enum Command {
     Place(String, String, String, Reply<String>),
@@ -194,7 +197,7 @@ impl XmppFederation {
             .send(command(reply))
             .await
             .map_err(|_| FederationError::Stopped)?;
-        Ok(answer.await.map_err(|_| FederationError::Stopped)??)
+        answer.await.map_err(|_| FederationError::Stopped)?
     }
 }
 
@@ -255,7 +258,10 @@ impl Link {
                         }
                         return;
                     }
-                    Some(command) => self.command(command),
+                    Some(command) => {
+                        let ready = connection.as_ref().is_some_and(|c| c.stream.is_ready());
+                        self.command(command, ready)
+                    }
                 },
                 read = async {
                     match connection.as_mut() {
@@ -374,18 +380,23 @@ impl Link {
         Ok(())
     }
 
-    fn command(&mut self, command: Command) {
+    fn command(&mut self, command: Command, connected: bool) {
         let now = Instant::now().into_std();
         let calls = &mut self.calls;
         match command {
-            Command::Place(from, to, sdp, r) => drop(r.send(calls.place(now, &from, &to, &sdp))),
-            Command::Accept(sid, r) => drop(r.send(calls.accept(now, &sid))),
-            Command::Answer(sid, sdp, r) => drop(r.send(calls.answer(now, &sid, &sdp))),
-            Command::Decline(sid, r) => drop(r.send(calls.decline(&sid))),
-            Command::Busy(sid, r) => drop(r.send(calls.busy(&sid))),
-            Command::Unknown(sid, r) => drop(r.send(calls.unknown(&sid))),
-            Command::Hangup(sid, r) => drop(r.send(calls.hangup(&sid))),
-            Command::Candidate(sid, c, r) => drop(r.send(calls.local_candidate(now, &sid, c))),
+            Command::Place(_, _, _, r) if !connected => {
+                drop(r.send(Err(FederationError::NotConnected)))
+            }
+            Command::Place(from, to, sdp, r) => {
+                drop(r.send(ok(calls.place(now, &from, &to, &sdp))))
+            }
+            Command::Accept(sid, r) => drop(r.send(ok(calls.accept(now, &sid)))),
+            Command::Answer(sid, sdp, r) => drop(r.send(ok(calls.answer(now, &sid, &sdp)))),
+            Command::Decline(sid, r) => drop(r.send(ok(calls.decline(&sid)))),
+            Command::Busy(sid, r) => drop(r.send(ok(calls.busy(&sid)))),
+            Command::Unknown(sid, r) => drop(r.send(ok(calls.unknown(&sid)))),
+            Command::Hangup(sid, r) => drop(r.send(ok(calls.hangup(&sid)))),
+            Command::Candidate(sid, c, r) => drop(r.send(ok(calls.local_candidate(now, &sid, c)))),
             Command::Stop => {}
         }
     }
@@ -394,4 +405,8 @@ impl Link {
         // A receiver that is gone only means nobody listens any more.
         let _ = self.events.send(event).await;
     }
+}
+
+fn ok<T>(result: Result<T, CallError>) -> Result<T, FederationError> {
+    result.map_err(FederationError::from)
 }

@@ -121,3 +121,24 @@ async fn a_refused_secret_is_reported_and_retried() {
     }
     fed.stop().await;
 }
+
+#[tokio::test]
+async fn no_server_is_reported_and_a_new_call_is_refused_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let (fed, mut events) = XmppFederation::spawn(
+        ComponentConfig::new(&addr, "sb.a.test", "x"),
+        CallsConfig::new("sb.a.test"),
+    );
+    let FederationEvent::Disconnected { why } = next(&mut events).await else {
+        panic!("connected to nothing");
+    };
+    assert!(why.contains("connecting"), "{why}");
+    let offer = include_str!("fixtures/chromium-offer.sdp");
+    assert_eq!(
+        fed.place("ada@a.test", "bob@b.test", offer).await,
+        Err(switchboard_xmpp::driver::FederationError::NotConnected)
+    );
+    fed.stop().await;
+}
