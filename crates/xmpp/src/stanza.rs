@@ -133,20 +133,22 @@ pub fn reason_of(parent: &Element) -> Option<String> {
 }
 
 /// A stanza with its routing attributes.
-pub fn stanza(kind: &str, type_: Option<&str>, from: &str, to: &str, id: &str) -> El2 {
-    El2(el(kind, NS_COMPONENT)
-        .with_opt("type", type_)
-        .with("from", from)
-        .with("to", to)
-        .with("id", id))
+pub fn stanza(kind: &str, type_: Option<&str>, from: &str, to: &str, id: &str) -> StanzaBuilder {
+    StanzaBuilder(
+        el(kind, NS_COMPONENT)
+            .with_opt("type", type_)
+            .with("from", from)
+            .with("to", to)
+            .with("id", id),
+    )
 }
 
 /// A stanza under construction (a thin wrapper so callers add children in one line).
-pub struct El2(crate::xml::El);
+pub struct StanzaBuilder(crate::xml::El);
 
-impl El2 {
-    pub fn child(self, child: Element) -> El2 {
-        El2(self.0.child(child))
+impl StanzaBuilder {
+    pub fn child(self, child: Element) -> StanzaBuilder {
+        StanzaBuilder(self.0.child(child))
     }
     pub fn build(self) -> Element {
         self.0.build()
@@ -186,7 +188,7 @@ pub fn error_reply(
         .build()
 }
 
-fn reply(request: &Element, kind: &str, type_: &str) -> El2 {
+fn reply(request: &Element, kind: &str, type_: &str) -> StanzaBuilder {
     stanza(
         kind,
         Some(type_),

@@ -29,8 +29,8 @@ impl JingleCalls {
         let (Some(from), Some(to)) = (from, to) else {
             return Err(Dropped("no valid from/to".into()));
         };
-        // These are echoed in replies, and minidom's writer panics on control
-        // characters (which XML can carry as character references).
+        // These are echoed in replies: ids with control characters (XML carries tab,
+        // CR and LF as character references) are not worth the risk of echoing.
         let control = |name: &str| {
             stanza
                 .attr(name)
