@@ -19,7 +19,7 @@ cd "$HERE"
 
 mode="${1:---ci}"
 shift || true
-TARGETS=(first_bytes_demux stream_framing stun_parse natprobe_response stun_integrity signal_hub turn_server sfu_message sip_message sip_sdp sip_transaction media_bridge sip_ua xmpp_jingle)
+TARGETS=(first_bytes_demux stream_framing stun_parse natprobe_response stun_integrity signal_hub turn_server sfu_message sip_message sip_sdp sip_transaction media_bridge sip_ua xmpp_jingle xmpp_stanza)
 if [ $# -gt 0 ]; then TARGETS=("$@"); fi
 
 case "$mode" in

@@ -19,3 +19,4 @@ pub mod stun_integrity;
 pub mod stun_parse;
 pub mod turn_server;
 pub mod xmpp_jingle;
+pub mod xmpp_stanza;

@@ -1,5 +1,16 @@
-//! WebRTC SDP <-> Jingle, sans-IO: what Switchboard needs to carry a browser's call over
-//! XMPP (issue 13, the trapezoid). No sockets, no XMPP stream: values in, values out.
+//! XMPP federation of direct calls (issue 13, the trapezoid): what Switchboard needs to
+//! carry a browser's call to another server over XMPP. Three layers, the first two
+//! sans-IO (values in, values out):
+//!
+//! - the SDP <-> Jingle mapping (this module and its private ones, below);
+//! - [`calls::JingleCalls`]: the call signalling (XEP-0353 ringing, then the XEP-0166
+//!   session) fed stanzas and time, returning stanzas and [`CallEvent`]s, with
+//!   [`address`] mapping app addresses (`ada@a.test`) to JIDs and [`component`] the
+//!   XEP-0114 component stream (handshake, framing, size bound);
+//! - [`driver::XmppFederation`]: the thin tokio task that connects to the XMPP server's
+//!   component port (reconnecting with backoff) and runs the two above.
+//!
+//! `docs/jingle.md` describes the setup (prosody), the call flow and the mapping.
 //!
 //! ```text
 //! browser SDP --parse_sdp--> Sdp --sdp_to_jingle--> Jingle --jingle_to_xml--> <jingle/>
@@ -61,11 +72,16 @@
 //! 1 KiB on both sides (minidom's writer panics on control characters, rxml refuses XML
 //! tokens over 8 KiB); `docs/jingle.md` has the table above with examples.
 
+pub mod address;
+pub mod calls;
 mod candidate;
+pub mod component;
+pub mod driver;
 mod jingle;
 pub mod model;
 mod sdp;
 mod sdp_write;
+pub mod stanza;
 mod text;
 mod trickle;
 mod xml;
@@ -74,6 +90,8 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::jingle::{Action, Jingle, Transport};
 use xmpp_parsers::minidom::Element;
 
+pub use address::{AddressError, Addresses};
+pub use calls::{CallError, CallEvent, CallsConfig, Dropped, EndReason, JingleCalls};
 pub use candidate::{parse_candidate, write_candidate};
 pub use jingle::{jingle_to_session, session_to_jingle};
 pub use model::MediaSession;
