@@ -13,12 +13,11 @@
 //! - a phone that vanishes mid-call (no RTP, no BYE) is hung up after `--sip-rtp-timeout`;
 //! - malformed SIP is answered 400 and the gateway goes on.
 //!
-//! The same against Debian's baresip is in `sip_baresip.rs` (ignored: needs baresip).
+//! The same against Debian's baresip is in `tests/sip_baresip.rs` (ignored: needs baresip).
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
+use crate::lab;
 
-mod common;
+use crate::common;
 
 use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::sip_phone::{Phone, PhoneMedia};
