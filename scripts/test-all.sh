@@ -65,7 +65,11 @@ echo "== import cycles between the files of each crate (scripts/module-cycles.py
 python3 scripts/module-cycles.py 2>&1 | tee "$LOGS/cycles.log"
 cstatus=${PIPESTATUS[0]}
 echo "== browser tests (Chromium, loopback-only network namespace)"
-tests/browser/run.sh 2>&1 | tee "$LOGS/browser.log" | grep -E '^(✔|✖|▶|browser:|harness failure|==|\[harness\])|not ok|Error'
+# The server and via_jingle that `cargo test --workspace` built (it builds every binary and
+# example). run.sh's own `cargo build -p ...` would build them again with the features of
+# that package alone (serde_json, tracing, syn, ... differ from the workspace's): ~55 s.
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" SB_VIA_JINGLE="$PWD/target/debug/examples/via_jingle" \
+  tests/browser/run.sh 2>&1 | tee "$LOGS/browser.log" | grep -E '^(✔|✖|▶|browser:|harness failure|==|\[harness\])|not ok|Error'
 bstatus=${PIPESTATUS[0]}
 echo "== NAT traversal matrix (Chromium pairs across the namespace NAT lab; table in target/nat-matrix.md, verdicts compared with docs/nat-matrix.md)"
 SWITCHBOARD_BIN="$PWD/target/debug/switchboard" NAT_MATRIX_DOC="$PWD/target/nat-matrix.md" ${SUDO:+$SUDO -E} tests/nat/matrix.sh 2>&1 | tee "$LOGS/matrix.log" | grep -E '^(ok|FAIL|HARNESS|nat matrix:|nat lab|    [-+] )'

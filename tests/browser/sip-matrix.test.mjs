@@ -20,7 +20,7 @@
 //
 // Not here: keys from baresip as SIP INFO. Debian's baresip 1.0.0 sends keys as RFC 4733
 // only (it parses an incoming INFO's dtmf-relay but never sends one: no sipsess_info);
-// INFO keys both ways are covered by e2e_sip.rs with the gateway's own UA as the phone.
+// INFO keys both ways are covered by crates/switchboard/tests/e2e_sip/calls.rs with the gateway's own UA as the phone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

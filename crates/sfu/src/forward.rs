@@ -17,9 +17,8 @@ use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
 
 use crate::keyframe::KeyframeRequests;
-use crate::local::LocalRtp;
 use crate::message::SfuMessage;
-use crate::output::{SfuOutput, SignalKind};
+use crate::output::{LocalRtp, SfuOutput, SignalKind};
 use crate::participant::{Pid, SlotState};
 use crate::rewrite::{self, vp8};
 use crate::sfu::Sfu;

@@ -53,6 +53,7 @@ pub mod rewrite;
 pub mod speaker;
 
 pub use config::{Grants, Limits, SfuConfig, MAX_IDLE_TIMEOUT};
-pub use local::LocalRtp;
-pub use output::{GoneReason, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport};
+pub use output::{
+    GoneReason, LocalRtp, SfuError, SfuOutput, SfuStats, SignalIn, SignalKind, Transport,
+};
 pub use sfu::Sfu;

@@ -11,37 +11,13 @@
 //! was most of the gateway's CPU (docs/benchmarks.md, "SIP gateway against Janus's SIP
 //! plugin").
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::media::{Mid, Pt};
 use str0m::rtp::ExtensionValues;
 
 use crate::forward::RtpIn;
+use crate::output::LocalRtp;
 use crate::sfu::Sfu;
-
-/// One RTP packet of a participant with in-process media, either way: `mid` is the
-/// participant's m-line (the track it publishes, or the slot it receives on), `pt` a
-/// payload type of that m-line, `seq` the extended sequence number.
-#[derive(Clone, Debug)]
-pub struct LocalRtp {
-    /// The participant's m-line.
-    pub mid: Mid,
-    /// Payload type (as negotiated on that m-line).
-    pub pt: Pt,
-    /// Extended sequence number.
-    pub seq: u64,
-    /// RTP timestamp.
-    pub timestamp: u32,
-    /// RTP marker bit.
-    pub marker: bool,
-    /// RFC 6464 level (-dBov, as str0m carries it).
-    pub audio_level: Option<i8>,
-    /// RFC 6464 voice activity.
-    pub voice_activity: Option<bool>,
-    /// The payload (shared, never copied per subscriber).
-    pub payload: Arc<[u8]>,
-}
 
 impl Sfu {
     /// From now on the media of `peer` in `room` is exchanged in-process (see the module

@@ -108,7 +108,7 @@ pub enum SfuOutput {
         /// Peer id of the local participant.
         peer: Arc<str>,
         /// The packet, on the participant's outgoing m-line.
-        rtp: crate::LocalRtp,
+        rtp: LocalRtp,
     },
 }
 
@@ -172,4 +172,27 @@ pub struct SfuStats {
     pub unknown_datagrams: u64,
     /// The current egress bandwidth estimate of each connected participant (bit/s).
     pub bwe_estimates: Vec<u64>,
+}
+
+/// One RTP packet of a participant with in-process media, either way: `mid` is the
+/// participant's m-line (the track it publishes, or the slot it receives on), `pt` a
+/// payload type of that m-line, `seq` the extended sequence number.
+#[derive(Clone, Debug)]
+pub struct LocalRtp {
+    /// The participant's m-line.
+    pub mid: str0m::media::Mid,
+    /// Payload type (as negotiated on that m-line).
+    pub pt: str0m::media::Pt,
+    /// Extended sequence number.
+    pub seq: u64,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// RFC 6464 level (-dBov, as str0m carries it).
+    pub audio_level: Option<i8>,
+    /// RFC 6464 voice activity.
+    pub voice_activity: Option<bool>,
+    /// The payload (shared, never copied per subscriber).
+    pub payload: Arc<[u8]>,
 }

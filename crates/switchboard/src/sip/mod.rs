@@ -155,6 +155,33 @@ pub struct SipService {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The SIP UDP socket and, with `--sip-tcp`, the TCP listener on the same port: bound
+/// now, for a clear error at start. With port 0 the kernel's UDP pick may be a number a
+/// TCP socket (another process's connection) holds: pick again, a few times.
+fn bind_listeners(
+    listen: SocketAddr,
+    tcp: bool,
+) -> anyhow::Result<(std::net::UdpSocket, Option<std::net::TcpListener>)> {
+    let attempts = if listen.port() == 0 && tcp { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on UDP {listen} (--sip-listen): {e}"))?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let bound = udp.local_addr()?;
+        match std::net::TcpListener::bind(bound) {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) => last = Some((bound, e)),
+        }
+    }
+    let (bound, e) = last.ok_or_else(|| anyhow::anyhow!("no SIP listener bound"))?;
+    Err(anyhow::anyhow!(
+        "cannot listen on TCP {bound} (--sip-tcp): {e}"
+    ))
+}
+
 impl SipService {
     /// Start when `--sip-listen` is set.
     pub fn start(
@@ -165,9 +192,7 @@ impl SipService {
         let Some(cfg) = &plan.sip else {
             return Ok(None);
         };
-        let std_sock = std::net::UdpSocket::bind(cfg.listen).map_err(|e| {
-            anyhow::anyhow!("cannot listen on UDP {} (--sip-listen): {e}", cfg.listen)
-        })?;
+        let (std_sock, tcp) = bind_listeners(cfg.listen, cfg.tcp)?;
         std_sock.set_nonblocking(true)?;
         let bound = std_sock.local_addr()?;
         let mut cfg = cfg.clone();
@@ -199,13 +224,6 @@ impl SipService {
             );
         }
         // Stream listeners bound now: a clear error at start, not later.
-        let tcp =
-            match cfg.tcp {
-                true => Some(std::net::TcpListener::bind(bound).map_err(|e| {
-                    anyhow::anyhow!("cannot listen on TCP {bound} (--sip-tcp): {e}")
-                })?),
-                false => None,
-            };
         let tls = match cfg.tls_listen {
             None => None,
             Some(addr) => {
@@ -482,6 +500,28 @@ impl Service for SipService {
         drop(std::mem::replace(&mut self.draining, closed));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_listeners;
+
+    #[test]
+    fn udp_and_tcp_listeners_share_a_port_or_the_error_names_the_option() {
+        let (udp, tcp) = bind_listeners("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert_eq!(tcp.unwrap().local_addr().unwrap().port(), port);
+        let (_, none) = bind_listeners("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        assert!(none.is_none());
+        // A fixed port whose TCP number is taken: no second pick, a clear error.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        match bind_listeners(addr, true) {
+            Err(e) => assert!(e.to_string().contains("--sip-tcp"), "{e}"),
+            Ok(_) => panic!("bound a TCP port that is taken"),
         }
     }
 }

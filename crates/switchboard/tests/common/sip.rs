@@ -1,4 +1,4 @@
-//! What the SIP gateway's tests share (`e2e_sip*.rs`, `sip_baresip.rs`, `sip_sipp.rs`):
+//! What the SIP gateway's tests share (`e2e_sip/`, `sip_baresip.rs`, `sip_sipp.rs`):
 //! a server with the SFU and the gateway on loopback, the gauges that must return to 0
 //! after every call, and the room member's side: a 20 ms Opus tone to publish, the Opus
 //! it heard from the call's peer, decoded, and a tone's frequency.

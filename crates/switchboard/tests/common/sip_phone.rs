@@ -1,4 +1,4 @@
-//! The phone of the hermetic SIP tests (`e2e_sip.rs`, `e2e_sip_passthrough.rs`): our own
+//! The phone of the hermetic SIP tests (`e2e_sip/calls.rs`, `e2e_sip/passthrough.rs`): our own
 //! user agent (`switchboard_sip::ua::UserAgent`) on a UDP socket, and its media, a 440 Hz
 //! PCMU tone sent every 20 ms with what comes back kept.
 

@@ -1,8 +1,9 @@
 //! The far end of calls out and the room member that talks to it, for the hermetic
-//! calls-out tests (`e2e_sip_stream.rs`, `e2e_sip_rooms.rs`): a SIP user agent of our own
-//! stack on a TCP listener (plain, or TLS) answering with PCMU (SDES-SRTP when offered
-//! and its `local` has a key, or plain RTP regardless with `answer_plain`), its tone and
-//! what it heard; a member (str0m) publishing a 1,000 Hz Opus tone; and the checks that media
+//! calls-out tests (`e2e_sip/stream.rs`, `e2e_sip/rooms.rs`, `e2e_sip/srtp_out.rs`): a SIP
+//! user agent of our own stack on a TCP listener (plain, or TLS) answering with PCMU
+//! (SDES-SRTP when offered and its `local` has a key, or plain RTP regardless with
+//! `answer_plain`), its tone and what it heard; a member (str0m) publishing a 1,000 Hz
+//! Opus tone; and the checks that media
 //! crossed both ways, per call, however many calls the room has.
 
 #![allow(dead_code)]

@@ -2,7 +2,7 @@
 //! token holders (the token's subject becomes the credential's identity); every source
 //! address is rate limited; SIGHUP applies new REST and token secrets to the answers.
 
-mod common;
+use crate::common;
 
 use common::client::TurnClient;
 use common::Server;

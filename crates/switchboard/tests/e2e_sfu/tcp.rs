@@ -5,7 +5,7 @@
 //! participant through the SFU, without TURN. Also: a connection whose first frame
 //! names nobody is closed, a closed connection is cleaned up, `--sfu-tcp false`.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use std::io::{Read, Write};

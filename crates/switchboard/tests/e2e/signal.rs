@@ -1,7 +1,7 @@
 //! Signaling through the real binary: WebSocket and EventSource + POST transports,
 //! room isolation, resume after transport loss, the Origin check, room tokens, HTTPS.
 
-mod common;
+use crate::common;
 
 use common::signal_client::{post_signal, SseClient, WsClient};
 use common::Server;

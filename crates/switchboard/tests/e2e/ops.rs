@@ -1,7 +1,7 @@
 //! Operations end to end: SIGHUP reload keeps allocations, SIGTERM drains, RFC 5780
 //! behaviour discovery with two listening IPs, IPv6 and dual-stack relaying.
 
-mod common;
+use crate::common;
 
 use common::client::{TurnClient, TurnRequests};
 use common::{require, Server};

@@ -1,7 +1,7 @@
 //! `GET /api/ice-servers`: the answer is ready for `new RTCPeerConnection()` and its
 //! TURN credentials work on this server's TURN.
 
-mod common;
+use crate::common;
 
 use common::client::TurnClient;
 use common::{http_get, Server};

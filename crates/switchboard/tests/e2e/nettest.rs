@@ -3,7 +3,7 @@
 //! requester's own address and says which were answered. Here a UDP socket plays the
 //! browser's ICE agent; real Chromium behind real NATs is in tests/nat/matrix.mjs.
 
-mod common;
+use crate::common;
 
 use common::{http_get, Server};
 use std::io::{Read, Write};

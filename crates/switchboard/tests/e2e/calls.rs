@@ -4,7 +4,7 @@
 //! answer. Ringing on every device, answered elsewhere, decline, busy, unreachable,
 //! cancel, no answer, invite, and who may take a line or join a call room.
 
-mod common;
+use crate::common;
 
 use common::signal_client::WsClient;
 use common::Server;

@@ -13,12 +13,11 @@
 //! - a phone that vanishes mid-call (no RTP, no BYE) is hung up after `--sip-rtp-timeout`;
 //! - malformed SIP is answered 400 and the gateway goes on.
 //!
-//! The same against Debian's baresip is in `sip_baresip.rs` (ignored: needs baresip).
+//! The same against Debian's baresip is in `tests/sip_baresip.rs` (ignored: needs baresip).
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
+use crate::lab;
 
-mod common;
+use crate::common;
 
 use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::sip_phone::{Phone, PhoneMedia};
@@ -41,6 +40,9 @@ fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
 fn assert_nothing_left(server: &Server) {
     common::sip::assert_nothing_left(server, Duration::from_secs(10));
 }
+
+/// The gateway's count of the packets its room leg received (from the room's members).
+const ROOM_PACKETS_IN: &str = "switchboard_sip_media_packets_total{leg=\"room\",direction=\"in\"}";
 
 #[test]
 fn a_phone_calls_a_room_and_both_sides_hear_each_other() {
@@ -119,8 +121,10 @@ fn phone_calls_a_room(extra: &[&str]) {
         media.step(&phone.media);
         peer = peer.or_else(|| sip_peer(&b));
         let b_heard = peer.as_deref().map_or(0, |p| heard_from(&b, p).len());
-        // 4 s each way.
-        if b_heard >= 200 && media.heard.len() >= 32_000 {
+        // 4 s each way, and 4 s of B's packets counted by the gateway: the phone's 4 s run
+        // on the gateway's clock from the answer, B's reach the gateway only once it is
+        // subscribed to B, so on a loaded machine they can be a few short (checked below).
+        if b_heard >= 200 && media.heard.len() >= 32_000 && server.metric(ROOM_PACKETS_IN) >= 200 {
             break;
         }
     }
@@ -160,14 +164,13 @@ fn phone_calls_a_room(extra: &[&str]) {
         server.metric("switchboard_sip_calls_total{outcome=\"ended\"}"),
         1
     );
-    // The call's media reached the metrics: most of the 4 s each way heard above (the
-    // phone's 4 s start with the call, before B's first packet reached the gateway).
+    // The call's media reached the metrics: at least the 4 s each way heard above.
     for leg in ["phone", "room"] {
         for dir in ["in", "out"] {
             let name =
                 format!("switchboard_sip_media_packets_total{{leg=\"{leg}\",direction=\"{dir}\"}}");
             let n = server.metric(&name);
-            assert!(n >= 150, "{name} = {n}");
+            assert!(n >= 200, "{name} = {n}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! closing of both halves of a pipe together. Four workers, so ConnectionBinds often
 //! land on another worker than the allocation's and must be handed over.
 
-mod common;
+use crate::common;
 
 use common::client::{TurnClient, TurnRequests};
 use common::tcp_client::{connection_id, TcpTurn};

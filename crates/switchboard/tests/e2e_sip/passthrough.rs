@@ -8,10 +8,9 @@
 //! - A second member that sends Opus joins: the phone gets the mix (both tones) and the
 //!   room gets Opus from the phone again.
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
+use crate::lab;
 
-mod common;
+use crate::common;
 
 use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::sip_phone::{mark_frame, Phone, PhoneMedia};

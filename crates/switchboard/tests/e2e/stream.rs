@@ -1,6 +1,6 @@
 //! STUN over TCP and TLS, and TLS certificates reloaded by SIGHUP.
 
-mod common;
+use crate::common;
 
 use common::{self_signed, Server};
 use std::io::{Read, Write};

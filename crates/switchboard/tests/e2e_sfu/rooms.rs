@@ -5,7 +5,7 @@
 //! the SFU's one UDP port, chat crosses the SFU's data channel; the SFU's metrics count
 //! them. Also: the threshold turn, `off`, stray datagrams, a relay-only participant.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

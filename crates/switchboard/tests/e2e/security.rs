@@ -2,7 +2,7 @@
 //! denied peers are refused, quotas, wrong and expired credentials, resilience to
 //! a failing peer, and the size of answers to unauthenticated requests.
 
-mod common;
+use crate::common;
 
 use common::client::{TurnClient, TurnRequests};
 use common::Server;

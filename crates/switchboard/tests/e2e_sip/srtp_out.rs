@@ -11,11 +11,7 @@
 //! - a far end that answers plain `RTP/AVP` to that offer is hung up at once: the call's
 //!   peer says `ended` with the reason, the warning is logged, nothing is left.
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
-
-mod common;
-mod sip_far_end;
+use crate::{common, sip_far_end};
 
 use sip_far_end::{dial, far_end_hangs_up, gateway, member, talk, FarEnd};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! over plain TCP; plain HTTP there is redirected; garbage is closed without harm to
 //! the others. coturn's uclient relays through it.
 
-mod common;
+use crate::common;
 
 use common::client::TurnRequests;
 use common::signal_client::{tls_connect, try_tls_connect, Stream, WsClient};

@@ -14,11 +14,8 @@
 //!   `--sip-rtp-timeout`: the BYE finds no connection to make and the call still ends
 //!   cleanly.
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
-
-mod common;
-mod sip_far_end;
+use crate::common;
+use crate::sip_far_end;
 
 use sip_far_end::{dial, far_end_hangs_up, gateway, member, talk, FarEnd};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Calls in a room that sees other calls, hermetic (calls out to far ends of our own SIP
-//! stack, as in `e2e_sip_stream.rs`). Real users do this: a call fails or ends and the
+//! stack, as in `stream.rs`). Real users do this: a call fails or ends and the
 //! next one is placed in the same room, or two phones are in one meeting. What a user
 //! would check:
 //!
@@ -9,13 +9,10 @@
 //!   hears the member and the other phone, never itself.
 //!
 //! A call that failed in the member's room before the next one is in
-//! `e2e_sip_stream.rs`'s TLS test.
+//! `stream.rs`'s TLS test.
 
-#[path = "../../sip/tests/lab/mod.rs"]
-mod lab;
-
-mod common;
-mod sip_far_end;
+use crate::common;
+use crate::sip_far_end;
 
 use common::sip::heard_from;
 use sip_far_end::{

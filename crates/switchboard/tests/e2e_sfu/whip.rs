@@ -5,7 +5,7 @@
 //! `DELETE` of the Location ends it, and so does vanishing. Refusals: wrong content
 //! type, missing or weak room token, a mesh-only room.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use std::net::{IpAddr, Ipv4Addr};
