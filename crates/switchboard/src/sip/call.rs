@@ -633,43 +633,33 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
             }
         }
         let now = Instant::now();
-        if let (false, Some(leg)) = (local_in.is_empty(), &mut b.leg) {
-            let mut mixer = Mixer {
-                media: b.media.as_mut(),
-                now,
-                phone: PhoneOut {
-                    dtls: &mut b.dtls,
-                    to: b.phone,
-                    sock: &sock,
-                },
-                buf: &mut forward_buf,
-            };
-            for rtp in local_in.drain(..) {
-                leg.on_local(&rtp, &mut mixer);
+        // str0m's turn only when it has something to do (an in-process leg's packets never
+        // touch it).
+        let poll_now = poll_leg || now >= leg_deadline;
+        match &mut b.leg {
+            Some(leg) if poll_now || !local_in.is_empty() => {
+                let mut mixer = Mixer {
+                    media: b.media.as_mut(),
+                    now,
+                    phone: PhoneOut {
+                        dtls: &mut b.dtls,
+                        to: b.phone,
+                        sock: &sock,
+                    },
+                    buf: &mut forward_buf,
+                };
+                for rtp in local_in.drain(..) {
+                    leg.on_local(&rtp, &mut mixer);
+                }
+                if poll_now {
+                    leg_deadline = leg.poll(&mut mixer).map_err(|e| e.to_string())?;
+                }
             }
+            Some(_) => {}
+            None => leg_deadline = now + Duration::from_secs(1),
         }
         local_in.clear();
-        if !(poll_leg || now >= leg_deadline) {
-            // Nothing for str0m: only what was passed through to a DTLS-SRTP phone.
-            dtls_deadline = b.dtls_poll(&sock)?;
-            continue;
-        }
-        poll_leg = false;
-        if let Some(leg) = &mut b.leg {
-            let mut mixer = Mixer {
-                media: b.media.as_mut(),
-                now,
-                phone: PhoneOut {
-                    dtls: &mut b.dtls,
-                    to: b.phone,
-                    sock: &sock,
-                },
-                buf: &mut forward_buf,
-            };
-            leg_deadline = leg.poll(&mut mixer).map_err(|e| e.to_string())?;
-        } else {
-            leg_deadline = now + Duration::from_secs(1);
-        }
+        poll_leg &= !poll_now;
         // After the leg: what it passed through to a DTLS-SRTP phone leaves now.
         dtls_deadline = b.dtls_poll(&sock)?;
     }
