@@ -80,7 +80,8 @@ pub struct FarEnd {
     pub sdp: SdpSession,
     pub local: LocalAudio,
     pub call: Option<(CallId, Negotiated)>,
-    /// Answer RTP/AVP without crypto whatever was offered (a far end that ignores SRTP).
+    /// Answer RTP/AVP without crypto whatever was offered (a far end that ignores SRTP,
+    /// SDES or DTLS).
     pub answer_plain: bool,
 }
 
@@ -196,7 +197,8 @@ impl FarEnd {
                 let mut offer = offer.clone();
                 if self.answer_plain {
                     for m in &mut offer.media {
-                        m.proto = m.proto.replace("SAVP", "AVP");
+                        // SDES's RTP/SAVP and DTLS's UDP/TLS/RTP/SAVPF alike.
+                        m.proto = "RTP/AVP".into();
                         m.attributes.retain(|a| a.name != "crypto");
                     }
                 }

@@ -102,8 +102,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((t.proxy.port(), t.srtp), (5060, SrtpMode::Sdes));
+        let t = trunk(&["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "DTLS"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.srtp, SrtpMode::Dtls);
         for bad in [
-            &["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "dtls"][..],
+            &["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "zrtp"][..],
             &["--sip-trunk-srtp", "on"],
             &["--sip-trunk", "127.0.0.1;srtp=sdes"],
             &["--sip-trunk", "127.0.0.1", "--sip-trunk-country", "4a"],
