@@ -28,7 +28,7 @@ use switchboard_media::dtls::{demux, Demux, Dtls, DtlsCertificate, SrtpPair};
 use switchboard_media::ice_lite::{IceLite, StunOutcome};
 use switchboard_media::rtp::{self, PacketKind};
 use switchboard_media::srtp::SRTCP_TRAILER_LEN;
-use switchboard_sip::sdp::{Codec as SipCodec, Direction, Negotiated};
+use switchboard_sip::sdp::{Direction, Negotiated};
 
 pub use sdp::{read_answer, write_answer, LocalTerms, MediaTerms};
 
@@ -44,8 +44,6 @@ pub struct DtlsLeg {
     dtls: Option<Dtls>,
     cert: DtlsCertificate,
     srtp: Option<SrtpPair>,
-    pt: u8,
-    telephone_event: Option<u8>,
     /// The source of the latest DTLS datagram: where DTLS answers go before ICE nominated.
     dtls_peer: Option<SocketAddr>,
     /// Datagrams to send (STUN answers, protected RTP), with their destination.
@@ -85,12 +83,12 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
 
 impl DtlsLeg {
     /// Answer `offer` with ICE-lite (a host candidate at `local`, the call's RTP port) and
-    /// DTLS-SRTP; the answer SDP and what codec it settled on.
-    pub fn answer(offer: &str, local: SocketAddr) -> Result<(DtlsLeg, String, SipCodec), String> {
+    /// DTLS-SRTP; the answer SDP and what it settled, for the bridge.
+    pub fn answer(offer: &str, local: SocketAddr) -> Result<(DtlsLeg, String, Negotiated), String> {
         let terms = sdp::read_offer(offer)?;
         let (mut leg, ours) = DtlsLeg::unstarted(local, terms.remote_ufrag.as_deref())?;
         leg.start(&terms)?;
-        Ok((leg, sdp::write_answer(&terms, &ours), terms.codec))
+        Ok((leg, sdp::write_answer(&terms, &ours), negotiated(&terms)))
     }
 
     /// A leg for a call out: our DTLS-SRTP + ICE-lite offer (a host candidate at `local`,
@@ -126,8 +124,6 @@ impl DtlsLeg {
             dtls: None,
             cert,
             srtp: None,
-            pt: 0,
-            telephone_event: None,
             dtls_peer: None,
             outgoing: VecDeque::new(),
             failed: None,
@@ -145,8 +141,6 @@ impl DtlsLeg {
         )
         .map_err(|e| e.to_string())?;
         self.dtls = Some(dtls);
-        self.pt = terms.pt;
-        self.telephone_event = terms.telephone_event.as_ref().map(|(te, _)| *te);
         Ok(())
     }
 
@@ -160,16 +154,6 @@ impl DtlsLeg {
             self.ice.set_remote_ufrag(ufrag);
         }
         self.start(terms)
-    }
-
-    /// The payload type of the codec.
-    pub fn pt(&self) -> u8 {
-        self.pt
-    }
-
-    /// The telephone-event payload type answered, if the offer had one.
-    pub fn telephone_event(&self) -> Option<u8> {
-        self.telephone_event
     }
 
     /// ICE and DTLS are up: SRTP keys are in place.

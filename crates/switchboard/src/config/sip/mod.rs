@@ -136,8 +136,9 @@ pub struct SipSettings {
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_SIP_TLS_CA")]
     pub sip_tls_ca: Option<PathBuf>,
 
-    /// Media encryption of calls through the trunk: `off` (plain RTP) or `sdes` (RTP/SAVP
-    /// with an `a=crypto` key, RFC 4568; a far end that answers without it is hung up).
+    /// Media encryption of calls through the trunk: `off` (plain RTP), `sdes` (RTP/SAVP
+    /// with an `a=crypto` key, RFC 4568) or `dtls` (DTLS-SRTP with ICE, RFC 5763); a far
+    /// end that answers without it is hung up.
     #[arg(
         long,
         value_name = "off|sdes|dtls",

@@ -2,7 +2,7 @@
 //! proxy that phone numbers dialled from rooms go through, what the gateway presents to
 //! it (credentials, From, P-Asserted-Identity), how numbers are written (E.164), and
 //! whether the calls' media is encrypted (`--sip-trunk-srtp`: many trunks take SDES-SRTP,
-//! some require it).
+//! some require it; WebRTC-capable ones may require DTLS-SRTP).
 
 use super::{err, parse_srtp, parse_transport, resolve, user_password, SipSettings, SrtpMode};
 use crate::error::ConfigError;

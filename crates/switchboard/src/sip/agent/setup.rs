@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchboard_sip::sdp::{
-    Codec, Direction, LocalAudio, Negotiated, SdpError, SdpSession, SessionDescription,
+    Codec, Direction, LocalAudio, SdpError, SdpSession, SessionDescription,
 };
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, Outbound};
@@ -204,21 +204,10 @@ impl State {
         let offer_text = offer.to_string_crlf();
         let (answer, negotiated, dtls) = if is_dtls_offer(&offer_text) {
             let at = SocketAddr::new(self.cfg.media_ip, port.port());
-            let (leg, text, codec) = DtlsLeg::answer(&offer_text, at)
+            let (leg, text, negotiated) = DtlsLeg::answer(&offer_text, at)
                 .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
             let answer = SessionDescription::parse(text.as_bytes())
                 .map_err(|e| (500, format!("Server Internal Error (our answer: {e})")))?;
-            let negotiated = Negotiated {
-                codec,
-                pt: leg.pt(),
-                telephone_event: leg.telephone_event(),
-                remote_rtp: None,
-                remote_rtcp: None,
-                rtcp_mux: true,
-                direction: Direction::SendRecv,
-                ptime: Some(20),
-                srtp: None,
-            };
             (answer, negotiated, Some(leg))
         } else {
             let (answer, negotiated) = sdp

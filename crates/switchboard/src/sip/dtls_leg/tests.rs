@@ -5,6 +5,7 @@ const BARESIP: &str = "v=0\r\no=- 2147232625 375661264 IN IP4 127.0.0.1\r\ns=-\r
 
 use switchboard_media::dtls::{DtlsRole, Fingerprint};
 use switchboard_media::rtp::write_rtp_header;
+use switchboard_sip::sdp::Codec as SipCodec;
 use switchboard_stun::{attr_type, Class, Message, MessageWriter, Method, TransactionId};
 
 const LOCAL: &str = "127.0.0.1:40000";
@@ -18,10 +19,13 @@ fn attr<'a>(sdp: &'a str, name: &str) -> &'a str {
 #[test]
 fn a_baresip_dtls_offer_is_answered_with_pcmu_ice_lite_and_dtls() {
     assert!(is_dtls_offer(BARESIP));
-    let (leg, answer, codec) = DtlsLeg::answer(BARESIP, LOCAL.parse().unwrap()).unwrap();
-    assert_eq!(codec, SipCodec::Pcmu);
-    assert_eq!(leg.pt(), 0);
-    assert_eq!(leg.telephone_event(), Some(101));
+    let (leg, answer, n) = DtlsLeg::answer(BARESIP, LOCAL.parse().unwrap()).unwrap();
+    assert_eq!(
+        (n.codec, n.rtcp_mux, n.remote_rtp),
+        (SipCodec::Pcmu, true, None)
+    );
+    assert_eq!(n.pt, 0);
+    assert_eq!(n.telephone_event, Some(101));
     assert!(!leg.connected());
     for needle in [
         "m=audio 40000 UDP/TLS/RTP/SAVPF 0 101\r\n",
@@ -65,9 +69,9 @@ fn roles_codecs_and_telephone_events_follow_the_offer() {
         "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
         "",
     );
-    let (leg, answer, codec) = DtlsLeg::answer(&pcma, local).unwrap();
+    let (_, answer, n) = DtlsLeg::answer(&pcma, local).unwrap();
     assert_eq!(
-        (codec, leg.pt(), leg.telephone_event()),
+        (n.codec, n.pt, n.telephone_event),
         (SipCodec::Pcma, 8, None)
     );
     assert!(answer.contains("UDP/TLS/RTP/SAVPF 8\r\n"), "{answer}");
@@ -75,10 +79,10 @@ fn roles_codecs_and_telephone_events_follow_the_offer() {
     let opus = BARESIP
         .replace("SAVPF 0 101", "SAVPF 111 101")
         .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2");
-    let (leg, answer, codec) = DtlsLeg::answer(&opus, local).unwrap();
+    let (_, answer, n) = DtlsLeg::answer(&opus, local).unwrap();
     // telephone-event/8000 does not go with Opus's 48 kHz clock.
     assert_eq!(
-        (codec, leg.pt(), leg.telephone_event()),
+        (n.codec, n.pt, n.telephone_event),
         (SipCodec::Opus, 111, None)
     );
     assert!(answer.contains("a=rtpmap:111 opus/48000/2\r\n"), "{answer}");
@@ -283,8 +287,11 @@ fn our_offer_is_dtls_srtp_with_ice_lite_and_every_codec() {
     assert_eq!(attr(&offer, "ice-pwd"), ours.pwd);
     assert_eq!(attr(&offer, "fingerprint"), ours.fingerprint.to_string());
     // The offer reads back as one we would answer ourselves.
-    let (_, answer, codec) = DtlsLeg::answer(&offer, "127.0.0.1:40002".parse().unwrap()).unwrap();
-    assert_eq!(codec, SipCodec::Pcmu);
+    let (_, answer, n) = DtlsLeg::answer(&offer, "127.0.0.1:40002".parse().unwrap()).unwrap();
+    assert_eq!(
+        (n.codec, n.rtcp_mux, n.remote_rtp),
+        (SipCodec::Pcmu, true, None)
+    );
     assert!(answer.contains("a=setup:passive\r\n"), "{answer}");
 }
 
@@ -335,7 +342,11 @@ fn an_offering_leg_becomes_the_dtls_client_of_a_passive_phone() {
     let answer = phone_answer("passive", &phone_cert.fingerprint().unwrap().to_string());
     let terms = read_answer(&answer).unwrap();
     leg.on_answer(&terms).unwrap();
-    assert_eq!((leg.pt(), leg.telephone_event()), (8, Some(101)));
+    let n = negotiated(&terms);
+    assert_eq!(
+        (n.codec, n.pt, n.telephone_event),
+        (SipCodec::Pcma, 8, Some(101))
+    );
     // From now on checks must name the answer's ufrag.
     leg.on_datagram(
         phone,
