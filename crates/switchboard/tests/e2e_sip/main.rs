@@ -7,7 +7,7 @@
 //! - `rooms`: calls out of a room to several far ends;
 //! - `stream`: calls out over SIP on TCP and TLS;
 //! - `srtp_out`: calls out with SDES-SRTP;
-//! - `dtls_out`: calls out with DTLS-SRTP + ICE (the refusal; baresip shows the call).
+//! - `dtls_out`: calls out with DTLS-SRTP + ICE.
 
 #[path = "../common/mod.rs"]
 mod common;
