@@ -266,6 +266,14 @@ impl State {
             let _ = self.ua.answer_reoffer(now, call, answer.clone());
             return;
         }
+        if entry.dtls_offer.is_some() {
+            // Our DTLS-SRTP offer is not answered yet: no terms to answer with, and plain
+            // RTP is no answer on a `srtp=dtls` call.
+            tracing::warn!(room = %entry.room, "SIP re-offer before the DTLS-SRTP answer: hanging up");
+            entry.failure = Some("the far end re-offered before answering DTLS-SRTP".into());
+            let _ = self.ua.hangup(now, call);
+            return;
+        }
         match entry.sdp.answer(offer, &entry.local) {
             Ok((_, negotiated)) if entry.srtp_required && negotiated.srtp.is_none() => {
                 tracing::warn!(room = %entry.room, "SIP re-offer without SRTP on an SRTP call: hanging up");

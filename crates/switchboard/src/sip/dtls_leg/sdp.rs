@@ -70,7 +70,7 @@ impl Side {
 }
 
 /// The media description is DTLS-SRTP (`UDP/TLS/RTP/SAVP` or `…/SAVPF`) audio.
-pub fn is_dtls_audio(media: &MediaDescription) -> bool {
+fn is_dtls_audio(media: &MediaDescription) -> bool {
     media.media.eq_ignore_ascii_case("audio") && media.proto.contains("UDP/TLS/RTP/SAVP")
 }
 
