@@ -60,6 +60,12 @@ impl IceLite {
         }
     }
 
+    /// The peer's ufrag, once known (an offerer learns it from the answer): checks must
+    /// name it from then on.
+    pub fn set_remote_ufrag(&mut self, ufrag: &str) {
+        self.remote_ufrag = Some(ufrag.to_owned());
+    }
+
     /// Our ufrag.
     pub fn local_ufrag(&self) -> &str {
         &self.local_ufrag

@@ -7,6 +7,8 @@
 //! - keys: the member's `{"sip":"dtmf"}` reach baresip as RFC 4733 events, baresip's keys
 //!   reach the member as `{"sip":{"dtmf":…}}`;
 //! - with SDES-SRTP (`;srtp=sdes`) to baresip set to `mediaenc=srtp-mand`: both ways;
+//! - with DTLS-SRTP + ICE (`;srtp=dtls`) to baresip set to `mediaenc=dtls_srtp` and
+//!   `medianat=ice`: both ways;
 //! - through kamailio over TCP (the gateway's account with `;transport=tcp`): both ways;
 //! - after each call the gateway's gauges (calls, dialogs, transactions, media tasks, RTP
 //!   ports) are back to 0.
@@ -25,7 +27,9 @@ mod common;
 
 use common::sip::{decode_opus, heard_from, sip_peer, OpusTone};
 use common::Server;
-use lab::{ctrl_command, read_ctrl, recorded_tone, start_baresip, tone_of, Baresip};
+use lab::{
+    ctrl_command, read_ctrl, recorded_tone, start_baresip, start_baresip_dtls, tone_of, Baresip,
+};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -227,6 +231,50 @@ fn the_room_calls_baresip_with_sdes_srtp() {
         "not offered with SRTP: {out}"
     );
     let peer = hear_the_phone(&mut b, &mut tone);
+    b.send_message(&peer, json!({"sip": "hangup"}))
+        .expect("hangup");
+    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
+        b.left_peers.contains(&peer)
+    });
+    assert!(left, "the sip peer did not leave after the room hung up");
+    baresip_recorded_the_member(&phone);
+    assert_nothing_left(&server);
+}
+
+/// The room calls baresip with DTLS-SRTP + ICE (`;srtp=dtls`): baresip, set to
+/// `mediaenc=dtls_srtp;medianat=ice`, answers our ICE-lite `UDP/TLS/RTP/SAVPF` offer,
+/// runs its ICE checks against the gateway's RTP port, the DTLS handshake follows (the
+/// log says DTLS-SRTP is up); the tones cross both ways through SRTP; the room hangs up.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn the_room_calls_baresip_with_dtls_srtp() {
+    let (server, _gw) = gateway();
+    let http = server.http.expect("http");
+    let mut b = member(&server, "dialdtls");
+    let mut tone = OpusTone::new(1000.0);
+    let phone = start_baresip_dtls("PCMU/8000/1");
+    let to = format!("sip:alice@{};srtp=dtls", phone.sip);
+    let body = json!({"room": "dialdtls", "to": to}).to_string();
+    let (status, _, reply) = http_request(
+        http,
+        "POST",
+        "/api/sip/calls",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .expect("POST /api/sip/calls");
+    assert_eq!(status, 201, "{reply}");
+    let out = server
+        .wait_log("SIP call out", Duration::from_secs(5))
+        .expect("the call out was logged");
+    assert!(
+        out.contains("dtls_srtp"),
+        "not offered with DTLS-SRTP: {out}"
+    );
+    let peer = hear_the_phone(&mut b, &mut tone);
+    server
+        .wait_log("DTLS-SRTP to the phone is up", Duration::from_secs(1))
+        .expect("the DTLS-SRTP handshake was logged");
     b.send_message(&peer, json!({"sip": "hangup"}))
         .expect("hangup");
     let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {

@@ -10,6 +10,7 @@
 
 use super::call::{call_label, AgentCmd, CallCmd};
 use super::connect::Dialer;
+use super::dtls_leg;
 use super::flood::Flood;
 use super::outbound::{host_name, Target};
 use super::ports::RtpPorts;
@@ -82,6 +83,9 @@ struct CallEntry {
     /// A DTLS-SRTP call's answer: what every re-offer gets (the DTLS leg keeps ICE and DTLS
     /// going; a re-INVITE of such a phone updates its default candidate).
     dtls_answer: Option<SessionDescription>,
+    /// Outbound with `srtp=dtls`: our side of the DTLS-SRTP offer (the answer must be
+    /// DTLS-SRTP; re-offers are answered with these terms).
+    dtls_offer: Option<dtls_leg::LocalTerms>,
     /// Outbound over TCP/TLS: the connection to the next hop, kept while the call lasts.
     conn: Option<ConnKey>,
     /// Outbound with `srtp=sdes`: media must stay SRTP (no answer or re-offer may drop it).

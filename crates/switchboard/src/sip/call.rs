@@ -9,7 +9,7 @@
 //! first one arrives it goes to the address of the SDP.
 
 use super::dispatch::room_of_pin;
-use super::dtls_leg::DtlsLeg;
+use super::dtls_leg::{self, DtlsLeg, MediaTerms};
 use super::pin::{Entry, PinEntry, Prompt, MAX_TRIES, PROMPT_SOURCE};
 use super::ports::RtpPort;
 use super::room_leg::{LegError, MemberRequest, RoomAudio, RoomLeg, RoomSink, SfuAccess};
@@ -47,6 +47,8 @@ pub enum CallCmd {
     Ringing,
     /// What SDP settled, first or again (early media, the answer, a re-INVITE).
     Media(Negotiated),
+    /// Outbound with `srtp=dtls`: the far end's DTLS-SRTP answer (DTLS starts from it).
+    DtlsAnswer(MediaTerms),
     /// The call is up (outbound: 2xx; inbound: the ACK came).
     Connected,
     /// DTMF from SIP INFO.
@@ -426,6 +428,16 @@ impl Bridge {
         self.bridge_packet(from, packet);
     }
 
+    /// Call out with `srtp=dtls`: the answer starts the leg's DTLS and the media.
+    fn dtls_answered(&mut self, terms: &MediaTerms) -> Result<(), String> {
+        let Some(d) = &mut self.dtls else {
+            return Err("a DTLS-SRTP answer to a call without a DTLS leg".into());
+        };
+        d.on_answer(terms)
+            .map_err(|e| format!("DTLS to the phone: {e}"))?;
+        self.negotiated(&dtls_leg::negotiated(terms))
+    }
+
     /// The DTLS leg's timers and what it has to send.
     fn dtls_poll(&mut self, sock: &UdpSocket) -> Result<Instant, String> {
         match &mut self.dtls {
@@ -612,6 +624,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                 }
                 Some(CallCmd::Ringing) => b.state("ringing", None),
                 Some(CallCmd::Media(n)) => b.negotiated(&n)?,
+                Some(CallCmd::DtlsAnswer(terms)) => b.dtls_answered(&terms)?,
                 Some(CallCmd::Connected) => {
                     if outbound {
                         b.state("connected", None);

@@ -9,13 +9,17 @@
 //! media goes, [`Dtls`] (OpenSSL) makes the SRTP keys, `SrtpContext` protects. What arrives
 //! on the port is demultiplexed by its first byte (RFC 7983).
 //!
+//! Calls out (`srtp=dtls`) run the same leg the other way: it is made before the offer
+//! (its certificate and ICE credentials go into it), answers the far end's checks at
+//! once, and starts DTLS when the answer says the role ([`DtlsLeg::on_answer`]).
+//!
 //! SIP dialect: one audio m-line with `a=rtcp-mux` (RFC 5761; an offer without it is
 //! refused, 488, rather than half-served); the codec is the offer's first of PCMU, PCMA,
 //! Opus; telephone-event is answered when offered at the codec's clock (keys then go as
 //! RFC 4733, handled by the bridge). SRTCP from the phone is not decrypted: the bridge
 //! reads no RTCP on any leg.
 
-mod answer;
+mod sdp;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -24,7 +28,9 @@ use switchboard_media::dtls::{demux, Demux, Dtls, DtlsCertificate, SrtpPair};
 use switchboard_media::ice_lite::{IceLite, StunOutcome};
 use switchboard_media::rtp::{self, PacketKind};
 use switchboard_media::srtp::SRTCP_TRAILER_LEN;
-use switchboard_sip::sdp::Codec as SipCodec;
+use switchboard_sip::sdp::{Direction, Negotiated};
+
+pub use sdp::{read_answer, write_answer, LocalTerms, MediaTerms};
 
 /// Most datagrams waiting to be sent or handed to the bridge; beyond that the oldest go.
 const QUEUE_LIMIT: usize = 64;
@@ -34,16 +40,32 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// A DTLS-SRTP + ICE audio leg to the phone.
 pub struct DtlsLeg {
     ice: IceLite,
-    dtls: Dtls,
+    /// None until the far end's answer to our offer says the role.
+    dtls: Option<Dtls>,
+    cert: DtlsCertificate,
     srtp: Option<SrtpPair>,
-    pt: u8,
-    telephone_event: Option<u8>,
     /// The source of the latest DTLS datagram: where DTLS answers go before ICE nominated.
     dtls_peer: Option<SocketAddr>,
     /// Datagrams to send (STUN answers, protected RTP), with their destination.
     outgoing: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Why the leg failed (DTLS alert, fingerprint mismatch…), reported by `poll`.
     failed: Option<String>,
+}
+
+/// What the bridge is told a DTLS-SRTP leg settled: where media goes is ICE's, and SRTP
+/// is the leg's, so the bridge sees plain RTP.
+pub fn negotiated(terms: &MediaTerms) -> Negotiated {
+    Negotiated {
+        codec: terms.codec,
+        pt: terms.pt,
+        telephone_event: terms.telephone_event.as_ref().map(|(te, _)| *te),
+        remote_rtp: None,
+        remote_rtcp: None,
+        rtcp_mux: true,
+        direction: Direction::SendRecv,
+        ptime: Some(20),
+        srtp: None,
+    }
 }
 
 /// The SIP offer is DTLS-SRTP (`UDP/TLS/RTP/SAVP` or `…/SAVPF` audio).
@@ -61,55 +83,77 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
 
 impl DtlsLeg {
     /// Answer `offer` with ICE-lite (a host candidate at `local`, the call's RTP port) and
-    /// DTLS-SRTP; the answer SDP and what codec it settled on.
-    pub fn answer(offer: &str, local: SocketAddr) -> Result<(DtlsLeg, String, SipCodec), String> {
-        let terms = answer::read_offer(offer)?;
+    /// DTLS-SRTP; the answer SDP and what it settled, for the bridge.
+    pub fn answer(offer: &str, local: SocketAddr) -> Result<(DtlsLeg, String, Negotiated), String> {
+        let terms = sdp::read_offer(offer)?;
+        let (mut leg, ours) = DtlsLeg::unstarted(local, terms.remote_ufrag.as_deref())?;
+        leg.start(&terms)?;
+        Ok((leg, sdp::write_answer(&terms, &ours), negotiated(&terms)))
+    }
+
+    /// A leg for a call out: our DTLS-SRTP + ICE-lite offer (a host candidate at `local`,
+    /// the call's RTP port) and our terms, to answer re-offers with once the answer came.
+    pub fn offer(local: SocketAddr) -> Result<(DtlsLeg, LocalTerms, String), String> {
+        let (leg, ours) = DtlsLeg::unstarted(local, None)?;
+        let text = sdp::write_offer(&ours);
+        Ok((leg, ours, text))
+    }
+
+    /// Fresh credentials and certificate, no DTLS yet.
+    fn unstarted(
+        local: SocketAddr,
+        remote_ufrag: Option<&str>,
+    ) -> Result<(DtlsLeg, LocalTerms), String> {
         let cert = DtlsCertificate::new_ecdsa().map_err(|e| e.to_string())?;
         let fingerprint = cert.fingerprint().map_err(|e| e.to_string())?;
         // RFC 8839 §5.4: ufrag ≥ 4 and pwd ≥ 22 ice-chars (hex is a subset).
         let ice = IceLite::new(
             &switchboard_util::random_hex(4),
             &switchboard_util::random_hex(12),
-            terms.remote_ufrag.as_deref(),
+            remote_ufrag,
         );
-        let dtls = Dtls::new(
-            terms.role,
-            &cert,
-            terms.remote_fingerprint.clone(),
-            Instant::now(),
-        )
-        .map_err(|e| e.to_string())?;
-        let text = answer::write_answer(
-            &terms,
-            &answer::LocalTerms {
-                addr: local,
-                ufrag: ice.local_ufrag(),
-                pwd: ice.local_pwd(),
-                fingerprint: &fingerprint,
-                session_id: rand::random::<u32>().into(),
-            },
-        );
+        let ours = LocalTerms {
+            addr: local,
+            ufrag: ice.local_ufrag().to_owned(),
+            pwd: ice.local_pwd().to_owned(),
+            fingerprint,
+            session_id: rand::random::<u32>().into(),
+        };
         let leg = DtlsLeg {
             ice,
-            dtls,
+            dtls: None,
+            cert,
             srtp: None,
-            pt: terms.pt,
-            telephone_event: terms.telephone_event.as_ref().map(|(te, _)| *te),
             dtls_peer: None,
             outgoing: VecDeque::new(),
             failed: None,
         };
-        Ok((leg, text, terms.codec))
+        Ok((leg, ours))
     }
 
-    /// The payload type of the codec.
-    pub fn pt(&self) -> u8 {
-        self.pt
+    /// DTLS starts in the role `terms` settled, expecting the far end's fingerprint.
+    fn start(&mut self, terms: &MediaTerms) -> Result<(), String> {
+        let dtls = Dtls::new(
+            terms.role,
+            &self.cert,
+            terms.remote_fingerprint.clone(),
+            Instant::now(),
+        )
+        .map_err(|e| e.to_string())?;
+        self.dtls = Some(dtls);
+        Ok(())
     }
 
-    /// The telephone-event payload type answered, if the offer had one.
-    pub fn telephone_event(&self) -> Option<u8> {
-        self.telephone_event
+    /// Call out: the far end's answer (read by [`read_answer`]) starts DTLS. A second one
+    /// (early media, then the final answer) changes nothing once DTLS runs.
+    pub fn on_answer(&mut self, terms: &MediaTerms) -> Result<(), String> {
+        if self.dtls.is_some() {
+            return Ok(());
+        }
+        if let Some(ufrag) = &terms.remote_ufrag {
+            self.ice.set_remote_ufrag(ufrag);
+        }
+        self.start(terms)
     }
 
     /// ICE and DTLS are up: SRTP keys are in place.
@@ -138,8 +182,10 @@ impl DtlsLeg {
             Demux::Dtls => {
                 // DTLS only from an address that passed an ICE check (RFC 8842 §4).
                 self.ice.remote()?;
+                // Before the answer (we offered) there is no role yet: the peer resends.
+                let dtls = self.dtls.as_mut()?;
                 self.dtls_peer = Some(from);
-                if let Err(e) = self.dtls.handle_datagram(bytes, now) {
+                if let Err(e) = dtls.handle_datagram(bytes, now) {
                     self.failed.get_or_insert_with(|| e.to_string());
                 }
                 self.take_keys();
@@ -151,8 +197,9 @@ impl DtlsLeg {
     }
 
     fn take_keys(&mut self) {
-        if let Some(pair) = self.dtls.take_srtp() {
-            tracing::debug!(profile = ?pair.profile, "DTLS phone leg: SRTP keys in place");
+        if let Some(pair) = self.dtls.as_mut().and_then(Dtls::take_srtp) {
+            // Once a call: what an operator checks to see the call is encrypted.
+            tracing::info!(profile = ?pair.profile, "DTLS-SRTP to the phone is up");
             self.srtp = Some(pair);
         }
     }
@@ -197,18 +244,21 @@ impl DtlsLeg {
         if let Some(why) = &self.failed {
             return Err(format!("DTLS to the phone: {why}"));
         }
-        if let Err(e) = self.dtls.handle_timeout(now) {
-            return Err(format!("DTLS to the phone: {e}"));
+        if let Some(dtls) = &mut self.dtls {
+            if let Err(e) = dtls.handle_timeout(now) {
+                return Err(format!("DTLS to the phone: {e}"));
+            }
         }
         self.take_keys();
         // A DTLS client (the offer said passive) waits for ICE to know where to go.
-        if let Some(to) = self.remote() {
-            while let Some(d) = self.dtls.poll_datagram() {
+        if let (Some(to), Some(dtls)) = (self.remote(), &mut self.dtls) {
+            while let Some(d) = dtls.poll_datagram() {
                 out.push((to, d));
             }
         }
         out.extend(self.outgoing.drain(..));
-        Ok(self.dtls.poll_timeout().unwrap_or(now + IDLE_WAKE))
+        let next = self.dtls.as_ref().and_then(Dtls::poll_timeout);
+        Ok(next.unwrap_or(now + IDLE_WAKE))
     }
 
     /// Runs the timers and sends what is due (on `sock`); returns when to call again, or

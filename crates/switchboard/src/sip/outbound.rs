@@ -12,7 +12,8 @@
 //! Media: plain RTP, or SDES-SRTP only (`RTP/SAVP`) when the target says `;srtp=sdes`
 //! (taken off the URI before it goes out: it is ours, not the far end's), when it is a
 //! `sips:` URI (the caller asked for a secure call: its keys travel on the TLS hop), or
-//! when the account or trunk it goes through is configured so. `;srtp=off` overrides.
+//! when the account or trunk it goes through is configured so; DTLS-SRTP with ICE
+//! (`UDP/TLS/RTP/SAVPF`) the same way with `;srtp=dtls`. `;srtp=off` overrides.
 //!
 //! Pure but for the name lookup of a direct host, which the caller does.
 
@@ -112,10 +113,9 @@ pub fn target(cfg: &SipConfig, to: &str) -> Result<Target, String> {
         let mut uri = Uri::parse(to).map_err(|e| format!("`{to}` is not a SIP URI: {e}"))?;
         let srtp = match uri.params.get("srtp") {
             None => None,
-            Some(v) => Some(
-                SrtpMode::parse(v)
-                    .ok_or_else(|| format!("`{to}`: srtp `{v}` cannot be dialled (off or sdes)"))?,
-            ),
+            Some(v) => Some(SrtpMode::parse(v).ok_or_else(|| {
+                format!("`{to}`: srtp `{v}` cannot be dialled (off, sdes or dtls)")
+            })?),
         };
         // `;srtp=` is the gateway's, not the far end's: the URI goes out without it.
         let request_uri = if uri
@@ -370,7 +370,15 @@ mod tests {
         assert_eq!(t.srtp, SrtpMode::Sdes);
         assert_eq!(t.transport, Transport::Tcp);
         assert_eq!(t.request_uri, "sip:carol@127.0.0.2:5080;transport=tcp");
-        assert!(target(&c, "sip:carol@127.0.0.2;srtp=dtls").is_err());
+        let t = target(&c, "sip:carol@127.0.0.2;srtp=DTLS").unwrap();
+        assert_eq!(
+            (t.srtp, t.request_uri.as_str()),
+            (SrtpMode::Dtls, "sip:carol@127.0.0.2")
+        );
+        assert!(target(&c, "sip:carol@127.0.0.2;srtp=zrtp").is_err());
+        let mut dtls = cfg(false);
+        dtls.accounts[0].srtp = SrtpMode::Dtls;
+        assert_eq!(target(&dtls, "bob").unwrap().srtp, SrtpMode::Dtls);
         let mut sdes = cfg(false);
         sdes.accounts[0].srtp = SrtpMode::Sdes;
         assert_eq!(target(&sdes, "bob").unwrap().srtp, SrtpMode::Sdes);

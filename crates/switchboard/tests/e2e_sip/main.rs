@@ -6,7 +6,8 @@
 //! - `passthrough`: a PCMU phone and a PCMU room member, G.711 untranscoded;
 //! - `rooms`: calls out of a room to several far ends;
 //! - `stream`: calls out over SIP on TCP and TLS;
-//! - `srtp_out`: calls out with SDES-SRTP.
+//! - `srtp_out`: calls out with SDES-SRTP;
+//! - `dtls_out`: calls out with DTLS-SRTP + ICE.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,6 +17,7 @@ mod lab;
 mod sip_far_end;
 
 mod calls;
+mod dtls_out;
 mod passthrough;
 mod rooms;
 mod srtp_out;

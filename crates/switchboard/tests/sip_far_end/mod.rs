@@ -1,8 +1,9 @@
 //! The far end of calls out and the room member that talks to it, for the hermetic
-//! calls-out tests (`e2e_sip/stream.rs`, `e2e_sip/rooms.rs`, `e2e_sip/srtp_out.rs`): a SIP
+//! calls-out tests (`e2e_sip/stream.rs`, `e2e_sip/rooms.rs`, `e2e_sip/srtp_out.rs`,
+//! `e2e_sip/dtls_out.rs`): a SIP
 //! user agent of our own stack on a TCP listener (plain, or TLS) answering with PCMU
 //! (SDES-SRTP when offered and its `local` has a key, or plain RTP regardless with
-//! `answer_plain`), its tone and what it heard; a member (str0m) publishing a 1,000 Hz
+//! `answer_plain`, or its own with `answer_with`), its tone and what it heard; a member (str0m) publishing a 1,000 Hz
 //! Opus tone; and the checks that media
 //! crossed both ways, per call, however many calls the room has.
 
@@ -21,7 +22,7 @@ use switchboard_media::g711::Law;
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::message::{frame_len, Limits};
-use switchboard_sip::sdp::{LocalAudio, Negotiated, SdpSession};
+use switchboard_sip::sdp::{LocalAudio, Negotiated, SdpSession, SessionDescription};
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 
@@ -80,9 +81,15 @@ pub struct FarEnd {
     pub sdp: SdpSession,
     pub local: LocalAudio,
     pub call: Option<(CallId, Negotiated)>,
-    /// Answer RTP/AVP without crypto whatever was offered (a far end that ignores SRTP).
+    /// Answer RTP/AVP without crypto whatever was offered (a far end that ignores SRTP,
+    /// SDES or DTLS).
     pub answer_plain: bool,
+    /// Answer with this instead of `sdp` (a far end with other media, e.g. DTLS-SRTP).
+    pub answer_with: Option<AnswerWith>,
 }
+
+/// A far end's own answer to an offer: the SDP and what it settled.
+pub type AnswerWith = Box<dyn FnMut(&SessionDescription) -> (SessionDescription, Negotiated)>;
 
 impl FarEnd {
     pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> FarEnd {
@@ -117,6 +124,7 @@ impl FarEnd {
             local,
             call: None,
             answer_plain: false,
+            answer_with: None,
         }
     }
 
@@ -196,14 +204,18 @@ impl FarEnd {
                 let mut offer = offer.clone();
                 if self.answer_plain {
                     for m in &mut offer.media {
-                        m.proto = m.proto.replace("SAVP", "AVP");
+                        // SDES's RTP/SAVP and DTLS's UDP/TLS/RTP/SAVPF alike.
+                        m.proto = "RTP/AVP".into();
                         m.attributes.retain(|a| a.name != "crypto");
                     }
                 }
-                let (answer, n) = self
-                    .sdp
-                    .answer(&offer, &self.local)
-                    .expect("an offer with PCMU");
+                let (answer, n) = match &mut self.answer_with {
+                    Some(answer) => answer(&offer),
+                    None => self
+                        .sdp
+                        .answer(&offer, &self.local)
+                        .expect("an offer with PCMU"),
+                };
                 self.ua
                     .accept(Instant::now(), *call, answer)
                     .expect("accept");

@@ -92,6 +92,8 @@ mod tests {
         assert_eq!((e.srtp, e.transport), (SrtpMode::Sdes, Transport::Tls));
         let f = parse_account("fred:pw@127.0.0.1;srtp=off").unwrap();
         assert_eq!(f.srtp, SrtpMode::Off);
+        let g = parse_account("gina:pw@127.0.0.1;srtp=dtls").unwrap();
+        assert_eq!(g.srtp, SrtpMode::Dtls);
         for bad in [
             "bob@127.0.0.1",
             "bob:pw@",
@@ -99,7 +101,7 @@ mod tests {
             "bob:pw@127.0.0.1;colour=blue",
             "bob:pw@127.0.0.1;room=no/slash",
             "bob:pw@127.0.0.1;transport=sctp",
-            "bob:pw@127.0.0.1;srtp=dtls",
+            "bob:pw@127.0.0.1;srtp=zrtp",
             "bob:pw@127.0.0.1;srtp=",
         ] {
             assert!(parse_account(bad).is_err(), "{bad}");

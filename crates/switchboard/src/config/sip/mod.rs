@@ -77,7 +77,8 @@ pub struct SipSettings {
     /// account reach the gateway. Append `;expires=SECS` (default 600), `;room=ROOM`
     /// (calls to this account go to ROOM; else --sip-route decides) or
     /// `;transport=tcp|tls` (register, and call through it, over TCP or TLS) or
-    /// `;srtp=sdes` (calls out through it offer SDES-SRTP only).
+    /// `;srtp=sdes|dtls` (calls out through it offer SDES-SRTP, or DTLS-SRTP with ICE,
+    /// only).
     #[arg(
         long,
         value_name = "USER:PASSWORD@HOST[:PORT]",
@@ -135,11 +136,12 @@ pub struct SipSettings {
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_SIP_TLS_CA")]
     pub sip_tls_ca: Option<PathBuf>,
 
-    /// Media encryption of calls through the trunk: `off` (plain RTP) or `sdes` (RTP/SAVP
-    /// with an `a=crypto` key, RFC 4568; a far end that answers without it is hung up).
+    /// Media encryption of calls through the trunk: `off` (plain RTP), `sdes` (RTP/SAVP
+    /// with an `a=crypto` key, RFC 4568) or `dtls` (DTLS-SRTP with ICE, RFC 5763); a far
+    /// end that answers without it is hung up.
     #[arg(
         long,
-        value_name = "off|sdes",
+        value_name = "off|sdes|dtls",
         env = "SWITCHBOARD_SIP_TRUNK_SRTP",
         default_value = "off"
     )]
@@ -294,22 +296,27 @@ pub enum SrtpMode {
     /// SDES-SRTP only (`RTP/SAVP` with `a=crypto`, RFC 4568): an answer without a key
     /// we can use ends the call.
     Sdes,
+    /// DTLS-SRTP with ICE only (`UDP/TLS/RTP/SAVPF`, `a=fingerprint`, ICE-lite; RFC 5763,
+    /// RFC 8839), as baresip with `dtls_srtp` or a WebRTC-capable PBX insist on: an answer
+    /// without it ends the call.
+    Dtls,
 }
 
 impl SrtpMode {
-    /// `off` or `sdes`, in any case (`;srtp=` of an account or a dialled target,
+    /// `off`, `sdes` or `dtls`, in any case (`;srtp=` of an account or a dialled target,
     /// `--sip-trunk-srtp`).
     pub fn parse(v: &str) -> Option<SrtpMode> {
         match v.to_ascii_lowercase().as_str() {
             "off" => Some(SrtpMode::Off),
             "sdes" => Some(SrtpMode::Sdes),
+            "dtls" => Some(SrtpMode::Dtls),
             _ => None,
         }
     }
 }
 
 fn parse_srtp(option: &'static str, v: &str) -> Result<SrtpMode, ConfigError> {
-    SrtpMode::parse(v).ok_or_else(|| err(option, format!("srtp `{v}` is not off or sdes")))
+    SrtpMode::parse(v).ok_or_else(|| err(option, format!("srtp `{v}` is not off, sdes or dtls")))
 }
 
 /// The port a transport's host is reached on when none is written (RFC 3263 §4.2).

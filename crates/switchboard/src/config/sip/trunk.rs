@@ -2,7 +2,7 @@
 //! proxy that phone numbers dialled from rooms go through, what the gateway presents to
 //! it (credentials, From, P-Asserted-Identity), how numbers are written (E.164), and
 //! whether the calls' media is encrypted (`--sip-trunk-srtp`: many trunks take SDES-SRTP,
-//! some require it).
+//! some require it; WebRTC-capable ones may require DTLS-SRTP).
 
 use super::{err, parse_srtp, parse_transport, resolve, user_password, SipSettings, SrtpMode};
 use crate::error::ConfigError;
@@ -102,8 +102,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((t.proxy.port(), t.srtp), (5060, SrtpMode::Sdes));
+        let t = trunk(&["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "DTLS"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.srtp, SrtpMode::Dtls);
         for bad in [
-            &["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "dtls"][..],
+            &["--sip-trunk", "127.0.0.1", "--sip-trunk-srtp", "zrtp"][..],
             &["--sip-trunk-srtp", "on"],
             &["--sip-trunk", "127.0.0.1;srtp=sdes"],
             &["--sip-trunk", "127.0.0.1", "--sip-trunk-country", "4a"],

@@ -6,13 +6,13 @@ use super::{CallEntry, State};
 use crate::config::sip::SrtpMode;
 use crate::sip::call::{self, call_label, CallCmd, CallSetup};
 use crate::sip::dispatch::{room_for, Dispatch};
-use crate::sip::dtls_leg::{is_dtls_offer, DtlsLeg};
+use crate::sip::dtls_leg::{self, is_dtls_offer, read_answer, DtlsLeg};
 use crate::sip::outbound::Target;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchboard_sip::sdp::{
-    Codec, Direction, LocalAudio, Negotiated, SdpError, SdpSession, SessionDescription,
+    Codec, Direction, LocalAudio, SdpError, SdpSession, SessionDescription,
 };
 use switchboard_sip::transaction::Transport;
 use switchboard_sip::ua::{CallId, Outbound};
@@ -27,6 +27,23 @@ impl State {
         let Some(offer) = &entry.offer else {
             return;
         };
+        if let Some(ours) = &entry.dtls_offer {
+            // `srtp=dtls`: the answer must be DTLS-SRTP; the leg starts DTLS from it, and
+            // what it settled answers the far end's re-offers.
+            match read_answer(&answer.to_string_crlf()) {
+                Ok(terms) => {
+                    let again = dtls_leg::write_answer(&terms, ours);
+                    entry.dtls_answer = SessionDescription::parse(again.as_bytes()).ok();
+                    entry.tell(CallCmd::DtlsAnswer(terms));
+                }
+                Err(e) => {
+                    tracing::warn!(room = %entry.room, error = %e, "SIP call out: DTLS-SRTP required (srtp=dtls) and not answered: hanging up");
+                    entry.failure = Some(format!("the far end refused DTLS-SRTP: {e}"));
+                    let _ = self.ua.hangup(Instant::now(), call);
+                }
+            }
+            return;
+        }
         match entry.sdp.accept_answer(offer, answer, &entry.local) {
             Ok(n) => entry.tell(CallCmd::Media(n)),
             Err(e) => {
@@ -78,9 +95,19 @@ impl State {
             rtcp_mux: false,
             ptime: 20,
         };
-        let srtp = local.srtp_key.is_some();
         let mut sdp = SdpSession::new(rand::random::<u32>().into(), self.cfg.media_ip);
-        let offer = sdp.offer(&local);
+        // DTLS-SRTP: the leg first, its certificate and ICE credentials go into the offer.
+        let (offer, dtls, dtls_offer) = if target.srtp == SrtpMode::Dtls {
+            let at = SocketAddr::new(self.cfg.media_ip, port.port());
+            let (leg, ours, text) = DtlsLeg::offer(at).map_err(|e| (500, format!("DTLS: {e}")))?;
+            let offer = SessionDescription::parse(text.as_bytes())
+                .map_err(|e| (500, format!("our DTLS-SRTP offer: {e}")))?;
+            (offer, Some(leg), Some(ours))
+        } else {
+            (sdp.offer(&local), None, None)
+        };
+        let dtls_srtp = dtls.is_some();
+        let srtp = local.srtp_key.is_some() || dtls_srtp;
         let from = format!("\"{}\" <{}>", room.replace('"', ""), target.from);
         let out = Outbound {
             target: target.request_uri.clone(),
@@ -110,12 +137,13 @@ impl State {
                 answer: None,
                 offer: Some(offer),
                 dtls_answer: None,
+                dtls_offer,
                 conn: (target.transport != Transport::Udp).then_some((target.transport, dest)),
                 srtp_required: srtp,
                 failure: None,
             },
         );
-        tracing::info!(%room, to = %target.request_uri, via = %dest, transport = target.transport.as_str(), srtp, "SIP call out");
+        tracing::info!(%room, to = %target.request_uri, via = %dest, transport = target.transport.as_str(), dtls_srtp, srtp, "SIP call out");
         tokio::spawn(call::run(CallSetup {
             call,
             outbound: true,
@@ -123,7 +151,7 @@ impl State {
             pins: self.pins.clone(),
             name,
             negotiated: None,
-            dtls: None,
+            dtls,
             port,
             signaling: self.signaling.clone(),
             sfu: sfu.clone(),
@@ -176,21 +204,10 @@ impl State {
         let offer_text = offer.to_string_crlf();
         let (answer, negotiated, dtls) = if is_dtls_offer(&offer_text) {
             let at = SocketAddr::new(self.cfg.media_ip, port.port());
-            let (leg, text, codec) = DtlsLeg::answer(&offer_text, at)
+            let (leg, text, negotiated) = DtlsLeg::answer(&offer_text, at)
                 .map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
             let answer = SessionDescription::parse(text.as_bytes())
                 .map_err(|e| (500, format!("Server Internal Error (our answer: {e})")))?;
-            let negotiated = Negotiated {
-                codec,
-                pt: leg.pt(),
-                telephone_event: leg.telephone_event(),
-                remote_rtp: None,
-                remote_rtcp: None,
-                rtcp_mux: true,
-                direction: Direction::SendRecv,
-                ptime: Some(20),
-                srtp: None,
-            };
             (answer, negotiated, Some(leg))
         } else {
             let (answer, negotiated) = sdp
@@ -212,6 +229,7 @@ impl State {
                 sdp,
                 local,
                 dtls_answer: dtls.is_some().then(|| answer.clone()),
+                dtls_offer: None,
                 conn: None,
                 answer: Some(answer),
                 offer: None,
@@ -246,6 +264,14 @@ impl State {
         };
         if let Some(answer) = &entry.dtls_answer {
             let _ = self.ua.answer_reoffer(now, call, answer.clone());
+            return;
+        }
+        if entry.dtls_offer.is_some() {
+            // Our DTLS-SRTP offer is not answered yet: no terms to answer with, and plain
+            // RTP is no answer on a `srtp=dtls` call.
+            tracing::warn!(room = %entry.room, "SIP re-offer before the DTLS-SRTP answer: hanging up");
+            entry.failure = Some("the far end re-offered before answering DTLS-SRTP".into());
+            let _ = self.ua.hangup(now, call);
             return;
         }
         match entry.sdp.answer(offer, &entry.local) {

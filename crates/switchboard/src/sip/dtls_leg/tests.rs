@@ -5,6 +5,7 @@ const BARESIP: &str = "v=0\r\no=- 2147232625 375661264 IN IP4 127.0.0.1\r\ns=-\r
 
 use switchboard_media::dtls::{DtlsRole, Fingerprint};
 use switchboard_media::rtp::write_rtp_header;
+use switchboard_sip::sdp::Codec as SipCodec;
 use switchboard_stun::{attr_type, Class, Message, MessageWriter, Method, TransactionId};
 
 const LOCAL: &str = "127.0.0.1:40000";
@@ -18,10 +19,13 @@ fn attr<'a>(sdp: &'a str, name: &str) -> &'a str {
 #[test]
 fn a_baresip_dtls_offer_is_answered_with_pcmu_ice_lite_and_dtls() {
     assert!(is_dtls_offer(BARESIP));
-    let (leg, answer, codec) = DtlsLeg::answer(BARESIP, LOCAL.parse().unwrap()).unwrap();
-    assert_eq!(codec, SipCodec::Pcmu);
-    assert_eq!(leg.pt(), 0);
-    assert_eq!(leg.telephone_event(), Some(101));
+    let (leg, answer, n) = DtlsLeg::answer(BARESIP, LOCAL.parse().unwrap()).unwrap();
+    assert_eq!(
+        (n.codec, n.rtcp_mux, n.remote_rtp),
+        (SipCodec::Pcmu, true, None)
+    );
+    assert_eq!(n.pt, 0);
+    assert_eq!(n.telephone_event, Some(101));
     assert!(!leg.connected());
     for needle in [
         "m=audio 40000 UDP/TLS/RTP/SAVPF 0 101\r\n",
@@ -65,9 +69,9 @@ fn roles_codecs_and_telephone_events_follow_the_offer() {
         "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
         "",
     );
-    let (leg, answer, codec) = DtlsLeg::answer(&pcma, local).unwrap();
+    let (_, answer, n) = DtlsLeg::answer(&pcma, local).unwrap();
     assert_eq!(
-        (codec, leg.pt(), leg.telephone_event()),
+        (n.codec, n.pt, n.telephone_event),
         (SipCodec::Pcma, 8, None)
     );
     assert!(answer.contains("UDP/TLS/RTP/SAVPF 8\r\n"), "{answer}");
@@ -75,10 +79,10 @@ fn roles_codecs_and_telephone_events_follow_the_offer() {
     let opus = BARESIP
         .replace("SAVPF 0 101", "SAVPF 111 101")
         .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2");
-    let (leg, answer, codec) = DtlsLeg::answer(&opus, local).unwrap();
+    let (_, answer, n) = DtlsLeg::answer(&opus, local).unwrap();
     // telephone-event/8000 does not go with Opus's 48 kHz clock.
     assert_eq!(
-        (codec, leg.pt(), leg.telephone_event()),
+        (n.codec, n.pt, n.telephone_event),
         (SipCodec::Opus, 111, None)
     );
     assert!(answer.contains("a=rtpmap:111 opus/48000/2\r\n"), "{answer}");
@@ -248,4 +252,143 @@ fn a_phone_whose_certificate_does_not_match_its_fingerprint_ends_the_leg() {
     let err = result.unwrap_err();
     assert!(err.contains("fingerprint"), "{err}");
     assert!(!leg.connected());
+}
+
+/// baresip's answer to our offer, with `setup` and the certificate `fp`.
+fn phone_answer(setup: &str, fp: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=ice-ufrag:eryolq7\r\na=ice-pwd:0n1lbJ72ER95KIL0pHgKjN4WQ1aHg6Z\r\na=setup:{setup}\r\na=fingerprint:{fp}\r\nm=audio 47176 UDP/TLS/RTP/SAVPF 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=rtcp-mux\r\na=sendrecv\r\na=candidate:c0000202 1 UDP 2113929471 127.0.0.1 47176 typ host\r\n"
+    )
+}
+
+const SOME_FP: &str = "sha-256 C0:96:3C:A9:EC:45:3E:2F:32:CF:E8:AB:52:BE:29:15:85:5E:FD:57:FE:21:ED:EC:A0:D0:68:38:32:84:98:42";
+
+#[test]
+fn our_offer_is_dtls_srtp_with_ice_lite_and_every_codec() {
+    let (leg, ours, offer) = DtlsLeg::offer(LOCAL.parse().unwrap()).unwrap();
+    assert!(is_dtls_offer(&offer));
+    assert!(!leg.connected());
+    for needle in [
+        "m=audio 40000 UDP/TLS/RTP/SAVPF 0 8 111 101 110\r\n",
+        "c=IN IP4 127.0.0.1\r\n",
+        "a=ice-lite\r\n",
+        "a=setup:actpass\r\n",
+        "a=rtcp-mux\r\n",
+        "a=rtpmap:0 PCMU/8000\r\n",
+        "a=rtpmap:8 PCMA/8000\r\n",
+        "a=rtpmap:111 opus/48000/2\r\n",
+        "a=rtpmap:101 telephone-event/8000\r\n",
+        "a=rtpmap:110 telephone-event/48000\r\n",
+        "a=candidate:1 1 UDP 2130706431 127.0.0.1 40000 typ host\r\n",
+    ] {
+        assert!(offer.contains(needle), "{needle:?} missing in\n{offer}");
+    }
+    assert_eq!(attr(&offer, "ice-ufrag"), ours.ufrag);
+    assert_eq!(attr(&offer, "ice-pwd"), ours.pwd);
+    assert_eq!(attr(&offer, "fingerprint"), ours.fingerprint.to_string());
+    // The offer reads back as one we would answer ourselves.
+    let (_, answer, n) = DtlsLeg::answer(&offer, "127.0.0.1:40002".parse().unwrap()).unwrap();
+    assert_eq!(
+        (n.codec, n.rtcp_mux, n.remote_rtp),
+        (SipCodec::Pcmu, true, None)
+    );
+    assert!(answer.contains("a=setup:passive\r\n"), "{answer}");
+}
+
+#[test]
+fn answers_to_our_offer_settle_the_role_or_are_refused() {
+    let active = read_answer(&phone_answer("active", SOME_FP)).unwrap();
+    assert_eq!(
+        (active.role, active.codec, active.pt),
+        (DtlsRole::Server, SipCodec::Pcma, 8)
+    );
+    assert_eq!(active.telephone_event, Some((101, "0-15".to_owned())));
+    assert_eq!(active.remote_ufrag.as_deref(), Some("eryolq7"));
+    assert_eq!(
+        read_answer(&phone_answer("passive", SOME_FP)).unwrap().role,
+        DtlsRole::Client
+    );
+    // Re-offers are answered with the settled role, never actpass.
+    let (_, ours, _) = DtlsLeg::offer(LOCAL.parse().unwrap()).unwrap();
+    let again = write_answer(&active, &ours);
+    assert!(again.contains("a=setup:passive\r\n"), "{again}");
+    assert!(again.contains("UDP/TLS/RTP/SAVPF 8 101\r\n"), "{again}");
+    // actpass is for offers; plain RTP or SDES is no DTLS-SRTP answer.
+    let err = read_answer(&phone_answer("actpass", SOME_FP)).unwrap_err();
+    assert!(err.contains("actpass"), "{err}");
+    let plain = phone_answer("active", SOME_FP).replace("UDP/TLS/RTP/SAVPF", "RTP/AVP");
+    let err = read_answer(&plain).unwrap_err();
+    assert!(err.contains("not DTLS-SRTP"), "{err}");
+    let sdes = phone_answer("active", SOME_FP).replace("UDP/TLS/RTP/SAVPF", "RTP/SAVP");
+    assert!(read_answer(&sdes).is_err());
+    let no_mux = phone_answer("active", SOME_FP).replace("a=rtcp-mux\r\n", "");
+    assert!(read_answer(&no_mux).is_err());
+}
+
+/// Calls out: our leg offers, the phone answers `passive` (we are the DTLS client), checks
+/// come in; our ClientHello goes only once ICE chose the phone's address.
+#[test]
+fn an_offering_leg_becomes_the_dtls_client_of_a_passive_phone() {
+    let phone: SocketAddr = "127.0.0.1:47176".parse().unwrap();
+    let phone_cert = DtlsCertificate::new_rsa(2048).unwrap();
+    let (mut leg, ours, offer) = DtlsLeg::offer(LOCAL.parse().unwrap()).unwrap();
+    // A check before the answer is answered already (the far end may be quick).
+    let user = format!("{}:eryolq7", ours.ufrag);
+    leg.on_datagram(phone, &mut binding_request(&user, &ours.pwd, 1));
+    let out = drain(&mut leg, Instant::now());
+    assert_eq!(out.len(), 1);
+    assert_eq!(Message::parse(&out[0].1).unwrap().class, Class::Success);
+
+    let answer = phone_answer("passive", &phone_cert.fingerprint().unwrap().to_string());
+    let terms = read_answer(&answer).unwrap();
+    leg.on_answer(&terms).unwrap();
+    let n = negotiated(&terms);
+    assert_eq!(
+        (n.codec, n.pt, n.telephone_event),
+        (SipCodec::Pcma, 8, Some(101))
+    );
+    // From now on checks must name the answer's ufrag.
+    leg.on_datagram(
+        phone,
+        &mut binding_request(&format!("{}:other", ours.ufrag), &ours.pwd, 2),
+    );
+    let hello: Vec<_> = drain(&mut leg, Instant::now());
+    assert!(
+        hello.iter().all(|(_, d)| Message::parse(d).is_err()),
+        "a check with another ufrag was answered"
+    );
+    assert!(!hello.is_empty(), "no ClientHello to the checked address");
+    let gw_fp = Fingerprint::parse(attr(&offer, "fingerprint")).unwrap();
+    let mut server = Dtls::new(DtlsRole::Server, &phone_cert, gw_fp, Instant::now()).unwrap();
+    let mut pending = hello;
+    for _ in 0..20 {
+        for (to, d) in pending.drain(..) {
+            assert_eq!(to, phone);
+            server.handle_datagram(&d, Instant::now()).unwrap();
+        }
+        while let Some(d) = server.poll_datagram() {
+            leg.on_datagram(phone, &mut d.clone());
+        }
+        pending = drain(&mut leg, Instant::now());
+        if pending.is_empty() && leg.connected() {
+            break;
+        }
+    }
+    assert!(server.is_connected() && leg.connected());
+    // A second answer (early media, then 200) changes nothing.
+    leg.on_answer(&terms).unwrap();
+    assert!(leg.connected());
+    let mut keys = server.take_srtp().unwrap();
+    let mut buf = vec![0u8; 12 + 160 + 16];
+    let h = write_rtp_header(&mut buf, false, 8, 7, 1120, 0xabcd).unwrap();
+    buf[h..h + 160].fill(0xd5);
+    let plain = buf[..h + 160].to_vec();
+    leg.send_rtp(&plain);
+    let out = drain(&mut leg, Instant::now());
+    assert_eq!(out.len(), 1);
+    let mut srtp = out[0].1.clone();
+    let len = keys.inbound.unprotect_rtp(&mut srtp).unwrap();
+    assert_eq!(&srtp[..len], &plain[..]);
+    let n = keys.outbound.protect_rtp(&mut buf, h + 160).unwrap();
+    assert_eq!(leg.on_datagram(phone, &mut buf[..n]), Some(plain.len()));
 }
