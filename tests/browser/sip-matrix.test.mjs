@@ -6,11 +6,10 @@
 // - per variant (PCMU, PCMA, PCMU + SDES-SRTP, PCMA + SDES-SRTP, DTLS-SRTP + ICE on
 //   baresip's side): baresip calls alice through kamailio, the call lands in the room, a
 //   Chromium page (1,000 Hz microphone) hears baresip's 440 Hz (WebAudio FFT of the call's
-//   track) and baresip's recording holds the page's 1,000 Hz; for the plain-RTP variants
-//   the page then calls bob through kamailio (`sb.sip.call`, 407 answered with alice's
-//   credentials), the same both ways, and ends the call with `sb.sip.cancel` (DELETE).
-//   The gateway offers plain RTP on calls out (crates/switchboard/src/sip/agent/setup.rs),
-//   so an SRTP-only phone is reached inbound only;
+//   track) and baresip's recording holds the page's 1,000 Hz; then the page calls bob
+//   through kamailio (`sb.sip.call`, 407 answered with alice's credentials; for the SRTP
+//   variants the target asks for it: `;srtp=sdes` or `;srtp=dtls`), the same both ways,
+//   and ends the call with `sb.sip.cancel` (DELETE);
 // - three parties: two pages (1,000 Hz and 600 Hz, two Chromiums) and baresip: baresip's
 //   recording holds both pages mixed and not its own 440 Hz, each page hears 440 Hz and the
 //   other page.
@@ -134,12 +133,12 @@ async function expectRecorded(phone, hz, what) {
 }
 
 const VARIANTS = [
-  { name: 'PCMU', params: 'audio_codecs=PCMU/8000/1', callOut: true },
-  { name: 'PCMA', params: 'audio_codecs=PCMA/8000/1', callOut: true },
-  { name: 'PCMU + SDES-SRTP', params: 'audio_codecs=PCMU/8000/1;mediaenc=srtp-mand' },
-  { name: 'PCMA + SDES-SRTP', params: 'audio_codecs=PCMA/8000/1;mediaenc=srtp-mand' },
+  { name: 'PCMU', params: 'audio_codecs=PCMU/8000/1' },
+  { name: 'PCMA', params: 'audio_codecs=PCMA/8000/1' },
+  { name: 'PCMU + SDES-SRTP', params: 'audio_codecs=PCMU/8000/1;mediaenc=srtp-mand', srtp: 'sdes' },
+  { name: 'PCMA + SDES-SRTP', params: 'audio_codecs=PCMA/8000/1;mediaenc=srtp-mand', srtp: 'sdes' },
   // baresip's ICE gathers no loopback candidate: it needs another address (withNonLoopbackAddress).
-  { name: 'PCMU + DTLS-SRTP + ICE', params: 'audio_codecs=PCMU/8000/1;mediaenc=dtls_srtp;medianat=ice', extra: ['module dtls_srtp.so', 'module ice.so', 'rtcp_mux yes'], ice: true },
+  { name: 'PCMU + DTLS-SRTP + ICE', params: 'audio_codecs=PCMU/8000/1;mediaenc=dtls_srtp;medianat=ice', extra: ['module dtls_srtp.so', 'module ice.so', 'rtcp_mux yes'], ice: true, srtp: 'dtls' },
 ];
 
 /**
@@ -171,8 +170,8 @@ async function withNonLoopbackAddress(fn) {
 }
 
 for (const v of VARIANTS) {
-  const title = `${v.name}: baresip (bob) calls alice through kamailio, the page in the room hears 440 Hz and baresip records 1,000 Hz` +
-    (v.callOut ? '; the page calls bob through kamailio: the same both ways' : ' (inbound only: the gateway offers plain RTP out)');
+  const title = `${v.name}: baresip (bob) calls alice through kamailio, the page in the room hears 440 Hz and baresip records 1,000 Hz; ` +
+    `the page calls bob through kamailio${v.srtp ? ` (;srtp=${v.srtp})` : ''}: the same both ways`;
   test(title, { timeout: 150000 }, () => scope(`sip-matrix-${v.name}`, async (s) => {
     await withBob(v.params, v.extra, async (phone) => {
       const ada = await openPage(s, browser, 'Ada');
@@ -190,11 +189,12 @@ for (const v of VARIANTS) {
       const heardIn = v.ice ? await withNonLoopbackAddress(callIn) : await callIn();
       const recIn = await expectRecorded(phone, 1000, `[${v.name}, in]`);
       await expectGaugesZero(server, 10000, ALL_GAUGES);
-      let out = '';
-      if (v.callOut) {
-        // Out: the page -> the gateway -> kamailio (407, alice's credentials) -> bob.
-        phone.clearRecordings();
-        const { call } = await ada.page.evaluate((to) => window.sbApp.sb.sip.call(to), `sip:bob@127.0.0.1:${kamailio.port}`);
+      // Out: the page -> the gateway -> kamailio (407, alice's credentials) -> bob, with the
+      // variant's SRTP asked for on the target (the gateway takes the parameter off).
+      phone.clearRecordings();
+      const target = `sip:bob@127.0.0.1:${kamailio.port}${v.srtp ? `;srtp=${v.srtp}` : ''}`;
+      const callOut = async () => {
+        const { call } = await ada.page.evaluate((to) => window.sbApp.sb.sip.call(to), target);
         const outTile = await waitTileState(ada, /^Connected$/, 20000);
         await waitEventCount(phone, 'CALL_ESTABLISHED', 2, 10000);
         const heardOut = await expectHears(ada, outTile.id, 440, `[${v.name}, out] baresip's tone on the call's track`);
@@ -202,10 +202,12 @@ for (const v of VARIANTS) {
         assert.equal(await ada.page.evaluate((c) => window.sbApp.sb.sip.cancel(c), call), true, `[${v.name}, out] DELETE of call ${call}`);
         await waitEventCount(phone, 'CALL_CLOSED', 2, 10000);
         await waitNoTile(ada);
-        const recOut = await expectRecorded(phone, 1000, `[${v.name}, out]`);
-        await expectGaugesZero(server, 10000, ALL_GAUGES);
-        out = `; out: page heard ${heardOut.hz.toFixed(1)} Hz at ${heardOut.db.toFixed(1)} dB, baresip recorded ${recOut.hz.toFixed(1)} Hz RMS ${recOut.rms.toFixed(0)}`;
-      }
+        return heardOut;
+      };
+      const heardOut = v.ice ? await withNonLoopbackAddress(callOut) : await callOut();
+      const recOut = await expectRecorded(phone, 1000, `[${v.name}, out]`);
+      await expectGaugesZero(server, 10000, ALL_GAUGES);
+      const out = `; out: page heard ${heardOut.hz.toFixed(1)} Hz at ${heardOut.db.toFixed(1)} dB, baresip recorded ${recOut.hz.toFixed(1)} Hz RMS ${recOut.rms.toFixed(0)}`;
       process.stderr.write(`[sip-matrix ${v.name}] in: page heard ${heardIn.hz.toFixed(1)} Hz at ${heardIn.db.toFixed(1)} dB, baresip recorded ${recIn.hz.toFixed(1)} Hz RMS ${recIn.rms.toFixed(0)}${out}\n`);
     });
   }));
