@@ -24,7 +24,8 @@
 # (/proc/PID/stat, all threads) and RSS, Switchboard's switchboard_sip_media_* counters.
 # Everything runs in a network namespace with a veth address (IP): Janus gathers no
 # loopback candidates. Writes bench/results/sip-janus-<date>.json (medians over ROUNDS),
-# .md and .trials.jsonl, and prints the table (bench/sip_janus_report.py).
+# .md, .trials.jsonl and .png (gnuplot, if installed), and prints the table
+# (bench/sip_janus_report.py).
 # Needs root (netns), janus, sipp (Debian sip-tester), python3, and release builds of
 # `switchboard` and `switchboard-sfu-load` (built here unless NO_BUILD=1).
 set -euo pipefail
@@ -206,6 +207,9 @@ $SJREPORT aggregate "$TRIALS" "$META" >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cp "$TRIALS" "${OUT%.json}.trials.jsonl"
 $SJREPORT markdown "$OUT" >"${OUT%.json}.md"
+if command -v gnuplot >/dev/null; then
+    $SJREPORT plot "$OUT" "${OUT%.json}.png" || echo "plot failed" >&2
+fi
 mkdir -p "${OUT%.json}.logs"
 for s in $SERVERS; do cp "$TMP/$s.all.log" "${OUT%.json}.logs/$s.log" 2>/dev/null || true; done
 cp "$TMP/uas.log" "${OUT%.json}.logs/uas.log" 2>/dev/null || true

@@ -5,6 +5,8 @@ SIP plugin"). python3 stdlib only.
   sip_janus_report.py record TRIALS SERVER N ROUND OUTFILE EXTRA_JSON   append one trial
   sip_janus_report.py aggregate TRIALS META_JSON > out.json             medians per (server, N)
   sip_janus_report.py markdown out.json > out.md                        the tables
+  sip_janus_report.py plot out.json out.png                             CPU per call and round
+                                                                        trip against calls (gnuplot)
 
 A call is held when it got back at least 99.9 % of the packets it sent in the window with
 lost (sequence gaps) + late (> 200 ms) under 0.1 % (switchboard-sfu-load's `calls_ok`).
@@ -178,6 +180,43 @@ def markdown(out):
     return "\n".join(lines)
 
 
+def plot(path, png):
+    """CPU per call per 20 ms and the round trip p50 of each server against the calls."""
+    import subprocess
+    import tempfile
+    d = json.load(open(path, encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu, rtt = [], []
+        for server, by_n in d["results"].items():
+            dat = f"{tmp}/{server}.dat"
+            with open(dat, "w", encoding="utf-8") as f:
+                for n in sorted(by_n, key=int):
+                    g = by_n[n]
+                    vals = [g.get("us_per_call_per_20ms"), g.get("rtt_p50_ms")]
+                    f.write(f"{n} " + " ".join("NaN" if v is None else str(v) for v in vals) + "\n")
+            name = NAMES.get(server, server).replace('"', "'")
+            cpu.append(f'"{dat}" using 1:2 with linespoints lw 2 title "{name}"')
+            rtt.append(f'"{dat}" using 1:3 with linespoints lw 2 title "{name}"')
+        meta = d.get("meta", {})
+        gp = f"""
+set terminal pngcairo size 1100,480 font ",10"
+set output "{png}"
+set multiplot layout 1,2 title "SIP gateway against Janus's SIP plugin, one WebRTC peer per call ({meta.get('date', '')}), server on one core"
+set key top left
+set grid
+set xlabel "concurrent calls"
+set ylabel "server CPU per call per 20 ms (µs)"
+set yrange [0:*]
+plot {", ".join(cpu)}
+set ylabel "round trip p50 (ms)"
+set logscale y
+set yrange [0.1:*]
+plot {", ".join(rtt)}
+unset multiplot
+"""
+        subprocess.run(["gnuplot"], input=gp, text=True, check=True)
+
+
 def main(argv):
     if len(argv) >= 7 and argv[1] == "record":
         record(*argv[2:8])
@@ -186,6 +225,8 @@ def main(argv):
         print(json.dumps(aggregate(rows, json.loads(argv[3])), indent=1))
     elif len(argv) == 3 and argv[1] == "markdown":
         print(markdown(json.load(open(argv[2], encoding="utf-8"))))
+    elif len(argv) == 4 and argv[1] == "plot":
+        plot(argv[2], argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2
