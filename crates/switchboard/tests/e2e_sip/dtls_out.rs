@@ -19,27 +19,16 @@ use crate::common::sip::{decode_opus, heard_from, OpusTone};
 use crate::lab::tone_of;
 use crate::{common, sip_far_end};
 
-use sip_far_end::{dial, far_end_hangs_up, gateway, member, peer_of, FarEnd, FarTone};
+use sip_far_end::{
+    dial, far_end_hangs_up, gateway, member, peer_of, plain_text, until_refused, FarEnd, FarTone,
+};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use switchboard_media::dtls::{demux, Demux, Dtls, DtlsCertificate, DtlsRole, Fingerprint};
 use switchboard_sip::sdp::{Codec, Direction, Negotiated, SessionDescription};
-use switchboard_sip::ua::UaEvent;
 use switchboard_stun::{attr_type, Class, Message, MessageWriter, Method, TransactionId};
-
-/// A log line without its terminal colours.
-fn plain_text(line: &str) -> String {
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some((before, after)) = rest.split_once('\u{1b}') {
-        out.push_str(before);
-        rest = after.split_once('m').map_or("", |(_, r)| r);
-    }
-    out.push_str(rest);
-    out
-}
 
 #[test]
 fn a_far_end_answering_plain_rtp_to_a_dtls_offer_is_hung_up() {
@@ -50,37 +39,7 @@ fn a_far_end_answering_plain_rtp_to_a_dtls_offer_is_hung_up() {
     let to = format!("sip:bob@127.0.0.1:{};srtp=dtls;transport=tcp", far.port());
     let (status, reply) = dial(&server, "dtlsplain", &to);
     assert_eq!(status, 201, "{reply}");
-    let ended = |b: &switchboard_client::sfu::SfuClient| {
-        b.messages
-            .iter()
-            .find(|m| m["data"]["sip"]["state"] == "ended")
-            .map(|m| {
-                m["data"]["sip"]["reason"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut bye = false;
-    while ended(&b).is_none() || !bye {
-        assert!(
-            Instant::now() < deadline,
-            "answered {}, ended {:?}, BYE {bye}; the far end got {:?}",
-            far.call.is_some(),
-            ended(&b),
-            far.received
-                .iter()
-                .map(|m| m.lines().next())
-                .collect::<Vec<_>>()
-        );
-        b.pump(Duration::from_millis(5)).expect("pump B");
-        far.pump();
-        bye = far
-            .events
-            .iter()
-            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason.status.is_none()));
-    }
+    let reason = until_refused(&mut b, &mut far);
     assert!(far.call.is_some(), "the far end never answered");
 
     // The offer: DTLS-SRTP with ICE-lite, `;srtp=` not on the wire.
@@ -121,7 +80,6 @@ fn a_far_end_answering_plain_rtp_to_a_dtls_offer_is_hung_up() {
     );
     assert!(audio.crypto().expect("parses").is_empty(), "no SDES keys");
 
-    let reason = ended(&b).unwrap_or_default();
     assert!(
         reason.contains("DTLS-SRTP") && reason.contains("RTP/AVP"),
         "the room's reason: {reason}"

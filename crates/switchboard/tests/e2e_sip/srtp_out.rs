@@ -13,12 +13,13 @@
 
 use crate::{common, sip_far_end};
 
-use sip_far_end::{dial, far_end_hangs_up, gateway, member, talk, FarEnd};
+use sip_far_end::{
+    dial, far_end_hangs_up, gateway, member, plain_text, talk, until_refused, FarEnd,
+};
 use std::time::{Duration, Instant};
 use switchboard_media::rtp::{write_rtp_header, RtpHeader};
 use switchboard_media::srtp::{SrtpContext, SrtpProfile};
 use switchboard_sip::sdp::{Crypto, SessionDescription};
-use switchboard_sip::ua::UaEvent;
 
 /// The INVITE the far end received, and the SDP offer in it.
 fn invite_of(far: &FarEnd) -> (String, SessionDescription) {
@@ -31,18 +32,6 @@ fn invite_of(far: &FarEnd) -> (String, SessionDescription) {
     let (_, body) = invite.split_once("\r\n\r\n").expect("a body");
     let offer = SessionDescription::parse(body.as_bytes()).expect("the offer parses");
     (invite, offer)
-}
-
-/// A log line without its terminal colours.
-fn plain_text(line: &str) -> String {
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some((before, after)) = rest.split_once('\u{1b}') {
-        out.push_str(before);
-        rest = after.split_once('m').map_or("", |(_, r)| r);
-    }
-    out.push_str(rest);
-    out
 }
 
 #[test]
@@ -137,41 +126,10 @@ fn a_far_end_answering_plain_rtp_to_an_sdes_offer_is_hung_up() {
     let to = format!("sip:bob@127.0.0.1:{};transport=tcp;srtp=sdes", far.port());
     let (status, reply) = dial(&server, "srtpplain", &to);
     assert_eq!(status, 201, "{reply}");
-    let ended = |b: &switchboard_client::sfu::SfuClient| {
-        b.messages
-            .iter()
-            .find(|m| m["data"]["sip"]["state"] == "ended")
-            .map(|m| {
-                m["data"]["sip"]["reason"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut bye = false;
-    while ended(&b).is_none() || !bye {
-        assert!(
-            Instant::now() < deadline,
-            "answered {}, ended {:?}, BYE {bye}; the far end got {:?}",
-            far.call.is_some(),
-            ended(&b),
-            far.received
-                .iter()
-                .map(|m| m.lines().next())
-                .collect::<Vec<_>>()
-        );
-        b.pump(Duration::from_millis(5)).expect("pump B");
-        far.pump();
-        bye = far
-            .events
-            .iter()
-            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason.status.is_none()));
-    }
+    let reason = until_refused(&mut b, &mut far);
     assert!(far.call.is_some(), "the far end never answered");
     let (_, offer) = invite_of(&far);
     assert_eq!(offer.media[0].proto, "RTP/SAVP");
-    let reason = ended(&b).unwrap_or_default();
     assert!(
         reason.contains("SRTP") && reason.contains("RTP/AVP"),
         "the room's reason: {reason}"

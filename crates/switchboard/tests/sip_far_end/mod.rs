@@ -478,3 +478,53 @@ pub fn far_end_says_bye(b: &mut SfuClient, far: &mut FarEnd, peer: &str) {
     );
     assert!(bye_answered, "the BYE was not answered: {:?}", far.events);
 }
+
+/// A log line without its terminal colours.
+pub fn plain_text(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some((before, after)) = rest.split_once('\u{1b}') {
+        out.push_str(before);
+        rest = after.split_once('m').map_or("", |(_, r)| r);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Pump member `b` and `far` until the room was told the call ended and the gateway's
+/// BYE reached the far end (a call out the gateway refused for its answer), at most
+/// 15 s; the reason the room was given.
+pub fn until_refused(b: &mut SfuClient, far: &mut FarEnd) -> String {
+    let ended = |b: &SfuClient| {
+        b.messages
+            .iter()
+            .find(|m| m["data"]["sip"]["state"] == "ended")
+            .map(|m| {
+                m["data"]["sip"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bye = false;
+    while ended(b).is_none() || !bye {
+        assert!(
+            Instant::now() < deadline,
+            "answered {}, ended {:?}, BYE {bye}; the far end got {:?}",
+            far.call.is_some(),
+            ended(b),
+            far.received
+                .iter()
+                .map(|m| m.lines().next())
+                .collect::<Vec<_>>()
+        );
+        b.pump(Duration::from_millis(5)).expect("pump B");
+        far.pump();
+        bye = far
+            .events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason.status.is_none()));
+    }
+    ended(b).unwrap_or_default()
+}
