@@ -201,19 +201,10 @@ fn the_room_calls_baresip_and_keys_cross() {
     assert_nothing_left(&server);
 }
 
-/// The room calls baresip with SDES-SRTP (`;srtp=sdes`): baresip, set to
-/// `mediaenc=srtp-mand`, answers `RTP/SAVP` with its key (the gateway takes no answer
-/// without one); the tones cross both ways through SRTP; the room hangs up.
-#[test]
-#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
-fn the_room_calls_baresip_with_sdes_srtp() {
-    let (server, _gw) = gateway();
+/// `POST /api/sip/calls` from `room` to `to`; the gateway's "SIP call out" log line.
+fn dial_from_room(server: &Server, room: &str, to: &str) -> String {
     let http = server.http.expect("http");
-    let mut b = member(&server, "dialsrtp");
-    let mut tone = OpusTone::new(1000.0);
-    let phone = start_baresip(true, "PCMU/8000/1");
-    let to = format!("sip:alice@{};srtp=sdes", phone.sip);
-    let body = json!({"room": "dialsrtp", "to": to}).to_string();
+    let body = json!({"room": room, "to": to}).to_string();
     let (status, _, reply) = http_request(
         http,
         "POST",
@@ -223,22 +214,51 @@ fn the_room_calls_baresip_with_sdes_srtp() {
     )
     .expect("POST /api/sip/calls");
     assert_eq!(status, 201, "{reply}");
-    let out = server
+    server
         .wait_log("SIP call out", Duration::from_secs(5))
-        .expect("the call out was logged");
+        .expect("the call out was logged")
+}
+
+/// The member hangs the call with `peer` up; the peer leaves, baresip's recording holds
+/// the member's tone, and nothing of the call is left.
+fn hang_up_from_the_room(
+    server: &Server,
+    b: &mut SfuClient,
+    tone: &mut OpusTone,
+    peer: &str,
+    phone: &Baresip,
+) {
+    b.send_message(peer, json!({"sip": "hangup"}))
+        .expect("hangup");
+    let left = pump(b, tone, Duration::from_secs(10), |b| {
+        b.left_peers.iter().any(|p| p == peer)
+    });
+    assert!(left, "the sip peer did not leave after the room hung up");
+    baresip_recorded_the_member(phone);
+    assert_nothing_left(server);
+}
+
+/// The room calls baresip with SDES-SRTP (`;srtp=sdes`): baresip, set to
+/// `mediaenc=srtp-mand`, answers `RTP/SAVP` with its key (the gateway takes no answer
+/// without one); the tones cross both ways through SRTP; the room hangs up.
+#[test]
+#[ignore = "needs baresip (scripts/test-all.sh installs it)"]
+fn the_room_calls_baresip_with_sdes_srtp() {
+    let (server, _gw) = gateway();
+    let mut b = member(&server, "dialsrtp");
+    let mut tone = OpusTone::new(1000.0);
+    let phone = start_baresip(true, "PCMU/8000/1");
+    let out = dial_from_room(
+        &server,
+        "dialsrtp",
+        &format!("sip:alice@{};srtp=sdes", phone.sip),
+    );
     assert!(
         out.contains("srtp") && out.ends_with("true"),
         "not offered with SRTP: {out}"
     );
     let peer = hear_the_phone(&mut b, &mut tone);
-    b.send_message(&peer, json!({"sip": "hangup"}))
-        .expect("hangup");
-    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
-        b.left_peers.contains(&peer)
-    });
-    assert!(left, "the sip peer did not leave after the room hung up");
-    baresip_recorded_the_member(&phone);
-    assert_nothing_left(&server);
+    hang_up_from_the_room(&server, &mut b, &mut tone, &peer, &phone);
 }
 
 /// The room calls baresip with DTLS-SRTP + ICE (`;srtp=dtls`): baresip, set to
@@ -249,24 +269,14 @@ fn the_room_calls_baresip_with_sdes_srtp() {
 #[ignore = "needs baresip (scripts/test-all.sh installs it)"]
 fn the_room_calls_baresip_with_dtls_srtp() {
     let (server, _gw) = gateway();
-    let http = server.http.expect("http");
     let mut b = member(&server, "dialdtls");
     let mut tone = OpusTone::new(1000.0);
     let phone = start_baresip_dtls("PCMU/8000/1");
-    let to = format!("sip:alice@{};srtp=dtls", phone.sip);
-    let body = json!({"room": "dialdtls", "to": to}).to_string();
-    let (status, _, reply) = http_request(
-        http,
-        "POST",
-        "/api/sip/calls",
-        &[("Content-Type", "application/json")],
-        &body,
-    )
-    .expect("POST /api/sip/calls");
-    assert_eq!(status, 201, "{reply}");
-    let out = server
-        .wait_log("SIP call out", Duration::from_secs(5))
-        .expect("the call out was logged");
+    let out = dial_from_room(
+        &server,
+        "dialdtls",
+        &format!("sip:alice@{};srtp=dtls", phone.sip),
+    );
     assert!(
         out.contains("dtls_srtp"),
         "not offered with DTLS-SRTP: {out}"
@@ -275,14 +285,7 @@ fn the_room_calls_baresip_with_dtls_srtp() {
     server
         .wait_log("DTLS-SRTP to the phone is up", Duration::from_secs(1))
         .expect("the DTLS-SRTP handshake was logged");
-    b.send_message(&peer, json!({"sip": "hangup"}))
-        .expect("hangup");
-    let left = pump(&mut b, &mut tone, Duration::from_secs(10), |b| {
-        b.left_peers.contains(&peer)
-    });
-    assert!(left, "the sip peer did not leave after the room hung up");
-    baresip_recorded_the_member(&phone);
-    assert_nothing_left(&server);
+    hang_up_from_the_room(&server, &mut b, &mut tone, &peer, &phone);
 }
 
 /// The gateway's account over TCP (`;transport=tcp`): it registers at kamailio on a
