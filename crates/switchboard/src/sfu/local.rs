@@ -3,7 +3,8 @@
 //! participant negotiates through signaling as a browser does; [`LocalMedia::attach`]
 //! tells the room's worker, before that, that its RTP comes and goes here instead:
 //! packets it publishes go into the worker's inbox (bounded like handed-over
-//! datagrams, waking the worker), and those it receives come out of a bounded channel.
+//! datagrams, waking the worker), and those it receives come out of a bounded channel
+//! whose sender the worker keeps (no lock per packet) until the participant leaves.
 
 use super::shared::{Command, Shared};
 use std::sync::Arc;
@@ -26,17 +27,17 @@ impl LocalMedia {
     }
 
     /// From now on `peer` of `room` exchanges its RTP in-process. Call before its first
-    /// signaling reaches the SFU; the link ends when dropped.
+    /// signaling reaches the SFU; the worker forgets the link when the peer leaves the room.
     pub fn attach(&self, room: &str, peer: &Arc<str>) -> (LocalLink, mpsc::Receiver<LocalRtp>) {
         let (tx, rx) = mpsc::channel(LOCAL_QUEUE);
         let room: Arc<str> = room.into();
-        self.shared.add_local_sink(room.clone(), peer.clone(), tx);
         let worker = self.shared.worker_of_room(&room);
         self.shared.send(
             worker,
             Command::LocalAttach {
                 room: room.clone(),
                 peer: peer.clone(),
+                sink: tx,
             },
         );
         let link = LocalLink {
@@ -70,11 +71,5 @@ impl LocalLink {
                 rtp,
             },
         )
-    }
-}
-
-impl Drop for LocalLink {
-    fn drop(&mut self) {
-        self.shared.remove_local_sink(&self.room, &self.peer);
     }
 }

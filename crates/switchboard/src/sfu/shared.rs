@@ -46,8 +46,12 @@ pub enum Command {
     /// The ICE-TCP connection from `source` closed.
     TcpClosed { source: SocketAddr },
     /// `peer` of `room` exchanges its media in-process ([`super::local`]), from its first
-    /// signaling on (sent before it).
-    LocalAttach { room: Arc<str>, peer: Arc<str> },
+    /// signaling on (sent before it); what it receives goes to `sink`.
+    LocalAttach {
+        room: Arc<str>,
+        peer: Arc<str>,
+        sink: LocalSink,
+    },
     /// A packet `peer` (attached) publishes.
     LocalRtp {
         room: Arc<str>,
@@ -67,9 +71,6 @@ impl Command {
 
 /// Where the packets for a participant with in-process media go.
 pub type LocalSink = tokio::sync::mpsc::Sender<switchboard_sfu::LocalRtp>;
-
-/// A participant of a room: (room, peer).
-type RoomPeer = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct Queue {
@@ -114,8 +115,6 @@ pub struct Shared {
     pub tcp: super::tcp::TcpConns,
     pub stopping: AtomicBool,
     pub draining: AtomicBool,
-    /// The participants with in-process media, by room and peer.
-    local_sinks: Mutex<HashMap<RoomPeer, LocalSink>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +138,6 @@ impl Shared {
             tcp: super::tcp::TcpConns::default(),
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            local_sinks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -240,24 +238,6 @@ impl Shared {
 
     pub fn rooms(&self) -> usize {
         lock(&self.participants).len()
-    }
-
-    pub fn add_local_sink(&self, room: Arc<str>, peer: Arc<str>, sink: LocalSink) {
-        lock(&self.local_sinks).insert((room, peer), sink);
-    }
-
-    pub fn remove_local_sink(&self, room: &Arc<str>, peer: &Arc<str>) {
-        let mut map = lock(&self.local_sinks);
-        map.remove(&(room.clone(), peer.clone()));
-        switchboard_util::shrink_sparse(&mut *map);
-    }
-
-    /// Hand `rtp` to `peer`'s in-process media; false when it is gone or its queue is
-    /// full (the packet is lost, as on a congested socket).
-    pub fn to_local(&self, room: Arc<str>, peer: Arc<str>, rtp: switchboard_sfu::LocalRtp) -> bool {
-        let map = lock(&self.local_sinks);
-        map.get(&(room, peer))
-            .is_some_and(|s| s.try_send(rtp).is_ok())
     }
 }
 

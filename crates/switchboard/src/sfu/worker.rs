@@ -8,7 +8,7 @@
 //! `before_flush`, not per datagram: str0m's cost is per call, not per packet.
 
 use super::demux::{Route, SourceMap};
-use super::shared::{Command, Shared, WorkerFigures};
+use super::shared::{Command, LocalSink, Shared, WorkerFigures};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -37,9 +37,10 @@ pub struct SfuWorker {
     members: HashMap<Arc<str>, HashSet<Arc<str>>>,
     inbox: VecDeque<Command>,
     next_publish: Instant,
-    /// Peers whose media is in-process (`local.rs`), by room: marked in the core when it
-    /// adds them.
-    local: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Peers whose media is in-process (`local.rs`), by room, and where their packets
+    /// go: marked in the core when it adds them. The worker's own map, so that handing a
+    /// packet over takes no lock.
+    local: HashMap<Arc<str>, HashMap<Arc<str>, LocalSink>>,
 }
 
 impl SfuWorker {
@@ -117,7 +118,8 @@ impl SfuWorker {
                     self.members.remove(&room);
                 }
                 SfuOutput::LocalRtp { room, peer, rtp } => {
-                    if !self.shared.to_local(room, peer, rtp) {
+                    let sink = self.local.get(&room).and_then(|m| m.get(&peer));
+                    if !sink.is_some_and(|s| s.try_send(rtp).is_ok()) {
                         self.shared
                             .counters
                             .local_dropped
@@ -204,7 +206,7 @@ impl SfuWorker {
                     };
                     match added {
                         Ok(()) => {
-                            if self.local.get(&room).is_some_and(|s| s.contains(&from)) {
+                            if self.local.get(&room).is_some_and(|m| m.contains_key(&from)) {
                                 self.sfu.set_local_media(&room, &from);
                             }
                             self.members
@@ -229,9 +231,9 @@ impl SfuWorker {
                     tracing::debug!(%room, peer = %from, error = %e, "SFU signaling input refused");
                 }
             }
-            Command::LocalAttach { room, peer } => {
+            Command::LocalAttach { room, peer, sink } => {
                 self.sfu.set_local_media(&room, &peer);
-                self.local.entry(room).or_default().insert(peer);
+                self.local.entry(room).or_default().insert(peer, sink);
             }
             Command::LocalRtp { room, peer, rtp } => {
                 self.sfu.handle_local_rtp(now, &room, &peer, &rtp);
