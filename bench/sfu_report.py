@@ -51,16 +51,21 @@ def dig(d, path):
     return d
 
 
-def record(trials, server, n, rnd, outfile, extra):
+def last_json_line(path):
+    """The last line of `path` that is a JSON object (the load client's result), or None."""
     result = None
     try:
-        with open(outfile, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 if line.startswith("{"):
                     result = json.loads(line)
     except (OSError, ValueError):
         result = None
-    row = {"server": server, "subscribers": int(n), "round": int(rnd), "result": result}
+    return result
+
+
+def record(trials, server, n, rnd, outfile, extra, size_key="subscribers"):
+    row = {"server": server, size_key: int(n), "round": int(rnd), "result": last_json_line(outfile)}
     row.update(json.loads(extra))
     with open(trials, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
@@ -149,34 +154,48 @@ def markdown(path):
               f"(one core at that cost per subscriber: ~{s['subscribers_per_core_estimate']}).")
 
 
+def gnuplot_panels(png, title, xlabel, series, panels):
+    """A PNG of panels side by side, one line per series. `series` is (title, rows) with
+    rows of (x, y1, y2, ...) (None for a missing value); `panels` is (ylabel, column,
+    extra gnuplot commands) per panel, `column` counting from 1 for y1."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, (name, rows) in enumerate(series):
+            dat = f"{tmp}/{i}.dat"
+            with open(dat, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(" ".join("NaN" if v is None else str(v) for v in row) + "\n")
+            files.append((dat, name.replace('"', "'")))
+        gp = [
+            'set terminal pngcairo size 1100,480 font ",10"',
+            f'set output "{png}"',
+            f'set multiplot layout 1,{len(panels)} title "{title}"',
+            "set key top left",
+            "set grid",
+            f'set xlabel "{xlabel}"',
+        ]
+        for ylabel, column, extra in panels:
+            gp += [f'set ylabel "{ylabel}"', "set yrange [0:*]", *extra]
+            lines = [f'"{dat}" using 1:{column + 1} with linespoints lw 2 title "{name}"' for dat, name in files]
+            gp.append("plot " + ", ".join(lines))
+        gp.append("unset multiplot")
+        subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True, check=True)
+
+
 def plot(path, png):
     d = json.load(open(path, encoding="utf-8"))
-    with tempfile.TemporaryDirectory() as tmp:
-        plots_a, plots_b = [], []
-        for server, by_n in d["results"].items():
-            dat = f"{tmp}/{server}.dat"
-            with open(dat, "w", encoding="utf-8") as f:
-                for n in sorted(by_n, key=int):
-                    g = by_n[n]
-                    vals = [g["fwd_pkt_per_cpu_s"], g["server_cpu_pct"], g["latency_p99_ms"]]
-                    f.write(f"{n} " + " ".join("NaN" if v is None else str(v) for v in vals) + "\n")
-            plots_a.append(f'"{dat}" using 1:2 with linespoints lw 2 title "{server}"')
-            plots_b.append(f'"{dat}" using 1:3 with linespoints lw 2 title "{server}"')
-        gp = f"""
-set terminal pngcairo size 1100,480 font ",10"
-set output "{png}"
-set multiplot layout 1,2 title "SFU: VP8 + Opus publisher to N subscribers (rooms of at most 100), server on one core"
-set key top left
-set grid
-set xlabel "subscribers"
-set ylabel "forwarded packets per server CPU-second"
-set yrange [0:*]
-plot {", ".join(plots_a)}
-set ylabel "server CPU, % of one core"
-plot {", ".join(plots_b)}
-unset multiplot
-"""
-        subprocess.run(["gnuplot"], input=gp, text=True, check=True)
+    series = []
+    for server, by_n in d["results"].items():
+        rows = [(int(n), by_n[n]["fwd_pkt_per_cpu_s"], by_n[n]["server_cpu_pct"])
+                for n in sorted(by_n, key=int)]
+        series.append((server, rows))
+    gnuplot_panels(
+        png,
+        "SFU: VP8 + Opus publisher to N subscribers (rooms of at most 100), server on one core",
+        "subscribers",
+        series,
+        [("forwarded packets per server CPU-second", 1, []), ("server CPU, % of one core", 2, [])],
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Figures of a bench/sip-janus.sh run (docs/benchmarks.md, "SIP gateway against Janus's
-SIP plugin"). python3 stdlib only.
+SIP plugin"). python3 stdlib only; shares the parsing, medians and the plotting of
+bench/sfu_report.py.
 
   sip_janus_report.py record TRIALS SERVER N ROUND OUTFILE EXTRA_JSON   append one trial
   sip_janus_report.py aggregate TRIALS META_JSON > out.json             medians per (server, N)
@@ -14,8 +15,10 @@ A load N is held when, in the median of its rounds, every call was up, heard aud
 held, and the server used under 95 % of its core.
 """
 import json
-import statistics
 import sys
+
+import sfu_report
+from sfu_report import dig, fmt, median
 
 # (key in the aggregate, path in one trial's output)
 FIGURES = [
@@ -51,37 +54,8 @@ NAMES = {"janus": "Janus 1.1.2 SIP plugin", "switchboard": "Switchboard gateway"
 CPU_MAX = 95.0
 
 
-def dig(d, path):
-    for k in path:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
-
-
-def last_json_line(path):
-    result = None
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("{"):
-                    result = json.loads(line)
-    except (OSError, ValueError):
-        result = None
-    return result
-
-
 def record(trials, server, n, rnd, outfile, extra):
-    row = {"server": server, "calls": int(n), "round": int(rnd),
-           "result": last_json_line(outfile)}
-    row.update(json.loads(extra))
-    with open(trials, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return round(statistics.median(xs), 3) if xs else None
+    sfu_report.record(trials, server, n, rnd, outfile, extra, size_key="calls")
 
 
 def held(n, f):
@@ -124,14 +98,6 @@ def aggregate(rows, meta):
             summary["switchboard_over_janus_per_core"] = round(
                 s["calls_per_core_estimate"] / j["calls_per_core_estimate"], 2)
     return {"meta": meta, "results": results, "summary": summary}
-
-
-def fmt(x, nd=1):
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:,.0f}" if x >= 1000 else f"{x:,.{nd}f}"
-    return f"{x:,}"
 
 
 def markdown(out):
@@ -182,39 +148,21 @@ def markdown(out):
 
 def plot(path, png):
     """CPU per call per 20 ms and the round trip p50 of each server against the calls."""
-    import subprocess
-    import tempfile
     d = json.load(open(path, encoding="utf-8"))
-    with tempfile.TemporaryDirectory() as tmp:
-        cpu, rtt = [], []
-        for server, by_n in d["results"].items():
-            dat = f"{tmp}/{server}.dat"
-            with open(dat, "w", encoding="utf-8") as f:
-                for n in sorted(by_n, key=int):
-                    g = by_n[n]
-                    vals = [g.get("us_per_call_per_20ms"), g.get("rtt_p50_ms")]
-                    f.write(f"{n} " + " ".join("NaN" if v is None else str(v) for v in vals) + "\n")
-            name = NAMES.get(server, server).replace('"', "'")
-            cpu.append(f'"{dat}" using 1:2 with linespoints lw 2 title "{name}"')
-            rtt.append(f'"{dat}" using 1:3 with linespoints lw 2 title "{name}"')
-        meta = d.get("meta", {})
-        gp = f"""
-set terminal pngcairo size 1100,480 font ",10"
-set output "{png}"
-set multiplot layout 1,2 title "SIP gateway against Janus's SIP plugin, one WebRTC peer per call ({meta.get('date', '')}), server on one core"
-set key top left
-set grid
-set xlabel "concurrent calls"
-set ylabel "server CPU per call per 20 ms (µs)"
-set yrange [0:*]
-plot {", ".join(cpu)}
-set ylabel "round trip p50 (ms)"
-set logscale y
-set yrange [0.1:*]
-plot {", ".join(rtt)}
-unset multiplot
-"""
-        subprocess.run(["gnuplot"], input=gp, text=True, check=True)
+    series = []
+    for server, by_n in d["results"].items():
+        rows = [(int(n), by_n[n].get("us_per_call_per_20ms"), by_n[n].get("rtt_p50_ms"))
+                for n in sorted(by_n, key=int)]
+        series.append((NAMES.get(server, server), rows))
+    sfu_report.gnuplot_panels(
+        png,
+        f"SIP gateway against Janus's SIP plugin, one WebRTC peer per call "
+        f"({d.get('meta', {}).get('date', '')}), server on one core",
+        "concurrent calls",
+        series,
+        [("server CPU per call per 20 ms (µs)", 1, []),
+         ("round trip p50 (ms)", 2, ["set logscale y", "set yrange [0.1:*]"])],
+    )
 
 
 def main(argv):

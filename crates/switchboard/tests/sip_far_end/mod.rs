@@ -526,5 +526,9 @@ pub fn until_refused(b: &mut SfuClient, far: &mut FarEnd) -> String {
             .iter()
             .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason.status.is_none()));
     }
+    assert!(
+        far.received.iter().any(|m| m.starts_with("BYE ")),
+        "no BYE from the gateway"
+    );
     ended(b).unwrap_or_default()
 }
