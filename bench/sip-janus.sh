@@ -65,6 +65,7 @@ declare -A CODEC=([janus]=$JANUS_CODEC [switchboard]=$SB_CODEC)
 
 # shellcheck source=bench/netns.sh
 . "$ROOT/bench/netns.sh"
+. "$ROOT/bench/trial.sh"
 case " $SERVERS " in *" janus "*)
     command -v janus >/dev/null || { echo "janus is not installed (apt-get install janus)" >&2; exit 1; } ;;
 esac
@@ -135,7 +136,7 @@ stop_server() {
 }
 
 run_one() { # server calls round
-    local s=$1 n=$2 r=$3 a f0 f1 t0 t1 foreign alive disturbed extra
+    local s=$1 n=$2 r=$3 a f0 t0 foreign alive disturbed extra
     for ((a = 0; a <= RETRIES; a++)); do
         start_server "$s"
         log "round $r: $s (pid $SPID), $n calls, ${CODEC[$s]}"
@@ -152,26 +153,10 @@ run_one() { # server calls round
             --far-end "$FAR_END" --codec "${CODEC[$s]}" --warmup "$WARMUP" --duration "$DURATION" \
             --join-concurrency "$JOIN_CONCURRENCY" --join-timeout "$JOIN_TIMEOUT" \
             --server-pid "$SPID" --bind-ip $IP >"$TMP/last.out" 2>"$TMP/last.err" || true
-        f1=$($REPORT foreign $$)
-        t1=$(date +%s.%N)
-        alive=true
-        kill -0 "$SPID" 2>/dev/null || alive=false
-        stop_server
-        cat "$TMP/$s.log" >>"$TMP/$s.all.log" 2>/dev/null || true
-        sed 's/^/    /' "$TMP/last.err" | head -5 >&2
-        foreign=$(awk -v a="$f0" -v b="$f1" -v s="$t0" -v e="$t1" \
-            'BEGIN { printf "%.1f", 100 * (b - a) / (e - s) }')
-        [ "$alive" = true ] || log "  $s DIED during the run (see its log)"
-        disturbed=false
-        awk -v f="$foreign" -v m="$FOREIGN_MAX" 'BEGIN { exit !(f <= m) }' || disturbed=true
+        trial_end "$s" "$f0" "$t0"
         $SJREPORT record "$TRIALS" "$s" "$n" "$r" "$TMP/last.out" \
             "{\"foreign_cpu_pct\": $foreign, \"disturbed\": $disturbed, \"server_survived\": $alive, \"attempt\": $a, \"codec\": \"${CODEC[$s]}\"}"
-        [ "$disturbed" = true ] || return 0
-        if [ "$a" -lt "$RETRIES" ]; then
-            log "  (other processes used $foreign % of a core during that run; again)"
-        else
-            log "  (other processes used $foreign % of a core during that run; kept, marked disturbed)"
-        fi
+        if trial_retry "$a"; then return 0; fi
     done
 }
 
