@@ -281,11 +281,12 @@ impl CallBook {
             return;
         };
         let before = std::mem::replace(&mut call.members, count);
-        if count >= 2 {
+        let parties = call.parties();
+        if parties >= 2 {
             call.connected = true;
             call.connect_by = None;
         }
-        if call.connected && count <= 1 {
+        if call.connected && parties <= 1 {
             self.end_call(&id, EndReason::Hangup, "everyone else left the call");
         } else if !call.connected && !call.answered && before >= 1 && count == 0 {
             self.end_call(&id, EndReason::Cancelled, "the caller left the call room");

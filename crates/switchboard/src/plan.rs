@@ -4,8 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    calls::CallsConfig, http::HttpConfig, process::ProcessConfig, sfu::SfuConfig,
-    signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
+    calls::CallsConfig, federation::FederationConfig, http::HttpConfig, process::ProcessConfig,
+    sfu::SfuConfig, signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;
@@ -26,6 +26,8 @@ pub struct Plan {
     pub sip: Option<SipConfig>,
     /// Direct calls; `signal.hub` has its part (line users, call room capacity).
     pub calls: CallsConfig,
+    /// Calls with other servers (XMPP). A reload keeps the running federation.
+    pub federation: FederationConfig,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -94,6 +96,10 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
             None => s.sip.validate()?,
         },
         calls,
+        federation: match running {
+            Some(r) => r.federation.clone(),
+            None => s.federation.validate()?,
+        },
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,
