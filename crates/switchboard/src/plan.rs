@@ -84,6 +84,14 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         calls.book.known_users = None;
     }
     signal.hub.call_room_capacity = calls.room_capacity;
+    let federation = match running {
+        Some(r) => r.federation.clone(),
+        None => s.federation.validate()?,
+    };
+    calls.book.remote_dials_per_minute = federation.rate;
+    if federation.xmpp.is_some() {
+        calls.book.federated_domains.clone_from(&federation.allow);
+    }
     Ok(Plan {
         turn,
         tls,
@@ -96,10 +104,7 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
             None => s.sip.validate()?,
         },
         calls,
-        federation: match running {
-            Some(r) => r.federation.clone(),
-            None => s.federation.validate()?,
-        },
+        federation,
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

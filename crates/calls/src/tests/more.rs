@@ -481,3 +481,33 @@ fn a_far_party_counts_from_its_answer_not_from_its_participant() {
     assert_eq!(t.results(), ["answered"]);
     assert_eq!(t.book.calls(), 0);
 }
+
+#[test]
+fn calls_from_one_domain_are_rate_limited_per_minute() {
+    let mut cfg = config();
+    cfg.federated_domains = vec!["*".into()];
+    cfg.remote_dials_per_minute = 2;
+    cfg.max_calls_per_user = 10;
+    let mut t = book(cfg);
+    t.up("bob", "b1");
+    let from = |d: &str| Address::parse(&format!("ada@{d}"), "a.test").unwrap();
+    let dial = |t: &mut super::T, d: &str| {
+        t.book
+            .federation_dial(from(d), "Ada", "bob", json!(d), t.now);
+        t.take();
+        let fed = t.federation();
+        let FederationAction::Notify { event, .. } = &fed[0] else {
+            panic!("{fed:?}")
+        };
+        event.to_json(None)["call"].as_str().unwrap().to_string()
+            + " "
+            + event.to_json(None)["reason"].as_str().unwrap_or("")
+    };
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+    assert_eq!(dial(&mut t, "b.test"), "ended rate-limited");
+    // Another domain has its own count; a minute later b.test may call again.
+    assert_eq!(dial(&mut t, "c.test"), "dialing ");
+    t.now += Duration::from_secs(61);
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+}

@@ -148,11 +148,7 @@ impl Driver {
                 self.book.federation_event(&id, &from, input, now)
             }
             Input::Reload { cfg, secrets } => {
-                let domains = self.book.config().federated_domains.clone();
-                self.book.set_config(CallConfig {
-                    federated_domains: domains,
-                    ..cfg
-                });
+                self.book.set_config(cfg);
                 self.secrets = secrets;
             }
             Input::Stop => {}

@@ -90,11 +90,10 @@ pub struct CallsService {
 impl CallsService {
     /// Start the calls peer (from now on lines get it) and the federation configured.
     pub fn start(plan: &Plan, signal: &SignalService) -> anyhow::Result<CallsService> {
-        let mut book_cfg = plan.calls.book.clone();
+        let book_cfg = plan.calls.book.clone();
         let fed = &plan.federation;
         let (fed_tx, fed_rx) = unbounded_channel();
         let sink: Option<FederationSink> = if fed.xmpp.is_some() {
-            book_cfg.federated_domains.clone_from(&fed.allow);
             Some(Box::new(move |a| {
                 let _ = fed_tx.send(a);
             }))

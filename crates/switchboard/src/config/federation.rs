@@ -21,6 +21,16 @@ pub struct FederationSettings {
     )]
     pub federation_allow: Vec<String>,
 
+    /// Calls a minute from the users of one other domain; more are refused
+    /// (`rate-limited` on our side, busy on theirs). 0 = no bound.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_FEDERATION_RATE",
+        default_value_t = 60
+    )]
+    pub federation_rate: usize,
+
     /// Connect to an XMPP server as this XEP-0114 component (e.g. `sb.a.test`): calls
     /// to and from XMPP users and other Switchboards over Jingle. [default: off]
     #[arg(long, value_name = "DOMAIN", env = "SWITCHBOARD_XMPP_COMPONENT")]
@@ -63,6 +73,8 @@ pub struct XmppConfig {
 pub struct FederationConfig {
     /// Lower-case domains, or `*`.
     pub allow: Vec<String>,
+    /// Calls a minute from one other domain (0: no bound).
+    pub rate: usize,
     pub xmpp: Option<XmppConfig>,
 }
 
@@ -124,7 +136,17 @@ impl FederationSettings {
                 })
             }
         };
-        Ok(FederationConfig { allow, xmpp })
+        if self.federation_rate > 100_000 {
+            return Err(ConfigError::new(
+                "federation-rate",
+                format!("{} is over 100000", self.federation_rate),
+            ));
+        }
+        Ok(FederationConfig {
+            allow,
+            rate: self.federation_rate,
+            xmpp,
+        })
     }
 }
 
@@ -135,6 +157,7 @@ mod tests {
     fn settings() -> FederationSettings {
         FederationSettings {
             federation_allow: vec!["B.test".into(), "b.test".into()],
+            federation_rate: 60,
             xmpp_component: Some("sb.a.test".into()),
             xmpp_server: "127.0.0.1:5347".into(),
             xmpp_secret: Some("s3cret".into()),
@@ -182,6 +205,13 @@ mod tests {
                     ..settings()
                 },
                 "federation-allow",
+            ),
+            (
+                FederationSettings {
+                    federation_rate: 1_000_000,
+                    ..settings()
+                },
+                "federation-rate",
             ),
             (
                 FederationSettings {
