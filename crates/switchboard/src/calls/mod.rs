@@ -6,12 +6,11 @@
 //! runs its timers. One small tokio runtime on a thread of its own: signaling rate.
 //!
 //! Federation with other servers plugs in beside it: the book's [`FederationAction`]s
-//! go to the federation's task (`xmpp`), which reports what the far side did through a
-//! [`CallsHandle`] and stands for the far party in the call room (`remote`).
+//! go to the federation's task (`federation`), which reports what the far side did
+//! through a [`CallsHandle`] and stands for the far party in the call room.
 
 mod driver;
-mod remote;
-mod xmpp;
+mod federation;
 
 use crate::config::calls::{CallsConfig, Identities};
 use crate::metrics::family;
@@ -132,7 +131,13 @@ impl CallsService {
                 };
                 rt.block_on(async move {
                     if let Some((cfg, handle, sig, stats)) = xmpp {
-                        let _ = stats.set(xmpp::start(&cfg, &domain, sig, handle, fed_rx));
+                        let (link, events, counters) = federation::xmpp::start(&cfg);
+                        let _ = stats.set(counters);
+                        info!(
+                            "calls: XMPP federation as component {} of {} (users of {domain})",
+                            cfg.component, cfg.server
+                        );
+                        federation::Glue::spawn("XMPP", link, events, sig, handle, fed_rx);
                     }
                     run.run(lines, rx).await
                 });
