@@ -20,8 +20,8 @@ pub struct LinkError {
 pub enum LinkEvent {
     Up,
     Down(String),
-    /// `from` (an app address, `xmpp:` for a plain JID) calls our user `to`; a link that
-    /// carries the offer with the call (SIP) gives it here.
+    /// `from` (an app address, `xmpp:` for a plain JID) calls our user `to` (an address of
+    /// our domain); a link that carries the offer with the call (SIP) gives it here.
     Incoming {
         sid: String,
         from: String,

@@ -306,12 +306,15 @@ impl<L: FarLink> Glue<L> {
                 to,
                 offer,
             } => {
-                let Ok(caller) = Address::parse(&from, "") else {
+                // `to` is one of ours (the link only takes calls for our domain).
+                let (Ok(caller), Ok(callee)) = (Address::parse(&from, ""), Address::parse(&to, ""))
+                else {
                     return self.refuse(&sid, EndReason::Unreachable).await;
                 };
                 self.incoming.insert(sid.clone(), (caller.clone(), offer));
                 let reference = serde_json::Value::String(sid);
-                self.calls.federation_dial(caller, from, to, reference);
+                self.calls
+                    .federation_dial(caller, from, callee.user, reference);
             }
             LinkEvent::Ringing { sid } => self.report(&sid, FederationInput::Ringing),
             LinkEvent::Accepted { sid, sdp } => {
