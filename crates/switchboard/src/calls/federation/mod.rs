@@ -303,18 +303,33 @@ impl<L: FarLink> Glue<L> {
             LinkEvent::Incoming {
                 sid,
                 from,
+                from_name,
                 to,
                 offer,
             } => {
-                // `to` is one of ours (the link only takes calls for our domain).
-                let (Ok(caller), Ok(callee)) = (Address::parse(&from, ""), Address::parse(&to, ""))
-                else {
+                // `to` is one of ours (a link only takes calls for our domain): its user.
+                let callee = to.split_once('@').map_or(to.as_str(), |(user, _)| user);
+                let Ok(caller) = Address::parse(&from, "") else {
                     return self.refuse(&sid, EndReason::Unreachable).await;
                 };
+                if !switchboard_calls::valid_user(callee) {
+                    return self.refuse(&sid, EndReason::Unreachable).await;
+                }
                 self.incoming.insert(sid.clone(), (caller.clone(), offer));
                 let reference = serde_json::Value::String(sid);
-                self.calls
-                    .federation_dial(caller, from, callee.user, reference);
+                let callee = callee.to_string();
+                // A display name from afar is shown on the ringing page: bounded.
+                let name = from_name
+                    .map(|n| {
+                        n.trim()
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(64)
+                            .collect::<String>()
+                    })
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(from);
+                self.calls.federation_dial(caller, name, callee, reference);
             }
             LinkEvent::Ringing { sid } => self.report(&sid, FederationInput::Ringing),
             LinkEvent::Accepted { sid, sdp } => {
