@@ -91,8 +91,13 @@ impl End {
     }
 }
 
-/// a.test and b.test, each knowing where the other's SIP service is.
+/// a.test and b.test, each knowing where the other's SIP service is (over UDP).
 fn pair() -> (End, End) {
+    pair_over("")
+}
+
+/// The same with `params` after each peer's address (`;transport=tcp`).
+fn pair_over(params: &str) -> (End, End) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("info")
         .with_test_writer()
@@ -105,12 +110,12 @@ fn pair() -> (End, End) {
     let a = End::start(
         "a.test",
         "127.0.0.1:0",
-        &format!("b.test=127.0.0.1:{b_port}"),
+        &format!("b.test=127.0.0.1:{b_port}{params}"),
     );
     let b = End::start(
         "b.test",
         &format!("127.0.0.1:{b_port}"),
-        &format!("a.test={}", a.udp()),
+        &format!("a.test={}{params}", a.udp()),
     );
     (a, b)
 }
@@ -207,6 +212,44 @@ fn the_callee_hangs_up_and_calls_go_the_other_way_too() {
         );
         a.settles().await;
         b.settles().await;
+    });
+}
+
+#[test]
+fn a_call_over_tcp_uses_the_connection_and_closes_it_afterwards() {
+    let (mut a, mut b) = pair_over(";transport=tcp");
+    run(async {
+        let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
+        let (id, _, _, offer) = incoming(b.next().await);
+        assert_eq!(offer, OFFER);
+        assert_eq!(b.sip.limits.open(), 1, "the INVITE came over TCP");
+        b.fed.answer(&id, ANSWER).await.unwrap();
+        match a.next_but_ringing().await {
+            FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
+            other => panic!("not Accepted: {other:?}"),
+        }
+        b.fed.hangup(&id).await.unwrap();
+        assert_eq!(
+            a.next().await,
+            FederationEvent::Ended {
+                id: call,
+                reason: EndReason::HungUp
+            }
+        );
+        a.settles().await;
+        b.settles().await;
+        // The connection a.test opened is closed once nothing uses it.
+        for _ in 0..200 {
+            if a.sip.limits.open() == 0 && b.sip.limits.open() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "connections left open: a {}, b {}",
+            a.sip.limits.open(),
+            b.sip.limits.open()
+        );
     });
 }
 
