@@ -23,8 +23,8 @@ struct End {
 }
 
 impl End {
-    fn start(domain: &str, listen: &str, peer: &str) -> End {
-        let args: Vec<OsString> = [
+    fn start(domain: &str, listen: &str, peer: &str, extra: &[String]) -> End {
+        let mut args: Vec<OsString> = [
             "--sip-listen",
             listen,
             "--call-domain",
@@ -39,6 +39,7 @@ impl End {
         .iter()
         .map(OsString::from)
         .collect();
+        args.extend(extra.iter().map(OsString::from));
         let settings = crate::settings::load(&args).unwrap();
         let plan = crate::plan::build(&settings, None).unwrap();
         let signal = crate::signal::SignalService::start(&plan);
@@ -111,11 +112,13 @@ fn pair_over(params: &str) -> (End, End) {
         "a.test",
         "127.0.0.1:0",
         &format!("b.test=127.0.0.1:{b_port}{params}"),
+        &[],
     );
     let b = End::start(
         "b.test",
         &format!("127.0.0.1:{b_port}"),
         &format!("a.test={}{params}", a.udp()),
+        &[],
     );
     (a, b)
 }
@@ -250,6 +253,103 @@ fn a_call_over_tcp_uses_the_connection_and_closes_it_afterwards() {
             a.sip.limits.open(),
             b.sip.limits.open()
         );
+    });
+}
+
+/// A CA of the test and, in `dir`, `ca.pem` and a certificate it signed for 127.0.0.1
+/// (`cert.pem`, `key.pem`) that both servers present.
+fn tls_files(dir: &std::path::Path) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// a.test and b.test over TLS, each with `--sip-tls-listen`; b.test trusts the test's
+/// CA only when `b_trusts` (a.test always does).
+fn pair_over_tls(dir: &std::path::Path, b_trusts: bool) -> (End, End) {
+    tls_files(dir);
+    let (a_tls, b_tls) = (free_tcp_port(), free_tcp_port());
+    let file = |name: &str| dir.join(name).display().to_string();
+    let tls = |port: u16, trust: bool| {
+        let mut args = vec![
+            "--cert".to_string(),
+            file("cert.pem"),
+            "--pkey".into(),
+            file("key.pem"),
+            "--sip-tls-listen".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        if trust {
+            args.extend(["--sip-tls-ca".to_string(), file("ca.pem")]);
+        }
+        args
+    };
+    let a = End::start(
+        "a.test",
+        "127.0.0.1:0",
+        &format!("b.test=127.0.0.1:{b_tls};transport=tls"),
+        &tls(a_tls, true),
+    );
+    let b = End::start(
+        "b.test",
+        "127.0.0.1:0",
+        &format!("a.test=127.0.0.1:{a_tls};transport=tls"),
+        &tls(b_tls, b_trusts),
+    );
+    (a, b)
+}
+
+#[test]
+fn a_call_over_tls_with_the_peers_certificate_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = pair_over_tls(dir.path(), false);
+    run(async {
+        let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
+        let (id, from, _, offer) = incoming(b.next().await);
+        assert_eq!((from.as_str(), offer.as_str()), ("ada@a.test", OFFER));
+        b.fed.answer(&id, ANSWER).await.unwrap();
+        match a.next_but_ringing().await {
+            FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
+            other => panic!("not Accepted: {other:?}"),
+        }
+        a.fed.hangup(&call).await.unwrap();
+        assert_eq!(
+            b.next().await,
+            FederationEvent::Ended {
+                id,
+                reason: EndReason::HungUp
+            }
+        );
+        // b.test does not trust the test's CA: its call to a.test fails on a.test's
+        // certificate, before anything reaches a.test.
+        let call = b.fed.place("bob", "ada@a.test", OFFER).await.unwrap();
+        assert_eq!(
+            b.next_but_ringing().await,
+            FederationEvent::Ended {
+                id: call,
+                reason: EndReason::Unreachable
+            }
+        );
+        a.quiet().await;
+        a.settles().await;
+        b.settles().await;
     });
 }
 
