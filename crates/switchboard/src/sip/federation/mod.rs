@@ -33,6 +33,8 @@
 mod calls;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_proxy;
 
 pub(super) use calls::{call_of, FederationCalls};
 

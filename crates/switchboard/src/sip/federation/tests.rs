@@ -10,20 +10,20 @@ use std::ffi::OsString;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc::Receiver;
 
-const OFFER: &str = include_str!("../../../../xmpp/tests/fixtures/chromium-offer.sdp");
-const ANSWER: &str = include_str!("../../../../xmpp/tests/fixtures/chromium-answer.sdp");
+pub(super) const OFFER: &str = include_str!("../../../../xmpp/tests/fixtures/chromium-offer.sdp");
+pub(super) const ANSWER: &str = include_str!("../../../../xmpp/tests/fixtures/chromium-answer.sdp");
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One server: its SIP service, the signaling it needs, its federation handle and events.
-struct End {
-    sip: Box<SipService>,
+pub(super) struct End {
+    pub sip: Box<SipService>,
     _signal: crate::signal::SignalService,
-    fed: SipFederation,
-    events: Receiver<FederationEvent>,
+    pub fed: SipFederation,
+    pub events: Receiver<FederationEvent>,
 }
 
 impl End {
-    fn start(domain: &str, listen: &str, peer: &str, extra: &[String]) -> End {
+    pub(super) fn start(domain: &str, listen: &str, peer: &str, extra: &[String]) -> End {
         let mut args: Vec<OsString> = [
             "--sip-listen",
             listen,
@@ -53,11 +53,11 @@ impl End {
         }
     }
 
-    fn udp(&self) -> SocketAddr {
+    pub(super) fn udp(&self) -> SocketAddr {
         self.sip.listeners()[0].addr
     }
 
-    async fn next(&mut self) -> FederationEvent {
+    pub(super) async fn next(&mut self) -> FederationEvent {
         tokio::time::timeout(WAIT, self.events.recv())
             .await
             .expect("an event in time")
@@ -65,7 +65,7 @@ impl End {
     }
 
     /// The next event that is not `Ringing` (which may come before it or not at all).
-    async fn next_but_ringing(&mut self) -> FederationEvent {
+    pub(super) async fn next_but_ringing(&mut self) -> FederationEvent {
         loop {
             match self.next().await {
                 FederationEvent::Ringing { .. } => continue,
@@ -75,13 +75,13 @@ impl End {
     }
 
     /// Nothing more comes for a while (what the app ended itself is not reported).
-    async fn quiet(&mut self) {
+    pub(super) async fn quiet(&mut self) {
         let more = tokio::time::timeout(Duration::from_millis(400), self.events.recv()).await;
         assert!(more.is_err(), "unexpected event: {more:?}");
     }
 
     /// The agent forgot every call (the gauge is published after each message).
-    async fn settles(&self) {
+    pub(super) async fn settles(&self) {
         for _ in 0..100 {
             if self.sip.stats.calls_live.load(Ordering::Relaxed) == 0 {
                 return;
@@ -123,7 +123,7 @@ fn pair_over(params: &str) -> (End, End) {
     (a, b)
 }
 
-fn run(test: impl std::future::Future<Output = ()>) {
+pub(super) fn run(test: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,7 +131,7 @@ fn run(test: impl std::future::Future<Output = ()>) {
         .block_on(test);
 }
 
-fn incoming(e: FederationEvent) -> (String, String, String, String) {
+pub(super) fn incoming(e: FederationEvent) -> (String, String, String, String) {
     match e {
         FederationEvent::Incoming {
             id,
