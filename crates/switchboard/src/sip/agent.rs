@@ -361,8 +361,8 @@ impl State {
         for r in regs {
             self.ua.unregister(now, r);
         }
-        let mut calls: Vec<CallId> = self.calls.keys().copied().collect();
-        calls.extend(self.federation.live());
+        self.federation.stop_all(&mut self.ua, now);
+        let calls: Vec<CallId> = self.calls.keys().copied().collect();
         for c in calls {
             let _ = self.ua.hangup(now, c);
         }

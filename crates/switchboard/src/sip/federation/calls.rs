@@ -89,9 +89,13 @@ impl FederationCalls {
         self.calls.contains_key(&call)
     }
 
-    /// Every call, for a stop that hangs them all up.
-    pub fn live(&self) -> Vec<CallId> {
-        self.calls.keys().copied().collect()
+    /// The server stops: every call is hung up (CANCEL, BYE, or 480 to a ringing INVITE)
+    /// and ends `Failed("the server is stopping")` for the glue.
+    pub fn stop_all(&mut self, ua: &mut UserAgent, now: Instant) {
+        let calls: Vec<CallId> = self.calls.keys().copied().collect();
+        for call in calls {
+            self.fail(ua, now, call, "the server is stopping".into());
+        }
     }
 
     /// Whether a call of ours still uses the stream connection `key`.

@@ -417,6 +417,46 @@ fn a_cancel_before_the_answer_is_cancelled_at_the_callee() {
 }
 
 #[test]
+fn a_stopping_server_hangs_up_and_says_why() {
+    let (mut a, mut b) = pair();
+    let (call, id) = {
+        let mut ids = None;
+        run(async {
+            let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
+            let (id, ..) = incoming(b.next().await);
+            b.fed.answer(&id, ANSWER).await.unwrap();
+            assert!(matches!(
+                a.next_but_ringing().await,
+                FederationEvent::Accepted { .. }
+            ));
+            ids = Some((call, id));
+        });
+        ids.unwrap()
+    };
+    let End {
+        sip, mut events, ..
+    } = a;
+    sip.stop();
+    run(async {
+        assert_eq!(
+            b.next().await,
+            FederationEvent::Ended {
+                id,
+                reason: EndReason::HungUp
+            }
+        );
+        assert_eq!(
+            events.recv().await,
+            Some(FederationEvent::Ended {
+                id: call,
+                reason: EndReason::Failed("the server is stopping".into())
+            })
+        );
+        b.settles().await;
+    });
+}
+
+#[test]
 fn without_a_consumer_the_invite_goes_to_the_rooms() {
     let (mut a, b) = pair();
     // b.test's consumer goes away: its INVITEs are the rooms' again, and with the SFU off
