@@ -7,7 +7,8 @@
 //! - `rooms`: calls out of a room to several far ends;
 //! - `stream`: calls out over SIP on TCP and TLS;
 //! - `srtp_out`: calls out with SDES-SRTP;
-//! - `dtls_out`: calls out with DTLS-SRTP + ICE.
+//! - `dtls_out`: calls out with DTLS-SRTP + ICE;
+//! - `federation`: SIP federation's rule and options, as the binary shows them.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -18,6 +19,7 @@ mod sip_far_end;
 
 mod calls;
 mod dtls_out;
+mod federation;
 mod passthrough;
 mod rooms;
 mod srtp_out;
