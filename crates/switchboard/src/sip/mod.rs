@@ -24,9 +24,6 @@ mod call;
 mod connect;
 mod dispatch;
 mod dtls_leg;
-// The call book's glue (crates/switchboard/src/calls) drives it; until that lands only
-// the tests do.
-#[allow(dead_code)]
 mod federation;
 mod flood;
 mod outbound;
@@ -35,7 +32,6 @@ mod ports;
 mod room_leg;
 mod stream;
 
-#[allow(unused_imports)]
 pub use federation::{EndReason, FederationError, FederationEvent, SipFederation};
 pub(crate) use outbound::host_name;
 
@@ -366,8 +362,6 @@ impl SipService {
     /// Direct calls with other Switchboards over SIP: the handle, and the events of the
     /// calls. Until this is called, and again once the receiver is dropped, every INVITE
     /// goes to the rooms; a second call replaces the first consumer.
-    // The call book's glue calls it; until that lands only the tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn federation(&self) -> (SipFederation, tokio::sync::mpsc::Receiver<FederationEvent>) {
         SipFederation::attach(
             self.federation.clone(),

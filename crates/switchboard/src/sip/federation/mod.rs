@@ -221,11 +221,6 @@ impl SipFederation {
         )
     }
 
-    /// This server's call domain.
-    pub fn domain(&self) -> &str {
-        &self.domain
-    }
-
     /// Calls `to` (`bob@b.test`) from the local user `from_user` (`ada`) with the
     /// browser's offer (every candidate in it); returns the call's id.
     pub async fn place(
