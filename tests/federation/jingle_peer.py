@@ -16,6 +16,7 @@ e.g. `prosodyctl register carol b.test pw`; c2s without TLS is fine):
 
   python3 jingle_peer.py --jid carol@b.test/peer --password pw [--server 127.0.0.2:5222]
       [--seconds N] [--min-frames N] [--timeout S] [--media-file F] [--ice-server URL]...
+      [--trickle] [--video-size WxH] [--verbose]
       call TARGET_JID                # propose to TARGET, session-initiate on proceed
   python3 jingle_peer.py ... answer [--reject decline|busy] [--answer-after S]
 
@@ -310,6 +311,14 @@ class Call:
         self.pc.on("track", self.received.consume)
         self.pc.on("connectionstatechange", self._state)
         self.player = None
+        self.last_media = None
+
+    def emit_media(self):
+        """A media line when the counts changed since the last one."""
+        summary = self.received.summary()
+        if summary != self.last_media:
+            emit("media", **summary)
+            self.last_media = summary
 
     def _state(self):
         state = self.pc.connectionState
@@ -417,7 +426,19 @@ class Call:
 
     async def local_jingle(self, action: str, side: str) -> ET.Element:
         session = jm.bundle_consistent(jm.parse_sdp(self.pc.localDescription.sdp))
+        if self.args.trickle:
+            # Held back for transport-info (aiortc has them all already; browsers would
+            # trickle them), so the far end's trickle path is what carries them.
+            self.local_trickle = [(m.mid, m.ufrag, m.candidates) for m in session.media]
+            for m in session.media:
+                m.candidates = []
         return jm.session_to_jingle(session, action, self.sid, side, self.client.boundjid.full)
+
+    async def send_trickle(self):
+        """With --trickle: one transport-info per candidate, as browsers send them."""
+        for mid, ufrag, lines in getattr(self, "local_trickle", []):
+            for line in lines:
+                await self.client.jingle(self.peer, jm.transport_info(self.sid, mid, ufrag, [line]))
 
     async def next_event(self, timeout: float, stop: asyncio.Event):
         """The next stanza event; ("stop",) on SIGTERM, ("timeout",) after `timeout`."""
@@ -447,14 +468,10 @@ class Call:
                 if code is not None:
                     return code
         end = time.monotonic() + args.seconds
-        last = None
         while True:
             left = end - time.monotonic()
             event = await self.next_event(min(1.0, max(0.0, left)), stop)
-            summary = self.received.summary()
-            if summary != last:
-                emit("media", **summary)
-                last = summary
+            self.emit_media()
             if event[0] == "timeout":
                 if left > 0:
                     continue
@@ -470,7 +487,7 @@ class Call:
         if kind == "terminate" or (kind == "jmi" and event[1] in ("finish", "reject", "retract")):
             reason = event[1] if kind == "terminate" else event[2]
             self.session = False
-            emit("media", **self.received.summary())
+            self.emit_media()
             emit("ended", sid=self.sid, reason=reason or "success", by="remote")
             return self.verdict() if self.connected.is_set() else EXIT_NO_CALL
         if kind == "failed":
@@ -494,7 +511,7 @@ class Call:
 
     async def hang_up(self, reason: str):
         """Ends the call from this side, in the form the phase calls for."""
-        emit("media", **self.received.summary())
+        self.emit_media()
         if self.session:
             self.session = False
             terminate = ET.Element(
@@ -565,6 +582,7 @@ async def place_call(client: Client, args, stop: asyncio.Event) -> int:
         call.session = True
         initiate = await call.local_jingle("session-initiate", "initiator")
         await client.jingle(call.peer, initiate)
+        await call.send_trickle()
         deadline = time.monotonic() + args.timeout
         while True:
             event = await call.next_event(max(0.1, deadline - time.monotonic()), stop)
@@ -650,6 +668,7 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
         accept = await call.local_jingle("session-accept", "responder")
         await client.jingle(call.peer, accept)
         emit("accepted", sid=sid)
+        await call.send_trickle()
         return await call.media_phase(stop)
     finally:
         await call.close()
@@ -666,6 +685,7 @@ def parse_args(argv):
     p.add_argument("--media-file", help="send this file's audio/video (aiortc MediaPlayer) instead of bars and tone")
     p.add_argument("--video-size", default="320x240", help="WxH of the synthetic video")
     p.add_argument("--ice-server", action="append", default=[], help="stun:/turn: URL (repeatable); none by default")
+    p.add_argument("--trickle", action="store_true", help="send candidates in transport-info, not in initiate/accept")
     p.add_argument("--verbose", action="store_true", help="slixmpp and aiortc logs on stderr")
     sub = p.add_subparsers(dest="mode", required=True)
     call = sub.add_parser("call", help="call TARGET_JID")
