@@ -5,7 +5,9 @@
 # crates/xmpp/tests/prosody.rs. carol@b.test calls dave@a.test: JMI and Jingle cross both
 # servers (candidates trickled by transport-info), both peers must decode audio and video
 # (at least MIN_FRAMES frames of each, the far end's 440 Hz tone audible);
-# then dave declines a second call and carol must see "decline".
+# then dave declines a second call and carol must see "decline", a call to nobody@a.test
+# must end "unreachable", a wrong password must be exit 3, and a SIGTERM must end a call
+# with session-terminate on both sides.
 #
 # Usage: sudo tests/federation/jingle-peer-lab.sh      (root: unshare -n, prosody as root)
 #   MIN_FRAMES=50 SECONDS_OF_MEDIA=6 KEEP=1 (keep the temp dir with logs)
@@ -95,6 +97,13 @@ peer() { # out-file jid server args...
     timeout 120 "$PY" "$here/jingle_peer.py" --jid "$jid" --password pw --server "$server" \
         --timeout 30 --min-frames "$MIN_FRAMES" "$@" >"$out" 2>"$out.err"
 }
+# For `&`: the background job is then `timeout` itself, which passes a SIGTERM on.
+peer_bg() {
+    local out=$1 jid=$2 server=$3
+    shift 3
+    exec timeout 120 "$PY" "$here/jingle_peer.py" --jid "$jid" --password pw --server "$server" \
+        --timeout 30 --min-frames "$MIN_FRAMES" "$@" >"$out" 2>"$out.err"
+}
 
 wait_line() { # file event
     local deadline=$((SECONDS + 20))
@@ -113,7 +122,7 @@ check() { # description, command...
 
 # 1. carol@b.test calls dave@a.test; carol hangs up after SECONDS_OF_MEDIA.
 # Both trickle their candidates by transport-info (none in initiate/accept).
-peer "$dir/dave.out" dave@a.test/peer 127.0.0.1:5222 --seconds 60 --trickle answer &
+peer_bg "$dir/dave.out" dave@a.test/peer 127.0.0.1:5222 --seconds 60 --trickle answer &
 dave=$!
 wait_line "$dir/dave.out" connected || failed=1
 peer "$dir/carol.out" carol@b.test/peer 127.0.0.2:5222 --seconds "$SECONDS_OF_MEDIA" --trickle call dave@a.test
@@ -140,7 +149,7 @@ check "dave decoded >= $MIN_FRAMES video and audio frames" decoded "$dir/dave.ou
 check "dave saw carol hang up" grep -q '"reason": "success", "by": "remote"' "$dir/dave.out"
 
 # 2. dave declines; carol sees it.
-peer "$dir/dave2.out" dave@a.test/peer 127.0.0.1:5222 answer --reject decline &
+peer_bg "$dir/dave2.out" dave@a.test/peer 127.0.0.1:5222 answer --reject decline &
 dave=$!
 wait_line "$dir/dave2.out" connected || failed=1
 peer "$dir/carol2.out" carol@b.test/peer 127.0.0.2:5222 call dave@a.test
@@ -152,6 +161,39 @@ cat "$dir/carol2.out"
 check "declined: carol exit 1 (no call), got $carol_rc" test "$carol_rc" = 1
 check "declined: dave exit 0, got $dave_rc" test "$dave_rc" = 0
 check "declined: carol saw decline" grep -q '"reason": "decline", "by": "remote"' "$dir/carol2.out"
+
+# 3. Nobody of that name at a.test: the propose bounces across s2s.
+peer "$dir/carol3.out" carol@b.test/peer 127.0.0.2:5222 call nobody@a.test
+carol_rc=$?
+echo "--- unknown user: carol: $(grep '"ended"' "$dir/carol3.out")"
+check "unknown user: carol exit 1, got $carol_rc" test "$carol_rc" = 1
+check "unknown user: carol saw unreachable" grep -q '"reason": "unreachable' "$dir/carol3.out"
+
+# 4. A wrong password is exit 3 with a JSON error line.
+peer "$dir/carol4.out" carol@b.test/peer 127.0.0.2:5222 --password wrong call dave@a.test
+carol_rc=$?
+echo "--- wrong password: $(cat "$dir/carol4.out")"
+check "wrong password: exit 3, got $carol_rc" test "$carol_rc" = 3
+error_line() { jq -e 'select(.event == "error") | .exit == 3' "$dir/carol4.out" >/dev/null; }
+check "wrong password: a JSON error line" error_line
+
+# 5. SIGTERM ends a call cleanly: dave (callee) is stopped after 3 s of media.
+peer_bg "$dir/dave5.out" dave@a.test/peer 127.0.0.1:5222 --seconds 60 --min-frames 1 answer &
+dave=$!
+wait_line "$dir/dave5.out" connected || failed=1
+peer_bg "$dir/carol5.out" carol@b.test/peer 127.0.0.2:5222 --seconds 60 --min-frames 1 call dave@a.test &
+carol=$!
+wait_line "$dir/dave5.out" media && sleep 3
+kill -TERM "$dave"
+wait $dave
+dave_rc=$?
+wait $carol
+carol_rc=$?
+echo "--- SIGTERM: dave: $(grep '"ended"' "$dir/dave5.out"); carol: $(grep '"ended"' "$dir/carol5.out")"
+check "SIGTERM: dave exit 0, got $dave_rc" test "$dave_rc" = 0
+check "SIGTERM: carol exit 0, got $carol_rc" test "$carol_rc" = 0
+check "SIGTERM: dave hung up" grep -q '"reason": "success", "by": "local"' "$dir/dave5.out"
+check "SIGTERM: carol saw it" grep -q '"reason": "success", "by": "remote"' "$dir/carol5.out"
 
 # The stanzas crossed s2s (dialback) both ways.
 for name in a b; do

@@ -154,6 +154,14 @@ class BarsTrack(VideoStreamTrack):
         return frame
 
 
+def prefer_vp8_opus(pc):
+    """VP8 and Opus only (plus VP8's rtx): the codecs every WebRTC stack has."""
+    for t in pc.getTransceivers():
+        caps = RTCRtpSender.getCapabilities(t.kind).codecs
+        keep = [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx", "audio/opus")]
+        t.setCodecPreferences(keep)
+
+
 class Received:
     """What the remote side's tracks decode to."""
 
@@ -339,11 +347,7 @@ class Call:
             tracks = [ToneTrack(), BarsTrack(w, h)]
         for track in tracks:
             self.pc.addTrack(track)
-        # VP8 and Opus only (plus VP8's rtx): the codecs every WebRTC stack has.
-        for t in self.pc.getTransceivers():
-            caps = RTCRtpSender.getCapabilities(t.kind).codecs
-            keep = [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx", "audio/opus")]
-            t.setCodecPreferences(keep)
+        prefer_vp8_opus(self.pc)
 
     def from_peer(self, jid: str) -> bool:
         return bare(jid) == bare(self.peer)
@@ -662,8 +666,10 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
             code = await call.end_on(event)
             if code is not None:
                 return code
-        await call.remote_description(event[1], "offer")
+        # Tracks and codec preferences first: aiortc 1.4 settles each transceiver's
+        # codecs in setRemoteDescription, and reuses a transceiver without a mid.
         call.add_tracks()
+        await call.remote_description(event[1], "offer")
         await call.pc.setLocalDescription(await call.pc.createAnswer())
         accept = await call.local_jingle("session-accept", "responder")
         await client.jingle(call.peer, accept)

@@ -91,6 +91,45 @@ class RoundTrip(unittest.TestCase):
             jm.candidate_from_element(no_port)
 
 
+class AnswersChromium(unittest.TestCase):
+    """aiortc, as the peer drives it, answers the offer shape Switchboard relays."""
+
+    def test_every_content_is_answered_with_vp8_opus_and_the_data_channel(self):
+        accept = asyncio.run(self.answer())
+        answer = jm.jingle_to_session(accept, "responder")
+        self.assertEqual([m.mid for m in answer.media], ["0", "1", "2"])
+        self.assertEqual(answer.bundle, ["0", "1", "2"])
+        self.assertEqual(answer.media[0].codecs[0].name, "opus")
+        self.assertEqual({c.name for c in answer.media[1].codecs}, {"VP8", "rtx"})
+        self.assertEqual(answer.media[2].kind, "application")
+        for m in answer.media:
+            self.assertEqual(m.setup, "active")
+            self.assertTrue(m.fingerprint and m.ufrag and m.pwd and m.candidates)
+        # Chromium's header extension ids are consistent: nothing was dropped.
+        self.assertIn((1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"), answer.media[0].hdrexts)
+
+    async def answer(self):
+        sys.argv = sys.argv[:1]
+        import jingle_peer as jp
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        with open(os.path.join(FIXTURES, "chromium-offer.sdp")) as f:
+            offer = jm.parse_sdp(f.read())
+        initiate = through_xml(jm.session_to_jingle(offer, "session-initiate", "s", "initiator", "ada@sb.a.test/switchboard"))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sdp = jm.write_sdp(jm.bundle_consistent(jm.jingle_to_session(initiate, "initiator")))
+        pc.addTrack(jp.ToneTrack())
+        pc.addTrack(jp.BarsTrack(160, 120))
+        jp.prefer_vp8_opus(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = jm.bundle_consistent(jm.parse_sdp(pc.localDescription.sdp))
+        accept = jm.session_to_jingle(answer, "session-accept", "s", "responder", "carol@b.test/peer")
+        await pc.close()
+        await asyncio.sleep(0.1)  # let aiortc's connect task see the close
+        return through_xml(accept)
+
+
 class Loopback(unittest.TestCase):
     """Two aiortc peers signalling only through this mapping's Jingle."""
 
@@ -127,6 +166,7 @@ class Loopback(unittest.TestCase):
         for pc in (caller, callee):
             pc.addTrack(jp.ToneTrack())
             pc.addTrack(jp.BarsTrack(160, 120))
+            jp.prefer_vp8_opus(pc)
         await caller.setLocalDescription(await caller.createOffer())
         # The offer crosses without candidates; they follow in transport-info.
         offer = jm.bundle_consistent(jm.parse_sdp(caller.localDescription.sdp))
