@@ -441,6 +441,10 @@ def _read_rtp(d: ET.Element, m: Media):
         m.codecs.append(codec)
     if not m.codecs:
         raise MapError(f"content {m.mid}: no payload-type")
+    # XEP-0293 §3: rtcp-fb directly in the description applies to every payload type.
+    for f in d.findall(f"{{{NS_RTCP_FB}}}rtcp-fb"):
+        for codec in m.codecs:
+            codec.feedback.append((f.get("type", ""), f.get("subtype")))
     m.hdrexts = [(int(x.get("id", "0")), x.get("uri", "")) for x in d.findall(f"{{{NS_HDREXT}}}rtp-hdrext")]
     for source in d.findall(f"{{{NS_SSMA}}}source"):
         params = [(p.get("name", ""), p.get("value", "")) for p in source.findall(f"{{{NS_SSMA}}}parameter")]

@@ -16,7 +16,7 @@ e.g. `prosodyctl register carol b.test pw`; c2s without TLS is fine):
 
   python3 jingle_peer.py --jid carol@b.test/peer --password pw [--server 127.0.0.2:5222]
       [--seconds N] [--min-frames N] [--timeout S] [--media-file F] [--ice-server URL]...
-      [--trickle] [--video-size WxH] [--verbose]
+      [--ice-username U --ice-credential P] [--trickle] [--video-size WxH] [--verbose]
       call TARGET_JID                # propose to TARGET, session-initiate on proceed
   python3 jingle_peer.py ... answer [--reject decline|busy] [--answer-after S]
 
@@ -241,8 +241,9 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("session_start", self._started)
         self.add_event_handler("failed_auth", lambda _: self._fail("authentication failed"))
         self.add_event_handler("connection_failed", lambda e: self._fail(f"connection failed: {e}"))
-        self.add_event_handler("disconnected", lambda _: self._fail("disconnected"))
+        self.add_event_handler("disconnected", lambda _: self._lost())
         self.on_jmi = self.on_jingle = self.on_bounce = lambda stanza: None
+        self.on_lost = lambda: None
         is_jmi = lambda x: x.tag == f"{{{NS_CLIENT}}}message" and x.get("type") != "error" and any(
             c.tag.startswith(f"{{{NS_JMI}}}") for c in x
         )
@@ -258,6 +259,12 @@ class Client(slixmpp.ClientXMPP):
         self.send_presence()
         if not self.ready.done():
             self.ready.set_result(None)
+
+    def _lost(self):
+        if self.ready.done():
+            self.on_lost()
+        else:
+            self._fail("disconnected")
 
     def _fail(self, why: str):
         if not self.ready.done():
@@ -312,7 +319,11 @@ class Call:
         self.session = False  # a Jingle session exists (initiate sent / received)
         self.remote_set = False
         self.early_candidates = []
-        config = RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in args.ice_server])
+        servers = [
+            RTCIceServer(urls=u, username=args.ice_username, credential=args.ice_credential)
+            for u in args.ice_server
+        ]
+        config = RTCConfiguration(iceServers=servers)
         self.pc = RTCPeerConnection(config)
         self.received = Received()
         self.connected = asyncio.Event()
@@ -422,7 +433,11 @@ class Call:
 
     async def remote_description(self, session, kind: str):
         sdp = jm.write_sdp(jm.bundle_consistent(session))
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as e:  # aiortc's own refusal (no common codec, ...)
+            await self.hang_up("failed-application")
+            raise Fatal(EXIT_PROTOCOL, f"aiortc refused the remote {kind}: {type(e).__name__}: {e}") from e
         self.remote_set = True
         early, self.early_candidates = self.early_candidates, []
         for mid, line in early:
@@ -494,6 +509,8 @@ class Call:
             self.emit_media()
             emit("ended", sid=self.sid, reason=reason or "success", by="remote")
             return self.verdict() if self.connected.is_set() else EXIT_NO_CALL
+        if kind == "lost":
+            raise Fatal(EXIT_XMPP, "the XMPP connection was lost during the call")
         if kind == "failed":
             await self.hang_up("failed-transport")
             raise Fatal(EXIT_MEDIA, event[1])
@@ -558,6 +575,7 @@ async def place_call(client: Client, args, stop: asyncio.Event) -> int:
     sid = os.urandom(8).hex()
     call = Call(client, args, sid, bare(args.target), "caller")
     client.on_jmi, client.on_jingle, client.on_bounce = call.on_jmi, call.on_jingle, call.on_bounce
+    client.on_lost = lambda: call.events.put_nowait(("lost",))
     try:
         call.add_tracks()
         # aiortc gathers every candidate before this returns: they go in session-initiate.
@@ -583,6 +601,8 @@ async def place_call(client: Client, args, stop: asyncio.Event) -> int:
             elif kind in ("stop", "timeout"):
                 await call.hang_up("cancel" if kind == "stop" else "timeout")
                 return EXIT_NO_CALL
+            elif kind == "lost":
+                await call.end_on(event)
         call.session = True
         initiate = await call.local_jingle("session-initiate", "initiator")
         await client.jingle(call.peer, initiate)
@@ -615,6 +635,7 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
                 proposals.put_nowait((payload.get("id"), str(msg["from"]), media))
 
     client.on_jmi = on_propose
+    client.on_lost = lambda: proposals.put_nowait(None)
     client.on_jingle = lambda iq: client.reply(iq, "item-not-found", "unknown-session")
     get = asyncio.ensure_future(proposals.get())
     stopped = asyncio.ensure_future(stop.wait())
@@ -624,6 +645,8 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
         get.cancel()
         emit("ended", sid=None, reason="no call" if not stop.is_set() else "stopped", by="local")
         return EXIT_NO_CALL
+    if get.result() is None:
+        raise Fatal(EXIT_XMPP, "the XMPP connection was lost while waiting for a call")
     sid, caller, media = get.result()
     emit("incoming", sid=sid, media=media, **{"from": caller})
     call = Call(client, args, sid, caller, "callee")
@@ -637,19 +660,24 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
         call.on_jmi(msg)
 
     client.on_jmi, client.on_jingle, client.on_bounce = on_jmi, call.on_jingle, call.on_bounce
+    client.on_lost = lambda: call.events.put_nowait(("lost",))
     try:
         client.jmi(caller, "ringing", sid)
         if args.reject:
             await asyncio.sleep(args.answer_after)
             await call.hang_up(args.reject)
             return EXIT_OK
-        event = await call.next_event(args.answer_after, stop)
-        if event[0] != "timeout":
+        ring_end = time.monotonic() + args.answer_after
+        while ring_end > time.monotonic():
+            event = await call.next_event(ring_end - time.monotonic(), stop)
+            if event[0] == "timeout":
+                break
             if event[0] == "stop":
                 await call.hang_up("decline")
-            else:
-                emit("ended", sid=sid, reason=(event[2] if len(event) > 2 else None) or "cancel", by="remote")
-            return EXIT_NO_CALL
+                return EXIT_NO_CALL
+            code = await call.end_on(event)
+            if code is not None:
+                return code
         client.jmi(caller, "proceed", sid)
         deadline = time.monotonic() + args.timeout
         while True:
@@ -691,6 +719,8 @@ def parse_args(argv):
     p.add_argument("--media-file", help="send this file's audio/video (aiortc MediaPlayer) instead of bars and tone")
     p.add_argument("--video-size", default="320x240", help="WxH of the synthetic video")
     p.add_argument("--ice-server", action="append", default=[], help="stun:/turn: URL (repeatable); none by default")
+    p.add_argument("--ice-username", help="TURN username for every --ice-server")
+    p.add_argument("--ice-credential", help="TURN password for every --ice-server")
     p.add_argument("--trickle", action="store_true", help="send candidates in transport-info, not in initiate/accept")
     p.add_argument("--verbose", action="store_true", help="slixmpp and aiortc logs on stderr")
     sub = p.add_subparsers(dest="mode", required=True)

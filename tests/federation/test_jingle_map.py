@@ -79,6 +79,18 @@ class RoundTrip(unittest.TestCase):
         jingle = through_xml(jm.transport_info("s1", "0", "uf", [line]))
         self.assertEqual(jm.transport_info_candidates(jingle), [("0", "uf", line)])
 
+    def test_description_level_rtcp_fb_applies_to_every_payload_type(self):
+        jingle = ET.fromstring(
+            f"<jingle xmlns='{jm.NS_JINGLE}' action='session-initiate' sid='s'>"
+            f"<content name='v' creator='initiator'><description xmlns='{jm.NS_RTP}' media='video'>"
+            "<payload-type id='96' name='VP8' clockrate='90000'/>"
+            "<payload-type id='98' name='VP9' clockrate='90000'/>"
+            f"<rtcp-fb xmlns='{jm.NS_RTCP_FB}' type='nack' subtype='pli'/></description>"
+            f"<transport xmlns='{jm.NS_ICE}' ufrag='u' pwd='p'/></content></jingle>"
+        )
+        codecs = jm.jingle_to_session(jingle, "initiator").media[0].codecs
+        self.assertEqual([c.feedback for c in codecs], [[("nack", "pli")]] * 2)
+
     def test_unusable_jingle_is_an_error_not_a_crash(self):
         bad = ET.fromstring(
             f"<jingle xmlns='{jm.NS_JINGLE}' action='session-initiate' sid='s'>"
