@@ -11,6 +11,7 @@
 #
 # Usage: sudo tests/federation/jingle-peer-lab.sh      (root: unshare -n, prosody as root)
 #   MIN_FRAMES=50 SECONDS_OF_MEDIA=6 KEEP=1 (keep the temp dir with logs)
+#   CALLER_ARGS="--media-file clip.webm" (carol sends a file; its audio must not be silent)
 # Needs: apt-get install prosody python3-slixmpp python3-aiortc jq
 # Exit: 0 both decoded and the decline was seen; 1 a check failed; 2 "harness:" (no root,
 # a missing tool, prosody not listening within 20 s): not a verdict on the peer.
@@ -125,7 +126,8 @@ check() { # description, command...
 peer_bg "$dir/dave.out" dave@a.test/peer 127.0.0.1:5222 --seconds 60 --trickle answer &
 dave=$!
 wait_line "$dir/dave.out" connected || failed=1
-peer "$dir/carol.out" carol@b.test/peer 127.0.0.2:5222 --seconds "$SECONDS_OF_MEDIA" --trickle call dave@a.test
+# shellcheck disable=SC2086 # CALLER_ARGS: extra peer options for carol, e.g. --media-file F
+peer "$dir/carol.out" carol@b.test/peer 127.0.0.2:5222 --seconds "$SECONDS_OF_MEDIA" --trickle ${CALLER_ARGS:-} call dave@a.test
 carol_rc=$?
 wait $dave
 dave_rc=$?

@@ -20,6 +20,12 @@ e.g. `prosodyctl register carol b.test pw`; c2s without TLS is fine):
       call TARGET_JID                # propose to TARGET, session-initiate on proceed
   python3 jingle_peer.py ... answer [--reject decline|busy] [--answer-after S]
 
+e.g. `... call ada@sb.a.test` calls a Switchboard user through its component. aiortc
+gathers every candidate before the offer/answer exists, so they travel inside
+session-initiate/-accept unless --trickle sends them as transport-info. Its host
+candidates are every interface address but 127.0.0.1 and ::1 (so a lab in a network
+namespace adds one, e.g. 127.0.0.2 on lo); no STUN/TURN unless --ice-server.
+
 Output: one JSON object per line on stdout, in this order as far as it applies:
   {"event":"connected","jid":FULL}                 signed in, presence sent
   {"event":"proposed","sid":S,"to":T}              (call) propose sent
@@ -30,7 +36,8 @@ Output: one JSON object per line on stdout, in this order as far as it applies:
   {"event":"remote_candidate","mid":M,"candidate":C}  a candidate trickled by transport-info
   {"event":"connection","state":ST}                aiortc's connectionState changes
   {"event":"media","video_frames":N,"audio_frames":N,"width":W,"height":H,"audio_rms":R}
-                                                   decoded so far (once a second, and last)
+                                                   decoded so far (once a second, and last);
+                                                   audio_rms: mean RMS 0..1 (the tone: ~0.21)
   {"event":"ended","sid":S,"reason":R,"by":"local"|"remote"}
   {"event":"error","error":TEXT,"exit":CODE}       then the process exits with CODE
 Exit codes: 0 the call was connected and ended (or --reject was sent as asked);
@@ -708,8 +715,17 @@ async def answer_call(client: Client, args, stop: asyncio.Event) -> int:
         await call.close()
 
 
+class JsonArgumentParser(argparse.ArgumentParser):
+    """Usage errors as the JSON error line too (the usage text still goes to stderr)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        emit("error", error=f"usage: {message}", exit=EXIT_USAGE)
+        sys.exit(EXIT_USAGE)
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = JsonArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jid", required=True, help="full JID to sign in as, e.g. carol@b.test/peer")
     p.add_argument("--password", required=True)
     p.add_argument("--server", help="HOST:PORT of the c2s listener (default: the JID's domain, 5222)")
