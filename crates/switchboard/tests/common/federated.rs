@@ -85,6 +85,32 @@ pub fn full_call(ada: &mut Side, bob: &mut Side, carry: Carry, same: Same) {
     assert!(same(sdp, ANSWER), "the answer changed on the way: {sdp}");
     candidate_arrived(&mut ada_call, sdp, 50000, carry);
     assert_eq!(ada.line.expect("answered")["by"], "bob@b.test");
+    // Nothing of ada's room but this call crosses: another member's offer, candidate and
+    // message to the far party reach nobody on B.
+    let (mut eve, j) = super::lines::try_join(
+        ada.addr,
+        dialing["room"].as_str().unwrap_or_default(),
+        "Eve",
+        None,
+    );
+    assert_eq!(j["type"], "joined", "{j}");
+    for m in [
+        json!({"type": "offer", "to": far_bob, "sdp": OFFER}),
+        json!({"type": "candidate", "to": far_bob, "candidate": candidate(60000)}),
+        json!({"type": "message", "to": far_bob, "data": {"chat": "hello B"}}),
+    ] {
+        eve.send(m);
+    }
+    let quiet_until = std::time::Instant::now() + std::time::Duration::from_millis(800);
+    while let Some(m) =
+        bob_call.recv(quiet_until.saturating_duration_since(std::time::Instant::now()))
+    {
+        assert!(
+            m["type"] == "peer-joined" || m["type"] == "peer-left",
+            "B got something of A's room: {m}"
+        );
+    }
+    drop(eve);
     ada.line
         .request(json!({"call": "hangup", "id": dialing["id"]}));
     assert_eq!(ada.line.expect("ended")["reason"], "hangup");
