@@ -243,12 +243,13 @@ export function stanzaMark(lab) {
 
 /**
  * Stanzas (message, iq, presence) between the two sides since `mark`, per direction:
- * `aToB: { fromComponent, acrossS2s }` = taken by a.test from A's component, taken by b.test
- * over s2s (and `bToA` the same way back). An error bounced for an unknown server
- * (`c.test`) is from neither side and not counted.
+ * `aToB: { fromComponent, acrossS2s, kinds }` = taken by a.test from A's component, taken by
+ * b.test over s2s, and of those over s2s how many of each element (`{message: 2, iq: 5}`:
+ * XEP-0353 messages, Jingle IQs and their results); `bToA` the same way back. An error
+ * bounced for an unknown server (`c.test`) is from neither side and not counted.
  */
 export function stanzasSince(lab, mark) {
-  const count = () => ({ fromComponent: 0, acrossS2s: 0 });
+  const count = () => ({ fromComponent: 0, acrossS2s: 0, kinds: {} });
   const out = { aToB: count(), bToA: count() };
   for (const [name, prosody] of [['a', lab.a], ['b', lab.b]]) {
     for (const line of prosody.log(mark[name]).split('\n')) {
@@ -260,7 +261,10 @@ export function stanzasSince(lab, mark) {
       if (!from || !to || from === to) continue;
       const dir = from === 'a' ? out.aToB : out.bToA;
       if (m[1] === 'component' && name === from) dir.fromComponent++;
-      else if (m[1] === 's2sin' && name === to) dir.acrossS2s++;
+      else if (m[1] === 's2sin' && name === to) {
+        dir.acrossS2s++;
+        dir.kinds[m[2]] = (dir.kinds[m[2]] || 0) + 1;
+      }
     }
   }
   return out;
@@ -285,9 +289,11 @@ export async function expectStanzasCrossed(lab, mark) {
   }
 }
 
-/** One line for a report: `A→B 7 (7 over s2s), B→A 7 (7 over s2s)`. */
-export const stanzaSummary = (c) =>
-  `A→B ${c.aToB.fromComponent} (${c.aToB.acrossS2s} over s2s), B→A ${c.bToA.fromComponent} (${c.bToA.acrossS2s} over s2s)`;
+/** One line for a report: `A→B 7 (7 over s2s: 2 message, 5 iq), B→A ...`. */
+export const stanzaSummary = (c) => {
+  const one = (d) => `${d.fromComponent} (${d.acrossS2s} over s2s: ${Object.entries(d.kinds).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'})`;
+  return `A→B ${one(c.aToB)}, B→A ${one(c.bToA)}`;
+};
 
 // ---------------------------------------------------------------------------------------
 // Pages: lines, calls, media on every connection of the page
