@@ -5,9 +5,10 @@
 // both pages decode each other's video and hear each other's audio, and the selected
 // candidate pair is host to host between the two Chromium pages (no relay, no server
 // socket); every stanza of the call crossed both prosody servers, both ways (their logs).
-// Then each way a call can fail to happen, shown in words on ada's page: declined, busy,
-// unreachable (nobody@b.test, and someone@c.test whose server does not exist), and
-// cancelled before an answer (bob's ringing stops).
+// Then each way a call can fail to happen, shown in words on ada's page: declined, busy (by
+// bob's choice, and because he is in a call on B), unreachable (nobody@b.test, and
+// someone@c.test whose server does not exist), and cancelled before an answer (bob's ringing
+// stops).
 //
 // SB_TRAPEZOID_BENCH=1 also times 10 calls ada -> bob through the trapezoid and 10 on one
 // server (dial -> ringing -> answered -> first decoded frame, medians printed; the figures of
@@ -104,12 +105,25 @@ test('declined, busy, unreachable (unknown user, unknown server) and cancelled b
   assert.equal(await ada.page.locator('#calling-dialog').isVisible(), false, 'the calling screen is gone');
   report(t, `declined: ${stanzaSummary(await expectStanzasCrossed(lab, mark))}`);
 
-  // Busy: bob's Busy button.
+  // Busy by bob's choice: his Busy button.
   mark = stanzaMark(lab);
   await dial(ada, 'bob@b.test');
   await (await ringsAt(bob, 'ada@a.test')).getByRole('button', { name: 'Busy' }).click();
   await outcome(ada, 'busy', { text: /bob@b\.test is busy/ });
   report(t, `busy: ${stanzaSummary(await expectStanzasCrossed(lab, mark))}`);
+
+  // Busy because bob is in a call (with cy, on B): B answers for him, he is not rung.
+  const cy = await signIn(s, browser, b, 'cy', 'Cy');
+  await dial(cy, 'bob');
+  await (await ringsAt(bob, 'cy@b.test')).getByRole('button', { name: 'Accept' }).click();
+  await Promise.all([inCall(cy), inCall(bob)]);
+  mark = stanzaMark(lab);
+  await dial(ada, 'bob@b.test');
+  await outcome(ada, 'busy', { text: /bob@b\.test is busy \(.+\)/ });
+  await noRing('while in a call');
+  report(t, `busy in a call: ${stanzaSummary(await expectStanzasCrossed(lab, mark))}`);
+  await cy.page.getByRole('button', { name: 'Hang up' }).click();
+  await Promise.all([callClosed(cy), callClosed(bob)]);
 
   // Unreachable: nobody is signed in as nobody at B (B answers over XMPP).
   mark = stanzaMark(lab);
