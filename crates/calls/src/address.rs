@@ -1,19 +1,23 @@
 //! Addresses of people: `user@domain`, with `user` as the line rooms name it (`@user`).
 //! Parsing decides the route of a dial: this server's domain (or none) is local, any
-//! other domain is a federation's business.
+//! other domain is a federation's business. `xmpp:user@domain` names an account of the
+//! XMPP network as is (an ordinary XMPP client, not a Switchboard user): always remote.
 
 use std::fmt;
 
-/// `user@domain`, both lower case.
+/// `user@domain`, both lower case; `xmpp:user@domain` for an XMPP account.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Address {
     pub user: String,
     pub domain: String,
+    /// Written `xmpp:…`: a JID as is, reached over XMPP federation only.
+    pub xmpp: bool,
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.user, self.domain)
+        let scheme = if self.xmpp { "xmpp:" } else { "" };
+        write!(f, "{scheme}{}@{}", self.user, self.domain)
     }
 }
 
@@ -58,6 +62,11 @@ impl Address {
     /// `text` as an address; `bob` alone is `bob@<home>`. Case does not matter.
     pub fn parse(text: &str, home: &str) -> Result<Address, AddressError> {
         let text = text.trim().to_ascii_lowercase();
+        let (xmpp, text) = match text.strip_prefix("xmpp:") {
+            Some(jid) if jid.contains('@') => (true, jid.to_string()),
+            Some(_) => return Err(AddressError::Domain(String::new())),
+            None => (false, text),
+        };
         let (user, domain) = match text.split_once('@') {
             Some((u, d)) => (u.to_string(), d.to_string()),
             None => (text.clone(), home.to_ascii_lowercase()),
@@ -68,7 +77,7 @@ impl Address {
         if !valid_domain(&domain) {
             return Err(AddressError::Domain(domain));
         }
-        Ok(Address { user, domain })
+        Ok(Address { user, domain, xmpp })
     }
 
     /// The address of local user `user`.
@@ -76,12 +85,13 @@ impl Address {
         Address {
             user: user.to_string(),
             domain: home.to_string(),
+            xmpp: false,
         }
     }
 
-    /// Local when its domain is `home`.
+    /// Local when its domain is `home` (and it is no XMPP account).
     pub fn route(&self, home: &str) -> Route {
-        if self.domain.eq_ignore_ascii_case(home) {
+        if !self.xmpp && self.domain.eq_ignore_ascii_case(home) {
             Route::Local {
                 user: self.user.clone(),
             }
@@ -122,6 +132,14 @@ mod tests {
             assert!(Address::parse(bad, "a.test").is_err(), "{bad:?}");
         }
         assert!(Address::parse(&"x".repeat(65), "a.test").is_err());
+        // An XMPP account: remote even in our own domain, and written back as given.
+        let x = Address::parse("XMPP:Carol@a.test", "a.test").unwrap();
+        assert_eq!(x.to_string(), "xmpp:carol@a.test");
+        assert!(matches!(x.route("a.test"), Route::Remote { .. }));
+        assert_ne!(x, Address::parse("carol@a.test", "a.test").unwrap());
+        for bad in ["xmpp:carol", "xmpp:", "xmpp:@b.test"] {
+            assert!(Address::parse(bad, "a.test").is_err(), "{bad:?}");
+        }
         assert!(valid_user(&"x".repeat(64)));
         assert!(!valid_user("Ada"));
     }

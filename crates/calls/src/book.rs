@@ -4,7 +4,8 @@
 //! (docs/signaling.md, "Direct calls"): a dial rings every device on the callee's line;
 //! the first to accept takes the call and the others hear `answered-elsewhere`; a call
 //! ends when its last party but one leaves, or when nobody answers in time; limits bound
-//! calls per user and per server and dials per minute per user.
+//! calls per user and per server, dials per minute per user, and calls per minute from
+//! each other domain.
 
 use crate::address::Address;
 use crate::call::{Call, Leg, LegState, Who};
@@ -37,6 +38,8 @@ pub struct CallConfig {
     pub max_parties: usize,
     /// Dials and invites one user may make per minute; 0 = no bound.
     pub dials_per_minute: usize,
+    /// Calls from the users of one other domain per minute; 0 = no bound.
+    pub remote_dials_per_minute: usize,
     /// The users that exist (configured users); None = whoever signs in.
     pub known_users: Option<HashSet<String>>,
     /// Domains a federation reaches (`*`: any); empty = no federation.
@@ -53,6 +56,7 @@ impl Default for CallConfig {
             max_calls: 1000,
             max_parties: 4,
             dials_per_minute: 10,
+            remote_dials_per_minute: 60,
             known_users: None,
             federated_domains: Vec::new(),
         }
@@ -281,11 +285,12 @@ impl CallBook {
             return;
         };
         let before = std::mem::replace(&mut call.members, count);
-        if count >= 2 {
+        let parties = call.parties();
+        if parties >= 2 {
             call.connected = true;
             call.connect_by = None;
         }
-        if call.connected && count <= 1 {
+        if call.connected && parties <= 1 {
             self.end_call(&id, EndReason::Hangup, "everyone else left the call");
         } else if !call.connected && !call.answered && before >= 1 && count == 0 {
             self.end_call(&id, EndReason::Cancelled, "the caller left the call room");
@@ -308,6 +313,14 @@ impl CallBook {
             Some((
                 EndReason::Unreachable,
                 format!("no federation with {domain}"),
+            ))
+        } else if !self.remote_rate_ok(&domain, now) {
+            Some((
+                EndReason::RateLimited,
+                format!(
+                    "more than {} calls a minute from {domain}",
+                    self.cfg.remote_dials_per_minute
+                ),
             ))
         } else if self.calls.len() >= self.cfg.max_calls {
             Some((EndReason::Busy, "the server is at its call limit".into()))

@@ -57,7 +57,8 @@ pub(crate) struct Call {
     pub id: Arc<str>,
     pub room: Arc<str>,
     pub legs: Vec<Leg>,
-    /// Members of the call room (the calls peer itself not counted).
+    /// Client members of the call room (the calls peer and far parties' participants
+    /// not counted: a far party counts from its answer on, see [`Call::parties`]).
     pub members: usize,
     /// The room has held two members: from now on, one left alone ends the call.
     pub connected: bool,
@@ -68,6 +69,17 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// Who is in the call now: the room's client members and the far parties that
+    /// answered (their participant may join the room before that, to carry the offer).
+    pub fn parties(&self) -> usize {
+        let remote = self
+            .legs
+            .iter()
+            .filter(|l| matches!(l.who, Who::Remote(_)) && l.is_in())
+            .count();
+        self.members + remote
+    }
+
     /// Legs in the call.
     pub fn inside(&self) -> impl Iterator<Item = &Leg> {
         self.legs.iter().filter(|l| l.is_in())

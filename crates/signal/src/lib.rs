@@ -33,7 +33,7 @@ pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
 pub use handle::{Connection, Signaling, SignalingSnapshot};
 pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
 pub use link::Out;
-pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, SFU};
+pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, REMOTE, SFU};
 pub use outbox::Outbox;
 pub use protocol::ErrorCode;
 pub use service::ServiceParticipant;

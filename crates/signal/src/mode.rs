@@ -10,6 +10,11 @@ pub const SFU: &str = "sfu";
 /// room (`@user`) that has a client and none ([`crate::Output::ServiceWanted`]).
 pub const CALLS: &str = "calls";
 
+/// The service kind of a far party of a direct call (a user of another server reached
+/// over XMPP or SIP federation). Browsers treat it as a mesh peer that always leads the
+/// negotiation: it sends the offer, or asks for one.
+pub const REMOTE: &str = "remote";
+
 /// Service participants one room may hold (the SFU, a recorder, gateways…). They do not
 /// count against the room's capacity, so they get a small bound of their own.
 pub const MAX_SERVICES_PER_ROOM: usize = 8;

@@ -4,8 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    calls::CallsConfig, http::HttpConfig, process::ProcessConfig, sfu::SfuConfig,
-    signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
+    calls::CallsConfig, federation::FederationConfig, http::HttpConfig, process::ProcessConfig,
+    sfu::SfuConfig, signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;
@@ -26,6 +26,8 @@ pub struct Plan {
     pub sip: Option<SipConfig>,
     /// Direct calls; `signal.hub` has its part (line users, call room capacity).
     pub calls: CallsConfig,
+    /// Calls with other servers (XMPP). A reload keeps the running federation.
+    pub federation: FederationConfig,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -82,6 +84,14 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         calls.book.known_users = None;
     }
     signal.hub.call_room_capacity = calls.room_capacity;
+    let federation = match running {
+        Some(r) => r.federation.clone(),
+        None => s.federation.validate()?,
+    };
+    calls.book.remote_dials_per_minute = federation.rate;
+    if federation.xmpp.is_some() {
+        calls.book.federated_domains.clone_from(&federation.allow);
+    }
     Ok(Plan {
         turn,
         tls,
@@ -94,6 +104,7 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
             None => s.sip.validate()?,
         },
         calls,
+        federation,
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

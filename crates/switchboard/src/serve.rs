@@ -44,8 +44,7 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
         &signal,
         sfu.as_ref().map(|s| (s.local_addr(), s.local_media())),
     )?;
-    // No federation yet: XMPP and SIP federation hand theirs in here.
-    let calls = CallsService::start(plan, &signal, None)?;
+    let calls = CallsService::start(plan, &signal)?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];

@@ -8,12 +8,12 @@
 //! value parsing are exactly those of the command line, and no second list of options
 //! exists. File keys are the long option names, at the top level (as always) or inside
 //! the table of the option's section (`[turn]`, `[tls]`, `[http]`, `[signal]`,
-//! `[sfu]`, `[sip]`, `[calls]`, `[metrics]`, `[process]`).
+//! `[sfu]`, `[sip]`, `[calls]`, `[federation]`, `[metrics]`, `[process]`).
 
 use crate::config::{
-    calls::CallsSettings, http::HttpSettings, metrics::MetricsSettings, process::ProcessSettings,
-    sfu::SfuSettings, signal::SignalSettings, sip::SipSettings, tls::TlsSettings,
-    turn::TurnSettings,
+    calls::CallsSettings, federation::FederationSettings, http::HttpSettings,
+    metrics::MetricsSettings, process::ProcessSettings, sfu::SfuSettings, signal::SignalSettings,
+    sip::SipSettings, tls::TlsSettings, turn::TurnSettings,
 };
 use crate::error::ConfigError;
 use clap::{Args, Command, FromArgMatches};
@@ -41,6 +41,8 @@ pub struct Settings {
     pub sip: SipSettings,
     #[command(flatten)]
     pub calls: CallsSettings,
+    #[command(flatten)]
+    pub federation: FederationSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
     #[command(flatten)]

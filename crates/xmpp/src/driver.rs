@@ -130,6 +130,11 @@ impl XmppFederation {
         &self.stats
     }
 
+    /// The counters, shared (for a metrics endpoint that outlives a borrow).
+    pub fn stats_handle(&self) -> Arc<LinkStats> {
+        self.stats.clone()
+    }
+
     /// Calls `to` from the local user `from` with the browser's offer; returns the sid.
     pub async fn place(
         &self,

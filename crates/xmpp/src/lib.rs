@@ -78,6 +78,8 @@ mod candidate;
 pub mod component;
 pub mod driver;
 mod jingle;
+#[cfg(feature = "lab")]
+pub mod lab;
 pub mod model;
 mod sdp;
 mod sdp_write;

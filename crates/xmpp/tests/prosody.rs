@@ -9,101 +9,15 @@
 //! installs prosody and runs the ignored tests. Prosody not starting within 20 s is a
 //! harness failure (a panic starting "harness:"), not a verdict on our code.
 
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_xmpp::driver::{ComponentConfig, FederationEvent, XmppFederation};
+use switchboard_xmpp::lab::{private_netns, s2s_completed, Pair, SECRET};
 use switchboard_xmpp::*;
 use tokio::sync::mpsc::Receiver;
 
 const OFFER: &str = include_str!("fixtures/chromium-offer.sdp");
 const ANSWER: &str = include_str!("fixtures/chromium-answer.sdp");
-const SECRET: &str = "trapezoid-secret";
-
-struct Prosody {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Prosody {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prosody(dir: &Path, name: &str, ip: &str, hosts: &Path) -> Prosody {
-    let home = dir.join(name);
-    std::fs::create_dir_all(home.join("data")).expect("harness: temp dir");
-    let log = home.join("prosody.log");
-    let config = format!(
-        r#"run_as_root = true
-pidfile = "{home}/prosody.pid"
-data_path = "{home}/data"
-log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{log}" }} }}
-interfaces = {{ "{ip}" }}
-c2s_ports = {{ 5222 }}
-s2s_ports = {{ 5269 }}
-component_ports = {{ 5347 }}
-component_interfaces = {{ "{ip}" }}
-modules_enabled = {{ "disco"; "ping"; "iq"; "message"; "presence"; "dialback" }}
-modules_disabled = {{ "tls"; "offline"; "s2s_bidi"; "http"; "bosh"; "websocket"; "posix"; "admin_shell" }}
-s2s_require_encryption = false
-s2s_secure_auth = false
-c2s_require_encryption = false
-storage = "internal"
-unbound = {{ hoststxt = "{hosts}" }}
-
-VirtualHost "{name}.test"
-
-Component "sb.{name}.test"
-  component_secret = "{SECRET}"
-"#,
-        home = home.display(),
-        log = log.display(),
-        hosts = hosts.display(),
-    );
-    let path = home.join("prosody.cfg.lua");
-    std::fs::write(&path, config).expect("harness: write prosody config");
-    let out = std::fs::File::create(home.join("stdout.log")).expect("harness: log file");
-    let mut command = Command::new("prosody");
-    // SAFETY: prctl in the forked child before exec only sets its parent-death signal,
-    // so a killed test leaves no prosody behind.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let child = command
-        .arg("--config")
-        .arg(&path)
-        .arg("-F")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("harness: log file"))
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("harness: prosody does not start: {e}"));
-    Prosody { child, log }
-}
-
-fn wait_for_port(addr: &str, prosody: &mut Prosody) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = prosody.child.try_wait() {
-            let log = std::fs::read_to_string(&prosody.log).unwrap_or_default();
-            panic!("harness: prosody for {addr} exited ({status}): {log}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness: prosody did not listen on {addr} within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The next call event (connection events are skipped), within 10 s.
 async fn next_call(events: &mut Receiver<FederationEvent>, who: &str) -> CallEvent {
@@ -272,38 +186,8 @@ async fn calls(
 #[test]
 #[ignore = "needs root and Debian's prosody (scripts/test-all.sh installs it and runs ignored tests)"]
 fn a_call_between_two_switchboards_through_two_prosody_servers() {
-    // (`prosody --version` is no probe: it waits on a terminal.)
-    let installed = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("prosody").is_file()));
-    assert!(
-        installed,
-        "harness: prosody is not installed (apt-get install prosody)"
-    );
-    // SAFETY: unshare(2) on this thread only changes its network namespace; the
-    // processes and sockets made below belong to it.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "harness: unshare(CLONE_NEWNET) needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status();
-    assert!(up.is_ok_and(|s| s.success()), "harness: ip link set lo up");
-
-    let dir = tempfile::tempdir().expect("harness: temp dir");
-    let hosts = dir.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        "127.0.0.1 a.test sb.a.test\n127.0.0.2 b.test sb.b.test\n",
-    )
-    .expect("harness: hosts");
-    let mut pa = start_prosody(dir.path(), "a", "127.0.0.1", &hosts);
-    let mut pb = start_prosody(dir.path(), "b", "127.0.0.2", &hosts);
-    wait_for_port("127.0.0.1:5347", &mut pa);
-    wait_for_port("127.0.0.2:5347", &mut pb);
+    private_netns();
+    let lab = Pair::start();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -322,13 +206,9 @@ fn a_call_between_two_switchboards_through_two_prosody_servers() {
     });
 
     // The stanzas went over s2s between the two servers (dialback), both ways.
-    let log_a = std::fs::read_to_string(&pa.log).unwrap_or_default();
-    let log_b = std::fs::read_to_string(&pb.log).unwrap_or_default();
-    for (name, log) in [("a", &log_a), ("b", &log_b)] {
-        let s2s = log
-            .lines()
-            .find(|l| l.contains("s2sout") && l.contains("complete"));
-        eprintln!("prosody {name}: {}", s2s.unwrap_or("-"));
+    for (name, p) in [("a", &lab.a), ("b", &lab.b)] {
+        let s2s = s2s_completed(p);
+        eprintln!("prosody {name}: {}", s2s.as_deref().unwrap_or("-"));
         assert!(
             s2s.is_some(),
             "prosody {name}: no outgoing s2s connection completed"

@@ -115,11 +115,21 @@ impl CallBook {
 
     /// Count a dial or invite of `user`; false when over the rate.
     pub(super) fn rate_ok(&mut self, user: &str, now: Instant) -> bool {
-        let limit = self.cfg.dials_per_minute;
+        self.count_dial(user, self.cfg.dials_per_minute, now)
+    }
+
+    /// Count a call from a user of `domain` (keyed `@domain`: no user name has an `@`);
+    /// false when over the rate.
+    pub(super) fn remote_rate_ok(&mut self, domain: &str, now: Instant) -> bool {
+        let key = format!("@{domain}");
+        self.count_dial(&key, self.cfg.remote_dials_per_minute, now)
+    }
+
+    fn count_dial(&mut self, key: &str, limit: usize, now: Instant) -> bool {
         if limit == 0 {
             return true;
         }
-        let times = self.dials.entry(user.to_string()).or_default();
+        let times = self.dials.entry(key.to_string()).or_default();
         while times.front().is_some_and(|t| *t + RATE_WINDOW <= now) {
             times.pop_front();
         }

@@ -348,6 +348,12 @@ impl CallBook {
                 call.connect_by = Some(now + connect_timeout);
             }
         }
+        // A far party is in the call from its answer on: with the caller in the room,
+        // the call is connected now.
+        if !call.connected && call.parties() >= 2 {
+            call.connected = true;
+            call.connect_by = None;
+        }
         if let (Who::Local(user), LegState::Ringing { devices, .. }) = (&leg.who, &leg.state) {
             let elsewhere = Event::Ended {
                 id: id.clone(),

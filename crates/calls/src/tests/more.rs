@@ -433,3 +433,81 @@ fn invites_count_against_the_dial_rate_and_may_ring_another_domain() {
         "dan's server is not told dan answered"
     );
 }
+
+/// A far party's participant is not a room member (the driver does not count it): it may
+/// join early to carry the offer, and counts from its answer on.
+#[test]
+fn a_far_party_counts_from_its_answer_not_from_its_participant() {
+    let mut cfg = config();
+    cfg.federated_domains = vec!["b.test".into()];
+    let mut t = book(cfg);
+    t.up("ada", "a1");
+    let bob = Address::parse("bob@b.test", "a.test").unwrap();
+    let dial = |t: &mut super::T| {
+        t.say("ada", "a1", json!({"call": "dial", "to": "bob@b.test"}));
+        let got = t.got("ada", "a1");
+        let id = got[0]["id"].as_str().unwrap().to_string();
+        let room = got[0]["room"].as_str().unwrap().to_string();
+        t.members(&room, 1);
+        (id, room)
+    };
+    let ended = |t: &super::T| match &t.federation()[..] {
+        [FederationAction::Notify {
+            event: crate::Event::Ended { reason, .. },
+            ..
+        }] => *reason,
+        other => panic!("{other:?}"),
+    };
+    // The caller leaves the room before the answer: cancelled, and the far side hears it.
+    let (_, room) = dial(&mut t);
+    t.members(&room, 0);
+    assert_eq!(ended(&t), EndReason::Cancelled);
+    assert_eq!(t.results(), ["cancelled"]);
+    assert_eq!(t.book.calls(), 0);
+    // Answered: the caller alone in the room with the far party is a connected call (no
+    // connect deadline), and the caller leaving then hangs up.
+    let (id, room) = dial(&mut t);
+    t.book
+        .federation_event(&id, &bob, FederationInput::Answered, t.now);
+    t.take();
+    t.pass(Duration::from_secs(120));
+    assert_eq!(
+        t.book.calls(),
+        1,
+        "a connected call has no connect deadline"
+    );
+    t.members(&room, 0);
+    assert_eq!(ended(&t), EndReason::Hangup);
+    assert_eq!(t.results(), ["answered"]);
+    assert_eq!(t.book.calls(), 0);
+}
+
+#[test]
+fn calls_from_one_domain_are_rate_limited_per_minute() {
+    let mut cfg = config();
+    cfg.federated_domains = vec!["*".into()];
+    cfg.remote_dials_per_minute = 2;
+    cfg.max_calls_per_user = 10;
+    let mut t = book(cfg);
+    t.up("bob", "b1");
+    let from = |d: &str| Address::parse(&format!("ada@{d}"), "a.test").unwrap();
+    let dial = |t: &mut super::T, d: &str| {
+        t.book
+            .federation_dial(from(d), "Ada", "bob", json!(d), t.now);
+        t.take();
+        let fed = t.federation();
+        let FederationAction::Notify { event, .. } = &fed[0] else {
+            panic!("{fed:?}")
+        };
+        event.to_json(None)["call"].as_str().unwrap().to_string()
+            + " "
+            + event.to_json(None)["reason"].as_str().unwrap_or("")
+    };
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+    assert_eq!(dial(&mut t, "b.test"), "ended rate-limited");
+    // Another domain has its own count; a minute later b.test may call again.
+    assert_eq!(dial(&mut t, "c.test"), "dialing ");
+    t.now += Duration::from_secs(61);
+    assert_eq!(dial(&mut t, "b.test"), "dialing ");
+}

@@ -21,6 +21,13 @@ import { SipCalls, sipReport } from './sip.js';
 import { checkOptions } from './options.js';
 import { Line } from './calls.js';
 
+/**
+ * A far party of a direct call, on another server (XMPP or SIP federation): a mesh peer
+ * that always leads the negotiation.
+ * @param {{service?: string}} info
+ */
+const isRemote = (info) => info.service === 'remote';
+
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
 export { SfuMember } from './sfu.js';
@@ -382,13 +389,24 @@ export class Switchboard extends Emitter {
       config: this.#rtcConfig(),
       initiator: initiator && canOffer,
       canOffer,
-      polite: String(this.peerId) > String(info.id),
+      // A far party of a direct call leads the negotiation (it offers or asks for one).
+      polite: isRemote(info) || String(this.peerId) > String(info.id),
       tracks: canOffer ? { ...this.#tracks } : { audio: null, video: null },
       stream: this.#stream,
     });
     this.peers.set(peer.id, peer);
     if (initiator && !canOffer) peer.askForOffer();
     return peer;
+  }
+
+  /**
+   * Whether a member's media comes through the SFU (no connection of its own): every
+   * member of an SFU room, and server-side participants (a WHIP publisher, a phone) but
+   * a far party of a direct call, which is a mesh peer.
+   * @param {{service?: string}} info
+   */
+  #viaSfu(info) {
+    return this.topology === 'sfu' || (!!info.service && !isRemote(info));
   }
 
   /** Whether this session's grants allow sending offers (and so media). */
@@ -458,7 +476,7 @@ export class Switchboard extends Emitter {
     this.#mode.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
     // Mesh: we are the newcomer and offer to everyone already there. SFU: one connection,
     // to the SFU participant (now, or when it joins).
-    const peers = infos.filter((p) => p.service !== 'sfu').map((p) => (this.topology === 'sfu' || p.service ? this.#mode.addMember(p) : this.#addPeer(p, true)));
+    const peers = infos.filter((p) => p.service !== 'sfu').map((p) => (this.#viaSfu(p) ? this.#mode.addMember(p) : this.#addPeer(p, !isRemote(p))));
     if (sfu) this.#mode.start(String(sfu.id));
     this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
   }
@@ -476,7 +494,7 @@ export class Switchboard extends Emitter {
       if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#mode.gone();
       for (const info of infos) {
         if (this.peers.has(String(info.id))) continue;
-        this.emit('peer-joined', this.topology === 'sfu' || info.service ? this.#mode.addMember(info) : this.#addPeer(info, false));
+        this.emit('peer-joined', this.#viaSfu(info) ? this.#mode.addMember(info) : this.#addPeer(info, false));
       }
       for (const peer of this.peers.values()) if (peer instanceof Peer) peer.recover();
       if (sfu && !this.#sfu) this.#mode.start(String(sfu.id));
@@ -510,7 +528,7 @@ export class Switchboard extends Emitter {
           return;
         }
         // Other server-side participants (a WHIP publisher) only ever send through the SFU.
-        if (this.topology === 'sfu' || info.service) {
+        if (this.#viaSfu(info)) {
           const member = this.#mode.addMember(info);
           this.emit('peer-joined', member);
           this.#sfu?.reconcile(); // its tracks may be mapped already

@@ -42,14 +42,12 @@ pub enum Input {
         room: Arc<str>,
     },
     /// From a federation ([`super::CallsHandle`]).
-    #[allow(dead_code)]
     FederationDial {
         from: Address,
         from_name: String,
         to: String,
         reference: Reference,
     },
-    #[allow(dead_code)]
     FederationEvent {
         id: String,
         from: Address,
@@ -67,7 +65,7 @@ pub enum Input {
 struct Membership {
     peer: Arc<ServiceParticipant>,
     _stop: oneshot::Sender<()>,
-    /// Client devices (lines) or members (call rooms; every peer but the calls peer).
+    /// Client devices (lines) or members (call rooms; service participants not counted).
     members: HashMap<Arc<str>, PeerInfo>,
 }
 
@@ -150,11 +148,7 @@ impl Driver {
                 self.book.federation_event(&id, &from, input, now)
             }
             Input::Reload { cfg, secrets } => {
-                let domains = self.book.config().federated_domains.clone();
-                self.book.set_config(CallConfig {
-                    federated_domains: domains,
-                    ..cfg
-                });
+                self.book.set_config(cfg);
                 self.secrets = secrets;
             }
             Input::Stop => {}
@@ -192,7 +186,9 @@ impl Driver {
         let members = peer
             .peers()
             .iter()
-            .filter(|p| p.service.as_deref() != Some(CALLS))
+            // Clients only: the calls peer and a far party's participant are no members
+            // (a far party counts from its answer, which the federation reports).
+            .filter(|p| p.service.is_none())
             .map(|p| (p.id.clone(), p.clone()))
             .collect();
         let peer = Arc::new(peer);
@@ -228,7 +224,7 @@ impl Driver {
         };
         match event {
             ServiceEvent::PeerJoined(peer) => {
-                if peer.service.as_deref() == Some(CALLS) {
+                if peer.service.is_some() {
                     return;
                 }
                 let (id, name) = (peer.id.clone(), peer.name.clone());

@@ -5,11 +5,12 @@
 //! book's actions (messages to devices, with room tokens minted for the call room), and
 //! runs its timers. One small tokio runtime on a thread of its own: signaling rate.
 //!
-//! Federation (XMPP/Jingle, SIP) plugs in through [`Federation`]: the domains it
-//! reaches, where the book's [`FederationAction`]s go, and a [`CallsHandle`] to report
-//! back what the far side did.
+//! Federation with other servers plugs in beside it: the book's [`FederationAction`]s
+//! go to the federation's task (`federation`), which reports what the far side did
+//! through a [`CallsHandle`] and stands for the far party in the call room.
 
 mod driver;
+mod federation;
 
 use crate::config::calls::{CallsConfig, Identities};
 use crate::metrics::family;
@@ -19,29 +20,21 @@ use crate::signal::SignalService;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use switchboard_calls::{Address, CallResult, FederationAction, FederationInput, Reference};
+use switchboard_xmpp::driver::LinkStats;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tracing::info;
 
 pub use driver::Input;
 
 /// Where the book's federation actions go (the XMPP or SIP side).
-pub type FederationSink = Box<dyn Fn(FederationAction) + Send>;
-
-/// A federation: the remote domains it reaches (`*`: any) and its sink.
-pub struct Federation {
-    pub domains: Vec<String>,
-    pub sink: FederationSink,
-}
+type FederationSink = Box<dyn Fn(FederationAction) + Send>;
 
 /// What a federation reports back to the call book.
-// The federations (XMPP, SIP) that use it come next; the book's side is tested.
-#[allow(dead_code)]
 #[derive(Clone)]
 pub struct CallsHandle {
     tx: UnboundedSender<Input>,
 }
 
-#[allow(dead_code)]
 impl CallsHandle {
     /// `from` calls local user `to`; the federation's `reference` comes back in the
     /// `dialing` or `ended` notified to it.
@@ -89,19 +82,23 @@ impl Counters {
 pub struct CallsService {
     tx: UnboundedSender<Input>,
     counters: Arc<Counters>,
+    /// The XMPP component's stanza counters, when it runs.
+    xmpp: Arc<std::sync::OnceLock<Arc<LinkStats>>>,
 }
 
 impl CallsService {
-    /// Start the calls peer: from now on lines get it. `federation`: none yet.
-    pub fn start(
-        plan: &Plan,
-        signal: &SignalService,
-        federation: Option<Federation>,
-    ) -> anyhow::Result<CallsService> {
-        let mut book_cfg = plan.calls.book.clone();
-        if let Some(f) = &federation {
-            book_cfg.federated_domains.clone_from(&f.domains);
-        }
+    /// Start the calls peer (from now on lines get it) and the federation configured.
+    pub fn start(plan: &Plan, signal: &SignalService) -> anyhow::Result<CallsService> {
+        let book_cfg = plan.calls.book.clone();
+        let fed = &plan.federation;
+        let (fed_tx, fed_rx) = unbounded_channel();
+        let sink: Option<FederationSink> = if fed.xmpp.is_some() {
+            Some(Box::new(move |a| {
+                let _ = fed_tx.send(a);
+            }))
+        } else {
+            None
+        };
         let secrets = plan.signal.hub.token_secrets.clone();
         log_start(&plan.calls, !secrets.is_empty());
         let (tx, rx) = unbounded_channel();
@@ -112,30 +109,44 @@ impl CallsService {
             signal.handle(),
             book_cfg,
             secrets,
-            federation.map(|f| f.sink),
+            sink,
             counters.clone(),
             tx.clone(),
         );
+        let xmpp_stats = Arc::new(std::sync::OnceLock::new());
+        let xmpp = fed.xmpp.clone().map(|cfg| {
+            let handle = CallsHandle { tx: tx.clone() };
+            (cfg, handle, signal.handle(), xmpp_stats.clone())
+        });
+        let domain = plan.calls.book.domain.clone();
         std::thread::Builder::new()
             .name("calls".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
-                match rt {
-                    Ok(rt) => rt.block_on(run.run(lines, rx)),
-                    Err(e) => tracing::error!("calls runtime: {e}; no direct calls"),
-                }
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!("calls runtime: {e}; no direct calls"),
+                };
+                rt.block_on(async move {
+                    if let Some((cfg, handle, sig, stats)) = xmpp {
+                        let (link, events, counters) = federation::xmpp::start(&cfg);
+                        let _ = stats.set(counters);
+                        info!(
+                            "calls: XMPP federation as component {} of {} (users of {domain})",
+                            cfg.component, cfg.server
+                        );
+                        federation::Glue::spawn("XMPP", link, events, sig, handle, fed_rx);
+                    }
+                    run.run(lines, rx).await
+                });
             })?;
-        Ok(CallsService { tx, counters })
-    }
-
-    /// For a federation started after the calls service.
-    #[allow(dead_code)]
-    pub fn handle(&self) -> CallsHandle {
-        CallsHandle {
-            tx: self.tx.clone(),
-        }
+        Ok(CallsService {
+            tx,
+            counters,
+            xmpp: xmpp_stats,
+        })
     }
 }
 
@@ -165,8 +176,13 @@ impl Service for CallsService {
     }
 
     fn metrics(&self) -> Option<Metrics> {
-        let c = self.counters.clone();
-        Some(Arc::new(move |out: &mut String| render(out, &c)))
+        let (c, x) = (self.counters.clone(), self.xmpp.clone());
+        Some(Arc::new(move |out: &mut String| {
+            render(out, &c);
+            if let Some(x) = x.get() {
+                render_xmpp(out, x);
+            }
+        }))
     }
 
     fn reload(&mut self, plan: &Plan) -> Option<&'static str> {
@@ -216,5 +232,25 @@ fn render(out: &mut String, c: &Counters) {
         "gauge",
         "Users with at least one device on their line.",
         &[("", c.lines.load(Ordering::Relaxed) as u64)],
+    );
+}
+
+fn render_xmpp(out: &mut String, x: &LinkStats) {
+    family(
+        out,
+        "switchboard_xmpp_stanzas_total",
+        "counter",
+        "Stanzas over the XMPP component link, by direction.",
+        &[
+            ("{dir=\"in\"}", x.stanzas_in.load(Ordering::Relaxed)),
+            ("{dir=\"out\"}", x.stanzas_out.load(Ordering::Relaxed)),
+        ],
+    );
+    family(
+        out,
+        "switchboard_xmpp_connects_total",
+        "counter",
+        "Times the XMPP component link was established.",
+        &[("", x.connects.load(Ordering::Relaxed))],
     );
 }

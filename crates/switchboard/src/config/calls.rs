@@ -187,6 +187,8 @@ impl CallsSettings {
                 max_calls,
                 max_parties: capacity,
                 dials_per_minute: rate,
+                // Set from [federation] (plan.rs).
+                remote_dials_per_minute: 0,
                 known_users: (!users.is_empty()).then_some(known),
                 federated_domains: Vec::new(),
             },

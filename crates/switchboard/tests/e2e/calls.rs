@@ -17,7 +17,7 @@ const SECRET: &str = "a room token secret for calls";
 const SHORT: Duration = Duration::from_millis(300);
 
 /// One device on its user's line.
-struct Line {
+pub(crate) struct Line {
     ws: WsClient,
     /// The calls peer's id in the line room.
     calls: String,
@@ -25,7 +25,7 @@ struct Line {
 
 impl Line {
     /// `user`'s line, joined with `token` (a room token, a user's secret, or none).
-    fn open(addr: SocketAddr, user: &str, token: Option<&str>) -> Line {
+    pub(crate) fn open(addr: SocketAddr, user: &str, token: Option<&str>) -> Line {
         let (mut ws, j) = try_join(addr, &format!("@{user}"), user, token);
         assert_eq!(j["type"], "joined", "{j}");
         let calls = calls_peer(&j["peers"]).unwrap_or_else(|| loop {
@@ -37,14 +37,14 @@ impl Line {
         Line { ws, calls }
     }
 
-    fn request(&mut self, data: Value) {
+    pub(crate) fn request(&mut self, data: Value) {
         let to = self.calls.clone();
         self.ws
             .send(json!({"type": "message", "to": to, "data": data}));
     }
 
     /// The next call event (peers of the line coming and going are skipped).
-    fn event(&mut self) -> Value {
+    pub(crate) fn event(&mut self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             let Some(m) = self.ws.recv(Duration::from_millis(100)) else {
@@ -63,14 +63,14 @@ impl Line {
     }
 
     /// The next event, which must be `call`.
-    fn expect(&mut self, call: &str) -> Value {
+    pub(crate) fn expect(&mut self, call: &str) -> Value {
         let e = self.event();
         assert_eq!(e["call"], call, "expected {call}, got {e}");
         e
     }
 
     /// No call event for a while.
-    fn quiet(&mut self) {
+    pub(crate) fn quiet(&mut self) {
         let deadline = Instant::now() + SHORT;
         while let Some(m) = self
             .ws
@@ -81,7 +81,7 @@ impl Line {
     }
 
     /// Dial `to`; the `dialing` event.
-    fn dial(&mut self, to: &str) -> Value {
+    pub(crate) fn dial(&mut self, to: &str) -> Value {
         self.request(json!({"call": "dial", "to": to, "ref": to}));
         let d = self.event();
         assert_eq!(
@@ -93,7 +93,7 @@ impl Line {
     }
 
     /// Dial `to`, which fails at once: the `ended` event.
-    fn dial_fails(&mut self, to: &str) -> Value {
+    pub(crate) fn dial_fails(&mut self, to: &str) -> Value {
         self.request(json!({"call": "dial", "to": to, "ref": 5}));
         let e = self.expect("ended");
         assert_eq!(e["ref"], 5);
@@ -108,7 +108,12 @@ fn calls_peer(peers: &Value) -> Option<String> {
         .find_map(|p| (p["service"] == "calls").then(|| p["id"].as_str().unwrap().to_string()))
 }
 
-fn try_join(addr: SocketAddr, room: &str, name: &str, token: Option<&str>) -> (WsClient, Value) {
+pub(crate) fn try_join(
+    addr: SocketAddr,
+    room: &str,
+    name: &str,
+    token: Option<&str>,
+) -> (WsClient, Value) {
     let mut ws = WsClient::connect(addr);
     let mut msg = json!({"type": "join", "room": room, "name": name, "topology": "mesh"});
     if let Some(t) = token {
@@ -120,7 +125,7 @@ fn try_join(addr: SocketAddr, room: &str, name: &str, token: Option<&str>) -> (W
 }
 
 /// Join the call room of `event` (dialing or incoming) with its token, if any.
-fn join_call(addr: SocketAddr, event: &Value, name: &str) -> (WsClient, Value) {
+pub(crate) fn join_call(addr: SocketAddr, event: &Value, name: &str) -> (WsClient, Value) {
     let (ws, j) = try_join(
         addr,
         event["room"].as_str().unwrap(),

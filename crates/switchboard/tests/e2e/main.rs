@@ -3,6 +3,7 @@
 //! link of its own, and a link costs more than the tests of most of these files take.
 //!
 //! - `calls`: direct calls between signed-in users (lines, ringing, answers, ends);
+//! - `federation`: direct calls between two servers over XMPP (two prosody, root);
 //! - `demux`: TURN and HTTPS on one port (`--turn-on-http-port`);
 //! - `ice`, `ice_access`: `/api/ice-servers` and who gets relay credentials;
 //! - `nettest`: the app's network test API;
@@ -17,6 +18,7 @@ mod common;
 
 mod calls;
 mod demux;
+mod federation;
 mod ice;
 mod ice_access;
 mod nettest;
