@@ -5,6 +5,7 @@
 // both pages decode each other's video and hear each other's audio, and the selected
 // candidate pair is host to host between the two Chromium pages (no relay, no server
 // socket); every stanza of the call crossed both prosody servers, both ways (their logs).
+// The same back: bob calls ada@a.test.
 // Then each way a call can fail to happen, shown in words on ada's page: declined, busy (by
 // bob's choice, and because he is in a call on B), unreachable (nobody@b.test, and
 // someone@c.test whose server does not exist), and cancelled before an answer (bob's ringing
@@ -46,10 +47,10 @@ function trapezoid(label, fn) {
   });
 }
 
-/** Switchboard A and B, each attached to its prosody. */
-async function bothServers(s) {
-  const a = await startSideServer(s, SIDES.a, lab.a);
-  const b = await startSideServer(s, SIDES.b, lab.b);
+/** Switchboard A and B, each attached to its prosody (`extra`: more options of both). */
+async function bothServers(s, extra = []) {
+  const a = await startSideServer(s, SIDES.a, lab.a, { extra });
+  const b = await startSideServer(s, SIDES.b, lab.b, { extra });
   return { a, b };
 }
 
@@ -65,7 +66,7 @@ function report(t, line) {
   t.diagnostic(line);
 }
 
-test('ada on A calls bob@b.test on B over XMPP/Jingle: bob rings, accepts, both decode each other browser to browser; the stanzas crossed both prosody servers', (t) => trapezoid('trapezoid-call', async (s) => {
+test('ada on A calls bob@b.test on B over XMPP/Jingle: bob rings, accepts, both decode each other browser to browser; the stanzas crossed both prosody servers; then bob calls ada', (t) => trapezoid('trapezoid-call', async (s) => {
   const { a, b } = await bothServers(s);
   const ada = await signIn(s, browser, a, 'ada', 'Ada');
   const bob = await signIn(s, browser, b, 'bob', 'Bob');
@@ -89,6 +90,18 @@ test('ada on A calls bob@b.test on B over XMPP/Jingle: bob rings, accepts, both 
 
   const counts = await expectStanzasCrossed(lab, mark);
   report(t, `stanzas of one call (ring, accept, media, hang-up): ${stanzaSummary(counts)}`);
+
+  // The other way: bob calls ada@a.test, so each side has played both parts.
+  const back = stanzaMark(lab);
+  await dial(bob, 'ada@a.test');
+  await (await ringsAt(ada, 'bob@b.test')).getByRole('button', { name: 'Accept' }).click();
+  await Promise.all([inCall(ada), inCall(bob)]);
+  const [adaHears, bobHears] = await Promise.all([expectDecoding(ada), expectDecoding(bob)]);
+  report(t, `bob -> ada: ${expectBrowserToBrowser(adaHears, bobHears, { servers: [a, b], prosody: [lab.a, lab.b] })}`);
+  await bob.page.getByRole('button', { name: 'Hang up' }).click();
+  await outcome(ada, 'hangup', { text: /bob@b\.test hung up/ });
+  await Promise.all([callClosed(ada), callClosed(bob)]);
+  report(t, `stanzas bob -> ada: ${stanzaSummary(await expectStanzasCrossed(lab, back))}`);
 }));
 
 test('declined, busy, unreachable (unknown user, unknown server) and cancelled before an answer are each shown on ada\'s page', (t) => trapezoid('trapezoid-refusals', async (s) => {
@@ -172,16 +185,21 @@ async function timedCalls(ada, bob, to, calls) {
   return all;
 }
 
+/** Medians (and the range) of the times from the dial to each step. */
 const summary = (xs) => {
-  const ms = (k) => median(xs.map((x) => x[k] - x.dial));
-  return `dial -> ringing ${ms('ringing')} ms, -> answered ${ms('answered')} ms, -> first frame ${ms('media')} ms (median of ${xs.length})`;
+  const ms = (k) => {
+    const v = xs.map((x) => x[k] - x.dial);
+    return `${median(v)} ms (${Math.min(...v)}-${Math.max(...v)})`;
+  };
+  return `dial -> ringing ${ms('ringing')}, -> answered ${ms('answered')}, -> first frame ${ms('media')}: medians of ${xs.length} (range)`;
 };
 
 test('setup times: 10 calls ada -> bob through the trapezoid and 10 on one server (SB_TRAPEZOID_BENCH=1)',
   { skip: !process.env.SB_TRAPEZOID_BENCH && 'a benchmark: set SB_TRAPEZOID_BENCH=1' },
   (t) => trapezoid('trapezoid-bench', async (s) => {
     const calls = Number(process.env.SB_TRAPEZOID_CALLS || 10);
-    const { a, b } = await bothServers(s);
+    // ada dials 2 x `calls` times in a minute: more than a user may by default.
+    const { a, b } = await bothServers(s, ['--call-dial-rate', '0', '--federation-rate', '0']);
     const ada = await signIn(s, browser, a, 'ada', 'Ada');
     const bobB = await signIn(s, browser, b, 'bob', 'Bob');
     const mark = stanzaMark(lab);
