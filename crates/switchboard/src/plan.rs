@@ -89,7 +89,13 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         None => s.federation.validate()?,
     };
     calls.book.remote_dials_per_minute = federation.rate;
-    if federation.xmpp.is_some() {
+    let sip = match running {
+        // What is bound and registered stays: the gateway takes no reload yet.
+        Some(r) => r.sip.clone(),
+        None => s.sip.validate()?,
+    };
+    // A link carries the allowed domains: XMPP, or SIP on the gateway's agent.
+    if federation.xmpp.is_some() || sip.is_some() {
         calls.book.federated_domains.clone_from(&federation.allow);
     }
     Ok(Plan {
@@ -98,11 +104,7 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         http,
         signal,
         sfu,
-        sip: match running {
-            // What is bound and registered stays: the gateway takes no reload yet.
-            Some(r) => r.sip.clone(),
-            None => s.sip.validate()?,
-        },
+        sip,
         calls,
         federation,
         metrics: match running {

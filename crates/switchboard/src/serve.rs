@@ -44,7 +44,7 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
         &signal,
         sfu.as_ref().map(|s| (s.local_addr(), s.local_media())),
     )?;
-    let calls = CallsService::start(plan, &signal)?;
+    let calls = CallsService::start(plan, &signal, sip.as_ref())?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];

@@ -17,6 +17,7 @@ use crate::metrics::family;
 use crate::plan::Plan;
 use crate::service::{Metrics, Service};
 use crate::signal::SignalService;
+use crate::sip::SipService;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use switchboard_calls::{Address, CallResult, FederationAction, FederationInput, Reference};
@@ -87,18 +88,33 @@ pub struct CallsService {
 }
 
 impl CallsService {
-    /// Start the calls peer (from now on lines get it) and the federation configured.
-    pub fn start(plan: &Plan, signal: &SignalService) -> anyhow::Result<CallsService> {
+    /// Start the calls peer (from now on lines get it) and the federations configured:
+    /// XMPP (`--xmpp-component`), and SIP over the gateway's agent (`sip`, when the SIP
+    /// gateway runs and `--federation-allow` names domains).
+    pub fn start(
+        plan: &Plan,
+        signal: &SignalService,
+        sip: Option<&SipService>,
+    ) -> anyhow::Result<CallsService> {
         let book_cfg = plan.calls.book.clone();
         let fed = &plan.federation;
-        let (fed_tx, fed_rx) = unbounded_channel();
-        let sink: Option<FederationSink> = if fed.xmpp.is_some() {
-            Some(Box::new(move |a| {
-                let _ = fed_tx.send(a);
-            }))
-        } else {
-            None
+        let (xmpp_tx, xmpp_rx) = unbounded_channel();
+        let (sip_tx, sip_rx) = unbounded_channel();
+        let sip = sip
+            .filter(|_| !fed.allow.is_empty())
+            .map(SipService::federation);
+        let routes = federation::Routes {
+            sip_domains: plan
+                .sip
+                .as_ref()
+                .map(|s| s.federation.iter().map(|p| p.domain.clone()).collect())
+                .unwrap_or_default(),
+            xmpp: fed.xmpp.is_some().then_some(xmpp_tx),
+            sip: sip.is_some().then_some(sip_tx),
         };
+        let sink: Option<FederationSink> = routes
+            .any()
+            .then(|| Box::new(move |a| routes.send(a)) as FederationSink);
         let secrets = plan.signal.hub.token_secrets.clone();
         log_start(&plan.calls, !secrets.is_empty());
         let (tx, rx) = unbounded_channel();
@@ -114,11 +130,14 @@ impl CallsService {
             tx.clone(),
         );
         let xmpp_stats = Arc::new(std::sync::OnceLock::new());
-        let xmpp = fed.xmpp.clone().map(|cfg| {
-            let handle = CallsHandle { tx: tx.clone() };
-            (cfg, handle, signal.handle(), xmpp_stats.clone())
-        });
-        let domain = plan.calls.book.domain.clone();
+        let handle = CallsHandle { tx: tx.clone() };
+        let xmpp = fed.xmpp.clone().map(|cfg| (cfg, xmpp_stats.clone()));
+        let (sig, domain) = (signal.handle(), plan.calls.book.domain.clone());
+        if sip.is_some() {
+            info!(
+                "calls: SIP federation on the gateway's SIP agent (INVITEs to {domain} with a WebRTC offer)"
+            );
+        }
         std::thread::Builder::new()
             .name("calls".into())
             .spawn(move || {
@@ -130,14 +149,19 @@ impl CallsService {
                     Err(e) => return tracing::error!("calls runtime: {e}; no direct calls"),
                 };
                 rt.block_on(async move {
-                    if let Some((cfg, handle, sig, stats)) = xmpp {
+                    if let Some((cfg, stats)) = xmpp {
                         let (link, events, counters) = federation::xmpp::start(&cfg);
                         let _ = stats.set(counters);
                         info!(
                             "calls: XMPP federation as component {} of {} (users of {domain})",
                             cfg.component, cfg.server
                         );
-                        federation::Glue::spawn("XMPP", link, events, sig, handle, fed_rx);
+                        let (sig, h) = (sig.clone(), handle.clone());
+                        federation::Glue::spawn("XMPP", link, events, sig, h, xmpp_rx);
+                    }
+                    if let Some((fed, events)) = sip {
+                        let (link, events) = federation::sip::start(fed, events);
+                        federation::Glue::spawn("SIP", link, events, sig, handle, sip_rx);
                     }
                     run.run(lines, rx).await
                 });

@@ -11,6 +11,7 @@
 use super::call::{call_label, AgentCmd, CallCmd};
 use super::connect::Dialer;
 use super::dtls_leg;
+use super::federation::{self, FederationCalls};
 use super::flood::Flood;
 use super::outbound::{host_name, Target};
 use super::ports::RtpPorts;
@@ -48,6 +49,8 @@ pub struct Control {
     pub api: UnboundedReceiver<ApiCmd>,
     /// SIP over TCP, TLS and WebSocket connections (stream.rs).
     pub streams: UnboundedReceiver<StreamEvent>,
+    /// What the federation handles ask (`federation/`).
+    pub federation: UnboundedReceiver<federation::Command>,
 }
 
 /// A request of the HTTP API, with where its answer goes.
@@ -122,6 +125,12 @@ pub struct Agent {
     pub dialer: Dialer,
     /// The TLS listener's port, when there is one.
     pub tls_port: Option<u16>,
+    /// `--call-domain`: INVITEs to it may be federated calls.
+    pub call_domain: String,
+    /// Who takes federated calls (`SipService::federation`).
+    pub federation: tokio::sync::watch::Receiver<
+        Option<tokio::sync::mpsc::Sender<federation::FederationEvent>>,
+    >,
 }
 
 struct State {
@@ -140,6 +149,8 @@ struct State {
     reg_conns: HashMap<RegId, ConnKey>,
     flood: Flood,
     calls: HashMap<CallId, CallEntry>,
+    /// Direct calls with other Switchboards (no room, no media here).
+    federation: FederationCalls,
     regs: HashMap<RegId, (String, RegState)>,
     signaling: Arc<Signaling>,
     sfu: Option<SfuAccess>,
@@ -184,6 +195,7 @@ impl Agent {
             mut draining,
             mut api,
             mut streams,
+            federation: mut federation_rx,
         } = control;
         let local = self.sock.local_addr().unwrap_or(self.cfg.listen);
         let now = Instant::now();
@@ -199,6 +211,7 @@ impl Agent {
             flood: Flood::new(self.cfg.rate_limit),
             cfg: self.cfg.clone(),
             calls: HashMap::new(),
+            federation: FederationCalls::new(self.call_domain, self.cfg.max_calls, self.federation),
             regs: HashMap::new(),
             signaling: self.signaling,
             sfu: self.sfu,
@@ -259,6 +272,7 @@ impl Agent {
                 _ = tokio::time::sleep_until(grace.into()) => st.ua.handle_timeout(Instant::now()),
                 Some(cmd) = from_calls.recv() => st.on_call(cmd),
                 Some(cmd) = api.recv() => st.on_api(cmd),
+                Some(cmd) = federation_rx.recv() => st.on_federation(cmd),
                 changed = draining.changed(), if stopping.is_none() => {
                     match changed {
                         Ok(()) => st.draining = *draining.borrow(),
@@ -317,7 +331,7 @@ impl State {
         let c = self.ua.counters();
         self.stats
             .calls_live
-            .store(self.calls.len(), Ordering::Relaxed);
+            .store(self.calls.len() + self.federation.len(), Ordering::Relaxed);
         self.stats.dialogs_live.store(c.calls, Ordering::Relaxed);
         self.stats
             .transactions_live
@@ -333,6 +347,7 @@ impl State {
     /// Nothing left to wait for after a stop.
     fn settled(&self) -> bool {
         self.calls.is_empty()
+            && self.federation.is_empty()
             && self
                 .regs
                 .values()
@@ -346,6 +361,7 @@ impl State {
         for r in regs {
             self.ua.unregister(now, r);
         }
+        self.federation.stop_all(&mut self.ua, now);
         let calls: Vec<CallId> = self.calls.keys().copied().collect();
         for c in calls {
             let _ = self.ua.hangup(now, c);
@@ -354,6 +370,13 @@ impl State {
 
     fn on_event(&mut self, ev: UaEvent) {
         let now = Instant::now();
+        if federation::call_of(&ev).is_some_and(|c| self.federation.owns(c)) {
+            let done = self.federation.on_event(&mut self.ua, now, &self.stats, ev);
+            if let Some(key) = done {
+                self.maybe_unused(key);
+            }
+            return;
+        }
         match ev {
             UaEvent::Registration { reg, state } => {
                 if let Some((name, s)) = self.regs.get_mut(&reg) {
@@ -385,13 +408,27 @@ impl State {
                 from_display,
                 to_user,
                 offer,
+                to_host,
                 source,
                 ..
             } => {
                 self.stats.calls_in.fetch_add(1, Ordering::Relaxed);
-                if let Err((status, reason)) =
+                let result = if self.federation.takes(&to_host, offer.as_ref()) {
+                    let refusing = self.refusing();
+                    self.federation.incoming(
+                        &mut self.ua,
+                        now,
+                        refusing,
+                        call,
+                        &from,
+                        from_display,
+                        to_user.as_deref(),
+                        offer,
+                    )
+                } else {
                     self.incoming(call, &from, from_display, to_user.as_deref(), offer)
-                {
+                };
+                if let Err((status, reason)) = result {
                     tracing::info!(%from, %source, status, %reason, "SIP call refused");
                     self.stats.calls_refused.fetch_add(1, Ordering::Relaxed);
                     let _ = self.ua.reject(now, call, status, &reason);
@@ -424,6 +461,18 @@ impl State {
             UaEvent::Ended { call, reason } => self.ended(call, &reason),
             UaEvent::ReofferAnswered { .. } => {}
         }
+    }
+
+    /// A command of a federation handle.
+    fn on_federation(&mut self, cmd: federation::Command) {
+        if let federation::Command::Place(place, _) = &cmd {
+            if place.transport == Transport::Tls {
+                self.remember_tls_name(place.dest, place.tls_name.clone());
+            }
+        }
+        let refusing = self.refusing();
+        self.federation
+            .command(&mut self.ua, Instant::now(), refusing, &self.stats, cmd);
     }
 
     fn on_api(&mut self, cmd: ApiCmd) {

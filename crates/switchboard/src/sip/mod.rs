@@ -11,7 +11,9 @@
 //! - `stream.rs`, `connect.rs`: SIP over TCP, TLS and WebSocket, the connections peers
 //!   open and those the gateway opens to TCP/TLS next hops;
 //! - `api.rs`, `outbound.rs`: calls the app places (`POST /api/sip/calls`) and where
-//!   they go (an account's registrar, the trunk, a host).
+//!   they go (an account's registrar, the trunk, a host);
+//! - `federation/`: direct calls between people of two Switchboards (`ada@a.test` →
+//!   `bob@b.test`), the browsers' SDP carried unchanged and no media here.
 //!
 //! All of it runs on one tokio runtime of its own (`sip` threads): signaling and media
 //! of calls are light next to the SFU's forwarding, which stays on its `net` workers.
@@ -22,6 +24,7 @@ mod call;
 mod connect;
 mod dispatch;
 mod dtls_leg;
+mod federation;
 mod flood;
 mod outbound;
 mod pin;
@@ -29,6 +32,10 @@ mod ports;
 mod room_leg;
 mod stream;
 
+pub use federation::{EndReason, FederationError, FederationEvent, SipFederation};
+pub(crate) use outbound::host_name;
+
+use crate::config::sip::FederationPeer;
 use crate::metrics::family;
 use crate::plan::Plan;
 use crate::service::{Listener, Metrics, Service};
@@ -153,6 +160,11 @@ pub struct SipService {
     ports: Arc<RtpPorts>,
     draining: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// Commands of federation handles, to the agent.
+    federation: tokio::sync::mpsc::UnboundedSender<federation::Command>,
+    consumer: federation::Consumer,
+    call_domain: String,
+    peers: Arc<[FederationPeer]>,
 }
 
 /// The SIP UDP socket and, with `--sip-tcp`, the TCP listener on the same port: bound
@@ -209,6 +221,9 @@ impl SipService {
         let (draining, control) = watch::channel(false);
         let (api_tx, api_rx) = tokio::sync::mpsc::unbounded_channel();
         let (stream_tx, stream_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (federation_tx, federation_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (consumer, consumer_rx) = watch::channel(None);
+        let call_domain = plan.calls.book.domain.clone();
         let limits = Arc::new(stream::ConnLimits::default());
         let mut routes = api::routes(cfg.clone(), signal.handle(), api_tx);
         if cfg.ws {
@@ -271,6 +286,8 @@ impl SipService {
                 limits: limits.clone(),
             },
             tls_port: tls_bound.map(|a| a.port()),
+            call_domain: call_domain.clone(),
+            federation: consumer_rx,
         };
         let stream_limits = limits.clone();
         let thread = std::thread::Builder::new()
@@ -303,6 +320,7 @@ impl SipService {
                             draining: control,
                             api: api_rx,
                             streams: stream_rx,
+                            federation: federation_rx,
                         })
                         .await
                 });
@@ -327,6 +345,10 @@ impl SipService {
             ports,
             draining,
             thread: Some(thread),
+            federation: federation_tx,
+            consumer,
+            call_domain,
+            peers: cfg.federation.clone().into(),
         }))
     }
 }
@@ -335,6 +357,18 @@ impl SipService {
     /// The HTTP routes of the gateway (`/api/sip/calls`).
     pub fn routes(&self) -> axum::Router {
         self.routes.clone()
+    }
+
+    /// Direct calls with other Switchboards over SIP: the handle, and the events of the
+    /// calls. Until this is called, and again once the receiver is dropped, every INVITE
+    /// goes to the rooms; a second call replaces the first consumer.
+    pub fn federation(&self) -> (SipFederation, tokio::sync::mpsc::Receiver<FederationEvent>) {
+        SipFederation::attach(
+            self.federation.clone(),
+            &self.consumer,
+            self.call_domain.clone(),
+            self.peers.clone(),
+        )
     }
 }
 

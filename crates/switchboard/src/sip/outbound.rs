@@ -264,6 +264,7 @@ mod tests {
             rate_limit: 200,
             max_calls: 10,
             tls_ca: None,
+            federation: Vec::new(),
         }
     }
 

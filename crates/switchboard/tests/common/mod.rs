@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod federated;
+pub mod lines;
 pub mod signal_client;
 pub mod sip;
 pub mod sip_phone;

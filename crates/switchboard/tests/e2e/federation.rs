@@ -1,30 +1,24 @@
 //! The trapezoid over XMPP through the real binary: two Switchboards, `a.test` and
 //! `b.test`, each a component of its own Debian prosody, the two prosody servers linked
-//! by s2s (dialback), all in a private network namespace. Devices are signaling clients
-//! that play the browsers' part with Chromium's real offer and answer: ada on A dials
-//! bob@b.test, bob's line on B rings, he accepts, and the offer, answer and candidates
-//! cross both XMPP servers between the two call rooms, where the far party is a member
-//! with `service: "remote"`. Declined, busy, unreachable (unknown user, a server that is
-//! not allowed) and cancelled reach the caller with their reason.
+//! by s2s (dialback), all in a private network namespace. The steps (a call across with
+//! trickled candidates, declined, busy, cancelled, unreachable) are common to every
+//! federation: common/federated.rs. Here also: the stanzas a call takes, our allow-list
+//! and the far side's.
 //!
 //! Ignored by default (root for the namespace, Debian's `prosody`); scripts/test-all.sh
 //! runs it. The lab not coming up is a "harness:" failure, not a verdict.
 
-use crate::calls::{join_call, Line};
-use crate::common::signal_client::WsClient;
+use crate::common::federated::{self, Carry, Side};
+use crate::common::lines::Line;
 use crate::common::Server;
-use serde_json::{json, Value};
-use std::net::SocketAddr;
+use serde_json::json;
 use std::time::{Duration, Instant};
 use switchboard_xmpp::lab::{private_netns, s2s_completed, Pair, SECRET};
-use switchboard_xmpp::{parse_sdp, session_from_sdp, MediaSession};
-
-const OFFER: &str = include_str!("../../../xmpp/tests/fixtures/chromium-offer.sdp");
-const ANSWER: &str = include_str!("../../../xmpp/tests/fixtures/chromium-answer.sdp");
+use switchboard_xmpp::{parse_sdp, session_from_sdp};
 
 /// One server of the trapezoid: `name`.test, component sb.`name`.test of the prosody on
-/// `ip`, federating with `allow`.
-fn server(name: &str, ip: &str, allow: &str) -> (Server, SocketAddr) {
+/// `ip`, federating with `allow`; its user `user` signed in.
+fn server(name: &str, ip: &str, allow: &str, user: &str) -> (Server, Side) {
     let domain = format!("{name}.test");
     let component = format!("sb.{name}.test");
     let xmpp = format!("{ip}:5347");
@@ -50,61 +44,14 @@ fn server(name: &str, ip: &str, allow: &str) -> (Server, SocketAddr) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let addr = s.http.expect("http");
-    (s, addr)
+    let line = Line::open(addr, user, None);
+    (s, Side { addr, line })
 }
 
-fn model(sdp: &str) -> MediaSession {
-    session_from_sdp(&parse_sdp(sdp).expect("SDP")).expect("a session")
-}
-
-/// The next relayed message of `kind` (membership changes are skipped).
-fn next(ws: &mut WsClient, kind: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let Some(m) = ws.recv(Duration::from_millis(100)) else {
-            continue;
-        };
-        if m["type"] == kind {
-            return m;
-        }
-        assert!(
-            m["type"] == "peer-joined" || m["type"] == "peer-left",
-            "expected {kind}, got {m}"
-        );
-    }
-    panic!("no {kind} within 10 s");
-}
-
-/// The far party's peer id in a call room: from the joined list, or when it joins.
-fn remote_peer(ws: &mut WsClient, joined: &Value, name: &str) -> String {
-    let is_it = |p: &Value| p["service"] == "remote" && p["name"] == name;
-    if let Some(p) = joined["peers"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| is_it(p)))
-    {
-        return p["id"].as_str().unwrap().to_string();
-    }
-    let pj = next(ws, "peer-joined");
-    assert!(is_it(&pj["peer"]), "{pj}");
-    pj["peer"]["id"].as_str().unwrap().to_string()
-}
-
-fn candidate(port: u16) -> Value {
-    json!({
-        "candidate": format!("candidate:7 1 udp 2122194687 127.0.0.1 {port} typ host generation 0"),
-        "sdpMid": "0",
-        "sdpMLineIndex": 0,
-    })
-}
-
-/// The next event that is not `ringing`.
-fn ended(line: &mut Line) -> Value {
-    loop {
-        let e = line.event();
-        if e["call"] != "ringing" {
-            return e;
-        }
-    }
+/// Jingle carries the session, not the text: the same session model.
+fn same_session(got: &str, sent: &str) -> bool {
+    let model = |s: &str| parse_sdp(s).ok().and_then(|p| session_from_sdp(&p).ok());
+    model(got).is_some() && model(got) == model(sent)
 }
 
 fn stanzas(s: &Server) -> u64 {
@@ -120,125 +67,26 @@ fn stanzas(s: &Server) -> u64 {
 fn ada_on_a_calls_bob_on_b_over_xmpp_and_every_end_reaches_the_caller() {
     private_netns();
     let lab = Pair::start();
-    let (sa, a) = server("a", "127.0.0.1", "b.test");
-    let (sb, b) = server("b", "127.0.0.2", "a.test");
-    let mut ada = Line::open(a, "ada", None);
-    let mut bob = Line::open(b, "bob", None);
+    let (sa, mut ada) = server("a", "127.0.0.1", "b.test", "ada");
+    let (sb, mut bob) = server("b", "127.0.0.2", "a.test", "bob");
 
-    // A full call: ringing, accept, offer / answer / candidates across, hang-up.
     let before = (stanzas(&sa), stanzas(&sb));
-    let dialing = ada.dial("bob@b.test");
-    let (mut ada_call, j) = join_call(a, &dialing, "Ada");
-    let far_bob = remote_peer(&mut ada_call, &j, "bob@b.test");
-    // The far party leads: it asks ada's browser for the offer.
-    let ask = next(&mut ada_call, "message");
-    assert_eq!(
-        (&ask["from"], &ask["data"]),
-        (&json!(far_bob), &json!({"$switchboard": "offer-me"}))
-    );
-    ada_call.send(json!({"type": "offer", "to": far_bob, "sdp": OFFER}));
-    ada_call.send(json!({"type": "candidate", "to": far_bob, "candidate": candidate(40000)}));
-    let inc = bob.expect("incoming");
-    assert_eq!(inc["from"], "ada@a.test", "{inc}");
-    assert_eq!(ada.expect("ringing")["to"], "bob@b.test");
-    bob.request(json!({"call": "accept", "id": inc["id"]}));
-    assert_eq!(bob.expect("answered")["by"], "bob@b.test");
-    let (mut bob_call, j) = join_call(b, &inc, "Bob");
-    let far_ada = remote_peer(&mut bob_call, &j, "ada@a.test");
-    let offer = next(&mut bob_call, "offer");
-    assert_eq!(offer["from"], far_ada.as_str());
-    assert_eq!(model(offer["sdp"].as_str().unwrap()), model(OFFER));
-    let c = next(&mut bob_call, "candidate");
-    assert!(
-        c["candidate"]["candidate"]
-            .as_str()
-            .unwrap()
-            .contains(" 40000 "),
-        "{c}"
-    );
-    assert_eq!(c["candidate"]["sdpMid"], "0");
-    bob_call.send(json!({"type": "answer", "to": far_ada, "sdp": ANSWER}));
-    bob_call.send(json!({"type": "candidate", "to": far_ada, "candidate": candidate(50000)}));
-    let answer = next(&mut ada_call, "answer");
-    assert_eq!(model(answer["sdp"].as_str().unwrap()), model(ANSWER));
-    let c = next(&mut ada_call, "candidate");
-    assert!(
-        c["candidate"]["candidate"]
-            .as_str()
-            .unwrap()
-            .contains(" 50000 "),
-        "{c}"
-    );
-    assert_eq!(ada.expect("answered")["by"], "bob@b.test");
+    federated::full_call(&mut ada, &mut bob, Carry::Trickle, same_session);
     let used = (stanzas(&sa) - before.0, stanzas(&sb) - before.1);
     eprintln!(
-        "stanzas over the component links for one call set-up: A {}, B {}",
+        "stanzas over the component links for one call (set-up and hang-up): A {}, B {}",
         used.0, used.1
     );
     assert!(used.0 >= 5 && used.1 >= 5, "{used:?}");
-    ada.request(json!({"call": "hangup", "id": dialing["id"]}));
-    assert_eq!(ada.expect("ended")["reason"], "hangup");
-    let end = bob.expect("ended");
-    assert_eq!(end["reason"], "hangup", "{end}");
-    let left = next(&mut bob_call, "peer-left");
-    assert_eq!(left["peerId"], far_ada.as_str(), "{left}");
-    drop((ada_call, bob_call));
     for (name, p) in [("a", &lab.a), ("b", &lab.b)] {
-        assert!(
-            s2s_completed(p).is_some(),
-            "prosody {name}: no s2s connection"
-        );
+        let s2s = s2s_completed(p);
+        assert!(s2s.is_some(), "prosody {name}: no s2s connection");
     }
-
-    // Refusals, each with its reason on the caller's line.
-    let mut refused = |how: Value, reason: &str| {
-        let dialing = ada.dial("bob@b.test");
-        let (mut call, j) = join_call(a, &dialing, "Ada");
-        let far = remote_peer(&mut call, &j, "bob@b.test");
-        next(&mut call, "message");
-        call.send(json!({"type": "offer", "to": far, "sdp": OFFER}));
-        let inc = bob.expect("incoming");
-        let mut req = how.clone();
-        req["id"] = inc["id"].clone();
-        bob.request(req);
-        let end = ended(&mut ada);
-        assert_eq!(
-            (&end["call"], &end["reason"]),
-            (&json!("ended"), &json!(reason)),
-            "{how}: {end}"
-        );
-        // The device that refused hears the end too.
-        assert_eq!(bob.expect("ended")["reason"], reason);
-    };
-    refused(json!({"call": "decline"}), "declined");
-    refused(json!({"call": "decline", "reason": "busy"}), "busy");
-
-    // Cancelled before the answer: bob's ring stops with that reason.
-    let dialing = ada.dial("bob@b.test");
-    let (mut call, j) = join_call(a, &dialing, "Ada");
-    let far = remote_peer(&mut call, &j, "bob@b.test");
-    next(&mut call, "message");
-    call.send(json!({"type": "offer", "to": far, "sdp": OFFER}));
-    bob.expect("incoming");
-    ada.request(json!({"call": "cancel", "id": dialing["id"]}));
-    assert_eq!(bob.expect("ended")["reason"], "cancelled");
-    assert_eq!(ended(&mut ada)["reason"], "cancelled");
-    drop(call);
-
-    // Unreachable: nobody on that line, or a domain B does not federate with.
-    let unreachable = |line: &mut Line, addr: SocketAddr, to: &str| {
-        let dialing = line.dial(to);
-        let (mut call, j) = join_call(addr, &dialing, "Caller");
-        let far = remote_peer(&mut call, &j, to);
-        next(&mut call, "message");
-        call.send(json!({"type": "offer", "to": far, "sdp": OFFER}));
-        let end = ended(line);
-        assert_eq!(end["reason"], "unreachable", "{to}: {end}");
-        end
-    };
-    unreachable(&mut ada, a, "nobody@b.test");
+    federated::refusals(&mut ada, &mut bob);
+    federated::cancel(&mut ada, &mut bob);
+    federated::unreachable(&mut ada, "nobody@b.test");
     // Our own allow-list: refused at once, nothing crosses.
-    let e = ada.dial_fails("carol@c.test");
+    let e = ada.line.dial_fails("carol@c.test");
     assert_eq!(
         (&e["reason"], &e["detail"]),
         (&json!("unreachable"), &json!("no federation with c.test"))
@@ -246,8 +94,7 @@ fn ada_on_a_calls_bob_on_b_over_xmpp_and_every_end_reaches_the_caller() {
     // The far side's allow-list: B restarted to federate with c.test only.
     drop(bob);
     drop(sb);
-    let (_sb, b) = server("b", "127.0.0.2", "c.test");
-    let _bob = Line::open(b, "bob", None);
-    unreachable(&mut ada, a, "bob@b.test");
+    let (_sb, _bob) = server("b", "127.0.0.2", "c.test", "bob");
+    federated::unreachable(&mut ada, "bob@b.test");
     drop(sa);
 }

@@ -7,7 +7,9 @@
 //! - `rooms`: calls out of a room to several far ends;
 //! - `stream`: calls out over SIP on TCP and TLS;
 //! - `srtp_out`: calls out with SDES-SRTP;
-//! - `dtls_out`: calls out with DTLS-SRTP + ICE.
+//! - `dtls_out`: calls out with DTLS-SRTP + ICE;
+//! - `federation`: SIP federation's rule and options, as the binary shows them;
+//! - `federated_calls`: direct calls between two servers over SIP.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -18,6 +20,8 @@ mod sip_far_end;
 
 mod calls;
 mod dtls_out;
+mod federated_calls;
+mod federation;
 mod passthrough;
 mod rooms;
 mod srtp_out;

@@ -25,6 +25,8 @@ pub enum LinkEvent {
     Incoming {
         sid: String,
         from: String,
+        /// The caller's display name, when the protocol carries one.
+        from_name: Option<String>,
         to: String,
         offer: Option<String>,
     },

@@ -20,6 +20,7 @@
 mod gather;
 mod link;
 mod room;
+pub mod sip;
 pub mod xmpp;
 
 pub use link::{FarLink, LinkEvent};
@@ -34,6 +35,46 @@ use switchboard_calls::{Address, EndReason, Event, FederationAction, FederationI
 use switchboard_signal::Signaling;
 use switchboard_xmpp::TrickleCandidate;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+/// Which link carries a call: the book has one sink for its federation actions.
+pub struct Routes {
+    /// Domains with a `--sip-federation` entry: SIP even when XMPP runs too.
+    pub sip_domains: Vec<String>,
+    pub xmpp: Option<UnboundedSender<FederationAction>>,
+    pub sip: Option<UnboundedSender<FederationAction>>,
+}
+
+impl Routes {
+    pub fn any(&self) -> bool {
+        self.xmpp.is_some() || self.sip.is_some()
+    }
+
+    /// A dial goes to one link: SIP for a domain named in `--sip-federation`, XMPP for
+    /// an `xmpp:` address, else XMPP when it runs, else SIP. What the book tells a far
+    /// party goes to both: only the link that has the call acts on it.
+    pub fn send(&self, action: FederationAction) {
+        let link = match &action {
+            FederationAction::Dial { domain, to, .. } => {
+                let sip_domain = self
+                    .sip_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(domain));
+                let to_sip = sip_domain && !to.starts_with("xmpp:");
+                let first = if to_sip { &self.sip } else { &self.xmpp };
+                first.as_ref().or(self.xmpp.as_ref()).or(self.sip.as_ref())
+            }
+            FederationAction::Notify { .. } => {
+                if let Some(x) = &self.xmpp {
+                    let _ = x.send(action.clone());
+                }
+                self.sip.as_ref()
+            }
+        };
+        if let Some(tx) = link {
+            let _ = tx.send(action);
+        }
+    }
+}
 
 /// Candidates kept for a call before its description could carry or precede them.
 const MAX_WAITING_CANDIDATES: usize = 64;
@@ -303,18 +344,33 @@ impl<L: FarLink> Glue<L> {
             LinkEvent::Incoming {
                 sid,
                 from,
+                from_name,
                 to,
                 offer,
             } => {
-                // `to` is one of ours (the link only takes calls for our domain).
-                let (Ok(caller), Ok(callee)) = (Address::parse(&from, ""), Address::parse(&to, ""))
-                else {
+                // `to` is one of ours (a link only takes calls for our domain): its user.
+                let callee = to.split_once('@').map_or(to.as_str(), |(user, _)| user);
+                let Ok(caller) = Address::parse(&from, "") else {
                     return self.refuse(&sid, EndReason::Unreachable).await;
                 };
+                if !switchboard_calls::valid_user(callee) {
+                    return self.refuse(&sid, EndReason::Unreachable).await;
+                }
                 self.incoming.insert(sid.clone(), (caller.clone(), offer));
                 let reference = serde_json::Value::String(sid);
-                self.calls
-                    .federation_dial(caller, from, callee.user, reference);
+                let callee = callee.to_string();
+                // A display name from afar is shown on the ringing page: bounded.
+                let name = from_name
+                    .map(|n| {
+                        n.trim()
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(64)
+                            .collect::<String>()
+                    })
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(from);
+                self.calls.federation_dial(caller, name, callee, reference);
             }
             LinkEvent::Ringing { sid } => self.report(&sid, FederationInput::Ringing),
             LinkEvent::Accepted { sid, sdp } => {

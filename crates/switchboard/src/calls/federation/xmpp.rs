@@ -41,6 +41,7 @@ fn link_event(e: FederationEvent) -> LinkEvent {
         CallEvent::Incoming { sid, from, to, .. } => LinkEvent::Incoming {
             sid,
             from,
+            from_name: None,
             to,
             offer: None,
         },

@@ -11,9 +11,11 @@
 //! them through the one clap declaration per key.
 
 mod account;
+mod federation;
 mod trunk;
 
 pub use account::AccountConfig;
+pub use federation::FederationPeer;
 pub use trunk::TrunkConfig;
 
 use crate::config::listen::Listen;
@@ -219,6 +221,17 @@ pub struct SipSettings {
         default_value_t = 100
     )]
     pub sip_max_calls: usize,
+
+    /// Where direct calls to users of another Switchboard's call domain go over SIP,
+    /// `DOMAIN=HOST[:PORT][;transport=tcp|tls]` (repeatable). [default: the domain's own
+    /// name, port 5060, UDP]
+    #[arg(
+        long,
+        value_name = "DOMAIN=HOST[:PORT]",
+        env = "SWITCHBOARD_SIP_FEDERATION",
+        value_delimiter = ','
+    )]
+    pub sip_federation: Vec<String>,
 }
 
 /// An inbound routing rule.
@@ -260,6 +273,8 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// `--sip-tls-ca`: extra CAs for outgoing TLS.
     pub tls_ca: Option<PathBuf>,
+    /// `--sip-federation`: where other call domains' SIP services are.
+    pub federation: Vec<FederationPeer>,
 }
 
 fn err(option: &'static str, message: impl Into<String>) -> ConfigError {
@@ -507,6 +522,7 @@ impl SipSettings {
             rate_limit: self.sip_rate_limit,
             max_calls: self.sip_max_calls,
             tls_ca: self.sip_tls_ca.clone(),
+            federation: federation::parse_peers(&self.sip_federation)?,
         }))
     }
 }

@@ -103,6 +103,7 @@ impl State {
     /// Whether a call or a registration still uses the connection `key`.
     fn in_use(&self, key: ConnKey) -> bool {
         self.calls.values().any(|c| c.conn == Some(key))
+            || self.federation.uses(key)
             || self.reg_conns.iter().any(|(reg, k)| {
                 *k == key
                     && self.regs.get(reg).is_some_and(|(_, s)| {
