@@ -79,20 +79,23 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
  */
 const handedOut = [];
 
-/** A port free for both TCP and UDP on 127.0.0.1 (TURN listens on the same number for both). */
-export async function freePortTcpUdp() {
+/**
+ * A port free for both TCP and UDP on `host` (TURN listens on the same number for both);
+ * another loopback address such as 127.0.0.2 for a second server (tests/browser/trapezoid-lab.mjs).
+ */
+export async function freePortTcpUdp(host = '127.0.0.1') {
   for (let i = 0; i < 50; i++) {
     const port = await new Promise((resolve, reject) => {
       const s = net.createServer();
       s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+      s.listen(0, host, () => { const p = s.address().port; s.close(() => resolve(p)); });
     });
     // Relay ports are 49152-65535: stay out of that range so a relay never shadows us.
     if (port >= 49152 || handedOut.includes(port)) continue;
     const ok = await new Promise((resolve) => {
       const u = dgram.createSocket('udp4');
       u.once('error', () => resolve(false));
-      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+      u.bind(port, host, () => u.close(() => resolve(true)));
     });
     if (ok) {
       handedOut.push(port);
@@ -111,15 +114,18 @@ const ANSI = /\x1b\[[0-9;]*m/g;
  *   (the HTTP port is then chosen beforehand).
  * opts.port0: pass `-p 0` (default: pick one port free for UDP and TCP; see README "Known issues").
  * opts.metricsListen: `--metrics-listen` (default `off`), e.g. `127.0.0.1:PORT` for tests that read /metrics.
+ * opts.host: the loopback address to listen on (HTTP, STUN/TURN: `-L`), default 127.0.0.1; a second
+ *   server of the same test takes another, e.g. 127.0.0.2 (tests/browser/trapezoid-lab.mjs).
  * Resolves to { url, httpPort, turnPort (udp), turnTcpPort, secret, pid, log(), stop() }.
  */
 export async function startServer(opts = {}) {
   const secret = opts.secret || randomBytes(12).toString('hex');
-  const port = opts.port0 || process.env.SB_PORT0 === '1' ? 0 : await freePortTcpUdp();
+  const host = opts.host || '127.0.0.1';
+  const port = opts.port0 || process.env.SB_PORT0 === '1' ? 0 : await freePortTcpUdp(host);
   // The HTTP port is chosen here when the extra options need to name it (opts.args as a function).
-  const httpPort = typeof opts.args === 'function' ? await freePortTcpUdp() : 0;
+  const httpPort = typeof opts.args === 'function' ? await freePortTcpUdp(host) : 0;
   const extra = typeof opts.args === 'function' ? opts.args({ httpPort }) : (opts.args || []);
-  const args = ['serve', '-p', String(port), '--http-listen', `127.0.0.1:${httpPort}`, '--metrics-listen', opts.metricsListen || 'off',
+  const args = ['serve', '-p', String(port), ...(opts.host ? ['-L', host] : []), '--http-listen', `${host}:${httpPort}`, '--metrics-listen', opts.metricsListen || 'off',
     '--static-auth-secret', secret, '--drain-timeout', '1', ...extra];
   // Servers run one after another in the same namespace: the SFU (when the binary has one)
   // takes any free UDP port unless the test names one.

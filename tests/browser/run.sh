@@ -35,6 +35,12 @@ if [ ! -x "$CHROMIUM" ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# trapezoid.test.mjs runs two of Debian's prosody servers (XMPP federation; lua-unbound reads their hosts file).
+if ! command -v prosody >/dev/null 2>&1; then
+  echo "installing prosody (Debian package)"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody lua-unbound >/dev/null
+fi
 for tool in node npm ip ss; do
   command -v "$tool" >/dev/null 2>&1 || { echo "browser: 0 passed, 0 failed, 1 harness failures"; echo "harness failure in setup: $tool is missing"; exit 1; }
 done
