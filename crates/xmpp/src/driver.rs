@@ -81,7 +81,8 @@ pub enum FederationError {
 type Reply<T> = oneshot::Sender<Result<T, FederationError>>;
 
 enum Command {
-    Place(String, String, String, Reply<String>),
+    /// From, the caller's display name, to, the offer.
+    Place(String, Option<String>, String, String, Reply<String>),
     Accept(String, Reply<()>),
     Answer(String, String, Reply<()>),
     Decline(String, Reply<()>),
@@ -142,8 +143,20 @@ impl XmppFederation {
         to: &str,
         sdp_offer: &str,
     ) -> Result<String, FederationError> {
+        self.place_named(from, None, to, sdp_offer).await
+    }
+
+    /// [`Self::place`] with the caller's display name (its XEP-0172 nickname).
+    pub async fn place_named(
+        &self,
+        from: &str,
+        name: Option<&str>,
+        to: &str,
+        sdp_offer: &str,
+    ) -> Result<String, FederationError> {
         let (f, t, s) = (from.to_string(), to.to_string(), sdp_offer.to_string());
-        self.ask(|r| Command::Place(f, t, s, r)).await
+        let n = name.map(str::to_string);
+        self.ask(|r| Command::Place(f, n, t, s, r)).await
     }
 
     pub async fn accept(&self, sid: &str) -> Result<(), FederationError> {
@@ -389,11 +402,12 @@ impl Link {
         let now = Instant::now().into_std();
         let calls = &mut self.calls;
         match command {
-            Command::Place(_, _, _, r) if !connected => {
+            Command::Place(_, _, _, _, r) if !connected => {
                 drop(r.send(Err(FederationError::NotConnected)))
             }
-            Command::Place(from, to, sdp, r) => {
-                drop(r.send(ok(calls.place(now, &from, &to, &sdp))))
+            Command::Place(from, name, to, sdp, r) => {
+                let placed = calls.place_named(now, &from, name.as_deref(), &to, &sdp);
+                drop(r.send(ok(placed)))
             }
             Command::Accept(sid, r) => drop(r.send(ok(calls.accept(now, &sid)))),
             Command::Answer(sid, sdp, r) => drop(r.send(ok(calls.answer(now, &sid, &sdp)))),

@@ -90,7 +90,13 @@ impl Net {
     fn ring(&mut self) -> String {
         let sid = self
             .a
-            .place(self.now, "ada@a.test", "bob@b.test", OFFER)
+            .place_named(
+                self.now,
+                "ada@a.test",
+                Some(" Ada\u{7} Lovelace "),
+                "bob@b.test",
+                OFFER,
+            )
             .unwrap();
         self.pump();
         assert_eq!(
@@ -98,6 +104,8 @@ impl Net {
             vec![CallEvent::Incoming {
                 sid: sid.clone(),
                 from: "ada@a.test".into(),
+                // XEP-0172's nick: trimmed, control characters dropped.
+                from_name: Some("Ada Lovelace".into()),
                 to: "bob@b.test".into(),
                 media: vec![
                     model::MediaKind::Audio,

@@ -67,13 +67,17 @@ async fn calls(
     connected(&mut be, "B").await;
 
     // A full call.
-    let sid = a.place("ada@a.test", "bob@b.test", OFFER).await.unwrap();
+    let sid = a
+        .place_named("ada@a.test", Some("Ada"), "bob@b.test", OFFER)
+        .await
+        .unwrap();
     let incoming = next_call(&mut be, "B").await;
     assert_eq!(
         incoming,
         CallEvent::Incoming {
             sid: sid.clone(),
             from: "ada@a.test".into(),
+            from_name: Some("Ada".into()),
             to: "bob@b.test".into(),
             media: vec![
                 model::MediaKind::Audio,

@@ -8,7 +8,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::jingle::Action;
 use xmpp_parsers::minidom::Element;
 
-use super::{Call, CallEvent, Dropped, EndReason, JingleCalls, Phase, Role};
+use super::{Call, CallEvent, Dropped, EndReason, JingleCalls, Phase, Role, MAX_NICK, NS_NICK};
 use crate::model::MediaKind;
 use crate::stanza::{
     error_condition, error_reply, iq_result, jmi_message, reason_of, Jmi, NS_DISCO_INFO,
@@ -45,7 +45,7 @@ impl JingleCalls {
         match (stanza.name(), stanza.attr("type").unwrap_or("")) {
             ("message", "error") => self.message_error(stanza),
             ("message", _) => match Jmi::from_message(stanza) {
-                Some(jmi) => self.jmi(now, &from, &to, jmi),
+                Some(jmi) => self.jmi(now, &from, &to, jmi, nick(stanza)),
                 None => Err(Dropped("a message without call payload".into())),
             },
             ("iq", "set") if stanza.has_child("jingle", NS_JINGLE) => {
@@ -65,13 +65,20 @@ impl JingleCalls {
         }
     }
 
-    fn jmi(&mut self, now: Instant, from: &Jid, to: &Jid, jmi: Jmi) -> Result<(), Dropped> {
+    fn jmi(
+        &mut self,
+        now: Instant,
+        from: &Jid,
+        to: &Jid,
+        jmi: Jmi,
+        nick: Option<String>,
+    ) -> Result<(), Dropped> {
         let sid = jmi.id().to_string();
         if !is_token(&sid) || sid.len() > 128 {
             return Err(Dropped("a call id that is not a token".into()));
         }
         if let Jmi::Propose { media, .. } = &jmi {
-            return self.propose(now, from, to, &sid, media.clone());
+            return self.propose(now, from, to, &sid, media.clone(), nick);
         }
         let Some(call) = self.calls.get_mut(&sid).filter(|c| c.is_peer(from)) else {
             return Err(Dropped(format!("{jmi:?} for no call of {from}")));
@@ -123,6 +130,7 @@ impl JingleCalls {
         to: &Jid,
         sid: &str,
         media: Vec<MediaKind>,
+        nick: Option<String>,
     ) -> Result<(), Dropped> {
         if self.calls.contains_key(sid) {
             return Err(Dropped("a repeated propose".into()));
@@ -162,6 +170,7 @@ impl JingleCalls {
         self.events.push_back(CallEvent::Incoming {
             sid: sid.to_string(),
             from: addresses.to_address(from),
+            from_name: nick,
             to: addresses.to_address(to),
             media,
         });
@@ -332,6 +341,19 @@ fn disco_info(iq: &Element) -> Element {
 }
 
 /// A short name of a call stanza for logs: `iq session-accept`, `message Ringing {..}`.
+/// The sender's nickname (XEP-0172) of a message, as a caller's display name: trimmed,
+/// without control characters, at most [`MAX_NICK`] characters; None when empty.
+fn nick(message: &Element) -> Option<String> {
+    let text = message.get_child("nick", NS_NICK)?.text();
+    let nick: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NICK)
+        .collect();
+    (!nick.is_empty()).then_some(nick)
+}
+
 pub fn describe(stanza: &Element) -> String {
     let jingle = stanza
         .get_child("jingle", NS_JINGLE)

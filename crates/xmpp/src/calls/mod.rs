@@ -137,6 +137,8 @@ pub enum CallEvent {
     Incoming {
         sid: String,
         from: String,
+        /// The caller's nickname (XEP-0172), when the propose carries one.
+        from_name: Option<String>,
         to: String,
         media: Vec<MediaKind>,
     },
@@ -205,6 +207,12 @@ enum Phase {
     /// The answer has crossed: media flows.
     Active,
 }
+
+/// XEP-0172: a caller's nickname in its propose.
+const NS_NICK: &str = "http://jabber.org/protocol/nick";
+
+/// A caller's display name is cut to this many characters.
+const MAX_NICK: usize = 64;
 
 /// Candidates kept while no session exists to carry them.
 const MAX_EARLY_CANDIDATES: usize = 64;
@@ -294,6 +302,19 @@ impl JingleCalls {
         to: &str,
         sdp_offer: &str,
     ) -> Result<String, CallError> {
+        self.place_named(now, from, None, to, sdp_offer)
+    }
+
+    /// [`Self::place`] with the caller's display name, sent as its nickname (XEP-0172)
+    /// in the propose.
+    pub fn place_named(
+        &mut self,
+        now: Instant,
+        from: &str,
+        name: Option<&str>,
+        to: &str,
+        sdp_offer: &str,
+    ) -> Result<String, CallError> {
         if self.calls.len() >= self.config.max_calls {
             return Err(CallError::TooManyCalls);
         }
@@ -324,8 +345,19 @@ impl JingleCalls {
             media,
         };
         // The propose's message id is the sid, so a bounce (unknown user) names the call.
-        self.out
-            .push_back(jmi_message(&local, peer.as_str(), &sid, &propose));
+        let mut message = jmi_message(&local, peer.as_str(), &sid, &propose);
+        let name = name.map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NICK)
+                .collect::<String>()
+        });
+        if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+            let mut nick = el("nick", NS_NICK).build();
+            nick.append_text_node(name);
+            message.append_child(nick);
+        }
+        self.out.push_back(message);
         self.calls.insert(
             sid.clone(),
             Call {

@@ -60,10 +60,12 @@ pub trait FarLink: Send + Sync + 'static {
     /// not (SIP), the glue puts the gathered candidates in the description it hands over.
     fn trickles(&self) -> bool;
 
-    /// Call `to` from our user `from` with this offer; the link's sid.
+    /// Call `to` from our user `from` (display name `name`) with this offer; the
+    /// link's sid.
     fn place(
         &self,
         from: &str,
+        name: &str,
         to: &str,
         sdp: &str,
     ) -> impl Future<Output = Result<String, LinkError>> + Send;

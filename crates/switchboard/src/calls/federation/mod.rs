@@ -95,8 +95,9 @@ struct Leg {
     room: Arc<str>,
     /// The participant's display name in the room: the far party's address.
     name: String,
-    /// Our user's address (caller side: who dials).
+    /// Our user's address and display name (caller side: who dials).
     local: String,
+    local_name: String,
     part: Option<RemoteRoom>,
     /// Callee side: the caller's offer, until the device is there to take it.
     offer: Option<String>,
@@ -117,6 +118,7 @@ impl Leg {
             room,
             name,
             local: String::new(),
+            local_name: String::new(),
             part: None,
             offer: None,
             offered: false,
@@ -230,18 +232,24 @@ impl<L: FarLink> Glue<L> {
     async fn action(&mut self, action: FederationAction) {
         match action {
             FederationAction::Dial {
-                id, from, to, room, ..
-            } => self.dial(id, from, to, room),
+                id,
+                from,
+                from_name,
+                to,
+                room,
+                ..
+            } => self.dial(id, from, from_name, to, room),
             FederationAction::Notify { to, event, .. } => self.notify(&to, event).await,
         }
     }
 
-    fn dial(&mut self, id: Arc<str>, from: String, to: String, room: Arc<str>) {
+    fn dial(&mut self, id: Arc<str>, from: String, name: String, to: String, room: Arc<str>) {
         let Ok(remote) = Address::parse(&to, "") else {
             return self.gone(&id, None, EndReason::Unreachable, "not an address");
         };
         let mut leg = Leg::new(Role::Caller, remote, room, to);
         leg.local = from;
+        leg.local_name = name;
         if let Err(why) = self.join(&id, &mut leg) {
             return self.gone(&id, Some(leg.remote), EndReason::Failed, &why);
         }
@@ -526,8 +534,9 @@ impl<L: FarLink> Glue<L> {
         let Some(leg) = self.legs.get(&id) else {
             return;
         };
-        let (local, remote) = (leg.local.clone(), leg.remote.to_string());
-        match self.link.place(&local, &remote, &sdp).await {
+        let (local, name) = (leg.local.clone(), leg.local_name.clone());
+        let remote = leg.remote.to_string();
+        match self.link.place(&local, &name, &remote, &sdp).await {
             Ok(sid) => {
                 self.by_sid.insert(sid.clone(), id.clone());
                 let waiting = match self.legs.get_mut(&id) {

@@ -84,7 +84,13 @@ impl FarLink for SipLink {
         false
     }
 
-    async fn place(&self, from: &str, to: &str, sdp: &str) -> Result<String, LinkError> {
+    async fn place(
+        &self,
+        from: &str,
+        _name: &str,
+        to: &str,
+        sdp: &str,
+    ) -> Result<String, LinkError> {
         self.0.place(from, to, sdp).await.map_err(err)
     }
 

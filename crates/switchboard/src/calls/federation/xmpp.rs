@@ -38,10 +38,16 @@ fn link_event(e: FederationEvent) -> LinkEvent {
         FederationEvent::Call(c) => c,
     };
     match call {
-        CallEvent::Incoming { sid, from, to, .. } => LinkEvent::Incoming {
+        CallEvent::Incoming {
             sid,
             from,
-            from_name: None,
+            from_name,
+            to,
+            ..
+        } => LinkEvent::Incoming {
+            sid,
+            from,
+            from_name,
             to,
             offer: None,
         },
@@ -95,8 +101,15 @@ impl FarLink for XmppLink {
         true
     }
 
-    async fn place(&self, from: &str, to: &str, sdp: &str) -> Result<String, LinkError> {
-        self.0.place(from, to, sdp).await.map_err(err)
+    async fn place(
+        &self,
+        from: &str,
+        name: &str,
+        to: &str,
+        sdp: &str,
+    ) -> Result<String, LinkError> {
+        let name = Some(name).filter(|n| !n.is_empty());
+        self.0.place_named(from, name, to, sdp).await.map_err(err)
     }
 
     async fn accept(&self, sid: &str) -> Result<(), LinkError> {
