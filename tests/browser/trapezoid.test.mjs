@@ -13,9 +13,11 @@
 //
 // SB_TRAPEZOID_BENCH=1 also times 10 calls ada -> bob through the trapezoid and 10 on one
 // server (dial -> ringing -> answered -> first decoded frame, medians printed; the figures of
-// docs/benchmarks.md, not asserted).
+// docs/benchmarks.md, not asserted); SB_TRAPEZOID_OUT=FILE writes every call's times there
+// (bench/trapezoid.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { launchBrowser, toneWav, scope, waitFor } from './harness.mjs';
 import {
   SIDES, startProsodyPair, startSideServer, stanzaMark, stanzasSince, expectStanzasCrossed, stanzaSummary,
@@ -211,4 +213,10 @@ test('setup times: 10 calls ada -> bob through the trapezoid and 10 on one serve
     const bobA = await signIn(s, browser, a, 'bob', 'Bob');
     const local = await timedCalls(ada, bobA, 'bob', calls);
     report(t, `same server (A): ${summary(local)}`);
+    // bench/trapezoid.sh reads every call's times (ms since the dial) from here.
+    if (process.env.SB_TRAPEZOID_OUT) {
+      const since = (xs) => xs.map((x) => ({ ringing: x.ringing - x.dial, answered: x.answered - x.dial, media: x.media - x.dial }));
+      const stanzas = { aToB: counts.aToB.acrossS2s / calls, bToA: counts.bToA.acrossS2s / calls };
+      writeFileSync(process.env.SB_TRAPEZOID_OUT, JSON.stringify({ trapezoid: since(across), same: since(local), stanzas }));
+    }
   }));
