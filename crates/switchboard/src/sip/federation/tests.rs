@@ -144,6 +144,37 @@ pub(super) fn incoming(e: FederationEvent) -> (String, String, String, String) {
     }
 }
 
+/// `caller` (user `from`) calls `to` on `callee`, who answers with Chromium's answer;
+/// both descriptions cross unchanged. The call's id at the caller and at the callee.
+pub(super) async fn answered(
+    caller: &mut End,
+    callee: &mut End,
+    from: &str,
+    to: &str,
+) -> (String, String) {
+    let call = caller.fed.place(from, to, OFFER).await.unwrap();
+    let (id, _, _, offer) = incoming(callee.next().await);
+    assert_eq!(offer, OFFER, "the offer crossed SIP byte for byte");
+    callee.fed.answer(&id, ANSWER).await.unwrap();
+    match caller.next_but_ringing().await {
+        FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
+        other => panic!("not Accepted: {other:?}"),
+    }
+    (call, id)
+}
+
+/// `by` hangs up its call `id`; `other` sees its call `other_id` end `HungUp`.
+pub(super) async fn hung_up(by: &End, id: &str, other: &mut End, other_id: String) {
+    by.fed.hangup(id).await.unwrap();
+    assert_eq!(
+        other.next().await,
+        FederationEvent::Ended {
+            id: other_id,
+            reason: EndReason::HungUp
+        }
+    );
+}
+
 #[test]
 fn a_call_is_answered_with_the_sdp_unchanged_both_ways_and_hung_up() {
     let (mut a, mut b) = pair();
@@ -197,22 +228,8 @@ fn a_call_is_answered_with_the_sdp_unchanged_both_ways_and_hung_up() {
 fn the_callee_hangs_up_and_calls_go_the_other_way_too() {
     let (mut a, mut b) = pair();
     run(async {
-        let call = b.fed.place("bob", "sip:ada@a.test", OFFER).await.unwrap();
-        let (id, from, to, _) = incoming(a.next().await);
-        assert_eq!((from.as_str(), to.as_str()), ("bob@b.test", "ada"));
-        a.fed.answer(&id, ANSWER).await.unwrap();
-        assert!(matches!(
-            b.next_but_ringing().await,
-            FederationEvent::Accepted { .. }
-        ));
-        a.fed.hangup(&id).await.unwrap();
-        assert_eq!(
-            b.next().await,
-            FederationEvent::Ended {
-                id: call,
-                reason: EndReason::HungUp
-            }
-        );
+        let (call, id) = answered(&mut b, &mut a, "bob", "sip:ada@a.test").await;
+        hung_up(&a, &id, &mut b, call).await;
         a.settles().await;
         b.settles().await;
     });
@@ -222,23 +239,9 @@ fn the_callee_hangs_up_and_calls_go_the_other_way_too() {
 fn a_call_over_tcp_uses_the_connection_and_closes_it_afterwards() {
     let (mut a, mut b) = pair_over(";transport=tcp");
     run(async {
-        let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
-        let (id, _, _, offer) = incoming(b.next().await);
-        assert_eq!(offer, OFFER);
+        let (call, id) = answered(&mut a, &mut b, "ada", "bob@b.test").await;
         assert_eq!(b.sip.limits.open(), 1, "the INVITE came over TCP");
-        b.fed.answer(&id, ANSWER).await.unwrap();
-        match a.next_but_ringing().await {
-            FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
-            other => panic!("not Accepted: {other:?}"),
-        }
-        b.fed.hangup(&id).await.unwrap();
-        assert_eq!(
-            a.next().await,
-            FederationEvent::Ended {
-                id: call,
-                reason: EndReason::HungUp
-            }
-        );
+        hung_up(&b, &id, &mut a, call).await;
         a.settles().await;
         b.settles().await;
         // The connection a.test opened is closed once nothing uses it.
@@ -321,22 +324,8 @@ fn a_call_over_tls_with_the_peers_certificate_checked() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, mut b) = pair_over_tls(dir.path(), false);
     run(async {
-        let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
-        let (id, from, _, offer) = incoming(b.next().await);
-        assert_eq!((from.as_str(), offer.as_str()), ("ada@a.test", OFFER));
-        b.fed.answer(&id, ANSWER).await.unwrap();
-        match a.next_but_ringing().await {
-            FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
-            other => panic!("not Accepted: {other:?}"),
-        }
-        a.fed.hangup(&call).await.unwrap();
-        assert_eq!(
-            b.next().await,
-            FederationEvent::Ended {
-                id,
-                reason: EndReason::HungUp
-            }
-        );
+        let (call, id) = answered(&mut a, &mut b, "ada", "bob@b.test").await;
+        hung_up(&a, &call, &mut b, id).await;
         // b.test does not trust the test's CA: its call to a.test fails on a.test's
         // certificate, before anything reaches a.test.
         let call = b.fed.place("bob", "ada@a.test", OFFER).await.unwrap();

@@ -4,7 +4,7 @@
 //! (along the route set) and a CANCEL cross the proxy, and the SDP still arrives byte
 //! for byte. Ignored by default: it needs kamailio (`cargo test -- --ignored`).
 
-use super::tests::{incoming, run, End, ANSWER, OFFER};
+use super::tests::{answered, hung_up, incoming, run, End, OFFER};
 use super::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -86,23 +86,8 @@ fn calls_cross_a_record_routing_proxy() {
     let _proxy = start_proxy(port, a.udp(), b.udp());
     run(async {
         // Answered, then hung up by the callee: its BYE follows the route set.
-        let call = a.fed.place("ada", "bob@b.test", OFFER).await.unwrap();
-        let (id, from, to, offer) = incoming(b.next().await);
-        assert_eq!((from.as_str(), to.as_str()), ("ada@a.test", "bob"));
-        assert_eq!(offer, OFFER);
-        b.fed.answer(&id, ANSWER).await.unwrap();
-        match a.next_but_ringing().await {
-            FederationEvent::Accepted { sdp_answer, .. } => assert_eq!(sdp_answer, ANSWER),
-            other => panic!("not Accepted: {other:?}"),
-        }
-        b.fed.hangup(&id).await.unwrap();
-        assert_eq!(
-            a.next().await,
-            FederationEvent::Ended {
-                id: call,
-                reason: EndReason::HungUp
-            }
-        );
+        let (call, id) = answered(&mut a, &mut b, "ada", "bob@b.test").await;
+        hung_up(&b, &id, &mut a, call).await;
         // The other way, cancelled while it rings: the CANCEL crosses the proxy.
         let call = b.fed.place("bob", "ada@a.test", OFFER).await.unwrap();
         let (id, ..) = incoming(a.next().await);
