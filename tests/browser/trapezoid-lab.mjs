@@ -1,8 +1,9 @@
 // The trapezoid lab of trapezoid.test.mjs (issue 13, "Show it"): two Debian prosody servers,
 // `a.test` on 127.0.0.1 and `b.test` on 127.0.0.2, with s2s (dialback) between them and a
-// component `sb.a.test` / `sb.b.test` on each (XEP-0114), the config of
-// crates/xmpp/tests/prosody.rs; two Switchboard servers, A on 127.0.0.1 and B on 127.0.0.2,
-// each attached to its prosody as that component; Chromium pages signed in to their lines.
+// component `sb.a.test` / `sb.b.test` on each (XEP-0114) and c2s accounts for ordinary
+// clients (Prosody.register), the config tests/federation/prosody.cfg.lua.in that
+// crates/xmpp/src/lab.rs renders too; two Switchboard servers, A on 127.0.0.1 and B on
+// 127.0.0.2, each attached to its prosody as that component; Chromium pages signed in to their lines.
 // Everything runs in run.sh's loopback-only namespace (127.0.0.2 is on `lo` too), so a
 // stanza from A to B has no way but through both prosody servers, and the browsers' only
 // candidates are loopback host candidates.
@@ -16,11 +17,12 @@
 //
 // Prosody not listening within 20 s is a HarnessError (not a verdict); a Switchboard that
 // does not attach as its component is a verdict.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, openSync, closeSync, rmSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { HarnessError } from './chromium.mjs';
 import { sleep, waitFor, Participant, loadPage, socketOwner } from './harness.mjs';
@@ -47,31 +49,19 @@ process.on('exit', () => {
   }
 });
 
-function prosodyConfig(side, home, log, hosts) {
-  // As crates/xmpp/tests/prosody.rs: no TLS, dialback s2s, the peers' names from a hosts file
-  // (lua-unbound's hoststxt) so nothing asks a DNS server; c.test is in no file and fails at once.
-  return `run_as_root = true
-pidfile = "${home}/prosody.pid"
-data_path = "${home}/data"
-log = { { levels = { min = "debug" }, to = "file", filename = "${log}" } }
-interfaces = { "${side.ip}" }
-c2s_ports = { 5222 }
-s2s_ports = { 5269 }
-component_ports = { 5347 }
-component_interfaces = { "${side.ip}" }
-modules_enabled = { "disco"; "ping"; "iq"; "message"; "presence"; "dialback" }
-modules_disabled = { "tls"; "offline"; "s2s_bidi"; "http"; "bosh"; "websocket"; "posix"; "admin_shell" }
-s2s_require_encryption = false
-s2s_secure_auth = false
-c2s_require_encryption = false
-storage = "internal"
-unbound = { hoststxt = "${hosts}" }
+/** The prosody config of every federation lab (placeholders @NAME@; see its header). */
+export const PROSODY_TEMPLATE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../federation/prosody.cfg.lua.in');
 
-VirtualHost "${side.domain}"
-
-Component "${side.component}"
-  component_secret = "${SECRET}"
-`;
+/**
+ * PROSODY_TEMPLATE filled in for `side` (the same config as crates/xmpp/src/lab.rs and
+ * tests/federation/jingle-peer-lab.sh render); a placeholder left over is a HarnessError.
+ */
+export function prosodyConfig(side, home, log, hosts) {
+  const values = { HOME: home, LOG: log, IP: side.ip, DOMAIN: side.domain, HOSTS: hosts, SECRET };
+  const text = readFileSync(PROSODY_TEMPLATE, 'utf8').replace(/@([A-Z]+)@/g, (m, k) => (k in values ? values[k] : m));
+  const left = text.match(/@[A-Z]+@/);
+  if (left) throw new HarnessError(`${PROSODY_TEMPLATE}: no value for ${left[0]}`, 0, new Error('template'));
+  return text;
 }
 
 /** TCP connect to host:port succeeds. */
@@ -85,11 +75,22 @@ function listening(host, port) {
 
 /** One prosody server of the lab. */
 export class Prosody {
-  constructor(side, child, home, logFile) {
+  constructor(side, child, home, logFile, config) {
     this.side = side;
     this.child = child;
     this.home = home;
     this.logFile = logFile;
+    this.config = config;
+  }
+
+  /** A c2s account `user@<domain>` with `password` (prosodyctl; failing is a HarnessError). */
+  register(user, password) {
+    const t0 = Date.now();
+    try {
+      execFileSync('prosodyctl', ['--config', this.config, 'register', user, this.side.domain, password], { stdio: 'pipe', timeout: 15000 });
+    } catch (e) {
+      throw new HarnessError(`prosodyctl register ${user}@${this.side.domain}`, Date.now() - t0, new Error(`${e.message} ${e.stderr || ''}`));
+    }
   }
 
   get pid() { return this.child.pid; }
@@ -149,16 +150,16 @@ async function startProsody(side, dir, hosts) {
   const child = spawn('prosody', ['--config', cfg, '-F'], { stdio: ['ignore', out, out] });
   closeSync(out);
   running.add(child);
-  const p = new Prosody(side, child, home, logFile);
+  const p = new Prosody(side, child, home, logFile, cfg);
   let spawnError = null;
   child.once('error', (e) => { spawnError = e; });
   for (;;) {
-    if (await listening(side.ip, 5347) && await listening(side.ip, 5269)) return p;
+    if (await listening(side.ip, 5347) && await listening(side.ip, 5269) && await listening(side.ip, 5222)) return p;
     if (spawnError || child.exitCode !== null || Date.now() - t0 > PROSODY_START_LIMIT_MS) {
       let stdout = '';
       try { stdout = readFileSync(path.join(home, 'stdout.log'), 'utf8'); } catch { /* none */ }
       await p.stop();
-      throw new HarnessError(`prosody ${side.domain} did not listen on ${side.ip}:5347 and :5269`, Date.now() - t0,
+      throw new HarnessError(`prosody ${side.domain} did not listen on ${side.ip}:5347, :5269 and :5222`, Date.now() - t0,
         new Error(`${spawnError ? `${spawnError.message} (install Debian's prosody)` : `exit ${child.exitCode}`}; ${stdout.slice(-800)}${p.tail(15)}`));
     }
     await sleep(100);
