@@ -25,7 +25,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { HarnessError } from './chromium.mjs';
-import { sleep, waitFor, Participant, loadPage, socketOwner } from './harness.mjs';
+import { sleep, waitFor, socketOwner } from './harness.mjs';
+import * as calls from './calls-lab.mjs';
 
 /** The component secret of both prosody servers (the lab's only secret). */
 export const SECRET = 'trapezoid-secret';
@@ -314,56 +315,26 @@ const COUNT_PCS = () => {
 
 /**
  * A lobby page of `server` signed in as `user` (`?user=`), its connections counted. The
- * Participant gets `user` and `address` (`user@domain` of the server's side).
+ * Participant is named `name@A` (its side) and gets `user` and `address` (`user@domain` of
+ * the server's side).
  */
 export async function signIn(s, browser, server, user, name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript(COUNT_PCS);
-  const page = await context.newPage();
-  const p = s.track(new Participant(`${name}@${server.side.name.toUpperCase()}`, context, page));
-  await loadPage(page, `${server.url}/?${new URLSearchParams({ user, name })}`, { ready: () => !!window.sbApp, what: 'the lobby' });
-  await page.waitForFunction(() => window.sbApp.line && window.sbApp.line.callsPeer, null, { timeout: 15000 });
-  await page.getByText('Signed in').first().waitFor({ timeout: 5000 });
-  p.user = user;
+  const p = await calls.signIn(s, browser, server, user, name, { label: `${name}@${server.side.name.toUpperCase()}`, initScript: COUNT_PCS });
   p.address = `${user}@${server.side.domain}`;
   p.server = server;
   return p;
 }
 
-/** `p` dials `to` from the "Call someone" field. */
-export async function dial(p, to) {
-  await p.page.getByLabel('Call someone').fill(to);
-  await p.page.getByRole('button', { name: 'Call', exact: true }).click();
-}
+export { dial } from './calls-lab.mjs';
 
 /** The incoming-call screen of `p`, naming `caller` (an address); returns the dialog. */
-export async function ringsAt(p, caller, timeout = 15000) {
-  const dlg = p.page.getByRole('alertdialog');
-  await dlg.waitFor({ state: 'visible', timeout });
-  const text = await dlg.textContent();
-  assert.ok(text.includes(caller), `${p.name}'s incoming screen does not name ${caller}: ${text}`);
-  return dlg;
-}
+export const ringsAt = (p, caller, timeout = 15000) => calls.ringsAt(p, caller, timeout);
 
-/**
- * Wait for the call-outcome line of `p` to say `reason` (and its text to match `text`, when
- * given: the line still shows the last call's end until the next one ends); returns its text.
- */
-export async function outcome(p, reason, { text = null, timeout = 15000 } = {}) {
-  const box = p.page.locator('#call-outcome');
-  const shown = async () => (await box.getAttribute('data-reason')) === reason && (!text || text.test(await box.textContent()));
-  await waitFor(shown, { timeout, what: `${p.name}: call outcome ${reason}${text ? ` ${text}` : ''}` }).catch(async (e) => {
-    e.message += ` (shown: ${await box.getAttribute('data-reason')} "${await box.textContent()}")`;
-    throw e;
-  });
-  return box.textContent();
-}
+/** calls-lab.mjs's outcome, waiting 15 s by default (across two servers). */
+export const outcome = (p, reason, { text = null, timeout = 15000 } = {}) => calls.outcome(p, reason, { text, timeout });
 
-/** The page's call view shows and its call room session is open. */
-export async function inCall(p, timeout = 20000) {
-  await p.page.getByRole('button', { name: 'Hang up' }).waitFor({ state: 'visible', timeout });
-  await waitFor(() => p.page.evaluate(() => window.sbApp.sb && window.sbApp.sb.state === 'open'), { timeout, what: `${p.name}: joined the call room` });
-}
+/** The page's call view shows and its call room session is open (within 20 s across two servers). */
+export const inCall = (p, timeout = 20000) => calls.inCall(p, timeout);
 
 /**
  * What page `p` receives on each of its live connections: inbound video frames decoded and
