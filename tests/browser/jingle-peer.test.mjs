@@ -11,6 +11,8 @@
 //     decodes ada's fake camera and tone mic; ada hangs up, carol sees the session end.
 //  b) ada dials xmpp:carol@b.test: carol's peer answers; both decode as above; carol hangs
 //     up and ada's page says so.
+// Candidates: ada's page trickles hers (transport-info) both times; carol's go inside her
+// session-initiate in a), trickled one transport-info each (--trickle) in b).
 // The media goes between Chromium and aiortc directly: ada's selected pair's remote end is
 // the peer's UDP socket. aiortc gathers every interface address but 127.0.0.1, and run.sh's
 // namespace has only lo, so this file adds 127.0.0.3/8 to lo for the peer (removed after).
@@ -151,11 +153,14 @@ async function carolDecodes(peer) {
   return m;
 }
 
-/** ada's decoding connection receives from carol's peer itself: the remote end is the peer's socket. */
+/** ada's decoding connection receives from carol's peer itself: the remote end is the peer's socket, a signalled host candidate. */
 function expectDirect(adaGets, peer) {
   const remote = adaGets.pair && adaGets.pair.remote;
   assert.ok(remote, `a selected pair on ada's page: ${JSON.stringify(adaGets)}`);
   assert.equal(remote.address, PEER_IP, `ada's remote end is the peer's host address: ${JSON.stringify(adaGets.pair)}`);
+  // A host candidate, not one learnt from the peer's checks (prflx): carol's candidates
+  // reached ada's page through Switchboard's mapping (in the Jingle description or trickled).
+  assert.equal(remote.candidateType, 'host', `carol's candidate was signalled to ada: ${JSON.stringify(adaGets.pair)}`);
   assert.equal(socketOwner(remote.port, 'udp'), peer.pid, `UDP ${remote.address}:${remote.port} belongs to carol's peer (pid ${peer.pid})`);
   return `${adaGets.pair.local.address}:${adaGets.pair.local.port} <-> ${remote.address}:${remote.port} (${remote.candidateType}/${remote.protocol})`;
 }
@@ -190,6 +195,7 @@ test('carol, an independent Jingle peer (slixmpp + aiortc) at b.test, calls ada@
   await carol.event('connection', (e) => e.state === 'connected', 20000);
 
   const [adaGets, carolGets] = await Promise.all([expectDecoding(ada), carolDecodes(carol)]);
+  await carol.event('remote_candidate'); // ada's, trickled
   report(t, `carol -> ada: ada decoded ${adaMedia(adaGets)}; carol decoded ${carolMedia(carolGets)}; media ${expectDirect(adaGets, carol)}`);
 
   await ada.page.getByRole('button', { name: 'Hang up' }).click();
@@ -207,7 +213,7 @@ test('ada dials xmpp:carol@b.test: the independent peer answers, both decode aud
   const a = await startSideServer(s, SIDES.a, lab.a);
   const ada = await signIn(s, browser, a, 'ada', 'Ada');
   // carol answers after ringing 0.5 s and hangs up after 12 s of connected media.
-  const carol = start(['--seconds', '12', '--min-frames', String(MIN_FRAMES), '--timeout', '30', 'answer']);
+  const carol = start(['--seconds', '12', '--min-frames', String(MIN_FRAMES), '--timeout', '30', '--trickle', 'answer']);
   await carol.event('connected');
   const mark = stanzaMark(lab);
   await dial(ada, 'xmpp:carol@b.test');
@@ -219,6 +225,7 @@ test('ada dials xmpp:carol@b.test: the independent peer answers, both decode aud
   await carol.event('connection', (e) => e.state === 'connected', 20000);
 
   const [adaGets, carolGets] = await Promise.all([expectDecoding(ada), carolDecodes(carol)]);
+  await carol.event('remote_candidate'); // ada's, trickled
   report(t, `ada -> carol: ada decoded ${adaMedia(adaGets)}; carol decoded ${carolMedia(carolGets)}; media ${expectDirect(adaGets, carol)}`);
 
   await outcome(ada, 'hangup', { text: /carol@b\.test hung up/, timeout: 30000 });
