@@ -212,8 +212,8 @@ test('carol, an independent Jingle peer (slixmpp + aiortc) at b.test, calls ada@
 test('ada dials xmpp:carol@b.test: the independent peer answers, both decode audio and video; carol hangs up and ada\'s page says so', (t) => withPeer('jingle-peer-ada-calls', async (s, start) => {
   const a = await startSideServer(s, SIDES.a, lab.a);
   const ada = await signIn(s, browser, a, 'ada', 'Ada');
-  // carol answers after ringing 0.5 s and hangs up after 12 s of connected media.
-  const carol = start(['--seconds', '12', '--min-frames', String(MIN_FRAMES), '--timeout', '30', '--trickle', 'answer']);
+  // carol answers after ringing 0.5 s and hangs up after 15 s of connected media (time for both to decode on a busy machine).
+  const carol = start(['--seconds', '15', '--min-frames', String(MIN_FRAMES), '--timeout', '30', '--trickle', 'answer']);
   await carol.event('connected');
   const mark = stanzaMark(lab);
   await dial(ada, 'xmpp:carol@b.test');
