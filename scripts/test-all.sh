@@ -21,6 +21,7 @@ command -v kamailio >/dev/null 2>&1 || missing+=(kamailio) # crates/sip/tests/re
 command -v prosody >/dev/null 2>&1 || missing+=(prosody lua-unbound) # crates/xmpp/tests/prosody.rs (--ignored), tests/browser/trapezoid.test.mjs
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core) # crates/sip/tests/baresip_call.rs (--ignored)
 /usr/bin/python3 -c 'import aiortc, websockets' >/dev/null 2>&1 || missing+=(python3-aiortc python3-websockets) # tests/browser/interop.test.mjs
+/usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || missing+=(python3-slixmpp) # tests/browser/jingle-peer.test.mjs, tests/federation/jingle-peer-lab.sh
 /usr/bin/python3 -c 'import pylibsrtp' >/dev/null 2>&1 || missing+=(python3-pylibsrtp) # crates/media SRTP interop (--ignored)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester) # tests/sip (--ignored)
 if [ ${#missing[@]} -gt 0 ]; then

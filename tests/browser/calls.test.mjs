@@ -9,7 +9,8 @@
 // call still rings. With configured users the password is asked for.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, scope, Participant, loadPage, waitFor, mintToken, killTcp } from './harness.mjs';
+import { launchBrowser, scope, waitFor, mintToken, killTcp } from './harness.mjs';
+import { dial, outcome, inCall, signIn as signInLine, ringsAt as ringsAtAddress } from './calls-lab.mjs';
 
 const DOMAIN = 'a.test';
 let browser;
@@ -17,50 +18,10 @@ before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
 /** A lobby page signed in as `user` (`?user=` signs in at once; `opts.token`: a room token). */
-async function signIn(s, server, user, name, opts = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  const p = s.track(new Participant(name, context, page));
-  const q = new URLSearchParams({ user, name, ...(opts.token ? { token: opts.token } : {}) });
-  await loadPage(page, `${server.url}/?${q}`, { ready: () => !!window.sbApp, what: 'the lobby' });
-  if (opts.expectFail) return p;
-  await page.waitForFunction(() => window.sbApp.line && window.sbApp.line.callsPeer, null, { timeout: 15000 });
-  await page.getByText(`Signed in`).first().waitFor({ timeout: 5000 });
-  p.user = user;
-  return p;
-}
+const signIn = (s, server, user, name, opts = {}) => signInLine(s, browser, server, user, name, opts);
 
-/** `p` dials `to` from the "Call someone" field. */
-async function dial(p, to) {
-  await p.page.getByLabel('Call someone').fill(to);
-  await p.page.getByRole('button', { name: 'Call', exact: true }).click();
-}
-
-/** The incoming-call screen of `p`, naming the caller. */
-async function ringsAt(p, caller) {
-  const dlg = p.page.getByRole('alertdialog');
-  await dlg.waitFor({ state: 'visible', timeout: 10000 });
-  const text = await dlg.textContent();
-  assert.ok(text.includes(`${caller}@${DOMAIN}`), `${p.name}'s incoming screen does not name ${caller}: ${text}`);
-  return dlg;
-}
-
-/** Wait for the call-outcome line of `p` to say `reason`; returns its text. */
-async function outcome(p, reason) {
-  const box = p.page.locator('#call-outcome');
-  await waitFor(async () => (await box.getAttribute('data-reason')) === reason, { timeout: 10000, what: `${p.name}: call outcome ${reason}` }).catch(async (e) => {
-    e.message += ` (shown: ${await box.getAttribute('data-reason')} "${await box.textContent()}")`;
-    throw e;
-  });
-  return box.textContent();
-}
-
-/** In a call: the page's call view shows, and its call room session is joined. */
-async function inCall(p) {
-  await p.page.getByRole('button', { name: 'Hang up' }).waitFor({ state: 'visible', timeout: 15000 });
-  p.peerId = await waitFor(() => p.page.evaluate(() => window.sbApp.sb && window.sbApp.sb.state === 'open' && window.sbApp.sb.peerId), { timeout: 15000, what: `${p.name}: joined the call room` });
-  return p.peerId;
-}
+/** The incoming-call screen of `p`, naming the caller (a user of this server). */
+const ringsAt = (p, caller) => ringsAtAddress(p, `${caller}@${DOMAIN}`);
 
 /** Each page of `ps` shows every other one's tile and decodes its video and audio. */
 async function decodeEachOther(ps) {

@@ -1,8 +1,9 @@
 // The trapezoid lab of trapezoid.test.mjs (issue 13, "Show it"): two Debian prosody servers,
 // `a.test` on 127.0.0.1 and `b.test` on 127.0.0.2, with s2s (dialback) between them and a
-// component `sb.a.test` / `sb.b.test` on each (XEP-0114), the config of
-// crates/xmpp/tests/prosody.rs; two Switchboard servers, A on 127.0.0.1 and B on 127.0.0.2,
-// each attached to its prosody as that component; Chromium pages signed in to their lines.
+// component `sb.a.test` / `sb.b.test` on each (XEP-0114) and c2s accounts for ordinary
+// clients (Prosody.register), the config tests/federation/prosody.cfg.lua.in that
+// crates/xmpp/src/lab.rs renders too; two Switchboard servers, A on 127.0.0.1 and B on
+// 127.0.0.2, each attached to its prosody as that component; Chromium pages signed in to their lines.
 // Everything runs in run.sh's loopback-only namespace (127.0.0.2 is on `lo` too), so a
 // stanza from A to B has no way but through both prosody servers, and the browsers' only
 // candidates are loopback host candidates.
@@ -16,14 +17,16 @@
 //
 // Prosody not listening within 20 s is a HarnessError (not a verdict); a Switchboard that
 // does not attach as its component is a verdict.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, openSync, closeSync, rmSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { HarnessError } from './chromium.mjs';
-import { sleep, waitFor, Participant, loadPage, socketOwner } from './harness.mjs';
+import { sleep, waitFor, socketOwner } from './harness.mjs';
+import * as calls from './calls-lab.mjs';
 
 /** The component secret of both prosody servers (the lab's only secret). */
 export const SECRET = 'trapezoid-secret';
@@ -47,31 +50,19 @@ process.on('exit', () => {
   }
 });
 
-function prosodyConfig(side, home, log, hosts) {
-  // As crates/xmpp/tests/prosody.rs: no TLS, dialback s2s, the peers' names from a hosts file
-  // (lua-unbound's hoststxt) so nothing asks a DNS server; c.test is in no file and fails at once.
-  return `run_as_root = true
-pidfile = "${home}/prosody.pid"
-data_path = "${home}/data"
-log = { { levels = { min = "debug" }, to = "file", filename = "${log}" } }
-interfaces = { "${side.ip}" }
-c2s_ports = { 5222 }
-s2s_ports = { 5269 }
-component_ports = { 5347 }
-component_interfaces = { "${side.ip}" }
-modules_enabled = { "disco"; "ping"; "iq"; "message"; "presence"; "dialback" }
-modules_disabled = { "tls"; "offline"; "s2s_bidi"; "http"; "bosh"; "websocket"; "posix"; "admin_shell" }
-s2s_require_encryption = false
-s2s_secure_auth = false
-c2s_require_encryption = false
-storage = "internal"
-unbound = { hoststxt = "${hosts}" }
+/** The prosody config of every federation lab (placeholders @NAME@; see its header). */
+export const PROSODY_TEMPLATE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../federation/prosody.cfg.lua.in');
 
-VirtualHost "${side.domain}"
-
-Component "${side.component}"
-  component_secret = "${SECRET}"
-`;
+/**
+ * PROSODY_TEMPLATE filled in for `side` (the same config as crates/xmpp/src/lab.rs and
+ * tests/federation/jingle-peer-lab.sh render); a placeholder left over is a HarnessError.
+ */
+export function prosodyConfig(side, home, log, hosts) {
+  const values = { HOME: home, LOG: log, IP: side.ip, DOMAIN: side.domain, HOSTS: hosts, SECRET };
+  const text = readFileSync(PROSODY_TEMPLATE, 'utf8').replace(/@([A-Z]+)@/g, (m, k) => (k in values ? values[k] : m));
+  const left = text.match(/@[A-Z]+@/);
+  if (left) throw new HarnessError(`${PROSODY_TEMPLATE}: no value for ${left[0]}`, 0, new Error('template'));
+  return text;
 }
 
 /** TCP connect to host:port succeeds. */
@@ -85,11 +76,22 @@ function listening(host, port) {
 
 /** One prosody server of the lab. */
 export class Prosody {
-  constructor(side, child, home, logFile) {
+  constructor(side, child, home, logFile, config) {
     this.side = side;
     this.child = child;
     this.home = home;
     this.logFile = logFile;
+    this.config = config;
+  }
+
+  /** A c2s account `user@<domain>` with `password` (prosodyctl; failing is a HarnessError). */
+  register(user, password) {
+    const t0 = Date.now();
+    try {
+      execFileSync('prosodyctl', ['--config', this.config, 'register', user, this.side.domain, password], { stdio: 'pipe', timeout: 15000 });
+    } catch (e) {
+      throw new HarnessError(`prosodyctl register ${user}@${this.side.domain}`, Date.now() - t0, new Error(`${e.message} ${e.stderr || ''}`));
+    }
   }
 
   get pid() { return this.child.pid; }
@@ -149,16 +151,16 @@ async function startProsody(side, dir, hosts) {
   const child = spawn('prosody', ['--config', cfg, '-F'], { stdio: ['ignore', out, out] });
   closeSync(out);
   running.add(child);
-  const p = new Prosody(side, child, home, logFile);
+  const p = new Prosody(side, child, home, logFile, cfg);
   let spawnError = null;
   child.once('error', (e) => { spawnError = e; });
   for (;;) {
-    if (await listening(side.ip, 5347) && await listening(side.ip, 5269)) return p;
+    if (await listening(side.ip, 5347) && await listening(side.ip, 5269) && await listening(side.ip, 5222)) return p;
     if (spawnError || child.exitCode !== null || Date.now() - t0 > PROSODY_START_LIMIT_MS) {
       let stdout = '';
       try { stdout = readFileSync(path.join(home, 'stdout.log'), 'utf8'); } catch { /* none */ }
       await p.stop();
-      throw new HarnessError(`prosody ${side.domain} did not listen on ${side.ip}:5347 and :5269`, Date.now() - t0,
+      throw new HarnessError(`prosody ${side.domain} did not listen on ${side.ip}:5347, :5269 and :5222`, Date.now() - t0,
         new Error(`${spawnError ? `${spawnError.message} (install Debian's prosody)` : `exit ${child.exitCode}`}; ${stdout.slice(-800)}${p.tail(15)}`));
     }
     await sleep(100);
@@ -313,56 +315,26 @@ const COUNT_PCS = () => {
 
 /**
  * A lobby page of `server` signed in as `user` (`?user=`), its connections counted. The
- * Participant gets `user` and `address` (`user@domain` of the server's side).
+ * Participant is named `name@A` (its side) and gets `user` and `address` (`user@domain` of
+ * the server's side).
  */
 export async function signIn(s, browser, server, user, name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript(COUNT_PCS);
-  const page = await context.newPage();
-  const p = s.track(new Participant(`${name}@${server.side.name.toUpperCase()}`, context, page));
-  await loadPage(page, `${server.url}/?${new URLSearchParams({ user, name })}`, { ready: () => !!window.sbApp, what: 'the lobby' });
-  await page.waitForFunction(() => window.sbApp.line && window.sbApp.line.callsPeer, null, { timeout: 15000 });
-  await page.getByText('Signed in').first().waitFor({ timeout: 5000 });
-  p.user = user;
+  const p = await calls.signIn(s, browser, server, user, name, { label: `${name}@${server.side.name.toUpperCase()}`, initScript: COUNT_PCS });
   p.address = `${user}@${server.side.domain}`;
   p.server = server;
   return p;
 }
 
-/** `p` dials `to` from the "Call someone" field. */
-export async function dial(p, to) {
-  await p.page.getByLabel('Call someone').fill(to);
-  await p.page.getByRole('button', { name: 'Call', exact: true }).click();
-}
+export { dial } from './calls-lab.mjs';
 
 /** The incoming-call screen of `p`, naming `caller` (an address); returns the dialog. */
-export async function ringsAt(p, caller, timeout = 15000) {
-  const dlg = p.page.getByRole('alertdialog');
-  await dlg.waitFor({ state: 'visible', timeout });
-  const text = await dlg.textContent();
-  assert.ok(text.includes(caller), `${p.name}'s incoming screen does not name ${caller}: ${text}`);
-  return dlg;
-}
+export const ringsAt = (p, caller, timeout = 15000) => calls.ringsAt(p, caller, timeout);
 
-/**
- * Wait for the call-outcome line of `p` to say `reason` (and its text to match `text`, when
- * given: the line still shows the last call's end until the next one ends); returns its text.
- */
-export async function outcome(p, reason, { text = null, timeout = 15000 } = {}) {
-  const box = p.page.locator('#call-outcome');
-  const shown = async () => (await box.getAttribute('data-reason')) === reason && (!text || text.test(await box.textContent()));
-  await waitFor(shown, { timeout, what: `${p.name}: call outcome ${reason}${text ? ` ${text}` : ''}` }).catch(async (e) => {
-    e.message += ` (shown: ${await box.getAttribute('data-reason')} "${await box.textContent()}")`;
-    throw e;
-  });
-  return box.textContent();
-}
+/** calls-lab.mjs's outcome, waiting 15 s by default (across two servers). */
+export const outcome = (p, reason, { text = null, timeout = 15000 } = {}) => calls.outcome(p, reason, { text, timeout });
 
-/** The page's call view shows and its call room session is open. */
-export async function inCall(p, timeout = 20000) {
-  await p.page.getByRole('button', { name: 'Hang up' }).waitFor({ state: 'visible', timeout });
-  await waitFor(() => p.page.evaluate(() => window.sbApp.sb && window.sbApp.sb.state === 'open'), { timeout, what: `${p.name}: joined the call room` });
-}
+/** The page's call view shows and its call room session is open (within 20 s across two servers). */
+export const inCall = (p, timeout = 20000) => calls.inCall(p, timeout);
 
 /**
  * What page `p` receives on each of its live connections: inbound video frames decoded and

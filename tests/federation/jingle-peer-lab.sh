@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The independent Jingle peer (jingle_peer.py) proven against itself over real XMPP
 # federation: two Debian prosody servers in a private network namespace, a.test on
-# 127.0.0.1 and b.test on 127.0.0.2, s2s (dialback) between them, as in
-# crates/xmpp/tests/prosody.rs. carol@b.test calls dave@a.test: JMI and Jingle cross both
-# servers (candidates trickled by transport-info), both peers must decode audio and video
-# (at least MIN_FRAMES frames of each, the far end's 440 Hz tone audible);
+# 127.0.0.1 and b.test on 127.0.0.2, s2s (dialback) between them, with the config every
+# federation lab renders (prosody.cfg.lua.in; its Switchboard components stay unused
+# here). carol@b.test calls dave@a.test: JMI and Jingle cross both servers (candidates
+# trickled by transport-info), both peers must decode audio and video (at least
+# MIN_FRAMES frames of each, the far end's 440 Hz tone audible);
 # then dave declines a second call and carol must see "decline", a call to nobody@a.test
 # must end "unreachable", a wrong password must be exit 3, and a SIGTERM must end a call
 # with session-terminate on both sides.
@@ -53,26 +54,17 @@ printf '127.0.0.1 a.test\n127.0.0.2 b.test\n' >"$dir/hosts"
 start_prosody() { # name ip
     local name=$1 ip=$2 home="$dir/$1"
     mkdir -p "$home/data"
-    cat >"$home/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$home/prosody.pid"
-data_path = "$home/data"
-log = { { levels = { min = "debug" }, to = "file", filename = "$home/prosody.log" } }
-interfaces = { "$ip" }
-c2s_ports = { 5222 }
-s2s_ports = { 5269 }
-modules_enabled = { "saslauth"; "roster"; "disco"; "ping"; "iq"; "message"; "presence"; "dialback" }
-modules_disabled = { "tls"; "offline"; "s2s_bidi"; "http"; "bosh"; "websocket"; "posix"; "admin_shell" }
-s2s_require_encryption = false
-s2s_secure_auth = false
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-authentication = "internal_plain"
-storage = "internal"
-unbound = { hoststxt = "$dir/hosts" }
-
-VirtualHost "$name.test"
-EOF
+    # The config every federation lab runs (prosody.cfg.lua.in, see its header).
+    local cfg
+    cfg=$(<"$here/prosody.cfg.lua.in") || harness "no $here/prosody.cfg.lua.in"
+    cfg=${cfg//@HOME@/$home}
+    cfg=${cfg//@LOG@/$home/prosody.log}
+    cfg=${cfg//@IP@/$ip}
+    cfg=${cfg//@DOMAIN@/$name.test}
+    cfg=${cfg//@HOSTS@/$dir/hosts}
+    cfg=${cfg//@SECRET@/jingle-peer-lab}
+    if [[ $cfg =~ @[A-Z]+@ ]]; then harness "prosody.cfg.lua.in: no value for ${BASH_REMATCH[0]}"; fi
+    printf '%s\n' "$cfg" >"$home/prosody.cfg.lua"
     prosody --config "$home/prosody.cfg.lua" -F </dev/null >"$home/stdout.log" 2>&1 &
     pids+=($!)
 }

@@ -3,6 +3,8 @@
 //! between them and a component `sb.<name>.test` on each. This crate's prosody test and
 //! the server's federation tests share it. Every failure to set the lab up panics with a
 //! message starting "harness:", so that it reads as a harness failure, not a verdict.
+//! The prosody config is one template shared with the Chromium and Python labs, so the
+//! three labs run the same servers.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -12,6 +14,39 @@ use std::time::{Duration, Instant};
 
 /// The components' shared secret in the lab.
 pub const SECRET: &str = "trapezoid-secret";
+
+/// The prosody config of every federation lab (tests/browser/trapezoid-lab.mjs and
+/// tests/federation/jingle-peer-lab.sh render it too), placeholders `@NAME@`.
+pub const PROSODY_TEMPLATE: &str = include_str!("../../../tests/federation/prosody.cfg.lua.in");
+
+/// [`PROSODY_TEMPLATE`] with each `@NAME@` of `values` filled in; a placeholder left over
+/// is an error naming it.
+pub fn render_config(values: &[(&str, &str)]) -> Result<String, String> {
+    let mut text = PROSODY_TEMPLATE.to_string();
+    for (name, value) in values {
+        text = text.replace(&format!("@{name}@"), value);
+    }
+    match leftover_placeholder(&text) {
+        Some(left) => Err(format!("prosody template: no value for {left}")),
+        None => Ok(text),
+    }
+}
+
+/// The first `@NAME@` (upper-case letters between at-signs) in `text`.
+fn leftover_placeholder(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let after = &rest[at + 1..];
+        let name_len = after
+            .find(|c: char| !c.is_ascii_uppercase())
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('@') {
+            return Some(&rest[at..at + name_len + 2]);
+        }
+        rest = after;
+    }
+    None
+}
 
 /// How long prosody may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,33 +128,15 @@ fn start(dir: &Path, name: &str, ip: &str, hosts: &Path) -> Prosody {
     let home = dir.join(name);
     std::fs::create_dir_all(home.join("data")).expect("harness: temp dir");
     let log = home.join("prosody.log");
-    let config = format!(
-        r#"run_as_root = true
-pidfile = "{home}/prosody.pid"
-data_path = "{home}/data"
-log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{log}" }} }}
-interfaces = {{ "{ip}" }}
-c2s_ports = {{ 5222 }}
-s2s_ports = {{ 5269 }}
-component_ports = {{ 5347 }}
-component_interfaces = {{ "{ip}" }}
-modules_enabled = {{ "disco"; "ping"; "iq"; "message"; "presence"; "dialback" }}
-modules_disabled = {{ "tls"; "offline"; "s2s_bidi"; "http"; "bosh"; "websocket"; "posix"; "admin_shell" }}
-s2s_require_encryption = false
-s2s_secure_auth = false
-c2s_require_encryption = false
-storage = "internal"
-unbound = {{ hoststxt = "{hosts}" }}
-
-VirtualHost "{name}.test"
-
-Component "sb.{name}.test"
-  component_secret = "{SECRET}"
-"#,
-        home = home.display(),
-        log = log.display(),
-        hosts = hosts.display(),
-    );
+    let config = render_config(&[
+        ("HOME", &home.display().to_string()),
+        ("LOG", &log.display().to_string()),
+        ("IP", ip),
+        ("DOMAIN", &format!("{name}.test")),
+        ("HOSTS", &hosts.display().to_string()),
+        ("SECRET", SECRET),
+    ])
+    .unwrap_or_else(|e| panic!("harness: {e}"));
     let path = home.join("prosody.cfg.lua");
     std::fs::write(&path, config).expect("harness: write prosody config");
     let out = std::fs::File::create(home.join("stdout.log")).expect("harness: log file");
@@ -167,4 +184,35 @@ pub fn s2s_completed(p: &Prosody) -> Option<String> {
         .lines()
         .find(|l| l.contains("s2sout") && l.contains("complete"))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_renders_with_every_value_and_refuses_a_missing_one() {
+        let values = [
+            ("HOME", "/tmp/h"),
+            ("LOG", "/tmp/h/prosody.log"),
+            ("IP", "127.0.0.2"),
+            ("DOMAIN", "b.test"),
+            ("HOSTS", "/tmp/hosts"),
+            ("SECRET", "s3"),
+        ];
+        let text = render_config(&values).unwrap();
+        assert!(text.contains("interfaces = { \"127.0.0.2\" }"), "{text}");
+        assert!(text.contains("VirtualHost \"b.test\""), "{text}");
+        assert!(text.contains("Component \"sb.b.test\""), "{text}");
+        assert!(text.contains("component_secret = \"s3\""), "{text}");
+        assert_eq!(leftover_placeholder(&text), None);
+        let err = render_config(&values[1..]).unwrap_err();
+        assert!(err.contains("@HOME@"), "{err}");
+    }
+
+    #[test]
+    fn a_lone_at_sign_is_no_placeholder() {
+        assert_eq!(leftover_placeholder("carol@b.test @x@ @@ a@B"), None);
+        assert_eq!(leftover_placeholder("a@b @IP@"), Some("@IP@"));
+    }
 }
