@@ -87,11 +87,12 @@ impl FarLink for SipLink {
     async fn place(
         &self,
         from: &str,
-        _name: &str,
+        name: &str,
         to: &str,
         sdp: &str,
     ) -> Result<String, LinkError> {
-        self.0.place(from, to, sdp).await.map_err(err)
+        let name = Some(name).filter(|n| !n.is_empty());
+        self.0.place_named(from, name, to, sdp).await.map_err(err)
     }
 
     async fn accept(&self, sid: &str) -> Result<(), LinkError> {

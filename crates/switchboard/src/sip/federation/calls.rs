@@ -241,6 +241,7 @@ impl FederationCalls {
         }
         let Place {
             from,
+            name,
             to,
             offer,
             dest,
@@ -249,7 +250,7 @@ impl FederationCalls {
         } = place;
         let out = Outbound {
             target: format!("sip:{}@{}", to.user, to.domain),
-            from: format!("<sip:{}@{}>", from.user, from.domain),
+            from: from_header(name.as_deref(), &from),
             dest,
             transport,
             credentials: None,
@@ -441,4 +442,23 @@ pub(in crate::sip) fn call_of(event: &UaEvent) -> Option<CallId> {
         | UaEvent::Ended { call, .. } => Some(*call),
         UaEvent::Registration { .. } | UaEvent::IncomingCall { .. } => None,
     }
+}
+
+/// The From header of a call out: `"Ada" <sip:ada@a.test>`. The display name is a quoted
+/// string (RFC 3261 §25.1): control characters dropped, `"` and `\` escaped, at most 64
+/// characters.
+fn from_header(name: Option<&str>, from: &switchboard_calls::Address) -> String {
+    let uri = format!("<sip:{}@{}>", from.user, from.domain);
+    let name: String = name
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        return uri;
+    }
+    let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{quoted}\" {uri}")
 }

@@ -166,6 +166,8 @@ impl Refusal {
 /// A call placed: everything the agent needs, resolved and checked by the handle.
 pub(super) struct Place {
     pub from: Address,
+    /// The caller's display name, for the From header.
+    pub name: Option<String>,
     pub to: Address,
     pub offer: SessionDescription,
     pub dest: SocketAddr,
@@ -223,9 +225,22 @@ impl SipFederation {
 
     /// Calls `to` (`bob@b.test`) from the local user `from_user` (`ada`) with the
     /// browser's offer (every candidate in it); returns the call's id.
+    // The glue always names the caller; the tests mostly do not.
+    #[cfg(test)]
     pub async fn place(
         &self,
         from_user: &str,
+        to: &str,
+        sdp_offer: &str,
+    ) -> Result<String, FederationError> {
+        self.place_named(from_user, None, to, sdp_offer).await
+    }
+
+    /// [`Self::place`] with the caller's display name (the From header's).
+    pub async fn place_named(
+        &self,
+        from_user: &str,
+        name: Option<&str>,
         to: &str,
         sdp_offer: &str,
     ) -> Result<String, FederationError> {
@@ -252,6 +267,7 @@ impl SipFederation {
         let (dest, transport, tls_name) = self.next_hop(&to.domain).await?;
         let place = Place {
             from,
+            name: name.map(str::to_string),
             to,
             offer,
             dest,

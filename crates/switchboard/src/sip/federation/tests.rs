@@ -543,3 +543,23 @@ fn end_reasons_from_sip() {
     );
     assert_eq!(address_of("sip:a.test"), None);
 }
+
+#[test]
+fn the_callers_display_name_crosses_quoted() {
+    let (a, mut b) = pair();
+    run(async {
+        let name = Some(" Ada \"the\" Countess\u{1}\\ ");
+        let call = a
+            .fed
+            .place_named("ada", name, "bob@b.test", OFFER)
+            .await
+            .unwrap();
+        match b.next().await {
+            FederationEvent::Incoming { from_name, .. } => {
+                assert_eq!(from_name.as_deref(), Some("Ada \"the\" Countess\\"))
+            }
+            other => panic!("not Incoming: {other:?}"),
+        }
+        a.fed.hangup(&call).await.unwrap();
+    });
+}
