@@ -67,7 +67,13 @@ pub fn full_call(ada: &mut Side, bob: &mut Side, carry: Carry, same: Same) {
     ada_call.send(json!({"type": "offer", "to": far_bob, "sdp": OFFER}));
     ada_call.send(json!({"type": "candidate", "to": far_bob, "candidate": candidate(40000)}));
     let inc = bob.line.expect("incoming");
-    assert_eq!(inc["from"], "ada@a.test", "{inc}");
+    // Her address, and the display name of her device (crossed as XMPP nick or SIP
+    // From display name).
+    assert_eq!(
+        (&inc["from"], &inc["fromName"]),
+        (&json!("ada@a.test"), &json!("ada")),
+        "{inc}"
+    );
     assert_eq!(ada.line.expect("ringing")["to"], "bob@b.test");
     bob.line.request(json!({"call": "accept", "id": inc["id"]}));
     assert_eq!(bob.line.expect("answered")["by"], "bob@b.test");
