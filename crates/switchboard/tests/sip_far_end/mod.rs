@@ -365,11 +365,16 @@ pub fn peer_of(b: &SfuClient, far: &FarEnd) -> Option<String> {
 /// The calls to `fars` are answered and media crosses both ways: B hears each far end's
 /// tone (`hz[i]`) from that call's peer, and each far end hears the room: B's 1,000 Hz
 /// and the other far ends' tones, never its own. Returns the calls' peer ids.
+/// Samples (8 kHz) of the full mix each far end records before the shares are judged:
+/// a second of settling and three whole seconds.
+const MIX_WINDOW: usize = 4 * 8000;
+
 pub fn talk_all(b: &mut SfuClient, fars: &mut [&mut FarEnd], hz: &[f64]) -> Vec<String> {
     let mut tone = OpusTone::new(1000.0);
     let mut next_opus = Instant::now();
     let mut media: Vec<FarTone> = hz.iter().map(|&hz| FarTone::new(hz)).collect();
     let mut peers: Vec<Option<String>> = vec![None; fars.len()];
+    let mut marks: Option<Vec<usize>> = None;
     let heard =
         |b: &SfuClient, p: &Option<String>| p.as_deref().map_or(0, |p| heard_from(b, p).len());
     let deadline = Instant::now() + Duration::from_secs(25);
@@ -398,11 +403,25 @@ pub fn talk_all(b: &mut SfuClient, fars: &mut [&mut FarEnd], hz: &[f64]) -> Vec<
             // Looked up again each time: a call's peer that left shows late.
             *peer = peer_of(b, far).or(peer.take());
         }
-        if peers.iter().all(|p| heard(b, p) >= 150) && media.iter().all(|m| m.heard.len() >= 24_000)
+        // The mix a far end hears holds every source only once every call is up: mark
+        // where each far end's recording stood when B first heard all of them.
+        if marks.is_none() && peers.iter().all(|p| heard(b, p) > 0) {
+            marks = Some(media.iter().map(|m| m.heard.len()).collect());
+        }
+        let enough = marks.as_ref().is_some_and(|marks| {
+            media
+                .iter()
+                .zip(marks)
+                .all(|(m, &at)| m.heard.len() >= at + MIX_WINDOW)
+        });
+        if peers.iter().all(|p| heard(b, p) >= 150)
+            && media.iter().all(|m| m.heard.len() >= 24_000)
+            && enough
         {
             break;
         }
     }
+    let marks = marks.unwrap_or_default();
     let peers: Vec<String> = peers
         .into_iter()
         .map(|p| p.expect("the sip peer"))
@@ -414,9 +433,11 @@ pub fn talk_all(b: &mut SfuClient, fars: &mut [&mut FarEnd], hz: &[f64]) -> Vec<
             (got - hz[i]).abs() < 10.0 && rms > 1000.0,
             "far end {i}: {got} Hz, RMS {rms}"
         );
-        // Whole seconds after the first; the median of each tone's share over them (a
-        // concealed packet on the busy machine spoils one second, not the verdict).
-        let seconds: Vec<&[i16]> = media[i].heard[8000..].chunks_exact(8000).collect();
+        // Whole seconds from a second after every call was up (the mix of all sources);
+        // the median of each tone's share over them (a concealed packet on the busy
+        // machine spoils one second, not the verdict).
+        let from = marks.get(i).copied().unwrap_or(0).max(8000) + 8000;
+        let seconds: Vec<&[i16]> = media[i].heard[from..].chunks_exact(8000).collect();
         let share = |f: f64| median(seconds.iter().map(|s| share_at(s, f)).collect());
         let (_, rms) = tone_of(&media[i].heard[8000..], 8000);
         let room = share(1000.0);
