@@ -12,9 +12,11 @@
 // notice: ada's page rings naming carol, JsSIP hears ringing; once answered both decode the
 // other's video (frames decoded grow) and hear the other's tone (WebAudio analyser of the
 // call's received track); a hangup on either side ends the call on the other; a refusal
-// shows its reason on the caller's page. And that the media went browser to browser: each
-// page's selected candidate pair is the other's, reversed, on no port of Switchboard's, and
-// A's SIP gateway held no RTP port for the call (switchboard_sip_rtp_ports_in_use 0).
+// shows its reason on the caller's page; a call outlasts JsSIP's 90 s session timer (its
+// UPDATE refresh crosses kamailio and is answered). And that the media went browser to
+// browser: each page's selected candidate pair is the other's, reversed, on no port of
+// Switchboard's, and A's SIP gateway held no RTP port for the call
+// (switchboard_sip_rtp_ports_in_use 0).
 //
 // kamailio (or its websocket module) missing or not starting, and Chromium not starting,
 // are harness failures (HarnessError), not verdicts.
@@ -456,5 +458,21 @@ test('the other hangups: ada hangs up a call carol placed, carol hangs up a call
   await carol.page.evaluate(() => window.__hangup());
   assert.match(await outcome(ada, 'hangup'), /carol@sip\.test hung up/);
   assert.match(await phoneSees(carol, 'ended'), /by local$/);
+  await callsGone(server);
+}));
+
+test('a call outlasts JsSIP\'s session timer: its refresh (UPDATE, 45 s in) crosses kamailio, A answers 200 OK, and both still decode', { timeout: 150000 }, () => withLab('jssip-session-timer', async ({ server, kam, ada, carol }) => {
+  await carol.page.evaluate(() => window.__dial('sip:ada@a.test'));
+  await (await ringsAt(ada, 'carol@sip.test')).getByRole('button', { name: 'Accept' }).click();
+  const farId = await inCallWithFar(ada);
+  await phoneSees(carol, 'confirmed');
+  // JsSIP asks for 90 s sessions (its minimum) and refreshes at half of that.
+  await waitFor(() => kam.logTail(400).includes('sip.test: reply 200 to in dialog UPDATE'), { timeout: 70000, interval: 1000, what: "JsSIP's session refresh (UPDATE) answered 200 OK through kamailio" });
+  assert.deepEqual((await phoneEvents(carol)).filter((e) => e.startsWith('ended') || e.startsWith('failed')), [], "JsSIP's session goes on");
+  assert.equal((await metrics(server)).switchboard_sip_calls, 1, 'A still has the call');
+  await decodes(carol, 'phone');
+  await ada.expectFlowing(farId, { audio: true });
+  await carol.page.evaluate(() => window.__hangup());
+  assert.match(await outcome(ada, 'hangup'), /carol@sip\.test hung up/);
   await callsGone(server);
 }));
