@@ -18,6 +18,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio) # crates/sip/tests/registrar.rs (--ignored)
+[ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/websocket.so ] || missing+=(kamailio-websocket-modules) # tests/browser/jssip-federation.test.mjs
 command -v prosody >/dev/null 2>&1 || missing+=(prosody lua-unbound) # crates/xmpp/tests/prosody.rs (--ignored), tests/browser/trapezoid.test.mjs
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core) # crates/sip/tests/baresip_call.rs (--ignored)
 /usr/bin/python3 -c 'import aiortc, websockets' >/dev/null 2>&1 || missing+=(python3-aiortc python3-websockets) # tests/browser/interop.test.mjs

@@ -514,15 +514,18 @@ export class Kamailio {
  * kamailio on 127.0.0.1 (a free port, UDP and TCP) with the Rust interop tests' config
  * (crates/sip/tests/lab/kamailio.cfg: registrar, record-routing proxy, digest auth; users
  * alice/alicepw and bob/bobpw); resolves once it answers OPTIONS. Not starting is a
- * HarnessError.
+ * HarnessError. `opts.config`: another config (a file URL), its `@PORT@` the SIP port and
+ * each `@NAME@` of `opts.vars` that value.
+ * @param {{config?: URL, vars?: Record<string, string | number>}} [opts]
  */
-export async function startKamailio() {
+export async function startKamailio(opts = {}) {
   const t0 = Date.now();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-kamailio-'));
   const port = await freePortTcpUdp();
   const cfg = path.join(dir, 'kamailio.cfg');
-  const template = readFileSync(new URL('../../crates/sip/tests/lab/kamailio.cfg', import.meta.url), 'utf8');
-  writeFileSync(cfg, template.replaceAll('@PORT@', String(port)));
+  let text = readFileSync(opts.config ?? new URL('../../crates/sip/tests/lab/kamailio.cfg', import.meta.url), 'utf8').replaceAll('@PORT@', String(port));
+  for (const [name, value] of Object.entries(opts.vars ?? {})) text = text.replaceAll(`@${name}@`, String(value));
+  writeFileSync(cfg, text);
   const run = path.join(dir, 'run');
   mkdirSync(run);
   const logFile = path.join(dir, 'kamailio.log');
@@ -541,5 +544,27 @@ export async function startKamailio() {
         new Error(`${spawnError ? `${spawnError.message} (install Debian's kamailio)` : `port ${port}, exit ${child.exitCode}`}${tail ? `; its output:\n${tail}` : ''}`));
     }
   }
+  return k;
+}
+
+/**
+ * kamailio as the SIP service of domain sip.test for WebRTC clients (tests/browser/kamailio-ws.cfg):
+ * a registrar over SIP-over-WebSocket at `ws://127.0.0.1:<wsPort>` (digest: carol/carolpw,
+ * dave/davepw) and the record-routing proxy to and from Switchboard A (call domain a.test,
+ * SIP over UDP at 127.0.0.1:`sbSipPort`, let in without a challenge). Adds `wsPort` and
+ * `wsUrl`. Needs Debian's kamailio-websocket-modules: without it, a HarnessError.
+ * @param {{sbSipPort: number}} opts
+ */
+export async function startKamailioWs({ sbSipPort }) {
+  const modules = '/usr/lib/x86_64-linux-gnu/kamailio/modules';
+  try {
+    statSync(path.join(modules, 'websocket.so'));
+  } catch (e) {
+    throw new HarnessError("kamailio's websocket module", 0, new Error(`${e.message} (install Debian's kamailio-websocket-modules)`));
+  }
+  const wsPort = await freePortTcpUdp();
+  const k = await startKamailio({ config: new URL('./kamailio-ws.cfg', import.meta.url), vars: { WS_PORT: wsPort, SB_PORT: sbSipPort } });
+  k.wsPort = wsPort;
+  k.wsUrl = `ws://127.0.0.1:${wsPort}`;
   return k;
 }

@@ -112,6 +112,21 @@ pub(super) fn response(
     r
 }
 
+/// Copies the request's Record-Route values, in order, into a response that makes a dialog
+/// (an 18x or the 2xx to an INVITE), as RFC 3261 §12.1.1 asks: the caller takes its route
+/// set from that response, and without it its ACK and BYE would skip the proxies that
+/// record-routed (a WebSocket client's proxy can reach it no other way).
+pub(super) fn copy_record_route(request: &Message<'_>, response: &mut Message<'static>) {
+    let h = response.headers_mut();
+    for rr in request
+        .headers()
+        .iter()
+        .filter(|x| x.name.eq_ignore_ascii_case("Record-Route"))
+    {
+        h.push(rr.name.to_string(), rr.value.to_string());
+    }
+}
+
 pub(super) fn new_tag() -> String {
     switchboard_util::random_hex(6)
 }

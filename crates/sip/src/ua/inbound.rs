@@ -238,6 +238,7 @@ impl UserAgent {
             .map_or(contact, |d| d.local_contact.clone());
         let tag = c.local_tag.clone();
         let mut r = super::build::response(&self.cfg.user_agent, invite, 180, "Ringing", &tag);
+        super::build::copy_record_route(invite, &mut r);
         r.headers_mut().push("Contact", local_contact.to_string());
         let c = self.calls.get_mut(&call).ok_or(UaError::UnknownCall)?;
         if reliable && c.reliable.is_none() {
@@ -273,6 +274,7 @@ impl UserAgent {
         };
         let tx = *tx;
         let mut r = self.response(invite, 200, "OK", &c.local_tag);
+        super::build::copy_record_route(invite, &mut r);
         let invite_seq = invite.headers().cseq().map(|s| s.seq).unwrap_or(0);
         let peer_timer = invite.headers().has_token("Supported", "timer")
             || invite.headers().has_token("Require", "timer");

@@ -1,6 +1,7 @@
 //! User agent tests against raw peers written in the test (no second user agent): the
 //! outbound 407 answered once, 422 answered once with the Min-SE, and the out-of-dialog
-//! answers (481, OPTIONS 200, 405, 483, 420, 422, malformed requests → 400, junk ignored).
+//! answers (481, OPTIONS 200, 405, 483, 420, 422, malformed requests → 400, junk ignored);
+//! the responses that make a dialog carry the INVITE's Record-Route.
 
 use std::time::{Duration, Instant};
 
@@ -252,4 +253,44 @@ fn transport_error_ends_the_outbound_call() {
     assert_eq!(a.counters().tx.live(), 0);
     assert_eq!(a.counters().tracked_transactions, 0);
     assert_eq!(a.counters().calls_ended.error, 1);
+}
+
+#[test]
+fn ringing_and_ok_copy_the_record_route_of_the_invite_in_order() {
+    let now = Instant::now();
+    let mut a = UserAgent::new(config(A), now);
+    // Two proxies, the nearer one twice (a transport change: WebSocket in, UDP out), one
+    // header holding a list and one more line, with parameters A does not know.
+    let rr1 = "<sip:192.0.2.7:5060;r2=on;lr>, <sip:192.0.2.7:8080;transport=ws;r2=on;lr>";
+    let rr2 = "<sip:p2.example;lr;ftag=x1>";
+    let invite = raw_request("INVITE", None).replace(
+        "Max-Forwards: 70",
+        &format!("Max-Forwards: 70\r\nRecord-Route: {rr1}\r\nRecord-Route: {rr2}"),
+    );
+    a.handle_datagram(now, invite.as_bytes(), addr(B), Transport::Udp);
+    let call = match std::iter::from_fn(|| a.poll_event())
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [UaEvent::IncomingCall { call, .. }] => *call,
+        other => panic!("expected one IncomingCall, got {other:?}"),
+    };
+    let record_route = |m: &Message<'_>| -> Vec<String> {
+        m.headers()
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
+            .map(|h| h.value.to_string())
+            .collect()
+    };
+    let sent = |a: &mut UserAgent, status: u16| -> Message<'static> {
+        raw_out(a)
+            .into_iter()
+            .find(|m| matches!(m, Message::Response(r) if r.status == status))
+            .unwrap_or_else(|| panic!("no {status} sent"))
+    };
+    a.ring(now, call).unwrap();
+    assert_eq!(record_route(&sent(&mut a, 180)), [rr1, rr2], "180 Ringing");
+    a.accept(now, call, audio(4000, Direction::SendRecv))
+        .unwrap();
+    assert_eq!(record_route(&sent(&mut a, 200)), [rr1, rr2], "200 OK");
 }

@@ -2,7 +2,9 @@
 //! (`kamailio-proxy.cfg`: it routes by the Request-URI's domain and record-routes), as a
 //! deployment with a proxy between the servers has it: the INVITE, the answer, the BYE
 //! (along the route set) and a CANCEL cross the proxy, and the SDP still arrives byte
-//! for byte. Ignored by default: it needs kamailio (`cargo test -- --ignored`).
+//! for byte. The caller's ACK and BYE cross it too (kamailio's log says so): the callee's
+//! responses carry the Record-Route. Ignored by default: it needs kamailio
+//! (`cargo test -- --ignored`).
 
 use super::tests::{answered, hung_up, incoming, run, End, OFFER};
 use super::*;
@@ -14,7 +16,22 @@ const CONFIG: &str = include_str!("kamailio-proxy.cfg");
 /// kamailio in a process group of its own (it forks workers): dropped, the group ends.
 struct Proxy {
     child: Child,
+    log: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Waits (up to 5 s) for kamailio's log to hold `line`.
+    async fn logged(&self, line: &str) {
+        for _ in 0..50 {
+            if std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains(line)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        panic!("kamailio's log has no {line:?}:\n{log}");
+    }
 }
 
 impl Drop for Proxy {
@@ -46,6 +63,8 @@ fn start_proxy(port: u16, a: SocketAddr, b: SocketAddr) -> Proxy {
     std::fs::write(&cfg, text).unwrap();
     let run_dir = dir.path().join("run");
     std::fs::create_dir(&run_dir).unwrap();
+    let log = dir.path().join("kamailio.log");
+    let stderr = std::fs::File::create(&log).unwrap();
     let child = Command::new("kamailio")
         .arg("-f")
         .arg(&cfg)
@@ -53,10 +72,14 @@ fn start_proxy(port: u16, a: SocketAddr, b: SocketAddr) -> Proxy {
         .arg(&run_dir)
         .process_group(0)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("kamailio (Debian's package) runs");
-    let proxy = Proxy { child, _dir: dir };
+    let proxy = Proxy {
+        child,
+        log,
+        _dir: dir,
+    };
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -83,11 +106,24 @@ fn calls_cross_a_record_routing_proxy() {
     let via = format!("127.0.0.1:{port}");
     let mut a = End::start("a.test", "127.0.0.1:0", &format!("b.test={via}"), &[]);
     let mut b = End::start("b.test", "127.0.0.1:0", &format!("a.test={via}"), &[]);
-    let _proxy = start_proxy(port, a.udp(), b.udp());
+    let proxy = start_proxy(port, a.udp(), b.udp());
     run(async {
         // Answered, then hung up by the callee: its BYE follows the route set.
         let (call, id) = answered(&mut a, &mut b, "ada", "bob@b.test").await;
+        // The caller's ACK took the route set the 200 OK brought.
+        proxy
+            .logged("federation: in dialog ACK from sip:ada@a.test")
+            .await;
         hung_up(&b, &id, &mut a, call).await;
+        proxy
+            .logged("federation: in dialog BYE from sip:bob@b.test")
+            .await;
+        // Answered, then hung up by the caller: its BYE crosses the proxy too.
+        let (call, id) = answered(&mut a, &mut b, "ada", "bob@b.test").await;
+        hung_up(&a, &call, &mut b, id).await;
+        proxy
+            .logged("federation: in dialog BYE from sip:ada@a.test")
+            .await;
         // The other way, cancelled while it rings: the CANCEL crosses the proxy.
         let call = b.fed.place("bob", "ada@a.test", OFFER).await.unwrap();
         let (id, ..) = incoming(a.next().await);
