@@ -551,12 +551,11 @@ function sipCalls(server, from) {
  * Over SIP: each Switchboard's SIP gateway on its own address and a fixed free port, with
  * `--sip-federation` naming the other's; no prosody, no `--xmpp-*`. What crossed is read
  * from the servers' logs: the caller's `call out` to the callee's address, the callee's
- * `call in` from the caller's, and the caller's `call ended` with the SIP status of the
+ * `call in` for that user from the caller's domain, and the caller's `call ended` with the SIP status of the
  * call's end (603, 486, 404, 487; none after a BYE).
  */
 export function overSip() {
   let pair = null;
-  const log = (name) => pair[name];
   return {
     name: 'sip',
     label: 'SIP',
@@ -583,14 +582,15 @@ export function overSip() {
     async crossed(mark, { caller, to, outcome }) {
       const callee = caller === 'a' ? 'b' : 'a';
       const from = `@${SIDES[caller].domain}`;
+      const user = to.split('@')[0];
       const want = SIP_STATUS[outcome];
       let seen;
       await waitFor(() => {
-        const out = sipCalls(log(caller), mark[caller]);
-        const inn = sipCalls(log(callee), mark[callee]);
+        const out = sipCalls(pair[caller], mark[caller]);
+        const inn = sipCalls(pair[callee], mark[callee]);
         const placed = out.find((x) => x.what === 'out' && x.to === to);
         const ended = placed && out.find((x) => x.what === 'ended' && x.id === placed.id);
-        const took = inn.find((x) => x.what === 'in' && x.from?.endsWith(from));
+        const took = inn.find((x) => x.what === 'in' && x.from?.endsWith(from) && [to, user].includes(x.to));
         seen = { placed, ended, took };
         return placed && took && ended && (want === null ? ended.status === null : want.includes(ended.status));
       }, { timeout: 5000, interval: 250, what: `the call ${caller.toUpperCase()} -> ${to} over SIP, ended ${want === null ? 'by BYE' : want.join('|')}` })
@@ -603,7 +603,7 @@ export function overSip() {
     },
     nothingCrossed(mark) {
       for (const name of ['a', 'b']) {
-        const inn = sipCalls(log(name), mark[name]).filter((x) => x.what === 'in');
+        const inn = sipCalls(pair[name], mark[name]).filter((x) => x.what === 'in');
         assert.equal(inn.length, 0, `no SIP call reached ${name.toUpperCase()}: ${inn.map((x) => x.line).join('\n')}`);
       }
     },
