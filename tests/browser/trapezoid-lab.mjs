@@ -17,6 +17,10 @@
 //
 // Prosody not listening within 20 s is a HarnessError (not a verdict); a Switchboard that
 // does not attach as its component is a verdict.
+//
+// Over SIP (overSip, at the end) there is no prosody: A and B each run the SIP gateway on
+// their own address and call each other directly (`--sip-federation`); what crossed is read
+// from the two Switchboards' logs.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, readFileSync, openSync, closeSync, rmSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
@@ -25,7 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { HarnessError } from './chromium.mjs';
-import { sleep, waitFor, socketOwner } from './harness.mjs';
+import { sleep, waitFor, socketOwner, freePortTcpUdp } from './harness.mjs';
 import * as calls from './calls-lab.mjs';
 
 /** The component secret of both prosody servers (the lab's only secret). */
@@ -405,12 +409,12 @@ function exeOf(pid) {
 /**
  * The media of a call went browser to browser: each page's selected pair is host to host over
  * UDP on loopback, each page's remote candidate is the other page's local one, and the UDP
- * socket behind each of them belongs to a Chromium process, none of the `servers` and
- * `prosody` processes (so no relay, no server address is on the path). `aConn`, `bConn`:
- * expectDecoding's results. Returns a one-line description.
+ * socket behind each of them belongs to a Chromium process, none of the `servers` and of no
+ * process in `others` (pids: the prosody servers) (so no relay, no server address is on the
+ * path). `aConn`, `bConn`: expectDecoding's results. Returns a one-line description.
  */
-export function expectBrowserToBrowser(aConn, bConn, { servers = [], prosody = [] } = {}) {
-  const others = new Set([...servers.map((s) => s.pid), ...prosody.map((x) => x.pid)]);
+export function expectBrowserToBrowser(aConn, bConn, { servers = [], others: pids = [] } = {}) {
+  const others = new Set([...servers.map((s) => s.pid), ...pids]);
   for (const c of [aConn, bConn]) {
     assert.ok(c.pair && c.pair.local && c.pair.remote, `a selected candidate pair: ${JSON.stringify(c)}`);
     for (const end of [c.pair.local, c.pair.remote]) {
@@ -484,3 +488,125 @@ export const median = (xs) => {
   const v = [...xs].sort((x, y) => x - y);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 };
+
+// ---------------------------------------------------------------------------------------
+// The two ways across: XMPP/Jingle through both prosody servers, or SIP between the two
+// Switchboards directly. trapezoid.test.mjs runs the same calls over each; a way says how
+// its servers start and what crossing the servers means for it.
+//
+//   { name, label, crossing (what crossed() checks, in words), servers(s, extra) -> {a, b}
+//     (starting the way's lab, once, on the first call), stop(), others() (pids that must
+//     not own a media socket), mark(), crossed(mark, call) -> report line (throws when the
+//     call's signalling did not cross as it should), nothingCrossed(mark), diagnostics() }
+//
+// `call` = { caller: 'a' | 'b', to: address, outcome: the call book's end reason }.
+
+/** Over XMPP/Jingle: each Switchboard the component of its prosody, s2s between them. */
+export function overXmpp() {
+  let lab = null;
+  return {
+    name: 'xmpp',
+    label: 'XMPP/Jingle',
+    crossing: 'the stanzas crossed both prosody servers',
+    async stop() { await lab?.stop(); },
+    async servers(s, extra = []) {
+      lab ??= await startProsodyPair();
+      const a = await startSideServer(s, SIDES.a, lab.a, { extra });
+      const b = await startSideServer(s, SIDES.b, lab.b, { extra });
+      return { a, b };
+    },
+    others: () => [lab.a.pid, lab.b.pid],
+    mark: () => stanzaMark(lab),
+    crossed: async (mark) => stanzaSummary(await expectStanzasCrossed(lab, mark)),
+    nothingCrossed(mark) {
+      const c = stanzasSince(lab, mark);
+      assert.equal(c.aToB.acrossS2s + c.bToA.acrossS2s, 0, `nothing crossed to the other server: ${JSON.stringify(c)}`);
+    },
+    diagnostics: () => (lab ? `\n--- prosody a.test:\n${lab.a.tail(25)}\n--- prosody b.test:\n${lab.b.tail(25)}` : ''),
+    /** The stanza counts since `mark` (the benchmark's stanzas per call). */
+    stanzas: (mark) => stanzasSince(lab, mark),
+  };
+}
+
+/**
+ * The SIP status that ends a call at the caller, by the call book's end reason (the table
+ * of docs/sip.md "Federation"); `null`: the call was answered, then hung up with a BYE.
+ */
+const SIP_STATUS = { hangup: null, declined: [603], busy: [486, 600], unreachable: [404, 410, 480, 484, 503, 604], cancelled: [487] };
+
+/** The `SIP federation: …` lines of a server's log from line `from` on, their fields read. */
+function sipCalls(server, from) {
+  const out = [];
+  for (const line of server.lines.slice(from)) {
+    const m = line.match(/SIP federation: call (in|out|ended)\b(.*)$/);
+    if (!m) continue;
+    const field = (k) => (m[2].match(new RegExp(`\\b${k}=(\\S+)`)) || [])[1];
+    const status = (m[2].match(/\bstatus=Some\((\d+)\)/) || [])[1];
+    out.push({ what: m[1], id: field('id'), from: field('from'), to: field('to'), status: status ? Number(status) : null, line });
+  }
+  return out;
+}
+
+/**
+ * Over SIP: each Switchboard's SIP gateway on its own address and a fixed free port, with
+ * `--sip-federation` naming the other's; no prosody, no `--xmpp-*`. What crossed is read
+ * from the servers' logs: the caller's `call out` to the callee's address, the callee's
+ * `call in` for that user from the caller's domain, and the caller's `call ended` with the SIP status of the
+ * call's end (603, 486, 404, 487; none after a BYE).
+ */
+export function overSip() {
+  let pair = null;
+  return {
+    name: 'sip',
+    label: 'SIP',
+    crossing: 'the INVITE went from one Switchboard to the other',
+    async stop() {},
+    async servers(s, extra = []) {
+      const port = { a: await freePortTcpUdp(SIDES.a.ip), b: await freePortTcpUdp(SIDES.b.ip) };
+      const start = async (side, other) => {
+        const server = await s.server({
+          host: side.ip,
+          args: ['--call-domain', side.domain, '--sip-listen', `${side.ip}:${port[side.name]}`,
+            '--sip-federation', `${other.domain}=${other.ip}:${port[other.name]}`, '--federation-allow', other.domain, ...extra],
+        });
+        server.side = side;
+        assert.ok(server.lines.some((l) => l.includes(`SIP gateway on udp://${side.ip}:${port[side.name]}`)),
+          `Switchboard ${side.name.toUpperCase()}: its SIP gateway on ${side.ip}:${port[side.name]}:\n${server.lines.slice(-20).join('\n')}`);
+        return server;
+      };
+      pair = { a: await start(SIDES.a, SIDES.b), b: await start(SIDES.b, SIDES.a) };
+      return pair;
+    },
+    others: () => [],
+    mark: () => ({ a: pair.a.lines.length, b: pair.b.lines.length }),
+    async crossed(mark, { caller, to, outcome }) {
+      const callee = caller === 'a' ? 'b' : 'a';
+      const from = `@${SIDES[caller].domain}`;
+      const user = to.split('@')[0];
+      const want = SIP_STATUS[outcome];
+      let seen;
+      await waitFor(() => {
+        const out = sipCalls(pair[caller], mark[caller]);
+        const inn = sipCalls(pair[callee], mark[callee]);
+        const placed = out.find((x) => x.what === 'out' && x.to === to);
+        const ended = placed && out.find((x) => x.what === 'ended' && x.id === placed.id);
+        const took = inn.find((x) => x.what === 'in' && x.from?.endsWith(from) && [to, user].includes(x.to));
+        seen = { placed, ended, took };
+        return placed && took && ended && (want === null ? ended.status === null : want.includes(ended.status));
+      }, { timeout: 5000, interval: 250, what: `the call ${caller.toUpperCase()} -> ${to} over SIP, ended ${want === null ? 'by BYE' : want.join('|')}` })
+        .catch((e) => {
+          e.message += `: ${JSON.stringify(seen)}`;
+          throw e;
+        });
+      const end = seen.ended.status === null ? 'BYE' : String(seen.ended.status);
+      return `${caller.toUpperCase()} placed ${seen.placed.id} to ${to}, ${callee.toUpperCase()} took it as ${seen.took.id}; ended ${end}`;
+    },
+    nothingCrossed(mark) {
+      for (const name of ['a', 'b']) {
+        const inn = sipCalls(pair[name], mark[name]).filter((x) => x.what === 'in');
+        assert.equal(inn.length, 0, `no SIP call reached ${name.toUpperCase()}: ${inn.map((x) => x.line).join('\n')}`);
+      }
+    },
+    diagnostics: () => '',
+  };
+}
