@@ -236,7 +236,9 @@ impl SipFederation {
         self.place_named(from_user, None, to, sdp_offer).await
     }
 
-    /// [`Self::place`] with the caller's display name (the From header's).
+    /// Calls `to` (`bob@b.test`) from the local user `from_user` (`ada`), named `name`
+    /// in the From header, with the browser's offer (every candidate in it); returns the
+    /// call's id.
     pub async fn place_named(
         &self,
         from_user: &str,
