@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the fuzz targets (cargo fuzz, libFuzzer, on the stable toolchain; see README.md).
 #
-#   fuzz/run.sh --ci                      # every target ~8 s on its committed corpus (CI)
+#   fuzz/run.sh --ci                      # every target ~5 s on its committed corpus (CI)
 #   fuzz/run.sh --long                    # every target 30 min or 10^8 runs, seeds included,
 #                                         # new coverage merged into fuzz/corpus/<target>
 #   fuzz/run.sh --long turn_server        # some targets
@@ -23,7 +23,7 @@ TARGETS=(first_bytes_demux stream_framing stun_parse natprobe_response stun_inte
 if [ $# -gt 0 ]; then TARGETS=("$@"); fi
 
 case "$mode" in
-  --ci) each="${SECONDS_EACH:-8}"; runs=-1 ;;
+  --ci) each="${SECONDS_EACH:-5}"; runs=-1 ;;
   # Long runs are worth opt-level 3 (Cargo.toml's opt-level 1 keeps the CI build short):
   # 1.3-1.6x the executions a second, for a build of about a third more CPU.
   --long) each="${SECONDS_EACH:-1800}"; runs="${RUNS:-100000000}"; export CARGO_PROFILE_RELEASE_OPT_LEVEL=3 ;;

@@ -80,7 +80,7 @@ mstatus=${PIPESTATUS[0]}
 if [ "$mstatus" != 0 ] && ! grep -q '^nat matrix: [0-9]* passed' "$LOGS/matrix.log"; then
   echo "nat matrix: 0 passed, 0 failed, 1 harness failures (did not run, exit $mstatus)" | tee -a "$LOGS/matrix.log"
 fi
-echo "== fuzz targets, ~8 s each on their corpora (fuzz/run.sh --ci)"
+echo "== fuzz targets, ~5 s each on their corpora (fuzz/run.sh --ci)"
 fuzz/run.sh --ci 2>&1 | tee "$LOGS/fuzz.log" | grep -E '^(fuzz|==|    )'
 fstatus=${PIPESTATUS[0]}
 if [ "$fstatus" != 0 ] && ! grep -q '^fuzz: [0-9]* passed' "$LOGS/fuzz.log"; then
