@@ -26,7 +26,7 @@ import { createRequire } from 'node:module';
 import http from 'node:http';
 import { scope, waitFor, launchBrowser, toneWav, loadPage, Participant, freePortTcpUdp } from './harness.mjs';
 import { SMALL_CAMERA } from './sfu-helpers.mjs';
-import { startKamailioWs, freePortPair, metrics } from './sip-lab.mjs';
+import { startKamailioWs, freePortPair, metrics, installToneAnalyser } from './sip-lab.mjs';
 
 const require = createRequire(import.meta.url);
 const DOMAIN = 'a.test';
@@ -216,10 +216,11 @@ async function inCallWithFar(p) {
 /**
  * In a page, on the call's peer connection (`who`: 'phone', JsSIP's session; else the
  * lobby's peer `id`): what it decoded so far, the dominant frequency of its received audio
- * (16384-point FFT, magnitudes summed over 10 snapshots 100 ms apart, below 100 Hz
- * ignored) with its level in dBFS, and the selected candidate pair.
+ * with its level in dBFS (sip-lab.mjs's `installToneAnalyser`), and the selected candidate
+ * pair.
  */
-function probe(p, who, id, what) {
+async function probe(p, who, id, what) {
+  if (what === 'tone') await installToneAnalyser(p.page);
   return p.page.evaluate(async ({ who, id, what }) => {
     const pc = who === 'phone' ? window.__phone.session?.connection : window.sbApp.sb?.peers.get(id)?.pc;
     if (!pc) return null;
@@ -244,28 +245,7 @@ function probe(p, who, id, what) {
     // what === 'tone'
     const track = pc.getReceivers().map((r) => r.track).find((t) => t?.kind === 'audio' && t.readyState === 'live');
     if (!track) return { hz: 0, db: -Infinity };
-    const ctx = new AudioContext();
-    try {
-      await ctx.resume();
-      const an = ctx.createAnalyser();
-      an.fftSize = 16384;
-      an.smoothingTimeConstant = 0;
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
-      await new Promise((r) => setTimeout(r, 500));
-      const bins = new Float32Array(an.frequencyBinCount);
-      const sum = new Float64Array(an.frequencyBinCount);
-      for (let k = 0; k < 10; k++) {
-        an.getFloatFrequencyData(bins);
-        for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const hzPerBin = ctx.sampleRate / an.fftSize;
-      let best = Math.ceil(100 / hzPerBin);
-      for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
-      return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12) };
-    } finally {
-      await ctx.close();
-    }
+    return window.__toneOf(track);
   }, { who, id, what });
 }
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { scope, randomId, waitFor, launchBrowser, toneWav } from './harness.mjs';
 import { SMALL_CAMERA } from './sfu-helpers.mjs';
-import { sipServer, metrics, waitTileState, waitNoTile, heardTone, expectGaugesZero } from './sip-lab.mjs';
+import { sipServer, metrics, waitTileState, waitNoTile, heardTone, expectGaugesZero, installToneAnalyser } from './sip-lab.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -42,36 +42,16 @@ after(async () => {
 });
 
 /**
- * The dominant frequency on the JsSIP call's received audio track (same analysis as
- * heardTone: 16384-point FFT, 10 snapshots, below 100 Hz ignored) and its level in dBFS.
+ * The dominant frequency on the JsSIP call's received audio track and its level in dBFS
+ * (sip-lab.mjs's `installToneAnalyser`, as heardTone).
  */
-function phoneHears(p) {
+async function phoneHears(p) {
+  await installToneAnalyser(p.page);
   return p.page.evaluate(async () => {
     const pc = window.__session?.connection;
     const track = pc?.getReceivers().map((r) => r.track).find((t) => t?.kind === 'audio');
     if (!track) return { hz: 0, db: -Infinity, why: `no audio receiver (peer connection ${pc?.connectionState}, ${pc?.getReceivers().length} receivers)` };
-    const ctx = new AudioContext();
-    try {
-      await ctx.resume();
-      const an = ctx.createAnalyser();
-      an.fftSize = 16384;
-      an.smoothingTimeConstant = 0;
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
-      await new Promise((r) => setTimeout(r, 500));
-      const bins = new Float32Array(an.frequencyBinCount);
-      const sum = new Float64Array(an.frequencyBinCount);
-      for (let k = 0; k < 10; k++) {
-        an.getFloatFrequencyData(bins);
-        for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const hzPerBin = ctx.sampleRate / an.fftSize;
-      let best = Math.ceil(100 / hzPerBin);
-      for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
-      return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12) };
-    } finally {
-      await ctx.close();
-    }
+    return window.__toneOf(track);
   });
 }
 

@@ -399,36 +399,50 @@ export function waitNoTile(p, timeout = 15000) {
 }
 
 /**
- * The dominant frequency the page hears on member `id`'s audio track (WebAudio analyser,
- * 16384-point FFT at the context's rate, magnitudes summed over 10 snapshots 100 ms apart,
- * below 100 Hz ignored), and its level in dBFS.
+ * Installs `window.__toneOf(track)` in `page` (once): the dominant frequency of an audio
+ * track (WebAudio analyser, 16384-point FFT at the context's rate, magnitudes summed over
+ * 10 snapshots 100 ms apart, below 100 Hz ignored), its level in dBFS, and the bin width.
+ * The one analysis every SIP browser test listens with.
  */
-export function heardTone(p, id) {
-  return p.page.evaluate(async (id) => {
-    const track = window.sbApp.grid.get(id)?.stream.getAudioTracks()[0];
-    if (!track) return null;
-    const ctx = new AudioContext();
-    try {
-      await ctx.resume();
-      const an = ctx.createAnalyser();
-      an.fftSize = 16384;
-      an.smoothingTimeConstant = 0;
-      ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
-      await new Promise((r) => setTimeout(r, 500));
-      const bins = new Float32Array(an.frequencyBinCount);
-      const sum = new Float64Array(an.frequencyBinCount);
-      for (let k = 0; k < 10; k++) {
-        an.getFloatFrequencyData(bins);
-        for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
-        await new Promise((r) => setTimeout(r, 100));
+export function installToneAnalyser(page) {
+  return page.evaluate(() => {
+    if (window.__toneOf) return;
+    window.__toneOf = async (track) => {
+      const ctx = new AudioContext();
+      try {
+        await ctx.resume();
+        const an = ctx.createAnalyser();
+        an.fftSize = 16384;
+        an.smoothingTimeConstant = 0;
+        ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
+        await new Promise((r) => setTimeout(r, 500));
+        const bins = new Float32Array(an.frequencyBinCount);
+        const sum = new Float64Array(an.frequencyBinCount);
+        for (let k = 0; k < 10; k++) {
+          an.getFloatFrequencyData(bins);
+          for (let i = 0; i < bins.length; i++) sum[i] += Number.isFinite(bins[i]) ? 10 ** (bins[i] / 20) : 0;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const hzPerBin = ctx.sampleRate / an.fftSize;
+        let best = Math.ceil(100 / hzPerBin);
+        for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
+        return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12), hzPerBin };
+      } finally {
+        await ctx.close();
       }
-      const hzPerBin = ctx.sampleRate / an.fftSize;
-      let best = Math.ceil(100 / hzPerBin);
-      for (let i = best; i < sum.length; i++) if (sum[i] > sum[best]) best = i;
-      return { hz: best * hzPerBin, db: 20 * Math.log10(sum[best] / 10 || 1e-12), hzPerBin };
-    } finally {
-      await ctx.close();
-    }
+    };
+  });
+}
+
+/**
+ * The dominant frequency the page hears on member `id`'s audio track
+ * (`installToneAnalyser`), and its level in dBFS.
+ */
+export async function heardTone(p, id) {
+  await installToneAnalyser(p.page);
+  return p.page.evaluate((id) => {
+    const track = window.sbApp.grid.get(id)?.stream.getAudioTracks()[0];
+    return track ? window.__toneOf(track) : null;
   }, id);
 }
 
