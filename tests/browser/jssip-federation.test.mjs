@@ -22,29 +22,12 @@
 // are harness failures (HarnessError), not verdicts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import http from 'node:http';
 import { scope, waitFor, launchBrowser, toneWav, loadPage, Participant, freePortTcpUdp } from './harness.mjs';
 import { SMALL_CAMERA } from './sfu-helpers.mjs';
-import { startKamailioWs, freePortPair, metrics, installToneAnalyser } from './sip-lab.mjs';
+import { startKamailioWs, freePortPair, metrics, installToneAnalyser, jssipBundle } from './sip-lab.mjs';
 
-const require = createRequire(import.meta.url);
 const DOMAIN = 'a.test';
-
-/** JsSIP as one script that defines `window.JsSIP`. */
-function jssipBundle() {
-  const esbuild = require('esbuild');
-  const out = esbuild.buildSync({
-    entryPoints: [require.resolve('jssip')],
-    bundle: true,
-    format: 'iife',
-    globalName: 'JsSIP',
-    platform: 'browser',
-    write: false,
-    logLevel: 'warning',
-  });
-  return out.outputFiles[0].text;
-}
 
 let phoneBrowser;
 let adaBrowser;

@@ -8,27 +8,9 @@
 // included, once JsSIP stops) return to 0.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { scope, randomId, waitFor, launchBrowser, toneWav } from './harness.mjs';
 import { SMALL_CAMERA } from './sfu-helpers.mjs';
-import { sipServer, metrics, waitTileState, waitNoTile, heardTone, expectGaugesZero, installToneAnalyser } from './sip-lab.mjs';
-
-const require = createRequire(import.meta.url);
-
-/** JsSIP as one script that defines `window.JsSIP`. */
-function jssipBundle() {
-  const esbuild = require('esbuild');
-  const out = esbuild.buildSync({
-    entryPoints: [require.resolve('jssip')],
-    bundle: true,
-    format: 'iife',
-    globalName: 'JsSIP',
-    platform: 'browser',
-    write: false,
-    logLevel: 'warning',
-  });
-  return out.outputFiles[0].text;
-}
+import { sipServer, metrics, waitTileState, waitNoTile, heardTone, expectGaugesZero, installToneAnalyser, jssipBundle } from './sip-lab.mjs';
 
 let phoneBrowser;
 let memberBrowser;

@@ -17,8 +17,26 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { HarnessError } from './chromium.mjs';
 import { sleep, waitFor, freePortTcpUdp } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+
+/** JsSIP (npm) bundled by esbuild as one script that defines `window.JsSIP`. */
+export function jssipBundle() {
+  const esbuild = require('esbuild');
+  const out = esbuild.buildSync({
+    entryPoints: [require.resolve('jssip')],
+    bundle: true,
+    format: 'iife',
+    globalName: 'JsSIP',
+    platform: 'browser',
+    write: false,
+    logLevel: 'warning',
+  });
+  return out.outputFiles[0].text;
+}
 
 /** How long baresip may take to start (control port open, OPTIONS answered). */
 const BARESIP_START_LIMIT_MS = Number(process.env.SB_BARESIP_START_TIMEOUT_MS || 20000);

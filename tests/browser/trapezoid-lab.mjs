@@ -31,6 +31,7 @@ import assert from 'node:assert/strict';
 import { HarnessError } from './chromium.mjs';
 import { sleep, waitFor, socketOwner, freePortTcpUdp } from './harness.mjs';
 import * as calls from './calls-lab.mjs';
+import { COUNT_PCS } from './sfu-helpers.mjs';
 
 /** The component secret of both prosody servers (the lab's only secret). */
 export const SECRET = 'trapezoid-secret';
@@ -303,19 +304,6 @@ export const stanzaSummary = (c) => {
 
 // ---------------------------------------------------------------------------------------
 // Pages: lines, calls, media on every connection of the page
-
-/** Every RTCPeerConnection a page creates, in window.__pcs (the SDK sees the subclass). */
-const COUNT_PCS = () => {
-  const Orig = window.RTCPeerConnection;
-  const all = [];
-  window.__pcs = all;
-  window.RTCPeerConnection = class extends Orig {
-    constructor(...a) {
-      super(...a);
-      all.push(this);
-    }
-  };
-};
 
 /**
  * A lobby page of `server` signed in as `user` (`?user=`), its connections counted. The
