@@ -74,6 +74,8 @@ fn config(bits: u8) -> HubConfig {
     if bits & 32 != 0 {
         c.sfu_threshold = None;
     }
+    // As a node of a cluster: member records for the store.
+    c.records = bits & 64 != 0;
     c
 }
 
@@ -90,6 +92,8 @@ struct Harness {
     /// The room of the session a connection carries, as its messages said.
     conn_room: HashMap<ConnId, String>,
     tokens: HashMap<u8, String>,
+    /// The cluster store as the hub's records left it: (room, key) -> value.
+    records: std::collections::BTreeMap<(String, String), String>,
 }
 
 impl Harness {
@@ -105,6 +109,7 @@ impl Harness {
             peer_room: HashMap::new(),
             conn_room: HashMap::new(),
             tokens: HashMap::new(),
+            records: Default::default(),
         }
     }
 
@@ -182,6 +187,20 @@ impl Harness {
                 }
                 // The room turned SFU (the default threshold is 5 members); nobody serves it here.
                 Output::ServiceWanted { .. } => {}
+                Output::Record { room, key, value } => {
+                    let k = (room.to_string(), key.to_string());
+                    match value {
+                        Some(v) => {
+                            serde_json::from_str::<serde_json::Value>(&v)
+                                .unwrap_or_else(|e| panic!("a record is not JSON ({e}): {v}"));
+                            self.records.insert(k, v.to_string());
+                        }
+                        None => {
+                            self.records.remove(&k);
+                        }
+                    }
+                }
+                Output::RoomGone { room } => self.records.retain(|(r, _), _| **r != *room),
             }
         }
     }
@@ -300,7 +319,26 @@ impl Harness {
         self.check_outputs();
     }
 
+    /// A new owner rebuilds every room from the records: each member record becomes a
+    /// session, with the peer id and resume token the old owner gave it.
+    fn check_restore(&self) {
+        let mut rooms: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+        for ((room, key), value) in &self.records {
+            rooms
+                .entry(room)
+                .or_default()
+                .push((key.clone(), value.clone()));
+        }
+        let mut other = Hub::new(config(self.bits), self.now);
+        for (room, records) in rooms {
+            let members = records.iter().filter(|(k, _)| !k.starts_with('$')).count();
+            let restored = other.restore(room, &records, self.now);
+            assert_eq!(restored, members, "restoring {room} from {records:?}");
+        }
+    }
+
     fn finish(mut self) {
+        self.check_restore();
         for conn in 0..CONNS {
             if self.connected[conn as usize] {
                 self.hub.disconnect(conn, self.now);
@@ -313,6 +351,11 @@ impl Harness {
             self.hub.counts(),
             (0, 0, 0, 0),
             "connections, sessions or rooms outlive the grace period"
+        );
+        assert!(
+            self.records.is_empty(),
+            "records outlive their sessions: {:?}",
+            self.records
         );
     }
 }

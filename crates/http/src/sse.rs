@@ -107,7 +107,7 @@ pub async fn post(
         }
     };
     match std::str::from_utf8(&bytes) {
-        Ok(text) => conn.receive(text),
+        Ok(text) => conn.receive(text).await,
         Err(_) => conn.report(ErrorCode::BadMessage, "body is not UTF-8", false),
     }
     StatusCode::NO_CONTENT.into_response()

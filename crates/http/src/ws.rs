@@ -65,7 +65,7 @@ fn run(
                 frame = socket.recv() => {
                     last_heard = Instant::now();
                     match frame {
-                        Some(Ok(Message::Text(t))) => conn.receive(t.as_str()),
+                        Some(Ok(Message::Text(t))) => conn.receive(t.as_str()).await,
                         Some(Ok(Message::Binary(_))) => conn.report(
                             ErrorCode::BadMessage,
                             "messages are JSON text frames, not binary",

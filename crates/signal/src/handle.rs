@@ -11,6 +11,7 @@
 //! needs, does its work, and [`flush`]es the outputs before unlocking, so every queue
 //! receives its messages in the hub's order.
 
+use crate::cluster::{bus::BusMessage, Glue};
 use crate::event::{JoinError, ServiceJoined};
 use crate::hub::{ConnId, Hub, HubConfig, HubStats, Output, Received};
 use crate::link::{Link, Out, ServiceLink, Sink};
@@ -27,7 +28,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Messages queued for one transport before it counts as too slow and is cut off (its
 /// session is suspended and can resume with nothing lost).
-const TRANSPORT_QUEUE: usize = 512;
+pub(crate) const TRANSPORT_QUEUE: usize = 512;
 /// Events queued for one service participant before it counts as stuck and is removed
 /// from its room. Services are in-process and fast; this bounds memory if one hangs.
 const SERVICE_QUEUE: usize = 8192;
@@ -35,14 +36,16 @@ const SERVICE_QUEUE: usize = 8192;
 /// Who takes the hubs' [`Output::ServiceWanted`], by service kind.
 type Requests = Arc<Mutex<HashMap<String, UnboundedSender<Arc<str>>>>>;
 
-struct Shard {
-    hub: Hub,
+pub(crate) struct Shard {
+    pub(crate) hub: Hub,
     requests: Requests,
     sinks: HashMap<ConnId, Sink>,
     /// How many of the sinks are service participants.
     services: usize,
     /// Reused for every batch of hub outputs.
     scratch: Vec<Output>,
+    /// The cluster this node belongs to, if any.
+    glue: Option<Arc<Glue>>,
 }
 
 /// Shared signaling state of one server.
@@ -50,6 +53,7 @@ pub struct Signaling {
     shards: Box<[Mutex<Shard>]>,
     next_conn: AtomicU64,
     requests: Requests,
+    pub(crate) glue: Option<Arc<Glue>>,
 }
 
 /// A gauge snapshot for metrics, summed over the shards.
@@ -63,10 +67,14 @@ pub struct SignalingSnapshot {
     pub suspended: usize,
     pub rooms: usize,
     pub shards: usize,
+    /// Clients of other nodes in rooms this node owns (cluster).
+    pub hosted: usize,
+    /// Clients of this node in rooms other nodes own (cluster).
+    pub bridged: usize,
     pub stats: HubStats,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -74,6 +82,23 @@ impl Signaling {
     /// Signaling split into `shards` shards; 0 means one per available core
     /// ([`Signaling::default_shards`]).
     pub fn new(cfg: HubConfig, shards: usize) -> Arc<Signaling> {
+        Signaling::build(cfg, shards, None)
+    }
+
+    /// Signaling as a node of a cluster (see [`crate::cluster`]): rooms live on one
+    /// node each, clients may connect to any. Its events must be fed in by
+    /// [`Signaling::run_cluster`].
+    pub fn clustered(
+        mut cfg: HubConfig,
+        shards: usize,
+        store: Arc<dyn switchboard_cluster::Cluster>,
+        placement: crate::Placement,
+    ) -> Arc<Signaling> {
+        cfg.records = true;
+        Signaling::build(cfg, shards, Some(Arc::new(Glue::new(store, placement))))
+    }
+
+    fn build(cfg: HubConfig, shards: usize, glue: Option<Arc<Glue>>) -> Arc<Signaling> {
         let count = if shards == 0 {
             Signaling::default_shards()
         } else {
@@ -93,6 +118,7 @@ impl Signaling {
                     sinks: HashMap::new(),
                     services: 0,
                     scratch: Vec::new(),
+                    glue: glue.clone(),
                 })
             })
             .collect();
@@ -100,6 +126,7 @@ impl Signaling {
             shards,
             next_conn: AtomicU64::new(1),
             requests,
+            glue,
         })
     }
 
@@ -132,31 +159,110 @@ impl Signaling {
         shard_of_room(room, self.shards.len())
     }
 
-    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+    pub(crate) fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         lock(&self.shards[index.min(self.shards.len() - 1)])
     }
 
-    fn next_conn(&self) -> ConnId {
+    pub(crate) fn next_conn(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Register a new transport; its task drains [`Connection::recv`].
     pub fn connect(self: &Arc<Self>) -> Connection {
-        let id = self.next_conn();
-        let home = (id % self.shards.len() as u64) as usize;
-        let link = Arc::new(Link {
-            id,
-            shard: Mutex::new(home),
-            outbox: Outbox::default(),
-        });
-        let mut sh = self.shard(home);
-        sh.sinks.insert(id, Sink::Transport(link.clone()));
-        sh.hub.connect(id, Instant::now());
-        flush(&mut sh);
+        let link = self.new_link();
+        self.attach_sink(&link, Sink::Transport(link.clone()));
         Connection {
             sig: self.clone(),
             link,
         }
+    }
+
+    /// A fresh connection number on its home shard.
+    pub(crate) fn new_link(&self) -> Arc<Link> {
+        let id = self.next_conn();
+        let home = (id % self.shards.len() as u64) as usize;
+        Arc::new(Link {
+            id,
+            shard: Mutex::new(home),
+            outbox: Outbox::default(),
+        })
+    }
+
+    /// Register `link` with its home shard's hub, its outputs going to `sink`.
+    pub(crate) fn attach_sink(&self, link: &Arc<Link>, sink: Sink) {
+        let home = *lock(&link.shard);
+        let mut sh = self.shard(home);
+        sh.sinks.insert(link.id, sink);
+        sh.hub.connect(link.id, Instant::now());
+        flush(&mut sh);
+    }
+
+    /// Give up `room` (another node of the cluster owns it now): its sessions go without
+    /// a word to anyone, and its connections here are closed with
+    /// [`crate::cluster::MOVE_CODE`], so that their clients resume at the new owner.
+    pub(crate) fn hand_over(&self, shard: usize, room: &str) {
+        let mut sh = self.shard(shard);
+        let conns = sh.hub.hand_over(room);
+        for conn in conns {
+            match sh.remove_sink(conn) {
+                Some(Sink::Transport(link)) => {
+                    link.outbox
+                        .push(Out::Close(crate::cluster::MOVE_CODE), usize::MAX);
+                    link.outbox.close();
+                }
+                Some(Sink::Service(link)) => link.outbox.close(),
+                Some(Sink::Remote(r)) => {
+                    if let Some(glue) = &sh.glue {
+                        glue.forget_hosted(&r, crate::cluster::MOVE_CODE);
+                    }
+                }
+                None => {}
+            }
+            sh.hub.disconnect(conn, Instant::now());
+        }
+        flush(&mut sh);
+    }
+
+    /// Whether the connection of `link` has a session (is in a room).
+    pub(crate) fn has_session(&self, link: &Link) -> bool {
+        let bound = lock(&link.shard);
+        self.shard(*bound).hub.has_session(link.id)
+    }
+
+    /// One client message on `link`, handled by this node's shards.
+    pub(crate) fn receive_local(&self, link: &Link, text: &str) {
+        let mut bound = lock(&link.shard);
+        let (now, unix_now) = (Instant::now(), switchboard_util::unix_now());
+        let mut sh = self.shard(*bound);
+        let Received::OtherShard(to) = sh.hub.receive(link.id, text, now, unix_now) else {
+            flush(&mut sh);
+            return;
+        };
+        // A join or resume for another shard: move the connection there, with its rate
+        // limit, and let that shard handle the message.
+        let detached = sh.hub.detach(link.id);
+        let sink = sh.remove_sink(link.id);
+        flush(&mut sh);
+        drop(sh);
+        let (Some(detached), Some(sink)) = (detached, sink) else {
+            return;
+        };
+        let mut sh = self.shard(to);
+        sh.hub.attach(link.id, detached);
+        sh.sinks.insert(link.id, sink);
+        *bound = to;
+        // The target shard holds the room or token, so it handles the message itself.
+        let _ = sh.hub.receive_moved(link.id, text, now, unix_now);
+        flush(&mut sh);
+    }
+
+    /// The transport of `link` ended: its session is suspended for a resume.
+    pub(crate) fn close_local(&self, link: &Link) {
+        let bound = lock(&link.shard);
+        let mut sh = self.shard(*bound);
+        sh.remove_sink(link.id);
+        sh.hub.disconnect(link.id, Instant::now());
+        flush(&mut sh);
     }
 
     /// Join a service participant to `room` (see [`Signaling::join_service_as`]).
@@ -218,12 +324,21 @@ impl Signaling {
         for shard in self.shards.iter() {
             let sh = lock(shard);
             let (_, sessions, suspended, rooms) = sh.hub.counts();
-            snap.connections += sh.sinks.len() - sh.services;
+            let hosted = sh
+                .sinks
+                .values()
+                .filter(|s| matches!(s, Sink::Remote(_)))
+                .count();
+            snap.connections += sh.sinks.len() - sh.services - hosted;
+            snap.hosted += hosted;
             snap.services += sh.services;
             snap.sessions += sessions;
             snap.suspended += suspended;
             snap.rooms += rooms;
             snap.stats.add(sh.hub.stats());
+        }
+        if let Some(glue) = &self.glue {
+            snap.bridged = glue.bridged();
         }
         snap
     }
@@ -268,7 +383,7 @@ impl Signaling {
 }
 
 impl Shard {
-    fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
+    pub(crate) fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
         let sink = self.sinks.remove(&conn);
         if matches!(sink, Some(Sink::Service(_))) {
             self.services -= 1;
@@ -288,6 +403,16 @@ fn flush(sh: &mut Shard) {
         for o in outputs.drain(..) {
             match o {
                 Output::Send { conn, text } => {
+                    if let Some(Sink::Remote(r)) = sh.sinks.get(&conn) {
+                        if let Some(glue) = &sh.glue {
+                            let msg = BusMessage::Out {
+                                conn: r.conn,
+                                text: &text,
+                            };
+                            glue.store.send(&r.node, msg.encode());
+                        }
+                        continue;
+                    }
                     let Some(Sink::Transport(link)) = sh.sinks.get(&conn) else {
                         continue;
                     };
@@ -323,8 +448,23 @@ fn flush(sh: &mut Shard) {
                         link.outbox.close();
                     }
                     Some(Sink::Service(link)) => link.outbox.close(),
+                    Some(Sink::Remote(r)) => {
+                        if let Some(glue) = &sh.glue {
+                            glue.forget_hosted(&r, code);
+                        }
+                    }
                     None => {}
                 },
+                Output::Record { room, key, value } => {
+                    if let Some(glue) = &sh.glue {
+                        glue.write_record(room, key, value);
+                    }
+                }
+                Output::RoomGone { room } => {
+                    if let Some(glue) = &sh.glue {
+                        glue.store.release(room);
+                    }
+                }
             }
         }
         sh.scratch = outputs;
@@ -344,35 +484,30 @@ impl Connection {
         self.link.id
     }
 
-    /// One client message (a text frame or POST body).
-    pub fn receive(&self, text: &str) {
-        let mut bound = lock(&self.link.shard);
-        let (now, unix_now) = (Instant::now(), switchboard_util::unix_now());
-        let mut sh = self.sig.shard(*bound);
-        let Received::OtherShard(to) = sh.hub.receive(self.link.id, text, now, unix_now) else {
-            flush(&mut sh);
-            return;
-        };
-        // A join or resume for another shard: move the connection there, with its rate
-        // limit, and let that shard handle the message.
-        let detached = sh.hub.detach(self.link.id);
-        let sink = sh.remove_sink(self.link.id);
-        flush(&mut sh);
-        drop(sh);
-        let (Some(detached), Some(sink)) = (detached, sink) else {
-            return;
-        };
-        let mut sh = self.sig.shard(to);
-        sh.hub.attach(self.link.id, detached);
-        sh.sinks.insert(self.link.id, sink);
-        *bound = to;
-        // The target shard holds the room or token, so it handles the message itself.
-        let _ = sh.hub.receive_moved(self.link.id, text, now, unix_now);
-        flush(&mut sh);
+    /// One client message (a text frame or POST body). In a cluster, a `join` or
+    /// `resume` may first ask the cluster store which node holds the room (and the
+    /// connection is bridged there); otherwise this never waits.
+    pub async fn receive(&self, text: &str) {
+        if let Some(glue) = &self.sig.glue {
+            if glue.forward(self.link.id, text) {
+                return;
+            }
+            // Boxed: this future lives in every connection's task, which should not grow
+            // by the store's futures for the one message in a session that needs them.
+            if Box::pin(self.sig.route_entry(&self.link, text)).await {
+                return;
+            }
+        }
+        self.sig.receive_local(&self.link, text);
     }
 
     /// An error the transport detects itself (origin, frame size, binary frame).
     pub fn report(&self, code: ErrorCode, reason: &str, fatal: bool) {
+        if let Some(glue) = &self.sig.glue {
+            if glue.forward_report(&self.link, code, reason, fatal) {
+                return;
+            }
+        }
         let bound = lock(&self.link.shard);
         self.sig
             .with_shard(*bound, |hub| hub.report(self.link.id, code, reason, fatal));
@@ -380,13 +515,11 @@ impl Connection {
 
     /// The transport ended (any side): its session is suspended for a resume.
     pub fn close(&self) {
-        let bound = lock(&self.link.shard);
-        let mut sh = self.sig.shard(*bound);
-        if sh.remove_sink(self.link.id).is_some() {
-            self.link.outbox.close();
+        if let Some(glue) = &self.sig.glue {
+            glue.unbridge(self.link.id, true);
         }
-        sh.hub.disconnect(self.link.id, Instant::now());
-        flush(&mut sh);
+        self.link.outbox.close();
+        self.sig.close_local(&self.link);
     }
 
     /// The next thing to write, or None once the hub closed the connection and all was

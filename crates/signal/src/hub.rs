@@ -47,6 +47,9 @@ pub struct HubConfig {
     pub line_users: Vec<(String, Vec<u8>)>,
     /// Client members of a direct call's room (`call-<32 hex>`).
     pub call_room_capacity: usize,
+    /// Output [`Output::Record`] and [`Output::RoomGone`] (a node of a cluster writes them
+    /// to the cluster store, so another node can take the room over; see `records`).
+    pub records: bool,
 }
 
 impl Default for HubConfig {
@@ -63,6 +66,7 @@ impl Default for HubConfig {
             sfu_room_capacity: 100,
             line_users: Vec::new(),
             call_room_capacity: 4,
+            records: false,
         }
     }
 }
@@ -81,6 +85,15 @@ pub enum Output {
     /// (`@user`) has a client member and no calls peer (asked for again if it leaves
     /// while devices remain).
     ServiceWanted { room: Arc<str>, kind: &'static str },
+    /// Store (`value`) or delete (None) the record `key` of `room` (with
+    /// [`HubConfig::records`]): a member's, or the room's own (`$room`).
+    Record {
+        room: Arc<str>,
+        key: Arc<str>,
+        value: Option<Arc<str>>,
+    },
+    /// `room` ended (its last member left): delete its records and ownership.
+    RoomGone { room: Arc<str> },
 }
 
 /// What became of a client message.
@@ -283,6 +296,11 @@ impl Hub {
         );
     }
 
+    /// Whether `conn` has a session (is in a room).
+    pub fn has_session(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.session.is_some())
+    }
+
     /// Take out a connection without a session (its rate limit goes with it), to move
     /// it to another shard; None when unknown or in a room.
     pub fn detach(&mut self, conn: ConnId) -> Option<DetachedConn> {
@@ -460,7 +478,11 @@ impl Hub {
         if let Some(room) = self.rooms.get_mut(&s.room) {
             room.members.retain(|k| *k != key);
             others.clone_from(&room.members);
-            if room.members.is_empty() {
+            let emptied = room.members.is_empty();
+            if !s.service || emptied {
+                self.record_gone(&s.room, &s.peer.id, emptied);
+            }
+            if emptied {
                 self.rooms.remove(&s.room);
                 shrink_sparse(&mut self.rooms);
             } else if s.peer.service.as_deref() == Some(crate::mode::CALLS) {

@@ -11,6 +11,7 @@
 //! members of rooms that the server itself creates through a [`ServiceParticipant`].
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod dispatch;
 mod event;
 mod handle;
@@ -21,6 +22,7 @@ mod membership;
 mod mode;
 mod outbox;
 pub mod protocol;
+mod records;
 mod service;
 mod service_hub;
 mod session;
@@ -29,6 +31,7 @@ pub mod token;
 mod topology;
 pub mod wire;
 
+pub use cluster::{Placement, MOVE_CODE};
 pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
 pub use handle::{Connection, Signaling, SignalingSnapshot};
 pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
@@ -36,7 +39,8 @@ pub use link::Out;
 pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, REMOTE, SFU};
 pub use outbox::Outbox;
 pub use protocol::ErrorCode;
+pub use records::ROOM_RECORD;
 pub use service::ServiceParticipant;
-pub use shard::{shard_of_room, ShardId};
+pub use shard::{room_of_resume_token, shard_of_room, ShardId};
 pub use token::{Claims, Grants, TokenError};
 pub use wire::{LeaveReason, PeerInfo, RelayKind, ServerMessage};

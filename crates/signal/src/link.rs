@@ -30,6 +30,18 @@ pub(crate) struct Link {
 pub(crate) enum Sink {
     Transport(Arc<Link>),
     Service(Arc<ServiceLink>),
+    /// A client connection another node of the cluster holds (see `crate::cluster`).
+    Remote(Arc<RemoteLink>),
+}
+
+/// A client connection held by another node (the bridge) in a room this node owns.
+pub(crate) struct RemoteLink {
+    /// The bridge node.
+    pub(crate) node: switchboard_cluster::NodeId,
+    /// The connection's number on the bridge.
+    pub(crate) conn: ConnId,
+    /// Its number and shard here.
+    pub(crate) link: Arc<Link>,
 }
 
 /// A service participant's state shared with its shard.

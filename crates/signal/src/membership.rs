@@ -169,7 +169,7 @@ impl Hub {
         let resume = if service {
             Box::from("")
         } else {
-            self.shard.resume_token()
+            crate::shard::resume_token(room)
         };
         let (max_messages, max_bytes) = if service {
             (0, 0)
@@ -191,6 +191,7 @@ impl Hub {
             suspended_at: None,
             replay: Replay::new(max_messages, max_bytes),
         };
+        let created = !self.rooms.contains_key(&room_key);
         let room_entry = self.rooms.entry(room_key.clone()).or_default();
         let others = room_entry.members.clone();
         room_entry.members.push(key);
@@ -208,6 +209,10 @@ impl Hub {
         }
         self.stats.joins += 1;
         self.settle_join(&room_key, key, topology, &plan);
+        if created || plan.turns_sfu {
+            self.record_room(&room_key);
+        }
+        self.record_member(key);
         Ok(Admitted {
             key,
             room: room_key,
@@ -258,7 +263,10 @@ impl Hub {
         }
         self.by_resume.remove(token);
         let last_seq = env.last_seq.unwrap_or(0);
-        let fresh = self.shard.resume_token();
+        let Some(room_name) = self.sessions.get(&key).map(|s| s.room.clone()) else {
+            return Err((ErrorCode::BadResume, "session ended".into()));
+        };
+        let fresh = crate::shard::resume_token(&room_name);
         self.by_resume.insert(fresh.clone(), key);
         let Some(s) = self.sessions.get_mut(&key) else {
             return Err((ErrorCode::BadResume, "session ended".into()));
@@ -266,7 +274,8 @@ impl Hub {
         let old_conn = s.conn.replace(conn);
         s.suspended_at = None;
         s.resume = fresh.clone();
-        let gap = s.replay.ack(last_seq);
+        let restored = s.replay.rebase_restored(last_seq);
+        let gap = s.replay.ack(last_seq) || restored;
         let replay: Vec<Arc<str>> = s.replay.after(last_seq).collect();
         let (peer_id, room) = (s.peer.id.clone(), s.room.clone());
         self.suspended.remove(&key);
@@ -308,6 +317,7 @@ impl Hub {
         for text in replay {
             self.out.push(Output::Send { conn, text });
         }
+        self.record_member(key);
         Ok(())
     }
 

@@ -135,10 +135,13 @@ pub enum ErrorCode {
     OriginNotAllowed,
     UnknownConnection,
     ServerShutdown,
+    /// The cluster store is unreachable, so a room this node does not hold cannot be
+    /// joined now; retry (another node may answer).
+    Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadMessage,
         ErrorCode::TooLarge,
         ErrorCode::RateLimited,
@@ -155,6 +158,7 @@ impl ErrorCode {
         ErrorCode::OriginNotAllowed,
         ErrorCode::UnknownConnection,
         ErrorCode::ServerShutdown,
+        ErrorCode::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -175,6 +179,7 @@ impl ErrorCode {
             ErrorCode::OriginNotAllowed => "origin-not-allowed",
             ErrorCode::UnknownConnection => "unknown-connection",
             ErrorCode::ServerShutdown => "server-shutdown",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 

@@ -39,6 +39,9 @@ pub(crate) struct Replay {
     acked: u64,
     max_messages: u32,
     max_bytes: usize,
+    /// Rebuilt from a record by a new owner: the client numbered what it saw under the
+    /// old owner, so the first resume renumbers what is kept after its `lastSeq`.
+    restored: bool,
 }
 
 impl Replay {
@@ -51,7 +54,41 @@ impl Replay {
             acked: 0,
             max_messages: u32::try_from(max_messages).unwrap_or(u32::MAX),
             max_bytes,
+            restored: false,
         }
+    }
+
+    pub fn mark_restored(&mut self) {
+        self.restored = true;
+    }
+
+    /// At the first resume of a restored session: true once, after moving every kept
+    /// message (all unseen by the client) to follow `last_seq`, and numbering on from
+    /// there; the client is told of a gap (what the old owner had queued is gone).
+    pub fn rebase_restored(&mut self, last_seq: u64) -> bool {
+        if !self.restored {
+            return false;
+        }
+        self.restored = false;
+        for (seq, text) in self.kept.iter_mut() {
+            let old = format!("\"seq\":{seq},");
+            let renumbered = *seq + last_seq;
+            if let Some(at) = text.find(&old) {
+                let mut t = String::with_capacity(text.len() + 8);
+                t.push_str(&text[..at]);
+                t.push_str(&format!("\"seq\":{renumbered},"));
+                t.push_str(&text[at + old.len()..]);
+                *text = Arc::from(t);
+            }
+            *seq = renumbered;
+        }
+        self.bytes = self.kept.iter().map(|(_, t)| t.len()).sum();
+        self.next_seq += last_seq;
+        if self.dropped_through > 0 {
+            self.dropped_through += last_seq;
+        }
+        self.acked = last_seq;
+        true
     }
 
     /// Number and keep the message `build(seq)` renders.

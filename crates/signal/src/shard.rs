@@ -1,7 +1,8 @@
 //! Which shard of the server's signaling holds what. Rooms are independent of each other,
-//! so the hub is split by room: a room lives on the shard its name hashes to, and every
-//! peer id and resume token names the shard that issued it, so that ids are unique across
-//! shards and a `resume` finds its session without asking every shard.
+//! so the hub is split by room: a room lives on the shard its name hashes to. Every peer
+//! id names the shard that issued it, so ids are unique across shards; every resume token
+//! names its room, so that a `resume` finds its session without asking every shard (or,
+//! in a cluster, every node: the room's owner holds it).
 
 use switchboard_util::random_hex;
 
@@ -36,14 +37,12 @@ impl ShardId {
         shard_of_room(room, self.count())
     }
 
-    /// The shard that issued a resume token; None when it names none of them.
+    /// The shard that holds the session of a resume token; None when it names no room.
     pub fn of_resume_token(self, token: &str) -> Option<usize> {
         if self.count == 1 {
             return Some(0);
         }
-        let (shard, _) = token.split_once('.')?;
-        let shard = usize::from_str_radix(shard, 16).ok()?;
-        (shard < self.count()).then_some(shard)
+        Some(self.of_room(room_of_resume_token(token)?))
     }
 
     /// A fresh peer id: random, and ending in the shard's index when there are several,
@@ -55,15 +54,18 @@ impl ShardId {
             format!("p{}{:x}", random_hex(8), self.index)
         }
     }
+}
 
-    /// A fresh resume token: random, prefixed with the shard's index when there are several.
-    pub(crate) fn resume_token(self) -> Box<str> {
-        if self.count == 1 {
-            random_hex(16).into()
-        } else {
-            format!("{:x}.{}", self.index, random_hex(16)).into()
-        }
-    }
+/// A fresh resume token for a session of `room`: 128 random bits, then the room's name
+/// (a room name never holds `~`).
+pub(crate) fn resume_token(room: &str) -> Box<str> {
+    format!("{}~{room}", random_hex(16)).into()
+}
+
+/// The room a resume token names; None when it is not one of ours.
+pub fn room_of_resume_token(token: &str) -> Option<&str> {
+    let (_, room) = token.split_once('~')?;
+    crate::protocol::valid_room(room).then_some(room)
 }
 
 /// The shard of `count` that holds `room`: FNV-1a of its name, stable across runs so the
@@ -82,12 +84,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_name_their_shard() {
+    fn tokens_name_their_room_and_so_its_shard() {
         let s = ShardId::new(5, 12).unwrap();
-        let t = s.resume_token();
-        assert_eq!(s.of_resume_token(&t), Some(5));
-        assert_eq!(s.of_resume_token("zz.abc"), None);
-        assert_eq!(s.of_resume_token("c.abc"), None, "12 is not a shard of 12");
+        let t = resume_token("room-7");
+        assert_eq!(room_of_resume_token(&t), Some("room-7"));
+        assert_eq!(s.of_resume_token(&t), Some(shard_of_room("room-7", 12)));
+        let line = resume_token("@bob");
+        assert_eq!(room_of_resume_token(&line), Some("@bob"));
+        assert_eq!(s.of_resume_token("abc~"), None, "no room");
+        assert_eq!(s.of_resume_token("abc~a b"), None, "not a room name");
         assert_eq!(s.of_resume_token("nodot"), None);
         assert!(s.peer_id().ends_with('5'));
         assert_eq!(ShardId::new(3, 3), None);

@@ -134,6 +134,7 @@ impl Hub {
             if let Some(r) = self.rooms.get_mut(room) {
                 r.sfu = true;
             }
+            self.record_room(&key);
             self.out.push(Output::ServiceWanted {
                 room: key,
                 kind: SFU,

@@ -85,7 +85,7 @@ fn offers_reach_it_typed_and_raw_and_its_answers_reach_the_browser() {
     // Odd spacing and escapes must arrive byte for byte.
     let sdp = r#""v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n\u00e9""#;
     let text = format!(r#"{{"type":"offer","to":"{}","sdp":{sdp}}}"#, sp.peer_id());
-    a.receive(&text);
+    handle::receive(&a, &text);
     match sp.try_recv() {
         Some(ServiceEvent::Relay {
             from,
@@ -99,10 +99,13 @@ fn offers_reach_it_typed_and_raw_and_its_answers_reach_the_browser() {
         other => panic!("{other:?}"),
     }
     let cand = r#"{"candidate":"candidate:1 1 udp 1 10.0.0.1 9 typ host","sdpMid":"0"}"#;
-    a.receive(&format!(
-        r#"{{"type":"candidate","to":"{}","candidate":{cand}}}"#,
-        sp.peer_id()
-    ));
+    handle::receive(
+        &a,
+        &format!(
+            r#"{{"type":"candidate","to":"{}","candidate":{cand}}}"#,
+            sp.peer_id()
+        ),
+    );
     match sp.try_recv() {
         Some(ServiceEvent::Relay { kind, payload, .. }) => {
             assert_eq!(kind, RelayKind::Candidate);

@@ -224,11 +224,11 @@ fn the_sans_io_hub_hands_back_what_belongs_to_another_shard() {
         Received::OtherShard(shard_of_room(&other, SHARDS))
     );
     assert_eq!(hub.drain_outputs().count(), 0, "nothing was said");
-    let resume_elsewhere =
-        json!({"type": "resume", "token": format!("{:x}.00", (index + 1) % SHARDS)});
+    // A resume token names its room, and so the shard of its session.
+    let resume_elsewhere = json!({"type": "resume", "token": format!("00~{other}")});
     assert_eq!(
         hub.receive(1, &resume_elsewhere.to_string(), now, 0),
-        Received::OtherShard((index + 1) % SHARDS)
+        Received::OtherShard(shard_of_room(&other, SHARDS))
     );
     let join_mine = json!({"type": "join", "room": mine}).to_string();
     assert_eq!(hub.receive(1, &join_mine, now, 0), Received::Handled);
@@ -342,8 +342,14 @@ fn keepalives_reach_every_transport_once_a_period() {
     let sig = Signaling::new(HubConfig::default(), SHARDS);
     let (room_a, room_b) = rooms_on_two_shards();
     let conns: Vec<Connection> = (0..10).map(|_| sig.connect()).collect();
-    conns[0].receive(&format!(r#"{{"type":"join","room":"{room_a}"}}"#));
-    conns[1].receive(&format!(r#"{{"type":"join","room":"{room_b}"}}"#));
+    handle::receive(
+        &conns[0],
+        &format!(r#"{{"type":"join","room":"{room_a}"}}"#),
+    );
+    handle::receive(
+        &conns[1],
+        &format!(r#"{{"type":"join","room":"{room_b}"}}"#),
+    );
     for c in &conns {
         take(c);
     }

@@ -73,8 +73,7 @@ pub fn parse_candidate(line: &str) -> Result<(Candidate, Option<String>), MapErr
         _ => None,
     };
     let tcp_ok = cand.tcp_type.as_deref().is_none_or(is_token);
-    if !is_token(&cand.foundation)
-        || cand.foundation.len() > 32
+    if !is_foundation(&cand.foundation)
         || cand.component == 0
         || !is_token(&cand.protocol)
         || !tcp_ok
@@ -85,6 +84,14 @@ pub fn parse_candidate(line: &str) -> Result<(Candidate, Option<String>), MapErr
 }
 
 /// The candidate as JSEP text, without the `a=` (`candidate:...`).
+/// RFC 8839 §5.1: `foundation = 1*32ice-char`, `ice-char = ALPHA / DIGIT / "+" / "/"`.
+/// Anything else (a `:` say) does not survive the SDP line's own syntax.
+fn is_foundation(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
 pub fn write_candidate(c: &Candidate) -> String {
     let mut s = format!(
         "candidate:{} {} {} {} {} {} typ {}",
@@ -159,7 +166,7 @@ pub fn candidate_from_element(e: &Element) -> Result<Candidate, MapError> {
         _ => None,
     };
     let foundation = require_attr(e, "foundation")?.to_string();
-    if !is_token(&foundation) || foundation.len() > 32 {
+    if !is_foundation(&foundation) {
         return Err(MapError::BadElement {
             element: "candidate",
             why: "foundation",

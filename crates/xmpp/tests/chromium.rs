@@ -390,6 +390,9 @@ fn bad_input_is_an_error_not_a_panic() {
             "hash='sha-256' setup='actpass'>8F:77E",
         ),
         ("setup='actpass'", "setup='holdconn'"),
+        // Found by the fuzz target: a foundation of `candidate:` wrote an SDP line that
+        // reads back with an empty foundation; only RFC 8839 ice-chars are accepted.
+        ("foundation='", "foundation='candidate:"),
     ] {
         assert!(xml.contains(from), "{from}");
         let broken = xml.replacen(from, to, 1);
@@ -397,6 +400,8 @@ fn bad_input_is_an_error_not_a_panic() {
         assert!(result.is_err(), "{from} -> {to} was accepted");
     }
     assert!(parse_candidate("candidate:1 1 udp 1 host.local 9 typ host").is_err());
+    assert!(parse_candidate("candidate:a:b 1 udp 1 127.0.0.1 9 typ host").is_err());
+    assert!(parse_candidate("candidate:a+b/C9 1 udp 1 127.0.0.1 9 typ host").is_ok());
     // Found by the fuzz target: a control character in a trickled candidate's ufrag (or
     // in the mid, or the sid) reached minidom's writer, which panics on it.
     let line = "candidate:1 1 udp 1 127.0.0.1 9 typ host generation 0 ufrag uw68\u{3}\0";

@@ -38,6 +38,10 @@ pub struct Driver {
     capture: switchboard_fuzz_capture::Capture,
     /// The hub's [`Output::ServiceWanted`] requests, as (room, kind), not yet taken.
     pub wanted: Vec<(String, &'static str)>,
+    /// The records the hub wrote (with `HubConfig::records`): (room, key) -> value.
+    pub records: std::collections::BTreeMap<(String, String), String>,
+    /// Rooms the hub said ended ([`Output::RoomGone`]).
+    pub rooms_gone: Vec<String>,
 }
 
 impl Driver {
@@ -51,6 +55,8 @@ impl Driver {
             wires: HashMap::new(),
             capture: switchboard_fuzz_capture::Capture::open("signal"),
             wanted: Vec::new(),
+            records: Default::default(),
+            rooms_gone: Vec::new(),
         }
     }
 
@@ -150,6 +156,21 @@ impl Driver {
                     panic!("service event {event:?} for conn {conn}, which is a transport")
                 }
                 Output::ServiceWanted { room, kind } => self.wanted.push((room.to_string(), kind)),
+                Output::Record { room, key, value } => {
+                    let k = (room.to_string(), key.to_string());
+                    match value {
+                        Some(v) => {
+                            self.records.insert(k, v.to_string());
+                        }
+                        None => {
+                            self.records.remove(&k);
+                        }
+                    }
+                }
+                Output::RoomGone { room } => {
+                    self.records.retain(|(r, _), _| **r != *room);
+                    self.rooms_gone.push(room.to_string());
+                }
             }
         }
     }

@@ -1,0 +1,451 @@
+//! Signaling across the nodes of a cluster (issue 14, docs/cluster.md).
+//!
+//! Every room lives on one node, its **owner**, whose hub holds all its sessions, so the
+//! room rules (isolation, capacity, order, resume) stay those of one hub. A client may
+//! connect to any node: when its `join` or `resume` names a room another node owns, the
+//! node it reached (the **bridge**) passes its messages to the owner over the cluster
+//! bus and hands the client what the owner sends back ([`bus::BusMessage`]). The owner
+//! sees such a client as one more connection ([`crate::link::Sink::Remote`]).
+//!
+//! - **Placement:** a room without a live owner is claimed in the store for the least
+//!   loaded node (or the node the joiner reached, [`Placement::Local`]).
+//! - **Records:** the owner writes each member (peer id, name, grants, resume token) to
+//!   the store; a node that claims the room of a dead owner rebuilds it from them
+//!   ([`crate::Hub::restore`]): the members are suspended sessions that resume there.
+//! - **A node dies:** bridges into its rooms close their clients' transports (code 1012),
+//!   so the clients resume, reach a live node and so the room's new owner; the owner
+//!   suspends the sessions of a dead bridge's clients, who resume elsewhere. Nobody sees
+//!   a leave unless the grace period runs out.
+//! - **The store comes back:** each node claims its rooms again (and, after a reset,
+//!   writes their records again); a room another node took meanwhile is handed over:
+//!   its clients here are closed with 1012 and resume at the new owner.
+
+pub(crate) mod bus;
+
+use crate::handle::{lock, Signaling};
+use crate::hub::{ConnId, Output};
+use crate::link::{Link, Out, RemoteLink, Sink};
+use crate::protocol::ErrorCode;
+use bus::BusMessage;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use switchboard_cluster::{least_loaded, Cluster, ClusterEvent, NodeId, RecordOp};
+use tracing::{debug, info, warn};
+
+/// The WebSocket close code that sends a client to resume elsewhere: "service restart".
+pub const MOVE_CODE: u16 = 1012;
+
+/// Where a room without an owner goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// The live node with the lowest load score (the joiner's node on a tie).
+    #[default]
+    LeastLoaded,
+    /// The node the first joiner reached.
+    Local,
+}
+
+/// A client of this node in a room another node owns.
+pub(crate) struct Bridge {
+    link: Arc<Link>,
+    owner: NodeId,
+}
+
+/// This node's part of the cluster's signaling.
+pub(crate) struct Glue {
+    pub(crate) store: Arc<dyn Cluster>,
+    placement: Placement,
+    bridges: Mutex<HashMap<ConnId, Bridge>>,
+    hosted: Mutex<HashMap<(NodeId, ConnId), Arc<RemoteLink>>>,
+}
+
+impl Glue {
+    pub(crate) fn new(store: Arc<dyn Cluster>, placement: Placement) -> Glue {
+        Glue {
+            store,
+            placement,
+            bridges: Mutex::new(HashMap::new()),
+            hosted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn bridged(&self) -> usize {
+        lock(&self.bridges).len()
+    }
+
+    fn me(&self) -> &NodeId {
+        &self.store.me().id
+    }
+
+    /// Pass a client message of a bridged connection to its room's owner; false when the
+    /// connection is not bridged.
+    pub(crate) fn forward(&self, conn: ConnId, text: &str) -> bool {
+        let bridges = lock(&self.bridges);
+        let Some(b) = bridges.get(&conn) else {
+            return false;
+        };
+        self.store
+            .send(&b.owner, BusMessage::Text { conn, text }.encode());
+        true
+    }
+
+    pub(crate) fn forward_report(
+        &self,
+        link: &Link,
+        code: ErrorCode,
+        reason: &str,
+        fatal: bool,
+    ) -> bool {
+        let bridges = lock(&self.bridges);
+        let Some(b) = bridges.get(&link.id) else {
+            return false;
+        };
+        let msg = BusMessage::Report {
+            conn: link.id,
+            code,
+            fatal,
+            reason,
+        };
+        self.store.send(&b.owner, msg.encode());
+        true
+    }
+
+    fn bridge(&self, link: &Arc<Link>, owner: NodeId, text: &str) {
+        let conn = link.id;
+        self.store
+            .send(&owner, BusMessage::Open { conn, text }.encode());
+        lock(&self.bridges).insert(
+            conn,
+            Bridge {
+                link: link.clone(),
+                owner,
+            },
+        );
+    }
+
+    /// Stop bridging `conn`; `tell_owner`: its transport ended, so the owner suspends
+    /// its session.
+    pub(crate) fn unbridge(&self, conn: ConnId, tell_owner: bool) -> Option<Bridge> {
+        let b = lock(&self.bridges).remove(&conn)?;
+        if tell_owner {
+            self.store
+                .send(&b.owner, BusMessage::Gone { conn }.encode());
+        }
+        Some(b)
+    }
+
+    /// A hosted connection's sink was removed (the hub closed it): tell its bridge.
+    pub(crate) fn forget_hosted(&self, r: &RemoteLink, code: u16) {
+        lock(&self.hosted).remove(&(r.node.clone(), r.conn));
+        let msg = BusMessage::Close { conn: r.conn, code };
+        self.store.send(&r.node, msg.encode());
+    }
+
+    pub(crate) fn write_record(&self, room: Arc<str>, key: Arc<str>, value: Option<Arc<str>>) {
+        self.store.write(match value {
+            Some(value) => RecordOp::Put { room, key, value },
+            None => RecordOp::Delete { room, key },
+        });
+    }
+
+    fn hosted(&self, node: &NodeId, conn: ConnId) -> Option<Arc<RemoteLink>> {
+        lock(&self.hosted).get(&(node.clone(), conn)).cloned()
+    }
+}
+
+/// The room a `join` or `resume` names, if `text` is one.
+fn entry_room(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "type")]
+        kind: String,
+        room: Option<String>,
+        token: Option<String>,
+    }
+    let e: Entry = serde_json::from_str(text).ok()?;
+    match e.kind.as_str() {
+        "join" => e.room.filter(|r| crate::protocol::valid_room(r)),
+        "resume" => crate::shard::room_of_resume_token(e.token.as_deref()?).map(str::to_string),
+        _ => None,
+    }
+}
+
+impl Signaling {
+    /// A `join` or `resume` of a connection without a session, in a cluster: find the
+    /// room's owner. True when the message was dealt with here (bridged to the owner, or
+    /// refused because the store is unreachable); false when this node holds the room
+    /// and the message goes to the local hub.
+    pub(crate) async fn route_entry(&self, link: &Arc<Link>, text: &str) -> bool {
+        let Some(glue) = self.glue.clone() else {
+            return false;
+        };
+        let Some(room) = entry_room(text) else {
+            return false;
+        };
+        if self.has_session(link) {
+            return false;
+        }
+        match self.route(&glue, &room).await {
+            Ok(None) => false,
+            Ok(Some(owner)) => {
+                debug!(room, owner = %owner, conn = link.id, "bridging to the room's node");
+                glue.bridge(link, owner, text);
+                true
+            }
+            Err(reason) => {
+                let bound = *lock(&link.shard);
+                self.with_shard(bound, |hub| {
+                    hub.report(link.id, ErrorCode::Unavailable, &reason, false)
+                });
+                true
+            }
+        }
+    }
+
+    /// Who holds `room`: None for this node (its records loaded, if it took the room
+    /// over), or the owner.
+    async fn route(&self, glue: &Glue, room: &str) -> Result<Option<NodeId>, String> {
+        if self.shard(self.shard_of_room(room)).hub.has_room(room) {
+            return Ok(None);
+        }
+        let candidate = match glue.placement {
+            Placement::Local => glue.me().clone(),
+            Placement::LeastLoaded => {
+                let nodes = glue.store.nodes();
+                least_loaded(&nodes, glue.store.me()).id.clone()
+            }
+        };
+        let owner = glue
+            .store
+            .claim(room, &candidate)
+            .await
+            .map_err(|e| format!("cannot find the node of room {room}: {e}"))?;
+        if &owner != glue.me() {
+            return Ok(Some(owner));
+        }
+        self.load_room(glue, room).await?;
+        Ok(None)
+    }
+
+    /// Rebuild `room` from its records when this node does not hold it (a no-op for a
+    /// new room).
+    async fn load_room(&self, glue: &Glue, room: &str) -> Result<(), String> {
+        let records = glue
+            .store
+            .records(room)
+            .await
+            .map_err(|e| format!("cannot read room {room}: {e}"))?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let shard = self.shard_of_room(room);
+        let restored = self.with_shard(shard, |hub| hub.restore(room, &records, Instant::now()));
+        if restored > 0 {
+            info!(room, members = restored, "took over a room whose node died");
+        }
+        Ok(())
+    }
+
+    /// Feed this node's cluster events (messages from other nodes, nodes that die, the
+    /// store coming back) until the store's event stream ends. The binary runs it as a
+    /// task next to its transports.
+    pub async fn run_cluster(self: Arc<Self>) {
+        let Some(glue) = self.glue.clone() else {
+            return;
+        };
+        let Some(mut events) = glue.store.events() else {
+            warn!("the cluster's events are already taken");
+            return;
+        };
+        while let Some(ev) = events.recv().await {
+            match ev {
+                ClusterEvent::Message { from, bytes } => match BusMessage::decode(&bytes) {
+                    Some(m) => self.on_bus(&glue, &from, m).await,
+                    None => {
+                        warn!(from = %from, len = bytes.len(), "unreadable cluster message dropped")
+                    }
+                },
+                ClusterEvent::NodeDown(node) => self.node_down(&glue, &node),
+                ClusterEvent::NodeUp(node) => debug!(node = %node, "node up"),
+                ClusterEvent::StoreLost => {
+                    warn!("cluster store unreachable: rooms here keep working, new rooms wait")
+                }
+                ClusterEvent::StoreBack { reset } => self.resync(&glue, reset).await,
+            }
+        }
+    }
+
+    async fn on_bus(&self, glue: &Glue, from: &NodeId, m: BusMessage<'_>) {
+        match m {
+            BusMessage::Open { conn, text } => {
+                let link = self.new_link();
+                let remote = Arc::new(RemoteLink {
+                    node: from.clone(),
+                    conn,
+                    link: link.clone(),
+                });
+                self.attach_sink(&link, Sink::Remote(remote.clone()));
+                lock(&glue.hosted).insert((from.clone(), conn), remote.clone());
+                self.receive_hosted(glue, &remote, text).await;
+            }
+            BusMessage::Text { conn, text } => {
+                if let Some(r) = glue.hosted(from, conn) {
+                    self.receive_hosted(glue, &r, text).await;
+                }
+            }
+            BusMessage::Gone { conn } => {
+                let r = lock(&glue.hosted).remove(&(from.clone(), conn));
+                if let Some(r) = r {
+                    self.close_local(&r.link);
+                }
+            }
+            BusMessage::Report {
+                conn,
+                code,
+                fatal,
+                reason,
+            } => {
+                if let Some(r) = glue.hosted(from, conn) {
+                    let bound = *lock(&r.link.shard);
+                    self.with_shard(bound, |hub| hub.report(r.link.id, code, reason, fatal));
+                }
+            }
+            BusMessage::Out { conn, text } => {
+                let link = lock(&glue.bridges).get(&conn).map(|b| b.link.clone());
+                let Some(link) = link else { return };
+                if !link
+                    .outbox
+                    .push(Out::Text(Arc::from(text)), crate::handle::TRANSPORT_QUEUE)
+                {
+                    // Too slow: cut it off; the owner suspends the session for a resume.
+                    glue.unbridge(conn, true);
+                    link.outbox.close();
+                    self.close_local(&link);
+                }
+            }
+            BusMessage::Close { conn, code } => {
+                if let Some(b) = glue.unbridge(conn, false) {
+                    b.link.outbox.push(Out::Close(code), usize::MAX);
+                    b.link.outbox.close();
+                    self.close_local(&b.link);
+                }
+            }
+            BusMessage::Redirect { conn, text } => {
+                let Some(b) = glue.unbridge(conn, false) else {
+                    return;
+                };
+                // Route again; a second refusal by the same node means the room is
+                // moving right now: the client is told to retry.
+                let link = b.link;
+                match self
+                    .route(glue, entry_room(text).as_deref().unwrap_or(""))
+                    .await
+                {
+                    Ok(Some(owner)) if owner != *from => glue.bridge(&link, owner, text),
+                    Ok(None) => self.receive_local(&link, text),
+                    Ok(Some(_)) | Err(_) => {
+                        let bound = *lock(&link.shard);
+                        let reason = "the room is moving between nodes; try again";
+                        self.with_shard(bound, |hub| {
+                            hub.report(link.id, ErrorCode::Unavailable, reason, false)
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message from a client another node holds, in (or for) a room of this node.
+    async fn receive_hosted(&self, glue: &Glue, r: &Arc<RemoteLink>, text: &str) {
+        if let Some(room) = entry_room(text) {
+            if !self.has_session(&r.link) && !self.owns(glue, &room).await {
+                // Not ours (any more): the bridge routes it again.
+                lock(&glue.hosted).remove(&(r.node.clone(), r.conn));
+                self.close_local(&r.link);
+                let msg = BusMessage::Redirect { conn: r.conn, text };
+                glue.store.send(&r.node, msg.encode());
+                return;
+            }
+        }
+        self.receive_local(&r.link, text);
+    }
+
+    /// Whether this node holds `room`, claiming (and loading) it when it has no owner.
+    async fn owns(&self, glue: &Glue, room: &str) -> bool {
+        if self.shard(self.shard_of_room(room)).hub.has_room(room) {
+            return true;
+        }
+        match glue.store.claim(room, glue.me()).await {
+            Ok(owner) if &owner == glue.me() => self.load_room(glue, room).await.is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Node `node` is gone: what it held of this node's clients, and what it bridged here.
+    fn node_down(&self, glue: &Glue, node: &NodeId) {
+        let cut: Vec<Bridge> = {
+            let mut bridges = lock(&glue.bridges);
+            let ids: Vec<ConnId> = bridges
+                .iter()
+                .filter(|(_, b)| &b.owner == node)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| bridges.remove(id)).collect()
+        };
+        let hosted: Vec<Arc<RemoteLink>> = {
+            let mut hosted = lock(&glue.hosted);
+            let keys: Vec<(NodeId, ConnId)> =
+                hosted.keys().filter(|(n, _)| n == node).cloned().collect();
+            keys.iter().filter_map(|k| hosted.remove(k)).collect()
+        };
+        info!(
+            node = %node,
+            clients_moved = cut.len(),
+            sessions_suspended = hosted.len(),
+            "node down"
+        );
+        for b in cut {
+            // Its rooms are gone with it: the client resumes, and the resume finds the
+            // room's new owner (which rebuilds it from the records).
+            b.link.outbox.push(Out::Close(MOVE_CODE), usize::MAX);
+            b.link.outbox.close();
+            self.close_local(&b.link);
+        }
+        for r in hosted {
+            self.close_local(&r.link);
+        }
+    }
+
+    /// The store is back: claim every room held here again; after a reset write their
+    /// records again; hand over the rooms another node took meanwhile.
+    async fn resync(&self, glue: &Glue, reset: bool) {
+        info!(reset, "cluster store back: checking the rooms held here");
+        for shard in 0..self.shard_count() {
+            let rooms = self.shard(shard).hub.room_names();
+            for room in rooms {
+                match glue.store.claim(&room, glue.me()).await {
+                    Ok(owner) if &owner == glue.me() => {
+                        if reset {
+                            let records = self.with_shard(shard, |hub| hub.records_of(&room));
+                            for o in records {
+                                if let Output::Record { room, key, value } = o {
+                                    glue.write_record(room, key, value);
+                                }
+                            }
+                        }
+                    }
+                    Ok(owner) => {
+                        warn!(room = %room, owner = %owner, "another node took this room: handing it over");
+                        self.hand_over(shard, &room);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cluster store lost again during the resync");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Signaling across the nodes of a cluster, three nodes in one process sharing the
+//! in-memory cluster store (`switchboard_cluster::memory`): the same rules as one server
+//! (isolation, order, resume) whatever node each client reached, and what happens when a
+//! node dies, is cut off, or the store forgets everything. The Redis store is tested in
+//! crates/cluster and, under real nodes, in crates/switchboard/tests/cluster.rs.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_cluster::memory::{MemoryCluster, MemoryNet};
+use switchboard_cluster::{Cluster, NodeId};
+use switchboard_signal::{Connection, HubConfig, Out, Placement, Signaling, MOVE_CODE};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Node {
+    sig: Arc<Signaling>,
+    store: Arc<MemoryCluster>,
+}
+
+impl Node {
+    fn id(&self) -> NodeId {
+        self.store.me().id.clone()
+    }
+}
+
+fn start(net: &MemoryNet, name: &str, cfg: &HubConfig) -> Node {
+    let store = net.join(name);
+    let sig = Signaling::clustered(cfg.clone(), 2, store.clone(), Placement::Local);
+    tokio::spawn(sig.clone().run_cluster());
+    Node { sig, store }
+}
+
+fn three(cfg: &HubConfig) -> (MemoryNet, Vec<Node>) {
+    let net = MemoryNet::new();
+    let nodes = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| start(&net, n, cfg))
+        .collect();
+    (net, nodes)
+}
+
+async fn send(c: &Connection, v: Value) {
+    c.receive(&v.to_string()).await;
+}
+
+/// The next thing for `c`: a message, or `{"closed": code}`, or `{"ended": true}`.
+async fn next(c: &Connection) -> Value {
+    loop {
+        match timeout(WAIT, c.recv()).await {
+            Ok(Some(Out::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Ok(Some(Out::Close(code))) => return json!({ "closed": code }),
+            Ok(Some(Out::Keepalive)) => continue,
+            Ok(None) => return json!({ "ended": true }),
+            Err(_) => panic!("nothing came within {WAIT:?}"),
+        }
+    }
+}
+
+/// The next message of type `kind` for `c`, skipping others (peer-joined, ...).
+async fn next_of(c: &Connection, kind: &str) -> Value {
+    for _ in 0..50 {
+        let m = next(c).await;
+        if m["type"] == kind {
+            return m;
+        }
+        assert!(
+            m.get("closed").is_none() && m.get("ended").is_none(),
+            "closed while waiting for {kind}: {m}"
+        );
+    }
+    panic!("no {kind}");
+}
+
+/// Nothing more comes for `c` for a while.
+async fn quiet(c: &Connection) {
+    if let Ok(Some(out)) = timeout(Duration::from_millis(300), c.recv()).await {
+        panic!("unexpected {out:?}");
+    }
+}
+
+/// Join `room` on `node`; the `joined` message.
+async fn join(node: &Node, room: &str, name: &str) -> (Connection, Value) {
+    let c = node.sig.connect();
+    send(&c, json!({"type": "join", "room": room, "name": name})).await;
+    let j = next_of(&c, "joined").await;
+    (c, j)
+}
+
+#[tokio::test]
+async fn one_room_over_three_nodes_relays_in_order_and_stays_isolated() {
+    // No rate limit: 300 messages go at once.
+    let cfg = HubConfig {
+        rate: 0,
+        ..HubConfig::default()
+    };
+    let (net, nodes) = three(&cfg);
+    let (a, ja) = join(&nodes[0], "demo", "Ada").await;
+    let (b, jb) = join(&nodes[1], "demo", "Bob").await;
+    let (c, jc) = join(&nodes[2], "demo", "Cy").await;
+    assert_eq!(
+        net.stored_owner("demo"),
+        Some(nodes[0].id()),
+        "the first joiner's node"
+    );
+    assert_eq!(jb["peers"].as_array().unwrap().len(), 1);
+    assert_eq!(jc["peers"].as_array().unwrap().len(), 2, "{jc}");
+    let (ida, idb, idc) = (&ja["peerId"], &jb["peerId"], &jc["peerId"]);
+    assert_eq!(next_of(&a, "peer-joined").await["peer"]["id"], *idb);
+    assert_eq!(next_of(&a, "peer-joined").await["peer"]["id"], *idc);
+    assert_eq!(next_of(&b, "peer-joined").await["peer"]["id"], *idc);
+    // A stranger in another room, on the node that bridges Bob.
+    let (x, _) = join(&nodes[1], "other", "Xena").await;
+
+    // Bob (node 2) to Cy (node 3), both bridged to node 1: 300 messages, in order.
+    for i in 0..300 {
+        send(&b, json!({"type": "message", "to": idc, "data": {"i": i}})).await;
+    }
+    for i in 0..300 {
+        let m = next_of(&c, "message").await;
+        assert_eq!(m["from"], *idb);
+        assert_eq!(m["data"]["i"], i, "in order, none twice");
+    }
+    // Cy offers to Ada (on the owner).
+    send(&c, json!({"type": "offer", "to": ida, "sdp": "v=0\r\n"})).await;
+    let o = next_of(&a, "offer").await;
+    assert_eq!((&o["from"], &o["sdp"]), (idc, &json!("v=0\r\n")));
+    // Xena cannot reach them, and hears nothing of them.
+    send(&x, json!({"type": "message", "to": ida, "data": 1})).await;
+    assert_eq!(next(&x).await["code"], "unknown-peer");
+    quiet(&x).await;
+    quiet(&a).await;
+    let snap = nodes[1].sig.snapshot();
+    assert_eq!(
+        (snap.bridged, snap.hosted),
+        (1, 0),
+        "Bob is bridged; Xena's room is here"
+    );
+    assert_eq!(
+        nodes[0].sig.snapshot().hosted,
+        2,
+        "Bob and Cy are hosted by the owner"
+    );
+}
+
+#[tokio::test]
+async fn a_session_resumes_on_another_node_and_nobody_sees_a_leave() {
+    let (_net, nodes) = three(&HubConfig::default());
+    let (a, _) = join(&nodes[0], "r", "Ada").await;
+    let (b, jb) = join(&nodes[1], "r", "Bob").await;
+    next_of(&a, "peer-joined").await;
+    // Bob's transport to node 2 breaks; he resumes on node 3.
+    b.close();
+    let token = jb["resume"].as_str().unwrap();
+    let b2 = nodes[2].sig.connect();
+    send(&b2, json!({"type": "resume", "token": token, "lastSeq": 0})).await;
+    let r = next_of(&b2, "resumed").await;
+    assert_eq!(r["peerId"], jb["peerId"]);
+    assert_eq!(r["gap"], false, "the owner kept his messages");
+    send(
+        &a,
+        json!({"type": "message", "to": jb["peerId"], "data": "hi"}),
+    )
+    .await;
+    assert_eq!(next_of(&b2, "message").await["data"], "hi");
+    quiet(&a).await;
+}
+
+#[tokio::test]
+async fn the_room_survives_the_death_of_its_node() {
+    let (net, nodes) = three(&HubConfig::default());
+    let (a, ja) = join(&nodes[0], "r", "Ada").await;
+    let (b, jb) = join(&nodes[1], "r", "Bob").await;
+    let (c, jc) = join(&nodes[2], "r", "Cy").await;
+    for _ in 0..2 {
+        next_of(&a, "peer-joined").await;
+    }
+    next_of(&b, "peer-joined").await;
+    // Bob has seen one numbered message (Cy's arrival): his lastSeq is 1.
+    net.kill(&nodes[0].id());
+    drop(a);
+    // The bridges close their clients' transports so that they resume.
+    assert_eq!(next(&b).await, json!({ "closed": MOVE_CODE }));
+    assert_eq!(next(&c).await, json!({ "closed": MOVE_CODE }));
+    // Bob resumes where he was (node 2), which takes the room over from the records.
+    let b2 = nodes[1].sig.connect();
+    let tb = jb["resume"].as_str().unwrap();
+    send(&b2, json!({"type": "resume", "token": tb, "lastSeq": 1})).await;
+    let r = next_of(&b2, "resumed").await;
+    assert_eq!(r["peerId"], jb["peerId"]);
+    assert_eq!(r["gap"], true, "what the dead node had queued is gone");
+    assert_eq!(
+        r["peers"].as_array().unwrap().len(),
+        2,
+        "Ada and Cy, suspended: {r}"
+    );
+    assert_eq!(net.stored_owner("r"), Some(nodes[1].id()));
+    // Ada, whose node died, resumes on node 3: bridged to node 2.
+    let a2 = nodes[2].sig.connect();
+    let ta = ja["resume"].as_str().unwrap();
+    send(&a2, json!({"type": "resume", "token": ta, "lastSeq": 2})).await;
+    assert_eq!(next_of(&a2, "resumed").await["peerId"], ja["peerId"]);
+    // Messages flow again, numbered on from what each had seen.
+    send(
+        &a2,
+        json!({"type": "message", "to": jb["peerId"], "data": "back"}),
+    )
+    .await;
+    let m = next_of(&b2, "message").await;
+    assert_eq!(m["data"], "back");
+    assert_eq!(m["seq"], 2, "after Bob's lastSeq 1");
+    // Cy has not resumed yet: his messages wait for him.
+    send(
+        &b2,
+        json!({"type": "message", "to": jc["peerId"], "data": "wait"}),
+    )
+    .await;
+    let c2 = nodes[2].sig.connect();
+    let tc = jc["resume"].as_str().unwrap();
+    send(&c2, json!({"type": "resume", "token": tc, "lastSeq": 0})).await;
+    next_of(&c2, "resumed").await;
+    assert_eq!(next_of(&c2, "message").await["data"], "wait");
+    // Nobody saw anybody leave.
+    for conn in [&a2, &b2, &c2] {
+        quiet(conn).await;
+    }
+}
+
+#[tokio::test]
+async fn clients_of_a_dead_bridge_are_suspended_then_time_out() {
+    let cfg = HubConfig {
+        grace: Duration::from_millis(500),
+        ..HubConfig::default()
+    };
+    let (net, nodes) = three(&cfg);
+    let (a, _) = join(&nodes[0], "r", "Ada").await;
+    let (_b, jb) = join(&nodes[1], "r", "Bob").await;
+    next_of(&a, "peer-joined").await;
+    assert_eq!(nodes[0].sig.snapshot().hosted, 1);
+    net.kill(&nodes[1].id());
+    // The owner suspends Bob's session; he never comes back, so after the grace period
+    // Ada sees him leave, by timeout.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(nodes[0].sig.snapshot().suspended, 1);
+    tokio::time::sleep(cfg.grace).await;
+    nodes[0].sig.handle_timeouts(std::time::Instant::now());
+    let left = next_of(&a, "peer-left").await;
+    assert_eq!(
+        (&left["peerId"], &left["reason"]),
+        (&jb["peerId"], &json!("timeout"))
+    );
+}
+
+#[tokio::test]
+async fn a_node_cut_off_hands_its_room_over_when_it_is_back() {
+    let (net, nodes) = three(&HubConfig::default());
+    let (a, ja) = join(&nodes[0], "r", "Ada").await;
+    let (b, jb) = join(&nodes[1], "r", "Bob").await;
+    next_of(&a, "peer-joined").await;
+    net.cut(&nodes[0].id());
+    // Bob's bridge sees node 1 down; Bob resumes on node 2, which takes the room over.
+    assert_eq!(next(&b).await, json!({ "closed": MOVE_CODE }));
+    let b2 = nodes[1].sig.connect();
+    send(
+        &b2,
+        json!({"type": "resume", "token": jb["resume"], "lastSeq": 0}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&b2, "resumed").await["peers"][0]["id"],
+        ja["peerId"]
+    );
+    assert_eq!(net.stored_owner("r"), Some(nodes[1].id()));
+    // Node 1 comes back: it finds the room taken and sends Ada to the new owner.
+    net.heal(&nodes[0].id());
+    assert_eq!(next(&a).await, json!({ "closed": MOVE_CODE }));
+    let a2 = nodes[0].sig.connect();
+    send(
+        &a2,
+        json!({"type": "resume", "token": ja["resume"], "lastSeq": 1}),
+    )
+    .await;
+    let r = next_of(&a2, "resumed").await;
+    assert_eq!(r["peers"][0]["id"], jb["peerId"]);
+    assert_eq!(
+        nodes[0].sig.snapshot().rooms,
+        0,
+        "node 1 holds no copy of the room"
+    );
+    send(
+        &b2,
+        json!({"type": "message", "to": ja["peerId"], "data": "one room"}),
+    )
+    .await;
+    assert_eq!(next_of(&a2, "message").await["data"], "one room");
+    quiet(&b2).await;
+}
+
+#[tokio::test]
+async fn after_the_store_forgets_everything_each_node_writes_its_rooms_again() {
+    let (net, nodes) = three(&HubConfig::default());
+    let (_a, ja) = join(&nodes[0], "r", "Ada").await;
+    let (_b, jb) = join(&nodes[1], "r", "Bob").await;
+    let (_x, _) = join(&nodes[2], "s", "Xena").await;
+    let stored = |room: &str| net.stored_records(room).len();
+    assert_eq!(stored("r"), 3, "two members and the room");
+    net.reset();
+    assert_eq!(stored("r"), 0);
+    for _ in 0..50 {
+        if stored("r") == 3 && stored("s") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((stored("r"), stored("s")), (3, 2));
+    assert_eq!(net.stored_owner("r"), Some(nodes[0].id()));
+    assert_eq!(net.stored_owner("s"), Some(nodes[2].id()));
+    let ids: Vec<String> = net
+        .stored_records("r")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for id in [&ja["peerId"], &jb["peerId"]] {
+        assert!(ids.contains(&id.as_str().unwrap().to_string()), "{ids:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_room_ends_everywhere_when_its_last_member_leaves() {
+    let (net, nodes) = three(&HubConfig::default());
+    let (a, _) = join(&nodes[0], "r", "Ada").await;
+    let (b, _) = join(&nodes[1], "r", "Bob").await;
+    send(&b, json!({"type": "leave"})).await;
+    assert_eq!(next_of(&b, "left").await["type"], "left");
+    send(&a, json!({"type": "leave"})).await;
+    next_of(&a, "left").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(net.stored_owner("r"), None);
+    assert!(net.stored_records("r").is_empty());
+    // Bob's connection, now without a session, joins another room owned by node 3.
+    let (_z, _) = join(&nodes[2], "t", "Zed").await;
+    send(&b, json!({"type": "join", "room": "t", "name": "Bob"})).await;
+    let j = next_of(&b, "joined").await;
+    assert_eq!(j["peers"][0]["name"], "Zed");
+}
