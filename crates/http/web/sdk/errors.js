@@ -4,7 +4,7 @@
  * Error codes: every code of the signaling protocol (docs/signaling.md) plus the SDK's own.
  * @typedef {'bad-message'|'too-large'|'rate-limited'|'not-joined'|'already-joined'|'bad-room'|
  *   'room-full'|'unknown-peer'|'unauthorized'|'token-expired'|'forbidden'|'bad-resume'|'kicked'|
- *   'origin-not-allowed'|'unknown-connection'|'server-shutdown'|
+ *   'origin-not-allowed'|'unknown-connection'|'server-shutdown'|'unavailable'|
  *   'unreachable'|'closed'|'invalid-state'|'bad-option'|'negotiation-failed'|'peer-unreachable'|string} ErrorCode
  */
 

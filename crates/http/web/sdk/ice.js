@@ -15,9 +15,10 @@ export class IceServers {
   #opts;
 
   /**
-   * @param {{url: string, token?: string, option: 'auto'|RTCIceServer[], log: (...a: unknown[]) => void,
+   * @param {{bases: () => string[], token?: string, option: 'auto'|RTCIceServer[], log: (...a: unknown[]) => void,
    *   live: () => boolean, connections: () => RTCPeerConnection[]}} opts
-   *   `live`: the session still wants refreshes; `connections`: where fresh servers go
+   *   `bases`: the server's base URLs, the node in use first; `live`: the session still wants refreshes;
+   *   `connections`: where fresh servers go
    */
   constructor(opts) {
     this.#opts = opts;
@@ -40,14 +41,26 @@ export class IceServers {
     this.#timer = null;
   }
 
-  /** GET /api/ice-servers; null when it fails (we then go on with host candidates). */
+  /**
+   * GET /api/ice-servers from the first node that answers; null when none does (we then go
+   * on with host candidates).
+   */
   async #fetch() {
+    for (const base of this.#opts.bases()) {
+      const servers = await this.#fetchFrom(base);
+      if (servers) return servers;
+    }
+    return null;
+  }
+
+  /** @param {string} base */
+  async #fetchFrom(base) {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), ICE_FETCH_TIMEOUT_MS);
     try {
       // A server with room tokens gives relay credentials only to their holders.
       const headers = this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
-      const res = await fetch(`${this.#opts.url}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
+      const res = await fetch(`${base}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');
@@ -59,7 +72,7 @@ export class IceServers {
       }
       return /** @type {RTCIceServer[]} */ (body.iceServers);
     } catch (err) {
-      this.#opts.log('GET /api/ice-servers failed', err);
+      this.#opts.log(`GET ${base}/api/ice-servers failed`, err);
       return null;
     } finally {
       clearTimeout(timer);

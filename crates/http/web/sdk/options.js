@@ -8,14 +8,34 @@ import { SwitchboardError } from './errors.js';
 /** Audio codecs the `audioCodec` option names, by their RTP mime type. */
 const AUDIO_CODECS = Object.freeze({ pcmu: 'audio/PCMU', pcma: 'audio/PCMA' });
 
+/** `http(s)://…`: a server base URL. */
+const HTTP_URL = /^https?:\/\//i;
+
+/**
+ * The server base URLs, without trailing slashes: `urls` (the nodes of a cluster, tried in
+ * this order), else `url`, else the page's origin.
+ * @param {import('./switchboard.js').SwitchboardOptions} o
+ * @returns {string[]}
+ */
+function serverUrls(o) {
+  if (o.urls !== undefined && o.url !== undefined) throw new SwitchboardError('bad-option', 'give options.url or options.urls, not both');
+  if (o.urls !== undefined && (!Array.isArray(o.urls) || o.urls.length === 0)) {
+    throw new SwitchboardError('bad-option', 'options.urls must be a non-empty array of http(s) URLs');
+  }
+  const urls = o.urls || [o.url || (typeof location !== 'undefined' ? location.origin : '')];
+  for (const url of urls) {
+    if (typeof url !== 'string' || !HTTP_URL.test(url)) throw new SwitchboardError('bad-option', `a server URL must be http(s), got "${url}"`);
+  }
+  return urls.map((url) => url.replace(/\/+$/, ''));
+}
+
 /**
  * @param {import('./switchboard.js').SwitchboardOptions} o
- * @returns {{url: string, transport: 'auto'|'ws'|'sse', topology: 'auto'|'sfu'|'mesh', iceServers: 'auto'|RTCIceServer[], audioCodec: 'pcmu'|'pcma'|null}}
+ * @returns {{urls: string[], transport: 'auto'|'ws'|'sse', topology: 'auto'|'sfu'|'mesh', iceServers: 'auto'|RTCIceServer[], audioCodec: 'pcmu'|'pcma'|null}}
  */
 export function checkOptions(o) {
   if (typeof o.room !== 'string' || o.room === '') throw new SwitchboardError('bad-option', 'options.room is required');
-  const url = o.url || (typeof location !== 'undefined' ? location.origin : '');
-  if (!/^https?:\/\//i.test(url)) throw new SwitchboardError('bad-option', `options.url must be an http(s) URL, got "${url}"`);
+  const urls = serverUrls(o);
   const transport = o.transport || 'auto';
   if (!['auto', 'ws', 'sse'].includes(transport)) throw new SwitchboardError('bad-option', `unknown transport "${transport}"`);
   const topology = o.topology || 'auto';
@@ -24,7 +44,7 @@ export function checkOptions(o) {
   if (iceServers !== 'auto' && !Array.isArray(iceServers)) throw new SwitchboardError('bad-option', "iceServers must be 'auto' or an array");
   const codec = o.audioCodec === undefined || o.audioCodec === 'auto' ? null : o.audioCodec;
   if (codec !== null && !(codec in AUDIO_CODECS)) throw new SwitchboardError('bad-option', `unknown audioCodec "${codec}" ('auto', 'pcmu' or 'pcma')`);
-  return { url, transport, topology, iceServers, audioCodec: /** @type {'pcmu'|'pcma'|null} */ (codec) };
+  return { urls, transport, topology, iceServers, audioCodec: /** @type {'pcmu'|'pcma'|null} */ (codec) };
 }
 
 /**

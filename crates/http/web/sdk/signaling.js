@@ -3,7 +3,9 @@
 // It joins, keeps the session across transport losses (resume with lastSeq, replay, acks,
 // exponential backoff), re-joins when the server no longer knows the session
 // (bad-resume), queues outgoing messages while reconnecting, and falls back from
-// WebSocket to EventSource+POST in 'auto' mode.
+// WebSocket to EventSource+POST in 'auto' mode. Given the URLs of several nodes of a
+// cluster (docs/cluster.md) it joins on the first that answers and resumes on the node
+// in use first, then on the others in turn: any node reaches the room.
 
 import { Emitter } from './emitter.js';
 import { SwitchboardError, fromServerError } from './errors.js';
@@ -23,6 +25,10 @@ const PONG_TIMEOUT_MS = 20000;
 const OUTBOX_LIMIT = 1000;
 /** Errors after which the session is over and we do not reconnect. */
 const TERMINAL = new Set(['kicked', 'origin-not-allowed']);
+/** Failures of a join or resume worth trying again: on the next node, then in a later round. */
+const RETRYABLE = new Set(['unreachable', 'unavailable', 'server-shutdown', 'rate-limited']);
+/** WebSocket close code of a node that sends its client elsewhere (the room moved): resume at once. */
+const MOVED_CODE = 1012;
 /** Messages sent with a `ref`, kept to act on errors about them. */
 const TRACKED = new Set(['offer', 'answer', 'candidate', 'message', 'kick']);
 const TRACKED_LIMIT = 256;
@@ -61,7 +67,10 @@ export class Signaling extends Emitter {
   /** Debug logger. */
   log = (/** @type {any[]} */ ..._args) => {};
 
-  #url;
+  /** Base URLs of the nodes, in the order they are tried. @type {string[]} */
+  #urls;
+  /** Index in #urls of the node in use (or last used): the first one tried on reconnection. */
+  #at = 0;
   /** @type {'auto'|'ws'|'sse'} */
   #mode;
   /** @type {'ws'|'sse'|null} */
@@ -94,17 +103,28 @@ export class Signaling extends Emitter {
   #listeners = null;
 
   /**
-   * @param {{url: string, transport?: 'auto'|'ws'|'sse'}} opts
+   * @param {{url?: string, urls?: string[], transport?: 'auto'|'ws'|'sse'}} opts `urls`: the
+   *   nodes of a cluster, tried in this order; `url`: one server
    */
   constructor(opts) {
     super();
-    this.#url = opts.url;
+    this.#urls = opts.urls && opts.urls.length ? [...opts.urls] : [String(opts.url)];
     this.#mode = opts.transport || 'auto';
   }
 
   /** The kind of the transport in use (or last used). */
   get kind() {
     return this.#t ? this.#t.kind : this.#preferred;
+  }
+
+  /** Base URL of the node in use (or last used; before the first connection the first node). */
+  get url() {
+    return this.#urls[this.#at];
+  }
+
+  /** Base URLs of every node, the one in use first and then in turn. */
+  get urls() {
+    return [...this.#urls.slice(this.#at), ...this.#urls.slice(0, this.#at)];
   }
 
   /**
@@ -215,17 +235,49 @@ export class Signaling extends Emitter {
   }
 
   /**
-   * Open a transport (falling back in 'auto' mode) and send `msg`; `onReply` runs
-   * synchronously when the `okType` answer arrives, before any later message.
+   * Send `msg` to the nodes in turn, from the one in use on, until one answers `okType`:
+   * one round. A node that cannot be reached, or refuses with a retryable error, passes
+   * the turn to the next; any other refusal ends the round (that node becomes the one in use).
    * @param {Record<string, unknown>} msg
    * @param {string} okType
    * @param {(t: import('./transport.js').Transport, m: any) => void} onReply
    */
   async #connect(msg, okType, onReply) {
+    const start = this.#at;
+    /** @type {any} */
+    let lastErr = null;
+    for (let i = 0; i < this.#urls.length; i++) {
+      const at = (start + i) % this.#urls.length;
+      try {
+        return await this.#connectTo(this.#urls[at], msg, okType, (t, m) => {
+          this.#at = at;
+          onReply(t, m);
+        });
+      } catch (err) {
+        if (!RETRYABLE.has(/** @type {SwitchboardError} */ (err).code)) {
+          if (/** @type {SwitchboardError} */ (err).code !== 'closed') this.#at = at;
+          throw err;
+        }
+        if (this.#urls.length > 1) this.log(`${this.#urls[at]}: ${/** @type {Error} */ (err).message}`);
+        lastErr = err;
+      }
+    }
+    throw lastErr;
+  }
+
+  /**
+   * Open a transport to `url` (falling back in 'auto' mode) and send `msg`; `onReply` runs
+   * synchronously when the `okType` answer arrives, before any later message.
+   * @param {string} url
+   * @param {Record<string, unknown>} msg
+   * @param {string} okType
+   * @param {(t: import('./transport.js').Transport, m: any) => void} onReply
+   */
+  async #connectTo(url, msg, okType, onReply) {
     /** @type {unknown} */
     let lastErr = null;
     for (const kind of this.#kinds()) {
-      const t = createTransport(/** @type {'ws'|'sse'} */ (kind), this.#url);
+      const t = createTransport(/** @type {'ws'|'sse'} */ (kind), url);
       try {
         await t.open();
       } catch (err) {
@@ -336,7 +388,7 @@ export class Signaling extends Emitter {
     this.#t = t;
     this.#attempt = 0;
     t.onmessage = (m) => this.#onMessage(m);
-    t.onclose = (info) => this.#lost(`transport closed${info.code ? ` (code ${info.code})` : ''}`);
+    t.onclose = (info) => this.#lost(`transport closed${info.code ? ` (code ${info.code})` : ''}`, info.code === MOVED_CODE);
     this.#awaitingPong = false;
     if (this.#pingTimer) clearInterval(this.#pingTimer);
     this.#pingTimer = setInterval(() => this.#keepalive(), PING_INTERVAL_MS);
@@ -429,13 +481,16 @@ export class Signaling extends Emitter {
     this.#t.send({ type: 'ack', seq: this.lastSeq });
   }
 
-  /** @param {string} why */
-  #lost(why) {
+  /**
+   * @param {string} why
+   * @param {boolean} [moved] the node sent us elsewhere (the room moved): no backoff
+   */
+  #lost(why, moved = false) {
     if (this.state !== 'open') return;
     this.log(`signaling lost: ${why}`);
     this.#detach();
     this.#setState('reconnecting');
-    this.#scheduleReconnect();
+    this.#scheduleReconnect(moved);
   }
 
   #detach() {
@@ -450,7 +505,7 @@ export class Signaling extends Emitter {
     }
   }
 
-  /** @param {boolean} [now] retry at once (the network came back) */
+  /** @param {boolean} [now] retry at once (the network came back, or the room moved) */
   #scheduleReconnect(now = false) {
     if (this.state !== 'reconnecting' || this.#reconnecting) return;
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
@@ -487,7 +542,7 @@ export class Signaling extends Emitter {
     }
     this.#reconnecting = false;
     if (!err || this.state !== 'reconnecting') return;
-    if (err.code === 'unreachable' || err.code === 'server-shutdown' || err.code === 'rate-limited') {
+    if (RETRYABLE.has(err.code)) {
       this.#scheduleReconnect();
       return;
     }

@@ -12,7 +12,7 @@ const DTMF_RE = /^[0-9*#A-D]{1,32}$/;
 /**
  * What the helper needs from the Switchboard instance.
  * @typedef {object} SipHost
- * @property {string} url server base URL
+ * @property {() => string} base the server's base URL (of the node in use)
  * @property {string} room
  * @property {string|undefined} token room token, sent as `Authorization: Bearer`
  * @property {(msg: Record<string, unknown>) => boolean|void} signal send a signaling message
@@ -107,7 +107,7 @@ export class SipCalls {
    */
   async #fetch(path, init) {
     try {
-      return await fetch(`${this.#host.url}/api/sip/calls${path}`, init);
+      return await fetch(`${this.#host.base()}/api/sip/calls${path}`, init);
     } catch (err) {
       throw new SwitchboardError('unreachable', `cannot reach the server: ${/** @type {Error} */ (err)?.message || err}`);
     }

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'origin-not-allowed'
   | 'unknown-connection'
   | 'server-shutdown'
+  /** A cluster node could not reach the cluster's store (Redis) for this room; the SDK tries another node, then again later. */
+  | 'unavailable'
   /** The server could not be reached (or did not answer `join`). */
   | 'unreachable'
   /** The session was closed locally while an operation was under way. */
@@ -55,6 +57,11 @@ export interface SwitchboardOptions {
   room: string;
   /** Server base URL (http or https); WebSocket/SSE URLs are derived from it. Default: `location.origin`. */
   url?: string;
+  /**
+   * Instead of `url`: the base URLs of a cluster's nodes (docs/cluster.md). The SDK joins on the first that
+   * answers; after a transport loss it resumes on the node it was on, then on the others in turn.
+   */
+  urls?: string[];
   /** Display name shown to the others (1-64 characters; default on the server: "guest"). */
   name?: string;
   /** Room token (JWT) when the server runs with `--room-token-secret`; also sent to `/api/ice-servers`, which then answers only token holders. */

@@ -46,6 +46,7 @@ const RESYNC_DELAY_MS = 1000;
  * @typedef {object} SwitchboardOptions
  * @property {string} room room to join (1-64 of `A-Za-z0-9_-.`)
  * @property {string} [url] server base URL, http(s); default: the page's origin
+ * @property {string[]} [urls] instead of `url`: the base URLs of a cluster's nodes (signaling.js)
  * @property {string} [name] display name (1-64 characters; the server's default is "guest")
  * @property {string} [token] room token (JWT) when the server requires one
  * @property {'auto'|RTCIceServer[]} [iceServers] 'auto' (default): GET /api/ice-servers
@@ -89,7 +90,7 @@ export class Switchboard extends Emitter {
   /** Phone calls through the server's SIP gateway (sip.js). @type {SipCalls} */
   sip;
 
-  /** @type {Required<Omit<SwitchboardOptions, 'token'|'debug'|'audioCodec'>> & {token?: string}} */
+  /** @type {Required<Omit<SwitchboardOptions, 'url'|'token'|'debug'|'audioCodec'>> & {token?: string}} */
   #opts;
   #sig;
   /** @type {IceServers} */
@@ -111,10 +112,10 @@ export class Switchboard extends Emitter {
   constructor(options) {
     super();
     const o = options || /** @type {SwitchboardOptions} */ ({});
-    const { url, transport, topology, iceServers, audioCodec } = checkOptions(o);
+    const { urls, transport, topology, iceServers, audioCodec } = checkOptions(o);
     this.#opts = {
       room: o.room,
-      url: url.replace(/\/+$/, ''),
+      urls,
       name: o.name ? [...String(o.name)].slice(0, 64).join('') : '',
       token: o.token || undefined,
       iceServers,
@@ -148,8 +149,10 @@ export class Switchboard extends Emitter {
       addMeshPeer: (info, initiator) => this.#addPeer(info, initiator),
     });
 
+    const sig = new Signaling({ urls, transport });
+    this.#sig = sig;
     this.#ice = new IceServers({
-      url: this.#opts.url,
+      bases: () => sig.urls, // the node in use first
       token: this.#opts.token,
       option: iceServers,
       log: this.#log,
@@ -157,10 +160,8 @@ export class Switchboard extends Emitter {
       connections: () => this.#connections(),
     });
 
-    const { url: base, room, token } = this.#opts;
-    this.sip = new SipCalls({ url: base, room, token, signal: (msg) => this.#sig.send(msg), peer: (id) => this.peers.get(id) });
-    const sig = new Signaling({ url: this.#opts.url, transport });
-    this.#sig = sig;
+    const { room, token } = this.#opts;
+    this.sip = new SipCalls({ base: () => sig.url, room, token, signal: (msg) => this.#sig.send(msg), peer: (id) => this.peers.get(id) });
     sig.log = this.#log;
     sig.canDeliver = (/** @type {any} */ m) => !m.to || this.peers.has(m.to) || m.to === this.#sfu?.id;
     sig.on('state', (/** @type {any} */ s) => this.#setState(s));
