@@ -295,7 +295,8 @@ export class Signaling extends Emitter {
         return reply;
       } catch (err) {
         t.close();
-        if (/** @type {SwitchboardError} */ (err).code !== 'unreachable') throw err;
+        // A node that sent us elsewhere (1012) works: no reason to try the other transport.
+        if (/** @type {SwitchboardError} */ (err).code !== 'unreachable' || /** @type {any} */ (err).moved) throw err;
         this.log(`${kind}: ${/** @type {Error} */ (err).message}`);
         lastErr = err;
       }
@@ -342,7 +343,9 @@ export class Signaling extends Emitter {
       };
       t.onclose = (info) => {
         finish();
-        reject(new SwitchboardError('unreachable', `connection closed before ${okType}${info.code ? ` (code ${info.code})` : ''}`));
+        const err = new SwitchboardError('unreachable', `connection closed before ${okType}${info.code ? ` (code ${info.code})` : ''}`);
+        /** @type {any} */ (err).moved = info.code === MOVED_CODE;
+        reject(err);
       };
       t.send({ ...msg, ref });
     });
@@ -541,7 +544,11 @@ export class Signaling extends Emitter {
       }
     }
     this.#reconnecting = false;
-    if (!err || this.state !== 'reconnecting') return;
+    if (this.state !== 'reconnecting') return;
+    if (!err) {
+      this.#scheduleReconnect(); // lost again before this attempt was over
+      return;
+    }
     if (RETRYABLE.has(err.code)) {
       this.#scheduleReconnect();
       return;

@@ -363,6 +363,8 @@ export class Switchboard {
   readonly name: string;
   /** Signaling transport in use: `'ws'` or `'sse'` (null before the first connection). */
   readonly transportKind: 'ws' | 'sse' | null;
+  /** The server base URL in use: with `urls`, the node the signaling is on (or was on last). */
+  readonly url: string;
   /** The stream holding the tracks being sent (its id is the msid others see). */
   readonly localStream: MediaStream;
   /** ICE servers in use. */

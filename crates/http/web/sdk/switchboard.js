@@ -192,6 +192,11 @@ export class Switchboard extends Emitter {
     return this.#opts.name;
   }
 
+  /** The server's base URL in use: with `urls`, the node the signaling is on (or last was). */
+  get url() {
+    return this.#sig.url;
+  }
+
   /** 'ws' or 'sse': the signaling transport in use (null before the first connection). */
   get transportKind() {
     return this.#sig.kind;
