@@ -122,7 +122,12 @@ export async function startCluster() {
   const t0 = Date.now();
   const useLab = existsSync(LAB);
   const what = useLab ? `cluster lab (${LAB}): Redis and three nodes` : 'Redis and three nodes on 127.0.0.11-13';
-  const cluster = await withinStartup(useLab ? startLab(t0) : startLocal(), `${what} did not come up`, t0);
+  const starting = useLab ? startLab(t0) : startLocal();
+  // Past the limit the start goes on: whatever it brings up is taken down again.
+  const cluster = await withinStartup(starting, `${what} did not come up`, t0).catch((e) => {
+    starting.then((c) => c.stop(), () => {});
+    throw e;
+  });
   process.stderr.write(`[harness] cluster up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${cluster.kind}, nodes ${cluster.urls.join(' ')}\n`);
   return cluster;
 }

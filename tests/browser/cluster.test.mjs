@@ -21,10 +21,14 @@ let cluster;
 before(async () => {
   cluster = await startCluster();
   // The nodes' origins are plain http on non-loopback addresses in the lab: let their pages
-  // use the camera (getUserMedia needs a secure context).
+  // use the camera (getUserMedia needs a secure context). The pages are fulfilled by the
+  // test (cluster-lab.mjs), so Chromium does not know their address and would take them
+  // for public ones that may not reach loopback nodes (Local Network Access); the switch
+  // repeats harness.mjs's --disable-features, which the last one replaces.
   browser = await launchBrowser([
     `--use-file-for-fake-audio-capture=${toneWav()}`,
     `--unsafely-treat-insecure-origin-as-secure=${cluster.urls.join(',')}`,
+    '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks',
   ]);
 });
 after(async () => {
