@@ -31,7 +31,10 @@
 mod heartbeat;
 mod reader;
 mod scripts;
+mod status;
 mod writer;
+
+pub use status::{status, ClusterStatus};
 
 use crate::{
     BoxFuture, Cluster, ClusterError, ClusterEvent, Load, NodeId, NodeInfo, RecordOp, RoomOwner,
