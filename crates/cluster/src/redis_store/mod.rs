@@ -53,6 +53,7 @@ pub struct RedisOptions {
     /// `redis://[user:password@]host[:port][/db]`.
     pub url: String,
     /// How long a node counts as alive after its last heartbeat; heartbeats go every ttl/5.
+    /// Taken between 100 ms and one day.
     pub ttl: Duration,
     /// Capacity of the outgoing queue (sends, record writes, releases); when it is full new
     /// items are dropped and counted ([`RedisCluster::dropped`]).
@@ -275,8 +276,11 @@ impl RedisCluster {
         info: NodeInfo,
         load: LoadFn,
     ) -> Result<Arc<RedisCluster>, ClusterError> {
-        // A zero ttl would make a zero heartbeat period; a zero queue cannot be built.
-        let ttl = opts.ttl.max(Duration::from_millis(100));
+        // A zero ttl would make a zero heartbeat period (and a zero queue cannot be built);
+        // a huge one would overflow the deadlines computed from it.
+        let ttl = opts
+            .ttl
+            .clamp(Duration::from_millis(100), Duration::from_secs(86_400));
         let url = redacted(&opts.url);
         let unreachable = |e: RedisError| ClusterError::Unavailable(format!("redis at {url}: {e}"));
         let client = redis::Client::open(opts.url.as_str()).map_err(unreachable)?;
