@@ -121,7 +121,8 @@ pub trait Cluster: Send + Sync + 'static {
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomOwner>, ClusterError>>;
 
     /// Queue `bytes` for node `to`; delivered once, in order per sender, unless `to` dies
-    /// first. Messages to a node that is not alive are dropped.
+    /// first (then they are lost). A node that joined since this one last looked is
+    /// reached too (`claim` may name it before the next heartbeat shows it).
     fn send(&self, to: &NodeId, bytes: Vec<u8>);
 
     /// This node's events; the first call takes them, later calls get None.

@@ -91,10 +91,8 @@ fn pipeline(shared: &Shared, batch: &[Item]) -> Option<redis::Pipeline> {
     for item in batch {
         match item {
             Item::Send { to, bytes, seq } => {
-                // Died since it was queued: what is queued for a dead node is dropped.
-                if !shared.is_live(to) {
-                    continue;
-                }
+                // Written even for a node this one does not see alive (it may have joined
+                // since the last heartbeat); a dead node's inbox expires unread.
                 pipe.cmd("XADD")
                     .arg(keys.inbox(to))
                     .arg("MAXLEN")
