@@ -143,7 +143,6 @@ impl Shared {
         self.view().iter().map(|n| n.id.clone()).collect()
     }
 
-
     fn emit(&self, event: ClusterEvent) {
         // The receiver gone means nobody listens any more: nothing to do.
         let _ = self.events.send(event);
