@@ -14,7 +14,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { ROOT, HarnessError, startServer, freePortTcpUdp, serverBin, sleep, loadPage, Participant } from './harness.mjs';
+import { ROOT, HarnessError, startServer, freePortTcpUdp, serverBin, sleep, loadPage, Participant, launchBrowser, toneWav } from './harness.mjs';
 
 const run = promisify(execFile);
 const STARTUP_LIMIT_MS = Number(process.env.SB_CLUSTER_STARTUP_TIMEOUT_MS || 120000);
@@ -203,3 +203,33 @@ export const eventsOf = (p) => p.page.evaluate(() => window.__events);
 
 /** `urls` rotated so that node `i` comes first (then the others in order). */
 export const fromNode = (urls, i) => [...urls.slice(i), ...urls.slice(0, i)];
+
+/**
+ * Chromium for the cluster's pages: a steady-tone microphone; the nodes' origins are plain
+ * http on non-loopback addresses in the lab, so they are made secure contexts (the camera
+ * needs one). The pages are fulfilled by the test (openClusterPage), so Chromium does not
+ * know their address and would take them for public ones that may not reach loopback
+ * nodes (Local Network Access); the switch repeats harness.mjs's --disable-features, which
+ * the last one replaces.
+ */
+export function launchClusterBrowser(cluster) {
+  return launchBrowser([
+    `--use-file-for-fake-audio-capture=${toneWav()}`,
+    `--unsafely-treat-insecure-origin-as-secure=${cluster.urls.join(',')}`,
+    '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks',
+  ]);
+}
+
+/** Run `fn`; on failure the end of each node's log goes with the error (the scope adds the pages'). */
+export async function withNodeLogs(cluster, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    const tail = (i) => cluster.log(i).replace(/\x1b\[[0-9;]*m/g, '').split('\n').slice(-25).join('\n');
+    e.message += `\n${cluster.urls.map((u, i) => `--- node n${i + 1} ${u} (end of its log)\n${tail(i)}`).join('\n')}`;
+    throw e;
+  }
+}
+
+/** The peer ids of the pages of `ps` other than `p`. */
+export const others = (ps, p) => ps.filter((q) => q !== p).map((q) => q.peerId);

@@ -3,50 +3,26 @@
 // there), pages of one room each connected to a different node, with the SDK's `urls`.
 // - a mesh call of three pages on three nodes: every page decodes every other's video;
 // - an SFU call of three pages on three nodes: the same through the room node's SFU;
-// - a page in another room on the same nodes sees no one, and nobody sees it;
-// - kill -9 the node two pages of a call use (the room's node, and in an SFU call its
-//   SFU, too): both resume on another node, nobody sees a leave, every page decodes every
-//   other again (mesh: an ICE restart across nodes completes; SFU: through the SFU of the
-//   room's new node). The time from the kill to the resume and to video flowing again is
-//   printed, not asserted; the killed node is started again for the next test.
+// - a page in another room on the same nodes sees no one, and nobody sees it.
+// A node's death: cluster-failover.test.mjs. (One file each: run.sh's time limit is per file.)
 //
 // CPU: three Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { scope, randomId, waitFor, sleep, launchBrowser, toneWav } from './harness.mjs';
+import { scope, randomId, sleep } from './harness.mjs';
 import { expectAllFlowing } from './sfu-helpers.mjs';
-import { startCluster, openClusterPage, eventsOf, fromNode } from './cluster-lab.mjs';
+import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, fromNode } from './cluster-lab.mjs';
 
 let browser;
 let cluster;
 before(async () => {
   cluster = await startCluster();
-  // The nodes' origins are plain http on non-loopback addresses in the lab: let their pages
-  // use the camera (getUserMedia needs a secure context). The pages are fulfilled by the
-  // test (cluster-lab.mjs), so Chromium does not know their address and would take them
-  // for public ones that may not reach loopback nodes (Local Network Access); the switch
-  // repeats harness.mjs's --disable-features, which the last one replaces.
-  browser = await launchBrowser([
-    `--use-file-for-fake-audio-capture=${toneWav()}`,
-    `--unsafely-treat-insecure-origin-as-secure=${cluster.urls.join(',')}`,
-    '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks',
-  ]);
+  browser = await launchClusterBrowser(cluster);
 });
 after(async () => {
   await browser?.close();
   await cluster?.stop();
 });
-
-/** On failure, the nodes' logs go with the error (the scope adds the pages'). */
-async function withNodeLogs(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    const tail = (i) => cluster.log(i).replace(/\x1b\[[0-9;]*m/g, '').split('\n').slice(-25).join('\n');
-    e.message += `\n${cluster.urls.map((u, i) => `--- node n${i + 1} ${u} (end of its log)\n${tail(i)}`).join('\n')}`;
-    throw e;
-  }
-}
 
 /** One page per node (page i on node i, the others after it in its `urls`), joined in that order. */
 async function callOnThreeNodes(s, room, topology) {
@@ -59,9 +35,7 @@ async function callOnThreeNodes(s, room, topology) {
   return ps;
 }
 
-const others = (ps, p) => ps.filter((q) => q !== p).map((q) => q.peerId);
-
-test('mesh call of three pages on three nodes: every page decodes every other page\'s video', { timeout: 240000 }, () => scope('cluster-mesh', (s) => withNodeLogs(async () => {
+test('mesh call of three pages on three nodes: every page decodes every other page\'s video', { timeout: 240000 }, () => scope('cluster-mesh', (s) => withNodeLogs(cluster, async () => {
   const ps = await callOnThreeNodes(s, randomId('cmesh-'), 'mesh');
   for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: false, timeout: 60000 });
   for (const p of ps) {
@@ -71,7 +45,7 @@ test('mesh call of three pages on three nodes: every page decodes every other pa
   }
 })));
 
-test('SFU call of three pages on three nodes: every page decodes every other page\'s video through the SFU', { timeout: 240000 }, () => scope('cluster-sfu', (s) => withNodeLogs(async () => {
+test('SFU call of three pages on three nodes: every page decodes every other page\'s video through the SFU', { timeout: 240000 }, () => scope('cluster-sfu', (s) => withNodeLogs(cluster, async () => {
   const ps = await callOnThreeNodes(s, randomId('csfu-'), 'sfu');
   for (const p of ps) await expectAllFlowing(p, others(ps, p), { audio: true, viaSfu: true, timeout: 90000 });
   for (const p of ps) {
@@ -80,7 +54,7 @@ test('SFU call of three pages on three nodes: every page decodes every other pag
   }
 })));
 
-test('a page in another room on the same nodes sees no one, and no one sees it', { timeout: 240000 }, () => scope('cluster-isolation', (s) => withNodeLogs(async () => {
+test('a page in another room on the same nodes sees no one, and no one sees it', { timeout: 240000 }, () => scope('cluster-isolation', (s) => withNodeLogs(cluster, async () => {
   const ps = await callOnThreeNodes(s, randomId('cbusy-'), 'mesh');
   await expectAllFlowing(ps[0], others(ps, ps[0]), { viaSfu: false, timeout: 60000 });
   // Alone in its room, on Bob's node (and with every node in its list).
@@ -97,168 +71,3 @@ test('a page in another room on the same nodes sees no one, and no one sees it',
     assert.deepEqual(ids, others(ps, p).sort(), `${p.name}: members`);
   }
 })));
-
-/**
- * In page p, every 100 ms, a figure per remote member that changes whenever a new frame of
- * its video is decoded: mesh, the frames decoded over its connection's inbound videos;
- * SFU, those of the video track its tile shows (window.__frames: [{t, frames: {id: n}}],
- * two minutes kept). It can fall (a new stream after renegotiation): any change is a frame.
- */
-function startFrameLog(p) {
-  return p.page.evaluate(() => {
-    window.__frames = [];
-    setInterval(async () => {
-      const { sb, grid } = window.sbApp;
-      const byTrack = new Map();
-      const byPc = new Map();
-      for (const pc of new Set([...sb.peers.values()].map((m) => m.pc).filter(Boolean))) {
-        let sum = 0;
-        try {
-          (await pc.getStats()).forEach((x) => {
-            if (x.type !== 'inbound-rtp' || x.kind !== 'video') return;
-            byTrack.set(x.trackIdentifier, x.framesDecoded || 0);
-            sum += x.framesDecoded || 0;
-          });
-        } catch { /* closed meanwhile */ }
-        byPc.set(pc, sum);
-      }
-      const frames = {};
-      for (const [id, m] of sb.peers) {
-        const shown = grid.get(id)?.stream.getVideoTracks()[0];
-        frames[id] = sb.sfu && m.pc === sb.sfu.pc ? (shown && byTrack.get(shown.id)) || 0 : byPc.get(m.pc) || 0;
-      }
-      window.__frames.push({ t: Date.now(), frames });
-      if (window.__frames.length > 1200) window.__frames.shift();
-    }, 100);
-  });
-}
-
-/**
- * From page p's frame log and events, after a kill at `t0` (ms after t0): when it resumed
- * (null: its connection lived), the longest time any remote video went without a new frame
- * since the kill, and, when that was a real stall (over 0.5 s), when the last stalled video
- * decoded again.
- */
-async function failoverTimes(p, t0, ids) {
-  const { frames, events } = await p.page.evaluate(() => ({ frames: window.__frames, events: window.__events }));
-  const resumed = events.find((e) => e.ev === 'resumed' && e.t >= t0);
-  const log = frames.filter((f) => f.t >= t0 - 1000);
-  let longest = { ms: 0, end: null };
-  for (const id of ids) {
-    let last = null;
-    for (const f of [...log, null]) {
-      const moved = f && (!last || f.frames[id] !== last.frames[id]);
-      if (!moved && f) continue;
-      // A new frame at f (or the log's end): the time since the last one, counted from t0.
-      const end = f ? f.t : log.at(-1).t;
-      const ms = last ? end - Math.max(last.t, t0) : 0;
-      if (ms > longest.ms) longest = { ms, end: f ? f.t : null };
-      last = f;
-    }
-  }
-  return {
-    resumedMs: resumed ? resumed.t - t0 : null, gap: resumed ? !!resumed.detail.gap : null, node: resumed?.url,
-    longestGapMs: longest.ms, videoAgainMs: longest.ms > 500 ? (longest.end === null ? Infinity : longest.end - t0) : null,
-  };
-}
-
-/** The failover line of page p, printed and returned. */
-async function reportFailover(t, p, t0, ids) {
-  const f = await failoverTimes(p, t0, ids);
-  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
-  const line = `failover ${p.name}: ${f.resumedMs === null ? 'no resume (its connection lived)' : `resumed after ${s(f.resumedMs)} on ${f.node} (gap ${f.gap})`}; ` +
-    (f.videoAgainMs === null ? `video never stopped (longest gap ${s(f.longestGapMs)})` : `video flowing again after ${s(f.videoAgainMs)} (longest gap ${s(f.longestGapMs)})`);
-  t.diagnostic(line);
-  process.stderr.write(`[cluster] ${line}\n`);
-  return f;
-}
-
-async function iceUfrags(p, id) {
-  return p.page.evaluate((id) => {
-    const pc = window.sbApp.sb.peers.get(id).pc;
-    const ufrag = (d) => (d && d.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1];
-    return { local: ufrag(pc.currentLocalDescription), remote: ufrag(pc.currentRemoteDescription), signalingState: pc.signalingState };
-  }, id);
-}
-
-/**
- * Kill -9 node n1, which two pages of a `topology` call use and where the room lives; the
- * checks of a user: both resume on another node with the same peer id, nobody sees a
- * leave or a re-join, everyone decodes everyone again. Prints the failover times; n1 is
- * started again at the end.
- */
-async function failover(t, s, topology) {
-  const room = randomId(`cfail-${topology}-`);
-  const sfu = topology === 'sfu';
-  // Ada joins first on n1, so the room (and, SFU, its SFU) lives on n1
-  // (--cluster-placement local): the kill takes the room's node and Ada's and Bob's.
-  const ada = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Ada', { topology });
-  const bob = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Bob', { topology });
-  const cleo = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Cleo', { topology });
-  const ps = [ada, bob, cleo];
-  assert.deepEqual(ps.map((p) => p.node), [cluster.urls[0], cluster.urls[0], cluster.urls[1]], 'the nodes the pages joined on');
-  for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: sfu, timeout: 60000 });
-  for (const p of ps) await startFrameLog(p);
-  await sleep(1500);
-
-  const t0 = Date.now();
-  await cluster.kill(0);
-  t.diagnostic(`n1 (${cluster.urls[0]}) killed with SIGKILL`);
-  try {
-    for (const p of [ada, bob]) {
-      await waitFor(async () => {
-        const st = (await eventsOf(p)).filter((e) => e.ev === 'state' && e.t >= t0).map((e) => e.detail);
-        return st.includes('reconnecting') && st.at(-1) === 'open' && st;
-      }, { timeout: 60000, what: `${p.name}: signaling reconnecting -> open after the kill` });
-      const now = await p.page.evaluate(() => ({ peerId: window.sbApp.sb.peerId, url: window.sbApp.sb.url }));
-      assert.equal(now.peerId, p.peerId, `${p.name}: peer id changed (joined afresh instead of resuming)`);
-      assert.notEqual(now.url, cluster.urls[0], `${p.name}: still on the killed node`);
-      assert.ok(cluster.urls.includes(now.url), `${p.name}: on ${now.url}`);
-    }
-    await waitFor(async () => (await eventsOf(cleo)).filter((e) => e.ev === 'state').at(-1)?.detail === 'open', { timeout: 60000, what: 'Cleo: signaling open' });
-    for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: sfu, audio: sfu, timeout: 60000 });
-    // The figures of the failover itself, before the checks below add their own stalls.
-    for (const p of ps) await reportFailover(t, p, t0, others(ps, p));
-
-    for (const p of ps) {
-      const evs = await eventsOf(p);
-      const bad = evs.filter((e) => e.ev === 'peer-left' || (e.ev === 'joined' && e.detail.rejoined) || (e.ev === 'error' && e.detail.fatal));
-      assert.deepEqual(bad, [], `${p.name} saw a leave, a re-join or a fatal error`);
-      assert.equal(evs.filter((e) => e.ev === 'joined').length, 1, `${p.name}: joined events`);
-      const ids = await p.page.evaluate(() => [...window.sbApp.sb.peers.keys()].sort());
-      assert.deepEqual(ids, others(ps, p).sort(), `${p.name}: members after the failover`);
-    }
-
-    if (sfu) {
-      // The media now goes through the SFU of the room's new node: not n1's address.
-      const killedIp = new URL(cluster.urls[0]).hostname;
-      for (const p of ps) {
-        const remote = await waitFor(() => p.page.evaluate(async () => {
-          const stats = await window.sbApp.sb.sfu.pc.getStats();
-          let pair = null;
-          stats.forEach((x) => { if (x.type === 'transport' && x.selectedCandidatePairId) pair = stats.get(x.selectedCandidatePairId); });
-          return pair && stats.get(pair.remoteCandidateId)?.address;
-        }), { timeout: 10000, what: `${p.name}: a selected pair on the SFU connection` });
-        assert.notEqual(remote, killedIp, `${p.name}: media still addressed to the killed node`);
-      }
-    } else {
-      // Signaling goes on through the room's new node: an ICE restart Ada -> Cleo needs its
-      // offer and answer relayed.
-      const was = await iceUfrags(ada, cleo.peerId);
-      await ada.page.evaluate((id) => window.sbApp.sb.peers.get(id).pc.restartIce(), cleo.peerId);
-      await waitFor(async () => {
-        const n = await iceUfrags(ada, cleo.peerId);
-        return n.signalingState === 'stable' && n.local !== was.local && n.remote !== was.remote && n;
-      }, { timeout: 30000, what: `Ada -> Cleo: ICE restart completed after the failover (before ${JSON.stringify(was)})` });
-      await expectAllFlowing(ada, [cleo.peerId], { viaSfu: false, timeout: 30000 });
-    }
-  } finally {
-    await cluster.revive(0);
-  }
-}
-
-test('mesh: kill -9 the node two pages of a call use: both resume on another node, nobody sees a leave, video flows again', { timeout: 300000 },
-  (t) => scope('cluster-failover-mesh', (s) => withNodeLogs(() => failover(t, s, 'mesh'))));
-
-test('SFU: kill -9 the node two pages of a call and the room\'s SFU use: both resume on another node, nobody sees a leave, video flows again', { timeout: 300000 },
-  (t) => scope('cluster-failover-sfu', (s) => withNodeLogs(() => failover(t, s, 'sfu'))));
