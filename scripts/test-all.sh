@@ -25,6 +25,7 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core) # crates/sip/tests
 /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || missing+=(python3-slixmpp) # tests/browser/jingle-peer.test.mjs, tests/federation/jingle-peer-lab.sh
 /usr/bin/python3 -c 'import pylibsrtp' >/dev/null 2>&1 || missing+=(python3-pylibsrtp) # crates/media SRTP interop (--ignored)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester) # tests/sip (--ignored)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) # crates/cluster tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${missing[*]}"
   $SUDO apt-get update -qq

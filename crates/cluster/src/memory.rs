@@ -3,7 +3,9 @@
 //! rules as the Redis store: owners must be alive, records go with a released room,
 //! messages arrive in order per sender and never at a dead node.
 
-use crate::{BoxFuture, Cluster, ClusterError, ClusterEvent, NodeId, NodeInfo, RecordOp, RoomOwner};
+use crate::{
+    BoxFuture, Cluster, ClusterError, ClusterEvent, NodeId, NodeInfo, RecordOp, RoomOwner,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -266,10 +268,7 @@ impl Cluster for MemoryCluster {
     }
 
     fn events(&self) -> Option<UnboundedReceiver<ClusterEvent>> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn leave(&self) -> BoxFuture<'_, ()> {
