@@ -2,6 +2,7 @@
 //! protocol work lives in the library crates.
 
 mod calls;
+mod cluster;
 mod config;
 mod demux;
 mod error;
