@@ -121,7 +121,7 @@ pub trait Cluster: Send + Sync + 'static {
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomOwner>, ClusterError>>;
 
     /// Queue `bytes` for node `to`; delivered once, in order per sender, unless `to` dies
-    /// first. Messages to a node that is not alive are dropped.
+    /// first. Messages to a node that this one has seen die are dropped.
     fn send(&self, to: &NodeId, bytes: Vec<u8>);
 
     /// This node's events; the first call takes them, later calls get None.

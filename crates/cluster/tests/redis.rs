@@ -180,7 +180,8 @@ async fn ten_thousand_messages_arrive_all_in_order_once() {
     let (a, mut a_events) = node(&server, "a").await;
     let (b, mut b_events) = node(&server, "b").await;
     let b_id = b.me().id.clone();
-    // a sends only to nodes it has seen (b's heartbeats are ttl/5 apart).
+    // A steady cluster: a has seen b (sends to a node it has not seen yet are the test
+    // a_node_that_just_started_gets_messages_before_the_sender_sees_it).
     wait_for(&mut a_events, "NodeUp(b) at a", |e| {
         *e == ClusterEvent::NodeUp(b_id.clone())
     })
@@ -200,6 +201,21 @@ async fn ten_thousand_messages_arrive_all_in_order_once() {
         "nothing twice before the end mark"
     );
     assert_eq!(a.dropped(), 0);
+}
+
+/// The owner of a room answers a node that has just started (its client's `join` came
+/// through it) before the owner's next heartbeat shows that node: the answer must arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_just_started_gets_messages_before_the_sender_sees_it() {
+    let server = RedisServer::start();
+    // Heartbeats 12 s apart: a does not see b for the whole test.
+    let (a, _a_events) = node_with(&server, "a", Duration::from_secs(60), 0).await;
+    let (b, mut b_events) = node(&server, "b").await;
+    let b_id = b.me().id.clone();
+    assert!(!ids(&a.nodes()).contains(&b_id), "a has not seen b yet");
+    a.send(&b_id, b"welcome".to_vec());
+    let got = messages(&mut b_events, 1).await;
+    assert_eq!(got, vec![(a.me().id.clone(), b"welcome".to_vec())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,13 @@ impl Heartbeat {
             *view = nodes;
             (ups, downs)
         };
+        {
+            let mut dead = self.shared.dead.lock().unwrap_or_else(|e| e.into_inner());
+            dead.extend(downs.iter().cloned());
+            for id in &ups {
+                dead.remove(id);
+            }
+        }
         for id in downs {
             tracing::info!(node = %id, "cluster node down");
             self.shared.emit(ClusterEvent::NodeDown(id));

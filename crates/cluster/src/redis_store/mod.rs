@@ -39,6 +39,7 @@ use crate::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RetryMethod};
 use scripts::Scripts;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -125,6 +126,8 @@ pub(super) struct Shared {
     conn: ConnectionManager,
     /// The live nodes as of the last heartbeat, sorted by id, this one included.
     view: Mutex<Vec<NodeInfo>>,
+    /// The nodes this one saw go down (NodeDown) and not come back up (NodeUp).
+    dead: Mutex<HashSet<NodeId>>,
     events: UnboundedSender<ClusterEvent>,
     dropped: AtomicU64,
     drop_log: LogLimit,
@@ -135,8 +138,15 @@ impl Shared {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_live(&self, id: &str) -> bool {
-        self.view().iter().any(|n| &*n.id == id)
+    /// Whether this node saw `id` die (and not come back). Sends are dropped only for
+    /// these: a node missing from the view may be alive all the same (it started after
+    /// the last heartbeat, or has not registered again after a store reset), and what is
+    /// sent to it must not be lost.
+    fn is_dead(&self, id: &str) -> bool {
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
     }
 
     fn emit(&self, event: ClusterEvent) {
@@ -308,6 +318,7 @@ impl RedisCluster {
             load,
             conn,
             view: Mutex::new(Vec::new()),
+            dead: Mutex::new(HashSet::new()),
             events: events_tx,
             dropped: AtomicU64::new(0),
             drop_log: LogLimit::new(),
@@ -515,7 +526,7 @@ impl Cluster for RedisCluster {
     }
 
     fn send(&self, to: &NodeId, bytes: Vec<u8>) {
-        if !self.shared.is_live(to) {
+        if self.shared.is_dead(to) {
             return;
         }
         self.enqueue(Item::Send {

@@ -80,7 +80,7 @@ fn pipeline(shared: &Shared, batch: &[Item]) -> Option<redis::Pipeline> {
         match item {
             Item::Send { to, bytes } => {
                 // Died since it was queued: what is queued for a dead node is dropped.
-                if !shared.is_live(to) {
+                if shared.is_dead(to) {
                     continue;
                 }
                 pipe.cmd("XADD")
