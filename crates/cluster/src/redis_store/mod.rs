@@ -8,6 +8,8 @@
 //! - `sb:room:<room>`: the owner's id; `sb:rec:<room>`: hash of the room's records;
 //! - `sb:in:<id>`: the node's inbox, a stream (field `f` the sender, `b` the bytes), trimmed
 //!   to about [`RedisOptions::stream_max`] entries;
+//! - `sb:dead:<id>`: set when a heartbeat removes a node whose alive key is gone; the node,
+//!   if it was only cut off, finds it when it is back and acknowledges it;
 //! - `sb:epoch`: a random marker set when absent; when it is missing or changed the store
 //!   lost its data (a restart without persistence) and [`ClusterEvent::StoreBack`] says
 //!   `reset`.
@@ -103,6 +105,9 @@ impl Keys {
     fn records(&self, room: &str) -> String {
         format!("{}rec:{room}", self.prefix)
     }
+    fn dead_prefix(&self) -> String {
+        format!("{}dead:", self.prefix)
+    }
     fn inbox_prefix(&self) -> String {
         format!("{}in:", self.prefix)
     }
@@ -139,9 +144,9 @@ impl Shared {
     }
 
     /// Whether this node saw `id` die (and not come back). Sends are dropped only for
-    /// these: a node missing from the view may be alive all the same (it started after
-    /// the last heartbeat, or has not registered again after a store reset), and what is
-    /// sent to it must not be lost.
+    /// these, and only if Redis agrees: a node missing from the view may be alive all the
+    /// same (it started after the last heartbeat, has not registered again after a store
+    /// reset, or is back from a partition), and what is sent to it must not be lost.
     fn is_dead(&self, id: &str) -> bool {
         self.dead
             .lock()
@@ -526,9 +531,9 @@ impl Cluster for RedisCluster {
     }
 
     fn send(&self, to: &NodeId, bytes: Vec<u8>) {
-        if self.shared.is_dead(to) {
-            return;
-        }
+        // Not filtered here: a node missing from this one's view may be alive all the same
+        // (new, registering again after a reset, or back from a partition); the writer
+        // drops what is for the dead.
         self.enqueue(Item::Send {
             to: to.clone(),
             bytes,

@@ -79,21 +79,31 @@ fn pipeline(shared: &Shared, batch: &[Item]) -> Option<redis::Pipeline> {
     for item in batch {
         match item {
             Item::Send { to, bytes } => {
-                // Died since it was queued: what is queued for a dead node is dropped.
                 if shared.is_dead(to) {
-                    continue;
+                    // Seen dead (maybe since it was queued): dropped, unless it is back
+                    // (cut off for a while, it kept its id) before this node saw it up.
+                    pipe.cmd("EVAL")
+                        .arg(scripts::SEND_IF_ALIVE)
+                        .arg(2)
+                        .arg(keys.alive(to))
+                        .arg(keys.inbox(to))
+                        .arg(shared.stream_max)
+                        .arg(me)
+                        .arg(bytes.as_slice())
+                        .ignore();
+                } else {
+                    pipe.cmd("XADD")
+                        .arg(keys.inbox(to))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(shared.stream_max)
+                        .arg("*")
+                        .arg("f")
+                        .arg(me)
+                        .arg("b")
+                        .arg(bytes.as_slice())
+                        .ignore();
                 }
-                pipe.cmd("XADD")
-                    .arg(keys.inbox(to))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(shared.stream_max)
-                    .arg("*")
-                    .arg("f")
-                    .arg(me)
-                    .arg("b")
-                    .arg(bytes.as_slice())
-                    .ignore();
                 if !inboxes.contains(&&**to) {
                     inboxes.push(to);
                 }
