@@ -145,7 +145,7 @@ next_client_ip() {
   CLIENT_IP="$NET.$((FIRST_CLIENT + k))"
 }
 
-lab_namespaces() { ip netns list | awk '{print $1}' | grep -E "^$1-" || true; }
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$1-" || true; }
 
 destroy_lab() {
   local id=$1 state="$STATE_ROOT/$1" f ns sig pids
@@ -380,7 +380,7 @@ case "$cmd" in
   attach)
     need_root; select_lab
     ns=${1:?usage: attach NS}
-    ip netns list | awk '{print $1}' | grep -qxF "$ns" || die "no namespace $ns"
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$ns" || die "no namespace $ns"
     next_client_ip
     plug "$ns" "c$CLIENT_K" "$ID" "$CLIENT_IP"
     echo "$CLIENT_IP"
@@ -389,7 +389,7 @@ case "$cmd" in
     need_root; select_lab
     where=${1:?usage: exec WHERE CMD [ARG...]}
     shift
-    ip netns list | awk '{print $1}' | grep -qxF "$ID-$where" || die "no namespace $ID-$where"
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$ID-$where" || die "no namespace $ID-$where"
     exec ip netns exec "$ID-$where" "$@"
     ;;
   status) need_root; select_lab; exec ip netns exec "$ID-redis" "$(bin)" cluster status --cluster "$REDIS_URL" "$@" ;;

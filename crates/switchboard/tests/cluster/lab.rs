@@ -3,6 +3,7 @@
 //! test's own sockets are opened inside the lab's client namespace (198.51.100.50) by a
 //! thread that enters it with setns(2), so the test process itself stays where it is.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,6 +13,20 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use switchboard_client::signal::WsClient;
+
+/// The cluster store's view of the cluster, by node name (`n1`...).
+#[derive(Debug)]
+pub struct StoreView {
+    pub live: BTreeSet<String>,
+    /// Room -> the node it lives on (alive or not).
+    pub owners: BTreeMap<String, String>,
+}
+
+impl StoreView {
+    pub fn owner(&self, room: &str) -> Option<&str> {
+        self.owners.get(room).map(String::as_str)
+    }
+}
 
 const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/cluster/lab.sh");
 
@@ -83,9 +98,32 @@ impl Lab {
         self.sh(&["heal", &n.to_string()]);
     }
 
-    /// `switchboard cluster status` (exit status 0 asserted).
-    pub fn status(&self) -> String {
-        self.sh(&["status"])
+    /// What the cluster store says now: the live nodes and each room's node, read from
+    /// Redis (the keys of docs/cluster.md). `switchboard cluster status` is to print the
+    /// same; the binary does not have that command yet.
+    pub fn store_view(&self) -> StoreView {
+        let redis = |args: &[&str]| -> Vec<String> {
+            let mut full = vec!["exec", "redis", "redis-cli", "-h", "198.51.100.10", "--raw"];
+            full.extend_from_slice(args);
+            self.sh(&full).lines().map(String::from).collect()
+        };
+        // Node ids are `name.suffix` (NodeInfo::new_id).
+        let name = |id: &str| id.split_once('.').map_or(id, |(n, _)| n).to_string();
+        let live = redis(&["KEYS", "sb:alive:*"])
+            .iter()
+            .filter_map(|k| k.strip_prefix("sb:alive:"))
+            .map(name)
+            .collect();
+        let mut owners = BTreeMap::new();
+        for key in redis(&["KEYS", "sb:room:*"]) {
+            let Some(room) = key.strip_prefix("sb:room:") else {
+                continue;
+            };
+            if let Some(owner) = redis(&["GET", &key]).first() {
+                owners.insert(room.to_string(), name(owner));
+            }
+        }
+        StoreView { live, owners }
     }
 
     /// Node `n`'s signaling address.
@@ -148,6 +186,13 @@ impl Drop for Lab {
                     eprintln!("{l}");
                 }
             }
+        }
+        if std::thread::panicking() && std::env::var_os("CLUSTERLAB_KEEP").is_some() {
+            eprintln!(
+                "CLUSTERLAB_KEEP: lab {} left up; remove it with lab.sh down {0}",
+                self.id
+            );
+            return;
         }
         let _ = Command::new(LAB_SH).args(["down", &self.id]).status();
     }
