@@ -22,6 +22,7 @@ pub struct ClusterService {
     store: Arc<RedisCluster>,
     runtime: tokio::runtime::Runtime,
     signaling: LoadSource,
+    left: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterService {
@@ -58,7 +59,17 @@ impl ClusterService {
             store,
             runtime,
             signaling,
+            left: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    fn leave(&self) {
+        if self.left.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let store = self.store.clone();
+        self.runtime.block_on(async move { store.leave().await });
+        info!("cluster: left");
     }
 
     pub fn store(&self) -> Arc<dyn Cluster> {
@@ -257,10 +268,19 @@ impl Service for ClusterService {
         }))
     }
 
+    /// A node that stops hands its rooms over at once: it leaves the cluster (the others
+    /// see it go now, not when its heartbeat runs out, and take its rooms over from their
+    /// records), then tells its clients the server stops, so that they resume elsewhere.
+    /// Waiting out a drain here would keep two copies of its rooms.
+    fn drain(&mut self) {
+        self.leave();
+        if let Some(s) = self.signaling.get() {
+            s.shutdown();
+        }
+    }
+
     fn stop(self: Box<Self>) {
-        // The others see this node go now, not when its heartbeat runs out.
-        let store = self.store.clone();
-        self.runtime.block_on(async move { store.leave().await });
+        self.leave();
         self.runtime.shutdown_background();
     }
 }

@@ -113,9 +113,10 @@ impl Heartbeat {
         self.update_view(beat.nodes);
     }
 
-    /// This node's heartbeat had run out: to the others it died, so they dropped what they
-    /// held for it (its clients' sessions, its rooms). It does the same with what it holds
-    /// for them: NodeDown for each, then NodeUp as the view fills again (`update_view`).
+    /// Another node marked this one dead (its heartbeat had run out): to the others it
+    /// died, so they dropped what they held for it (its clients' sessions, its rooms). It
+    /// does the same with what it holds for them: NodeDown for each, then NodeUp as the
+    /// view fills again (`update_view`).
     fn declared_dead(&mut self) {
         tracing::warn!(
             "the other nodes saw this one die (cut off or stalled for longer than the ttl)"
@@ -131,11 +132,6 @@ impl Heartbeat {
             view.retain(|n| n.id == me);
             others
         };
-        self.shared
-            .dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(others.iter().cloned());
         for id in others {
             tracing::info!(node = %id, "cluster node down (for this one)");
             self.shared.emit(ClusterEvent::NodeDown(id));
@@ -169,13 +165,6 @@ impl Heartbeat {
             *view = nodes;
             (ups, downs)
         };
-        {
-            let mut dead = self.shared.dead.lock().unwrap_or_else(|e| e.into_inner());
-            dead.extend(downs.iter().cloned());
-            for id in &ups {
-                dead.remove(id);
-            }
-        }
         for id in downs {
             tracing::info!(node = %id, "cluster node down");
             self.shared.emit(ClusterEvent::NodeDown(id));

@@ -37,17 +37,6 @@ end
 return 0
 "#;
 
-/// KEYS[1] the recipient's alive key, KEYS[2] its inbox; ARGV[1] the inbox's MAXLEN,
-/// ARGV[2] the sender, ARGV[3] the bytes. XADD as the writer does, only while the
-/// recipient is alive: for recipients the sender saw die, which may be back. Sent with
-/// EVAL inside the writer's MULTI, like [`RELEASE`].
-pub(super) const SEND_IF_ALIVE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 'b', ARGV[3])
-"#;
-
 /// KEYS[1] the epoch marker; ARGV[1] a fresh value. The stored marker, or nil when there
 /// was none (a fresh or reset store); then ARGV[1] is stored.
 const EPOCH: &str = r#"
