@@ -14,15 +14,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use switchboard_client::signal::WsClient;
 
-/// The cluster store's view of the cluster, by node name (`n1`...).
+/// The cluster as `switchboard cluster status` shows it, by node name (`n1`...).
 #[derive(Debug)]
-pub struct StoreView {
+pub struct StatusView {
     pub live: BTreeSet<String>,
-    /// Room -> the node it lives on (alive or not).
+    /// Room -> the node it lives on.
     pub owners: BTreeMap<String, String>,
 }
 
-impl StoreView {
+impl StatusView {
     pub fn owner(&self, room: &str) -> Option<&str> {
         self.owners.get(room).map(String::as_str)
     }
@@ -98,32 +98,25 @@ impl Lab {
         self.sh(&["heal", &n.to_string()]);
     }
 
-    /// What the cluster store says now: the live nodes and each room's node, read from
-    /// Redis (the keys of docs/cluster.md). `switchboard cluster status` is to print the
-    /// same; the binary does not have that command yet.
-    pub fn store_view(&self) -> StoreView {
-        let redis = |args: &[&str]| -> Vec<String> {
-            let mut full = vec!["exec", "redis", "redis-cli", "-h", "198.51.100.10", "--raw"];
-            full.extend_from_slice(args);
-            self.sh(&full).lines().map(String::from).collect()
-        };
-        // Node ids are `name.suffix` (NodeInfo::new_id).
-        let name = |id: &str| id.split_once('.').map_or(id, |(n, _)| n).to_string();
-        let live = redis(&["KEYS", "sb:alive:*"])
-            .iter()
-            .filter_map(|k| k.strip_prefix("sb:alive:"))
-            .map(name)
+    /// What `switchboard cluster status --json` says now: the live nodes, and the rooms
+    /// of live nodes with their node.
+    pub fn status(&self) -> StatusView {
+        let out = self.sh(&["status", "--json"]);
+        let st: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("cluster status --json: {e}: {out}"));
+        let live = st["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["name"].as_str().map(String::from))
             .collect();
-        let mut owners = BTreeMap::new();
-        for key in redis(&["KEYS", "sb:room:*"]) {
-            let Some(room) = key.strip_prefix("sb:room:") else {
-                continue;
-            };
-            if let Some(owner) = redis(&["GET", &key]).first() {
-                owners.insert(room.to_string(), name(owner));
-            }
-        }
-        StoreView { live, owners }
+        let owners = st["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r["room"].as_str()?.into(), r["node_name"].as_str()?.into())))
+            .collect();
+        StatusView { live, owners }
     }
 
     /// Node `n`'s signaling address.

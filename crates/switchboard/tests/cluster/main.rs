@@ -13,7 +13,7 @@
 mod lab;
 mod peer;
 
-use lab::{Lab, StoreView};
+use lab::{Lab, StatusView};
 use peer::Peer;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -137,11 +137,11 @@ fn expect_numbers_excusing(
     }
 }
 
-/// Poll the cluster store until `want` holds; the last view either way.
-fn wait_store(lab: &Lab, want: impl Fn(&StoreView) -> bool) -> StoreView {
+/// Poll `switchboard cluster status` until `want` holds; the last view either way.
+fn wait_status(lab: &Lab, want: impl Fn(&StatusView) -> bool) -> StatusView {
     let deadline = Instant::now() + FAILOVER;
     loop {
-        let view = lab.store_view();
+        let view = lab.status();
         if want(&view) || Instant::now() > deadline {
             return view;
         }
@@ -199,7 +199,7 @@ fn one_room_on_three_nodes_survives_a_kill_9_of_its_node() {
     let mut y = Peer::join(&lab, 3, "s", "y@n3");
     everyone_sees_everyone(&lab, &mut [&mut a, &mut d, &mut b, &mut c]);
     everyone_sees_everyone(&lab, &mut [&mut x, &mut y]);
-    let view = lab.store_view();
+    let view = lab.status();
     assert_eq!(view.owner("r"), Some("n1"), "{view:?}");
     assert_eq!(view.owner("s"), Some("n2"), "{view:?}");
     assert_eq!(view.live, names(&["n1", "n2", "n3"]), "{view:?}");
@@ -304,7 +304,7 @@ fn one_room_on_three_nodes_survives_a_kill_9_of_its_node() {
     let mut room: Vec<&mut Peer> = peers.iter_mut().collect();
     everyone_sees_everyone(&lab, &mut room);
     exchange(&lab, &mut room, 6, 10);
-    let view = wait_store(&lab, |v| matches!(v.owner("r"), Some("n2" | "n3")));
+    let view = wait_status(&lab, |v| matches!(v.owner("r"), Some("n2" | "n3")));
     assert!(matches!(view.owner("r"), Some("n2" | "n3")), "{view:?}");
     assert_eq!(view.owner("s"), Some("n2"), "{view:?}");
     assert_eq!(view.live, names(&["n2", "n3"]), "{view:?}");
@@ -361,9 +361,10 @@ fn a_redis_restart_mid_session_loses_nothing() {
     lab.sh(&["redis-start"]);
 
     expect_numbers(&lab, &mut [&mut a1, &mut a2, &mut b, &mut c], 6);
-    // The store lost everything; the nodes wrote back what they hold.
+    // Redis lost everything; the nodes wrote back what they hold, and `cluster status`
+    // shows it again.
     let all = names(&["n1", "n2", "n3"]);
-    let view = wait_store(&lab, |v| v.owner("r") == Some("n1") && v.live == all);
+    let view = wait_status(&lab, |v| v.owner("r") == Some("n1") && v.live == all);
     assert_eq!(view.owner("r"), Some("n1"), "{view:?}");
     assert_eq!(view.live, all, "{view:?}");
     exchange(&lab, &mut [&mut a1, &mut a2, &mut b, &mut c], 7, 9);
@@ -393,7 +394,7 @@ fn a_partitioned_node_splits_no_room_and_delivers_nothing_twice() {
         .expect("a join on the partitioned node is refused");
     assert_eq!(refused["code"], "unavailable", "{refused}");
     // The others see n3 die once its heartbeat runs out.
-    let view = wait_store(&lab, |v| !v.live.contains("n3"));
+    let view = wait_status(&lab, |v| !v.live.contains("n3"));
     assert_eq!(view.live, names(&["n1", "n2"]), "{view:?}");
     assert_eq!(view.owner("r"), Some("n1"), "{view:?}");
     eprintln!(
@@ -410,7 +411,7 @@ fn a_partitioned_node_splits_no_room_and_delivers_nothing_twice() {
     }
     lab.heal(3);
     let healed = Instant::now();
-    let view = wait_store(&lab, |v| v.live.contains("n3"));
+    let view = wait_status(&lab, |v| v.live.contains("n3"));
     assert_eq!(view.live, names(&["n1", "n2", "n3"]), "{view:?}");
     assert_eq!(view.owner("r"), Some("n1"), "{view:?}");
 
