@@ -109,6 +109,9 @@ async fn a_crashed_nodes_rooms_go_to_the_next_claimer_after_its_ttl() {
     })
     .await;
     assert!(!ids(&a.nodes()).contains(&b_id));
+    // Marked dead, for b to find should it have been only cut off.
+    let mark = format!("sb:dead:{b_id}");
+    assert_eq!(server.command(&["EXISTS", &mark]), ":1");
     assert_eq!(
         a.owner("r").await.expect("owner"),
         None,
@@ -180,7 +183,8 @@ async fn ten_thousand_messages_arrive_all_in_order_once() {
     let (a, mut a_events) = node(&server, "a").await;
     let (b, mut b_events) = node(&server, "b").await;
     let b_id = b.me().id.clone();
-    // a sends only to nodes it has seen (b's heartbeats are ttl/5 apart).
+    // A steady cluster: a has seen b (sends to a node it has not seen yet are the test
+    // a_node_that_just_started_gets_messages_before_the_sender_sees_it).
     wait_for(&mut a_events, "NodeUp(b) at a", |e| {
         *e == ClusterEvent::NodeUp(b_id.clone())
     })
@@ -200,6 +204,21 @@ async fn ten_thousand_messages_arrive_all_in_order_once() {
         "nothing twice before the end mark"
     );
     assert_eq!(a.dropped(), 0);
+}
+
+/// The owner of a room answers a node that has just started (its client's `join` came
+/// through it) before the owner's next heartbeat shows that node: the answer must arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_just_started_gets_messages_before_the_sender_sees_it() {
+    let server = RedisServer::start();
+    // Heartbeats 12 s apart: a does not see b for the whole test.
+    let (a, _a_events) = node_with(&server, "a", Duration::from_secs(60), 0).await;
+    let (b, mut b_events) = node(&server, "b").await;
+    let b_id = b.me().id.clone();
+    assert!(!ids(&a.nodes()).contains(&b_id), "a has not seen b yet");
+    a.send(&b_id, b"welcome".to_vec());
+    let got = messages(&mut b_events, 1).await;
+    assert_eq!(got, vec![(a.me().id.clone(), b"welcome".to_vec())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,6 +330,39 @@ async fn a_redis_restart_is_lost_then_back_with_reset_and_queued_messages_arrive
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A node the others saw die (cut off, or stalled, for longer than the ttl; they marked
+/// it dead) dropped what they held for it: when it is back it hears of each of them going
+/// down (so that it drops what it holds for them) and coming up again, then removes the
+/// mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_marked_dead_sees_the_others_go_and_come_back() {
+    let server = RedisServer::start();
+    let (a, mut a_events) = node(&server, "a").await;
+    let (b, _b_events) = node(&server, "b").await;
+    let b_id = b.me().id.clone();
+    wait_for(&mut a_events, "NodeUp(b) at a", |e| {
+        *e == ClusterEvent::NodeUp(b_id.clone())
+    })
+    .await;
+    // What b's heartbeat writes when it finds a's alive key gone.
+    let mark = format!("sb:dead:{}", a.me().id);
+    assert_eq!(server.command(&["SET", &mark, "1"]), "+OK");
+    wait_for(&mut a_events, "NodeDown(b) at a", |e| {
+        *e == ClusterEvent::NodeDown(b_id.clone())
+    })
+    .await;
+    wait_for(&mut a_events, "NodeUp(b) at a", |e| {
+        *e == ClusterEvent::NodeUp(b_id.clone())
+    })
+    .await;
+    let deadline = Instant::now() + PATIENCE;
+    while server.command(&["EXISTS", &mark]) != ":0" {
+        assert!(Instant::now() < deadline, "a never removed its dead mark");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ids(&a.nodes()).contains(&b_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 
+/// How long a node's dead mark waits for the node to come back and see it.
+const DEAD_MARK_SECS: u64 = 3600;
+
 /// What one heartbeat read.
 struct Beat {
     epoch: String,
     /// The marker was missing (the store is new or lost its data); `epoch` is the one just
     /// stored.
     epoch_missing: bool,
+    /// Another node saw this one die and removed it (it was cut off, or stalled, for
+    /// longer than the ttl).
+    marked_dead: bool,
     /// The live nodes with a readable entry, sorted by id, this one included.
     nodes: Vec<NodeInfo>,
 }
@@ -29,6 +35,9 @@ pub(super) struct Heartbeat {
     /// they are alive but have not re-registered yet, and calling them down would make
     /// everyone drop their rooms at each Redis restart.
     grace_until: Option<Instant>,
+    /// The last heartbeat found this node marked dead and acted on it: the next one
+    /// removes the mark.
+    ack_dead_mark: bool,
     fail_log: LogLimit,
     junk_log: LogLimit,
 }
@@ -40,6 +49,7 @@ impl Heartbeat {
             epoch,
             lost: false,
             grace_until: None,
+            ack_dead_mark: false,
             fail_log: LogLimit::new(),
             junk_log: LogLimit::new(),
         }
@@ -88,12 +98,44 @@ impl Heartbeat {
             }
             self.grace_until = Some(Instant::now() + self.shared.ttl);
         }
+        self.ack_dead_mark = false;
+        if beat.marked_dead {
+            self.declared_dead();
+            // The next heartbeat removes the mark: this one's answer came back, so the
+            // NodeDowns went out.
+            self.ack_dead_mark = true;
+        }
         if self.lost || reset {
             self.lost = false;
             tracing::info!(reset, "cluster store back");
             self.shared.emit(ClusterEvent::StoreBack { reset });
         }
         self.update_view(beat.nodes);
+    }
+
+    /// Another node marked this one dead (its heartbeat had run out): to the others it
+    /// died, so they dropped what they held for it (its clients' sessions, its rooms). It
+    /// does the same with what it holds for them: NodeDown for each, then NodeUp as the
+    /// view fills again (`update_view`).
+    fn declared_dead(&mut self) {
+        tracing::warn!(
+            "the other nodes saw this one die (cut off or stalled for longer than the ttl)"
+        );
+        let me = self.shared.me.id.clone();
+        let others: Vec<_> = {
+            let mut view = self.shared.view();
+            let others = view
+                .iter()
+                .filter(|n| n.id != me)
+                .map(|n| n.id.clone())
+                .collect();
+            view.retain(|n| n.id == me);
+            others
+        };
+        for id in others {
+            tracing::info!(node = %id, "cluster node down (for this one)");
+            self.shared.emit(ClusterEvent::NodeDown(id));
+        }
     }
 
     /// Replace the view with `nodes` and emit NodeUp/NodeDown for the differences.
@@ -154,10 +196,14 @@ impl Heartbeat {
             .arg(ttl_ms)
             .arg(&fresh_epoch)
             .arg(keys.alive_prefix())
-            .arg(keys.inbox_prefix());
+            .arg(keys.inbox_prefix())
+            .arg(keys.dead_prefix())
+            .arg(if self.ack_dead_mark { "1" } else { "0" })
+            .arg(DEAD_MARK_SECS);
         let reply: Vec<Vec<u8>> = call.invoke_async(&mut shared.conn.clone()).await?;
         let mut items = reply.into_iter();
         let epoch = items.next().unwrap_or_default();
+        let marked_dead = !items.next().unwrap_or_default().is_empty();
         let (epoch, epoch_missing) = if epoch.is_empty() {
             (fresh_epoch, true)
         } else {
@@ -185,6 +231,7 @@ impl Heartbeat {
         Ok(Beat {
             epoch,
             epoch_missing,
+            marked_dead,
             nodes,
         })
     }

@@ -8,6 +8,8 @@
 //! - `sb:room:<room>`: the owner's id; `sb:rec:<room>`: hash of the room's records;
 //! - `sb:in:<id>`: the node's inbox, a stream (fields `f` the sender, `s` its message
 //!   number, `b` the bytes), trimmed to about [`RedisOptions::stream_max`] entries;
+//! - `sb:dead:<id>`: set when a heartbeat removes a node whose alive key is gone; the node,
+//!   if it was only cut off, finds it when it is back and acknowledges it;
 //! - `sb:epoch`: a random marker set when absent; when it is missing or changed the store
 //!   lost its data (a restart without persistence) and [`ClusterEvent::StoreBack`] says
 //!   `reset`.
@@ -105,6 +107,9 @@ impl Keys {
     }
     fn records(&self, room: &str) -> String {
         format!("{}rec:{room}", self.prefix)
+    }
+    fn dead_prefix(&self) -> String {
+        format!("{}dead:", self.prefix)
     }
     fn inbox_prefix(&self) -> String {
         format!("{}in:", self.prefix)

@@ -50,10 +50,14 @@ return false
 
 /// The heartbeat. KEYS[1] this node's alive key, KEYS[2] the nodes hash, KEYS[3] the epoch
 /// marker; ARGV[1] this node's id, ARGV[2] its NodeInfo JSON, ARGV[3] the ttl in ms,
-/// ARGV[4] a fresh epoch value, ARGV[5] the alive-key prefix, ARGV[6] the inbox prefix.
-/// Refreshes this node, removes every node whose alive key is gone (entry and inbox), and
-/// returns {epoch or '' if it was missing (ARGV[4] is now stored), id1, json1, id2, ...}
-/// for the live nodes.
+/// ARGV[4] a fresh epoch value, ARGV[5] the alive-key prefix, ARGV[6] the inbox prefix,
+/// ARGV[7] the dead-mark prefix, ARGV[8] '1' to acknowledge (remove) this node's dead
+/// mark, ARGV[9] how long a dead mark stays, in seconds.
+/// Refreshes this node, removes every node whose alive key is gone (entry and inbox) and
+/// marks it dead, and returns {epoch or '' if it was missing (ARGV[4] is now stored), '1'
+/// if this node is marked dead (another node removed it) or '', id1, json1, id2, ...} for
+/// the live nodes. The mark stays until acknowledged, so that a heartbeat whose answer is
+/// lost (sent during a partition, run by Redis after it healed) does not hide it.
 const HEARTBEAT: &str = r#"
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -62,7 +66,13 @@ if not epoch or epoch == '' then
   redis.call('SET', KEYS[3], ARGV[4])
   epoch = ''
 end
-local out = {epoch}
+local marked = ''
+if ARGV[8] == '1' then
+  redis.call('DEL', ARGV[7] .. ARGV[1])
+elseif redis.call('EXISTS', ARGV[7] .. ARGV[1]) == 1 then
+  marked = '1'
+end
+local out = {epoch, marked}
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   if redis.call('EXISTS', ARGV[5] .. all[i]) == 1 then
@@ -71,6 +81,7 @@ for i = 1, #all, 2 do
   else
     redis.call('HDEL', KEYS[2], all[i])
     redis.call('DEL', ARGV[6] .. all[i])
+    redis.call('SET', ARGV[7] .. all[i], '1', 'EX', ARGV[9])
   end
 end
 return out
