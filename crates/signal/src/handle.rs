@@ -11,10 +11,11 @@
 //! needs, does its work, and [`flush`]es the outputs before unlocking, so every queue
 //! receives its messages in the hub's order.
 
-use crate::cluster::{bus::BusMessage, Glue};
+use crate::bus::BusMessage;
 use crate::event::{JoinError, ServiceJoined};
+use crate::glue::Glue;
 use crate::hub::{ConnId, Hub, HubConfig, HubStats, Output, Received};
-use crate::link::{Link, Out, ServiceLink, Sink};
+use crate::link::{lock, Link, Out, ServiceLink, Sink};
 use crate::outbox::Outbox;
 use crate::protocol::ErrorCode;
 use crate::shard::{shard_of_room, ShardId};
@@ -74,10 +75,6 @@ pub struct SignalingSnapshot {
     pub stats: HubStats,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Signaling {
     /// Signaling split into `shards` shards; 0 means one per available core
     /// ([`Signaling::default_shards`]).
@@ -85,14 +82,14 @@ impl Signaling {
         Signaling::build(cfg, shards, None)
     }
 
-    /// Signaling as a node of a cluster (see [`crate::cluster`]): rooms live on one
+    /// Signaling as a node of a cluster (docs/cluster.md): rooms live on one
     /// node each, clients may connect to any. Its events must be fed in by
     /// [`Signaling::run_cluster`].
     pub fn clustered(
         mut cfg: HubConfig,
         shards: usize,
         store: Arc<dyn switchboard_cluster::Cluster>,
-        placement: crate::Placement,
+        placement: crate::glue::Placement,
     ) -> Arc<Signaling> {
         cfg.records = true;
         Signaling::build(cfg, shards, Some(Arc::new(Glue::new(store, placement))))
@@ -199,7 +196,7 @@ impl Signaling {
 
     /// Give up `room` (another node of the cluster owns it now): its sessions go without
     /// a word to anyone, and its connections here are closed with
-    /// [`crate::cluster::MOVE_CODE`], so that their clients resume at the new owner.
+    /// [`crate::glue::MOVE_CODE`], so that their clients resume at the new owner.
     pub(crate) fn hand_over(&self, shard: usize, room: &str) {
         let mut sh = self.shard(shard);
         let conns = sh.hub.hand_over(room);
@@ -207,13 +204,13 @@ impl Signaling {
             match sh.remove_sink(conn) {
                 Some(Sink::Transport(link)) => {
                     link.outbox
-                        .push(Out::Close(crate::cluster::MOVE_CODE), usize::MAX);
+                        .push(Out::Close(crate::glue::MOVE_CODE), usize::MAX);
                     link.outbox.close();
                 }
                 Some(Sink::Service(link)) => link.outbox.close(),
                 Some(Sink::Remote(r)) => {
                     if let Some(glue) = &sh.glue {
-                        glue.forget_hosted(&r, crate::cluster::MOVE_CODE);
+                        glue.forget_hosted(&r, crate::glue::MOVE_CODE);
                     }
                 }
                 None => {}

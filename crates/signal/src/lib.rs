@@ -11,9 +11,11 @@
 //! members of rooms that the server itself creates through a [`ServiceParticipant`].
 #![forbid(unsafe_code)]
 
+mod bus;
 mod cluster;
 mod dispatch;
 mod event;
+mod glue;
 mod handle;
 mod hub;
 mod limits;
@@ -31,8 +33,8 @@ pub mod token;
 mod topology;
 pub mod wire;
 
-pub use cluster::{Placement, MOVE_CODE};
 pub use event::{JoinError, SendError, ServiceEvent, ServiceJoined, SignalError};
+pub use glue::{Placement, MOVE_CODE};
 pub use handle::{Connection, Signaling, SignalingSnapshot};
 pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
 pub use link::Out;

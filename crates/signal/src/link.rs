@@ -4,7 +4,7 @@
 use crate::event::ServiceEvent;
 use crate::hub::ConnId;
 use crate::outbox::Outbox;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What a transport task writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,4 +60,10 @@ impl ServiceLink {
             outbox: Outbox::default(),
         }
     }
+}
+
+/// Lock `m`, taking the data of a poisoned lock as it is (a panic elsewhere must not stop
+/// signaling).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -16,7 +16,7 @@ use switchboard_cluster::{Cluster, Load, NodeInfo};
 use tracing::info;
 
 /// What the load report reads: signaling's gauges, once signaling exists.
-type LoadSource = Arc<OnceLock<crate::signal::Handle>>;
+type LoadSource = Arc<OnceLock<Arc<switchboard_signal::Signaling>>>;
 
 pub struct ClusterService {
     store: Arc<RedisCluster>,
@@ -123,7 +123,7 @@ impl ClusterService {
     }
 
     /// Feed the cluster's events to `signaling` (and report its load from now on).
-    pub fn serve_signaling(&self, signaling: &crate::signal::Handle) {
+    pub fn serve_signaling(&self, signaling: &Arc<switchboard_signal::Signaling>) {
         let _ = self.signaling.set(signaling.clone());
         self.runtime.spawn(signaling.clone().run_cluster());
     }

@@ -20,140 +20,17 @@
 //!   writes their records again); a room another node took meanwhile is handed over:
 //!   its clients here are closed with 1012 and resume at the new owner.
 
-pub(crate) mod bus;
-
-use crate::handle::{lock, Signaling};
+use crate::bus::BusMessage;
+use crate::glue::{Bridge, Glue, Placement, MOVE_CODE};
+use crate::handle::Signaling;
 use crate::hub::{ConnId, Output};
-use crate::link::{Link, Out, RemoteLink, Sink};
+use crate::link::{lock, Link, Out, RemoteLink, Sink};
 use crate::protocol::ErrorCode;
-use bus::BusMessage;
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
-use switchboard_cluster::{least_loaded, Cluster, ClusterEvent, NodeId, RecordOp};
+use switchboard_cluster::{least_loaded, ClusterEvent, NodeId};
 use tracing::{debug, info, warn};
-
-/// The WebSocket close code that sends a client to resume elsewhere: "service restart".
-pub const MOVE_CODE: u16 = 1012;
-
-/// Where a room without an owner goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Placement {
-    /// The live node with the lowest load score (the joiner's node on a tie).
-    #[default]
-    LeastLoaded,
-    /// The node the first joiner reached.
-    Local,
-}
-
-/// A client of this node in a room another node owns.
-pub(crate) struct Bridge {
-    link: Arc<Link>,
-    owner: NodeId,
-}
-
-/// This node's part of the cluster's signaling.
-pub(crate) struct Glue {
-    pub(crate) store: Arc<dyn Cluster>,
-    placement: Placement,
-    bridges: Mutex<HashMap<ConnId, Bridge>>,
-    hosted: Mutex<HashMap<(NodeId, ConnId), Arc<RemoteLink>>>,
-}
-
-impl Glue {
-    pub(crate) fn new(store: Arc<dyn Cluster>, placement: Placement) -> Glue {
-        Glue {
-            store,
-            placement,
-            bridges: Mutex::new(HashMap::new()),
-            hosted: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn bridged(&self) -> usize {
-        lock(&self.bridges).len()
-    }
-
-    fn me(&self) -> &NodeId {
-        &self.store.me().id
-    }
-
-    /// Pass a client message of a bridged connection to its room's owner; false when the
-    /// connection is not bridged.
-    pub(crate) fn forward(&self, conn: ConnId, text: &str) -> bool {
-        let bridges = lock(&self.bridges);
-        let Some(b) = bridges.get(&conn) else {
-            return false;
-        };
-        self.store
-            .send(&b.owner, BusMessage::Text { conn, text }.encode());
-        true
-    }
-
-    pub(crate) fn forward_report(
-        &self,
-        link: &Link,
-        code: ErrorCode,
-        reason: &str,
-        fatal: bool,
-    ) -> bool {
-        let bridges = lock(&self.bridges);
-        let Some(b) = bridges.get(&link.id) else {
-            return false;
-        };
-        let msg = BusMessage::Report {
-            conn: link.id,
-            code,
-            fatal,
-            reason,
-        };
-        self.store.send(&b.owner, msg.encode());
-        true
-    }
-
-    fn bridge(&self, link: &Arc<Link>, owner: NodeId, text: &str) {
-        let conn = link.id;
-        self.store
-            .send(&owner, BusMessage::Open { conn, text }.encode());
-        lock(&self.bridges).insert(
-            conn,
-            Bridge {
-                link: link.clone(),
-                owner,
-            },
-        );
-    }
-
-    /// Stop bridging `conn`; `tell_owner`: its transport ended, so the owner suspends
-    /// its session.
-    pub(crate) fn unbridge(&self, conn: ConnId, tell_owner: bool) -> Option<Bridge> {
-        let b = lock(&self.bridges).remove(&conn)?;
-        if tell_owner {
-            self.store
-                .send(&b.owner, BusMessage::Gone { conn }.encode());
-        }
-        Some(b)
-    }
-
-    /// A hosted connection's sink was removed (the hub closed it): tell its bridge.
-    pub(crate) fn forget_hosted(&self, r: &RemoteLink, code: u16) {
-        lock(&self.hosted).remove(&(r.node.clone(), r.conn));
-        let msg = BusMessage::Close { conn: r.conn, code };
-        self.store.send(&r.node, msg.encode());
-    }
-
-    pub(crate) fn write_record(&self, room: Arc<str>, key: Arc<str>, value: Option<Arc<str>>) {
-        self.store.write(match value {
-            Some(value) => RecordOp::Put { room, key, value },
-            None => RecordOp::Delete { room, key },
-        });
-    }
-
-    fn hosted(&self, node: &NodeId, conn: ConnId) -> Option<Arc<RemoteLink>> {
-        lock(&self.hosted).get(&(node.clone(), conn)).cloned()
-    }
-}
 
 /// The room a `join` or `resume` names, if `text` is one.
 fn entry_room(text: &str) -> Option<String> {
