@@ -121,7 +121,8 @@ pub trait Cluster: Send + Sync + 'static {
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomOwner>, ClusterError>>;
 
     /// Queue `bytes` for node `to`; delivered once, in order per sender, unless `to` dies
-    /// first. Messages to a node that is not alive are dropped.
+    /// first (then they are lost). A node that joined since this one last looked is
+    /// reached too (`claim` may name it before the next heartbeat shows it).
     fn send(&self, to: &NodeId, bytes: Vec<u8>);
 
     /// This node's events; the first call takes them, later calls get None.
@@ -135,11 +136,46 @@ pub trait Cluster: Send + Sync + 'static {
 /// Of `nodes`, the one to place a new room on: the lowest [`Load::score`], this node on a
 /// tie (a room on the node its creator came to saves a hop).
 pub fn least_loaded<'a>(nodes: &'a [NodeInfo], me: &'a NodeInfo) -> &'a NodeInfo {
-    let mut best = me;
+    // `me` as the others see it (with its last reported load), when it is in the list.
+    let mut best = nodes.iter().find(|n| n.id == me.id).unwrap_or(me);
     for n in nodes {
         if n.load.score() < best.load.score() {
             best = n;
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, cpu: f32, participants: u32) -> NodeInfo {
+        NodeInfo {
+            id: Arc::from(name),
+            name: name.into(),
+            url: String::new(),
+            turn: Vec::new(),
+            region: None,
+            started: 0,
+            load: Load {
+                cpu,
+                cores: 2,
+                rooms: 0,
+                participants,
+                bitrate: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn rooms_go_to_the_least_loaded_node_and_ties_stay_here() {
+        let nodes = [node("a", 1.5, 10), node("b", 0.2, 10), node("c", 0.2, 10)];
+        // `me` as it was at start (no load): its reported load counts, not that.
+        let me_at_start = node("a", 0.0, 0);
+        assert_eq!(&*least_loaded(&nodes, &me_at_start).id, "b");
+        let me = node("c", 0.0, 0);
+        assert_eq!(&*least_loaded(&nodes, &me).id, "c", "a tie stays here");
+        assert_eq!(&*least_loaded(&[], &me).id, "c", "alone");
+    }
 }

@@ -184,6 +184,10 @@ pub async fn publish(
             "too many WHIP/WHEP sessions",
         );
     }
+    // In a cluster the room must live on this node (the SFU that takes the media is here).
+    if let Err(e) = w.signaling.hold_room(&room).await {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, e.reason);
+    }
     let p = match w
         .signaling
         .join_service_as(&room, ingest.name(), ingest.kind(), ingest.grants())

@@ -272,18 +272,19 @@ impl Signaling {
         name: &str,
         kind: &str,
         grants: Grants,
-    ) -> Result<(Arc<ServiceLink>, ServiceJoined), JoinError> {
+    ) -> Result<(Arc<ServiceLink>, ServiceJoined, bool), JoinError> {
         let shard = self.shard_of_room(room);
         let id = self.next_conn();
         let link = Arc::new(ServiceLink::new(id, shard));
         let mut sh = self.shard(shard);
+        let created = !sh.hub.has_room(room);
         let joined = sh
             .hub
             .join_service_as(id, room, name, kind, grants, Instant::now())?;
         sh.sinks.insert(id, Sink::Service(link.clone()));
         sh.services += 1;
         flush(&mut sh);
-        Ok((link, joined))
+        Ok((link, joined, created))
     }
 
     /// Run `f` on the hub of shard `index`, then carry out its outputs.

@@ -254,9 +254,13 @@ impl Hub {
         self.shard
     }
 
-    /// Apply new settings (reload); existing sessions keep their grants.
+    /// Apply new settings (reload); existing sessions keep their grants. Whether the hub
+    /// writes records stays as it was: a node does not leave its cluster on a reload, and
+    /// records half written would outlive their members in the store.
     pub fn set_config(&mut self, cfg: HubConfig) {
+        let records = self.cfg.records;
         self.cfg = cfg;
+        self.cfg.records = records;
     }
 
     pub fn stats(&self) -> &HubStats {

@@ -52,7 +52,12 @@ impl Signaling {
         kind: &str,
         grants: Grants,
     ) -> Result<ServiceParticipant, JoinError> {
-        let (link, joined) = self.admit_service(room, name, kind, grants)?;
+        let (link, joined, created) = self.admit_service(room, name, kind, grants)?;
+        if created && self.glue.is_some() {
+            // A room a service opened here (a call room, a phone dialling a room this node
+            // did not hold) must be this node's in the cluster too.
+            self.confirm_room(&joined.room);
+        }
         Ok(ServiceParticipant {
             sig: self.clone(),
             link,

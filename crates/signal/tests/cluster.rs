@@ -344,3 +344,46 @@ async fn a_room_ends_everywhere_when_its_last_member_leaves() {
     let j = next_of(&b, "joined").await;
     assert_eq!(j["peers"][0]["name"], "Zed");
 }
+
+#[tokio::test]
+async fn services_open_rooms_only_where_the_cluster_says() {
+    let (net, nodes) = three(&HubConfig::default());
+    let (_a, _) = join(&nodes[0], "r", "Ada").await;
+    // A phone call for room r reaches node 2: r lives on node 1, so node 2 refuses it...
+    let err = nodes[1].sig.hold_room("r").await.unwrap_err();
+    assert!(err.reason.contains("another node"), "{}", err.reason);
+    // ...and holds a room nobody has yet (claimed for itself).
+    nodes[1].sig.hold_room("fresh").await.unwrap();
+    assert_eq!(net.stored_owner("fresh"), Some(nodes[1].id()));
+    // A service that joins without asking (a call room the calls peer opens) claims it
+    // afterwards; when another node held it, this node's copy goes and the service sees
+    // the end of its events.
+    let sp = nodes[2]
+        .sig
+        .join_service_as("r", "SIP", "sip", switchboard_signal::Grants::DEFAULT)
+        .unwrap();
+    let ended = timeout(WAIT, async {
+        loop {
+            match sp.recv().await {
+                None => break,
+                Some(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the copy on node 3 was not dropped");
+    assert_eq!(nodes[2].sig.snapshot().rooms, 0);
+    assert_eq!(net.stored_owner("r"), Some(nodes[0].id()), "still node 1's");
+    let own = nodes[2]
+        .sig
+        .join_service_as(
+            "call-1",
+            "calls",
+            "calls",
+            switchboard_signal::Grants::DEFAULT,
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(net.stored_owner("call-1"), Some(nodes[2].id()));
+    drop(own);
+}

@@ -2,6 +2,8 @@
 //! protocol work lives in the library crates.
 
 mod calls;
+mod cluster;
+mod cluster_status;
 mod config;
 mod demux;
 mod error;
@@ -72,6 +74,18 @@ enum Command {
     /// against a STUN server) and what that means for calls. Exit 0 when the probe ran,
     /// 1 when the server gave no UDP answer, 2 on bad arguments.
     NatProbe(natprobe::Args),
+    /// Look at a cluster of switchboard nodes (`--cluster`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the live nodes with their load, and the rooms with the node each lives on.
+    /// Exit 1 when the cluster's Redis cannot be reached.
+    Status(cluster_status::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +94,9 @@ fn main() -> ExitCode {
         // Parsed again below, with the --config file's values under the command line.
         Command::Serve(_) => serve(std::env::args_os().skip(2).collect()),
         Command::NatProbe(a) => natprobe::run(a),
+        Command::Cluster {
+            command: ClusterCommand::Status(a),
+        } => cluster_status::run(a),
         Command::Token {
             secret,
             room,

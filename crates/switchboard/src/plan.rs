@@ -4,8 +4,8 @@
 //! addresses a generated one names), and what a reload keeps from the running server.
 
 use crate::config::{
-    calls::CallsConfig, federation::FederationConfig, http::HttpConfig, process::ProcessConfig,
-    sfu::SfuConfig, signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
+    calls::CallsConfig, cluster::ClusterConfig, federation::FederationConfig, http::HttpConfig,
+    process::ProcessConfig, sfu::SfuConfig, signal::SignalConfig, sip::SipConfig, turn::TurnConfig,
 };
 use crate::error::ConfigError;
 use crate::settings::Settings;
@@ -28,6 +28,8 @@ pub struct Plan {
     pub calls: CallsConfig,
     /// Calls with other servers (XMPP). A reload keeps the running federation.
     pub federation: FederationConfig,
+    /// The cluster this node joins (None: a single node). A reload keeps it.
+    pub cluster: Option<ClusterConfig>,
     pub metrics: Option<SocketAddr>,
     pub process: ProcessConfig,
 }
@@ -107,6 +109,10 @@ pub fn build(s: &Settings, running: Option<&Plan>) -> Result<Plan, ConfigError> 
         sip,
         calls,
         federation,
+        cluster: match running {
+            Some(r) => r.cluster.clone(),
+            None => s.cluster.validate()?,
+        },
         metrics: match running {
             Some(r) => r.metrics,
             None => s.metrics.metrics_listen.0,

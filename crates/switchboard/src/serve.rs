@@ -4,6 +4,7 @@
 //! SIGTERM/SIGINT drain then stop.
 
 use crate::calls::CallsService;
+use crate::cluster::ClusterService;
 use crate::heap::HeapService;
 use crate::http::HttpService;
 use crate::metrics::MetricsService;
@@ -37,7 +38,11 @@ fn raise_fd_limit() {
 /// section in `config/`); everything after start goes through [`Service`].
 fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let turn = TurnService::start(plan)?;
-    let signal = SignalService::start(plan);
+    let cluster = ClusterService::start(plan)?;
+    if let Some(c) = &cluster {
+        c.share_turn_quotas(turn.quotas());
+    }
+    let signal = SignalService::start(plan, cluster.as_ref());
     let sfu = SfuService::start(plan, &signal)?;
     let sip = SipService::start(
         plan,
@@ -47,7 +52,11 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let calls = CallsService::start(plan, &signal, sip.as_ref())?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     let heap = HeapService::start(plan.process.heap_trim)?;
-    let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn), Box::new(signal)];
+    let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn)];
+    if let Some(cluster) = cluster {
+        services.push(Box::new(cluster));
+    }
+    services.push(Box::new(signal));
     if let Some(sfu) = sfu {
         services.push(Box::new(sfu));
     }

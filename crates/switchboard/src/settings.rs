@@ -8,12 +8,12 @@
 //! value parsing are exactly those of the command line, and no second list of options
 //! exists. File keys are the long option names, at the top level (as always) or inside
 //! the table of the option's section (`[turn]`, `[tls]`, `[http]`, `[signal]`,
-//! `[sfu]`, `[sip]`, `[calls]`, `[federation]`, `[metrics]`, `[process]`).
+//! `[sfu]`, `[sip]`, `[calls]`, `[federation]`, `[cluster]`, `[metrics]`, `[process]`).
 
 use crate::config::{
-    calls::CallsSettings, federation::FederationSettings, http::HttpSettings,
-    metrics::MetricsSettings, process::ProcessSettings, sfu::SfuSettings, signal::SignalSettings,
-    sip::SipSettings, tls::TlsSettings, turn::TurnSettings,
+    calls::CallsSettings, cluster::ClusterSettings, federation::FederationSettings,
+    http::HttpSettings, metrics::MetricsSettings, process::ProcessSettings, sfu::SfuSettings,
+    signal::SignalSettings, sip::SipSettings, tls::TlsSettings, turn::TurnSettings,
 };
 use crate::error::ConfigError;
 use clap::{Args, Command, FromArgMatches};
@@ -43,6 +43,8 @@ pub struct Settings {
     pub calls: CallsSettings,
     #[command(flatten)]
     pub federation: FederationSettings,
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
     #[command(flatten)]

@@ -19,9 +19,21 @@ pub struct SignalService {
 }
 
 impl SignalService {
-    pub fn start(plan: &Plan) -> SignalService {
+    pub fn start(plan: &Plan, cluster: Option<&crate::cluster::ClusterService>) -> SignalService {
         let c = &plan.signal;
-        let signaling = switchboard_signal::Signaling::new(c.hub.clone(), c.shards);
+        let signaling = match (cluster, &plan.cluster) {
+            (Some(cl), Some(cc)) => {
+                let s = switchboard_signal::Signaling::clustered(
+                    c.hub.clone(),
+                    c.shards,
+                    cl.store(),
+                    cc.placement,
+                );
+                cl.serve_signaling(&s);
+                s
+            }
+            _ => switchboard_signal::Signaling::new(c.hub.clone(), c.shards),
+        };
         log_start(c);
         SignalService {
             signaling,
@@ -118,8 +130,22 @@ fn render(s: &mut String, snap: &switchboard_signal::SignalingSnapshot) {
         s,
         "switchboard_signal_rooms",
         "gauge",
-        "Rooms with at least one member.",
+        "Rooms with at least one member (in a cluster: the rooms this node holds).",
         &one(snap.rooms),
+    );
+    family(
+        s,
+        "switchboard_signal_hosted",
+        "gauge",
+        "Clients of other cluster nodes in rooms this node holds.",
+        &one(snap.hosted),
+    );
+    family(
+        s,
+        "switchboard_signal_bridged",
+        "gauge",
+        "Clients of this node in rooms other cluster nodes hold.",
+        &one(snap.bridged),
     );
     let st = &snap.stats;
     family(

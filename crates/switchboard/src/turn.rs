@@ -17,6 +17,12 @@ pub struct TurnService {
 }
 
 impl TurnService {
+    /// The allocation quotas all TURN workers share (the cluster link adds the other
+    /// nodes' counts).
+    pub fn quotas(&self) -> Arc<switchboard_turn::Quotas> {
+        self.shared.quotas.clone()
+    }
+
     pub fn start(plan: &Plan) -> anyhow::Result<TurnService> {
         let c = &plan.turn;
         let relay = |ip: fn(&Relay) -> bool| {

@@ -6,8 +6,8 @@
 //! - `sb:nodes`: hash id -> [`NodeInfo`] JSON with the load of its last heartbeat; an entry
 //!   whose alive key is gone is removed (with its inbox) by the first heartbeat to see it;
 //! - `sb:room:<room>`: the owner's id; `sb:rec:<room>`: hash of the room's records;
-//! - `sb:in:<id>`: the node's inbox, a stream (field `f` the sender, `b` the bytes), trimmed
-//!   to about [`RedisOptions::stream_max`] entries;
+//! - `sb:in:<id>`: the node's inbox, a stream (fields `f` the sender, `s` its message
+//!   number, `b` the bytes), trimmed to about [`RedisOptions::stream_max`] entries;
 //! - `sb:epoch`: a random marker set when absent; when it is missing or changed the store
 //!   lost its data (a restart without persistence) and [`ClusterEvent::StoreBack`] says
 //!   `reset`.
@@ -19,10 +19,10 @@
 //! Streams rather than pub/sub: a reader that reconnects resumes from the last id it saw
 //! instead of losing what was published meanwhile.
 //!
-//! Delivery is once and in order per sender while the store keeps its data, except that a
-//! batch whose EXEC ran but whose answer was lost (a partition at that instant) is written
-//! again; messages queued for a node that died, or trimmed from an inbox its reader did not
-//! keep up with, are lost.
+//! Delivery is once and in order per sender. A batch whose EXEC ran but whose reply was
+//! lost (the connection broke at that instant) is written again; its messages carry the
+//! sender's sequence numbers, by which the receiver drops the copies. Messages queued for a
+//! node that died, or trimmed from an inbox its reader did not keep up with, are lost.
 //!
 //! The client is redis-rs (`redis` 1.x): maintained, a stable 1.x API, tokio support, and
 //! its `ConnectionManager` reconnects by itself. XREAD BLOCK stalls a multiplexed connection
@@ -31,7 +31,10 @@
 mod heartbeat;
 mod reader;
 mod scripts;
+mod status;
 mod writer;
+
+pub use status::{status, ClusterStatus};
 
 use crate::{
     BoxFuture, Cluster, ClusterError, ClusterEvent, Load, NodeId, NodeInfo, RecordOp, RoomOwner,
@@ -53,6 +56,7 @@ pub struct RedisOptions {
     /// `redis://[user:password@]host[:port][/db]`.
     pub url: String,
     /// How long a node counts as alive after its last heartbeat; heartbeats go every ttl/5.
+    /// Taken between 100 ms and one day.
     pub ttl: Duration,
     /// Capacity of the outgoing queue (sends, record writes, releases); when it is full new
     /// items are dropped and counted ([`RedisCluster::dropped`]).
@@ -135,8 +139,8 @@ impl Shared {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_live(&self, id: &str) -> bool {
-        self.view().iter().any(|n| &*n.id == id)
+    fn live_ids(&self) -> Vec<NodeId> {
+        self.view().iter().map(|n| n.id.clone()).collect()
     }
 
     fn emit(&self, event: ClusterEvent) {
@@ -271,8 +275,11 @@ impl RedisCluster {
         info: NodeInfo,
         load: LoadFn,
     ) -> Result<Arc<RedisCluster>, ClusterError> {
-        // A zero ttl would make a zero heartbeat period; a zero queue cannot be built.
-        let ttl = opts.ttl.max(Duration::from_millis(100));
+        // A zero ttl would make a zero heartbeat period (and a zero queue cannot be built);
+        // a huge one would overflow the deadlines computed from it.
+        let ttl = opts
+            .ttl
+            .clamp(Duration::from_millis(100), Duration::from_secs(86_400));
         let url = redacted(&opts.url);
         let unreachable = |e: RedisError| ClusterError::Unavailable(format!("redis at {url}: {e}"));
         let client = redis::Client::open(opts.url.as_str()).map_err(unreachable)?;
@@ -515,12 +522,13 @@ impl Cluster for RedisCluster {
     }
 
     fn send(&self, to: &NodeId, bytes: Vec<u8>) {
-        if !self.shared.is_live(to) {
-            return;
-        }
+        // Not checked against the view of live nodes: a node that joined since the last
+        // heartbeat may already own a room that `claim` just named. A message to a dead
+        // node lands in an inbox nobody reads, which expires (PEXPIRE on every write).
         self.enqueue(Item::Send {
             to: to.clone(),
             bytes,
+            seq: 0,
         });
     }
 

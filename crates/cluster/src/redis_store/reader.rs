@@ -10,6 +10,7 @@ use super::{Backoff, LogLimit, Shared};
 use crate::{ClusterEvent, NodeId};
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, mut ep
     let mut backoff = Backoff::new();
     let fail_log = LogLimit::new();
     let junk_log = LogLimit::new();
+    let mut seen = Seen::default();
     loop {
         if check_epoch {
             match shared.ensure_epoch(&mut conn).await {
@@ -61,10 +63,16 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, mut ep
                 for entry in entries(reply) {
                     last = entry.id;
                     match entry.message {
-                        Some((from, bytes)) => shared.emit(ClusterEvent::Message {
-                            from,
-                            bytes: Arc::from(bytes),
-                        }),
+                        Some(m) => {
+                            if seen.is_new(&m.from, m.seq, || shared.live_ids()) {
+                                shared.emit(ClusterEvent::Message {
+                                    from: m.from,
+                                    bytes: Arc::from(m.bytes),
+                                });
+                            } else {
+                                tracing::debug!(from = %m.from, seq = ?m.seq, "dropped a copy of a message");
+                            }
+                        }
                         None => {
                             if junk_log.ready(Duration::from_secs(60)) {
                                 tracing::warn!(id = %last, "skipping an unreadable inbox entry");
@@ -84,11 +92,58 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, mut ep
     }
 }
 
-/// An inbox entry: its id, and the sender and bytes unless it is not one of ours.
+/// The last message number seen from each sender, to drop the copies a sender wrote
+/// twice (a batch retried after its reply was lost). A sender's numbers grow in its queue
+/// order, and its messages to this node arrive in that order.
+#[derive(Default)]
+struct Seen {
+    last: HashMap<NodeId, u64>,
+}
+
+/// Senders remembered before the dead ones are forgotten.
+const SEEN_PRUNE_AT: usize = 1024;
+
+impl Seen {
+    /// Whether message `seq` from `from` is new; `live` lists the live nodes, asked when
+    /// the table needs pruning.
+    fn is_new(
+        &mut self,
+        from: &NodeId,
+        seq: Option<u64>,
+        live: impl FnOnce() -> Vec<NodeId>,
+    ) -> bool {
+        let Some(seq) = seq else {
+            return true; // unnumbered: nothing to compare
+        };
+        if let Some(last) = self.last.get_mut(from) {
+            if seq <= *last {
+                return false;
+            }
+            *last = seq;
+            return true;
+        }
+        if self.last.len() >= SEEN_PRUNE_AT {
+            let live = live();
+            self.last.retain(|id, _| live.contains(id));
+        }
+        self.last.insert(from.clone(), seq);
+        true
+    }
+}
+
+/// An inbox entry: its id, and the message unless it is not one of ours.
 #[derive(Debug, PartialEq)]
 struct Entry {
     id: String,
-    message: Option<(NodeId, Vec<u8>)>,
+    message: Option<Message>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Message {
+    from: NodeId,
+    /// The sender's number for it (absent: not numbered).
+    seq: Option<u64>,
+    bytes: Vec<u8>,
 }
 
 /// The entries of an XREAD reply (nil when it timed out; an array of [key, entries] in
@@ -128,9 +183,10 @@ fn entries(reply: Value) -> Vec<Entry> {
     out
 }
 
-/// Fields `f` (sender) and `b` (bytes) of an entry.
-fn message(fields: Vec<Value>) -> Option<(NodeId, Vec<u8>)> {
+/// Fields `f` (sender), `s` (its number) and `b` (bytes) of an entry.
+fn message(fields: Vec<Value>) -> Option<Message> {
     let mut from = None;
+    let mut seq = None;
     let mut bytes = None;
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -139,11 +195,20 @@ fn message(fields: Vec<Value>) -> Option<(NodeId, Vec<u8>)> {
         };
         match name.as_slice() {
             b"f" => from = String::from_utf8(value).ok(),
+            b"s" => {
+                seq = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            }
             b"b" => bytes = Some(value),
             _ => {}
         }
     }
-    Some((NodeId::from(from?), bytes?))
+    Some(Message {
+        from: NodeId::from(from?),
+        seq,
+        bytes: bytes?,
+    })
 }
 
 fn text(value: Value) -> Option<String> {
@@ -174,7 +239,7 @@ mod tests {
         let reply = Value::Array(vec![Value::Array(vec![
             bulk(b"sb:in:b"),
             Value::Array(vec![
-                entry("1-0", &[b"f", b"a.1", b"b", b"\x00\xff"]),
+                entry("1-0", &[b"f", b"a.1", b"s", b"7", b"b", b"\x00\xff"]),
                 entry("1-1", &[b"x", b"y"]),
                 entry("2-0", &[b"b", b"", b"f", b"c.2"]),
             ]),
@@ -184,7 +249,11 @@ mod tests {
             vec![
                 Entry {
                     id: "1-0".into(),
-                    message: Some((NodeId::from("a.1"), vec![0, 255])),
+                    message: Some(Message {
+                        from: NodeId::from("a.1"),
+                        seq: Some(7),
+                        bytes: vec![0, 255],
+                    }),
                 },
                 Entry {
                     id: "1-1".into(),
@@ -192,7 +261,11 @@ mod tests {
                 },
                 Entry {
                     id: "2-0".into(),
-                    message: Some((NodeId::from("c.2"), vec![])),
+                    message: Some(Message {
+                        from: NodeId::from("c.2"),
+                        seq: None,
+                        bytes: vec![],
+                    }),
                 },
             ]
         );
@@ -207,14 +280,56 @@ mod tests {
     fn reads_a_resp3_map_reply() {
         let reply = Value::Map(vec![(
             bulk(b"sb:in:b"),
-            Value::Array(vec![entry("5-0", &[b"f", b"a.1", b"b", b"hi"])]),
+            Value::Array(vec![entry("5-0", &[b"f", b"a.1", b"s", b"1", b"b", b"hi"])]),
         )]);
         assert_eq!(
             entries(reply),
             vec![Entry {
                 id: "5-0".into(),
-                message: Some((NodeId::from("a.1"), b"hi".to_vec())),
+                message: Some(Message {
+                    from: NodeId::from("a.1"),
+                    seq: Some(1),
+                    bytes: b"hi".to_vec(),
+                }),
             }]
+        );
+    }
+
+    #[test]
+    fn a_copy_written_again_is_dropped_per_sender() {
+        let mut seen = Seen::default();
+        let (a, c) = (NodeId::from("a.1"), NodeId::from("c.1"));
+        let no_pruning = || -> Vec<NodeId> { panic!("no pruning below the limit") };
+        assert!(seen.is_new(&a, Some(1), no_pruning));
+        assert!(seen.is_new(&a, Some(2), no_pruning));
+        assert!(
+            seen.is_new(&c, Some(1), no_pruning),
+            "numbers are per sender"
+        );
+        assert!(
+            !seen.is_new(&a, Some(1), no_pruning),
+            "a retried batch resends 1, 2"
+        );
+        assert!(!seen.is_new(&a, Some(2), no_pruning));
+        assert!(
+            seen.is_new(&a, Some(5), no_pruning),
+            "gaps are messages to other nodes"
+        );
+        assert!(seen.is_new(&a, None, no_pruning), "unnumbered entries pass");
+    }
+
+    #[test]
+    fn the_dead_are_forgotten_when_the_table_is_full() {
+        let mut seen = Seen::default();
+        for i in 0..SEEN_PRUNE_AT {
+            assert!(seen.is_new(&NodeId::from(format!("n.{i}")), Some(1), Vec::new));
+        }
+        let live = vec![NodeId::from("n.0")];
+        assert!(seen.is_new(&NodeId::from("new.1"), Some(1), || live.clone()));
+        assert_eq!(seen.last.len(), 2);
+        assert!(
+            !seen.is_new(&NodeId::from("n.0"), Some(1), Vec::new),
+            "the live are kept"
         );
     }
 }

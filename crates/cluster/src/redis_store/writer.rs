@@ -22,6 +22,9 @@ pub(super) enum Item {
     Send {
         to: NodeId,
         bytes: Vec<u8>,
+        /// This node's message number, given in queue order by the writer (0 until then):
+        /// a batch written twice carries the same numbers, so the receiver drops the copy.
+        seq: u64,
     },
     Write(RecordOp),
     Release(Arc<str>),
@@ -34,9 +37,18 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Item>) {
     let mut backoff = Backoff::new();
     let fail_log = LogLimit::new();
     let mut conn = shared.conn.clone();
+    let mut next_seq = 1u64;
     loop {
-        if batch.is_empty() && queue.recv_many(&mut batch, BATCH).await == 0 {
-            return; // the handle is gone
+        if batch.is_empty() {
+            if queue.recv_many(&mut batch, BATCH).await == 0 {
+                return; // the handle is gone
+            }
+            for item in &mut batch {
+                if let Item::Send { seq, .. } = item {
+                    *seq = next_seq;
+                    next_seq += 1;
+                }
+            }
         }
         let Some(pipe) = pipeline(&shared, &batch) else {
             finish(&mut batch);
@@ -78,11 +90,9 @@ fn pipeline(shared: &Shared, batch: &[Item]) -> Option<redis::Pipeline> {
     let mut any = false;
     for item in batch {
         match item {
-            Item::Send { to, bytes } => {
-                // Died since it was queued: what is queued for a dead node is dropped.
-                if !shared.is_live(to) {
-                    continue;
-                }
+            Item::Send { to, bytes, seq } => {
+                // Written even for a node this one does not see alive (it may have joined
+                // since the last heartbeat); a dead node's inbox expires unread.
                 pipe.cmd("XADD")
                     .arg(keys.inbox(to))
                     .arg("MAXLEN")
@@ -91,6 +101,8 @@ fn pipeline(shared: &Shared, batch: &[Item]) -> Option<redis::Pipeline> {
                     .arg("*")
                     .arg("f")
                     .arg(me)
+                    .arg("s")
+                    .arg(*seq)
                     .arg("b")
                     .arg(bytes.as_slice())
                     .ignore();

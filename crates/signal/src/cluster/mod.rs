@@ -204,13 +204,62 @@ impl Signaling {
         }
     }
 
+    /// Make sure this node may hold `room` before a service participant joins it (a
+    /// phone call into a room, a WHIP publisher): Ok when it holds it (claiming it when
+    /// nobody does); an error naming the reason when another node holds it or the store
+    /// cannot be reached. Always Ok outside a cluster.
+    pub async fn hold_room(&self, room: &str) -> Result<(), crate::SignalError> {
+        let Some(glue) = self.glue.clone() else {
+            return Ok(());
+        };
+        let placed = Placement::Local;
+        match self.route_as(&glue, room, placed).await {
+            Ok(None) => Ok(()),
+            Ok(Some(owner)) => Err(crate::SignalError::new(
+                ErrorCode::Unavailable,
+                format!("room {room} lives on another node of the cluster ({owner})"),
+            )),
+            Err(reason) => Err(crate::SignalError::new(ErrorCode::Unavailable, reason)),
+        }
+    }
+
+    /// A service opened `room` here: claim it in the store; if another node holds it
+    /// already, this node's copy is handed over (its service participant is dropped).
+    pub(crate) fn confirm_room(self: &Arc<Self>, room: &Arc<str>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            warn!(room = %room, "no runtime to claim a room a service opened");
+            return;
+        };
+        let (sig, room) = (self.clone(), room.clone());
+        runtime.spawn(async move {
+            let Some(glue) = sig.glue.clone() else { return };
+            match glue.store.claim(&room, glue.me()).await {
+                Ok(owner) if &owner == glue.me() => {}
+                Ok(owner) => {
+                    warn!(room = %room, owner = %owner, "a service opened a room another node holds: dropping this copy");
+                    sig.hand_over(sig.shard_of_room(&room), &room);
+                }
+                Err(e) => warn!(room = %room, error = %e, "cannot claim a room a service opened"),
+            }
+        });
+    }
+
     /// Who holds `room`: None for this node (its records loaded, if it took the room
     /// over), or the owner.
     async fn route(&self, glue: &Glue, room: &str) -> Result<Option<NodeId>, String> {
+        self.route_as(glue, room, glue.placement).await
+    }
+
+    async fn route_as(
+        &self,
+        glue: &Glue,
+        room: &str,
+        placement: Placement,
+    ) -> Result<Option<NodeId>, String> {
         if self.shard(self.shard_of_room(room)).hub.has_room(room) {
             return Ok(None);
         }
-        let candidate = match glue.placement {
+        let candidate = match placement {
             Placement::Local => glue.me().clone(),
             Placement::LeastLoaded => {
                 let nodes = glue.store.nodes();

@@ -8,6 +8,7 @@
 //! [`ConfigError`]: crate::error::ConfigError
 
 pub mod calls;
+pub mod cluster;
 pub mod federation;
 pub mod http;
 pub mod listen;

@@ -172,6 +172,11 @@ impl RoomLeg {
         sfu: &SfuAccess,
     ) -> Result<RoomLeg, LegError> {
         let (sfu_local, media) = (sfu.addr, sfu.media.clone());
+        // In a cluster the room must live on this node, whose SFU takes the call's media.
+        signaling
+            .hold_room(room)
+            .await
+            .map_err(|e| LegError::Join(e.reason))?;
         let participant = signaling
             .join_service_as(room, name, SIP_SERVICE, LEG_GRANTS)
             .map_err(|e| LegError::Join(e.reason))?;

@@ -42,7 +42,7 @@ impl End {
         args.extend(extra.iter().map(OsString::from));
         let settings = crate::settings::load(&args).unwrap();
         let plan = crate::plan::build(&settings, None).unwrap();
-        let signal = crate::signal::SignalService::start(&plan);
+        let signal = crate::signal::SignalService::start(&plan, None);
         let sip = SipService::start(&plan, &signal, None).unwrap().unwrap();
         let (fed, events) = sip.federation();
         End {
