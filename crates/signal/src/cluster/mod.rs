@@ -114,15 +114,18 @@ impl Glue {
 
     fn bridge(&self, link: &Arc<Link>, owner: NodeId, text: &str) {
         let conn = link.id;
-        self.store
-            .send(&owner, BusMessage::Open { conn, text }.encode());
+        // Registered before the Open goes out: the owner's answer (`joined`, then what
+        // the room sends) may come back before this thread runs again, and an `Out` for
+        // a connection not bridged yet is dropped.
         lock(&self.bridges).insert(
             conn,
             Bridge {
                 link: link.clone(),
-                owner,
+                owner: owner.clone(),
             },
         );
+        self.store
+            .send(&owner, BusMessage::Open { conn, text }.encode());
     }
 
     /// Stop bridging `conn`; `tell_owner`: its transport ended, so the owner suspends
