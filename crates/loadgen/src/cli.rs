@@ -241,6 +241,10 @@ pub struct SignalArgs {
     /// open descriptors, and CPU time (utime + stime) over the load phases.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// More processes whose CPU over the latency window is reported, in this order
+    /// (`latency.also_cpu_pct`; e.g. a cluster's other node and its Redis). Repeatable.
+    #[arg(long, value_name = "PID")]
+    pub also_pid: Vec<u32>,
     /// Clients (WebSocket connections), an even number: client 2k and 2k+1 are partners.
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,

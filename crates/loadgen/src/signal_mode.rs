@@ -587,8 +587,17 @@ async fn latency_phase(ctx: &Arc<Ctx>, a: &SignalArgs, n: usize) -> Value {
     };
     sleep_until_ns(from).await;
     let (cpu, g0) = (ServerCpu::start(a.server_pid), gen_cpu());
+    let also: Vec<ServerCpu> = a
+        .also_pid
+        .iter()
+        .map(|&p| ServerCpu::start(Some(p)))
+        .collect();
     sleep_until_ns(until).await;
     let cpu_out = cpu.finish("received_per_cpu_s", 0);
+    let also_pct: Vec<Value> = also
+        .iter()
+        .map(|c| c.finish("unused", 0)["server_cpu_pct"].clone())
+        .collect();
     let gen_s = g0.zip(gen_cpu()).map(|(x, y)| y - x);
     let (sched_window, late, max_burst) = match pacer.map(|p| p.join()) {
         Ok(Ok(r)) => r,
@@ -624,6 +633,7 @@ async fn latency_phase(ctx: &Arc<Ctx>, a: &SignalArgs, n: usize) -> Value {
         "generator_send_delay_us": delay.to_json(),
         "scheduler_late_us": late.to_json(),
         "scheduler_max_burst": max_burst,
+        "also_cpu_pct": also_pct,
     });
     println!(
         "  generator: hand-over to send {}; scheduler wakes late by p99 {} µs, max {} µs, largest burst {max_burst}",
