@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import dig, fmt, load_trials, result_of, stat  # noqa: E402
+from report import dig, fmt, load_trials, m, result_of, stat  # noqa: E402
 
 LATENCY = ["single", "same_node", "cross_node"]
 JOINS = ["joins_single", "joins_owner", "joins_bridged"]
@@ -125,8 +125,14 @@ def aggregate(trials, meta):
     return out
 
 
+def whole(x):
+    """The median (or value) rounded to an integer: counts and µs need no decimals."""
+    v = m(x)
+    return None if v is None else round(v)
+
+
 def us(x):
-    return fmt(x, " µs")
+    return fmt(whole(x), " µs")
 
 
 def ms(x):
@@ -140,7 +146,7 @@ def latency_rows(r):
         if not d:
             continue
         rows.append([NAMES[kind], us(d.get("p50_us")), us(d.get("p99_us")),
-                     us(d.get("p999_us")), fmt(d.get("received_per_s")), fmt(d.get("lost")),
+                     us(d.get("p999_us")), fmt(whole(d.get("received_per_s"))), fmt(whole(d.get("lost"))),
                      fmt(d.get("node_a_cpu_pct"), " %"), fmt(d.get("all_cpu_pct"), " %")])
     return ["where the two peers are", "one-way p50", "p99", "p99.9", "received/s", "lost",
             "node A CPU", "A + B + Redis CPU"], rows
@@ -154,7 +160,7 @@ def joins_rows(r):
             continue
         rows.append([NAMES[kind], fmt(d.get("joins_per_s")),
                      ms(d.get("join_to_joined_p50_ms")), ms(d.get("join_to_joined_p99_ms")),
-                     ms(d.get("connect_to_joined_p50_ms")), fmt(d.get("failed"))])
+                     ms(d.get("connect_to_joined_p50_ms")), fmt(whole(d.get("failed")))])
     return ["joining", "joins/s", "join→joined p50", "p99", "connect→joined p50",
             "failed"], rows
 
