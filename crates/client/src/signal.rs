@@ -25,6 +25,11 @@ pub fn ack(seq: u64) -> String {
     json!({"type": "ack", "seq": seq}).to_string()
 }
 
+/// `resume` of the session whose token is `token`, having processed up to `last_seq`.
+pub fn resume(token: &str, last_seq: u64) -> String {
+    json!({"type": "resume", "token": token, "lastSeq": last_seq}).to_string()
+}
+
 /// `message` to peer `to` carrying `data`.
 pub fn message(to: &str, data: &Value) -> String {
     json!({"type": "message", "to": to, "data": data}).to_string()

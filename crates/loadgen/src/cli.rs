@@ -35,6 +35,12 @@ pub enum Command {
     /// expire; ChannelData; signaling sessions joining, resuming and leaving; ICE
     /// requests), against Switchboard, for leak hunting (bench/soak.sh).
     Soak(SoakArgs),
+    /// Joins per second through one node into rooms created through another (or the
+    /// same) node of a cluster.
+    Joins(crate::joins_mode::JoinsArgs),
+    /// Kill -9 the node that owns a set of rooms and time every client's resume through
+    /// the surviving node (clients resume on close, as the SDK does).
+    Failover(crate::failover_mode::FailoverArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -217,6 +223,10 @@ pub struct SignalArgs {
     /// Server address (TCP; WebSocket without TLS), e.g. 127.0.0.1:8080.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub server: String,
+    /// A second node of the same cluster (switchboard only): the odd client of each
+    /// pair connects there, so every pair spans two nodes. Default: both on --server.
+    #[arg(long, value_name = "ADDR")]
+    pub server_b: Option<String>,
     /// WebSocket path (default /ws for switchboard, /peerjs for peerjs).
     #[arg(long)]
     pub path: Option<String>,
@@ -231,6 +241,10 @@ pub struct SignalArgs {
     /// open descriptors, and CPU time (utime + stime) over the load phases.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// More processes whose CPU over the latency window is reported, in this order
+    /// (`latency.also_cpu_pct`; e.g. a cluster's other node and its Redis). Repeatable.
+    #[arg(long, value_name = "PID")]
+    pub also_pid: Vec<u32>,
     /// Clients (WebSocket connections), an even number: client 2k and 2k+1 are partners.
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,

@@ -14,25 +14,33 @@
 //! threading model and I/O: the floor a TURN server's data path is measured against)
 //! and `signal` (WebSocket signaling clients in pairs against Switchboard's `/ws` or a
 //! PeerJS server: connections and RSS, paced relay latency, saturation; tokio), and
-//! `soak` (an hour or more of mixed allocation, media and signaling churn, for leaks).
+//! `soak` (an hour or more of mixed allocation, media and signaling churn, for leaks),
+//! and for a cluster of nodes `joins` (joins per second through a node that does or
+//! does not own the rooms) and `failover` (kill -9 a room's node: time to `resumed`).
 //! Every run ends with one `RESULT {json}` line for bench scripts. Targets outside
 //! loopback/private/documentation ranges are refused unless `--allow-any-target`.
 
 mod churn_mode;
 mod cli;
 mod echo_peer;
+mod failover_mode;
+#[cfg(test)]
+mod fake_server;
 mod forward_mode;
 mod histogram;
+mod joins_mode;
 mod keepalive;
 mod net;
 mod relay_mode;
 mod relay_rx;
+mod sb_session;
 mod signal_mode;
 mod signal_proto;
 mod soak_common;
 mod soak_mode;
 mod soak_signal;
 mod stun_mode;
+mod ws_conn;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -76,6 +84,8 @@ fn main() -> ExitCode {
         cli::Command::Forward(a) => ("forward", forward_mode::run(a)),
         cli::Command::Signal(a) => ("signal", signal_mode::run(a)),
         cli::Command::Soak(a) => ("soak", soak_mode::run(a)),
+        cli::Command::Joins(a) => ("joins", joins_mode::run(a)),
+        cli::Command::Failover(a) => ("failover", failover_mode::run(a)),
     };
     match result {
         Ok(summary) => {

@@ -26,22 +26,18 @@ use crate::histogram::Histogram;
 use crate::net::round3;
 use crate::net::{loopback_source, merge_json, now_ns, process_cpu_s, ServerCpu};
 use crate::signal_proto::{self as sp, Event};
+use crate::ws_conn::{open_ws, small_buffers, Ws};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
-
-type Ws = WebSocketStream<TcpStream>;
 
 const PH_IDLE: u8 = 0;
 const PH_LAT: u8 = 1;
@@ -73,6 +69,8 @@ struct Cfg {
     proto: SignalProto,
     server: SocketAddr,
     server_str: String,
+    /// `--server-b`: where the odd client of each pair connects instead.
+    server_b: Option<(SocketAddr, String)>,
     path: String,
     key: String,
     /// Random tag in room names and PeerJS ids, so runs never collide.
@@ -155,6 +153,16 @@ impl Ctx {
 
 pub fn run(a: SignalArgs) -> Result<Value> {
     let server = resolve_target("server", &a.server, a.allow_any_target)?;
+    let server_b = match &a.server_b {
+        Some(b) => {
+            if a.proto != SignalProto::Switchboard {
+                bail!("--server-b: only with --proto switchboard (rooms span nodes)");
+            }
+            let addr = resolve_target("server-b", b, a.allow_any_target)?;
+            Some((addr, addr.to_string()))
+        }
+        None => None,
+    };
     check_range("clients", a.clients, 2, 1_000_000)?;
     if a.clients % 2 != 0 {
         bail!(
@@ -182,7 +190,10 @@ pub fn run(a: SignalArgs) -> Result<Value> {
     if a.saturate != 0.0 {
         check_duration("saturate", a.saturate)?;
     }
-    if a.loopback_sources > 0 && !server.ip().is_loopback() {
+    let b_remote = server_b
+        .as_ref()
+        .is_some_and(|(b, _)| !b.ip().is_loopback());
+    if a.loopback_sources > 0 && (!server.ip().is_loopback() || b_remote) {
         bail!(
             "--loopback-sources: only for a loopback server, not {}",
             server.ip()
@@ -208,13 +219,13 @@ pub fn run(a: SignalArgs) -> Result<Value> {
         proto: a.proto,
         server,
         server_str: server.to_string(),
+        server_b,
         path,
         key: a.key.clone(),
         tag,
         pad: "x".repeat(a.pad),
         sources: a.loopback_sources,
-        // Small read buffers: 20k clients x the default 128 KiB would be 2.5 GB here.
-        ws: WebSocketConfig::default().read_buffer_size(4096),
+        ws: small_buffers(),
     };
     let out = rt.block_on(drive(a, cfg));
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -476,6 +487,7 @@ async fn drive(a: SignalArgs, cfg: Cfg) -> Result<Value> {
         "mode": "signal",
         "proto": match proto { SignalProto::Switchboard => "switchboard", SignalProto::Peerjs => "peerjs" },
         "server": server_str,
+        "server_b": ctx.cfg.server_b.as_ref().map(|(_, s)| s.clone()),
         "path": ctx.cfg.path,
         "clients": n,
         "generator_threads": a.threads,
@@ -575,8 +587,17 @@ async fn latency_phase(ctx: &Arc<Ctx>, a: &SignalArgs, n: usize) -> Value {
     };
     sleep_until_ns(from).await;
     let (cpu, g0) = (ServerCpu::start(a.server_pid), gen_cpu());
+    let also: Vec<ServerCpu> = a
+        .also_pid
+        .iter()
+        .map(|&p| ServerCpu::start(Some(p)))
+        .collect();
     sleep_until_ns(until).await;
     let cpu_out = cpu.finish("received_per_cpu_s", 0);
+    let also_pct: Vec<Value> = also
+        .iter()
+        .map(|c| c.finish("unused", 0)["server_cpu_pct"].clone())
+        .collect();
     let gen_s = g0.zip(gen_cpu()).map(|(x, y)| y - x);
     let (sched_window, late, max_burst) = match pacer.map(|p| p.join()) {
         Ok(Ok(r)) => r,
@@ -612,6 +633,7 @@ async fn latency_phase(ctx: &Arc<Ctx>, a: &SignalArgs, n: usize) -> Value {
         "generator_send_delay_us": delay.to_json(),
         "scheduler_late_us": late.to_json(),
         "scheduler_max_burst": max_burst,
+        "also_cpu_pct": also_pct,
     });
     println!(
         "  generator: hand-over to send {}; scheduler wakes late by p99 {} µs, max {} µs, largest burst {max_burst}",
@@ -729,41 +751,21 @@ fn reset_counters(ctx: &Ctx) {
 /// the PeerJS `OPEN`. Returns the socket and the partner's id if already known.
 async fn open(ctx: &Ctx, i: usize) -> Result<(Ws, Option<String>)> {
     let cfg = &ctx.cfg;
-    let sock = match cfg.server {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .context("socket")?;
-    if let Some(src) = loopback_source(i, cfg.sources) {
-        // Let connect() pick the port, so ports are shared across destinations.
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt on our own socket with a valid int option value.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        sock.bind(SocketAddr::new(src, 0))
-            .with_context(|| format!("bind {src}"))?;
-    }
-    let stream = sock.connect(cfg.server).await.context("connect")?;
-    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    // With --server-b the odd client of each pair connects there.
+    let (server, server_str) = match &cfg.server_b {
+        Some((addr, s)) if i % 2 == 1 => (*addr, s.as_str()),
+        _ => (cfg.server, cfg.server_str.as_str()),
+    };
     let id = peer_name(cfg, i);
     let url = sp::url(
         cfg.proto,
-        &cfg.server_str,
+        server_str,
         &cfg.path,
         &cfg.key,
         &id,
         rand::random(),
     );
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(cfg.ws))
-        .await
-        .context("WebSocket handshake")?;
+    let mut ws = open_ws(server, loopback_source(i, cfg.sources), &url, cfg.ws).await?;
     let partner = match cfg.proto {
         SignalProto::Switchboard => {
             let room = format!("r{}-{}", cfg.tag, i / 2);
@@ -885,7 +887,7 @@ async fn run_client(
                         see_seq(slot, seq);
                         ctx.note(format!("unexpected type: {ty}"));
                     }
-                    e @ (Event::Joined { .. } | Event::Open) => {
+                    e @ (Event::Joined { .. } | Event::Resumed { .. } | Event::Open) => {
                         ctx.note(format!("unexpected: {e:?}"));
                     }
                 }
@@ -1005,108 +1007,14 @@ fn on_relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake_server::fake_nodes;
     use clap::Parser;
-    use std::collections::HashMap;
-    use tokio::sync::mpsc;
 
-    /// A tiny in-process server speaking just enough of both protocols: PeerJS (`OPEN`,
-    /// `OFFER` routed by `dst` with `src` added) on /peerjs, Switchboard (`join` ->
-    /// `joined`/`peer-joined`, `message` routed with `from` and `seq`) on /ws.
-    #[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
-    fn fake_server() -> SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        l.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(l).unwrap();
-                type Peers = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
-                let peers: Peers = Default::default();
-                let rooms: Arc<Mutex<HashMap<String, Vec<String>>>> = Default::default();
-                let next = Arc::new(AtomicU64::new(0));
-                loop {
-                    let (tcp, _) = l.accept().await.unwrap();
-                    let (peers, rooms, next) = (peers.clone(), rooms.clone(), next.clone());
-                    tokio::spawn(async move {
-                        let mut uri = String::new();
-                        let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                  resp| {
-                            uri = req.uri().to_string();
-                            Ok(resp)
-                        };
-                        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, cb).await.unwrap();
-                        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-                        let peerjs = uri.starts_with("/peerjs");
-                        let mut me = String::new();
-                        let mut seq = 0u64;
-                        if peerjs {
-                            me = uri.split("id=").nth(1).unwrap().split('&').next().unwrap().into();
-                            peers.lock().unwrap().insert(me.clone(), tx.clone());
-                            ws.send(Message::text(r#"{"type":"OPEN"}"#)).await.unwrap();
-                        }
-                        loop {
-                            tokio::select! {
-                                m = ws.next() => {
-                                    let Some(Ok(Message::Text(t))) = m else { break };
-                                    let mut v: Value = serde_json::from_str(t.as_str()).unwrap();
-                                    match v["type"].as_str().unwrap() {
-                                        "OFFER" => {
-                                            v["src"] = json!(me);
-                                            let dst = v["dst"].as_str().unwrap().to_string();
-                                            let _ = peers.lock().unwrap()[&dst].send(v.to_string());
-                                        }
-                                        "join" => {
-                                            me = format!("p{}", next.fetch_add(1, Relaxed));
-                                            peers.lock().unwrap().insert(me.clone(), tx.clone());
-                                            let room = v["room"].as_str().unwrap().to_string();
-                                            let mut r = rooms.lock().unwrap();
-                                            let members = r.entry(room).or_default();
-                                            let list: Vec<Value> =
-                                                members.iter().map(|id| json!({"id": id, "name": "x"})).collect();
-                                            for id in members.iter() {
-                                                let _ = peers.lock().unwrap()[id].send(
-                                                    json!({"type": "peer-joined", "peer": {"id": me, "name": "x"}}).to_string());
-                                            }
-                                            members.push(me.clone());
-                                            let _ = tx.send(json!({"type": "joined", "protocol": 1, "peerId": me,
-                                                "peers": list, "resume": "r", "grace": 30}).to_string());
-                                        }
-                                        "message" => {
-                                            let to = v["to"].as_str().unwrap().to_string();
-                                            let out = json!({"type": "message", "from": me, "data": v["data"]});
-                                            let _ = peers.lock().unwrap()[&to].send(out.to_string());
-                                        }
-                                        "HEARTBEAT" | "ack" => {}
-                                        other => panic!("unexpected {other}"),
-                                    }
-                                }
-                                out = rx.recv() => {
-                                    let Some(mut out) = out else { break };
-                                    if !peerjs && !out.contains(r#""type":"joined""#) {
-                                        seq += 1;
-                                        let mut v: Value = serde_json::from_str(&out).unwrap();
-                                        v["seq"] = json!(seq);
-                                        out = v.to_string();
-                                    }
-                                    if ws.send(Message::text(out)).await.is_err() { break }
-                                }
-                            }
-                        }
-                    });
-                }
-            });
-        });
-        addr
-    }
-
-    fn run_against(addr: SocketAddr, proto: &str) -> Value {
+    fn run_against(addr: SocketAddr, proto: &str, server_b: Option<SocketAddr>) -> Value {
         let server = addr.to_string();
+        let b = server_b.map(|b| b.to_string());
         let pid = std::process::id().to_string();
-        let args = [
+        let mut args = vec![
             "switchboard-load",
             "signal",
             "--proto",
@@ -1142,6 +1050,9 @@ mod tests {
             "--drain-ms",
             "200",
         ];
+        if let Some(b) = &b {
+            args.extend(["--server-b", b]);
+        }
         let cli = crate::cli::Cli::try_parse_from(args).unwrap();
         let crate::cli::Command::Signal(a) = cli.cmd else {
             unreachable!()
@@ -1151,9 +1062,9 @@ mod tests {
 
     #[test]
     fn end_to_end_both_protocols() {
-        let addr = fake_server();
+        let addr = fake_nodes(1).addrs[0];
         for proto in ["peerjs", "switchboard"] {
-            let r = run_against(addr, proto);
+            let r = run_against(addr, proto, None);
             assert_eq!(r["connect"]["ready"], 40, "{proto}: {r}");
             assert_eq!(r["connect"]["paired"], 40, "{proto}: {r}");
             assert_eq!(r["connections_at_end"], 40, "{proto}: {r}");
@@ -1183,6 +1094,35 @@ mod tests {
                 assert!(r["acks_sent"].as_u64().unwrap() > 40, "{r}");
             }
         }
+    }
+
+    #[test]
+    fn server_b_takes_the_second_client_of_every_pair() {
+        let nodes = fake_nodes(2);
+        let r = run_against(nodes.addrs[0], "switchboard", Some(nodes.addrs[1]));
+        assert_eq!(nodes.accepted(0), 20, "{r}");
+        assert_eq!(nodes.accepted(1), 20, "{r}");
+        assert_eq!(r["server_b"], nodes.addrs[1].to_string(), "{r}");
+        assert_eq!(r["connect"]["paired"], 40, "{r}");
+        let lat = &r["latency"];
+        assert!(lat["sent"].as_u64().unwrap() >= 150, "{lat}");
+        assert_eq!(lat["lost"], 0, "{lat}");
+        assert_eq!(r["stray"], 0, "{r}");
+        // PeerJS has no rooms spanning servers: refused up front.
+        let cli = crate::cli::Cli::try_parse_from([
+            "switchboard-load",
+            "signal",
+            "--proto",
+            "peerjs",
+            "--server-b",
+            "127.0.0.1:9",
+        ])
+        .unwrap();
+        let crate::cli::Command::Signal(a) = cli.cmd else {
+            unreachable!()
+        };
+        let e = run(a).unwrap_err();
+        assert!(e.to_string().contains("--server-b"), "{e}");
     }
 
     #[test]

@@ -16,8 +16,8 @@
 use crate::cli::SignalProto;
 use serde::Deserialize;
 use std::borrow::Cow;
-/// Switchboard `join` and `ack`: the builders the test clients use too.
-pub use switchboard_client::signal::{ack, join};
+/// Switchboard `join`, `ack` and `resume`: the builders the test clients use too.
+pub use switchboard_client::signal::{ack, join, resume};
 
 /// A relayed payload as we send it: send timestamp (CLOCK_MONOTONIC ns) and a counter.
 #[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -70,16 +70,23 @@ struct Raw<'a> {
     code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    resume: Option<Cow<'a, str>>,
+    #[serde(default)]
+    gap: Option<bool>,
 }
 
 /// What a server message means to a benchmark client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Switchboard `joined`: our id and the first other member, if any.
+    /// Switchboard `joined`: our id, the first other member, if any, and the resume token.
     Joined {
         peer_id: String,
         partner: Option<String>,
+        resume: String,
     },
+    /// Switchboard `resumed`: the new resume token, and whether messages were lost.
+    Resumed { resume: String, gap: bool },
     /// PeerJS `OPEN`.
     Open,
     /// Switchboard `peer-joined`.
@@ -122,6 +129,11 @@ pub fn parse(proto: SignalProto, text: &str) -> Result<Event, String> {
                 .peers
                 .and_then(|p| p.into_iter().next())
                 .map(|p| p.id.into_owned()),
+            resume: r.resume.map(Cow::into_owned).unwrap_or_default(),
+        },
+        (SignalProto::Switchboard, "resumed") => Event::Resumed {
+            resume: r.resume.map(Cow::into_owned).unwrap_or_default(),
+            gap: r.gap.unwrap_or(false),
         },
         (SignalProto::Peerjs, "OPEN") => Event::Open,
         (SignalProto::Switchboard, "peer-joined") => Event::PeerJoined {
@@ -224,6 +236,11 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&ack(17)).unwrap();
         assert_eq!(v, serde_json::json!({"type":"ack","seq":17}));
+        let v: serde_json::Value = serde_json::from_str(&resume("r\"1", 5)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"resume","token":"r\"1","lastSeq":5})
+        );
         serde_json::from_str::<serde_json::Value>(HEARTBEAT).unwrap();
         assert_eq!(
             url(Peerjs, "127.0.0.1:9000", "/peerjs", "peerjs", "c-1", 255),
@@ -242,7 +259,8 @@ mod tests {
             parse(Switchboard, joined).unwrap(),
             Event::Joined {
                 peer_id: "p77".into(),
-                partner: Some("p3f".into())
+                partner: Some("p3f".into()),
+                resume: "r9".into()
             }
         );
         let alone = r#"{"type":"joined","protocol":1,"peerId":"p3f","peers":[]}"#;
@@ -250,7 +268,16 @@ mod tests {
             parse(Switchboard, alone).unwrap(),
             Event::Joined {
                 peer_id: "p3f".into(),
-                partner: None
+                partner: None,
+                resume: String::new()
+            }
+        );
+        let resumed = r#"{"type":"resumed","protocol":1,"room":"demo","peerId":"p77","resume":"r10","peers":[],"gap":true}"#;
+        assert_eq!(
+            parse(Switchboard, resumed).unwrap(),
+            Event::Resumed {
+                resume: "r10".into(),
+                gap: true
             }
         );
         let pj = r#"{"type":"peer-joined","seq":1,"peer":{"id":"p77","name":"Bob"}}"#;
