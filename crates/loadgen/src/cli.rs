@@ -37,10 +37,10 @@ pub enum Command {
     Soak(SoakArgs),
     /// Joins per second through one node into rooms created through another (or the
     /// same) node of a cluster.
-    Joins(crate::joins_mode::JoinsArgs),
+    Joins(JoinsArgs),
     /// Kill -9 the node that owns a set of rooms and time every client's resume through
     /// the surviving node (clients resume on close, as the SDK does).
-    Failover(crate::failover_mode::FailoverArgs),
+    Failover(FailoverArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -523,4 +523,65 @@ pub struct SoakArgs {
     /// Seed of the fates and lifetimes (the run is the same for the same seed).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct JoinsArgs {
+    /// The node the timed clients connect to (host:port of its HTTP listener).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub server: String,
+    /// The node each room's creator joins through first (the owner under
+    /// `--cluster-placement local`). Default: --server.
+    #[arg(long, value_name = "ADDR")]
+    pub owner: Option<String>,
+    /// Timed clients.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Timed clients per room (plus its creator; keep it under --room-capacity).
+    #[arg(long, default_value_t = 4)]
+    pub per_room: usize,
+    /// Most timed clients connecting or joining at once.
+    #[arg(long, default_value_t = 32)]
+    pub inflight: usize,
+    /// Spread connections over this many loopback source addresses (127.0.1.1, ...).
+    #[arg(long, default_value_t = 0)]
+    pub loopback_sources: usize,
+    /// Allow targets outside loopback/private/documentation ranges.
+    #[arg(long)]
+    pub allow_any_target: bool,
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    /// The node that owns the rooms and is killed (host:port of its HTTP listener).
+    #[arg(long)]
+    pub owner: String,
+    /// PID of the owner node's process: it gets SIGKILL once every room is set up.
+    #[arg(long)]
+    pub owner_pid: u32,
+    /// The surviving node: bridged clients connect there, and every client resumes there.
+    #[arg(long)]
+    pub via: String,
+    /// Rooms (each one creator on --owner).
+    #[arg(long, default_value_t = 20)]
+    pub rooms: usize,
+    /// Clients per room on --via (bridged to the owner).
+    #[arg(long, default_value_t = 1)]
+    pub bridged: usize,
+    /// Seconds every client has to resume after the kill.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Pause after a refused resume (`unavailable`) or a failed connection, ms.
+    #[arg(long, default_value_t = 100)]
+    pub retry_ms: u64,
+    /// Seconds between the last join and the kill (the owner's member records must
+    /// have reached the store).
+    #[arg(long, default_value_t = 1.0)]
+    pub settle: f64,
+    /// Allow targets outside loopback/private/documentation ranges.
+    #[arg(long)]
+    pub allow_any_target: bool,
 }

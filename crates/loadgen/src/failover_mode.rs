@@ -15,13 +15,12 @@
 //! percentiles, ms), close codes, attempts; `resumed` with `gap`, any `peer-left` after
 //! the kill (there should be none), and the messages delivered after the failover.
 
-use crate::cli::{check_duration, check_range, resolve_target};
+use crate::cli::{check_duration, check_range, resolve_target, FailoverArgs};
 use crate::net::{now_ns, round3};
 use crate::sb_session::{self, summary_ms, Got, Resume};
 use crate::signal_proto::{self as sp, Event};
 use crate::ws_conn::{open_ws, small_buffers, Ws};
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,38 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Args, Debug)]
-pub struct FailoverArgs {
-    /// The node that owns the rooms and is killed (host:port of its HTTP listener).
-    #[arg(long)]
-    pub owner: String,
-    /// PID of the owner node's process: it gets SIGKILL once every room is set up.
-    #[arg(long)]
-    pub owner_pid: u32,
-    /// The surviving node: bridged clients connect there, and every client resumes there.
-    #[arg(long)]
-    pub via: String,
-    /// Rooms (each one creator on --owner).
-    #[arg(long, default_value_t = 20)]
-    pub rooms: usize,
-    /// Clients per room on --via (bridged to the owner).
-    #[arg(long, default_value_t = 1)]
-    pub bridged: usize,
-    /// Seconds every client has to resume after the kill.
-    #[arg(long, default_value_t = 30.0)]
-    pub timeout: f64,
-    /// Pause after a refused resume (`unavailable`) or a failed connection, ms.
-    #[arg(long, default_value_t = 100)]
-    pub retry_ms: u64,
-    /// Seconds between the last join and the kill (the owner's member records must
-    /// have reached the store).
-    #[arg(long, default_value_t = 1.0)]
-    pub settle: f64,
-    /// Allow targets outside loopback/private/documentation ranges.
-    #[arg(long)]
-    pub allow_any_target: bool,
-}
 
 /// Phases the driver announces to the client tasks.
 const SETUP: u8 = 0;

@@ -9,46 +9,16 @@
 //! room's creator in `joined.peers` (else it landed in another room of the same name).
 //! All connections stay open until the end.
 
-use crate::cli::{check_range, resolve_target};
+use crate::cli::{check_range, resolve_target, JoinsArgs};
 use crate::net::{loopback_source, now_ns, round3};
 use crate::sb_session::{self, summary_ms};
 use crate::ws_conn::{open_ws, small_buffers, Ws};
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-#[derive(Args, Debug)]
-pub struct JoinsArgs {
-    /// The node the timed clients connect to (host:port of its HTTP listener).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub server: String,
-    /// The node each room's creator joins through first (the owner under
-    /// `--cluster-placement local`). Default: --server.
-    #[arg(long, value_name = "ADDR")]
-    pub owner: Option<String>,
-    /// Timed clients.
-    #[arg(long, default_value_t = 1000)]
-    pub clients: usize,
-    /// Timed clients per room (plus its creator; keep it under --room-capacity).
-    #[arg(long, default_value_t = 4)]
-    pub per_room: usize,
-    /// Most timed clients connecting or joining at once.
-    #[arg(long, default_value_t = 32)]
-    pub inflight: usize,
-    /// Spread connections over this many loopback source addresses (127.0.1.1, ...).
-    #[arg(long, default_value_t = 0)]
-    pub loopback_sources: usize,
-    /// Allow targets outside loopback/private/documentation ranges.
-    #[arg(long)]
-    pub allow_any_target: bool,
-    /// Worker threads of the generator's runtime.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-}
 
 /// Longest one client's connect + join may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
