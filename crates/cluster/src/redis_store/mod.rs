@@ -461,68 +461,10 @@ impl Cluster for RedisCluster {
 
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomOwner>, ClusterError>> {
         Box::pin(async move {
-            let keys = &self.shared.keys;
             let mut conn = self.shared.conn.clone();
-            let room_prefix = keys.room_prefix();
-            let pattern = format!("{}*", glob_escape(&room_prefix));
-            let mut names: Vec<String> = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(to_cluster_error)?;
-                names.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-            names.sort();
-            names.dedup(); // SCAN may return a key twice
-            if names.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut pipe = redis::pipe();
-            for name in &names {
-                pipe.get(name);
-            }
-            let owners: Vec<Option<String>> = pipe
-                .query_async(&mut conn)
+            status::owned_rooms(&mut conn, &self.shared.keys)
                 .await
-                .map_err(to_cluster_error)?;
-            let mut distinct: Vec<&str> = owners.iter().flatten().map(String::as_str).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let mut pipe = redis::pipe();
-            for owner in &distinct {
-                pipe.exists(keys.alive(owner));
-            }
-            let alive: Vec<bool> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(to_cluster_error)?;
-            let mut out = Vec::new();
-            for (name, owner) in names.iter().zip(owners.iter()) {
-                let (Some(room), Some(owner)) = (name.strip_prefix(&room_prefix), owner) else {
-                    continue; // the room was released between SCAN and GET
-                };
-                let live = distinct
-                    .binary_search(&owner.as_str())
-                    .is_ok_and(|i| alive.get(i).copied().unwrap_or(false));
-                if live {
-                    out.push(RoomOwner {
-                        room: room.to_string(),
-                        owner: NodeId::from(owner.as_str()),
-                    });
-                }
-            }
-            Ok(out)
+                .map_err(to_cluster_error)
         })
     }
 

@@ -3,7 +3,8 @@
 
 use super::{glob_escape, redacted, Keys};
 use crate::{ClusterError, NodeInfo, RoomOwner};
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::RedisResult;
 
 /// What `status` found.
 #[derive(Debug, Clone)]
@@ -53,6 +54,18 @@ pub async fn status(url: &str, prefix: &str) -> Result<ClusterStatus, ClusterErr
         .collect();
     nodes.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
 
+    let rooms = owned_rooms(&mut conn, &keys)
+        .await
+        .map_err(|e| unavailable(url, e))?;
+    Ok(ClusterStatus { nodes, rooms })
+}
+
+/// Every room whose owner is alive, by name (SCAN of the room keys, their owners, and the
+/// owners' alive keys: three round trips whatever the number of rooms).
+pub(super) async fn owned_rooms<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &Keys,
+) -> RedisResult<Vec<RoomOwner>> {
     let room_prefix = keys.room_prefix();
     let pattern = format!("{}*", glob_escape(&room_prefix));
     let mut names: Vec<String> = Vec::new();
@@ -64,9 +77,8 @@ pub async fn status(url: &str, prefix: &str) -> Result<ClusterStatus, ClusterErr
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(url, e))?;
+            .query_async(conn)
+            .await?;
         names.extend(batch);
         if next == 0 {
             break;
@@ -74,28 +86,37 @@ pub async fn status(url: &str, prefix: &str) -> Result<ClusterStatus, ClusterErr
         cursor = next;
     }
     names.sort();
-    names.dedup();
-    let mut rooms = Vec::new();
-    if !names.is_empty() {
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.get(name);
-        }
-        let owners: Vec<Option<String>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(url, e))?;
-        for (name, owner) in names.iter().zip(owners) {
-            let (Some(room), Some(owner)) = (name.strip_prefix(&room_prefix), owner) else {
-                continue;
-            };
-            if nodes.iter().any(|n| *n.id == *owner) {
-                rooms.push(RoomOwner {
-                    room: room.to_string(),
-                    owner: owner.as_str().into(),
-                });
-            }
+    names.dedup(); // SCAN may return a key twice
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for name in &names {
+        pipe.get(name);
+    }
+    let owners: Vec<Option<String>> = pipe.query_async(conn).await?;
+    let mut distinct: Vec<&str> = owners.iter().flatten().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut pipe = redis::pipe();
+    for owner in &distinct {
+        pipe.exists(keys.alive(owner));
+    }
+    let alive: Vec<bool> = pipe.query_async(conn).await?;
+    let mut out = Vec::new();
+    for (name, owner) in names.iter().zip(owners.iter()) {
+        let (Some(room), Some(owner)) = (name.strip_prefix(&room_prefix), owner) else {
+            continue; // the room was released between SCAN and GET
+        };
+        let live = distinct
+            .binary_search(&owner.as_str())
+            .is_ok_and(|i| alive.get(i).copied().unwrap_or(false));
+        if live {
+            out.push(RoomOwner {
+                room: room.to_string(),
+                owner: owner.as_str().into(),
+            });
         }
     }
-    Ok(ClusterStatus { nodes, rooms })
+    Ok(out)
 }
