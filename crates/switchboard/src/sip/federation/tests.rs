@@ -24,6 +24,19 @@ pub(super) struct End {
 
 impl End {
     pub(super) fn start(domain: &str, listen: &str, peer: &str, extra: &[String]) -> End {
+        match End::try_start(domain, listen, peer, extra) {
+            Ok(end) => end,
+            Err(e) => panic!("{domain}: {e}"),
+        }
+    }
+
+    /// [`End::start`], or why the SIP service did not start (a port taken).
+    pub(super) fn try_start(
+        domain: &str,
+        listen: &str,
+        peer: &str,
+        extra: &[String],
+    ) -> anyhow::Result<End> {
         let mut args: Vec<OsString> = [
             "--sip-listen",
             listen,
@@ -43,14 +56,15 @@ impl End {
         let settings = crate::settings::load(&args).unwrap();
         let plan = crate::plan::build(&settings, None).unwrap();
         let signal = crate::signal::SignalService::start(&plan, None);
-        let sip = SipService::start(&plan, &signal, None).unwrap().unwrap();
+        let sip = SipService::start(&plan, &signal, None)?
+            .ok_or_else(|| anyhow::anyhow!("no SIP service"))?;
         let (fed, events) = sip.federation();
-        End {
+        Ok(End {
             sip: Box::new(sip),
             _signal: signal,
             fed,
             events,
-        }
+        })
     }
 
     pub(super) fn udp(&self) -> SocketAddr {
@@ -103,24 +117,32 @@ fn pair_over(params: &str) -> (End, End) {
         .with_env_filter("info")
         .with_test_writer()
         .try_init();
-    let b_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let a = End::start(
-        "a.test",
-        "127.0.0.1:0",
-        &format!("b.test=127.0.0.1:{b_port}{params}"),
-        &[],
-    );
-    let b = End::start(
-        "b.test",
-        &format!("127.0.0.1:{b_port}"),
-        &format!("a.test={}{params}", a.udp()),
-        &[],
-    );
-    (a, b)
+    // b.test's port is picked before it binds (a.test must know it): another test's
+    // socket may take its number in between, UDP or the TCP listener on the same number.
+    // Then pick again.
+    for _ in 0..10 {
+        let b_port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = End::start(
+            "a.test",
+            "127.0.0.1:0",
+            &format!("b.test=127.0.0.1:{b_port}{params}"),
+            &[],
+        );
+        let b = End::try_start(
+            "b.test",
+            &format!("127.0.0.1:{b_port}"),
+            &format!("a.test={}{params}", a.udp()),
+            &[],
+        );
+        if let Ok(b) = b {
+            return (a, b);
+        }
+    }
+    panic!("no free port for b.test in 10 picks");
 }
 
 pub(super) fn run(test: impl std::future::Future<Output = ()>) {
