@@ -8,8 +8,6 @@
 #   SECONDS_EACH=60 fuzz/run.sh --ci      # another time per target
 #   fuzz/run.sh --minimize                # shrink fuzz/corpus/<target> to a subset with
 #                                         # the same coverage (libFuzzer -merge)
-#   fuzz/run.sh --build                   # only install cargo-fuzz and build the targets
-#                                         # (test-all.sh does it early, at low priority)
 #
 # Prints one line per target ("fuzz <target>: <runs> runs in <s> s (<rate>/s), cov <edges> ft
 # <features>, corpus <n> files, no crash") and a last line "fuzz: N passed, M failed".
@@ -29,8 +27,8 @@ case "$mode" in
   # Long runs are worth opt-level 3 (Cargo.toml's opt-level 1 keeps the CI build short):
   # 1.3-1.6x the executions a second, for a build of about a third more CPU.
   --long) each="${SECONDS_EACH:-1800}"; runs="${RUNS:-100000000}"; export CARGO_PROFILE_RELEASE_OPT_LEVEL=3 ;;
-  --minimize | --build) ;;
-  *) echo "usage: fuzz/run.sh --ci|--long|--minimize|--build [target...]" >&2; exit 2 ;;
+  --minimize) ;;
+  *) echo "usage: fuzz/run.sh --ci|--long|--minimize [target...]" >&2; exit 2 ;;
 esac
 
 # Stable only: pin it when rustup knows a toolchain of that name (CI machines have nothing else).
@@ -45,7 +43,6 @@ echo "== $(rustc --version); cargo fuzz build -s none --debug-assertions"
 # No sanitizer: the fuzzed crates have no unsafe code (AddressSanitizer needs nightly flags,
 # see README.md). Debug assertions turn on integer overflow checks.
 cargo fuzz build -s none --debug-assertions >/dev/null 2>&1 || cargo fuzz build -s none --debug-assertions
-if [ "$mode" = --build ]; then exit 0; fi
 
 max_len() {
   case "$1" in

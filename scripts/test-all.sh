@@ -67,11 +67,6 @@ echo "matrix doc: ${dpass} passed, ${dfail} failed" | tee -a "$LOGS/matrix-doc.l
 echo "== import cycles between the files of each crate (scripts/module-cycles.py)"
 python3 scripts/module-cycles.py 2>&1 | tee "$LOGS/cycles.log"
 cstatus=${PIPESTATUS[0]}
-# The fuzz targets build (and cargo-fuzz installs) at the lowest priority while the
-# browser tests and the NAT matrix run: those wait on the network and timers much of the
-# time, and the ~4 min of compiling then costs the run little. The fuzz phase waits for it.
-nice -n 19 fuzz/run.sh --build >"$LOGS/fuzz-build.log" 2>&1 &
-fuzz_build=$!
 echo "== browser tests (Chromium, loopback-only network namespace)"
 # The server and via_jingle that `cargo test --workspace` built (it builds every binary and
 # example). run.sh's own `cargo build -p ...` would build them again with the features of
@@ -86,7 +81,6 @@ mstatus=${PIPESTATUS[0]}
 if [ "$mstatus" != 0 ] && ! grep -q '^nat matrix: [0-9]* passed' "$LOGS/matrix.log"; then
   echo "nat matrix: 0 passed, 0 failed, 1 harness failures (did not run, exit $mstatus)" | tee -a "$LOGS/matrix.log"
 fi
-wait "$fuzz_build" || echo "(the early fuzz build failed: fuzz/run.sh builds again and says why)"
 echo "== fuzz targets, ~5 s each on their corpora (fuzz/run.sh --ci)"
 fuzz/run.sh --ci 2>&1 | tee "$LOGS/fuzz.log" | grep -E '^(fuzz|==|    )'
 fstatus=${PIPESTATUS[0]}
