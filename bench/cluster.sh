@@ -69,16 +69,6 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
-wait_tcp() { # port
-    local i
-    for i in $(seq 200); do
-        "${X[@]}" ss -Htln "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on TCP port $1" >&2
-    return 1
-}
-
 start_redis() {
     # No persistence: every round starts from an empty store.
     "${X[@]}" redis-server --bind $IP --port $REDIS_PORT --save '' --appendonly no \
@@ -116,25 +106,6 @@ wait_registered() {
         sleep 0.1
     done
     log "  node-$1 did not show up in cluster status"
-}
-
-# Wait (at most QUIET_WAIT s) until other processes use at most FOREIGN_MAX % of a core
-# over 2 s: a build or test run elsewhere on the box would distort every figure.
-wait_quiet() {
-    local waited=0 a b f
-    while :; do
-        a=$($REPORT foreign $$)
-        sleep 2
-        b=$($REPORT foreign $$)
-        f=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", 100 * (b - a) / 2 }')
-        [ "$f" -le "$FOREIGN_MAX" ] && return 0
-        waited=$((waited + 2))
-        if [ "$waited" -ge "$QUIET_WAIT" ]; then
-            log "  other processes still use $f % of a core; going on"
-            return 0
-        fi
-        [ $((waited % 20)) -ne 0 ] || log "  waiting for other processes to go quiet ($f % of a core)"
-    done
 }
 
 run_load() { # kind round mode args...

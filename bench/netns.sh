@@ -1,6 +1,8 @@
 # Sourced by the benchmark scripts: a loopback-only network namespace $NS for one run,
 # and a scratch folder $TMP, both removed on exit together with every process in PIDS.
 #   netns_setup PREFIX     (needs root; refuses if $NS exists)
+#   wait_tcp PORT          (until something listens on it in $NS)
+#   wait_quiet             (until the rest of the machine is quiet, see below)
 
 netns_cleanup() {
     local p
@@ -22,4 +24,36 @@ netns_setup() {
     trap 'exit 130' INT TERM
     ip netns add "$NS"
     ip -n "$NS" link set lo up
+}
+
+# Wait (at most QUIET_WAIT s) until other processes use at most FOREIGN_MAX % of a core
+# over 2 s: a build or test run elsewhere on the box would distort every figure. Uses the
+# caller's $REPORT (bench/report.py) and log().
+wait_quiet() {
+    local waited=0 a b f
+    while :; do
+        a=$($REPORT foreign $$)
+        sleep 2
+        b=$($REPORT foreign $$)
+        f=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", 100 * (b - a) / 2 }')
+        [ "$f" -le "$FOREIGN_MAX" ] && return 0
+        waited=$((waited + 2))
+        if [ "$waited" -ge "$QUIET_WAIT" ]; then
+            log "  other processes still use $f % of a core; going on"
+            return 0
+        fi
+        [ $((waited % 30)) -ne 0 ] || log "  waiting for other processes to go quiet ($f % of a core)"
+    done
+}
+
+# Until something listens on TCP `port` in $NS (10 s at most). Uses the caller's $X
+# (`ip netns exec "$NS"`).
+wait_tcp() { # port
+    local i
+    for i in $(seq 200); do
+        "${X[@]}" ss -Htln "sport = :$1" | grep -q . && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on TCP port $1" >&2
+    return 1
 }

@@ -83,16 +83,6 @@ CLIENTS=$((CLIENTS / 2 * 2))
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
-wait_tcp() { # port
-    local i
-    for i in $(seq 200); do
-        "${X[@]}" ss -Htln "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on TCP port $1" >&2
-    return 1
-}
-
 start_server() { # name
     local name=$1 port=${PORT[$1]}
     case $name in
@@ -120,25 +110,6 @@ stop_server() {
     kill "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
     SPID=
-}
-
-# Wait (at most QUIET_WAIT s) until other processes use at most FOREIGN_MAX % of a core
-# over 2 s: a build or test run elsewhere on the box would distort every figure.
-wait_quiet() {
-    local waited=0 a b f
-    while :; do
-        a=$($REPORT foreign $$)
-        sleep 2
-        b=$($REPORT foreign $$)
-        f=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", 100 * (b - a) / 2 }')
-        [ "$f" -le "$FOREIGN_MAX" ] && return 0
-        waited=$((waited + 2))
-        if [ "$waited" -ge "$QUIET_WAIT" ]; then
-            log "  other processes still use $f % of a core; going on"
-            return 0
-        fi
-        [ $((waited % 30)) -ne 0 ] || log "  waiting for other processes to go quiet ($f % of a core)"
-    done
 }
 
 run_one() { # server round

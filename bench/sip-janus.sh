@@ -90,16 +90,6 @@ UPID=
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
-wait_tcp() { # port
-    local i
-    for i in $(seq 200); do
-        "${X[@]}" ss -Htln "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on TCP port $1" >&2
-    return 1
-}
-
 start_server() { # name
     case $1 in
     janus)
