@@ -58,12 +58,14 @@ impl Signaling {
         let Some(glue) = self.glue.clone() else {
             return false;
         };
-        let Some(room) = entry_room(text) else {
-            return false;
-        };
+        // A member's messages (nearly all of them) are not parsed a second time here:
+        // only a connection without a session can be joining or resuming.
         if self.has_session(link) {
             return false;
         }
+        let Some(room) = entry_room(text) else {
+            return false;
+        };
         match self.route(&glue, &room).await {
             Ok(None) => false,
             Ok(Some(owner)) => {
