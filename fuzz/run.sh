@@ -6,6 +6,7 @@
 #                                         # new coverage merged into fuzz/corpus/<target>
 #   fuzz/run.sh --long turn_server        # some targets
 #   SECONDS_EACH=60 fuzz/run.sh --ci      # another time per target
+#   FUZZ_JOBS=1 fuzz/run.sh --ci          # one target at a time (default: one per core)
 #   fuzz/run.sh --minimize                # shrink fuzz/corpus/<target> to a subset with
 #                                         # the same coverage (libFuzzer -merge)
 #
@@ -67,9 +68,9 @@ if [ "$mode" = --minimize ]; then
   done
   exit 0
 fi
-passed=0
-failed=0
-for t in "${TARGETS[@]}"; do
+# One target: its result line goes to "$2", a crash's input to fuzz/artifacts/<target>/.
+run_target() {
+  local t=$1 out=$2 corpus new dirs log rc line n cov ft secs rate files
   corpus="$HERE/corpus/$t"
   mkdir -p "$corpus" "$HERE/artifacts/$t"
   new="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$t.XXXXXX")"
@@ -83,7 +84,7 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   # The last status line: "#<runs> DONE cov: <n> ft: <n> corp: <n>/<size> ... exec/s: <n>"
-  line=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  line=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   n=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$line")
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$line")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$line")
@@ -95,15 +96,37 @@ for t in "${TARGETS[@]}"; do
       "$BIN/$t" -merge=1 -max_len="$(max_len "$t")" "$corpus" "$new" >/dev/null 2>&1 || true
     fi
     files=$(find "$corpus" -type f | wc -l)
-    echo "fuzz $t: ${n:-?} runs in ${secs:-?} s (${rate:-?}/s), cov ${cov:-?} ft ${ft:-?}, corpus $files files, no crash"
-    passed=$((passed + 1))
+    echo "fuzz $t: ${n:-?} runs in ${secs:-?} s (${rate:-?}/s), cov ${cov:-?} ft ${ft:-?}, corpus $files files, no crash" >"$out"
   else
-    echo "fuzz $t: FAILED (exit $rc) after ${n:-?} runs; input in fuzz/artifacts/$t/:"
-    grep -E 'panicked|SUMMARY|Test unit written|ERROR' "$log" | head -8 | sed 's/^/    /'
+    {
+      echo "fuzz $t: FAILED (exit $rc) after ${n:-?} runs; input in fuzz/artifacts/$t/:"
+      grep -E 'panicked|SUMMARY|Test unit written|ERROR' "$log" | head -8 | sed 's/^/    /'
+    } >"$out"
     cp "$log" "$HERE/artifacts/$t/last.log"
-    failed=$((failed + 1))
   fi
   rm -rf "$new" "$log"
+  return "$rc"
+}
+
+# Targets run side by side, one per core (FUZZ_JOBS): libFuzzer is single-threaded, and
+# in CI nothing else runs meanwhile. Results print in the order of TARGETS.
+jobs="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
+results="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-results.XXXXXX")"
+trap 'rm -rf "$results"' EXIT
+passed=0
+failed=0
+for ((i = 0; i < ${#TARGETS[@]}; i += jobs)); do
+  batch=("${TARGETS[@]:i:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    run_target "$t" "$results/$t" &
+    pids+=($!)
+  done
+  for k in "${!batch[@]}"; do
+    if wait "${pids[$k]}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    cat "$results/${batch[$k]}" 2>/dev/null || echo "fuzz ${batch[$k]}: FAILED (the run gave no result)"
+  done
 done
 echo "fuzz: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -48,13 +48,19 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # status says whether any failed. (PIPESTATUS is read right after each pipeline: an
 # `|| true` behind it would replace cargo's status with its own.)
 set +e
+# The test binaries `cargo test` builds, two at a time (scripts/test-lanes.py: they wait on
+# timers and peers far more than they compute), then the doc tests.
 echo "== cargo test (hermetic: no root, coturn or network namespaces)"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked'
+scripts/test-lanes.py --lanes 2 2>&1 | tee "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- |test-lanes)|FAILED|panicked'
 status=${PIPESTATUS[0]}
-# The tests `cargo test` leaves out (#[ignore]): interop with coturn's client tools and
-# the NAT lab (root, network namespaces, iptables). Their results count like the others.
-echo "== cargo test -- --ignored (coturn interop, NAT lab)"
-cargo test --workspace --locked --no-fail-fast -- --ignored 2>&1 | tee -a "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked'
+cargo test --workspace --locked --doc 2>&1 | tee -a "$LOGS/test.log" | grep -E '^(test result|error|failures|---- )|FAILED|panicked'
+dtstatus=${PIPESTATUS[0]}
+[ "$status" = 0 ] && status=$dtstatus
+# The tests `cargo test` leaves out (#[ignore]): interop with coturn's client tools, SIPp,
+# baresip, kamailio and prosody, and the namespace labs (root, iptables). Their results
+# count like the others.
+echo "== cargo test -- --ignored (coturn, SIP and XMPP interop, NAT and cluster labs)"
+scripts/test-lanes.py --lanes 2 -- --ignored 2>&1 | tee -a "$LOGS/test.log" | grep -E '^(test result|running|error|failures|---- |test-lanes)|FAILED|panicked'
 istatus=${PIPESTATUS[0]}
 [ "$status" = 0 ] && status=$istatus
 echo "== NAT matrix table comparison (unit check, node --test)"

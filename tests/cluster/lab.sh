@@ -162,7 +162,12 @@ destroy_lab() {
       sleep 0.3
     done
   done
-  # The hub first: its end of every veth, so the devices in attached namespaces go too.
+  # The devices in attached namespaces by name: deleting a namespace (the hub's end of
+  # their veths) takes them only when the kernel gets round to it, and a device left
+  # behind with its address would meet the next lab's on the same subnet.
+  if [ -f "$state/attached" ]; then
+    while read -r ns; do ip -n "$ns" link del "$id" 2>/dev/null; done <"$state/attached"
+  fi
   ip netns del "$id-hub" 2>/dev/null
   for ns in $(lab_namespaces "$id"); do
     ip netns del "$ns" 2>/dev/null
@@ -381,7 +386,16 @@ case "$cmd" in
     need_root; select_lab
     ns=${1:?usage: attach NS}
     ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$ns" || die "no namespace $ns"
+    # A lab taken down by killing its CLI (no `down`) leaves its device until the kernel
+    # removes it with the hub: wait for that, as the same address is ours next.
+    for ((i = 0; i < 50; i++)); do
+      ip -n "$ns" -o -4 addr show | grep -qF " $NET." || break
+      sleep 0.1
+    done
+    ip -n "$ns" -o -4 addr show | grep -qF " $NET." \
+      && die "namespace $ns still has an address in $NET.0/24 (another cluster lab attached?)"
     next_client_ip
+    echo "$ns" >>"$STATE/attached"
     plug "$ns" "c$CLIENT_K" "$ID" "$CLIENT_IP"
     echo "$CLIENT_IP"
     ;;

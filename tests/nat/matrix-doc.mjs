@@ -123,6 +123,9 @@ decoded a video frame: page load, camera, joining, negotiation, ICE and DTLS inc
 A failed case waits until both pages report the peer unreachable (the SDK's
 \`peer-unreachable\`, 15 s after the first checks; the time is in *outcome*) and checks
 that both sides received the other's candidates and sent checks, and no pair succeeded.
+Calls predicted to connect run one at a time; those predicted to fail run four at once
+(\`NAT_MATRIX_FAIL_LANES\`), some Chromiums sharing a client namespace, so their times
+include page loads slowed by the others.
 
 | case | a | b | ICE servers | ICE predicts | outcome | selected pair (a ↔ b) | gathered (a / b) | first frame | as predicted |
 |---|---|---|---|---|---|---|---|---|---|

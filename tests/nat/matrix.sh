@@ -8,7 +8,8 @@
 #
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, built when unset), CHROMIUM
 # (default /usr/bin/chromium), NAT_MATRIX_DOC (default target/nat-matrix.md; - for none),
-# NAT_MATRIX_VERBOSE=1. Needs root, iproute2, iptables, node and Chromium; uses the
+# NAT_MATRIX_VERBOSE=1, NAT_MATRIX_FAIL_LANES (calls predicted to fail run this many at
+# once, default 4). Needs root, iproute2, iptables, node and Chromium; uses the
 # playwright-core of tests/browser (npm ci there when missing). Prints
 # `nat matrix: N passed, M failed, H harness failures` and exits non-zero when a case was
 # not as predicted or the harness could not run it (Chromium did not start, a page did
