@@ -65,7 +65,7 @@ async function startLab(t0) {
     },
     async stop() { process.off('exit', down); await lab('down', vars.CLUSTERLAB_ID).catch(() => {}); },
   };
-  const startNode = (i) => lab('start-node', String(i + 1), ...commonArgs(urls), '--sfu-candidate', ips[i]);
+  const startNode = (i) => lab('start-node', String(i + 1), ...commonArgs(urls), '--sfu-candidate', ips[i], '--region', `r${i + 1}`);
   try {
     cluster.clientIp = (await lab('attach', myNs)).trim();
     for (const i of ips.keys()) await startNode(i);
@@ -93,7 +93,7 @@ async function startLocal() {
     const host = `127.0.0.1${i + 1}`;
     const sfuPort = await freePortTcpUdp(host);
     // The HTTP ports are known only once started: any origin may connect.
-    return startServer({ host, args: ['--cluster', redisUrl, '--node-name', `n${i + 1}`, ...commonArgs(['*']), '--sfu-port', String(sfuPort), '--sfu-candidate', host] });
+    return startServer({ host, args: ['--cluster', redisUrl, '--node-name', `n${i + 1}`, ...commonArgs(['*']), '--sfu-port', String(sfuPort), '--sfu-candidate', host, '--region', `r${i + 1}`] });
   };
   const servers = [];
   for (const i of [0, 1, 2]) servers.push(await startNode(i));
@@ -140,9 +140,11 @@ const BLANK = '<!doctype html><meta charset="utf-8"><title>cluster test</title><
  * what sfu-helpers.mjs reads: `window.sbApp = { sb, grid }` (grid: peer id -> { stream,
  * video } of the tracks shown for it) and `window.__events` (SDK events with their time).
  */
-async function pageJoin({ urls, room, name, topology }) {
+async function pageJoin({ urls, room, name, topology, region }) {
   const { Switchboard } = await import('/sdk/switchboard.js');
-  const sb = new Switchboard({ urls, room, name, topology, iceServers: [], debug: (...a) => console.debug('[sb]', ...a.map(String)) });
+  // The ICE servers from /api/ice-servers only when a test asks for a region's.
+  const ice = region ? { iceServers: 'auto', region } : { iceServers: [] };
+  const sb = new Switchboard({ urls, room, name, topology, ...ice, debug: (...a) => console.debug('[sb]', ...a.map(String)) });
   const grid = new Map();
   window.sbApp = { sb, grid };
   window.__events = [];
@@ -183,7 +185,7 @@ async function pageJoin({ urls, room, name, topology }) {
  * A participant whose page comes from node `urls[0]`'s origin and whose SDK gets `urls`
  * (that node first). Resolves once joined; `p.node` is the URL its signaling is on.
  */
-export async function openClusterPage(s, browser, urls, room, name, { topology = 'mesh', init = [] } = {}) {
+export async function openClusterPage(s, browser, urls, room, name, { topology = 'mesh', init = [], region } = {}) {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
   const page = await context.newPage();
   const p = s.track(new Participant(name, context, page));
@@ -191,7 +193,7 @@ export async function openClusterPage(s, browser, urls, room, name, { topology =
   const at = `${urls[0]}/cluster-test`;
   await context.route(at, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: BLANK }));
   await loadPage(page, at, { what: `${name}'s page` });
-  const joined = await page.evaluate(pageJoin, { urls, room, name, topology });
+  const joined = await page.evaluate(pageJoin, { urls, room, name, topology, region });
   p.peerId = joined.peerId;
   p.node = joined.url;
   p.joinedAs = joined;

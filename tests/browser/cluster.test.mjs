@@ -3,13 +3,14 @@
 // there), pages of one room each connected to a different node, with the SDK's `urls`.
 // - a mesh call of three pages on three nodes: every page decodes every other's video;
 // - an SFU call of three pages on three nodes: the same through the room node's SFU;
-// - a page in another room on the same nodes sees no one, and nobody sees it.
+// - a page in another room on the same nodes sees no one, and nobody sees it;
+// - the SDK's `region`: a page on node 1 gets the ICE servers of the node of that region.
 // A node's death: cluster-failover.test.mjs. (One file each: run.sh's time limit is per file.)
 //
 // CPU: three Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { scope, randomId, sleep } from './harness.mjs';
+import { scope, randomId, sleep, waitFor } from './harness.mjs';
 import { expectAllFlowing } from './sfu-helpers.mjs';
 import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, fromNode } from './cluster-lab.mjs';
 
@@ -70,4 +71,22 @@ test('a page in another room on the same nodes sees no one, and no one sees it',
     const ids = await p.page.evaluate(() => [...window.sbApp.sb.peers.keys()].sort());
     assert.deepEqual(ids, others(ps, p).sort(), `${p.name}: members`);
   }
+})));
+
+test('the SDK\'s region option: a page signaling on n1 gets the STUN and TURN of n2, the node of region r2', { timeout: 120000 }, () => scope('cluster-region', (s) => withNodeLogs(cluster, async () => {
+  // n1 learns n2's region from n2's heartbeat (every second).
+  const answer = async (u) => JSON.stringify((await (await fetch(u)).json()).iceServers.flatMap((x) => x.urls).sort());
+  await waitFor(async () => (await answer(`${cluster.urls[0]}/api/ice-servers?region=r2`)) === (await answer(`${cluster.urls[1]}/api/ice-servers`)),
+    { timeout: 15000, interval: 500, what: 'n1 answering region r2 with n2\'s servers' });
+  const ria = await openClusterPage(s, browser, [cluster.urls[0]], randomId('cregion-'), 'Ria', { region: 'r2' });
+  assert.equal(ria.node, cluster.urls[0]);
+  const urlsOf = (servers) => servers.flatMap((x) => x.urls).sort();
+  const seen = await ria.page.evaluate(async (n2) => ({
+    sdk: window.sbApp.sb.iceServers,
+    n1: (await (await fetch('/api/ice-servers')).json()).iceServers,
+    n2: (await (await fetch(`${n2}/api/ice-servers`)).json()).iceServers,
+  }), cluster.urls[1]);
+  assert.ok(urlsOf(seen.n2).length > 0, `n2 announces nothing: ${JSON.stringify(seen.n2)}`);
+  assert.notDeepEqual(urlsOf(seen.n1), urlsOf(seen.n2), 'n1 and n2 announce the same servers');
+  assert.deepEqual(urlsOf(seen.sdk), urlsOf(seen.n2), 'the SDK with region r2 uses n2\'s servers');
 })));

@@ -71,24 +71,11 @@ fn identity_or_random(identity: Option<&str>) -> String {
     }
 }
 
-/// The answer for a client at wall-clock `unix_now`. Browsers speak `stun:` over UDP
-/// only, so it is listed when UDP is on; `turn:` gets one URI per transport listening.
-pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> IceServers {
+/// The `turn:`/`turns:` URIs this server announces (no credentials): one per transport
+/// listening. A cluster node publishes them, so that another node can hand them out to
+/// clients of this node's region.
+pub fn turn_uris(cfg: &IceConfig) -> Vec<String> {
     let h = &cfg.host;
-    let mut servers = Vec::new();
-    if let Some(p) = cfg.udp_port {
-        servers.push(IceServer {
-            urls: vec![format!("stun:{h}:{p}")],
-            username: None,
-            credential: None,
-        });
-    }
-    let Some(secret) = &cfg.secret else {
-        return IceServers {
-            ice_servers: servers,
-            ttl: cfg.ttl,
-        };
-    };
     let mut turn = Vec::new();
     if let Some(p) = cfg.udp_port {
         turn.push(format!("turn:{h}:{p}?transport=udp"));
@@ -102,10 +89,43 @@ pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> Ic
     if let Some(p) = cfg.https_turn_port.filter(|&p| Some(p) != cfg.tls_port) {
         turn.push(format!("turns:{h}:{p}?transport=tcp"));
     }
-    if !turn.is_empty() {
+    turn
+}
+
+/// The answer for a client at wall-clock `unix_now`. Browsers speak `stun:` over UDP
+/// only, so it is listed when UDP is on; `turn:` gets one URI per transport listening.
+pub fn ice_servers(cfg: &IceConfig, unix_now: u64, identity: Option<&str>) -> IceServers {
+    ice_servers_at(cfg, &turn_uris(cfg), unix_now, identity)
+}
+
+/// The answer naming the TURN server of `turn` (this server's own [`turn_uris`], or
+/// another node's of the same cluster, which shares the REST secret): its `stun:` URI
+/// comes from the UDP one, and the credentials are this server's to sign.
+pub fn ice_servers_at(
+    cfg: &IceConfig,
+    turn: &[String],
+    unix_now: u64,
+    identity: Option<&str>,
+) -> IceServers {
+    let mut servers = Vec::new();
+    let stun: Vec<String> = turn
+        .iter()
+        .filter_map(|u| {
+            let addr = u.strip_prefix("turn:")?.strip_suffix("?transport=udp")?;
+            Some(format!("stun:{addr}"))
+        })
+        .collect();
+    if !stun.is_empty() {
+        servers.push(IceServer {
+            urls: stun,
+            username: None,
+            credential: None,
+        });
+    }
+    if let (Some(secret), false) = (&cfg.secret, turn.is_empty()) {
         let creds = rest::mint(secret, unix_now + cfg.ttl, &identity_or_random(identity));
         servers.push(IceServer {
-            urls: turn,
+            urls: turn.to_vec(),
             username: Some(creds.username),
             credential: Some(creds.password),
         });
@@ -208,5 +228,24 @@ mod tests {
                 "turns:203.0.113.5:5349?transport=tcp"
             ]
         );
+    }
+
+    #[test]
+    fn another_nodes_turn_gets_its_stun_and_credentials_signed_here() {
+        let other = vec![
+            "turn:198.51.100.12:3478?transport=udp".to_string(),
+            "turns:198.51.100.12:5349?transport=tcp".to_string(),
+        ];
+        let a = ice_servers_at(&cfg(None), &other, 1_000_000, Some("alice"));
+        assert_eq!(a.ice_servers[0].urls, vec!["stun:198.51.100.12:3478"]);
+        assert_eq!(a.ice_servers[1].urls, other);
+        // The same credentials as this server's own (one REST secret across the cluster).
+        let own = ice_servers(&cfg(None), 1_000_000, Some("alice"));
+        assert_eq!(a.ice_servers[1].username, own.ice_servers[1].username);
+        assert_eq!(a.ice_servers[1].credential, own.ice_servers[1].credential);
+        let mut no_secret = cfg(None);
+        no_secret.secret = None;
+        let b = ice_servers_at(&no_secret, &other, 0, None);
+        assert_eq!(b.ice_servers.len(), 1, "STUN only without a secret");
     }
 }

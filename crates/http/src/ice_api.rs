@@ -8,8 +8,12 @@
 //! held to `--ice-rate` requests per minute ([`SourceLimiter`]), so neither credentials
 //! nor token guesses can be had in bulk. Refusals are JSON errors with the signaling
 //! protocol's codes (`unauthorized`, `token-expired`, `rate-limited`).
+//!
+//! In a cluster, `?region=NAME` asks for the TURN server of a node in that region (the
+//! least loaded one there; this node's own when it serves that region, or none does):
+//! see [`RegionTurn`].
 
-use crate::ice::{ice_servers, IceConfig};
+use crate::ice::{ice_servers, ice_servers_at, IceConfig};
 use crate::source_limit::SourceLimiter;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
@@ -22,11 +26,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use switchboard_signal::token::{verify_holder, TokenError};
 
+/// The TURN URIs of another node for clients of region `name` (None: this node's own).
+/// Set by a clustered server; the credentials stay this node's to sign, as every node
+/// shares the REST secret.
+pub type RegionTurn = Arc<dyn Fn(&str) -> Option<Vec<String>> + Send + Sync>;
+
 /// The endpoint's state: its configuration (replaced on SIGHUP) and rate limiter.
 pub struct IceApi {
     cfg: RwLock<Arc<IceConfig>>,
     limiter: Mutex<SourceLimiter>,
     counts: IceCounts,
+    region: RwLock<Option<RegionTurn>>,
 }
 
 /// What `/api/ice-servers` answered, for metrics.
@@ -53,7 +63,13 @@ impl IceApi {
             limiter: Mutex::new(SourceLimiter::new(cfg.rate_per_minute)),
             cfg: RwLock::new(Arc::new(cfg)),
             counts: IceCounts::default(),
+            region: RwLock::new(None),
         })
+    }
+
+    /// Answer `?region=` from `f` (a cluster's nodes).
+    pub fn set_region_turn(&self, f: RegionTurn) {
+        *self.region.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     /// The configuration in force.
@@ -173,7 +189,16 @@ pub(crate) async fn get(
         }
     }
     api.counts.ok.fetch_add(1, Ordering::Relaxed);
-    let mut r = Json(ice_servers(&cfg, unix_now, identity)).into_response();
+    let region = api.region.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let elsewhere = match (q.get("region"), region) {
+        (Some(name), Some(lookup)) => lookup(name),
+        _ => None,
+    };
+    let servers = match elsewhere {
+        Some(turn) => ice_servers_at(&cfg, &turn, unix_now, identity),
+        None => ice_servers(&cfg, unix_now, identity),
+    };
+    let mut r = Json(servers).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

@@ -8,6 +8,7 @@ use crate::config::cluster::ClusterConfig;
 use crate::metrics::family;
 use crate::plan::Plan;
 use crate::service::{Metrics, Service};
+use crate::turn::TurnService;
 use anyhow::Context;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -27,7 +28,7 @@ pub struct ClusterService {
 
 impl ClusterService {
     /// Join the cluster of `plan.cluster`, if any: fails when its Redis cannot be reached.
-    pub fn start(plan: &Plan) -> anyhow::Result<Option<ClusterService>> {
+    pub fn start(plan: &Plan, turn: &TurnService) -> anyhow::Result<Option<ClusterService>> {
         let Some(c) = &plan.cluster else {
             return Ok(None);
         };
@@ -37,7 +38,16 @@ impl ClusterService {
             .enable_all()
             .build()
             .context("cluster runtime")?;
-        let info = node_info(c, plan);
+        // The TURN URIs this node's /api/ice-servers announces, for the others to hand
+        // out to clients of its region.
+        let http_port = plan
+            .http
+            .as_ref()
+            .map(|h| h.addr.port())
+            .filter(|&p| p != 0);
+        let turn_uris =
+            switchboard_http::turn_uris(&crate::http::ice_config(plan, turn, http_port));
+        let info = node_info(c, plan, turn_uris);
         let signaling = LoadSource::default();
         let load = load_reader(signaling.clone());
         let opts = RedisOptions {
@@ -74,6 +84,27 @@ impl ClusterService {
 
     pub fn store(&self) -> Arc<dyn Cluster> {
         self.store.clone()
+    }
+
+    /// `/api/ice-servers?region=NAME`: the TURN of the least loaded live node of region
+    /// NAME; None (this node's own) when this node serves NAME, or no live node does.
+    pub fn region_turn(&self) -> switchboard_http::RegionTurn {
+        let store = self.store.clone();
+        Arc::new(move |region: &str| {
+            let me = store.me();
+            if me.region.as_deref() == Some(region) {
+                return None;
+            }
+            let nodes = store.nodes();
+            let there: Vec<NodeInfo> = nodes
+                .into_iter()
+                .filter(|n| n.region.as_deref() == Some(region) && !n.turn.is_empty())
+                .collect();
+            let best = there
+                .iter()
+                .min_by(|a, b| a.load.score().total_cmp(&b.load.score()))?;
+            Some(best.turn.clone())
+        })
     }
 
     /// Make TURN's per-user quota count every node: once a second, publish this node's
@@ -162,7 +193,7 @@ fn decode_counts(text: &str) -> Vec<(Box<[u8]>, u32)> {
 }
 
 /// This node as the others see it.
-fn node_info(c: &ClusterConfig, plan: &Plan) -> NodeInfo {
+fn node_info(c: &ClusterConfig, plan: &Plan, turn: Vec<String>) -> NodeInfo {
     let url = c.node_url.clone().unwrap_or_else(|| match &plan.http {
         Some(h) => {
             let scheme = if h.https.is_some() { "wss" } else { "ws" };
@@ -170,24 +201,6 @@ fn node_info(c: &ClusterConfig, plan: &Plan) -> NodeInfo {
         }
         None => String::new(),
     });
-    let turn = plan
-        .turn
-        .udp
-        .iter()
-        .map(|a| format!("turn:{a}?transport=udp"))
-        .chain(
-            plan.turn
-                .tcp
-                .iter()
-                .map(|a| format!("turn:{a}?transport=tcp")),
-        )
-        .chain(
-            plan.turn
-                .tls
-                .iter()
-                .map(|a| format!("turns:{a}?transport=tcp")),
-        )
-        .collect();
     NodeInfo {
         id: NodeInfo::new_id(&c.node_name),
         name: c.node_name.clone(),

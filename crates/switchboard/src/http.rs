@@ -34,26 +34,7 @@ impl HttpService {
         let listener = crate::web::bind("http", c.addr)?;
         let bound = listener.local_addr()?;
         let t = &plan.turn;
-        let public = t
-            .relay
-            .first()
-            .map(|r| r.public)
-            .or(t.listen_ips.first().copied())
-            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        let ice = IceConfig {
-            host: c
-                .ice_host
-                .clone()
-                .unwrap_or_else(|| IceConfig::host_for(public)),
-            udp_port: turn.udp().first().map(|a| a.port()),
-            tcp_port: turn.tcp().first().map(|a| a.port()),
-            tls_port: turn.tls().first().map(|a| a.port()),
-            https_turn_port: c.turn.then_some(bound.port()),
-            secret: t.core.secrets.first().cloned(),
-            ttl: c.ice_ttl,
-            token_secrets: plan.signal.hub.token_secrets.clone(),
-            rate_per_minute: c.ice_rate,
-        };
+        let ice = ice_config(plan, turn, Some(bound.port()));
         let net_test = net_test_config(&ice, t, turn.udp());
         let api = IceApi::new(ice);
         let mut app = switchboard_http::router(
@@ -100,6 +81,11 @@ impl HttpService {
         };
         service.log_start(c.turn);
         Ok(Some(service))
+    }
+
+    /// Answer `/api/ice-servers?region=` from the cluster's nodes.
+    pub fn set_region_turn(&self, f: switchboard_http::RegionTurn) {
+        self.ice.set_region_turn(f);
     }
 
     fn log_start(&self, shared_with_turn: bool) {
@@ -167,6 +153,34 @@ impl Service for HttpService {
         ice.rate_per_minute = new.ice_rate;
         self.ice.reconfigure(ice);
         Some("HTTPS certificate, the ICE servers' secret and rate")
+    }
+}
+
+/// What `/api/ice-servers` announces: STUN and TURN at the public address (`--ice-host`,
+/// else the first relay or listening IP) on the ports TURN listens on. `http_port` is the
+/// HTTP listener's (bound) port, which carries TURN over TLS with `--turn-on-http-port`.
+/// A cluster node publishes the same URIs for the others ([`switchboard_http::turn_uris`]).
+pub fn ice_config(plan: &Plan, turn: &TurnService, http_port: Option<u16>) -> IceConfig {
+    let t = &plan.turn;
+    let public = t
+        .relay
+        .first()
+        .map(|r| r.public)
+        .or(t.listen_ips.first().copied())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let http = plan.http.as_ref();
+    IceConfig {
+        host: http
+            .and_then(|c| c.ice_host.clone())
+            .unwrap_or_else(|| IceConfig::host_for(public)),
+        udp_port: turn.udp().first().map(|a| a.port()),
+        tcp_port: turn.tcp().first().map(|a| a.port()),
+        tls_port: turn.tls().first().map(|a| a.port()),
+        https_turn_port: http.filter(|c| c.turn).and(http_port),
+        secret: t.core.secrets.first().cloned(),
+        ttl: http.map_or(0, |c| c.ice_ttl),
+        token_secrets: plan.signal.hub.token_secrets.clone(),
+        rate_per_minute: http.map_or(0, |c| c.ice_rate),
     }
 }
 

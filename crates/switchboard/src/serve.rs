@@ -38,7 +38,7 @@ fn raise_fd_limit() {
 /// section in `config/`); everything after start goes through [`Service`].
 fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let turn = TurnService::start(plan)?;
-    let cluster = ClusterService::start(plan)?;
+    let cluster = ClusterService::start(plan, &turn)?;
     if let Some(c) = &cluster {
         c.share_turn_quotas(turn.quotas());
     }
@@ -51,6 +51,9 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     )?;
     let calls = CallsService::start(plan, &signal, sip.as_ref())?;
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
+    if let (Some(http), Some(cluster)) = (&http, &cluster) {
+        http.set_region_turn(cluster.region_turn());
+    }
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn)];
     if let Some(cluster) = cluster {

@@ -15,9 +15,10 @@ export class IceServers {
   #opts;
 
   /**
-   * @param {{bases: () => string[], token?: string, option: 'auto'|RTCIceServer[], log: (...a: unknown[]) => void,
-   *   live: () => boolean, connections: () => RTCPeerConnection[]}} opts
-   *   `bases`: the server's base URLs, the node in use first; `live`: the session still wants refreshes;
+   * @param {{bases: () => string[], token?: string, region?: string | null, option: 'auto'|RTCIceServer[],
+   *   log: (...a: unknown[]) => void, live: () => boolean, connections: () => RTCPeerConnection[]}} opts
+   *   `bases`: the server's base URLs, the node in use first; `region`: ask a cluster for the TURN
+   *   of a node there; `live`: the session still wants refreshes;
    *   `connections`: where fresh servers go
    */
   constructor(opts) {
@@ -60,7 +61,8 @@ export class IceServers {
     try {
       // A server with room tokens gives relay credentials only to their holders.
       const headers = this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : undefined;
-      const res = await fetch(`${base}/api/ice-servers`, { signal: ctrl.signal, cache: 'no-store', headers });
+      const query = this.#opts.region ? `?region=${encodeURIComponent(this.#opts.region)}` : '';
+      const res = await fetch(`${base}/api/ice-servers${query}`, { signal: ctrl.signal, cache: 'no-store', headers });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');

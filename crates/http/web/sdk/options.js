@@ -44,7 +44,11 @@ export function checkOptions(o) {
   if (iceServers !== 'auto' && !Array.isArray(iceServers)) throw new SwitchboardError('bad-option', "iceServers must be 'auto' or an array");
   const codec = o.audioCodec === undefined || o.audioCodec === 'auto' ? null : o.audioCodec;
   if (codec !== null && !(codec in AUDIO_CODECS)) throw new SwitchboardError('bad-option', `unknown audioCodec "${codec}" ('auto', 'pcmu' or 'pcma')`);
-  return { urls, transport, topology, iceServers, audioCodec: /** @type {'pcmu'|'pcma'|null} */ (codec) };
+  const region = o.region ?? null;
+  if (region !== null && (typeof region !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(region))) {
+    throw new SwitchboardError('bad-option', 'options.region must be 1-64 of A-Za-z0-9_.-');
+  }
+  return { urls, transport, topology, iceServers, region, audioCodec: /** @type {'pcmu'|'pcma'|null} */ (codec) };
 }
 
 /**

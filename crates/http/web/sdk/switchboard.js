@@ -50,6 +50,7 @@ const RESYNC_DELAY_MS = 1000;
  * @property {string} [name] display name (1-64 characters; the server's default is "guest")
  * @property {string} [token] room token (JWT) when the server requires one
  * @property {'auto'|RTCIceServer[]} [iceServers] 'auto' (default): GET /api/ice-servers
+ * @property {string} [region] with 'auto': ask a cluster for the TURN of a node in this region (`?region=`)
  * @property {RTCIceTransportPolicy} [iceTransportPolicy] 'all' (default) or 'relay'
  * @property {'auto'|'ws'|'sse'} [transport] 'auto' (default): WebSocket, falling back to EventSource+POST
  * @property {'auto'|'sfu'|'mesh'} [topology] a new room's topology: 'auto' (default: mesh, SFU from the server's threshold on), 'sfu' or 'mesh'; only the room's creator decides
@@ -112,7 +113,7 @@ export class Switchboard extends Emitter {
   constructor(options) {
     super();
     const o = options || /** @type {SwitchboardOptions} */ ({});
-    const { urls, transport, topology, iceServers, audioCodec } = checkOptions(o);
+    const { urls, transport, topology, iceServers, region, audioCodec } = checkOptions(o);
     this.#opts = {
       room: o.room,
       urls,
@@ -154,6 +155,7 @@ export class Switchboard extends Emitter {
     this.#ice = new IceServers({
       bases: () => sig.urls, // the node in use first
       token: this.#opts.token,
+      region,
       option: iceServers,
       log: this.#log,
       live: () => this.state !== 'closed' && this.state !== 'idle',

@@ -133,18 +133,25 @@ impl Lab {
     /// A metric of node `n` (its first sample), None when the page has no such line.
     pub fn metric(&self, n: usize, name: &str) -> Option<u64> {
         let addr = SocketAddr::from(([198, 51, 100, 10 + n as u8], 9641));
-        let page = self.in_client_ns(move || -> std::io::Result<String> {
+        let page = self.http_get(addr, "/metrics");
+        page.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// `GET path` (HTTP/1.0) of `addr` from the client namespace: the whole response,
+    /// head and body.
+    pub fn http_get(&self, addr: SocketAddr, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+        let got = self.in_client_ns(move || -> std::io::Result<String> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            s.write_all(request.as_bytes())?;
             let mut out = String::new();
             s.read_to_string(&mut out)?;
             Ok(out)
         });
-        let page = page.unwrap_or_else(|e| panic!("metrics of n{n}: {e}"));
-        page.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        got.unwrap_or_else(|e| panic!("GET {path} of {addr}: {e}"))
     }
 
     /// Node `n`'s log so far (every start of it).
@@ -153,7 +160,7 @@ impl Lab {
     }
 
     /// Run `f` on a thread inside the client namespace: sockets it opens stay there.
-    fn in_client_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn in_client_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{}", self.client_ns);
         std::thread::spawn(move || {
             let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -2,8 +2,8 @@
 //! namespace (`tests/cluster/lab.sh`), driven by signaling clients that behave like the
 //! SDK (`peer`): one room across three nodes, isolation from another room on the same
 //! nodes, then the faults of issue 14 with the state after each step asserted: a kill -9
-//! of a room's owner, a Redis restart mid-session, a partition of one node and its heal.
-//! Needs root; ignored by default:
+//! of a room's owner, a Redis restart mid-session, a partition of one node and its heal;
+//! and TURN across nodes (`turn`). Needs root; ignored by default:
 //!
 //!     sudo cargo test -p switchboard --test cluster -- --ignored --nocapture
 //!
@@ -12,6 +12,7 @@
 
 mod lab;
 mod peer;
+mod turn;
 
 use lab::{Lab, StatusView};
 use peer::Peer;
