@@ -1,7 +1,7 @@
 # Sourced by the benchmark scripts: a loopback-only network namespace $NS for one run,
 # and a scratch folder $TMP, both removed on exit together with every process in PIDS.
 #   netns_setup PREFIX     (needs root; refuses if $NS exists)
-#   wait_tcp PORT          (until something listens on it in $NS)
+#   wait_tcp PORT          (until something listens on it in $NS; wait_listen udp PORT)
 #   wait_quiet             (until the rest of the machine is quiet, see below)
 
 netns_cleanup() {
@@ -46,14 +46,16 @@ wait_quiet() {
     done
 }
 
-# Until something listens on TCP `port` in $NS (10 s at most). Uses the caller's $X
-# (`ip netns exec "$NS"`).
-wait_tcp() { # port
-    local i
+# Until something listens on `port` (tcp or udp) in $NS (10 s at most). Uses the caller's
+# $X (`ip netns exec "$NS"`).
+wait_listen() { # tcp|udp port
+    local i flags=-Htln
+    [ "$1" = udp ] && flags=-Huln
     for i in $(seq 200); do
-        "${X[@]}" ss -Htln "sport = :$1" | grep -q . && return 0
+        "${X[@]}" ss "$flags" "sport = :$2" | grep -q . && return 0
         sleep 0.05
     done
-    echo "nothing listens on TCP port $1" >&2
+    echo "nothing listens on ${1^^} port $2" >&2
     return 1
 }
+wait_tcp() { wait_listen tcp "$1"; }

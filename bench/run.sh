@@ -63,31 +63,12 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p switchboard -p switchboard-loadgen)
 fi
 
-if ip netns list | grep -qw "$NS"; then
-    echo "network namespace $NS exists already (another run?); remove it first" >&2
-    exit 1
-fi
-TMP=$(mktemp -d /tmp/sbbench.XXXXXX)
+# shellcheck source=bench/netns.sh
+. "$ROOT/bench/netns.sh"
+netns_setup sbbench
 TRIALS=$TMP/trials.jsonl
 : > "$TRIALS"
-PIDS=()
 declare -A SPID=()
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
 
 # File descriptors: 50k allocations need 50k relay sockets in the server and 50k
 # client sockets in the generator. Without CAP_SYS_RESOURCE the hard limit caps this.
@@ -97,16 +78,6 @@ FD_LIMIT=$(ulimit -n)
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- servers
-
-wait_udp() { # port
-    local i
-    for i in $(seq 100); do
-        "${X[@]}" ss -Huln "sport = :$1" | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on UDP port $1" >&2
-    return 1
-}
 
 start_server() { # name [min_port max_port]
     local name=$1 minp=${2:-49152} maxp=${3:-65535} port=${PORT[$1]}
@@ -131,7 +102,7 @@ start_server() { # name [min_port max_port]
     esac
     SPID[$name]=$!
     PIDS+=("$!")
-    wait_udp "$port"
+    wait_listen udp "$port"
     if [ "$name" = coturn ]; then # accepts requests once its user DB is open
         local i
         for i in $(seq 100); do

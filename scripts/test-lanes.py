@@ -23,7 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 
 def test_binaries():
@@ -62,47 +63,34 @@ def main():
     if opts.lanes < 1:
         parser.error("--lanes must be at least 1")
 
-    packages = OrderedDict()
-    for name, pkg_dir, src, exe in test_binaries():
-        packages.setdefault((name, pkg_dir), []).append((src, exe))
-    by_size = sorted(packages.items(), key=lambda kv: -len(kv[1]))
-    queue = [(key, [binary]) for key, binaries in by_size for binary in binaries]
+    binaries = test_binaries()
+    per_package = Counter(name for name, _, _, _ in binaries)
+    # The package with the most binaries first (stable: cargo's order within it).
+    binaries.sort(key=lambda b: (-per_package[b[0]], b[0]))
     lock = threading.Lock()
     failed = []
 
-    def run_package(key, binaries):
-        name, pkg_dir = key
+    def run_binary(binary):
+        name, pkg_dir, src, exe = binary
         env = dict(os.environ, CARGO_MANIFEST_DIR=pkg_dir, CARGO_PKG_NAME=name)
-        for src, exe in binaries:
-            t0 = time.monotonic()
-            proc = subprocess.run([exe, *opts.args], cwd=pkg_dir, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-            took = time.monotonic() - t0
-            with lock:
-                print(f"     Running {src} ({os.path.relpath(exe)}) [{name}, {took:.1f} s]", flush=True)
-                sys.stdout.write(proc.stdout)
-                sys.stdout.flush()
-                if proc.returncode != 0:
-                    failed.append(f"{name} {src} (exit {proc.returncode})")
+        t0 = time.monotonic()
+        proc = subprocess.run([exe, *opts.args], cwd=pkg_dir, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        took = time.monotonic() - t0
+        with lock:
+            print(f"     Running {src} ({os.path.relpath(exe)}) [{name}, {took:.1f} s]", flush=True)
+            sys.stdout.write(proc.stdout)
+            sys.stdout.flush()
+            if proc.returncode != 0:
+                failed.append(f"{name} {src} (exit {proc.returncode})")
 
-    def lane():
-        while True:
-            with lock:
-                if not queue:
-                    return
-                key, binaries = queue.pop(0)
-            run_package(key, binaries)
-
-    threads = [threading.Thread(target=lane) for _ in range(opts.lanes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Each lane takes the next binary in the list as it becomes free.
+    with ThreadPoolExecutor(max_workers=opts.lanes) as pool:
+        list(pool.map(run_binary, binaries))
     if failed:
         print(f"test-lanes: {len(failed)} binaries failed: {'; '.join(failed)}", flush=True)
         sys.exit(1)
-    print(f"test-lanes: {sum(len(b) for b in packages.values())} binaries of {len(packages)} packages ran, none failed", flush=True)
-
+    print(f"test-lanes: {len(binaries)} binaries of {len(per_package)} packages ran, none failed", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -189,11 +189,10 @@ pub(crate) async fn get(
         }
     }
     api.counts.ok.fetch_add(1, Ordering::Relaxed);
-    let region = api.region.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let elsewhere = match (q.get("region"), region) {
-        (Some(name), Some(lookup)) => lookup(name),
-        _ => None,
-    };
+    let elsewhere = q.get("region").and_then(|name| {
+        let lookup = api.region.read().unwrap_or_else(|e| e.into_inner()).clone();
+        lookup?(name)
+    });
     let servers = match elsewhere {
         Some(turn) => ice_servers_at(&cfg, &turn, unix_now, identity),
         None => ice_servers(&cfg, unix_now, identity),

@@ -95,15 +95,12 @@ impl ClusterService {
             if me.region.as_deref() == Some(region) {
                 return None;
             }
-            let nodes = store.nodes();
-            let there: Vec<NodeInfo> = nodes
+            store
+                .nodes()
                 .into_iter()
                 .filter(|n| n.region.as_deref() == Some(region) && !n.turn.is_empty())
-                .collect();
-            let best = there
-                .iter()
-                .min_by(|a, b| a.load.score().total_cmp(&b.load.score()))?;
-            Some(best.turn.clone())
+                .min_by(|a, b| a.load.score().total_cmp(&b.load.score()))
+                .map(|best| best.turn)
         })
     }
 

@@ -138,16 +138,27 @@ fn expect_numbers_excusing(
     }
 }
 
+/// Call `get` every `every` until `done` holds of what it returns or `limit` has passed;
+/// the last value either way (the caller asserts on it).
+fn poll<T>(
+    limit: Duration,
+    every: Duration,
+    mut get: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = get();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Poll `switchboard cluster status` until `want` holds; the last view either way.
 fn wait_status(lab: &Lab, want: impl Fn(&StatusView) -> bool) -> StatusView {
-    let deadline = Instant::now() + FAILOVER;
-    loop {
-        let view = lab.status();
-        if want(&view) || Instant::now() > deadline {
-            return view;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    poll(FAILOVER, Duration::from_millis(500), || lab.status(), want)
 }
 
 fn names(ns: &[&str]) -> BTreeSet<String> {
@@ -156,14 +167,12 @@ fn names(ns: &[&str]) -> BTreeSet<String> {
 
 /// Poll a metric of node `n` until it equals `want` (metrics are published periodically).
 fn metric_settles(lab: &Lab, n: usize, name: &str, want: u64) -> Option<u64> {
-    let deadline = Instant::now() + DELIVERY;
-    loop {
-        let v = lab.metric(n, name);
-        if v == Some(want) || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    poll(
+        DELIVERY,
+        Duration::from_millis(250),
+        || lab.metric(n, name),
+        |v| *v == Some(want),
+    )
 }
 
 /// A message from `from` to a peer of another room is refused as `unknown-peer`.

@@ -3,10 +3,10 @@
 //! user's allocations on every node.
 
 use crate::lab::Lab;
-use crate::DELIVERY;
+use crate::{poll, DELIVERY};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_client::{ClientAuth, Transact, UdpClient};
 
 const SECRET: &str = "cluster-turn-secret";
@@ -77,14 +77,12 @@ fn turn_across_nodes_region_answers_shared_credentials_and_a_cluster_wide_user_q
         assert_eq!(mars, own, "n{n} for a region nobody serves");
     }
     // n1 names n2 for `us` once it has seen n2's heartbeat; n2 names itself for `us`.
-    let deadline = Instant::now() + DELIVERY;
-    let us = loop {
-        let answer = ice_servers(&lab, 1, "?region=us&identity=alice");
-        if all_on(&uris(&answer), 2) || Instant::now() > deadline {
-            break answer;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let us = poll(
+        DELIVERY,
+        Duration::from_millis(300),
+        || ice_servers(&lab, 1, "?region=us&identity=alice"),
+        |answer| all_on(&uris(answer), 2),
+    );
     let named = uris(&us);
     assert!(all_on(&named, 2), "n1 for region us: {named:?}");
     assert!(named.iter().any(|u| u.starts_with("stun:")), "{named:?}");
@@ -121,23 +119,20 @@ fn turn_across_nodes_region_answers_shared_credentials_and_a_cluster_wide_user_q
 
     // --user-quota 1: alice's allocation on n2 counts on n1, once n2 has shared its counts
     // (every second). An allocation n1 grants before that is released at once.
-    let deadline = Instant::now() + DELIVERY;
-    let refused = loop {
+    let try_n1 = || {
         let mut c = client_of(1);
         let r = allocate(&mut c, 1);
-        if r.code == Some(486) {
-            break true;
-        }
         if r.ok() {
             let _ = c.refresh(0);
         }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        r
     };
-    assert!(
-        refused,
+    let refused = poll(DELIVERY, Duration::from_millis(500), try_n1, |r| {
+        r.code == Some(486)
+    });
+    assert_eq!(
+        refused.code,
+        Some(486),
         "n1 never refused alice (486) while she held an allocation on n2"
     );
     // Released on n2, the quota is free on n1 again.
@@ -149,15 +144,7 @@ fn turn_across_nodes_region_answers_shared_credentials_and_a_cluster_wide_user_q
         "n2 did not release the allocation: {:?}",
         released.code
     );
-    let deadline = Instant::now() + DELIVERY;
-    let granted = loop {
-        let mut c = client_of(1);
-        let r = allocate(&mut c, 1);
-        if r.ok() || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let granted = poll(DELIVERY, Duration::from_millis(500), try_n1, |r| r.ok());
     assert!(
         granted.ok(),
         "n1 still refuses alice after her allocation on n2 ended: {:?}",
