@@ -319,18 +319,25 @@ pub fn recorded_tone(b: &Baresip) -> (f64, f64) {
 pub fn tone_share_db(s: &[i16], rate: u32, hz: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
     let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in s {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
+    // Goertzel per 250 ms block, the blocks' tone energies summed: a jitter buffer that
+    // drops or repeats a packet shifts the tone's phase, and one Goertzel over the whole
+    // recording would let the parts before and after such a jump cancel.
+    let block = (rate as usize / 4).max(1);
+    let (mut tone, mut total) = (0.0f64, 0.0f64);
+    for b in s.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in b {
+            let x = f64::from(x);
+            let s0 = x + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+            total += x * x;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        // A sine of amplitude A gives power (A·N/2)² over N samples and energy N·A²/2.
+        tone += 2.0 * power / block as f64;
     }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    let n = s.len().max(1) as f64;
-    // A sine of amplitude A gives power (A·N/2)²; its mean square is A²/2.
-    let tone_ms = 2.0 * power / (n * n);
-    let total_ms = s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / n;
-    10.0 * (tone_ms / total_ms.max(1e-9)).max(1e-12).log10()
+    10.0 * (tone / total.max(1e-9)).max(1e-12).log10()
 }
 
 /// The samples and rate of what baresip decoded in its (one) call (see
