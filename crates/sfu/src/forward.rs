@@ -130,7 +130,7 @@ impl Sfu {
                 )
             });
         if let Some((level, voice)) = speaker {
-            let (room, peer) = (p.room.clone(), p.peer.clone());
+            let (room, peer) = (p.room.clone(), track.peer(&p.peer).clone());
             if let Some(r) = self.rooms.get_mut(&room) {
                 r.speaker.observe(&peer, level, voice, now);
             }

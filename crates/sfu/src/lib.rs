@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod adapt;
+pub mod client;
 mod config;
 mod data;
 mod demux;
@@ -48,6 +49,7 @@ mod wire;
 pub mod framing;
 pub mod keyframe;
 pub mod layer;
+pub mod link;
 pub mod message;
 pub mod rewrite;
 pub mod speaker;

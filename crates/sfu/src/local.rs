@@ -1,10 +1,11 @@
-//! In-process media for server-side participants (the SIP gateway's room leg now, a
-//! node-to-node link later). Such a participant still negotiates with the SFU as a browser
-//! does (offers, answers, ICE and DTLS through its own `Rtc`), so its tracks, slots,
-//! grants and the room's `tracks` maps are those of any participant; only its RTP skips
-//! the PC: what it publishes comes in through [`Sfu::handle_local_rtp`], and what it
-//! subscribes to leaves as [`SfuOutput::LocalRtp`](crate::SfuOutput::LocalRtp), after the
-//! same rewriting (sequence numbers, timestamps, payload types of its m-lines).
+//! Server-side participants: in-process media (the SIP gateway's room leg now, a
+//! node-to-node link later) and node links ([`Sfu::set_link`]). Such a participant still
+//! negotiates with the SFU as a browser does (offers, answers, ICE and DTLS through its
+//! own `Rtc`), so its tracks, slots, grants and the room's `tracks` maps are those of any
+//! participant. With in-process media only its RTP skips the PC: what it publishes comes
+//! in through [`Sfu::handle_local_rtp`], and what it subscribes to leaves as
+//! [`SfuOutput::LocalRtp`](crate::SfuOutput::LocalRtp), after the same rewriting
+//! (sequence numbers, timestamps, payload types of its m-lines).
 //!
 //! Why: on one host the PC hop costs two SRTP operations, a str0m session's per-packet
 //! work and two UDP syscalls on each side, per packet and direction; for a G.711 call that
@@ -29,6 +30,25 @@ impl Sfu {
         match self.parts[pid].as_mut() {
             Some(p) => {
                 p.local_media = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `peer` in `room` is a node-to-node link from now on: the entries of its `publish`
+    /// may name the peer each track belongs to (a participant of the room on another
+    /// node), and subscribers then see the track as that peer's, in `tracks` and as the
+    /// speaker. Any other participant naming a peer is refused (`forbidden`). A link is
+    /// subscribed like anyone to every track but its own, so a track that came in through
+    /// a link never goes back through it. False when no such participant is here.
+    pub fn set_link(&mut self, room: &str, peer: &str) -> bool {
+        let Some(pid) = self.pid(room, peer) else {
+            return false;
+        };
+        match self.parts[pid].as_mut() {
+            Some(p) => {
+                p.link = true;
                 true
             }
             None => false,

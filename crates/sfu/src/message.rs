@@ -130,6 +130,9 @@ pub struct PublishedTrack<'a> {
     pub mid: Cow<'a, str>,
     /// What it carries.
     pub source: Source,
+    /// The peer whose track this is, when the sender forwards it for someone else: only a
+    /// node link (`Sfu::set_link`) may name one; a browser's own tracks have none.
+    pub peer: Option<Cow<'a, str>>,
 }
 
 /// One remote track on a browser's connection, in a `tracks` map. Its kind is
@@ -249,6 +252,8 @@ struct PublishedIn<'a> {
     #[serde(borrow)]
     mid: Cow<'a, str>,
     source: Source,
+    #[serde(borrow, default)]
+    peer: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +326,8 @@ enum Out<'m> {
 struct PublishedOut<'m> {
     mid: &'m str,
     source: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<&'m str>,
 }
 
 #[derive(Serialize)]
@@ -415,6 +422,9 @@ impl<'a> SfuMessage<'a> {
                 check_count(m.tracks.len())?;
                 for t in &m.tracks {
                     check_mid(&t.mid)?;
+                    if let Some(peer) = &t.peer {
+                        check_peer(peer)?;
+                    }
                 }
                 check_unique(m.tracks.iter().map(|t| &*t.mid))?;
                 Ok(SfuMessage::Publish(
@@ -423,6 +433,7 @@ impl<'a> SfuMessage<'a> {
                         .map(|t| PublishedTrack {
                             mid: t.mid,
                             source: t.source,
+                            peer: t.peer,
                         })
                         .collect(),
                 ))
@@ -517,6 +528,7 @@ impl<'a> SfuMessage<'a> {
                     .map(|t| PublishedOut {
                         mid: &t.mid,
                         source: t.source,
+                        peer: t.peer.as_deref(),
                     })
                     .collect(),
             },
@@ -568,6 +580,7 @@ impl<'a> SfuMessage<'a> {
                     .map(|t| PublishedTrack {
                         mid: own(t.mid),
                         source: t.source,
+                        peer: t.peer.map(own),
                     })
                     .collect(),
             ),

@@ -184,12 +184,14 @@ impl Sfu {
             if p.published(mid).is_some() {
                 continue;
             }
-            let source = p
+            let announced = p
                 .publish_sources
                 .get(&*mid)
-                .copied()
-                .filter(|s| s.kind() == msg_kind(kind))
+                .filter(|(s, _)| s.kind() == msg_kind(kind));
+            let source = announced
+                .map(|(s, _)| *s)
                 .unwrap_or_else(|| Source::default_for(msg_kind(kind)));
+            let origin = announced.and_then(|(_, o)| o.clone());
             let simulcast = p.rtc.media(mid).is_some_and(
                 |m| matches!(m.rids_rx(), str0m::media::Rids::Specific(r) if !r.is_empty()),
             );
@@ -204,6 +206,7 @@ impl Sfu {
                 layers_settled: false,
                 simulcast,
                 pli: Vec::new(),
+                origin,
             });
             changed = true;
         }
@@ -340,17 +343,30 @@ impl Sfu {
     pub(crate) fn on_message(&mut self, pid: Pid, payload: &str) {
         match SfuMessage::parse(payload) {
             Ok(SfuMessage::Publish(list)) => {
+                let link = self.parts[pid].as_ref().is_some_and(|p| p.link);
+                if !link && list.iter().any(|t| t.peer.is_some()) {
+                    self.send_error(
+                        pid,
+                        ErrorCode::Forbidden,
+                        "only a node link publishes tracks for another peer",
+                    );
+                    return;
+                }
                 if let Some(p) = self.parts[pid].as_mut() {
                     p.publish_sources = list
                         .into_iter()
-                        .map(|t| (t.mid.into_owned(), t.source))
+                        .map(|t| (t.mid.into_owned(), (t.source, t.peer.map(|o| o.into()))))
                         .collect();
-                    // A source can change without an offer (same m-line, new meaning).
+                    // A source (or a link's origin) can change without an offer (same
+                    // m-line, new meaning).
                     let mut changed = false;
                     for t in &mut p.published {
-                        if let Some(s) = p.publish_sources.get(&*t.mid) {
-                            if s.kind() == msg_kind(t.kind) && t.source != *s {
+                        if let Some((s, origin)) = p.publish_sources.get(&*t.mid) {
+                            if s.kind() == msg_kind(t.kind)
+                                && (t.source != *s || t.origin != *origin)
+                            {
                                 t.source = *s;
+                                t.origin = origin.clone();
                                 changed = true;
                             }
                         }
@@ -555,7 +571,7 @@ impl Sfu {
             };
             list.push(RemoteTrack {
                 mid: s.mid.to_string().into(),
-                peer: o.peer.to_string().into(),
+                peer: t.peer(&o.peer).to_string().into(),
                 source: t.source,
             });
         }

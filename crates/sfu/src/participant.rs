@@ -60,6 +60,17 @@ pub(crate) struct PubTrack {
     pub simulcast: bool,
     /// Keyframe-request coalescing per layer (rid, or None without simulcast).
     pub pli: Vec<(Option<Rid>, KeyframeRequests)>,
+    /// The peer whose track this is when a node link publishes it on that peer's behalf;
+    /// None: the participant's own.
+    pub origin: Option<Arc<str>>,
+}
+
+impl PubTrack {
+    /// The peer subscribers are told this track belongs to: its origin, else the
+    /// participant `owner` that publishes it.
+    pub fn peer<'a>(&'a self, owner: &'a Arc<str>) -> &'a Arc<str> {
+        self.origin.as_ref().unwrap_or(owner)
+    }
 }
 
 /// Where an outgoing slot is in its negotiation.
@@ -127,8 +138,9 @@ pub(crate) struct Participant {
     /// Remote tracks changed: an SFU offer is due.
     pub renegotiate: bool,
     pub channel: Option<ChannelId>,
-    /// Sources announced by `publish` for the next offer (mid -> source).
-    pub publish_sources: HashMap<String, Source>,
+    /// Sources announced by `publish` for the next offer (mid -> source, and the peer
+    /// whose track it is when a node link forwards it).
+    pub publish_sources: HashMap<String, (Source, Option<Arc<str>>)>,
     pub published: Vec<PubTrack>,
     pub slots: Vec<OutSlot>,
     /// Incoming SSRC -> (mid, rid) (cache of str0m's stream lookup).
@@ -145,6 +157,9 @@ pub(crate) struct Participant {
     pub tracks_sent: String,
     /// Its media is exchanged in-process (`local.rs`), not through its `Rtc`.
     pub local_media: bool,
+    /// A node-to-node link (`Sfu::set_link`): its `publish` may name the peer each track
+    /// belongs to.
+    pub link: bool,
 }
 
 impl Participant {
@@ -232,6 +247,7 @@ impl Participant {
             pace_video: true,
             tracks_sent: String::new(),
             local_media: false,
+            link: false,
         }
     }
 

@@ -558,7 +558,14 @@ impl Sfu {
             r.members.retain(|m| *m != pid);
             r.by_peer.remove(&p.peer);
             empty = r.members.is_empty();
-            if r.speaker.remove(&p.peer) {
+            // A link's tracks spoke for their origins.
+            let mut removed = r.speaker.remove(&p.peer);
+            for t in &p.published {
+                if let Some(o) = &t.origin {
+                    removed |= r.speaker.remove(o);
+                }
+            }
+            if removed {
                 silence = r.members.clone();
             }
         }

@@ -17,11 +17,13 @@ fn publish_parses_with_sources_and_renders_back() {
         SfuMessage::Publish(vec![
             PublishedTrack {
                 mid: "0".into(),
-                source: Source::Camera
+                source: Source::Camera,
+                peer: None,
             },
             PublishedTrack {
                 mid: "1".into(),
-                source: Source::ScreenAudio
+                source: Source::ScreenAudio,
+                peer: None,
             },
         ])
     );
@@ -31,6 +33,34 @@ fn publish_parses_with_sources_and_renders_back() {
         r#"{"sfu":"publish","tracks":[{"mid":"0","source":"camera"},{"mid":"1","source":"screen-audio"}]}"#
     );
     round_trip(&m);
+}
+
+#[test]
+fn publish_entries_may_name_the_peer_a_node_link_forwards_for() {
+    let m = SfuMessage::parse(
+        r#"{"sfu":"publish","tracks":[{"mid":"0","source":"camera","peer":"p1"},{"mid":"1","source":"microphone"}]}"#,
+    )
+    .unwrap();
+    let SfuMessage::Publish(tracks) = &m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(tracks[0].peer.as_deref(), Some("p1"));
+    assert_eq!(tracks[1].peer, None);
+    assert_eq!(
+        m.render(),
+        r#"{"sfu":"publish","tracks":[{"mid":"0","source":"camera","peer":"p1"},{"mid":"1","source":"microphone"}]}"#
+    );
+    round_trip(&m);
+    let long = "p".repeat(MAX_PEER_LEN + 1);
+    for bad in [
+        r#"{"sfu":"publish","tracks":[{"mid":"0","source":"camera","peer":""}]}"#.to_string(),
+        format!(
+            r#"{{"sfu":"publish","tracks":[{{"mid":"0","source":"camera","peer":"{long}"}}]}}"#
+        ),
+        r#"{"sfu":"publish","tracks":[{"mid":"0","source":"camera","peer":7}]}"#.to_string(),
+    ] {
+        assert!(SfuMessage::parse(&bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

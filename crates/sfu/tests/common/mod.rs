@@ -76,6 +76,8 @@ pub struct Client {
     pub level: Option<i8>,
     pub offers_received: u32,
     pub answers_received: u32,
+    /// The peers its last `publish` named, per entry (a node link's).
+    pub origins: Vec<String>,
     seq: u64,
 }
 
@@ -279,6 +281,7 @@ impl Net {
             level: None,
             offers_received: 0,
             answers_received: 0,
+            origins: Vec::new(),
             seq: 0,
         });
         self.clients.len() - 1
@@ -305,15 +308,28 @@ impl Net {
                 )
             })
             .collect();
-        self.make_offer(c, media);
+        self.make_offer(c, media, &[]);
     }
 
     /// Offer `media` with explicit sources, announced by a `publish` message first.
     pub fn offer_sources(&mut self, c: usize, media: &[(MediaKind, bool, &'static str)]) {
-        self.make_offer(c, media.to_vec());
+        self.make_offer(c, media.to_vec(), &[]);
     }
 
-    fn make_offer(&mut self, c: usize, media: Vec<(MediaKind, bool, &'static str)>) {
+    /// As `offer_sources`, the `publish` entries naming the peer each track is forwarded
+    /// for (a node link's offer).
+    pub fn offer_for(&mut self, c: usize, media: &[(MediaKind, bool, &'static str, &str)]) {
+        let origins: Vec<&str> = media.iter().map(|m| m.3).collect();
+        let media = media.iter().map(|m| (m.0, m.1, m.2)).collect();
+        self.make_offer(c, media, &origins);
+    }
+
+    fn make_offer(
+        &mut self,
+        c: usize,
+        media: Vec<(MediaKind, bool, &'static str)>,
+        origins: &[&str],
+    ) {
         let cl = &mut self.clients[c];
         let mut api = cl.rtc.sdp_api();
         let mut mids = Vec::new();
@@ -337,10 +353,17 @@ impl Net {
         let Some((offer, pending)) = api.apply() else {
             return;
         };
+        cl.origins = origins.iter().map(|o| o.to_string()).collect();
         let publish: Vec<serde_json::Value> = media
             .iter()
             .zip(&mids)
-            .map(|((_, _, source), mid)| serde_json::json!({"mid": mid.to_string(), "source": source}))
+            .enumerate()
+            .map(|(i, ((_, _, source), mid))| match origins.get(i) {
+                Some(peer) => {
+                    serde_json::json!({"mid": mid.to_string(), "source": source, "peer": peer})
+                }
+                None => serde_json::json!({"mid": mid.to_string(), "source": source}),
+            })
             .collect();
         cl.pending = Some((pending, media, mids));
         let sdp = offer.to_sdp_string();
@@ -418,7 +441,9 @@ impl Net {
                     .handle_signal(ROOM, &peer, SignalIn::Answer(&payload), self.now)
                     .unwrap();
                 if let Some((_, media, _)) = rolled_back {
-                    self.make_offer(c, media);
+                    let origins = std::mem::take(&mut self.clients[c].origins);
+                    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+                    self.make_offer(c, media, &origins);
                 }
             }
             SignalKind::Answer => {
