@@ -33,6 +33,15 @@ pub(crate) enum BusMessage<'a> {
     /// Owner to bridge: this node does not own the room of `text` (a `join` or `resume`);
     /// the connection is forgotten here, route the message again.
     Redirect { conn: ConnId, text: &'a str },
+    /// Bridge to owner: a service participant of the bridge joins a room of the owner
+    /// (`text`: [`crate::remote_service`]'s open request).
+    ServiceOpen { conn: ConnId, text: &'a str },
+    /// Bridge to owner: the service participant sends a relay (its send request).
+    ServiceSend { conn: ConnId, text: &'a str },
+    /// Bridge to owner: the service participant left.
+    ServiceLeave { conn: ConnId },
+    /// Owner to bridge: the answer to its open, or an event of its room.
+    ServiceEvent { conn: ConnId, text: &'a str },
 }
 
 const OPEN: u8 = 1;
@@ -42,6 +51,10 @@ const REPORT: u8 = 4;
 const OUT: u8 = 5;
 const CLOSE: u8 = 6;
 const REDIRECT: u8 = 7;
+const SERVICE_OPEN: u8 = 8;
+const SERVICE_SEND: u8 = 9;
+const SERVICE_LEAVE: u8 = 10;
+const SERVICE_EVENT: u8 = 11;
 
 impl<'a> BusMessage<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -53,6 +66,10 @@ impl<'a> BusMessage<'a> {
             BusMessage::Out { conn, text } => (OUT, *conn, text.as_bytes()),
             BusMessage::Close { conn, .. } => (CLOSE, *conn, &[]),
             BusMessage::Redirect { conn, text } => (REDIRECT, *conn, text.as_bytes()),
+            BusMessage::ServiceOpen { conn, text } => (SERVICE_OPEN, *conn, text.as_bytes()),
+            BusMessage::ServiceSend { conn, text } => (SERVICE_SEND, *conn, text.as_bytes()),
+            BusMessage::ServiceLeave { conn } => (SERVICE_LEAVE, *conn, &[]),
+            BusMessage::ServiceEvent { conn, text } => (SERVICE_EVENT, *conn, text.as_bytes()),
         };
         let mut b = Vec::with_capacity(1 + 8 + 2 + rest.len());
         b.push(tag);
@@ -107,6 +124,19 @@ impl<'a> BusMessage<'a> {
                 conn,
                 text: text()?,
             },
+            SERVICE_OPEN => BusMessage::ServiceOpen {
+                conn,
+                text: text()?,
+            },
+            SERVICE_SEND => BusMessage::ServiceSend {
+                conn,
+                text: text()?,
+            },
+            SERVICE_LEAVE => BusMessage::ServiceLeave { conn },
+            SERVICE_EVENT => BusMessage::ServiceEvent {
+                conn,
+                text: text()?,
+            },
             _ => return None,
         })
     }
@@ -142,6 +172,19 @@ mod tests {
             BusMessage::Redirect {
                 conn: 1,
                 text: "{}",
+            },
+            BusMessage::ServiceOpen {
+                conn: 2,
+                text: r#"{"room":"r"}"#,
+            },
+            BusMessage::ServiceSend {
+                conn: 3,
+                text: "{}",
+            },
+            BusMessage::ServiceLeave { conn: 4 },
+            BusMessage::ServiceEvent {
+                conn: 5,
+                text: "[]",
             },
         ];
         for m in msgs {

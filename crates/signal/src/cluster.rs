@@ -129,7 +129,7 @@ impl Signaling {
         self.route_as(glue, room, glue.placement).await
     }
 
-    async fn route_as(
+    pub(crate) async fn route_as(
         &self,
         glue: &Glue,
         room: &str,
@@ -260,6 +260,14 @@ impl Signaling {
                     self.close_local(&b.link);
                 }
             }
+            BusMessage::ServiceOpen { conn, text } => {
+                self.on_service_open(glue, from, conn, text).await
+            }
+            BusMessage::ServiceSend { conn, text } => self.on_service_send(glue, from, conn, text),
+            BusMessage::ServiceLeave { conn } => self.on_service_leave(glue, from, conn),
+            BusMessage::ServiceEvent { conn, text } => {
+                self.on_service_event(glue, from, conn, text)
+            }
             BusMessage::Redirect { conn, text } => {
                 let Some(b) = glue.unbridge(conn, false) else {
                     return;
@@ -301,7 +309,7 @@ impl Signaling {
     }
 
     /// Whether this node holds `room`, claiming (and loading) it when it has no owner.
-    async fn owns(&self, glue: &Glue, room: &str) -> bool {
+    pub(crate) async fn owns(&self, glue: &Glue, room: &str) -> bool {
         if self.shard(self.shard_of_room(room)).hub.has_room(room) {
             return true;
         }
@@ -343,6 +351,28 @@ impl Signaling {
         }
         for r in hosted {
             self.close_local(&r.link);
+        }
+        // Service participants: ours in its rooms end (they join again where the rooms
+        // go); its in our rooms leave.
+        let ours: Vec<Arc<crate::remote_service::RemoteService>> = {
+            let mut m = lock(&glue.remote_services);
+            let ids: Vec<ConnId> = m
+                .iter()
+                .filter(|(_, r)| &r.owner == node)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
+        };
+        for r in ours {
+            r.link.outbox.close();
+        }
+        let theirs: Vec<ConnId> = lock(&glue.hosted_services)
+            .keys()
+            .filter(|(n, _)| n == node)
+            .map(|(_, c)| *c)
+            .collect();
+        for conn in theirs {
+            self.on_service_leave(glue, node, conn);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::bus::BusMessage;
 use crate::hub::ConnId;
 use crate::link::{lock, Link, RemoteLink};
 use crate::protocol::ErrorCode;
+use crate::remote_service::{HostedService, RemoteService};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchboard_cluster::{Cluster, NodeId, RecordOp};
@@ -36,6 +37,10 @@ pub(crate) struct Glue {
     pub(crate) placement: Placement,
     pub(crate) bridges: Mutex<HashMap<ConnId, Bridge>>,
     pub(crate) hosted: Mutex<HashMap<(NodeId, ConnId), Arc<RemoteLink>>>,
+    /// This node's service participants in rooms of other nodes, by connection number.
+    pub(crate) remote_services: Mutex<HashMap<ConnId, Arc<RemoteService>>>,
+    /// Other nodes' service participants in rooms of this node.
+    pub(crate) hosted_services: Mutex<HashMap<(NodeId, ConnId), Arc<HostedService>>>,
 }
 
 impl Glue {
@@ -45,6 +50,8 @@ impl Glue {
             placement,
             bridges: Mutex::new(HashMap::new()),
             hosted: Mutex::new(HashMap::new()),
+            remote_services: Mutex::new(HashMap::new()),
+            hosted_services: Mutex::new(HashMap::new()),
         }
     }
 

@@ -12,7 +12,7 @@
 //! receives its messages in the hub's order.
 
 use crate::bus::BusMessage;
-use crate::event::{JoinError, ServiceJoined};
+use crate::event::{JoinError, ServiceJoined, SignalError};
 use crate::glue::Glue;
 use crate::hub::{ConnId, Hub, HubConfig, HubStats, Output, Received};
 use crate::link::{lock, Link, Out, ServiceLink, Sink};
@@ -213,6 +213,11 @@ impl Signaling {
                         glue.forget_hosted(&r, crate::glue::MOVE_CODE);
                     }
                 }
+                Some(Sink::RemoteService(h)) => {
+                    if let Some(glue) = &sh.glue {
+                        crate::remote_service::forward_close(glue, &h);
+                    }
+                }
                 None => {}
             }
             sh.hub.disconnect(conn, Instant::now());
@@ -282,6 +287,32 @@ impl Signaling {
         sh.services += 1;
         flush(&mut sh);
         Ok((link, joined, created))
+    }
+
+    /// Join a service participant that another node runs (see `crate::remote_service`):
+    /// as [`Signaling::admit_service`], `answer` called with the join (and the hub, for
+    /// the members' grants) before any output of the participant is carried out, and its
+    /// outputs going to the sink `sink` makes of its number and shard.
+    pub(crate) fn admit_hosted_service(
+        &self,
+        room: &str,
+        name: &str,
+        kind: &str,
+        grants: Grants,
+        answer: impl FnOnce(&ServiceJoined, &Hub),
+        sink: impl FnOnce(ConnId, usize, Arc<str>) -> Sink,
+    ) -> Result<(), SignalError> {
+        let shard = self.shard_of_room(room);
+        let id = self.next_conn();
+        let mut sh = self.shard(shard);
+        let joined = sh
+            .hub
+            .join_service_as(id, room, name, kind, grants, Instant::now())?;
+        answer(&joined, &sh.hub);
+        sh.sinks.insert(id, sink(id, shard, joined.room.clone()));
+        sh.services += 1;
+        flush(&mut sh);
+        Ok(())
     }
 
     /// Run `f` on the hub of shard `index`, then carry out its outputs.
@@ -383,7 +414,7 @@ impl Signaling {
 impl Shard {
     pub(crate) fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
         let sink = self.sinks.remove(&conn);
-        if matches!(sink, Some(Sink::Service(_))) {
+        if matches!(sink, Some(Sink::Service(_) | Sink::RemoteService(_))) {
             self.services -= 1;
         }
         shrink_sparse(&mut self.sinks);
@@ -422,6 +453,12 @@ fn flush(sh: &mut Shard) {
                     }
                 }
                 Output::Event { conn, event } => {
+                    if let (Some(Sink::RemoteService(h)), Some(glue)) =
+                        (sh.sinks.get(&conn), &sh.glue)
+                    {
+                        crate::remote_service::forward_event(glue, &sh.hub, h, &event);
+                        continue;
+                    }
                     let Some(Sink::Service(link)) = sh.sinks.get(&conn) else {
                         continue;
                     };
@@ -449,6 +486,11 @@ fn flush(sh: &mut Shard) {
                     Some(Sink::Remote(r)) => {
                         if let Some(glue) = &sh.glue {
                             glue.forget_hosted(&r, code);
+                        }
+                    }
+                    Some(Sink::RemoteService(h)) => {
+                        if let Some(glue) = &sh.glue {
+                            crate::remote_service::forward_close(glue, &h);
                         }
                     }
                     None => {}

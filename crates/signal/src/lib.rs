@@ -25,6 +25,7 @@ mod mode;
 mod outbox;
 pub mod protocol;
 mod records;
+mod remote_service;
 mod service;
 mod service_hub;
 mod session;

@@ -32,6 +32,8 @@ pub(crate) enum Sink {
     Service(Arc<ServiceLink>),
     /// A client connection another node of the cluster holds (see `crate::cluster`).
     Remote(Arc<RemoteLink>),
+    /// A service participant another node runs (see `crate::remote_service`).
+    RemoteService(Arc<crate::remote_service::HostedService>),
 }
 
 /// A client connection held by another node (the bridge) in a room this node owns.

@@ -7,7 +7,8 @@
 use crate::event::JoinError;
 use crate::event::{SendError, ServiceEvent, ServiceJoined};
 use crate::handle::Signaling;
-use crate::link::ServiceLink;
+use crate::link::{lock, ServiceLink};
+use crate::remote_service::RemoteService;
 use crate::token::Grants;
 use crate::wire::{PeerInfo, RelayKind};
 use serde_json::value::RawValue;
@@ -19,6 +20,8 @@ pub struct ServiceParticipant {
     sig: Arc<Signaling>,
     link: Arc<ServiceLink>,
     joined: ServiceJoined,
+    /// Set when the room lives on another node (see `crate::remote_service`).
+    remote: Option<Arc<RemoteService>>,
 }
 
 impl std::fmt::Debug for ServiceParticipant {
@@ -62,6 +65,7 @@ impl Signaling {
             sig: self.clone(),
             link,
             joined,
+            remote: None,
         })
     }
 }
@@ -69,7 +73,11 @@ impl Signaling {
 impl Signaling {
     /// Turn the room of `p` SFU now (see [`crate::Hub::require_sfu`]); false when it
     /// cannot be (mesh-only room or server).
+    /// Not for a participant of a room on another node (false).
     pub fn require_sfu(&self, p: &ServiceParticipant) -> bool {
+        if p.remote.is_some() {
+            return false;
+        }
         self.with_shard(p.link.shard, |hub| hub.require_sfu(p.room()))
     }
 
@@ -103,6 +111,24 @@ impl Signaling {
 }
 
 impl ServiceParticipant {
+    pub(crate) fn remote(
+        sig: Arc<Signaling>,
+        remote: Arc<RemoteService>,
+        joined: ServiceJoined,
+    ) -> ServiceParticipant {
+        ServiceParticipant {
+            sig,
+            link: remote.link.clone(),
+            joined,
+            remote: Some(remote),
+        }
+    }
+
+    /// Whether its room lives on another node of the cluster.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Its peer id, as the room's members address it.
     pub fn peer_id(&self) -> &Arc<str> {
         &self.joined.peer_id
@@ -121,6 +147,9 @@ impl ServiceParticipant {
     /// it is not a member: a service that serves media (the SFU) enforces `publish` and
     /// `subscribe` on the media path as the hub does on signaling.
     pub fn peer_grants(&self, peer: &str) -> Option<Grants> {
+        if let Some(r) = &self.remote {
+            return lock(&r.grants).get(peer).copied();
+        }
         self.sig.with_shard(self.link.shard, |hub| {
             hub.member_grants(&self.joined.room, peer)
         })
@@ -138,8 +167,13 @@ impl ServiceParticipant {
     }
 
     /// Send `payload` (raw JSON: a string for `sdp`, an object or null for a candidate,
-    /// anything for a message) to peer `to` of its room, under its grants.
+    /// anything for a message) to peer `to` of its room, under its grants. For a room on
+    /// another node a refusal comes back as a non-fatal [`ServiceEvent::Error`].
     pub fn send(&self, to: &str, kind: RelayKind, payload: &RawValue) -> Result<(), SendError> {
+        if let Some(r) = &self.remote {
+            self.sig.remote_service_send(r, to, kind, payload);
+            return Ok(());
+        }
         self.sig.with_shard(self.link.shard, |hub| {
             hub.service_send(self.link.id, to, kind, payload, Instant::now())
         })
@@ -170,6 +204,9 @@ impl ServiceParticipant {
 impl Drop for ServiceParticipant {
     fn drop(&mut self) {
         self.link.outbox.close();
-        self.sig.leave_service(self.link.shard, self.link.id);
+        match &self.remote {
+            Some(r) => self.sig.remote_service_leave(r),
+            None => self.sig.leave_service(self.link.shard, self.link.id),
+        }
     }
 }

@@ -387,3 +387,142 @@ async fn services_open_rooms_only_where_the_cluster_says() {
     assert_eq!(net.stored_owner("call-1"), Some(nodes[2].id()));
     drop(own);
 }
+
+#[tokio::test]
+async fn a_service_joins_a_room_that_lives_on_another_node() {
+    use serde_json::value::RawValue;
+    use switchboard_signal::{Grants, RelayKind, ServiceEvent};
+    let (net, nodes) = three(&HubConfig::default());
+    let (a, ja) = join(&nodes[0], "r", "Ada").await;
+    let ida = ja["peerId"].as_str().unwrap().to_string();
+    // An SFU edge on node 2 joins room r, which node 1 holds.
+    let edge = nodes[1]
+        .sig
+        .join_service_anywhere("r", "SFU@n2", "sfu", Grants::DEFAULT)
+        .await
+        .unwrap();
+    assert!(edge.is_remote());
+    assert_eq!(net.stored_owner("r"), Some(nodes[0].id()), "still node 1's");
+    assert_eq!(edge.peers().len(), 1);
+    assert_eq!(&*edge.peers()[0].id, ida);
+    assert_eq!(
+        edge.peer_grants(&ida),
+        Some(Grants::DEFAULT),
+        "Ada's grants came along"
+    );
+    // Ada sees it as a peer of her room, with its service kind.
+    let pj = next_of(&a, "peer-joined").await;
+    assert_eq!(
+        (pj["peer"]["name"].as_str(), pj["peer"]["service"].as_str()),
+        (Some("SFU@n2"), Some("sfu"))
+    );
+    let id_edge = pj["peer"]["id"].as_str().unwrap().to_string();
+    assert_eq!(&**edge.peer_id(), id_edge);
+
+    // Relays both ways, in order.
+    send(
+        &a,
+        json!({"type": "offer", "to": id_edge, "sdp": "v=0\r\n"}),
+    )
+    .await;
+    for i in 0..20 {
+        send(
+            &a,
+            json!({"type": "message", "to": id_edge, "data": {"i": i}}),
+        )
+        .await;
+    }
+    let ev = timeout(WAIT, edge.recv()).await.unwrap().unwrap();
+    match ev {
+        ServiceEvent::Relay {
+            from,
+            kind,
+            payload,
+        } => {
+            assert_eq!(
+                (&*from, kind, payload.get()),
+                (ida.as_str(), RelayKind::Offer, "\"v=0\\r\\n\"")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for i in 0..20 {
+        match timeout(WAIT, edge.recv()).await.unwrap().unwrap() {
+            ServiceEvent::Relay { payload, .. } => {
+                assert_eq!(payload.get(), format!("{{\"i\":{i}}}"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let answer = RawValue::from_string("\"v=0 answer\"".into()).unwrap();
+    edge.send_answer(&ida, &answer).unwrap();
+    let an = next_of(&a, "answer").await;
+    assert_eq!(
+        (an["from"].as_str(), an["sdp"].as_str()),
+        (Some(id_edge.as_str()), Some("v=0 answer"))
+    );
+
+    // A later joiner (on node 3) reaches the edge too, with its grants.
+    let (c, jc) = join(&nodes[2], "r", "Cy").await;
+    let idc = jc["peerId"].as_str().unwrap().to_string();
+    match timeout(WAIT, edge.recv()).await.unwrap().unwrap() {
+        ServiceEvent::PeerJoined(p) => assert_eq!(&*p.id, idc),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(edge.peer_grants(&idc), Some(Grants::DEFAULT));
+    // A relay the owner refuses comes back as an error event (not to a stranger).
+    let hi = RawValue::from_string("1".into()).unwrap();
+    edge.send_message("p-nobody", &hi).unwrap();
+    match timeout(WAIT, edge.recv()).await.unwrap().unwrap() {
+        ServiceEvent::Error { fatal, .. } => assert!(!fatal),
+        other => panic!("{other:?}"),
+    }
+    // Isolation: a member of another room cannot reach the edge.
+    let (x, _) = join(&nodes[0], "other", "Xena").await;
+    send(&x, json!({"type": "message", "to": id_edge, "data": 1})).await;
+    assert_eq!(next(&x).await["code"], "unknown-peer");
+
+    // The edge leaves: its room's members see it go.
+    drop(edge);
+    let left = next_of(&c, "peer-left").await;
+    assert_eq!(left["peerId"].as_str(), Some(id_edge.as_str()));
+    assert_eq!(
+        next_of(&a, "peer-left").await["peerId"].as_str(),
+        Some(id_edge.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_remote_service_ends_with_the_node_of_its_room_and_leaves_with_its_own() {
+    use switchboard_signal::Grants;
+    let (net, nodes) = three(&HubConfig::default());
+    let (_a, _) = join(&nodes[0], "r", "Ada").await;
+    let (b, _) = join(&nodes[0], "s", "Bea").await;
+    // Room r's node dies: node 2's service participant in it sees its events end.
+    let edge = nodes[1]
+        .sig
+        .join_service_anywhere("r", "SFU@n2", "sfu", Grants::DEFAULT)
+        .await
+        .unwrap();
+    // Node 3's service in room s (node 1's) stays until node 3 dies.
+    let other = nodes[2]
+        .sig
+        .join_service_anywhere("s", "SFU@n3", "sfu", Grants::DEFAULT)
+        .await
+        .unwrap();
+    next_of(&b, "peer-joined").await;
+    net.kill(&nodes[2].id());
+    let left = next_of(&b, "peer-left").await;
+    assert_eq!(left["peerId"].as_str(), Some(&**other.peer_id()));
+    net.kill(&nodes[0].id());
+    let ended = timeout(WAIT, async { while edge.recv().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the service's events did not end");
+    // A room nobody holds: joined here, as a local service.
+    let local = nodes[1]
+        .sig
+        .join_service_anywhere("fresh", "SFU", "sfu", Grants::DEFAULT)
+        .await
+        .unwrap();
+    assert!(!local.is_remote());
+    assert_eq!(net.stored_owner("fresh"), Some(nodes[1].id()));
+}
