@@ -42,6 +42,9 @@ pub(crate) enum BusMessage<'a> {
     ServiceLeave { conn: ConnId },
     /// Owner to bridge: the answer to its open, or an event of its room.
     ServiceEvent { conn: ConnId, text: &'a str },
+    /// Owner to bridge: room `text` is an SFU room and the bridge has members in it (an
+    /// SFU edge may serve them there). `conn` is 0.
+    EdgeWanted { conn: ConnId, text: &'a str },
 }
 
 const OPEN: u8 = 1;
@@ -55,6 +58,7 @@ const SERVICE_OPEN: u8 = 8;
 const SERVICE_SEND: u8 = 9;
 const SERVICE_LEAVE: u8 = 10;
 const SERVICE_EVENT: u8 = 11;
+const EDGE_WANTED: u8 = 12;
 
 impl<'a> BusMessage<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -70,6 +74,7 @@ impl<'a> BusMessage<'a> {
             BusMessage::ServiceSend { conn, text } => (SERVICE_SEND, *conn, text.as_bytes()),
             BusMessage::ServiceLeave { conn } => (SERVICE_LEAVE, *conn, &[]),
             BusMessage::ServiceEvent { conn, text } => (SERVICE_EVENT, *conn, text.as_bytes()),
+            BusMessage::EdgeWanted { conn, text } => (EDGE_WANTED, *conn, text.as_bytes()),
         };
         let mut b = Vec::with_capacity(1 + 8 + 2 + rest.len());
         b.push(tag);
@@ -137,6 +142,10 @@ impl<'a> BusMessage<'a> {
                 conn,
                 text: text()?,
             },
+            EDGE_WANTED => BusMessage::EdgeWanted {
+                conn,
+                text: text()?,
+            },
             _ => return None,
         })
     }
@@ -186,6 +195,7 @@ mod tests {
                 conn: 5,
                 text: "[]",
             },
+            BusMessage::EdgeWanted { conn: 0, text: "r" },
         ];
         for m in msgs {
             let bytes = m.encode();

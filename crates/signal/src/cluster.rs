@@ -268,6 +268,9 @@ impl Signaling {
             BusMessage::ServiceEvent { conn, text } => {
                 self.on_service_event(glue, from, conn, text)
             }
+            BusMessage::EdgeWanted { text, .. } => {
+                self.request_service(crate::mode::SFU_EDGE, text)
+            }
             BusMessage::Redirect { conn, text } => {
                 let Some(b) = glue.unbridge(conn, false) else {
                     return;
@@ -306,6 +309,19 @@ impl Signaling {
             }
         }
         self.receive_local(&r.link, text);
+        // A member of an SFU room joined (or resumed) through that node: it may serve
+        // the room's members there from an SFU edge (asked again on every entry; the
+        // bridge keeps one edge per room).
+        if let Some(room) = entry_room(text) {
+            let shard = self.shard_of_room(&room);
+            if self.shard(shard).hub.room_is_sfu(&room) {
+                let msg = BusMessage::EdgeWanted {
+                    conn: 0,
+                    text: &room,
+                };
+                glue.store.send(&r.node, msg.encode());
+            }
+        }
     }
 
     /// Whether this node holds `room`, claiming (and loading) it when it has no owner.

@@ -142,6 +142,18 @@ impl Signaling {
         rx
     }
 
+    /// Ask the service that takes requests of `kind` for `room`, as the hub does with
+    /// `ServiceWanted` (a request nobody takes is dropped).
+    pub(crate) fn request_service(&self, kind: &str, room: &str) {
+        let mut requests = lock(&self.requests);
+        let gone = requests
+            .get(kind)
+            .is_some_and(|tx| tx.send(Arc::from(room)).is_err());
+        if gone {
+            requests.remove(kind);
+        }
+    }
+
     /// One shard per available core.
     pub fn default_shards() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -469,6 +481,9 @@ fn flush(sh: &mut Shard) {
                     }
                 }
                 Output::ServiceWanted { room, kind } => {
+                    if kind == crate::mode::SFU {
+                        edges_wanted(sh, &room);
+                    }
                     let mut requests = lock(&sh.requests);
                     let gone = requests
                         .get(kind)
@@ -508,6 +523,30 @@ fn flush(sh: &mut Shard) {
             }
         }
         sh.scratch = outputs;
+    }
+}
+
+/// Room `room` of this node turned SFU: every node that bridges members of it may serve
+/// them from an SFU edge of its own (cluster).
+fn edges_wanted(sh: &Shard, room: &str) {
+    let Some(glue) = &sh.glue else { return };
+    let mut nodes: Vec<&switchboard_cluster::NodeId> = Vec::new();
+    for conn in sh.hub.room_conns(room) {
+        if let Some(Sink::Remote(r)) = sh.sinks.get(&conn) {
+            if !nodes.contains(&&r.node) {
+                nodes.push(&r.node);
+            }
+        }
+    }
+    for node in nodes {
+        glue.store.send(
+            node,
+            BusMessage::EdgeWanted {
+                conn: 0,
+                text: room,
+            }
+            .encode(),
+        );
     }
 }
 

@@ -39,7 +39,7 @@ pub use glue::{Placement, MOVE_CODE};
 pub use handle::{Connection, Signaling, SignalingSnapshot};
 pub use hub::{ConnId, DetachedConn, Hub, HubConfig, HubStats, Output, Received};
 pub use link::Out;
-pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, REMOTE, SFU};
+pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, REMOTE, SFU, SFU_EDGE};
 pub use outbox::Outbox;
 pub use protocol::ErrorCode;
 pub use records::ROOM_RECORD;

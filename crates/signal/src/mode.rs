@@ -5,6 +5,9 @@
 
 /// The service kind of the SFU, in `PeerInfo.service` and [`crate::Output::ServiceWanted`].
 pub const SFU: &str = "sfu";
+/// The service requests (`Signaling::service_requests`) for an SFU edge: a room another
+/// node holds turned SFU while this node bridges some of its members (cluster).
+pub const SFU_EDGE: &str = "sfu-edge";
 
 /// The service kind of the server's calls peer, which the hub asks for in every line
 /// room (`@user`) that has a client and none ([`crate::Output::ServiceWanted`]).

@@ -134,6 +134,17 @@ impl Hub {
         self.out.split_off(before)
     }
 
+    /// The connections attached to `room`'s sessions now.
+    pub fn room_conns(&self, room: &str) -> Vec<crate::hub::ConnId> {
+        let Some(r) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        r.members
+            .iter()
+            .filter_map(|key| self.sessions.get(key)?.conn)
+            .collect()
+    }
+
     /// Drop `room` and its sessions without telling anyone (another node of the cluster
     /// took it over); the connections that were attached to them, now without a session.
     pub fn hand_over(&mut self, room: &str) -> Vec<crate::hub::ConnId> {

@@ -526,3 +526,36 @@ async fn a_remote_service_ends_with_the_node_of_its_room_and_leaves_with_its_own
     assert!(!local.is_remote());
     assert_eq!(net.stored_owner("fresh"), Some(nodes[1].id()));
 }
+
+#[tokio::test]
+async fn a_node_that_bridges_members_of_an_sfu_room_is_asked_for_an_edge() {
+    let cfg = HubConfig {
+        sfu_threshold: Some(3),
+        ..HubConfig::default()
+    };
+    let (_net, nodes) = three(&cfg);
+    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
+    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    // A mesh room of node 1 with a member bridged by node 2: no edge yet.
+    let (_a, _) = join(&nodes[0], "r", "Ada").await;
+    let (_b, _) = join(&nodes[1], "r", "Bob").await;
+    assert!(
+        timeout(Duration::from_millis(300), edges2.recv())
+            .await
+            .is_err(),
+        "an edge for a mesh room"
+    );
+    // The third member turns it SFU: node 2 is asked (node 3 not: nobody of it is in).
+    let (_c, jc) = join(&nodes[0], "r", "Cy").await;
+    assert_eq!(jc["topology"], "sfu");
+    let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    assert_eq!(&*room, "r");
+    assert!(timeout(Duration::from_millis(300), edges3.recv())
+        .await
+        .is_err());
+    // A member joining the SFU room through node 3: node 3 is asked.
+    let (_d, _) = join(&nodes[2], "r", "Dan").await;
+    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    assert_eq!(&*room, "r");
+}
