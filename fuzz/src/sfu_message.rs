@@ -157,6 +157,9 @@ fn sfu_message(text: &str) {
     match &m {
         SfuMessage::Publish(t) => {
             assert!(t.len() <= MAX_TRACKS && t.iter().all(|t| mid_ok(&t.mid)));
+            assert!(t
+                .iter()
+                .all(|t| t.peer.as_deref().is_none_or(is_valid_peer)));
         }
         SfuMessage::Tracks(t) => {
             assert!(t.len() <= MAX_TRACKS);
@@ -171,6 +174,7 @@ fn sfu_message(text: &str) {
         SfuMessage::Speaker(p) => assert!(p.as_deref().is_none_or(is_valid_peer)),
         SfuMessage::Error { .. } => {}
         SfuMessage::Layers { mid, .. } => assert!(mid_ok(mid)),
+        SfuMessage::Leave => {}
     }
     let rendered = m.render();
     let again = SfuMessage::parse(&rendered)

@@ -140,10 +140,11 @@ const BLANK = '<!doctype html><meta charset="utf-8"><title>cluster test</title><
  * what sfu-helpers.mjs reads: `window.sbApp = { sb, grid }` (grid: peer id -> { stream,
  * video } of the tracks shown for it) and `window.__events` (SDK events with their time).
  */
-async function pageJoin({ urls, room, name, topology, region }) {
+async function pageJoin({ urls, room, name, topology, region, autoIce }) {
   const { Switchboard } = await import('/sdk/switchboard.js');
-  // The ICE servers from /api/ice-servers only when a test asks for a region's.
-  const ice = region ? { iceServers: 'auto', region } : { iceServers: [] };
+  // The ICE servers from /api/ice-servers only when a test asks for them (a region's, or
+  // the node's, which also names the node: its SFU edge is the one to use).
+  const ice = region ? { iceServers: 'auto', region } : autoIce ? { iceServers: 'auto' } : { iceServers: [] };
   const sb = new Switchboard({ urls, room, name, topology, ...ice, debug: (...a) => console.debug('[sb]', ...a.map(String)) });
   const grid = new Map();
   window.sbApp = { sb, grid };
@@ -185,7 +186,7 @@ async function pageJoin({ urls, room, name, topology, region }) {
  * A participant whose page comes from node `urls[0]`'s origin and whose SDK gets `urls`
  * (that node first). Resolves once joined; `p.node` is the URL its signaling is on.
  */
-export async function openClusterPage(s, browser, urls, room, name, { topology = 'mesh', init = [], region } = {}) {
+export async function openClusterPage(s, browser, urls, room, name, { topology = 'mesh', init = [], region, autoIce = false } = {}) {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
   const page = await context.newPage();
   const p = s.track(new Participant(name, context, page));
@@ -193,7 +194,7 @@ export async function openClusterPage(s, browser, urls, room, name, { topology =
   const at = `${urls[0]}/cluster-test`;
   await context.route(at, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: BLANK }));
   await loadPage(page, at, { what: `${name}'s page` });
-  const joined = await page.evaluate(pageJoin, { urls, room, name, topology, region });
+  const joined = await page.evaluate(pageJoin, { urls, room, name, topology, region, autoIce });
   p.peerId = joined.peerId;
   p.node = joined.url;
   p.joinedAs = joined;

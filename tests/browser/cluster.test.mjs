@@ -90,3 +90,57 @@ test('the SDK\'s region option: a page signaling on n1 gets the STUN and TURN of
   assert.notDeepEqual(urlsOf(seen.n1), urlsOf(seen.n2), 'n1 and n2 announce the same servers');
   assert.deepEqual(urlsOf(seen.sdk), urlsOf(seen.n2), 'the SDK with region r2 uses n2\'s servers');
 })));
+
+/** The remote address of the selected ICE pair of page `p`'s SFU connection. */
+const sfuRemoteIp = (p) => p.page.evaluate(async () => {
+  const stats = await window.sbApp.sb.sfu.pc.getStats();
+  let pair = null;
+  stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
+  return pair ? stats.get(pair.remoteCandidateId)?.address : null;
+});
+
+/** A node's metric (the sum of its samples whose labels contain `labels`). */
+async function nodeMetric(i, name, labels = '') {
+  const host = new URL(cluster.urls[i]).hostname;
+  const text = await (await fetch(`http://${host}:9641/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith(name) && l.includes(labels) && !l.startsWith('#'))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+/** Packets page `p` received so far on the tracks of peer `id` (audio and video). */
+const packetsFrom = (p, id) => p.page.evaluate(async (peer) => {
+  const { sb, grid } = window.sbApp;
+  const ids = new Set(grid.get(peer)?.stream.getTracks().map((t) => t.id));
+  let n = 0;
+  (await sb.sfu.pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && ids.has(r.trackIdentifier)) n += r.packetsReceived; });
+  return n;
+}, id);
+
+test('an SFU room spanning two nodes: the page on n1 and the two on n2 each use their node\'s SFU, every page decodes the others, each track crosses the link once', { timeout: 240000 }, () => scope('cluster-span', (s) => withNodeLogs(cluster, async () => {
+  const room = randomId('cspan-');
+  const opts = { topology: 'sfu', autoIce: true };
+  const ada = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Ada', opts);
+  const bob = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Bob', opts);
+  const bud = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Bud', opts);
+  const ps = [ada, bob, bud];
+  for (const p of ps) await expectAllFlowing(p, others(ps, p), { audio: true, viaSfu: true, timeout: 90000 });
+  // Each page's media goes to the SFU of its own node: n2's pages to n2's edge.
+  const ip = (i) => new URL(cluster.urls[i]).hostname;
+  assert.deepEqual(await Promise.all(ps.map(sfuRemoteIp)), [ip(0), ip(1), ip(1)], 'the SFU address of each page (n1, n2, n2)');
+  // n2's link relays Ada's two tracks in and Bob's and Bud's four out, however many
+  // subscribers are behind it (two on n2 for Ada's).
+  assert.equal(await nodeMetric(1, 'switchboard_sfu_link_tracks', 'dir="in"'), 2, 'tracks into n2');
+  assert.equal(await nodeMetric(1, 'switchboard_sfu_link_tracks', 'dir="out"'), 4, 'tracks out of n2');
+  // (The rooms of earlier tests may keep their edges until their members' grace ends.)
+  assert.ok(await nodeMetric(1, 'switchboard_sfu_edges') >= 1, 'n2 runs an edge');
+  // Packets: what crossed into n2 over 5 s against what one subscriber there received of
+  // Ada's in the same time (twice as much would be a copy per subscriber).
+  const [in0, bob0, bud0] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
+  await sleep(5000);
+  const [in1, bob1, bud1] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
+  const crossed = in1 - in0;
+  const got = Math.min(bob1 - bob0, bud1 - bud0);
+  process.stderr.write(`[cluster-span] link packets into n2 in 5 s: ${crossed}; Bob received ${bob1 - bob0} of Ada's, Bud ${bud1 - bud0}\n`);
+  assert.ok(got > 50, `Bob and Bud received ${bob1 - bob0} and ${bud1 - bud0} packets of Ada's in 5 s`);
+  assert.ok(crossed < 1.5 * got && crossed > 0.5 * got, `link packets into n2 (${crossed}) against one subscriber's (${got}): once, not per subscriber`);
+})));

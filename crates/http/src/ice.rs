@@ -28,6 +28,9 @@ pub struct IceConfig {
     pub token_secrets: Vec<Vec<u8>>,
     /// Requests per minute per source IP (an IPv6 /64 counts as one); 0 = unlimited.
     pub rate_per_minute: u32,
+    /// This node's name in a cluster: the SDK connects to the SFU edge of its own node
+    /// (`SFU@<node>`) when a room has one.
+    pub node: Option<String>,
 }
 
 impl IceConfig {
@@ -54,6 +57,9 @@ pub struct IceServers {
     #[serde(rename = "iceServers")]
     pub ice_servers: Vec<IceServer>,
     pub ttl: u64,
+    /// The answering node's name in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// An identity safe to embed in a REST username: printable, no ':'; else random.
@@ -133,6 +139,7 @@ pub fn ice_servers_at(
     IceServers {
         ice_servers: servers,
         ttl: cfg.ttl,
+        node: cfg.node.clone(),
     }
 }
 
@@ -151,6 +158,7 @@ mod tests {
             ttl: 3600,
             token_secrets: Vec::new(),
             rate_per_minute: 0,
+            node: None,
         }
     }
 

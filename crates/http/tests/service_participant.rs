@@ -106,6 +106,7 @@ fn a_service_participant_answers_browsers_of_its_room_only() {
         ttl: 600,
         token_secrets: Vec::new(),
         rate_per_minute: 0,
+        node: None,
     });
     let net = NetTest::new(NetTestConfig {
         stun_urls: Vec::new(),

@@ -190,6 +190,9 @@ pub enum SfuMessage<'a> {
         /// The rid forwarded, or `None` when paused.
         layer: Option<Cow<'a, str>>,
     },
+    /// B→S: the browser uses another SFU of the room from now on (in a cluster, its own
+    /// node's edge): drop its connection and tracks here at once, without `gone`.
+    Leave,
 }
 
 /// Why a message or envelope was refused.
@@ -320,6 +323,7 @@ enum Out<'m> {
         mid: &'m str,
         layer: Option<&'m str>,
     },
+    Leave {},
 }
 
 #[derive(Serialize)]
@@ -460,6 +464,7 @@ impl<'a> SfuMessage<'a> {
                         .collect(),
                 ))
             }
+            "leave" => Ok(SfuMessage::Leave),
             "view" => {
                 let m: TracksIn<ViewIn<'a>> = serde_json::from_str(json)?;
                 check_count(m.tracks.len())?;
@@ -514,7 +519,10 @@ impl<'a> SfuMessage<'a> {
     /// Whether browsers send this type (`publish`, `view`); the SFU ignores the others
     /// when they come from a browser.
     pub fn is_from_browser(&self) -> bool {
-        matches!(self, SfuMessage::Publish(_) | SfuMessage::View(_))
+        matches!(
+            self,
+            SfuMessage::Publish(_) | SfuMessage::View(_) | SfuMessage::Leave
+        )
     }
 
     /// The JSON text of this payload. A message that [`SfuMessage::parse`] returned
@@ -564,6 +572,7 @@ impl<'a> SfuMessage<'a> {
                 mid,
                 layer: layer.as_deref(),
             },
+            SfuMessage::Leave => Out::Leave {},
         };
         // Serializing plain strings, integers and unit enums into a String cannot fail.
         serde_json::to_string(&out).unwrap_or_default()
@@ -611,6 +620,7 @@ impl<'a> SfuMessage<'a> {
                 mid: own(mid),
                 layer: layer.map(own),
             },
+            SfuMessage::Leave => SfuMessage::Leave,
         }
     }
 }

@@ -15,7 +15,7 @@ use str0m::Candidate;
 
 use crate::layer::BitrateMeter;
 use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
-use crate::output::SignalKind;
+use crate::output::{GoneReason, SignalKind};
 use crate::participant::{msg_kind, out_stream, OutSlot, Pid, PubTrack, SlotState};
 use crate::rewrite::Rewriter;
 use crate::sdp::{self, SectionKind};
@@ -376,6 +376,7 @@ impl Sfu {
                     }
                 }
             }
+            Ok(SfuMessage::Leave) => self.drop_participant(pid, Some(GoneReason::Left)),
             Ok(SfuMessage::View(list)) => {
                 if let Some(p) = self.parts[pid].as_mut() {
                     // A mid absent from the message is hidden; a mid never reported at

@@ -55,6 +55,8 @@ pub enum GoneReason {
     Idle,
     /// str0m failed on this participant's input (protocol error).
     Error,
+    /// The browser said it uses another SFU of the room (`{"sfu":"leave"}`).
+    Left,
 }
 
 /// Output of [`Sfu::poll_output`](crate::Sfu::poll_output).

@@ -370,7 +370,7 @@ impl Signaling {
         }
         // Service participants: ours in its rooms end (they join again where the rooms
         // go); its in our rooms leave.
-        let ours: Vec<Arc<crate::remote_service::RemoteService>> = {
+        let ours: Vec<Arc<crate::link::RemoteService>> = {
             let mut m = lock(&glue.remote_services);
             let ids: Vec<ConnId> = m
                 .iter()

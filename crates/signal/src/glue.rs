@@ -5,9 +5,9 @@
 
 use crate::bus::BusMessage;
 use crate::hub::ConnId;
-use crate::link::{lock, Link, RemoteLink};
+use crate::link::{lock, HostedService, Link, RemoteLink, RemoteService};
 use crate::protocol::ErrorCode;
-use crate::remote_service::{HostedService, RemoteService};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchboard_cluster::{Cluster, NodeId, RecordOp};

@@ -227,7 +227,7 @@ impl Signaling {
                 }
                 Some(Sink::RemoteService(h)) => {
                     if let Some(glue) = &sh.glue {
-                        crate::remote_service::forward_close(glue, &h);
+                        crate::service_wire::forward_close(glue, &h);
                     }
                 }
                 None => {}
@@ -468,7 +468,7 @@ fn flush(sh: &mut Shard) {
                     if let (Some(Sink::RemoteService(h)), Some(glue)) =
                         (sh.sinks.get(&conn), &sh.glue)
                     {
-                        crate::remote_service::forward_event(glue, &sh.hub, h, &event);
+                        crate::service_wire::forward_event(glue, &sh.hub, h, &event);
                         continue;
                     }
                     let Some(Sink::Service(link)) = sh.sinks.get(&conn) else {
@@ -505,7 +505,7 @@ fn flush(sh: &mut Shard) {
                     }
                     Some(Sink::RemoteService(h)) => {
                         if let Some(glue) = &sh.glue {
-                            crate::remote_service::forward_close(glue, &h);
+                            crate::service_wire::forward_close(glue, &h);
                         }
                     }
                     None => {}

@@ -28,6 +28,7 @@ mod records;
 mod remote_service;
 mod service;
 mod service_hub;
+mod service_wire;
 mod session;
 mod shard;
 pub mod token;

@@ -1,10 +1,14 @@
 //! What the shards hold for each connection: the queue its consumer drains (a transport
 //! task, a service participant) and, for a transport, the shard it is bound to.
 
-use crate::event::ServiceEvent;
+use crate::event::{ServiceEvent, ServiceJoined, SignalError};
 use crate::hub::ConnId;
 use crate::outbox::Outbox;
+use crate::token::Grants;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use switchboard_cluster::NodeId;
+use tokio::sync::oneshot;
 
 /// What a transport task writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +37,7 @@ pub(crate) enum Sink {
     /// A client connection another node of the cluster holds (see `crate::cluster`).
     Remote(Arc<RemoteLink>),
     /// A service participant another node runs (see `crate::remote_service`).
-    RemoteService(Arc<crate::remote_service::HostedService>),
+    RemoteService(Arc<HostedService>),
 }
 
 /// A client connection held by another node (the bridge) in a room this node owns.
@@ -68,4 +72,26 @@ impl ServiceLink {
 /// signaling).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The bridge's side of a remote service participant.
+pub(crate) struct RemoteService {
+    pub(crate) owner: NodeId,
+    pub(crate) conn: ConnId,
+    pub(crate) link: Arc<ServiceLink>,
+    /// The grants of the room's members, from their `peer-joined` (and the join's list).
+    pub(crate) grants: Mutex<HashMap<Arc<str>, Grants>>,
+    /// Answered with the owner's reply to the open.
+    pub(crate) joined: Mutex<Option<oneshot::Sender<Result<ServiceJoined, SignalError>>>>,
+}
+
+/// The owner's side: the participant it joined for a bridge.
+pub(crate) struct HostedService {
+    pub(crate) node: NodeId,
+    /// The connection number on the bridge.
+    pub(crate) conn: ConnId,
+    /// Its number and shard here.
+    pub(crate) id: ConnId,
+    pub(crate) shard: usize,
+    pub(crate) room: Arc<str>,
 }

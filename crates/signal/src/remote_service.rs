@@ -17,11 +17,14 @@ use crate::event::{ServiceEvent, ServiceJoined, SignalError};
 use crate::glue::Glue;
 use crate::handle::Signaling;
 use crate::hub::ConnId;
-use crate::link::{lock, ServiceLink, Sink};
+use crate::link::{lock, HostedService, RemoteService, ServiceLink, Sink};
 use crate::protocol::ErrorCode;
+use crate::service_wire::{
+    code_of, peer_info, peer_wire, relay_index, to_json, EventWire, OpenWire, PeerWire, SendWire,
+    LEAVE_REASONS, RELAY_KINDS,
+};
 use crate::token::Grants;
-use crate::wire::{LeaveReason, PeerInfo, RelayKind};
-use serde::{Deserialize, Serialize};
+use crate::wire::{LeaveReason, RelayKind};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -35,164 +38,6 @@ const OPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// The most events queued for a remote service participant (as for a local one).
 const SERVICE_QUEUE: usize = 8192;
-
-/// The bridge's side of a remote service participant.
-pub(crate) struct RemoteService {
-    pub(crate) owner: NodeId,
-    pub(crate) conn: ConnId,
-    pub(crate) link: Arc<ServiceLink>,
-    /// The grants of the room's members, from their `peer-joined` (and the join's list).
-    pub(crate) grants: Mutex<HashMap<Arc<str>, Grants>>,
-    /// Answered with the owner's reply to the open.
-    joined: Mutex<Option<oneshot::Sender<Result<ServiceJoined, SignalError>>>>,
-}
-
-/// The owner's side: the participant it joined for a bridge.
-pub(crate) struct HostedService {
-    pub(crate) node: NodeId,
-    /// The connection number on the bridge.
-    pub(crate) conn: ConnId,
-    /// Its number and shard here.
-    pub(crate) id: ConnId,
-    pub(crate) shard: usize,
-    pub(crate) room: Arc<str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OpenWire<'a> {
-    #[serde(borrow)]
-    room: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    grants: GrantsWire,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-struct GrantsWire(bool, bool, bool);
-
-impl From<Grants> for GrantsWire {
-    fn from(g: Grants) -> Self {
-        GrantsWire(g.publish, g.subscribe, g.admin)
-    }
-}
-
-impl From<GrantsWire> for Grants {
-    fn from(g: GrantsWire) -> Self {
-        Grants {
-            publish: g.0,
-            subscribe: g.1,
-            admin: g.2,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SendWire<'a> {
-    #[serde(borrow)]
-    to: Cow<'a, str>,
-    kind: u8,
-    #[serde(borrow)]
-    payload: &'a RawValue,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PeerWire<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    identity: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    service: Option<Cow<'a, str>>,
-    grants: Option<GrantsWire>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum EventWire<'a> {
-    Joined {
-        #[serde(borrow)]
-        peer_id: Cow<'a, str>,
-        #[serde(borrow)]
-        room: Cow<'a, str>,
-        #[serde(borrow)]
-        peers: Vec<PeerWire<'a>>,
-    },
-    Refused {
-        code: u8,
-        #[serde(borrow)]
-        reason: Cow<'a, str>,
-    },
-    PeerJoined {
-        #[serde(borrow)]
-        peer: PeerWire<'a>,
-    },
-    PeerLeft {
-        #[serde(borrow)]
-        peer: Cow<'a, str>,
-        reason: u8,
-    },
-    Relay {
-        #[serde(borrow)]
-        from: Cow<'a, str>,
-        kind: u8,
-        #[serde(borrow)]
-        payload: &'a RawValue,
-    },
-    Error {
-        code: u8,
-        #[serde(borrow)]
-        reason: Cow<'a, str>,
-        fatal: bool,
-    },
-}
-
-const RELAY_KINDS: [RelayKind; 4] = [
-    RelayKind::Offer,
-    RelayKind::Answer,
-    RelayKind::Candidate,
-    RelayKind::Message,
-];
-const LEAVE_REASONS: [LeaveReason; 3] =
-    [LeaveReason::Left, LeaveReason::Timeout, LeaveReason::Kicked];
-
-fn relay_index(k: RelayKind) -> u8 {
-    RELAY_KINDS.iter().position(|x| *x == k).unwrap_or(0) as u8
-}
-
-fn code_of(i: u8) -> ErrorCode {
-    ErrorCode::ALL
-        .get(usize::from(i))
-        .copied()
-        .unwrap_or(ErrorCode::Unavailable)
-}
-
-fn peer_wire(p: &PeerInfo, grants: Option<Grants>) -> PeerWire<'_> {
-    PeerWire {
-        id: Cow::Borrowed(&p.id),
-        name: Cow::Borrowed(&p.name),
-        identity: p.identity.as_deref().map(Cow::Borrowed),
-        service: p.service.as_deref().map(Cow::Borrowed),
-        grants: grants.map(GrantsWire::from),
-    }
-}
-
-fn peer_info(p: &PeerWire<'_>) -> PeerInfo {
-    PeerInfo {
-        id: Arc::from(&*p.id),
-        name: Arc::from(&*p.name),
-        identity: p.identity.as_deref().map(Arc::from),
-        service: p.service.as_deref().map(Arc::from),
-    }
-}
-
-fn to_json(v: &impl Serialize) -> String {
-    // Strings, numbers, booleans and raw JSON always serialize.
-    serde_json::to_string(v).unwrap_or_default()
-}
 
 impl Signaling {
     /// Join a service participant to `room` wherever the room lives: here (as
@@ -489,61 +334,4 @@ impl Signaling {
             self.leave_service(h.shard, h.id);
         }
     }
-}
-
-/// The owner side: an event of a hosted participant, for its bridge.
-pub(crate) fn forward_event(
-    glue: &Glue,
-    hub: &crate::hub::Hub,
-    h: &HostedService,
-    event: &ServiceEvent,
-) {
-    let ev = match event {
-        ServiceEvent::PeerJoined(p) => EventWire::PeerJoined {
-            peer: peer_wire(p, hub.member_grants(&h.room, &p.id)),
-        },
-        ServiceEvent::PeerLeft { peer, reason } => EventWire::PeerLeft {
-            peer: Cow::Borrowed(peer),
-            reason: LEAVE_REASONS.iter().position(|r| r == reason).unwrap_or(0) as u8,
-        },
-        ServiceEvent::Relay {
-            from,
-            kind,
-            payload,
-        } => EventWire::Relay {
-            from: Cow::Borrowed(from),
-            kind: relay_index(*kind),
-            payload,
-        },
-        ServiceEvent::Error {
-            code,
-            reason,
-            fatal,
-        } => EventWire::Error {
-            code: code.index() as u8,
-            reason: Cow::Borrowed(reason),
-            fatal: *fatal,
-        },
-    };
-    let text = to_json(&ev);
-    let msg = BusMessage::ServiceEvent {
-        conn: h.conn,
-        text: &text,
-    };
-    glue.store.send(&h.node, msg.encode());
-}
-
-/// The owner side: the hub ended a hosted participant (kicked, room handed over).
-pub(crate) fn forward_close(glue: &Glue, h: &HostedService) {
-    lock(&glue.hosted_services).remove(&(h.node.clone(), h.conn));
-    let text = to_json(&EventWire::Error {
-        code: ErrorCode::Unavailable.index() as u8,
-        reason: "the room's node ended this participant".into(),
-        fatal: true,
-    });
-    let msg = BusMessage::ServiceEvent {
-        conn: h.conn,
-        text: &text,
-    };
-    glue.store.send(&h.node, msg.encode());
 }

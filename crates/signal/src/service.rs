@@ -7,8 +7,7 @@
 use crate::event::JoinError;
 use crate::event::{SendError, ServiceEvent, ServiceJoined};
 use crate::handle::Signaling;
-use crate::link::{lock, ServiceLink};
-use crate::remote_service::RemoteService;
+use crate::link::{lock, RemoteService, ServiceLink};
 use crate::token::Grants;
 use crate::wire::{PeerInfo, RelayKind};
 use serde_json::value::RawValue;

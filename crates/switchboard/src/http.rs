@@ -181,6 +181,7 @@ pub fn ice_config(plan: &Plan, turn: &TurnService, http_port: Option<u16>) -> Ic
         ttl: http.map_or(0, |c| c.ice_ttl),
         token_secrets: plan.signal.hub.token_secrets.clone(),
         rate_per_minute: http.map_or(0, |c| c.ice_rate),
+        node: plan.cluster.as_ref().map(|c| c.node_name.clone()),
     }
 }
 

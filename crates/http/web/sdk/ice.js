@@ -10,6 +10,8 @@ const RETRY_MS = 60000;
 export class IceServers {
   /** The servers in use. @type {RTCIceServer[] | null} */
   list = null;
+  /** The answering node's name, in a cluster. @type {string | null} */
+  node = null;
   /** @type {ReturnType<typeof setTimeout> | null} */
   #timer = null;
   #opts;
@@ -66,6 +68,7 @@ export class IceServers {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       if (!body || !Array.isArray(body.iceServers)) throw new Error('no iceServers in the answer');
+      if (typeof body.node === 'string') this.node = body.node;
       const ttl = Number(body.ttl);
       this.stop();
       if (ttl > 0) {

@@ -27,6 +27,12 @@ import { Line } from './calls.js';
  * @param {{service?: string}} info
  */
 const isRemote = (info) => info.service === 'remote';
+/**
+ * Server-side peers that are no member of the call: the SFUs (the room's own, `SFU`, and
+ * in a cluster an edge per node, `SFU@<node>`) and the links between nodes' SFUs.
+ * @param {any} info
+ */
+const isInfrastructure = (info) => info.service === 'sfu' || info.service === 'link';
 
 export { SwitchboardError } from './errors.js';
 export { Peer } from './peer.js';
@@ -222,6 +228,19 @@ export class Switchboard extends Emitter {
   /** SFU rooms: the connection to the SFU (`pc`, `id`, `layers`), else null. */
   get sfu() {
     return this.#sfu;
+  }
+
+  /** The room's SFU peers by id (one per node serving members of it, in a cluster). @type {Map<string, any>} */
+  #sfuPeers = new Map();
+
+  /**
+   * The SFU to connect to: our node's edge (`SFU@<node>`, the node named by
+   * /api/ice-servers), else the room's own (`SFU`), else any.
+   */
+  #pickSfu() {
+    const all = [...this.#sfuPeers.values()];
+    const node = this.#ice.node;
+    return (node && all.find((p) => p.name === `SFU@${node}`)) || all.find((p) => p.name === 'SFU') || all[0] || null;
   }
 
   /** The connection to the SFU, if any. */
@@ -480,11 +499,12 @@ export class Switchboard extends Emitter {
     this.grants = Array.isArray(msg.grants) ? msg.grants : [];
     /** @type {{id: string, name?: string, identity?: string, service?: string}[]} */
     const infos = (Array.isArray(msg.peers) ? msg.peers : []).filter((/** @type {any} */ p) => p && p.id !== this.peerId);
-    const sfu = infos.find((p) => p.service === 'sfu');
+    this.#sfuPeers = new Map(infos.filter((p) => p.service === 'sfu').map((p) => [String(p.id), p]));
+    const sfu = this.#pickSfu();
     this.#mode.topology = msg.topology === 'sfu' || sfu ? 'sfu' : 'mesh';
     // Mesh: we are the newcomer and offer to everyone already there. SFU: one connection,
     // to the SFU participant (now, or when it joins).
-    const peers = infos.filter((p) => p.service !== 'sfu').map((p) => (this.#viaSfu(p) ? this.#mode.addMember(p) : this.#addPeer(p, !isRemote(p))));
+    const peers = infos.filter((p) => !isInfrastructure(p)).map((p) => (this.#viaSfu(p) ? this.#mode.addMember(p) : this.#addPeer(p, !isRemote(p))));
     if (sfu) this.#mode.start(String(sfu.id));
     this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
   }
@@ -495,8 +515,9 @@ export class Switchboard extends Emitter {
     if (gap) {
       // Messages were lost: trust the member list and renegotiate with everyone.
       const all = Array.isArray(msg.peers) ? msg.peers.filter((/** @type {any} */ p) => p && p.id !== this.peerId) : [];
-      const infos = all.filter((/** @type {any} */ p) => p.service !== 'sfu');
-      const sfu = all.find((/** @type {any} */ p) => p.service === 'sfu');
+      const infos = all.filter((/** @type {any} */ p) => !isInfrastructure(p));
+      this.#sfuPeers = new Map(all.filter((/** @type {any} */ p) => p.service === 'sfu').map((/** @type {any} */ p) => [String(p.id), p]));
+      const sfu = this.#pickSfu();
       const ids = new Set(infos.map((/** @type {any} */ p) => String(p.id)));
       for (const id of [...this.peers.keys()]) if (!ids.has(id)) this.#removePeer(id, 'timeout');
       if (this.#sfu && (!sfu || String(sfu.id) !== this.#sfu.id)) this.#mode.gone();
@@ -527,9 +548,14 @@ export class Switchboard extends Emitter {
         const info = m.peer;
         if (!info || typeof info.id !== 'string' || info.id === this.peerId) return;
         if (info.service === 'sfu') {
-          this.#mode.start(info.id); // the SFU itself is no participant
+          // The SFU itself is no participant. In a cluster a room has one SFU per node
+          // that serves members of it: ours is the one of our node.
+          this.#sfuPeers.set(info.id, info);
+          const pick = this.#pickSfu();
+          if (pick && pick.id === info.id) this.#mode.start(info.id);
           return;
         }
+        if (info.service === 'link') return;
         const known = this.peers.get(info.id);
         if (known) {
           if (info.name) known.name = String(info.name);
@@ -546,10 +572,18 @@ export class Switchboard extends Emitter {
         this.emit('peer-joined', this.#addPeer(info, false)); // it will offer to us
         return;
       }
-      case 'peer-left':
-        if (this.#sfu && m.peerId === this.#sfu.id) this.#mode.gone();
-        else this.#removePeer(String(m.peerId), String(m.reason || 'left'));
+      case 'peer-left': {
+        const wasSfu = this.#sfuPeers.delete(String(m.peerId));
+        if (this.#sfu && m.peerId === this.#sfu.id) {
+          // Another SFU of the room (the room's own, when our node's edge went) takes over.
+          const next = this.#pickSfu();
+          if (next) {
+            this.#mode.close(); // nobody to say `leave` to
+            this.#mode.start(String(next.id));
+          } else this.#mode.gone();
+        } else if (!wasSfu) this.#removePeer(String(m.peerId), String(m.reason || 'left'));
         return;
+      }
       case 'offer':
       case 'answer':
       case 'candidate': {

@@ -79,6 +79,9 @@ export class SfuMode {
   start(id) {
     if (this.link) {
       if (this.link.id === id) return;
+      // Another SFU of the room (our node's edge, in a cluster): the one we leave drops
+      // our tracks at once, or its subscribers would see them stand still for a while.
+      this.#host.signal({ type: 'message', to: this.link.id, data: { sfu: 'leave' } });
       this.close();
     }
     const ctx = this.#ctx;

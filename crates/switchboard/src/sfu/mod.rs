@@ -10,6 +10,7 @@
 
 mod demux;
 mod local;
+mod node_link;
 mod rooms;
 mod shared;
 mod tcp;
@@ -137,6 +138,16 @@ impl SfuService {
         // Registering makes rooms turn SFU; the workers are ready for them.
         let requests = signal.handle().service_requests(switchboard_signal::SFU);
         let signaling = signal.handle();
+        // In a cluster: edges for the members this node bridges into other nodes' SFU
+        // rooms, linked from this node's SFU address.
+        let edges = match (&plan.cluster, candidates.first()) {
+            (Some(c), Some(addr)) => Some(rooms::Edges {
+                requests: signaling.service_requests(switchboard_signal::SFU_EDGE),
+                node: c.node_name.clone(),
+                link_ip: addr.ip(),
+            }),
+            _ => None,
+        };
         let rooms_shared = shared.clone();
         std::thread::Builder::new()
             .name("sfu-signal".into())
@@ -145,7 +156,7 @@ impl SfuService {
                     .enable_all()
                     .build();
                 match rt {
-                    Ok(rt) => rt.block_on(rooms::serve(signaling, requests, rooms_shared)),
+                    Ok(rt) => rt.block_on(rooms::serve(signaling, requests, rooms_shared, edges)),
                     Err(e) => tracing::error!("SFU signaling runtime: {e}; no room turns SFU"),
                 }
             })?;
@@ -361,6 +372,32 @@ fn render(s: &mut String, shared: &Shared) {
         "switchboard_sfu_local_dropped_total",
         "RTP packets for in-process participants (the SIP gateway's room legs) lost to a full queue.",
         c.local_dropped.load(Ordering::Relaxed),
+    );
+    family(
+        s,
+        "switchboard_sfu_link_tracks",
+        "gauge",
+        "Tracks that node links (rooms spanning nodes) relay now: `in` from other nodes, `out` to them. Each track crosses a link once, however many subscribers are behind it.",
+        &[
+            ("{dir=\"in\"}", c.link_tracks_in.load(Ordering::Relaxed)),
+            ("{dir=\"out\"}", c.link_tracks_out.load(Ordering::Relaxed)),
+        ],
+    );
+    family(
+        s,
+        "switchboard_sfu_link_packets_total",
+        "counter",
+        "RTP packets node links relayed: `in` from other nodes, `out` to them.",
+        &[
+            ("{dir=\"in\"}", c.link_packets_in.load(Ordering::Relaxed)),
+            ("{dir=\"out\"}", c.link_packets_out.load(Ordering::Relaxed)),
+        ],
+    );
+    gauge(
+        s,
+        "switchboard_sfu_edges",
+        "SFU edges this node runs for rooms held by other nodes of the cluster.",
+        c.edges.load(Ordering::Relaxed) as usize,
     );
     counter(
         s,

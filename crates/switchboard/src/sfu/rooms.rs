@@ -13,8 +13,11 @@ use std::sync::Arc;
 use switchboard_signal::{Grants, ServiceEvent, ServiceParticipant, Signaling};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// The name browsers see on the SFU's peer.
+/// The name browsers see on the SFU's peer (an edge's is `SFU@<node>`).
 pub const SFU_NAME: &str = "SFU";
+
+/// The service kind of a node link's participant.
+pub const LINK: &str = "link";
 
 /// What the SFU may do in a room: send offers (server-initiated renegotiation) and
 /// answers.
@@ -41,33 +44,110 @@ impl Fixed {
     }
 }
 
-/// Serve the rooms named by `requests` until the signaling side ends.
+/// In a cluster: serve the members this node bridges into SFU rooms of other nodes from
+/// an SFU edge here, linked to the room's SFU ([`super::node_link`]).
+pub struct Edges {
+    /// The rooms the owners ask an edge for (`sfu-edge` service requests).
+    pub requests: UnboundedReceiver<Arc<str>>,
+    /// This node's name (the edge is `SFU@<node>`).
+    pub node: String,
+    /// The address the node links' UDP sockets bind (this node's SFU candidate).
+    pub link_ip: std::net::IpAddr,
+}
+
+/// Serve the rooms named by `requests` (and, in a cluster, edges) until the signaling
+/// side ends.
 pub async fn serve(
     signaling: Arc<Signaling>,
     mut requests: UnboundedReceiver<Arc<str>>,
     shared: Arc<Shared>,
+    mut edges: Option<Edges>,
 ) {
-    while let Some(room) = requests.recv().await {
+    // Rooms with an edge here now.
+    let edge_rooms: Arc<std::sync::Mutex<HashSet<Arc<str>>>> = Arc::default();
+    loop {
+        let edge_request = async {
+            match edges.as_mut() {
+                Some(e) => e.requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (room, edge) = tokio::select! {
+            r = requests.recv() => match r {
+                Some(room) => (room, false),
+                None => return,
+            },
+            Some(room) = edge_request => (room, true),
+        };
         if shared.draining.load(Ordering::Relaxed) {
             continue;
         }
-        match signaling.join_service_as(&room, SFU_NAME, switchboard_signal::SFU, SFU_GRANTS) {
-            Ok(p) => {
-                shared.counters.rooms_joined.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(serve_room(Arc::new(p), shared.clone()));
+        if !edge {
+            match signaling.join_service_as(&room, SFU_NAME, switchboard_signal::SFU, SFU_GRANTS) {
+                Ok(p) => {
+                    shared.counters.rooms_joined.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(serve_room(Arc::new(p), shared.clone(), None));
+                }
+                Err(e) => tracing::warn!(%room, error = %e, "the SFU could not join a room"),
             }
-            Err(e) => tracing::warn!(%room, error = %e, "the SFU could not join a room"),
+            continue;
         }
+        let Some(e) = edges.as_ref() else { continue };
+        if !super::node_link::lock(&edge_rooms).insert(room.clone()) {
+            continue; // one edge per room
+        }
+        let (sig, sh, rooms) = (signaling.clone(), shared.clone(), edge_rooms.clone());
+        let (node, link_ip) = (e.node.clone(), e.link_ip);
+        tokio::spawn(async move {
+            let name = format!("{SFU_NAME}@{node}");
+            match sig
+                .join_service_anywhere(&room, &name, switchboard_signal::SFU, SFU_GRANTS)
+                .await
+            {
+                Ok(p) if !p.is_remote() => {
+                    // The room came to this node meanwhile: its own SFU serves it.
+                    drop(p);
+                }
+                Ok(p) => {
+                    tracing::info!(%room, "SFU edge joined a room of another node");
+                    sh.counters.rooms_joined.fetch_add(1, Ordering::Relaxed);
+                    sh.counters.edges.fetch_add(1, Ordering::Relaxed);
+                    let p = Arc::new(p);
+                    let link = super::node_link::LinkPlan {
+                        signaling: sig.clone(),
+                        room: room.clone(),
+                        node,
+                        edge: p.peer_id().clone(),
+                        link_ip,
+                        shared: sh.clone(),
+                    };
+                    serve_room(p, sh.clone(), Some(link)).await;
+                    sh.counters.edges.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(%room, error = %e, "the SFU edge could not join a room"),
+            }
+            super::node_link::lock(&rooms).remove(&room);
+        });
     }
 }
 
 /// One room: events in, until the last client leaves or the hub ends the participant.
-async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
+/// An edge (`link`) starts its node link when a member first signals to it: an edge that
+/// nobody of its node uses pulls no media across.
+async fn serve_room(
+    p: Arc<ServiceParticipant>,
+    shared: Arc<Shared>,
+    mut link: Option<super::node_link::LinkPlan>,
+) {
+    let mut link_task: Option<tokio::task::JoinHandle<()>> = None;
     let room: Arc<str> = Arc::from(p.room());
     let worker = shared.worker_of_room(&room);
-    // Everyone but another SFU is served: browsers and WHIP publishers alike.
+    // Everyone but another SFU is served: browsers and WHIP publishers alike, and node
+    // links, which are counted apart: a room whose only members are links (two nodes'
+    // SFUs keeping each other) is over.
     let served = |peer: &switchboard_signal::PeerInfo| {
         peer.service.as_deref() != Some(switchboard_signal::SFU)
+            && peer.service.as_deref() != Some(LINK)
     };
     let mut clients: HashSet<Arc<str>> = p
         .peers()
@@ -81,6 +161,14 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
         .iter()
         .filter_map(|peer| Some((peer.id.clone(), Fixed::of(peer)?)))
         .collect();
+    // The node links (rooms spanning nodes).
+    let is_link = |peer: &switchboard_signal::PeerInfo| peer.service.as_deref() == Some(LINK);
+    let mut links: HashSet<Arc<str>> = p
+        .peers()
+        .iter()
+        .filter(|peer| is_link(peer))
+        .map(|peer| peer.id.clone())
+        .collect();
     shared.add_participant(room.clone(), p.clone());
     tracing::debug!(%room, worker, peer = %p.peer_id(), "SFU joined the room");
     while !clients.is_empty() {
@@ -90,13 +178,17 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
                 if let Some(f) = Fixed::of(&peer) {
                     fixed.insert(peer.id.clone(), f);
                 }
+                if is_link(&peer) {
+                    links.insert(peer.id.clone());
+                }
                 if served(&peer) {
                     clients.insert(peer.id);
                 }
             }
             ServiceEvent::PeerLeft { peer, .. } => {
                 fixed.remove(&peer);
-                if clients.remove(&peer) {
+                let link = links.remove(&peer);
+                if clients.remove(&peer) || link {
                     shared.send(
                         worker,
                         Command::Leave {
@@ -116,7 +208,13 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
                 let Some(mut grants) = p.peer_grants(&from) else {
                     continue;
                 };
+                if link_task.is_none() && clients.contains(&from) {
+                    if let Some(plan) = link.take() {
+                        link_task = Some(tokio::spawn(plan.run()));
+                    }
+                }
                 let kind_of = fixed.get(&from).copied();
+                let link = links.contains(&from);
                 if kind_of == Some(Fixed::Player) {
                     // A player offers (the hub needs `publish` for that) but sends nothing.
                     grants.publish = false;
@@ -128,6 +226,7 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
                         from,
                         grants,
                         fixed: kind_of.is_some(),
+                        link,
                         kind,
                         payload,
                     },
@@ -146,7 +245,10 @@ async fn serve_room(p: Arc<ServiceParticipant>, shared: Arc<Shared>) {
         }
     }
     // Whoever is still known to the core leaves it with the room.
-    for peer in clients {
+    if let Some(t) = link_task {
+        t.abort();
+    }
+    for peer in clients.into_iter().chain(links) {
         shared.send(
             worker,
             Command::Leave {

@@ -32,6 +32,9 @@ pub enum Command {
         from: Arc<str>,
         grants: Grants,
         fixed: bool,
+        /// A node link (`service: "link"`): its `publish` names the peers of the far
+        /// node ([`switchboard_sfu::Sfu::set_link`]).
+        link: bool,
         kind: RelayKind,
         payload: Box<RawValue>,
     },
@@ -97,6 +100,14 @@ pub struct Counters {
     pub rooms_joined: AtomicU64,
     /// Packets for in-process participants lost to a full queue (or a participant gone).
     pub local_dropped: AtomicU64,
+    /// Node links (rooms spanning nodes, [`super::node_link`]): tracks relayed now from
+    /// other nodes and to them, and the RTP packets relayed.
+    pub link_tracks_in: AtomicU64,
+    pub link_tracks_out: AtomicU64,
+    pub link_packets_in: AtomicU64,
+    pub link_packets_out: AtomicU64,
+    /// SFU edges this node runs for rooms of other nodes.
+    pub edges: AtomicU64,
 }
 
 /// The SFU core's figures, as one worker last published them.

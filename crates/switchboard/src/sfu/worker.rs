@@ -108,7 +108,7 @@ impl SfuWorker {
                         .members
                         .get_mut(&room)
                         .is_some_and(|set| set.remove(&peer));
-                    if known {
+                    if known && reason != GoneReason::Left {
                         // Its connection is gone but it is still in the room: say so,
                         // so that it can offer again (a browser) or end (WHIP).
                         self.signal(&room, &peer, SignalKind::Message, gone_message(reason));
@@ -185,6 +185,7 @@ impl SfuWorker {
                 from,
                 grants,
                 fixed,
+                link,
                 kind,
                 payload,
             } => {
@@ -208,6 +209,9 @@ impl SfuWorker {
                         Ok(()) => {
                             if self.local.get(&room).is_some_and(|m| m.contains_key(&from)) {
                                 self.sfu.set_local_media(&room, &from);
+                            }
+                            if link {
+                                self.sfu.set_link(&room, &from);
                             }
                             self.members
                                 .entry(room.clone())
@@ -286,6 +290,7 @@ fn gone_message(reason: GoneReason) -> String {
         GoneReason::Closed => "closed",
         GoneReason::Idle => "idle",
         GoneReason::Error => "error",
+        GoneReason::Left => "left",
     };
     format!(r#"{{"sfu":"gone","reason":"{reason}"}}"#)
 }
