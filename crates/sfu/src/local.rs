@@ -18,22 +18,14 @@ use str0m::rtp::ExtensionValues;
 
 use crate::forward::RtpIn;
 use crate::output::LocalRtp;
+use crate::participant::Participant;
 use crate::sfu::Sfu;
 
 impl Sfu {
     /// From now on the media of `peer` in `room` is exchanged in-process (see the module
     /// docs). False when no such participant is on this SFU.
     pub fn set_local_media(&mut self, room: &str, peer: &str) -> bool {
-        let Some(pid) = self.pid(room, peer) else {
-            return false;
-        };
-        match self.parts[pid].as_mut() {
-            Some(p) => {
-                p.local_media = true;
-                true
-            }
-            None => false,
-        }
+        self.set_flag(room, peer, |p| p.local_media = true)
     }
 
     /// `peer` in `room` is a node-to-node link from now on: the entries of its `publish`
@@ -43,12 +35,15 @@ impl Sfu {
     /// subscribed like anyone to every track but its own, so a track that came in through
     /// a link never goes back through it. False when no such participant is here.
     pub fn set_link(&mut self, room: &str, peer: &str) -> bool {
-        let Some(pid) = self.pid(room, peer) else {
-            return false;
-        };
-        match self.parts[pid].as_mut() {
+        self.set_flag(room, peer, |p| p.link = true)
+    }
+
+    /// Apply `set` to participant `peer` of `room`; false when there is none.
+    fn set_flag(&mut self, room: &str, peer: &str, set: impl FnOnce(&mut Participant)) -> bool {
+        let pid = self.pid(room, peer);
+        match pid.and_then(|pid| self.parts[pid].as_mut()) {
             Some(p) => {
-                p.link = true;
+                set(p);
                 true
             }
             None => false,
