@@ -86,9 +86,18 @@ struct Cli {
     /// Give up waiting for subscribers' first media after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     join_timeout: f64,
-    /// The server process, for CPU-seconds and RSS.
+    /// The server process, for CPU-seconds and RSS; repeated: the processes of a cluster
+    /// (their sum).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Switchboard: the subscribers' signaling URL (another node of a cluster); default
+    /// `--url`.
+    #[arg(long)]
+    sub_url: Option<String>,
+    /// Switchboard: the SFU peer subscribers use, by name (an edge of a cluster,
+    /// `SFU@<node>`); they wait for it. Default: the room's first SFU peer.
+    #[arg(long)]
+    sub_sfu: Option<String>,
     /// Prometheus endpoint of the server (Switchboard's `/metrics`): the window's forwarded
     /// and dropped packet counters are read from it as a cross-check.
     #[arg(long)]
@@ -178,7 +187,7 @@ fn main() -> Result<()> {
             join_timeout_s: cli.join_timeout,
             warmup_s: cli.warmup,
             duration_s: cli.duration,
-            server_pid: cli.server_pid,
+            server_pid: cli.server_pid.first().copied(),
             metrics_url: cli.metrics_url.clone(),
         };
         let out = calls::run(&run, backend, &tx);
@@ -187,8 +196,15 @@ fn main() -> Result<()> {
         println!("{}", out?);
         return Ok(());
     }
-    let server = cli.server_pid;
-    let rss = || server.and_then(sys::process_rss_kb);
+    let servers = cli.server_pid.clone();
+    // Summed over the server processes; None when one cannot be read.
+    let sum_of = |f: fn(u32) -> Option<f64>| -> Option<f64> {
+        if servers.is_empty() {
+            return None;
+        }
+        servers.iter().map(|p| f(*p)).sum()
+    };
+    let rss = || sum_of(|p| sys::process_rss_kb(p).map(|kb| kb as f64)).map(|kb| kb as u64);
     let rss_start = rss();
     let rooms = cli.rooms.max(1);
     let publishers = cli.publishers * rooms;
@@ -203,7 +219,11 @@ fn main() -> Result<()> {
             feeds: Mutex::new(vec![Vec::new(); rooms]),
         }),
         Target::Switchboard => Arc::new(switchboard::SwitchboardBackend::new(
-            &cli.url, &cli.room, rooms,
+            &cli.url,
+            cli.sub_url.as_deref(),
+            cli.sub_sfu.as_deref(),
+            &cli.room,
+            rooms,
         )?),
         Target::JanusSip | Target::SwitchboardSip => bail!("a SIP target is run by calls::run"),
     };
@@ -260,13 +280,15 @@ fn main() -> Result<()> {
     // The window.
     let me = std::process::id();
     let cpu = |pid: Option<u32>| pid.and_then(sys::process_cpu_s);
+    let server_cpu_now = || sum_of(sys::process_cpu_s);
     // Counters (deltas over the window), then gauges read at its end.
-    const COUNTERS: [&str; 5] = [
+    const COUNTERS: [&str; 6] = [
         "switchboard_sfu_forwarded_packets_total",
         "switchboard_sfu_subscriber_dropped_packets_total",
         "switchboard_sfu_plis_sent_total",
         "switchboard_sfu_bwe_bps{stat=\"min\"}",
         "switchboard_sfu_bwe_bps{stat=\"sum\"}",
+        "switchboard_sfu_link_packets_total{dir=\"in\"}",
     ];
     let scrape = || {
         cli.metrics_url.as_deref().and_then(|u| {
@@ -276,14 +298,14 @@ fn main() -> Result<()> {
         })
     };
     let m0 = scrape();
-    let (s0, c0) = (cpu(server), cpu(Some(me)));
+    let (s0, c0) = (server_cpu_now(), cpu(Some(me)));
     tx.send(Cmd::WindowStart)
         .map_err(|_| anyhow!("media thread gone"))?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(cli.duration.max(0.1)));
     let mut report = ask(&tx, |reply| Cmd::Report { reply })?;
     let wall = t0.elapsed().as_secs_f64();
-    let (s1, c1) = (cpu(server), cpu(Some(me)));
+    let (s1, c1) = (server_cpu_now(), cpu(Some(me)));
     let m1 = scrape();
     let delta = |i: usize| {
         m0.as_ref()
@@ -323,6 +345,8 @@ fn main() -> Result<()> {
             .map(|c| round3(report.rx_packets as f64 / c)),
         "server_counters": {"forwarded_packets": delta(0), "subscriber_dropped_packets": delta(1),
             "plis_sent": delta(2),
+            // A cluster node's node links (rooms spanning nodes): packets relayed in.
+            "link_packets_in": delta(5),
             "bwe_min_bps": m1.as_ref().and_then(|m| m[3]),
             "bwe_mean_bps": m1.as_ref().and_then(|m| m[4])
                 .map(|sum| round3(sum / (cli.subscribers + publishers) as f64))},

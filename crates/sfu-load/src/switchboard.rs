@@ -22,14 +22,26 @@ type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 pub struct SwitchboardBackend {
     url: String,
+    /// Where subscribers signal (another node of a cluster), and the SFU they use by name.
+    sub_url: String,
+    sub_sfu: Option<String>,
     /// Room names: the given name alone for one room, else `name-0`, `name-1`, …
     rooms: Vec<String>,
 }
 
 impl SwitchboardBackend {
-    pub fn new(url: &str, room: &str, rooms: usize) -> Result<SwitchboardBackend> {
-        if !url.starts_with("ws://") {
-            bail!("the Switchboard URL is ws://host:port/ws, got {url}");
+    pub fn new(
+        url: &str,
+        sub_url: Option<&str>,
+        sub_sfu: Option<&str>,
+        room: &str,
+        rooms: usize,
+    ) -> Result<SwitchboardBackend> {
+        let sub_url = sub_url.unwrap_or(url);
+        for u in [url, sub_url] {
+            if !u.starts_with("ws://") {
+                bail!("the Switchboard URL is ws://host:port/ws, got {u}");
+            }
         }
         let rooms = match rooms {
             0 | 1 => vec![room.to_string()],
@@ -37,6 +49,8 @@ impl SwitchboardBackend {
         };
         Ok(SwitchboardBackend {
             url: url.to_string(),
+            sub_url: sub_url.to_string(),
+            sub_sfu: sub_sfu.map(str::to_string),
             rooms,
         })
     }
@@ -46,12 +60,24 @@ impl SwitchboardBackend {
 pub(crate) struct Session {
     ws: Ws,
     sfu: Option<String>,
+    /// Use only the SFU peer of this name (an edge of a cluster).
+    want_sfu: Option<String>,
     /// When this participant started signaling (the start of its join time).
     started_ns: u64,
 }
 
 impl Session {
     pub(crate) fn join(url: &str, room: &str, name: &str) -> Result<Session> {
+        Session::join_with(url, room, name, None)
+    }
+
+    /// As [`Session::join`], using only the SFU peer named `want_sfu` when given.
+    pub(crate) fn join_with(
+        url: &str,
+        room: &str,
+        name: &str,
+        want_sfu: Option<&str>,
+    ) -> Result<Session> {
         let started_ns = crate::sys::mono_ns();
         let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("connecting {url}"))?;
         if let MaybeTlsStream::Plain(s) = ws.get_mut() {
@@ -61,6 +87,7 @@ impl Session {
         let mut s = Session {
             ws,
             sfu: None,
+            want_sfu: want_sfu.map(str::to_string),
             started_ns,
         };
         s.send(&json!({"type": "join", "room": room, "name": name, "topology": "sfu"}))?;
@@ -75,7 +102,7 @@ impl Session {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .find(|p| p["service"] == "sfu")
+                        .find(|p| s.is_our_sfu(p))
                         .and_then(|p| p["id"].as_str())
                         .map(str::to_string);
                     return Ok(s);
@@ -100,7 +127,7 @@ impl Session {
                     if let Some(seq) = v["seq"].as_u64() {
                         self.send(&json!({"type": "ack", "seq": seq}))?;
                     }
-                    if v["type"] == "peer-joined" && v["peer"]["service"] == "sfu" {
+                    if v["type"] == "peer-joined" && self.is_our_sfu(&v["peer"]) {
                         self.sfu = v["peer"]["id"].as_str().map(str::to_string);
                     }
                     return Ok(Some(v));
@@ -116,6 +143,15 @@ impl Session {
             }
         }
         Ok(None)
+    }
+
+    /// Whether peer `p` (a `peers` entry) is the SFU this participant uses.
+    fn is_our_sfu(&self, p: &Value) -> bool {
+        p["service"] == "sfu"
+            && self
+                .want_sfu
+                .as_deref()
+                .is_none_or(|name| p["name"] == name)
     }
 
     /// Waits for the SFU peer to be known.
@@ -258,7 +294,12 @@ impl crate::Backend for SwitchboardBackend {
             .rooms
             .get(room)
             .ok_or_else(|| anyhow!("no room {room}"))?;
-        let mut s = Session::join(&self.url, room, &format!("sub{id}"))?;
+        let mut s = Session::join_with(
+            &self.sub_url,
+            room,
+            &format!("sub{id}"),
+            self.sub_sfu.as_deref(),
+        )?;
         offer_and_answer(&mut s, id, Role::Subscriber, media)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
