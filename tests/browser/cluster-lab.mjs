@@ -141,7 +141,19 @@ const BLANK = '<!doctype html><meta charset="utf-8"><title>cluster test</title><
  * video } of the tracks shown for it) and `window.__events` (SDK events with their time).
  */
 async function pageJoin({ urls, room, name, topology, region, autoIce }) {
-  const { Switchboard } = await import('/sdk/switchboard.js');
+  // The page's own set-up, not the call: a network change in this namespace (a lab
+  // plugged in or out) aborts requests in flight, and a failed module import is not
+  // fetched again under the same URL.
+  let Switchboard;
+  for (let i = 0; !Switchboard; i++) {
+    try {
+      ({ Switchboard } = await import(`/sdk/switchboard.js${i ? `?retry=${i}` : ''}`));
+    } catch (e) {
+      if (i >= 2) throw e;
+      console.warn(`[harness] SDK import failed (${e.message}); trying again`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   // The ICE servers from /api/ice-servers only when a test asks for them (a region's, or
   // the node's, which also names the node: its SFU edge is the one to use).
   const ice = region ? { iceServers: 'auto', region } : autoIce ? { iceServers: 'auto' } : { iceServers: [] };

@@ -132,6 +132,11 @@ plug() {
   local ns=$1 port=$2 dev=$3 addr=$4
   ip -n "$ns" link add "$dev" type veth peer name "$port" netns "$ID-hub"
   ip -n "$ID-hub" link set "$port" master br0 up
+  # No IPv6 link-local address: the lab is IPv4, and one that appears a second or two
+  # after `up` (once DAD ends) is a network change to a Chromium already running in an
+  # attached namespace, which aborts its requests in flight (net::ERR_NETWORK_CHANGED:
+  # an SDK import of cluster.test.mjs's first test failed that way in CI, twice).
+  ip -n "$ns" link set "$dev" addrgenmode none
   ip -n "$ns" addr add "$addr/24" dev "$dev"
   ip -n "$ns" link set "$dev" up
 }
