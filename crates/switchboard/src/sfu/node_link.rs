@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -35,10 +35,6 @@ const LINK_GRANTS: Grants = Grants {
 
 /// How long the link waits for the owner's SFU to be in the room.
 const OWNER_SFU_WAIT: Duration = Duration::from_secs(10);
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a node link needs to start: the room, this node's name, the edge's peer id, the
 /// address its socket binds.
@@ -201,7 +197,8 @@ async fn drive(
                     contents,
                     ..
                 } => {
-                    sides.insert(destination, side);
+                    // Learned once per remote address, not rewritten per packet.
+                    sides.entry(destination).or_insert(side);
                     // A full socket buffer drops the datagram, as the network would.
                     let _ = sock.try_send_to(&contents, destination);
                 }

@@ -93,7 +93,7 @@ pub async fn serve(
             continue;
         }
         let Some(e) = edges.as_ref() else { continue };
-        if !super::node_link::lock(&edge_rooms).insert(room.clone()) {
+        if !super::shared::lock(&edge_rooms).insert(room.clone()) {
             continue; // one edge per room
         }
         let (sig, sh, rooms) = (signaling.clone(), shared.clone(), edge_rooms.clone());
@@ -126,7 +126,7 @@ pub async fn serve(
                 }
                 Err(e) => tracing::warn!(%room, error = %e, "the SFU edge could not join a room"),
             }
-            super::node_link::lock(&rooms).remove(&room);
+            super::shared::lock(&rooms).remove(&room);
         });
     }
 }
