@@ -144,26 +144,51 @@ export async function warmUp(browser, { url, contextOptions } = {}) {
 export async function loadPage(page, url, { ready, what = 'the page' } = {}) {
   const t0 = Date.now();
   const thrown = [];
+  const failed = [];
   const onError = (e) => thrown.push(e.message);
+  const onFailed = (r) => failed.push(`${r.url()}: ${r.failure()?.errorText}`);
   page.on('pageerror', onError);
+  page.on('requestfailed', onFailed);
   try {
-    let response;
-    try {
-      response = await page.goto(url, { timeout: PAGE_LOAD_LIMIT_MS });
-    } catch (e) {
-      if (/Timeout/i.test(e.name + e.message)) throw new HarnessError(`${what} at ${url} did not load`, Date.now() - t0, e);
-      throw e;
-    }
-    if (response && !response.ok()) throw new Error(`${what} at ${url}: the server answered ${response.status()}`);
-    if (!ready) return;
-    const left = Math.max(1000, PAGE_LOAD_LIMIT_MS - (Date.now() - t0));
-    try {
-      await page.waitForFunction(ready, null, { timeout: left });
-    } catch (e) {
-      if (thrown.length) throw new Error(`${what} at ${url} failed to start: ${thrown.join('; ')}`);
-      throw new HarnessError(`${what} at ${url} did not run its script`, Date.now() - t0, e);
+    // A network change in the page's namespace (a lab plugging a device in) aborts the
+    // page's requests in flight with ERR_NETWORK_CHANGED, and a module whose fetch failed
+    // never runs: load the page again then, twice at most. Not the product failing.
+    for (let attempt = 0; ; attempt++) {
+      failed.length = 0;
+      let response;
+      try {
+        response = await page.goto(url, { timeout: Math.max(1000, PAGE_LOAD_LIMIT_MS - (Date.now() - t0)) });
+      } catch (e) {
+        if (/ERR_NETWORK_CHANGED/.test(e.message) && attempt < 2) continue;
+        if (/Timeout/i.test(e.name + e.message)) throw new HarnessError(`${what} at ${url} did not load`, Date.now() - t0, e);
+        throw e;
+      }
+      if (response && !response.ok()) throw new Error(`${what} at ${url}: the server answered ${response.status()}`);
+      if (!ready) return;
+      const networkChanged = () => failed.some((f) => /ERR_NETWORK_CHANGED/.test(f));
+      // Waited for in slices, so a network change is acted on within seconds.
+      let again = false;
+      while (!again) {
+        const left = PAGE_LOAD_LIMIT_MS - (Date.now() - t0);
+        try {
+          await page.waitForFunction(ready, null, { timeout: Math.max(500, Math.min(2000, left)), polling: 100 });
+          return;
+        } catch (e) {
+          if (!/Timeout/i.test(e.name + e.message)) throw e;
+          if (networkChanged() && attempt < 2 && left > 2000) {
+            console.log(`[harness] ${what} at ${url}: requests ended by a network change (${failed.join('; ')}); loading it again`);
+            thrown.length = 0;
+            again = true;
+          } else if (left <= 2000) {
+            if (thrown.length) throw new Error(`${what} at ${url} failed to start: ${thrown.join('; ')}`);
+            const why = failed.length ? ` (failed requests: ${failed.join('; ')})` : '';
+            throw new HarnessError(`${what} at ${url} did not run its script${why}`, Date.now() - t0, e);
+          }
+        }
+      }
     }
   } finally {
     page.off('pageerror', onError);
+    page.off('requestfailed', onFailed);
   }
 }

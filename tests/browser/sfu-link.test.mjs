@@ -38,6 +38,12 @@ function setUpLink() {
   mkdirSync(`/etc/netns/${NSX}`, { recursive: true });
   writeFileSync(`/etc/netns/${NSX}/resolv.conf`, 'nameserver 127.0.0.1\n');
   sh('ip', ['link', 'add', VETH, 'type', 'veth', 'peer', 'name', 'sbsub0', 'netns', NSX]);
+  // No IPv6 link-local addresses: one appearing after DAD, a second or two after `up`, is
+  // a network change to the Chromium already running on either side, which aborts its
+  // requests in flight (net::ERR_NETWORK_CHANGED; the subscriber's page once never ran
+  // its script that way in CI).
+  sh('ip', ['link', 'set', VETH, 'addrgenmode', 'none']);
+  sh('ip', ['-n', NSX, 'link', 'set', 'sbsub0', 'addrgenmode', 'none']);
   sh('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', VETH]);
   sh('ip', ['link', 'set', VETH, 'up']);
   sh('ip', ['-n', NSX, 'addr', 'add', `${SUB_IP}/24`, 'dev', 'sbsub0']);

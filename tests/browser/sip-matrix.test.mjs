@@ -157,6 +157,10 @@ async function withNonLoopbackAddress(fn) {
   };
   try {
     ip('link', 'add', 'sbice0', 'type', 'veth', 'peer', 'name', 'sbice1');
+    // No IPv6 link-local addresses: each would be one more network change to the running
+    // Chromium a second or two later, mid-call (it aborts requests in flight).
+    ip('link', 'set', 'sbice0', 'addrgenmode', 'none');
+    ip('link', 'set', 'sbice1', 'addrgenmode', 'none');
     ip('addr', 'add', '192.0.2.200/32', 'dev', 'sbice0');
     ip('link', 'set', 'sbice0', 'up');
     ip('link', 'set', 'sbice1', 'up');

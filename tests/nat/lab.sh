@@ -80,6 +80,10 @@ destroy_lab() {
 attach() {
   local ns=$1 port=$2 addr=$3
   ip -n "$ns" link add wan type veth peer name "$port" netns "$PUB"
+  # No IPv6 link-local address (the lab is IPv4): one appearing after DAD, a second or
+  # two after `up`, is a network change to a Chromium already running in the namespace,
+  # which aborts its requests in flight (net::ERR_NETWORK_CHANGED).
+  ip -n "$ns" link set wan addrgenmode none
   ip -n "$PUB" link set "$port" master br0 up
   ip -n "$ns" addr add "$addr/24" dev wan
   ip -n "$ns" link set wan up
@@ -104,6 +108,8 @@ nat_client() {
   newns "$r"; newns "$c"
   attach "$r" "p-$name" "$wan"
   ip -n "$r" link add lan type veth peer name eth0 netns "$c"
+  ip -n "$r" link set lan addrgenmode none # as in attach
+  ip -n "$c" link set eth0 addrgenmode none
   ip -n "$r" addr add "$lan.1/24" dev lan
   ip -n "$r" link set lan up
   ip -n "$c" addr add "$lan.2/24" dev eth0
