@@ -407,6 +407,16 @@ fn a_partitioned_node_splits_no_room_and_delivers_nothing_twice() {
     let view = wait_status(&lab, |v| !v.live.contains("n3"));
     assert_eq!(view.live, names(&["n1", "n2"]), "{view:?}");
     assert_eq!(view.owner("r"), Some("n1"), "{view:?}");
+    // ... and act on it: the store shows n3's key gone at once, but each node learns it
+    // (drops n3's bridges, marks it dead) at its next heartbeat. A heal before that is
+    // no death to anyone (CI once healed in between, and c rightly stayed open).
+    for n in [1, 2] {
+        assert_eq!(
+            metric_settles(&lab, n, "switchboard_cluster_nodes", 2),
+            Some(2),
+            "n{n}'s own view without n3"
+        );
+    }
     eprintln!(
         "partition -> n3 out of the cluster: {} ms",
         cut.elapsed().as_millis()
