@@ -2,7 +2,10 @@
 // switchboard nodes (cluster-lab.mjs), pages using the SDK's `urls`. Kill -9 the node two
 // pages of a call use (the room's node, and in an SFU call its SFU, too): both resume on
 // another node, nobody sees a leave, every page decodes every other again (mesh: an ICE
-// restart across nodes completes; SFU: through the SFU of the room's new node). The time
+// restart across nodes completes; SFU: through the SFU of the room's new node). An SFU
+// room spanning nodes, too: its room node dies while the two other pages are on the SFU
+// edges of their own nodes; the edge of the node that does not take the room over links
+// to the one that does. The time
 // from the kill to the resume and to video flowing again is printed, not asserted; the
 // killed node is started again for the next test. Calls across nodes: cluster.test.mjs.
 //
@@ -11,7 +14,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scope, randomId, waitFor, sleep } from './harness.mjs';
 import { expectAllFlowing } from './sfu-helpers.mjs';
-import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, fromNode } from './cluster-lab.mjs';
+import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, nodeMetric as metricOf, sfuRemoteIp } from './cluster-lab.mjs';
+
+const nodeMetric = (i, name, labels) => metricOf(cluster, i, name, labels);
 
 let browser;
 let cluster;
@@ -108,22 +113,33 @@ async function iceUfrags(p, id) {
 }
 
 /**
- * Kill -9 node n1, which two pages of a `topology` call use and where the room lives; the
+ * Kill -9 node n1, which two pages of a `topology` call use and where the room lives (with
+ * `span`, one page; the two others are each served by their own node's SFU edge); the
  * checks of a user: both resume on another node with the same peer id, nobody sees a
  * leave or a re-join, everyone decodes everyone again. Prints the failover times; n1 is
  * started again at the end.
  */
-async function failover(t, s, topology) {
-  const room = randomId(`cfail-${topology}-`);
+async function failover(t, s, topology, { span = false } = {}) {
+  const room = randomId(`cfail-${topology}${span ? '-span' : ''}-`);
   const sfu = topology === 'sfu';
+  // span: each page uses its own node's SFU (the SDK's iceServers 'auto' names the node).
+  const opts = { topology, autoIce: span };
   // Ada joins first on n1, so the room (and, SFU, its SFU) lives on n1
   // (--cluster-placement local): the kill takes the room's node and Ada's and Bob's.
-  const ada = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Ada', { topology });
-  const bob = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Bob', { topology });
-  const cleo = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Cleo', { topology });
+  // span: Bob signals through n3 and Cleo through n2, each served by its node's edge,
+  // linked to the room's SFU on n1. The room moves to n2 or n3 (whichever claims it
+  // first once n1's lease runs out); the other node's edge must then link to it.
+  const [n1, n2, n3] = cluster.urls;
+  const ada = await openClusterPage(s, browser, [n1, n2, n3], room, 'Ada', opts);
+  const bob = await openClusterPage(s, browser, span ? [n3, n2, n1] : [n1, n2, n3], room, 'Bob', opts);
+  const cleo = await openClusterPage(s, browser, [n2, n3, n1], room, 'Cleo', opts);
   const ps = [ada, bob, cleo];
-  assert.deepEqual(ps.map((p) => p.node), [cluster.urls[0], cluster.urls[0], cluster.urls[1]], 'the nodes the pages joined on');
+  assert.deepEqual(ps.map((p) => p.node), [n1, span ? n3 : n1, n2], 'the nodes the pages joined on');
   for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: sfu, timeout: 60000 });
+  if (span) {
+    assert.equal(await sfuRemoteIp(bob), new URL(n3).hostname, 'Bob uses n3\'s edge before the kill');
+    assert.equal(await sfuRemoteIp(cleo), new URL(n2).hostname, 'Cleo uses n2\'s edge before the kill');
+  }
   for (const p of ps) await startFrameLog(p);
   await sleep(1500);
 
@@ -156,16 +172,27 @@ async function failover(t, s, topology) {
     }
 
     if (sfu) {
-      // The media now goes through the SFU of the room's new node: not n1's address.
+      // The media now goes through the SFU of the room's new node, not n1's address;
+      // span: each page's through its own node's SFU (the room's own or that node's edge,
+      // linked to the room's new node).
       const killedIp = new URL(cluster.urls[0]).hostname;
       for (const p of ps) {
-        const remote = await waitFor(() => p.page.evaluate(async () => {
-          const stats = await window.sbApp.sb.sfu.pc.getStats();
-          let pair = null;
-          stats.forEach((x) => { if (x.type === 'transport' && x.selectedCandidatePairId) pair = stats.get(x.selectedCandidatePairId); });
-          return pair && stats.get(pair.remoteCandidateId)?.address;
-        }), { timeout: 10000, what: `${p.name}: a selected pair on the SFU connection` });
+        const remote = await waitFor(() => sfuRemoteIp(p), { timeout: 10000, what: `${p.name}: a selected pair on the SFU connection` });
         assert.notEqual(remote, killedIp, `${p.name}: media still addressed to the killed node`);
+        if (span) {
+          const node = await p.page.evaluate(() => window.sbApp.sb.url);
+          await waitFor(async () => (await sfuRemoteIp(p)) === new URL(node).hostname,
+            { timeout: 30000, what: `${p.name}: media through the SFU of its node ${node}` });
+        }
+      }
+      if (span) {
+        for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: true, audio: true, timeout: 30000 });
+        // The pages are on two nodes now: one edge linked to the room's new node.
+        const linked = async () => [await nodeMetric(1, 'switchboard_sfu_link_tracks', 'dir="in"'), await nodeMetric(2, 'switchboard_sfu_link_tracks', 'dir="in"')];
+        const tracks = await waitFor(async () => { const l = await linked(); return l[0] + l[1] > 0 && l; },
+          { timeout: 10000, what: 'an edge (n2 or n3) linked to the room\'s new node' });
+        const where = await Promise.all(ps.map(async (p) => `${p.name} on ${await p.page.evaluate(() => window.sbApp.sb.url)} via SFU ${await sfuRemoteIp(p)}`));
+        t.diagnostic(`after the failover: ${where.join('; ')}; link tracks in: n2 ${tracks[0]}, n3 ${tracks[1]}`);
       }
     } else {
       // Signaling goes on through the room's new node: an ICE restart Ada -> Cleo needs its
@@ -188,3 +215,6 @@ test('mesh: kill -9 the node two pages of a call use: both resume on another nod
 
 test('SFU: kill -9 the node two pages of a call and the room\'s SFU use: both resume on another node, nobody sees a leave, video flows again', { timeout: 300000 },
   (t) => scope('cluster-failover-sfu', (s) => withNodeLogs(cluster, () => failover(t, s, 'sfu'))));
+
+test('SFU room spanning nodes: kill -9 the room\'s node, which one page uses, while the two others use the edges of their own nodes: all resume, nobody sees a leave, each page ends on its own node\'s SFU, an edge links to the room\'s new node, video flows again', { timeout: 300000 },
+  (t) => scope('cluster-failover-span', (s) => withNodeLogs(cluster, () => failover(t, s, 'sfu', { span: true }))));

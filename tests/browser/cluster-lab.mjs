@@ -248,3 +248,19 @@ export async function withNodeLogs(cluster, fn) {
 
 /** The peer ids of the pages of `ps` other than `p`. */
 export const others = (ps, p) => ps.filter((q) => q !== p).map((q) => q.peerId);
+
+/** Node `i`'s metric (the sum of its samples whose labels contain `labels`). */
+export async function nodeMetric(cluster, i, name, labels = '') {
+  const host = new URL(cluster.urls[i]).hostname;
+  const text = await (await fetch(`http://${host}:9641/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith(name) && l.includes(labels) && !l.startsWith('#'))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+/** The remote address of the selected ICE pair of page `p`'s SFU connection (null: none yet). */
+export const sfuRemoteIp = (p) => p.page.evaluate(async () => {
+  const stats = await window.sbApp.sb.sfu.pc.getStats();
+  let pair = null;
+  stats.forEach((x) => { if (x.type === 'transport' && x.selectedCandidatePairId) pair = stats.get(x.selectedCandidatePairId); });
+  return pair ? stats.get(pair.remoteCandidateId)?.address || null : null;
+});

@@ -11,8 +11,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scope, randomId, sleep, waitFor } from './harness.mjs';
-import { expectAllFlowing } from './sfu-helpers.mjs';
-import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, fromNode } from './cluster-lab.mjs';
+import { expectAllFlowing, fakeCamera } from './sfu-helpers.mjs';
+import { startCluster, launchClusterBrowser, withNodeLogs, others, openClusterPage, eventsOf, fromNode, nodeMetric as metricOf, sfuRemoteIp } from './cluster-lab.mjs';
+
+const nodeMetric = (i, name, labels) => metricOf(cluster, i, name, labels);
 
 let browser;
 let cluster;
@@ -91,22 +93,6 @@ test('the SDK\'s region option: a page signaling on n1 gets the STUN and TURN of
   assert.deepEqual(urlsOf(seen.sdk), urlsOf(seen.n2), 'the SDK with region r2 uses n2\'s servers');
 })));
 
-/** The remote address of the selected ICE pair of page `p`'s SFU connection. */
-const sfuRemoteIp = (p) => p.page.evaluate(async () => {
-  const stats = await window.sbApp.sb.sfu.pc.getStats();
-  let pair = null;
-  stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
-  return pair ? stats.get(pair.remoteCandidateId)?.address : null;
-});
-
-/** A node's metric (the sum of its samples whose labels contain `labels`). */
-async function nodeMetric(i, name, labels = '') {
-  const host = new URL(cluster.urls[i]).hostname;
-  const text = await (await fetch(`http://${host}:9641/metrics`)).text();
-  return text.split('\n').filter((l) => l.startsWith(name) && l.includes(labels) && !l.startsWith('#'))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-}
-
 /** Packets page `p` received so far on the tracks of peer `id` (audio and video). */
 const packetsFrom = (p, id) => p.page.evaluate(async (peer) => {
   const { sb, grid } = window.sbApp;
@@ -116,10 +102,27 @@ const packetsFrom = (p, id) => p.page.evaluate(async (peer) => {
   return n;
 }, id);
 
-test('an SFU room spanning two nodes: the page on n1 and the two on n2 each use their node\'s SFU, every page decodes the others, each track crosses the link once', { timeout: 240000 }, () => scope('cluster-span', (s) => withNodeLogs(cluster, async () => {
+/** Packets page `p` sent to its SFU so far (every RTP stream: each simulcast layer, audio). */
+const packetsSent = (p) => p.page.evaluate(async () => {
+  let n = 0;
+  (await window.sbApp.sb.sfu.pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp') n += r.packetsSent; });
+  return n;
+});
+
+/** The frame height page `p` decodes of peer `id`'s video. */
+const heightOf = (p, id) => p.page.evaluate(async (peer) => {
+  const { sb, grid } = window.sbApp;
+  const v = grid.get(peer)?.stream.getVideoTracks()[0];
+  let h = 0;
+  if (v) (await sb.sfu.pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.trackIdentifier === v.id) h = r.frameHeight || 0; });
+  return h;
+}, id);
+
+test('an SFU room spanning two nodes: the page on n1 and the two on n2 each use their node\'s SFU, every page decodes the others, each packet crosses the link once, each page on n2 gets the layer its tile wants, the speaker on n1 is the speaker on n2', { timeout: 240000 }, () => scope('cluster-span', (s) => withNodeLogs(cluster, async () => {
   const room = randomId('cspan-');
   const opts = { topology: 'sfu', autoIce: true };
-  const ada = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Ada', opts);
+  // Ada's camera large enough for two simulcast layers or more (the others' stay small).
+  const ada = await openClusterPage(s, browser, fromNode(cluster.urls, 0), room, 'Ada', { ...opts, init: [fakeCamera(640, 360, 15)] });
   const bob = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Bob', opts);
   const bud = await openClusterPage(s, browser, fromNode(cluster.urls, 1), room, 'Bud', opts);
   const ps = [ada, bob, bud];
@@ -133,14 +136,36 @@ test('an SFU room spanning two nodes: the page on n1 and the two on n2 each use 
   assert.equal(await nodeMetric(1, 'switchboard_sfu_link_tracks', 'dir="out"'), 4, 'tracks out of n2');
   // (The rooms of earlier tests may keep their edges until their members' grace ends.)
   assert.ok(await nodeMetric(1, 'switchboard_sfu_edges') >= 1, 'n2 runs an edge');
-  // Packets: what crossed into n2 over 5 s against what one subscriber there received of
-  // Ada's in the same time (twice as much would be a copy per subscriber).
-  const [in0, bob0, bud0] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
+
+  // Layers: Bob shows Ada small, Bud large; n2's SFU chooses for each from the layers
+  // that all crossed.
+  await bob.page.evaluate((id) => window.sbApp.sb.setView(id, { width: 160, height: 90 }), ada.peerId);
+  await bud.page.evaluate((id) => window.sbApp.sb.setView(id, { width: 640, height: 360 }), ada.peerId);
+  let heights = [];
+  await waitFor(async () => {
+    heights = [await heightOf(bob, ada.peerId), await heightOf(bud, ada.peerId)];
+    return heights[0] > 0 && heights[0] < heights[1];
+  }, { timeout: 60000, interval: 1000, what: 'Bob (small tile) decoding a lower layer of Ada than Bud (large tile)' })
+    .catch((e) => { throw new Error(`${e.message}; last heights (Bob, Bud) ${heights}`); });
+  process.stderr.write(`[cluster-span] Ada's video decoded at ${heights[0]}p by Bob (small tile), ${heights[1]}p by Bud (large tile), both on n2\n`);
+
+  // Packets: what crossed into n2 over 5 s against what Ada sent in the same time, all
+  // her layers and her audio (a copy per subscriber would be up to twice as much).
+  const [in0, sent0, bob0, bud0] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsSent(ada), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
   await sleep(5000);
-  const [in1, bob1, bud1] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
-  const crossed = in1 - in0;
-  const got = Math.min(bob1 - bob0, bud1 - bud0);
-  process.stderr.write(`[cluster-span] link packets into n2 in 5 s: ${crossed}; Bob received ${bob1 - bob0} of Ada's, Bud ${bud1 - bud0}\n`);
-  assert.ok(got > 50, `Bob and Bud received ${bob1 - bob0} and ${bud1 - bud0} packets of Ada's in 5 s`);
-  assert.ok(crossed < 1.5 * got && crossed > 0.5 * got, `link packets into n2 (${crossed}) against one subscriber's (${got}): once, not per subscriber`);
+  const [in1, sent1, bob1, bud1] = [await nodeMetric(1, 'switchboard_sfu_link_packets_total', 'dir="in"'), await packetsSent(ada), await packetsFrom(bob, ada.peerId), await packetsFrom(bud, ada.peerId)];
+  const [crossed, sent] = [in1 - in0, sent1 - sent0];
+  process.stderr.write(`[cluster-span] in 5 s: Ada sent ${sent} packets, ${crossed} crossed into n2; Bob received ${bob1 - bob0} of Ada's, Bud ${bud1 - bud0}\n`);
+  assert.ok(bob1 - bob0 > 50 && bud1 - bud0 > 50, `Bob and Bud received ${bob1 - bob0} and ${bud1 - bud0} packets of Ada's in 5 s`);
+  assert.ok(crossed > 0.8 * sent && crossed < 1.2 * sent, `link packets into n2 (${crossed}) against what Ada sent (${sent}): once, not per subscriber`);
+
+  // Speaker: Bob and Bud mute their microphones; Ada's tone makes her the dominant
+  // speaker, found by n1's SFU and by n2's from the levels that crossed.
+  for (const p of [bob, bud]) {
+    await p.page.evaluate(() => window.sbApp.sb.sfu.pc.getSenders().forEach((x) => { if (x.track?.kind === 'audio') x.track.enabled = false; }));
+  }
+  for (const p of [bob, bud]) {
+    await waitFor(() => p.page.evaluate((id) => window.sbApp.sb.speaker === id, ada.peerId),
+      { timeout: 20000, what: `${p.name} (on n2) names Ada (on n1) the speaker` });
+  }
 })));

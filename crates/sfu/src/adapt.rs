@@ -152,6 +152,22 @@ impl Sfu {
     /// the publisher for a keyframe of it.
     pub(crate) fn choose_layers(&mut self, sub: Pid) {
         let now = self.now;
+        let Some(s) = self.parts[sub].as_mut() else {
+            return;
+        };
+        if s.link {
+            // A link gets every layer of each video (`Sfu::forward_layer`): nothing to
+            // choose, and no rate to probe for; its audio slots just get going.
+            for sl in &mut s.slots {
+                if sl.kind == MediaKind::Audio
+                    && sl.track.is_some()
+                    && sl.rewriter.target().is_none()
+                {
+                    sl.rewriter.set_target(Some(0));
+                }
+            }
+            return;
+        }
         let Some(s) = self.parts[sub].as_ref() else {
             return;
         };

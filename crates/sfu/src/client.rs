@@ -18,11 +18,12 @@ use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelConfig;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use crate::layer::{link_rid, link_simulcast};
 use crate::message::{PublishedTrack, SfuMessage, Source};
 use crate::output::SignalKind;
 
@@ -55,6 +56,9 @@ pub struct RemoteTrack {
 pub struct ReceivedRtp {
     /// The m-line it came on (see [`SfuClient::remote`]).
     pub mid: Mid,
+    /// Its simulcast layer, when the m-line has several (an SFU sends a link every layer
+    /// of a video, rid = the layer's index: [`crate::layer::LINK_RIDS`]).
+    pub rid: Option<Rid>,
     /// Its codec (payload types differ per connection; the codec does not).
     pub codec: Codec,
     /// Extended sequence number.
@@ -78,8 +82,9 @@ pub enum ClientOutput {
     },
     /// RTP of a remote track.
     Rtp(ReceivedRtp),
-    /// The SFU asks for a keyframe of the published track on `mid`.
-    KeyframeRequest { mid: Mid },
+    /// The SFU asks for a keyframe of the published track on `mid` (of its layer `rid`,
+    /// for a layered one).
+    KeyframeRequest { mid: Mid, rid: Option<Rid> },
     /// The SFU's map of remote tracks changed (see [`SfuClient::remote`]).
     TracksChanged,
     /// ICE and DTLS are up.
@@ -91,6 +96,8 @@ struct Outgoing {
     kind: MediaKind,
     source: Source,
     origin: Option<Arc<str>>,
+    /// Sent as simulcast with the [`crate::layer::LINK_RIDS`] layers.
+    layered: bool,
     /// Its m-line, once in an offer.
     mid: Option<Mid>,
     /// Answered: packets may flow.
@@ -110,6 +117,8 @@ pub struct SfuClient {
     offer_due: bool,
     has_channel: bool,
     remote: HashMap<Mid, RemoteTrack>,
+    /// The room's dominant speaker as the SFU last named it.
+    speaker: Option<Arc<str>>,
     out: VecDeque<ClientOutput>,
     next_timeout: Instant,
 }
@@ -128,6 +137,7 @@ impl SfuClient {
             offer_due: true,
             has_channel: false,
             remote: HashMap::new(),
+            speaker: None,
             out: VecDeque::new(),
             next_timeout: now,
         })
@@ -137,10 +147,28 @@ impl SfuClient {
     /// peer) or our own: it goes into the next offer. Returns its handle for
     /// [`SfuClient::write_rtp`].
     pub fn publish(&mut self, kind: MediaKind, source: Source, origin: Option<Arc<str>>) -> usize {
+        self.push_outgoing(kind, source, origin, false)
+    }
+
+    /// Publish a video as simulcast, its layers on the rids [`crate::layer::LINK_RIDS`]
+    /// (0 the smallest): the SFU then chooses a layer per subscriber, as for a browser's
+    /// simulcast. Write each layer's packets with its rid ([`SfuClient::write_rtp`]).
+    pub fn publish_layered(&mut self, source: Source, origin: Option<Arc<str>>) -> usize {
+        self.push_outgoing(MediaKind::Video, source, origin, true)
+    }
+
+    fn push_outgoing(
+        &mut self,
+        kind: MediaKind,
+        source: Source,
+        origin: Option<Arc<str>>,
+        layered: bool,
+    ) -> usize {
         self.outgoing.push(Outgoing {
             kind,
             source,
             origin,
+            layered,
             mid: None,
             live: false,
             gone: false,
@@ -172,6 +200,28 @@ impl SfuClient {
     /// The remote track on `mid`, as the SFU's last `tracks` map named it.
     pub fn remote(&self, mid: Mid) -> Option<&RemoteTrack> {
         self.remote.get(&mid)
+    }
+
+    /// The room's dominant speaker as the SFU last named it (`None`: silence, or not yet).
+    pub fn speaker(&self) -> Option<&str> {
+        self.speaker.as_deref()
+    }
+
+    /// Tell the SFU the tile size each remote video is shown at (`view`; a video left
+    /// out is hidden): it chooses the layers by them.
+    pub fn send_view(&mut self, tiles: &[(Mid, u32, u32)]) {
+        let tiles = tiles
+            .iter()
+            .map(|(mid, width, height)| crate::message::TileView {
+                mid: mid.to_string().into(),
+                width: *width,
+                height: *height,
+            })
+            .collect();
+        self.out.push_back(ClientOutput::Signal {
+            kind: SignalKind::Message,
+            payload: SfuMessage::View(tiles).render(),
+        });
     }
 
     /// Every remote track, by m-line.
@@ -225,9 +275,14 @@ impl SfuClient {
     }
 
     fn on_message(&mut self, payload: &str) {
-        let Ok(SfuMessage::Tracks(list)) = SfuMessage::parse(payload) else {
-            // Speaker, layers, errors: nothing a link acts on yet.
-            return;
+        let list = match SfuMessage::parse(payload) {
+            Ok(SfuMessage::Tracks(list)) => list,
+            Ok(SfuMessage::Speaker(peer)) => {
+                self.speaker = peer.map(|p| Arc::from(&*p));
+                return;
+            }
+            // Layers, errors: nothing a link acts on.
+            _ => return,
         };
         self.remote = list
             .into_iter()
@@ -255,7 +310,8 @@ impl SfuClient {
         for o in &mut self.outgoing {
             match (o.mid, o.gone) {
                 (None, false) => {
-                    o.mid = Some(api.add_media(o.kind, Direction::SendOnly, None, None, None))
+                    let simulcast = o.layered.then(link_simulcast);
+                    o.mid = Some(api.add_media(o.kind, Direction::SendOnly, None, None, simulcast))
                 }
                 (Some(mid), true) => api.set_direction(mid, Direction::Inactive),
                 _ => {}
@@ -339,12 +395,14 @@ impl SfuClient {
     }
 
     /// Send an RTP packet on published track `handle` (dropped until it is answered, or
-    /// when the connection does not have `codec`).
+    /// when the connection does not have `codec`); `rid` is its layer on a layered track
+    /// (`None` there: layer 0), ignored on others.
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,
         now: Instant,
         handle: usize,
+        rid: Option<Rid>,
         codec: Codec,
         seq: u64,
         timestamp: u32,
@@ -352,19 +410,24 @@ impl SfuClient {
         ext: ExtensionValues,
         payload: Arc<[u8]>,
     ) -> Result<(), ClientError> {
-        let Some(mid) = self
+        let Some((mid, layered)) = self
             .outgoing
             .get(handle)
             .filter(|o| o.live)
-            .and_then(|o| o.mid)
+            .and_then(|o| Some((o.mid?, o.layered)))
         else {
             return Ok(());
         };
         let Some(pt) = self.pt_of(codec) else {
             return Ok(());
         };
+        let rid = if layered {
+            rid.or_else(|| link_rid(0))
+        } else {
+            None
+        };
         let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
             return Ok(());
         };
         tx.write_rtp(
@@ -376,9 +439,10 @@ impl SfuClient {
         self.drain()
     }
 
-    /// Ask the SFU for a keyframe of the remote video on `mid`.
-    pub fn request_keyframe(&mut self, mid: Mid) -> Result<(), ClientError> {
-        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+    /// Ask the SFU for a keyframe of the remote video on `mid` (of its layer `rid` when
+    /// the SFU sends it layered).
+    pub fn request_keyframe(&mut self, mid: Mid, rid: Option<Rid>) -> Result<(), ClientError> {
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
         self.drain()
@@ -405,15 +469,16 @@ impl SfuClient {
     fn on_event(&mut self, e: Event) {
         match e {
             Event::Connected => self.out.push_back(ClientOutput::Connected),
-            Event::KeyframeRequest(r) => self
-                .out
-                .push_back(ClientOutput::KeyframeRequest { mid: r.mid }),
+            Event::KeyframeRequest(r) => self.out.push_back(ClientOutput::KeyframeRequest {
+                mid: r.mid,
+                rid: r.rid,
+            }),
             Event::RtpPacket(p) => {
-                let Some(mid) = self
+                let Some((mid, rid)) = self
                     .rtc
                     .direct_api()
                     .stream_rx(&p.header.ssrc)
-                    .map(|s| s.mid())
+                    .map(|s| (s.mid(), s.rid()))
                 else {
                     return;
                 };
@@ -427,6 +492,7 @@ impl SfuClient {
                 };
                 self.out.push_back(ClientOutput::Rtp(ReceivedRtp {
                     mid,
+                    rid,
                     codec,
                     seq: *p.seq_no,
                     timestamp: p.header.timestamp,

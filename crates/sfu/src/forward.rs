@@ -17,10 +17,11 @@ use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Vp8Descriptor};
 
 use crate::keyframe::KeyframeRequests;
+use crate::layer::link_rid;
 use crate::message::SfuMessage;
 use crate::output::{LocalRtp, SfuOutput, SignalKind};
-use crate::participant::{Pid, SlotState};
-use crate::rewrite::{self, vp8};
+use crate::participant::{Participant, Pid, SlotState};
+use crate::rewrite::{self, vp8, Rewriter};
 use crate::sfu::Sfu;
 
 /// One received RTP packet, from a participant's PC (str0m) or in-process (`local.rs`).
@@ -185,6 +186,9 @@ impl Sfu {
         if slot.state != SlotState::Active || slot.track != Some((inc.pid, inc.mid)) {
             return;
         }
+        if s.link && slot.kind == MediaKind::Video {
+            return self.forward_layer(inc, sub, slot_idx);
+        }
         let Some(ssrc) = slot.ssrc else {
             return;
         };
@@ -207,20 +211,8 @@ impl Sfu {
             slot.layer = inc.rid;
             switched = inc.rid;
         }
-        let pt = match slot.pt_map {
-            Some((i, o)) if i == inc.pkt.pt => o,
-            _ => {
-                let Some(o) = s
-                    .rtc
-                    .codec_config()
-                    .match_params(inc.params)
-                    .map(|p| p.pt())
-                else {
-                    return;
-                };
-                s.slots[slot_idx].pt_map = Some((inc.pkt.pt, o));
-                o
-            }
+        let Some(pt) = out_pt(s, slot_idx, inc) else {
+            return;
         };
         let out_mid = s.slots[slot_idx].mid;
         if s.local_media {
@@ -267,34 +259,7 @@ impl Sfu {
             return;
         }
         slot.written_since_sample += 1;
-        let mut ext = inc.pkt.ext.clone();
-        ext.mid = None;
-        ext.rid = None;
-        ext.rid_repair = None;
-        ext.transport_cc = None;
-        let mut write = RtpWrite::new(
-            pt,
-            SeqNo::from(out.seq),
-            out.timestamp,
-            inc.pkt.arrival,
-            inc.pkt.payload.clone(),
-        )
-        .marker(inc.pkt.marker)
-        .ext_vals(ext)
-        .nackable(inc.params.resend().is_some());
-        if let (Some(ids), Some(d)) = (out.vp8, inc.vp8) {
-            let mut b = d.patch();
-            if let Some(p) = ids.picture_id {
-                b = b.picture_id(p);
-            }
-            if let Some(t) = ids.tl0_pic_idx {
-                b = b.tl0_pic_idx(t);
-            }
-            if let Ok(patch) = b.build() {
-                write = write.vp8_patch(patch);
-            }
-        }
-        tx.write_rtp(write);
+        tx.write_rtp(rtp_write(inc, &out, pt));
         self.counters.forwarded_packets += 1;
         self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
         // An unpaced subscriber moves the packet to the wire on a timeout right now; a
@@ -315,6 +280,62 @@ impl Sfu {
         }
     }
 
+    /// A packet of a video to a node link: every layer goes, each on its own rid through
+    /// its own rewriter (the link's SFU on the other side chooses per subscriber). Unpaced;
+    /// bounded like any stream by str0m's queue.
+    fn forward_layer(&mut self, inc: &Incoming<'_>, sub: Pid, slot_idx: usize) {
+        let (queue_limit, queue_time, now) = (
+            self.cfg.limits.queue_packets,
+            self.cfg.limits.queue_time,
+            self.now,
+        );
+        let layer = inc.rw.layer;
+        let Some(rid) = link_rid(layer) else {
+            return;
+        };
+        let Some(s) = self.parts[sub].as_mut() else {
+            return;
+        };
+        let Some(slot) = s.slots.get_mut(slot_idx) else {
+            return;
+        };
+        let i = usize::from(layer);
+        while slot.link_layers.len() <= i {
+            slot.link_layers.push(Rewriter::new(90_000, 1000));
+        }
+        let rw = &mut slot.link_layers[i];
+        if rw.target() != Some(layer) {
+            rw.set_target(Some(layer));
+        }
+        let Some(out) = rw.rewrite(&inc.rw) else {
+            // Waiting for this layer's keyframe (a new track on the slot): ask for one.
+            if rw.wants_keyframe().is_some() {
+                self.request_keyframe(inc.pid, inc.mid, inc.rid);
+            }
+            return;
+        };
+        let Some(pt) = out_pt(s, slot_idx, inc) else {
+            return;
+        };
+        let out_mid = s.slots[slot_idx].mid;
+        let mut api = s.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(out_mid, Some(rid)) else {
+            return;
+        };
+        let (count, oldest) = tx
+            .queue_info()
+            .map_or((0, None), |q| (q.packet_count(), q.first_unsent()));
+        let stale = oldest.is_some_and(|t| now.saturating_duration_since(t) > queue_time);
+        if stale || count >= queue_limit {
+            self.counters.dropped_packets += 1;
+            return;
+        }
+        tx.write_rtp(rtp_write(inc, &out, pt));
+        self.counters.forwarded_packets += 1;
+        self.counters.forwarded_bytes += inc.pkt.payload.len() as u64;
+        self.mark_written(sub);
+    }
+
     /// A subscriber asks for a keyframe on one of its slots: ask the publisher (coalesced).
     pub(crate) fn on_keyframe_request(&mut self, sub: Pid, req: KeyframeRequest) {
         let Some(s) = self.parts[sub].as_ref() else {
@@ -326,7 +347,13 @@ impl Sfu {
         let Some((pp, mid)) = slot.track else {
             return;
         };
-        let Some(layer) = slot.rewriter.current().or(slot.rewriter.target()) else {
+        let layer = if s.link && slot.kind == MediaKind::Video {
+            // A link asks about one of the layers it gets: the rid is its index.
+            req.rid.and_then(|r| r.parse::<u8>().ok())
+        } else {
+            slot.rewriter.current().or(slot.rewriter.target())
+        };
+        let Some(layer) = layer else {
             return;
         };
         let rid = self.parts[pp]
@@ -408,6 +435,56 @@ impl Sfu {
             }
         }
     }
+}
+
+/// The payload type `inc`'s codec has on subscriber `s`'s connection (cached per slot).
+fn out_pt(s: &mut Participant, slot_idx: usize, inc: &Incoming<'_>) -> Option<Pt> {
+    let slot = s.slots.get(slot_idx)?;
+    match slot.pt_map {
+        Some((i, o)) if i == inc.pkt.pt => Some(o),
+        _ => {
+            let o = s
+                .rtc
+                .codec_config()
+                .match_params(inc.params)
+                .map(|p| p.pt())?;
+            s.slots[slot_idx].pt_map = Some((inc.pkt.pt, o));
+            Some(o)
+        }
+    }
+}
+
+/// The packet to write for `inc` as rewritten (`out`): the publisher's header extensions
+/// but those str0m sets per stream, the VP8 ids patched at serialization.
+fn rtp_write(inc: &Incoming<'_>, out: &rewrite::Rewritten, pt: Pt) -> RtpWrite {
+    let mut ext = inc.pkt.ext.clone();
+    ext.mid = None;
+    ext.rid = None;
+    ext.rid_repair = None;
+    ext.transport_cc = None;
+    let mut write = RtpWrite::new(
+        pt,
+        SeqNo::from(out.seq),
+        out.timestamp,
+        inc.pkt.arrival,
+        inc.pkt.payload.clone(),
+    )
+    .marker(inc.pkt.marker)
+    .ext_vals(ext)
+    .nackable(inc.params.resend().is_some());
+    if let (Some(ids), Some(d)) = (out.vp8, inc.vp8) {
+        let mut b = d.patch();
+        if let Some(p) = ids.picture_id {
+            b = b.picture_id(p);
+        }
+        if let Some(t) = ids.tl0_pic_idx {
+            b = b.tl0_pic_idx(t);
+        }
+        if let Ok(patch) = b.build() {
+            write = write.vp8_patch(patch);
+        }
+    }
+    write
 }
 
 /// Whether an H264 RTP payload (RFC 6184) starts a keyframe: an IDR slice or the SPS

@@ -25,8 +25,29 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use str0m::media::{Rid, Simulcast, SimulcastLayer};
+
 /// Layers a video may have (simulcast indices 0..MAX_LAYERS, 0 the smallest).
 pub const MAX_LAYERS: usize = 4;
+
+/// The rids of the video m-lines between an SFU and a node link ([`crate::link`]): the
+/// publisher's layer index, whatever rids the publisher itself used (the SFU maps a
+/// digit rid to that index).
+pub const LINK_RIDS: [&str; MAX_LAYERS] = ["0", "1", "2", "3"];
+
+/// The simulcast of a video m-line between an SFU and a link: every [`LINK_RIDS`] layer.
+pub fn link_simulcast() -> Simulcast {
+    let mut s = Simulcast::new();
+    for rid in LINK_RIDS {
+        s.add_send_layer(SimulcastLayer::new(rid));
+    }
+    s
+}
+
+/// The rid a link's m-line carries layer `layer` on.
+pub fn link_rid(layer: u8) -> Option<Rid> {
+    LINK_RIDS.get(usize::from(layer)).map(|r| Rid::from(*r))
+}
 
 /// The tile assumed for a video the subscriber never reported (docs: visible, 640×360).
 pub const DEFAULT_TILE: Tile = Tile {

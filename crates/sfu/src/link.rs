@@ -7,16 +7,22 @@
 //! behind it, and never comes back.
 //!
 //! Keyframe requests follow the media backwards (a subscriber's PLI at this node reaches
-//! the publisher on the far node). Layer choice stays with each SFU: the far SFU picks,
-//! for the link, the layer its estimate of the link allows; this node's subscribers get
-//! that layer.
+//! the publisher on the far node, for the layer it asked about).
+//!
+//! Simulcast crosses whole: an SFU sends a link every layer of a video (each once), on
+//! one m-line whose rids are the layer indices ([`LINK_RIDS`](crate::layer::LINK_RIDS)), and the link publishes
+//! it on the other side as a simulcast track with the same rids. So layer choice is each
+//! SFU's own, per subscriber, exactly as for a browser's simulcast: a small tile on this
+//! node gets the low layer while a large one gets the high one, whatever the far side's
+//! subscribers want. Audio crosses with its level header extension, so the dominant
+//! speaker is found on both nodes.
 //!
 //! [`Sfu::set_link`]: crate::Sfu::set_link
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 
 use crate::client::{ClientError, ClientOutput, ReceivedRtp, RemoteTrack, SfuClient};
 use crate::message::Source;
@@ -115,7 +121,9 @@ impl NodeLink {
             };
             match out {
                 ClientOutput::Rtp(rtp) => self.relay_rtp(now, side, rtp)?,
-                ClientOutput::KeyframeRequest { mid } => self.relay_keyframe_request(side, mid)?,
+                ClientOutput::KeyframeRequest { mid, rid } => {
+                    self.relay_keyframe_request(side, mid, rid)?
+                }
                 ClientOutput::TracksChanged => self.sync_tracks(side)?,
                 other => return Ok(Some((side, other))),
             }
@@ -159,11 +167,12 @@ impl NodeLink {
             if relayed.contains_key(&mid) {
                 continue;
             }
-            let handle = other.publish(
-                kind_of(track.source),
-                track.source,
-                Some(track.peer.clone()),
-            );
+            let kind = kind_of(track.source);
+            let handle = if kind == MediaKind::Video {
+                other.publish_layered(track.source, Some(track.peer.clone()))
+            } else {
+                other.publish(kind, track.source, Some(track.peer.clone()))
+            };
             relayed.insert(mid, Relayed { track, handle });
         }
         other.negotiate()
@@ -177,6 +186,7 @@ impl NodeLink {
         other.write_rtp(
             now,
             r.handle,
+            rtp.rid,
             rtp.codec,
             rtp.seq,
             rtp.timestamp,
@@ -191,9 +201,14 @@ impl NodeLink {
         Ok(())
     }
 
-    /// `side`'s SFU wants a keyframe of a track we publish there: ask for one where it
-    /// comes from.
-    fn relay_keyframe_request(&mut self, side: Side, mid: Mid) -> Result<(), ClientError> {
+    /// `side`'s SFU wants a keyframe of (a layer of) a track we publish there: ask for one
+    /// where it comes from.
+    fn relay_keyframe_request(
+        &mut self,
+        side: Side,
+        mid: Mid,
+        rid: Option<Rid>,
+    ) -> Result<(), ClientError> {
         // What we publish on `side` came from the other side.
         let (relayed, client) = match side {
             Side::Up => (&self.from_down, &self.up),
@@ -204,7 +219,7 @@ impl NodeLink {
             .find(|(_, r)| client.mid_of(r.handle) == Some(mid))
             .map(|(m, _)| *m);
         match found {
-            Some(source_mid) => self.client(side.other()).request_keyframe(source_mid),
+            Some(source_mid) => self.client(side.other()).request_keyframe(source_mid, rid),
             None => Ok(()),
         }
     }

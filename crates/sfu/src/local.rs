@@ -35,7 +35,10 @@ impl Sfu {
     /// subscribed like anyone to every track but its own, so a track that came in through
     /// a link never goes back through it. False when no such participant is here.
     pub fn set_link(&mut self, room: &str, peer: &str) -> bool {
-        self.set_flag(room, peer, |p| p.link = true)
+        self.set_flag(room, peer, |p| {
+            p.link = true;
+            p.pace_video = false;
+        })
     }
 
     /// Apply `set` to participant `peer` of `room`; false when there is none.

@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::ChannelConfig;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid};
 use str0m::Candidate;
 
 use crate::layer::BitrateMeter;
+use crate::layer::{link_simulcast, LINK_RIDS};
 use crate::message::{ErrorCode, RemoteTrack, SfuMessage, Source};
 use crate::output::{GoneReason, SignalKind};
 use crate::participant::{msg_kind, out_stream, OutSlot, Pid, PubTrack, SlotState};
@@ -248,7 +249,7 @@ impl Sfu {
                 sl.layer = None;
                 s.layers.remove(&sl.mid);
                 sl.pt_map = None;
-                sl.rewriter.set_target(None);
+                sl.clear_targets();
                 s.renegotiate = true;
                 self.offers_due = true;
             }
@@ -285,6 +286,16 @@ impl Sfu {
             } else {
                 None
             };
+            if offered && p.link && kind == MediaKind::Video {
+                // Its streams are one per layer: unpaced (no layer choice on a link
+                // either; the SFU behind it chooses per subscriber).
+                let mut api = p.rtc.direct_api();
+                for rid in LINK_RIDS {
+                    if let Some(tx) = api.stream_tx_by_mid(mid, Some(Rid::from(rid))) {
+                        tx.set_unpaced(true);
+                    }
+                }
+            }
             let s = &mut p.slots[i];
             match s.state {
                 SlotState::Offered => {
@@ -488,7 +499,7 @@ impl Sfu {
                     s.track = None;
                     s.layer = None;
                     s.pt_map = None;
-                    s.rewriter.set_target(None);
+                    s.clear_targets();
                     p.layers.remove(&s.mid);
                 }
             }
@@ -516,7 +527,11 @@ impl Sfu {
                 }
                 None => {
                     let stream = publisher_peers[i].to_string();
-                    let smid = api.add_media(kind, Direction::SendOnly, Some(stream), None, None);
+                    // A link gets every layer of a video: a simulcast m-line (all its
+                    // video slots alike, so any one can be reused for any video).
+                    let simulcast = (p.link && kind == MediaKind::Video).then(link_simulcast);
+                    let smid =
+                        api.add_media(kind, Direction::SendOnly, Some(stream), None, simulcast);
                     p.slots.push(OutSlot::new(smid, kind));
                     p.slots.len() - 1
                 }
@@ -610,6 +625,7 @@ impl OutSlot {
             queue_sample: None,
             written_since_sample: 0,
             view: None,
+            link_layers: Vec::new(),
         }
     }
 }

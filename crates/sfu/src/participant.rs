@@ -106,6 +106,20 @@ pub(crate) struct OutSlot {
     pub written_since_sample: usize,
     /// Tile size the browser reported for this mid (None: never reported).
     pub view: Option<(u32, u32)>,
+    /// A node link's video slot carries every layer, each on its own rid
+    /// ([`crate::layer::LINK_RIDS`]) through its own rewriter (target fixed to the layer);
+    /// `rewriter` is then unused. Empty for every other slot.
+    pub link_layers: Vec<Rewriter>,
+}
+
+impl OutSlot {
+    /// The slot carries no track any more: no layer is wanted.
+    pub(crate) fn clear_targets(&mut self) {
+        self.rewriter.set_target(None);
+        for rw in &mut self.link_layers {
+            rw.set_target(None);
+        }
+    }
 }
 
 pub(crate) struct Participant {
@@ -158,7 +172,8 @@ pub(crate) struct Participant {
     /// Its media is exchanged in-process (`local.rs`), not through its `Rtc`.
     pub local_media: bool,
     /// A node-to-node link (`Sfu::set_link`): its `publish` may name the peer each track
-    /// belongs to.
+    /// belongs to; it receives every layer of each video (`OutSlot::link_layers`),
+    /// unpaced and without layer choice (the SFUs behind it choose).
     pub link: bool,
 }
 

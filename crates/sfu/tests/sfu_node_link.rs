@@ -7,7 +7,9 @@
 //! publisher's tracks under the publisher's name, each track crosses the link once
 //! however many subscribers are behind it, nothing comes back through the link, a
 //! subscriber's keyframe request on B reaches the publisher on A, and a publisher that
-//! leaves A leaves B too.
+//! leaves A leaves B too. With simulcast: every layer crosses once, and each subscriber
+//! on B gets the layer its own tile wants (one small, one large); the speaker on A is
+//! the speaker on B.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Rid};
 use str0m::rtp::ExtensionValues;
 use switchboard_sfu::client::{ClientOutput, SfuClient};
 use switchboard_sfu::link::{NodeLink, Side};
@@ -35,10 +37,14 @@ struct Endpoint {
     node: usize,
     peer: String,
     client: SfuClient,
-    /// Published tracks: (handle, codec).
-    sends: Vec<(usize, Codec)>,
+    /// Published tracks: (handle, codec, layers: 1, or 3 for a simulcast camera).
+    sends: Vec<(usize, Codec, u8)>,
+    /// Its audio level (−dBov, str0m's negated form: −127 silence, 0 loudest).
+    level: i8,
     /// RTP received, by (peer, kind).
     got: HashMap<(String, &'static str), u64>,
+    /// Video packets received, by (peer, layer): each layer's payload is tagged with it.
+    layers: HashMap<(String, u8), u64>,
     keyframe_requests: u64,
     seq: u64,
 }
@@ -88,6 +94,19 @@ impl Span {
 
     /// A participant joins `node`, publishing `sources`.
     fn join(&mut self, node: usize, peer: &str, sources: &[Source]) -> usize {
+        self.join_with(node, peer, sources, false, -127)
+    }
+
+    /// A participant joins `node`, publishing `sources`, its camera in three simulcast
+    /// layers when `simulcast`, its microphone at `level`.
+    fn join_with(
+        &mut self,
+        node: usize,
+        peer: &str,
+        sources: &[Source],
+        simulcast: bool,
+        level: i8,
+    ) -> usize {
         self.sfus[node]
             .add_participant(ROOM, peer, Grants::default(), self.now)
             .unwrap();
@@ -96,11 +115,12 @@ impl Span {
             SfuClient::new(SocketAddr::from(([10, 0, node as u8, n], 5000)), self.now).unwrap();
         let mut sends = Vec::new();
         for &s in sources {
-            let (kind, codec) = match s {
-                Source::Microphone => (MediaKind::Audio, Codec::Opus),
-                _ => (MediaKind::Video, Codec::Vp8),
+            let send = match s {
+                Source::Microphone => (client.publish(MediaKind::Audio, s, None), Codec::Opus, 1),
+                _ if simulcast => (client.publish_layered(s, None), Codec::Vp8, 3),
+                _ => (client.publish(MediaKind::Video, s, None), Codec::Vp8, 1),
             };
-            sends.push((client.publish(kind, s, None), codec));
+            sends.push(send);
         }
         client.negotiate().unwrap();
         self.eps.push(Endpoint {
@@ -108,7 +128,9 @@ impl Span {
             peer: peer.into(),
             client,
             sends,
+            level,
             got: HashMap::new(),
+            layers: HashMap::new(),
             keyframe_requests: 0,
             seq: 0,
         });
@@ -136,6 +158,10 @@ impl Span {
                                     _ => "video",
                                 };
                                 *e.got.entry((t.peer.to_string(), kind)).or_default() += 1;
+                                if kind == "video" {
+                                    let tag = rtp.payload.get(LAYER_TAG_AT).map_or(0, |b| b & 0x0f);
+                                    *e.layers.entry((t.peer.to_string(), tag)).or_default() += 1;
+                                }
                             }
                         }
                         ClientOutput::KeyframeRequest { .. } => self.eps[i].keyframe_requests += 1,
@@ -271,37 +297,72 @@ impl Span {
         for e in &mut self.eps {
             e.seq += 1;
             let keyframe = e.seq % 10 == 1;
-            for &(h, codec) in &e.sends {
-                let payload: Vec<u8> = if codec == Codec::Vp8 {
-                    // VP8 descriptor S=1, then a frame tag (a keyframe with its 640x480 size).
-                    let mut v = if keyframe {
-                        vec![
-                            0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01,
-                        ]
+            for &(h, codec, layers) in &e.sends {
+                for layer in 0..layers {
+                    let (payload, ticks) = if codec == Codec::Vp8 {
+                        (vp8_frame(keyframe, layer, layers), 1800)
                     } else {
-                        vec![0x10, 0x11, 0x00, 0x00]
+                        (vec![0xFC; 80], 960)
                     };
-                    v.resize(600, 0xAB);
-                    v
-                } else {
-                    vec![0xFC; 80]
-                };
-                let ticks = if codec == Codec::Vp8 { 1800 } else { 960 };
-                e.client
-                    .write_rtp(
-                        now,
-                        h,
-                        codec,
-                        e.seq,
-                        (e.seq as u32).wrapping_mul(ticks),
-                        true,
-                        ExtensionValues::default(),
-                        Arc::from(payload),
-                    )
-                    .unwrap();
+                    let ext = ExtensionValues {
+                        audio_level: (codec == Codec::Opus).then_some(e.level),
+                        voice_activity: (codec == Codec::Opus).then_some(e.level > -127),
+                        ..Default::default()
+                    };
+                    let rid = (layers > 1).then(|| Rid::from(["0", "1", "2"][layer as usize]));
+                    e.client
+                        .write_rtp(
+                            now,
+                            h,
+                            rid,
+                            codec,
+                            e.seq,
+                            (e.seq as u32).wrapping_mul(ticks),
+                            true,
+                            ext,
+                            Arc::from(payload),
+                        )
+                        .unwrap();
+                }
             }
         }
     }
+
+    /// Tell `peer`'s SFU it shows every video of `of` at `width`×`height`.
+    fn show(&mut self, peer: &str, of: &str, width: u32, height: u32) {
+        let e = self.eps.iter_mut().find(|e| e.peer == peer).unwrap();
+        let tiles: Vec<_> = e
+            .client
+            .remotes()
+            .filter(|(_, t)| &*t.peer == of && t.source == Source::Camera)
+            .map(|(m, _)| (m, width, height))
+            .collect();
+        assert!(!tiles.is_empty(), "{peer} has no video of {of}");
+        e.client.send_view(&tiles);
+    }
+}
+
+/// Where a video payload carries its layer (after the VP8 descriptor, frame tag and
+/// keyframe header).
+const LAYER_TAG_AT: usize = 12;
+
+/// A VP8 frame of simulcast layer `layer` (of `layers`): a keyframe carries its size
+/// (the top layer 640x480, each layer below half of the one above), the payload (150
+/// bytes on the bottom layer, doubling per layer) is tagged with the layer.
+fn vp8_frame(keyframe: bool, layer: u8, layers: u8) -> Vec<u8> {
+    let shift = layers - 1 - layer;
+    let (w, h) = (640u16 >> shift, 480u16 >> shift);
+    let [w0, w1] = w.to_le_bytes();
+    let [h0, h1] = h.to_le_bytes();
+    // VP8 descriptor S=1, then a frame tag (P=0 for a keyframe) and a keyframe's header.
+    let mut v = if keyframe {
+        vec![0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a, w0, w1, h0, h1]
+    } else {
+        vec![0x10, 0x11, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0]
+    };
+    v.push(0xA0 | layer);
+    v.resize(150 << layer, 0xA0 | layer);
+    v
 }
 
 #[test]
@@ -373,7 +434,7 @@ fn a_room_spans_two_nodes_each_track_crosses_the_link_once() {
         .find(|(_, t)| &*t.peer == "ada" && t.source == Source::Camera)
         .map(|(m, _)| m)
         .unwrap();
-    span.eps[bob].client.request_keyframe(mid).unwrap();
+    span.eps[bob].client.request_keyframe(mid, None).unwrap();
     span.run(Duration::from_millis(1500), true);
     assert!(
         span.ep("ada").keyframe_requests > before,
@@ -388,4 +449,79 @@ fn a_room_spans_two_nodes_each_track_crosses_the_link_once() {
         .remotes()
         .all(|(_, t)| &*t.peer != "ada"));
     assert_eq!(span.link.stats().tracks_in, 2);
+}
+
+#[test]
+fn simulcast_crosses_whole_each_subscriber_gets_its_layer_and_the_speaker_is_the_same() {
+    let mut span = Span::new();
+    // ada on A: a simulcast camera (160x120, 320x240, 640x480) and a loud microphone.
+    span.join_with(A, "ada", &[Source::Microphone, Source::Camera], true, -10);
+    span.join_with(A, "abe", &[Source::Microphone], false, -127);
+    span.join(A, "amy", &[]);
+    // bob shows ada small, bud large; both on B.
+    span.join(B, "bob", &[]);
+    span.join(B, "bud", &[]);
+    span.run(Duration::from_secs(3), false);
+    span.run(Duration::from_secs(2), true);
+    span.show("bob", "ada", 160, 120);
+    span.show("bud", "ada", 640, 480);
+    span.show("amy", "ada", 160, 120);
+    // Past the layer hold (3 s) and the estimate's climb.
+    span.run(Duration::from_secs(12), true);
+    for e in &mut span.eps {
+        e.layers.clear();
+    }
+    span.run(Duration::from_secs(3), true);
+    let layers_of = |sub: &str| {
+        let mut v: Vec<(u8, u64)> = span
+            .ep(sub)
+            .layers
+            .iter()
+            .filter(|((p, _), _)| p == "ada")
+            .map(|((_, l), n)| (*l, *n))
+            .collect();
+        v.sort();
+        v
+    };
+    let st = span.link.stats();
+    eprintln!(
+        "link {st:?}; ada's layers at bob {:?}, bud {:?}, amy {:?}",
+        layers_of("bob"),
+        layers_of("bud"),
+        layers_of("amy")
+    );
+    // Each subscriber behind the link gets only the layer its tile wants, with frames.
+    let only = |sub: &str, layer: u8| {
+        let got = layers_of(sub);
+        assert!(
+            got.len() == 1 && got[0].0 == layer && got[0].1 >= 100,
+            "{sub} gets layer {layer} of ada only: {got:?}"
+        );
+    };
+    only("bob", 0);
+    only("bud", 2);
+    only("amy", 0);
+    // Every layer crossed, once: ada's camera is one track in (three layers on it), and
+    // the packets in are her three layers' and two microphones', not more.
+    assert_eq!(
+        st.tracks_in, 3,
+        "ada's camera and microphone, abe's microphone: {st:?}"
+    );
+    let frames = span.ep("ada").seq;
+    assert!(
+        st.packets_in <= 5 * frames,
+        "{st:?}: at most 3 layers and 2 microphones per frame, {frames} frames"
+    );
+    assert!(
+        st.packets_in >= 5 * (frames - 150),
+        "{st:?}: every layer crossed, {frames} frames"
+    );
+    // The speaker found on A (ada, the only loud one) is the speaker on B.
+    for sub in ["amy", "bob", "bud"] {
+        assert_eq!(
+            span.ep(sub).client.speaker(),
+            Some("ada"),
+            "the speaker at {sub}"
+        );
+    }
 }
