@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_signal::{Grants, ServiceEvent, ServiceParticipant, Signaling};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
 
 /// The name browsers see on the SFU's peer (an edge's is `SFU@<node>`).
 pub const SFU_NAME: &str = "SFU";
@@ -55,6 +56,17 @@ pub struct Edges {
     pub link_ip: std::net::IpAddr,
 }
 
+/// An edge serving a room here now: how to end it, and its task.
+struct EdgeTask {
+    /// Tells its room loop to end (and so leave the SFU core's room).
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+    /// Tells this edge from a later one of the same room.
+    generation: u64,
+}
+
+type EdgeRooms = Arc<std::sync::Mutex<HashMap<Arc<str>, EdgeTask>>>;
+
 /// Serve the rooms named by `requests` (and, in a cluster, edges) until the signaling
 /// side ends.
 pub async fn serve(
@@ -63,8 +75,8 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut edges: Option<Edges>,
 ) {
-    // Rooms with an edge here now.
-    let edge_rooms: Arc<std::sync::Mutex<HashSet<Arc<str>>>> = Arc::default();
+    let edge_rooms: EdgeRooms = Arc::default();
+    let mut generation = 0u64;
     loop {
         let edge_request = async {
             match edges.as_mut() {
@@ -83,22 +95,39 @@ pub async fn serve(
             continue;
         }
         if !edge {
-            match signaling.join_service_as(&room, SFU_NAME, switchboard_signal::SFU, SFU_GRANTS) {
-                Ok(p) => {
-                    shared.counters.rooms_joined.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(serve_room(Arc::new(p), shared.clone(), None));
+            // The room is this node's now (it took it over from a dead node that this
+            // node had an edge to): the edge leaves the SFU core's room first, or its
+            // end would take the room's members out of it after the room's SFU joined.
+            let ended = super::shared::lock(&edge_rooms).remove(&room);
+            let (sig, sh) = (signaling.clone(), shared.clone());
+            tokio::spawn(async move {
+                if let Some(edge) = ended {
+                    edge.stop.notify_one();
+                    let _ = edge.task.await;
                 }
-                Err(e) => tracing::warn!(%room, error = %e, "the SFU could not join a room"),
-            }
+                match sig.join_service_as(&room, SFU_NAME, switchboard_signal::SFU, SFU_GRANTS) {
+                    Ok(p) => {
+                        sh.counters.rooms_joined.fetch_add(1, Ordering::Relaxed);
+                        serve_room(Arc::new(p), sh, None, None).await;
+                    }
+                    Err(e) => tracing::warn!(%room, error = %e, "the SFU could not join a room"),
+                }
+            });
             continue;
         }
         let Some(e) = edges.as_ref() else { continue };
-        if !super::shared::lock(&edge_rooms).insert(room.clone()) {
+        if super::shared::lock(&edge_rooms).contains_key(&room) {
             continue; // one edge per room
         }
+        generation += 1;
+        let this = generation;
+        let stop = Arc::new(Notify::new());
         let (sig, sh, rooms) = (signaling.clone(), shared.clone(), edge_rooms.clone());
-        let (node, link_ip) = (e.node.clone(), e.link_ip);
-        tokio::spawn(async move {
+        let (node, link_ip, edge_stop) = (e.node.clone(), e.link_ip, stop.clone());
+        let key = room.clone();
+        // Registered before it runs: its own end removes the entry (if still its own).
+        let mut map = super::shared::lock(&edge_rooms);
+        let task = tokio::spawn(async move {
             let name = format!("{SFU_NAME}@{node}");
             match sig
                 .join_service_anywhere(&room, &name, switchboard_signal::SFU, SFU_GRANTS)
@@ -121,13 +150,24 @@ pub async fn serve(
                         link_ip,
                         shared: sh.clone(),
                     };
-                    serve_room(p, sh.clone(), Some(link)).await;
+                    serve_room(p, sh.clone(), Some(link), Some(edge_stop)).await;
                     sh.counters.edges.fetch_sub(1, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!(%room, error = %e, "the SFU edge could not join a room"),
             }
-            super::shared::lock(&rooms).remove(&room);
+            let mut map = super::shared::lock(&rooms);
+            if map.get(&room).is_some_and(|t| t.generation == this) {
+                map.remove(&room);
+            }
         });
+        map.insert(
+            key,
+            EdgeTask {
+                stop,
+                task,
+                generation: this,
+            },
+        );
     }
 }
 
@@ -138,6 +178,7 @@ async fn serve_room(
     p: Arc<ServiceParticipant>,
     shared: Arc<Shared>,
     mut link: Option<super::node_link::LinkPlan>,
+    stop: Option<Arc<Notify>>,
 ) {
     let mut link_task: Option<tokio::task::JoinHandle<()>> = None;
     let room: Arc<str> = Arc::from(p.room());
@@ -171,8 +212,22 @@ async fn serve_room(
         .collect();
     shared.add_participant(room.clone(), p.clone());
     tracing::debug!(%room, worker, peer = %p.peer_id(), "SFU joined the room");
+    let stopped = async {
+        match &stop {
+            Some(s) => s.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
     while !clients.is_empty() {
-        let Some(event) = p.recv().await else { break };
+        let event = tokio::select! {
+            e = p.recv() => e,
+            () = &mut stopped => {
+                tracing::debug!(%room, "SFU edge ended: the room is this node's now");
+                None
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             ServiceEvent::PeerJoined(peer) => {
                 if let Some(f) = Fixed::of(&peer) {
@@ -257,7 +312,7 @@ async fn serve_room(
             },
         );
     }
-    shared.remove_participant(&room);
+    shared.remove_participant(&room, &p);
     tracing::debug!(%room, "SFU left the room");
     // The last reference (the workers only borrow it for a send) leaves the hub's room.
     drop(p);

@@ -237,10 +237,14 @@ impl Shared {
         lock(&self.participants).insert(room, p);
     }
 
-    pub fn remove_participant(&self, room: &str) {
+    /// `p` leaves `room`: its entry goes, unless another participant (the room's SFU
+    /// after an edge of the same room) holds it by now.
+    pub fn remove_participant(&self, room: &str, p: &Arc<ServiceParticipant>) {
         let mut map = lock(&self.participants);
-        map.remove(room);
-        switchboard_util::shrink_sparse(&mut *map);
+        if map.get(room).is_some_and(|q| Arc::ptr_eq(q, p)) {
+            map.remove(room);
+            switchboard_util::shrink_sparse(&mut *map);
+        }
     }
 
     pub fn participant(&self, room: &str) -> Option<Arc<ServiceParticipant>> {
