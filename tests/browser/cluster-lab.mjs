@@ -36,13 +36,13 @@ async function withinStartup(promise, what, t0) {
   }
 }
 
-/** Options every node gets: rooms live where their first joiner is; pages of any node's origin may connect. */
-function commonArgs(urls) {
-  return ['--cluster-placement', 'local', ...urls.flatMap((u) => ['--allowed-origin', u])];
+/** Options every node gets: rooms live where their first joiner is; pages of any node's origin may connect; then a test's own. */
+function commonArgs(urls, extra) {
+  return ['--cluster-placement', 'local', ...urls.flatMap((u) => ['--allowed-origin', u]), ...extra];
 }
 
 /** The lab of tests/cluster/lab.sh, this namespace attached to it. */
-async function startLab(t0) {
+async function startLab(t0, extra) {
   const myNs = execFileSync('ip', ['netns', 'identify', String(process.pid)], { encoding: 'utf8' }).trim();
   if (!myNs) throw new Error('this test runs in no named network namespace (run it with tests/browser/run.sh)');
   const env = { ...process.env, SWITCHBOARD_BIN: serverBin() };
@@ -65,7 +65,7 @@ async function startLab(t0) {
     },
     async stop() { process.off('exit', down); await lab('down', vars.CLUSTERLAB_ID).catch(() => {}); },
   };
-  const startNode = (i) => lab('start-node', String(i + 1), ...commonArgs(urls), '--sfu-candidate', ips[i], '--region', `r${i + 1}`);
+  const startNode = (i) => lab('start-node', String(i + 1), ...commonArgs(urls, extra), '--sfu-candidate', ips[i], '--region', `r${i + 1}`);
   try {
     cluster.clientIp = (await lab('attach', myNs)).trim();
     for (const i of ips.keys()) await startNode(i);
@@ -77,7 +77,7 @@ async function startLab(t0) {
 }
 
 /** Redis and the nodes in this namespace, on 127.0.0.11-13. */
-async function startLocal() {
+async function startLocal(extra) {
   const port = await freePortTcpUdp();
   const redis = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const killRedis = () => { try { redis.kill('SIGKILL'); } catch { /* gone */ } };
@@ -93,7 +93,7 @@ async function startLocal() {
     const host = `127.0.0.1${i + 1}`;
     const sfuPort = await freePortTcpUdp(host);
     // The HTTP ports are known only once started: any origin may connect.
-    return startServer({ host, args: ['--cluster', redisUrl, '--node-name', `n${i + 1}`, ...commonArgs(['*']), '--sfu-port', String(sfuPort), '--sfu-candidate', host, '--region', `r${i + 1}`] });
+    return startServer({ host, args: ['--cluster', redisUrl, '--node-name', `n${i + 1}`, ...commonArgs(['*'], extra), '--sfu-port', String(sfuPort), '--sfu-candidate', host, '--region', `r${i + 1}`] });
   };
   const servers = [];
   for (const i of [0, 1, 2]) servers.push(await startNode(i));
@@ -116,13 +116,14 @@ async function startLocal() {
 
 /**
  * Redis and three nodes, ready. Resolves to { kind, urls, redis, kill(i), revive(i), log(i),
- * stop() } (`i`: 0..2; revive starts a killed node again); throws a HarnessError when they do not come up within the start-up limit.
+ * stop() } (`i`: 0..2; revive starts a killed node again); `nodeArgs`: more options for every
+ * node. Throws a HarnessError when they do not come up within the start-up limit.
  */
-export async function startCluster() {
+export async function startCluster({ nodeArgs = [] } = {}) {
   const t0 = Date.now();
   const useLab = existsSync(LAB);
   const what = useLab ? `cluster lab (${LAB}): Redis and three nodes` : 'Redis and three nodes on 127.0.0.11-13';
-  const starting = useLab ? startLab(t0) : startLocal();
+  const starting = useLab ? startLab(t0, nodeArgs) : startLocal(nodeArgs);
   // Past the limit the start goes on: whatever it brings up is taken down again.
   const cluster = await withinStartup(starting, `${what} did not come up`, t0).catch((e) => {
     starting.then((c) => c.stop(), () => {});

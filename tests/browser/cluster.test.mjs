@@ -4,8 +4,10 @@
 // - a mesh call of three pages on three nodes: every page decodes every other's video;
 // - an SFU call of three pages on three nodes: the same through the room node's SFU;
 // - a page in another room on the same nodes sees no one, and nobody sees it;
-// - the SDK's `region`: a page on node 1 gets the ICE servers of the node of that region.
-// A node's death: cluster-failover.test.mjs. (One file each: run.sh's time limit is per file.)
+// - the SDK's `region`: a page on node 1 gets the ICE servers of the node of that region;
+// - an SFU room spanning two nodes: each page on its own node's SFU, the tracks crossing
+//   the node link once, simulcast layers chosen per page behind the link, the speaker.
+// A node's death: cluster-failover.test.mjs. A full node: cluster-overflow.test.mjs. (One file each: run.sh's time limit is per file.)
 //
 // CPU: three Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';

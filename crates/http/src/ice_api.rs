@@ -11,9 +11,10 @@
 //!
 //! In a cluster, `?region=NAME` asks for the TURN server of a node in that region (the
 //! least loaded one there; this node's own when it serves that region, or none does):
-//! see [`RegionTurn`].
+//! see [`RegionTurn`]. A full node (`--cluster-capacity`) names another node, whose SFU
+//! edge and TURN then serve the client: see [`OverflowNode`].
 
-use crate::ice::{ice_servers, ice_servers_at, IceConfig};
+use crate::ice::{ice_servers, ice_servers_at, IceConfig, IceServers};
 use crate::source_limit::SourceLimiter;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
@@ -31,12 +32,18 @@ use switchboard_signal::token::{verify_holder, TokenError};
 /// shares the REST secret.
 pub type RegionTurn = Arc<dyn Fn(&str) -> Option<Vec<String>> + Send + Sync>;
 
+/// While this node is full: the name and TURN URIs of the node that serves its new
+/// clients' media instead (`"node"` in the answer, so the SDK uses that node's SFU
+/// edge). None: this node serves them. Set by a clustered server.
+pub type OverflowNode = Arc<dyn Fn() -> Option<(String, Vec<String>)> + Send + Sync>;
+
 /// The endpoint's state: its configuration (replaced on SIGHUP) and rate limiter.
 pub struct IceApi {
     cfg: RwLock<Arc<IceConfig>>,
     limiter: Mutex<SourceLimiter>,
     counts: IceCounts,
     region: RwLock<Option<RegionTurn>>,
+    overflow: RwLock<Option<OverflowNode>>,
 }
 
 /// What `/api/ice-servers` answered, for metrics.
@@ -64,12 +71,18 @@ impl IceApi {
             cfg: RwLock::new(Arc::new(cfg)),
             counts: IceCounts::default(),
             region: RwLock::new(None),
+            overflow: RwLock::new(None),
         })
     }
 
     /// Answer `?region=` from `f` (a cluster's nodes).
     pub fn set_region_turn(&self, f: RegionTurn) {
         *self.region.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Name another node while this one is full, from `f` (a cluster's nodes).
+    pub fn set_overflow(&self, f: OverflowNode) {
+        *self.overflow.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     /// The configuration in force.
@@ -193,9 +206,26 @@ pub(crate) async fn get(
         let lookup = api.region.read().unwrap_or_else(|e| e.into_inner()).clone();
         lookup?(name)
     });
-    let servers = match elsewhere {
-        Some(turn) => ice_servers_at(&cfg, &turn, unix_now, identity),
-        None => ice_servers(&cfg, unix_now, identity),
+    // A full node sends the client to another node's SFU edge and TURN (a region asked
+    // for keeps this node's SFU, with that region's TURN).
+    let overflow = match elsewhere {
+        Some(_) => None,
+        None => {
+            let f = api
+                .overflow
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            f.and_then(|f| f())
+        }
+    };
+    let servers = match (elsewhere, overflow) {
+        (Some(turn), _) => ice_servers_at(&cfg, &turn, unix_now, identity),
+        (None, Some((node, turn))) => IceServers {
+            node: Some(node),
+            ..ice_servers_at(&cfg, &turn, unix_now, identity)
+        },
+        (None, None) => ice_servers(&cfg, unix_now, identity),
     };
     let mut r = Json(servers).into_response();
     r.headers_mut()

@@ -16,7 +16,7 @@ mod whip;
 mod ws;
 
 pub use ice::{ice_servers, ice_servers_at, turn_uris, IceConfig, IceServers};
-pub use ice_api::{IceApi, IceSnapshot, RegionTurn};
+pub use ice_api::{IceApi, IceSnapshot, OverflowNode, RegionTurn};
 pub use nettest::{NetTest, NetTestConfig};
 pub use origin::OriginPolicy;
 pub use switchboard_signal::{Claims, Grants, HubConfig, Signaling, SignalingSnapshot};

@@ -32,21 +32,33 @@ use std::time::Instant;
 use switchboard_cluster::{least_loaded, ClusterEvent, NodeId};
 use tracing::{debug, info, warn};
 
-/// The room a `join` or `resume` names, if `text` is one.
-fn entry_room(text: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Entry {
-        #[serde(rename = "type")]
-        kind: String,
-        room: Option<String>,
-        token: Option<String>,
-    }
+/// A `join` or `resume` as the cluster needs it.
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "type")]
+    kind: String,
+    room: Option<String>,
+    token: Option<String>,
+    /// The node whose SFU the client uses (its `/api/ice-servers` answer's `node`).
+    #[serde(rename = "sfuNode")]
+    sfu_node: Option<String>,
+}
+
+/// The room a `join` or `resume` names, and the node whose SFU the client uses, if
+/// `text` is one.
+fn entry(text: &str) -> Option<(String, Option<String>)> {
     let e: Entry = serde_json::from_str(text).ok()?;
-    match e.kind.as_str() {
+    let room = match e.kind.as_str() {
         "join" => e.room.filter(|r| crate::protocol::valid_room(r)),
         "resume" => crate::shard::room_of_resume_token(e.token.as_deref()?).map(str::to_string),
         _ => None,
-    }
+    }?;
+    Some((room, e.sfu_node))
+}
+
+/// The room a `join` or `resume` names, if `text` is one.
+fn entry_room(text: &str) -> Option<String> {
+    entry(text).map(|(room, _)| room)
 }
 
 impl Signaling {
@@ -311,17 +323,57 @@ impl Signaling {
         self.receive_local(&r.link, text);
         // A member of an SFU room joined (or resumed) through that node: it may serve
         // the room's members there from an SFU edge (asked again on every entry; the
-        // bridge keeps one edge per room).
-        if let Some(room) = entry_room(text) {
-            let shard = self.shard_of_room(&room);
-            if self.shard(shard).hub.room_is_sfu(&room) {
-                let msg = BusMessage::EdgeWanted {
-                    conn: 0,
-                    text: &room,
-                };
-                glue.store.send(&r.node, msg.encode());
+        // bridge keeps one edge per room). A member that names the node whose SFU it
+        // uses gets that node's edge instead.
+        if let Some((room, sfu_node)) = entry(text) {
+            let node = match sfu_node {
+                Some(name) => self.live_node_named(glue, &name),
+                None => Some(r.node.clone()),
+            };
+            if let Some(node) = node {
+                self.want_edge(glue, &room, &node);
             }
         }
+    }
+
+    /// A client of this node joined (or resumed) a room held here, naming the node whose
+    /// SFU it uses (`sfuNode`, [`entry`]): when that is another live node and the room is
+    /// SFU, that node is asked for an edge (a full node sends its new clients' media to
+    /// another node's SFU: docs/cluster.md "SFU rooms").
+    pub(crate) fn local_entry(&self, text: &str) {
+        let Some(glue) = &self.glue else { return };
+        // Most messages are no entry: only those that can name a node are parsed.
+        if !text.contains("\"sfuNode\"") {
+            return;
+        }
+        let Some((room, Some(name))) = entry(text) else {
+            return;
+        };
+        if let Some(node) = self.live_node_named(glue, &name) {
+            self.want_edge(glue, &room, &node);
+        }
+    }
+
+    /// The live node called `name` (`--node-name`), if any.
+    fn live_node_named(&self, glue: &Glue, name: &str) -> Option<NodeId> {
+        glue.store
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == name)
+            .map(|n| n.id)
+    }
+
+    /// Ask `node` for an SFU edge of `room` when the room is held here and SFU, and
+    /// `node` is another node.
+    fn want_edge(&self, glue: &Glue, room: &str, node: &NodeId) {
+        if node == glue.me() || !self.shard(self.shard_of_room(room)).hub.room_is_sfu(room) {
+            return;
+        }
+        let msg = BusMessage::EdgeWanted {
+            conn: 0,
+            text: room,
+        };
+        glue.store.send(node, msg.encode());
     }
 
     /// Whether this node holds `room`, claiming (and loading) it when it has no owner.

@@ -576,6 +576,9 @@ impl Connection {
             if Box::pin(self.sig.route_entry(&self.link, text)).await {
                 return;
             }
+            self.sig.receive_local(&self.link, text);
+            self.sig.local_entry(text);
+            return;
         }
         self.sig.receive_local(&self.link, text);
     }

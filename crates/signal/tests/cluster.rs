@@ -559,3 +559,65 @@ async fn a_node_that_bridges_members_of_an_sfu_room_is_asked_for_an_edge() {
     let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
 }
+
+#[tokio::test]
+async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
+    let cfg = HubConfig {
+        sfu_threshold: Some(1),
+        ..HubConfig::default()
+    };
+    let (_net, nodes) = three(&cfg);
+    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
+    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let quiet =
+        |rx: &mut tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>| rx.try_recv().is_err();
+    // An SFU room of node 1; a member of node 1 that uses node 1's SFU: no edge.
+    let (_a, ja) = join(&nodes[0], "r", "Ada").await;
+    assert_eq!(ja["topology"], "sfu");
+    let b = nodes[0].sig.connect();
+    send(
+        &b,
+        json!({"type": "join", "room": "r", "name": "Bob", "sfuNode": "n1"}),
+    )
+    .await;
+    next_of(&b, "joined").await;
+    // A member of node 1 (a full node sends it elsewhere) that uses node 3's SFU.
+    let c = nodes[0].sig.connect();
+    send(
+        &c,
+        json!({"type": "join", "room": "r", "name": "Cy", "sfuNode": "n3"}),
+    )
+    .await;
+    next_of(&c, "joined").await;
+    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    assert_eq!(&*room, "r");
+    // A member bridged by node 2 that uses node 3's SFU: node 3 is asked, node 2 not.
+    let d = nodes[1].sig.connect();
+    send(
+        &d,
+        json!({"type": "join", "room": "r", "name": "Dan", "sfuNode": "n3"}),
+    )
+    .await;
+    next_of(&d, "joined").await;
+    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    assert_eq!(&*room, "r");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        quiet(&mut edges2),
+        "node 2 was asked for an edge nobody uses"
+    );
+    // A node name that is no live node asks nobody (and the join works).
+    let e = nodes[0].sig.connect();
+    send(
+        &e,
+        json!({"type": "join", "room": "r", "name": "Eve", "sfuNode": "n9"}),
+    )
+    .await;
+    next_of(&e, "joined").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        quiet(&mut edges2) && quiet(&mut edges3),
+        "an edge for a node that is not there"
+    );
+}

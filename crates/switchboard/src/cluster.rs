@@ -24,6 +24,8 @@ pub struct ClusterService {
     runtime: tokio::runtime::Runtime,
     signaling: LoadSource,
     left: std::sync::atomic::AtomicBool,
+    /// `--cluster-capacity` (None: no limit).
+    capacity: Option<u32>,
 }
 
 impl ClusterService {
@@ -62,6 +64,7 @@ impl ClusterService {
             url = %info.url,
             store = %c.url,
             placement = ?c.placement,
+            capacity = c.capacity.map_or("none".to_string(), |n| n.to_string()),
             "cluster: joined as node {}",
             info.name
         );
@@ -70,6 +73,7 @@ impl ClusterService {
             runtime,
             signaling,
             left: std::sync::atomic::AtomicBool::new(false),
+            capacity: c.capacity,
         }))
     }
 
@@ -102,6 +106,29 @@ impl ClusterService {
                 .min_by(|a, b| a.load.score().total_cmp(&b.load.score()))
                 .map(|best| best.turn)
         })
+    }
+
+    /// `/api/ice-servers` of a full node (`--cluster-capacity`: it serves that many
+    /// participants or more): the name and TURN of the least loaded live node that is not
+    /// full, whose SFU edge then serves the client (the room's node asks it for one when
+    /// the client joins naming it, docs/cluster.md); None while this node is not full or
+    /// every other node is. None at all without a capacity.
+    pub fn overflow(&self) -> Option<switchboard_http::OverflowNode> {
+        let capacity = self.capacity.filter(|c| *c > 0)?;
+        let store = self.store.clone();
+        Some(Arc::new(move || {
+            let nodes = store.nodes();
+            let me = &store.me().id;
+            let mine = nodes.iter().find(|n| &n.id == me)?;
+            if mine.load.participants < capacity {
+                return None;
+            }
+            nodes
+                .iter()
+                .filter(|n| &n.id != me && n.load.participants < capacity)
+                .min_by(|a, b| a.load.score().total_cmp(&b.load.score()))
+                .map(|n| (n.name.clone(), n.turn.clone()))
+        }))
     }
 
     /// Make TURN's per-user quota count every node: once a second, publish this node's
@@ -239,9 +266,14 @@ fn load_reader(signaling: LoadSource) -> Arc<dyn Fn() -> Load + Send + Sync> {
             *l = (now, cpu_now);
             used.max(0.0) as f32
         };
+        // Participants are the clients in rooms held here: the sessions but those of
+        // server participants (the SFU, its edges, phone calls).
         let (rooms, participants) = signaling.get().map_or((0, 0), |s| {
             let snap = s.snapshot();
-            (snap.rooms as u32, snap.sessions as u32)
+            (
+                snap.rooms as u32,
+                snap.sessions.saturating_sub(snap.services) as u32,
+            )
         });
         Load {
             cpu,

@@ -88,6 +88,11 @@ impl HttpService {
         self.ice.set_region_turn(f);
     }
 
+    /// Name another node in `/api/ice-servers` while this one is full.
+    pub fn set_overflow(&self, f: switchboard_http::OverflowNode) {
+        self.ice.set_overflow(f);
+    }
+
     fn log_start(&self, shared_with_turn: bool) {
         let bound = self.bound;
         let scheme = if self.https.is_some() {

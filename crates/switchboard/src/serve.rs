@@ -53,6 +53,9 @@ fn start(plan: &Plan) -> anyhow::Result<Vec<Box<dyn Service>>> {
     let http = HttpService::start(plan, &turn, &signal, sip.as_ref().map(SipService::routes))?;
     if let (Some(http), Some(cluster)) = (&http, &cluster) {
         http.set_region_turn(cluster.region_turn());
+        if let Some(f) = cluster.overflow() {
+            http.set_overflow(f);
+        }
     }
     let heap = HeapService::start(plan.process.heap_trim)?;
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(turn)];

@@ -43,6 +43,8 @@ const RATE_RETRY_MS = 1000;
  * @property {string} [name]
  * @property {string} [token]
  * @property {string} [topology] 'auto' | 'sfu' | 'mesh' (sent unless 'auto')
+ * @property {string|null} [sfuNode] in a cluster, the node whose SFU this client uses
+ *   (`/api/ice-servers` "node"): the room's node asks that node for an SFU edge
  */
 
 /**
@@ -218,6 +220,7 @@ export class Signaling extends Emitter {
     if (p.name) msg.name = p.name;
     if (p.token) msg.token = p.token;
     if (p.topology && p.topology !== 'auto') msg.topology = p.topology;
+    if (p.sfuNode) msg.sfuNode = p.sfuNode;
     return msg;
   }
 
@@ -527,7 +530,9 @@ export class Signaling extends Emitter {
     /** @type {any} */
     let err = null;
     try {
-      await this.#connect({ type: 'resume', token: this.#resumeToken, lastSeq: this.lastSeq }, 'resumed', (t, m) =>
+      const sfuNode = /** @type {JoinParams} */ (this.#params)?.sfuNode;
+      const resume = { type: 'resume', token: this.#resumeToken, lastSeq: this.lastSeq, ...(sfuNode ? { sfuNode } : {}) };
+      await this.#connect(resume, 'resumed', (t, m) =>
         this.#onResumed(t, m),
       );
     } catch (e) {

@@ -272,7 +272,7 @@ export class Switchboard extends Emitter {
     this.#setState('connecting');
     try {
       await this.#ice.load();
-      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token, topology: this.#opts.topology });
+      await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token, topology: this.#opts.topology, sfuNode: this.#ice.node });
     } catch (err) {
       const e =
         err instanceof SwitchboardError ? err : new SwitchboardError('unreachable', String(/** @type {Error} */ (err)?.message || err));

@@ -41,6 +41,17 @@ pub struct ClusterSettings {
         default_value = "least-loaded"
     )]
     pub cluster_placement: PlacementArg,
+
+    /// Participants this node serves (members of the rooms it holds) before it counts as
+    /// full: its `/api/ice-servers` then names the least loaded node that is not full,
+    /// whose SFU edge takes the media of the clients that come after. 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_CLUSTER_CAPACITY",
+        default_value_t = 0
+    )]
+    pub cluster_capacity: u32,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,6 +70,8 @@ pub struct ClusterConfig {
     pub node_url: Option<String>,
     pub region: Option<String>,
     pub placement: switchboard_signal::Placement,
+    /// `--cluster-capacity` (None: no limit).
+    pub capacity: Option<u32>,
 }
 
 /// A valid node or region name: 1-64 of letters, digits, `-`, `_`, `.`.
@@ -140,6 +153,7 @@ impl ClusterSettings {
                 PlacementArg::LeastLoaded => switchboard_signal::Placement::LeastLoaded,
                 PlacementArg::Local => switchboard_signal::Placement::Local,
             },
+            capacity: (self.cluster_capacity > 0).then_some(self.cluster_capacity),
         }))
     }
 }
