@@ -260,12 +260,24 @@ impl SfuClient {
                     serde_json::from_str(payload).map_err(|_| ClientError::BadRelay("answer"))?;
                 let answer = SdpAnswer::from_sdp_string(&sdp).map_err(rtc_err)?;
                 if let Some(p) = self.pending.take() {
-                    self.rtc
-                        .sdp_api()
-                        .accept_answer(p, answer)
-                        .map_err(rtc_err)?;
-                    for o in &mut self.outgoing {
-                        o.live |= o.mid.is_some() && !o.gone;
+                    match self.rtc.sdp_api().accept_answer(p, answer) {
+                        Ok(()) => {
+                            for o in &mut self.outgoing {
+                                o.live |= o.mid.is_some() && !o.gone;
+                            }
+                        }
+                        Err(e) => {
+                            // An answer to an offer of ours that was rolled back (the SFU's
+                            // colliding offer, or its offer sent again after a delay, came
+                            // first), not to the one pending: that one is void now. Offer
+                            // the same tracks again rather than end the connection (seen
+                            // on a loaded machine: "Mid in answer is not in offer").
+                            tracing::debug!(error = %e, "SFU client: an answer to an earlier offer; offering again");
+                            for o in self.outgoing.iter_mut().filter(|o| !o.live) {
+                                o.mid = None;
+                            }
+                            self.offer_due = true;
+                        }
                     }
                 }
             }
