@@ -324,15 +324,13 @@ impl Signaling {
         // A member of an SFU room joined (or resumed) through that node: it may serve
         // the room's members there from an SFU edge (asked again on every entry; the
         // bridge keeps one edge per room). A member that names the node whose SFU it
-        // uses gets that node's edge instead.
+        // uses gets that node's edge instead, while that node lives (a client that
+        // failed over names the node it first learnt until it learns its new one).
         if let Some((room, sfu_node)) = entry(text) {
-            let node = match sfu_node {
-                Some(name) => self.live_node_named(glue, &name),
-                None => Some(r.node.clone()),
-            };
-            if let Some(node) = node {
-                self.want_edge(glue, &room, &node);
-            }
+            let node = sfu_node
+                .and_then(|name| self.live_node_named(glue, &name))
+                .unwrap_or_else(|| r.node.clone());
+            self.want_edge(glue, &room, &node);
         }
     }
 

@@ -607,7 +607,7 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
         quiet(&mut edges2),
         "node 2 was asked for an edge nobody uses"
     );
-    // A node name that is no live node asks nobody (and the join works).
+    // A node name that is no live node asks nobody (and the join works) ...
     let e = nodes[0].sig.connect();
     send(
         &e,
@@ -620,4 +620,15 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
         quiet(&mut edges2) && quiet(&mut edges3),
         "an edge for a node that is not there"
     );
+    // ... but the bridging node, for a member it bridges (a client that failed over to it
+    // still names the dead node it first used).
+    let f = nodes[1].sig.connect();
+    send(
+        &f,
+        json!({"type": "join", "room": "r", "name": "Fay", "sfuNode": "n9"}),
+    )
+    .await;
+    next_of(&f, "joined").await;
+    let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    assert_eq!(&*room, "r");
 }

@@ -206,6 +206,14 @@ export class Signaling extends Emitter {
     this.#end(null, false);
   }
 
+  /**
+   * The node whose SFU this client uses from now on (sent with the next `resume`).
+   * @param {string|null} node
+   */
+  setSfuNode(node) {
+    if (this.#params) this.#params.sfuNode = node;
+  }
+
   /** Close without `leave` (the server keeps the session for the grace period). */
   close() {
     this.#end(null, false);

@@ -102,6 +102,8 @@ export class Switchboard extends Emitter {
   #sig;
   /** @type {IceServers} */
   #ice;
+  /** The node URL whose /api/ice-servers answer `#ice` holds (its `node` names our SFU's). @type {string|null} */
+  #iceUrl = null;
   /** Tracks sent to every peer. */
   #tracks = { audio: /** @type {MediaStreamTrack|null} */ (null), video: /** @type {MediaStreamTrack|null} */ (null) };
   /** The stream the tracks are announced in (its id is the msid the others see). */
@@ -272,6 +274,7 @@ export class Switchboard extends Emitter {
     this.#setState('connecting');
     try {
       await this.#ice.load();
+      this.#iceUrl = this.url;
       await this.#sig.join({ room: this.#opts.room, name: this.#opts.name, token: this.#opts.token, topology: this.#opts.topology, sfuNode: this.#ice.node });
     } catch (err) {
       const e =
@@ -507,6 +510,26 @@ export class Switchboard extends Emitter {
     const peers = infos.filter((p) => !isInfrastructure(p)).map((p) => (this.#viaSfu(p) ? this.#mode.addMember(p) : this.#addPeer(p, !isRemote(p))));
     if (sfu) this.#mode.start(String(sfu.id));
     this.emit('joined', { peerId: this.peerId, peers, rejoined, topology: this.topology });
+    this.#relearnNode();
+  }
+
+  /**
+   * In a cluster, after the signaling moved to another node (a failover, or the first
+   * node did not answer): ask that node's /api/ice-servers which node's SFU to use, tell
+   * the signaling (the next `resume` names it), and move to that node's SFU if the room
+   * has it. Until then the old node's name stands (the room's node then asks the node
+   * our signaling reached for an edge).
+   */
+  async #relearnNode() {
+    if (this.#opts.iceServers !== 'auto' || this.url === this.#iceUrl) return;
+    this.#iceUrl = this.url;
+    const before = this.#ice.node;
+    await this.#ice.load();
+    if (this.state === 'closed' || this.#ice.node === before) return;
+    this.#log(`SFU node now ${this.#ice.node} (was ${before})`);
+    this.#sig.setSfuNode(this.#ice.node);
+    const pick = this.#pickSfu();
+    if (pick && this.#sfu && String(pick.id) !== this.#sfu.id) this.#mode.start(String(pick.id));
   }
 
   /** @param {any} msg the `resumed` message */
@@ -528,6 +551,7 @@ export class Switchboard extends Emitter {
       for (const peer of this.peers.values()) if (peer instanceof Peer) peer.recover();
       if (sfu && !this.#sfu) this.#mode.start(String(sfu.id));
       else this.#sfu?.peer.recover();
+      this.#relearnNode();
     } else {
       // Nothing the server sent was lost, but what we sent just before the break may be.
       // Checked once the replay has been handled.
