@@ -20,7 +20,7 @@ use crate::keyframe::KeyframeRequests;
 use crate::layer::link_rid;
 use crate::message::SfuMessage;
 use crate::output::{LocalRtp, SfuOutput, SignalKind};
-use crate::participant::{Participant, Pid, SlotState};
+use crate::participant::{LinkLayer, Participant, Pid, SlotState};
 use crate::rewrite::{self, vp8, Rewriter};
 use crate::sfu::Sfu;
 
@@ -301,9 +301,12 @@ impl Sfu {
         };
         let i = usize::from(layer);
         while slot.link_layers.len() <= i {
-            slot.link_layers.push(Rewriter::new(90_000, 1000));
+            slot.link_layers.push(LinkLayer {
+                rewriter: Rewriter::new(90_000, 1000),
+                ssrc: None,
+            });
         }
-        let rw = &mut slot.link_layers[i];
+        let rw = &mut slot.link_layers[i].rewriter;
         if rw.target() != Some(layer) {
             rw.set_target(Some(layer));
         }
@@ -318,8 +321,20 @@ impl Sfu {
             return;
         };
         let out_mid = s.slots[slot_idx].mid;
+        let cached = s.slots[slot_idx].link_layers[i].ssrc;
         let mut api = s.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(out_mid, Some(rid)) else {
+        let ssrc = match cached {
+            Some(ssrc) => ssrc,
+            None => {
+                let Some(tx) = api.stream_tx_by_mid(out_mid, Some(rid)) else {
+                    return;
+                };
+                let ssrc = tx.ssrc();
+                s.slots[slot_idx].link_layers[i].ssrc = Some(ssrc);
+                ssrc
+            }
+        };
+        let Some(tx) = api.stream_tx(&ssrc) else {
             return;
         };
         let (count, oldest) = tx

@@ -109,15 +109,23 @@ pub(crate) struct OutSlot {
     /// A node link's video slot carries every layer, each on its own rid
     /// ([`crate::layer::LINK_RIDS`]) through its own rewriter (target fixed to the layer);
     /// `rewriter` is then unused. Empty for every other slot.
-    pub link_layers: Vec<Rewriter>,
+    pub link_layers: Vec<LinkLayer>,
+}
+
+/// One layer of a node link's video slot.
+pub(crate) struct LinkLayer {
+    pub rewriter: Rewriter,
+    /// Its send stream, found by mid and rid once (str0m looks that up by a scan of all
+    /// of the participant's streams; by SSRC it is a map lookup).
+    pub ssrc: Option<Ssrc>,
 }
 
 impl OutSlot {
     /// The slot carries no track any more: no layer is wanted.
     pub(crate) fn clear_targets(&mut self) {
         self.rewriter.set_target(None);
-        for rw in &mut self.link_layers {
-            rw.set_target(None);
+        for l in &mut self.link_layers {
+            l.rewriter.set_target(None);
         }
     }
 }

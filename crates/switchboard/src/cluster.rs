@@ -24,7 +24,7 @@ pub struct ClusterService {
     runtime: tokio::runtime::Runtime,
     signaling: LoadSource,
     left: std::sync::atomic::AtomicBool,
-    /// `--cluster-capacity` (None: no limit).
+    /// `--cluster-capacity` (None: no limit; never 0).
     capacity: Option<u32>,
 }
 
@@ -114,7 +114,7 @@ impl ClusterService {
     /// the client joins naming it, docs/cluster.md); None while this node is not full or
     /// every other node is. None at all without a capacity.
     pub fn overflow(&self) -> Option<switchboard_http::OverflowNode> {
-        let capacity = self.capacity.filter(|c| *c > 0)?;
+        let capacity = self.capacity?;
         let store = self.store.clone();
         Some(Arc::new(move || {
             let nodes = store.nodes();
