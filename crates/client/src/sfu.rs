@@ -545,12 +545,19 @@ impl SfuClient {
             }
         };
         let peer_id = joined["peerId"].as_str().unwrap_or_default().to_string();
-        let sfu_peer = joined["peers"].as_array().and_then(|peers| {
-            peers
-                .iter()
-                .find(|p| p["service"] == "sfu")
-                .and_then(|p| p["id"].as_str().map(str::to_string))
-        });
+        // The room's own SFU; in a cluster, an edge (`SFU@<node>`) only when the room's
+        // SFU is not among the peers.
+        let sfus: Vec<&Value> = joined["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["service"] == "sfu")
+            .collect();
+        let sfu_peer = sfus
+            .iter()
+            .find(|p| p["name"] == "SFU")
+            .or(sfus.first())
+            .and_then(|p| p["id"].as_str().map(str::to_string));
         Ok(SfuClient {
             ws,
             media,
@@ -602,7 +609,10 @@ impl SfuClient {
         let from_sfu = self.sfu_peer.is_some() && m["from"].as_str() == self.sfu_peer.as_deref();
         match m["type"].as_str().unwrap_or_default() {
             "peer-joined" => {
-                if m["peer"]["service"] == "sfu" {
+                // An edge of another node joining does not take the room's SFU's place.
+                if m["peer"]["service"] == "sfu"
+                    && (self.sfu_peer.is_none() || m["peer"]["name"] == "SFU")
+                {
                     self.sfu_peer = m["peer"]["id"].as_str().map(str::to_string);
                 }
                 self.joined_peers.push(m["peer"].clone());

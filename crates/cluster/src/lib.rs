@@ -146,9 +146,37 @@ pub fn least_loaded<'a>(nodes: &'a [NodeInfo], me: &'a NodeInfo) -> &'a NodeInfo
     best
 }
 
+/// Of `nodes`, the one that holds every line (`@user`): the oldest live node (the lowest
+/// node id among those that started in the same second), `me` when alone. Every node
+/// names the same one from the same list, and it changes only when that node dies
+/// (a node that joins is the youngest).
+pub fn lines_home<'a>(nodes: &'a [NodeInfo], me: &'a NodeInfo) -> &'a NodeInfo {
+    nodes
+        .iter()
+        .chain(std::iter::once(me))
+        .min_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)))
+        .unwrap_or(me)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_live_on_the_oldest_node_whoever_asks() {
+        let mut a = node("a", 0.0, 0);
+        let mut b = node("b", 0.0, 0);
+        let mut c = node("c", 0.0, 0);
+        (a.started, b.started, c.started) = (20, 10, 10);
+        let nodes = [a.clone(), b.clone(), c.clone()];
+        for me in [&a, &b, &c] {
+            assert_eq!(&*lines_home(&nodes, me).id, "b", "asked by {}", me.id);
+        }
+        // b dies: c (older than a) takes over, as every node sees it.
+        let left = [a.clone(), c.clone()];
+        assert_eq!(&*lines_home(&left, &a).id, "c");
+        assert_eq!(&*lines_home(&[], &a).id, "a", "alone");
+    }
 
     fn node(name: &str, cpu: f32, participants: u32) -> NodeInfo {
         NodeInfo {

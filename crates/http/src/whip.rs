@@ -184,35 +184,32 @@ pub async fn publish(
             "too many WHIP/WHEP sessions",
         );
     }
-    // In a cluster the room must live on this node (the SFU that takes the media is here).
-    if let Err(e) = w.signaling.hold_room(&room).await {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, e.reason);
-    }
-    let p = match w
+    // In a cluster the room may live on another node: the session joins it there and
+    // its media goes to this node's edge of the room.
+    let joined = w
         .signaling
-        .join_service_as(&room, ingest.name(), ingest.kind(), ingest.grants())
-    {
-        Ok(p) => Arc::new(p),
+        .join_sfu_service(&room, ingest.name(), ingest.kind(), ingest.grants())
+        .await;
+    let joined = match joined {
+        Ok(Some(j)) => j,
+        Ok(None) => {
+            return plain(
+                StatusCode::CONFLICT,
+                "this room is mesh-only (its creator chose mesh, or the SFU is off)",
+            )
+        }
         Err(e) if e.code == switchboard_signal::ErrorCode::BadRoom => {
             return plain(StatusCode::BAD_REQUEST, e.reason)
         }
         Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.reason),
     };
-    if !w.signaling.require_sfu(&p) {
+    let Some(sfu) = joined.find_sfu(SFU_JOIN_WAIT).await else {
         return plain(
-            StatusCode::CONFLICT,
-            "this room is mesh-only (its creator chose mesh, or the SFU is off)",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the SFU did not join the room",
         );
-    }
-    let sfu = match find_sfu(&p).await {
-        Some(id) => id,
-        None => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the SFU did not join the room",
-            )
-        }
     };
+    let p = Arc::new(joined.participant);
     let relayed = serde_json::to_string(offer)
         .ok()
         .and_then(|s| RawValue::from_string(s).ok());
@@ -311,25 +308,6 @@ pub async fn end(
         Some(_) => StatusCode::OK.into_response(),
         None => plain(StatusCode::NOT_FOUND, "no such session"),
     }
-}
-
-/// The room's SFU peer: already there, or joining within [`SFU_JOIN_WAIT`].
-async fn find_sfu(p: &ServiceParticipant) -> Option<Arc<str>> {
-    let sfu = switchboard_signal::SFU;
-    if let Some(peer) = p.peers().iter().find(|q| q.service.as_deref() == Some(sfu)) {
-        return Some(peer.id.clone());
-    }
-    let wait = async {
-        while let Some(ev) = p.recv().await {
-            if let ServiceEvent::PeerJoined(peer) = ev {
-                if peer.service.as_deref() == Some(sfu) {
-                    return Some(peer.id);
-                }
-            }
-        }
-        None
-    };
-    timeout(SFU_JOIN_WAIT, wait).await.ok().flatten()
 }
 
 /// The SFU's answer (SDP text), or the reason of its `error` message.

@@ -29,7 +29,7 @@ use crate::protocol::ErrorCode;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_cluster::{least_loaded, ClusterEvent, NodeId};
+use switchboard_cluster::{least_loaded, lines_home, ClusterEvent, NodeId};
 use tracing::{debug, info, warn};
 
 /// A `join` or `resume` as the cluster needs it.
@@ -95,25 +95,6 @@ impl Signaling {
         }
     }
 
-    /// Make sure this node may hold `room` before a service participant joins it (a
-    /// phone call into a room, a WHIP publisher): Ok when it holds it (claiming it when
-    /// nobody does); an error naming the reason when another node holds it or the store
-    /// cannot be reached. Always Ok outside a cluster.
-    pub async fn hold_room(&self, room: &str) -> Result<(), crate::SignalError> {
-        let Some(glue) = self.glue.clone() else {
-            return Ok(());
-        };
-        let placed = Placement::Local;
-        match self.route_as(&glue, room, placed).await {
-            Ok(None) => Ok(()),
-            Ok(Some(owner)) => Err(crate::SignalError::new(
-                ErrorCode::Unavailable,
-                format!("room {room} lives on another node of the cluster ({owner})"),
-            )),
-            Err(reason) => Err(crate::SignalError::new(ErrorCode::Unavailable, reason)),
-        }
-    }
-
     /// A service opened `room` here: claim it in the store; if another node holds it
     /// already, this node's copy is handed over (its service participant is dropped).
     pub(crate) fn confirm_room(self: &Arc<Self>, room: &Arc<str>) {
@@ -150,11 +131,18 @@ impl Signaling {
         if self.shard(self.shard_of_room(room)).hub.has_room(room) {
             return Ok(None);
         }
-        let candidate = match placement {
-            Placement::Local => glue.me().clone(),
-            Placement::LeastLoaded => {
-                let nodes = glue.store.nodes();
-                least_loaded(&nodes, glue.store.me()).id.clone()
+        let candidate = if crate::protocol::line_user(room).is_some() {
+            // Every line lives on one node, so that its call book sees every signed-in
+            // user and any two can call each other (docs/cluster.md "Direct calls").
+            let nodes = glue.store.nodes();
+            lines_home(&nodes, glue.store.me()).id.clone()
+        } else {
+            match placement {
+                Placement::Local => glue.me().clone(),
+                Placement::LeastLoaded => {
+                    let nodes = glue.store.nodes();
+                    least_loaded(&nodes, glue.store.me()).id.clone()
+                }
             }
         };
         let owner = glue
@@ -327,10 +315,21 @@ impl Signaling {
         // uses gets that node's edge instead, while that node lives (a client that
         // failed over names the node it first learnt until it learns its new one).
         if let Some((room, sfu_node)) = entry(text) {
-            let node = sfu_node
-                .and_then(|name| self.live_node_named(glue, &name))
-                .unwrap_or_else(|| r.node.clone());
+            let named = sfu_node.and_then(|name| self.live_node_named(glue, &name));
+            if let Some(node) = &named {
+                self.remember_sfu_node(&room, r.link.id, node);
+            }
+            let node = named.unwrap_or_else(|| r.node.clone());
             self.want_edge(glue, &room, &node);
+        }
+    }
+
+    /// Member `conn` of `room` uses `node`'s SFU: kept until its connection goes, so
+    /// that `node` is asked for an edge should the room turn SFU later.
+    fn remember_sfu_node(&self, room: &str, conn: ConnId, node: &NodeId) {
+        let mut sh = self.shard(self.shard_of_room(room));
+        if sh.sinks_has(conn) {
+            sh.sfu_nodes.insert(conn, node.clone());
         }
     }
 
@@ -338,7 +337,7 @@ impl Signaling {
     /// SFU it uses (`sfuNode`, [`entry`]): when that is another live node and the room is
     /// SFU, that node is asked for an edge (a full node sends its new clients' media to
     /// another node's SFU: docs/cluster.md "SFU rooms").
-    pub(crate) fn local_entry(&self, text: &str) {
+    pub(crate) fn local_entry(&self, link: &Link, text: &str) {
         let Some(glue) = &self.glue else { return };
         // Most messages are no entry: only those that can name a node are parsed.
         if !text.contains("\"sfuNode\"") {
@@ -348,6 +347,9 @@ impl Signaling {
             return;
         };
         if let Some(node) = self.live_node_named(glue, &name) {
+            if &node != glue.me() {
+                self.remember_sfu_node(&room, link.id, &node);
+            }
             self.want_edge(glue, &room, &node);
         }
     }

@@ -47,6 +47,9 @@ pub(crate) struct Shard {
     scratch: Vec<Output>,
     /// The cluster this node belongs to, if any.
     glue: Option<Arc<Glue>>,
+    /// The other node whose SFU each member uses, when its `join` or `resume` named one
+    /// (`sfuNode`): asked for an edge when the room turns SFU later ([`edges_wanted`]).
+    pub(crate) sfu_nodes: HashMap<ConnId, switchboard_cluster::NodeId>,
 }
 
 /// Shared signaling state of one server.
@@ -113,6 +116,7 @@ impl Signaling {
                     hub,
                     requests: requests.clone(),
                     sinks: HashMap::new(),
+                    sfu_nodes: HashMap::new(),
                     services: 0,
                     scratch: Vec::new(),
                     glue: glue.clone(),
@@ -424,12 +428,20 @@ impl Signaling {
 }
 
 impl Shard {
+    /// Whether connection `conn` has its outputs here (it is bound to this shard).
+    pub(crate) fn sinks_has(&self, conn: ConnId) -> bool {
+        self.sinks.contains_key(&conn)
+    }
+
     pub(crate) fn remove_sink(&mut self, conn: ConnId) -> Option<Sink> {
         let sink = self.sinks.remove(&conn);
         if matches!(sink, Some(Sink::Service(_) | Sink::RemoteService(_))) {
             self.services -= 1;
         }
         shrink_sparse(&mut self.sinks);
+        if self.sfu_nodes.remove(&conn).is_some() {
+            shrink_sparse(&mut self.sfu_nodes);
+        }
         sink
     }
 }
@@ -527,15 +539,19 @@ fn flush(sh: &mut Shard) {
 }
 
 /// Room `room` of this node turned SFU: every node that bridges members of it may serve
-/// them from an SFU edge of its own (cluster).
+/// them from an SFU edge of its own, and every node a member named as the one whose SFU
+/// it uses (`sfuNode`) instead (cluster).
 fn edges_wanted(sh: &Shard, room: &str) {
     let Some(glue) = &sh.glue else { return };
     let mut nodes: Vec<&switchboard_cluster::NodeId> = Vec::new();
     for conn in sh.hub.room_conns(room) {
-        if let Some(Sink::Remote(r)) = sh.sinks.get(&conn) {
-            if !nodes.contains(&&r.node) {
-                nodes.push(&r.node);
-            }
+        let node = match (sh.sfu_nodes.get(&conn), sh.sinks.get(&conn)) {
+            (Some(named), _) => Some(named),
+            (None, Some(Sink::Remote(r))) => Some(&r.node),
+            _ => None,
+        };
+        if let Some(node) = node.filter(|n| *n != glue.me() && !nodes.contains(n)) {
+            nodes.push(node);
         }
     }
     for node in nodes {
@@ -577,7 +593,7 @@ impl Connection {
                 return;
             }
             self.sig.receive_local(&self.link, text);
-            self.sig.local_entry(text);
+            self.sig.local_entry(&self.link, text);
             return;
         }
         self.sig.receive_local(&self.link, text);

@@ -44,6 +44,7 @@ pub use mode::{Topology, CALLS, MAX_SERVICES_PER_ROOM, REMOTE, SFU, SFU_EDGE};
 pub use outbox::Outbox;
 pub use protocol::ErrorCode;
 pub use records::ROOM_RECORD;
+pub use remote_service::{SfuService, SFU_PEER};
 pub use service::ServiceParticipant;
 pub use shard::{room_of_resume_token, shard_of_room, ShardId};
 pub use token::{Claims, Grants, TokenError};

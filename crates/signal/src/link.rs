@@ -82,8 +82,12 @@ pub(crate) struct RemoteService {
     /// The grants of the room's members, from their `peer-joined` (and the join's list).
     pub(crate) grants: Mutex<HashMap<Arc<str>, Grants>>,
     /// Answered with the owner's reply to the open.
-    pub(crate) joined: Mutex<Option<oneshot::Sender<Result<ServiceJoined, SignalError>>>>,
+    pub(crate) joined: Mutex<Option<oneshot::Sender<OpenAnswer>>>,
 }
+
+/// The owner's answer to a bridge's open: the participant's view of the room, and whether
+/// the room is SFU (for an open that asked for it); or why it was refused.
+pub(crate) type OpenAnswer = Result<(ServiceJoined, bool), SignalError>;
 
 /// The owner's side: the participant it joined for a bridge.
 pub(crate) struct HostedService {

@@ -239,10 +239,14 @@ impl Hub {
             r.sfu = sfu;
             if sfu {
                 self.out.push(Output::ServiceWanted {
-                    room: room_key,
+                    room: room_key.clone(),
                     kind: crate::mode::SFU,
                 });
             }
+        }
+        // A line's devices must stay reachable on its new node: its calls peer joins.
+        if restored > 0 && crate::protocol::line_user(&room_key).is_some() {
+            self.want_calls(&room_key);
         }
         restored
     }

@@ -33,6 +33,43 @@ use std::time::{Duration, Instant};
 use switchboard_cluster::NodeId;
 use tokio::sync::oneshot;
 
+/// The name of a room's own SFU peer (an edge's is `SFU@<node>`).
+pub const SFU_PEER: &str = "SFU";
+
+/// A server's media member of a room ([`Signaling::join_sfu_service`]).
+pub struct SfuService {
+    pub participant: crate::ServiceParticipant,
+    /// The name of the SFU peer it talks to: `SFU`, or this node's edge `SFU@<node>`
+    /// when another node holds the room (the edge may join a moment after).
+    pub sfu: Arc<str>,
+}
+
+impl SfuService {
+    /// The peer id of its SFU peer, waiting up to `wait` for it to join (the room's SFU
+    /// joins once the room turns SFU, an edge once it is asked for). Events read
+    /// meanwhile are dropped: the members present are in the participant's `peers`.
+    pub async fn find_sfu(&self, wait: Duration) -> Option<Arc<str>> {
+        let is_it = |peer: &crate::PeerInfo| {
+            peer.service.as_deref() == Some(crate::SFU) && *peer.name == *self.sfu
+        };
+        let p = &self.participant;
+        if let Some(peer) = p.peers().iter().find(|q| is_it(q)) {
+            return Some(peer.id.clone());
+        }
+        let joined = async {
+            while let Some(ev) = p.recv().await {
+                if let ServiceEvent::PeerJoined(peer) = ev {
+                    if is_it(&peer) {
+                        return Some(peer.id);
+                    }
+                }
+            }
+            None
+        };
+        tokio::time::timeout(wait, joined).await.ok().flatten()
+    }
+}
+
 /// How long a bridge waits for the owner's answer to an open.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -54,14 +91,93 @@ impl Signaling {
         let Some(glue) = self.glue.clone() else {
             return self.join_service_as(room, name, kind, grants);
         };
-        let owner = match self
-            .route_as(&glue, room, crate::glue::Placement::Local)
-            .await
-        {
-            Ok(None) => return self.join_service_as(room, name, kind, grants),
-            Ok(Some(owner)) => owner,
-            Err(reason) => return Err(SignalError::new(ErrorCode::Unavailable, reason)),
+        match self.owner_for_service(&glue, room).await? {
+            None => self.join_service_as(room, name, kind, grants),
+            Some(owner) => {
+                let open = OpenWire {
+                    room: room.into(),
+                    name: name.into(),
+                    kind: kind.into(),
+                    grants: grants.into(),
+                    sfu: false,
+                };
+                Ok(self.open_remote(&glue, owner, open).await?.0)
+            }
+        }
+    }
+
+    /// Join a server's media member (a phone's room leg, a WHIP or WHEP session) to
+    /// `room` wherever the room lives, and turn the room SFU: its media goes to this
+    /// node's SFU either way. Here (or nobody's yet: claimed for this node) it talks to
+    /// the room's SFU; when another node holds the room, the participant joins there and
+    /// this node runs an SFU edge of the room (`SFU@<node>`, linked to the room's SFU:
+    /// docs/cluster.md "SFU rooms"), which it talks to. `Ok(None)`: the room is
+    /// mesh-only (its creator chose mesh, or the SFU is off). Refused with `unavailable`
+    /// when the store or the owner cannot be reached.
+    pub async fn join_sfu_service(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        kind: &str,
+        grants: Grants,
+    ) -> Result<Option<SfuService>, SignalError> {
+        let owner = match self.glue.clone() {
+            Some(glue) => self
+                .owner_for_service(&glue, room)
+                .await?
+                .map(|owner| (glue, owner)),
+            None => None,
         };
+        let Some((glue, owner)) = owner else {
+            let participant = self.join_service_as(room, name, kind, grants)?;
+            if !self.require_sfu(&participant) {
+                return Ok(None);
+            }
+            return Ok(Some(SfuService {
+                participant,
+                sfu: Arc::from(SFU_PEER),
+            }));
+        };
+        let open = OpenWire {
+            room: room.into(),
+            name: name.into(),
+            kind: kind.into(),
+            grants: grants.into(),
+            sfu: true,
+        };
+        let (participant, sfu) = self.open_remote(&glue, owner, open).await?;
+        if !sfu {
+            return Ok(None);
+        }
+        // This node's edge of the room (one per room: asked again, it stays the one).
+        self.request_service(crate::mode::SFU_EDGE, room);
+        let edge = format!("{SFU_PEER}@{}", glue.store.me().name);
+        Ok(Some(SfuService {
+            participant,
+            sfu: Arc::from(edge),
+        }))
+    }
+
+    /// The node that holds `room` when it is another node; None when this one does (or
+    /// claimed it now).
+    async fn owner_for_service(
+        &self,
+        glue: &Glue,
+        room: &str,
+    ) -> Result<Option<NodeId>, SignalError> {
+        self.route_as(glue, room, crate::glue::Placement::Local)
+            .await
+            .map_err(|reason| SignalError::new(ErrorCode::Unavailable, reason))
+    }
+
+    /// Ask `owner` to join a service participant to a room it holds (see the module
+    /// docs); the participant, and whether the room is SFU (when `open.sfu` asked).
+    async fn open_remote(
+        self: &Arc<Self>,
+        glue: &Glue,
+        owner: NodeId,
+        open: OpenWire<'_>,
+    ) -> Result<(crate::ServiceParticipant, bool), SignalError> {
         let conn = self.next_conn();
         let (tx, rx) = oneshot::channel();
         let remote = Arc::new(RemoteService {
@@ -74,19 +190,13 @@ impl Signaling {
         // Registered before the open goes out: the answer and the first events may come
         // back before this task runs again.
         lock(&glue.remote_services).insert(conn, remote.clone());
-        let open = OpenWire {
-            room: room.into(),
-            name: name.into(),
-            kind: kind.into(),
-            grants: grants.into(),
-        };
         let text = to_json(&open);
         glue.store.send(
             &owner,
             BusMessage::ServiceOpen { conn, text: &text }.encode(),
         );
         let answer = tokio::time::timeout(OPEN_WAIT, rx).await;
-        let joined = match answer {
+        let (joined, sfu) = match answer {
             Ok(Ok(Ok(joined))) => joined,
             Ok(Ok(Err(e))) => {
                 lock(&glue.remote_services).remove(&conn);
@@ -99,15 +209,12 @@ impl Signaling {
                     .send(&owner, BusMessage::ServiceLeave { conn }.encode());
                 return Err(SignalError::new(
                     ErrorCode::Unavailable,
-                    format!("node {owner} of room {room} did not answer"),
+                    format!("node {owner} of room {} did not answer", open.room),
                 ));
             }
         };
-        Ok(crate::ServiceParticipant::remote(
-            self.clone(),
-            remote,
-            joined,
-        ))
+        let participant = crate::ServiceParticipant::remote(self.clone(), remote, joined);
+        Ok((participant, sfu))
     }
 
     /// The bridge side: a service participant sends a relay through the owner.
@@ -156,6 +263,7 @@ impl Signaling {
                 peer_id,
                 room,
                 peers,
+                sfu,
             } => {
                 let mut grants = lock(&r.grants);
                 for p in &peers {
@@ -170,7 +278,7 @@ impl Signaling {
                     peers: peers.iter().map(peer_info).collect(),
                 };
                 if let Some(tx) = lock(&r.joined).take() {
-                    let _ = tx.send(Ok(joined));
+                    let _ = tx.send(Ok((joined, sfu)));
                 }
                 return;
             }
@@ -258,6 +366,12 @@ impl Signaling {
             });
             return;
         }
+        // A media member needs the room's SFU: asked for now, before it joins, as a
+        // local one would (the SFU joins while the answer travels).
+        let sfu = open.sfu
+            && self.with_shard(self.shard_of_room(&open.room), |hub| {
+                hub.require_sfu(&open.room)
+            });
         let node = from.clone();
         let joined = self.admit_hosted_service(
             &open.room,
@@ -274,6 +388,7 @@ impl Signaling {
                     peer_id: Cow::Borrowed(&j.peer_id),
                     room: Cow::Borrowed(&j.room),
                     peers,
+                    sfu,
                 });
             },
             |id, shard, room| {

@@ -24,6 +24,14 @@ pub(crate) struct OpenWire<'a> {
     #[serde(borrow)]
     pub(crate) kind: Cow<'a, str>,
     pub(crate) grants: GrantsWire,
+    /// The participant sends media to the room's SFU (a phone's leg, a WHIP session): the
+    /// owner turns the room SFU unless it is mesh-only, and says in `joined` whether it is.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) sfu: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -77,6 +85,9 @@ pub(crate) enum EventWire<'a> {
         room: Cow<'a, str>,
         #[serde(borrow)]
         peers: Vec<PeerWire<'a>>,
+        /// The room is SFU (for an open that asked for it).
+        #[serde(default, skip_serializing_if = "is_false")]
+        sfu: bool,
     },
     Refused {
         code: u8,

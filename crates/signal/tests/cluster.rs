@@ -349,12 +349,6 @@ async fn a_room_ends_everywhere_when_its_last_member_leaves() {
 async fn services_open_rooms_only_where_the_cluster_says() {
     let (net, nodes) = three(&HubConfig::default());
     let (_a, _) = join(&nodes[0], "r", "Ada").await;
-    // A phone call for room r reaches node 2: r lives on node 1, so node 2 refuses it...
-    let err = nodes[1].sig.hold_room("r").await.unwrap_err();
-    assert!(err.reason.contains("another node"), "{}", err.reason);
-    // ...and holds a room nobody has yet (claimed for itself).
-    nodes[1].sig.hold_room("fresh").await.unwrap();
-    assert_eq!(net.stored_owner("fresh"), Some(nodes[1].id()));
     // A service that joins without asking (a call room the calls peer opens) claims it
     // afterwards; when another node held it, this node's copy goes and the service sees
     // the end of its events.
@@ -386,6 +380,84 @@ async fn services_open_rooms_only_where_the_cluster_says() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(net.stored_owner("call-1"), Some(nodes[2].id()));
     drop(own);
+}
+
+/// A phone call or a WHIP session for a room of another node: its participant joins the
+/// room there, the room turns SFU there, and its own node is asked for an edge, whose
+/// name it is told to talk to. A mesh-only room says so; a room nobody holds is claimed
+/// for the node the call reached.
+#[tokio::test]
+async fn a_media_member_joins_a_room_of_another_node_through_its_own_edge() {
+    use switchboard_signal::{Grants, SFU, SFU_EDGE};
+    let cfg = HubConfig {
+        sfu_threshold: Some(3),
+        ..HubConfig::default()
+    };
+    let (net, nodes) = three(&cfg);
+    let mut sfu1 = nodes[0].sig.service_requests(SFU);
+    let mut sfu2 = nodes[1].sig.service_requests(SFU);
+    let mut edges2 = nodes[1].sig.service_requests(SFU_EDGE);
+    let (a, ja) = join(&nodes[0], "r", "Ada").await;
+    assert_eq!(ja["topology"], "mesh", "one member, under the threshold");
+    let phone = nodes[1]
+        .sig
+        .join_sfu_service("r", "Carol", "sip", Grants::DEFAULT)
+        .await
+        .unwrap()
+        .expect("an SFU room");
+    assert!(phone.participant.is_remote());
+    assert_eq!(&*phone.sfu, "SFU@n2");
+    assert_eq!(net.stored_owner("r"), Some(nodes[0].id()), "still node 1's");
+    let asked = timeout(WAIT, sfu1.recv()).await.unwrap().unwrap();
+    assert_eq!(&*asked, "r", "node 1's SFU joins the room, now SFU");
+    let asked = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    assert_eq!(&*asked, "r", "node 2 runs an edge of it");
+    let pj = next_of(&a, "peer-joined").await;
+    assert_eq!(
+        (pj["peer"]["name"].as_str(), pj["peer"]["service"].as_str()),
+        (Some("Carol"), Some("sip"))
+    );
+    // The edge joins (as node 2's SFU task would): the phone finds it, not node 1's SFU.
+    let room_sfu = nodes[0]
+        .sig
+        .join_service_as("r", "SFU", SFU, Grants::DEFAULT)
+        .unwrap();
+    let edge = nodes[1]
+        .sig
+        .join_service_anywhere("r", "SFU@n2", SFU, Grants::DEFAULT)
+        .await
+        .unwrap();
+    let found = phone.find_sfu(WAIT).await;
+    assert_eq!(found.as_deref(), Some(&**edge.peer_id()));
+    assert_ne!(found.as_deref(), Some(&**room_sfu.peer_id()));
+
+    // A room its creator made mesh: no SFU, and the caller is told so.
+    let m = nodes[0].sig.connect();
+    send(
+        &m,
+        json!({"type": "join", "room": "m", "name": "Bea", "topology": "mesh"}),
+    )
+    .await;
+    next_of(&m, "joined").await;
+    let mesh = nodes[1]
+        .sig
+        .join_sfu_service("m", "Dan", "sip", Grants::DEFAULT)
+        .await
+        .unwrap();
+    assert!(mesh.is_none(), "a mesh-only room took a phone");
+
+    // A room nobody holds is claimed for node 2, whose own SFU serves it.
+    let fresh = nodes[1]
+        .sig
+        .join_sfu_service("fresh", "Eve", "whip", Grants::DEFAULT)
+        .await
+        .unwrap()
+        .expect("an SFU room");
+    assert!(!fresh.participant.is_remote());
+    assert_eq!(&*fresh.sfu, "SFU");
+    assert_eq!(net.stored_owner("fresh"), Some(nodes[1].id()));
+    let asked = timeout(WAIT, sfu2.recv()).await.unwrap().unwrap();
+    assert_eq!(&*asked, "fresh");
 }
 
 #[tokio::test]
@@ -631,4 +703,81 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
     next_of(&f, "joined").await;
     let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
+}
+
+/// Lines (`@user`) all live on one node, the oldest (here the lowest id, all started
+/// together), whichever node their devices reach; when it dies, a line comes back on the
+/// next one as its device resumes, and that node's calls peer is asked to join it.
+#[tokio::test]
+async fn lines_live_on_one_node_and_get_their_calls_peer_back_after_it_dies() {
+    use switchboard_signal::CALLS;
+    let (net, nodes) = three(&HubConfig::default());
+    let mut calls: Vec<_> = nodes
+        .iter()
+        .map(|n| n.sig.service_requests(CALLS))
+        .collect();
+    let (_c, jc) = join(&nodes[2], "@cy", "cy").await;
+    let (b, jb) = join(&nodes[1], "@bob", "bob").await;
+    assert_eq!(net.stored_owner("@cy"), Some(nodes[0].id()));
+    assert_eq!(net.stored_owner("@bob"), Some(nodes[0].id()));
+    for line in ["@cy", "@bob"] {
+        let asked = timeout(WAIT, calls[0].recv()).await.unwrap().unwrap();
+        assert_eq!(&*asked, line, "node 1's calls peer joins every line");
+    }
+    // A room that is no line still goes where placement says (here: local).
+    let _r = join(&nodes[2], "room", "Ann").await;
+    assert_eq!(net.stored_owner("room"), Some(nodes[2].id()));
+
+    net.kill(&nodes[0].id());
+    assert_eq!(next(&b).await, json!({ "closed": MOVE_CODE }));
+    let b2 = nodes[1].sig.connect();
+    let token = jb["resume"].as_str().unwrap();
+    send(&b2, json!({"type": "resume", "token": token, "lastSeq": 0})).await;
+    assert_eq!(next_of(&b2, "resumed").await["peerId"], jb["peerId"]);
+    assert_eq!(net.stored_owner("@bob"), Some(nodes[1].id()));
+    let asked = timeout(WAIT, calls[1].recv()).await.unwrap().unwrap();
+    assert_eq!(
+        &*asked, "@bob",
+        "node 2's calls peer joins the line it took over"
+    );
+    // Cy, resuming through node 3, is led to node 2 too: the lines stay together.
+    let c2 = nodes[2].sig.connect();
+    let token = jc["resume"].as_str().unwrap();
+    send(&c2, json!({"type": "resume", "token": token, "lastSeq": 0})).await;
+    next_of(&c2, "resumed").await;
+    assert_eq!(net.stored_owner("@cy"), Some(nodes[1].id()));
+    assert!(calls[2].try_recv().is_err(), "node 3 holds no line");
+}
+
+/// A room that turns SFU after its members joined: the node each member named as the one
+/// whose SFU it uses is asked for an edge then, as is every node that bridges members
+/// (a full node sent them there while the room was still mesh).
+#[tokio::test]
+async fn a_room_turning_sfu_later_asks_the_nodes_its_members_named() {
+    let cfg = HubConfig {
+        sfu_threshold: Some(3),
+        ..HubConfig::default()
+    };
+    let (_net, nodes) = three(&cfg);
+    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
+    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let (_a, ja) = join(&nodes[0], "r", "Ada").await;
+    assert_eq!(ja["topology"], "mesh");
+    // Bob signals through node 1 but uses node 3's SFU; Cy is bridged by node 2.
+    let b = nodes[0].sig.connect();
+    send(
+        &b,
+        json!({"type": "join", "room": "r", "name": "Bob", "sfuNode": "n3"}),
+    )
+    .await;
+    assert_eq!(next_of(&b, "joined").await["topology"], "mesh");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(edges3.try_recv().is_err(), "an edge for a mesh room");
+    let (_c, jc) = join(&nodes[1], "r", "Cy").await;
+    assert_eq!(jc["topology"], "sfu", "the third member turns it SFU");
+    let asked = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    assert_eq!(&*asked, "r", "node 3, named by Bob");
+    let asked = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    assert_eq!(&*asked, "r", "node 2, which bridges Cy");
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 
 /// The name browsers see on the SFU's peer (an edge's is `SFU@<node>`).
-pub const SFU_NAME: &str = "SFU";
+pub const SFU_NAME: &str = switchboard_signal::SFU_PEER;
 
 /// The service kind of a node link's participant.
 pub const LINK: &str = "link";

@@ -220,6 +220,39 @@ struct Bridge {
     last_tick: Option<Instant>,
     /// A payload for the room forwarded on the phone's packet's arrival.
     room_buf: Vec<u8>,
+    /// The call's last state for the room (a new leg tells it again).
+    last_state: Option<(String, Option<String>)>,
+}
+
+/// How long a call whose room's node died tries to join the room again: the room's
+/// members resume at another node within the grace period, and the room with them.
+const REJOIN_FOR: Duration = Duration::from_secs(30);
+
+/// A leg joining its room again ([`join_again`]).
+type Rejoin =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<RoomLeg, LegError>> + Send>>;
+
+/// Join `room` again after the node that held it died: the room is found (or claimed
+/// for this node, rebuilt from its records) once the cluster sees that node dead, a few
+/// seconds on; tried every second for [`REJOIN_FOR`].
+async fn join_again(
+    signaling: Arc<Signaling>,
+    room: String,
+    name: String,
+    sfu: SfuAccess,
+) -> Result<RoomLeg, LegError> {
+    let until = Instant::now() + REJOIN_FOR;
+    loop {
+        match RoomLeg::join(&signaling, &room, &name, &sfu).await {
+            Ok(leg) => return Ok(leg),
+            Err(e @ LegError::MeshOnly) => return Err(e),
+            Err(e) if Instant::now() >= until => return Err(e),
+            Err(e) => {
+                tracing::debug!(%room, error = %e, "SIP call: the room is not back yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Ticks between two additions of a call's media counts to the metrics (1 s).
@@ -233,6 +266,17 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
+    /// The leg is gone (its room's node died): its sources leave the mix, and the phone
+    /// hears silence until a new leg is in.
+    fn leg_lost(&mut self, local_rx: &mut Option<tokio::sync::mpsc::Receiver<LocalRtp>>) {
+        *local_rx = None;
+        if let (Some(leg), Some(m)) = (self.leg.take(), self.media.as_mut()) {
+            for source in leg.source_ids() {
+                m.remove_room_source(source);
+            }
+        }
+    }
+
     /// Add this call's media counts since the last time to the gateway's metrics.
     fn publish(&mut self) {
         if let Some(m) = &self.media {
@@ -243,6 +287,7 @@ impl Bridge {
     }
 
     fn state(&mut self, state: &str, reason: Option<&str>) {
+        self.last_state = Some((state.to_string(), reason.map(str::to_string)));
         let Some(leg) = &mut self.leg else {
             return;
         };
@@ -523,6 +568,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
         until_publish: PUBLISH_TICKS,
         last_tick: None,
         room_buf: vec![0u8; MIN_ROOM_OUT],
+        last_state: None,
     };
     if let Some(n) = &negotiated {
         b.negotiated(n)?;
@@ -530,6 +576,10 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
     // The room's packets when the leg's media is in-process (`--sip-room-media local`).
     let mut local_rx: Option<tokio::sync::mpsc::Receiver<LocalRtp>> = None;
     let mut local_in: Vec<LocalRtp> = Vec::with_capacity(LOCAL_BATCH);
+    // The room the call is in (known from the start, or once the PIN is typed), and a
+    // leg that is joining it again after the room's node died.
+    let mut in_room = room.clone();
+    let mut rejoin: Option<Rejoin> = None;
     match &room {
         Some(room) => {
             match RoomLeg::join(&signaling, room, &name, &sfu).await {
@@ -589,12 +639,38 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
             }
             ev = next_signal(&b.leg) => {
                 poll_leg = true;
-                let Some(ev) = ev else { return Err("out of the room".into()) };
-                if let Some(leg) = &mut b.leg {
-                    if let Some(req) = leg.on_signal(ev).map_err(|e| e.to_string())? {
-                        b.member(req);
+                let outcome = match (ev, &mut b.leg) {
+                    (None, _) => Err(LegError::Gone),
+                    (Some(ev), Some(leg)) => leg.on_signal(ev),
+                    (Some(_), None) => Ok(None),
+                };
+                match outcome {
+                    Ok(Some(req)) => b.member(req),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // A leg in a room of another node lost it (that node died, or the
+                        // room moved): the call joins the room again wherever it went.
+                        let again = matches!(e, LegError::Gone)
+                            && b.leg.as_ref().is_some_and(RoomLeg::is_remote);
+                        let Some(room) = in_room.clone().filter(|_| again) else {
+                            return Err(e.to_string());
+                        };
+                        b.leg_lost(&mut local_rx);
+                        tracing::info!(%room, name = %name, "SIP call lost its room's node: joining the room again");
+                        rejoin = Some(Box::pin(join_again(signaling.clone(), room, name.clone(), sfu.clone())));
                     }
                 }
+            }
+            joined = next_rejoin(&mut rejoin) => {
+                rejoin = None;
+                let mut leg = joined.map_err(|e| format!("joining the room again: {e}"))?;
+                tracing::info!(room = leg.room(), name = %name, remote = leg.is_remote(), "SIP call in the room again");
+                local_rx = leg.take_local_receiver();
+                b.leg = Some(leg);
+                if let Some((state, reason)) = b.last_state.clone() {
+                    b.state(&state, reason.as_deref());
+                }
+                poll_leg = true;
             }
             r = leg_recv(&b.leg, &mut leg_buf) => {
                 if let (Ok((n, from)), Some(leg)) = (r, &mut b.leg) {
@@ -639,6 +715,7 @@ async fn bridge(setup: CallSetup) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(%room, name = %name, "SIP call in the room (by PIN)");
+                in_room = Some(room);
                 local_rx = leg.take_local_receiver();
                 b.leg = Some(leg);
                 poll_leg = true;
@@ -686,6 +763,14 @@ async fn next_local(
 ) -> usize {
     match rx {
         Some(rx) => rx.recv_many(into, LOCAL_BATCH).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The leg joined again (or gave up); never, while no leg is joining.
+async fn next_rejoin(rejoin: &mut Option<Rejoin>) -> Result<RoomLeg, LegError> {
+    match rejoin {
+        Some(r) => r.await,
         None => std::future::pending().await,
     }
 }

@@ -80,6 +80,8 @@ pub enum LegError {
     Io(#[from] std::io::Error),
     #[error("the leg is out of the room")]
     Gone,
+    #[error("the leg was taken out of the room")]
+    Removed,
 }
 
 fn rtc_err(e: impl std::fmt::Display) -> LegError {
@@ -172,18 +174,18 @@ impl RoomLeg {
         sfu: &SfuAccess,
     ) -> Result<RoomLeg, LegError> {
         let (sfu_local, media) = (sfu.addr, sfu.media.clone());
-        // In a cluster the room must live on this node, whose SFU takes the call's media.
-        signaling
-            .hold_room(room)
+        // In a cluster the room may live on another node: the leg joins it there and
+        // talks to this node's edge of it, whose SFU takes the call's media.
+        let joined = signaling
+            .join_sfu_service(room, name, SIP_SERVICE, LEG_GRANTS)
             .await
             .map_err(|e| LegError::Join(e.reason))?;
-        let participant = signaling
-            .join_service_as(room, name, SIP_SERVICE, LEG_GRANTS)
-            .map_err(|e| LegError::Join(e.reason))?;
-        if !signaling.require_sfu(&participant) {
-            return Err(LegError::MeshOnly);
-        }
-        let sfu = find_sfu(&participant).await.ok_or(LegError::NoSfu)?;
+        let joined = joined.ok_or(LegError::MeshOnly)?;
+        let sfu = joined
+            .find_sfu(SFU_JOIN_WAIT)
+            .await
+            .ok_or(LegError::NoSfu)?;
+        let participant = joined.participant;
         let members = participant
             .peers()
             .iter()
@@ -251,6 +253,21 @@ impl RoomLeg {
         self.participant.peer_id()
     }
 
+    pub fn room(&self) -> &str {
+        self.participant.room()
+    }
+
+    /// Whether the room lives on another node (the leg talks to this node's edge).
+    pub fn is_remote(&self) -> bool {
+        self.participant.is_remote()
+    }
+
+    /// The room's audio sources this leg numbered (for the mixer to forget them when the
+    /// leg is replaced).
+    pub fn source_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sources.values().copied()
+    }
+
     /// `publish` message, then an offer of one sendonly audio m-line.
     fn publish(&mut self) -> Result<(), LegError> {
         let mut api = self.rtc.sdp_api();
@@ -294,7 +311,7 @@ impl RoomLeg {
                 self.members.push(p.id);
                 Ok(None)
             }
-            ServiceEvent::Error { fatal: true, .. } => Err(LegError::Gone),
+            ServiceEvent::Error { fatal: true, .. } => Err(LegError::Removed),
             ServiceEvent::Relay {
                 from,
                 kind,
@@ -594,27 +611,6 @@ impl RoomLeg {
 }
 
 /// The room's SFU peer: already there, or joining within [`SFU_JOIN_WAIT`].
-async fn find_sfu(p: &ServiceParticipant) -> Option<Arc<str>> {
-    let sfu = switchboard_signal::SFU;
-    if let Some(peer) = p.peers().iter().find(|q| q.service.as_deref() == Some(sfu)) {
-        return Some(peer.id.clone());
-    }
-    let wait = async {
-        while let Some(ev) = p.recv().await {
-            if let ServiceEvent::PeerJoined(peer) = ev {
-                if peer.service.as_deref() == Some(sfu) {
-                    return Some(peer.id);
-                }
-            }
-        }
-        None
-    };
-    tokio::time::timeout(SFU_JOIN_WAIT, wait)
-        .await
-        .ok()
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::{member_request, MemberRequest};

@@ -28,6 +28,9 @@ impl StatusView {
     }
 }
 
+/// The far end's tone check (`sip_far_end` finds it here, as in the SIP tests' binary).
+pub use crate::sip_lab::tone_of;
+
 const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/cluster/lab.sh");
 
 /// One lab at a time: five busy processes per lab are already plenty for two cores.
@@ -36,8 +39,9 @@ static ONE_LAB: Mutex<()> = Mutex::new(());
 pub struct Lab {
     pub id: String,
     state: PathBuf,
-    /// The namespace the test's clients live in.
+    /// The namespace the test's clients live in, and its address.
     client_ns: String,
+    pub client_ip: std::net::IpAddr,
     _one: MutexGuard<'static, ()>,
 }
 
@@ -61,14 +65,19 @@ impl Lab {
             id: var("CLUSTERLAB_ID"),
             state: PathBuf::from(var("CLUSTERLAB_STATE")),
             client_ns: String::new(),
+            client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             _one: one,
         };
         let client = lab.sh(&["client", "test"]);
-        lab.client_ns = client
-            .split_whitespace()
+        let mut words = client.split_whitespace();
+        lab.client_ns = words
             .next()
             .expect("lab.sh client prints the namespace")
             .to_string();
+        lab.client_ip = words
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("lab.sh client prints the address");
         lab
     }
 

@@ -3,15 +3,25 @@
 //! SDK (`peer`): one room across three nodes, isolation from another room on the same
 //! nodes, then the faults of issue 14 with the state after each step asserted: a kill -9
 //! of a room's owner, a Redis restart mid-session, a partition of one node and its heal;
-//! and TURN across nodes (`turn`). Needs root; ignored by default:
+//! TURN across nodes (`turn`); a phone call and a WHIP publisher into a room of another
+//! node (`media_members`); direct calls between users signed in through different nodes
+//! (`calls`). Needs root; ignored by default:
 //!
 //!     sudo cargo test -p switchboard --test cluster -- --ignored --nocapture
 //!
 //! The failover times (kill -9 -> `resumed`) are printed, not asserted. With
 //! `CLUSTERLAB_KEEP=1` a failed test leaves its lab up for a look (`tests/cluster/lab.sh`).
 
+mod calls;
+#[path = "../common/mod.rs"]
+mod common;
 mod lab;
+mod media_members;
 mod peer;
+#[path = "../sip_far_end/mod.rs"]
+mod sip_far_end;
+#[path = "../../../sip/tests/lab/mod.rs"]
+mod sip_lab;
 mod turn;
 
 use lab::{Lab, StatusView};
@@ -23,7 +33,7 @@ use std::time::{Duration, Instant};
 /// Generous limits: five debug-build processes share two cores.
 const DELIVERY: Duration = Duration::from_secs(15);
 /// A node's heartbeat lasts 5 s; its death is seen within that plus a heartbeat period.
-const FAILOVER: Duration = Duration::from_secs(40);
+pub const FAILOVER: Duration = Duration::from_secs(40);
 const ALL: [usize; 3] = [1, 2, 3];
 /// How long Redis stays away in the restart test: more than NODE_TTL (5 s).
 const REDIS_AWAY: Duration = Duration::from_secs(7);

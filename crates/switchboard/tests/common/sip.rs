@@ -95,12 +95,13 @@ impl OpusTone {
     }
 }
 
-/// The `service: "sip"` peers in the member's room now (joined and not left), in the
-/// order they joined: (id, name). A room sees calls come and go (a call that failed,
-/// one that ended, the next one), like the app's tiles do.
+/// The `service: "sip"` peers in the member's room now (there when it joined, or joined
+/// since, and not left), in the order they joined: (id, name). A room sees calls come
+/// and go (a call that failed, one that ended, the next one), like the app's tiles do.
 pub fn sip_peers(b: &SfuClient) -> Vec<(String, String)> {
-    b.joined_peers
-        .iter()
+    let present = b.joined["peers"].as_array().into_iter().flatten();
+    present
+        .chain(&b.joined_peers)
         .filter(|p| p["service"] == "sip")
         .filter_map(|p| {
             let id = p["id"].as_str()?;

@@ -17,9 +17,10 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// What a test phone or far end offers and answers: PCMU, 20 ms, RTCP multiplexed, on
 /// `media`'s port.
 pub fn pcmu_audio(media: &UdpSocket) -> LocalAudio {
+    let at = media.local_addr().expect("addr");
     LocalAudio {
-        addr: LOOPBACK,
-        port: media.local_addr().expect("addr").port(),
+        addr: at.ip(),
+        port: at.port(),
         codecs: vec![Codec::Pcmu],
         direction: Direction::SendRecv,
         srtp_key: None,

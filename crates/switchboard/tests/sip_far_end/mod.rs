@@ -94,8 +94,19 @@ pub type AnswerWith = Box<dyn FnMut(&SessionDescription) -> (SessionDescription,
 impl FarEnd {
     pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> FarEnd {
         let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-        listener.set_nonblocking(true).expect("nonblocking");
         let media = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+        FarEnd::on(listener, media, tls)
+    }
+
+    /// A far end on sockets the caller bound (in another network namespace: the SIP
+    /// listener and the RTP socket, on one address).
+    pub fn on(
+        listener: TcpListener,
+        media: UdpSocket,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> FarEnd {
+        let ip = listener.local_addr().expect("addr").ip();
+        listener.set_nonblocking(true).expect("nonblocking");
         media
             .set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
@@ -120,7 +131,7 @@ impl FarEnd {
             received: Vec::new(),
             events: Vec::new(),
             media,
-            sdp: SdpSession::new(9, LOOPBACK),
+            sdp: SdpSession::new(9, ip),
             local,
             call: None,
             answer_plain: false,
@@ -351,7 +362,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// The room's peer of the call to `far`: in the room now, named after the URI dialled,
 /// which names the far end's port.
 pub fn peer_of(b: &SfuClient, far: &FarEnd) -> Option<String> {
-    let port = format!("127.0.0.1:{}", far.port());
+    let port = far.listener.local_addr().expect("addr").to_string();
     sip_peers(b)
         .into_iter()
         .rev()
