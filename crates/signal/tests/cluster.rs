@@ -41,6 +41,31 @@ fn three(cfg: &HubConfig) -> (MemoryNet, Vec<Node>) {
     (net, nodes)
 }
 
+/// Three nodes whose rooms turn SFU at `threshold` members: node 1's SFU registered (its
+/// rooms can turn SFU), and the edge requests nodes 2 and 3 get.
+struct EdgeNodes {
+    _net: MemoryNet,
+    nodes: Vec<Node>,
+    _sfu: tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>,
+    edges2: tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>,
+    edges3: tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>,
+}
+
+fn edge_nodes(threshold: usize) -> EdgeNodes {
+    let cfg = HubConfig {
+        sfu_threshold: Some(threshold),
+        ..HubConfig::default()
+    };
+    let (net, nodes) = three(&cfg);
+    EdgeNodes {
+        _net: net,
+        _sfu: nodes[0].sig.service_requests(switchboard_signal::SFU),
+        edges2: nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE),
+        edges3: nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE),
+        nodes,
+    }
+}
+
 async fn send(c: &Connection, v: Value) {
     c.receive(&v.to_string()).await;
 }
@@ -601,14 +626,13 @@ async fn a_remote_service_ends_with_the_node_of_its_room_and_leaves_with_its_own
 
 #[tokio::test]
 async fn a_node_that_bridges_members_of_an_sfu_room_is_asked_for_an_edge() {
-    let cfg = HubConfig {
-        sfu_threshold: Some(3),
-        ..HubConfig::default()
-    };
-    let (_net, nodes) = three(&cfg);
-    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
-    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
-    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let EdgeNodes {
+        _net,
+        nodes,
+        _sfu,
+        mut edges2,
+        mut edges3,
+    } = edge_nodes(3);
     // A mesh room of node 1 with a member bridged by node 2: no edge yet.
     let (_a, _) = join(&nodes[0], "r", "Ada").await;
     let (_b, _) = join(&nodes[1], "r", "Bob").await;
@@ -634,14 +658,13 @@ async fn a_node_that_bridges_members_of_an_sfu_room_is_asked_for_an_edge() {
 
 #[tokio::test]
 async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
-    let cfg = HubConfig {
-        sfu_threshold: Some(1),
-        ..HubConfig::default()
-    };
-    let (_net, nodes) = three(&cfg);
-    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
-    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
-    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let EdgeNodes {
+        _net,
+        nodes,
+        _sfu,
+        mut edges2,
+        mut edges3,
+    } = edge_nodes(1);
     let quiet =
         |rx: &mut tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>| rx.try_recv().is_err();
     // An SFU room of node 1; a member of node 1 that uses node 1's SFU: no edge.
@@ -754,14 +777,13 @@ async fn lines_live_on_one_node_and_get_their_calls_peer_back_after_it_dies() {
 /// (a full node sent them there while the room was still mesh).
 #[tokio::test]
 async fn a_room_turning_sfu_later_asks_the_nodes_its_members_named() {
-    let cfg = HubConfig {
-        sfu_threshold: Some(3),
-        ..HubConfig::default()
-    };
-    let (_net, nodes) = three(&cfg);
-    let _sfu = nodes[0].sig.service_requests(switchboard_signal::SFU);
-    let mut edges2 = nodes[1].sig.service_requests(switchboard_signal::SFU_EDGE);
-    let mut edges3 = nodes[2].sig.service_requests(switchboard_signal::SFU_EDGE);
+    let EdgeNodes {
+        _net,
+        nodes,
+        _sfu,
+        mut edges2,
+        mut edges3,
+    } = edge_nodes(3);
     let (_a, ja) = join(&nodes[0], "r", "Ada").await;
     assert_eq!(ja["topology"], "mesh");
     // Bob signals through node 1 but uses node 3's SFU; Cy is bridged by node 2.

@@ -8,11 +8,10 @@
 //! through node 3 then hears the phone and is heard, with no BYE on the phone's side.
 
 use crate::lab::Lab;
-use crate::sip_far_end::{talk, FarEnd};
-use serde_json::json;
+use crate::sip_far_end::{dial_at, talk, talking, FarEnd};
 use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
-use switchboard_client::sfu::{http_request, IngestClient, SfuClient};
+use switchboard_client::sfu::{IngestClient, SfuClient};
 use switchboard_sip::ua::UaEvent;
 
 /// node 2's SIP gateway: its address and RTP ports (any node could run one).
@@ -26,16 +25,10 @@ const SIP_ARGS: [&str; 4] = [
 /// A member of `room` through node `n`, publishing audio (the far end's tests' member).
 fn member(lab: &Lab, n: usize, room: &'static str, name: &'static str) -> SfuClient {
     let (signal, ip) = (Lab::node_addr(n), lab.client_ip);
-    let mut b = lab
+    let b = lab
         .in_client_ns(move || SfuClient::join(signal, room, name, Some("sfu"), ip))
         .unwrap_or_else(|e| panic!("{name} joins {room} through n{n}: {e}"));
-    b.media.capture = true;
-    let sfu = b
-        .pump_until(Duration::from_secs(15), |b| b.sfu_peer.is_some())
-        .expect("pump");
-    assert!(sfu, "no SFU in room {room} for {name}");
-    b.publish_audio().expect("publish");
-    b
+    talking(b)
 }
 
 /// A far end in the client namespace.
@@ -51,25 +44,13 @@ fn far_end(lab: &Lab) -> FarEnd {
 }
 
 /// `POST /api/sip/calls` on node `n`: a call out of `room` to the far end.
-fn dial(lab: &Lab, n: usize, room: &str, far: &FarEnd) -> (u16, String) {
+fn dial(lab: &Lab, n: usize, room: &'static str, far: &FarEnd) -> (u16, String) {
     let to = format!(
         "sip:bob@{};transport=tcp",
         far.listener.local_addr().expect("addr")
     );
-    let body = json!({"room": room, "to": to}).to_string();
     let http = Lab::node_addr(n);
-    let (status, _, reply) = lab
-        .in_client_ns(move || {
-            http_request(
-                http,
-                "POST",
-                "/api/sip/calls",
-                &[("Content-Type", "application/json")],
-                &body,
-            )
-        })
-        .expect("POST /api/sip/calls");
-    (status, reply)
+    lab.in_client_ns(move || dial_at(http, room, &to))
 }
 
 fn no_bye(far: &FarEnd) {

@@ -36,7 +36,13 @@ pub fn gateway(extra: &[&str]) -> (Server, SocketAddr) {
 /// A room member publishing a tone.
 pub fn member(server: &Server, room: &str) -> SfuClient {
     let http = server.http.expect("http");
-    let mut b = SfuClient::join(http, room, "B", Some("sfu"), LOOPBACK).expect("B joins");
+    let b = SfuClient::join(http, room, "B", Some("sfu"), LOOPBACK).expect("B joins");
+    talking(b)
+}
+
+/// A member that just joined, once the room's SFU is there: recording what it hears,
+/// publishing its microphone (the tone [`talk_all`] sends).
+pub fn talking(mut b: SfuClient) -> SfuClient {
     b.media.capture = true;
     let sfu = b
         .pump_until(Duration::from_secs(10), |b| b.sfu_peer.is_some())
@@ -48,9 +54,14 @@ pub fn member(server: &Server, room: &str) -> SfuClient {
 
 /// `POST /api/sip/calls`: the status and body.
 pub fn dial(server: &Server, room: &str, to: &str) -> (u16, String) {
+    dial_at(server.http.expect("http"), room, to)
+}
+
+/// [`dial`] on the server whose HTTP API is at `http`.
+pub fn dial_at(http: SocketAddr, room: &str, to: &str) -> (u16, String) {
     let body = json!({"room": room, "to": to}).to_string();
     let (status, _, reply) = http_request(
-        server.http.expect("http"),
+        http,
         "POST",
         "/api/sip/calls",
         &[("Content-Type", "application/json")],
