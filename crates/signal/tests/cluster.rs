@@ -66,6 +66,16 @@ fn edge_nodes(threshold: usize) -> EdgeNodes {
     }
 }
 
+/// `name` joins `room` through `node`, naming `sfu_node` as the node whose SFU it uses;
+/// the connection and its `joined`.
+async fn join_naming(node: &Node, room: &str, name: &str, sfu_node: &str) -> (Connection, Value) {
+    let c = node.sig.connect();
+    let msg = json!({"type": "join", "room": room, "name": name, "sfuNode": sfu_node});
+    send(&c, msg).await;
+    let j = next_of(&c, "joined").await;
+    (c, j)
+}
+
 async fn send(c: &Connection, v: Value) {
     c.receive(&v.to_string()).await;
 }
@@ -670,31 +680,13 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
     // An SFU room of node 1; a member of node 1 that uses node 1's SFU: no edge.
     let (_a, ja) = join(&nodes[0], "r", "Ada").await;
     assert_eq!(ja["topology"], "sfu");
-    let b = nodes[0].sig.connect();
-    send(
-        &b,
-        json!({"type": "join", "room": "r", "name": "Bob", "sfuNode": "n1"}),
-    )
-    .await;
-    next_of(&b, "joined").await;
+    let (_b, _) = join_naming(&nodes[0], "r", "Bob", "n1").await;
     // A member of node 1 (a full node sends it elsewhere) that uses node 3's SFU.
-    let c = nodes[0].sig.connect();
-    send(
-        &c,
-        json!({"type": "join", "room": "r", "name": "Cy", "sfuNode": "n3"}),
-    )
-    .await;
-    next_of(&c, "joined").await;
+    let (_c, _) = join_naming(&nodes[0], "r", "Cy", "n3").await;
     let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
     // A member bridged by node 2 that uses node 3's SFU: node 3 is asked, node 2 not.
-    let d = nodes[1].sig.connect();
-    send(
-        &d,
-        json!({"type": "join", "room": "r", "name": "Dan", "sfuNode": "n3"}),
-    )
-    .await;
-    next_of(&d, "joined").await;
+    let (_d, _) = join_naming(&nodes[1], "r", "Dan", "n3").await;
     let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -703,13 +695,7 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
         "node 2 was asked for an edge nobody uses"
     );
     // A node name that is no live node asks nobody (and the join works) ...
-    let e = nodes[0].sig.connect();
-    send(
-        &e,
-        json!({"type": "join", "room": "r", "name": "Eve", "sfuNode": "n9"}),
-    )
-    .await;
-    next_of(&e, "joined").await;
+    let (_e, _) = join_naming(&nodes[0], "r", "Eve", "n9").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         quiet(&mut edges2) && quiet(&mut edges3),
@@ -717,13 +703,7 @@ async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
     );
     // ... but the bridging node, for a member it bridges (a client that failed over to it
     // still names the dead node it first used).
-    let f = nodes[1].sig.connect();
-    send(
-        &f,
-        json!({"type": "join", "room": "r", "name": "Fay", "sfuNode": "n9"}),
-    )
-    .await;
-    next_of(&f, "joined").await;
+    let (_f, _) = join_naming(&nodes[1], "r", "Fay", "n9").await;
     let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
 }
@@ -787,13 +767,8 @@ async fn a_room_turning_sfu_later_asks_the_nodes_its_members_named() {
     let (_a, ja) = join(&nodes[0], "r", "Ada").await;
     assert_eq!(ja["topology"], "mesh");
     // Bob signals through node 1 but uses node 3's SFU; Cy is bridged by node 2.
-    let b = nodes[0].sig.connect();
-    send(
-        &b,
-        json!({"type": "join", "room": "r", "name": "Bob", "sfuNode": "n3"}),
-    )
-    .await;
-    assert_eq!(next_of(&b, "joined").await["topology"], "mesh");
+    let (_b, jb) = join_naming(&nodes[0], "r", "Bob", "n3").await;
+    assert_eq!(jb["topology"], "mesh");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(edges3.try_recv().is_err(), "an edge for a mesh room");
     let (_c, jc) = join(&nodes[1], "r", "Cy").await;
