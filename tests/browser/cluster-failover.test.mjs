@@ -7,7 +7,8 @@
 // edges of their own nodes; the edge of the node that does not take the room over links
 // to the one that does. The time
 // from the kill to the resume and to video flowing again is printed, not asserted; the
-// killed node is started again for the next test. Calls across nodes: cluster.test.mjs.
+// killed node is started again for the next test. Last, a Redis restart and a partition of
+// one node, mid-call (the lab's faults). Calls across nodes: cluster.test.mjs.
 //
 // CPU: three Chromium pages on two cores, so the fake camera is small (320x180, 15 fps).
 import { test, before, after } from 'node:test';
@@ -93,11 +94,11 @@ async function failoverTimes(p, t0, ids) {
   };
 }
 
-/** The failover line of page p, printed and returned. */
-async function reportFailover(t, p, t0, ids) {
+/** The failover line of page p (after `what`), printed and returned. */
+async function reportFailover(t, p, t0, ids, what = 'failover') {
   const f = await failoverTimes(p, t0, ids);
   const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
-  const line = `failover ${p.name}: ${f.resumedMs === null ? 'no resume (its connection lived)' : `resumed after ${s(f.resumedMs)} on ${f.node} (gap ${f.gap})`}; ` +
+  const line = `${what} ${p.name}: ${f.resumedMs === null ? 'no resume (its connection lived)' : `resumed after ${s(f.resumedMs)} on ${f.node} (gap ${f.gap})`}; ` +
     (f.videoAgainMs === null ? `video never stopped (longest gap ${s(f.longestGapMs)})` : `video flowing again after ${s(f.videoAgainMs)} (longest gap ${s(f.longestGapMs)})`);
   t.diagnostic(line);
   process.stderr.write(`[cluster] ${line}\n`);
@@ -218,3 +219,73 @@ test('SFU: kill -9 the node two pages of a call and the room\'s SFU use: both re
 
 test('SFU room spanning nodes: kill -9 the room\'s node, which one page uses, while the two others use the edges of their own nodes: all resume, nobody sees a leave, each page ends on its own node\'s SFU, an edge links to the room\'s new node, video flows again', { timeout: 300000 },
   (t) => scope('cluster-failover-span', (s) => withNodeLogs(cluster, () => failover(t, s, 'sfu', { span: true }))));
+
+/** Page p's SDK events of kinds a user would call trouble since `t0`: a leave, a re-join, a fatal error. */
+async function trouble(p, t0 = 0) {
+  return (await eventsOf(p)).filter((e) => e.t >= t0 && (e.ev === 'peer-left' || (e.ev === 'joined' && e.detail.rejoined) || (e.ev === 'error' && e.detail.fatal)));
+}
+
+/** An ICE restart from page `from` to page `to` completes: its offer and answer crossed signaling. */
+async function iceRestartCompletes(from, to, what) {
+  const was = await iceUfrags(from, to.peerId);
+  await from.page.evaluate((id) => window.sbApp.sb.restartIce(id), to.peerId);
+  await waitFor(async () => {
+    const n = await iceUfrags(from, to.peerId);
+    return n.signalingState === 'stable' && n.local !== was.local && n.remote !== was.remote && n;
+  }, { timeout: 30000, what: `${from.name} -> ${to.name}: ICE restart completed ${what}` });
+}
+
+test('Redis restarted, then a node cut off and healed, mid-call: media goes on, signaling works again after each, nobody sees a leave', { timeout: 300000 },
+  (t) => scope('cluster-faults', (s) => withNodeLogs(cluster, async () => {
+    if (!cluster.redisRestart) return t.skip('needs the cluster lab (tests/cluster/lab.sh) for its faults');
+    // A mesh call over three nodes: the room lives on n1 (Ada's), Bob and Cleo are bridged
+    // by n2 and n3, so every offer between them crosses Redis twice.
+    const room = randomId('cfaults-');
+    const [n1, n2, n3] = cluster.urls;
+    const ada = await openClusterPage(s, browser, [n1, n2, n3], room, 'Ada');
+    const bob = await openClusterPage(s, browser, [n2, n3, n1], room, 'Bob');
+    const cleo = await openClusterPage(s, browser, [n3, n1, n2], room, 'Cleo');
+    const ps = [ada, bob, cleo];
+    assert.deepEqual(ps.map((p) => p.node), [n1, n2, n3], 'the nodes the pages joined on');
+    for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: false, timeout: 60000 });
+    for (const p of ps) await startFrameLog(p);
+    await sleep(1500);
+
+    // Redis goes away and comes back empty (`shutdown nosave`): the nodes write their
+    // rooms again; messages between nodes wait and are delivered.
+    const t0 = Date.now();
+    await cluster.redisRestart();
+    t.diagnostic(`Redis restarted without its data in ${Date.now() - t0} ms`);
+    await iceRestartCompletes(bob, cleo, 'after the Redis restart (n2 -> n1 -> n3)');
+    for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: false, timeout: 30000 });
+    for (const p of ps) await reportFailover(t, p, t0, others(ps, p), 'Redis restart');
+    for (const p of ps) assert.deepEqual(await trouble(p), [], `${p.name} saw a leave, a re-join or a fatal error after the Redis restart`);
+    for (const p of ps) assert.equal(await p.page.evaluate(() => window.sbApp.sb.peerId), p.peerId, `${p.name}: peer id`);
+
+    // n3, Cleo's node, cut off from Redis and the other nodes for longer than a node's
+    // lease (5 s): n1 suspends Cleo's session; after the heal n3 finds itself declared
+    // dead and closes Cleo's connection (1012), and she resumes with the same peer id.
+    const t1 = Date.now();
+    await cluster.partition(2);
+    try {
+      await sleep(8000);
+    } finally {
+      await cluster.heal(2);
+    }
+    const healed = Date.now();
+    t.diagnostic(`n3 cut off for ${((healed - t1) / 1000).toFixed(1)} s, then healed`);
+    const resumed = await waitFor(async () => (await eventsOf(cleo)).find((e) => e.ev === 'resumed' && e.t >= t1),
+      { timeout: 60000, what: 'Cleo resumes after n3 was cut off' });
+    assert.equal(await cleo.page.evaluate(() => window.sbApp.sb.peerId), cleo.peerId, 'Cleo: peer id changed (joined afresh)');
+    await waitFor(async () => (await eventsOf(cleo)).filter((e) => e.ev === 'state').at(-1)?.detail === 'open', { timeout: 30000, what: 'Cleo: signaling open' });
+    t.diagnostic(`Cleo resumed on ${resumed.url} ${((resumed.t - healed) / 1000).toFixed(2)} s after the heal (gap ${!!resumed.detail.gap})`);
+    await iceRestartCompletes(cleo, ada, 'after the heal');
+    await iceRestartCompletes(bob, cleo, 'after the heal');
+    for (const p of ps) await expectAllFlowing(p, others(ps, p), { viaSfu: false, timeout: 30000 });
+    for (const p of ps) await reportFailover(t, p, t1, others(ps, p), 'n3 cut off');
+    for (const p of ps) {
+      assert.deepEqual(await trouble(p), [], `${p.name} saw a leave, a re-join or a fatal error`);
+      const ids = await p.page.evaluate(() => [...window.sbApp.sb.peers.keys()].sort());
+      assert.deepEqual(ids, others(ps, p).sort(), `${p.name}: members at the end`);
+    }
+  })));

@@ -60,6 +60,11 @@ async function startLab(t0, extra) {
     redis: vars.CLUSTERLAB_REDIS,
     async kill(i) { await lab('kill-node', String(i + 1)); },
     async revive(i) { await startNode(i); },
+    // The lab's faults (none on the local fallback): Redis restarted without its data;
+    // node i cut off from Redis and the other nodes (its clients still reach it), healed.
+    async redisRestart() { await lab('redis-restart'); },
+    async partition(i) { await lab('partition', String(i + 1)); },
+    async heal(i) { await lab('heal', String(i + 1)); },
     log(i) {
       try { return readFileSync(path.join(vars.CLUSTERLAB_STATE, `n${i + 1}.log`), 'utf8').split('\n').slice(-60).join('\n'); } catch { return '(no log)'; }
     },
@@ -116,8 +121,9 @@ async function startLocal(extra) {
 
 /**
  * Redis and three nodes, ready. Resolves to { kind, urls, redis, kill(i), revive(i), log(i),
- * stop() } (`i`: 0..2; revive starts a killed node again); `nodeArgs`: more options for every
- * node. Throws a HarnessError when they do not come up within the start-up limit.
+ * stop() } (`i`: 0..2; revive starts a killed node again), and in the lab also
+ * redisRestart(), partition(i), heal(i); `nodeArgs`: more options for every node. Throws a
+ * HarnessError when they do not come up within the start-up limit.
  */
 export async function startCluster({ nodeArgs = [] } = {}) {
   const t0 = Date.now();
