@@ -347,9 +347,7 @@ impl Signaling {
             return;
         };
         if let Some(node) = self.live_node_named(glue, &name) {
-            if &node != glue.me() {
-                self.remember_sfu_node(&room, link.id, &node);
-            }
+            self.remember_sfu_node(&room, link.id, &node);
             self.want_edge(glue, &room, &node);
         }
     }
@@ -366,14 +364,9 @@ impl Signaling {
     /// Ask `node` for an SFU edge of `room` when the room is held here and SFU, and
     /// `node` is another node.
     fn want_edge(&self, glue: &Glue, room: &str, node: &NodeId) {
-        if node == glue.me() || !self.shard(self.shard_of_room(room)).hub.room_is_sfu(room) {
-            return;
+        if node != glue.me() && self.shard(self.shard_of_room(room)).hub.room_is_sfu(room) {
+            glue.ask_edge(node, room);
         }
-        let msg = BusMessage::EdgeWanted {
-            conn: 0,
-            text: room,
-        };
-        glue.store.send(node, msg.encode());
     }
 
     /// Whether this node holds `room`, claiming (and loading) it when it has no owner.

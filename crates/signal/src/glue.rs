@@ -63,6 +63,15 @@ impl Glue {
         &self.store.me().id
     }
 
+    /// Ask `node` to run an SFU edge of `room`, a room of this node (it keeps one per room).
+    pub(crate) fn ask_edge(&self, node: &NodeId, room: &str) {
+        let msg = BusMessage::EdgeWanted {
+            conn: 0,
+            text: room,
+        };
+        self.store.send(node, msg.encode());
+    }
+
     /// Pass a client message of a bridged connection to its room's owner; false when the
     /// connection is not bridged.
     pub(crate) fn forward(&self, conn: ConnId, text: &str) -> bool {

@@ -47,8 +47,9 @@ pub(crate) struct Shard {
     scratch: Vec<Output>,
     /// The cluster this node belongs to, if any.
     glue: Option<Arc<Glue>>,
-    /// The other node whose SFU each member uses, when its `join` or `resume` named one
-    /// (`sfuNode`): asked for an edge when the room turns SFU later ([`edges_wanted`]).
+    /// The node whose SFU each member uses, when its `join` or `resume` named a live one
+    /// (`sfuNode`): asked for an edge, instead of the node that bridges the member, when
+    /// the room turns SFU later ([`edges_wanted`]; none when it is this node).
     pub(crate) sfu_nodes: HashMap<ConnId, switchboard_cluster::NodeId>,
 }
 
@@ -555,14 +556,7 @@ fn edges_wanted(sh: &Shard, room: &str) {
         }
     }
     for node in nodes {
-        glue.store.send(
-            node,
-            BusMessage::EdgeWanted {
-                conn: 0,
-                text: room,
-            }
-            .encode(),
-        );
+        glue.ask_edge(node, room);
     }
 }
 

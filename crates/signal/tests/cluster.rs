@@ -636,75 +636,63 @@ async fn a_remote_service_ends_with_the_node_of_its_room_and_leaves_with_its_own
 
 #[tokio::test]
 async fn a_node_that_bridges_members_of_an_sfu_room_is_asked_for_an_edge() {
-    let EdgeNodes {
-        _net,
-        nodes,
-        _sfu,
-        mut edges2,
-        mut edges3,
-    } = edge_nodes(3);
+    let mut e = edge_nodes(3);
     // A mesh room of node 1 with a member bridged by node 2: no edge yet.
-    let (_a, _) = join(&nodes[0], "r", "Ada").await;
-    let (_b, _) = join(&nodes[1], "r", "Bob").await;
+    let (_a, _) = join(&e.nodes[0], "r", "Ada").await;
+    let (_b, _) = join(&e.nodes[1], "r", "Bob").await;
     assert!(
-        timeout(Duration::from_millis(300), edges2.recv())
+        timeout(Duration::from_millis(300), e.edges2.recv())
             .await
             .is_err(),
         "an edge for a mesh room"
     );
     // The third member turns it SFU: node 2 is asked (node 3 not: nobody of it is in).
-    let (_c, jc) = join(&nodes[0], "r", "Cy").await;
+    let (_c, jc) = join(&e.nodes[0], "r", "Cy").await;
     assert_eq!(jc["topology"], "sfu");
-    let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    let room = timeout(WAIT, e.edges2.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
-    assert!(timeout(Duration::from_millis(300), edges3.recv())
+    assert!(timeout(Duration::from_millis(300), e.edges3.recv())
         .await
         .is_err());
     // A member joining the SFU room through node 3: node 3 is asked.
-    let (_d, _) = join(&nodes[2], "r", "Dan").await;
-    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    let (_d, _) = join(&e.nodes[2], "r", "Dan").await;
+    let room = timeout(WAIT, e.edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
 }
 
 #[tokio::test]
 async fn a_member_naming_another_nodes_sfu_gets_that_node_an_edge() {
-    let EdgeNodes {
-        _net,
-        nodes,
-        _sfu,
-        mut edges2,
-        mut edges3,
-    } = edge_nodes(1);
+    let mut e = edge_nodes(1);
     let quiet =
         |rx: &mut tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<str>>| rx.try_recv().is_err();
     // An SFU room of node 1; a member of node 1 that uses node 1's SFU: no edge.
-    let (_a, ja) = join(&nodes[0], "r", "Ada").await;
+    let (_a, ja) = join(&e.nodes[0], "r", "Ada").await;
     assert_eq!(ja["topology"], "sfu");
-    let (_b, _) = join_naming(&nodes[0], "r", "Bob", "n1").await;
+    let (_b, _) = join_naming(&e.nodes[0], "r", "Bob", "n1").await;
     // A member of node 1 (a full node sends it elsewhere) that uses node 3's SFU.
-    let (_c, _) = join_naming(&nodes[0], "r", "Cy", "n3").await;
-    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    let (_c, _) = join_naming(&e.nodes[0], "r", "Cy", "n3").await;
+    let room = timeout(WAIT, e.edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
     // A member bridged by node 2 that uses node 3's SFU: node 3 is asked, node 2 not.
-    let (_d, _) = join_naming(&nodes[1], "r", "Dan", "n3").await;
-    let room = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    let (_d, _) = join_naming(&e.nodes[1], "r", "Dan", "n3").await;
+    let room = timeout(WAIT, e.edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        quiet(&mut edges2),
+        quiet(&mut e.edges2),
         "node 2 was asked for an edge nobody uses"
     );
     // A node name that is no live node asks nobody (and the join works) ...
-    let (_e, _) = join_naming(&nodes[0], "r", "Eve", "n9").await;
+    let (_e, _) = join_naming(&e.nodes[0], "r", "Eve", "n9").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        quiet(&mut edges2) && quiet(&mut edges3),
+        quiet(&mut e.edges2) && quiet(&mut e.edges3),
         "an edge for a node that is not there"
     );
     // ... but the bridging node, for a member it bridges (a client that failed over to it
     // still names the dead node it first used).
-    let (_f, _) = join_naming(&nodes[1], "r", "Fay", "n9").await;
-    let room = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    let (_f, _) = join_naming(&e.nodes[1], "r", "Fay", "n9").await;
+    let room = timeout(WAIT, e.edges2.recv()).await.unwrap().unwrap();
     assert_eq!(&*room, "r");
 }
 
@@ -757,24 +745,18 @@ async fn lines_live_on_one_node_and_get_their_calls_peer_back_after_it_dies() {
 /// (a full node sent them there while the room was still mesh).
 #[tokio::test]
 async fn a_room_turning_sfu_later_asks_the_nodes_its_members_named() {
-    let EdgeNodes {
-        _net,
-        nodes,
-        _sfu,
-        mut edges2,
-        mut edges3,
-    } = edge_nodes(3);
-    let (_a, ja) = join(&nodes[0], "r", "Ada").await;
+    let mut e = edge_nodes(3);
+    let (_a, ja) = join(&e.nodes[0], "r", "Ada").await;
     assert_eq!(ja["topology"], "mesh");
     // Bob signals through node 1 but uses node 3's SFU; Cy is bridged by node 2.
-    let (_b, jb) = join_naming(&nodes[0], "r", "Bob", "n3").await;
+    let (_b, jb) = join_naming(&e.nodes[0], "r", "Bob", "n3").await;
     assert_eq!(jb["topology"], "mesh");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(edges3.try_recv().is_err(), "an edge for a mesh room");
-    let (_c, jc) = join(&nodes[1], "r", "Cy").await;
+    assert!(e.edges3.try_recv().is_err(), "an edge for a mesh room");
+    let (_c, jc) = join(&e.nodes[1], "r", "Cy").await;
     assert_eq!(jc["topology"], "sfu", "the third member turns it SFU");
-    let asked = timeout(WAIT, edges3.recv()).await.unwrap().unwrap();
+    let asked = timeout(WAIT, e.edges3.recv()).await.unwrap().unwrap();
     assert_eq!(&*asked, "r", "node 3, named by Bob");
-    let asked = timeout(WAIT, edges2.recv()).await.unwrap().unwrap();
+    let asked = timeout(WAIT, e.edges2.recv()).await.unwrap().unwrap();
     assert_eq!(&*asked, "r", "node 2, which bridges Cy");
 }

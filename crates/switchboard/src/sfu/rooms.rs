@@ -61,8 +61,6 @@ struct EdgeTask {
     /// Tells its room loop to end (and so leave the SFU core's room).
     stop: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
-    /// Tells this edge from a later one of the same room.
-    generation: u64,
 }
 
 type EdgeRooms = Arc<std::sync::Mutex<HashMap<Arc<str>, EdgeTask>>>;
@@ -76,7 +74,6 @@ pub async fn serve(
     mut edges: Option<Edges>,
 ) {
     let edge_rooms: EdgeRooms = Arc::default();
-    let mut generation = 0u64;
     loop {
         let edge_request = async {
             match edges.as_mut() {
@@ -119,8 +116,6 @@ pub async fn serve(
         if super::shared::lock(&edge_rooms).contains_key(&room) {
             continue; // one edge per room
         }
-        generation += 1;
-        let this = generation;
         let stop = Arc::new(Notify::new());
         let (sig, sh, rooms) = (signaling.clone(), shared.clone(), edge_rooms.clone());
         let (node, link_ip, edge_stop) = (e.node.clone(), e.link_ip, stop.clone());
@@ -150,24 +145,21 @@ pub async fn serve(
                         link_ip,
                         shared: sh.clone(),
                     };
-                    serve_room(p, sh.clone(), Some(link), Some(edge_stop)).await;
+                    serve_room(p, sh.clone(), Some(link), Some(edge_stop.clone())).await;
                     sh.counters.edges.fetch_sub(1, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!(%room, error = %e, "the SFU edge could not join a room"),
             }
+            // Its own entry only: a later edge of the same room has another `stop`.
             let mut map = super::shared::lock(&rooms);
-            if map.get(&room).is_some_and(|t| t.generation == this) {
+            if map
+                .get(&room)
+                .is_some_and(|t| Arc::ptr_eq(&t.stop, &edge_stop))
+            {
                 map.remove(&room);
             }
         });
-        map.insert(
-            key,
-            EdgeTask {
-                stop,
-                task,
-                generation: this,
-            },
-        );
+        map.insert(key, EdgeTask { stop, task });
     }
 }
 
