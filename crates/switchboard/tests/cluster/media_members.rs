@@ -3,9 +3,10 @@
 //! lives on node 1. Each joins the room on node 1 and sends its media to node 2's SFU
 //! edge of it, linked to node 1's SFU (docs/cluster.md "SFU rooms"). What a user checks:
 //! the room's member on node 1 hears the phone and the phone hears the member; the
-//! WHIP publisher's video reaches the member; and when node 1 dies the call goes on:
-//! the room comes back on another node with the phone in it, and a member joining
-//! through node 3 then hears the phone and is heard, with no BYE on the phone's side.
+//! WHIP publisher's video reaches the member, and a WHIP session ends when node 1 dies;
+//! when node 1 dies the call goes on: the room comes back on another node with the
+//! phone in it, and a member joining through node 3 then hears the phone and is heard,
+//! with no BYE on the phone's side.
 
 use crate::lab::Lab;
 use crate::sip_far_end::{dial_at, talk, talking, FarEnd};
@@ -179,4 +180,28 @@ fn a_whip_publisher_reaches_a_room_of_another_node() {
         .pump_until(Duration::from_secs(10), |a| a.left_peers.contains(&whip_id))
         .expect("pump");
     assert!(gone, "the WHIP publisher did not leave the room");
+
+    // A session whose room's node dies ends with it (docs/cluster.md): once node 2 has
+    // seen node 1 dead, a DELETE there finds nothing.
+    let again = lab.in_client_ns(move || IngestClient::whip(http, "live", None, ip));
+    let whip = again.expect("a second WHIP POST to node 2");
+    let found = ada
+        .pump_until(Duration::from_secs(10), |a| {
+            a.joined_peers
+                .iter()
+                .filter(|p| p["service"] == "whip")
+                .count()
+                == 2
+        })
+        .expect("pump");
+    assert!(found, "the second WHIP publisher is no peer of the room");
+    lab.kill_node(1);
+    let deadline = Instant::now() + crate::FAILOVER;
+    while lab.metric(2, "switchboard_cluster_nodes") != Some(1) {
+        assert!(Instant::now() < deadline, "n2 never saw n1 dead");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = lab.in_client_ns(move || whip.end()).expect("DELETE");
+    assert_eq!(status, 404, "the WHIP session outlived its room's node");
 }
